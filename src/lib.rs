@@ -1,0 +1,12 @@
+//! package-indexer (layout documented once the modules land).
+
+pub mod admin;
+pub mod config;
+pub mod index;
+pub mod log;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod signal;
+pub mod workload;
+pub mod durability;

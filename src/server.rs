@@ -488,9 +488,3 @@ impl Shared {
         response
     }
 }
-
-/// Starts a server from a [`Config`] (admin and durability are wired by the
-/// binary).
-pub fn start(config: &Config, store: Store, metrics: Arc<Metrics>) -> io::Result<Running> {
-    Server::bind(config.addr.as_str(), Limits::from(config), store, metrics)?.start()
-}

@@ -251,7 +251,7 @@ fn concurrent_writers_keep_the_index_consistent() {
                 assert_eq!(ask("INDEX|base|\n".into()), "OK");
                 for i in 0..300 {
                     assert_eq!(ask(format!("INDEX|w{w}-{i}|base\n")), "OK");
-                    assert_eq!(ask(format!("REMOVE|base|\n")), "FAIL");
+                    assert_eq!(ask("REMOVE|base|\n".into()), "FAIL");
                     if i % 2 == 0 {
                         assert_eq!(ask(format!("REMOVE|w{w}-{i}|\n")), "OK");
                     }

@@ -67,6 +67,14 @@ struct Pending {
     closing: bool,
 }
 
+/// The log file receiving appends.
+struct ActiveFile {
+    generation: Generation,
+    file: File,
+    /// Its length, header included.
+    bytes: u64,
+}
+
 struct Progress {
     durable: Seq,
     /// Generation of the file the writer writes to.
@@ -118,20 +126,42 @@ impl Log {
             ..
         } = recovered;
         files::remove_older_than(&dir, base, true)?;
-        let (generation, file, log_bytes) = match active_log {
-            Some((generation, len)) => {
-                let file = OpenOptions::new().append(true).open(files::path(
+        let active = match active_log {
+            Some((generation, len)) => ActiveFile {
+                generation,
+                file: OpenOptions::new().append(true).open(files::path(
                     &dir,
                     Kind::Log,
                     generation,
-                ))?;
-                (generation, file, len)
-            }
+                ))?,
+                bytes: len,
+            },
             None => {
-                let (file, len) = create_log_file(&dir, base)?;
-                (base, file, len)
+                let (file, bytes) = create_log_file(&dir, base)?;
+                ActiveFile {
+                    generation: base,
+                    file,
+                    bytes,
+                }
             }
         };
+        Log::start(dir, dir_lock, active, snapshot_bytes, fsync, on_error)
+    }
+
+    /// Starts the writer thread on `active`.
+    fn start(
+        dir: PathBuf,
+        dir_lock: File,
+        active: ActiveFile,
+        snapshot_bytes: u64,
+        fsync: Fsync,
+        on_error: impl Fn(&io::Error) + Send + 'static,
+    ) -> io::Result<Log> {
+        let ActiveFile {
+            generation,
+            file,
+            bytes: log_bytes,
+        } = active;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 buffer: Vec::new(),
@@ -170,9 +200,7 @@ impl Log {
     /// bytes, and once the log has failed or closed.
     pub fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
         let mut pending = lock(&self.shared.pending);
-        if let Some(failure) = self.shared.failure.get() {
-            return Err(failure.to_error());
-        }
+        self.check_alive()?;
         let before = pending.buffer.len();
         record::encode_change(&mut pending.buffer, change)?;
         pending.log_bytes += (pending.buffer.len() - before) as u64;
@@ -181,6 +209,14 @@ impl Log {
         drop(pending);
         self.shared.work.notify_one();
         Ok(seq)
+    }
+
+    /// The error that failed (or closed) the log, if it did.
+    fn check_alive(&self) -> io::Result<()> {
+        match self.shared.failure.get() {
+            Some(failure) => Err(failure.to_error()),
+            None => Ok(()),
+        }
     }
 
     /// The sequence number of the newest append: a reader that wants what
@@ -198,9 +234,7 @@ impl Log {
             if progress.durable >= seq {
                 return Ok(());
             }
-            if let Some(failure) = self.shared.failure.get() {
-                return Err(failure.to_error());
-            }
+            self.check_alive()?;
             progress = self
                 .shared
                 .progressed
@@ -230,22 +264,19 @@ impl Log {
     /// switch is written and synced and the new file receives appends.
     pub fn rotate(&self) -> io::Result<Generation> {
         let mut generation = lock(&self.generation);
+        self.check_alive()?;
         let next = generation.next();
         let (file, header_len) = create_log_file(&self.dir, next)?;
         {
             let mut pending = lock(&self.shared.pending);
-            if let Some(failure) = self.shared.failure.get() {
-                return Err(failure.to_error());
-            }
+            self.check_alive()?;
             pending.switch_to = Some((next, file));
             pending.log_bytes = header_len;
         }
         self.shared.work.notify_one();
         let mut progress = lock(&self.shared.progress);
         while progress.generation < next {
-            if let Some(failure) = self.shared.failure.get() {
-                return Err(failure.to_error());
-            }
+            self.check_alive()?;
             progress = self
                 .shared
                 .progressed
@@ -374,4 +405,51 @@ fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)
     files::install(dir, Kind::Log, generation, |file| {
         file.write_all(&record::header(record::LOG_MAGIC))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_failed_write_fails_every_waiter_and_every_later_call() {
+        let dir = std::env::temp_dir().join(format!("pi-wal-failure-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log-1.pi");
+        fs::write(&path, b"").unwrap();
+        // Writing to a file opened read-only fails like a dying disk would.
+        let read_only = File::open(&path).unwrap();
+        let lock_file = File::create(dir.join("LOCK")).unwrap();
+        let reported = Arc::new(AtomicUsize::new(0));
+        let log = {
+            let reported = Arc::clone(&reported);
+            let active = ActiveFile {
+                generation: Generation::FIRST,
+                file: read_only,
+                bytes: 0,
+            };
+            Log::start(
+                dir.clone(),
+                lock_file,
+                active,
+                0,
+                Fsync::Always,
+                move |_| {
+                    reported.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap()
+        };
+        let seq = log.append(&Change::Remove { package: "a" }).unwrap();
+        assert!(log.wait_durable(seq).is_err());
+        assert!(log.wait_durable(seq).is_err(), "the error is sticky");
+        assert!(log.append(&Change::Remove { package: "b" }).is_err());
+        assert!(log.rotate().is_err());
+        assert!(log.close().is_err());
+        drop(log);
+        assert_eq!(reported.load(Ordering::SeqCst), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

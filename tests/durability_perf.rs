@@ -112,7 +112,11 @@ fn recovery_of_a_million_packages() {
 
     for (what, dir) in [("snapshot", &snapshot_dir), ("log", &log_dir)] {
         let mut count = 0usize;
-        let recovered = recover(dir.path(), |_| count += 1).unwrap();
+        let recovered = recover(dir.path(), |_| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(count, PACKAGES);
         eprintln!(
             "recover {PACKAGES} packages from a {what} ({} bytes on disk): {:.2?} reading and decoding",
@@ -136,6 +140,7 @@ fn recovery_of_a_million_packages() {
                     dependencies.iter().map(|&d| d.to_owned()).collect(),
                 );
             }
+            Ok(())
         })
         .unwrap();
         assert_eq!(state.len(), PACKAGES);

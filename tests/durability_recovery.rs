@@ -12,7 +12,7 @@ use std::thread;
 use durability_common::{
     contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
 };
-use package_indexer::durability::{Fsync, Log, OwnedChange, RecoveryError};
+use package_indexer::durability::{recover, Fsync, Log, OwnedChange, RecoveryError};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -172,6 +172,40 @@ fn damage_in_the_middle_refuses_naming_file_and_offset_and_changes_nothing() {
         );
         assert_eq!(contents(dir), before, "{what}: files were changed");
     }
+}
+
+#[test]
+fn a_change_the_index_refuses_stops_recovery_at_that_record() {
+    let scratch = ScratchDir::new("refused");
+    let dir = scratch.path();
+    let boundaries = write_log(dir, &sample_changes());
+    let path = dir.join("log-1.pi");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0]);
+    fs::write(&path, &bytes).unwrap();
+    let before = contents(dir);
+    let mut seen = 0;
+    let error = recover(dir, |_| {
+        seen += 1;
+        if seen == 3 {
+            Err("dependency `b` is not indexed".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    match &error {
+        RecoveryError::Damaged {
+            file,
+            offset,
+            reason,
+        } => {
+            assert_eq!((file, *offset), (&path, boundaries[2]));
+            assert!(reason.contains("not indexed"), "{reason}");
+        }
+        other => panic!("expected damage, got {other}"),
+    }
+    assert_eq!(contents(dir), before);
 }
 
 #[test]

@@ -127,11 +127,16 @@ fn damaged(file: &Path, offset: usize, reason: String) -> RecoveryError {
 
 /// Loads the state kept in `dir`, creating the directory if it is missing,
 /// and passes every change to `apply` in order: the snapshot's packages
-/// (dependencies first) as `Index` changes, then the logged changes.
+/// (dependencies first) as `Index` changes, then the logged changes. If
+/// `apply` refuses a change (the index would not accept it, so the files
+/// are inconsistent), recovery stops with damage at that record.
 /// Takes an exclusive lock on the directory that the returned value keeps.
-pub fn recover(dir: &Path, mut apply: impl FnMut(Change<'_>)) -> Result<Recovered, RecoveryError> {
+pub fn recover(
+    dir: &Path,
+    mut apply: impl FnMut(Change<'_>) -> Result<(), String>,
+) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    create_dir(dir)?;
     let lock = lock_dir(dir)?;
     let listing = files::list(dir).map_err(io_error(dir))?;
     let mut stats = LoadStats::default();
@@ -189,6 +194,20 @@ pub fn recover(dir: &Path, mut apply: impl FnMut(Change<'_>)) -> Result<Recovere
     })
 }
 
+/// Creates `dir` if missing, durably: a directory entry lost in a crash
+/// would take every file in it along.
+fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    files::sync_dir(parent).map_err(io_error(parent))
+}
+
 fn lock_dir(dir: &Path) -> Result<File, RecoveryError> {
     let path = dir.join(files::LOCK_FILE);
     let file = OpenOptions::new()
@@ -207,7 +226,7 @@ fn lock_dir(dir: &Path) -> Result<File, RecoveryError> {
 /// Loads a snapshot; returns its size.
 fn load_snapshot(
     path: &Path,
-    apply: &mut impl FnMut(Change<'_>),
+    apply: &mut impl FnMut(Change<'_>) -> Result<(), String>,
     stats: &mut LoadStats,
 ) -> Result<u64, RecoveryError> {
     let data = fs::read(path).map_err(io_error(path))?;
@@ -220,9 +239,8 @@ fn load_snapshot(
         }
         match record {
             Record::Change(change @ Change::Index { .. }) => {
-                apply(change);
                 packages += 1;
-                Ok(())
+                apply(change)
             }
             Record::Change(Change::Remove { .. }) => Err("REMOVE record in a snapshot".to_owned()),
             Record::SnapshotEnd { records } if records == packages => {
@@ -255,16 +273,15 @@ fn load_snapshot(
 fn replay_log(
     path: &Path,
     is_newest: bool,
-    apply: &mut impl FnMut(Change<'_>),
+    apply: &mut impl FnMut(Change<'_>) -> Result<(), String>,
     stats: &mut LoadStats,
 ) -> Result<(u64, Option<TornTail>), RecoveryError> {
     let data = fs::read(path).map_err(io_error(path))?;
     stats.bytes += data.len() as u64;
     let end = scan(path, &data, record::LOG_MAGIC, |record| match record {
         Record::Change(change) => {
-            apply(change);
             stats.log_records += 1;
-            Ok(())
+            apply(change)
         }
         Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
     })?;

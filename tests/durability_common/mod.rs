@@ -70,7 +70,10 @@ pub fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) ->
 /// Recovers `dir`, collecting the replayed changes.
 pub fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), RecoveryError> {
     let mut changes = Vec::new();
-    let recovered = recover(dir, |change| changes.push(OwnedChange::from(change)))?;
+    let recovered = recover(dir, |change| {
+        changes.push(OwnedChange::from(change));
+        Ok(())
+    })?;
     Ok((changes, recovered))
 }
 

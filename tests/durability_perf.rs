@@ -59,10 +59,15 @@ fn append_and_wait_throughput_from_100_threads() {
         }
         let elapsed = started.elapsed();
         let total = THREADS * PER_THREAD;
+        let stats = log.stats();
         eprintln!(
-            "fsync={fsync}: {total} append+wait from {THREADS} threads in {:.2?} = {:.0}/s",
+            "fsync={fsync}: {total} append+wait from {THREADS} threads in {:.2?} = {:.0}/s \
+             ({} writes, {} syncs, {:.1} changes per write)",
             elapsed,
-            total as f64 / elapsed.as_secs_f64()
+            total as f64 / elapsed.as_secs_f64(),
+            stats.batches_written,
+            stats.syncs,
+            total as f64 / stats.batches_written as f64
         );
     }
 }

@@ -55,6 +55,24 @@ struct Shared {
     progressed: Condvar,
     /// Set once; from then on nothing new becomes durable.
     failure: OnceLock<Failure>,
+    /// Written only by the writer thread.
+    batches_written: AtomicU64,
+    syncs: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// Counters of the log since it was opened, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Changes appended.
+    pub appended: u64,
+    /// Changes durable.
+    pub durable: u64,
+    /// `write(2)` batches: with many writers each holds many changes.
+    pub batches_written: u64,
+    /// `fdatasync` calls.
+    pub syncs: u64,
+    pub bytes_written: u64,
 }
 
 struct Pending {
@@ -177,6 +195,9 @@ impl Log {
             }),
             progressed: Condvar::new(),
             failure: OnceLock::new(),
+            batches_written: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
         });
         let writer = {
             let shared = Arc::clone(&shared);
@@ -240,6 +261,18 @@ impl Log {
                 .progressed
                 .wait(progress)
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> LogStats {
+        let shared = &self.shared;
+        LogStats {
+            appended: self.last_appended().0,
+            durable: lock(&shared.progress).durable.0,
+            batches_written: shared.batches_written.load(Ordering::Relaxed),
+            syncs: shared.syncs.load(Ordering::Relaxed),
+            bytes_written: shared.bytes_written.load(Ordering::Relaxed),
         }
     }
 
@@ -359,6 +392,12 @@ impl Shared {
                 });
                 return;
             }
+            if !batch.is_empty() {
+                self.batches_written.fetch_add(1, Ordering::Relaxed);
+                self.bytes_written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            self.syncs.fetch_add(u64::from(sync), Ordering::Relaxed);
             batch.clear();
             if batch.capacity() > SPARE_CAPACITY_LIMIT {
                 batch = Vec::new();

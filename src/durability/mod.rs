@@ -32,7 +32,7 @@ mod snapshot;
 use std::fmt;
 use std::str::FromStr;
 
-pub use self::log::Log;
+pub use self::log::{Log, LogStats};
 pub use crc32c::checksum as crc32c;
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};

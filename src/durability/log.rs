@@ -385,11 +385,13 @@ impl Shared {
             // mode, so an older log is always complete on disk.
             let sync = fsync == Fsync::Always || switch_to.is_some() || closing;
             if let Err(error) = write_batch(&mut file, &batch, sync) {
-                on_error(&error);
+                // Waiters learn first, so even a panicking hook cannot
+                // leave them hanging.
                 self.finish(Failure::Io {
                     kind: error.kind(),
                     message: error.to_string(),
                 });
+                on_error(&error);
                 return;
             }
             if !batch.is_empty() {

@@ -237,7 +237,7 @@ fn an_unknown_format_version_is_refused() {
 }
 
 #[test]
-fn a_torn_record_in_an_older_log_is_damage() {
+fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     let scratch = ScratchDir::new("torn-old");
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
@@ -254,6 +254,33 @@ fn a_torn_record_in_an_older_log_is_damage() {
         RecoveryError::Damaged { file, offset, .. } => assert_eq!((file, offset), (old, end)),
         other => panic!("expected damage, got {other}"),
     }
+}
+
+#[test]
+fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
+    let scratch = ScratchDir::new("torn-rotation");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    drop(log);
+    // A crash mid-rotation: the older log's last write cut short, the new
+    // log created but still empty.
+    let old = dir.join("log-1.pi");
+    let end = fs::metadata(&old).unwrap().len();
+    let mut bytes = fs::read(&old).unwrap();
+    bytes.extend_from_slice(&[20, 0, 0]);
+    fs::write(&old, &bytes).unwrap();
+    let (changes, recovered) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[])]);
+    let torn = recovered.torn_tail.clone().unwrap();
+    assert_eq!((torn.file, torn.offset), (old.clone(), end));
+    assert_eq!(fs::metadata(&old).unwrap().len(), end);
+    let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+    append(&log, &index("b", &["a"]));
+    drop(log);
+    let (changes, _) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[]), index("b", &["a"])]);
 }
 
 #[test]

@@ -289,7 +289,7 @@ pub enum Frame<'a> {
     /// Clean end of the file.
     End,
     /// The file ends inside a record: what a crash mid-write leaves behind.
-    /// Acceptable only at the end of the newest log file.
+    /// Acceptable only as the last record of the last log holding records.
     Torn(String),
     /// Damage that no crash of ours can produce.
     Corrupt(String),

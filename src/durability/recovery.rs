@@ -1,8 +1,9 @@
 //! Rebuilding the state from a data directory at start.
 //!
 //! Everything is read and checked before anything is changed: the only write
-//! recovery makes is cutting a torn last record off the newest log, and that
-//! happens after every other byte has been accepted. Each file is read whole
+//! recovery makes is cutting off a torn last record (the end of the last log
+//! holding records), and that happens after every other byte has been
+//! accepted. Each file is read whole
 //! (a snapshot of 1,000,000 packages is tens of megabytes, and a log is
 //! compacted before it outgrows the snapshot), which lets records be decoded
 //! in place without copying names.
@@ -45,7 +46,7 @@ pub struct LoadStats {
     pub elapsed: Duration,
 }
 
-/// A record cut short by a crash and dropped from the end of the newest log.
+/// A record cut short by a crash and dropped from the end of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     pub file: PathBuf,
@@ -171,12 +172,28 @@ pub fn recover(
     }
 
     let mut active_log = None;
-    let mut torn_tail = None;
-    for (position, log) in logs.iter().enumerate() {
-        let is_newest = position + 1 == logs.len();
-        let (valid_len, torn) = replay_log(&log.path, is_newest, &mut apply, &mut stats)?;
+    let mut torn_tail: Option<TornTail> = None;
+    for log in &logs {
+        let records_before = stats.log_records;
+        let (valid_len, torn) = replay_log(&log.path, &mut apply, &mut stats)?;
+        // The writer finishes and syncs a log before the next one gets a
+        // record, so a torn record may end an older log only when a crash
+        // hit during a rotation: every later log must be empty.
+        if let Some(earlier) = &torn_tail {
+            if stats.log_records > records_before || torn.is_some() {
+                return Err(RecoveryError::Damaged {
+                    file: earlier.file.clone(),
+                    offset: earlier.offset,
+                    reason: format!(
+                        "{}, yet {} holds records after it",
+                        earlier.reason,
+                        log.path.display()
+                    ),
+                });
+            }
+        }
         active_log = Some((log.generation, valid_len));
-        torn_tail = torn;
+        torn_tail = torn_tail.or(torn);
     }
 
     if let Some(torn) = &torn_tail {
@@ -268,11 +285,10 @@ fn load_snapshot(
     Ok(data.len() as u64)
 }
 
-/// Replays one log; returns its valid length and, for the newest log only,
-/// the torn record at its end. A torn record anywhere else is damage.
+/// Replays one log; returns its valid length and the torn record at its
+/// end, if any.
 fn replay_log(
     path: &Path,
-    is_newest: bool,
     apply: &mut impl FnMut(Change<'_>) -> Result<(), String>,
     stats: &mut LoadStats,
 ) -> Result<(u64, Option<TornTail>), RecoveryError> {
@@ -287,7 +303,7 @@ fn replay_log(
     })?;
     match end {
         Scanned::Clean => Ok((data.len() as u64, None)),
-        Scanned::Torn { offset, reason } if is_newest => Ok((
+        Scanned::Torn { offset, reason } => Ok((
             offset as u64,
             Some(TornTail {
                 file: path.to_owned(),
@@ -295,11 +311,6 @@ fn replay_log(
                 dropped_bytes: (data.len() - offset) as u64,
                 reason,
             }),
-        )),
-        Scanned::Torn { offset, reason } => Err(damaged(
-            path,
-            offset,
-            format!("{reason}, in a log that is not the newest"),
         )),
     }
 }

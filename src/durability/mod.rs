@@ -11,13 +11,16 @@
 //! The life of a data directory, as the server drives it:
 //!
 //! 1. [`recover`] locks the directory, replays snapshot and logs through a
-//!    callback, and truncates a torn last record (reporting it).
+//!    callback (which may refuse a change: that is damage too), and
+//!    truncates a torn last record, reporting it for a warning.
 //! 2. [`Log::open`] continues the newest log; the server calls
 //!    [`Log::append`] under the index write lock and [`Log::wait_durable`]
-//!    after releasing it, before answering `OK`.
+//!    after releasing it, before answering `OK`. A wait that fails means
+//!    the disk failed: the server must stop (exit 1), not answer `OK`.
 //! 3. When [`Log::needs_compaction`] says so, a background thread takes the
 //!    index read lock, calls [`Log::rotate`] and copies (or walks) the
 //!    packages, then [`Log::write_snapshot`]s them; older files are deleted.
+//! 4. On a graceful stop, [`Log::close`] writes and syncs what is left.
 //!
 //! This module knows nothing of the index: changes and snapshot contents are
 //! plain names.
@@ -33,7 +36,6 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use self::log::{Log, LogStats};
-pub use crc32c::checksum as crc32c;
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};

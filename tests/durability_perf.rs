@@ -13,11 +13,16 @@ use std::thread;
 use std::time::Instant;
 
 use durability_common::{dir_bytes, recover_changes, ScratchDir};
-use package_indexer::durability::{recover, Change, Fsync, Log};
+use package_indexer::durability::{recover, Change, Fsync, Log, LogEvent};
 
 fn open(dir: &std::path::Path, fsync: Fsync) -> Log {
     let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |error| panic!("log failed: {error}")).unwrap()
+    Log::open(recovered, fsync, |event| {
+        if let LogEvent::Failed(error) = event {
+            panic!("log failed: {error}")
+        }
+    })
+    .unwrap()
 }
 
 #[test]

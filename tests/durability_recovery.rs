@@ -12,7 +12,7 @@ use std::thread;
 use durability_common::{
     contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
 };
-use package_indexer::durability::{recover, Fsync, Log, OwnedChange, RecoveryError};
+use package_indexer::durability::{recover, Fsync, Log, LogEvent, OwnedChange, RecoveryError};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -33,7 +33,12 @@ fn apply(state: &mut FakeIndex, change: &OwnedChange) {
 
 fn open(dir: &Path, fsync: Fsync) -> Log {
     let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |error| panic!("log failed: {error}")).unwrap()
+    Log::open(recovered, fsync, |event| {
+        if let LogEvent::Failed(error) = event {
+            panic!("log failed: {error}")
+        }
+    })
+    .unwrap()
 }
 
 fn append(log: &Log, change: &OwnedChange) {

@@ -21,12 +21,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use super::files::{self, Kind};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
 use super::{Fsync, Generation, Seq};
+
+/// What the writer thread reports to the server, on its own thread.
+#[derive(Debug)]
+pub enum LogEvent<'a> {
+    /// A batch was synced; the time `fdatasync` took.
+    Synced(Duration),
+    /// A write or sync failed; the log is failed for good. Reported once.
+    Failed(&'a io::Error),
+}
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
@@ -128,12 +138,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Log {
     /// Opens the log after [`super::recover`]: continues the newest log file
     /// or creates the first one, removes files the newest snapshot made
-    /// obsolete, and starts the writer thread. `on_error` is called (on the
+    /// obsolete, and starts the writer thread. `observe` hears (on the
     /// writer thread) once, with the write or sync error that failed the log.
     pub fn open(
         recovered: Recovered,
         fsync: Fsync,
-        on_error: impl Fn(&io::Error) + Send + 'static,
+        observe: impl Fn(LogEvent<'_>) + Send + 'static,
     ) -> io::Result<Log> {
         let Recovered {
             dir,
@@ -163,7 +173,7 @@ impl Log {
                 }
             }
         };
-        Log::start(dir, dir_lock, active, snapshot_bytes, fsync, on_error)
+        Log::start(dir, dir_lock, active, snapshot_bytes, fsync, observe)
     }
 
     /// Starts the writer thread on `active`.
@@ -173,7 +183,7 @@ impl Log {
         active: ActiveFile,
         snapshot_bytes: u64,
         fsync: Fsync,
-        on_error: impl Fn(&io::Error) + Send + 'static,
+        observe: impl Fn(LogEvent<'_>) + Send + 'static,
     ) -> io::Result<Log> {
         let ActiveFile {
             generation,
@@ -203,7 +213,7 @@ impl Log {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("wal-writer".to_owned())
-                .spawn(move || shared.run_writer(file, fsync, on_error))?
+                .spawn(move || shared.run_writer(file, fsync, observe))?
         };
         Ok(Log {
             shared,
@@ -357,13 +367,13 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        // Errors were already reported through `on_error`.
+        // Errors were already reported through `observe`.
         let _ = self.close();
     }
 }
 
 impl Shared {
-    fn run_writer(&self, mut file: File, fsync: Fsync, on_error: impl Fn(&io::Error)) {
+    fn run_writer(&self, mut file: File, fsync: Fsync, observe: impl Fn(LogEvent<'_>)) {
         let mut batch = Vec::new();
         loop {
             let (last_in_batch, switch_to, closing) = {
@@ -384,14 +394,18 @@ impl Shared {
             // The file being left and the final state are synced in either
             // mode, so an older log is always complete on disk.
             let sync = fsync == Fsync::Always || switch_to.is_some() || closing;
-            if let Err(error) = write_batch(&mut file, &batch, sync) {
+            let synced = write_batch(&mut file, &batch, sync);
+            if let Ok(Some(took)) = synced {
+                observe(LogEvent::Synced(took));
+            }
+            if let Err(error) = synced {
                 // Waiters learn first, so even a panicking hook cannot
                 // leave them hanging.
                 self.finish(Failure::Io {
                     kind: error.kind(),
                     message: error.to_string(),
                 });
-                on_error(&error);
+                observe(LogEvent::Failed(&error));
                 return;
             }
             if !batch.is_empty() {
@@ -431,14 +445,17 @@ impl Shared {
     }
 }
 
-fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<()> {
+/// Writes `batch`, then syncs when asked; returns how long the sync took.
+fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
     if !batch.is_empty() {
         file.write_all(batch)?;
     }
-    if sync {
-        file.sync_data()?;
+    if !sync {
+        return Ok(None);
     }
-    Ok(())
+    let started = Instant::now();
+    file.sync_data()?;
+    Ok(Some(started.elapsed()))
 }
 
 /// Creates log `generation` holding only its header, durably.
@@ -477,8 +494,10 @@ mod tests {
                 active,
                 0,
                 Fsync::Always,
-                move |_| {
-                    reported.fetch_add(1, Ordering::SeqCst);
+                move |event| {
+                    if let LogEvent::Failed(_) = event {
+                        reported.fetch_add(1, Ordering::SeqCst);
+                    }
                 },
             )
             .unwrap()

@@ -35,7 +35,7 @@ mod snapshot;
 use std::fmt;
 use std::str::FromStr;
 
-pub use self::log::{Log, LogStats};
+pub use self::log::{Log, LogEvent, LogStats};
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};
@@ -116,5 +116,12 @@ mod tests {
         }
         assert!("Always".parse::<Fsync>().is_err());
         assert!("".parse::<Fsync>().is_err());
+    }
+}
+
+impl Seq {
+    /// The sequence number `value`, for callers that keep one in an atomic.
+    pub const fn new(value: u64) -> Seq {
+        Seq(value)
     }
 }

@@ -1,0 +1,282 @@
+//! Holds the deployment kit (`deploy/`) to the binary it deploys: every flag
+//! the Kubernetes manifests and the systemd unit pass exists in `--help`,
+//! every port they publish is the one the server is told to listen on, the
+//! stop grace periods outlast `--shutdown-timeout`, and every HTTP path a
+//! probe or Prometheus requests is served by a real admin listener.
+//!
+//! The files are read as text, a line at a time: the kit keeps one setting
+//! per line, which is all these checks need.
+
+mod deploy_support;
+
+use deploy_support::{http_get, kit_file, RunningServer};
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const STATEFULSET: &str = "kubernetes/statefulset.yaml";
+const SERVICE: &str = "kubernetes/service.yaml";
+const UNIT: &str = "systemd/package-indexer.service";
+const SCRAPE_CONFIGS: [&str; 2] = [
+    "prometheus/prometheus.yml",
+    "prometheus/prometheus-kubernetes.yml",
+];
+
+/// Values of every `key: value` line (also as a `- key: value` list item),
+/// unquoted, in file order.
+fn yaml_values(text: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}:");
+    text.lines()
+        .map(|line| line.trim_start().trim_start_matches("- "))
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| {
+            value
+                .trim()
+                .trim_matches('"')
+                .trim_matches('\'')
+                .to_string()
+        })
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
+/// The container's `args:` list as flag → value.
+fn statefulset_flags() -> BTreeMap<String, String> {
+    let text = kit_file(STATEFULSET);
+    let mut items = Vec::new();
+    let mut in_args = false;
+    for line in text.lines().map(str::trim) {
+        if line == "args:" {
+            in_args = true;
+        } else if in_args && line.starts_with('#') {
+            continue;
+        } else if in_args {
+            match line.strip_prefix("- ") {
+                Some(item) => items.push(item.trim_matches('"').to_string()),
+                None => break,
+            }
+        }
+    }
+    let mut flags = BTreeMap::new();
+    let mut items = items.into_iter().peekable();
+    while let Some(flag) = items.next() {
+        assert!(flag.starts_with("--"), "args item {flag:?} is not a flag");
+        let value = match items.peek() {
+            Some(next) if !next.starts_with("--") => items.next().unwrap_or_default(),
+            _ => String::new(),
+        };
+        flags.insert(flag, value);
+    }
+    assert!(!flags.is_empty(), "no args found in {STATEFULSET}");
+    flags
+}
+
+/// The unit's `Environment=PACKAGE_INDEXER_<NAME>=value` settings as
+/// `--name` → value, the flag each variable stands for.
+fn unit_flags() -> BTreeMap<String, String> {
+    let flags: BTreeMap<String, String> = kit_file(UNIT)
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment=PACKAGE_INDEXER_"))
+        .filter_map(|setting| setting.split_once('='))
+        .map(|(name, value)| {
+            let flag = format!("--{}", name.to_ascii_lowercase().replace('_', "-"));
+            (flag, value.to_string())
+        })
+        .collect();
+    assert!(!flags.is_empty(), "no PACKAGE_INDEXER_ settings in {UNIT}");
+    flags
+}
+
+/// The value of `Key=` in the systemd unit.
+fn unit_setting(key: &str) -> String {
+    let prefix = format!("{key}=");
+    kit_file(UNIT)
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("{UNIT} has no {key}="))
+}
+
+fn help_text() -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_package-indexer"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "--help failed: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The `--help` line that documents `flag`.
+fn help_line<'a>(help: &'a str, flag: &str) -> Option<&'a str> {
+    help.lines().map(str::trim_start).find(|line| {
+        line.strip_prefix(flag)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ',', '=']))
+    })
+}
+
+fn port_of(host_port: &str) -> u16 {
+    let (_, port) = host_port
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("{host_port:?} has no port"));
+    port.parse()
+        .unwrap_or_else(|e| panic!("port in {host_port:?}: {e}"))
+}
+
+/// Seconds in a `30s` / `2m` / `45` duration (a bare number is seconds, as
+/// in systemd and Kubernetes).
+fn seconds(duration: &str) -> u64 {
+    let (number, scale) = match duration.strip_suffix('m') {
+        Some(minutes) => (minutes, 60),
+        None => (duration.trim_end_matches('s'), 1),
+    };
+    number
+        .parse::<u64>()
+        .unwrap_or_else(|e| panic!("duration {duration:?}: {e}"))
+        * scale
+}
+
+/// Pairs each `name:` in a YAML list with the next `key:` after it.
+fn named_values(text: &str, key: &str) -> Vec<(String, String)> {
+    let mut last_name = None;
+    let mut pairs = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = yaml_values(line, "name").pop() {
+            last_name = Some(name);
+        } else if let (Some(value), Some(name)) = (yaml_values(line, key).pop(), &last_name) {
+            pairs.push((name.clone(), value));
+        }
+    }
+    pairs
+}
+
+#[test]
+fn every_flag_the_kit_passes_is_in_help() {
+    let help = help_text();
+    let mut checked = 0;
+    for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
+        for flag in flags.keys() {
+            assert!(
+                help_line(&help, flag).is_some(),
+                "{file} passes {flag}, which `package-indexer --help` does not list:\n{help}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "found only {checked} flags in the kit");
+}
+
+#[test]
+fn published_ports_are_the_ports_the_server_listens_on() {
+    let help = help_text();
+    let container_flags = statefulset_flags();
+    let protocol_port = port_of(&container_flags["--addr"]);
+    let admin_port = port_of(&container_flags["--admin-addr"]);
+
+    // The kit uses the default ports, so a server started without flags
+    // matches it too.
+    for (flag, port) in [("--addr", protocol_port), ("--admin-addr", admin_port)] {
+        let line = help_line(&help, flag).unwrap_or_else(|| panic!("--help lacks {flag}"));
+        assert!(
+            line.contains(&format!(":{port}")),
+            "the kit listens on port {port} for {flag}, but its default is not that: {line}"
+        );
+    }
+
+    let container_ports: BTreeMap<String, u16> =
+        named_values(&kit_file(STATEFULSET), "containerPort")
+            .into_iter()
+            .map(|(name, port)| (name, port.parse().unwrap()))
+            .collect();
+    assert_eq!(container_ports.get("protocol"), Some(&protocol_port));
+    assert_eq!(container_ports.get("admin"), Some(&admin_port));
+
+    // Probes name the admin port.
+    let probe_ports = yaml_values(&kit_file(STATEFULSET), "port");
+    assert!(!probe_ports.is_empty(), "no probe ports in {STATEFULSET}");
+    for port in probe_ports {
+        assert_eq!(port, "admin", "a probe in {STATEFULSET} uses port {port}");
+    }
+
+    // Services forward their ports to the container ports of the same name,
+    // under the same numbers.
+    let service = kit_file(SERVICE);
+    let service_ports = named_values(&service, "port");
+    assert!(!service_ports.is_empty(), "no ports in {SERVICE}");
+    for (name, port) in service_ports {
+        let container_port = container_ports
+            .get(&name)
+            .unwrap_or_else(|| panic!("{SERVICE} port {name} has no container port"));
+        assert_eq!(
+            port.parse::<u16>().unwrap(),
+            *container_port,
+            "{SERVICE} port {name}"
+        );
+    }
+    for (name, target) in named_values(&service, "targetPort") {
+        assert_eq!(name, target, "{SERVICE} port {name} targets {target}");
+    }
+
+    // Prometheus on Kubernetes scrapes the admin port found by DNS.
+    let k8s_scrape = kit_file(SCRAPE_CONFIGS[1]);
+    assert_eq!(yaml_values(&k8s_scrape, "port"), [admin_port.to_string()]);
+
+    // On a host, the unit's listeners and the static scrape target agree.
+    let host_flags = unit_flags();
+    assert_eq!(port_of(&host_flags["--addr"]), protocol_port);
+    let host_admin = &host_flags["--admin-addr"];
+    assert_eq!(port_of(host_admin), admin_port);
+    let static_targets: Vec<String> = kit_file(SCRAPE_CONFIGS[0])
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter(|item| {
+            item.rsplit_once(':')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        static_targets,
+        [host_admin.as_str()],
+        "static scrape targets"
+    );
+}
+
+#[test]
+fn stop_grace_periods_outlast_the_shutdown_timeout() {
+    let container_timeout = seconds(&statefulset_flags()["--shutdown-timeout"]);
+    let grace = yaml_values(&kit_file(STATEFULSET), "terminationGracePeriodSeconds");
+    assert_eq!(grace.len(), 1, "terminationGracePeriodSeconds: {grace:?}");
+    assert!(
+        seconds(&grace[0]) > container_timeout,
+        "terminationGracePeriodSeconds {} does not exceed --shutdown-timeout {container_timeout}s",
+        grace[0]
+    );
+
+    let unit_timeout = seconds(&unit_flags()["--shutdown-timeout"]);
+    let stop = unit_setting("TimeoutStopSec");
+    assert!(
+        seconds(&stop) > unit_timeout,
+        "TimeoutStopSec={stop} does not exceed the shutdown timeout {unit_timeout}s"
+    );
+}
+
+#[test]
+fn every_path_the_kit_requests_is_served_by_the_admin_listener() {
+    let mut paths = yaml_values(&kit_file(STATEFULSET), "path");
+    for scrape_config in SCRAPE_CONFIGS {
+        paths.extend(yaml_values(&kit_file(scrape_config), "metrics_path"));
+    }
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths, ["/healthz", "/metrics", "/readyz"]);
+
+    let server = RunningServer::start();
+    for path in &paths {
+        let (status, body) = http_get(server.admin_addr, path);
+        assert_ne!(
+            status, 404,
+            "the admin listener does not serve {path}: {body}"
+        );
+    }
+    // The check above means something only if unknown paths do get 404.
+    let (status, _) = http_get(server.admin_addr, "/no-such-path");
+    assert_eq!(status, 404, "an unknown admin path answered {status}");
+}

@@ -1,8 +1,9 @@
 //! Holds the deployment kit (`deploy/`) to the binary it deploys: every flag
 //! the Kubernetes manifests and the systemd unit pass exists in `--help`,
 //! every port they publish is the one the server is told to listen on, the
-//! stop grace periods outlast `--shutdown-timeout`, and every HTTP path a
-//! probe or Prometheus requests is served by a real admin listener.
+//! stop grace periods outlast `--shutdown-timeout`, every HTTP path a probe
+//! or Prometheus requests is served by a real admin listener, and every
+//! alert links to its own section of RUNBOOK.md.
 //!
 //! The files are read as text, a line at a time: the kit keeps one setting
 //! per line, which is all these checks need.
@@ -279,4 +280,34 @@ fn every_path_the_kit_requests_is_served_by_the_admin_listener() {
     // The check above means something only if unknown paths do get 404.
     let (status, _) = http_get(server.admin_addr, "/no-such-path");
     assert_eq!(status, 404, "an unknown admin path answered {status}");
+}
+
+#[test]
+fn every_alert_links_to_its_runbook_section() {
+    let rules = kit_file("prometheus/alerts.yml");
+    let alerts = yaml_values(&rules, "alert");
+    let links = yaml_values(&rules, "runbook");
+    assert!(!alerts.is_empty(), "no alerts in alerts.yml");
+    let runbook_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RUNBOOK.md");
+    let runbook = std::fs::read_to_string(runbook_path).unwrap();
+    let sections: Vec<&str> = runbook
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .collect();
+    assert_eq!(
+        links.len(),
+        alerts.len(),
+        "every alert needs one runbook link"
+    );
+    for (alert, link) in alerts.iter().zip(&links) {
+        assert_eq!(
+            link,
+            &format!("RUNBOOK.md#{}", alert.to_lowercase()),
+            "the runbook link of {alert}"
+        );
+        assert!(
+            sections.contains(&alert.as_str()),
+            "RUNBOOK.md has no section \"## {alert}\""
+        );
+    }
 }

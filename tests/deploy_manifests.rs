@@ -311,3 +311,21 @@ fn every_alert_links_to_its_runbook_section() {
         );
     }
 }
+
+#[test]
+fn kustomization_applies_every_manifest() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let mut manifests: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    manifests.sort();
+    let mut listed: Vec<String> = kit_file("kubernetes/kustomization.yaml")
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, manifests, "kustomization.yaml resources");
+}

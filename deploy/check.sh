@@ -53,22 +53,30 @@ as_root() {
     fi
 }
 
+# The last non-empty line of a log: usually the reason a command failed.
+last_line() { sed '/^[[:space:]]*$/d' "$1" | tail -n 1; }
+
 apt_updated=no
-# apt_install PACKAGE: installs a Debian package; fails quietly without apt or root.
+# apt_install PACKAGE: installs a Debian package, or prints why it could not.
 apt_install() {
-    command -v apt-get >/dev/null 2>&1 || return 1
+    command -v apt-get >/dev/null 2>&1 || { echo "no apt-get on this system"; return 1; }
+    as_root true || { echo "installing $1 needs root or passwordless sudo"; return 1; }
     if [ "$apt_updated" = no ]; then
-        as_root apt-get -o DPkg::Lock::Timeout=300 update -qq >"$scratch/apt.log" 2>&1 || return 1
+        as_root apt-get -o DPkg::Lock::Timeout=300 update -qq >"$scratch/apt.log" 2>&1 ||
+            { echo "apt-get update failed: $(last_line "$scratch/apt.log")"; return 1; }
         apt_updated=yes
     fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-        install -y -qq --no-install-recommends "$1" >>"$scratch/apt.log" 2>&1
+        install -y -qq --no-install-recommends "$1" >>"$scratch/apt.log" 2>&1 ||
+        { echo "apt-get install $1 failed: $(last_line "$scratch/apt.log")"; return 1; }
 }
 
-# pip_install PACKAGE: installs a PyPI package for the current user or venv.
+# pip_install PACKAGE: installs a PyPI package for the current user or
+# virtualenv, or prints why it could not.
 pip_install() {
-    command -v python3 >/dev/null 2>&1 || return 1
-    python3 -m pip install --quiet --disable-pip-version-check "$1" >"$scratch/pip.log" 2>&1
+    command -v python3 >/dev/null 2>&1 || { echo "no python3 to install $1 with"; return 1; }
+    python3 -m pip install --quiet --disable-pip-version-check "$1" >"$scratch/pip.log" 2>&1 ||
+        { echo "pip install $1 failed: $(last_line "$scratch/pip.log")"; return 1; }
 }
 
 # ensure TOOL HOW PACKAGE: makes TOOL available, installing PACKAGE with HOW
@@ -76,10 +84,7 @@ pip_install() {
 ensure() {
     local tool=$1 how=$2 package=$3
     command -v "$tool" >/dev/null 2>&1 && return 0
-    case $how in
-        apt) apt_install "$package" || { echo "apt-get install $package failed or not permitted"; return 1; } ;;
-        pip) pip_install "$package" || { echo "pip install $package failed"; return 1; } ;;
-    esac
+    "${how}_install" "$package" || return 1
     hash -r
     command -v "$tool" >/dev/null 2>&1 || { echo "$package installed no $tool on PATH"; return 1; }
 }

@@ -54,7 +54,11 @@ as_root() {
 }
 
 # The last non-empty line of a log: usually the reason a command failed.
-last_line() { sed '/^[[:space:]]*$/d' "$1" | tail -n 1; }
+last_line() {
+    local line
+    line=$(sed '/^[[:space:]]*$/d' "$1" | tail -n 1)
+    echo "${line:-it printed nothing}"
+}
 
 apt_updated=no
 # apt_install PACKAGE: installs a Debian package, or prints why it could not.

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::ServerProcess;
+use common::{ServerProcess, TempDir};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -163,14 +163,55 @@ fn every_flag_the_kit_passes_is_in_help() {
     let mut checked = 0;
     for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
         for flag in flags.keys() {
-            assert!(
-                help_line(&help, flag).is_some(),
-                "{file} passes {flag}, which `package-indexer --help` does not list:\n{help}"
-            );
+            let line = help_line(&help, flag).unwrap_or_else(|| {
+                panic!(
+                    "{file} passes {flag}, which `package-indexer --help` does not list:\n{help}"
+                )
+            });
+            if file == UNIT {
+                // The unit sets variables, not flags: the name must be the
+                // one the server reads for this flag.
+                let variable = format!(
+                    "PACKAGE_INDEXER_{}",
+                    flag[2..].to_ascii_uppercase().replace('-', "_")
+                );
+                assert!(
+                    line.contains(&variable),
+                    "{file} sets {variable}, but --help names another variable for {flag}: {line}"
+                );
+            }
             checked += 1;
         }
     }
     assert!(checked >= 4, "found only {checked} flags in the kit");
+}
+
+#[test]
+fn the_kits_settings_start_a_server() {
+    for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
+        // Same settings, but on ephemeral loopback ports and a scratch
+        // data directory.
+        let data_dir = TempDir::new("deploy-settings");
+        let mut args = Vec::new();
+        for (flag, value) in &flags {
+            let value = match flag.as_str() {
+                "--addr" | "--admin-addr" => "127.0.0.1:0".to_string(),
+                "--data-dir" => data_dir.path().display().to_string(),
+                _ => value.clone(),
+            };
+            args.push(flag.clone());
+            args.push(value);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = ServerProcess::try_start(&args).unwrap_or_else(|(status, logs)| {
+            panic!(
+                "the server refused {file}'s settings {args:?} ({status:?}):\n{}",
+                logs.join("\n")
+            )
+        });
+        assert_eq!(server.http("GET", "/readyz").0, 200, "{file}: not ready");
+        assert_eq!(server.connect().ask("INDEX|a|"), "OK", "{file}");
+    }
 }
 
 #[test]

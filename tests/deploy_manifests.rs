@@ -2,8 +2,9 @@
 //! the Kubernetes manifests and the systemd unit pass exists in `--help`,
 //! every port they publish is the one the server is told to listen on, the
 //! stop grace periods outlast `--shutdown-timeout`, every HTTP path a probe
-//! or Prometheus requests is served by a real admin listener, and every
-//! alert links to its own section of RUNBOOK.md.
+//! or Prometheus requests is served by a real admin listener, every series
+//! the alert rules select is one the server exports, and every alert links
+//! to its own section of RUNBOOK.md.
 //!
 //! The files are read as text, a line at a time: the kit keeps one setting
 //! per line, which is all these checks need.
@@ -379,4 +380,63 @@ fn kustomization_applies_every_manifest() {
         .collect();
     listed.sort();
     assert_eq!(listed, manifests, "kustomization.yaml resources");
+}
+
+/// Every `name{label="value",...}` the rules select from the server's own
+/// metrics, as the name and its label matchers other than `job`.
+fn rule_selectors(rules: &str) -> Vec<(String, Vec<String>)> {
+    let mut selectors = Vec::new();
+    let mut rest = rules;
+    while let Some(start) = ["package_indexer_", "process_"]
+        .iter()
+        .filter_map(|prefix| rest.find(prefix))
+        .min()
+    {
+        rest = &rest[start..];
+        let name_end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = rest[..name_end].to_string();
+        rest = &rest[name_end..];
+        let mut matchers = Vec::new();
+        if let Some(inside) = rest.strip_prefix('{') {
+            let close = inside.find('}').unwrap_or(inside.len());
+            matchers = inside[..close]
+                .split(',')
+                .map(|matcher| matcher.trim().to_string())
+                .filter(|matcher| !matcher.is_empty() && !matcher.starts_with("job="))
+                .collect();
+        }
+        selectors.push((name, matchers));
+    }
+    selectors
+}
+
+#[test]
+fn every_series_the_rules_select_is_exported() {
+    let selectors = rule_selectors(&kit_file("prometheus/alerts.yml"));
+    assert!(selectors.len() >= 10, "found only {selectors:?}");
+
+    // With a data directory, so the durability series exist too.
+    let data_dir = TempDir::new("deploy-metrics");
+    let data_dir = data_dir.path().display().to_string();
+    let server = ServerProcess::start(&["--data-dir", &data_dir]);
+    let (status, metrics) = server.http("GET", "/metrics");
+    assert_eq!(status, 200);
+    let samples: Vec<&str> = metrics.lines().filter(|l| !l.starts_with('#')).collect();
+    for (name, matchers) in selectors {
+        let exported = samples.iter().any(|sample| {
+            sample.strip_prefix(name.as_str()).is_some_and(|labels| {
+                labels.starts_with(['{', ' '])
+                    && matchers
+                        .iter()
+                        .all(|matcher| labels.contains(matcher.as_str()))
+            })
+        });
+        assert!(
+            exported,
+            "the rules select {name}{{{}}}, which /metrics does not export:\n{metrics}",
+            matchers.join(",")
+        );
+    }
 }

@@ -154,6 +154,7 @@ if reason=$(ensure systemd-analyze apt systemd); then
         printf '#!/bin/sh\nexit 0\n' >"$binary"
         chmod +x "$binary"
     fi
+    echo "ExecStart for the check: $binary"
     mkdir -p "$scratch/unit"
     sed "s#^ExecStart=/usr/local/bin/package-indexer#ExecStart=$binary#" "$unit" \
         >"$scratch/unit/package-indexer.service"

@@ -69,6 +69,11 @@ impl fmt::Display for Generation {
 pub struct Seq(u64);
 
 impl Seq {
+    /// The sequence number `value`, for callers that keep one in an atomic.
+    pub const fn new(value: u64) -> Seq {
+        Seq(value)
+    }
+
     pub fn value(self) -> u64 {
         self.0
     }
@@ -116,12 +121,5 @@ mod tests {
         }
         assert!("Always".parse::<Fsync>().is_err());
         assert!("".parse::<Fsync>().is_err());
-    }
-}
-
-impl Seq {
-    /// The sequence number `value`, for callers that keep one in an atomic.
-    pub const fn new(value: u64) -> Seq {
-        Seq(value)
     }
 }

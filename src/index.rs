@@ -1,1 +1,717 @@
-//! TODO
+//! The dependency graph (SPEC §2 semantics): no I/O, no locks.
+//!
+//! Laid out for millions of packages:
+//! - every indexed name is interned to a `u32` id; the bytes of all names
+//!   live in one arena, and a hand-written open-addressing table (linear
+//!   probing, 8-byte slots holding a hash tag and the id) maps names to ids;
+//! - each package's dependency list is a sorted, de-duplicated run of ids in
+//!   one shared edge arena;
+//! - a package keeps only the *count* of packages that depend on it, which is
+//!   all `REMOVE` needs.
+//!
+//! Removing or re-indexing leaves dead bytes in the arenas; they are
+//! compacted once they outweigh the live ones, so memory tracks the size of
+//! the index, not its history. A cycle search runs only when a re-index adds
+//! edges the package did not have before.
+
+use crate::protocol::Response;
+use std::hash::{BuildHasher, RandomState};
+
+/// What a command did to the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new package was indexed.
+    Added,
+    /// An indexed package got a different dependency list.
+    Replaced,
+    /// An indexed package was indexed again with the same dependencies.
+    Unchanged,
+    /// A package was removed.
+    Removed,
+    /// `REMOVE` of a package that was not indexed.
+    Absent,
+    /// `QUERY` found the package.
+    Found,
+    /// `QUERY` did not find the package.
+    NotFound,
+    /// The command was refused and changed nothing.
+    Refused(Refusal),
+}
+
+/// Why a command was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    MissingDependency,
+    SelfDependency,
+    Cycle,
+    HasDependents,
+    /// An internal 32-bit limit (ids, name bytes, edges) would overflow.
+    CapacityExceeded,
+}
+
+impl Outcome {
+    /// The answer sent to the client.
+    pub fn response(self) -> Response {
+        Response::ok_if(!matches!(self, Outcome::Refused(_) | Outcome::NotFound))
+    }
+
+    /// True when the index state changed (what a durable log must record).
+    pub fn changed(self) -> bool {
+        matches!(self, Outcome::Added | Outcome::Replaced | Outcome::Removed)
+    }
+}
+
+/// Marks an empty slot in the name table.
+const EMPTY_SLOT: u64 = 0;
+/// Smallest name table; always a power of two.
+const MIN_TABLE_SLOTS: usize = 64;
+/// Arenas are compacted only past this many dead entries, so small indexes
+/// never bother.
+const MIN_GARBAGE_TO_COMPACT: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Node {
+    name_start: u32,
+    deps_start: u32,
+    deps_len: u32,
+    /// Number of indexed packages that list this one as a dependency.
+    dependents: u32,
+    /// Epoch of the last cycle search that reached this node.
+    visited: u32,
+    /// 0 marks a free id (names are at least one byte long).
+    name_len: u8,
+}
+
+impl Node {
+    fn is_live(&self) -> bool {
+        self.name_len != 0
+    }
+}
+
+/// The package index.
+#[derive(Clone, Debug)]
+pub struct Indexer {
+    hasher: RandomState,
+    /// Open addressing, linear probing. A slot holds `tag << 32 | (id + 1)`
+    /// where `tag` is the high half of the name's hash; the low bits of the
+    /// tag give the home slot, so the table can grow without rehashing names.
+    table: Vec<u64>,
+    nodes: Vec<Node>,
+    free_ids: Vec<u32>,
+    names: Vec<u8>,
+    edges: Vec<u32>,
+    dead_name_bytes: usize,
+    dead_edges: usize,
+    packages: usize,
+    dependencies: usize,
+    epoch: u32,
+    /// Reused buffers, so a command allocates nothing once warm.
+    scratch_deps: Vec<u32>,
+    scratch_stack: Vec<u32>,
+}
+
+impl Default for Indexer {
+    fn default() -> Self {
+        Indexer::new()
+    }
+}
+
+impl Indexer {
+    pub fn new() -> Indexer {
+        Indexer {
+            hasher: RandomState::new(),
+            table: vec![EMPTY_SLOT; MIN_TABLE_SLOTS],
+            nodes: Vec::new(),
+            free_ids: Vec::new(),
+            names: Vec::new(),
+            edges: Vec::new(),
+            dead_name_bytes: 0,
+            dead_edges: 0,
+            packages: 0,
+            dependencies: 0,
+            epoch: 0,
+            scratch_deps: Vec::new(),
+            scratch_stack: Vec::new(),
+        }
+    }
+
+    /// Number of indexed packages.
+    pub fn packages(&self) -> usize {
+        self.packages
+    }
+
+    /// Number of dependency edges between indexed packages.
+    pub fn dependencies(&self) -> usize {
+        self.dependencies
+    }
+
+    /// `QUERY`: whether `package` is indexed.
+    pub fn query(&self, package: &str) -> Outcome {
+        if self.find(package, self.tag(package)).is_some() {
+            Outcome::Found
+        } else {
+            Outcome::NotFound
+        }
+    }
+
+    /// True when `package` is indexed.
+    pub fn contains(&self, package: &str) -> bool {
+        self.query(package) == Outcome::Found
+    }
+
+    /// The dependencies of an indexed package, each once, in no set order.
+    pub fn dependencies_of(&self, package: &str) -> Option<impl Iterator<Item = &str> + '_> {
+        let id = self.find(package, self.tag(package))?;
+        Some(self.deps(id).iter().map(|&dep| self.name(dep)))
+    }
+
+    /// `INDEX`: adds `package` or replaces its dependency list.
+    pub fn index<'a>(&mut self, package: &str, deps: impl Iterator<Item = &'a str>) -> Outcome {
+        let mut wanted = std::mem::take(&mut self.scratch_deps);
+        let outcome = self.index_with(package, deps, &mut wanted);
+        wanted.clear();
+        self.scratch_deps = wanted;
+        outcome
+    }
+
+    fn index_with<'a>(
+        &mut self,
+        package: &str,
+        deps: impl Iterator<Item = &'a str>,
+        wanted: &mut Vec<u32>,
+    ) -> Outcome {
+        for dep in deps {
+            if dep == package {
+                return Outcome::Refused(Refusal::SelfDependency);
+            }
+            match self.find(dep, self.tag(dep)) {
+                Some(id) => wanted.push(id),
+                None => return Outcome::Refused(Refusal::MissingDependency),
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+
+        let tag = self.tag(package);
+        match self.find(package, tag) {
+            None => self.add(package, tag, wanted),
+            Some(id) => self.replace(id, wanted),
+        }
+    }
+
+    fn add(&mut self, package: &str, tag: u32, deps: &[u32]) -> Outcome {
+        let Some(id) = self.allocate_id() else {
+            return Outcome::Refused(Refusal::CapacityExceeded);
+        };
+        let (Some(name_start), Some(deps_start)) =
+            (self.store_name(package), self.store_edges(deps))
+        else {
+            self.free_ids.push(id);
+            return Outcome::Refused(Refusal::CapacityExceeded);
+        };
+        for &dep in deps {
+            self.nodes[dep as usize].dependents += 1;
+        }
+        self.nodes[id as usize] = Node {
+            name_start,
+            deps_start,
+            deps_len: deps.len() as u32,
+            dependents: 0,
+            visited: 0,
+            name_len: package.len() as u8,
+        };
+        self.insert_slot(tag, id);
+        self.packages += 1;
+        self.dependencies += deps.len();
+        Outcome::Added
+    }
+
+    fn replace(&mut self, id: u32, wanted: &[u32]) -> Outcome {
+        if self.deps(id) == wanted {
+            return Outcome::Unchanged;
+        }
+        let mut stack = std::mem::take(&mut self.scratch_stack);
+        stack.extend(sorted_difference(wanted, self.deps(id)));
+        let cycle = !stack.is_empty() && self.reaches(&mut stack, id);
+        stack.clear();
+        self.scratch_stack = stack;
+        if cycle {
+            return Outcome::Refused(Refusal::Cycle);
+        }
+        let node = self.nodes[id as usize];
+        let old_len = node.deps_len as usize;
+        let deps_start = if wanted.len() <= old_len {
+            // Shrinking or same size: reuse the run in place.
+            self.dead_edges += old_len - wanted.len();
+            node.deps_start
+        } else {
+            let Some(start) = self.store_edges(wanted) else {
+                return Outcome::Refused(Refusal::CapacityExceeded);
+            };
+            self.dead_edges += old_len;
+            start
+        };
+        let old_range = node.deps_start as usize..node.deps_start as usize + old_len;
+        for i in old_range {
+            let dep = self.edges[i];
+            self.nodes[dep as usize].dependents -= 1;
+        }
+        for &dep in wanted {
+            self.nodes[dep as usize].dependents += 1;
+        }
+        let start = deps_start as usize;
+        self.edges[start..start + wanted.len()].copy_from_slice(wanted);
+        let node = &mut self.nodes[id as usize];
+        node.deps_start = deps_start;
+        node.deps_len = wanted.len() as u32;
+        self.dependencies = self.dependencies + wanted.len() - old_len;
+        self.compact_if_worthwhile();
+        Outcome::Replaced
+    }
+
+    /// `REMOVE`: drops `package` unless another package depends on it.
+    pub fn remove(&mut self, package: &str) -> Outcome {
+        let tag = self.tag(package);
+        let Some(id) = self.find(package, tag) else {
+            return Outcome::Absent;
+        };
+        let node = self.nodes[id as usize];
+        if node.dependents > 0 {
+            return Outcome::Refused(Refusal::HasDependents);
+        }
+        let start = node.deps_start as usize;
+        for i in start..start + node.deps_len as usize {
+            let dep = self.edges[i];
+            self.nodes[dep as usize].dependents -= 1;
+        }
+        self.remove_slot(tag, id);
+        self.nodes[id as usize] = Node::default();
+        self.free_ids.push(id);
+        self.dead_edges += node.deps_len as usize;
+        self.dead_name_bytes += node.name_len as usize;
+        self.packages -= 1;
+        self.dependencies -= node.deps_len as usize;
+        self.compact_if_worthwhile();
+        Outcome::Removed
+    }
+
+    /// Every indexed package with its dependencies, dependencies first, so
+    /// that replaying the sequence as `INDEX` commands rebuilds the index.
+    pub fn topological(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> + '_ {
+        let mut order = Vec::with_capacity(self.packages);
+        let mut emitted = vec![false; self.nodes.len()];
+        // Iterative depth-first post-order: (node, next dependency to visit).
+        let mut stack: Vec<(u32, u32)> = Vec::new();
+        for root in 0..self.nodes.len() as u32 {
+            if !self.nodes[root as usize].is_live() || emitted[root as usize] {
+                continue;
+            }
+            stack.push((root, 0));
+            while let Some((id, next)) = stack.pop() {
+                let deps = self.deps(id);
+                match deps.get(next as usize) {
+                    Some(&dep) => {
+                        stack.push((id, next + 1));
+                        if !emitted[dep as usize] {
+                            stack.push((dep, 0));
+                        }
+                    }
+                    None => {
+                        if !emitted[id as usize] {
+                            emitted[id as usize] = true;
+                            order.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        order.into_iter().map(move |id| {
+            let deps = self.deps(id).iter().map(move |&dep| self.name(dep));
+            (self.name(id), deps)
+        })
+    }
+
+    /// Checks every invariant of the structure; O(size). For tests and
+    /// for verifying a recovered index.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut dependents = vec![0u32; self.nodes.len()];
+        let (mut packages, mut edges) = (0, 0);
+        for (id, node) in self.nodes.iter().enumerate() {
+            if !node.is_live() {
+                continue;
+            }
+            packages += 1;
+            let name = self.name(id as u32);
+            if self.find(name, self.tag(name)) != Some(id as u32) {
+                return Err(format!("{name} is not reachable through the name table"));
+            }
+            let deps = self.deps(id as u32);
+            if deps.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("{name}: dependency list not sorted and unique"));
+            }
+            for &dep in deps {
+                if !self.nodes.get(dep as usize).is_some_and(Node::is_live) {
+                    return Err(format!("{name} depends on a package that is not indexed"));
+                }
+                dependents[dep as usize] += 1;
+                edges += 1;
+            }
+        }
+        for (id, node) in self.nodes.iter().enumerate() {
+            if node.is_live() && node.dependents != dependents[id] {
+                return Err(format!(
+                    "{}: dependent count is wrong",
+                    self.name(id as u32)
+                ));
+            }
+        }
+        let occupied = self.table.iter().filter(|&&s| s != EMPTY_SLOT).count();
+        if (packages, edges, occupied) != (self.packages, self.dependencies, packages) {
+            return Err("package, edge or slot counts are wrong".to_string());
+        }
+        if self.topological().count() != packages {
+            return Err("topological walk missed packages".to_string());
+        }
+        Ok(())
+    }
+
+    // ---- names and the name table ----
+
+    fn tag(&self, name: &str) -> u32 {
+        (self.hasher.hash_one(name) >> 32) as u32
+    }
+
+    fn name(&self, id: u32) -> &str {
+        let node = &self.nodes[id as usize];
+        let start = node.name_start as usize;
+        let bytes = &self.names[start..start + node.name_len as usize];
+        // Names enter the arena only from `&str`, so they are valid UTF-8.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    fn deps(&self, id: u32) -> &[u32] {
+        let node = &self.nodes[id as usize];
+        let start = node.deps_start as usize;
+        &self.edges[start..start + node.deps_len as usize]
+    }
+
+    fn mask(&self) -> usize {
+        self.table.len() - 1
+    }
+
+    fn find(&self, name: &str, tag: u32) -> Option<u32> {
+        let mask = self.mask();
+        let mut slot = tag as usize & mask;
+        loop {
+            let entry = self.table[slot];
+            if entry == EMPTY_SLOT {
+                return None;
+            }
+            if (entry >> 32) as u32 == tag {
+                let id = (entry as u32).wrapping_sub(1);
+                if self.name(id) == name {
+                    return Some(id);
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    fn insert_slot(&mut self, tag: u32, id: u32) {
+        // Keep the load at or under one half: short probe runs.
+        if (self.packages + 1) * 2 > self.table.len() {
+            self.grow_table();
+        }
+        let mask = self.mask();
+        let mut slot = tag as usize & mask;
+        while self.table[slot] != EMPTY_SLOT {
+            slot = (slot + 1) & mask;
+        }
+        self.table[slot] = (u64::from(tag) << 32) | u64::from(id + 1);
+    }
+
+    fn grow_table(&mut self) {
+        let doubled = vec![EMPTY_SLOT; self.table.len() * 2];
+        let old = std::mem::replace(&mut self.table, doubled);
+        let mask = self.mask();
+        for entry in old.into_iter().filter(|&e| e != EMPTY_SLOT) {
+            let mut slot = (entry >> 32) as usize & mask;
+            while self.table[slot] != EMPTY_SLOT {
+                slot = (slot + 1) & mask;
+            }
+            self.table[slot] = entry;
+        }
+    }
+
+    /// Deletes the slot of `id` and shifts later entries of its probe run
+    /// back, so no tombstones are needed.
+    fn remove_slot(&mut self, tag: u32, id: u32) {
+        let mask = self.mask();
+        let target = (u64::from(tag) << 32) | u64::from(id + 1);
+        let mut hole = tag as usize & mask;
+        while self.table[hole] != target {
+            hole = (hole + 1) & mask;
+        }
+        let mut next = hole;
+        loop {
+            next = (next + 1) & mask;
+            let entry = self.table[next];
+            if entry == EMPTY_SLOT {
+                break;
+            }
+            let home = (entry >> 32) as usize & mask;
+            // Move the entry into the hole unless its home lies cyclically
+            // in (hole, next]: then it is already as close as it can be.
+            let stays = if hole <= next {
+                hole < home && home <= next
+            } else {
+                hole < home || home <= next
+            };
+            if !stays {
+                self.table[hole] = entry;
+                hole = next;
+            }
+        }
+        self.table[hole] = EMPTY_SLOT;
+    }
+
+    // ---- arenas ----
+
+    fn allocate_id(&mut self) -> Option<u32> {
+        if let Some(id) = self.free_ids.pop() {
+            return Some(id);
+        }
+        // `u32::MAX` is reserved: a slot stores `id + 1`.
+        let id = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&id| id < u32::MAX)?;
+        self.nodes.push(Node::default());
+        Some(id)
+    }
+
+    fn store_name(&mut self, name: &str) -> Option<u32> {
+        let start = u32::try_from(self.names.len()).ok()?;
+        u32::try_from(self.names.len() + name.len()).ok()?;
+        self.names.extend_from_slice(name.as_bytes());
+        Some(start)
+    }
+
+    fn store_edges(&mut self, deps: &[u32]) -> Option<u32> {
+        let start = u32::try_from(self.edges.len()).ok()?;
+        u32::try_from(self.edges.len() + deps.len()).ok()?;
+        self.edges.extend_from_slice(deps);
+        Some(start)
+    }
+
+    fn compact_if_worthwhile(&mut self) {
+        if self.dead_name_bytes > MIN_GARBAGE_TO_COMPACT
+            && self.dead_name_bytes * 2 > self.names.len()
+        {
+            let mut names = Vec::with_capacity(self.names.len() - self.dead_name_bytes);
+            for node in self.nodes.iter_mut().filter(|n| n.is_live()) {
+                let start = node.name_start as usize;
+                node.name_start = names.len() as u32;
+                names.extend_from_slice(&self.names[start..start + node.name_len as usize]);
+            }
+            self.names = names;
+            self.dead_name_bytes = 0;
+        }
+        if self.dead_edges > MIN_GARBAGE_TO_COMPACT && self.dead_edges * 2 > self.edges.len() {
+            let mut edges = Vec::with_capacity(self.edges.len() - self.dead_edges);
+            for node in self.nodes.iter_mut().filter(|n| n.is_live()) {
+                let start = node.deps_start as usize;
+                node.deps_start = edges.len() as u32;
+                edges.extend_from_slice(&self.edges[start..start + node.deps_len as usize]);
+            }
+            self.edges = edges;
+            self.dead_edges = 0;
+        }
+        // Many removals leave the free list and table oversized; both are
+        // bounded by the peak size, which is the memory the index once needed.
+    }
+
+    // ---- cycle search ----
+
+    /// True when `target` is reachable along dependency edges from any id
+    /// on `stack` (which is used up as the search's work list).
+    fn reaches(&mut self, stack: &mut Vec<u32>, target: u32) -> bool {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: old marks could collide with the new epoch.
+            self.nodes.iter_mut().for_each(|n| n.visited = 0);
+            self.epoch = 1;
+        }
+        while let Some(id) = stack.pop() {
+            if id == target {
+                return true;
+            }
+            let node = &mut self.nodes[id as usize];
+            if node.visited == self.epoch {
+                continue;
+            }
+            node.visited = self.epoch;
+            let start = node.deps_start as usize;
+            stack.extend_from_slice(&self.edges[start..start + node.deps_len as usize]);
+        }
+        false
+    }
+}
+
+/// Items of sorted `a` that are not in sorted `b`.
+fn sorted_difference<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
+    let mut rest = b;
+    a.iter().copied().filter(move |&x| {
+        let skip = rest.partition_point(|&y| y < x);
+        rest = &rest[skip..];
+        rest.first() != Some(&x)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(ix: &mut Indexer, name: &str, deps: &[&str]) -> Outcome {
+        let outcome = ix.index(name, deps.iter().copied());
+        ix.check_invariants().unwrap();
+        outcome
+    }
+
+    #[test]
+    fn add_query_remove() {
+        let mut ix = Indexer::new();
+        assert_eq!(ix.query("a"), Outcome::NotFound);
+        assert_eq!(index(&mut ix, "a", &[]), Outcome::Added);
+        assert_eq!(ix.query("a"), Outcome::Found);
+        assert_eq!(ix.remove("a"), Outcome::Removed);
+        assert_eq!(ix.remove("a"), Outcome::Absent);
+        assert_eq!(ix.packages(), 0);
+    }
+
+    #[test]
+    fn dependencies_must_be_indexed() {
+        let mut ix = Indexer::new();
+        assert_eq!(
+            index(&mut ix, "b", &["a"]),
+            Outcome::Refused(Refusal::MissingDependency)
+        );
+        assert!(!ix.contains("b"));
+        index(&mut ix, "a", &[]);
+        assert_eq!(index(&mut ix, "b", &["a"]), Outcome::Added);
+        assert_eq!(ix.remove("a"), Outcome::Refused(Refusal::HasDependents));
+        assert_eq!(ix.remove("b"), Outcome::Removed);
+        assert_eq!(ix.remove("a"), Outcome::Removed);
+    }
+
+    #[test]
+    fn repeated_dependencies_count_once() {
+        let mut ix = Indexer::new();
+        index(&mut ix, "a", &[]);
+        index(&mut ix, "b", &["a", "a", "a"]);
+        assert_eq!(ix.dependencies(), 1);
+        assert_eq!(ix.remove("b"), Outcome::Removed);
+        assert_eq!(ix.remove("a"), Outcome::Removed);
+    }
+
+    #[test]
+    fn self_dependency_refused() {
+        let mut ix = Indexer::new();
+        assert_eq!(
+            index(&mut ix, "a", &["a"]),
+            Outcome::Refused(Refusal::SelfDependency)
+        );
+        index(&mut ix, "a", &[]);
+        assert_eq!(
+            index(&mut ix, "a", &["a"]),
+            Outcome::Refused(Refusal::SelfDependency)
+        );
+    }
+
+    #[test]
+    fn reindex_replaces_dependencies() {
+        let mut ix = Indexer::new();
+        index(&mut ix, "a", &[]);
+        index(&mut ix, "b", &[]);
+        index(&mut ix, "c", &["a"]);
+        assert_eq!(index(&mut ix, "c", &["a"]), Outcome::Unchanged);
+        assert_eq!(index(&mut ix, "c", &["b"]), Outcome::Replaced);
+        assert_eq!(ix.remove("a"), Outcome::Removed);
+        assert_eq!(ix.remove("b"), Outcome::Refused(Refusal::HasDependents));
+        assert_eq!(index(&mut ix, "c", &[]), Outcome::Replaced);
+        assert_eq!(ix.remove("b"), Outcome::Removed);
+    }
+
+    #[test]
+    fn cycles_refused() {
+        let mut ix = Indexer::new();
+        index(&mut ix, "a", &[]);
+        index(&mut ix, "b", &["a"]);
+        index(&mut ix, "c", &["b"]);
+        assert_eq!(
+            index(&mut ix, "a", &["c"]),
+            Outcome::Refused(Refusal::Cycle)
+        );
+        assert_eq!(
+            index(&mut ix, "a", &["b"]),
+            Outcome::Refused(Refusal::Cycle)
+        );
+        index(&mut ix, "d", &[]);
+        assert_eq!(index(&mut ix, "a", &["d"]), Outcome::Replaced);
+        assert_eq!(ix.dependencies_of("a").unwrap().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn topological_order_puts_dependencies_first() {
+        let mut ix = Indexer::new();
+        index(&mut ix, "z", &[]);
+        index(&mut ix, "y", &["z"]);
+        index(&mut ix, "x", &["y", "z"]);
+        index(&mut ix, "z2", &[]);
+        index(&mut ix, "z", &["z2"]);
+        let mut rebuilt = Indexer::new();
+        for (name, deps) in ix.topological() {
+            assert_eq!(rebuilt.index(name, deps), Outcome::Added);
+        }
+        rebuilt.check_invariants().unwrap();
+        assert_eq!(rebuilt.packages(), 4);
+        assert_eq!(rebuilt.dependencies(), ix.dependencies());
+    }
+
+    #[test]
+    fn arenas_compact_under_churn() {
+        let mut ix = Indexer::new();
+        index(&mut ix, "base", &[]);
+        for round in 0..50_000 {
+            let name = format!("package-{round}");
+            assert_eq!(ix.index(&name, ["base"].into_iter()), Outcome::Added);
+            assert_eq!(ix.remove(&name), Outcome::Removed);
+        }
+        ix.check_invariants().unwrap();
+        assert!(ix.names.len() < 2 * MIN_GARBAGE_TO_COMPACT);
+        assert!(ix.edges.len() < 2 * MIN_GARBAGE_TO_COMPACT);
+        assert_eq!(ix.nodes.len(), 2);
+    }
+
+    #[test]
+    fn table_survives_growth_and_deletes() {
+        let mut ix = Indexer::new();
+        for i in 0..5_000 {
+            ix.index(&format!("p{i}"), std::iter::empty());
+        }
+        for i in (0..5_000).step_by(3) {
+            assert_eq!(ix.remove(&format!("p{i}")), Outcome::Removed);
+        }
+        ix.check_invariants().unwrap();
+        for i in 0..5_000 {
+            assert_eq!(ix.contains(&format!("p{i}")), i % 3 != 0, "p{i}");
+        }
+    }
+
+    #[test]
+    fn difference_of_sorted_lists() {
+        let d: Vec<u32> = sorted_difference(&[1, 3, 5, 7], &[2, 3, 7, 9]).collect();
+        assert_eq!(d, [1, 5]);
+        assert_eq!(sorted_difference(&[], &[1]).count(), 0);
+        assert_eq!(sorted_difference(&[4], &[]).collect::<Vec<_>>(), [4]);
+    }
+}

@@ -2,11 +2,12 @@
 
 pub mod admin;
 pub mod config;
+pub mod durability;
 pub mod index;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod signal;
+pub mod store;
 pub mod workload;
-pub mod durability;

@@ -1,1 +1,456 @@
-//! TODO
+//! The protocol listener: connection threads, limits and graceful shutdown.
+//!
+//! One acceptor thread hands each accepted stream to its own named OS thread
+//! with a small stack. A connection thread reads into a bounded buffer,
+//! answers every complete line in it, sends the answers of the whole batch
+//! with one write, and only then reads again; so pipelined requests are
+//! answered in order, and a client that never reads stalls only itself
+//! (its thread blocks in `write` until `--write-timeout`).
+//!
+//! Memory per connection is bounded by `--max-line-bytes` for input and by
+//! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
+//! as soon as it passes the limit and the rest of it is dropped unread
+//! into any buffer that keeps it.
+
+use crate::config::Config;
+use crate::log;
+use crate::metrics::{Metrics, RejectReason};
+use crate::protocol::{self, Response};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Stack of a connection thread: the serving loop keeps its buffers on the
+/// heap, so a small stack keeps ten thousand threads cheap.
+const CONNECTION_STACK_BYTES: usize = 128 * 1024;
+/// Read buffer a connection starts with; it grows up to `--max-line-bytes`
+/// only for a long line and shrinks back once that line is done.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Answers are sent once this many bytes are waiting, even mid-batch.
+pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+
+/// The per-connection limits of SPEC §3.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_line_bytes: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Limits {
+        Limits {
+            max_connections: config.max_connections,
+            max_line_bytes: config.max_line_bytes,
+            idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
+        }
+    }
+}
+
+/// A bound listener, not yet accepting.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// A server whose acceptor thread is running.
+pub struct Running {
+    shared: Arc<Shared>,
+}
+
+/// How a graceful stop went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections that finished on their own during the stop.
+    pub drained: usize,
+    /// Connections still open at the deadline, closed by force.
+    pub forced: usize,
+    pub elapsed: Duration,
+}
+
+struct Shared {
+    store: Store,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    local_addr: SocketAddr,
+    stopping: AtomicBool,
+    connections: Mutex<Connections>,
+    /// Signalled whenever a connection ends.
+    connection_ended: Condvar,
+}
+
+#[derive(Default)]
+struct Connections {
+    open: HashMap<u64, Arc<TcpStream>>,
+    next_id: u64,
+    /// Set by shutdown: no connection may register after it.
+    closed: bool,
+}
+
+impl Server {
+    /// Binds the protocol listener; fails like `bind(2)` (address in use…).
+    pub fn bind(
+        addr: impl ToSocketAddrs,
+        limits: Limits,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                store,
+                metrics,
+                limits,
+                local_addr,
+                stopping: AtomicBool::new(false),
+                connections: Mutex::new(Connections::default()),
+                connection_ended: Condvar::new(),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Starts accepting on a thread of its own.
+    pub fn start(self) -> io::Result<Running> {
+        let Server { listener, shared } = self;
+        let acceptor = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || acceptor.accept_loop(listener))?;
+        Ok(Running { shared })
+    }
+}
+
+impl Running {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.lock_connections().open.len()
+    }
+
+    /// Graceful stop: stops accepting, lets every connection answer the
+    /// complete lines it has received, closes idle ones, and waits up to
+    /// `timeout` before closing whatever is left.
+    pub fn shutdown(self, timeout: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake_acceptor();
+        let mut connections = self.shared.lock_connections();
+        connections.closed = true;
+        let at_start = connections.open.len();
+        for stream in connections.open.values() {
+            // A blocked read returns end-of-stream once the data already
+            // received has been read, so complete lines still get answers.
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        while !connections.open.is_empty() {
+            let Some(left) = timeout
+                .checked_sub(started.elapsed())
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            connections = self
+                .shared
+                .connection_ended
+                .wait_timeout(connections, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let forced = connections.open.len();
+        for stream in connections.open.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        ShutdownReport {
+            drained: at_start - forced,
+            forced,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl Shared {
+    fn lock_connections(&self) -> MutexGuard<'_, Connections> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        for accepted in listener.incoming() {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match accepted {
+                Ok(stream) => self.admit(stream),
+                Err(err) if is_out_of_resources(&err) => {
+                    // Out of file descriptors: back off instead of spinning;
+                    // the pending connection stays in the backlog.
+                    log::warn("accept failed", &[("error", &err)]);
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => log::debug("accept failed", &[("error", &err)]),
+            }
+        }
+    }
+
+    /// Unblocks `accept` with a connection of our own, so the acceptor sees
+    /// the stop flag and drops the listener.
+    fn wake_acceptor(&self) {
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            let loopback = match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            addr.set_ip(loopback);
+        }
+        if let Err(err) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            log::warn("could not wake the acceptor", &[("error", &err)]);
+        }
+    }
+
+    fn admit(self: &Arc<Self>, stream: TcpStream) {
+        let stream = Arc::new(stream);
+        let id = {
+            let mut connections = self.lock_connections();
+            if connections.closed {
+                return;
+            }
+            if connections.open.len() >= self.limits.max_connections {
+                drop(connections);
+                self.metrics.connection_rejected(RejectReason::Limit);
+                log::debug("connection refused: limit reached", &[]);
+                return;
+            }
+            let id = connections.next_id;
+            connections.next_id += 1;
+            connections.open.insert(id, Arc::clone(&stream));
+            id
+        };
+        self.metrics.connection_opened();
+        let shared = Arc::clone(self);
+        let spawned = thread::Builder::new()
+            .name(format!("conn-{id}"))
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn(move || {
+                let ended = Connection::new(&shared, &stream).and_then(|mut c| c.serve());
+                let peer = stream.peer_addr();
+                match (ended, peer) {
+                    (Ok(()), Ok(peer)) => log::debug("connection closed", &[("peer", &peer)]),
+                    (Err(err), Ok(peer)) => {
+                        log::debug("connection dropped", &[("peer", &peer), ("reason", &err)])
+                    }
+                    (_, Err(_)) => log::debug("connection closed", &[]),
+                }
+                shared.end(id);
+            });
+        if let Err(err) = spawned {
+            log::warn("cannot start a connection thread", &[("error", &err)]);
+            self.end(id);
+            self.metrics.connection_rejected(RejectReason::Resources);
+        }
+    }
+
+    fn end(&self, id: u64) {
+        self.lock_connections().open.remove(&id);
+        self.metrics.connection_closed();
+        self.connection_ended.notify_all();
+    }
+}
+
+fn is_out_of_resources(err: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// One client's session.
+struct Connection<'a> {
+    shared: &'a Shared,
+    stream: &'a TcpStream,
+    input: Vec<u8>,
+    /// Unprocessed input is `input[start..end]`.
+    start: usize,
+    end: usize,
+    /// True while dropping the rest of an oversized line.
+    discarding: bool,
+    output: Vec<u8>,
+    last_line: Instant,
+    /// The read timeout currently set on the socket.
+    read_timeout: Duration,
+}
+
+impl<'a> Connection<'a> {
+    fn new(shared: &'a Shared, stream: &'a TcpStream) -> io::Result<Connection<'a>> {
+        let limits = &shared.limits;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(limits.idle_timeout))?;
+        stream.set_write_timeout(Some(limits.write_timeout))?;
+        Ok(Connection {
+            shared,
+            stream,
+            input: vec![0; INITIAL_READ_BUFFER.min(limits.max_line_bytes)],
+            start: 0,
+            end: 0,
+            discarding: false,
+            output: Vec::new(),
+            last_line: Instant::now(),
+            read_timeout: limits.idle_timeout,
+        })
+    }
+
+    /// Serves until the client closes, a timeout passes or the server stops.
+    fn serve(&mut self) -> io::Result<()> {
+        loop {
+            let answered = self.answer_complete_lines()?;
+            self.flush()?;
+            self.keep_partial_line()?;
+            self.arm_idle_timeout(answered)?;
+            let Some(read) = self.read()? else {
+                return Ok(());
+            };
+            self.end += read;
+        }
+    }
+
+    /// Answers every complete line in the buffer; returns how many.
+    fn answer_complete_lines(&mut self) -> io::Result<usize> {
+        let mut lines = 0;
+        while let Some(newline) = self.input[self.start..self.end]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line_end = self.start + newline;
+            if self.discarding {
+                self.discarding = false;
+            } else {
+                let response = self.shared.answer(&self.input[self.start..line_end]);
+                self.output.extend_from_slice(response.as_bytes());
+            }
+            self.start = line_end + 1;
+            lines += 1;
+            if self.output.len() >= MAX_PENDING_OUTPUT {
+                self.flush()?;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output)?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+
+    /// Moves an incomplete line to the front of the buffer, growing the
+    /// buffer for a long line, or answers `ERROR` once the line is too long.
+    fn keep_partial_line(&mut self) -> io::Result<()> {
+        let partial = self.end - self.start;
+        let max_line = self.shared.limits.max_line_bytes;
+        if self.discarding || partial >= max_line {
+            // `partial` bytes without a newline make a line of at least
+            // `partial + 1` bytes: past the limit.
+            if !self.discarding {
+                self.discarding = true;
+                self.shared
+                    .metrics
+                    .record_request(None, Response::Error, Duration::ZERO);
+                log::debug("line too long", &[("limit", &max_line)]);
+                self.stream.write_all(Response::Error.as_bytes())?;
+            }
+            self.start = 0;
+            self.end = 0;
+            return Ok(());
+        }
+        self.input.copy_within(self.start..self.end, 0);
+        self.start = 0;
+        self.end = partial;
+        if partial == 0 && self.input.len() > INITIAL_READ_BUFFER {
+            self.input.truncate(INITIAL_READ_BUFFER);
+            self.input.shrink_to_fit();
+        } else if partial == self.input.len() {
+            let grown = (self.input.len() * 2).min(max_line);
+            self.input.resize(grown, 0);
+        }
+        Ok(())
+    }
+
+    /// Keeps the read timeout equal to what is left of `--idle-timeout`
+    /// since the last complete line. Touches the socket only when a read
+    /// brought no complete line, which normal clients rarely cause.
+    fn arm_idle_timeout(&mut self, answered: usize) -> io::Result<()> {
+        let idle = self.shared.limits.idle_timeout;
+        let wanted = if answered > 0 {
+            self.last_line = Instant::now();
+            idle
+        } else {
+            idle.saturating_sub(self.last_line.elapsed())
+        };
+        if wanted.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "idle timeout"));
+        }
+        if wanted != self.read_timeout {
+            self.stream.set_read_timeout(Some(wanted))?;
+            self.read_timeout = wanted;
+        }
+        Ok(())
+    }
+
+    /// Reads more input; `None` at end of stream.
+    fn read(&mut self) -> io::Result<Option<usize>> {
+        loop {
+            match self.stream.read(&mut self.input[self.end..]) {
+                Ok(0) => return Ok(None),
+                Ok(read) => return Ok(Some(read)),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.arm_idle_timeout(0)?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Parses and executes one line, recording its metrics.
+    fn answer(&self, line: &[u8]) -> Response {
+        let started = Instant::now();
+        let (command, response) = match protocol::parse_line(line) {
+            Ok(request) => (
+                Some(request.command),
+                self.store.execute(&request).response(),
+            ),
+            Err(err) => {
+                log::debug("malformed request", &[("reason", &err)]);
+                (err.command, Response::Error)
+            }
+        };
+        self.metrics
+            .record_request(command, response, started.elapsed());
+        response
+    }
+}
+
+/// Starts a server from a [`Config`] (admin and durability are wired by the
+/// binary).
+pub fn start(config: &Config, store: Store, metrics: Arc<Metrics>) -> io::Result<Running> {
+    Server::bind(config.addr.as_str(), Limits::from(config), store, metrics)?.start()
+}

@@ -40,16 +40,9 @@ impl fmt::Display for BrewParseError {
 
 impl std::error::Error for BrewParseError {}
 
-/// Longest package name the protocol accepts (SPEC §2).
-const MAX_NAME_BYTES: usize = 255;
-
 /// Whether `name` is a package name the protocol accepts (SPEC §2).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-@/".contains(&b))
+fn is_valid_name(name: &str) -> bool {
+    crate::protocol::is_valid_name(name.as_bytes())
 }
 
 /// Parses a Homebrew-style dependency list.

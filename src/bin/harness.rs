@@ -766,7 +766,7 @@ impl StallWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use package_indexer::workload::is_valid_name;
+    use package_indexer::protocol::{self, Command};
     use std::collections::HashMap;
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
@@ -848,19 +848,8 @@ mod tests {
         assert_eq!(parts.len(), 4);
     }
 
-    /// The SPEC §2 rules a server uses to answer `ERROR`, enough to check
-    /// that every broken message is one.
     fn is_well_formed(line: &str) -> bool {
-        let fields: Vec<&str> = line.split('|').collect();
-        let [command, name, dependencies] = fields[..] else {
-            return false;
-        };
-        let dependencies_valid =
-            dependencies.is_empty() || dependencies.split(',').all(is_valid_name);
-        matches!(command, "INDEX" | "REMOVE" | "QUERY")
-            && is_valid_name(name)
-            && dependencies_valid
-            && (command == "INDEX" || dependencies.is_empty())
+        protocol::parse_line(line.as_bytes()).is_ok()
     }
 
     #[test]
@@ -905,35 +894,31 @@ mod tests {
 
     /// A small correct indexer: the reference the harness must pass.
     fn reference_answer(index: &Index, line: &str) -> Option<Response> {
-        if !is_well_formed(line) {
+        let Ok(request) = protocol::parse_line(line.as_bytes()) else {
             return Some(Response::Error);
-        }
-        let fields: Vec<&str> = line.split('|').collect();
-        let (command, name) = (fields[0], fields[1]);
-        let dependencies: Vec<String> = fields[2]
-            .split(',')
-            .filter(|d| !d.is_empty())
-            .map(str::to_string)
-            .collect();
-        let mut index = index.lock().unwrap();
-        let accepted = match command {
-            "INDEX" if dependencies.iter().all(|d| index.contains_key(d)) => {
-                index.insert(name.to_string(), dependencies);
-                true
-            }
-            "INDEX" => false,
-            "REMOVE" if index.values().any(|deps| deps.iter().any(|d| d == name)) => false,
-            "REMOVE" => {
-                index.remove(name);
-                true
-            }
-            _ => index.contains_key(name),
         };
-        Some(if accepted {
-            Response::Ok
-        } else {
-            Response::Fail
-        })
+        let name = request.package;
+        let mut index = index.lock().unwrap();
+        let accepted = match request.command {
+            Command::Index => {
+                let dependencies: Vec<String> =
+                    request.dependencies.iter().map(str::to_string).collect();
+                let known = dependencies.iter().all(|d| index.contains_key(d));
+                if known {
+                    index.insert(name.to_string(), dependencies);
+                }
+                known
+            }
+            Command::Remove => {
+                let needed = index.values().any(|deps| deps.iter().any(|d| d == name));
+                if !needed {
+                    index.remove(name);
+                }
+                !needed
+            }
+            Command::Query => index.contains_key(name),
+        };
+        Some(Response::ok_if(accepted))
     }
 
     fn always_ok(_: &Index, _: &str) -> Option<Response> {

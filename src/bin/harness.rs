@@ -282,7 +282,7 @@ fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Wri
             }
         }
         if !failures.is_empty() {
-            report_failures(out, step, &failures);
+            report_failures(out, step, &failures, options.seed);
             return false;
         }
         let _ = writeln!(
@@ -301,7 +301,7 @@ fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Wri
     true
 }
 
-fn report_failures(out: &mut impl Write, step: Step, failures: &[Failure]) {
+fn report_failures(out: &mut impl Write, step: Step, failures: &[Failure], seed: u64) {
     for failure in failures.iter().take(MAX_PRINTED_FAILURES) {
         let _ = writeln!(out, "FAIL {failure}");
     }
@@ -314,7 +314,7 @@ fn report_failures(out: &mut impl Write, step: Step, failures: &[Failure]) {
     }
     let _ = writeln!(
         out,
-        "FAILED at step {}/5 ({}): {} client(s) failed",
+        "FAILED at step {}/5 ({}): {} client(s) failed; repeat with --seed {seed}",
         step.number(),
         step.title(),
         failures.len()
@@ -577,14 +577,22 @@ impl StepRun<'_> {
                 .zip(seeds)
                 .enumerate()
                 .map(|(client, (segment, &seed))| {
-                    scope.spawn(move || self.run_client(client, segment, &mut Rng::new(seed)))
+                    thread::Builder::new()
+                        .spawn_scoped(scope, move || {
+                            self.run_client(client, segment, &mut Rng::new(seed))
+                        })
+                        .map_err(|e| {
+                            self.abort.store(true, Ordering::Relaxed);
+                            let problem = format!("cannot start a client thread: {e}");
+                            self.failure(client, None, problem)
+                        })
                 })
                 .collect();
             handles
                 .into_iter()
                 .enumerate()
                 .map(|(client, handle)| {
-                    handle.join().unwrap_or_else(|_| {
+                    handle?.join().unwrap_or_else(|_| {
                         Err(self.failure(client, None, "client thread panicked".to_string()))
                     })
                 })

@@ -1,8 +1,10 @@
 //! package-indexer (layout documented once the modules land).
 
 pub mod admin;
+pub mod app;
 pub mod config;
 pub mod durability;
+pub mod healthcheck;
 pub mod index;
 pub mod log;
 pub mod metrics;

@@ -1,11 +1,34 @@
-//! Interim logger (replaced by the ops branch).
-use std::fmt::Display;
+//! Structured logging to stderr, one event per line, in logfmt-style text or
+//! JSON.
+//!
+//! The format and level are set once by [`init`] (the first call wins) and
+//! default to text at `info`. Each event is built into one string and handed
+//! to stderr with a single `write_all`, so lines from different threads never
+//! interleave. Timestamps are RFC 3339 UTC with milliseconds, computed here
+//! from [`SystemTime`] so the crate needs no date library.
+//!
+//! ```text
+//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080
+//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
+//! ```
+
+use std::fmt::{self, Display, Write as _};
+use std::io::Write as _;
 use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// `key=value` pairs, values quoted when they need it.
     Text,
+    /// One JSON object per line, every value a string.
     Json,
 }
+
+/// How important an event is; an event is written when its level is at or
+/// above the configured one (`Error` is the most important).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Error,
@@ -13,50 +36,514 @@ pub enum Level {
     Info,
     Debug,
 }
-impl FromStr for Format {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "text" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            _ => Err(()),
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
         }
     }
 }
+
+impl Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `--log-level` or `--log-format` value that is not one of the known names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    what: &'static str,
+    given: String,
+    expected: &'static str,
+}
+
+impl Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown log {} {:?} (expected {})",
+            self.what, self.given, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 impl FromStr for Level {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Level, ParseError> {
         match s {
             "error" => Ok(Level::Error),
             "warn" => Ok(Level::Warn),
             "info" => Ok(Level::Info),
             "debug" => Ok(Level::Debug),
-            _ => Err(()),
+            _ => Err(ParseError {
+                what: "level",
+                given: s.to_owned(),
+                expected: "error, warn, info or debug",
+            }),
         }
     }
 }
-pub fn init(_f: Format, _l: Level) {}
-pub fn enabled(l: Level) -> bool {
-    l <= Level::Info
-}
-pub fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
-    let mut s = format!("ts=0 level={level:?} msg=\"{msg}\"");
-    for (k, v) in fields {
-        s.push_str(&format!(" {k}={v}"));
+
+impl FromStr for Format {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Format, ParseError> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err(ParseError {
+                what: "format",
+                given: s.to_owned(),
+                expected: "text or json",
+            }),
+        }
     }
-    eprintln!("{s}");
 }
+
+#[derive(Clone, Copy)]
+struct Settings {
+    format: Format,
+    level: Level,
+}
+
+const DEFAULT_SETTINGS: Settings = Settings {
+    format: Format::Text,
+    level: Level::Info,
+};
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+fn settings() -> Settings {
+    *SETTINGS.get().unwrap_or(&DEFAULT_SETTINGS)
+}
+
+/// Sets the process-wide format and level. Only the first call has an
+/// effect; it returns `false` when logging was already initialised.
+pub fn init(format: Format, level: Level) -> bool {
+    SETTINGS.set(Settings { format, level }).is_ok()
+}
+
+/// Whether an event at `level` would be written; one atomic load, so callers
+/// can skip building expensive fields.
+pub fn enabled(level: Level) -> bool {
+    level <= settings().level
+}
+
+/// Writes one event to stderr if `level` is enabled. Field keys should be
+/// plain identifiers; values are escaped as the format requires.
+pub fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
+    let Settings {
+        format,
+        level: max_level,
+    } = settings();
+    if level > max_level {
+        return;
+    }
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let line = format_event(format, since_epoch, level, msg, fields);
+    // A closed or full stderr leaves nowhere to report the failure.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Logs at [`Level::Error`].
 pub fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
-    log(Level::Error, msg, fields)
+    log(Level::Error, msg, fields);
 }
+
+/// Logs at [`Level::Warn`].
 pub fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
-    log(Level::Warn, msg, fields)
+    log(Level::Warn, msg, fields);
 }
+
+/// Logs at [`Level::Info`].
 pub fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
-    log(Level::Info, msg, fields)
+    log(Level::Info, msg, fields);
 }
+
+/// Logs at [`Level::Debug`].
 pub fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
-    if enabled(Level::Debug) {
-        log(Level::Debug, msg, fields)
+    log(Level::Debug, msg, fields);
+}
+
+/// Builds one complete line, newline included.
+fn format_event(
+    format: Format,
+    since_epoch: Duration,
+    level: Level,
+    msg: &str,
+    fields: &[(&str, &dyn Display)],
+) -> String {
+    let mut line = String::with_capacity(128);
+    let mut timestamp = String::with_capacity(24);
+    write_timestamp(since_epoch, &mut timestamp);
+    // Display output is rendered into a reused scratch buffer because it
+    // must be inspected (text) or escaped (JSON) before it is written.
+    let mut value = String::new();
+    match format {
+        Format::Text => {
+            line.push_str("ts=");
+            line.push_str(&timestamp);
+            line.push_str(" level=");
+            line.push_str(level.as_str());
+            line.push_str(" msg=");
+            write_quoted(msg, &mut line);
+            for (key, field) in fields {
+                value.clear();
+                let _ = write!(value, "{field}");
+                line.push(' ');
+                line.push_str(key);
+                line.push('=');
+                write_text_value(&value, &mut line);
+            }
+        }
+        Format::Json => {
+            line.push_str("{\"ts\":\"");
+            line.push_str(&timestamp);
+            line.push_str("\",\"level\":\"");
+            line.push_str(level.as_str());
+            line.push_str("\",\"msg\":");
+            write_quoted(msg, &mut line);
+            for (key, field) in fields {
+                value.clear();
+                let _ = write!(value, "{field}");
+                line.push(',');
+                write_quoted(key, &mut line);
+                line.push(':');
+                write_quoted(&value, &mut line);
+            }
+            line.push('}');
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// Writes a text-format value bare when that is unambiguous, quoted otherwise.
+fn write_text_value(value: &str, out: &mut String) {
+    let needs_quotes = value.is_empty()
+        || value
+            .chars()
+            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
+    if needs_quotes {
+        write_quoted(value, out);
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// Writes `"value"` with quotes, backslashes and control characters escaped
+/// by JSON's rules, so a value can never break the line or the key=value
+/// structure. Text and JSON share it: JSON escaping reads well in logfmt too.
+fn write_quoted(value: &str, out: &mut String) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+const SECONDS_PER_DAY: u64 = 86_400;
+/// Days in a 400-year Gregorian cycle, after which the calendar repeats.
+const DAYS_PER_400_YEARS: u64 = 146_097;
+
+fn is_leap_year(year: u64) -> bool {
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) civil date.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // The Gregorian calendar repeats every 400 years counted from any year,
+    // so whole cycles are skipped first and at most 400 years are walked.
+    let mut year = 1970 + 400 * (days / DAYS_PER_400_YEARS);
+    let mut day_of_year = days % DAYS_PER_400_YEARS;
+    loop {
+        let year_length = if is_leap_year(year) { 366 } else { 365 };
+        if day_of_year < year_length {
+            break;
+        }
+        day_of_year -= year_length;
+        year += 1;
+    }
+    let february = if is_leap_year(year) { 29 } else { 28 };
+    let month_lengths = [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut month = 1;
+    for length in month_lengths {
+        if day_of_year < length {
+            break;
+        }
+        day_of_year -= length;
+        month += 1;
+    }
+    (year, month, day_of_year + 1)
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time since the Unix epoch.
+fn write_timestamp(since_epoch: Duration, out: &mut String) {
+    let seconds = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
+    let second_of_day = seconds % SECONDS_PER_DAY;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        since_epoch.subsec_millis()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timestamp(seconds: u64, millis: u64) -> String {
+        let mut out = String::new();
+        write_timestamp(
+            Duration::from_secs(seconds) + Duration::from_millis(millis),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn timestamps_for_known_epochs() {
+        assert_eq!(timestamp(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_709_214_307, 42), "2024-02-29T13:45:07.042Z");
+        assert_eq!(timestamp(1_795_401_000, 123), "2026-11-23T02:30:00.123Z");
+        assert_eq!(timestamp(946_684_799, 999), "1999-12-31T23:59:59.999Z");
+        assert_eq!(timestamp(951_868_800, 0), "2000-03-01T00:00:00.000Z");
+        // 2100 is not a leap year, so March 1st follows February 28th.
+        assert_eq!(timestamp(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn civil_dates_advance_one_day_at_a_time() {
+        // Walks 1970..2500 day by day and checks each date follows the last,
+        // covering every month end and leap rule, including the 400-year skip.
+        let mut previous = civil_from_days(0);
+        assert_eq!(previous, (1970, 1, 1));
+        for days in 1..(530 * 366) {
+            let (year, month, day) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (year, month, day) == (py, pm, pd + 1);
+            let next_month = (year, month, day) == (py, pm + 1, 1);
+            let next_year = (pm, pd) == (12, 31) && (year, month, day) == (py + 1, 1, 1);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} -> {:?}",
+                (year, month, day)
+            );
+            if next_month || next_year {
+                let expected_last = match pm {
+                    2 if is_leap_year(py) => 29,
+                    2 => 28,
+                    4 | 6 | 9 | 11 => 30,
+                    _ => 31,
+                };
+                assert_eq!(pd, expected_last, "month {pm} of {py}");
+            }
+            previous = (year, month, day);
+        }
+    }
+
+    fn event(format: Format, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
+        format_event(
+            format,
+            Duration::from_millis(1_500),
+            Level::Warn,
+            msg,
+            fields,
+        )
+    }
+
+    #[test]
+    fn text_quotes_only_values_that_need_it() {
+        let line = event(
+            Format::Text,
+            "listening",
+            &[
+                ("addr", &"127.0.0.1:8080"),
+                ("count", &42),
+                ("empty", &""),
+                ("spaced", &"a b"),
+                ("equals", &"a=b"),
+                ("quoted", &"say \"hi\""),
+                ("multi", &"one\ntwo\\three\u{1}"),
+            ],
+        );
+        assert_eq!(
+            line,
+            "ts=1970-01-01T00:00:01.500Z level=warn msg=\"listening\" addr=127.0.0.1:8080 \
+             count=42 empty=\"\" spaced=\"a b\" equals=\"a=b\" quoted=\"say \\\"hi\\\"\" \
+             multi=\"one\\ntwo\\\\three\\u0001\"\n"
+        );
+    }
+
+    #[test]
+    fn text_escapes_the_message() {
+        let line = event(Format::Text, "bad \"line\"\r\n", &[]);
+        assert!(
+            line.ends_with(" msg=\"bad \\\"line\\\"\\r\\n\"\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let line = event(Format::Json, "listening", &[("addr", &"127.0.0.1:8080")]);
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:01.500Z\",\"level\":\"warn\",\"msg\":\"listening\",\
+             \"addr\":\"127.0.0.1:8080\"}\n"
+        );
+    }
+
+    /// Decodes a JSON string literal at the start of `input`, returning the
+    /// decoded text and the rest; rejects anything RFC 8259 does not allow.
+    fn parse_json_string(input: &str) -> Result<(String, &str), String> {
+        let mut chars = input.char_indices();
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            return Err(format!("expected a string at {input:?}"));
+        }
+        let mut decoded = String::new();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '"' => return Ok((decoded, &input[at + 1..])),
+                '\\' => match chars.next().map(|(_, c)| c) {
+                    Some('"') => decoded.push('"'),
+                    Some('\\') => decoded.push('\\'),
+                    Some('/') => decoded.push('/'),
+                    Some('b') => decoded.push('\u{8}'),
+                    Some('f') => decoded.push('\u{c}'),
+                    Some('n') => decoded.push('\n'),
+                    Some('r') => decoded.push('\r'),
+                    Some('t') => decoded.push('\t'),
+                    Some('u') => {
+                        let hex: String = (0..4)
+                            .filter_map(|_| chars.next())
+                            .map(|(_, c)| c)
+                            .collect();
+                        let code = u32::from_str_radix(&hex, 16)
+                            .map_err(|_| format!("bad \\u escape {hex:?}"))?;
+                        decoded.push(char::from_u32(code).ok_or("surrogate escape")?);
+                    }
+                    other => return Err(format!("bad escape {other:?}")),
+                },
+                c if (c as u32) < 0x20 => return Err(format!("raw control character {c:?}")),
+                c => decoded.push(c),
+            }
+        }
+        Err("unterminated string".to_owned())
+    }
+
+    /// Parses a flat JSON object whose values are all strings.
+    fn parse_flat_json_object(line: &str) -> Result<Vec<(String, String)>, String> {
+        let mut rest = line.strip_prefix('{').ok_or("no opening brace")?;
+        let mut members = Vec::new();
+        loop {
+            let (key, after_key) = parse_json_string(rest)?;
+            let after_colon = after_key.strip_prefix(':').ok_or("no colon")?;
+            let (value, after_value) = parse_json_string(after_colon)?;
+            members.push((key, value));
+            if let Some(more) = after_value.strip_prefix(',') {
+                rest = more;
+            } else if after_value == "}" {
+                return Ok(members);
+            } else {
+                return Err(format!("unexpected {after_value:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn json_round_trips_tricky_strings() {
+        let tricky = [
+            "",
+            "plain",
+            "quote \" backslash \\ slash /",
+            "newline\n return\r tab\t",
+            "controls \u{0}\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+            "unicode ☃ é 𝄞",
+            "}{\",:",
+        ];
+        for text in tricky {
+            let line = event(Format::Json, text, &[("field", &text), (text, &1)]);
+            let body = line.strip_suffix('\n').unwrap();
+            assert!(!body.contains('\n'), "{line:?}");
+            let members = parse_flat_json_object(body).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            let expected: Vec<(String, String)> = [
+                ("ts", "1970-01-01T00:00:01.500Z"),
+                ("level", "warn"),
+                ("msg", text),
+                ("field", text),
+                (text, "1"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            assert_eq!(members, expected);
+        }
+    }
+
+    #[test]
+    fn parses_levels_and_formats() {
+        assert_eq!("error".parse(), Ok(Level::Error));
+        assert_eq!("warn".parse(), Ok(Level::Warn));
+        assert_eq!("info".parse(), Ok(Level::Info));
+        assert_eq!("debug".parse(), Ok(Level::Debug));
+        assert_eq!("text".parse(), Ok(Format::Text));
+        assert_eq!("json".parse(), Ok(Format::Json));
+        let error = "INFO".parse::<Level>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown log level \"INFO\" (expected error, warn, info or debug)"
+        );
+        assert!("xml".parse::<Format>().is_err());
+        assert_eq!(Level::Debug.to_string(), "debug");
+        assert_eq!(Format::Json.to_string(), "json");
+    }
+
+    #[test]
+    fn levels_order_from_most_to_least_important() {
+        assert!(Level::Error < Level::Warn);
+        assert!(Level::Warn < Level::Info);
+        assert!(Level::Info < Level::Debug);
+        // Errors are written under every setting.
+        assert!(enabled(Level::Error));
     }
 }

@@ -1,18 +1,1011 @@
-//! Interim metrics (replaced by the ops branch).
+//! Server metrics: lock-free counters, gauges and histograms, rendered in the
+//! Prometheus text exposition format 0.0.4.
+//!
+//! Recording is a handful of relaxed atomic adds with no lock and no
+//! allocation, so it can sit on the per-request path. Consistency between
+//! series is only as good as a scrape needs: each value is read once while
+//! rendering, and a histogram's `_count` is the sum of its own buckets, so it
+//! always equals the `+Inf` bucket even while requests are being recorded.
+//!
+//! Histogram buckets (upper bounds, seconds):
+//! - request duration: 25µs, 50µs, 100µs, 250µs, 500µs, 1ms, 2.5ms, 5ms,
+//!   10ms, 25ms, 50ms, 100ms, 250ms, 500ms, 1s — an in-memory command takes
+//!   microseconds, one waiting on the index lock or an fsync milliseconds;
+//! - fsync duration: 100µs … 10s in the same 1-2.5-5 steps, from a fast NVMe
+//!   flush to a disk in trouble.
+//!
+//! `process_start_time_seconds` is the moment [`Metrics::new`] ran (create it
+//! first thing at startup); the other `process_*` gauges are read from
+//! `/proc/self` at each scrape and left out where it is unreadable.
+
 use crate::protocol::{Command, Response};
-use std::time::Duration;
+use std::fmt::{self, Display, Write as _};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+const MICROSECOND: u64 = 1_000;
+const MILLISECOND: u64 = 1_000_000;
+
+const REQUEST_BUCKETS: [u64; 15] = [
+    25 * MICROSECOND,
+    50 * MICROSECOND,
+    100 * MICROSECOND,
+    250 * MICROSECOND,
+    500 * MICROSECOND,
+    MILLISECOND,
+    2_500 * MICROSECOND,
+    5 * MILLISECOND,
+    10 * MILLISECOND,
+    25 * MILLISECOND,
+    50 * MILLISECOND,
+    100 * MILLISECOND,
+    250 * MILLISECOND,
+    500 * MILLISECOND,
+    NANOS_PER_SECOND,
+];
+
+const FSYNC_BUCKETS: [u64; 16] = [
+    100 * MICROSECOND,
+    250 * MICROSECOND,
+    500 * MICROSECOND,
+    MILLISECOND,
+    2_500 * MICROSECOND,
+    5 * MILLISECOND,
+    10 * MILLISECOND,
+    25 * MILLISECOND,
+    50 * MILLISECOND,
+    100 * MILLISECOND,
+    250 * MILLISECOND,
+    500 * MILLISECOND,
+    NANOS_PER_SECOND,
+    2_500 * MILLISECOND,
+    5 * NANOS_PER_SECOND,
+    10 * NANOS_PER_SECOND,
+];
+
+/// `command` label values, indexed by [`command_slot`].
+const COMMAND_LABELS: [&str; 4] = ["index", "remove", "query", "invalid"];
+/// `result` label values, indexed by [`result_slot`].
+const RESULT_LABELS: [&str; 3] = ["ok", "fail", "error"];
+
+fn command_slot(command: Option<Command>) -> usize {
+    match command {
+        Some(Command::Index) => 0,
+        Some(Command::Remove) => 1,
+        Some(Command::Query) => 2,
+        None => 3,
+    }
+}
+
+fn result_slot(response: Response) -> usize {
+    match response {
+        Response::Ok => 0,
+        Response::Fail => 1,
+        Response::Error => 2,
+    }
+}
+
+/// Why an accepted connection was closed at once instead of served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectReason {
+    /// `--max-connections` were already being served.
     Limit,
+    /// The OS refused a resource for it, such as a thread.
     Resources,
 }
-#[derive(Default)]
-pub struct Metrics;
-impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics
+
+impl RejectReason {
+    const ALL: [RejectReason; 2] = [RejectReason::Limit, RejectReason::Resources];
+
+    fn label(self) -> &'static str {
+        match self {
+            RejectReason::Limit => "limit",
+            RejectReason::Resources => "resources",
+        }
     }
-    pub fn record_request(&self, _c: Option<Command>, _r: Response, _e: Duration) {}
-    pub fn connection_opened(&self) {}
-    pub fn connection_closed(&self) {}
-    pub fn connection_rejected(&self, _r: RejectReason) {}
+}
+
+/// Sizes of the index at render time, supplied by whoever owns it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexGauges {
+    pub packages: u64,
+    pub dependencies: u64,
+}
+
+fn nanos(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A histogram over fixed bucket bounds in nanoseconds. Each observation
+/// increments exactly one (non-cumulative) slot; rendering accumulates.
+struct Histogram<const N: usize> {
+    bounds: &'static [u64; N],
+    within: [AtomicU64; N],
+    beyond_last: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new(bounds: &'static [u64; N]) -> Self {
+        Histogram {
+            bounds,
+            within: [const { AtomicU64::new(0) }; N],
+            beyond_last: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let value = nanos(elapsed);
+        // Prometheus buckets count values <= their bound.
+        let slot = self.bounds.partition_point(|&bound| bound < value);
+        self.within
+            .get(slot)
+            .unwrap_or(&self.beyond_last)
+            .fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(value, Relaxed);
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
+    /// or a rendered label list such as `command="index"`.
+    fn render(&self, name: &str, labels: &str, out: &mut String) -> fmt::Result {
+        let separator = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.within) {
+            cumulative += count.load(Relaxed);
+            writeln!(
+                out,
+                "{name}_bucket{{{labels}{separator}le=\"{}\"}} {cumulative}",
+                Seconds(*bound)
+            )?;
+        }
+        cumulative += self.beyond_last.load(Relaxed);
+        writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {cumulative}"
+        )?;
+        let sum = Seconds(self.sum_nanos.load(Relaxed));
+        if labels.is_empty() {
+            writeln!(out, "{name}_sum {sum}")?;
+            writeln!(out, "{name}_count {cumulative}")
+        } else {
+            writeln!(out, "{name}_sum{{{labels}}} {sum}")?;
+            writeln!(out, "{name}_count{{{labels}}} {cumulative}")
+        }
+    }
+}
+
+/// Nanoseconds displayed as exact decimal seconds (`0.000025`, `1`), so
+/// bucket bounds and sums carry no float rounding noise.
+struct Seconds(u64);
+
+impl Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / NANOS_PER_SECOND;
+        let fraction = self.0 % NANOS_PER_SECOND;
+        if fraction == 0 {
+            return write!(f, "{whole}");
+        }
+        let digits = format!("{fraction:09}");
+        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// An `f64` sample value spelled the way the exposition format wants.
+struct Float(f64);
+
+impl Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            value if value.is_nan() => f.write_str("NaN"),
+            value if value == f64::INFINITY => f.write_str("+Inf"),
+            value if value == f64::NEG_INFINITY => f.write_str("-Inf"),
+            value => write!(f, "{value}"),
+        }
+    }
+}
+
+/// All counters of one server process. Share it as `Arc<Metrics>`.
+pub struct Metrics {
+    started: Duration,
+    requests: [[AtomicU64; RESULT_LABELS.len()]; COMMAND_LABELS.len()],
+    request_durations: [Histogram<{ REQUEST_BUCKETS.len() }>; COMMAND_LABELS.len()],
+    connections_total: AtomicU64,
+    // Signed so a mismatched close shows up as a negative value rather
+    // than as 2^64 - 1.
+    connections_active: AtomicI64,
+    connections_rejected: [AtomicU64; RejectReason::ALL.len()],
+    durability_errors: AtomicU64,
+    log_bytes: AtomicU64,
+    last_snapshot_seconds_bits: AtomicU64,
+    fsync_durations: Histogram<{ FSYNC_BUCKETS.len() }>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Zeroed metrics; the current time becomes `process_start_time_seconds`,
+    /// so create them at startup.
+    pub fn new() -> Metrics {
+        Metrics {
+            started: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO),
+            requests: [const { [const { AtomicU64::new(0) }; RESULT_LABELS.len()] };
+                COMMAND_LABELS.len()],
+            request_durations: std::array::from_fn(|_| Histogram::new(&REQUEST_BUCKETS)),
+            connections_total: AtomicU64::new(0),
+            connections_active: AtomicI64::new(0),
+            connections_rejected: [const { AtomicU64::new(0) }; RejectReason::ALL.len()],
+            durability_errors: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+            last_snapshot_seconds_bits: AtomicU64::new(0f64.to_bits()),
+            fsync_durations: Histogram::new(&FSYNC_BUCKETS),
+        }
+    }
+
+    /// Counts one answered request line; `command` is `None` when the line
+    /// did not name a valid command (label `invalid`).
+    pub fn record_request(&self, command: Option<Command>, response: Response, elapsed: Duration) {
+        let command = command_slot(command);
+        self.requests[command][result_slot(response)].fetch_add(1, Relaxed);
+        self.request_durations[command].observe(elapsed);
+    }
+
+    /// A connection was accepted and will be served.
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_active.fetch_add(1, Relaxed);
+    }
+
+    /// A connection counted by [`connection_opened`](Self::connection_opened) ended.
+    pub fn connection_closed(&self) {
+        self.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    /// A connection was accepted and closed at once without being served.
+    pub fn connection_rejected(&self, reason: RejectReason) {
+        self.connections_rejected[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A write, fsync or compaction of durable state failed.
+    pub fn durability_error(&self) {
+        self.durability_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Current size of the durable log on disk.
+    pub fn set_log_bytes(&self, bytes: u64) {
+        self.log_bytes.store(bytes, Relaxed);
+    }
+
+    /// A snapshot was completed at `unix_seconds`.
+    pub fn snapshot_written(&self, unix_seconds: f64) {
+        self.last_snapshot_seconds_bits
+            .store(unix_seconds.to_bits(), Relaxed);
+    }
+
+    /// One fsync (or fdatasync) took `elapsed`.
+    pub fn record_fsync(&self, elapsed: Duration) {
+        self.fsync_durations.observe(elapsed);
+    }
+
+    /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
+    /// included) to `out`. Process metrics that `/proc/self` cannot provide
+    /// are left out rather than failing the scrape.
+    pub fn render(&self, index: IndexGauges, out: &mut String) {
+        // Formatting into a String cannot fail.
+        let _ = self.write_exposition(index, out);
+    }
+
+    fn write_exposition(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
+        const REQUESTS: &str = "package_indexer_requests_total";
+        family(
+            out,
+            REQUESTS,
+            "counter",
+            "Request lines answered, by command and answer.",
+        )?;
+        for (command, results) in COMMAND_LABELS.iter().zip(&self.requests) {
+            for (result, count) in RESULT_LABELS.iter().zip(results) {
+                writeln!(
+                    out,
+                    "{REQUESTS}{{command=\"{command}\",result=\"{result}\"}} {}",
+                    count.load(Relaxed)
+                )?;
+            }
+        }
+
+        const DURATION: &str = "package_indexer_request_duration_seconds";
+        family(
+            out,
+            DURATION,
+            "histogram",
+            "Time spent handling one request line.",
+        )?;
+        for (command, histogram) in COMMAND_LABELS.iter().zip(&self.request_durations) {
+            histogram.render(DURATION, &format!("command=\"{command}\""), out)?;
+        }
+
+        const REJECTED: &str = "package_indexer_connections_rejected_total";
+        family(
+            out,
+            REJECTED,
+            "counter",
+            "Connections closed at once without being served, by reason.",
+        )?;
+        for reason in RejectReason::ALL {
+            writeln!(
+                out,
+                "{REJECTED}{{reason=\"{}\"}} {}",
+                reason.label(),
+                self.connections_rejected[reason as usize].load(Relaxed)
+            )?;
+        }
+
+        const FSYNC: &str = "package_indexer_fsync_duration_seconds";
+        family(
+            out,
+            FSYNC,
+            "histogram",
+            "Time taken by each fsync of durable state.",
+        )?;
+        self.fsync_durations.render(FSYNC, "", out)?;
+
+        const BUILD_INFO: &str = "package_indexer_build_info";
+        family(
+            out,
+            BUILD_INFO,
+            "gauge",
+            "Always 1; the version is in the label.",
+        )?;
+        writeln!(
+            out,
+            "{BUILD_INFO}{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )?;
+
+        let started = Float(self.started.as_millis() as f64 / 1000.0);
+        let snapshot = Float(f64::from_bits(
+            self.last_snapshot_seconds_bits.load(Relaxed),
+        ));
+        let unlabelled: [(&str, &str, &str, &dyn Display); 8] = [
+            (
+                "package_indexer_connections_total",
+                "counter",
+                "Connections accepted and served.",
+                &self.connections_total.load(Relaxed),
+            ),
+            (
+                "package_indexer_connections_active",
+                "gauge",
+                "Connections being served now.",
+                &self.connections_active.load(Relaxed),
+            ),
+            (
+                "package_indexer_packages",
+                "gauge",
+                "Packages in the index.",
+                &index.packages,
+            ),
+            (
+                "package_indexer_dependencies",
+                "gauge",
+                "Dependency edges in the index.",
+                &index.dependencies,
+            ),
+            (
+                "package_indexer_durability_errors_total",
+                "counter",
+                "Failed writes, syncs or compactions of durable state.",
+                &self.durability_errors.load(Relaxed),
+            ),
+            (
+                "package_indexer_log_bytes",
+                "gauge",
+                "Size of the durable log on disk.",
+                &self.log_bytes.load(Relaxed),
+            ),
+            (
+                "package_indexer_last_snapshot_timestamp_seconds",
+                "gauge",
+                "Unix time of the last completed snapshot; 0 if none.",
+                &snapshot,
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch.",
+                &started,
+            ),
+        ];
+        for (name, kind, help, value) in unlabelled {
+            simple(out, name, kind, help, value)?;
+        }
+        write_process_metrics(out)
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines that open a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} {kind}")
+}
+
+/// Writes a family made of one unlabelled sample.
+fn simple(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Display,
+) -> fmt::Result {
+    family(out, name, kind, help)?;
+    writeln!(out, "{name} {value}")
+}
+
+/// The `process_*` gauges that `/proc/self` can provide, each left out
+/// when it cannot be read.
+fn write_process_metrics(out: &mut String) -> fmt::Result {
+    let status = ProcStatus::read();
+    if let Some(bytes) = status.resident_bytes {
+        simple(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size.",
+            bytes,
+        )?;
+    }
+    if let Some(count) = open_fds() {
+        simple(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            count,
+        )?;
+    }
+    if let Some(count) = status.threads {
+        simple(
+            out,
+            "process_threads",
+            "gauge",
+            "OS threads in the process.",
+            count,
+        )?;
+    }
+    Ok(())
+}
+
+/// The fields of `/proc/self/status` this module reports.
+struct ProcStatus {
+    resident_bytes: Option<u64>,
+    threads: Option<u64>,
+}
+
+impl ProcStatus {
+    fn read() -> ProcStatus {
+        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        ProcStatus {
+            // The kernel reports VmRSS in kB (KiB).
+            resident_bytes: field("VmRSS").map(|kib| kib * 1024),
+            threads: field("Threads"),
+        }
+    }
+}
+
+fn open_fds() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(entries.count() as u64)
+}
+
+#[cfg(test)]
+// `promtool check metrics` runs on a real scrape in tests/metrics_format.rs.
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Arc;
+
+    fn is_metric_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn is_label_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__")
+    }
+
+    fn parse_value(text: &str) -> Result<f64, String> {
+        match text {
+            "+Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            "NaN" => Ok(f64::NAN),
+            // Rust also accepts `inf` and `infinity`; the format does not.
+            _ if text
+                .chars()
+                .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
+            {
+                Err(format!("bad value {text:?}"))
+            }
+            _ => text.parse().map_err(|_| format!("bad value {text:?}")),
+        }
+    }
+
+    /// Splits `name{a="x",b="y"} value` into its parts, checking the label
+    /// syntax and escapes strictly.
+    type Labels = Vec<(String, String)>;
+
+    fn parse_sample(line: &str) -> Result<(&str, Labels, f64), String> {
+        let name_end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..name_end];
+        if !is_metric_name(name) {
+            return Err(format!("bad metric name {name:?}"));
+        }
+        let mut labels = Vec::new();
+        let mut rest = &line[name_end..];
+        if let Some(after_brace) = rest.strip_prefix('{') {
+            let mut chars = after_brace.char_indices();
+            loop {
+                let label_start = chars.clone().next().map(|(at, _)| at).ok_or("cut off")?;
+                let equals = after_brace[label_start..]
+                    .find('=')
+                    .ok_or("label without =")?;
+                let label = &after_brace[label_start..label_start + equals];
+                if !is_label_name(label) {
+                    return Err(format!("bad label name {label:?}"));
+                }
+                for _ in 0..=label.len() {
+                    chars.next();
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err("label value not quoted".to_owned());
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next().ok_or("unterminated label value")?.1 {
+                        '"' => break,
+                        '\\' => match chars.next().ok_or("cut escape")?.1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            other => return Err(format!("bad escape \\{other}")),
+                        },
+                        '\n' => return Err("raw newline in label value".to_owned()),
+                        c => value.push(c),
+                    }
+                }
+                if labels.iter().any(|(existing, _)| existing == label) {
+                    return Err(format!("label {label} repeated"));
+                }
+                labels.push((label.to_owned(), value));
+                match chars.next().ok_or("cut off after label")? {
+                    (_, ',') => continue,
+                    (at, '}') => {
+                        rest = &after_brace[at + 1..];
+                        break;
+                    }
+                    (_, other) => return Err(format!("unexpected {other:?} after label")),
+                }
+            }
+        }
+        let value_text = rest.strip_prefix(' ').ok_or("no space before value")?;
+        if value_text.contains(' ') {
+            return Err("timestamps or extra fields are not expected".to_owned());
+        }
+        Ok((name, labels, parse_value(value_text)?))
+    }
+
+    #[derive(Default)]
+    struct HistogramSeries {
+        buckets: Vec<(f64, f64)>,
+        sum: Option<f64>,
+        count: Option<f64>,
+    }
+
+    /// A strict checker for the text exposition format 0.0.4, stricter than
+    /// the format where our output has a fixed shape (no blank lines, no
+    /// other comments, HELP before TYPE, no empty families).
+    fn check_exposition(text: &str) -> Result<(), String> {
+        if !text.ends_with('\n') {
+            return Err("no trailing newline".to_owned());
+        }
+        let mut helped = HashSet::new();
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut families_with_samples = HashSet::new();
+        let mut current: Option<(String, String)> = None;
+        let mut series = HashSet::new();
+        let mut histograms: HashMap<(String, Labels), HistogramSeries> = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let fail = |reason: String| format!("line {}: {reason}: {line:?}", number + 1);
+            if let Some(comment) = line.strip_prefix("# ") {
+                let mut parts = comment.splitn(3, ' ');
+                let keyword = parts.next().unwrap_or_default();
+                let name = parts.next().unwrap_or_default().to_owned();
+                let detail = parts.next().unwrap_or_default();
+                if !is_metric_name(&name) {
+                    return Err(fail("bad family name".to_owned()));
+                }
+                match keyword {
+                    "HELP" => {
+                        if detail.is_empty() || !helped.insert(name) {
+                            return Err(fail("empty or repeated HELP".to_owned()));
+                        }
+                    }
+                    "TYPE" => {
+                        if !helped.contains(&name) {
+                            return Err(fail("TYPE without HELP before it".to_owned()));
+                        }
+                        if !["counter", "gauge", "histogram", "summary", "untyped"]
+                            .contains(&detail)
+                        {
+                            return Err(fail("unknown type".to_owned()));
+                        }
+                        if types.insert(name.clone(), detail.to_owned()).is_some() {
+                            return Err(fail("repeated TYPE".to_owned()));
+                        }
+                        current = Some((name, detail.to_owned()));
+                    }
+                    _ => return Err(fail("unexpected comment".to_owned())),
+                }
+                continue;
+            }
+            let (name, labels, value) = parse_sample(line).map_err(fail)?;
+            let (family, kind) = current
+                .as_ref()
+                .ok_or_else(|| fail("sample before any TYPE".to_owned()))?;
+            let suffix = name
+                .strip_prefix(family.as_str())
+                .ok_or_else(|| fail(format!("sample outside family {family}")))?;
+            let mut key_labels = labels.clone();
+            key_labels.sort();
+            if !series.insert((name.to_owned(), key_labels)) {
+                return Err(fail("duplicate series".to_owned()));
+            }
+            families_with_samples.insert(family.clone());
+            if kind == "counter" && (value.is_nan() || value < 0.0) {
+                return Err(fail("counter not a non-negative number".to_owned()));
+            }
+            if kind != "histogram" {
+                if !suffix.is_empty() {
+                    return Err(fail(format!("sample outside family {family}")));
+                }
+                if labels.iter().any(|(label, _)| label == "le") {
+                    return Err(fail("le label outside a histogram".to_owned()));
+                }
+                continue;
+            }
+            let mut without_le: Vec<_> = labels
+                .iter()
+                .filter(|(label, _)| label != "le")
+                .cloned()
+                .collect();
+            without_le.sort();
+            let le = labels.iter().find(|(label, _)| label == "le");
+            let entry = histograms.entry((family.clone(), without_le)).or_default();
+            match (suffix, le) {
+                ("_bucket", Some((_, bound))) => entry
+                    .buckets
+                    .push((parse_value(bound).map_err(fail)?, value)),
+                ("_sum", None) => entry.sum = Some(value),
+                ("_count", None) => entry.count = Some(value),
+                _ => return Err(fail("not a histogram sample".to_owned())),
+            }
+        }
+        if let Some(empty) = types
+            .keys()
+            .find(|name| !families_with_samples.contains(*name))
+        {
+            return Err(format!("family {empty} has no samples"));
+        }
+        for ((family, labels), histogram) in &histograms {
+            let at = format!("histogram {family} {labels:?}");
+            let last = histogram
+                .buckets
+                .last()
+                .ok_or(format!("{at}: no buckets"))?;
+            if last.0 != f64::INFINITY {
+                return Err(format!("{at}: last bucket is not +Inf"));
+            }
+            for pair in histogram.buckets.windows(2) {
+                if pair[0].0 >= pair[1].0 || pair[0].1 > pair[1].1 {
+                    return Err(format!("{at}: buckets not increasing and cumulative"));
+                }
+            }
+            if histogram.count != Some(last.1) {
+                return Err(format!("{at}: _count missing or not the +Inf bucket"));
+            }
+            if histogram.sum.is_none() {
+                return Err(format!("{at}: _sum missing"));
+            }
+        }
+        Ok(())
+    }
+
+    fn value<'a>(text: &'a str, series: &str) -> &'a str {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+    }
+
+    fn populated() -> Metrics {
+        let metrics = Metrics::new();
+        let us = Duration::from_micros;
+        metrics.record_request(Some(Command::Index), Response::Ok, us(30));
+        metrics.record_request(Some(Command::Index), Response::Ok, us(30));
+        // Exactly on a bound: counted in that bucket.
+        metrics.record_request(Some(Command::Query), Response::Fail, us(1_000));
+        metrics.record_request(Some(Command::Remove), Response::Ok, Duration::from_secs(5));
+        metrics.record_request(None, Response::Error, Duration::ZERO);
+        for _ in 0..3 {
+            metrics.connection_opened();
+        }
+        metrics.connection_closed();
+        metrics.connection_rejected(RejectReason::Limit);
+        metrics.connection_rejected(RejectReason::Limit);
+        metrics.connection_rejected(RejectReason::Resources);
+        metrics.durability_error();
+        metrics.set_log_bytes(4096);
+        metrics.snapshot_written(1_795_401_000.5);
+        metrics.record_fsync(us(3_000));
+        metrics
+    }
+
+    fn rendered(metrics: &Metrics) -> String {
+        let mut text = String::new();
+        metrics.render(
+            IndexGauges {
+                packages: 3,
+                dependencies: 2,
+            },
+            &mut text,
+        );
+        text
+    }
+
+    #[test]
+    fn populated_metrics_are_well_formed_and_exact() {
+        let text = rendered(&populated());
+        check_exposition(&text).unwrap();
+
+        let requests = "package_indexer_requests_total";
+        assert_eq!(
+            value(
+                &text,
+                &format!("{requests}{{command=\"index\",result=\"ok\"}}")
+            ),
+            "2"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("{requests}{{command=\"query\",result=\"fail\"}}")
+            ),
+            "1"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("{requests}{{command=\"invalid\",result=\"error\"}}")
+            ),
+            "1"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("{requests}{{command=\"remove\",result=\"fail\"}}")
+            ),
+            "0"
+        );
+
+        let duration = "package_indexer_request_duration_seconds";
+        let bucket = |command: &str, le: &str| {
+            value(
+                &text,
+                &format!("{duration}_bucket{{command=\"{command}\",le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("index", "0.000025"), "0");
+        assert_eq!(bucket("index", "0.00005"), "2");
+        assert_eq!(
+            value(&text, &format!("{duration}_sum{{command=\"index\"}}")),
+            "0.00006"
+        );
+        assert_eq!(
+            value(&text, &format!("{duration}_count{{command=\"index\"}}")),
+            "2"
+        );
+        assert_eq!(bucket("query", "0.0005"), "0");
+        assert_eq!(bucket("query", "0.001"), "1");
+        assert_eq!(bucket("remove", "1"), "0");
+        assert_eq!(bucket("remove", "+Inf"), "1");
+        assert_eq!(
+            value(&text, &format!("{duration}_sum{{command=\"remove\"}}")),
+            "5"
+        );
+        assert_eq!(bucket("invalid", "0.000025"), "1");
+
+        assert_eq!(value(&text, "package_indexer_connections_total"), "3");
+        assert_eq!(value(&text, "package_indexer_connections_active"), "2");
+        let rejected = "package_indexer_connections_rejected_total";
+        assert_eq!(
+            value(&text, &format!("{rejected}{{reason=\"limit\"}}")),
+            "2"
+        );
+        assert_eq!(
+            value(&text, &format!("{rejected}{{reason=\"resources\"}}")),
+            "1"
+        );
+        assert_eq!(value(&text, "package_indexer_packages"), "3");
+        assert_eq!(value(&text, "package_indexer_dependencies"), "2");
+
+        assert_eq!(value(&text, "package_indexer_durability_errors_total"), "1");
+        assert_eq!(value(&text, "package_indexer_log_bytes"), "4096");
+        assert_eq!(
+            value(&text, "package_indexer_last_snapshot_timestamp_seconds"),
+            "1795401000.5"
+        );
+        let fsync = "package_indexer_fsync_duration_seconds";
+        assert_eq!(
+            value(&text, &format!("{fsync}_bucket{{le=\"0.0025\"}}")),
+            "0"
+        );
+        assert_eq!(
+            value(&text, &format!("{fsync}_bucket{{le=\"0.005\"}}")),
+            "1"
+        );
+        assert_eq!(value(&text, &format!("{fsync}_sum")), "0.003");
+        assert_eq!(value(&text, &format!("{fsync}_count")), "1");
+
+        let version = env!("CARGO_PKG_VERSION");
+        let build_info = format!("package_indexer_build_info{{version=\"{version}\"}}");
+        assert_eq!(value(&text, &build_info), "1");
+        for name in [
+            "process_start_time_seconds",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_threads",
+        ] {
+            let reading: f64 = value(&text, name).parse().unwrap();
+            assert!(reading > 0.0, "{name} = {reading}");
+        }
+    }
+
+    #[test]
+    fn fresh_metrics_render_every_family_at_zero() {
+        let metrics = Metrics::new();
+        let text = rendered(&metrics);
+        check_exposition(&text).unwrap();
+        assert_eq!(value(&text, "package_indexer_durability_errors_total"), "0");
+        assert_eq!(
+            value(&text, "package_indexer_last_snapshot_timestamp_seconds"),
+            "0"
+        );
+        assert_eq!(
+            value(&text, "package_indexer_fsync_duration_seconds_count"),
+            "0"
+        );
+        assert_eq!(
+            value(&text, "package_indexer_fsync_duration_seconds_sum"),
+            "0"
+        );
+    }
+
+    #[test]
+    fn concurrent_recording_loses_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let metrics = Arc::clone(&metrics);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        metrics.record_request(
+                            Some(Command::Query),
+                            Response::Ok,
+                            Duration::from_micros(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let text = rendered(&metrics);
+        let requests = "package_indexer_requests_total{command=\"query\",result=\"ok\"}";
+        assert_eq!(value(&text, requests), "4000");
+        let count = "package_indexer_request_duration_seconds_count{command=\"query\"}";
+        assert_eq!(value(&text, count), "4000");
+        let sum = "package_indexer_request_duration_seconds_sum{command=\"query\"}";
+        assert_eq!(value(&text, sum), "0.004");
+    }
+
+    #[test]
+    fn seconds_and_floats_are_spelled_for_prometheus() {
+        assert_eq!(Seconds(0).to_string(), "0");
+        assert_eq!(Seconds(25_000).to_string(), "0.000025");
+        assert_eq!(Seconds(2_500_000_000).to_string(), "2.5");
+        assert_eq!(Seconds(1).to_string(), "0.000000001");
+        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Float(f64::NEG_INFINITY).to_string(), "-Inf");
+        assert_eq!(Float(f64::NAN).to_string(), "NaN");
+        assert_eq!(Float(0.25).to_string(), "0.25");
+    }
+
+    #[test]
+    fn checker_rejects_malformed_expositions() {
+        let head = "# HELP m_total Help.\n# TYPE m_total counter\n";
+        let histogram = "# HELP h Help.\n# TYPE h histogram\n";
+        let broken = [
+            ("no trailing newline", format!("{head}m_total 1")),
+            ("sample without TYPE", "m_total 1\n".to_owned()),
+            (
+                "TYPE without HELP",
+                "# TYPE m_total counter\nm_total 1\n".to_owned(),
+            ),
+            ("bad metric name", format!("{head}m_total 1\n1m 2\n")),
+            ("bad label name", format!("{head}m_total{{1a=\"x\"}} 1\n")),
+            ("unquoted label", format!("{head}m_total{{a=x}} 1\n")),
+            ("bad escape", format!("{head}m_total{{a=\"\\t\"}} 1\n")),
+            ("trailing comma", format!("{head}m_total{{a=\"x\",}} 1\n")),
+            (
+                "duplicate series",
+                format!("{head}m_total{{a=\"x\"}} 1\nm_total{{a=\"x\"}} 2\n"),
+            ),
+            (
+                "repeated label",
+                format!("{head}m_total{{a=\"x\",a=\"y\"}} 1\n"),
+            ),
+            ("lowercase inf", format!("{head}m_total inf\n")),
+            ("negative counter", format!("{head}m_total -1\n")),
+            ("timestamp", format!("{head}m_total 1 1000\n")),
+            ("outside family", format!("{head}other 1\n")),
+            ("empty family", head.to_owned()),
+            ("blank line", format!("{head}\nm_total 1\n")),
+            (
+                "no +Inf",
+                format!("{histogram}h_bucket{{le=\"1\"}} 1\nh_sum 1\nh_count 1\n"),
+            ),
+            (
+                "not cumulative",
+                format!(
+                    "{histogram}h_bucket{{le=\"1\"}} 2\nh_bucket{{le=\"+Inf\"}} 1\n\
+                     h_sum 1\nh_count 1\n"
+                ),
+            ),
+            (
+                "count differs",
+                format!("{histogram}h_bucket{{le=\"+Inf\"}} 1\nh_sum 1\nh_count 2\n"),
+            ),
+            (
+                "no sum",
+                format!("{histogram}h_bucket{{le=\"+Inf\"}} 1\nh_count 1\n"),
+            ),
+        ];
+        for (what, text) in broken {
+            assert!(check_exposition(&text).is_err(), "accepted: {what}");
+        }
+        let good = format!(
+            "{head}m_total{{a=\"x \\\"y\\\" \\\\ \\n\"}} 1\n{histogram}\
+             h_bucket{{le=\"1\"}} 1\nh_bucket{{le=\"+Inf\"}} 1\nh_sum 0.5\nh_count 1\n"
+        );
+        check_exposition(&good).unwrap();
+    }
 }

@@ -25,6 +25,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A connected client as the registry sees it.
+struct Peer {
+    stream: TcpStream,
+    /// True while the connection thread is (about to be) blocked in `read`
+    /// with every complete line it received already answered.
+    reading: AtomicBool,
+}
+
 /// Stack of a connection thread: the serving loop keeps its buffers on the
 /// heap, so a small stack keeps ten thousand threads cheap.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
@@ -88,7 +96,7 @@ struct Shared {
 
 #[derive(Default)]
 struct Connections {
-    open: HashMap<u64, Arc<TcpStream>>,
+    open: HashMap<u64, Arc<Peer>>,
     next_id: u64,
     /// Set by shutdown: no connection may register after it.
     closed: bool,
@@ -153,10 +161,15 @@ impl Running {
         let mut connections = self.shared.lock_connections();
         connections.closed = true;
         let at_start = connections.open.len();
-        for stream in connections.open.values() {
-            // A blocked read returns end-of-stream once the data already
-            // received has been read, so complete lines still get answers.
-            let _ = stream.shutdown(Shutdown::Read);
+        for peer in connections.open.values() {
+            // Only a thread waiting in `read` needs waking: it has answered
+            // everything it received. A busy one sees `stopping` before it
+            // reads again. (Shutting the read side of a busy socket would
+            // make the kernel reset it when more data arrives, losing lines
+            // already received.)
+            if peer.reading.load(Ordering::SeqCst) {
+                let _ = peer.stream.shutdown(Shutdown::Read);
+            }
         }
         while !connections.open.is_empty() {
             let Some(left) = timeout
@@ -173,8 +186,8 @@ impl Running {
                 .0;
         }
         let forced = connections.open.len();
-        for stream in connections.open.values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        for peer in connections.open.values() {
+            let _ = peer.stream.shutdown(Shutdown::Both);
         }
         ShutdownReport {
             drained: at_start - forced,
@@ -226,7 +239,10 @@ impl Shared {
     }
 
     fn admit(self: &Arc<Self>, stream: TcpStream) {
-        let stream = Arc::new(stream);
+        let peer = Arc::new(Peer {
+            stream,
+            reading: AtomicBool::new(false),
+        });
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
@@ -240,7 +256,7 @@ impl Shared {
             }
             let id = connections.next_id;
             connections.next_id += 1;
-            connections.open.insert(id, Arc::clone(&stream));
+            connections.open.insert(id, Arc::clone(&peer));
             id
         };
         self.metrics.connection_opened();
@@ -249,9 +265,8 @@ impl Shared {
             .name(format!("conn-{id}"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                let ended = Connection::new(&shared, &stream).and_then(|mut c| c.serve());
-                let peer = stream.peer_addr();
-                match (ended, peer) {
+                let ended = Connection::new(&shared, &peer).and_then(|mut c| c.serve());
+                match (ended, peer.stream.peer_addr()) {
                     (Ok(()), Ok(peer)) => log::debug("connection closed", &[("peer", &peer)]),
                     (Err(err), Ok(peer)) => {
                         log::debug("connection dropped", &[("peer", &peer), ("reason", &err)])
@@ -282,6 +297,7 @@ fn is_out_of_resources(err: &io::Error) -> bool {
 /// One client's session.
 struct Connection<'a> {
     shared: &'a Shared,
+    peer: &'a Peer,
     stream: &'a TcpStream,
     input: Vec<u8>,
     /// Unprocessed input is `input[start..end]`.
@@ -296,13 +312,15 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared, stream: &'a TcpStream) -> io::Result<Connection<'a>> {
+    fn new(shared: &'a Shared, peer: &'a Peer) -> io::Result<Connection<'a>> {
         let limits = &shared.limits;
+        let stream = &peer.stream;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(limits.idle_timeout))?;
         stream.set_write_timeout(Some(limits.write_timeout))?;
         Ok(Connection {
             shared,
+            peer,
             stream,
             input: vec![0; INITIAL_READ_BUFFER.min(limits.max_line_bytes)],
             start: 0,
@@ -413,10 +431,20 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
-    /// Reads more input; `None` at end of stream.
+    /// Reads more input; `None` at end of stream, or once the server is
+    /// stopping and no more input is waiting.
     fn read(&mut self) -> io::Result<Option<usize>> {
         loop {
-            match self.stream.read(&mut self.input[self.end..]) {
+            // Announce the wait before checking the flag; `shutdown` sets the
+            // flag before looking at `reading`, so one of us sees the other.
+            self.peer.reading.store(true, Ordering::SeqCst);
+            let result = if self.shared.stopping.load(Ordering::SeqCst) {
+                self.read_waiting_input()
+            } else {
+                self.stream.read(&mut self.input[self.end..])
+            };
+            self.peer.reading.store(false, Ordering::SeqCst);
+            match result {
                 Ok(0) => return Ok(None),
                 Ok(read) => return Ok(Some(read)),
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
@@ -425,6 +453,18 @@ impl<'a> Connection<'a> {
                 }
                 Err(err) => return Err(err),
             }
+        }
+    }
+
+    /// Reads what has already arrived without waiting for more; 0 when
+    /// nothing is waiting.
+    fn read_waiting_input(&mut self) -> io::Result<usize> {
+        self.stream.set_nonblocking(true)?;
+        let result = self.stream.read(&mut self.input[self.end..]);
+        self.stream.set_nonblocking(false)?;
+        match result {
+            Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(0),
+            other => other,
         }
     }
 }
@@ -447,10 +487,4 @@ impl Shared {
             .record_request(command, response, started.elapsed());
         response
     }
-}
-
-/// Starts a server from a [`Config`] (admin and durability are wired by the
-/// binary).
-pub fn start(config: &Config, store: Store, metrics: Arc<Metrics>) -> io::Result<Running> {
-    Server::bind(config.addr.as_str(), Limits::from(config), store, metrics)?.start()
 }

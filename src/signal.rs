@@ -1,1 +1,128 @@
-//! TODO
+//! Synchronous handling of `SIGTERM` and `SIGINT`, without handlers.
+//!
+//! The signals are blocked in every thread (the mask is inherited, so
+//! [`block_termination_signals`] runs on the main thread before any other
+//! thread exists) and one thread collects them with `sigwait(3)`. No code
+//! ever runs in signal context, so the shutdown logic is ordinary Rust.
+//!
+//! This is the crate's only `unsafe` code: four libc calls declared here by
+//! hand, since production code uses the standard library only. The layouts
+//! and constants are those of Linux on x86_64 and aarch64, identical in glibc
+//! and musl.
+
+use std::fmt;
+use std::io;
+use std::os::raw::c_int;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("signal handling is written for Linux (sigset_t layout and SIG_BLOCK value)");
+
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
+const SIG_BLOCK: c_int = 0;
+const EINTR: c_int = 4;
+
+/// `sigset_t`: 1024 signal bits in both glibc and musl.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SigSet {
+    bits: [u64; 16],
+}
+
+extern "C" {
+    fn sigemptyset(set: *mut SigSet) -> c_int;
+    fn sigaddset(set: *mut SigSet, signum: c_int) -> c_int;
+    fn pthread_sigmask(how: c_int, set: *const SigSet, old_set: *mut SigSet) -> c_int;
+    fn sigwait(set: *const SigSet, signum: *mut c_int) -> c_int;
+}
+
+/// A termination request received from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// `SIGTERM`, as sent by `kill`, init systems and container runtimes.
+    Terminate,
+    /// `SIGINT`, as sent by Ctrl-C.
+    Interrupt,
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Terminate => "SIGTERM",
+            Signal::Interrupt => "SIGINT",
+        })
+    }
+}
+
+/// Proof that `SIGTERM` and `SIGINT` are blocked; [`wait`](Self::wait)
+/// takes them one at a time.
+pub struct TerminationSignals {
+    set: SigSet,
+}
+
+/// Blocks `SIGTERM` and `SIGINT` in the calling thread and, through
+/// inheritance, in every thread it spawns afterwards.
+///
+/// Call it first thing in `main`, before any thread is spawned: a thread
+/// created earlier keeps the default action and a signal delivered to it
+/// would kill the process without a graceful stop.
+pub fn block_termination_signals() -> io::Result<TerminationSignals> {
+    let mut set = SigSet { bits: [0; 16] };
+    // SAFETY: `set` is a live, writable `sigset_t`-sized value owned by this
+    // frame; these functions only write within it and keep no pointer.
+    let added = unsafe {
+        sigemptyset(&mut set) == 0
+            && sigaddset(&mut set, SIGTERM) == 0
+            && sigaddset(&mut set, SIGINT) == 0
+    };
+    if !added {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `set` is initialised above and outlives the call; a null old
+    // set tells the function not to report the previous mask.
+    let status = unsafe { pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if status != 0 {
+        return Err(io::Error::from_raw_os_error(status));
+    }
+    Ok(TerminationSignals { set })
+}
+
+impl TerminationSignals {
+    /// Blocks the calling thread until `SIGTERM` or `SIGINT` arrives and
+    /// consumes it. Call it again to wait for the next one.
+    pub fn wait(&self) -> io::Result<Signal> {
+        loop {
+            let mut signum: c_int = 0;
+            // SAFETY: `self.set` is an initialised signal set and `signum` a
+            // writable int, both alive for the whole call.
+            let status = unsafe { sigwait(&self.set, &mut signum) };
+            match (status, signum) {
+                (0, SIGTERM) => return Ok(Signal::Terminate),
+                (0, SIGINT) => return Ok(Signal::Interrupt),
+                (0, other) => {
+                    return Err(io::Error::other(format!(
+                        "sigwait returned signal {other}, which was not requested"
+                    )))
+                }
+                (EINTR, _) => continue,
+                (error, _) => return Err(io::Error::from_raw_os_error(error)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_display_by_their_names() {
+        assert_eq!(Signal::Terminate.to_string(), "SIGTERM");
+        assert_eq!(Signal::Interrupt.to_string(), "SIGINT");
+    }
+
+    #[test]
+    fn sigset_has_the_size_of_the_c_type() {
+        assert_eq!(std::mem::size_of::<SigSet>(), 128);
+    }
+}

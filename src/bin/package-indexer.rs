@@ -1,12 +1,20 @@
-//! The server binary (interim: no signals or admin yet).
+//! The `package-indexer` binary: parse the command line, then hand over to
+//! [`package_indexer::app`].
+
 use package_indexer::config::{self, Invocation};
 use package_indexer::metrics::Metrics;
-use package_indexer::{log, server, store::Store};
+use package_indexer::{app, healthcheck, log, signal};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let config = match config::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    // Before any other thread exists, so every thread inherits the mask and
+    // only `sigwait` ever sees SIGTERM and SIGINT.
+    let signals = signal::block_termination_signals();
+    // Taken at once: it is the process start time reported in metrics.
+    let metrics = Arc::new(Metrics::new());
+    let invocation = config::parse(std::env::args().skip(1), |name| std::env::var(name).ok());
+    let config = match invocation {
         Ok(Invocation::Serve(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", config::help());
@@ -16,21 +24,35 @@ fn main() -> ExitCode {
             println!("package-indexer {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Ok(Invocation::Healthcheck { .. }) => return ExitCode::FAILURE,
+        Ok(Invocation::Healthcheck { admin_addr }) => return check_health(&admin_addr),
         Err(err) => {
             eprintln!("package-indexer: {err} (see --help)");
             return ExitCode::from(2);
         }
     };
-    let running = match server::start(&config, Store::default(), Arc::new(Metrics::new())) {
-        Ok(r) => r,
+    log::init(config.log_format, config.log_level);
+    let result = signals
+        .map_err(|err| app::RuntimeError(format!("cannot block signals: {err}")))
+        .and_then(|signals| app::run(&config, signals, metrics));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("package-indexer: cannot listen on {}: {err}", config.addr);
-            return ExitCode::FAILURE;
+            log::error(&err.0, &[]);
+            ExitCode::FAILURE
         }
-    };
-    log::info("listening", &[("addr", &running.local_addr())]);
-    loop {
-        std::thread::park();
+    }
+}
+
+fn check_health(admin_addr: &str) -> ExitCode {
+    match healthcheck::probe_ready(admin_addr) {
+        Ok(status) if healthcheck::is_ready(&status) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("package-indexer healthcheck: {admin_addr} answered '{status}'");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("package-indexer healthcheck: {admin_addr}: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

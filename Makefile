@@ -1,0 +1,45 @@
+# Everyday commands. `make test` is the README's test command; `.ci/run`
+# calls the same `cargo test` plus lint and the packaging checks.
+
+CARGO ?= cargo
+TARGET ?= x86_64-unknown-linux-gnu
+STATIC_BIN := target/$(TARGET)/release/package-indexer
+IMAGE ?= package-indexer:latest
+
+.PHONY: build run test lint stress chaos bench static docker-build docker-run clean
+
+build:
+	$(CARGO) build --release
+
+run:
+	$(CARGO) run --release
+
+test:
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+stress: build
+	./stress_test.sh
+
+chaos: build
+	./chaos_test.sh
+
+bench: build
+	$(CARGO) run --release --bin package-indexer-bench -- --table
+
+# glibc's static runtime: one self-contained file for the scratch-like image.
+static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET) --bin package-indexer
+	@file $(STATIC_BIN)
+
+docker-build:
+	docker build -t $(IMAGE) .
+
+docker-run:
+	docker run --rm -p 8080:8080 -p 9090:9090 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,42 @@
+//! `package-indexer healthcheck`: asks the admin listener's `/readyz`, so a
+//! container needs no HTTP client of its own.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// How long the probe may take in all: connect, send, receive.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The status line `/readyz` answered with, or why there was none.
+pub fn probe_ready(admin_addr: &str) -> io::Result<String> {
+    let addr = admin_addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut head = Vec::new();
+    stream.take(1024).read_to_end(&mut head)?;
+    let head = String::from_utf8_lossy(&head);
+    Ok(head.lines().next().unwrap_or_default().to_string())
+}
+
+/// True when a status line says 200.
+pub fn is_ready(status_line: &str) -> bool {
+    status_line.split(' ').nth(1) == Some("200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_status_lines() {
+        assert!(is_ready("HTTP/1.1 200 OK"));
+        assert!(!is_ready("HTTP/1.1 503 Service Unavailable"));
+        assert!(!is_ready(""));
+    }
+}

@@ -1,0 +1,233 @@
+//! Helpers for tests that run the real `package-indexer` binary.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_package-indexer");
+
+/// A running server process, killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Value of a ` key=value` token in a text log line (or `"key":"value"` in JSON).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    let text = format!(" {key}=");
+    let json = format!("\"{key}\":\"");
+    if let Some(at) = line.find(&text) {
+        let rest = &line[at + text.len()..];
+        return Some(rest.split(' ').next().unwrap_or_default().to_string());
+    }
+    let at = line.find(&json)?;
+    let rest = &line[at + json.len()..];
+    Some(rest.split('"').next().unwrap_or_default().to_string())
+}
+
+impl ServerProcess {
+    /// Starts the binary on ephemeral loopback ports (unless `args` sets
+    /// them) and waits for its start line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        Self::try_start(args).unwrap_or_else(|(status, logs)| {
+            panic!("server did not start ({status:?}):\n{}", logs.join("\n"))
+        })
+    }
+
+    /// Like `start`, but returns the exit status and logs if it never
+    /// reports listening.
+    pub fn try_start(args: &[&str]) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
+        let mut command = Command::new(BINARY);
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--admin-addr") {
+            command.args(["--admin-addr", "127.0.0.1:0"]);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn server");
+        let (logs, started) = collect_lines(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(line) = started.recv_timeout(Duration::from_millis(20)) {
+                if line.contains("listening") {
+                    let addr = log_field(&line, "addr").unwrap().parse().unwrap();
+                    let admin_addr = log_field(&line, "admin_addr").and_then(|a| a.parse().ok());
+                    return Ok(ServerProcess {
+                        child,
+                        addr,
+                        admin_addr,
+                        logs,
+                    });
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                thread::sleep(Duration::from_millis(50));
+                let logs = logs.lock().unwrap().clone();
+                return Err((Some(status), logs));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let logs = logs.lock().unwrap().clone();
+                return Err((None, logs));
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// `GET`s an admin path: (status, body).
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        http(self.admin_addr.expect("admin listener"), method, path)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request, one answer: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn collect_lines(
+    stderr: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, Receiver<String>) {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = Arc::clone(&logs);
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    (logs, rx)
+}
+
+/// A line-protocol client.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line
+    }
+
+    pub fn ask(&mut self, request: &str) -> String {
+        self.send(format!("{request}\n").as_bytes());
+        self.line().trim_end().to_string()
+    }
+
+    /// True once the peer has closed (end of stream or reset).
+    pub fn closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// A fresh temporary directory under the target dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("package-indexer-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,320 @@
+//! The real binary as an operator runs it: start line, signals, exit
+//! statuses, admin endpoints, log formats and the healthcheck subcommand.
+
+mod common;
+
+use common::{Client, ServerProcess, BINARY};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Blocks the server's writes to one client: it sends without ever reading
+/// until the server stops reading from it.
+fn stall_a_writer(server: &ServerProcess) -> Client {
+    let client = server.connect();
+    let mut writer = client.writer.try_clone().unwrap();
+    thread::spawn(move || {
+        let flood = b"QUERY|a|\n".repeat(10_000);
+        while writer.write_all(&flood).is_ok() {}
+    });
+    client
+}
+
+/// Waits until the server has answered `n` requests in all.
+fn wait_for_requests(server: &ServerProcess, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = server.http("GET", "/metrics");
+        let total: u64 = body
+            .lines()
+            .filter(|l| l.starts_with("package_indexer_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if total >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {total} of {n} requests seen"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_line_names_address_version_and_settings() {
+    let server = ServerProcess::start(&[]);
+    let logs = server.logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    for field in [
+        "level=info",
+        "msg=\"listening\"",
+        "version=",
+        "max_connections=10000",
+    ] {
+        assert!(logs[0].contains(field), "{field} missing: {}", logs[0]);
+    }
+    assert_eq!(server.connect().ask("INDEX|a|"), "OK");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut server = ServerProcess::start(&["--log-format", "json"]);
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).unwrap().success());
+    thread::sleep(Duration::from_millis(50));
+    let logs = server.logs();
+    assert!(logs.len() >= 3, "{logs:?}");
+    for line in &logs {
+        assert!(
+            line.starts_with("{\"ts\":\"") && line.ends_with('}'),
+            "{line}"
+        );
+        assert!(
+            line.contains("\"level\":\"info\"") && line.contains("\"msg\":\""),
+            "{line}"
+        );
+        assert_eq!(line.matches('{').count(), 1, "{line}");
+    }
+}
+
+#[test]
+fn sigterm_answers_every_received_line_and_exits_0() {
+    let mut server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    let lines = 20_000;
+    client.send("INDEX|p|\nQUERY|p|\n".repeat(lines / 2).as_bytes());
+    // Answers wait unread in the socket while the server is told to stop.
+    wait_for_requests(&server, lines as u64);
+    server.signal("TERM");
+    for i in 0..lines {
+        assert_eq!(client.line(), "OK\n", "answer {i}");
+    }
+    assert!(client.closed());
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    let logs = server.logs();
+    assert!(logs
+        .iter()
+        .any(|l| l.contains("msg=\"stopping\"") && l.contains("SIGTERM")));
+    assert!(
+        logs.iter().any(|l| l.contains("msg=\"stopped\"")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn sigterm_while_pipelining_gives_an_in_order_prefix_of_answers() {
+    let mut server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    let mut writer = client.writer.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let batch = b"INDEX|q|\n".repeat(10_000);
+        for _ in 0..100 {
+            if writer.write_all(&batch).is_err() {
+                break;
+            }
+        }
+    });
+    wait_for_requests(&server, 10_000);
+    server.signal("INT");
+    let mut answered = 0;
+    loop {
+        let line = {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut client.reader, &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => line,
+            }
+        };
+        assert_eq!(line, "OK\n", "answer {answered}");
+        answered += 1;
+    }
+    assert!(answered >= 10_000, "{answered}");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    drop(sender);
+}
+
+#[test]
+fn stop_is_bounded_by_the_shutdown_timeout() {
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "1s"]);
+    let mut half = server.connect();
+    half.send(b"INDEX|half");
+    let _stalled = stall_a_writer(&server);
+    wait_for_requests(&server, 10_000);
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(half.closed());
+    let logs = server.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("msg=\"stopped\"") && l.contains("forced=1")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn readyz_turns_503_while_stopping_and_a_second_signal_exits_at_once() {
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "60s"]);
+    assert_eq!(server.http("GET", "/readyz"), (200, "ready\n".into()));
+    let _stalled = stall_a_writer(&server);
+    wait_for_requests(&server, 10_000);
+    thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.http("GET", "/readyz").0 != 503 {
+        assert!(Instant::now() < deadline, "never turned not-ready");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.http("GET", "/healthz").0, 200);
+    // New connections are no longer served.
+    let mut late = Client::connect(server.addr);
+    let refused = late.writer.write_all(b"QUERY|a|\n").is_err() || late.closed();
+    assert!(refused);
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
+    assert_eq!(status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_taken_port_exits_1_with_one_line() {
+    let first = ServerProcess::start(&[]);
+    let addr = first.addr.to_string();
+    let Err((status, logs)) = ServerProcess::try_start(&["--addr", &addr]) else {
+        panic!("second server started on a taken port");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].contains("level=error") && logs[0].contains("cannot listen"),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2_with_one_line() {
+    for args in [
+        &["--max-connections", "none"][..],
+        &["--bogus"],
+        &["--addr"],
+    ] {
+        let out = Command::new(BINARY)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+    let out = Command::new(BINARY)
+        .env("PACKAGE_INDEXER_IDLE_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--addr",
+        "--admin-addr",
+        "--max-connections",
+        "--data-dir",
+        "--fsync",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "{flag}");
+    }
+    let out = Command::new(BINARY).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("package-indexer {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn flags_read_their_environment_variables() {
+    let mut command = Command::new(BINARY);
+    command
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
+        .env("PACKAGE_INDEXER_MAX_LINE_BYTES", "32")
+        .env("PACKAGE_INDEXER_ADDR", "127.0.0.1:1")
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let start = lines.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = common::log_field(&start, "addr").unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 1, "the flag must beat the variable");
+    assert!(start.contains("admin_addr=off"));
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask(&format!("INDEX|{}|", "a".repeat(40))), "ERROR");
+    assert_eq!(client.ask("INDEX|a|"), "OK");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn admin_paths_and_statuses() {
+    let server = ServerProcess::start(&[]);
+    assert_eq!(server.http("GET", "/healthz"), (200, "ok\n".into()));
+    assert_eq!(server.http("GET", "/readyz"), (200, "ready\n".into()));
+    assert_eq!(server.http("GET", "/nope").0, 404);
+    assert_eq!(server.http("POST", "/healthz").0, 405);
+    assert_eq!(server.http("HEAD", "/healthz"), (200, String::new()));
+    let mut client = server.connect();
+    assert_eq!(client.ask("INDEX|a|"), "OK");
+    assert_eq!(client.ask("INDEX|b|a"), "OK");
+    assert_eq!(client.ask("LIZARD|b|"), "ERROR");
+    let (status, body) = server.http("GET", "/metrics");
+    assert_eq!(status, 200);
+    for sample in [
+        "package_indexer_packages 2",
+        "package_indexer_dependencies 1",
+        "package_indexer_requests_total{command=\"index\",result=\"ok\"} 2",
+        "package_indexer_requests_total{command=\"invalid\",result=\"error\"} 1",
+        "package_indexer_connections_active 1",
+        "package_indexer_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "process_threads ",
+    ] {
+        assert!(body.contains(sample), "{sample} missing");
+    }
+}
+
+#[test]
+fn healthcheck_exits_0_when_ready_and_1_otherwise() {
+    let server = ServerProcess::start(&[]);
+    let admin = server.admin_addr.unwrap().to_string();
+    let status = Command::new(BINARY)
+        .args(["healthcheck", "--admin-addr", &admin])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    drop(server);
+    let out = Command::new(BINARY)
+        .args(["healthcheck", "--admin-addr", &admin])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+}

@@ -1,0 +1,109 @@
+//! `/metrics` end to end: real `Metrics` rendered through the admin server
+//! over TCP, as Prometheus would scrape it, and (when installed; on
+//! Debian/Ubuntu `apt-get install -y prometheus`) accepted by
+//! `promtool check metrics`.
+
+use package_indexer::admin::{self, AdminState};
+use package_indexer::metrics::{IndexGauges, Metrics, RejectReason};
+use package_indexer::protocol::{Command, Response};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn scrape(metrics: Arc<Metrics>) -> (String, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AdminState {
+        ready: Arc::new(AtomicBool::new(true)),
+        render_metrics: Box::new(move |out| {
+            let index = IndexGauges {
+                packages: 10,
+                dependencies: 25,
+            };
+            metrics.render(index, out)
+        }),
+    };
+    admin::spawn(listener, state).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn scraped_metrics_are_valid_prometheus_text() {
+    let metrics = Arc::new(Metrics::new());
+    metrics.connection_opened();
+    metrics.connection_rejected(RejectReason::Limit);
+    metrics.record_request(
+        Some(Command::Index),
+        Response::Ok,
+        Duration::from_micros(40),
+    );
+    metrics.record_request(None, Response::Error, Duration::from_micros(3));
+    metrics.record_fsync(Duration::from_millis(2));
+
+    let (head, body) = scrape(metrics);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+        "{head}"
+    );
+    for sample in [
+        "package_indexer_requests_total{command=\"index\",result=\"ok\"} 1",
+        "package_indexer_requests_total{command=\"invalid\",result=\"error\"} 1",
+        "package_indexer_connections_total 1",
+        "package_indexer_connections_active 1",
+        "package_indexer_connections_rejected_total{reason=\"limit\"} 1",
+        "package_indexer_packages 10",
+        "package_indexer_dependencies 25",
+        "package_indexer_fsync_duration_seconds_count 1",
+    ] {
+        assert!(
+            body.lines().any(|line| line == sample),
+            "missing {sample}:\n{body}"
+        );
+    }
+
+    let child = Process::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            println!("promtool check skipped: promtool not runnable ({error})");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

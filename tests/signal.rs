@@ -1,0 +1,45 @@
+//! `SIGTERM` and `SIGINT` sent to the whole process reach
+//! `TerminationSignals::wait` instead of killing it.
+//!
+//! The server blocks the signals at the top of `main`. A test cannot: libtest
+//! owns `main` and runs each test on a thread of its own, so a signal sent to
+//! the process could land on libtest's main thread and take the default
+//! action (exit). A function in `.init_array`, which the C runtime calls on
+//! the main thread before `main`, blocks them first, exactly as the server
+//! would; every later thread inherits the mask. This file has one test so
+//! nothing else shares the process while signals are in flight.
+
+use package_indexer::signal::{block_termination_signals, Signal};
+use std::process::Command;
+
+extern "C" fn block_before_main() {
+    if let Err(error) = block_termination_signals() {
+        eprintln!("cannot block termination signals: {error}");
+        std::process::abort();
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static BLOCK_BEFORE_MAIN: extern "C" fn() = block_before_main;
+
+fn send_to_self(signal_name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal_name}"))
+        .arg(std::process::id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal_name} failed: {status}");
+}
+
+#[test]
+fn process_directed_signals_are_collected_in_order() {
+    // Blocking again is harmless and yields the handle to wait with.
+    let signals = block_termination_signals().unwrap();
+
+    send_to_self("TERM");
+    assert_eq!(signals.wait().unwrap(), Signal::Terminate);
+
+    send_to_self("INT");
+    assert_eq!(signals.wait().unwrap(), Signal::Interrupt);
+}

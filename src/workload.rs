@@ -1,1 +1,601 @@
-//! TODO
+//! Workloads for the harness and the benchmark: package graphs to feed a server.
+//!
+//! Two sources give the same [`Package`] list:
+//!
+//! - [`parse_brew`] reads a Homebrew-style dump (`name: dep dep dep` per line,
+//!   see `../shared/data/brew-dependencies.txt`).
+//! - [`generate`] builds a synthetic graph of the same shape from a seed, so
+//!   runs are repeatable without the real file.
+//!
+//! Both return a set that is *closed* (every dependency is itself a package)
+//! and *acyclic*, so that indexing in a suitable order always succeeds and
+//! removing in the reverse order always empties the server.
+//!
+//! [`Rng`] is a small seeded generator (splitmix64) shared by the generator
+//! and the tools, so a seed printed by a run reproduces it exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// One package and the names of the packages it depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub dependencies: Vec<String>,
+}
+
+/// Why a Homebrew-style dependency list could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrewParseError {
+    /// 1-based line number in the input.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for BrewParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for BrewParseError {}
+
+/// Whether `name` is a package name the protocol accepts (SPEC §2).
+fn is_valid_name(name: &str) -> bool {
+    crate::protocol::is_valid_name(name.as_bytes())
+}
+
+/// Parses a Homebrew-style dependency list.
+///
+/// Each non-blank line is `name:` followed by dependency names separated by
+/// any amount of whitespace (the real dump uses double spaces and trailing
+/// blanks). Repeated dependencies on one line count once. A dependency that
+/// has no line of its own (the real dump has two: `docbook2X`, `gpg`) becomes
+/// a package without dependencies, appended after the listed ones in the
+/// order first mentioned. Rejects invalid names, a package listed twice, a
+/// package depending on itself and dependency cycles, since a server must
+/// refuse those and the harness could then never finish.
+pub fn parse_brew(text: &str) -> Result<Vec<Package>, BrewParseError> {
+    let mut packages = Vec::new();
+    let mut line_of: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let content = raw.trim();
+        if content.is_empty() {
+            continue;
+        }
+        let package = parse_brew_line(content).map_err(|reason| BrewParseError { line, reason })?;
+        if let Some(first) = line_of.insert(package.name.clone(), line) {
+            return Err(BrewParseError {
+                line,
+                reason: format!("package {:?} already listed on line {first}", package.name),
+            });
+        }
+        packages.push(package);
+    }
+
+    let mut implied = Vec::new();
+    let mut seen_implied = HashSet::new();
+    for package in &packages {
+        for dependency in &package.dependencies {
+            if !line_of.contains_key(dependency) && seen_implied.insert(dependency.as_str()) {
+                implied.push(Package {
+                    name: dependency.clone(),
+                    dependencies: Vec::new(),
+                });
+            }
+        }
+    }
+    packages.extend(implied);
+
+    if let Some(cycle) = find_cycle(&packages) {
+        let line = line_of.get(&cycle[0]).copied().unwrap_or(0);
+        return Err(BrewParseError {
+            line,
+            reason: format!("dependency cycle: {}", cycle.join(" -> ")),
+        });
+    }
+    Ok(packages)
+}
+
+/// Parses one trimmed, non-blank line; the error is the reason only.
+fn parse_brew_line(content: &str) -> Result<Package, String> {
+    let (name, rest) = content
+        .split_once(':')
+        .ok_or_else(|| "expected `name: dep dep ...` (no `:` found)".to_string())?;
+    let name = name.trim();
+    if !is_valid_name(name) {
+        return Err(format!("invalid package name {name:?}"));
+    }
+    let mut dependencies: Vec<String> = Vec::new();
+    for dependency in rest.split_whitespace() {
+        if !is_valid_name(dependency) {
+            return Err(format!("invalid dependency name {dependency:?}"));
+        }
+        if dependency == name {
+            return Err(format!("package {name:?} depends on itself"));
+        }
+        if !dependencies.iter().any(|known| known == dependency) {
+            dependencies.push(dependency.to_string());
+        }
+    }
+    Ok(Package {
+        name: name.to_string(),
+        dependencies,
+    })
+}
+
+/// Finds one dependency cycle in a closed package set, as the names along it
+/// with the first repeated at the end; `None` when the graph is acyclic.
+fn find_cycle(packages: &[Package]) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnPath,
+        Done,
+    }
+    let position: HashMap<&str, usize> = packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let edges: Vec<Vec<usize>> = packages
+        .iter()
+        .map(|p| {
+            p.dependencies
+                .iter()
+                .filter_map(|d| position.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut marks = vec![Mark::Unvisited; packages.len()];
+    for start in 0..packages.len() {
+        if marks[start] != Mark::Unvisited {
+            continue;
+        }
+        // Iterative depth-first search: (node, next edge to follow).
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(top) = path.last_mut() {
+            let (node, next) = *top;
+            if let Some(&target) = edges[node].get(next) {
+                top.1 += 1;
+                match marks[target] {
+                    Mark::Unvisited => {
+                        marks[target] = Mark::OnPath;
+                        path.push((target, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
+                        let mut cycle: Vec<String> = path[from..]
+                            .iter()
+                            .map(|&(n, _)| packages[n].name.clone())
+                            .collect();
+                        cycle.push(packages[target].name.clone());
+                        return Some(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+/// A small, fast, seeded pseudo-random generator (splitmix64).
+///
+/// Not for cryptography; chosen because it is tiny, has no bad seeds and
+/// gives the same stream on every platform.
+#[derive(Clone, Debug)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..bound`; `bound` must be non-zero.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        // Lemire's multiply-shift with rejection keeps the result unbiased.
+        let threshold = bound.wrapping_neg() % bound;
+        loop {
+            let product = u128::from(self.next_u64()) * u128::from(bound);
+            if (product as u64) >= threshold {
+                return (product >> 64) as u64;
+            }
+        }
+    }
+
+    /// A uniform index into a collection of `len` items; `len` must be non-zero.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// A uniform float in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `percent`/100 (100 and above: always).
+    pub fn percent(&mut self, percent: u32) -> bool {
+        self.below(100) < u64::from(percent)
+    }
+
+    /// One item of a non-empty slice, uniformly.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.index(items.len())]
+    }
+
+    /// Fisher-Yates shuffle in place.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.index(i + 1));
+        }
+    }
+}
+
+/// The dependency-count distribution of the packages in the Homebrew dump
+/// that have any: (cumulative fraction, count) points, interpolated linearly.
+/// About 43% of all packages have none; see [`NO_DEPENDENCY_PERCENT`].
+const DEPENDENCY_COUNT_QUANTILES: [(f64, f64); 18] = [
+    (0.0, 1.0),
+    (0.10, 1.0),
+    (0.20, 2.0),
+    (0.30, 2.0),
+    (0.40, 3.0),
+    (0.50, 4.0),
+    (0.60, 6.0),
+    (0.70, 8.0),
+    (0.80, 16.0),
+    (0.85, 26.0),
+    (0.90, 40.0),
+    (0.93, 48.0),
+    (0.95, 54.0),
+    (0.97, 61.0),
+    (0.98, 69.0),
+    (0.99, 78.0),
+    (0.995, 85.0),
+    (1.0, 110.0),
+];
+
+/// Chance that a package which could have dependencies has none. Homebrew
+/// has 1,459 of 3,370 (43%) without; the bottom library layer, about 5% of
+/// all packages, has none by construction, so the rest draw slightly fewer.
+const NO_DEPENDENCY_PERCENT: u32 = 41;
+
+/// Share of Homebrew packages that anything depends on (780 of 3,370); the
+/// generator makes this many "libraries" and lets only them be dependencies.
+const LIBRARY_PERCENT: usize = 23;
+
+/// Libraries are built in this many layers, each depending only on lower
+/// ones, so dependency chains stay as short as Homebrew's (at most 6 packages).
+const LIBRARY_LAYERS: usize = 5;
+
+/// How strongly dependencies favour the oldest libraries. Homebrew's are very
+/// concentrated (pkg-config and xz are each needed by about 1,000 packages);
+/// a target drawn as `pool * u^BIAS` for uniform `u` gives a similar skew.
+const POPULARITY_BIAS: i32 = 3;
+
+/// Builds `count` packages shaped like the Homebrew dump, the same for the
+/// same seed.
+///
+/// The first [`LIBRARY_PERCENT`] of the packages created are libraries in
+/// [`LIBRARY_LAYERS`] layers; every package depends only on libraries of
+/// lower layers (applications on any library), so the graph is acyclic and
+/// closed. The result is sorted by name so that its order says nothing about
+/// the dependency order.
+pub fn generate(seed: u64, count: usize) -> Vec<Package> {
+    let mut rng = Rng::new(seed);
+    let names = generate_names(&mut rng, count);
+    let libraries = count * LIBRARY_PERCENT / 100;
+    let mut packages: Vec<Package> = Vec::with_capacity(count);
+    for (created, name) in names.into_iter().enumerate() {
+        // Libraries below this one's layer: ceil(layer * libraries / LAYERS).
+        let pool = if created < libraries {
+            let layer = created * LIBRARY_LAYERS / libraries;
+            (layer * libraries).div_ceil(LIBRARY_LAYERS)
+        } else {
+            libraries
+        };
+        let wanted = dependency_count(&mut rng).min(pool);
+        let dependencies = pick_popular(&mut rng, pool, wanted)
+            .into_iter()
+            .map(|t| packages[t].name.clone())
+            .collect();
+        packages.push(Package { name, dependencies });
+    }
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    packages
+}
+
+/// Draws a dependency count from the Homebrew-like distribution.
+fn dependency_count(rng: &mut Rng) -> usize {
+    if rng.percent(NO_DEPENDENCY_PERCENT) {
+        return 0;
+    }
+    let u = rng.unit();
+    let upper = DEPENDENCY_COUNT_QUANTILES
+        .iter()
+        .position(|&(fraction, _)| fraction > u)
+        .unwrap_or(DEPENDENCY_COUNT_QUANTILES.len() - 1)
+        .max(1);
+    let (f0, c0) = DEPENDENCY_COUNT_QUANTILES[upper - 1];
+    let (f1, c1) = DEPENDENCY_COUNT_QUANTILES[upper];
+    let count = c0 + (c1 - c0) * (u - f0) / (f1 - f0);
+    count.round().max(1.0) as usize
+}
+
+/// Picks `wanted` distinct indices below `pool` (requires `wanted <= pool`),
+/// favouring low ones.
+fn pick_popular(rng: &mut Rng, pool: usize, wanted: usize) -> Vec<usize> {
+    const BIASED_TRIES: usize = 8;
+    let mut chosen: Vec<usize> = Vec::with_capacity(wanted);
+    while chosen.len() < wanted {
+        let mut candidate = None;
+        for _ in 0..BIASED_TRIES {
+            let pick = (pool as f64 * rng.unit().powi(POPULARITY_BIAS)) as usize;
+            let pick = pick.min(pool - 1);
+            if !chosen.contains(&pick) {
+                candidate = Some(pick);
+                break;
+            }
+        }
+        // When the popular ones are all taken, walk to the next free index;
+        // one exists because fewer than `pool` are chosen.
+        let pick = candidate.unwrap_or_else(|| {
+            let mut walk = rng.index(pool);
+            while chosen.contains(&walk) {
+                walk = (walk + 1) % pool;
+            }
+            walk
+        });
+        chosen.push(pick);
+    }
+    chosen
+}
+
+/// Letters weighted roughly like English, as package names are.
+const LETTERS: &[u8] = b"eeeeiiiiooottttaaaannnnllllrrrsssccgggppmmbbddffhhkkuuxxyzzvwjq";
+
+/// Fragments real packages often start with.
+const PREFIXES: [&str; 6] = ["lib", "py", "git-", "gnu-", "x", "open"];
+
+/// Builds `count` distinct valid names over the whole protocol alphabet,
+/// mostly lowercase words like Homebrew's, some with digits, `-`, `_`, `+`,
+/// `.`, `@` versions, an uppercase letter, or a `tap/` prefix.
+fn generate_names(rng: &mut Rng, count: usize) -> Vec<String> {
+    let mut names = Vec::with_capacity(count);
+    let mut taken = HashSet::with_capacity(count);
+    while names.len() < count {
+        let mut name = generate_name(rng);
+        if taken.contains(&name) {
+            // Collisions are rare; a numeric suffix keeps the name plausible.
+            name = format!("{name}{}", names.len());
+        }
+        if taken.insert(name.clone()) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+fn generate_name(rng: &mut Rng) -> String {
+    let mut name = String::new();
+    if rng.percent(3) {
+        name.push_str(rng.pick(&["homebrew/", "tap/", "cask/"]));
+    }
+    if rng.percent(15) {
+        name.push_str(rng.pick(&PREFIXES));
+    }
+    let words = 1 + usize::from(rng.percent(25)) + usize::from(rng.percent(5));
+    for word in 0..words {
+        if word > 0 {
+            name.push(if rng.percent(90) { '-' } else { '_' });
+        }
+        let length = 2 + rng.index(7);
+        for _ in 0..length {
+            name.push(char::from(rng.pick(LETTERS)));
+        }
+    }
+    if rng.percent(1) {
+        // Homebrew has the odd capital, as in docbook2X.
+        name.push(char::from(b'A' + rng.below(26) as u8));
+    }
+    match rng.below(100) {
+        0..=4 => name.push(char::from(b'0' + rng.below(10) as u8)),
+        5 => name.push_str(rng.pick(&["+", "++"])),
+        6..=7 => {
+            name.push('@');
+            name.push_str(&format!("{}.{}", 1 + rng.below(3), rng.below(12)));
+        }
+        8 => name.push_str(&format!(".{}", rng.below(10))),
+        _ => {}
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn names_of(packages: &[Package]) -> Vec<&str> {
+        packages.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// Closed: every dependency is a package. Returns the map name -> package.
+    fn assert_closed(packages: &[Package]) -> HashMap<&str, &Package> {
+        let by_name: HashMap<&str, &Package> =
+            packages.iter().map(|p| (p.name.as_str(), p)).collect();
+        assert_eq!(by_name.len(), packages.len(), "names are unique");
+        for package in packages {
+            for dependency in &package.dependencies {
+                assert!(
+                    by_name.contains_key(dependency.as_str()),
+                    "{} depends on missing {dependency}",
+                    package.name
+                );
+            }
+        }
+        by_name
+    }
+
+    #[test]
+    fn parses_lines_with_irregular_spacing_and_implied_packages() {
+        let text = "b: a  c \n\na:\nd: c c a\n";
+        let packages = parse_brew(text).unwrap();
+        assert_eq!(names_of(&packages), ["b", "a", "d", "c"]);
+        assert_eq!(packages[0].dependencies, ["a", "c"]);
+        assert!(packages[1].dependencies.is_empty());
+        assert_eq!(packages[2].dependencies, ["c", "a"], "repeats count once");
+        assert!(packages[3].dependencies.is_empty(), "implied leaf");
+    }
+
+    #[test]
+    fn tolerates_crlf_line_ends() {
+        let packages = parse_brew("a:\r\nb: a\r\n").unwrap();
+        assert_eq!(packages[1].dependencies, ["a"]);
+    }
+
+    #[test]
+    fn parse_errors_name_the_line_and_reason() {
+        let cases: [(&str, usize, &str); 6] = [
+            ("a:\nno colon here\n", 2, "no `:`"),
+            ("a:\n: b\n", 2, "invalid package name"),
+            ("a: b=c\n", 1, "invalid dependency name"),
+            ("a:\nb:\na: b\n", 3, "already listed on line 1"),
+            ("a: a\n", 1, "depends on itself"),
+            ("x:\na: b\nb: c\nc: a\n", 2, "cycle: a -> b -> c -> a"),
+        ];
+        for (text, line, reason) in cases {
+            let error = parse_brew(text).unwrap_err();
+            assert_eq!(error.line, line, "{text:?}: {error}");
+            assert!(error.reason.contains(reason), "{text:?}: {error}");
+            assert!(error.to_string().starts_with(&format!("line {line}: ")));
+        }
+    }
+
+    #[test]
+    fn parses_the_real_homebrew_file_when_present() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/brew-dependencies.txt");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            println!("skipped: {} not found", path.display());
+            return;
+        };
+        let packages = parse_brew(&text).unwrap();
+        assert_eq!(packages.len(), 3370);
+        assert_closed(&packages);
+        let leaves = packages
+            .iter()
+            .filter(|p| p.dependencies.is_empty())
+            .count();
+        assert_eq!(leaves, 1459);
+        let most = packages.iter().map(|p| p.dependencies.len()).max();
+        assert_eq!(most, Some(110));
+    }
+
+    #[test]
+    fn generated_graph_is_closed_acyclic_and_valid() {
+        let sizes = (0..40).chain([3370]);
+        for (seed, count) in [0, 1, 42, u64::MAX].into_iter().cycle().zip(sizes) {
+            let packages = generate(seed, count);
+            assert_eq!(packages.len(), count);
+            assert_closed(&packages);
+            assert_eq!(find_cycle(&packages), None, "seed {seed}");
+            for package in &packages {
+                assert!(is_valid_name(&package.name), "{:?}", package.name);
+                let unique: HashSet<&String> = package.dependencies.iter().collect();
+                assert_eq!(unique.len(), package.dependencies.len());
+                assert!(!package.dependencies.contains(&package.name));
+            }
+        }
+    }
+
+    /// Packages on the longest dependency chain starting at `name`.
+    fn chain_length<'a>(
+        name: &'a str,
+        by_name: &HashMap<&'a str, &'a Package>,
+        known: &mut HashMap<&'a str, usize>,
+    ) -> usize {
+        if let Some(&length) = known.get(name) {
+            return length;
+        }
+        let below = by_name[name]
+            .dependencies
+            .iter()
+            .map(|d| chain_length(d, by_name, known))
+            .max();
+        let length = 1 + below.unwrap_or(0);
+        known.insert(name, length);
+        length
+    }
+
+    #[test]
+    fn generated_graph_has_the_homebrew_shape() {
+        let packages = generate(7, 3370);
+        let leaves = packages
+            .iter()
+            .filter(|p| p.dependencies.is_empty())
+            .count();
+        assert!((1200..=1700).contains(&leaves), "{leaves} without deps");
+        let most = packages.iter().map(|p| p.dependencies.len()).max();
+        assert!(most.is_some_and(|m| (50..=110).contains(&m)), "{most:?}");
+        let edges: usize = packages.iter().map(|p| p.dependencies.len()).sum();
+        assert!((15_000..=30_000).contains(&edges), "{edges} edges");
+        let by_name = assert_closed(&packages);
+        let mut chain_lengths = HashMap::new();
+        let longest = packages
+            .iter()
+            .map(|p| chain_length(&p.name, &by_name, &mut chain_lengths))
+            .max();
+        assert_eq!(longest, Some(6), "longest dependency chain, as in Homebrew");
+        let alphabet: HashSet<u8> = packages.iter().flat_map(|p| p.name.bytes()).collect();
+        for special in b"+-.@_/" {
+            assert!(alphabet.contains(special), "{}", char::from(*special));
+        }
+    }
+
+    #[test]
+    fn generation_is_deterministic_per_seed() {
+        assert_eq!(generate(5, 500), generate(5, 500));
+        assert_ne!(generate(5, 500), generate(6, 500));
+        assert!(generate(5, 0).is_empty());
+        assert_eq!(generate(5, 1)[0].dependencies, Vec::<String>::new());
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_in_range() {
+        let mut a = Rng::new(9);
+        let mut b = Rng::new(9);
+        for _ in 0..1000 {
+            assert_eq!(a.next_u64(), b.next_u64());
+            assert!(a.below(7) < 7);
+            let x = a.unit();
+            assert!((0.0..1.0).contains(&x));
+            b.below(7);
+            b.unit();
+        }
+        assert!(!Rng::new(1).percent(0));
+        assert!(Rng::new(1).percent(100));
+        let mut items: Vec<u32> = (0..50).collect();
+        Rng::new(3).shuffle(&mut items);
+        let mut sorted = items.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(items, sorted);
+    }
+}

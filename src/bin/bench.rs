@@ -1,1 +1,265 @@
-fn main() {}
+//! `package-indexer-bench`: measures package-indexer against a null server
+//! (SPEC §7, issue 4).
+//!
+//! The null server has the real server's thread-per-connection design but
+//! answers `OK\n` to every line without parsing or indexing: the most this
+//! design can do on this machine. Both get the same workload in one run, and
+//! the report gives both figures and their ratio: requests/s, latency
+//! percentiles measured by the clients, the server's CPU seconds and memory.
+//!
+//! `--table` runs the standard table of the issue's targets and prints it as
+//! Markdown for BENCHMARKS.md; see [`table`].
+
+#[path = "bench/client.rs"]
+mod client;
+#[path = "bench/latency.rs"]
+mod latency;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/null_server.rs"]
+mod null_server;
+#[path = "bench/options.rs"]
+mod options;
+#[path = "bench/procfs.rs"]
+mod procfs;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/table.rs"]
+mod table;
+#[path = "bench/target.rs"]
+mod target;
+
+use load::{Measured, Steady, Workload};
+use null_server::NullServer;
+use options::{Invocation, Options};
+use package_indexer::workload::{self, Package};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use target::{Meter, RealServer};
+
+/// Descriptors a process needs beyond one per connection (listeners, pipes,
+/// files, the loader's connection).
+const SPARE_FILES: u64 = 64;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match options::parse(&args) {
+        Ok(Invocation::Help) => {
+            print!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Run(options)) => options,
+        Err(reason) => {
+            eprintln!("package-indexer-bench: {reason} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if options.table {
+        table::run(&options)
+    } else {
+        run_one(&options)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("package-indexer-bench: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A server under test.
+pub struct Subject<'a> {
+    pub label: &'static str,
+    pub addr: SocketAddr,
+    pub meter: Meter<'a>,
+}
+
+pub const REAL_LABEL: &str = "package-indexer";
+pub const NULL_LABEL: &str = "null server";
+
+impl<'a> Subject<'a> {
+    pub fn real(server: &RealServer) -> Subject<'static> {
+        Subject {
+            label: REAL_LABEL,
+            addr: server.addr(),
+            meter: server.meter(),
+        }
+    }
+
+    pub fn null(server: &'a NullServer) -> Subject<'a> {
+        Subject {
+            label: NULL_LABEL,
+            addr: server.addr(),
+            meter: Meter::Null(server),
+        }
+    }
+}
+
+/// Starts the real server with `args` after the options' `--server-args`.
+pub fn start_real(options: &Options, args: &[String]) -> Result<RealServer, String> {
+    let binary = match &options.server {
+        Some(binary) => binary.clone(),
+        None => target::default_server_binary()?,
+    };
+    let all: Vec<String> = options.server_args.iter().chain(args).cloned().collect();
+    RealServer::spawn(&binary, &all)
+}
+
+/// Whether the open-files limit lets this process hold `connections` client
+/// sockets, plus the null server's side of them when `with_null`; and the
+/// server its side. Err names the limit when even the real server cannot run.
+pub fn null_fits(connections: usize, with_null: bool) -> Result<bool, String> {
+    let Some(limit) = procfs::open_files_limit() else {
+        return Ok(with_null);
+    };
+    let one_side = connections as u64 + SPARE_FILES;
+    if one_side > limit {
+        return Err(format!(
+            "{connections} connections need about {one_side} open files in this process and \
+             as many in the server, but the limit is {limit} (raise it with ulimit -n)"
+        ));
+    }
+    if with_null && 2 * connections as u64 + SPARE_FILES > limit {
+        eprintln!(
+            "note: null server skipped: it runs in this process, and {connections} connections \
+             would need about {} open files here (both ends), over the limit of {limit}",
+            2 * connections as u64 + SPARE_FILES
+        );
+        return Ok(false);
+    }
+    Ok(with_null)
+}
+
+/// The graph preloaded for the steady workloads: generated like Homebrew.
+pub fn preload_graph(options: &Options) -> (Vec<Package>, Arc<[String]>) {
+    let packages = workload::generate(options.seed, options.packages);
+    let names: Arc<[String]> = packages.iter().map(|p| p.name.clone()).collect();
+    (packages, names)
+}
+
+/// The harness's packages: the Homebrew file when present, else generated.
+pub fn harness_packages(options: &Options) -> Result<(Vec<Package>, String), String> {
+    harness_packages_from(&options.brew, options.seed, options.packages)
+}
+
+fn harness_packages_from(
+    brew: &Path,
+    seed: u64,
+    count: usize,
+) -> Result<(Vec<Package>, String), String> {
+    match std::fs::read_to_string(brew) {
+        Ok(text) => {
+            let packages =
+                workload::parse_brew(&text).map_err(|e| format!("{}: {e}", brew.display()))?;
+            let origin = format!("{} ({} packages)", brew.display(), packages.len());
+            Ok((packages, origin))
+        }
+        Err(_) => Ok((
+            workload::generate(seed, count),
+            format!(
+                "generated graph of {count} packages ({} not found)",
+                brew.display()
+            ),
+        )),
+    }
+}
+
+/// Preloads `graph` into the subject, then runs the steady workload.
+pub fn measure_steady(
+    subject: &Subject,
+    graph: &[Package],
+    shape: &Steady,
+) -> Result<Measured, String> {
+    load::index_all(subject.addr, graph)
+        .map_err(|e| format!("{}: preloading: {e}", subject.label))?;
+    load::run_steady(subject.addr, shape, &subject.meter)
+        .map_err(|e| format!("{}: {e}", subject.label))
+}
+
+fn run_one(options: &Options) -> Result<(), String> {
+    let connections = options.connections + options.idle;
+    let with_null = null_fits(connections, options.null)?;
+    let null = if with_null {
+        Some(NullServer::start().map_err(|e| format!("cannot start the null server: {e}"))?)
+    } else {
+        None
+    };
+    let spawned;
+    let real = match &options.addr {
+        Some(addr) => Subject {
+            label: REAL_LABEL,
+            addr: target::resolve(addr)?,
+            meter: Meter::Unknown,
+        },
+        None => {
+            spawned = start_real(options, &[])?;
+            Subject::real(&spawned)
+        }
+    };
+    let mut subjects = vec![real];
+    subjects.extend(null.as_ref().map(Subject::null));
+
+    let mut results = Vec::new();
+    let title = match options.workload {
+        Workload::Harness => {
+            let (packages, origin) = harness_packages(options)?;
+            for subject in &subjects {
+                let measured = load::run_harness(
+                    subject.addr,
+                    &packages,
+                    options.connections,
+                    options.duration,
+                    options.seed,
+                    &subject.meter,
+                )
+                .map_err(|e| format!("{}: {e}", subject.label))?;
+                results.push((subject.label, measured));
+            }
+            format!(
+                "harness, concurrency {}, {origin}, repeated for {:?}; latency per request",
+                options.connections, options.duration
+            )
+        }
+        workload => {
+            let (graph, names) = preload_graph(options);
+            let shape = Steady {
+                workload,
+                connections: options.connections,
+                depth: options.depth,
+                idle: options.idle,
+                duration: options.duration,
+                graph: names,
+                seed: options.seed,
+            };
+            for subject in &subjects {
+                results.push((subject.label, measure_steady(subject, &graph, &shape)?));
+            }
+            report::steady_title(&shape, graph.len())
+        }
+    };
+    println!("{}", report::runs(&title, &results));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harness_packages_fall_back_to_a_generated_graph() {
+        let (packages, origin) =
+            harness_packages_from(Path::new("/nonexistent/brew.txt"), 3, 40).unwrap();
+        assert_eq!(packages.len(), 40);
+        assert!(origin.contains("not found"), "{origin}");
+    }
+
+    #[test]
+    fn an_impossible_connection_count_is_a_clear_error() {
+        let error = null_fits(usize::MAX / 4, true).unwrap_err();
+        assert!(error.contains("open files"), "{error}");
+        assert_eq!(null_fits(10, false), Ok(false));
+    }
+}

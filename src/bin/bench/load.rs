@@ -1,0 +1,673 @@
+//! The workloads: what each benchmark client sends, for how long, and what
+//! is measured while it does.
+//!
+//! - Steady workloads (`query`, `churn`, `mixed`): every connection sends a
+//!   batch of `depth` lines, waits for their answers, and repeats until the
+//!   duration is over; each round trip's latency is recorded.
+//! - `harness`: the official harness's five steps (SPEC §8), repeated until
+//!   the duration is over, fresh connections for every step.
+//! - Pipelined loading: one connection writes every `INDEX` line while it
+//!   reads the answers, the fastest way to fill a server.
+
+use crate::client::{push_request, Answers, Client};
+use crate::latency::Histogram;
+use crate::procfs::Memory;
+use crate::target::Meter;
+use package_indexer::protocol::Response;
+use package_indexer::workload::{Package, Rng};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// `QUERY` of random packages of the preloaded graph.
+    Query,
+    /// `INDEX` then `REMOVE` of leaf packages, names of each connection's own.
+    Churn,
+    /// 90% `query`, 10% `churn`.
+    Mixed,
+    /// The harness's five steps.
+    Harness,
+}
+
+impl Workload {
+    pub fn parse(name: &str) -> Option<Workload> {
+        match name {
+            "query" => Some(Workload::Query),
+            "churn" => Some(Workload::Churn),
+            "mixed" => Some(Workload::Mixed),
+            "harness" => Some(Workload::Harness),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Query => "query",
+            Workload::Churn => "churn",
+            Workload::Mixed => "mixed",
+            Workload::Harness => "harness",
+        }
+    }
+
+    fn query_percent(self) -> u32 {
+        match self {
+            Workload::Query => 100,
+            Workload::Mixed => 90,
+            Workload::Churn | Workload::Harness => 0,
+        }
+    }
+}
+
+/// Leaf names each churn connection cycles through.
+const CHURN_SLOTS: u64 = 64;
+/// Dependencies of each churned leaf, drawn from the preloaded graph.
+const CHURN_DEPENDENCIES: usize = 3;
+
+/// The request lines of one steady-workload connection.
+struct Requests {
+    rng: Rng,
+    graph: Arc<[String]>,
+    query_percent: u32,
+    connection: usize,
+    churn_step: u64,
+    dependencies: Vec<String>,
+}
+
+impl Requests {
+    fn new(workload: Workload, graph: Arc<[String]>, connection: usize, seed: u64) -> Requests {
+        Requests {
+            rng: Rng::new(seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            graph,
+            query_percent: workload.query_percent(),
+            connection,
+            churn_step: 0,
+            dependencies: Vec::with_capacity(CHURN_DEPENDENCIES),
+        }
+    }
+
+    fn push_line(&mut self, out: &mut Vec<u8>) {
+        if self.rng.percent(self.query_percent) {
+            let name = match self.graph.len() {
+                0 => "absent",
+                len => &self.graph[self.rng.index(len)],
+            };
+            push_request::<&str>(out, "QUERY", name, &[]);
+            return;
+        }
+        // INDEX a leaf, then REMOVE it: both answer OK, both change the index.
+        let name = format!(
+            "bench-churn-{}-{}",
+            self.connection,
+            (self.churn_step / 2) % CHURN_SLOTS
+        );
+        if self.churn_step.is_multiple_of(2) {
+            self.dependencies.clear();
+            for _ in 0..CHURN_DEPENDENCIES.min(self.graph.len()) {
+                let dependency = &self.graph[self.rng.index(self.graph.len())];
+                self.dependencies.push(dependency.clone());
+            }
+            push_request(out, "INDEX", &name, &self.dependencies);
+        } else {
+            push_request::<&str>(out, "REMOVE", &name, &[]);
+        }
+        self.churn_step += 1;
+    }
+}
+
+/// A steady workload's shape.
+pub struct Steady {
+    pub workload: Workload,
+    pub connections: usize,
+    pub depth: usize,
+    pub idle: usize,
+    pub duration: Duration,
+    /// Names of the preloaded graph, for `QUERY` and as churn dependencies.
+    pub graph: Arc<[String]>,
+    pub seed: u64,
+}
+
+/// What one run measured against one server.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub requests: u64,
+    pub elapsed: Duration,
+    /// Per request at depth 1, per batch round trip above.
+    pub latency: Histogram,
+    pub answers: Answers,
+    pub cpu_seconds: Option<f64>,
+    /// At the end of the run, connections still open.
+    pub memory: Option<Memory>,
+    /// Idle connections that answered a `QUERY` after the run, of those held.
+    pub idle_served: Option<(usize, usize)>,
+    /// Complete harness runs (five steps each).
+    pub harness_runs: u64,
+}
+
+impl Measured {
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn add_client(&mut self, client: &ClientStats) {
+        self.requests += client.requests;
+        self.latency.merge(&client.latency);
+        self.answers.add(&client.answers);
+    }
+}
+
+#[derive(Default)]
+struct ClientStats {
+    requests: u64,
+    latency: Histogram,
+    answers: Answers,
+}
+
+/// Runs a steady workload against the server at `addr`.
+pub fn run_steady(addr: SocketAddr, shape: &Steady, meter: &Meter) -> Result<Measured, String> {
+    let idle = open_idle(addr, shape.idle)?;
+    let mut clients = Vec::with_capacity(shape.connections);
+    for _ in 0..shape.connections {
+        let client = Client::connect(addr).map_err(|e| {
+            format!(
+                "opened {} of {} connections to {addr}: {e}",
+                clients.len(),
+                shape.connections
+            )
+        })?;
+        clients.push(client);
+    }
+    // Clients block on `start` until the meter's first sample is taken.
+    let start = Arc::new(RwLock::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = start
+        .write()
+        .map_err(|_| "start lock poisoned".to_string())?;
+    let mut workers = Vec::with_capacity(clients.len());
+    let mut spawn_error = None;
+    for (connection, client) in clients.into_iter().enumerate() {
+        let requests = Requests::new(
+            shape.workload,
+            Arc::clone(&shape.graph),
+            connection,
+            shape.seed,
+        );
+        let (gate, halt, depth) = (Arc::clone(&start), Arc::clone(&stop), shape.depth);
+        let spawned = thread::Builder::new()
+            .name("bench-client".into())
+            .spawn(move || {
+                drop(gate.read());
+                drive(client, requests, depth, &halt)
+            });
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                spawn_error = Some(format!("cannot start client thread {connection}: {e}"));
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    let before = meter.sample();
+    drop(held);
+    let started = Instant::now();
+    if spawn_error.is_none() {
+        thread::sleep(shape.duration);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut measured = Measured::default();
+    let mut finished = Vec::with_capacity(workers.len());
+    let mut failures = Vec::new();
+    for worker in workers {
+        match worker.join() {
+            Ok((client, stats, None)) => {
+                measured.add_client(&stats);
+                finished.push(client);
+            }
+            Ok((_, _, Some(error))) => failures.push(error),
+            Err(_) => failures.push("a client thread panicked".to_string()),
+        }
+    }
+    measured.elapsed = started.elapsed();
+    let after = meter.sample();
+    if let Some(error) = spawn_error {
+        return Err(error);
+    }
+    if let Some(first) = failures.first() {
+        return Err(format!(
+            "{} of {} connections failed; first: {first}",
+            failures.len(),
+            shape.connections
+        ));
+    }
+    measured.cpu_seconds = after
+        .cpu_seconds
+        .zip(before.cpu_seconds)
+        .map(|(a, b)| a - b);
+    measured.memory = after.memory;
+    if shape.idle > 0 {
+        measured.idle_served = Some((check_idle(idle), shape.idle));
+    }
+    drop(finished);
+    Ok(measured)
+}
+
+/// One client thread: batches until `stop`; returns the client so its
+/// connection stays open until the server has been measured.
+fn drive(
+    mut client: Client,
+    mut requests: Requests,
+    depth: usize,
+    stop: &AtomicBool,
+) -> (Client, ClientStats, Option<String>) {
+    let mut stats = ClientStats::default();
+    let mut batch = Vec::with_capacity(depth * 64);
+    while !stop.load(Ordering::Relaxed) {
+        batch.clear();
+        for _ in 0..depth {
+            requests.push_line(&mut batch);
+        }
+        let sent = Instant::now();
+        let answers = &mut stats.answers;
+        if let Err(e) = client.exchange(&batch, depth, |a| answers.count(a)) {
+            return (client, stats, Some(e.to_string()));
+        }
+        stats.latency.record(sent.elapsed());
+        stats.requests += depth as u64;
+    }
+    (client, stats, None)
+}
+
+fn open_idle(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>, String> {
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        let stream = TcpStream::connect(addr).map_err(|e| {
+            format!(
+                "opened {} of {count} idle connections to {addr}: {e}",
+                idle.len()
+            )
+        })?;
+        idle.push(stream);
+    }
+    Ok(idle)
+}
+
+/// How many idle connections still answer: one `QUERY` on each, all sent
+/// before any answer is read.
+fn check_idle(idle: Vec<TcpStream>) -> usize {
+    let sent: Vec<TcpStream> = idle
+        .into_iter()
+        .filter_map(|mut stream| {
+            stream
+                .write_all(b"QUERY|bench-idle|\n")
+                .ok()
+                .map(|()| stream)
+        })
+        .collect();
+    sent.into_iter()
+        .filter(|stream| {
+            let Ok(mut client) = stream.try_clone().and_then(Client::from_stream) else {
+                return false;
+            };
+            client.read_answers(1, &mut |_| {}).is_ok()
+        })
+        .count()
+}
+
+/// The official harness's steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    RemoveAll,
+    IndexAll,
+    QueryIndexed,
+    RemoveAgain,
+    QueryRemoved,
+}
+
+const STEPS: [Step; 5] = [
+    Step::RemoveAll,
+    Step::IndexAll,
+    Step::QueryIndexed,
+    Step::RemoveAgain,
+    Step::QueryRemoved,
+];
+
+/// The harness's default share of broken messages in the index step.
+const UNLUCKY_PERCENT: u32 = 5;
+/// A retrying step that makes no progress for this long has failed.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs the harness's five steps with `concurrency` clients, again and
+/// again until `duration` has passed (at least once).
+pub fn run_harness(
+    addr: SocketAddr,
+    packages: &[Package],
+    concurrency: usize,
+    duration: Duration,
+    seed: u64,
+    meter: &Meter,
+) -> Result<Measured, String> {
+    let mut rng = Rng::new(seed);
+    let mut order: Vec<usize> = (0..packages.len()).collect();
+    let mut measured = Measured::default();
+    let before = meter.sample();
+    let started = Instant::now();
+    while measured.harness_runs == 0 || started.elapsed() < duration {
+        rng.shuffle(&mut order);
+        let segment = order.len().div_ceil(concurrency.max(1)).max(1);
+        for step in STEPS {
+            let stats = thread::scope(|scope| {
+                let workers: Vec<_> = order
+                    .chunks(segment)
+                    .enumerate()
+                    .map(|(client, chunk)| {
+                        let client_seed = rng.next_u64() ^ client as u64;
+                        scope.spawn(move || run_step(addr, step, packages, chunk, client_seed))
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join()
+                            .unwrap_or_else(|_| Err("a client thread panicked".into()))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for client in stats {
+                measured.add_client(&client.map_err(|e| format!("harness step {step:?}: {e}"))?);
+            }
+        }
+        measured.harness_runs += 1;
+    }
+    measured.elapsed = started.elapsed();
+    let after = meter.sample();
+    measured.cpu_seconds = after
+        .cpu_seconds
+        .zip(before.cpu_seconds)
+        .map(|(a, b)| a - b);
+    measured.memory = after.memory;
+    Ok(measured)
+}
+
+/// One client's share of one step, on a fresh connection.
+fn run_step(
+    addr: SocketAddr,
+    step: Step,
+    packages: &[Package],
+    segment: &[usize],
+    seed: u64,
+) -> Result<ClientStats, String> {
+    let mut client = Client::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut rng = Rng::new(seed);
+    let mut stats = ClientStats::default();
+    let mut line = Vec::with_capacity(256);
+    let mut remaining: Vec<usize> = segment.to_vec();
+    let retries = matches!(step, Step::RemoveAll | Step::IndexAll | Step::RemoveAgain);
+    let mut last_progress = Instant::now();
+    while !remaining.is_empty() {
+        let mut refused = Vec::new();
+        for &index in &remaining {
+            let package = &packages[index];
+            line.clear();
+            let unlucky = step == Step::IndexAll && rng.percent(UNLUCKY_PERCENT);
+            match step {
+                _ if unlucky => push_request::<&str>(
+                    &mut line,
+                    "INDEX",
+                    &format!("{}=elisp", package.name),
+                    &[],
+                ),
+                Step::IndexAll => {
+                    push_request(&mut line, "INDEX", &package.name, &package.dependencies)
+                }
+                Step::RemoveAll | Step::RemoveAgain => {
+                    push_request::<&str>(&mut line, "REMOVE", &package.name, &[])
+                }
+                Step::QueryIndexed | Step::QueryRemoved => {
+                    push_request::<&str>(&mut line, "QUERY", &package.name, &[])
+                }
+            }
+            let sent = Instant::now();
+            let mut answer = None;
+            client
+                .exchange(&line, 1, |a| answer = Some(a))
+                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&line).trim_end()))?;
+            stats.latency.record(sent.elapsed());
+            stats.requests += 1;
+            if let Some(answer) = answer {
+                stats.answers.count(answer);
+            }
+            if unlucky || (retries && answer != Some(Response::Ok)) {
+                refused.push(index);
+            }
+        }
+        if !retries {
+            break;
+        }
+        if refused.len() < remaining.len() {
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > STALL_LIMIT {
+            return Err(format!(
+                "no progress for {STALL_LIMIT:?}, {} packages left",
+                refused.len()
+            ));
+        } else {
+            // Waiting for other clients' packages: let them run.
+            thread::sleep(Duration::from_millis(1));
+        }
+        remaining = refused;
+    }
+    Ok(stats)
+}
+
+/// One pipelined load: how long it took and every answer in order.
+pub struct Pipelined {
+    pub elapsed: Duration,
+    pub answers: Vec<Response>,
+}
+
+/// Writes every line of `requests` (`lines` of them) on one connection while
+/// reading the answers on another thread's half of it.
+pub fn pipeline(addr: SocketAddr, requests: Vec<u8>, lines: usize) -> Result<Pipelined, String> {
+    let mut client = Client::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut writer = client
+        .stream()
+        .try_clone()
+        .map_err(|e| format!("cannot clone the connection: {e}"))?;
+    let started = Instant::now();
+    let sender = thread::Builder::new()
+        .name("bench-loader".into())
+        .spawn(move || writer.write_all(&requests))
+        .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+    let mut answers = Vec::with_capacity(lines);
+    let read = client.read_answers(lines, &mut |a| answers.push(a));
+    let elapsed = started.elapsed();
+    let written = sender
+        .join()
+        .map_err(|_| "the writer thread panicked".to_string())?;
+    written.map_err(|e| format!("sending to {addr}: {e}"))?;
+    read.map_err(|e| format!("reading answers from {addr}: {e}"))?;
+    Ok(Pipelined { elapsed, answers })
+}
+
+/// Indexes every package over one pipelined connection, resending those
+/// refused (a dependency came later in the list) until all are in. Returns
+/// the first pass: its time and size are the loading rate.
+pub fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, String> {
+    let mut remaining: Vec<&Package> = packages.iter().collect();
+    let mut first_pass = None;
+    while !remaining.is_empty() {
+        let mut requests = Vec::with_capacity(remaining.len() * 48);
+        for package in &remaining {
+            push_request(&mut requests, "INDEX", &package.name, &package.dependencies);
+        }
+        let pass = pipeline(addr, requests, remaining.len())?;
+        let refused: Vec<&Package> = remaining
+            .iter()
+            .zip(&pass.answers)
+            .filter(|(_, &answer)| answer != Response::Ok)
+            .map(|(&package, _)| package)
+            .collect();
+        if refused.len() == remaining.len() {
+            return Err(format!(
+                "the server refused all of the last {} packages, e.g. {}",
+                refused.len(),
+                refused[0].name
+            ));
+        }
+        first_pass.get_or_insert(pass);
+        remaining = refused;
+    }
+    first_pass.ok_or_else(|| "no packages to index".to_string())
+}
+
+/// `count` packages named `pkgN`, each depending on `fanout` distinct
+/// earlier ones (the first few on all there are), in dependency order.
+pub fn fixed_fanout_graph(count: usize, fanout: usize, seed: u64) -> Vec<Package> {
+    let mut rng = Rng::new(seed);
+    let mut packages: Vec<Package> = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut picked: Vec<usize> = Vec::with_capacity(fanout);
+        while picked.len() < fanout.min(index) {
+            let candidate = rng.index(index);
+            if !picked.contains(&candidate) {
+                picked.push(candidate);
+            }
+        }
+        packages.push(Package {
+            name: format!("pkg{index}"),
+            dependencies: picked
+                .into_iter()
+                .map(|p| packages[p].name.clone())
+                .collect(),
+        });
+    }
+    packages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::null_server::NullServer;
+
+    #[test]
+    fn workload_names_round_trip() {
+        for workload in [
+            Workload::Query,
+            Workload::Churn,
+            Workload::Mixed,
+            Workload::Harness,
+        ] {
+            assert_eq!(Workload::parse(workload.name()), Some(workload));
+        }
+        assert_eq!(Workload::parse("Query"), None);
+    }
+
+    #[test]
+    fn churn_indexes_then_removes_its_own_leaves() {
+        let graph: Arc<[String]> = vec!["a".to_string()].into();
+        let mut requests = Requests::new(Workload::Churn, graph, 7, 1);
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            requests.push_line(&mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "INDEX|bench-churn-7-0|a",
+                "REMOVE|bench-churn-7-0|",
+                "INDEX|bench-churn-7-1|a",
+                "REMOVE|bench-churn-7-1|"
+            ]
+        );
+    }
+
+    #[test]
+    fn query_lines_name_graph_packages() {
+        let graph: Arc<[String]> = vec!["x".to_string(), "y".to_string()].into();
+        let mut requests = Requests::new(Workload::Query, graph, 0, 3);
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            requests.push_line(&mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines().all(|l| l == "QUERY|x|" || l == "QUERY|y|"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn fixed_fanout_graph_is_in_dependency_order() {
+        let packages = fixed_fanout_graph(100, 3, 5);
+        assert_eq!(packages[0].dependencies.len(), 0);
+        assert_eq!(packages[2].dependencies.len(), 2);
+        for (index, package) in packages.iter().enumerate().skip(3) {
+            assert_eq!(package.dependencies.len(), 3);
+            for dependency in &package.dependencies {
+                let position: usize = dependency["pkg".len()..].parse().unwrap();
+                assert!(position < index);
+            }
+        }
+    }
+
+    #[test]
+    fn steady_and_pipelined_runs_against_the_null_server() {
+        let server = NullServer::start().unwrap();
+        let shape = Steady {
+            workload: Workload::Mixed,
+            connections: 2,
+            depth: 4,
+            idle: 3,
+            duration: Duration::from_millis(50),
+            graph: vec!["a".to_string()].into(),
+            seed: 9,
+        };
+        let measured = run_steady(server.addr(), &shape, &Meter::Null(&server)).unwrap();
+        assert!(measured.requests > 0);
+        assert_eq!(measured.requests % 4, 0);
+        assert_eq!(measured.answers.ok, measured.requests);
+        assert_eq!(measured.latency.count() * 4, measured.requests);
+        assert_eq!(measured.idle_served, Some((3, 3)));
+        let loaded = index_all(server.addr(), &fixed_fanout_graph(1000, 3, 1)).unwrap();
+        assert_eq!(loaded.answers.len(), 1000);
+    }
+
+    #[test]
+    fn harness_runs_all_steps_once_at_least() {
+        let server = NullServer::start().unwrap();
+        let packages = fixed_fanout_graph(50, 2, 3);
+        let measured = run_harness(
+            server.addr(),
+            &packages,
+            4,
+            Duration::ZERO,
+            1,
+            &Meter::Null(&server),
+        )
+        .unwrap();
+        assert_eq!(measured.harness_runs, 1);
+        // Against a server that says OK to everything, each step is one pass
+        // plus the unlucky index messages' retries.
+        assert!(measured.requests >= 250, "{}", measured.requests);
+    }
+
+    #[test]
+    fn pipeline_reports_a_server_that_hangs_up() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let closer = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            drop(stream);
+        });
+        let error = pipeline(addr, b"QUERY|a|\n".to_vec(), 1).err().unwrap();
+        assert!(error.contains(&addr.to_string()), "{error}");
+        closer.join().unwrap();
+    }
+}

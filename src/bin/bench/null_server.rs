@@ -1,0 +1,119 @@
+//! The null server: the fastest this design can answer. Same shape as the
+//! real server (an acceptor thread, one thread per connection with a small
+//! stack, blocking reads into a buffer, one write per batch of input that
+//! arrived together) but no parsing and no index: every line is answered
+//! `OK\n`.
+//!
+//! It runs inside the benchmark process; its threads are named so their CPU
+//! time can be told apart from the load generator's.
+
+use crate::procfs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+/// Every null server thread's name starts with this.
+const THREAD_PREFIX: &str = "null-";
+/// As in the real server.
+const CONNECTION_STACK_BYTES: usize = 128 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
+
+pub struct NullServer {
+    addr: SocketAddr,
+    /// CPU ticks of connection threads that have ended, which `/proc` no
+    /// longer lists.
+    ended_ticks: Arc<AtomicU64>,
+}
+
+impl NullServer {
+    /// Listens on an ephemeral loopback port and serves until the process ends.
+    pub fn start() -> io::Result<NullServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let ended_ticks = Arc::new(AtomicU64::new(0));
+        let ticks = Arc::clone(&ended_ticks);
+        thread::Builder::new()
+            .name(format!("{THREAD_PREFIX}accept"))
+            .spawn(move || accept_loop(listener, ticks))?;
+        Ok(NullServer { addr, ended_ticks })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// CPU seconds used by the null server's threads so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let live = procfs::own_threads_cpu_ticks(THREAD_PREFIX);
+        procfs::ticks_to_seconds(live + self.ended_ticks.load(Ordering::SeqCst))
+    }
+}
+
+fn accept_loop(listener: TcpListener, ended_ticks: Arc<AtomicU64>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else {
+            // Out of descriptors or a connection reset before accept: the
+            // client sees it; back off a little and keep serving the others.
+            thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        let ticks = Arc::clone(&ended_ticks);
+        let spawned = thread::Builder::new()
+            .name(format!("{THREAD_PREFIX}conn"))
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn(move || {
+                // Errors end the connection, as a client disconnecting does.
+                let _ = serve(stream);
+                ticks.fetch_add(procfs::current_thread_cpu_ticks(), Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut input = vec![0u8; READ_BUFFER];
+    let mut output = Vec::with_capacity(READ_BUFFER);
+    loop {
+        let read = stream.read(&mut input)?;
+        if read == 0 {
+            return Ok(());
+        }
+        // A partial line has no newline yet: it is answered when it ends.
+        let lines = input[..read].iter().filter(|&&b| b == b'\n').count();
+        if lines > 0 {
+            output.clear();
+            for _ in 0..lines {
+                output.extend_from_slice(b"OK\n");
+            }
+            stream.write_all(&output)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    #[test]
+    fn answers_ok_to_every_line_including_split_ones() {
+        let server = NullServer::start().unwrap();
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream.write_all(b"QUERY|a|\nINDEX|b|a\nREM").unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stream.write_all(b"OVE|b|\ngarbage\n").unwrap();
+        let mut reader = io::BufReader::new(stream);
+        for _ in 0..4 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert_eq!(line, "OK\n");
+        }
+        assert!(server.cpu_seconds() >= 0.0);
+    }
+}

@@ -1,0 +1,197 @@
+//! Text formatting of the measurements: per-run reports and number styles
+//! shared with the Markdown table.
+
+use crate::load::{Measured, Steady};
+use std::fmt::Write;
+use std::time::Duration;
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+pub fn millis(latency: Option<Duration>) -> String {
+    latency.map_or_else(
+        || "n/a".into(),
+        |d| format!("{:.3} ms", d.as_secs_f64() * 1e3),
+    )
+}
+
+/// Bytes in MB (10^6), as the targets are written.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `numerator / denominator` as `0.93×`; `n/a` when either is unknown or zero.
+pub fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> String {
+    match (numerator, denominator) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}×", n / d),
+        _ => "n/a".into(),
+    }
+}
+
+pub fn steady_title(shape: &Steady, graph: usize) -> String {
+    let latency = if shape.depth > 1 {
+        "latency per batch round trip"
+    } else {
+        "latency per request"
+    };
+    format!(
+        "{}, {} connections, depth {}, {} idle, {:?}, graph of {} packages; {latency}",
+        shape.workload.name(),
+        shape.connections,
+        shape.depth,
+        shape.idle,
+        shape.duration,
+        thousands(graph as u64)
+    )
+}
+
+const HEADER: [&str; 7] = [
+    "requests/s",
+    "p50",
+    "p99",
+    "p99.9",
+    "cpu s",
+    "rss",
+    "peak rss",
+];
+
+fn columns(measured: &Measured) -> [String; 7] {
+    let memory = measured.memory;
+    [
+        thousands(measured.requests_per_second() as u64),
+        millis(measured.latency.percentile(50.0)),
+        millis(measured.latency.percentile(99.0)),
+        millis(measured.latency.percentile(99.9)),
+        measured
+            .cpu_seconds
+            .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
+        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.rss)),
+        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.peak_rss)),
+    ]
+}
+
+fn seconds(latency: Option<Duration>) -> Option<f64> {
+    latency.map(|d| d.as_secs_f64())
+}
+
+fn ratios(real: &Measured, null: &Measured) -> [String; 7] {
+    let percentile = |p| {
+        ratio(
+            seconds(real.latency.percentile(p)),
+            seconds(null.latency.percentile(p)),
+        )
+    };
+    [
+        ratio(
+            Some(real.requests_per_second()),
+            Some(null.requests_per_second()),
+        ),
+        percentile(50.0),
+        percentile(99.0),
+        percentile(99.9),
+        ratio(real.cpu_seconds, null.cpu_seconds),
+        String::new(),
+        String::new(),
+    ]
+}
+
+fn row(out: &mut String, label: &str, cells: &[String]) {
+    let _ = write!(out, "  {label:<16}");
+    for cell in cells {
+        let _ = write!(out, " {cell:>12}");
+    }
+    out.push('\n');
+}
+
+/// One run's figures per server, and the ratio of the first to the second.
+pub fn runs(title: &str, results: &[(&str, Measured)]) -> String {
+    let mut out = format!("{title}\n");
+    row(&mut out, "", &HEADER.map(String::from));
+    for (label, measured) in results {
+        row(&mut out, label, &columns(measured));
+    }
+    if let [(_, real), (_, null)] = results {
+        row(&mut out, "ratio", &ratios(real, null));
+    }
+    for (label, measured) in results {
+        let answers = measured.answers;
+        let _ = write!(
+            out,
+            "  {label}: {} requests in {:.2} s; answers ok {}, fail {}, error {}",
+            thousands(measured.requests),
+            measured.elapsed.as_secs_f64(),
+            thousands(answers.ok),
+            thousands(answers.fail),
+            thousands(answers.error)
+        );
+        if measured.harness_runs > 0 {
+            let _ = write!(out, "; {} harness runs", measured.harness_runs);
+        }
+        if let Some((served, held)) = measured.idle_served {
+            let _ = write!(out, "; idle connections served {served} of {held}");
+        }
+        out.push('\n');
+    }
+    if results.iter().any(|(label, _)| *label == crate::NULL_LABEL) {
+        out.push_str(
+            "  (the null server's memory is the whole benchmark process's, clients included)\n",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(millis(Some(Duration::from_micros(1500))), "1.500 ms");
+        assert_eq!(millis(None), "n/a");
+        assert_eq!(megabytes(123_456_789), "123.5 MB");
+        assert_eq!(ratio(Some(9.0), Some(10.0)), "0.90×");
+        assert_eq!(ratio(Some(9.0), Some(0.0)), "n/a");
+        assert_eq!(ratio(None, Some(1.0)), "n/a");
+    }
+
+    #[test]
+    fn a_report_has_both_servers_and_the_ratio() {
+        let mut real = Measured {
+            requests: 900,
+            elapsed: Duration::from_secs(1),
+            ..Measured::default()
+        };
+        real.latency.record(Duration::from_micros(110));
+        let mut null = Measured {
+            requests: 1000,
+            elapsed: Duration::from_secs(1),
+            ..Measured::default()
+        };
+        null.latency.record(Duration::from_micros(100));
+        let text = runs("t", &[("package-indexer", real), (crate::NULL_LABEL, null)]);
+        let ratio_line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("ratio"))
+            .unwrap();
+        assert!(ratio_line.contains("0.90×"), "{text}");
+        assert!(
+            ratio_line.contains("1.10×") || ratio_line.contains("1.09×"),
+            "{text}"
+        );
+        assert!(text.contains("900 requests"), "{text}");
+    }
+}

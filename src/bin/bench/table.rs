@@ -1,0 +1,546 @@
+//! The standard table (`--table`): one row per target of issue 4, plus the
+//! churn and restart targets of issue 5, printed as Markdown for
+//! BENCHMARKS.md. Each run's full report goes to stderr as it finishes.
+//!
+//! Every row runs on a fresh or freshly preloaded server so that rows do not
+//! disturb each other: the steady rows share one memory-only server loaded
+//! with the generated graph; the harness, durability, memory and restart
+//! rows each start their own.
+
+use crate::client::push_request;
+use crate::load::{self, Measured, Steady, Workload};
+use crate::null_server::NullServer;
+use crate::options::Options;
+use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands};
+use crate::target::ScratchDir;
+use crate::{harness_packages, null_fits, preload_graph, start_real, Subject};
+use package_indexer::protocol::Response;
+use package_indexer::workload::Package;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// The crowded row: busy connections and idle ones.
+const CROWD_BUSY: usize = 100;
+const CROWD_IDLE: usize = 9_900;
+/// Dependencies of every package in the memory and loading rows.
+const LOAD_FANOUT: usize = 3;
+/// Time for the server to notice closed connections, so the crowded row
+/// starts with none left over (it needs all of `--max-connections`).
+const SETTLE: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Met,
+    Missed,
+    /// Reported, no target to meet.
+    Shown,
+}
+
+struct Row {
+    measure: String,
+    target: &'static str,
+    measured: String,
+    reference: String,
+    ratio: String,
+    verdict: Verdict,
+}
+
+impl Row {
+    fn failed(measure: &str, reason: &str) -> Row {
+        Row {
+            measure: measure.to_string(),
+            target: "",
+            measured: format!("not measured: {reason}"),
+            reference: String::new(),
+            ratio: String::new(),
+            verdict: Verdict::Missed,
+        }
+    }
+}
+
+fn verdict(met: bool) -> Verdict {
+    if met {
+        Verdict::Met
+    } else {
+        Verdict::Missed
+    }
+}
+
+fn rate(measured: &Measured) -> f64 {
+    measured.requests_per_second()
+}
+
+fn steady(
+    options: &Options,
+    workload: Workload,
+    connections: usize,
+    depth: usize,
+    idle: usize,
+    graph: &Arc<[String]>,
+) -> Steady {
+    Steady {
+        workload,
+        connections,
+        depth,
+        idle,
+        duration: options.duration,
+        graph: Arc::clone(graph),
+        seed: options.seed,
+    }
+}
+
+/// Runs `shape` against each subject and prints the report to stderr.
+fn compare(
+    subjects: &[&Subject],
+    shape: &Steady,
+    graph_size: usize,
+) -> Result<Vec<Measured>, String> {
+    let mut results = Vec::new();
+    for subject in subjects {
+        let measured = load::run_steady(subject.addr, shape, &subject.meter)
+            .map_err(|e| format!("{}: {e}", subject.label))?;
+        results.push((subject.label, measured));
+    }
+    eprintln!("{}", runs(&steady_title(shape, graph_size), &results));
+    Ok(results.into_iter().map(|(_, m)| m).collect())
+}
+
+fn throughput_row(
+    measure: &str,
+    target: &'static str,
+    minimum: f64,
+    real: &Measured,
+    null: &Measured,
+) -> Row {
+    Row {
+        measure: measure.to_string(),
+        target,
+        measured: format!("{} req/s", thousands(rate(real) as u64)),
+        reference: format!("null: {} req/s", thousands(rate(null) as u64)),
+        ratio: ratio(Some(rate(real)), Some(rate(null))),
+        verdict: verdict(rate(real) >= minimum * rate(null)),
+    }
+}
+
+/// A group of rows measured together, by name.
+type Section<'a> = (&'static str, &'a dyn Fn() -> Result<Vec<Row>, String>);
+
+pub fn run(options: &Options) -> Result<(), String> {
+    let null = NullServer::start().map_err(|e| format!("cannot start the null server: {e}"))?;
+    let mut rows = Vec::new();
+    let sections: [Section; 5] = [
+        ("steady workloads", &|| steady_rows(options, &null)),
+        ("harness", &|| harness_row(options, &null)),
+        ("durable churn", &|| durable_churn_rows(options)),
+        ("memory and loading", &|| memory_rows(options, &null)),
+        ("restart", &|| restart_row(options)),
+    ];
+    for (name, section) in sections {
+        eprintln!("== {name}");
+        match section() {
+            Ok(done) => rows.extend(done),
+            Err(reason) => {
+                eprintln!("{name}: {reason}");
+                rows.push(Row::failed(name, &reason));
+            }
+        }
+    }
+    println!("{}", markdown(options, &rows));
+    Ok(())
+}
+
+/// The query and churn rows, the p99 row, the crowded row and the
+/// memory-only churn figure the durable rows compare with.
+fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
+    let (graph, names) = preload_graph(options);
+    let server = start_real(options, &[])?;
+    let real = Subject::real(&server);
+    let null = Subject::null(null_server);
+    for subject in [&real, &null] {
+        load::index_all(subject.addr, &graph)
+            .map_err(|e| format!("{}: preloading: {e}", subject.label))?;
+    }
+    let both = [&real, &null];
+    let mut rows = Vec::new();
+    let cases = [
+        (
+            "`query`, 1 connection, depth 1",
+            "≥ 0.90 × null",
+            0.90,
+            Workload::Query,
+            1,
+            1,
+        ),
+        (
+            "`query`, 100 connections, depth 1",
+            "≥ 0.90 × null",
+            0.90,
+            Workload::Query,
+            100,
+            1,
+        ),
+        (
+            "`query`, 100 connections, depth 16",
+            "≥ 0.85 × null",
+            0.85,
+            Workload::Query,
+            100,
+            16,
+        ),
+        (
+            "`churn`, 100 connections, depth 1",
+            "≥ 0.80 × null",
+            0.80,
+            Workload::Churn,
+            100,
+            1,
+        ),
+    ];
+    let mut query_100 = None;
+    for (measure, target, minimum, workload, connections, depth) in cases {
+        let shape = steady(options, workload, connections, depth, 0, &names);
+        let [real_run, null_run]: [Measured; 2] = compare(&both, &shape, graph.len())?
+            .try_into()
+            .map_err(|_| "expected two runs".to_string())?;
+        rows.push(throughput_row(
+            measure, target, minimum, &real_run, &null_run,
+        ));
+        if workload == Workload::Query && connections == 100 && depth == 1 {
+            query_100 = Some((real_run, null_run));
+        }
+    }
+    let Some((real_100, null_100)) = query_100 else {
+        return Err("the 100-connection query run is missing".into());
+    };
+    let real_p99 = real_100.latency.percentile(99.0);
+    let null_p99 = null_100.latency.percentile(99.0);
+    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    rows.push(Row {
+        measure: "p99 latency, 100 connections, depth 1".into(),
+        target: "≤ 1.2 × null p99",
+        measured: millis(real_p99),
+        reference: format!("null: {}", millis(null_p99)),
+        ratio: ratio(seconds(real_p99), seconds(null_p99)),
+        verdict: verdict(matches!((real_p99, null_p99), (Some(r), Some(n)) if r.as_secs_f64() <= 1.2 * n.as_secs_f64())),
+    });
+    rows.push(
+        crowd_row(options, &real, &names, graph.len(), &real_100).unwrap_or_else(|reason| {
+            Row::failed("10,000 connections at once (9,900 idle, 100 busy)", &reason)
+        }),
+    );
+    Ok(rows)
+}
+
+fn crowd_row(
+    options: &Options,
+    real: &Subject,
+    names: &Arc<[String]>,
+    graph_size: usize,
+    without_idle: &Measured,
+) -> Result<Row, String> {
+    null_fits(CROWD_BUSY + CROWD_IDLE, false)?;
+    thread::sleep(SETTLE);
+    let shape = steady(options, Workload::Query, CROWD_BUSY, 1, CROWD_IDLE, names);
+    let crowded = compare(&[real], &shape, graph_size)?
+        .pop()
+        .ok_or_else(|| "no run".to_string())?;
+    let (served, held) = crowded.idle_served.unwrap_or((0, CROWD_IDLE));
+    let rss = crowded.memory.map(|m| m.rss);
+    let ratio_value = rate(&crowded) / rate(without_idle).max(1e-9);
+    Ok(Row {
+        measure: "10,000 connections at once (9,900 idle, 100 busy)".into(),
+        target: "all served, RSS ≤ 200 MB, busy ≥ 0.8 × without idle",
+        measured: format!(
+            "{} of {} idle served, RSS {}, {} req/s",
+            thousands(served as u64),
+            thousands(held as u64),
+            rss.map_or_else(|| "n/a".into(), megabytes),
+            thousands(rate(&crowded) as u64)
+        ),
+        reference: format!(
+            "without idle: {} req/s",
+            thousands(rate(without_idle) as u64)
+        ),
+        ratio: ratio(Some(rate(&crowded)), Some(rate(without_idle))),
+        verdict: verdict(
+            served == held && rss.is_some_and(|r| r <= 200_000_000) && ratio_value >= 0.8,
+        ),
+    })
+}
+
+fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
+    let (packages, origin) = harness_packages(options)?;
+    let server = start_real(options, &[])?;
+    let concurrency = 100;
+    let mut results = Vec::new();
+    for subject in [Subject::real(&server), Subject::null(null_server)] {
+        let measured = load::run_harness(
+            subject.addr,
+            &packages,
+            concurrency,
+            options.duration,
+            options.seed,
+            &subject.meter,
+        )
+        .map_err(|e| format!("{}: {e}", subject.label))?;
+        results.push((subject.label, measured));
+    }
+    eprintln!(
+        "{}",
+        runs(
+            &format!("harness, concurrency {concurrency}, {origin}; latency per request"),
+            &results
+        )
+    );
+    let per_run = |m: &Measured| m.cpu_seconds.map(|cpu| cpu / m.harness_runs.max(1) as f64);
+    let describe = |m: &Measured| {
+        format!(
+            "{} CPU s per run ({} runs, {} req/s)",
+            per_run(m).map_or_else(|| "n/a".into(), |s| format!("{s:.3}")),
+            m.harness_runs,
+            thousands(rate(m) as u64)
+        )
+    };
+    let (real, null) = (&results[0].1, &results[1].1);
+    Ok(vec![Row {
+        measure: "harness, concurrency 100, brew data".into(),
+        target: "server CPU seconds next to the null server's",
+        measured: describe(real),
+        reference: format!("null: {}", describe(null)),
+        ratio: ratio(per_run(real), per_run(null)),
+        verdict: Verdict::Shown,
+    }])
+}
+
+/// `churn` at 100 connections on a fresh server started with `extra`.
+fn run_churn(
+    options: &Options,
+    graph: &[Package],
+    shape: &Steady,
+    extra: &[String],
+) -> Result<Measured, String> {
+    let server = start_real(options, extra)?;
+    let subject = Subject::real(&server);
+    let measured = crate::measure_steady(&subject, graph, shape)?;
+    let title = format!(
+        "{} [server args: {}]",
+        steady_title(shape, graph.len()),
+        extra.join(" ")
+    );
+    eprintln!("{}", runs(&title, &[(subject.label, measured.clone())]));
+    Ok(measured)
+}
+
+/// `churn` at 100 connections with a data directory, against the same run
+/// memory-only, each on a fresh server.
+fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
+    let (graph, names) = preload_graph(options);
+    let shape = steady(options, Workload::Churn, 100, 1, 0, &names);
+    let memory_only = run_churn(options, &graph, &shape, &[])?;
+    let mut rows = Vec::new();
+    for (fsync, target, minimum) in [
+        ("never", "≥ 0.8 × memory only", 0.8),
+        ("always", "≥ 0.5 × memory only", 0.5),
+    ] {
+        let dir = ScratchDir::new(&format!("churn-{fsync}"))?;
+        let args = data_dir_args(&dir, fsync);
+        let durable = run_churn(options, &graph, &shape, &args)?;
+        rows.push(Row {
+            measure: format!("`churn`, 100 connections, `--fsync {fsync}`"),
+            target,
+            measured: format!("{} req/s", thousands(rate(&durable) as u64)),
+            reference: format!(
+                "memory only: {} req/s",
+                thousands(rate(&memory_only) as u64)
+            ),
+            ratio: ratio(Some(rate(&durable)), Some(rate(&memory_only))),
+            verdict: verdict(rate(&durable) >= minimum * rate(&memory_only)),
+        });
+    }
+    Ok(rows)
+}
+
+fn data_dir_args(dir: &ScratchDir, fsync: &str) -> [String; 4] {
+    [
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+        "--fsync".into(),
+        fsync.into(),
+    ]
+}
+
+/// The big graph's `INDEX` lines, built once for every loading run.
+struct BigLoad {
+    requests: Vec<u8>,
+    packages: Vec<Package>,
+}
+
+impl BigLoad {
+    fn new(options: &Options) -> BigLoad {
+        let packages = load::fixed_fanout_graph(options.load_packages, LOAD_FANOUT, options.seed);
+        let mut requests = Vec::with_capacity(packages.len() * 40);
+        for package in &packages {
+            push_request(&mut requests, "INDEX", &package.name, &package.dependencies);
+        }
+        BigLoad { requests, packages }
+    }
+
+    /// Loads everything over one pipelined connection; INDEX/s, or why not.
+    fn load(&self, subject: &Subject) -> Result<f64, String> {
+        let loaded = load::pipeline(subject.addr, self.requests.clone(), self.packages.len())
+            .map_err(|e| format!("{}: loading: {e}", subject.label))?;
+        let refused = loaded
+            .answers
+            .iter()
+            .filter(|&&a| a != Response::Ok)
+            .count();
+        if refused > 0 {
+            return Err(format!(
+                "{}: {refused} INDEX lines not answered OK",
+                subject.label
+            ));
+        }
+        let per_second = self.packages.len() as f64 / loaded.elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "{}: loaded {} packages in {:.2} s: {} INDEX/s",
+            subject.label,
+            thousands(self.packages.len() as u64),
+            loaded.elapsed.as_secs_f64(),
+            thousands(per_second as u64)
+        );
+        Ok(per_second)
+    }
+}
+
+/// Memory per package and the loading rate, on a fresh memory-only server.
+fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
+    let big = BigLoad::new(options);
+    let count = big.packages.len();
+    let server = start_real(options, &[])?;
+    let real = Subject::real(&server);
+    let rss = |subject: &Subject| {
+        subject
+            .meter
+            .sample()
+            .memory
+            .map(|m| m.rss)
+            .ok_or_else(|| "cannot read the server's memory".to_string())
+    };
+    let empty = rss(&real)?;
+    let real_rate = big.load(&real)?;
+    let loaded = rss(&real)?;
+    let per_package = loaded.saturating_sub(empty) as f64 / count as f64;
+    let null_rate = big.load(&Subject::null(null_server))?;
+    let packages = thousands(count as u64);
+    Ok(vec![
+        Row {
+            measure: format!("memory for {packages} packages with {LOAD_FANOUT} dependencies each"),
+            target: "≤ 120 bytes per package",
+            measured: format!("{per_package:.0} bytes per package"),
+            reference: format!(
+                "RSS {} empty, {} loaded",
+                megabytes(empty),
+                megabytes(loaded)
+            ),
+            ratio: String::new(),
+            verdict: verdict(per_package <= 120.0),
+        },
+        Row {
+            measure: format!("loading {packages} packages over one pipelined connection"),
+            target: "≥ 300,000 INDEX/s",
+            measured: format!("{} INDEX/s", thousands(real_rate as u64)),
+            reference: format!("null: {} lines/s", thousands(null_rate as u64)),
+            ratio: ratio(Some(real_rate), Some(null_rate)),
+            verdict: verdict(real_rate >= 300_000.0),
+        },
+    ])
+}
+
+/// Loads the big graph into a data directory, stops the server gracefully
+/// and times a new one from spawn to its start line.
+fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
+    let big = BigLoad::new(options);
+    let dir = ScratchDir::new("restart")?;
+    let args = data_dir_args(&dir, "never");
+    let first = start_real(options, &args)?;
+    big.load(&Subject::real(&first))?;
+    first.stop()?;
+    let second = start_real(options, &args)?;
+    let last = big
+        .packages
+        .last()
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let mut check = Vec::new();
+    push_request::<&str>(&mut check, "QUERY", &last, &[]);
+    let answers = load::pipeline(second.addr(), check, 1)?.answers;
+    if answers != [Response::Ok] {
+        return Err(format!(
+            "after the restart, QUERY {last} answered {answers:?}, not OK"
+        ));
+    }
+    let startup = second.startup;
+    eprintln!(
+        "restart with {} packages: {:.3} s to the start line",
+        big.packages.len(),
+        startup.as_secs_f64()
+    );
+    Ok(vec![Row {
+        measure: format!(
+            "restart with {} packages (`--fsync never` data directory)",
+            thousands(big.packages.len() as u64)
+        ),
+        target: "< 2 s",
+        measured: format!(
+            "{:.2} s from spawn to the start line",
+            startup.as_secs_f64()
+        ),
+        reference: String::new(),
+        ratio: String::new(),
+        verdict: verdict(startup < Duration::from_secs(2)),
+    }])
+}
+
+/// Machine facts for the table's caption.
+fn machine() -> String {
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+        })
+        .map_or("unknown", |(_, model)| model.trim());
+    format!("{cores} cores ({model}), Linux {}", kernel.trim())
+}
+
+fn markdown(options: &Options, rows: &[Row]) -> String {
+    let mut out = String::new();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let _ = writeln!(out, "Command: `package-indexer-bench {}`", args.join(" "));
+    let _ = writeln!(
+        out,
+        "Machine: {}; each run {:?}; load generator and servers share the cores.\n",
+        machine(),
+        options.duration
+    );
+    out.push_str("| measure | target | package-indexer | reference | ratio | met |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for row in rows {
+        let met = match row.verdict {
+            Verdict::Met => "yes",
+            Verdict::Missed => "**no**",
+            Verdict::Shown => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {met} |",
+            row.measure, row.target, row.measured, row.reference, row.ratio
+        );
+    }
+    out
+}

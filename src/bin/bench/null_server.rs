@@ -22,9 +22,9 @@ const READ_BUFFER: usize = 4 * 1024;
 
 pub struct NullServer {
     addr: SocketAddr,
-    /// CPU ticks of connection threads that have ended, which `/proc` no
-    /// longer lists.
-    ended_ticks: Arc<AtomicU64>,
+    /// CPU nanoseconds of connection threads that have ended, which `/proc`
+    /// no longer lists.
+    ended_nanos: Arc<AtomicU64>,
 }
 
 impl NullServer {
@@ -32,12 +32,12 @@ impl NullServer {
     pub fn start() -> io::Result<NullServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let ended_ticks = Arc::new(AtomicU64::new(0));
-        let ticks = Arc::clone(&ended_ticks);
+        let ended_nanos = Arc::new(AtomicU64::new(0));
+        let nanos = Arc::clone(&ended_nanos);
         thread::Builder::new()
             .name(format!("{THREAD_PREFIX}accept"))
-            .spawn(move || accept_loop(listener, ticks))?;
-        Ok(NullServer { addr, ended_ticks })
+            .spawn(move || accept_loop(listener, nanos))?;
+        Ok(NullServer { addr, ended_nanos })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -46,12 +46,12 @@ impl NullServer {
 
     /// CPU seconds used by the null server's threads so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let live = procfs::own_threads_cpu_ticks(THREAD_PREFIX);
-        procfs::ticks_to_seconds(live + self.ended_ticks.load(Ordering::SeqCst))
+        let live = procfs::own_threads_cpu_nanos(THREAD_PREFIX);
+        (live + self.ended_nanos.load(Ordering::SeqCst)) as f64 / 1e9
     }
 }
 
-fn accept_loop(listener: TcpListener, ended_ticks: Arc<AtomicU64>) {
+fn accept_loop(listener: TcpListener, ended_nanos: Arc<AtomicU64>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
             // Out of descriptors or a connection reset before accept: the
@@ -59,14 +59,14 @@ fn accept_loop(listener: TcpListener, ended_ticks: Arc<AtomicU64>) {
             thread::sleep(std::time::Duration::from_millis(10));
             continue;
         };
-        let ticks = Arc::clone(&ended_ticks);
+        let nanos = Arc::clone(&ended_nanos);
         let spawned = thread::Builder::new()
             .name(format!("{THREAD_PREFIX}conn"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 // Errors end the connection, as a client disconnecting does.
                 let _ = serve(stream);
-                ticks.fetch_add(procfs::current_thread_cpu_ticks(), Ordering::SeqCst);
+                nanos.fetch_add(procfs::current_thread_cpu_nanos(), Ordering::SeqCst);
             });
         if spawned.is_err() {
             thread::sleep(std::time::Duration::from_millis(10));

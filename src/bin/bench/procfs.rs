@@ -37,7 +37,7 @@ pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
     Some(soft.parse().unwrap_or(u64::MAX))
 }
 
-pub fn ticks_to_seconds(ticks: u64) -> f64 {
+fn ticks_to_seconds(ticks: u64) -> f64 {
     ticks as f64 / TICKS_PER_SECOND
 }
 
@@ -70,16 +70,24 @@ pub fn process_memory(pid: &str) -> io::Result<Memory> {
     })
 }
 
-/// CPU ticks of the calling thread.
-pub fn current_thread_cpu_ticks() -> u64 {
-    fs::read_to_string("/proc/thread-self/stat")
+/// Nanoseconds on the CPU from a `/proc/*/schedstat` line (its first field).
+pub fn parse_schedstat_nanos(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU time of the calling thread, in nanoseconds. Per-thread times in
+/// `stat` are whole clock ticks, too coarse for many short-lived threads;
+/// `schedstat` has the scheduler's exact figure.
+pub fn current_thread_cpu_nanos() -> u64 {
+    fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
-        .and_then(|stat| parse_stat_cpu_ticks(&stat))
+        .and_then(|text| parse_schedstat_nanos(&text))
         .unwrap_or(0)
 }
 
-/// CPU ticks of this process's live threads whose name starts with `prefix`.
-pub fn own_threads_cpu_ticks(prefix: &str) -> u64 {
+/// CPU nanoseconds of this process's live threads whose name starts with
+/// `prefix`.
+pub fn own_threads_cpu_nanos(prefix: &str) -> u64 {
     let Ok(tasks) = fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -92,7 +100,7 @@ pub fn own_threads_cpu_ticks(prefix: &str) -> u64 {
             if !name.starts_with(prefix) {
                 return None;
             }
-            parse_stat_cpu_ticks(&fs::read_to_string(path.join("stat")).ok()?)
+            parse_schedstat_nanos(&fs::read_to_string(path.join("schedstat")).ok()?)
         })
         .sum()
 }
@@ -120,6 +128,15 @@ mod tests {
         let stat = fs::read_to_string("/proc/self/stat").unwrap();
         assert!(parse_stat_cpu_ticks(&stat).is_some());
         assert!(process_cpu_seconds("self").is_ok());
+    }
+
+    #[test]
+    fn schedstat_gives_nanoseconds() {
+        assert_eq!(parse_schedstat_nanos("108112 48592 2\n"), Some(108_112));
+        assert_eq!(parse_schedstat_nanos(""), None);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(5) {}
+        assert!(current_thread_cpu_nanos() > 0);
     }
 
     #[test]

@@ -167,16 +167,43 @@ fn harness_packages_from(
     }
 }
 
-/// Preloads `graph` into the subject, then runs the steady workload.
-pub fn measure_steady(
-    subject: &Subject,
-    graph: &[Package],
-    shape: &Steady,
-) -> Result<Measured, String> {
-    load::index_all(subject.addr, graph)
-        .map_err(|e| format!("{}: preloading: {e}", subject.label))?;
-    load::run_steady(subject.addr, shape, &subject.meter)
-        .map_err(|e| format!("{}: {e}", subject.label))
+/// Indexes `graph` into every subject.
+pub fn preload(subjects: &[&Subject], graph: &[Package]) -> Result<(), String> {
+    for subject in subjects {
+        load::index_all(subject.addr, graph)
+            .map_err(|e| format!("{}: preloading: {e}", subject.label))?;
+    }
+    Ok(())
+}
+
+/// Runs `shape` on every subject, half the duration each in order and half
+/// in reverse order (A B B A), so that background load drifting during the
+/// run weighs on all of them alike. Results are in `subjects` order.
+pub fn interleave(subjects: &[&Subject], shape: &Steady) -> Result<Vec<Measured>, String> {
+    if subjects.len() < 2 {
+        let mut results = Vec::new();
+        for subject in subjects {
+            results.push(
+                load::run_steady(subject.addr, shape, &subject.meter)
+                    .map_err(|e| format!("{}: {e}", subject.label))?,
+            );
+        }
+        return Ok(results);
+    }
+    let half = Steady {
+        duration: shape.duration / 2,
+        graph: Arc::clone(&shape.graph),
+        ..*shape
+    };
+    let mut results: Vec<Measured> = subjects.iter().map(|_| Measured::default()).collect();
+    let order = (0..subjects.len()).chain((0..subjects.len()).rev());
+    for index in order {
+        let subject = subjects[index];
+        let measured = load::run_steady(subject.addr, &half, &subject.meter)
+            .map_err(|e| format!("{}: {e}", subject.label))?;
+        results[index].absorb(measured);
+    }
+    Ok(results)
 }
 
 fn run_one(options: &Options) -> Result<(), String> {
@@ -234,9 +261,10 @@ fn run_one(options: &Options) -> Result<(), String> {
                 graph: names,
                 seed: options.seed,
             };
-            for subject in &subjects {
-                results.push((subject.label, measure_steady(subject, &graph, &shape)?));
-            }
+            let subjects: Vec<&Subject> = subjects.iter().collect();
+            preload(&subjects, &graph)?;
+            let measured = interleave(&subjects, &shape)?;
+            results.extend(subjects.iter().map(|s| s.label).zip(measured));
             report::steady_title(&shape, graph.len())
         }
     };

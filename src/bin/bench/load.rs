@@ -153,6 +153,24 @@ impl Measured {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Adds another run of the same workload on the same server.
+    pub fn absorb(&mut self, other: Measured) {
+        self.requests += other.requests;
+        self.elapsed += other.elapsed;
+        self.latency.merge(&other.latency);
+        self.answers.add(&other.answers);
+        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.memory = other.memory.or(self.memory);
+        self.idle_served = match (self.idle_served, other.idle_served) {
+            (Some((s1, h1)), Some((s2, h2))) => Some((s1 + s2, h1 + h2)),
+            (a, b) => a.or(b),
+        };
+        self.harness_runs += other.harness_runs;
+    }
+
     fn add_client(&mut self, client: &ClientStats) {
         self.requests += client.requests;
         self.latency.merge(&client.latency);
@@ -637,6 +655,32 @@ mod tests {
         assert_eq!(measured.idle_served, Some((3, 3)));
         let loaded = index_all(server.addr(), &fixed_fanout_graph(1000, 3, 1)).unwrap();
         assert_eq!(loaded.answers.len(), 1000);
+    }
+
+    #[test]
+    fn absorbing_a_run_adds_it_up() {
+        let mut first = Measured {
+            requests: 10,
+            elapsed: Duration::from_secs(1),
+            cpu_seconds: Some(0.5),
+            idle_served: Some((3, 3)),
+            ..Measured::default()
+        };
+        first.latency.record(Duration::from_micros(5));
+        let mut second = Measured {
+            requests: 30,
+            elapsed: Duration::from_secs(1),
+            cpu_seconds: Some(1.0),
+            idle_served: Some((2, 3)),
+            ..Measured::default()
+        };
+        second.latency.record(Duration::from_micros(5));
+        first.absorb(second);
+        assert_eq!(first.requests, 40);
+        assert_eq!(first.requests_per_second(), 20.0);
+        assert_eq!(first.cpu_seconds, Some(1.5));
+        assert_eq!(first.idle_served, Some((5, 6)));
+        assert_eq!(first.latency.count(), 2);
     }
 
     #[test]

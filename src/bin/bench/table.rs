@@ -13,7 +13,7 @@ use crate::null_server::NullServer;
 use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands};
 use crate::target::ScratchDir;
-use crate::{harness_packages, null_fits, preload_graph, start_real, Subject};
+use crate::{harness_packages, interleave, null_fits, preload, preload_graph, start_real, Subject};
 use package_indexer::protocol::Response;
 use package_indexer::workload::Package;
 use std::fmt::Write;
@@ -91,20 +91,16 @@ fn steady(
     }
 }
 
-/// Runs `shape` against each subject and prints the report to stderr.
-fn compare(
-    subjects: &[&Subject],
-    shape: &Steady,
-    graph_size: usize,
-) -> Result<Vec<Measured>, String> {
-    let mut results = Vec::new();
-    for subject in subjects {
-        let measured = load::run_steady(subject.addr, shape, &subject.meter)
-            .map_err(|e| format!("{}: {e}", subject.label))?;
-        results.push((subject.label, measured));
-    }
-    eprintln!("{}", runs(&steady_title(shape, graph_size), &results));
-    Ok(results.into_iter().map(|(_, m)| m).collect())
+/// Runs `shape` on the subjects, interleaved, and prints the report to stderr.
+fn compare(subjects: &[&Subject], shape: &Steady, title: &str) -> Result<Vec<Measured>, String> {
+    let measured = interleave(subjects, shape)?;
+    let labelled: Vec<(&str, Measured)> = subjects
+        .iter()
+        .map(|s| s.label)
+        .zip(measured.iter().cloned())
+        .collect();
+    eprintln!("{}", runs(title, &labelled));
+    Ok(measured)
 }
 
 fn throughput_row(
@@ -201,9 +197,10 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     let mut query_100 = None;
     for (measure, target, minimum, workload, connections, depth) in cases {
         let shape = steady(options, workload, connections, depth, 0, &names);
-        let [real_run, null_run]: [Measured; 2] = compare(&both, &shape, graph.len())?
-            .try_into()
-            .map_err(|_| "expected two runs".to_string())?;
+        let [real_run, null_run]: [Measured; 2] =
+            compare(&both, &shape, &steady_title(&shape, graph.len()))?
+                .try_into()
+                .map_err(|_| "expected two runs".to_string())?;
         rows.push(throughput_row(
             measure, target, minimum, &real_run, &null_run,
         ));
@@ -243,7 +240,7 @@ fn crowd_row(
     null_fits(CROWD_BUSY + CROWD_IDLE, false)?;
     thread::sleep(SETTLE);
     let shape = steady(options, Workload::Query, CROWD_BUSY, 1, CROWD_IDLE, names);
-    let crowded = compare(&[real], &shape, graph_size)?
+    let crowded = compare(&[real], &shape, &steady_title(&shape, graph_size))?
         .pop()
         .ok_or_else(|| "no run".to_string())?;
     let (served, held) = crowded.idle_served.unwrap_or((0, CROWD_IDLE));
@@ -314,52 +311,46 @@ fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     }])
 }
 
-/// `churn` at 100 connections on a fresh server started with `extra`.
-fn run_churn(
-    options: &Options,
-    graph: &[Package],
-    shape: &Steady,
-    extra: &[String],
-) -> Result<Measured, String> {
-    let server = start_real(options, extra)?;
-    let subject = Subject::real(&server);
-    let measured = crate::measure_steady(&subject, graph, shape)?;
-    let title = format!(
-        "{} [server args: {}]",
-        steady_title(shape, graph.len()),
-        extra.join(" ")
-    );
-    eprintln!("{}", runs(&title, &[(subject.label, measured.clone())]));
-    Ok(measured)
-}
-
-/// `churn` at 100 connections with a data directory, against the same run
-/// memory-only, each on a fresh server.
+/// `churn` at 100 connections with a data directory, against the same
+/// memory only: three servers, preloaded alike, measured interleaved.
 fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     let (graph, names) = preload_graph(options);
     let shape = steady(options, Workload::Churn, 100, 1, 0, &names);
-    let memory_only = run_churn(options, &graph, &shape, &[])?;
-    let mut rows = Vec::new();
-    for (fsync, target, minimum) in [
-        ("never", "≥ 0.8 × memory only", 0.8),
-        ("always", "≥ 0.5 × memory only", 0.5),
-    ] {
-        let dir = ScratchDir::new(&format!("churn-{fsync}"))?;
-        let args = data_dir_args(&dir, fsync);
-        let durable = run_churn(options, &graph, &shape, &args)?;
-        rows.push(Row {
+    let never_dir = ScratchDir::new("churn-never")?;
+    let always_dir = ScratchDir::new("churn-always")?;
+    let servers = [
+        start_real(options, &[])?,
+        start_real(options, &data_dir_args(&never_dir, "never"))?,
+        start_real(options, &data_dir_args(&always_dir, "always"))?,
+    ];
+    let labels = ["memory only", "--fsync never", "--fsync always"];
+    let subjects: Vec<Subject> = servers
+        .iter()
+        .zip(labels)
+        .map(|(server, label)| Subject {
+            label,
+            ..Subject::real(server)
+        })
+        .collect();
+    let subjects: Vec<&Subject> = subjects.iter().collect();
+    preload(&subjects, &graph)?;
+    let measured = compare(&subjects, &shape, &steady_title(&shape, graph.len()))?;
+    let memory_only = &measured[0];
+    let cases = [
+        ("never", "≥ 0.8 × memory only", 0.8, &measured[1]),
+        ("always", "≥ 0.5 × memory only", 0.5, &measured[2]),
+    ];
+    Ok(cases
+        .into_iter()
+        .map(|(fsync, target, minimum, durable)| Row {
             measure: format!("`churn`, 100 connections, `--fsync {fsync}`"),
             target,
-            measured: format!("{} req/s", thousands(rate(&durable) as u64)),
-            reference: format!(
-                "memory only: {} req/s",
-                thousands(rate(&memory_only) as u64)
-            ),
-            ratio: ratio(Some(rate(&durable)), Some(rate(&memory_only))),
-            verdict: verdict(rate(&durable) >= minimum * rate(&memory_only)),
-        });
-    }
-    Ok(rows)
+            measured: format!("{} req/s", thousands(rate(durable) as u64)),
+            reference: format!("memory only: {} req/s", thousands(rate(memory_only) as u64)),
+            ratio: ratio(Some(rate(durable)), Some(rate(memory_only))),
+            verdict: verdict(rate(durable) >= minimum * rate(memory_only)),
+        })
+        .collect())
 }
 
 fn data_dir_args(dir: &ScratchDir, fsync: &str) -> [String; 4] {

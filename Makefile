@@ -27,8 +27,11 @@ stress: build
 chaos: build
 	./chaos_test.sh
 
+# The standard table of BENCHMARKS.md (a few minutes); the Markdown goes to
+# stdout, each run's full report to stderr. E.g. BENCH_ARGS="--duration 2s".
+BENCH_ARGS ?=
 bench: build
-	$(CARGO) run --release --bin package-indexer-bench -- --table
+	$(CARGO) run --release --bin package-indexer-bench -- --table $(BENCH_ARGS)
 
 # glibc's static runtime: one self-contained file for the scratch-like image.
 static:

@@ -9,14 +9,14 @@
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 
-use crate::client::{push_request, Answers, Client};
+use crate::client::{push_request, Answers, Client, ANSWER_DEADLINE};
 use crate::latency::Histogram;
 use crate::procfs::Memory;
 use crate::target::Meter;
 use package_indexer::protocol::Response;
 use package_indexer::workload::{Package, Rng};
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -315,7 +315,7 @@ fn open_idle(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>, String> {
 }
 
 /// How many idle connections still answer: one `QUERY` on each, all sent
-/// before any answer is read.
+/// before any answer is read, all answers due within one deadline.
 fn check_idle(idle: Vec<TcpStream>) -> usize {
     let sent: Vec<TcpStream> = idle
         .into_iter()
@@ -326,12 +326,18 @@ fn check_idle(idle: Vec<TcpStream>) -> usize {
                 .map(|()| stream)
         })
         .collect();
+    let deadline = Instant::now() + ANSWER_DEADLINE;
     sent.into_iter()
         .filter(|stream| {
+            let left = deadline.saturating_duration_since(Instant::now());
             let Ok(mut client) = stream.try_clone().and_then(Client::from_stream) else {
                 return false;
             };
-            client.read_answers(1, &mut |_| {}).is_ok()
+            let answered = client
+                .stream()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .and_then(|()| client.read_answers(1, &mut |_| {}));
+            answered.is_ok()
         })
         .count()
 }
@@ -504,6 +510,10 @@ pub fn pipeline(addr: SocketAddr, requests: Vec<u8>, lines: usize) -> Result<Pip
     let mut answers = Vec::with_capacity(lines);
     let read = client.read_answers(lines, &mut |a| answers.push(a));
     let elapsed = started.elapsed();
+    if read.is_err() {
+        // Unblocks the writer if the server stopped reading.
+        let _ = client.stream().shutdown(Shutdown::Both);
+    }
     let written = sender
         .join()
         .map_err(|_| "the writer thread panicked".to_string())?;

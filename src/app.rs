@@ -9,6 +9,8 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::durability::{self, Change, Fsync, Log, LogEvent};
+use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
@@ -16,9 +18,11 @@ use crate::signal::TerminationSignals;
 use crate::store::Store;
 use std::fmt;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
@@ -36,19 +40,31 @@ pub fn run(
     signals: TerminationSignals,
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
-    let store = Store::default();
-    let server = Server::bind(
-        config.addr.as_str(),
+    // Bind before loading: a taken port fails at once, and the admin
+    // listener answers (not ready) while a large data directory loads.
+    let listener = TcpListener::bind(config.addr.as_str())
+        .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
+    let admin_addr = match &config.admin_addr {
+        Some(addr) => Some(start_admin(addr, &ready, &loaded, &metrics)?),
+        None => None,
+    };
+    let store = match &config.data_dir {
+        Some(dir) => open_durable(dir, config.fsync, &metrics)?,
+        None => Store::default(),
+    };
+    let _ = loaded.set(store.clone());
+    if store.log().is_some() {
+        start_compactor(store.clone(), Arc::clone(&metrics))?;
+    }
+    let server = Server::from_listener(
+        listener,
         Limits::from(config),
         store.clone(),
         Arc::clone(&metrics),
     )
     .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin_addr = match &config.admin_addr {
-        Some(addr) => Some(start_admin(addr, &ready, &store, &metrics)?),
-        None => None,
-    };
     let running = server
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
@@ -70,6 +86,8 @@ pub fn run(
             ("write_timeout", &DurationText(config.write_timeout)),
             ("shutdown_timeout", &DurationText(config.shutdown_timeout)),
             ("data_dir", &data_dir),
+            ("fsync", &config.fsync),
+            ("log_format", &config.log_format),
             ("log_level", &config.log_level),
         ],
     );
@@ -95,6 +113,10 @@ pub fn run(
         })
         .map_err(|err| RuntimeError(format!("cannot watch for a second signal: {err}")))?;
     let report = running.shutdown(config.shutdown_timeout);
+    if let Some(log) = store.log() {
+        log.close()
+            .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    }
     log::info(
         "stopped",
         &[
@@ -106,32 +128,135 @@ pub fn run(
     Ok(())
 }
 
+/// Starts the admin thread. Index gauges read zero until `store` is set,
+/// once the data directory has loaded.
 fn start_admin(
     addr: &str,
     ready: &Arc<AtomicBool>,
-    store: &Store,
+    store: &Arc<OnceLock<Store>>,
     metrics: &Arc<Metrics>,
 ) -> Result<std::net::SocketAddr, RuntimeError> {
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
     let listener = TcpListener::bind(addr).map_err(cannot)?;
     let local = listener.local_addr().map_err(cannot)?;
-    let (store, metrics) = (store.clone(), Arc::clone(metrics));
+    let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
         render_metrics: Box::new(move |out| {
-            let gauges = {
-                let index = store.read();
-                IndexGauges {
-                    packages: index.packages() as u64,
-                    dependencies: index.dependencies() as u64,
+            let mut gauges = IndexGauges::default();
+            if let Some(store) = store.get() {
+                if let Some(log) = store.log() {
+                    metrics.set_log_bytes(log.log_bytes());
                 }
-            };
+                let index = store.read();
+                gauges.packages = index.packages() as u64;
+                gauges.dependencies = index.dependencies() as u64;
+            }
             metrics.render(gauges, out);
         }),
     };
     admin::spawn(listener, state).map_err(cannot)?;
     Ok(local)
+}
+
+/// Rebuilds the index from `dir` and opens its log. Damage is a one-line
+/// error naming the file and offset; a torn last record is a warning.
+fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
+    let mut index = Indexer::new();
+    let recovered = durability::recover(dir, |change| replay(&mut index, change))
+        .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
+    if let Some(torn) = &recovered.torn_tail {
+        log::warn("dropped a torn last record", &[("detail", torn)]);
+    }
+    let stats = recovered.stats.clone();
+    log::info(
+        "loaded",
+        &[
+            ("data_dir", &dir.display()),
+            ("packages", &index.packages()),
+            ("snapshot_records", &stats.snapshot_records),
+            ("log_records", &stats.log_records),
+            ("bytes", &stats.bytes),
+            ("elapsed", &DurationText(stats.elapsed)),
+        ],
+    );
+    let metrics = Arc::clone(metrics);
+    let log = Log::open(recovered, fsync, move |event| match event {
+        LogEvent::Synced(took) => metrics.record_fsync(took),
+        LogEvent::Failed(err) => {
+            // Memory is now ahead of the disk: answering anything more could
+            // acknowledge a change that is not durable. Crash-only: stop here
+            // and let the restart recover from what is on disk.
+            metrics.durability_error();
+            log::error("the data directory failed; exiting", &[("error", err)]);
+            std::process::exit(1);
+        }
+    })
+    .map_err(|err| RuntimeError(format!("cannot open the log in {}: {err}", dir.display())))?;
+    Ok(Store::with_log(index, log))
+}
+
+/// Applies one recovered change; a change the index refuses means the
+/// files do not describe a state this server could have reached.
+fn replay(index: &mut Indexer, change: Change<'_>) -> Result<(), String> {
+    let outcome = match change {
+        Change::Index {
+            package,
+            dependencies,
+        } => index.index(package, dependencies.iter().copied()),
+        Change::Remove { package } => index.remove(package),
+    };
+    if outcome.changed() {
+        Ok(())
+    } else {
+        Err(format!("the index answers {outcome:?} to a logged change"))
+    }
+}
+
+/// How often the compactor checks whether the log outgrew the snapshot.
+const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Background compaction: when the log outgrows the snapshot, rotate it
+/// and copy the index under the read lock (writers wait only for the copy),
+/// then write the snapshot from the copy with no lock held.
+fn start_compactor(store: Store, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
+    thread::Builder::new()
+        .name("compactor".into())
+        .spawn(move || {
+            let Some(log) = store.log() else { return };
+            loop {
+                thread::sleep(COMPACTION_CHECK_INTERVAL);
+                if !log.needs_compaction() {
+                    continue;
+                }
+                let taken = {
+                    let index = store.read();
+                    log.rotate().map(|generation| (generation, index.clone()))
+                };
+                let written = taken.and_then(|(generation, copy)| {
+                    log.write_snapshot(generation, copy.topological())
+                });
+                match written {
+                    Ok(bytes) => {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64());
+                        metrics.snapshot_written(now);
+                        log::debug("snapshot written", &[("bytes", &bytes)]);
+                    }
+                    Err(err) => {
+                        // The log keeps every change, so nothing is lost;
+                        // disk use grows until a later attempt succeeds.
+                        metrics.durability_error();
+                        log::error("compaction failed", &[("error", &err)]);
+                        thread::sleep(COMPACTION_CHECK_INTERVAL * 25);
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|err| RuntimeError(format!("cannot start the compactor: {err}")))
 }
 
 /// Shows a duration with the unit the flags use (`1500ms`, `30s`).

@@ -13,6 +13,7 @@
 //! into any buffer that keeps it.
 
 use crate::config::Config;
+use crate::durability::Seq;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason};
 use crate::protocol::{self, Response};
@@ -110,7 +111,16 @@ impl Server {
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
+        Server::from_listener(TcpListener::bind(addr)?, limits, store, metrics)
+    }
+
+    /// Serves on a listener bound by the caller.
+    pub fn from_listener(
+        listener: TcpListener,
+        limits: Limits,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         Ok(Server {
             listener,
@@ -306,6 +316,10 @@ struct Connection<'a> {
     /// True while dropping the rest of an oversized line.
     discarding: bool,
     output: Vec<u8>,
+    /// Log position the answers in `output` must wait for before sending.
+    wait_for: Option<Seq>,
+    /// Log position known durable: later answers need not wait for it.
+    known_durable: Option<Seq>,
     last_line: Instant,
     /// The read timeout currently set on the socket.
     read_timeout: Duration,
@@ -327,6 +341,8 @@ impl<'a> Connection<'a> {
             end: 0,
             discarding: false,
             output: Vec::new(),
+            wait_for: None,
+            known_durable: None,
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
         })
@@ -357,8 +373,11 @@ impl<'a> Connection<'a> {
             if self.discarding {
                 self.discarding = false;
             } else {
-                let response = self.shared.answer(&self.input[self.start..line_end]);
+                let (response, wait_for) = self.shared.answer(&self.input[self.start..line_end])?;
                 self.output.extend_from_slice(response.as_bytes());
+                if wait_for > self.known_durable {
+                    self.wait_for = self.wait_for.max(wait_for);
+                }
             }
             self.start = line_end + 1;
             lines += 1;
@@ -369,7 +388,13 @@ impl<'a> Connection<'a> {
         Ok(lines)
     }
 
+    /// Sends the answers waiting in `output`, once the log covers every
+    /// change they could reveal.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(seq) = self.wait_for.take() {
+            self.shared.store.wait_durable(seq)?;
+            self.known_durable = Some(seq);
+        }
         if !self.output.is_empty() {
             self.stream.write_all(&self.output)?;
             self.output.clear();
@@ -470,21 +495,23 @@ impl<'a> Connection<'a> {
 }
 
 impl Shared {
-    /// Parses and executes one line, recording its metrics.
-    fn answer(&self, line: &[u8]) -> Response {
+    /// Parses and executes one line, recording its metrics; returns the
+    /// answer and the log position it must wait for.
+    fn answer(&self, line: &[u8]) -> io::Result<(Response, Option<Seq>)> {
         let started = Instant::now();
-        let (command, response) = match protocol::parse_line(line) {
-            Ok(request) => (
-                Some(request.command),
-                self.store.execute(&request).response(),
-            ),
+        let (command, response, wait_for) = match protocol::parse_line(line) {
+            Ok(request) => {
+                let executed = self.store.execute(&request)?;
+                let response = executed.outcome.response();
+                (Some(request.command), response, executed.wait_for)
+            }
             Err(err) => {
                 log::debug("malformed request", &[("reason", &err)]);
-                (err.command, Response::Error)
+                (err.command, Response::Error, None)
             }
         };
         self.metrics
             .record_request(command, response, started.elapsed());
-        response
+        Ok((response, wait_for))
     }
 }

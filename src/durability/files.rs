@@ -1,0 +1,180 @@
+//! Names, listing and atomic creation of the files in a data directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::Generation;
+
+/// The two kinds of data file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Log,
+    Snapshot,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Log => "log-",
+            Kind::Snapshot => "snapshot-",
+        }
+    }
+}
+
+const SUFFIX: &str = ".pi";
+const TEMP_SUFFIX: &str = ".tmp";
+/// Held with an exclusive `flock` while a process uses the directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// A data file found in the directory.
+#[derive(Debug)]
+pub struct DataFile {
+    pub generation: Generation,
+    pub path: PathBuf,
+}
+
+/// What a directory holds, sorted by generation.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub logs: Vec<DataFile>,
+    pub snapshots: Vec<DataFile>,
+    /// Leftovers of writes interrupted before their rename.
+    pub temporaries: Vec<PathBuf>,
+}
+
+pub fn path(dir: &Path, kind: Kind, generation: Generation) -> PathBuf {
+    dir.join(format!("{}{}{SUFFIX}", kind.prefix(), generation.value()))
+}
+
+fn parse(name: &str) -> Option<(Kind, Generation)> {
+    let stem = name.strip_suffix(SUFFIX)?;
+    [Kind::Log, Kind::Snapshot].into_iter().find_map(|kind| {
+        let digits = stem.strip_prefix(kind.prefix())?;
+        let value: u64 = digits.parse().ok()?;
+        // Only the canonical spelling, so `log-01.pi` cannot shadow `log-1.pi`.
+        (value.to_string() == digits && value > 0).then_some((kind, Generation(value)))
+    })
+}
+
+/// Lists the data files of `dir`; other names (`lost+found` on a volume,
+/// the lock file) are left alone.
+pub fn list(dir: &Path) -> io::Result<Listing> {
+    let mut listing = Listing::default();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.strip_suffix(TEMP_SUFFIX).and_then(parse).is_some() {
+            listing.temporaries.push(entry.path());
+            continue;
+        }
+        if let Some((kind, generation)) = parse(&name) {
+            let file = DataFile {
+                generation,
+                path: entry.path(),
+            };
+            match kind {
+                Kind::Log => listing.logs.push(file),
+                Kind::Snapshot => listing.snapshots.push(file),
+            }
+        }
+    }
+    listing.logs.sort_by_key(|file| file.generation);
+    listing.snapshots.sort_by_key(|file| file.generation);
+    Ok(listing)
+}
+
+/// Makes renames and removals in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates the data file `kind`/`generation` atomically: `fill` writes it
+/// under a temporary name, then it is synced, renamed into place and the
+/// directory synced. Returns the file, open for writing at its end, and its
+/// length.
+pub fn install(
+    dir: &Path,
+    kind: Kind,
+    generation: Generation,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<(File, u64)> {
+    let final_path = path(dir, kind, generation);
+    let mut temp_name = final_path.clone().into_os_string();
+    temp_name.push(TEMP_SUFFIX);
+    let temp_path = PathBuf::from(temp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)?;
+        fill(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        fs::rename(&temp_path, &final_path)?;
+        sync_dir(dir)?;
+        Ok((file, len))
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temporary is ignored by recovery anyway.
+        let _ = fs::remove_file(&temp_path);
+    }
+    result
+}
+
+/// Deletes every log and snapshot older than `generation`, and leftover
+/// temporaries when `with_temporaries` (only safe when no snapshot is being
+/// written). Stale files are ignored by recovery, so a failure here costs
+/// disk space, not correctness.
+pub fn remove_older_than(
+    dir: &Path,
+    generation: Generation,
+    with_temporaries: bool,
+) -> io::Result<()> {
+    let listing = list(dir)?;
+    let stale = listing
+        .logs
+        .iter()
+        .chain(&listing.snapshots)
+        .filter(|file| file.generation < generation)
+        .map(|file| &file.path);
+    let temporaries = listing.temporaries.iter().filter(|_| with_temporaries);
+    for path in stale.chain(temporaries) {
+        match fs::remove_file(path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_odd_names_are_ignored() {
+        let dir = Path::new("/d");
+        let log = path(dir, Kind::Log, Generation(7));
+        assert_eq!(log, Path::new("/d/log-7.pi"));
+        assert_eq!(parse("log-7.pi"), Some((Kind::Log, Generation(7))));
+        assert_eq!(
+            parse("snapshot-12.pi"),
+            Some((Kind::Snapshot, Generation(12)))
+        );
+        for odd in [
+            "log-07.pi",
+            "log-0.pi",
+            "log-.pi",
+            "log-1.pi.tmp",
+            "lost+found",
+            "log-x.pi",
+        ] {
+            assert_eq!(parse(odd), None, "{odd}");
+        }
+    }
+}

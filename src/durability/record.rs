@@ -1,0 +1,480 @@
+//! The on-disk encoding shared by log and snapshot files.
+//!
+//! A file is a 12-byte header (8-byte magic naming the file type, then the
+//! format version as u32 LE) followed by records. A record is
+//! `[u32 LE payload length][u32 LE CRC-32C of payload][payload]`; the payload
+//! is a kind byte and then:
+//!
+//! - `INDEX`: package name, u32 LE dependency count, each dependency name;
+//! - `REMOVE`: package name;
+//! - `SNAPSHOT_END`: u64 LE number of `INDEX` records before it (snapshots
+//!   end with it, so a cut-short snapshot is detected rather than loaded).
+//!
+//! A name is a u8 length (1..=255) and that many UTF-8 bytes.
+
+use std::io;
+
+use super::crc32c;
+
+/// Bytes in a file header: magic then version.
+pub const HEADER_LEN: usize = 12;
+/// Bytes before a record's payload: length then checksum.
+pub const RECORD_HEADER_LEN: usize = 8;
+/// The only format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic at the start of a write-ahead log file.
+pub const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
+/// Magic at the start of a snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PKIXSNP\n";
+/// Larger payloads are refused when encoding and taken as damage when
+/// reading: far above any line the protocol accepts, far below anything that
+/// could exhaust memory by accident.
+pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
+
+const KIND_INDEX: u8 = 1;
+const KIND_REMOVE: u8 = 2;
+const KIND_SNAPSHOT_END: u8 = 3;
+
+/// One state change of the index, borrowed from the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// The package is added or its dependency list replaced.
+    Index {
+        package: &'a str,
+        dependencies: &'a [&'a str],
+    },
+    /// The package is removed.
+    Remove { package: &'a str },
+}
+
+/// A [`Change`] that owns its names, for callers that keep changes around.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OwnedChange {
+    Index {
+        package: String,
+        dependencies: Vec<String>,
+    },
+    Remove {
+        package: String,
+    },
+}
+
+impl From<Change<'_>> for OwnedChange {
+    fn from(change: Change<'_>) -> Self {
+        match change {
+            Change::Index {
+                package,
+                dependencies,
+            } => OwnedChange::Index {
+                package: package.to_owned(),
+                dependencies: dependencies.iter().map(|&d| d.to_owned()).collect(),
+            },
+            Change::Remove { package } => OwnedChange::Remove {
+                package: package.to_owned(),
+            },
+        }
+    }
+}
+
+/// A decoded record payload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    Change(Change<'a>),
+    SnapshotEnd { records: u64 },
+}
+
+/// The header that starts every file of the given type.
+pub fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(&magic);
+    header[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header
+}
+
+/// Checks that `data` starts with a header of the expected type and a
+/// version this build understands; the error says what is wrong.
+pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<(), String> {
+    if data.len() < HEADER_LEN {
+        return Err(format!(
+            "file header cut short ({} of {HEADER_LEN} bytes)",
+            data.len()
+        ));
+    }
+    if data[..8] != magic {
+        return Err(format!(
+            "unknown file type (magic {:02x?}, expected {:02x?})",
+            &data[..8],
+            magic
+        ));
+    }
+    let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "unsupported format version {version} (this build reads version {FORMAT_VERSION})"
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the record for `change` to `out`; see [`encode_index`].
+pub fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
+    match *change {
+        Change::Index {
+            package,
+            dependencies,
+        } => encode_index(out, package, dependencies.iter().copied()),
+        Change::Remove { package } => encode_record(out, |out| {
+            out.push(KIND_REMOVE);
+            push_name(out, package)
+        }),
+    }
+}
+
+/// Appends an `INDEX` record to `out`. Names must be 1..=255 bytes; on any
+/// error `out` is left as it was.
+pub fn encode_index<'d>(
+    out: &mut Vec<u8>,
+    package: &str,
+    dependencies: impl IntoIterator<Item = &'d str>,
+) -> io::Result<()> {
+    encode_record(out, |out| {
+        out.push(KIND_INDEX);
+        push_name(out, package)?;
+        // The count is patched in afterwards so dependencies can come from a
+        // one-pass iterator.
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut count: u32 = 0;
+        for dependency in dependencies {
+            push_name(out, dependency)?;
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| invalid("too many dependencies for one record"))?;
+        }
+        out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        Ok(())
+    })
+}
+
+/// Appends the record that closes a snapshot of `records` packages.
+pub fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
+    encode_record(out, |out| {
+        out.push(KIND_SNAPSHOT_END);
+        out.extend_from_slice(&records.to_le_bytes());
+        Ok(())
+    })
+}
+
+/// Frames the payload written by `write_payload` with its length and
+/// checksum, or rolls `out` back if it fails or the payload is too large.
+fn encode_record(
+    out: &mut Vec<u8>,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let framed = write_payload(out).and_then(|()| {
+        let payload = &out[start + RECORD_HEADER_LEN..];
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| len <= MAX_PAYLOAD_LEN)
+            .ok_or_else(|| invalid("record too large"))?;
+        let crc = crc32c::checksum(payload);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
+    });
+    if framed.is_err() {
+        out.truncate(start);
+    }
+    framed
+}
+
+fn push_name(out: &mut Vec<u8>, name: &str) -> io::Result<()> {
+    let len = u8::try_from(name.len())
+        .ok()
+        .filter(|&len| len > 0)
+        .ok_or_else(|| invalid("a name must be 1 to 255 bytes"))?;
+    out.push(len);
+    out.extend_from_slice(name.as_bytes());
+    Ok(())
+}
+
+fn invalid(reason: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, reason)
+}
+
+/// Decodes one payload (already checked against its CRC). Dependency names
+/// are collected into `dependencies`, a buffer the caller reuses between
+/// records so that decoding does not allocate per record.
+pub fn decode<'p: 'v, 'v>(
+    payload: &'p [u8],
+    dependencies: &'v mut Vec<&'p str>,
+) -> Result<Record<'v>, String> {
+    let mut reader = PayloadReader { rest: payload };
+    let record = match reader.byte()? {
+        KIND_INDEX => {
+            let package = reader.name()?;
+            let count = reader.u32()?;
+            dependencies.clear();
+            for _ in 0..count {
+                dependencies.push(reader.name()?);
+            }
+            Record::Change(Change::Index {
+                package,
+                dependencies,
+            })
+        }
+        KIND_REMOVE => Record::Change(Change::Remove {
+            package: reader.name()?,
+        }),
+        KIND_SNAPSHOT_END => Record::SnapshotEnd {
+            records: reader.u64()?,
+        },
+        kind => return Err(format!("unknown record kind {kind}")),
+    };
+    if !reader.rest.is_empty() {
+        return Err(format!(
+            "{} unexpected bytes after the record",
+            reader.rest.len()
+        ));
+    }
+    Ok(record)
+}
+
+struct PayloadReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PayloadReader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        if self.rest.len() < len {
+            return Err("record payload ends early".to_owned());
+        }
+        let (taken, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn name(&mut self) -> Result<&'a str, String> {
+        let len = self.byte()?;
+        if len == 0 {
+            return Err("empty name".to_owned());
+        }
+        std::str::from_utf8(self.take(usize::from(len))?)
+            .map_err(|_| "name is not valid UTF-8".to_owned())
+    }
+}
+
+/// What [`next_frame`] found at a position in a file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A record whose checksum matches; the payload is not yet decoded.
+    Record { payload: &'a [u8], next: usize },
+    /// Clean end of the file.
+    End,
+    /// The file ends inside a record: what a crash mid-write leaves behind.
+    /// Acceptable only as the last record of the last log holding records.
+    Torn(String),
+    /// Damage that no crash of ours can produce.
+    Corrupt(String),
+}
+
+/// Reads the record frame starting at `at` in `data` (a whole file).
+pub fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
+    let rest = &data[at.min(data.len())..];
+    if rest.is_empty() {
+        return Frame::End;
+    }
+    if rest.len() < RECORD_HEADER_LEN {
+        return Frame::Torn(format!(
+            "record header cut short ({} of {RECORD_HEADER_LEN} bytes)",
+            rest.len()
+        ));
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 && rest.iter().all(|&b| b == 0) {
+        // A file extended by a crash but whose data never reached the disk
+        // reads back as zeros; no record starts with a zero length.
+        return Frame::Torn(format!("{} zero bytes at the end", rest.len()));
+    }
+    if len == 0 || len > MAX_PAYLOAD_LEN {
+        return Frame::Corrupt(format!("impossible record length {len}"));
+    }
+    let available = rest.len() - RECORD_HEADER_LEN;
+    let len = len as usize;
+    if len > available {
+        return Frame::Torn(format!(
+            "record cut short ({available} of {len} payload bytes)"
+        ));
+    }
+    let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+    if crc32c::checksum(payload) != crc {
+        let reason = "record checksum mismatch".to_owned();
+        return if len == available {
+            // The last record of the file: a write cut by a crash can leave
+            // the length in place and the payload half written.
+            Frame::Torn(reason)
+        } else {
+            Frame::Corrupt(reason)
+        };
+    }
+    Frame::Record {
+        payload,
+        next: at + RECORD_HEADER_LEN + len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._+@/-]{1,255}"
+    }
+
+    fn owned_change() -> impl Strategy<Value = OwnedChange> {
+        prop_oneof![
+            (name(), proptest::collection::vec(name(), 0..8)).prop_map(
+                |(package, dependencies)| OwnedChange::Index {
+                    package,
+                    dependencies
+                }
+            ),
+            name().prop_map(|package| OwnedChange::Remove { package }),
+        ]
+    }
+
+    fn encode_owned(out: &mut Vec<u8>, change: &OwnedChange) {
+        match change {
+            OwnedChange::Index {
+                package,
+                dependencies,
+            } => encode_index(out, package, dependencies.iter().map(String::as_str)),
+            OwnedChange::Remove { package } => encode_change(out, &Change::Remove { package }),
+        }
+        .unwrap();
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(changes in proptest::collection::vec(owned_change(), 0..20)) {
+            let mut bytes = Vec::new();
+            for change in &changes {
+                encode_owned(&mut bytes, change);
+            }
+            let mut at = 0;
+            let mut decoded = Vec::new();
+            loop {
+                match next_frame(&bytes, at) {
+                    Frame::Record { payload, next } => {
+                        let mut dependencies = Vec::new();
+                        match decode(payload, &mut dependencies).unwrap() {
+                            Record::Change(change) => decoded.push(OwnedChange::from(change)),
+                            other => panic!("unexpected {other:?}"),
+                        }
+                        at = next;
+                    }
+                    Frame::End => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            prop_assert_eq!(decoded, changes);
+        }
+    }
+
+    #[test]
+    fn slice_and_iterator_forms_encode_alike() {
+        let mut from_slice = Vec::new();
+        let change = Change::Index {
+            package: "a",
+            dependencies: &["b", "c"],
+        };
+        encode_change(&mut from_slice, &change).unwrap();
+        let mut from_iter = Vec::new();
+        encode_index(&mut from_iter, "a", "b,c".split(',')).unwrap();
+        assert_eq!(from_slice, from_iter);
+    }
+
+    #[test]
+    fn invalid_names_are_refused_and_leave_the_buffer_alone() {
+        let mut out = vec![7];
+        let long = "x".repeat(256);
+        assert!(encode_change(&mut out, &Change::Remove { package: "" }).is_err());
+        assert!(encode_change(&mut out, &Change::Remove { package: &long }).is_err());
+        assert!(encode_index(&mut out, "a", ["ok", ""]).is_err());
+        assert_eq!(out, vec![7]);
+    }
+
+    #[test]
+    fn snapshot_end_round_trips() {
+        let mut out = Vec::new();
+        encode_snapshot_end(&mut out, 1_000_000).unwrap();
+        let Frame::Record { payload, .. } = next_frame(&out, 0) else {
+            panic!("no record");
+        };
+        let mut dependencies = Vec::new();
+        assert_eq!(
+            decode(payload, &mut dependencies),
+            Ok(Record::SnapshotEnd { records: 1_000_000 })
+        );
+    }
+
+    #[test]
+    fn frames_tell_torn_from_corrupt() {
+        let mut out = Vec::new();
+        encode_change(&mut out, &Change::Remove { package: "a" }).unwrap();
+        let one = out.len();
+        encode_change(&mut out, &Change::Remove { package: "b" }).unwrap();
+        // Cut inside the second record: torn.
+        assert!(matches!(next_frame(&out[..one + 3], one), Frame::Torn(_)));
+        assert!(matches!(
+            next_frame(&out[..out.len() - 1], one),
+            Frame::Torn(_)
+        ));
+        // Bad checksum in the last record: torn; in the first: corrupt.
+        let mut last_bad = out.clone();
+        *last_bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(next_frame(&last_bad, one), Frame::Torn(_)));
+        let mut first_bad = out.clone();
+        first_bad[one - 1] ^= 1;
+        assert!(matches!(next_frame(&first_bad, 0), Frame::Corrupt(_)));
+        // Zero tail: torn; huge length: corrupt.
+        let mut zeros = out.clone();
+        zeros.extend_from_slice(&[0; 40]);
+        assert!(matches!(next_frame(&zeros, out.len()), Frame::Torn(_)));
+        let mut huge = out.clone();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge.extend_from_slice(&[0; 20]);
+        assert!(matches!(next_frame(&huge, out.len()), Frame::Corrupt(_)));
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let good = header(LOG_MAGIC);
+        assert_eq!(check_header(&good, LOG_MAGIC), Ok(()));
+        assert!(check_header(&good, SNAPSHOT_MAGIC).is_err());
+        assert!(check_header(&good[..5], LOG_MAGIC).is_err());
+        let mut future = good;
+        future[8] = 2;
+        let reason = check_header(&future, LOG_MAGIC).unwrap_err();
+        assert!(reason.contains("version 2"), "{reason}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Writing snapshots, and the rule for when one is due.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::files::{self, Kind};
+use super::record;
+use super::Generation;
+
+/// Below this a log is never compacted: rewriting a tiny index on every few
+/// changes would cost more than the disk it saves.
+pub const MIN_COMPACTION_LOG_BYTES: u64 = 1 << 20;
+
+/// Whether a log of `log_bytes` has outgrown the snapshot of
+/// `snapshot_bytes` it follows. Compacting when the log reaches the size of
+/// the snapshot keeps the directory within about twice the size of the index
+/// (plus the minimum), whatever the number of commands ever sent.
+pub fn should_compact(log_bytes: u64, snapshot_bytes: u64) -> bool {
+    log_bytes >= MIN_COMPACTION_LOG_BYTES.max(snapshot_bytes)
+}
+
+/// Bytes gathered before each `write(2)` of a snapshot.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Writes `packages` (dependencies before dependents, as recovery replays
+/// them in order) as `snapshot-<generation>`, durably, then deletes the logs
+/// and snapshots it supersedes. Returns the snapshot's size in bytes.
+pub fn write<'p, D>(
+    dir: &Path,
+    generation: Generation,
+    packages: impl IntoIterator<Item = (&'p str, D)>,
+) -> io::Result<u64>
+where
+    D: IntoIterator<Item = &'p str>,
+{
+    let (_, bytes) = files::install(dir, Kind::Snapshot, generation, |file| {
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK);
+        chunk.extend_from_slice(&record::header(record::SNAPSHOT_MAGIC));
+        let mut records: u64 = 0;
+        for (package, dependencies) in packages {
+            record::encode_index(&mut chunk, package, dependencies)?;
+            records += 1;
+            if chunk.len() >= WRITE_CHUNK {
+                file.write_all(&chunk)?;
+                chunk.clear();
+            }
+        }
+        record::encode_snapshot_end(&mut chunk, records)?;
+        file.write_all(&chunk)
+    })?;
+    files::remove_older_than(dir, generation, false)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_waits_for_the_minimum_then_tracks_the_snapshot() {
+        assert!(!should_compact(0, 0));
+        assert!(!should_compact(MIN_COMPACTION_LOG_BYTES - 1, 0));
+        assert!(should_compact(MIN_COMPACTION_LOG_BYTES, 0));
+        assert!(!should_compact(5 << 20, 6 << 20));
+        assert!(should_compact(6 << 20, 6 << 20));
+    }
+}

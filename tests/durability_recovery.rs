@@ -1,0 +1,493 @@
+//! File-level tests of the durability engine: what recovery makes of logs
+//! and snapshots, cut or damaged, and what the log writes under load.
+
+mod durability_common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use durability_common::{
+    contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
+};
+use package_indexer::durability::{recover, Fsync, Log, LogEvent, OwnedChange, RecoveryError};
+
+/// The stand-in for the index: package -> dependencies.
+type FakeIndex = BTreeMap<String, Vec<String>>;
+
+fn apply(state: &mut FakeIndex, change: &OwnedChange) {
+    match change {
+        OwnedChange::Index {
+            package,
+            dependencies,
+        } => {
+            state.insert(package.clone(), dependencies.clone());
+        }
+        OwnedChange::Remove { package } => {
+            state.remove(package);
+        }
+    }
+}
+
+fn open(dir: &Path, fsync: Fsync) -> Log {
+    let (_, recovered) = recover_changes(dir).unwrap();
+    Log::open(recovered, fsync, |event| {
+        if let LogEvent::Failed(error) = event {
+            panic!("log failed: {error}")
+        }
+    })
+    .unwrap()
+}
+
+fn append(log: &Log, change: &OwnedChange) {
+    let seq = with_change(change, |change| log.append(change)).unwrap();
+    log.wait_durable(seq).unwrap();
+}
+
+/// Rotates and snapshots `state` the way the server's compaction does.
+fn compact(log: &Log, state: &FakeIndex) {
+    let generation = log.rotate().unwrap();
+    let packages = state
+        .iter()
+        .map(|(package, dependencies)| (package.as_str(), dependencies.iter().map(String::as_str)));
+    log.write_snapshot(generation, packages).unwrap();
+}
+
+/// Changes of every shape: no dependencies, several, longest names.
+fn sample_changes() -> Vec<OwnedChange> {
+    let long = "L".repeat(255);
+    vec![
+        index("a", &[]),
+        index("b", &["a"]),
+        index(&long, &["a", "b"]),
+        index("c", &["a", "b", &long]),
+        remove("c"),
+        remove(&long),
+        index("b", &[]),
+        index("d@1.0/x_y+z-", &["b", "a"]),
+    ]
+}
+
+/// Writes `changes` to a fresh log in `dir`; returns the log length after
+/// its header and after each record.
+fn write_log(dir: &Path, changes: &[OwnedChange]) -> Vec<u64> {
+    let log = open(dir, Fsync::Never);
+    let mut boundaries = vec![log.log_bytes()];
+    for change in changes {
+        append(&log, change);
+        boundaries.push(log.log_bytes());
+    }
+    log.close().unwrap();
+    boundaries
+}
+
+#[test]
+fn a_missing_directory_is_created_and_empty() {
+    let scratch = ScratchDir::new("fresh");
+    let dir = scratch.path().join("nested/data");
+    let (changes, recovered) = recover_changes(&dir).unwrap();
+    assert!(changes.is_empty());
+    assert!(recovered.torn_tail.is_none());
+    assert_eq!(
+        recovered.stats.snapshot_records + recovered.stats.log_records,
+        0
+    );
+    assert!(dir.is_dir());
+}
+
+#[test]
+fn a_log_cut_at_any_byte_recovers_exactly_a_prefix_and_takes_new_appends() {
+    let source = ScratchDir::new("cut-source");
+    let changes = sample_changes();
+    let boundaries = write_log(source.path(), &changes);
+    let bytes = fs::read(source.path().join("log-1.pi")).unwrap();
+    assert_eq!(Some(&(bytes.len() as u64)), boundaries.last());
+
+    for cut in 0..=bytes.len() {
+        let scratch = ScratchDir::new("cut");
+        let dir = scratch.path();
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("log-1.pi"), &bytes[..cut]).unwrap();
+        let cut = cut as u64;
+        if cut < boundaries[0] {
+            // Log files get their name only once their header is on disk,
+            // so a short header is damage, not a torn write.
+            let error = recover_changes(dir).unwrap_err();
+            assert!(
+                matches!(error, RecoveryError::Damaged { offset: 0, .. }),
+                "cut {cut}: {error}"
+            );
+            continue;
+        }
+        let (recovered_changes, recovered) = recover_changes(dir).unwrap();
+        let complete = boundaries.iter().filter(|&&end| end <= cut).count() - 1;
+        assert_eq!(recovered_changes, changes[..complete], "cut {cut}");
+        let on_boundary = boundaries.contains(&cut);
+        assert_eq!(recovered.torn_tail.is_none(), on_boundary, "cut {cut}");
+        if let Some(torn) = &recovered.torn_tail {
+            assert_eq!(torn.offset, boundaries[complete]);
+            assert_eq!(torn.offset + torn.dropped_bytes, cut);
+        }
+
+        // The torn record is gone for good: new appends follow the prefix.
+        let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+        append(&log, &remove("z"));
+        drop(log);
+        let (after, recovered) = recover_changes(dir).unwrap();
+        assert!(recovered.torn_tail.is_none());
+        let mut expected = changes[..complete].to_vec();
+        expected.push(remove("z"));
+        assert_eq!(after, expected, "cut {cut}, after reopening");
+    }
+}
+
+#[test]
+fn damage_in_the_middle_refuses_naming_file_and_offset_and_changes_nothing() {
+    let changes = sample_changes();
+    // Which byte of the damaged record to flip, counted from its start.
+    let flips = [("payload byte", 9), ("length's high byte", 3)];
+    for (what, byte_in_record) in flips {
+        let scratch = ScratchDir::new("corrupt");
+        let dir = scratch.path();
+        let boundaries = write_log(dir, &changes);
+        let path = dir.join("log-1.pi");
+        let mut bytes = fs::read(&path).unwrap();
+        let damaged_record = boundaries[2];
+        bytes[(damaged_record + byte_in_record) as usize] ^= 0x40;
+        // A torn tail too: it must not be cut while the start is refused.
+        bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+        fs::write(&path, &bytes).unwrap();
+        let before = contents(dir);
+
+        let error = recover_changes(dir).unwrap_err();
+        match &error {
+            RecoveryError::Damaged { file, offset, .. } => {
+                assert_eq!(file, &path, "{what}");
+                assert_eq!(*offset, damaged_record, "{what}");
+            }
+            other => panic!("{what}: expected damage, got {other}"),
+        }
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains(&format!("byte {damaged_record}")),
+            "{message}"
+        );
+        assert_eq!(contents(dir), before, "{what}: files were changed");
+    }
+}
+
+#[test]
+fn a_change_the_index_refuses_stops_recovery_at_that_record() {
+    let scratch = ScratchDir::new("refused");
+    let dir = scratch.path();
+    let boundaries = write_log(dir, &sample_changes());
+    let path = dir.join("log-1.pi");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0]);
+    fs::write(&path, &bytes).unwrap();
+    let before = contents(dir);
+    let mut seen = 0;
+    let error = recover(dir, |_| {
+        seen += 1;
+        if seen == 3 {
+            Err("dependency `b` is not indexed".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    match &error {
+        RecoveryError::Damaged {
+            file,
+            offset,
+            reason,
+        } => {
+            assert_eq!((file, *offset), (&path, boundaries[2]));
+            assert!(reason.contains("not indexed"), "{reason}");
+        }
+        other => panic!("expected damage, got {other}"),
+    }
+    assert_eq!(contents(dir), before);
+}
+
+#[test]
+fn an_unknown_format_version_is_refused() {
+    for file in ["log-2.pi", "snapshot-2.pi"] {
+        let scratch = ScratchDir::new("version");
+        let dir = scratch.path();
+        let log = open(dir, Fsync::Never);
+        append(&log, &index("a", &[]));
+        compact(&log, &FakeIndex::from([("a".to_owned(), Vec::new())]));
+        drop(log);
+        let path = dir.join(file);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[8] = 9;
+        fs::write(&path, &bytes).unwrap();
+        let before = contents(dir);
+        let error = recover_changes(dir).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, RecoveryError::Damaged { offset: 0, .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains(file) && message.contains("version 9"),
+            "{message}"
+        );
+        assert_eq!(contents(dir), before);
+    }
+}
+
+#[test]
+fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
+    let scratch = ScratchDir::new("torn-old");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    append(&log, &index("b", &[]));
+    drop(log);
+    let old = dir.join("log-1.pi");
+    let end = fs::metadata(&old).unwrap().len();
+    let mut bytes = fs::read(&old).unwrap();
+    bytes.extend_from_slice(&[20, 0, 0]);
+    fs::write(&old, &bytes).unwrap();
+    match recover_changes(dir).unwrap_err() {
+        RecoveryError::Damaged { file, offset, .. } => assert_eq!((file, offset), (old, end)),
+        other => panic!("expected damage, got {other}"),
+    }
+}
+
+#[test]
+fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
+    let scratch = ScratchDir::new("torn-rotation");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    drop(log);
+    // A crash mid-rotation: the older log's last write cut short, the new
+    // log created but still empty.
+    let old = dir.join("log-1.pi");
+    let end = fs::metadata(&old).unwrap().len();
+    let mut bytes = fs::read(&old).unwrap();
+    bytes.extend_from_slice(&[20, 0, 0]);
+    fs::write(&old, &bytes).unwrap();
+    let (changes, recovered) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[])]);
+    let torn = recovered.torn_tail.clone().unwrap();
+    assert_eq!((torn.file, torn.offset), (old.clone(), end));
+    assert_eq!(fs::metadata(&old).unwrap().len(), end);
+    let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+    append(&log, &index("b", &["a"]));
+    drop(log);
+    let (changes, _) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[]), index("b", &["a"])]);
+}
+
+#[test]
+fn a_missing_log_is_damage() {
+    let scratch = ScratchDir::new("missing");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    drop(log);
+    fs::remove_file(dir.join("log-1.pi")).unwrap();
+    let message = recover_changes(dir).unwrap_err().to_string();
+    assert!(
+        message.contains("log-1.pi") && message.contains("missing"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_snapshot_without_its_end_marker_is_damage() {
+    let scratch = ScratchDir::new("short-snapshot");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    let state = FakeIndex::from([
+        ("a".to_owned(), Vec::new()),
+        ("b".to_owned(), vec!["a".to_owned()]),
+    ]);
+    compact(&log, &state);
+    drop(log);
+    let path = dir.join("snapshot-2.pi");
+    let bytes = fs::read(&path).unwrap();
+    // The end marker is 8 + 9 bytes; cut it off whole, then in half.
+    for cut in [bytes.len() - 17, bytes.len() - 5] {
+        fs::write(&path, &bytes[..cut]).unwrap();
+        match recover_changes(dir).unwrap_err() {
+            RecoveryError::Damaged { file, .. } => assert_eq!(file, path),
+            other => panic!("expected damage, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_directory_serves_one_process_at_a_time() {
+    let scratch = ScratchDir::new("locked");
+    let log = open(scratch.path(), Fsync::Never);
+    assert!(matches!(
+        recover_changes(scratch.path()),
+        Err(RecoveryError::Locked { .. })
+    ));
+    drop(log);
+    assert!(recover_changes(scratch.path()).is_ok());
+}
+
+#[test]
+fn snapshot_and_log_round_trip_through_compaction() {
+    let scratch = ScratchDir::new("compaction");
+    let dir = scratch.path();
+    let mut state = FakeIndex::new();
+    let log = open(dir, Fsync::Always);
+    let before_snapshot = [
+        index("a", &[]),
+        index("b", &["a"]),
+        index("c", &["a", "b"]),
+        remove("b"),
+    ];
+    for change in &before_snapshot {
+        append(&log, change);
+        apply(&mut state, change);
+    }
+    compact(&log, &state);
+    let after_snapshot = [index("b", &["c"]), remove("a"), index("e", &[])];
+    for change in &after_snapshot {
+        append(&log, change);
+        apply(&mut state, change);
+    }
+    drop(log);
+    let names: Vec<String> = contents(dir).into_keys().collect();
+    assert_eq!(names, ["log-2.pi", "snapshot-2.pi"]);
+
+    let (changes, recovered) = recover_changes(dir).unwrap();
+    assert_eq!(recovered.stats.snapshot_records, 2);
+    assert_eq!(recovered.stats.log_records, 3);
+    assert_eq!(changes[2..], after_snapshot);
+    let mut replayed = FakeIndex::new();
+    changes
+        .iter()
+        .for_each(|change| apply(&mut replayed, change));
+    assert_eq!(replayed, state);
+}
+
+#[test]
+fn a_crash_between_rotation_and_snapshot_loses_nothing() {
+    let scratch = ScratchDir::new("rotate-crash");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Always);
+    append(&log, &index("a", &[]));
+    let generation = log.rotate().unwrap();
+    assert_eq!(generation.value(), 2);
+    append(&log, &index("b", &["a"]));
+    drop(log); // "crash" before the snapshot is written
+    let (changes, _) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[]), index("b", &["a"])]);
+}
+
+#[test]
+fn group_commit_makes_every_concurrent_append_durable_in_order() {
+    const THREADS: usize = 32;
+    const APPENDS: usize = 40;
+    let scratch = ScratchDir::new("group-commit");
+    let log = Arc::new(open(scratch.path(), Fsync::Always));
+    // Stands in for the index write lock: appends happen under it, so its
+    // order is the order the log must keep.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let log = Arc::clone(&log);
+            let order = Arc::clone(&order);
+            thread::spawn(move || {
+                for n in 0..APPENDS {
+                    let change = if n % 3 == 2 {
+                        remove(&format!("t{thread}-{}", n - 1))
+                    } else {
+                        index(&format!("t{thread}-{n}"), &["base", "other"])
+                    };
+                    let seq = {
+                        let mut order = order.lock().unwrap();
+                        let seq = with_change(&change, |change| log.append(change)).unwrap();
+                        order.push(change);
+                        seq
+                    };
+                    log.wait_durable(seq).unwrap();
+                    assert!(log.last_appended() >= seq);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    log.close().unwrap();
+    let stats = log.stats();
+    assert_eq!(stats.appended, (THREADS * APPENDS) as u64);
+    assert_eq!(stats.durable, stats.appended);
+    // Every batch was synced, plus the final sync on close.
+    assert_eq!(stats.syncs, stats.batches_written + 1);
+    assert!(stats.batches_written <= stats.appended);
+    drop(log);
+    let (changes, _) = recover_changes(scratch.path()).unwrap();
+    assert_eq!(changes.len(), THREADS * APPENDS);
+    assert_eq!(changes, *order.lock().unwrap());
+}
+
+#[test]
+fn waiting_after_close_fails_instead_of_hanging() {
+    let scratch = ScratchDir::new("closed");
+    let log = open(scratch.path(), Fsync::Never);
+    let seq = with_change(&index("a", &[]), |change| log.append(change)).unwrap();
+    log.close().unwrap();
+    log.wait_durable(seq).unwrap();
+    assert!(with_change(&index("b", &[]), |change| log.append(change)).is_err());
+    assert!(log.rotate().is_err());
+}
+
+#[test]
+fn churn_on_one_package_keeps_the_directory_small() {
+    const CHANGES: usize = 400_000;
+    const LIMIT: u64 = 8 << 20;
+    let scratch = ScratchDir::new("churn");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    let mut state = FakeIndex::new();
+    let base = index("base", &[]);
+    append(&log, &base);
+    apply(&mut state, &base);
+    let mut largest = 0;
+    let mut compactions = 0;
+    for n in 0..CHANGES {
+        let change = if n % 2 == 0 {
+            index("churning-package", &["base"])
+        } else {
+            remove("churning-package")
+        };
+        let seq = with_change(&change, |change| log.append(change)).unwrap();
+        apply(&mut state, &change);
+        if n % 1000 == 999 {
+            log.wait_durable(seq).unwrap();
+        }
+        if log.needs_compaction() {
+            log.wait_durable(seq).unwrap();
+            compact(&log, &state);
+            compactions += 1;
+            largest = largest.max(dir_bytes(dir));
+        }
+    }
+    drop(log);
+    largest = largest.max(dir_bytes(dir));
+    assert!(compactions > 0);
+    assert!(largest < LIMIT, "directory reached {largest} bytes");
+    let (changes, _) = recover_changes(dir).unwrap();
+    let mut replayed = FakeIndex::new();
+    changes
+        .iter()
+        .for_each(|change| apply(&mut replayed, change));
+    assert_eq!(replayed, state);
+}

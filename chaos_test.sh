@@ -12,7 +12,10 @@
 #   - a slow client sends its line one byte at a time;
 #   - silent clients hold connections open without sending anything;
 #   - a client pipelines empty lines without ever reading its answers, and
-#     must be disconnected (SPEC §3 --write-timeout, 10s) within 30s.
+#     must be disconnected within 60s: --write-timeout (10s) counts from when
+#     the server's writes stop progressing, and the kernel first grows the
+#     socket's send buffer (up to net.ipv4.tcp_wmem's 4 MiB), which on Linux
+#     took about 20s more in our runs.
 # Between rounds the server gets SIGTERM, must exit 0, and is started again
 # on the same port. Exits 1 if any harness run fails, any check of the
 # misbehaving clients fails, or the server dies.
@@ -29,6 +32,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/stress_test.sh"
 
 stop_file=""
 anomalies=""
+notes=""
 troublemaker_deadline=0
 troublemaker_pids=()
 
@@ -36,6 +40,8 @@ troublemaker_pids=()
 readonly probe="QUERY|chaos-probe|"
 
 anomaly() { printf '%s\n' "$*" >>"$anomalies"; }
+# Facts worth printing that are not failures.
+note() { printf '%s\n' "$*" >>"$notes"; }
 
 # Background clients run until the round's stop file appears; two minutes
 # is a hard cap should the file never come.
@@ -136,10 +142,12 @@ silent_clients() {
 # reads, until the server gives up on it; a server that never does fails.
 non_reading_client() {
     connect || return 0
-    local status=0
-    timeout 30 yes '' 1>&"$conn" 2>/dev/null || status=$?
+    local status=0 started=$EPOCHREALTIME
+    timeout 60 yes '' 1>&"$conn" 2>/dev/null || status=$?
     if ((status == 124)); then
-        anomaly "a client that never reads was still connected after 30s"
+        anomaly "a client that never reads was still connected after 60s"
+    else
+        note "the client that never reads was disconnected after $(elapsed_since "$started")s"
     fi
     disconnect
 }
@@ -171,8 +179,11 @@ stop_troublemakers() {
     troublemaker_pids=()
 }
 
-# Prints and clears what the background clients found; non-zero if anything.
+# Prints and clears what the background clients found; non-zero if any of
+# it is a failure.
 check_anomalies() {
+    sed 's/^/  /' "$notes"
+    : >"$notes"
     [[ -s $anomalies ]] || return 0
     keep_work_dir=1
     say "misbehaving clients found problems:"
@@ -187,7 +198,9 @@ chaos_main() {
     resolve_binaries
     make_work_dir
     anomalies="$work_dir/anomalies"
+    notes="$work_dir/notes"
     : >"$anomalies"
+    : >"$notes"
     local seed=${CHAOS_SEED:-$(date +%s)}
     say "seed: $seed (set CHAOS_SEED to repeat)"
 

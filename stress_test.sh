@@ -124,7 +124,7 @@ cleanup() {
         kill "$job" 2>/dev/null || true
     done
     if [[ -n $server_pid ]]; then
-        kill -KILL "$server_pid" 2>/dev/null || true
+        { kill -KILL "$server_pid" && wait "$server_pid"; } 2>/dev/null || true
     fi
     if [[ -n $work_dir ]]; then
         if ((keep_work_dir)); then

@@ -28,14 +28,6 @@ pub struct Config {
     pub log_level: log::Level,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        let values = Values::defaults();
-        // The defaults are constants checked by a unit test.
-        Config::from_values(&values).unwrap_or_else(|_| unreachable!("defaults are valid"))
-    }
-}
-
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invocation {
@@ -347,7 +339,6 @@ mod tests {
     #[test]
     fn defaults_match_the_spec() {
         let c = config(&[], &[]);
-        assert_eq!(c, Config::default());
         assert_eq!(c.addr, "0.0.0.0:8080");
         assert_eq!(c.admin_addr.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(c.max_connections, 10_000);

@@ -26,6 +26,10 @@
 //! the run; its failures are printed with the step, the client, the message
 //! sent and what came back.
 //!
+//! Defaults follow the official harness (`--concurrency 10`,
+//! `--unluckiness 5`, port 8080) except `--seed`, which comes from the clock
+//! and is printed, so that repeated runs cover different graphs and splits.
+//!
 //! Exit status: 0 after `All tests passed!`, 1 when a check failed, 2 for bad
 //! usage (flags, unreadable or invalid `--packages` file).
 
@@ -244,17 +248,13 @@ fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Wri
         options.unluckiness,
         options.seed
     );
-    let addresses: Vec<SocketAddr> = match (options.host.as_str(), options.port).to_socket_addrs() {
-        Ok(addresses) => addresses.collect(),
-        Err(e) => {
-            let _ = writeln!(out, "FAILED: cannot resolve {target}: {e}");
+    let addresses = match resolve(&options.host, options.port) {
+        Ok(addresses) => addresses,
+        Err(reason) => {
+            let _ = writeln!(out, "FAILED: {reason}");
             return false;
         }
     };
-    if addresses.is_empty() {
-        let _ = writeln!(out, "FAILED: {target} resolves to no address");
-        return false;
-    }
 
     let mut rng = Rng::new(options.seed);
     let mut order: Vec<&Package> = packages.iter().collect();
@@ -263,7 +263,6 @@ fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Wri
 
     let started = Instant::now();
     for step in Step::ALL {
-        let client_seeds: Vec<u64> = segments.iter().map(|_| rng.next_u64()).collect();
         let step_run = StepRun {
             step,
             addresses: &addresses,
@@ -271,34 +270,41 @@ fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Wri
             abort: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
         };
+        let client_seeds: Vec<u64> = segments.iter().map(|_| rng.next_u64()).collect();
         let step_started = Instant::now();
-        let results = step_run.run_clients(&segments, &client_seeds);
-        let mut totals = ClientStats::default();
-        let mut failures = Vec::new();
-        for result in results {
-            match result {
-                Ok(stats) => totals.add(&stats),
-                Err(failure) => failures.push(failure),
+        match step_run.run_clients(&segments, &client_seeds) {
+            Ok(totals) => {
+                let _ = writeln!(
+                    out,
+                    "step {}/5 {}: {} requests ({} broken), at most {} rounds, {:.2}s",
+                    step.number(),
+                    step.title(),
+                    totals.requests,
+                    totals.broken,
+                    totals.rounds,
+                    step_started.elapsed().as_secs_f64()
+                );
+            }
+            Err(failures) => {
+                report_failures(out, step, &failures, options.seed);
+                return false;
             }
         }
-        if !failures.is_empty() {
-            report_failures(out, step, &failures, options.seed);
-            return false;
-        }
-        let _ = writeln!(
-            out,
-            "step {}/5 {}: {} requests ({} broken), at most {} rounds, {:.2}s",
-            step.number(),
-            step.title(),
-            totals.requests,
-            totals.broken,
-            totals.rounds,
-            step_started.elapsed().as_secs_f64()
-        );
     }
     let _ = writeln!(out, "finished in {:.2}s", started.elapsed().as_secs_f64());
     let _ = writeln!(out, "All tests passed!");
     true
+}
+
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let addresses: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("{host}:{port} resolves to no address"));
+    }
+    Ok(addresses)
 }
 
 fn report_failures(out: &mut impl Write, step: Step, failures: &[Failure], seed: u64) {
@@ -565,13 +571,14 @@ struct StepRun<'a> {
 }
 
 impl StepRun<'_> {
-    /// Runs one client per segment, each on its own thread and connection.
+    /// Runs one client per segment, each on its own thread and connection;
+    /// the clients' summed statistics, or every failure.
     fn run_clients(
         &self,
         segments: &[&[&Package]],
         seeds: &[u64],
-    ) -> Vec<Result<ClientStats, Failure>> {
-        thread::scope(|scope| {
+    ) -> Result<ClientStats, Vec<Failure>> {
+        let results: Vec<Result<ClientStats, Failure>> = thread::scope(|scope| {
             let handles: Vec<_> = segments
                 .iter()
                 .zip(seeds)
@@ -597,7 +604,20 @@ impl StepRun<'_> {
                     })
                 })
                 .collect()
-        })
+        });
+        let mut totals = ClientStats::default();
+        let mut failures = Vec::new();
+        for result in results {
+            match result {
+                Ok(stats) => totals.add(&stats),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        if failures.is_empty() {
+            Ok(totals)
+        } else {
+            Err(failures)
+        }
     }
 
     fn run_client(

@@ -1,0 +1,208 @@
+//! `--data-dir` end to end with the real binary: acknowledged changes
+//! survive `kill -9`, refused ones never appear, damage refuses to start,
+//! and compaction keeps the directory small.
+
+mod common;
+
+use common::{Client, ServerProcess, TempDir};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+fn start(dir: &TempDir, fsync: &str) -> ServerProcess {
+    let dir = dir.path().to_str().unwrap();
+    ServerProcess::start(&["--data-dir", dir, "--fsync", fsync])
+}
+
+fn dir_bytes(dir: &TempDir) -> u64 {
+    std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What one writer knows for sure: the state of each name after its last
+/// acknowledged command (`true` = indexed).
+type Acknowledged = HashMap<String, bool>;
+
+#[test]
+fn acknowledged_changes_survive_kill_9_and_refused_ones_never_appear() {
+    let dir = TempDir::new("kill9");
+    let mut server = start(&dir, "always");
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut known = Acknowledged::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = format!("w{w}-{i}");
+                    // Each package depends on the previous one of this
+                    // writer (if kept), and every third is removed again.
+                    let deps = if i > 0 && known.get(&format!("w{w}-{}", i - 1)) == Some(&true) {
+                        format!("w{w}-{}", i - 1)
+                    } else {
+                        String::new()
+                    };
+                    let request = format!("INDEX|{name}|{deps}\n");
+                    if client.writer.write_all(request.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut answer = String::new();
+                    match client.reader.read_line(&mut answer) {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                    assert_eq!(answer, "OK\n");
+                    known.insert(name.clone(), true);
+                    // Refused: its dependency was never indexed.
+                    let refused = format!("INDEX|never-{w}-{i}|missing-{w}-{i}\n");
+                    if client.writer.write_all(refused.as_bytes()).is_err() {
+                        break;
+                    }
+                    answer.clear();
+                    match client.reader.read_line(&mut answer) {
+                        Ok(n) if n > 0 => assert_eq!(answer, "FAIL\n"),
+                        _ => break,
+                    }
+                    if i % 3 == 2 {
+                        // A leaf: nothing depends on it yet.
+                        let remove = format!("REMOVE|{name}|\n");
+                        if client.writer.write_all(remove.as_bytes()).is_err() {
+                            break;
+                        }
+                        answer.clear();
+                        match client.reader.read_line(&mut answer) {
+                            Ok(n) if n > 0 => assert_eq!(answer, "OK\n"),
+                            _ => break,
+                        }
+                        known.insert(name, false);
+                    }
+                    i += 1;
+                }
+                (w, known, i)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+
+    let server = start(&dir, "always");
+    let mut client = server.connect();
+    let mut checked = 0;
+    for (w, known, sent) in &results {
+        for (name, indexed) in known {
+            let want = if *indexed { "OK" } else { "FAIL" };
+            assert_eq!(client.ask(&format!("QUERY|{name}|")), want, "{name}");
+            checked += 1;
+        }
+        for i in 0..*sent {
+            assert_eq!(client.ask(&format!("QUERY|never-{w}-{i}|")), "FAIL");
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} acknowledged changes to check"
+    );
+}
+
+#[test]
+fn a_graceful_stop_keeps_everything_even_without_fsync() {
+    let dir = TempDir::new("graceful");
+    let mut server = start(&dir, "never");
+    let mut client = server.connect();
+    let batch: String = (0..1000).map(|i| format!("INDEX|p{i}|\n")).collect();
+    client.send(batch.as_bytes());
+    for _ in 0..1000 {
+        assert_eq!(client.line(), "OK\n");
+    }
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    let server = start(&dir, "never");
+    let mut client = server.connect();
+    for i in 0..1000 {
+        assert_eq!(client.ask(&format!("QUERY|p{i}|")), "OK");
+    }
+    assert!(
+        server.logs()[0].contains("packages=1000"),
+        "{:?}",
+        server.logs()
+    );
+}
+
+#[test]
+fn damage_in_the_middle_refuses_to_start_and_touches_nothing() {
+    let dir = TempDir::new("damage");
+    let mut server = start(&dir, "always");
+    let mut client = server.connect();
+    for i in 0..50 {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(10)).unwrap();
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("log-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let dir_arg = dir.path().to_str().unwrap();
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", dir_arg]) else {
+        panic!("started on a damaged log");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    let last = logs.last().unwrap();
+    assert!(
+        last.contains("level=error") && last.contains("log-"),
+        "{logs:?}"
+    );
+    assert!(last.contains("damaged at byte"), "{logs:?}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "the damaged file was changed"
+    );
+}
+
+#[test]
+fn disk_use_tracks_the_index_not_the_history() {
+    let dir = TempDir::new("compaction");
+    let server = start(&dir, "never");
+    let mut client = server.connect();
+    let mut writer = client.writer.try_clone().unwrap();
+    let rounds = 200_000; // 400,000 commands
+    let sender = thread::spawn(move || {
+        let chunk = "INDEX|churn|\nREMOVE|churn|\n".repeat(1000);
+        for _ in 0..rounds / 1000 {
+            writer.write_all(chunk.as_bytes()).unwrap();
+        }
+    });
+    let mut largest = 0;
+    for i in 0..rounds * 2 {
+        assert_eq!(client.line(), "OK\n");
+        if i % 20_000 == 0 {
+            largest = largest.max(dir_bytes(&dir));
+        }
+    }
+    sender.join().unwrap();
+    largest = largest.max(dir_bytes(&dir));
+    assert!(largest < 8 << 20, "data directory reached {largest} bytes");
+    assert_eq!(client.ask("QUERY|churn|"), "FAIL");
+}

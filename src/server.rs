@@ -396,10 +396,43 @@ impl<'a> Connection<'a> {
             self.known_durable = Some(seq);
         }
         if !self.output.is_empty() {
-            self.stream.write_all(&self.output)?;
+            self.send(&self.output)?;
             self.output.clear();
         }
         Ok(())
+    }
+
+    /// Writes all of `bytes` within one `--write-timeout`: a client that
+    /// reads a trickle cannot stretch the deadline write by write. The
+    /// socket's timeout is touched only when a write comes back partial.
+    fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
+        let timeout = self.shared.limits.write_timeout;
+        let started = Instant::now();
+        let mut shortened = false;
+        let mut stream = self.stream;
+        let result = loop {
+            match stream.write(bytes) {
+                Ok(0) => break Err(ErrorKind::WriteZero.into()),
+                Ok(written) if written == bytes.len() => break Ok(()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => break Err(err),
+            }
+            let Some(left) = timeout
+                .checked_sub(started.elapsed())
+                .filter(|d| !d.is_zero())
+            else {
+                break Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
+            };
+            if let Err(err) = self.stream.set_write_timeout(Some(left)) {
+                break Err(err);
+            }
+            shortened = true;
+        };
+        if shortened {
+            self.stream.set_write_timeout(Some(timeout))?;
+        }
+        result
     }
 
     /// Moves an incomplete line to the front of the buffer, growing the
@@ -416,7 +449,7 @@ impl<'a> Connection<'a> {
                     .metrics
                     .record_request(None, Response::Error, Duration::ZERO);
                 log::debug("line too long", &[("limit", &max_line)]);
-                self.stream.write_all(Response::Error.as_bytes())?;
+                self.send(Response::Error.as_bytes())?;
             }
             self.start = 0;
             self.end = 0;

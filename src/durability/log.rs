@@ -138,8 +138,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Log {
     /// Opens the log after [`super::recover`]: continues the newest log file
     /// or creates the first one, removes files the newest snapshot made
-    /// obsolete, and starts the writer thread. `observe` hears (on the
-    /// writer thread) once, with the write or sync error that failed the log.
+    /// obsolete, and starts the writer thread. `observe` hears, on the
+    /// writer thread, how long each sync took and, once, the write or sync
+    /// error that failed the log.
     pub fn open(
         recovered: Recovered,
         fsync: Fsync,

@@ -504,30 +504,20 @@ impl Indexer {
     }
 
     fn compact_if_worthwhile(&mut self) {
-        if self.dead_name_bytes > MIN_GARBAGE_TO_COMPACT
-            && self.dead_name_bytes * 2 > self.names.len()
-        {
-            let mut names = Vec::with_capacity(self.names.len() - self.dead_name_bytes);
-            for node in self.nodes.iter_mut().filter(|n| n.is_live()) {
-                let start = node.name_start as usize;
-                node.name_start = names.len() as u32;
-                names.extend_from_slice(&self.names[start..start + node.name_len as usize]);
-            }
-            self.names = names;
-            self.dead_name_bytes = 0;
-        }
-        if self.dead_edges > MIN_GARBAGE_TO_COMPACT && self.dead_edges * 2 > self.edges.len() {
-            let mut edges = Vec::with_capacity(self.edges.len() - self.dead_edges);
-            for node in self.nodes.iter_mut().filter(|n| n.is_live()) {
-                let start = node.deps_start as usize;
-                node.deps_start = edges.len() as u32;
-                edges.extend_from_slice(&self.edges[start..start + node.deps_len as usize]);
-            }
-            self.edges = edges;
-            self.dead_edges = 0;
-        }
-        // Many removals leave the free list and table oversized; both are
-        // bounded by the peak size, which is the memory the index once needed.
+        compact_arena(
+            &mut self.names,
+            &mut self.dead_name_bytes,
+            &mut self.nodes,
+            |n| (&mut n.name_start, n.name_len as usize),
+        );
+        compact_arena(
+            &mut self.edges,
+            &mut self.dead_edges,
+            &mut self.nodes,
+            |n| (&mut n.deps_start, n.deps_len as usize),
+        );
+        // The free list and the name table are not shrunk: both are bounded
+        // by the peak size, which is memory the index once needed anyway.
     }
 
     // ---- cycle search ----
@@ -555,6 +545,28 @@ impl Indexer {
         }
         false
     }
+}
+
+/// Once dead entries outweigh live ones, copies each live node's run (as
+/// `run_of` names it: start and length) into a packed arena.
+fn compact_arena<T: Copy>(
+    arena: &mut Vec<T>,
+    dead: &mut usize,
+    nodes: &mut [Node],
+    run_of: fn(&mut Node) -> (&mut u32, usize),
+) {
+    if *dead <= MIN_GARBAGE_TO_COMPACT || *dead * 2 <= arena.len() {
+        return;
+    }
+    let mut packed = Vec::with_capacity(arena.len() - *dead);
+    for node in nodes.iter_mut().filter(|n| n.is_live()) {
+        let (start, len) = run_of(node);
+        let from = *start as usize;
+        *start = packed.len() as u32;
+        packed.extend_from_slice(&arena[from..from + len]);
+    }
+    *arena = packed;
+    *dead = 0;
 }
 
 /// Items of sorted `a` that are not in sorted `b`.

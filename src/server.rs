@@ -351,10 +351,10 @@ impl<'a> Connection<'a> {
     /// Serves until the client closes, a timeout passes or the server stops.
     fn serve(&mut self) -> io::Result<()> {
         loop {
-            let answered = self.answer_complete_lines()?;
+            let last_line = self.answer_complete_lines()?;
             self.flush()?;
             self.keep_partial_line()?;
-            self.arm_idle_timeout(answered)?;
+            self.arm_idle_timeout(last_line)?;
             let Some(read) = self.read()? else {
                 return Ok(());
             };
@@ -362,9 +362,14 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Answers every complete line in the buffer; returns how many.
-    fn answer_complete_lines(&mut self) -> io::Result<usize> {
-        let mut lines = 0;
+    /// Answers every complete line in the buffer; returns when the last
+    /// one was done, if there was one.
+    ///
+    /// One clock reading per line: a line's latency runs from the end of the
+    /// previous answer in the batch (or the batch's start) to its own end.
+    fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
+        let mut clock = None;
+        let mut last_line = None;
         while let Some(newline) = self.input[self.start..self.end]
             .iter()
             .position(|&b| b == b'\n')
@@ -372,20 +377,25 @@ impl<'a> Connection<'a> {
             let line_end = self.start + newline;
             if self.discarding {
                 self.discarding = false;
+                last_line = Some(Instant::now());
             } else {
-                let (response, wait_for) = self.shared.answer(&self.input[self.start..line_end])?;
+                let started = clock.unwrap_or_else(Instant::now);
+                let line = &self.input[self.start..line_end];
+                let (response, wait_for, finished) = self.shared.answer(line, started)?;
                 self.output.extend_from_slice(response.as_bytes());
                 if wait_for > self.known_durable {
                     self.wait_for = self.wait_for.max(wait_for);
                 }
+                clock = Some(finished);
+                last_line = clock;
             }
             self.start = line_end + 1;
-            lines += 1;
             if self.output.len() >= MAX_PENDING_OUTPUT {
                 self.flush()?;
+                clock = None;
             }
         }
-        Ok(lines)
+        Ok(last_line)
     }
 
     /// Sends the answers waiting in `output`, once the log covers every
@@ -396,10 +406,43 @@ impl<'a> Connection<'a> {
             self.known_durable = Some(seq);
         }
         if !self.output.is_empty() {
-            self.stream.write_all(&self.output)?;
+            self.send(&self.output)?;
             self.output.clear();
         }
         Ok(())
+    }
+
+    /// Writes all of `bytes` within one `--write-timeout`: a client that
+    /// reads a trickle cannot stretch the deadline write by write. The
+    /// socket's timeout is touched only when a write comes back partial.
+    fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
+        let timeout = self.shared.limits.write_timeout;
+        let started = Instant::now();
+        let mut shortened = false;
+        let mut stream = self.stream;
+        let result = loop {
+            match stream.write(bytes) {
+                Ok(0) => break Err(ErrorKind::WriteZero.into()),
+                Ok(written) if written == bytes.len() => break Ok(()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => break Err(err),
+            }
+            let Some(left) = timeout
+                .checked_sub(started.elapsed())
+                .filter(|d| !d.is_zero())
+            else {
+                break Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
+            };
+            if let Err(err) = self.stream.set_write_timeout(Some(left)) {
+                break Err(err);
+            }
+            shortened = true;
+        };
+        if shortened {
+            self.stream.set_write_timeout(Some(timeout))?;
+        }
+        result
     }
 
     /// Moves an incomplete line to the front of the buffer, growing the
@@ -416,7 +459,7 @@ impl<'a> Connection<'a> {
                     .metrics
                     .record_request(None, Response::Error, Duration::ZERO);
                 log::debug("line too long", &[("limit", &max_line)]);
-                self.stream.write_all(Response::Error.as_bytes())?;
+                self.send(Response::Error.as_bytes())?;
             }
             self.start = 0;
             self.end = 0;
@@ -438,10 +481,10 @@ impl<'a> Connection<'a> {
     /// Keeps the read timeout equal to what is left of `--idle-timeout`
     /// since the last complete line. Touches the socket only when a read
     /// brought no complete line, which normal clients rarely cause.
-    fn arm_idle_timeout(&mut self, answered: usize) -> io::Result<()> {
+    fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
         let idle = self.shared.limits.idle_timeout;
-        let wanted = if answered > 0 {
-            self.last_line = Instant::now();
+        let wanted = if let Some(at) = last_line {
+            self.last_line = at;
             idle
         } else {
             idle.saturating_sub(self.last_line.elapsed())
@@ -474,7 +517,7 @@ impl<'a> Connection<'a> {
                 Ok(read) => return Ok(Some(read)),
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    self.arm_idle_timeout(0)?;
+                    self.arm_idle_timeout(None)?;
                 }
                 Err(err) => return Err(err),
             }
@@ -496,9 +539,12 @@ impl<'a> Connection<'a> {
 
 impl Shared {
     /// Parses and executes one line, recording its metrics; returns the
-    /// answer and the log position it must wait for.
-    fn answer(&self, line: &[u8]) -> io::Result<(Response, Option<Seq>)> {
-        let started = Instant::now();
+    /// answer, the log position it must wait for, and when it was done.
+    fn answer(
+        &self,
+        line: &[u8],
+        started: Instant,
+    ) -> io::Result<(Response, Option<Seq>, Instant)> {
         let (command, response, wait_for) = match protocol::parse_line(line) {
             Ok(request) => {
                 let executed = self.store.execute(&request)?;
@@ -510,8 +556,9 @@ impl Shared {
                 (err.command, Response::Error, None)
             }
         };
+        let finished = Instant::now();
         self.metrics
-            .record_request(command, response, started.elapsed());
-        Ok((response, wait_for))
+            .record_request(command, response, finished - started);
+        Ok((response, wait_for, finished))
     }
 }

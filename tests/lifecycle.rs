@@ -301,6 +301,7 @@ fn admin_paths_and_statuses() {
     ] {
         assert!(body.contains(sample), "{sample} missing");
     }
+    common::promtool_check(&body);
 }
 
 #[test]

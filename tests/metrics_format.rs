@@ -3,12 +3,13 @@
 //! Debian/Ubuntu `apt-get install -y prometheus`) accepted by
 //! `promtool check metrics`.
 
+mod common;
+
 use package_indexer::admin::{self, AdminState};
 use package_indexer::metrics::{IndexGauges, Metrics, RejectReason};
 use package_indexer::protocol::{Command, Response};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command as Process, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,31 +80,5 @@ fn scraped_metrics_are_valid_prometheus_text() {
         );
     }
 
-    let child = Process::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) => {
-            println!("promtool check skipped: promtool not runnable ({error})");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "promtool: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::promtool_check(&body);
 }

@@ -93,6 +93,10 @@ struct Pending {
     /// A new log file to switch to once the buffer before it is written.
     switch_to: Option<(Generation, File)>,
     closing: bool,
+    /// True while the writer sleeps on `work`: only then does an append
+    /// need to wake it, which keeps a syscall out of the index write lock
+    /// whenever the writer is busy anyway.
+    writer_asleep: bool,
 }
 
 /// The log file receiving appends.
@@ -138,8 +142,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Log {
     /// Opens the log after [`super::recover`]: continues the newest log file
     /// or creates the first one, removes files the newest snapshot made
-    /// obsolete, and starts the writer thread. `observe` hears (on the
-    /// writer thread) once, with the write or sync error that failed the log.
+    /// obsolete, and starts the writer thread. `observe` hears, on the
+    /// writer thread, how long each sync took and, once, the write or sync
+    /// error that failed the log.
     pub fn open(
         recovered: Recovered,
         fsync: Fsync,
@@ -197,6 +202,7 @@ impl Log {
                 log_bytes,
                 switch_to: None,
                 closing: false,
+                writer_asleep: false,
             }),
             work: Condvar::new(),
             progress: Mutex::new(Progress {
@@ -237,8 +243,11 @@ impl Log {
         pending.log_bytes += (pending.buffer.len() - before) as u64;
         pending.last_appended = Seq(pending.last_appended.0 + 1);
         let seq = pending.last_appended;
+        let wake = std::mem::replace(&mut pending.writer_asleep, false);
         drop(pending);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(seq)
     }
 
@@ -379,11 +388,13 @@ impl Shared {
             let (last_in_batch, switch_to, closing) = {
                 let mut pending = lock(&self.pending);
                 while pending.buffer.is_empty() && pending.switch_to.is_none() && !pending.closing {
+                    pending.writer_asleep = true;
                     pending = self
                         .work
                         .wait(pending)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
+                pending.writer_asleep = false;
                 std::mem::swap(&mut pending.buffer, &mut batch);
                 (
                     pending.last_appended,

@@ -1,14 +1,20 @@
-//! The write-ahead log: appends under the index lock, group commit on a
-//! background writer thread.
+//! The write-ahead log: appends under the index lock, group commit by the
+//! waiters themselves.
 //!
 //! [`Log::append`] only encodes the change into an in-memory buffer under a
 //! short mutex, so log order is the order in which the caller (holding the
 //! index write lock) made the changes, and no disk I/O happens under that
-//! lock. The writer thread swaps the buffer for an empty spare, `write(2)`s
-//! it, `fdatasync`s it with [`Fsync::Always`], and publishes the highest
-//! sequence number now durable. Every waiter whose record was in that batch
-//! wakes from the same sync: that is the group commit. With
-//! [`Fsync::Never`] the batch is durable once written.
+//! lock.
+//!
+//! [`Log::wait_durable`] is where the disk is written. The first waiter to
+//! find nobody writing becomes the leader: it takes everything appended so
+//! far, `write(2)`s it, `fdatasync`s it with [`Fsync::Always`], publishes
+//! the highest sequence number now durable and wakes the others. Threads
+//! that arrive while a leader writes wait for it, and the next leader
+//! writes all they appended meanwhile in one go: that is the group commit.
+//! With [`Fsync::Never`] a batch is durable once written. No thread hand-off
+//! stands between a lone writer and its disk, which matters most with
+//! `never`, where the write itself is cheap.
 //!
 //! A failed write or sync is final (after a failed `fsync` the kernel may
 //! have dropped the dirty pages, so retrying could report success for lost
@@ -19,8 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::files::{self, Kind};
@@ -29,7 +34,7 @@ use super::recovery::Recovered;
 use super::snapshot;
 use super::{Fsync, Generation, Seq};
 
-/// What the writer thread reports to the server, on its own thread.
+/// What the log reports to the server, on the thread that wrote.
 #[derive(Debug)]
 pub enum LogEvent<'a> {
     /// A batch was synced; the time `fdatasync` took.
@@ -42,33 +47,33 @@ pub enum LogEvent<'a> {
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
 
+type Observer = Box<dyn Fn(LogEvent<'_>) + Send + Sync>;
+
 /// The open write-ahead log of a data directory. Share it with `Arc`.
 pub struct Log {
-    shared: Arc<Shared>,
     dir: PathBuf,
+    fsync: Fsync,
+    observe: Observer,
+    pending: Mutex<Pending>,
+    /// The file being written. Holding this mutex is being the writer, so
+    /// batches reach the file in the order they were taken.
+    writer: Mutex<Writer>,
+    /// The highest sequence number durable so far.
+    durable: Mutex<Seq>,
+    /// Wakes waiters: the durable point moved, a writer finished, or the log
+    /// failed.
+    progressed: Condvar,
+    /// Set once; from then on nothing new becomes durable.
+    failure: OnceLock<Failure>,
     /// Generation of the log receiving appends; the mutex also serialises
     /// rotations.
     generation: Mutex<Generation>,
     snapshot_bytes: AtomicU64,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    /// Held (and the directory locked) until the log is dropped.
-    _lock: File,
-}
-
-/// State shared with the writer thread.
-struct Shared {
-    pending: Mutex<Pending>,
-    /// Wakes the writer: something to write, a rotation, or closing.
-    work: Condvar,
-    progress: Mutex<Progress>,
-    /// Wakes waiters: the durable point moved, or the log failed.
-    progressed: Condvar,
-    /// Set once; from then on nothing new becomes durable.
-    failure: OnceLock<Failure>,
-    /// Written only by the writer thread.
     batches_written: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
+    /// Held (and the directory locked) until the log is dropped.
+    _lock: File,
 }
 
 /// Counters of the log since it was opened, for metrics.
@@ -90,13 +95,12 @@ struct Pending {
     last_appended: Seq,
     /// Bytes in the log file receiving appends, counting the buffer.
     log_bytes: u64,
-    /// A new log file to switch to once the buffer before it is written.
-    switch_to: Option<(Generation, File)>,
-    closing: bool,
-    /// True while the writer sleeps on `work`: only then does an append
-    /// need to wake it, which keeps a syscall out of the index write lock
-    /// whenever the writer is busy anyway.
-    writer_asleep: bool,
+}
+
+struct Writer {
+    file: File,
+    /// The buffer swapped in for the one being written, reused.
+    spare: Vec<u8>,
 }
 
 /// The log file receiving appends.
@@ -105,12 +109,6 @@ struct ActiveFile {
     file: File,
     /// Its length, header included.
     bytes: u64,
-}
-
-struct Progress {
-    durable: Seq,
-    /// Generation of the file the writer writes to.
-    generation: Generation,
 }
 
 #[derive(Debug)]
@@ -141,14 +139,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Log {
     /// Opens the log after [`super::recover`]: continues the newest log file
-    /// or creates the first one, removes files the newest snapshot made
-    /// obsolete, and starts the writer thread. `observe` hears, on the
-    /// writer thread, how long each sync took and, once, the write or sync
-    /// error that failed the log.
+    /// or creates the first one, and removes files the newest snapshot made
+    /// obsolete. `observe` hears, on whichever thread wrote, how long each
+    /// sync took and, once, the write or sync error that failed the log.
     pub fn open(
         recovered: Recovered,
         fsync: Fsync,
-        observe: impl Fn(LogEvent<'_>) + Send + 'static,
+        observe: impl Fn(LogEvent<'_>) + Send + Sync + 'static,
     ) -> io::Result<Log> {
         let Recovered {
             dir,
@@ -178,57 +175,53 @@ impl Log {
                 }
             }
         };
-        Log::start(dir, dir_lock, active, snapshot_bytes, fsync, observe)
+        Ok(Log::start(
+            dir,
+            dir_lock,
+            active,
+            snapshot_bytes,
+            fsync,
+            Box::new(observe),
+        ))
     }
 
-    /// Starts the writer thread on `active`.
+    /// Builds the log around `active`.
     fn start(
         dir: PathBuf,
         dir_lock: File,
         active: ActiveFile,
         snapshot_bytes: u64,
         fsync: Fsync,
-        observe: impl Fn(LogEvent<'_>) + Send + 'static,
-    ) -> io::Result<Log> {
+        observe: Observer,
+    ) -> Log {
         let ActiveFile {
             generation,
             file,
             bytes: log_bytes,
         } = active;
-        let shared = Arc::new(Shared {
+        Log {
+            dir,
+            fsync,
+            observe,
             pending: Mutex::new(Pending {
                 buffer: Vec::new(),
                 last_appended: Seq(0),
                 log_bytes,
-                switch_to: None,
-                closing: false,
-                writer_asleep: false,
             }),
-            work: Condvar::new(),
-            progress: Mutex::new(Progress {
-                durable: Seq(0),
-                generation,
+            writer: Mutex::new(Writer {
+                file,
+                spare: Vec::new(),
             }),
+            durable: Mutex::new(Seq(0)),
             progressed: Condvar::new(),
             failure: OnceLock::new(),
+            generation: Mutex::new(generation),
+            snapshot_bytes: AtomicU64::new(snapshot_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
-        });
-        let writer = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("wal-writer".to_owned())
-                .spawn(move || shared.run_writer(file, fsync, observe))?
-        };
-        Ok(Log {
-            shared,
-            dir,
-            generation: Mutex::new(generation),
-            snapshot_bytes: AtomicU64::new(snapshot_bytes),
-            writer: Mutex::new(Some(writer)),
             _lock: dir_lock,
-        })
+        }
     }
 
     /// Appends `change` and returns its sequence number. Call it while
@@ -236,24 +229,18 @@ impl Log {
     /// durability after releasing the lock. Fails for names outside 1..=255
     /// bytes, and once the log has failed or closed.
     pub fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
-        let mut pending = lock(&self.shared.pending);
+        let mut pending = lock(&self.pending);
         self.check_alive()?;
         let before = pending.buffer.len();
         record::encode_change(&mut pending.buffer, change)?;
         pending.log_bytes += (pending.buffer.len() - before) as u64;
         pending.last_appended = Seq(pending.last_appended.0 + 1);
-        let seq = pending.last_appended;
-        let wake = std::mem::replace(&mut pending.writer_asleep, false);
-        drop(pending);
-        if wake {
-            self.shared.work.notify_one();
-        }
-        Ok(seq)
+        Ok(pending.last_appended)
     }
 
     /// The error that failed (or closed) the log, if it did.
     fn check_alive(&self) -> io::Result<()> {
-        match self.shared.failure.get() {
+        match self.failure.get() {
             Some(failure) => Err(failure.to_error()),
             None => Ok(()),
         }
@@ -262,42 +249,122 @@ impl Log {
     /// The sequence number of the newest append: a reader that wants what
     /// it saw to be durable waits for this.
     pub fn last_appended(&self) -> Seq {
-        lock(&self.shared.pending).last_appended
+        lock(&self.pending).last_appended
     }
 
     /// Blocks until the change numbered `seq` (and all before it) is
     /// durable as the [`Fsync`] mode defines it, or returns the error that
-    /// failed the log.
+    /// failed the log. Writes the log itself when nobody else is writing.
     pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
-        let mut progress = lock(&self.shared.progress);
+        let mut durable = lock(&self.durable);
         loop {
-            if progress.durable >= seq {
+            if *durable >= seq {
                 return Ok(());
             }
             self.check_alive()?;
-            progress = self
-                .shared
-                .progressed
-                .wait(progress)
-                .unwrap_or_else(PoisonError::into_inner);
+            // Tried while holding `durable`: a writer publishes under it
+            // after letting go of the file, so a busy writer's wake-up
+            // cannot slip in between this check and the wait below.
+            let writer = match self.writer.try_lock() {
+                Ok(writer) => writer,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    durable = self
+                        .progressed
+                        .wait(durable)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+            };
+            drop(durable);
+            self.write_pending(writer, None, false)?;
+            durable = lock(&self.durable);
         }
+    }
+
+    /// Writes everything appended so far, syncing when the mode, a switch
+    /// to `next_file` or `force_sync` asks for it; then lets go of the file
+    /// and publishes the new durable point.
+    fn write_pending(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        next_file: Option<File>,
+        force_sync: bool,
+    ) -> io::Result<()> {
+        let last = {
+            let mut pending = lock(&self.pending);
+            std::mem::swap(&mut pending.buffer, &mut writer.spare);
+            pending.last_appended
+        };
+        let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
+        let written = {
+            let Writer { file, spare } = &mut *writer;
+            let written = write_batch(file, spare, sync);
+            if !spare.is_empty() {
+                self.batches_written.fetch_add(1, Ordering::Relaxed);
+                self.bytes_written
+                    .fetch_add(spare.len() as u64, Ordering::Relaxed);
+            }
+            spare.clear();
+            if spare.capacity() > SPARE_CAPACITY_LIMIT {
+                *spare = Vec::new();
+            }
+            written
+        };
+        match written {
+            Ok(synced) => {
+                if let Some(file) = next_file {
+                    writer.file = file;
+                }
+                // Let go of the file before publishing: a waiter woken by
+                // the notification may need to become the next writer.
+                drop(writer);
+                if let Some(took) = synced {
+                    self.syncs.fetch_add(1, Ordering::Relaxed);
+                    (self.observe)(LogEvent::Synced(took));
+                }
+                let mut durable = lock(&self.durable);
+                *durable = (*durable).max(last);
+                drop(durable);
+                self.progressed.notify_all();
+                Ok(())
+            }
+            Err(error) => {
+                drop(writer);
+                self.fail(Failure::Io {
+                    kind: error.kind(),
+                    message: error.to_string(),
+                });
+                (self.observe)(LogEvent::Failed(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// Fails the log for good and wakes everyone waiting on it.
+    fn fail(&self, failure: Failure) {
+        // The first failure wins; a later one changes nothing.
+        let _ = self.failure.set(failure);
+        // Taking the lock orders this after any waiter's check of `failure`,
+        // so none misses the wake-up.
+        drop(lock(&self.durable));
+        self.progressed.notify_all();
     }
 
     /// Counters for metrics.
     pub fn stats(&self) -> LogStats {
-        let shared = &self.shared;
         LogStats {
             appended: self.last_appended().0,
-            durable: lock(&shared.progress).durable.0,
-            batches_written: shared.batches_written.load(Ordering::Relaxed),
-            syncs: shared.syncs.load(Ordering::Relaxed),
-            bytes_written: shared.bytes_written.load(Ordering::Relaxed),
+            durable: lock(&self.durable).0,
+            batches_written: self.batches_written.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
         }
     }
 
     /// Bytes in the log file receiving appends.
     pub fn log_bytes(&self) -> u64 {
-        lock(&self.shared.pending).log_bytes
+        lock(&self.pending).log_bytes
     }
 
     /// Whether the log has outgrown the snapshot ([`snapshot::should_compact`]).
@@ -319,22 +386,12 @@ impl Log {
         self.check_alive()?;
         let next = generation.next();
         let (file, header_len) = create_log_file(&self.dir, next)?;
-        {
-            let mut pending = lock(&self.shared.pending);
-            self.check_alive()?;
-            pending.switch_to = Some((next, file));
-            pending.log_bytes = header_len;
-        }
-        self.shared.work.notify_one();
-        let mut progress = lock(&self.shared.progress);
-        while progress.generation < next {
-            self.check_alive()?;
-            progress = self
-                .shared
-                .progressed
-                .wait(progress)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        let writer = lock(&self.writer);
+        self.check_alive()?;
+        // No append can come in between: the caller holds the index read
+        // lock, and appends happen under its write lock.
+        lock(&self.pending).log_bytes = header_len;
+        self.write_pending(writer, Some(file), true)?;
         *generation = next;
         Ok(next)
     }
@@ -356,21 +413,20 @@ impl Log {
         Ok(bytes)
     }
 
-    /// Writes and syncs everything appended (whatever the [`Fsync`] mode),
-    /// then stops the writer; later appends and waits fail. Returns the
-    /// error that failed the log, if any. Dropping the log does the same.
+    /// Writes and syncs everything appended (whatever the [`Fsync`] mode);
+    /// later appends and waits fail. Returns the error that failed the log,
+    /// if any. Dropping the log does the same.
     pub fn close(&self) -> io::Result<()> {
-        lock(&self.shared.pending).closing = true;
-        self.shared.work.notify_one();
-        if let Some(writer) = lock(&self.writer).take() {
-            writer
-                .join()
-                .map_err(|_| io::Error::other("write-ahead log writer panicked"))?;
+        let writer = lock(&self.writer);
+        if let Some(failure) = self.failure.get() {
+            return match failure {
+                Failure::Io { .. } => Err(failure.to_error()),
+                Failure::Closed => Ok(()),
+            };
         }
-        match self.shared.failure.get() {
-            Some(failure @ Failure::Io { .. }) => Err(failure.to_error()),
-            _ => Ok(()),
-        }
+        self.write_pending(writer, None, true)?;
+        self.fail(Failure::Closed);
+        Ok(())
     }
 }
 
@@ -378,81 +434,6 @@ impl Drop for Log {
     fn drop(&mut self) {
         // Errors were already reported through `observe`.
         let _ = self.close();
-    }
-}
-
-impl Shared {
-    fn run_writer(&self, mut file: File, fsync: Fsync, observe: impl Fn(LogEvent<'_>)) {
-        let mut batch = Vec::new();
-        loop {
-            let (last_in_batch, switch_to, closing) = {
-                let mut pending = lock(&self.pending);
-                while pending.buffer.is_empty() && pending.switch_to.is_none() && !pending.closing {
-                    pending.writer_asleep = true;
-                    pending = self
-                        .work
-                        .wait(pending)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-                pending.writer_asleep = false;
-                std::mem::swap(&mut pending.buffer, &mut batch);
-                (
-                    pending.last_appended,
-                    pending.switch_to.take(),
-                    pending.closing,
-                )
-            };
-            // The file being left and the final state are synced in either
-            // mode, so an older log is always complete on disk.
-            let sync = fsync == Fsync::Always || switch_to.is_some() || closing;
-            let synced = write_batch(&mut file, &batch, sync);
-            if let Ok(Some(took)) = synced {
-                observe(LogEvent::Synced(took));
-            }
-            if let Err(error) = synced {
-                // Waiters learn first, so even a panicking hook cannot
-                // leave them hanging.
-                self.finish(Failure::Io {
-                    kind: error.kind(),
-                    message: error.to_string(),
-                });
-                observe(LogEvent::Failed(&error));
-                return;
-            }
-            if !batch.is_empty() {
-                self.batches_written.fetch_add(1, Ordering::Relaxed);
-                self.bytes_written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            }
-            self.syncs.fetch_add(u64::from(sync), Ordering::Relaxed);
-            batch.clear();
-            if batch.capacity() > SPARE_CAPACITY_LIMIT {
-                batch = Vec::new();
-            }
-            {
-                let mut progress = lock(&self.progress);
-                progress.durable = last_in_batch;
-                if let Some((generation, new_file)) = switch_to {
-                    file = new_file;
-                    progress.generation = generation;
-                }
-            }
-            self.progressed.notify_all();
-            if closing {
-                self.finish(Failure::Closed);
-                return;
-            }
-        }
-    }
-
-    /// Fails the log for good and wakes everyone waiting on it.
-    fn finish(&self, failure: Failure) {
-        // Only the writer sets a failure, and only once.
-        let _ = self.failure.set(failure);
-        // Taking the lock orders this after any waiter's check of `failure`,
-        // so none misses the wake-up.
-        drop(lock(&self.progress));
-        self.progressed.notify_all();
     }
 }
 
@@ -481,6 +462,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
 
     #[test]
     fn a_failed_write_fails_every_waiter_and_every_later_call() {
@@ -505,13 +487,12 @@ mod tests {
                 active,
                 0,
                 Fsync::Always,
-                move |event| {
+                Box::new(move |event| {
                     if let LogEvent::Failed(_) = event {
                         reported.fetch_add(1, Ordering::SeqCst);
                     }
-                },
+                }),
             )
-            .unwrap()
         };
         let seq = log.append(&Change::Remove { package: "a" }).unwrap();
         assert!(log.wait_durable(seq).is_err());

@@ -210,7 +210,7 @@ fn run_one(options: &Options) -> Result<(), String> {
     let connections = options.connections + options.idle;
     let with_null = null_fits(connections, options.null)?;
     let null = if with_null {
-        Some(NullServer::start().map_err(|e| format!("cannot start the null server: {e}"))?)
+        Some(NullServer::start(None).map_err(|e| format!("cannot start the null server: {e}"))?)
     } else {
         None
     };

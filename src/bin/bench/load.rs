@@ -647,7 +647,7 @@ mod tests {
 
     #[test]
     fn steady_and_pipelined_runs_against_the_null_server() {
-        let server = NullServer::start().unwrap();
+        let server = NullServer::start(None).unwrap();
         let shape = Steady {
             workload: Workload::Mixed,
             connections: 2,
@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn harness_runs_all_steps_once_at_least() {
-        let server = NullServer::start().unwrap();
+        let server = NullServer::start(None).unwrap();
         let packages = fixed_fanout_graph(50, 2, 3);
         let measured = run_harness(
             server.addr(),

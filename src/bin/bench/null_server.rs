@@ -6,38 +6,58 @@
 //!
 //! It runs inside the benchmark process; its threads are named so their CPU
 //! time can be told apart from the load generator's.
+//!
+//! Given a [`Metrics`], it also does the server's per-line metrics work (one
+//! clock reading and one `record_request` per line), so that comparing the
+//! two null servers measures what metrics cost and nothing else.
 
 use crate::procfs;
+use package_indexer::metrics::Metrics;
+use package_indexer::protocol::{Command, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
-/// Every null server thread's name starts with this.
+/// Every null server thread's name starts with one of these, so each
+/// server's CPU time can be read apart from the other's.
 const THREAD_PREFIX: &str = "null-";
+const METERED_THREAD_PREFIX: &str = "nullm-";
 /// As in the real server.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
 
 pub struct NullServer {
     addr: SocketAddr,
+    thread_prefix: &'static str,
     /// CPU nanoseconds of connection threads that have ended, which `/proc`
     /// no longer lists.
     ended_nanos: Arc<AtomicU64>,
 }
 
 impl NullServer {
-    /// Listens on an ephemeral loopback port and serves until the process ends.
-    pub fn start() -> io::Result<NullServer> {
+    /// Listens on an ephemeral loopback port and serves until the process
+    /// ends, recording every line in `metrics` if given.
+    pub fn start(metrics: Option<Arc<Metrics>>) -> io::Result<NullServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let ended_nanos = Arc::new(AtomicU64::new(0));
         let nanos = Arc::clone(&ended_nanos);
+        let thread_prefix = if metrics.is_some() {
+            METERED_THREAD_PREFIX
+        } else {
+            THREAD_PREFIX
+        };
         thread::Builder::new()
-            .name(format!("{THREAD_PREFIX}accept"))
-            .spawn(move || accept_loop(listener, nanos))?;
-        Ok(NullServer { addr, ended_nanos })
+            .name(format!("{thread_prefix}accept"))
+            .spawn(move || accept_loop(listener, nanos, metrics, thread_prefix))?;
+        Ok(NullServer {
+            addr,
+            thread_prefix,
+            ended_nanos,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -46,12 +66,17 @@ impl NullServer {
 
     /// CPU seconds used by the null server's threads so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let live = procfs::own_threads_cpu_nanos(THREAD_PREFIX);
+        let live = procfs::own_threads_cpu_nanos(self.thread_prefix);
         (live + self.ended_nanos.load(Ordering::SeqCst)) as f64 / 1e9
     }
 }
 
-fn accept_loop(listener: TcpListener, ended_nanos: Arc<AtomicU64>) {
+fn accept_loop(
+    listener: TcpListener,
+    ended_nanos: Arc<AtomicU64>,
+    metrics: Option<Arc<Metrics>>,
+    thread_prefix: &'static str,
+) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
             // Out of descriptors or a connection reset before accept: the
@@ -60,12 +85,13 @@ fn accept_loop(listener: TcpListener, ended_nanos: Arc<AtomicU64>) {
             continue;
         };
         let nanos = Arc::clone(&ended_nanos);
+        let metrics = metrics.clone();
         let spawned = thread::Builder::new()
-            .name(format!("{THREAD_PREFIX}conn"))
+            .name(format!("{thread_prefix}conn"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 // Errors end the connection, as a client disconnecting does.
-                let _ = serve(stream);
+                let _ = serve(stream, metrics.as_deref());
                 nanos.fetch_add(procfs::current_thread_cpu_nanos(), Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -74,7 +100,7 @@ fn accept_loop(listener: TcpListener, ended_nanos: Arc<AtomicU64>) {
     }
 }
 
-fn serve(mut stream: TcpStream) -> io::Result<()> {
+fn serve(mut stream: TcpStream, metrics: Option<&Metrics>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut input = vec![0u8; READ_BUFFER];
     let mut output = Vec::with_capacity(READ_BUFFER);
@@ -85,6 +111,14 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
         }
         // A partial line has no newline yet: it is answered when it ends.
         let lines = input[..read].iter().filter(|&&b| b == b'\n').count();
+        if let Some(metrics) = metrics {
+            let mut clock = Instant::now();
+            for _ in 0..lines {
+                let now = Instant::now();
+                metrics.record_request(Some(Command::Query), Response::Ok, now - clock);
+                clock = now;
+            }
+        }
         if lines > 0 {
             output.clear();
             for _ in 0..lines {
@@ -102,7 +136,7 @@ mod tests {
 
     #[test]
     fn answers_ok_to_every_line_including_split_ones() {
-        let server = NullServer::start().unwrap();
+        let server = NullServer::start(Some(Arc::new(Metrics::new()))).unwrap();
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.write_all(b"QUERY|a|\nINDEX|b|a\nREM").unwrap();
         stream.flush().unwrap();

@@ -14,6 +14,7 @@ use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands};
 use crate::target::ScratchDir;
 use crate::{harness_packages, interleave, null_fits, preload, preload_graph, start_real, Subject};
+use package_indexer::metrics::Metrics;
 use package_indexer::protocol::Response;
 use package_indexer::workload::Package;
 use std::fmt::Write;
@@ -124,10 +125,11 @@ fn throughput_row(
 type Section<'a> = (&'static str, &'a dyn Fn() -> Result<Vec<Row>, String>);
 
 pub fn run(options: &Options) -> Result<(), String> {
-    let null = NullServer::start().map_err(|e| format!("cannot start the null server: {e}"))?;
+    let null = NullServer::start(None).map_err(|e| format!("cannot start the null server: {e}"))?;
     let mut rows = Vec::new();
-    let sections: [Section; 5] = [
+    let sections: [Section; 6] = [
         ("steady workloads", &|| steady_rows(options, &null)),
+        ("metrics cost", &|| metrics_cost_rows(options, &null)),
         ("harness", &|| harness_row(options, &null)),
         ("durable churn", &|| durable_churn_rows(options)),
         ("memory and loading", &|| memory_rows(options, &null)),
@@ -227,6 +229,40 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
             Row::failed("10,000 connections at once (9,900 idle, 100 busy)", &reason)
         }),
     );
+    Ok(rows)
+}
+
+/// What the server's per-line metrics cost: the null server with and
+/// without them, interleaved, on the query shapes where per-line work
+/// weighs most.
+fn metrics_cost_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
+    let (graph, names) = preload_graph(options);
+    let metered_server = NullServer::start(Some(Arc::new(Metrics::new())))
+        .map_err(|e| format!("cannot start the null server with metrics: {e}"))?;
+    let plain = Subject::null(null_server);
+    let metered = Subject {
+        label: "null server + metrics",
+        ..Subject::null(&metered_server)
+    };
+    let mut rows = Vec::new();
+    for depth in [1, 16] {
+        let shape = steady(options, Workload::Query, 100, depth, 0, &names);
+        let [with, without]: [Measured; 2] = compare(
+            &[&metered, &plain],
+            &shape,
+            &steady_title(&shape, graph.len()),
+        )?
+        .try_into()
+        .map_err(|_| "expected two runs".to_string())?;
+        rows.push(Row {
+            measure: format!("metrics cost, `query`, 100 connections, depth {depth}"),
+            target: "≥ 0.97 × without (under 3%)",
+            measured: format!("with: {} req/s", thousands(rate(&with) as u64)),
+            reference: format!("without: {} req/s", thousands(rate(&without) as u64)),
+            ratio: ratio(Some(rate(&with)), Some(rate(&without))),
+            verdict: verdict(rate(&with) >= 0.97 * rate(&without)),
+        });
+    }
     Ok(rows)
 }
 

@@ -382,11 +382,15 @@ impl Indexer {
     }
 
     fn name(&self, id: u32) -> &str {
+        // Names enter the arena only from `&str`, so they are valid UTF-8.
+        std::str::from_utf8(self.name_bytes(id)).unwrap_or_default()
+    }
+
+    /// The name's bytes, for comparisons that need no `&str`.
+    fn name_bytes(&self, id: u32) -> &[u8] {
         let node = &self.nodes[id as usize];
         let start = node.name_start as usize;
-        let bytes = &self.names[start..start + node.name_len as usize];
-        // Names enter the arena only from `&str`, so they are valid UTF-8.
-        std::str::from_utf8(bytes).unwrap_or_default()
+        &self.names[start..start + node.name_len as usize]
     }
 
     fn deps(&self, id: u32) -> &[u32] {
@@ -409,7 +413,7 @@ impl Indexer {
             }
             if (entry >> 32) as u32 == tag {
                 let id = (entry as u32).wrapping_sub(1);
-                if self.name(id) == name {
+                if self.name_bytes(id) == name.as_bytes() {
                     return Some(id);
                 }
             }

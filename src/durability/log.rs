@@ -12,6 +12,10 @@
 //! the highest sequence number now durable and wakes the others. Threads
 //! that arrive while a leader writes wait for it, and the next leader
 //! writes all they appended meanwhile in one go: that is the group commit.
+//!
+//! Waiters sleep on one of two condition variables by the parity of the
+//! batch that will cover them, so the end of a batch wakes the threads it
+//! covered and one thread to lead the next batch, not every waiter.
 //! With [`Fsync::Never`] a batch is durable once written. No thread hand-off
 //! stands between a lone writer and its disk, which matters most with
 //! `never`, where the write itself is cheap.
@@ -25,7 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::files::{self, Kind};
@@ -55,14 +59,12 @@ pub struct Log {
     fsync: Fsync,
     observe: Observer,
     pending: Mutex<Pending>,
-    /// The file being written. Holding this mutex is being the writer, so
-    /// batches reach the file in the order they were taken.
+    /// The file being written; taken only by the thread that leads a batch
+    /// (`Progress::writing`), so batches reach the file in order.
     writer: Mutex<Writer>,
-    /// The highest sequence number durable so far.
-    durable: Mutex<Seq>,
-    /// Wakes waiters: the durable point moved, a writer finished, or the log
-    /// failed.
-    progressed: Condvar,
+    progress: Mutex<Progress>,
+    /// Waiters for batch `n` sleep on `batch_done[n % 2]`.
+    batch_done: [Condvar; 2],
     /// Set once; from then on nothing new becomes durable.
     failure: OnceLock<Failure>,
     /// Generation of the log receiving appends; the mutex also serialises
@@ -95,6 +97,18 @@ struct Pending {
     last_appended: Seq,
     /// Bytes in the log file receiving appends, counting the buffer.
     log_bytes: u64,
+}
+
+/// Where writing stands; waiters decide under this lock whether to lead,
+/// wait for the batch being written, or wait for the next one.
+struct Progress {
+    /// The highest sequence number durable so far.
+    durable: Seq,
+    /// Number of the latest batch started.
+    batch: u64,
+    /// The last sequence number the batch being written covers, while one
+    /// is being written.
+    writing: Option<Seq>,
 }
 
 struct Writer {
@@ -212,8 +226,12 @@ impl Log {
                 file,
                 spare: Vec::new(),
             }),
-            durable: Mutex::new(Seq(0)),
-            progressed: Condvar::new(),
+            progress: Mutex::new(Progress {
+                durable: Seq(0),
+                batch: 0,
+                writing: None,
+            }),
+            batch_done: [Condvar::new(), Condvar::new()],
             failure: OnceLock::new(),
             generation: Mutex::new(generation),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
@@ -256,46 +274,59 @@ impl Log {
     /// durable as the [`Fsync`] mode defines it, or returns the error that
     /// failed the log. Writes the log itself when nobody else is writing.
     pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
-        let mut durable = lock(&self.durable);
+        let mut progress = lock(&self.progress);
         loop {
-            if *durable >= seq {
+            if progress.durable >= seq {
                 return Ok(());
             }
             self.check_alive()?;
-            // Tried while holding `durable`: a writer publishes under it
-            // after letting go of the file, so a busy writer's wake-up
-            // cannot slip in between this check and the wait below.
-            let writer = match self.writer.try_lock() {
-                Ok(writer) => writer,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    durable = self
-                        .progressed
-                        .wait(durable)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    continue;
-                }
+            let batch = match progress.writing {
+                None => return self.lead(progress, None, false),
+                // The batch being written covers this change.
+                Some(last) if last >= seq => progress.batch,
+                // The next one will.
+                Some(_) => progress.batch + 1,
             };
-            drop(durable);
-            self.write_pending(writer, None, false)?;
-            durable = lock(&self.durable);
+            progress = self.batch_done[(batch % 2) as usize]
+                .wait(progress)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
-    /// Writes everything appended so far, syncing when the mode, a switch
-    /// to `next_file` or `force_sync` asks for it; then lets go of the file
-    /// and publishes the new durable point.
-    fn write_pending(
+    /// Waits until no batch is being written, then writes one (see `lead`).
+    fn lead_when_free(&self, next_file: Option<File>, force_sync: bool) -> io::Result<()> {
+        let mut progress = lock(&self.progress);
+        while progress.writing.is_some() {
+            let batch = progress.batch;
+            progress = self.batch_done[(batch % 2) as usize]
+                .wait(progress)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        self.check_alive()?;
+        self.lead(progress, next_file, force_sync)
+    }
+
+    /// Writes everything appended so far as the next batch, syncing when
+    /// the mode, a switch to `next_file` or `force_sync` asks for it, then
+    /// publishes the new durable point. The caller holds `progress` and no
+    /// batch is being written.
+    fn lead(
         &self,
-        mut writer: MutexGuard<'_, Writer>,
+        mut progress: MutexGuard<'_, Progress>,
         next_file: Option<File>,
         force_sync: bool,
     ) -> io::Result<()> {
+        let mut writer = lock(&self.writer);
         let last = {
             let mut pending = lock(&self.pending);
             std::mem::swap(&mut pending.buffer, &mut writer.spare);
             pending.last_appended
         };
+        progress.batch += 1;
+        progress.writing = Some(last);
+        let batch = progress.batch;
+        drop(progress);
+
         let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
         let written = {
             let Writer { file, spare } = &mut *writer;
@@ -311,33 +342,34 @@ impl Log {
             }
             written
         };
+        if let (Ok(_), Some(file)) = (&written, next_file) {
+            writer.file = file;
+        }
+        drop(writer);
+        if let Err(error) = &written {
+            self.fail(Failure::Io {
+                kind: error.kind(),
+                message: error.to_string(),
+            });
+            (self.observe)(LogEvent::Failed(error));
+        }
+        let mut progress = lock(&self.progress);
+        progress.writing = None;
+        if written.is_ok() {
+            progress.durable = progress.durable.max(last);
+        }
+        drop(progress);
+        // Everyone this batch covered, and one thread to lead the next.
+        self.batch_done[(batch % 2) as usize].notify_all();
+        self.batch_done[((batch + 1) % 2) as usize].notify_one();
         match written {
-            Ok(synced) => {
-                if let Some(file) = next_file {
-                    writer.file = file;
-                }
-                // Let go of the file before publishing: a waiter woken by
-                // the notification may need to become the next writer.
-                drop(writer);
-                if let Some(took) = synced {
-                    self.syncs.fetch_add(1, Ordering::Relaxed);
-                    (self.observe)(LogEvent::Synced(took));
-                }
-                let mut durable = lock(&self.durable);
-                *durable = (*durable).max(last);
-                drop(durable);
-                self.progressed.notify_all();
+            Ok(Some(took)) => {
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                (self.observe)(LogEvent::Synced(took));
                 Ok(())
             }
-            Err(error) => {
-                drop(writer);
-                self.fail(Failure::Io {
-                    kind: error.kind(),
-                    message: error.to_string(),
-                });
-                (self.observe)(LogEvent::Failed(&error));
-                Err(error)
-            }
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -347,15 +379,17 @@ impl Log {
         let _ = self.failure.set(failure);
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
-        drop(lock(&self.durable));
-        self.progressed.notify_all();
+        drop(lock(&self.progress));
+        for waiters in &self.batch_done {
+            waiters.notify_all();
+        }
     }
 
     /// Counters for metrics.
     pub fn stats(&self) -> LogStats {
         LogStats {
             appended: self.last_appended().0,
-            durable: lock(&self.durable).0,
+            durable: lock(&self.progress).durable.0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
@@ -386,12 +420,10 @@ impl Log {
         self.check_alive()?;
         let next = generation.next();
         let (file, header_len) = create_log_file(&self.dir, next)?;
-        let writer = lock(&self.writer);
-        self.check_alive()?;
         // No append can come in between: the caller holds the index read
         // lock, and appends happen under its write lock.
         lock(&self.pending).log_bytes = header_len;
-        self.write_pending(writer, Some(file), true)?;
+        self.lead_when_free(Some(file), true)?;
         *generation = next;
         Ok(next)
     }
@@ -417,16 +449,14 @@ impl Log {
     /// later appends and waits fail. Returns the error that failed the log,
     /// if any. Dropping the log does the same.
     pub fn close(&self) -> io::Result<()> {
-        let writer = lock(&self.writer);
-        if let Some(failure) = self.failure.get() {
-            return match failure {
-                Failure::Io { .. } => Err(failure.to_error()),
-                Failure::Closed => Ok(()),
-            };
+        match self.lead_when_free(None, true) {
+            Ok(()) => {
+                self.fail(Failure::Closed);
+                Ok(())
+            }
+            Err(_) if matches!(self.failure.get(), Some(Failure::Closed)) => Ok(()),
+            Err(error) => Err(error),
         }
-        self.write_pending(writer, None, true)?;
-        self.fail(Failure::Closed);
-        Ok(())
     }
 }
 

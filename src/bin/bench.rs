@@ -199,11 +199,20 @@ pub fn interleave(subjects: &[&Subject], shape: &Steady) -> Result<Vec<Measured>
     let order = (0..subjects.len()).chain((0..subjects.len()).rev());
     for index in order {
         let subject = subjects[index];
+        flush_dirty_pages();
         let measured = load::run_steady(subject.addr, &half, &subject.meter)
             .map_err(|e| format!("{}: {e}", subject.label))?;
         results[index].absorb(measured);
     }
     Ok(results)
+}
+
+/// Writes the page cache's dirty pages out (`sync(1)`), so that the
+/// writeback of one server's log does not land in the next server's
+/// `fdatasync`s when durable servers are measured side by side. Best effort:
+/// without `sync` the rows are only noisier.
+fn flush_dirty_pages() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 fn run_one(options: &Options) -> Result<(), String> {

@@ -1,10 +1,14 @@
 //! The server over real TCP (in-process, port 0): protocol behaviour,
 //! pipelining, limits and graceful shutdown.
 
+mod common;
+
+use common::Client;
+
 use package_indexer::metrics::Metrics;
 use package_indexer::server::{Limits, Running, Server};
 use package_indexer::store::Store;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,49 +36,15 @@ fn start(limits: Limits) -> Running {
     .unwrap()
 }
 
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(server: &Running) -> Client {
-        let stream = TcpStream::connect(server.local_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line
-    }
-
-    fn ask(&mut self, request: &str) -> String {
-        self.send(format!("{request}\n").as_bytes());
-        self.line().trim_end().to_string()
-    }
-
-    /// True when the server has closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
-    }
+/// A client of the in-process server.
+fn connect(server: &Running) -> Client {
+    Client::connect(server.local_addr())
 }
 
 #[test]
 fn answers_each_command() {
     let server = start(limits());
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     assert_eq!(c.ask("QUERY|a|"), "FAIL");
     assert_eq!(c.ask("INDEX|b|a"), "FAIL");
     assert_eq!(c.ask("INDEX|a|"), "OK");
@@ -89,7 +59,7 @@ fn answers_each_command() {
 #[test]
 fn malformed_lines_get_error_and_keep_the_connection() {
     let server = start(limits());
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     for bad in [
         "",
         "INDEX|emacs=elisp|",
@@ -111,7 +81,7 @@ fn malformed_lines_get_error_and_keep_the_connection() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let server = start(limits());
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     let mut batch = String::new();
     let mut expected = Vec::new();
     for i in 0..20_000 {
@@ -132,7 +102,7 @@ fn oversized_lines_get_one_error_and_are_skipped() {
         max_line_bytes: 64,
         ..limits()
     });
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     // Exactly at the limit (63 bytes + newline) is fine.
     let longest = format!("INDEX|{}|", "a".repeat(63 - 7));
     assert_eq!(longest.len() + 1, 64);
@@ -152,11 +122,11 @@ fn oversized_lines_get_one_error_and_are_skipped() {
 #[test]
 fn a_line_cut_by_close_is_not_executed() {
     let server = start(limits());
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     c.send(b"INDEX|half|");
     c.writer.shutdown(Shutdown::Write).unwrap();
     assert!(c.closed());
-    assert_eq!(Client::connect(&server).ask("QUERY|half|"), "FAIL");
+    assert_eq!(connect(&server).ask("QUERY|half|"), "FAIL");
 }
 
 #[test]
@@ -165,18 +135,18 @@ fn connections_over_the_limit_are_closed_at_once() {
         max_connections: 2,
         ..limits()
     });
-    let mut first = Client::connect(&server);
-    let mut second = Client::connect(&server);
+    let mut first = connect(&server);
+    let mut second = connect(&server);
     assert_eq!(first.ask("QUERY|a|"), "FAIL");
     assert_eq!(second.ask("QUERY|a|"), "FAIL");
-    let mut third = Client::connect(&server);
+    let mut third = connect(&server);
     assert!(third.closed());
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.active_connections() >= 2 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(Client::connect(&server).ask("QUERY|a|"), "FAIL");
+    assert_eq!(connect(&server).ask("QUERY|a|"), "FAIL");
 }
 
 #[test]
@@ -185,9 +155,9 @@ fn idle_and_trickling_connections_are_closed() {
         idle_timeout: Duration::from_millis(300),
         ..limits()
     });
-    let mut idle = Client::connect(&server);
+    let mut idle = connect(&server);
     assert_eq!(idle.ask("QUERY|a|"), "FAIL");
-    let mut trickle = Client::connect(&server);
+    let mut trickle = connect(&server);
     let started = Instant::now();
     // One byte every 50 ms never completes a line: still idle.
     for _ in 0..20 {
@@ -207,7 +177,7 @@ fn a_client_that_never_reads_is_cut_off_and_others_are_served() {
         write_timeout: Duration::from_millis(300),
         ..limits()
     });
-    let greedy = Client::connect(&server);
+    let greedy = connect(&server);
     let request = b"QUERY|a|\n".repeat(100_000);
     let mut writer = greedy.writer.try_clone().unwrap();
     writer
@@ -222,7 +192,7 @@ fn a_client_that_never_reads_is_cut_off_and_others_are_served() {
         }
         false
     });
-    let mut other = Client::connect(&server);
+    let mut other = connect(&server);
     assert_eq!(other.ask("INDEX|a|"), "OK");
     assert!(
         flood.join().unwrap(),
@@ -262,7 +232,7 @@ fn concurrent_writers_keep_the_index_consistent() {
     for worker in workers {
         worker.join().unwrap();
     }
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     for w in 0..16 {
         for i in 0..300 {
             let want = if i % 2 == 0 { "FAIL" } else { "OK" };
@@ -274,9 +244,9 @@ fn concurrent_writers_keep_the_index_consistent() {
 #[test]
 fn shutdown_answers_received_lines_and_closes_idle_connections() {
     let server = start(limits());
-    let mut idle = Client::connect(&server);
+    let mut idle = connect(&server);
     assert_eq!(idle.ask("QUERY|a|"), "FAIL");
-    let mut busy = Client::connect(&server);
+    let mut busy = connect(&server);
     let batch = "INDEX|a|\nQUERY|a|\n".repeat(5_000);
     busy.send(batch.as_bytes());
     busy.send(b"INDEX|partial|");
@@ -294,7 +264,7 @@ fn shutdown_answers_received_lines_and_closes_idle_connections() {
 #[test]
 fn shutdown_is_bounded_by_its_timeout() {
     let server = start(limits());
-    let stuck = Client::connect(&server);
+    let stuck = connect(&server);
     // The server's answers pile up unread until its writes block; the
     // flood itself blocks too, so it runs on a thread of its own.
     let mut writer = stuck.writer.try_clone().unwrap();

@@ -660,7 +660,7 @@ impl StepRun<'_> {
                 }
                 if self.step.is_unlucky() && rng.percent(self.unluckiness) {
                     let broken = broken_message(rng, package);
-                    self.expect(connection, client, &broken, Response::Error, &mut stats)?;
+                    self.check_answer(connection, client, &broken, Response::Error, &mut stats)?;
                     stats.broken += 1;
                     refused.push(package);
                     continue;
@@ -717,13 +717,13 @@ impl StepRun<'_> {
                 break;
             }
             let message = self.step.message(package);
-            self.expect(connection, client, &message, wanted, &mut stats)?;
+            self.check_answer(connection, client, &message, wanted, &mut stats)?;
         }
         Ok(stats)
     }
 
     /// Sends `message` and fails unless the answer is `wanted`.
-    fn expect(
+    fn check_answer(
         &self,
         connection: &mut Connection,
         client: usize,

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{ServerProcess, TempDir};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -89,26 +89,11 @@ impl Prometheus {
 
     /// Runs an instant query; returns the HTTP status and the JSON body.
     fn query(&self, promql: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.web_addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        // Prometheus keeps connections alive unless told otherwise; reading
-        // to the end needs it to close.
-        write!(
-            stream,
-            "GET /api/v1/query?query={promql} HTTP/1.1\r\nHost: prometheus\r\nConnection: close\r\n\r\n"
+        common::http(
+            self.web_addr,
+            "GET",
+            &format!("/api/v1/query?query={promql}"),
         )
-        .unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        let status = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        (status, body.to_string())
     }
 }
 

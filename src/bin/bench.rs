@@ -215,6 +215,30 @@ fn flush_dirty_pages() {
     let _ = std::process::Command::new("sync").status();
 }
 
+/// Runs the harness workload on each subject in turn: (label, figures).
+pub fn harness_on(
+    subjects: &[Subject],
+    packages: &[Package],
+    concurrency: usize,
+    options: &Options,
+) -> Result<Vec<(&'static str, Measured)>, String> {
+    subjects
+        .iter()
+        .map(|subject| {
+            load::run_harness(
+                subject.addr,
+                packages,
+                concurrency,
+                options.duration,
+                options.seed,
+                &subject.meter,
+            )
+            .map(|measured| (subject.label, measured))
+            .map_err(|e| format!("{}: {e}", subject.label))
+        })
+        .collect()
+}
+
 fn run_one(options: &Options) -> Result<(), String> {
     let connections = options.connections + options.idle;
     let with_null = null_fits(connections, options.null)?;
@@ -242,18 +266,7 @@ fn run_one(options: &Options) -> Result<(), String> {
     let title = match options.workload {
         Workload::Harness => {
             let (packages, origin) = harness_packages(options)?;
-            for subject in &subjects {
-                let measured = load::run_harness(
-                    subject.addr,
-                    &packages,
-                    options.connections,
-                    options.duration,
-                    options.seed,
-                    &subject.meter,
-                )
-                .map_err(|e| format!("{}: {e}", subject.label))?;
-                results.push((subject.label, measured));
-            }
+            results = harness_on(&subjects, &packages, options.connections, options)?;
             format!(
                 "harness, concurrency {}, {origin}, repeated for {:?}; latency per request",
                 options.connections, options.duration

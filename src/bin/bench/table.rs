@@ -13,7 +13,10 @@ use crate::null_server::NullServer;
 use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands};
 use crate::target::ScratchDir;
-use crate::{harness_packages, interleave, null_fits, preload, preload_graph, start_real, Subject};
+use crate::{
+    harness_on, harness_packages, interleave, null_fits, preload, preload_graph, start_real,
+    Subject,
+};
 use package_indexer::metrics::Metrics;
 use package_indexer::protocol::Response;
 use package_indexer::workload::Package;
@@ -307,19 +310,8 @@ fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     let (packages, origin) = harness_packages(options)?;
     let server = start_real(options, &[])?;
     let concurrency = 100;
-    let mut results = Vec::new();
-    for subject in [Subject::real(&server), Subject::null(null_server)] {
-        let measured = load::run_harness(
-            subject.addr,
-            &packages,
-            concurrency,
-            options.duration,
-            options.seed,
-            &subject.meter,
-        )
-        .map_err(|e| format!("{}: {e}", subject.label))?;
-        results.push((subject.label, measured));
-    }
+    let subjects = [Subject::real(&server), Subject::null(null_server)];
+    let results = harness_on(&subjects, &packages, concurrency, options)?;
     eprintln!(
         "{}",
         runs(

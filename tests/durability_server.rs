@@ -6,7 +6,7 @@ mod common;
 
 use common::{Client, ServerProcess, TempDir};
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -52,41 +52,26 @@ fn acknowledged_changes_survive_kill_9_and_refused_ones_never_appear() {
                     } else {
                         String::new()
                     };
-                    let request = format!("INDEX|{name}|{deps}\n");
-                    if client.writer.write_all(request.as_bytes()).is_err() {
+                    let Some(answer) = client.try_ask(&format!("INDEX|{name}|{deps}")) else {
                         break;
-                    }
-                    let mut answer = String::new();
-                    match client.reader.read_line(&mut answer) {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
-                    }
-                    assert_eq!(answer, "OK\n");
+                    };
+                    assert_eq!(answer, "OK");
                     known.insert(name.clone(), true);
                     // Refused: its dependency was never indexed.
-                    let refused = format!("INDEX|never-{w}-{i}|missing-{w}-{i}\n");
-                    if client.writer.write_all(refused.as_bytes()).is_err() {
+                    let refused = format!("INDEX|never-{w}-{i}|missing-{w}-{i}");
+                    let Some(answer) = client.try_ask(&refused) else {
                         break;
-                    }
-                    answer.clear();
-                    match client.reader.read_line(&mut answer) {
-                        Ok(n) if n > 0 => assert_eq!(answer, "FAIL\n"),
-                        _ => break,
-                    }
+                    };
+                    assert_eq!(answer, "FAIL");
                     if i % 3 == 2 {
                         // A leaf: nothing depends on it yet. Until its
                         // answer arrives the removal may or may not have
                         // happened, so the name is not known either way.
                         known.remove(&name);
-                        let remove = format!("REMOVE|{name}|\n");
-                        if client.writer.write_all(remove.as_bytes()).is_err() {
+                        let Some(answer) = client.try_ask(&format!("REMOVE|{name}|")) else {
                             break;
-                        }
-                        answer.clear();
-                        match client.reader.read_line(&mut answer) {
-                            Ok(n) if n > 0 => assert_eq!(answer, "OK\n"),
-                            _ => break,
-                        }
+                        };
+                        assert_eq!(answer, "OK");
                         known.insert(name, false);
                     }
                     i += 1;

@@ -209,6 +209,18 @@ impl Client {
         self.line().trim_end().to_string()
     }
 
+    /// Like `ask`, but `None` once the connection is gone (a killed server).
+    pub fn try_ask(&mut self, request: &str) -> Option<String> {
+        self.writer
+            .write_all(format!("{request}\n").as_bytes())
+            .ok()?;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 => Some(line.trim_end().to_string()),
+            _ => None,
+        }
+    }
+
     /// True once the peer has closed (end of stream or reset).
     pub fn closed(&mut self) -> bool {
         let mut byte = [0u8; 1];

@@ -5,7 +5,7 @@ mod durability_common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -241,6 +241,18 @@ fn an_unknown_format_version_is_refused() {
     }
 }
 
+/// Appends the start of a record (a length, no more) to `log-1.pi`, as a
+/// crash during its last write would leave it; returns the file and where
+/// the torn record starts.
+fn tear_first_log(dir: &Path) -> (PathBuf, u64) {
+    let old = dir.join("log-1.pi");
+    let end = fs::metadata(&old).unwrap().len();
+    let mut bytes = fs::read(&old).unwrap();
+    bytes.extend_from_slice(&[20, 0, 0]);
+    fs::write(&old, &bytes).unwrap();
+    (old, end)
+}
+
 #[test]
 fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     let scratch = ScratchDir::new("torn-old");
@@ -250,11 +262,7 @@ fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     log.rotate().unwrap();
     append(&log, &index("b", &[]));
     drop(log);
-    let old = dir.join("log-1.pi");
-    let end = fs::metadata(&old).unwrap().len();
-    let mut bytes = fs::read(&old).unwrap();
-    bytes.extend_from_slice(&[20, 0, 0]);
-    fs::write(&old, &bytes).unwrap();
+    let (old, end) = tear_first_log(dir);
     match recover_changes(dir).unwrap_err() {
         RecoveryError::Damaged { file, offset, .. } => assert_eq!((file, offset), (old, end)),
         other => panic!("expected damage, got {other}"),
@@ -271,11 +279,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     drop(log);
     // A crash mid-rotation: the older log's last write cut short, the new
     // log created but still empty.
-    let old = dir.join("log-1.pi");
-    let end = fs::metadata(&old).unwrap().len();
-    let mut bytes = fs::read(&old).unwrap();
-    bytes.extend_from_slice(&[20, 0, 0]);
-    fs::write(&old, &bytes).unwrap();
+    let (old, end) = tear_first_log(dir);
     let (changes, recovered) = recover_changes(dir).unwrap();
     assert_eq!(changes, [index("a", &[])]);
     let torn = recovered.torn_tail.clone().unwrap();

@@ -230,10 +230,13 @@ fn start_compactor(store: Store, metrics: Arc<Metrics>) -> Result<(), RuntimeErr
                 if !log.needs_compaction() {
                     continue;
                 }
-                let taken = {
+                // The new log file is created before taking the lock, so
+                // writers wait only for the switch and the copy.
+                let taken = log.prepare_rotation().and_then(|next| {
                     let index = store.read();
-                    log.rotate().map(|generation| (generation, index.clone()))
-                };
+                    log.rotate_to(next)
+                        .map(|generation| (generation, index.clone()))
+                });
                 let written = taken.and_then(|(generation, copy)| {
                     log.write_snapshot(generation, copy.topological())
                 });

@@ -117,6 +117,14 @@ struct Writer {
     spare: Vec<u8>,
 }
 
+/// A log file created for the next rotation (see [`Log::prepare_rotation`]).
+pub struct NextLog<'a> {
+    /// The generation receiving appends now, locked until the switch.
+    current: MutexGuard<'a, Generation>,
+    file: File,
+    header_len: u64,
+}
+
 /// The log file receiving appends.
 struct ActiveFile {
     generation: Generation,
@@ -409,23 +417,47 @@ impl Log {
         )
     }
 
-    /// Starts a new log file and returns its generation, which is the
+    /// Creates and syncs the next log file, ahead of [`Log::rotate_to`], so
+    /// that no file system work happens while the caller holds the index
+    /// lock.
+    /// The returned value holds the rotation lock until it is used, so a
+    /// second rotation cannot prepare the same file meanwhile.
+    pub fn prepare_rotation(&self) -> io::Result<NextLog<'_>> {
+        let current = lock(&self.generation);
+        self.check_alive()?;
+        let (file, header_len) = create_log_file(&self.dir, current.next())?;
+        Ok(NextLog {
+            current,
+            file,
+            header_len,
+        })
+    }
+
+    /// Switches appends to `next` and returns its generation, which is the
     /// generation of the snapshot to write next. Call it while holding the
     /// index read lock and take the snapshot contents under the same lock:
     /// then every change before them is in the older logs and every change
     /// after them in the new one. Returns once every record before the
-    /// switch is written and synced and the new file receives appends.
-    pub fn rotate(&self) -> io::Result<Generation> {
-        let mut generation = lock(&self.generation);
+    /// switch is written and synced.
+    pub fn rotate_to(&self, next: NextLog<'_>) -> io::Result<Generation> {
+        let NextLog {
+            mut current,
+            file,
+            header_len,
+        } = next;
         self.check_alive()?;
-        let next = generation.next();
-        let (file, header_len) = create_log_file(&self.dir, next)?;
         // No append can come in between: the caller holds the index read
         // lock, and appends happen under its write lock.
         lock(&self.pending).log_bytes = header_len;
         self.lead_when_free(Some(file), true)?;
-        *generation = next;
-        Ok(next)
+        *current = current.next();
+        Ok(*current)
+    }
+
+    /// [`Log::prepare_rotation`] and [`Log::rotate_to`] in one step, for
+    /// callers that hold no lock worth keeping short.
+    pub fn rotate(&self) -> io::Result<Generation> {
+        self.rotate_to(self.prepare_rotation()?)
     }
 
     /// Writes the snapshot for `generation` (from [`Log::rotate`]) from

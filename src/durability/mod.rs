@@ -17,9 +17,10 @@
 //!    [`Log::append`] under the index write lock and [`Log::wait_durable`]
 //!    after releasing it, before answering `OK`. A wait that fails means
 //!    the disk failed: the server must stop (exit 1), not answer `OK`.
-//! 3. When [`Log::needs_compaction`] says so, a background thread takes the
-//!    index read lock, calls [`Log::rotate`] and copies (or walks) the
-//!    packages, then [`Log::write_snapshot`]s them; older files are deleted.
+//! 3. When [`Log::needs_compaction`] says so, a background thread creates
+//!    the next log file ([`Log::prepare_rotation`]), takes the index read
+//!    lock, switches to it ([`Log::rotate_to`]) and copies the packages,
+//!    then [`Log::write_snapshot`]s them; older files are deleted.
 //! 4. On a graceful stop, [`Log::close`] writes and syncs what is left.
 //!
 //! This module knows nothing of the index: changes and snapshot contents are
@@ -35,7 +36,7 @@ mod snapshot;
 use std::fmt;
 use std::str::FromStr;
 
-pub use self::log::{Log, LogEvent, LogStats};
+pub use self::log::{Log, LogEvent, LogStats, NextLog};
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};

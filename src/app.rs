@@ -14,7 +14,7 @@ use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
-use crate::signal::TerminationSignals;
+use crate::sys::TerminationSignals;
 use crate::store::Store;
 use std::fmt;
 use std::net::TcpListener;

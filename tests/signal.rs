@@ -9,7 +9,7 @@
 //! would; every later thread inherits the mask. This file has one test so
 //! nothing else shares the process while signals are in flight.
 
-use package_indexer::signal::{block_termination_signals, Signal};
+use package_indexer::sys::{block_termination_signals, Signal};
 use std::process::Command;
 
 extern "C" fn block_before_main() {

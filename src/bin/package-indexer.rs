@@ -3,14 +3,14 @@
 
 use package_indexer::config::{self, Invocation};
 use package_indexer::metrics::Metrics;
-use package_indexer::{app, healthcheck, log, signal};
+use package_indexer::{app, healthcheck, log, sys};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
     // only `sigwait` ever sees SIGTERM and SIGINT.
-    let signals = signal::block_termination_signals();
+    let signals = sys::block_termination_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());
     let invocation = config::parse(std::env::args().skip(1), |name| std::env::var(name).ok());

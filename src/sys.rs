@@ -1,14 +1,14 @@
-//! Synchronous handling of `SIGTERM` and `SIGINT`, without handlers.
+//! The system calls the standard library does not offer, and the crate's
+//! only `unsafe` code: each call is declared here by hand (production code
+//! uses the standard library only) and each `unsafe` block says why it is
+//! sound. The layouts and constants are those of Linux on x86_64 and
+//! aarch64, identical in glibc and musl.
 //!
-//! The signals are blocked in every thread (the mask is inherited, so
+//! Signals: `SIGTERM` and `SIGINT` are handled synchronously, without
+//! handlers. They are blocked in every thread (the mask is inherited, so
 //! [`block_termination_signals`] runs on the main thread before any other
 //! thread exists) and one thread collects them with `sigwait(3)`. No code
 //! ever runs in signal context, so the shutdown logic is ordinary Rust.
-//!
-//! This is the crate's only `unsafe` code: four libc calls declared here by
-//! hand, since production code uses the standard library only. The layouts
-//! and constants are those of Linux on x86_64 and aarch64, identical in glibc
-//! and musl.
 
 use std::fmt;
 use std::io;

@@ -241,16 +241,18 @@ fn an_unknown_format_version_is_refused() {
     }
 }
 
-/// Appends the start of a record (a length, no more) to `log-1.pi`, as a
-/// crash during its last write would leave it; returns the file and where
-/// the torn record starts.
+/// Bytes of the seal a rotation writes at the end of the log it leaves.
+const SEAL_RECORD_BYTES: u64 = 8 + 1 + 8;
+
+/// Cuts `log-1.pi` inside its last record, the seal of a rotation, as a
+/// crash during that write would leave it; returns the file and where the
+/// torn seal starts.
 fn tear_first_log(dir: &Path) -> (PathBuf, u64) {
     let old = dir.join("log-1.pi");
-    let end = fs::metadata(&old).unwrap().len();
-    let mut bytes = fs::read(&old).unwrap();
-    bytes.extend_from_slice(&[20, 0, 0]);
-    fs::write(&old, &bytes).unwrap();
-    (old, end)
+    let len = fs::metadata(&old).unwrap().len();
+    let bytes = fs::read(&old).unwrap();
+    fs::write(&old, &bytes[..(len - 5) as usize]).unwrap();
+    (old, len - SEAL_RECORD_BYTES)
 }
 
 #[test]
@@ -494,4 +496,209 @@ fn churn_on_one_package_keeps_the_directory_small() {
         .iter()
         .for_each(|change| apply(&mut replayed, change));
     assert_eq!(replayed, state);
+}
+
+/// A directory in the middle of its life: `snapshot-2.pi` (the state after
+/// the first changes), `log-2.pi` (more changes, sealed by a rotation) and
+/// `log-3.pi` (the newest). Returns every change recovery replays from it,
+/// in order, and how many of them come before `log-3.pi`.
+fn directory_mid_life(dir: &Path) -> (Vec<OwnedChange>, usize) {
+    let log = open(dir, Fsync::Never);
+    let mut state = FakeIndex::new();
+    for change in [index("a", &[]), index("b", &["a"]), index("c", &["a", "b"])] {
+        append(&log, &change);
+        apply(&mut state, &change);
+    }
+    compact(&log, &state);
+    for change in [remove("c"), index("d", &["b"])] {
+        append(&log, &change);
+    }
+    log.rotate().unwrap();
+    for change in [index("e", &["d", "a"]), remove("d"), index("f", &[])] {
+        append(&log, &change);
+    }
+    drop(log);
+    let names: Vec<String> = contents(dir).into_keys().collect();
+    assert_eq!(names, ["log-2.pi", "log-3.pi", "snapshot-2.pi"]);
+    let (full, _) = recover_changes(dir).unwrap();
+    assert_eq!(full.len(), 3 + 2 + 3);
+    (full, 5)
+}
+
+/// What a start made of a damaged copy: it refused and changed nothing, or
+/// it recovered a prefix of the history that holds everything before the
+/// newest log; and whenever it dropped bytes, it said so and kept them.
+fn check_start(dir: &Path, full: &[OwnedChange], before_newest: usize, what: &str) {
+    let before = contents(dir);
+    match recover_changes(dir) {
+        Err(error) => {
+            assert!(
+                matches!(
+                    error,
+                    RecoveryError::Damaged { .. } | RecoveryError::Missing { .. }
+                ),
+                "{what}: {error}"
+            );
+            assert_eq!(
+                contents(dir),
+                before,
+                "{what}: a refused start changed files"
+            );
+        }
+        Ok((changes, recovered)) => {
+            assert!(
+                changes.len() >= before_newest && full.starts_with(&changes),
+                "{what}: recovered {changes:?}"
+            );
+            if let Some(torn) = &recovered.torn_tail {
+                let original = &before[&file_name(&torn.file)];
+                let saved = fs::read(&torn.saved_to).unwrap();
+                assert_eq!(saved, original[torn.offset as usize..], "{what}");
+                assert_eq!(fs::metadata(&torn.file).unwrap().len(), torn.offset);
+            }
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_silently() {
+    let source = ScratchDir::new("every-byte-source");
+    let (full, before_newest) = directory_mid_life(source.path());
+    let pristine = contents(source.path());
+    let mut outcomes = BTreeMap::<(&str, &str), (usize, usize)>::new();
+    for (name, bytes) in &pristine {
+        let mut damaged_copies: Vec<(&str, String, Vec<u8>)> = Vec::new();
+        for at in 0..bytes.len() {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut flipped = bytes.clone();
+                flipped[at] ^= mask;
+                damaged_copies.push(("flip", format!("{name} byte {at} ^ {mask:#x}"), flipped));
+            }
+            damaged_copies.push(("cut", format!("{name} cut at {at}"), bytes[..at].to_vec()));
+        }
+        for (kind, what, damaged) in damaged_copies {
+            let scratch = ScratchDir::new("every-byte");
+            let dir = scratch.path();
+            fs::create_dir_all(dir).unwrap();
+            for (other, other_bytes) in &pristine {
+                fs::write(dir.join(other), other_bytes).unwrap();
+            }
+            fs::write(dir.join(name), &damaged).unwrap();
+            check_start(dir, &full, before_newest, &what);
+            let started = recover_changes(dir).is_ok();
+            let tally = outcomes.entry((name.as_str(), kind)).or_default();
+            if started {
+                tally.0 += 1;
+            } else {
+                tally.1 += 1;
+            }
+        }
+    }
+    // Only the newest log can lose its end to damage and still start; the
+    // snapshot and the sealed log are needed whole.
+    for ((name, kind), (started, refused)) in &outcomes {
+        println!("{name} {kind}: {started} started, {refused} refused");
+        if *name != "log-3.pi" {
+            assert_eq!(*started, 0, "{name} {kind}");
+        }
+    }
+    assert!(outcomes[&("log-3.pi", "cut")].0 > 0);
+    assert!(outcomes[&("log-3.pi", "flip")].1 > 0);
+}
+
+#[test]
+fn a_bit_flipped_in_the_length_of_any_record_but_the_last_refuses() {
+    let scratch = ScratchDir::new("length-flips");
+    let changes: Vec<OwnedChange> = (0..100).map(|i| index(&format!("p{i}"), &[])).collect();
+    let boundaries = write_log(scratch.path(), &changes);
+    let pristine = fs::read(scratch.path().join("log-1.pi")).unwrap();
+    for (record, &start) in boundaries[..boundaries.len() - 2].iter().enumerate() {
+        for bit in 0..32 {
+            let mut bytes = pristine.clone();
+            bytes[start as usize + bit / 8] ^= 1 << (bit % 8);
+            let dir = ScratchDir::new("length-flip");
+            fs::create_dir_all(dir.path()).unwrap();
+            fs::write(dir.path().join("log-1.pi"), &bytes).unwrap();
+            let before = contents(dir.path());
+            match recover_changes(dir.path()) {
+                Err(RecoveryError::Damaged { offset, .. }) => {
+                    assert_eq!(offset, start, "record {record}, bit {bit}")
+                }
+                other => panic!("record {record}, bit {bit}: {other:?}"),
+            }
+            assert_eq!(contents(dir.path()), before, "record {record}, bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn a_sealed_newest_log_means_the_next_one_is_missing() {
+    let scratch = ScratchDir::new("sealed-newest");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    append(&log, &index("b", &[]));
+    drop(log);
+    fs::remove_file(dir.join("log-2.pi")).unwrap();
+    let before = contents(dir);
+    match recover_changes(dir).unwrap_err() {
+        RecoveryError::Missing { file, reason } => {
+            assert_eq!(file, dir.join("log-2.pi"));
+            assert!(reason.contains("log-1.pi was sealed"), "{reason}");
+        }
+        other => panic!("expected a missing file, got {other}"),
+    }
+    assert_eq!(contents(dir), before);
+}
+
+#[test]
+fn a_snapshot_without_the_log_that_continues_it_is_refused() {
+    let scratch = ScratchDir::new("snapshot-alone");
+    let dir = scratch.path();
+    drop(open(dir, Fsync::Never));
+    // Even a fresh directory holds an empty snapshot once opened, so a lost
+    // log is never taken for a new directory.
+    let names: Vec<String> = contents(dir).into_keys().collect();
+    assert_eq!(names, ["log-1.pi", "snapshot-1.pi"]);
+    fs::remove_file(dir.join("log-1.pi")).unwrap();
+    match recover_changes(dir).unwrap_err() {
+        RecoveryError::Missing { file, .. } => assert_eq!(file, dir.join("log-1.pi")),
+        other => panic!("expected a missing file, got {other}"),
+    }
+}
+
+#[test]
+fn a_rotation_cut_short_before_its_seal_is_finished_at_the_next_open() {
+    let scratch = ScratchDir::new("unsealed");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    drop(log);
+    // The crash came after log-2 was created and before log-1 was sealed.
+    let (old, end) = tear_first_log(dir);
+    fs::write(&old, &fs::read(&old).unwrap()[..end as usize]).unwrap();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("b", &["a"]));
+    drop(log);
+    let (changes, recovered) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[]), index("b", &["a"])]);
+    assert!(recovered.torn_tail.is_none());
+}
+
+#[test]
+fn deleting_the_lock_file_does_not_let_a_second_process_in() {
+    let scratch = ScratchDir::new("lock-file-deleted");
+    let log = open(scratch.path(), Fsync::Never);
+    fs::remove_file(scratch.path().join("LOCK")).unwrap();
+    assert!(matches!(
+        recover_changes(scratch.path()),
+        Err(RecoveryError::Locked { .. })
+    ));
+    drop(log);
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::files::{self, Kind};
+use super::files::{self, DirLock, Kind};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
@@ -74,8 +74,8 @@ pub struct Log {
     batches_written: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
-    /// Held (and the directory locked) until the log is dropped.
-    _lock: File,
+    /// The directory stays locked until the log is dropped.
+    _lock: DirLock,
 }
 
 /// Counters of the log since it was opened, for metrics.
@@ -161,8 +161,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Log {
     /// Opens the log after [`super::recover`]: continues the newest log file
-    /// or creates the first one, and removes files the newest snapshot made
-    /// obsolete. `observe` hears, on whichever thread wrote, how long each
+    /// or creates the first one, writes an empty first snapshot for a
+    /// directory that has none (so that its log, once deleted, is found
+    /// missing rather than taken for a new directory), and removes files the
+    /// newest snapshot made obsolete. `observe` hears, on whichever thread wrote, how long each
     /// sync took and, once, the write or sync error that failed the log.
     pub fn open(
         recovered: Recovered,
@@ -173,10 +175,15 @@ impl Log {
             dir,
             lock: dir_lock,
             base,
+            has_snapshot,
             active_log,
+            unsealed,
             snapshot_bytes,
             ..
         } = recovered;
+        for (generation, path) in unsealed {
+            seal_file(&path, generation.next())?;
+        }
         files::remove_older_than(&dir, base, true)?;
         let active = match active_log {
             Some((generation, len)) => ActiveFile {
@@ -197,6 +204,12 @@ impl Log {
                 }
             }
         };
+        // After the log: a snapshot is always continued by an existing log.
+        let snapshot_bytes = if has_snapshot {
+            snapshot_bytes
+        } else {
+            snapshot::write(&dir, base, std::iter::empty::<(&str, [&str; 0])>())?
+        };
         Ok(Log::start(
             dir,
             dir_lock,
@@ -210,7 +223,7 @@ impl Log {
     /// Builds the log around `active`.
     fn start(
         dir: PathBuf,
-        dir_lock: File,
+        dir_lock: DirLock,
         active: ActiveFile,
         snapshot_bytes: u64,
         fsync: Fsync,
@@ -447,8 +460,13 @@ impl Log {
         } = next;
         self.check_alive()?;
         // No append can come in between: the caller holds the index read
-        // lock, and appends happen under its write lock.
-        lock(&self.pending).log_bytes = header_len;
+        // lock, and appends happen under its write lock. The seal goes out
+        // with the last batch of the old file, before the switch.
+        {
+            let mut pending = lock(&self.pending);
+            record::encode_seal(&mut pending.buffer, current.next().value())?;
+            pending.log_bytes = header_len;
+        }
         self.lead_when_free(Some(file), true)?;
         *current = current.next();
         Ok(*current)
@@ -512,6 +530,16 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     Ok(Some(started.elapsed()))
 }
 
+/// Appends the seal naming `next` to the log at `path`, durably: this
+/// finishes a rotation that a crash interrupted after `next` was created.
+fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
+    let mut seal = Vec::new();
+    record::encode_seal(&mut seal, next.value())?;
+    let mut file = OpenOptions::new().append(true).open(path)?;
+    file.write_all(&seal)?;
+    file.sync_data()
+}
+
 /// Creates log `generation` holding only its header, durably.
 fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)> {
     files::install(dir, Kind::Log, generation, |file| {
@@ -534,7 +562,7 @@ mod tests {
         fs::write(&path, b"").unwrap();
         // Writing to a file opened read-only fails like a dying disk would.
         let read_only = File::open(&path).unwrap();
-        let lock_file = File::create(dir.join("LOCK")).unwrap();
+        let lock_file = DirLock::acquire(&dir).unwrap();
         let reported = Arc::new(AtomicUsize::new(0));
         let log = {
             let reported = Arc::clone(&reported);

@@ -195,3 +195,114 @@ fn disk_use_tracks_the_index_not_the_history() {
     assert!(largest < 8 << 20, "data directory reached {largest} bytes");
     assert_eq!(client.ask("QUERY|churn|"), "FAIL");
 }
+
+/// Indexes `count` packages through a server on `dir`, then stops it
+/// gracefully; returns the path of its log.
+fn log_of_packages(dir: &TempDir, count: usize) -> std::path::PathBuf {
+    let mut server = start(dir, "always");
+    let mut client = server.connect();
+    for i in 0..count {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    dir.path().join("log-1.pi")
+}
+
+/// Where each record of `log` starts (the header is 12 bytes; a record is
+/// an 8-byte frame header and its payload).
+fn record_starts(log: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 12;
+    while at < log.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+fn refused_start(dir: &TempDir) -> String {
+    let dir_arg = dir.path().to_str().unwrap();
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", dir_arg]) else {
+        panic!("started on a damaged data directory");
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{logs:?}");
+    logs.last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_length_flipped_in_any_record_but_the_last_refuses_and_changes_nothing() {
+    let dir = TempDir::new("length-flip");
+    let log = log_of_packages(&dir, 100);
+    let pristine = std::fs::read(&log).unwrap();
+    let starts = record_starts(&pristine);
+    assert_eq!(starts.len(), 100);
+    for &start in &starts[..99] {
+        // The length's third byte: the record now claims to run megabytes
+        // past the end of the file, like a torn last record would.
+        let mut bytes = pristine.clone();
+        bytes[start + 2] ^= 0x10;
+        std::fs::write(&log, &bytes).unwrap();
+        let before = files_of(&dir);
+        let message = refused_start(&dir);
+        assert!(
+            message.contains("log-1.pi") && message.contains(&format!("damaged at byte {start}")),
+            "{message}"
+        );
+        assert_eq!(files_of(&dir), before, "record at {start}: files changed");
+    }
+}
+
+#[test]
+fn a_damaged_last_record_is_cut_and_kept_beside_the_log() {
+    let dir = TempDir::new("last-record");
+    let log = log_of_packages(&dir, 100);
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = *record_starts(&bytes).last().unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let server = start(&dir, "always");
+    let logs = server.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("level=warn") && l.contains("torn")),
+        "{logs:?}"
+    );
+    assert!(logs.iter().any(|l| l.contains("packages=99")), "{logs:?}");
+    let saved = dir.path().join(format!("log-1.pi.torn-{last}"));
+    assert_eq!(std::fs::read(&saved).unwrap(), bytes[last..]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("QUERY|p98|"), "OK");
+    assert_eq!(client.ask("QUERY|p99|"), "FAIL");
+}
+
+#[test]
+fn a_deleted_newest_log_refuses_to_start() {
+    let dir = TempDir::new("deleted-log");
+    let log = log_of_packages(&dir, 10);
+    std::fs::remove_file(&log).unwrap();
+    let message = refused_start(&dir);
+    assert!(
+        message.contains("log-1.pi") && message.contains("missing"),
+        "{message}"
+    );
+}
+
+/// Every file in `dir` with its contents.
+fn files_of(dir: &TempDir) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}

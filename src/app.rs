@@ -14,8 +14,8 @@ use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
-use crate::sys::TerminationSignals;
 use crate::store::Store;
+use crate::sys::TerminationSignals;
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
@@ -167,7 +167,7 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
     let recovered = durability::recover(dir, |change| replay(&mut index, change))
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
     if let Some(torn) = &recovered.torn_tail {
-        log::warn("dropped a torn last record", &[("detail", torn)]);
+        log::warn("cut a torn last record", &[("detail", torn)]);
     }
     let stats = recovered.stats.clone();
     log::info(

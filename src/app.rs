@@ -9,7 +9,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::durability::{self, Change, Fsync, Log, LogEvent};
+use crate::durability::{self, Change, Fsync, Wal, WalEvent};
 use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
@@ -182,9 +182,9 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
         ],
     );
     let metrics = Arc::clone(metrics);
-    let log = Log::open(recovered, fsync, move |event| match event {
-        LogEvent::Synced(took) => metrics.record_fsync(took),
-        LogEvent::Failed(err) => {
+    let log = Wal::open(recovered, fsync, move |event| match event {
+        WalEvent::Synced(took) => metrics.record_fsync(took),
+        WalEvent::Failed(err) => {
             // Memory is now ahead of the disk: answering anything more could
             // acknowledge a change that is not durable. Crash-only: stop here
             // and let the restart recover from what is on disk.

@@ -16,7 +16,7 @@
 //! panics mid-change on client input, and refusing every later request
 //! would turn one bug into an outage.
 
-use crate::durability::{Change, Log, Seq};
+use crate::durability::{Change, Seq, Wal};
 use crate::index::{Indexer, Outcome};
 use crate::protocol::{Command, Request};
 use std::io;
@@ -31,7 +31,7 @@ pub struct Store {
 }
 
 struct Durable {
-    log: Log,
+    log: Wal,
     /// Sequence number of the newest logged change; written under the
     /// write lock, read under either lock.
     newest: AtomicU64,
@@ -56,7 +56,7 @@ impl Store {
     }
 
     /// A store whose changes go to `log`.
-    pub fn with_log(indexer: Indexer, log: Log) -> Store {
+    pub fn with_log(indexer: Indexer, log: Wal) -> Store {
         Store {
             index: Arc::new(RwLock::new(indexer)),
             durable: Some(Arc::new(Durable {
@@ -126,7 +126,7 @@ impl Store {
     }
 
     /// The write-ahead log, when there is one.
-    pub fn log(&self) -> Option<&Log> {
+    pub fn log(&self) -> Option<&Wal> {
         self.durable.as_deref().map(|d| &d.log)
     }
 

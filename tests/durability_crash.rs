@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use durability_common::{recover_changes, ScratchDir};
-use package_indexer::durability::{Change, Fsync, Log, OwnedChange};
+use package_indexer::durability::{Change, Fsync, OwnedChange, Wal};
 
 const VICTIM_DIR: &str = "PACKAGE_INDEXER_TEST_VICTIM_DIR";
 const THREADS: usize = 8;
@@ -30,7 +30,7 @@ fn victim() {
         return;
     };
     let (_, recovered) = recover_changes(dir.as_ref()).unwrap();
-    let log = Arc::new(Log::open(recovered, Fsync::Always, |_| {}).unwrap());
+    let log = Arc::new(Wal::open(recovered, Fsync::Always, |_| {}).unwrap());
     // The stand-in for the index: packages in the order they were indexed.
     let index = Arc::new(Mutex::new(Vec::<String>::new()));
     let stdout = Arc::new(Mutex::new(std::io::stdout()));

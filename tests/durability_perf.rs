@@ -13,12 +13,12 @@ use std::thread;
 use std::time::Instant;
 
 use durability_common::{dir_bytes, recover_changes, ScratchDir};
-use package_indexer::durability::{recover, Change, Fsync, Log, LogEvent};
+use package_indexer::durability::{recover, Change, Fsync, Wal, WalEvent};
 
-fn open(dir: &std::path::Path, fsync: Fsync) -> Log {
+fn open(dir: &std::path::Path, fsync: Fsync) -> Wal {
     let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |event| {
-        if let LogEvent::Failed(error) = event {
+    Wal::open(recovered, fsync, |event| {
+        if let WalEvent::Failed(error) = event {
             panic!("log failed: {error}")
         }
     })

@@ -12,7 +12,7 @@ use std::thread;
 use durability_common::{
     contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
 };
-use package_indexer::durability::{recover, Fsync, Log, LogEvent, OwnedChange, RecoveryError};
+use package_indexer::durability::{recover, Fsync, OwnedChange, RecoveryError, Wal, WalEvent};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -31,23 +31,23 @@ fn apply(state: &mut FakeIndex, change: &OwnedChange) {
     }
 }
 
-fn open(dir: &Path, fsync: Fsync) -> Log {
+fn open(dir: &Path, fsync: Fsync) -> Wal {
     let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |event| {
-        if let LogEvent::Failed(error) = event {
+    Wal::open(recovered, fsync, |event| {
+        if let WalEvent::Failed(error) = event {
             panic!("log failed: {error}")
         }
     })
     .unwrap()
 }
 
-fn append(log: &Log, change: &OwnedChange) {
+fn append(log: &Wal, change: &OwnedChange) {
     let seq = with_change(change, |change| log.append(change)).unwrap();
     log.wait_durable(seq).unwrap();
 }
 
 /// Rotates and snapshots `state` the way the server's compaction does.
-fn compact(log: &Log, state: &FakeIndex) {
+fn compact(log: &Wal, state: &FakeIndex) {
     let generation = log.rotate().unwrap();
     let packages = state
         .iter()
@@ -132,7 +132,7 @@ fn a_log_cut_at_any_byte_recovers_exactly_a_prefix_and_takes_new_appends() {
         }
 
         // The torn record is gone for good: new appends follow the prefix.
-        let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+        let log = Wal::open(recovered, Fsync::Never, |_| {}).unwrap();
         append(&log, &remove("z"));
         drop(log);
         let (after, recovered) = recover_changes(dir).unwrap();
@@ -287,7 +287,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     let torn = recovered.torn_tail.clone().unwrap();
     assert_eq!((torn.file, torn.offset), (old.clone(), end));
     assert_eq!(fs::metadata(&old).unwrap().len(), end);
-    let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+    let log = Wal::open(recovered, Fsync::Never, |_| {}).unwrap();
     append(&log, &index("b", &["a"]));
     drop(log);
     let (changes, _) = recover_changes(dir).unwrap();

@@ -13,30 +13,30 @@
 //! 1. [`recover`] locks the directory, replays snapshot and logs through a
 //!    callback (which may refuse a change: that is damage too), and
 //!    truncates a torn last record, reporting it for a warning.
-//! 2. [`Log::open`] continues the newest log; the server calls
-//!    [`Log::append`] under the index write lock and [`Log::wait_durable`]
+//! 2. [`Wal::open`] continues the newest log; the server calls
+//!    [`Wal::append`] under the index write lock and [`Wal::wait_durable`]
 //!    after releasing it, before answering `OK`. A wait that fails means
 //!    the disk failed: the server must stop (exit 1), not answer `OK`.
-//! 3. When [`Log::needs_compaction`] says so, a background thread creates
-//!    the next log file ([`Log::prepare_rotation`]), takes the index read
-//!    lock, switches to it ([`Log::rotate_to`]) and copies the packages,
-//!    then [`Log::write_snapshot`]s them; older files are deleted.
-//! 4. On a graceful stop, [`Log::close`] writes and syncs what is left.
+//! 3. When [`Wal::needs_compaction`] says so, a background thread creates
+//!    the next log file ([`Wal::prepare_rotation`]), takes the index read
+//!    lock, switches to it ([`Wal::rotate_to`]) and copies the packages,
+//!    then [`Wal::write_snapshot`]s them; older files are deleted.
+//! 4. On a graceful stop, [`Wal::close`] writes and syncs what is left.
 //!
 //! This module knows nothing of the index: changes and snapshot contents are
 //! plain names.
 
 mod crc32c;
 mod files;
-mod log;
 mod record;
 mod recovery;
 mod snapshot;
+mod wal;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use self::log::{Log, LogEvent, LogStats, NextLog};
+pub use self::wal::{NextWalFile, Wal, WalEvent, WalStats};
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};

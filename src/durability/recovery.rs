@@ -30,7 +30,7 @@ use super::files::{self, DataFile, DirLock, Kind, LockError};
 use super::record::{self, Change, Frame, Record};
 use super::Generation;
 
-/// The state found by [`recover`], to hand to [`super::Log::open`].
+/// The state found by [`recover`], to hand to [`super::Wal::open`].
 #[derive(Debug)]
 pub struct Recovered {
     pub(super) dir: PathBuf,

@@ -1,12 +1,12 @@
 //! The write-ahead log: appends under the index lock, group commit by the
 //! waiters themselves.
 //!
-//! [`Log::append`] only encodes the change into an in-memory buffer under a
+//! [`Wal::append`] only encodes the change into an in-memory buffer under a
 //! short mutex, so log order is the order in which the caller (holding the
 //! index write lock) made the changes, and no disk I/O happens under that
 //! lock.
 //!
-//! [`Log::wait_durable`] is where the disk is written. The first waiter to
+//! [`Wal::wait_durable`] is where the disk is written. The first waiter to
 //! find nobody writing becomes the leader: it takes everything appended so
 //! far, `write(2)`s it, `fdatasync`s it with [`Fsync::Always`], publishes
 //! the highest sequence number now durable and wakes the others. Threads
@@ -40,7 +40,7 @@ use super::{Fsync, Generation, Seq};
 
 /// What the log reports to the server, on the thread that wrote.
 #[derive(Debug)]
-pub enum LogEvent<'a> {
+pub enum WalEvent<'a> {
     /// A batch was synced; the time `fdatasync` took.
     Synced(Duration),
     /// A write or sync failed; the log is failed for good. Reported once.
@@ -51,10 +51,10 @@ pub enum LogEvent<'a> {
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
 
-type Observer = Box<dyn Fn(LogEvent<'_>) + Send + Sync>;
+type Observer = Box<dyn Fn(WalEvent<'_>) + Send + Sync>;
 
 /// The open write-ahead log of a data directory. Share it with `Arc`.
-pub struct Log {
+pub struct Wal {
     dir: PathBuf,
     fsync: Fsync,
     observe: Observer,
@@ -80,7 +80,7 @@ pub struct Log {
 
 /// Counters of the log since it was opened, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
+pub struct WalStats {
     /// Changes appended.
     pub appended: u64,
     /// Changes durable.
@@ -117,8 +117,8 @@ struct Writer {
     spare: Vec<u8>,
 }
 
-/// A log file created for the next rotation (see [`Log::prepare_rotation`]).
-pub struct NextLog<'a> {
+/// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
+pub struct NextWalFile<'a> {
     /// The generation receiving appends now, locked until the switch.
     current: MutexGuard<'a, Generation>,
     file: File,
@@ -159,7 +159,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Log {
+impl Wal {
     /// Opens the log after [`super::recover`]: continues the newest log file
     /// or creates the first one, writes an empty first snapshot for a
     /// directory that has none (so that its log, once deleted, is found
@@ -169,8 +169,8 @@ impl Log {
     pub fn open(
         recovered: Recovered,
         fsync: Fsync,
-        observe: impl Fn(LogEvent<'_>) + Send + Sync + 'static,
-    ) -> io::Result<Log> {
+        observe: impl Fn(WalEvent<'_>) + Send + Sync + 'static,
+    ) -> io::Result<Wal> {
         let Recovered {
             dir,
             lock: dir_lock,
@@ -210,7 +210,7 @@ impl Log {
         } else {
             snapshot::write(&dir, base, std::iter::empty::<(&str, [&str; 0])>())?
         };
-        Ok(Log::start(
+        Ok(Wal::start(
             dir,
             dir_lock,
             active,
@@ -228,13 +228,13 @@ impl Log {
         snapshot_bytes: u64,
         fsync: Fsync,
         observe: Observer,
-    ) -> Log {
+    ) -> Wal {
         let ActiveFile {
             generation,
             file,
             bytes: log_bytes,
         } = active;
-        Log {
+        Wal {
             dir,
             fsync,
             observe,
@@ -372,7 +372,7 @@ impl Log {
                 kind: error.kind(),
                 message: error.to_string(),
             });
-            (self.observe)(LogEvent::Failed(error));
+            (self.observe)(WalEvent::Failed(error));
         }
         let mut progress = lock(&self.progress);
         progress.writing = None;
@@ -386,7 +386,7 @@ impl Log {
         match written {
             Ok(Some(took)) => {
                 self.syncs.fetch_add(1, Ordering::Relaxed);
-                (self.observe)(LogEvent::Synced(took));
+                (self.observe)(WalEvent::Synced(took));
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -407,8 +407,8 @@ impl Log {
     }
 
     /// Counters for metrics.
-    pub fn stats(&self) -> LogStats {
-        LogStats {
+    pub fn stats(&self) -> WalStats {
+        WalStats {
             appended: self.last_appended().0,
             durable: lock(&self.progress).durable.0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
@@ -430,16 +430,16 @@ impl Log {
         )
     }
 
-    /// Creates and syncs the next log file, ahead of [`Log::rotate_to`], so
+    /// Creates and syncs the next log file, ahead of [`Wal::rotate_to`], so
     /// that no file system work happens while the caller holds the index
     /// lock.
     /// The returned value holds the rotation lock until it is used, so a
     /// second rotation cannot prepare the same file meanwhile.
-    pub fn prepare_rotation(&self) -> io::Result<NextLog<'_>> {
+    pub fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
         let current = lock(&self.generation);
         self.check_alive()?;
         let (file, header_len) = create_log_file(&self.dir, current.next())?;
-        Ok(NextLog {
+        Ok(NextWalFile {
             current,
             file,
             header_len,
@@ -452,8 +452,8 @@ impl Log {
     /// then every change before them is in the older logs and every change
     /// after them in the new one. Returns once every record before the
     /// switch is written and synced.
-    pub fn rotate_to(&self, next: NextLog<'_>) -> io::Result<Generation> {
-        let NextLog {
+    pub fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
+        let NextWalFile {
             mut current,
             file,
             header_len,
@@ -472,13 +472,13 @@ impl Log {
         Ok(*current)
     }
 
-    /// [`Log::prepare_rotation`] and [`Log::rotate_to`] in one step, for
+    /// [`Wal::prepare_rotation`] and [`Wal::rotate_to`] in one step, for
     /// callers that hold no lock worth keeping short.
     pub fn rotate(&self) -> io::Result<Generation> {
         self.rotate_to(self.prepare_rotation()?)
     }
 
-    /// Writes the snapshot for `generation` (from [`Log::rotate`]) from
+    /// Writes the snapshot for `generation` (from [`Wal::rotate`]) from
     /// `packages`, dependencies before dependents, then deletes the files it
     /// supersedes. Readers and writers of the log carry on meanwhile.
     /// Returns the snapshot's size.
@@ -510,7 +510,7 @@ impl Log {
     }
 }
 
-impl Drop for Log {
+impl Drop for Wal {
     fn drop(&mut self) {
         // Errors were already reported through `observe`.
         let _ = self.close();
@@ -571,14 +571,14 @@ mod tests {
                 file: read_only,
                 bytes: 0,
             };
-            Log::start(
+            Wal::start(
                 dir.clone(),
                 lock_file,
                 active,
                 0,
                 Fsync::Always,
                 Box::new(move |event| {
-                    if let LogEvent::Failed(_) = event {
+                    if let WalEvent::Failed(_) = event {
                         reported.fetch_add(1, Ordering::SeqCst);
                     }
                 }),

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Generation;
@@ -68,6 +69,11 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        // Only files are data files; a directory under such a name is not
+        // ours to read or delete.
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
         if name.strip_suffix(TEMP_SUFFIX).and_then(parse).is_some() {
             listing.temporaries.push(entry.path());
             continue;
@@ -98,6 +104,51 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
 pub struct DirLock {
     _dir: File,
     _lock_file: File,
+    /// The directory locked, to notice it being deleted or replaced.
+    dir_id: FileId,
+}
+
+/// A file's identity: its device and inode, the same whatever its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+impl FileId {
+    pub fn of(file: &File) -> io::Result<FileId> {
+        Ok(FileId::from(file.metadata()?))
+    }
+
+    fn at(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::from(fs::metadata(path)?))
+    }
+}
+
+impl From<fs::Metadata> for FileId {
+    fn from(metadata: fs::Metadata) -> FileId {
+        FileId {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// Fails unless `path` still names the file `expected`: a deleted or
+/// replaced file is an error that says which.
+pub fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
+    match FileId::at(path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} was replaced while in use",
+            path.display()
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} was deleted while in use", path.display()),
+        )),
+        Err(error) => Err(error),
+    }
 }
 
 /// Why a directory could not be locked.
@@ -129,6 +180,7 @@ impl DirLock {
         };
         let dir_file = File::open(dir).map_err(io(dir))?;
         dir_file.try_lock().map_err(held(dir))?;
+        let dir_id = FileId::of(&dir_file).map_err(io(dir))?;
         let path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .write(true)
@@ -140,7 +192,13 @@ impl DirLock {
         Ok(DirLock {
             _dir: dir_file,
             _lock_file: lock_file,
+            dir_id,
         })
+    }
+
+    /// Fails when `dir` no longer names the directory that was locked.
+    pub fn check_in_place(&self, dir: &Path) -> io::Result<()> {
+        check_same(dir, self.dir_id)
     }
 }
 

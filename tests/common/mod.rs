@@ -253,6 +253,20 @@ impl Drop for TempDir {
     }
 }
 
+/// Every file of a data directory but its lock, with its contents: what a
+/// refused start must leave byte for byte as it was.
+pub fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name() != "LOCK")
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
 /// Passes a metrics exposition through `promtool check metrics` when
 /// promtool is installed (Debian: `apt-get install prometheus`); says so
 /// and returns when it is not.

@@ -1,7 +1,5 @@
-//! File-level tests of the durability engine: what recovery makes of logs
-//! and snapshots, cut or damaged, and what the log writes under load.
-
-mod durability_common;
+//! What recovery makes of logs and snapshots, cut or damaged, and what the
+//! log writes under load.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use durability_common::{
-    contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
+use super::{
+    contents, dir_bytes, index, open_wal as open, recover_changes, remove, wal_after, with_change,
+    ScratchDir,
 };
-use package_indexer::durability::{recover, Fsync, OwnedChange, RecoveryError, Wal, WalEvent};
+use crate::durability::{recover, Fsync, OwnedChange, RecoveryError, Wal};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -29,16 +28,6 @@ fn apply(state: &mut FakeIndex, change: &OwnedChange) {
             state.remove(package);
         }
     }
-}
-
-fn open(dir: &Path, fsync: Fsync) -> Wal {
-    let (_, recovered) = recover_changes(dir).unwrap();
-    Wal::open(recovered, fsync, |event| {
-        if let WalEvent::Failed(error) = event {
-            panic!("log failed: {error}")
-        }
-    })
-    .unwrap()
 }
 
 fn append(log: &Wal, change: &OwnedChange) {
@@ -132,7 +121,7 @@ fn a_log_cut_at_any_byte_recovers_exactly_a_prefix_and_takes_new_appends() {
         }
 
         // The torn record is gone for good: new appends follow the prefix.
-        let log = Wal::open(recovered, Fsync::Never, |_| {}).unwrap();
+        let log = wal_after(recovered, Fsync::Never);
         append(&log, &remove("z"));
         drop(log);
         let (after, recovered) = recover_changes(dir).unwrap();
@@ -287,7 +276,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     let torn = recovered.torn_tail.clone().unwrap();
     assert_eq!((torn.file, torn.offset), (old.clone(), end));
     assert_eq!(fs::metadata(&old).unwrap().len(), end);
-    let log = Wal::open(recovered, Fsync::Never, |_| {}).unwrap();
+    let log = wal_after(recovered, Fsync::Never);
     append(&log, &index("b", &["a"]));
     drop(log);
     let (changes, _) = recover_changes(dir).unwrap();
@@ -496,118 +485,6 @@ fn churn_on_one_package_keeps_the_directory_small() {
         .iter()
         .for_each(|change| apply(&mut replayed, change));
     assert_eq!(replayed, state);
-}
-
-/// A directory in the middle of its life: `snapshot-2.pi` (the state after
-/// the first changes), `log-2.pi` (more changes, sealed by a rotation) and
-/// `log-3.pi` (the newest). Returns every change recovery replays from it,
-/// in order, and how many of them come before `log-3.pi`.
-fn directory_mid_life(dir: &Path) -> (Vec<OwnedChange>, usize) {
-    let log = open(dir, Fsync::Never);
-    let mut state = FakeIndex::new();
-    for change in [index("a", &[]), index("b", &["a"]), index("c", &["a", "b"])] {
-        append(&log, &change);
-        apply(&mut state, &change);
-    }
-    compact(&log, &state);
-    for change in [remove("c"), index("d", &["b"])] {
-        append(&log, &change);
-    }
-    log.rotate().unwrap();
-    for change in [index("e", &["d", "a"]), remove("d"), index("f", &[])] {
-        append(&log, &change);
-    }
-    drop(log);
-    let names: Vec<String> = contents(dir).into_keys().collect();
-    assert_eq!(names, ["log-2.pi", "log-3.pi", "snapshot-2.pi"]);
-    let (full, _) = recover_changes(dir).unwrap();
-    assert_eq!(full.len(), 3 + 2 + 3);
-    (full, 5)
-}
-
-/// What a start made of a damaged copy: it refused and changed nothing, or
-/// it recovered a prefix of the history that holds everything before the
-/// newest log; and whenever it dropped bytes, it said so and kept them.
-fn check_start(dir: &Path, full: &[OwnedChange], before_newest: usize, what: &str) {
-    let before = contents(dir);
-    match recover_changes(dir) {
-        Err(error) => {
-            assert!(
-                matches!(
-                    error,
-                    RecoveryError::Damaged { .. } | RecoveryError::Missing { .. }
-                ),
-                "{what}: {error}"
-            );
-            assert_eq!(
-                contents(dir),
-                before,
-                "{what}: a refused start changed files"
-            );
-        }
-        Ok((changes, recovered)) => {
-            assert!(
-                changes.len() >= before_newest && full.starts_with(&changes),
-                "{what}: recovered {changes:?}"
-            );
-            if let Some(torn) = &recovered.torn_tail {
-                let original = &before[&file_name(&torn.file)];
-                let saved = fs::read(&torn.saved_to).unwrap();
-                assert_eq!(saved, original[torn.offset as usize..], "{what}");
-                assert_eq!(fs::metadata(&torn.file).unwrap().len(), torn.offset);
-            }
-        }
-    }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-#[test]
-fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_silently() {
-    let source = ScratchDir::new("every-byte-source");
-    let (full, before_newest) = directory_mid_life(source.path());
-    let pristine = contents(source.path());
-    let mut outcomes = BTreeMap::<(&str, &str), (usize, usize)>::new();
-    for (name, bytes) in &pristine {
-        let mut damaged_copies: Vec<(&str, String, Vec<u8>)> = Vec::new();
-        for at in 0..bytes.len() {
-            for mask in [0x01u8, 0x80, 0xff] {
-                let mut flipped = bytes.clone();
-                flipped[at] ^= mask;
-                damaged_copies.push(("flip", format!("{name} byte {at} ^ {mask:#x}"), flipped));
-            }
-            damaged_copies.push(("cut", format!("{name} cut at {at}"), bytes[..at].to_vec()));
-        }
-        for (kind, what, damaged) in damaged_copies {
-            let scratch = ScratchDir::new("every-byte");
-            let dir = scratch.path();
-            fs::create_dir_all(dir).unwrap();
-            for (other, other_bytes) in &pristine {
-                fs::write(dir.join(other), other_bytes).unwrap();
-            }
-            fs::write(dir.join(name), &damaged).unwrap();
-            check_start(dir, &full, before_newest, &what);
-            let started = recover_changes(dir).is_ok();
-            let tally = outcomes.entry((name.as_str(), kind)).or_default();
-            if started {
-                tally.0 += 1;
-            } else {
-                tally.1 += 1;
-            }
-        }
-    }
-    // Only the newest log can lose its end to damage and still start; the
-    // snapshot and the sealed log are needed whole.
-    for ((name, kind), (started, refused)) in &outcomes {
-        println!("{name} {kind}: {started} started, {refused} refused");
-        if *name != "log-3.pi" {
-            assert_eq!(*started, 0, "{name} {kind}");
-        }
-    }
-    assert!(outcomes[&("log-3.pi", "cut")].0 > 0);
-    assert!(outcomes[&("log-3.pi", "flip")].1 > 0);
 }
 
 #[test]

@@ -494,21 +494,21 @@ impl Reply {
 fn respond(head: &[u8], state: &AdminState) -> Vec<u8> {
     let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
-    let Some((method, path)) = parse_request_line(request_line) else {
-        return encode(&Reply::text("400 Bad Request", "bad request\n"), false);
-    };
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return encode(
+    match parse_request_line(request_line) {
+        RequestLine::Malformed => encode(&Reply::text("400 Bad Request", "bad request\n"), false),
+        RequestLine::OtherMethod => encode(
             &Reply::text("405 Method Not Allowed", "method not allowed\n"),
             false,
-        );
+        ),
+        RequestLine::Get { path, head_only } => {
+            let reply = panic::catch_unwind(AssertUnwindSafe(|| route(path, state)))
+                .unwrap_or_else(|_| {
+                    log::error("admin route panicked", &[("path", &path)]);
+                    Reply::text("500 Internal Server Error", "internal error\n")
+                });
+            encode(&reply, head_only)
+        }
     }
-    let reply = panic::catch_unwind(AssertUnwindSafe(|| route(path, state))).unwrap_or_else(|_| {
-        log::error("admin route panicked", &[("path", &path)]);
-        Reply::text("500 Internal Server Error", "internal error\n")
-    });
-    encode(&reply, head_only)
 }
 
 /// The answer to a `GET` of `path` (a `HEAD` sends its headers).
@@ -530,22 +530,133 @@ fn route(path: &str, state: &AdminState) -> Reply {
     }
 }
 
-/// Splits `METHOD /path?query HTTP/1.x` into the method and the path
-/// without its query; `None` when the line is not of that shape.
-fn parse_request_line(line: &[u8]) -> Option<(&str, &str)> {
-    let line = std::str::from_utf8(line).ok()?;
+/// A request line as far as routing needs it.
+#[derive(Debug, PartialEq, Eq)]
+enum RequestLine<'a> {
+    /// `GET` (or `HEAD`, which wants the headers only) of a path, its query
+    /// dropped.
+    Get {
+        path: &'a str,
+        head_only: bool,
+    },
+    /// A well-formed request with a method this server does not serve.
+    OtherMethod,
+    Malformed,
+}
+
+/// Reads `METHOD TARGET HTTP/1.x`. The target may be in origin-form
+/// (`/path?query`) or absolute-form (`http://host:port/path?query`, also
+/// `https`), whose host is ignored as RFC 9112 §3.2.2 asks; asterisk-form
+/// (`*`) and authority-form (`host:port`) are well-formed only with the
+/// methods they belong to, `OPTIONS` and `CONNECT`, which get 405 like any
+/// other method; with `GET` or `HEAD` they are malformed.
+fn parse_request_line(line: &[u8]) -> RequestLine<'_> {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return RequestLine::Malformed;
+    };
     let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return RequestLine::Malformed;
+    };
     let method_is_token = !method.is_empty()
         && method
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     let version_is_known = version == "HTTP/1.1" || version == "HTTP/1.0";
-    if parts.next().is_some() || !method_is_token || !version_is_known || !target.starts_with('/') {
-        return None;
+    if !method_is_token || !version_is_known {
+        return RequestLine::Malformed;
     }
-    let path = target.split('?').next().unwrap_or(target);
-    Some((method, path))
+    match (method, Target::parse(target)) {
+        ("GET" | "HEAD", Some(Target::Path(path))) => RequestLine::Get {
+            path,
+            head_only: method == "HEAD",
+        },
+        ("GET" | "HEAD", _) | (_, None) => RequestLine::Malformed,
+        (_, Some(Target::Path(_)))
+        | ("OPTIONS", Some(Target::Asterisk))
+        | ("CONNECT", Some(Target::Authority)) => RequestLine::OtherMethod,
+        (_, Some(Target::Asterisk | Target::Authority)) => RequestLine::Malformed,
+    }
+}
+
+/// The request-target forms of RFC 9112 §3.2.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    /// Origin-form or absolute-form: the path, without its query.
+    Path(&'a str),
+    /// `*`.
+    Asterisk,
+    /// `host:port`.
+    Authority,
+}
+
+impl Target<'_> {
+    fn parse(target: &str) -> Option<Target<'_>> {
+        if target.starts_with('/') {
+            return Some(Target::Path(without_query(target)));
+        }
+        if target == "*" {
+            return Some(Target::Asterisk);
+        }
+        if let Some(rest) = strip_web_scheme(target) {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, path_and_query) = rest.split_at(authority_end);
+            parse_authority(authority)?;
+            let path = without_query(path_and_query);
+            // `http://host` and `http://host?query` ask for the root.
+            return Some(Target::Path(if path.is_empty() { "/" } else { path }));
+        }
+        // Authority-form needs the port; without one it is no form at all.
+        parse_authority(target)?.map(|_port| Target::Authority)
+    }
+}
+
+fn without_query(path_and_query: &str) -> &str {
+    let end = path_and_query.find('?').unwrap_or(path_and_query.len());
+    &path_and_query[..end]
+}
+
+/// `target` after `http://` or `https://` (the scheme in any case).
+fn strip_web_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })
+}
+
+/// Checks `host[:port]` (RFC 3986 §3.2.2-3, without user information, which
+/// RFC 9110 §4.2.4 says to treat as an error) and returns its port, if any.
+/// The host is a name or IPv4 address of URI characters, or a bracketed IP
+/// literal; it must not be empty (RFC 9110 §4.2.1).
+fn parse_authority(authority: &str) -> Option<Option<&str>> {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(literal) => {
+            let (address, after) = literal.split_once(']')?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            let address_ok = address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            (!address.is_empty() && address_ok, port)
+        }
+        None => {
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let name_ok = host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+            (!host.is_empty() && name_ok, port)
+        }
+    };
+    let port_ok = port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
+    (host_ok && port_ok).then_some(port)
 }
 
 /// Serialises a reply; `head_only` (a `HEAD` request) keeps the headers,
@@ -733,6 +844,11 @@ mod tests {
             "DELETE /healthz",
             "OPTIONS /healthz",
             "get /healthz",
+            "POST http://localhost/healthz",
+            // Asterisk-form and authority-form with their own methods.
+            "OPTIONS *",
+            "CONNECT localhost:9090",
+            "CONNECT [::1]:9090",
         ];
         for request_line in requests {
             let request = format!("{request_line} HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
@@ -753,6 +869,30 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form_targets_are_routed_by_their_path() {
+        let (server, ready) = start(Limits::default());
+        ready.store(true, Ordering::Release);
+        let addr = server.local_addr();
+        for target in [
+            "http://localhost/healthz",
+            "http://127.0.0.1:9090/healthz?verbose=1",
+            "https://admin.example:443/healthz",
+            "HTTP://LOCALHOST/healthz",
+            "http://[::1]:9090/healthz",
+            "http://a.b-c_d~e%41/healthz",
+        ] {
+            assert_framed(&get(addr, target), "200 OK", "ok\n");
+        }
+        assert_framed(&get(addr, "http://h/readyz"), "200 OK", "ready\n");
+        for root in ["http://localhost", "http://localhost:9090?healthz"] {
+            assert_framed(&get(addr, root), "404 Not Found", "not found\n");
+        }
+        let answer = exchange(addr, b"HEAD http://localhost/metrics HTTP/1.1\r\n\r\n");
+        assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(answer.body, "");
+    }
+
+    #[test]
     fn tolerated_request_variants() {
         let (server, _) = start(Limits::default());
         let variants: [&[u8]; 3] = [
@@ -768,7 +908,7 @@ mod tests {
     #[test]
     fn malformed_request_lines_get_400() {
         let (server, _) = start(Limits::default());
-        let malformed: [&[u8]; 8] = [
+        let malformed: [&[u8]; 22] = [
             b"garbage\r\n\r\n",
             b"GET /healthz\r\n\r\n",
             b"GET healthz HTTP/1.1\r\n\r\n",
@@ -777,6 +917,22 @@ mod tests {
             b"GET /healthz HTTP/2.0\r\n\r\n",
             b"G(T /healthz HTTP/1.1\r\n\r\n",
             b"GET /\xff HTTP/1.1\r\n\r\n",
+            // Asterisk-form and authority-form belong to other methods.
+            b"GET * HTTP/1.1\r\n\r\n",
+            b"GET localhost:9090 HTTP/1.1\r\n\r\n",
+            b"HEAD localhost:9090 HTTP/1.1\r\n\r\n",
+            b"POST * HTTP/1.1\r\n\r\n",
+            b"OPTIONS localhost:9090 HTTP/1.1\r\n\r\n",
+            b"CONNECT localhost HTTP/1.1\r\n\r\n",
+            // Absolute-form: only http(s), with a host and no user.
+            b"GET http:///healthz HTTP/1.1\r\n\r\n",
+            b"GET http://user@localhost/healthz HTTP/1.1\r\n\r\n",
+            b"GET http://localhost:port/healthz HTTP/1.1\r\n\r\n",
+            b"GET http://[::1/healthz HTTP/1.1\r\n\r\n",
+            b"GET ftp://localhost/healthz HTTP/1.1\r\n\r\n",
+            b"GET http:/localhost/healthz HTTP/1.1\r\n\r\n",
+            b"GET localhost:9090/healthz HTTP/1.1\r\n\r\n",
+            b"POST healthz HTTP/1.1\r\n\r\n",
         ];
         for request in malformed {
             let answer = exchange(server.local_addr(), request);
@@ -938,5 +1094,30 @@ mod tests {
         assert_closed_without_answer(stalled);
         let refused = TcpStream::connect(addr).unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn request_targets_parse_into_their_forms() {
+        assert_eq!(Target::parse("/a?b"), Some(Target::Path("/a")));
+        assert_eq!(
+            Target::parse("http://h:1/a/b?c"),
+            Some(Target::Path("/a/b"))
+        );
+        assert_eq!(Target::parse("https://h"), Some(Target::Path("/")));
+        assert_eq!(Target::parse("*"), Some(Target::Asterisk));
+        assert_eq!(Target::parse("h:1"), Some(Target::Authority));
+        assert_eq!(Target::parse("[::1]:1"), Some(Target::Authority));
+        for invalid in [
+            "",
+            "h",
+            "h:x",
+            "http://",
+            "http://u@h/",
+            "[::1",
+            "[]:1",
+            "ftp://h/",
+        ] {
+            assert_eq!(Target::parse(invalid), None, "{invalid}");
+        }
     }
 }

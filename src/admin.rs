@@ -310,7 +310,7 @@ impl EventLoop {
                     self.admit(stream);
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-                // The client gave up before it was accepted.
+                // Interrupted, or the client gave up before it was accepted.
                 Err(error)
                     if matches!(
                         error.kind(),

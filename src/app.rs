@@ -7,7 +7,7 @@
 //! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
 //! once with status 1.
 
-use crate::admin::{self, AdminState};
+use crate::admin::{AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Event, Fsync};
 use crate::log;
@@ -45,7 +45,8 @@ pub fn run(
         .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
-    let admin_addr = match &config.admin_addr {
+    // Dropped on an early return, which stops its thread too.
+    let admin = match &config.admin_addr {
         Some(addr) => Some(start_admin(addr, &ready, &loaded, &metrics)?),
         None => None,
     };
@@ -65,7 +66,9 @@ pub fn run(
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
-    let admin_shown = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    let admin_shown = admin
+        .as_ref()
+        .map_or_else(|| "off".to_string(), |a| a.local_addr().to_string());
     let data_dir = config
         .data_dir
         .as_ref()
@@ -112,6 +115,12 @@ pub fn run(
     store
         .close()
         .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    // Probes are answered (alive, not ready) through the whole drain and
+    // the log's close; the admin thread ends just before "stopped", so that
+    // line comes after the last answer the process gives on any port.
+    if let Some(admin) = admin {
+        admin.stop();
+    }
     log::info(
         "stopped",
         &[
@@ -130,11 +139,10 @@ fn start_admin(
     ready: &Arc<AtomicBool>,
     store: &Arc<OnceLock<Store>>,
     metrics: &Arc<Metrics>,
-) -> Result<std::net::SocketAddr, RuntimeError> {
+) -> Result<AdminServer, RuntimeError> {
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
     let listener = TcpListener::bind(addr).map_err(cannot)?;
-    let local = listener.local_addr().map_err(cannot)?;
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
@@ -151,8 +159,7 @@ fn start_admin(
             metrics.render(gauges, out);
         }),
     };
-    admin::spawn(listener, state).map_err(cannot)?;
-    Ok(local)
+    AdminServer::start(listener, state).map_err(cannot)
 }
 
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a

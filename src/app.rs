@@ -5,7 +5,8 @@
 //! settings. Stop, on the first `SIGTERM`/`SIGINT`: report not ready, stop
 //! accepting, let connections answer what they received, wait at most
 //! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
-//! once with status 1.
+//! once with status 1. `SIGHUP`, `SIGUSR1` and `SIGUSR2` are logged as a
+//! warning and otherwise ignored, at any time.
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
@@ -14,8 +15,8 @@ use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
-use crate::sys::TerminationSignals;
 use crate::store::Store;
+use crate::sys::{Signal, Signals};
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
@@ -35,11 +36,7 @@ impl fmt::Display for RuntimeError {
 }
 
 /// Runs the server until a signal stops it.
-pub fn run(
-    config: &Config,
-    signals: TerminationSignals,
-    metrics: Arc<Metrics>,
-) -> Result<(), RuntimeError> {
+pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
     // Bind before loading: a taken port fails at once, and the admin
     // listener answers (not ready) while a large data directory loads.
     let listener = TcpListener::bind(config.addr.as_str())
@@ -92,8 +89,7 @@ pub fn run(
         ],
     );
 
-    let signal = signals
-        .wait()
+    let signal = wait_for_stop(&signals)
         .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
     ready.store(false, Ordering::SeqCst);
     log::info(
@@ -106,7 +102,7 @@ pub fn run(
     thread::Builder::new()
         .name("second-signal".into())
         .spawn(move || {
-            if let Ok(second) = signals.wait() {
+            if let Ok(second) = wait_for_stop(&signals) {
                 log::warn("second signal: exiting at once", &[("signal", &second)]);
                 std::process::exit(1);
             }
@@ -126,6 +122,18 @@ pub fn run(
         ],
     );
     Ok(())
+}
+
+/// Waits for `SIGTERM` or `SIGINT`, logging and ignoring the stray signals
+/// that would otherwise have ended the process.
+fn wait_for_stop(signals: &Signals) -> std::io::Result<Signal> {
+    loop {
+        let signal = signals.wait()?;
+        if signal.stops() {
+            return Ok(signal);
+        }
+        log::warn("ignoring signal", &[("signal", &signal)]);
+    }
 }
 
 /// Starts the admin thread. Index gauges read zero until `store` is set,

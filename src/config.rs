@@ -312,7 +312,11 @@ pub fn help() -> String {
             env_var_name(flag.name)
         ));
     }
-    text.push_str("  --help, --version\n");
+    text.push_str(
+        "  --help, --version\n\n\
+         Signals: SIGTERM or SIGINT stops gracefully (a second one exits at once);\n\
+         SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.\n",
+    );
     text
 }
 

@@ -4,20 +4,30 @@
 //! sound. The layouts and constants are those of Linux on x86_64 and
 //! aarch64, identical in glibc and musl.
 //!
-//! Signals: `SIGTERM` and `SIGINT` are handled synchronously, without
-//! handlers. They are blocked in every thread (the mask is inherited, so
-//! [`block_termination_signals`] runs on the main thread before any other
-//! thread exists) and one thread collects them with `sigwait(3)`. No code
-//! ever runs in signal context, so the shutdown logic is ordinary Rust.
+//! Signals: `SIGTERM` and `SIGINT` stop the server; `SIGHUP`, `SIGUSR1` and
+//! `SIGUSR2` are collected too, so that their default action (ending the
+//! process) never runs, and the caller logs and ignores them. All five are
+//! handled synchronously, without handlers: they are blocked in every
+//! thread (the mask is inherited, so [`block_signals`] runs on the main
+//! thread before any other thread exists) and one thread collects them with
+//! `sigwait(3)`. No code ever runs in signal context, so the shutdown logic
+//! is ordinary Rust.
 
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
 
 #[cfg(not(target_os = "linux"))]
-compile_error!("signal handling is written for Linux (sigset_t layout and SIG_BLOCK value)");
+compile_error!("written for Linux (sigset_t, rlimit and socket option layouts and values)");
 
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+const SIGHUP: c_int = 1;
 const SIGINT: c_int = 2;
+const SIGUSR1: c_int = 10;
+const SIGUSR2: c_int = 12;
 const SIGTERM: c_int = 15;
 const SIG_BLOCK: c_int = 0;
 const EINTR: c_int = 4;
@@ -36,13 +46,36 @@ extern "C" {
     fn sigwait(set: *const SigSet, signum: *mut c_int) -> c_int;
 }
 
-/// A termination request received from outside.
+/// A signal received from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// `SIGTERM`, as sent by `kill`, init systems and container runtimes.
     Terminate,
     /// `SIGINT`, as sent by Ctrl-C.
     Interrupt,
+    /// `SIGHUP`: a closed terminal, or an operator used to daemons that
+    /// reload on it. There is nothing to reload.
+    Hangup,
+    /// `SIGUSR1`, meaningless to this server.
+    User1,
+    /// `SIGUSR2`, meaningless to this server.
+    User2,
+}
+
+/// Every signal [`block_signals`] takes over, with its number.
+const COLLECTED: [(c_int, Signal); 5] = [
+    (SIGTERM, Signal::Terminate),
+    (SIGINT, Signal::Interrupt),
+    (SIGHUP, Signal::Hangup),
+    (SIGUSR1, Signal::User1),
+    (SIGUSR2, Signal::User2),
+];
+
+impl Signal {
+    /// True for the signals that ask the server to stop.
+    pub fn stops(self) -> bool {
+        matches!(self, Signal::Terminate | Signal::Interrupt)
+    }
 }
 
 impl fmt::Display for Signal {
@@ -50,30 +83,35 @@ impl fmt::Display for Signal {
         f.write_str(match self {
             Signal::Terminate => "SIGTERM",
             Signal::Interrupt => "SIGINT",
+            Signal::Hangup => "SIGHUP",
+            Signal::User1 => "SIGUSR1",
+            Signal::User2 => "SIGUSR2",
         })
     }
 }
 
-/// Proof that `SIGTERM` and `SIGINT` are blocked; [`wait`](Self::wait)
+/// Proof that the collected signals are blocked; [`wait`](Self::wait)
 /// takes them one at a time.
-pub struct TerminationSignals {
+pub struct Signals {
     set: SigSet,
 }
 
-/// Blocks `SIGTERM` and `SIGINT` in the calling thread and, through
-/// inheritance, in every thread it spawns afterwards.
+/// Blocks `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` in the
+/// calling thread and, through inheritance, in every thread it spawns
+/// afterwards.
 ///
 /// Call it first thing in `main`, before any thread is spawned: a thread
 /// created earlier keeps the default action and a signal delivered to it
 /// would kill the process without a graceful stop.
-pub fn block_termination_signals() -> io::Result<TerminationSignals> {
+pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
     // SAFETY: `set` is a live, writable `sigset_t`-sized value owned by this
     // frame; these functions only write within it and keep no pointer.
     let added = unsafe {
         sigemptyset(&mut set) == 0
-            && sigaddset(&mut set, SIGTERM) == 0
-            && sigaddset(&mut set, SIGINT) == 0
+            && COLLECTED
+                .iter()
+                .all(|&(signum, _)| sigaddset(&mut set, signum) == 0)
     };
     if !added {
         return Err(io::Error::last_os_error());
@@ -84,28 +122,32 @@ pub fn block_termination_signals() -> io::Result<TerminationSignals> {
     if status != 0 {
         return Err(io::Error::from_raw_os_error(status));
     }
-    Ok(TerminationSignals { set })
+    Ok(Signals { set })
 }
 
-impl TerminationSignals {
-    /// Blocks the calling thread until `SIGTERM` or `SIGINT` arrives and
-    /// consumes it. Call it again to wait for the next one.
+impl Signals {
+    /// Blocks the calling thread until one of the collected signals arrives
+    /// and consumes it. Call it again to wait for the next one.
     pub fn wait(&self) -> io::Result<Signal> {
         loop {
             let mut signum: c_int = 0;
             // SAFETY: `self.set` is an initialised signal set and `signum` a
             // writable int, both alive for the whole call.
             let status = unsafe { sigwait(&self.set, &mut signum) };
-            match (status, signum) {
-                (0, SIGTERM) => return Ok(Signal::Terminate),
-                (0, SIGINT) => return Ok(Signal::Interrupt),
-                (0, other) => {
-                    return Err(io::Error::other(format!(
-                        "sigwait returned signal {other}, which was not requested"
-                    )))
+            match status {
+                0 => {
+                    return COLLECTED
+                        .iter()
+                        .find(|&&(number, _)| number == signum)
+                        .map(|&(_, signal)| signal)
+                        .ok_or_else(|| {
+                            io::Error::other(format!(
+                                "sigwait returned signal {signum}, which was not requested"
+                            ))
+                        })
                 }
-                (EINTR, _) => continue,
-                (error, _) => return Err(io::Error::from_raw_os_error(error)),
+                EINTR => continue,
+                error => return Err(io::Error::from_raw_os_error(error)),
             }
         }
     }
@@ -117,8 +159,10 @@ mod tests {
 
     #[test]
     fn signals_display_by_their_names() {
-        assert_eq!(Signal::Terminate.to_string(), "SIGTERM");
-        assert_eq!(Signal::Interrupt.to_string(), "SIGINT");
+        let names: Vec<String> = COLLECTED.iter().map(|(_, s)| s.to_string()).collect();
+        assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
+        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s)| s.stops()).collect();
+        assert_eq!(stopping, [true, true, false, false, false]);
     }
 
     #[test]

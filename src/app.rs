@@ -14,9 +14,9 @@ use crate::durability::{self, Change, Fsync, Log, LogEvent};
 use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
-use crate::server::{Limits, Server};
+use crate::server::{self, Limits, Server};
 use crate::store::Store;
-use crate::sys::{Signal, Signals};
+use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
@@ -37,10 +37,17 @@ impl fmt::Display for RuntimeError {
 
 /// Runs the server until a signal stops it.
 pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
+    let fd_limit = raise_fd_limit(config.max_connections);
     // Bind before loading: a taken port fails at once, and the admin
     // listener answers (not ready) while a large data directory loads.
-    let listener = TcpListener::bind(config.addr.as_str())
-        .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
+    let cannot_listen =
+        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
+    let listener = TcpListener::bind(config.addr.as_str()).map_err(cannot_listen)?;
+    let listen_backlog = config
+        .listen_backlog
+        .or_else(sys::somaxconn)
+        .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
+    sys::set_listen_backlog(&listener, listen_backlog).map_err(cannot_listen)?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     let admin_addr = match &config.admin_addr {
@@ -55,13 +62,12 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
     if store.log().is_some() {
         start_compactor(store.clone(), Arc::clone(&metrics))?;
     }
-    let server = Server::from_listener(
-        listener,
-        Limits::from(config),
-        store.clone(),
-        Arc::clone(&metrics),
-    )
-    .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
+    let limits = Limits {
+        fd_ceiling: fd_limit.map(server::fd_ceiling),
+        ..Limits::from(config)
+    };
+    let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
+        .map_err(cannot_listen)?;
     let running = server
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
@@ -78,6 +84,11 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
             ("admin_addr", &admin_shown),
             ("version", &env!("CARGO_PKG_VERSION")),
             ("max_connections", &config.max_connections),
+            ("listen_backlog", &listen_backlog),
+            (
+                "fd_limit",
+                &fd_limit.map_or_else(|| "unknown".into(), |l| l.to_string()),
+            ),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
             ("write_timeout", &DurationText(config.write_timeout)),
@@ -134,6 +145,37 @@ fn wait_for_stop(signals: &Signals) -> std::io::Result<Signal> {
         }
         log::warn("ignoring signal", &[("signal", &signal)]);
     }
+}
+
+/// Raises the open-files limit as far as allowed and returns the one in
+/// effect; warns when `max_connections` plus the descriptors kept for the
+/// rest of the process do not fit in it.
+fn raise_fd_limit(max_connections: usize) -> Option<u64> {
+    let limit = match OpenFilesLimit::current() {
+        Ok(limit) => limit,
+        Err(err) => {
+            log::warn("cannot read the open-files limit", &[("error", &err)]);
+            return None;
+        }
+    };
+    let limit = limit.raise_soft_to_hard().unwrap_or_else(|err| {
+        log::warn("cannot raise the open-files limit", &[("error", &err)]);
+        limit
+    });
+    let needed = (max_connections as u64).saturating_add(server::RESERVED_FDS);
+    if needed > limit.soft {
+        log::warn(
+            "--max-connections does not fit in the open-files limit; \
+             connections past it are closed at once",
+            &[
+                ("max_connections", &max_connections),
+                ("fd_limit", &limit.soft),
+                ("reserved_fds", &server::RESERVED_FDS),
+                ("connections_at_most", &server::fd_ceiling(limit.soft)),
+            ],
+        );
+    }
+    Some(limit.soft)
 }
 
 /// Starts the admin thread. Index gauges read zero until `store` is set,

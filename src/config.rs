@@ -18,6 +18,9 @@ pub struct Config {
     /// `None` when the admin listener is `off`.
     pub admin_addr: Option<String>,
     pub max_connections: usize,
+    /// The protocol listener's backlog; `None` asks for the system's
+    /// `net.core.somaxconn`, read at start.
+    pub listen_backlog: Option<u32>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
@@ -75,6 +78,12 @@ const FLAGS: &[Flag] = &[
         help: "connections served at once; more are accepted and closed",
     },
     Flag {
+        name: "listen-backlog",
+        default: "somaxconn",
+        help: "connections the kernel queues until they are accepted; `somaxconn` is the \
+               system's net.core.somaxconn (4096 when it cannot be read), also the kernel's cap",
+    },
+    Flag {
         name: "max-line-bytes",
         default: "65536",
         help: "longest request line, newline included",
@@ -120,6 +129,9 @@ const FLAGS: &[Flag] = &[
 const MIN_LINE_BYTES: usize = 16;
 /// Largest accepted `--max-line-bytes`: a line is buffered whole.
 const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Largest accepted `--listen-backlog`; the kernel caps it lower anyway.
+const MAX_LISTEN_BACKLOG: usize = 1 << 20;
 
 /// The raw string value of each flag, in `FLAGS` order.
 struct Values(Vec<String>);
@@ -241,6 +253,13 @@ impl Config {
                 )
             })
         };
+        let listen_backlog = match values.get("listen-backlog") {
+            "somaxconn" => None,
+            _ => {
+                let backlog = count("listen-backlog", 1, MAX_LISTEN_BACKLOG)?;
+                Some(u32::try_from(backlog).unwrap_or(u32::MAX))
+            }
+        };
         let admin_addr = match values.get("admin-addr") {
             "off" => None,
             _ => Some(address("admin-addr")?),
@@ -252,6 +271,7 @@ impl Config {
             addr: address("addr")?,
             admin_addr,
             max_connections: count("max-connections", 1, 1_000_000)?,
+            listen_backlog,
             max_line_bytes: count("max-line-bytes", MIN_LINE_BYTES, MAX_LINE_BYTES)?,
             idle_timeout: duration("idle-timeout")?,
             write_timeout: duration("write-timeout")?,
@@ -323,6 +343,7 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::FALLBACK_LISTEN_BACKLOG;
     use std::collections::HashMap;
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, UsageError> {
@@ -346,6 +367,7 @@ mod tests {
         assert_eq!(c.addr, "0.0.0.0:8080");
         assert_eq!(c.admin_addr.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.listen_backlog, None);
         assert_eq!(c.max_line_bytes, 65_536);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.write_timeout, Duration::from_secs(10));
@@ -368,6 +390,17 @@ mod tests {
         let c = config(&["--admin-addr=off", "--data-dir", "/tmp/x"], &[]);
         assert_eq!(c.admin_addr, None);
         assert_eq!(c.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn listen_backlog() {
+        let c = config(&["--listen-backlog", "512"], &[]);
+        assert_eq!(c.listen_backlog, Some(512));
+        let c = config(&[], &[("PACKAGE_INDEXER_LISTEN_BACKLOG", "somaxconn")]);
+        assert_eq!(c.listen_backlog, None);
+        let help = help();
+        let fallback = format!("{FALLBACK_LISTEN_BACKLOG} when it cannot be read");
+        assert!(help.contains(&fallback), "{help}");
     }
 
     #[test]
@@ -397,6 +430,8 @@ mod tests {
             &["--addr", "nonsense"],
             &["--max-connections", "0"],
             &["--max-line-bytes", "8"],
+            &["--listen-backlog", "0"],
+            &["--listen-backlog", "max"],
             &["--idle-timeout", "10"],
             &["--fsync", "sometimes"],
             &["--log-format", "xml"],

@@ -11,6 +11,13 @@
 //! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
 //! as soon as it passes the limit and the rest of it is dropped unread
 //! into any buffer that keeps it.
+//!
+//! File descriptors: a protocol connection may never take one of the
+//! [`RESERVED_FDS`] highest descriptor numbers below the open-files limit.
+//! Linux always hands out the lowest free number, so an accepted socket
+//! numbered that high means every lower number is taken; it is closed at
+//! once and counted as `reason="fds"`. A protocol flood therefore leaves
+//! the admin listener, the data directory and the log their descriptors.
 
 use crate::config::Config;
 use crate::durability::Seq;
@@ -21,6 +28,7 @@ use crate::store::Store;
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -43,6 +51,25 @@ const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// Answers are sent once this many bytes are waiting, even mid-batch.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
+/// The listen backlog when `--listen-backlog` asks for the system's
+/// `somaxconn` and it cannot be read: Linux's default since 5.4.
+pub const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
+
+/// File descriptors no protocol connection may take, kept for the rest of
+/// the process: the admin listener and its connections (at most 64 at
+/// once), the data directory (its lock, the log, the next log during a
+/// rotation, a snapshot being written, the directory itself for `fsync`),
+/// standard input, output and error, the protocol listener and the
+/// connection that wakes the acceptor at a stop. That is about 80; 128
+/// leaves room for the admin listener to grow and for a file or two more.
+pub const RESERVED_FDS: u64 = 128;
+
+/// The lowest descriptor number a protocol connection may not keep, under
+/// an open-files limit of `limit`.
+pub fn fd_ceiling(limit: u64) -> u64 {
+    limit.saturating_sub(RESERVED_FDS)
+}
+
 /// The per-connection limits of SPEC §3.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -50,15 +77,21 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// A connection whose descriptor number is at or above this is closed
+    /// at once (see [`fd_ceiling`]); `None` for no such check.
+    pub fd_ceiling: Option<u64>,
 }
 
 impl From<&Config> for Limits {
+    /// The limits the flags set; `fd_ceiling` is the caller's to set, from
+    /// the open-files limit in effect.
     fn from(config: &Config) -> Limits {
         Limits {
             max_connections: config.max_connections,
             max_line_bytes: config.max_line_bytes,
             idle_timeout: config.idle_timeout,
             write_timeout: config.write_timeout,
+            fd_ceiling: None,
         }
     }
 }
@@ -249,6 +282,16 @@ impl Shared {
     }
 
     fn admit(self: &Arc<Self>, stream: TcpStream) {
+        if self
+            .limits
+            .fd_ceiling
+            .is_some_and(|ceiling| u64::try_from(stream.as_raw_fd()).unwrap_or(0) >= ceiling)
+        {
+            drop(stream);
+            self.metrics.connection_rejected(RejectReason::Fds);
+            log::debug("connection refused: file descriptors reserved", &[]);
+            return;
+        }
         let peer = Arc::new(Peer {
             stream,
             reading: AtomicBool::new(false),

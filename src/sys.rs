@@ -12,9 +12,15 @@
 //! thread before any other thread exists) and one thread collects them with
 //! `sigwait(3)`. No code ever runs in signal context, so the shutdown logic
 //! is ordinary Rust.
+//!
+//! Sockets and limits: the listen backlog ([`set_listen_backlog`]) and the
+//! open-files limit ([`OpenFilesLimit`]), each in a section of its own
+//! below.
 
 use std::fmt;
 use std::io;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
 
 #[cfg(not(target_os = "linux"))]
@@ -153,9 +159,116 @@ impl Signals {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Listen backlog
+// ---------------------------------------------------------------------------
+
+extern "C" {
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
+}
+
+/// Where Linux keeps the largest listen backlog it grants.
+const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
+
+/// The system's `net.core.somaxconn`: the kernel caps every listen backlog
+/// at it. `None` when it cannot be read (no `/proc`).
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string(SOMAXCONN_PATH)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Sets how many connections that completed the handshake the kernel
+/// queues for `listener` before it is accepted from (std listens with 128).
+/// Linux applies a second `listen(2)` on a listening socket as a new
+/// backlog; it caps the value at `net.core.somaxconn`.
+pub fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
+    // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
+    // whole call and so stays open; listen(2) takes no pointers.
+    if unsafe { listen(listener.as_raw_fd(), backlog) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Open-files limit (RLIMIT_NOFILE)
+// ---------------------------------------------------------------------------
+
+const RLIMIT_NOFILE: c_int = 7;
+
+/// `struct rlimit`: two `rlim_t` (unsigned long, 64 bits on these targets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Rlimit {
+    current: u64,
+    maximum: u64,
+}
+
+extern "C" {
+    fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
+    fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
+}
+
+/// The process's limit on open file descriptors; `u64::MAX` is
+/// `RLIM_INFINITY`, no limit (which Linux never grants for this one: it
+/// caps the hard limit at `fs.nr_open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    /// The limit in effect: descriptors are numbered below it, and opening
+    /// one more fails with `EMFILE`.
+    pub soft: u64,
+    /// How far an unprivileged process may raise `soft`.
+    pub hard: u64,
+}
+
+impl OpenFilesLimit {
+    /// Reads the limit with `getrlimit(2)`.
+    pub fn current() -> io::Result<OpenFilesLimit> {
+        let mut limit = Rlimit::default();
+        // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
+        // the call writes within it and keeps no pointer.
+        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OpenFilesLimit {
+            soft: limit.current,
+            hard: limit.maximum,
+        })
+    }
+
+    /// Raises the soft limit to the hard one, as Go's runtime does at start:
+    /// the soft default (often 1024) exists for programs that use
+    /// `select(2)`, and a server of one descriptor per connection needs more.
+    /// Returns the limit now in effect.
+    pub fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
+        if self.soft == self.hard {
+            return Ok(self);
+        }
+        let limit = Rlimit {
+            current: self.hard,
+            maximum: self.hard,
+        };
+        // SAFETY: `limit` is an initialised `struct rlimit` that outlives the
+        // call; the call only reads it.
+        if unsafe { setrlimit(RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OpenFilesLimit {
+            soft: self.hard,
+            hard: self.hard,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     #[test]
     fn signals_display_by_their_names() {
@@ -168,5 +281,36 @@ mod tests {
     #[test]
     fn sigset_has_the_size_of_the_c_type() {
         assert_eq!(std::mem::size_of::<SigSet>(), 128);
+    }
+
+    #[test]
+    fn rlimit_has_the_size_of_the_c_type() {
+        assert_eq!(std::mem::size_of::<Rlimit>(), 16);
+    }
+
+    #[test]
+    fn somaxconn_is_read_from_proc() {
+        let value = somaxconn().expect("/proc/sys/net/core/somaxconn");
+        assert!(value > 0);
+    }
+
+    #[test]
+    fn a_second_listen_sets_the_backlog() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_listen_backlog(&listener, 4096).unwrap();
+        set_listen_backlog(&listener, u32::MAX).unwrap();
+        // Still listening: a connection completes and is accepted.
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn the_open_files_limit_reads_and_raising_keeps_the_hard_limit() {
+        let limit = OpenFilesLimit::current().unwrap();
+        assert!(limit.soft <= limit.hard, "{limit:?}");
+        let raised = limit.raise_soft_to_hard().unwrap();
+        assert_eq!(raised.soft, limit.hard);
+        assert_eq!(OpenFilesLimit::current().unwrap(), raised);
     }
 }

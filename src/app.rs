@@ -91,6 +91,12 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
             ),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
+            (
+                "tcp_keepalive",
+                &config
+                    .tcp_keepalive
+                    .map_or_else(|| "off".into(), |idle| DurationText(idle).to_string()),
+            ),
             ("write_timeout", &DurationText(config.write_timeout)),
             ("shutdown_timeout", &DurationText(config.shutdown_timeout)),
             ("data_dir", &data_dir),

@@ -7,6 +7,7 @@
 
 use crate::durability::Fsync;
 use crate::log;
+use crate::sys::MAX_KEEPALIVE_VALUE;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct Config {
     pub listen_backlog: Option<u32>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
+    /// Idle time before TCP keepalive probes a protocol connection, in
+    /// whole seconds; `None` when `off`.
+    pub tcp_keepalive: Option<Duration>,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub data_dir: Option<PathBuf>,
@@ -94,6 +98,13 @@ const FLAGS: &[Flag] = &[
         help: "close a connection with no complete line for this long",
     },
     Flag {
+        name: "tcp-keepalive",
+        default: "60s",
+        help: "after this long without traffic, probe a protocol connection every 10s and \
+               close it after 6 unanswered probes (a dead peer goes about a minute later); \
+               whole seconds; `off` disables",
+    },
+    Flag {
         name: "write-timeout",
         default: "10s",
         help: "disconnect a client that does not read its answers for this long",
@@ -130,6 +141,8 @@ const MIN_LINE_BYTES: usize = 16;
 /// Largest accepted `--max-line-bytes`: a line is buffered whole.
 const MAX_LINE_BYTES: usize = 64 << 20;
 
+/// Longest accepted `--tcp-keepalive`: the kernel's limit for the idle time.
+const MAX_KEEPALIVE_SECONDS: u64 = MAX_KEEPALIVE_VALUE as u64;
 /// Largest accepted `--listen-backlog`; the kernel caps it lower anyway.
 const MAX_LISTEN_BACKLOG: usize = 1 << 20;
 
@@ -260,6 +273,23 @@ impl Config {
                 Some(u32::try_from(backlog).unwrap_or(u32::MAX))
             }
         };
+        let tcp_keepalive = match values.get("tcp-keepalive") {
+            "off" => None,
+            _ => Some(
+                duration("tcp-keepalive")
+                    .ok()
+                    .filter(|d| d.subsec_millis() == 0 && d.as_secs() <= MAX_KEEPALIVE_SECONDS)
+                    .ok_or_else(|| {
+                        invalid(
+                            "tcp-keepalive",
+                            &format!(
+                                "expected 'off' or whole seconds from 1s to \
+                                 {MAX_KEEPALIVE_SECONDS}s, such as 60s or 2m"
+                            ),
+                        )
+                    })?,
+            ),
+        };
         let admin_addr = match values.get("admin-addr") {
             "off" => None,
             _ => Some(address("admin-addr")?),
@@ -274,6 +304,7 @@ impl Config {
             listen_backlog,
             max_line_bytes: count("max-line-bytes", MIN_LINE_BYTES, MAX_LINE_BYTES)?,
             idle_timeout: duration("idle-timeout")?,
+            tcp_keepalive,
             write_timeout: duration("write-timeout")?,
             shutdown_timeout: duration("shutdown-timeout")?,
             data_dir,
@@ -343,7 +374,7 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::FALLBACK_LISTEN_BACKLOG;
+    use crate::server::{FALLBACK_LISTEN_BACKLOG, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES};
     use std::collections::HashMap;
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, UsageError> {
@@ -370,6 +401,7 @@ mod tests {
         assert_eq!(c.listen_backlog, None);
         assert_eq!(c.max_line_bytes, 65_536);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(60)));
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.data_dir, None);
@@ -393,12 +425,27 @@ mod tests {
     }
 
     #[test]
-    fn listen_backlog() {
-        let c = config(&["--listen-backlog", "512"], &[]);
+    fn listen_backlog_and_tcp_keepalive() {
+        let c = config(&["--listen-backlog", "512", "--tcp-keepalive", "off"], &[]);
         assert_eq!(c.listen_backlog, Some(512));
-        let c = config(&[], &[("PACKAGE_INDEXER_LISTEN_BACKLOG", "somaxconn")]);
+        assert_eq!(c.tcp_keepalive, None);
+        let c = config(
+            &["--tcp-keepalive=2m"],
+            &[("PACKAGE_INDEXER_LISTEN_BACKLOG", "somaxconn")],
+        );
         assert_eq!(c.listen_backlog, None);
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(120)));
+        let c = config(&["--tcp-keepalive", "32767s"], &[]);
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(32_767)));
+    }
+
+    #[test]
+    fn help_states_the_keepalive_probing() {
         let help = help();
+        let interval = format!("every {}s", KEEPALIVE_INTERVAL.as_secs());
+        let probes = format!("after {} unanswered probes", KEEPALIVE_PROBES);
+        assert!(help.contains(&interval), "{help}");
+        assert!(help.contains(&probes), "{help}");
         let fallback = format!("{FALLBACK_LISTEN_BACKLOG} when it cannot be read");
         assert!(help.contains(&fallback), "{help}");
     }
@@ -432,6 +479,10 @@ mod tests {
             &["--max-line-bytes", "8"],
             &["--listen-backlog", "0"],
             &["--listen-backlog", "max"],
+            &["--tcp-keepalive", "1500ms"],
+            &["--tcp-keepalive", "32768s"],
+            &["--tcp-keepalive", "0s"],
+            &["--tcp-keepalive", "no"],
             &["--idle-timeout", "10"],
             &["--fsync", "sometimes"],
             &["--log-format", "xml"],

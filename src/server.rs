@@ -25,6 +25,7 @@ use crate::log;
 use crate::metrics::{Metrics, RejectReason};
 use crate::protocol::{self, Response};
 use crate::store::Store;
+use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -55,6 +56,13 @@ pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// `somaxconn` and it cannot be read: Linux's default since 5.4.
 pub const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
 
+/// Keepalive probes after `--tcp-keepalive` of silence come this often...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and this many unanswered ones close the connection: a dead peer is
+/// noticed about a minute after the idle time (two minutes by default),
+/// while a live one on a slow path has a minute to answer.
+pub const KEEPALIVE_PROBES: u32 = 6;
+
 /// File descriptors no protocol connection may take, kept for the rest of
 /// the process: the admin listener and its connections (at most 64 at
 /// once), the data directory (its lock, the log, the next log during a
@@ -77,6 +85,8 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// Keepalive for every protocol connection; `None` leaves it off.
+    pub tcp_keepalive: Option<Keepalive>,
     /// A connection whose descriptor number is at or above this is closed
     /// at once (see [`fd_ceiling`]); `None` for no such check.
     pub fd_ceiling: Option<u64>,
@@ -91,6 +101,11 @@ impl From<&Config> for Limits {
             max_line_bytes: config.max_line_bytes,
             idle_timeout: config.idle_timeout,
             write_timeout: config.write_timeout,
+            tcp_keepalive: config.tcp_keepalive.map(|idle| Keepalive {
+                idle,
+                interval: KEEPALIVE_INTERVAL,
+                probes: KEEPALIVE_PROBES,
+            }),
             fd_ceiling: None,
         }
     }
@@ -373,6 +388,9 @@ impl<'a> Connection<'a> {
         let limits = &shared.limits;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
+        if let Some(keepalive) = limits.tcp_keepalive {
+            sys::set_tcp_keepalive(stream, keepalive)?;
+        }
         stream.set_read_timeout(Some(limits.idle_timeout))?;
         stream.set_write_timeout(Some(limits.write_timeout))?;
         Ok(Connection {

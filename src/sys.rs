@@ -13,15 +13,16 @@
 //! `sigwait(3)`. No code ever runs in signal context, so the shutdown logic
 //! is ordinary Rust.
 //!
-//! Sockets and limits: the listen backlog ([`set_listen_backlog`]) and the
-//! open-files limit ([`OpenFilesLimit`]), each in a section of its own
-//! below.
+//! Sockets and limits: the listen backlog ([`set_listen_backlog`]), the
+//! open-files limit ([`OpenFilesLimit`]) and TCP keepalive
+//! ([`set_tcp_keepalive`]), each in a section of its own below.
 
 use std::fmt;
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
+use std::time::Duration;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("written for Linux (sigset_t, rlimit and socket option layouts and values)");
@@ -265,10 +266,108 @@ impl OpenFilesLimit {
     }
 }
 
+// ---------------------------------------------------------------------------
+// TCP keepalive
+// ---------------------------------------------------------------------------
+
+const SOL_SOCKET: c_int = 1;
+const SO_KEEPALIVE: c_int = 9;
+const IPPROTO_TCP: c_int = 6;
+const TCP_KEEPIDLE: c_int = 4;
+const TCP_KEEPINTVL: c_int = 5;
+const TCP_KEEPCNT: c_int = 6;
+
+extern "C" {
+    fn setsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        value: *const std::ffi::c_void,
+        length: u32,
+    ) -> c_int;
+    #[cfg(test)]
+    fn getsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        value: *mut std::ffi::c_void,
+        length: *mut u32,
+    ) -> c_int;
+}
+
+/// When the kernel probes an idle connection, and how long it waits for a
+/// dead peer: it sends the first probe after `idle` without traffic, then
+/// one every `interval`, and resets the connection after `probes`
+/// unanswered ones. Each field is whole seconds (or a count) the kernel
+/// accepts: 1 to 32767.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+/// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
+/// `TCP_KEEPCNT` (seconds, seconds, probes).
+pub const MAX_KEEPALIVE_VALUE: u32 = 32_767;
+
+/// Turns keepalive on for `stream` with `timing`.
+pub fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
+    let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    set_int_option(stream, SOL_SOCKET, SO_KEEPALIVE, 1)?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPIDLE, seconds(timing.idle))?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPINTVL, seconds(timing.interval))?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPCNT, timing.probes)
+}
+
+fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> io::Result<()> {
+    let value = c_int::try_from(value).unwrap_or(c_int::MAX);
+    let length = std::mem::size_of::<c_int>() as u32;
+    // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
+    // kernel reads `length` bytes from `value`, a live `int` of that size.
+    let status = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&value as *const c_int).cast(),
+            length,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an `int` socket option back, for the tests of this module.
+#[cfg(test)]
+fn int_option(stream: &TcpStream, level: c_int, name: c_int) -> io::Result<c_int> {
+    let mut value: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as u32;
+    // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
+    // kernel writes at most `length` bytes into `value`, a live `int` of
+    // that size, and the new length into `length`.
+    let status = unsafe {
+        getsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut c_int).cast(),
+            &mut length,
+        )
+    };
+    if status == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpStream;
 
     #[test]
     fn signals_display_by_their_names() {
@@ -312,5 +411,25 @@ mod tests {
         let raised = limit.raise_soft_to_hard().unwrap();
         assert_eq!(raised.soft, limit.hard);
         assert_eq!(OpenFilesLimit::current().unwrap(), raised);
+    }
+
+    #[test]
+    fn keepalive_options_read_back_as_set() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(int_option(&server, SOL_SOCKET, SO_KEEPALIVE).unwrap(), 0);
+        let timing = Keepalive {
+            idle: Duration::from_secs(42),
+            interval: Duration::from_secs(7),
+            probes: 5,
+        };
+        set_tcp_keepalive(&server, timing).unwrap();
+        let read = |level, name| int_option(&server, level, name).unwrap();
+        assert_eq!(read(SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPIDLE), 42);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPINTVL), 7);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPCNT), 5);
+        drop(client);
     }
 }

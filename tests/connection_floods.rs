@@ -1,5 +1,6 @@
 //! The protocol listener under floods, through the real binary: the listen
-//! backlog and the file descriptors kept from protocol connections.
+//! backlog, the file descriptors kept from protocol connections, and TCP
+//! keepalive on every protocol connection.
 
 mod common;
 
@@ -142,4 +143,49 @@ fn a_protocol_flood_at_the_fd_limit_leaves_the_admin_port_and_the_data_directory
     assert_eq!(writer.ask("QUERY|base|"), "OK");
     let logs = server.logs().join("\n");
     assert!(!logs.contains("level=error"), "{logs}");
+}
+
+/// The keepalive timer of the server's side of `client`'s connection, from
+/// `/proc/net/tcp`: `None` when no keepalive timer runs, else the time
+/// until it fires.
+fn keepalive_timer(server: SocketAddr, client: &TcpStream) -> Option<Duration> {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(server), hex(client.local_addr().unwrap()));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let fields: Vec<&str> = table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(1..3) == Some(&[local.as_str(), remote.as_str()][..]))
+        .unwrap_or_else(|| panic!("no {local} {remote} in\n{table}"));
+    // `tr:when`: timer 2 is the socket timer, which on an established
+    // connection is keepalive; `when` counts clock ticks of 1/100 s.
+    let (timer, when) = fields[5].split_once(':').unwrap();
+    let ticks = u64::from_str_radix(when, 16).unwrap();
+    (timer == "02").then(|| Duration::from_millis(ticks * 10))
+}
+
+#[test]
+fn protocol_connections_have_tcp_keepalive_unless_it_is_off() {
+    let server = ServerProcess::start(&["--tcp-keepalive", "7s"]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("QUERY|a|"), "FAIL");
+    let timer = keepalive_timer(server.addr, &client.writer).expect("keepalive timer");
+    assert!(timer <= Duration::from_secs(7), "{timer:?}");
+    let start_line = server.logs().join("\n");
+    assert_eq!(
+        log_field(&start_line, "tcp_keepalive").as_deref(),
+        Some("7s")
+    );
+
+    let server = ServerProcess::start(&["--tcp-keepalive", "off"]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("QUERY|a|"), "FAIL");
+    assert_eq!(keepalive_timer(server.addr, &client.writer), None);
 }

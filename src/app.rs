@@ -135,6 +135,7 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
         &[
             ("drained", &report.drained),
             ("forced", &report.forced),
+            ("from_backlog", &report.from_backlog),
             ("elapsed", &DurationText(report.elapsed)),
         ],
     );

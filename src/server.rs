@@ -18,6 +18,10 @@
 //! numbered that high means every lower number is taken; it is closed at
 //! once and counted as `reason="fds"`. A protocol flood therefore leaves
 //! the admin listener, the data directory and the log their descriptors.
+//!
+//! Stopping: connections that completed the handshake but still wait in the
+//! listen backlog when the stop begins are accepted too and served as
+//! stopping ones: they answer the complete lines that already arrived.
 
 use crate::config::Config;
 use crate::durability::Seq;
@@ -32,7 +36,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A connected client as the registry sees it.
@@ -120,6 +124,7 @@ pub struct Server {
 /// A server whose acceptor thread is running.
 pub struct Running {
     shared: Arc<Shared>,
+    acceptor: JoinHandle<()>,
 }
 
 /// How a graceful stop went.
@@ -129,6 +134,9 @@ pub struct ShutdownReport {
     pub drained: usize,
     /// Connections still open at the deadline, closed by force.
     pub forced: usize,
+    /// Connections accepted from the listen backlog after the stop began,
+    /// served (and counted above) or refused like any other.
+    pub from_backlog: usize,
     pub elapsed: Duration,
 }
 
@@ -139,14 +147,22 @@ struct Shared {
     local_addr: SocketAddr,
     stopping: AtomicBool,
     connections: Mutex<Connections>,
-    /// Signalled whenever a connection ends.
-    connection_ended: Condvar,
+    /// Signalled whenever a connection ends, and when the acceptor is done.
+    changed: Condvar,
+    /// The local address of the connection that wakes the acceptor at a
+    /// stop, so that it is not served. Locked from before that connection
+    /// is made until its address is here: an acceptor holding it waits.
+    waker: Mutex<Option<SocketAddr>>,
 }
 
 #[derive(Default)]
 struct Connections {
     open: HashMap<u64, Arc<Peer>>,
     next_id: u64,
+    /// Set by the acceptor once it has emptied the backlog at a stop.
+    acceptor_done: bool,
+    /// Connections admitted from the backlog after the stop began.
+    from_backlog: usize,
     /// Set by shutdown: no connection may register after it.
     closed: bool,
 }
@@ -179,7 +195,8 @@ impl Server {
                 local_addr,
                 stopping: AtomicBool::new(false),
                 connections: Mutex::new(Connections::default()),
-                connection_ended: Condvar::new(),
+                changed: Condvar::new(),
+                waker: Mutex::new(None),
             }),
         })
     }
@@ -192,10 +209,10 @@ impl Server {
     pub fn start(self) -> io::Result<Running> {
         let Server { listener, shared } = self;
         let acceptor = Arc::clone(&shared);
-        thread::Builder::new()
+        let acceptor = thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || acceptor.accept_loop(listener))?;
-        Ok(Running { shared })
+        Ok(Running { shared, acceptor })
     }
 }
 
@@ -209,15 +226,26 @@ impl Running {
         self.shared.lock_connections().open.len()
     }
 
-    /// Graceful stop: stops accepting, lets every connection answer the
+    /// Graceful stop: stops accepting (after taking in the connections
+    /// already waiting in the backlog), lets every connection answer the
     /// complete lines it has received, closes idle ones, and waits up to
     /// `timeout` before closing whatever is left.
     pub fn shutdown(self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
+        let time_left = || {
+            timeout
+                .checked_sub(started.elapsed())
+                .filter(|d| !d.is_zero())
+        };
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake_acceptor();
         let mut connections = self.shared.lock_connections();
+        while !connections.acceptor_done {
+            let Some(left) = time_left() else { break };
+            connections = self.shared.wait_for_change(connections, left);
+        }
         connections.closed = true;
+        let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
         for peer in connections.open.values() {
             // Only a thread waiting in `read` needs waking: it has answered
@@ -230,26 +258,23 @@ impl Running {
             }
         }
         while !connections.open.is_empty() {
-            let Some(left) = timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-            else {
-                break;
-            };
-            connections = self
-                .shared
-                .connection_ended
-                .wait_timeout(connections, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let Some(left) = time_left() else { break };
+            connections = self.shared.wait_for_change(connections, left);
         }
         let forced = connections.open.len();
         for peer in connections.open.values() {
             let _ = peer.stream.shutdown(Shutdown::Both);
         }
+        let from_backlog = connections.from_backlog;
+        drop(connections);
+        if acceptor_done {
+            // It has returned or is returning: the join cannot block.
+            let _ = self.acceptor.join();
+        }
         ShutdownReport {
             drained: at_start - forced,
             forced,
+            from_backlog,
             elapsed: started.elapsed(),
         }
     }
@@ -262,13 +287,25 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn wait_for_change<'a>(
+        &self,
+        connections: MutexGuard<'a, Connections>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, Connections> {
+        self.changed
+            .wait_timeout(connections, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         for accepted in listener.incoming() {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
-            }
             match accepted {
-                Ok(stream) => self.admit(stream),
+                // Served even when the stop has begun (then as a stopping
+                // connection): it may be a client with lines to answer.
+                Ok(stream) => {
+                    self.admit_client(stream);
+                }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
                     // the pending connection stays in the backlog.
@@ -277,12 +314,59 @@ impl Shared {
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
             }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let from_backlog = self.accept_backlog(&listener);
+        // Closing the listener now resets only connections that complete
+        // their handshake after the backlog was found empty.
+        drop(listener);
+        let mut connections = self.lock_connections();
+        connections.acceptor_done = true;
+        connections.from_backlog = from_backlog;
+        drop(connections);
+        self.changed.notify_all();
+    }
+
+    /// At a stop: admits every connection already waiting in the backlog
+    /// (clients that connected, and maybe sent lines, before the stop), as
+    /// stopping connections; returns how many there were. Without this,
+    /// closing the listener would reset them with none of their lines
+    /// answered.
+    fn accept_backlog(self: &Arc<Self>, listener: &TcpListener) -> usize {
+        if let Err(err) = listener.set_nonblocking(true) {
+            log::warn("cannot empty the listen backlog", &[("error", &err)]);
+            return 0;
+        }
+        let mut accepted = 0;
+        loop {
+            match listener.accept() {
+                // Linux does not pass the listener's O_NONBLOCK on to an
+                // accepted socket: it is blocking, like every other.
+                Ok((stream, _)) => {
+                    if self.admit_client(stream) {
+                        accepted += 1;
+                    }
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return accepted,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(err) => {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    return accepted;
+                }
+            }
         }
     }
 
     /// Unblocks `accept` with a connection of our own, so the acceptor sees
-    /// the stop flag and drops the listener.
+    /// the stop flag, empties the backlog and drops the listener.
     fn wake_acceptor(&self) {
+        let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
         let mut addr = self.local_addr;
         if addr.ip().is_unspecified() {
             let loopback = match addr {
@@ -291,9 +375,27 @@ impl Shared {
             };
             addr.set_ip(loopback);
         }
-        if let Err(err) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            log::warn("could not wake the acceptor", &[("error", &err)]);
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(stream) => *waker = stream.local_addr().ok(),
+            Err(err) => log::warn("could not wake the acceptor", &[("error", &err)]),
         }
+    }
+
+    /// Whether `stream` is the stop's wake-up connection (only asked once
+    /// the stop has begun; until then there is none).
+    fn is_waker(&self, stream: &TcpStream) -> bool {
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        waker.is_some() && stream.peer_addr().ok() == *waker
+    }
+
+    /// Admits `stream` unless it is the stop's own wake-up connection;
+    /// returns whether it was a client's.
+    fn admit_client(self: &Arc<Self>, stream: TcpStream) -> bool {
+        if self.stopping.load(Ordering::SeqCst) && self.is_waker(&stream) {
+            return false;
+        }
+        self.admit(stream);
+        true
     }
 
     fn admit(self: &Arc<Self>, stream: TcpStream) {
@@ -353,7 +455,7 @@ impl Shared {
     fn end(&self, id: u64) {
         self.lock_connections().open.remove(&id);
         self.metrics.connection_closed();
-        self.connection_ended.notify_all();
+        self.changed.notify_all();
     }
 }
 

@@ -1,6 +1,6 @@
 //! The protocol listener under floods, through the real binary: the listen
-//! backlog, the file descriptors kept from protocol connections, and TCP
-//! keepalive on every protocol connection.
+//! backlog (and what waits in it at a stop), the file descriptors kept from
+//! protocol connections, and TCP keepalive on every protocol connection.
 
 mod common;
 
@@ -62,6 +62,32 @@ fn the_listen_backlog_is_somaxconn_and_holds_a_burst_the_server_is_not_accepting
     for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(client.line(), "FAIL\n", "connection {i}");
     }
+}
+
+#[test]
+fn connections_waiting_in_the_backlog_at_a_stop_get_their_answers() {
+    let mut server = ServerProcess::start(&[]);
+    assert_eq!(server.connect().ask("INDEX|a|"), "OK");
+    let burst = somaxconn().min(1000);
+    let mut clients = queue_while_stopped(&server, burst, "QUERY|a|");
+    // The stop is requested before the server runs again: most of these
+    // connections are still in the backlog when it begins.
+    server.signal("TERM");
+    server.signal("CONT");
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.line(), "OK\n", "connection {i}");
+        assert!(client.closed(), "connection {i}");
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    let logs = server.logs().join("\n");
+    let stopped = logs
+        .lines()
+        .find(|l| l.contains("msg=\"stopped\""))
+        .unwrap();
+    let from_backlog: usize = log_field(stopped, "from_backlog").unwrap().parse().unwrap();
+    assert!(from_backlog <= burst, "{stopped}");
+    println!("{from_backlog} of {burst} connections taken from the backlog after the stop");
 }
 
 /// Opens protocol connections as fast as it can, holding them all, until

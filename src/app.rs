@@ -5,16 +5,17 @@
 //! settings. Stop, on the first `SIGTERM`/`SIGINT`: report not ready, stop
 //! accepting, let connections answer what they received, wait at most
 //! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
-//! once with status 1.
+//! once with status 1. `SIGHUP`, `SIGUSR1` and `SIGUSR2` are logged as a
+//! warning and otherwise ignored, at any time.
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Event, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
-use crate::server::{Limits, Server};
+use crate::server::{self, Limits, Server};
 use crate::store::Store;
-use crate::sys::TerminationSignals;
+use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
@@ -34,15 +35,18 @@ impl fmt::Display for RuntimeError {
 }
 
 /// Runs the server until a signal stops it.
-pub fn run(
-    config: &Config,
-    signals: TerminationSignals,
-    metrics: Arc<Metrics>,
-) -> Result<(), RuntimeError> {
+pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
+    let fd_limit = raise_fd_limit(config.max_connections);
     // Bind before loading: a taken port fails at once, and the admin
     // listener answers (not ready) while a large data directory loads.
-    let listener = TcpListener::bind(config.addr.as_str())
-        .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
+    let cannot_listen =
+        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
+    let listener = TcpListener::bind(config.addr.as_str()).map_err(cannot_listen)?;
+    let listen_backlog = config
+        .listen_backlog
+        .or_else(sys::somaxconn)
+        .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
+    sys::set_listen_backlog(&listener, listen_backlog).map_err(cannot_listen)?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     // Dropped on an early return, which stops its thread too.
@@ -55,13 +59,12 @@ pub fn run(
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    let server = Server::from_listener(
-        listener,
-        Limits::from(config),
-        store.clone(),
-        Arc::clone(&metrics),
-    )
-    .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
+    let limits = Limits {
+        fd_ceiling: fd_limit.map(server::fd_ceiling),
+        ..Limits::from(config)
+    };
+    let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
+        .map_err(cannot_listen)?;
     let running = server
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
@@ -80,8 +83,19 @@ pub fn run(
             ("admin_addr", &admin_shown),
             ("version", &env!("CARGO_PKG_VERSION")),
             ("max_connections", &config.max_connections),
+            ("listen_backlog", &listen_backlog),
+            (
+                "fd_limit",
+                &fd_limit.map_or_else(|| "unknown".into(), |l| l.to_string()),
+            ),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
+            (
+                "tcp_keepalive",
+                &config
+                    .tcp_keepalive
+                    .map_or_else(|| "off".into(), |idle| DurationText(idle).to_string()),
+            ),
             ("write_timeout", &DurationText(config.write_timeout)),
             ("shutdown_timeout", &DurationText(config.shutdown_timeout)),
             ("data_dir", &data_dir),
@@ -91,8 +105,7 @@ pub fn run(
         ],
     );
 
-    let signal = signals
-        .wait()
+    let signal = wait_for_stop(&signals)
         .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
     ready.store(false, Ordering::SeqCst);
     log::info(
@@ -105,7 +118,7 @@ pub fn run(
     thread::Builder::new()
         .name("second-signal".into())
         .spawn(move || {
-            if let Ok(second) = signals.wait() {
+            if let Ok(second) = wait_for_stop(&signals) {
                 log::warn("second signal: exiting at once", &[("signal", &second)]);
                 std::process::exit(1);
             }
@@ -126,10 +139,54 @@ pub fn run(
         &[
             ("drained", &report.drained),
             ("forced", &report.forced),
+            ("from_backlog", &report.from_backlog),
             ("elapsed", &DurationText(report.elapsed)),
         ],
     );
     Ok(())
+}
+
+/// Waits for `SIGTERM` or `SIGINT`, logging and ignoring the stray signals
+/// that would otherwise have ended the process.
+fn wait_for_stop(signals: &Signals) -> std::io::Result<Signal> {
+    loop {
+        let signal = signals.wait()?;
+        if signal.stops() {
+            return Ok(signal);
+        }
+        log::warn("ignoring signal", &[("signal", &signal)]);
+    }
+}
+
+/// Raises the open-files limit as far as allowed and returns the one in
+/// effect; warns when `max_connections` plus the descriptors kept for the
+/// rest of the process do not fit in it.
+fn raise_fd_limit(max_connections: usize) -> Option<u64> {
+    let limit = match OpenFilesLimit::current() {
+        Ok(limit) => limit,
+        Err(err) => {
+            log::warn("cannot read the open-files limit", &[("error", &err)]);
+            return None;
+        }
+    };
+    let limit = limit.raise_soft_to_hard().unwrap_or_else(|err| {
+        log::warn("cannot raise the open-files limit", &[("error", &err)]);
+        limit
+    });
+    let needed = (max_connections as u64).saturating_add(server::RESERVED_FDS);
+    if needed > limit.soft {
+        log::warn(
+            "--max-connections does not fit in the open-files limit; \
+             connections past it are closed at once",
+            &[
+                ("max_connections", &max_connections),
+                ("fd_limit", &limit.soft),
+                ("reserved_fds", &server::RESERVED_FDS),
+                ("connections_at_most", &server::fd_ceiling(limit.soft)),
+            ],
+        );
+    }
+    Some(limit.soft)
 }
 
 /// Starts the admin thread. Index gauges read zero until `store` is set,

@@ -7,6 +7,7 @@
 
 use crate::durability::Fsync;
 use crate::log;
+use crate::sys::MAX_KEEPALIVE_VALUE;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +19,14 @@ pub struct Config {
     /// `None` when the admin listener is `off`.
     pub admin_addr: Option<String>,
     pub max_connections: usize,
+    /// The protocol listener's backlog; `None` asks for the system's
+    /// `net.core.somaxconn`, read at start.
+    pub listen_backlog: Option<u32>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
+    /// Idle time before TCP keepalive probes a protocol connection, in
+    /// whole seconds; `None` when `off`.
+    pub tcp_keepalive: Option<Duration>,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub data_dir: Option<PathBuf>,
@@ -75,6 +82,12 @@ const FLAGS: &[Flag] = &[
         help: "connections served at once; more are accepted and closed",
     },
     Flag {
+        name: "listen-backlog",
+        default: "somaxconn",
+        help: "connections the kernel queues until they are accepted; `somaxconn` is the \
+               system's net.core.somaxconn (4096 when it cannot be read), also the kernel's cap",
+    },
+    Flag {
         name: "max-line-bytes",
         default: "65536",
         help: "longest request line, newline included",
@@ -83,6 +96,13 @@ const FLAGS: &[Flag] = &[
         name: "idle-timeout",
         default: "300s",
         help: "close a connection with no complete line for this long",
+    },
+    Flag {
+        name: "tcp-keepalive",
+        default: "60s",
+        help: "after this long without traffic, probe a protocol connection every 10s and \
+               close it after 6 unanswered probes (a dead peer goes about a minute later); \
+               whole seconds; `off` disables",
     },
     Flag {
         name: "write-timeout",
@@ -120,6 +140,11 @@ const FLAGS: &[Flag] = &[
 const MIN_LINE_BYTES: usize = 16;
 /// Largest accepted `--max-line-bytes`: a line is buffered whole.
 const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Longest accepted `--tcp-keepalive`: the kernel's limit for the idle time.
+const MAX_KEEPALIVE_SECONDS: u64 = MAX_KEEPALIVE_VALUE as u64;
+/// Largest accepted `--listen-backlog`; the kernel caps it lower anyway.
+const MAX_LISTEN_BACKLOG: usize = 1 << 20;
 
 /// The raw string value of each flag, in `FLAGS` order.
 struct Values(Vec<String>);
@@ -241,6 +266,30 @@ impl Config {
                 )
             })
         };
+        let listen_backlog = match values.get("listen-backlog") {
+            "somaxconn" => None,
+            _ => {
+                let backlog = count("listen-backlog", 1, MAX_LISTEN_BACKLOG)?;
+                Some(u32::try_from(backlog).unwrap_or(u32::MAX))
+            }
+        };
+        let tcp_keepalive = match values.get("tcp-keepalive") {
+            "off" => None,
+            _ => Some(
+                duration("tcp-keepalive")
+                    .ok()
+                    .filter(|d| d.subsec_millis() == 0 && d.as_secs() <= MAX_KEEPALIVE_SECONDS)
+                    .ok_or_else(|| {
+                        invalid(
+                            "tcp-keepalive",
+                            &format!(
+                                "expected 'off' or whole seconds from 1s to \
+                                 {MAX_KEEPALIVE_SECONDS}s, such as 60s or 2m"
+                            ),
+                        )
+                    })?,
+            ),
+        };
         let admin_addr = match values.get("admin-addr") {
             "off" => None,
             _ => Some(address("admin-addr")?),
@@ -252,8 +301,10 @@ impl Config {
             addr: address("addr")?,
             admin_addr,
             max_connections: count("max-connections", 1, 1_000_000)?,
+            listen_backlog,
             max_line_bytes: count("max-line-bytes", MIN_LINE_BYTES, MAX_LINE_BYTES)?,
             idle_timeout: duration("idle-timeout")?,
+            tcp_keepalive,
             write_timeout: duration("write-timeout")?,
             shutdown_timeout: duration("shutdown-timeout")?,
             data_dir,
@@ -312,13 +363,18 @@ pub fn help() -> String {
             env_var_name(flag.name)
         ));
     }
-    text.push_str("  --help, --version\n");
+    text.push_str(
+        "  --help, --version\n\n\
+         Signals: SIGTERM or SIGINT stops gracefully (a second one exits at once);\n\
+         SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.\n",
+    );
     text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::{FALLBACK_LISTEN_BACKLOG, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES};
     use std::collections::HashMap;
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, UsageError> {
@@ -342,8 +398,10 @@ mod tests {
         assert_eq!(c.addr, "0.0.0.0:8080");
         assert_eq!(c.admin_addr.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.listen_backlog, None);
         assert_eq!(c.max_line_bytes, 65_536);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(60)));
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.data_dir, None);
@@ -364,6 +422,32 @@ mod tests {
         let c = config(&["--admin-addr=off", "--data-dir", "/tmp/x"], &[]);
         assert_eq!(c.admin_addr, None);
         assert_eq!(c.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn listen_backlog_and_tcp_keepalive() {
+        let c = config(&["--listen-backlog", "512", "--tcp-keepalive", "off"], &[]);
+        assert_eq!(c.listen_backlog, Some(512));
+        assert_eq!(c.tcp_keepalive, None);
+        let c = config(
+            &["--tcp-keepalive=2m"],
+            &[("PACKAGE_INDEXER_LISTEN_BACKLOG", "somaxconn")],
+        );
+        assert_eq!(c.listen_backlog, None);
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(120)));
+        let c = config(&["--tcp-keepalive", "32767s"], &[]);
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(32_767)));
+    }
+
+    #[test]
+    fn help_states_the_keepalive_probing() {
+        let help = help();
+        let interval = format!("every {}s", KEEPALIVE_INTERVAL.as_secs());
+        let probes = format!("after {} unanswered probes", KEEPALIVE_PROBES);
+        assert!(help.contains(&interval), "{help}");
+        assert!(help.contains(&probes), "{help}");
+        let fallback = format!("{FALLBACK_LISTEN_BACKLOG} when it cannot be read");
+        assert!(help.contains(&fallback), "{help}");
     }
 
     #[test]
@@ -393,6 +477,12 @@ mod tests {
             &["--addr", "nonsense"],
             &["--max-connections", "0"],
             &["--max-line-bytes", "8"],
+            &["--listen-backlog", "0"],
+            &["--listen-backlog", "max"],
+            &["--tcp-keepalive", "1500ms"],
+            &["--tcp-keepalive", "32768s"],
+            &["--tcp-keepalive", "0s"],
+            &["--tcp-keepalive", "no"],
             &["--idle-timeout", "10"],
             &["--fsync", "sometimes"],
             &["--log-format", "xml"],

@@ -17,7 +17,7 @@
 //! | [`metrics`] | lock-free counters and histograms, Prometheus text |
 //! | [`config`] | flags and `PACKAGE_INDEXER_*` variables -> [`config::Config`] |
 //! | [`log`] | one event per line on stderr, text or JSON |
-//! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing SIGTERM/SIGINT, `poll`) |
+//! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //! | [`app`] | the process lifecycle: start, serve, stop |
 //! | [`healthcheck`] | the `healthcheck` subcommand's probe |
 //! | [`workload`] | package graphs for the harness and the benchmark: Homebrew lists and generated ones |

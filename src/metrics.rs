@@ -93,15 +93,23 @@ pub enum RejectReason {
     Limit,
     /// The OS refused a resource for it, such as a thread.
     Resources,
+    /// Serving it would have used a file descriptor kept for the admin
+    /// listener and the data directory: the open-files limit is near.
+    Fds,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 2] = [RejectReason::Limit, RejectReason::Resources];
+    const ALL: [RejectReason; 3] = [
+        RejectReason::Limit,
+        RejectReason::Resources,
+        RejectReason::Fds,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             RejectReason::Limit => "limit",
             RejectReason::Resources => "resources",
+            RejectReason::Fds => "fds",
         }
     }
 }
@@ -761,6 +769,7 @@ mod tests {
         metrics.connection_rejected(RejectReason::Limit);
         metrics.connection_rejected(RejectReason::Limit);
         metrics.connection_rejected(RejectReason::Resources);
+        metrics.connection_rejected(RejectReason::Fds);
         metrics.durability_error();
         metrics.set_log_bytes(4096);
         metrics.snapshot_written(1_795_401_000.5);
@@ -853,6 +862,7 @@ mod tests {
             value(&text, &format!("{rejected}{{reason=\"resources\"}}")),
             "1"
         );
+        assert_eq!(value(&text, &format!("{rejected}{{reason=\"fds\"}}")), "1");
         assert_eq!(value(&text, "package_indexer_packages"), "3");
         assert_eq!(value(&text, "package_indexer_dependencies"), "2");
 

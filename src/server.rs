@@ -11,18 +11,31 @@
 //! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
 //! as soon as it passes the limit and the rest of it is dropped unread
 //! into any buffer that keeps it.
+//!
+//! File descriptors: a protocol connection may never take one of the
+//! [`RESERVED_FDS`] highest descriptor numbers below the open-files limit.
+//! Linux always hands out the lowest free number, so an accepted socket
+//! numbered that high means every lower number is taken; it is closed at
+//! once and counted as `reason="fds"`. A protocol flood therefore leaves
+//! the admin listener, the data directory and the log their descriptors.
+//!
+//! Stopping: connections that completed the handshake but still wait in the
+//! listen backlog when the stop begins are accepted too and served as
+//! stopping ones: they answer the complete lines that already arrived.
 
 use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason};
 use crate::protocol::{self, Response};
 use crate::store::{LogPosition, Store};
+use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A connected client as the registry sees it.
@@ -42,6 +55,32 @@ const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// Answers are sent once this many bytes are waiting, even mid-batch.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
+/// The listen backlog when `--listen-backlog` asks for the system's
+/// `somaxconn` and it cannot be read: Linux's default since 5.4.
+pub const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
+
+/// Keepalive probes after `--tcp-keepalive` of silence come this often...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and this many unanswered ones close the connection: a dead peer is
+/// noticed about a minute after the idle time (two minutes by default),
+/// while a live one on a slow path has a minute to answer.
+pub const KEEPALIVE_PROBES: u32 = 6;
+
+/// File descriptors no protocol connection may take, kept for the rest of
+/// the process: the admin listener and its connections (at most 64 at
+/// once), the data directory (its lock, the log, the next log during a
+/// rotation, a snapshot being written, the directory itself for `fsync`),
+/// standard input, output and error, the protocol listener and the
+/// connection that wakes the acceptor at a stop. That is about 80; 128
+/// leaves room for the admin listener to grow and for a file or two more.
+pub const RESERVED_FDS: u64 = 128;
+
+/// The lowest descriptor number a protocol connection may not keep, under
+/// an open-files limit of `limit`.
+pub fn fd_ceiling(limit: u64) -> u64 {
+    limit.saturating_sub(RESERVED_FDS)
+}
+
 /// The per-connection limits of SPEC §3.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -49,15 +88,28 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// Keepalive for every protocol connection; `None` leaves it off.
+    pub tcp_keepalive: Option<Keepalive>,
+    /// A connection whose descriptor number is at or above this is closed
+    /// at once (see [`fd_ceiling`]); `None` for no such check.
+    pub fd_ceiling: Option<u64>,
 }
 
 impl From<&Config> for Limits {
+    /// The limits the flags set; `fd_ceiling` is the caller's to set, from
+    /// the open-files limit in effect.
     fn from(config: &Config) -> Limits {
         Limits {
             max_connections: config.max_connections,
             max_line_bytes: config.max_line_bytes,
             idle_timeout: config.idle_timeout,
             write_timeout: config.write_timeout,
+            tcp_keepalive: config.tcp_keepalive.map(|idle| Keepalive {
+                idle,
+                interval: KEEPALIVE_INTERVAL,
+                probes: KEEPALIVE_PROBES,
+            }),
+            fd_ceiling: None,
         }
     }
 }
@@ -71,6 +123,7 @@ pub struct Server {
 /// A server whose acceptor thread is running.
 pub struct Running {
     shared: Arc<Shared>,
+    acceptor: JoinHandle<()>,
 }
 
 /// How a graceful stop went.
@@ -80,6 +133,9 @@ pub struct ShutdownReport {
     pub drained: usize,
     /// Connections still open at the deadline, closed by force.
     pub forced: usize,
+    /// Connections accepted from the listen backlog after the stop began,
+    /// served (and counted above) or refused like any other.
+    pub from_backlog: usize,
     pub elapsed: Duration,
 }
 
@@ -90,14 +146,22 @@ struct Shared {
     local_addr: SocketAddr,
     stopping: AtomicBool,
     connections: Mutex<Connections>,
-    /// Signalled whenever a connection ends.
-    connection_ended: Condvar,
+    /// Signalled whenever a connection ends, and when the acceptor is done.
+    changed: Condvar,
+    /// The local address of the connection that wakes the acceptor at a
+    /// stop, so that it is not served. Locked from before that connection
+    /// is made until its address is here: an acceptor holding it waits.
+    waker: Mutex<Option<SocketAddr>>,
 }
 
 #[derive(Default)]
 struct Connections {
     open: HashMap<u64, Arc<Peer>>,
     next_id: u64,
+    /// Set by the acceptor once it has emptied the backlog at a stop.
+    acceptor_done: bool,
+    /// Connections admitted from the backlog after the stop began.
+    from_backlog: usize,
     /// Set by shutdown: no connection may register after it.
     closed: bool,
 }
@@ -130,7 +194,8 @@ impl Server {
                 local_addr,
                 stopping: AtomicBool::new(false),
                 connections: Mutex::new(Connections::default()),
-                connection_ended: Condvar::new(),
+                changed: Condvar::new(),
+                waker: Mutex::new(None),
             }),
         })
     }
@@ -143,10 +208,10 @@ impl Server {
     pub fn start(self) -> io::Result<Running> {
         let Server { listener, shared } = self;
         let acceptor = Arc::clone(&shared);
-        thread::Builder::new()
+        let acceptor = thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || acceptor.accept_loop(listener))?;
-        Ok(Running { shared })
+        Ok(Running { shared, acceptor })
     }
 }
 
@@ -160,15 +225,26 @@ impl Running {
         self.shared.lock_connections().open.len()
     }
 
-    /// Graceful stop: stops accepting, lets every connection answer the
+    /// Graceful stop: stops accepting (after taking in the connections
+    /// already waiting in the backlog), lets every connection answer the
     /// complete lines it has received, closes idle ones, and waits up to
     /// `timeout` before closing whatever is left.
     pub fn shutdown(self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
+        let time_left = || {
+            timeout
+                .checked_sub(started.elapsed())
+                .filter(|d| !d.is_zero())
+        };
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake_acceptor();
         let mut connections = self.shared.lock_connections();
+        while !connections.acceptor_done {
+            let Some(left) = time_left() else { break };
+            connections = self.shared.wait_for_change(connections, left);
+        }
         connections.closed = true;
+        let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
         for peer in connections.open.values() {
             // Only a thread waiting in `read` needs waking: it has answered
@@ -181,26 +257,23 @@ impl Running {
             }
         }
         while !connections.open.is_empty() {
-            let Some(left) = timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-            else {
-                break;
-            };
-            connections = self
-                .shared
-                .connection_ended
-                .wait_timeout(connections, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let Some(left) = time_left() else { break };
+            connections = self.shared.wait_for_change(connections, left);
         }
         let forced = connections.open.len();
         for peer in connections.open.values() {
             let _ = peer.stream.shutdown(Shutdown::Both);
         }
+        let from_backlog = connections.from_backlog;
+        drop(connections);
+        if acceptor_done {
+            // It has returned or is returning: the join cannot block.
+            let _ = self.acceptor.join();
+        }
         ShutdownReport {
             drained: at_start - forced,
             forced,
+            from_backlog,
             elapsed: started.elapsed(),
         }
     }
@@ -213,13 +286,25 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn wait_for_change<'a>(
+        &self,
+        connections: MutexGuard<'a, Connections>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, Connections> {
+        self.changed
+            .wait_timeout(connections, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         for accepted in listener.incoming() {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
-            }
             match accepted {
-                Ok(stream) => self.admit(stream),
+                // Served even when the stop has begun (then as a stopping
+                // connection): it may be a client with lines to answer.
+                Ok(stream) => {
+                    self.admit_client(stream);
+                }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
                     // the pending connection stays in the backlog.
@@ -228,12 +313,59 @@ impl Shared {
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
             }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let from_backlog = self.accept_backlog(&listener);
+        // Closing the listener now resets only connections that complete
+        // their handshake after the backlog was found empty.
+        drop(listener);
+        let mut connections = self.lock_connections();
+        connections.acceptor_done = true;
+        connections.from_backlog = from_backlog;
+        drop(connections);
+        self.changed.notify_all();
+    }
+
+    /// At a stop: admits every connection already waiting in the backlog
+    /// (clients that connected, and maybe sent lines, before the stop), as
+    /// stopping connections; returns how many there were. Without this,
+    /// closing the listener would reset them with none of their lines
+    /// answered.
+    fn accept_backlog(self: &Arc<Self>, listener: &TcpListener) -> usize {
+        if let Err(err) = listener.set_nonblocking(true) {
+            log::warn("cannot empty the listen backlog", &[("error", &err)]);
+            return 0;
+        }
+        let mut accepted = 0;
+        loop {
+            match listener.accept() {
+                // Linux does not pass the listener's O_NONBLOCK on to an
+                // accepted socket: it is blocking, like every other.
+                Ok((stream, _)) => {
+                    if self.admit_client(stream) {
+                        accepted += 1;
+                    }
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return accepted,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(err) => {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    return accepted;
+                }
+            }
         }
     }
 
     /// Unblocks `accept` with a connection of our own, so the acceptor sees
-    /// the stop flag and drops the listener.
+    /// the stop flag, empties the backlog and drops the listener.
     fn wake_acceptor(&self) {
+        let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
         let mut addr = self.local_addr;
         if addr.ip().is_unspecified() {
             let loopback = match addr {
@@ -242,12 +374,40 @@ impl Shared {
             };
             addr.set_ip(loopback);
         }
-        if let Err(err) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            log::warn("could not wake the acceptor", &[("error", &err)]);
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(stream) => *waker = stream.local_addr().ok(),
+            Err(err) => log::warn("could not wake the acceptor", &[("error", &err)]),
         }
     }
 
+    /// Whether `stream` is the stop's wake-up connection (only asked once
+    /// the stop has begun; until then there is none).
+    fn is_waker(&self, stream: &TcpStream) -> bool {
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        waker.is_some() && stream.peer_addr().ok() == *waker
+    }
+
+    /// Admits `stream` unless it is the stop's own wake-up connection;
+    /// returns whether it was a client's.
+    fn admit_client(self: &Arc<Self>, stream: TcpStream) -> bool {
+        if self.stopping.load(Ordering::SeqCst) && self.is_waker(&stream) {
+            return false;
+        }
+        self.admit(stream);
+        true
+    }
+
     fn admit(self: &Arc<Self>, stream: TcpStream) {
+        if self
+            .limits
+            .fd_ceiling
+            .is_some_and(|ceiling| u64::try_from(stream.as_raw_fd()).unwrap_or(0) >= ceiling)
+        {
+            drop(stream);
+            self.metrics.connection_rejected(RejectReason::Fds);
+            log::debug("connection refused: file descriptors reserved", &[]);
+            return;
+        }
         let peer = Arc::new(Peer {
             stream,
             reading: AtomicBool::new(false),
@@ -294,7 +454,7 @@ impl Shared {
     fn end(&self, id: u64) {
         self.lock_connections().open.remove(&id);
         self.metrics.connection_closed();
-        self.connection_ended.notify_all();
+        self.changed.notify_all();
     }
 }
 
@@ -329,6 +489,9 @@ impl<'a> Connection<'a> {
         let limits = &shared.limits;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
+        if let Some(keepalive) = limits.tcp_keepalive {
+            sys::set_tcp_keepalive(stream, keepalive)?;
+        }
         stream.set_read_timeout(Some(limits.idle_timeout))?;
         stream.set_write_timeout(Some(limits.write_timeout))?;
         Ok(Connection {

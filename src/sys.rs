@@ -4,20 +4,37 @@
 //! sound. The layouts and constants are those of Linux on x86_64 and
 //! aarch64, identical in glibc and musl.
 //!
-//! Signals: `SIGTERM` and `SIGINT` are handled synchronously, without
-//! handlers. They are blocked in every thread (the mask is inherited, so
-//! [`block_termination_signals`] runs on the main thread before any other
-//! thread exists) and one thread collects them with `sigwait(3)`. No code
-//! ever runs in signal context, so the shutdown logic is ordinary Rust.
+//! Signals: `SIGTERM` and `SIGINT` stop the server; `SIGHUP`, `SIGUSR1` and
+//! `SIGUSR2` are collected too, so that their default action (ending the
+//! process) never runs, and the caller logs and ignores them. All five are
+//! handled synchronously, without handlers: they are blocked in every
+//! thread (the mask is inherited, so [`block_signals`] runs on the main
+//! thread before any other thread exists) and one thread collects them with
+//! `sigwait(3)`. No code ever runs in signal context, so the shutdown logic
+//! is ordinary Rust.
+//!
+//! Sockets and limits: the listen backlog ([`set_listen_backlog`]), the
+//! open-files limit ([`OpenFilesLimit`]) and TCP keepalive
+//! ([`set_tcp_keepalive`]), each in a section of its own below.
 
 use std::fmt;
 use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
+use std::time::Duration;
 
 #[cfg(not(target_os = "linux"))]
-compile_error!("signal handling is written for Linux (sigset_t layout and SIG_BLOCK value)");
+compile_error!("written for Linux (sigset_t, rlimit and socket option layouts and values)");
 
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+const SIGHUP: c_int = 1;
 const SIGINT: c_int = 2;
+const SIGUSR1: c_int = 10;
+const SIGUSR2: c_int = 12;
 const SIGTERM: c_int = 15;
 const SIG_BLOCK: c_int = 0;
 const EINTR: c_int = 4;
@@ -36,13 +53,36 @@ extern "C" {
     fn sigwait(set: *const SigSet, signum: *mut c_int) -> c_int;
 }
 
-/// A termination request received from outside.
+/// A signal received from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// `SIGTERM`, as sent by `kill`, init systems and container runtimes.
     Terminate,
     /// `SIGINT`, as sent by Ctrl-C.
     Interrupt,
+    /// `SIGHUP`: a closed terminal, or an operator used to daemons that
+    /// reload on it. There is nothing to reload.
+    Hangup,
+    /// `SIGUSR1`, meaningless to this server.
+    User1,
+    /// `SIGUSR2`, meaningless to this server.
+    User2,
+}
+
+/// Every signal [`block_signals`] takes over, with its number.
+const COLLECTED: [(c_int, Signal); 5] = [
+    (SIGTERM, Signal::Terminate),
+    (SIGINT, Signal::Interrupt),
+    (SIGHUP, Signal::Hangup),
+    (SIGUSR1, Signal::User1),
+    (SIGUSR2, Signal::User2),
+];
+
+impl Signal {
+    /// True for the signals that ask the server to stop.
+    pub fn stops(self) -> bool {
+        matches!(self, Signal::Terminate | Signal::Interrupt)
+    }
 }
 
 impl fmt::Display for Signal {
@@ -50,30 +90,35 @@ impl fmt::Display for Signal {
         f.write_str(match self {
             Signal::Terminate => "SIGTERM",
             Signal::Interrupt => "SIGINT",
+            Signal::Hangup => "SIGHUP",
+            Signal::User1 => "SIGUSR1",
+            Signal::User2 => "SIGUSR2",
         })
     }
 }
 
-/// Proof that `SIGTERM` and `SIGINT` are blocked; [`wait`](Self::wait)
+/// Proof that the collected signals are blocked; [`wait`](Self::wait)
 /// takes them one at a time.
-pub struct TerminationSignals {
+pub struct Signals {
     set: SigSet,
 }
 
-/// Blocks `SIGTERM` and `SIGINT` in the calling thread and, through
-/// inheritance, in every thread it spawns afterwards.
+/// Blocks `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` in the
+/// calling thread and, through inheritance, in every thread it spawns
+/// afterwards.
 ///
 /// Call it first thing in `main`, before any thread is spawned: a thread
 /// created earlier keeps the default action and a signal delivered to it
 /// would kill the process without a graceful stop.
-pub fn block_termination_signals() -> io::Result<TerminationSignals> {
+pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
     // SAFETY: `set` is a live, writable `sigset_t`-sized value owned by this
     // frame; these functions only write within it and keep no pointer.
     let added = unsafe {
         sigemptyset(&mut set) == 0
-            && sigaddset(&mut set, SIGTERM) == 0
-            && sigaddset(&mut set, SIGINT) == 0
+            && COLLECTED
+                .iter()
+                .all(|&(signum, _)| sigaddset(&mut set, signum) == 0)
     };
     if !added {
         return Err(io::Error::last_os_error());
@@ -84,30 +129,239 @@ pub fn block_termination_signals() -> io::Result<TerminationSignals> {
     if status != 0 {
         return Err(io::Error::from_raw_os_error(status));
     }
-    Ok(TerminationSignals { set })
+    Ok(Signals { set })
 }
 
-impl TerminationSignals {
-    /// Blocks the calling thread until `SIGTERM` or `SIGINT` arrives and
-    /// consumes it. Call it again to wait for the next one.
+impl Signals {
+    /// Blocks the calling thread until one of the collected signals arrives
+    /// and consumes it. Call it again to wait for the next one.
     pub fn wait(&self) -> io::Result<Signal> {
         loop {
             let mut signum: c_int = 0;
             // SAFETY: `self.set` is an initialised signal set and `signum` a
             // writable int, both alive for the whole call.
             let status = unsafe { sigwait(&self.set, &mut signum) };
-            match (status, signum) {
-                (0, SIGTERM) => return Ok(Signal::Terminate),
-                (0, SIGINT) => return Ok(Signal::Interrupt),
-                (0, other) => {
-                    return Err(io::Error::other(format!(
-                        "sigwait returned signal {other}, which was not requested"
-                    )))
+            match status {
+                0 => {
+                    return COLLECTED
+                        .iter()
+                        .find(|&&(number, _)| number == signum)
+                        .map(|&(_, signal)| signal)
+                        .ok_or_else(|| {
+                            io::Error::other(format!(
+                                "sigwait returned signal {signum}, which was not requested"
+                            ))
+                        })
                 }
-                (EINTR, _) => continue,
-                (error, _) => return Err(io::Error::from_raw_os_error(error)),
+                EINTR => continue,
+                error => return Err(io::Error::from_raw_os_error(error)),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Listen backlog
+// ---------------------------------------------------------------------------
+
+extern "C" {
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
+}
+
+/// Where Linux keeps the largest listen backlog it grants.
+const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
+
+/// The system's `net.core.somaxconn`: the kernel caps every listen backlog
+/// at it. `None` when it cannot be read (no `/proc`).
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string(SOMAXCONN_PATH)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Sets how many connections that completed the handshake the kernel
+/// queues for `listener` before it is accepted from (std listens with 128).
+/// Linux applies a second `listen(2)` on a listening socket as a new
+/// backlog; it caps the value at `net.core.somaxconn`.
+pub fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
+    // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
+    // whole call and so stays open; listen(2) takes no pointers.
+    if unsafe { listen(listener.as_raw_fd(), backlog) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Open-files limit (RLIMIT_NOFILE)
+// ---------------------------------------------------------------------------
+
+const RLIMIT_NOFILE: c_int = 7;
+
+/// `struct rlimit`: two `rlim_t` (unsigned long, 64 bits on these targets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Rlimit {
+    current: u64,
+    maximum: u64,
+}
+
+extern "C" {
+    fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
+    fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
+}
+
+/// The process's limit on open file descriptors; `u64::MAX` is
+/// `RLIM_INFINITY`, no limit (which Linux never grants for this one: it
+/// caps the hard limit at `fs.nr_open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    /// The limit in effect: descriptors are numbered below it, and opening
+    /// one more fails with `EMFILE`.
+    pub soft: u64,
+    /// How far an unprivileged process may raise `soft`.
+    pub hard: u64,
+}
+
+impl OpenFilesLimit {
+    /// Reads the limit with `getrlimit(2)`.
+    pub fn current() -> io::Result<OpenFilesLimit> {
+        let mut limit = Rlimit::default();
+        // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
+        // the call writes within it and keeps no pointer.
+        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OpenFilesLimit {
+            soft: limit.current,
+            hard: limit.maximum,
+        })
+    }
+
+    /// Raises the soft limit to the hard one, as Go's runtime does at start:
+    /// the soft default (often 1024) exists for programs that use
+    /// `select(2)`, and a server of one descriptor per connection needs more.
+    /// Returns the limit now in effect.
+    pub fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
+        if self.soft == self.hard {
+            return Ok(self);
+        }
+        let limit = Rlimit {
+            current: self.hard,
+            maximum: self.hard,
+        };
+        // SAFETY: `limit` is an initialised `struct rlimit` that outlives the
+        // call; the call only reads it.
+        if unsafe { setrlimit(RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OpenFilesLimit {
+            soft: self.hard,
+            hard: self.hard,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TCP keepalive
+// ---------------------------------------------------------------------------
+
+const SOL_SOCKET: c_int = 1;
+const SO_KEEPALIVE: c_int = 9;
+const IPPROTO_TCP: c_int = 6;
+const TCP_KEEPIDLE: c_int = 4;
+const TCP_KEEPINTVL: c_int = 5;
+const TCP_KEEPCNT: c_int = 6;
+
+extern "C" {
+    fn setsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        value: *const std::ffi::c_void,
+        length: u32,
+    ) -> c_int;
+    #[cfg(test)]
+    fn getsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        value: *mut std::ffi::c_void,
+        length: *mut u32,
+    ) -> c_int;
+}
+
+/// When the kernel probes an idle connection, and how long it waits for a
+/// dead peer: it sends the first probe after `idle` without traffic, then
+/// one every `interval`, and resets the connection after `probes`
+/// unanswered ones. Each field is whole seconds (or a count) the kernel
+/// accepts: 1 to 32767.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+/// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
+/// `TCP_KEEPCNT` (seconds, seconds, probes).
+pub const MAX_KEEPALIVE_VALUE: u32 = 32_767;
+
+/// Turns keepalive on for `stream` with `timing`.
+pub fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
+    let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    set_int_option(stream, SOL_SOCKET, SO_KEEPALIVE, 1)?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPIDLE, seconds(timing.idle))?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPINTVL, seconds(timing.interval))?;
+    set_int_option(stream, IPPROTO_TCP, TCP_KEEPCNT, timing.probes)
+}
+
+fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> io::Result<()> {
+    let value = c_int::try_from(value).unwrap_or(c_int::MAX);
+    let length = std::mem::size_of::<c_int>() as u32;
+    // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
+    // kernel reads `length` bytes from `value`, a live `int` of that size.
+    let status = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&value as *const c_int).cast(),
+            length,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an `int` socket option back, for the tests of this module.
+#[cfg(test)]
+fn int_option(stream: &TcpStream, level: c_int, name: c_int) -> io::Result<c_int> {
+    let mut value: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as u32;
+    // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
+    // kernel writes at most `length` bytes into `value`, a live `int` of
+    // that size, and the new length into `length`.
+    let status = unsafe {
+        getsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut c_int).cast(),
+            &mut length,
+        )
+    };
+    if status == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -117,13 +371,66 @@ mod tests {
 
     #[test]
     fn signals_display_by_their_names() {
-        assert_eq!(Signal::Terminate.to_string(), "SIGTERM");
-        assert_eq!(Signal::Interrupt.to_string(), "SIGINT");
+        let names: Vec<String> = COLLECTED.iter().map(|(_, s)| s.to_string()).collect();
+        assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
+        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s)| s.stops()).collect();
+        assert_eq!(stopping, [true, true, false, false, false]);
     }
 
     #[test]
     fn sigset_has_the_size_of_the_c_type() {
         assert_eq!(std::mem::size_of::<SigSet>(), 128);
+    }
+
+    #[test]
+    fn rlimit_has_the_size_of_the_c_type() {
+        assert_eq!(std::mem::size_of::<Rlimit>(), 16);
+    }
+
+    #[test]
+    fn somaxconn_is_read_from_proc() {
+        let value = somaxconn().expect("/proc/sys/net/core/somaxconn");
+        assert!(value > 0);
+    }
+
+    #[test]
+    fn a_second_listen_sets_the_backlog() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_listen_backlog(&listener, 4096).unwrap();
+        set_listen_backlog(&listener, u32::MAX).unwrap();
+        // Still listening: a connection completes and is accepted.
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn the_open_files_limit_reads_and_raising_keeps_the_hard_limit() {
+        let limit = OpenFilesLimit::current().unwrap();
+        assert!(limit.soft <= limit.hard, "{limit:?}");
+        let raised = limit.raise_soft_to_hard().unwrap();
+        assert_eq!(raised.soft, limit.hard);
+        assert_eq!(OpenFilesLimit::current().unwrap(), raised);
+    }
+
+    #[test]
+    fn keepalive_options_read_back_as_set() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(int_option(&server, SOL_SOCKET, SO_KEEPALIVE).unwrap(), 0);
+        let timing = Keepalive {
+            idle: Duration::from_secs(42),
+            interval: Duration::from_secs(7),
+            probes: 5,
+        };
+        set_tcp_keepalive(&server, timing).unwrap();
+        let read = |level, name| int_option(&server, level, name).unwrap();
+        assert_eq!(read(SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPIDLE), 42);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPINTVL), 7);
+        assert_eq!(read(IPPROTO_TCP, TCP_KEEPCNT), 5);
+        drop(client);
     }
 }
 

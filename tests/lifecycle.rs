@@ -1,5 +1,6 @@
-//! The real binary as an operator runs it: start line, signals, exit
-//! statuses, admin endpoints, log formats and the healthcheck subcommand.
+//! The real binary as an operator runs it: start line, signals (stopping
+//! and stray ones), exit statuses, admin endpoints, log formats and the
+//! healthcheck subcommand.
 
 mod common;
 
@@ -190,6 +191,36 @@ fn readyz_turns_503_while_stopping_and_a_second_signal_exits_at_once() {
     let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
     assert_eq!(status.code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn stray_signals_are_logged_and_ignored() {
+    let mut server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("INDEX|a|"), "OK");
+    for name in ["HUP", "USR1", "USR2"] {
+        server.signal(name);
+        let logged = format!("msg=\"ignoring signal\" signal=SIG{name}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.logs().iter().any(|l| l.contains(&logged)) {
+            assert!(
+                Instant::now() < deadline,
+                "no {logged}: {:?}",
+                server.logs()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(client.ask("QUERY|a|"), "OK", "after SIG{name}");
+        assert_eq!(server.connect().ask("QUERY|a|"), "OK", "after SIG{name}");
+        assert_eq!(server.http("GET", "/readyz"), (200, "ready\n".into()));
+    }
+    assert!(server
+        .logs()
+        .iter()
+        .all(|l| !l.contains("msg=\"stopping\"")));
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

@@ -21,6 +21,8 @@ fn limits() -> Limits {
         max_line_bytes: 65_536,
         idle_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(5),
+        tcp_keepalive: None,
+        fd_ceiling: None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `SIGTERM` and `SIGINT` sent to the whole process reach
-//! `TerminationSignals::wait` instead of killing it.
+//! `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` sent to the whole
+//! process reach `Signals::wait` instead of killing it.
 //!
 //! The server blocks the signals at the top of `main`. A test cannot: libtest
 //! owns `main` and runs each test on a thread of its own, so a signal sent to
@@ -9,12 +9,12 @@
 //! would; every later thread inherits the mask. This file has one test so
 //! nothing else shares the process while signals are in flight.
 
-use package_indexer::sys::{block_termination_signals, Signal};
+use package_indexer::sys::{block_signals, Signal};
 use std::process::Command;
 
 extern "C" fn block_before_main() {
-    if let Err(error) = block_termination_signals() {
-        eprintln!("cannot block termination signals: {error}");
+    if let Err(error) = block_signals() {
+        eprintln!("cannot block the signals: {error}");
         std::process::abort();
     }
 }
@@ -35,11 +35,20 @@ fn send_to_self(signal_name: &str) {
 #[test]
 fn process_directed_signals_are_collected_in_order() {
     // Blocking again is harmless and yields the handle to wait with.
-    let signals = block_termination_signals().unwrap();
+    let signals = block_signals().unwrap();
 
     send_to_self("TERM");
     assert_eq!(signals.wait().unwrap(), Signal::Terminate);
 
     send_to_self("INT");
     assert_eq!(signals.wait().unwrap(), Signal::Interrupt);
+
+    for (name, signal) in [
+        ("HUP", Signal::Hangup),
+        ("USR1", Signal::User1),
+        ("USR2", Signal::User2),
+    ] {
+        send_to_self(name);
+        assert_eq!(signals.wait().unwrap(), signal, "{name}");
+    }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 fn main() -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
-    // only `sigwait` ever sees SIGTERM and SIGINT.
-    let signals = sys::block_termination_signals();
+    // only `sigwait` ever sees the signals the server handles.
+    let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());
     let invocation = config::parse(std::env::args().skip(1), |name| std::env::var(name).ok());

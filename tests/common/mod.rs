@@ -47,7 +47,26 @@ impl ServerProcess {
     /// Like `start`, but returns the exit status and logs if it never
     /// reports listening.
     pub fn try_start(args: &[&str]) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
-        let mut command = Command::new(BINARY);
+        Self::try_start_command(Command::new(BINARY), args)
+    }
+
+    /// Like `start`, with the open-files limit (soft and hard) set to
+    /// `limit` by the shell that `exec`s the server, so it keeps its pid.
+    pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
+        let mut command = Command::new("sh");
+        command.args(["-c", "ulimit -n \"$0\" && exec \"$@\""]);
+        command.args([&limit.to_string(), BINARY]);
+        Self::try_start_command(command, args).unwrap_or_else(|(status, logs)| {
+            panic!("server did not start ({status:?}):\n{}", logs.join("\n"))
+        })
+    }
+
+    /// Runs `command` (the binary, or a wrapper that ends by running it)
+    /// with `args` and waits for its start line.
+    fn try_start_command(
+        mut command: Command,
+        args: &[&str],
+    ) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }

@@ -14,6 +14,7 @@
 //! the index, not its history. A cycle search runs only when a re-index adds
 //! edges the package did not have before.
 
+use crate::name::PackageName;
 use crate::protocol::Response;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -172,7 +173,7 @@ impl Indexer {
     }
 
     /// `QUERY`: whether `package` is indexed.
-    pub fn query(&self, package: &str) -> Outcome {
+    pub fn query(&self, package: PackageName<'_>) -> Outcome {
         if self.find(package, self.tag(package)).is_some() {
             Outcome::Found
         } else {
@@ -181,18 +182,25 @@ impl Indexer {
     }
 
     /// True when `package` is indexed.
-    pub fn contains(&self, package: &str) -> bool {
+    pub fn contains(&self, package: PackageName<'_>) -> bool {
         self.query(package) == Outcome::Found
     }
 
     /// The dependencies of an indexed package, each once, in no set order.
-    pub fn dependencies_of(&self, package: &str) -> Option<impl Iterator<Item = &str> + '_> {
+    pub fn dependencies_of(
+        &self,
+        package: PackageName<'_>,
+    ) -> Option<impl Iterator<Item = &str> + '_> {
         let id = self.find(package, self.tag(package))?;
         Some(self.deps(id).iter().map(|&dep| self.name(dep)))
     }
 
     /// `INDEX`: adds `package` or replaces its dependency list.
-    pub fn index<'a>(&mut self, package: &str, deps: impl Iterator<Item = &'a str>) -> Outcome {
+    pub fn index<'a>(
+        &mut self,
+        package: PackageName<'_>,
+        deps: impl Iterator<Item = PackageName<'a>>,
+    ) -> Outcome {
         let mut wanted = std::mem::take(&mut self.scratch_deps);
         let outcome = self.index_with(package, deps, &mut wanted);
         wanted.clear();
@@ -202,8 +210,8 @@ impl Indexer {
 
     fn index_with<'a>(
         &mut self,
-        package: &str,
-        deps: impl Iterator<Item = &'a str>,
+        package: PackageName<'_>,
+        deps: impl Iterator<Item = PackageName<'a>>,
         wanted: &mut Vec<u32>,
     ) -> Outcome {
         for dep in deps {
@@ -225,7 +233,7 @@ impl Indexer {
         }
     }
 
-    fn add(&mut self, package: &str, tag: u32, deps: &[u32]) -> Outcome {
+    fn add(&mut self, package: PackageName<'_>, tag: u32, deps: &[u32]) -> Outcome {
         let Some(id) = self.allocate_id() else {
             return Outcome::Refused(Refusal::CapacityExceeded);
         };
@@ -244,7 +252,7 @@ impl Indexer {
             deps_len: deps.len() as u32,
             dependents: 0,
             visited: 0,
-            name_len: package.len() as u8,
+            name_len: package.len_u8(),
         };
         self.insert_slot(tag, id);
         self.packages += 1;
@@ -296,7 +304,7 @@ impl Indexer {
     }
 
     /// `REMOVE`: drops `package` unless another package depends on it.
-    pub fn remove(&mut self, package: &str) -> Outcome {
+    pub fn remove(&mut self, package: PackageName<'_>) -> Outcome {
         let tag = self.tag(package);
         let Some(id) = self.find(package, tag) else {
             return Outcome::Absent;
@@ -367,7 +375,9 @@ impl Indexer {
                 continue;
             }
             packages += 1;
-            let name = self.name(id as u32);
+            let Some(name) = PackageName::new(self.name_bytes(id as u32)) else {
+                return Err(format!("node {id} holds an invalid name"));
+            };
             if self.find(name, self.tag(name)) != Some(id as u32) {
                 return Err(format!("{name} is not reachable through the name table"));
             }
@@ -403,8 +413,8 @@ impl Indexer {
 
     // ---- names and the name table ----
 
-    fn tag(&self, name: &str) -> u32 {
-        (self.hasher.hash_one(name) >> 32) as u32
+    fn tag(&self, name: PackageName<'_>) -> u32 {
+        (self.hasher.hash_one(name.as_bytes()) >> 32) as u32
     }
 
     fn name(&self, id: u32) -> &str {
@@ -429,7 +439,7 @@ impl Indexer {
         self.table.len() - 1
     }
 
-    fn find(&self, name: &str, tag: u32) -> Option<u32> {
+    fn find(&self, name: PackageName<'_>, tag: u32) -> Option<u32> {
         let mask = self.mask();
         let mut slot = tag as usize & mask;
         loop {
@@ -519,9 +529,9 @@ impl Indexer {
         Some(id)
     }
 
-    fn store_name(&mut self, name: &str) -> Option<u32> {
+    fn store_name(&mut self, name: PackageName<'_>) -> Option<u32> {
         let start = u32::try_from(self.names.len()).ok()?;
-        u32::try_from(self.names.len() + name.len()).ok()?;
+        u32::try_from(self.names.len() + name.as_bytes().len()).ok()?;
         self.names.extend_from_slice(name.as_bytes());
         Some(start)
     }
@@ -613,8 +623,12 @@ fn sorted_difference<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = u32
 mod tests {
     use super::*;
 
-    fn index(ix: &mut Indexer, name: &str, deps: &[&str]) -> Outcome {
-        let outcome = ix.index(name, deps.iter().copied());
+    fn name(text: &str) -> PackageName<'_> {
+        PackageName::new(text.as_bytes()).unwrap()
+    }
+
+    fn index(ix: &mut Indexer, package: &str, deps: &[&str]) -> Outcome {
+        let outcome = ix.index(name(package), deps.iter().map(|d| name(d)));
         ix.check_invariants().unwrap();
         outcome
     }
@@ -622,11 +636,11 @@ mod tests {
     #[test]
     fn add_query_remove() {
         let mut ix = Indexer::new();
-        assert_eq!(ix.query("a"), Outcome::NotFound);
+        assert_eq!(ix.query(name("a")), Outcome::NotFound);
         assert_eq!(index(&mut ix, "a", &[]), Outcome::Added);
-        assert_eq!(ix.query("a"), Outcome::Found);
-        assert_eq!(ix.remove("a"), Outcome::Removed);
-        assert_eq!(ix.remove("a"), Outcome::Absent);
+        assert_eq!(ix.query(name("a")), Outcome::Found);
+        assert_eq!(ix.remove(name("a")), Outcome::Removed);
+        assert_eq!(ix.remove(name("a")), Outcome::Absent);
         assert_eq!(ix.packages(), 0);
     }
 
@@ -637,12 +651,15 @@ mod tests {
             index(&mut ix, "b", &["a"]),
             Outcome::Refused(Refusal::MissingDependency)
         );
-        assert!(!ix.contains("b"));
+        assert!(!ix.contains(name("b")));
         index(&mut ix, "a", &[]);
         assert_eq!(index(&mut ix, "b", &["a"]), Outcome::Added);
-        assert_eq!(ix.remove("a"), Outcome::Refused(Refusal::HasDependents));
-        assert_eq!(ix.remove("b"), Outcome::Removed);
-        assert_eq!(ix.remove("a"), Outcome::Removed);
+        assert_eq!(
+            ix.remove(name("a")),
+            Outcome::Refused(Refusal::HasDependents)
+        );
+        assert_eq!(ix.remove(name("b")), Outcome::Removed);
+        assert_eq!(ix.remove(name("a")), Outcome::Removed);
     }
 
     #[test]
@@ -651,8 +668,8 @@ mod tests {
         index(&mut ix, "a", &[]);
         index(&mut ix, "b", &["a", "a", "a"]);
         assert_eq!(ix.dependencies(), 1);
-        assert_eq!(ix.remove("b"), Outcome::Removed);
-        assert_eq!(ix.remove("a"), Outcome::Removed);
+        assert_eq!(ix.remove(name("b")), Outcome::Removed);
+        assert_eq!(ix.remove(name("a")), Outcome::Removed);
     }
 
     #[test]
@@ -677,10 +694,13 @@ mod tests {
         index(&mut ix, "c", &["a"]);
         assert_eq!(index(&mut ix, "c", &["a"]), Outcome::Unchanged);
         assert_eq!(index(&mut ix, "c", &["b"]), Outcome::Replaced);
-        assert_eq!(ix.remove("a"), Outcome::Removed);
-        assert_eq!(ix.remove("b"), Outcome::Refused(Refusal::HasDependents));
+        assert_eq!(ix.remove(name("a")), Outcome::Removed);
+        assert_eq!(
+            ix.remove(name("b")),
+            Outcome::Refused(Refusal::HasDependents)
+        );
         assert_eq!(index(&mut ix, "c", &[]), Outcome::Replaced);
-        assert_eq!(ix.remove("b"), Outcome::Removed);
+        assert_eq!(ix.remove(name("b")), Outcome::Removed);
     }
 
     #[test]
@@ -699,7 +719,10 @@ mod tests {
         );
         index(&mut ix, "d", &[]);
         assert_eq!(index(&mut ix, "a", &["d"]), Outcome::Replaced);
-        assert_eq!(ix.dependencies_of("a").unwrap().collect::<Vec<_>>(), ["d"]);
+        assert_eq!(
+            ix.dependencies_of(name("a")).unwrap().collect::<Vec<_>>(),
+            ["d"]
+        );
     }
 
     #[test]
@@ -711,8 +734,8 @@ mod tests {
         index(&mut ix, "z2", &[]);
         index(&mut ix, "z", &["z2"]);
         let mut rebuilt = Indexer::new();
-        for (name, deps) in ix.topological() {
-            assert_eq!(rebuilt.index(name, deps), Outcome::Added);
+        for (package, deps) in ix.topological() {
+            assert_eq!(rebuilt.index(name(package), deps.map(name)), Outcome::Added);
         }
         rebuilt.check_invariants().unwrap();
         assert_eq!(rebuilt.packages(), 4);
@@ -724,9 +747,9 @@ mod tests {
         let mut ix = Indexer::new();
         index(&mut ix, "base", &[]);
         for round in 0..50_000 {
-            let name = format!("package-{round}");
-            assert_eq!(ix.index(&name, ["base"].into_iter()), Outcome::Added);
-            assert_eq!(ix.remove(&name), Outcome::Removed);
+            let package = format!("package-{round}");
+            assert_eq!(index(&mut ix, &package, &["base"]), Outcome::Added);
+            assert_eq!(ix.remove(name(&package)), Outcome::Removed);
         }
         ix.check_invariants().unwrap();
         assert!(ix.names.len() < 2 * MIN_GARBAGE_TO_COMPACT);
@@ -738,14 +761,14 @@ mod tests {
     fn table_survives_growth_and_deletes() {
         let mut ix = Indexer::new();
         for i in 0..5_000 {
-            ix.index(&format!("p{i}"), std::iter::empty());
+            ix.index(name(&format!("p{i}")), std::iter::empty());
         }
         for i in (0..5_000).step_by(3) {
-            assert_eq!(ix.remove(&format!("p{i}")), Outcome::Removed);
+            assert_eq!(ix.remove(name(&format!("p{i}"))), Outcome::Removed);
         }
         ix.check_invariants().unwrap();
         for i in 0..5_000 {
-            assert_eq!(ix.contains(&format!("p{i}")), i % 3 != 0, "p{i}");
+            assert_eq!(ix.contains(name(&format!("p{i}"))), i % 3 != 0, "p{i}");
         }
     }
 

@@ -52,6 +52,7 @@ pub mod healthcheck;
 pub mod index;
 pub mod log;
 pub mod metrics;
+pub mod name;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -1,9 +1,11 @@
 //! Wire protocol: bytes -> [`Request`], [`Response`] -> bytes (SPEC §2).
 //!
 //! The parser is pure and total: every byte string maps to a request or a
-//! [`ParseError`], never a panic. Names in a request borrow from the input
-//! line; nothing is copied.
+//! [`ParseError`], never a panic. Names in a request are validated into
+//! [`PackageName`] and [`Dependencies`], borrowed from the input line;
+//! nothing is copied.
 
+use crate::name::{Dependencies, PackageName};
 use std::fmt;
 
 /// The three commands of the protocol.
@@ -62,58 +64,17 @@ impl Response {
     }
 }
 
-/// Longest package name, in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
-
 /// One well-formed request line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     pub command: Command,
-    pub package: &'a str,
+    pub package: PackageName<'a>,
     pub dependencies: Dependencies<'a>,
-}
-
-/// A validated, comma-separated dependency list (possibly empty), borrowed
-/// from the request line. Iterating yields each entry, repeats included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Dependencies<'a>(&'a str);
-
-impl<'a> Dependencies<'a> {
-    /// Validates a raw dependency field.
-    pub fn parse(field: &'a [u8]) -> Result<Dependencies<'a>, ErrorKind> {
-        if field.is_empty() {
-            return Ok(Dependencies(""));
-        }
-        if !field.split(|&b| b == b',').all(is_valid_name) {
-            return Err(ErrorKind::BadDependencies);
-        }
-        // Every byte is ASCII once the names are valid.
-        std::str::from_utf8(field)
-            .map(Dependencies)
-            .map_err(|_| ErrorKind::BadDependencies)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The field as it appeared on the wire.
-    pub fn as_str(&self) -> &'a str {
-        self.0
-    }
-
-    /// Each listed name, in order, repeats included.
-    pub fn iter(&self) -> impl Iterator<Item = &'a str> + Clone + 'a {
-        let field = self.0;
-        field.split(',').filter(move |_| !field.is_empty())
-    }
 }
 
 /// Why a line is malformed. Each kind is answered `ERROR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The line is longer than the configured limit.
-    TooLong,
+pub enum Malformed {
     /// Not exactly three `|`-separated fields.
     FieldCount,
     /// The first field is not `INDEX`, `REMOVE` or `QUERY`.
@@ -126,15 +87,14 @@ pub enum ErrorKind {
     UnexpectedDependencies,
 }
 
-impl fmt::Display for ErrorKind {
+impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ErrorKind::TooLong => "line too long",
-            ErrorKind::FieldCount => "expected three fields separated by '|'",
-            ErrorKind::UnknownCommand => "unknown command",
-            ErrorKind::BadPackage => "invalid package name",
-            ErrorKind::BadDependencies => "invalid dependency list",
-            ErrorKind::UnexpectedDependencies => "only INDEX takes dependencies",
+            Malformed::FieldCount => "expected three fields separated by '|'",
+            Malformed::UnknownCommand => "unknown command",
+            Malformed::BadPackage => "invalid package name",
+            Malformed::BadDependencies => "invalid dependency list",
+            Malformed::UnexpectedDependencies => "only INDEX takes dependencies",
         })
     }
 }
@@ -143,7 +103,7 @@ impl fmt::Display for ErrorKind {
 /// (so metrics can tell `INDEX|a b|` from `LIZARD|a|`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParseError {
-    pub kind: ErrorKind,
+    pub kind: Malformed,
     pub command: Option<Command>,
 }
 
@@ -155,16 +115,6 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// True for bytes allowed in a package name: `A-Z a-z 0-9 . _ + - @ /`.
-pub fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-' | b'@' | b'/')
-}
-
-/// True for a valid package name: 1 to 255 name bytes.
-pub fn is_valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_BYTES && name.iter().all(|&b| is_name_byte(b))
-}
-
 /// Parses one line, given without its `\n`; a single trailing `\r` is
 /// stripped first.
 pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {
@@ -175,25 +125,23 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {
         (fields.next(), fields.next(), fields.next())
     else {
         return Err(ParseError {
-            kind: ErrorKind::FieldCount,
+            kind: Malformed::FieldCount,
             command: Command::from_bytes(command_field),
         });
     };
     let command = Command::from_bytes(command_field).ok_or(ParseError {
-        kind: ErrorKind::UnknownCommand,
+        kind: Malformed::UnknownCommand,
         command: None,
     })?;
     let fail = |kind| ParseError {
         kind,
         command: Some(command),
     };
-    if !is_valid_name(package_field) {
-        return Err(fail(ErrorKind::BadPackage));
-    }
-    let package = std::str::from_utf8(package_field).map_err(|_| fail(ErrorKind::BadPackage))?;
-    let dependencies = Dependencies::parse(dependency_field).map_err(fail)?;
+    let package = PackageName::new(package_field).ok_or(fail(Malformed::BadPackage))?;
+    let dependencies =
+        Dependencies::new(dependency_field).ok_or(fail(Malformed::BadDependencies))?;
     if command != Command::Index && !dependencies.is_empty() {
-        return Err(fail(ErrorKind::UnexpectedDependencies));
+        return Err(fail(Malformed::UnexpectedDependencies));
     }
     Ok(Request {
         command,
@@ -218,7 +166,7 @@ impl Request<'_> {
 mod tests {
     use super::*;
 
-    fn kind(line: &str) -> ErrorKind {
+    fn kind(line: &str) -> Malformed {
         parse_line(line.as_bytes()).unwrap_err().kind
     }
 
@@ -226,13 +174,11 @@ mod tests {
     fn parses_each_command() {
         let r = parse_line(b"INDEX|cloog|gmp,isl,pkg-config").unwrap();
         assert_eq!(r.command, Command::Index);
-        assert_eq!(r.package, "cloog");
-        assert_eq!(
-            r.dependencies.iter().collect::<Vec<_>>(),
-            ["gmp", "isl", "pkg-config"]
-        );
+        assert_eq!(r.package.as_str(), "cloog");
+        assert_eq!(r.dependencies.as_str(), "gmp,isl,pkg-config");
+        assert_eq!(r.dependencies.iter().count(), 3);
         let r = parse_line(b"REMOVE|cloog|").unwrap();
-        assert_eq!((r.command, r.package), (Command::Remove, "cloog"));
+        assert_eq!((r.command, r.package.as_str()), (Command::Remove, "cloog"));
         assert!(r.dependencies.is_empty());
         assert_eq!(r.dependencies.iter().count(), 0);
         let r = parse_line(b"QUERY|cloog|").unwrap();
@@ -241,15 +187,15 @@ mod tests {
 
     #[test]
     fn strips_one_carriage_return() {
-        assert_eq!(parse_line(b"QUERY|a|\r").unwrap().package, "a");
-        assert_eq!(kind("QUERY|a|\r\r"), ErrorKind::BadDependencies);
-        assert_eq!(kind("QUERY|a\r|"), ErrorKind::BadPackage);
+        assert_eq!(parse_line(b"QUERY|a|\r").unwrap().package.as_str(), "a");
+        assert_eq!(kind("QUERY|a|\r\r"), Malformed::BadDependencies);
+        assert_eq!(kind("QUERY|a\r|"), Malformed::BadPackage);
     }
 
     #[test]
     fn wrong_field_counts() {
         for line in ["", "QUERY", "QUERY|a", "QUERY|a||", "QUERY|a|b|", "|||"] {
-            assert_eq!(kind(line), ErrorKind::FieldCount, "{line:?}");
+            assert_eq!(kind(line), Malformed::FieldCount, "{line:?}");
         }
         let e = parse_line(b"QUERY|a").unwrap_err();
         assert_eq!(e.command, Some(Command::Query));
@@ -270,7 +216,7 @@ mod tests {
             let e = parse_line(line.as_bytes()).unwrap_err();
             assert_eq!(
                 (e.kind, e.command),
-                (ErrorKind::UnknownCommand, None),
+                (Malformed::UnknownCommand, None),
                 "{line:?}"
             );
         }
@@ -287,7 +233,7 @@ mod tests {
             "QUERY|a,b|",
             long.as_str(),
         ] {
-            assert_eq!(kind(line), ErrorKind::BadPackage, "{line:?}");
+            assert_eq!(kind(line), Malformed::BadPackage, "{line:?}");
         }
         let longest = format!("QUERY|{}|", "a".repeat(255));
         assert!(parse_line(longest.as_bytes()).is_ok());
@@ -305,20 +251,21 @@ mod tests {
             "INDEX|a|b=c",
             "INDEX|a|☃",
         ] {
-            assert_eq!(kind(line), ErrorKind::BadDependencies, "{line:?}");
+            assert_eq!(kind(line), Malformed::BadDependencies, "{line:?}");
         }
     }
 
     #[test]
     fn only_index_carries_dependencies() {
-        assert_eq!(kind("REMOVE|a|b"), ErrorKind::UnexpectedDependencies);
-        assert_eq!(kind("QUERY|a|b"), ErrorKind::UnexpectedDependencies);
+        assert_eq!(kind("REMOVE|a|b"), Malformed::UnexpectedDependencies);
+        assert_eq!(kind("QUERY|a|b"), Malformed::UnexpectedDependencies);
     }
 
     #[test]
     fn repeated_dependencies_are_well_formed() {
         let r = parse_line(b"INDEX|a|b,b").unwrap();
-        assert_eq!(r.dependencies.iter().collect::<Vec<_>>(), ["b", "b"]);
+        let names: Vec<&str> = r.dependencies.iter().map(|d| d.as_str()).collect();
+        assert_eq!(names, ["b", "b"]);
     }
 
     #[test]

@@ -74,17 +74,12 @@ impl Store {
                 (outcome, durable.map(Durable::last_appended))
             }
             Command::Index => {
-                // Collected before taking the lock, and only for the log:
-                // nothing is allocated under the write lock.
-                let logged: Vec<&str> = match durable {
-                    Some(_) => request.dependencies.iter().collect(),
-                    None => Vec::new(),
-                };
+                let dependencies = request.dependencies;
                 let mut index = self.index.write();
-                let outcome = index.index(package, request.dependencies.iter());
+                let outcome = index.index(package, dependencies.iter());
                 let change = Change::Index {
                     package,
-                    dependencies: &logged,
+                    dependencies,
                 };
                 (outcome, log_if_changed(durable, outcome, &change)?)
             }

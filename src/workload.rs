@@ -42,7 +42,7 @@ impl std::error::Error for BrewParseError {}
 
 /// Whether `name` is a package name the protocol accepts (SPEC §2).
 fn is_valid_name(name: &str) -> bool {
-    crate::protocol::is_valid_name(name.as_bytes())
+    crate::name::PackageName::new(name.as_bytes()).is_some()
 }
 
 /// Parses a Homebrew-style dependency list.

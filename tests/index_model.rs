@@ -3,6 +3,7 @@
 //! every step.
 
 use package_indexer::index::{Indexer, Outcome};
+use package_indexer::name::PackageName;
 use package_indexer::protocol::Response;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,11 +61,16 @@ impl Model {
     }
 }
 
+/// The generated names are all valid.
+fn valid(name: &str) -> PackageName<'_> {
+    PackageName::new(name.as_bytes()).unwrap()
+}
+
 fn run(index: &mut Indexer, op: &Op) -> Outcome {
     match op {
-        Op::Index(name, deps) => index.index(name, deps.iter().map(String::as_str)),
-        Op::Remove(name) => index.remove(name),
-        Op::Query(name) => index.query(name),
+        Op::Index(name, deps) => index.index(valid(name), deps.iter().map(|d| valid(d))),
+        Op::Remove(name) => index.remove(valid(name)),
+        Op::Query(name) => index.query(valid(name)),
     }
 }
 
@@ -91,7 +97,7 @@ proptest! {
             prop_assert_eq!(index.check_invariants(), Ok(()));
             prop_assert_eq!(index.packages(), model.packages.len());
             for (name, deps) in &model.packages {
-                let mut got: Vec<&str> = index.dependencies_of(name).unwrap().collect();
+                let mut got: Vec<&str> = index.dependencies_of(valid(name)).unwrap().collect();
                 got.sort_unstable();
                 prop_assert_eq!(got, deps.iter().map(String::as_str).collect::<Vec<_>>());
             }
@@ -100,9 +106,25 @@ proptest! {
         // order empties it.
         let order: Vec<String> = index.topological().map(|(n, _)| n.to_string()).collect();
         for name in order.iter().rev() {
-            prop_assert_eq!(index.remove(name), Outcome::Removed);
+            prop_assert_eq!(index.remove(valid(name)), Outcome::Removed);
         }
         prop_assert_eq!(index.packages(), 0);
         prop_assert_eq!(index.dependencies(), 0);
     }
+}
+
+/// An empty or 256-byte name once reached the index through its public
+/// API and was stored with a length byte of 0, the mark of a free slot:
+/// `index` answered `Added`, `query` then `NotFound`, and the invariants
+/// broke. Such a name can no longer be made, so it cannot be handed over.
+#[test]
+fn names_the_index_cannot_keep_cannot_be_made() {
+    assert_eq!(PackageName::new(b""), None);
+    assert_eq!(PackageName::new(&[b'a'; 256]), None);
+    let longest = [b'z'; 255];
+    let mut index = Indexer::new();
+    let name = PackageName::new(&longest).unwrap();
+    assert_eq!(index.index(name, std::iter::empty()), Outcome::Added);
+    assert_eq!(index.query(name), Outcome::Found);
+    assert_eq!(index.check_invariants(), Ok(()));
 }

@@ -1,10 +1,18 @@
 //! Property tests of the wire protocol: the parser is total, and every
 //! valid request survives encode -> parse unchanged.
 
-use package_indexer::protocol::{is_valid_name, parse_line, Command};
+use package_indexer::protocol::{parse_line, Command};
 use proptest::prelude::*;
 
 const NAME_BYTES: &[u8] = b"ABCXYZabcxyz0189._+-@/";
+
+/// The oracle: the contract's rule for a name, written out independently.
+fn is_name(text: &str) -> bool {
+    (1..=255).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-@/".contains(&b))
+}
 
 fn name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -46,9 +54,8 @@ proptest! {
         let fields_ok = !package.contains('|') && !deps.contains('|');
         let valid = fields_ok
             && ["INDEX", "REMOVE", "QUERY"].contains(&command.as_str())
-            && is_valid_name(package.as_bytes())
-            && (deps.is_empty() || (command == "INDEX"
-                && deps.split(',').all(|d| is_valid_name(d.as_bytes()))));
+            && is_name(&package)
+            && (deps.is_empty() || (command == "INDEX" && deps.split(',').all(is_name)));
         prop_assert_eq!(parsed.is_ok(), valid, "{:?}", line);
     }
 
@@ -66,7 +73,8 @@ proptest! {
         }
         let request = parse_line(line.as_bytes()).unwrap();
         prop_assert_eq!(request.command, command);
-        prop_assert_eq!(request.package, package.as_str());
-        prop_assert_eq!(request.dependencies.iter().collect::<Vec<_>>(), deps);
+        prop_assert_eq!(request.package.as_str(), package.as_str());
+        let parsed: Vec<&str> = request.dependencies.iter().map(|d| d.as_str()).collect();
+        prop_assert_eq!(parsed, deps);
     }
 }

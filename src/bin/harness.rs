@@ -925,12 +925,12 @@ mod tests {
         let Ok(request) = protocol::parse_line(line.as_bytes()) else {
             return Some(Response::Error);
         };
-        let name = request.package;
+        let name = request.package.as_str();
         let mut index = index.lock().unwrap();
         let accepted = match request.command {
             Command::Index => {
                 let dependencies: Vec<String> =
-                    request.dependencies.iter().map(str::to_string).collect();
+                    request.dependencies.iter().map(|d| d.to_string()).collect();
                 let known = dependencies.iter().all(|d| index.contains_key(d));
                 if known {
                     index.insert(name.to_string(), dependencies);

@@ -48,7 +48,7 @@ use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
 pub use self::wal::{NextWalFile, Wal, WalStats};
-pub use record::{Change, OwnedChange};
+pub use record::{Change, LoggedChange, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};
 
@@ -206,13 +206,13 @@ impl Drop for Durable {
 
 /// Applies one recovered change; a change the index refuses means the
 /// files do not describe a state this server could have reached.
-fn replay(index: &mut Indexer, change: Change<'_>) -> Result<(), String> {
+fn replay(index: &mut Indexer, change: LoggedChange<'_>) -> Result<(), String> {
     let outcome = match change {
-        Change::Index {
+        LoggedChange::Index {
             package,
             dependencies,
         } => index.index(package, dependencies.iter().copied()),
-        Change::Remove { package } => index.remove(package),
+        LoggedChange::Remove { package } => index.remove(package),
     };
     if outcome.changed() {
         Ok(())

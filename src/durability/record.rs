@@ -22,7 +22,7 @@
 use std::io;
 
 use super::crc32c;
-use crate::protocol::is_valid_name;
+use crate::name::{Dependencies, PackageName};
 
 /// Bytes in a file header: magic then version.
 pub const HEADER_LEN: usize = 12;
@@ -46,16 +46,29 @@ const KIND_REMOVE: u8 = 2;
 const KIND_SNAPSHOT_END: u8 = 3;
 const KIND_SEAL: u8 = 4;
 
-/// One state change of the index, borrowed from the caller.
+/// One state change of the index as the store logs it, borrowed from the
+/// request that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change<'a> {
     /// The package is added or its dependency list replaced.
     Index {
-        package: &'a str,
-        dependencies: &'a [&'a str],
+        package: PackageName<'a>,
+        dependencies: Dependencies<'a>,
     },
     /// The package is removed.
-    Remove { package: &'a str },
+    Remove { package: PackageName<'a> },
+}
+
+/// One state change read back from a file, as recovery replays it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoggedChange<'a> {
+    /// The package is added or its dependency list replaced.
+    Index {
+        package: PackageName<'a>,
+        dependencies: &'a [PackageName<'a>],
+    },
+    /// The package is removed.
+    Remove { package: PackageName<'a> },
 }
 
 /// A [`Change`] that owns its names, for callers that keep changes around.
@@ -70,18 +83,18 @@ pub enum OwnedChange {
     },
 }
 
-impl From<Change<'_>> for OwnedChange {
-    fn from(change: Change<'_>) -> Self {
+impl From<LoggedChange<'_>> for OwnedChange {
+    fn from(change: LoggedChange<'_>) -> Self {
         match change {
-            Change::Index {
+            LoggedChange::Index {
                 package,
                 dependencies,
             } => OwnedChange::Index {
-                package: package.to_owned(),
-                dependencies: dependencies.iter().map(|&d| d.to_owned()).collect(),
+                package: package.to_string(),
+                dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
             },
-            Change::Remove { package } => OwnedChange::Remove {
-                package: package.to_owned(),
+            LoggedChange::Remove { package } => OwnedChange::Remove {
+                package: package.to_string(),
             },
         }
     }
@@ -90,7 +103,7 @@ impl From<Change<'_>> for OwnedChange {
 /// A decoded record payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record<'a> {
-    Change(Change<'a>),
+    Change(LoggedChange<'a>),
     SnapshotEnd {
         records: u64,
     },
@@ -141,10 +154,14 @@ pub fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
         Change::Index {
             package,
             dependencies,
-        } => encode_index(out, package, dependencies.iter().copied()),
+        } => encode_index(
+            out,
+            package.as_str(),
+            dependencies.iter().map(PackageName::as_str),
+        ),
         Change::Remove { package } => encode_record(out, |out| {
             out.push(KIND_REMOVE);
-            push_name(out, package)
+            push_name(out, package.as_str())
         }),
     }
 }
@@ -237,7 +254,7 @@ fn invalid(reason: &str) -> io::Error {
 /// records so that decoding does not allocate per record.
 pub fn decode<'p: 'v, 'v>(
     payload: &'p [u8],
-    dependencies: &'v mut Vec<&'p str>,
+    dependencies: &'v mut Vec<PackageName<'p>>,
 ) -> Result<Record<'v>, String> {
     let mut reader = PayloadReader { rest: payload };
     let record = match reader.byte()? {
@@ -248,12 +265,12 @@ pub fn decode<'p: 'v, 'v>(
             for _ in 0..count {
                 dependencies.push(reader.name()?);
             }
-            Record::Change(Change::Index {
+            Record::Change(LoggedChange::Index {
                 package,
                 dependencies,
             })
         }
-        KIND_REMOVE => Record::Change(Change::Remove {
+        KIND_REMOVE => Record::Change(LoggedChange::Remove {
             package: reader.name()?,
         }),
         KIND_SNAPSHOT_END => Record::SnapshotEnd {
@@ -302,17 +319,10 @@ impl<'a> PayloadReader<'a> {
         Ok(u64::from_le_bytes(bytes))
     }
 
-    fn name(&mut self) -> Result<&'a str, String> {
+    fn name(&mut self) -> Result<PackageName<'a>, String> {
         let len = self.byte()?;
-        if len == 0 {
-            return Err("empty name".to_owned());
-        }
         let bytes = self.take(usize::from(len))?;
-        if !is_valid_name(bytes) {
-            return Err("a name holds a byte no package name may hold".to_owned());
-        }
-        // Name bytes are ASCII, so this cannot fail once they are valid.
-        std::str::from_utf8(bytes).map_err(|_| "name is not valid UTF-8".to_owned())
+        PackageName::new(bytes).ok_or_else(|| "a name that is not a valid package name".to_owned())
     }
 }
 
@@ -402,6 +412,16 @@ mod tests {
         "[A-Za-z0-9._+@/-]{1,255}"
     }
 
+    fn valid(text: &str) -> PackageName<'_> {
+        PackageName::new(text.as_bytes()).unwrap()
+    }
+
+    fn remove(package: &str) -> Change<'_> {
+        Change::Remove {
+            package: valid(package),
+        }
+    }
+
     fn owned_change() -> impl Strategy<Value = OwnedChange> {
         prop_oneof![
             (name(), proptest::collection::vec(name(), 0..8)).prop_map(
@@ -420,7 +440,7 @@ mod tests {
                 package,
                 dependencies,
             } => encode_index(out, package, dependencies.iter().map(String::as_str)),
-            OwnedChange::Remove { package } => encode_change(out, &Change::Remove { package }),
+            OwnedChange::Remove { package } => encode_change(out, &remove(package)),
         }
         .unwrap();
     }
@@ -453,24 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn slice_and_iterator_forms_encode_alike() {
-        let mut from_slice = Vec::new();
+    fn a_change_and_the_snapshot_form_encode_alike() {
+        let mut from_change = Vec::new();
         let change = Change::Index {
-            package: "a",
-            dependencies: &["b", "c"],
+            package: valid("a"),
+            dependencies: Dependencies::new(b"b,c").unwrap(),
         };
-        encode_change(&mut from_slice, &change).unwrap();
-        let mut from_iter = Vec::new();
-        encode_index(&mut from_iter, "a", "b,c".split(',')).unwrap();
-        assert_eq!(from_slice, from_iter);
+        encode_change(&mut from_change, &change).unwrap();
+        let mut from_snapshot = Vec::new();
+        encode_index(&mut from_snapshot, "a", ["b", "c"]).unwrap();
+        assert_eq!(from_change, from_snapshot);
     }
 
     #[test]
-    fn invalid_names_are_refused_and_leave_the_buffer_alone() {
+    fn names_of_a_wrong_length_are_refused_and_leave_the_buffer_alone() {
         let mut out = vec![7];
         let long = "x".repeat(256);
-        assert!(encode_change(&mut out, &Change::Remove { package: "" }).is_err());
-        assert!(encode_change(&mut out, &Change::Remove { package: &long }).is_err());
+        assert!(encode_index(&mut out, "", []).is_err());
+        assert!(encode_index(&mut out, &long, []).is_err());
         assert!(encode_index(&mut out, "a", ["ok", ""]).is_err());
         assert_eq!(out, vec![7]);
     }
@@ -492,9 +512,9 @@ mod tests {
     #[test]
     fn invalid_frames_and_the_valid_record_after_them() {
         let mut out = Vec::new();
-        encode_change(&mut out, &Change::Remove { package: "a" }).unwrap();
+        encode_change(&mut out, &remove("a")).unwrap();
         let one = out.len();
-        encode_change(&mut out, &Change::Remove { package: "b" }).unwrap();
+        encode_change(&mut out, &remove("b")).unwrap();
         let invalid = |data: &[u8], at| matches!(next_frame(data, at), Frame::Invalid(_));
         // Cut inside the second record: invalid, and nothing valid after it.
         for cut in [one + 3, out.len() - 1] {
@@ -527,7 +547,7 @@ mod tests {
     #[test]
     fn a_record_with_an_invalid_name_does_not_decode() {
         let mut out = Vec::new();
-        encode_change(&mut out, &Change::Remove { package: "a b" }).unwrap();
+        encode_index(&mut out, "a b", []).unwrap();
         let Frame::Record { payload, .. } = next_frame(&out, 0) else {
             panic!("no frame");
         };

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DataFile, DirLock, Kind, LockError};
-use super::record::{self, Change, Frame, Record};
+use super::record::{self, Frame, LoggedChange, Record};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -167,7 +167,7 @@ fn file_name(path: &Path) -> String {
 /// Takes an exclusive lock on the directory that the returned value keeps.
 pub fn recover(
     dir: &Path,
-    mut apply: impl FnMut(Change<'_>) -> Result<(), String>,
+    mut apply: impl FnMut(LoggedChange<'_>) -> Result<(), String>,
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     create_dir(dir)?;
@@ -332,7 +332,7 @@ fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
 /// Loads a snapshot; returns its size.
 fn load_snapshot(
     path: &Path,
-    apply: &mut impl FnMut(Change<'_>) -> Result<(), String>,
+    apply: &mut impl FnMut(LoggedChange<'_>) -> Result<(), String>,
     stats: &mut LoadStats,
 ) -> Result<u64, RecoveryError> {
     let data = fs::read(path).map_err(io_error(path))?;
@@ -344,11 +344,13 @@ fn load_snapshot(
             return Err("record after the snapshot's end marker".to_owned());
         }
         match record {
-            Record::Change(change @ Change::Index { .. }) => {
+            Record::Change(change @ LoggedChange::Index { .. }) => {
                 packages += 1;
                 apply(change)
             }
-            Record::Change(Change::Remove { .. }) => Err("REMOVE record in a snapshot".to_owned()),
+            Record::Change(LoggedChange::Remove { .. }) => {
+                Err("REMOVE record in a snapshot".to_owned())
+            }
             Record::SnapshotEnd { records } if records == packages => {
                 ended = true;
                 Ok(())
@@ -403,7 +405,7 @@ struct Tear {
 /// Replays one log.
 fn replay_log(
     log: &DataFile,
-    apply: &mut impl FnMut(Change<'_>) -> Result<(), String>,
+    apply: &mut impl FnMut(LoggedChange<'_>) -> Result<(), String>,
     stats: &mut LoadStats,
 ) -> Result<ReplayedLog, RecoveryError> {
     let path = &log.path;

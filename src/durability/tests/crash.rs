@@ -13,13 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::{recover_changes, wal_after, ScratchDir};
-use crate::durability::{Change, Fsync, OwnedChange};
+use super::{index_change, recover_changes, wal_after, ScratchDir};
+use crate::durability::{Fsync, OwnedChange};
 
 const VICTIM_DIR: &str = "PACKAGE_INDEXER_TEST_VICTIM_DIR";
 const THREADS: usize = 8;
 const ACKS_BEFORE_KILL: usize = 3_000;
-const DEPENDENCIES: [&str; 2] = ["dependency-a", "dependency-b"];
+const DEPENDENCIES: &str = "dependency-a,dependency-b";
 
 #[test]
 #[ignore = "run as a child process by kill_9_mid_stream_loses_no_acknowledged_change"]
@@ -42,11 +42,7 @@ fn victim() {
                     let seq = {
                         let mut index = index.lock().unwrap();
                         index.push(package.clone());
-                        log.append(&Change::Index {
-                            package: &package,
-                            dependencies: &DEPENDENCIES,
-                        })
-                        .unwrap()
+                        log.append(&index_change(&package, DEPENDENCIES)).unwrap()
                     };
                     log.wait_durable(seq).unwrap();
                     let mut stdout = stdout.lock().unwrap();
@@ -64,7 +60,7 @@ fn victim() {
         };
         let contents = packages
             .iter()
-            .map(|package| (package.as_str(), DEPENDENCIES));
+            .map(|package| (package.as_str(), DEPENDENCIES.split(',')));
         log.write_snapshot(generation, contents).unwrap();
         if workers.iter().any(|worker| worker.is_finished()) {
             panic!("a victim thread died");

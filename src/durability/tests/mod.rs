@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::compactor::CompactionSignal;
 use super::{recover, Change, Event, Fsync, Options, OwnedChange, Recovered, RecoveryError, Wal};
+use crate::name::{Dependencies, PackageName};
 
 /// A fresh directory under the system temp dir, removed on drop (so also
 /// when a test panics).
@@ -64,13 +65,25 @@ pub fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) ->
             package,
             dependencies,
         } => {
-            let dependencies: Vec<&str> = dependencies.iter().map(String::as_str).collect();
-            f(&Change::Index {
-                package,
-                dependencies: &dependencies,
-            })
+            let field = dependencies.join(",");
+            f(&index_change(package, &field))
         }
-        OwnedChange::Remove { package } => f(&Change::Remove { package }),
+        OwnedChange::Remove { package } => f(&Change::Remove {
+            package: name(package),
+        }),
+    }
+}
+
+/// Test names are valid: `text` as a name.
+pub fn name(text: &str) -> PackageName<'_> {
+    PackageName::new(text.as_bytes()).unwrap()
+}
+
+/// `INDEX` of `package` with a comma-separated dependency field.
+pub fn index_change<'a>(package: &'a str, dependencies: &'a str) -> Change<'a> {
+    Change::Index {
+        package: name(package),
+        dependencies: Dependencies::new(dependencies.as_bytes()).unwrap(),
     }
 }
 

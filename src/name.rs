@@ -1,0 +1,139 @@
+//! Package names, validated once where they enter: the protocol parser, the
+//! log's record decoder and the admin API's path are the only places bytes
+//! become names, and each goes through [`PackageName::new`] or
+//! [`Dependencies::new`]. The index and the log take these types, so no
+//! code past the boundary can be handed an invalid name.
+//!
+//! A name cannot be made any other way:
+//!
+//! ```compile_fail
+//! // The field is private: only validation builds a name.
+//! let empty = package_indexer::PackageName("");
+//! ```
+
+use std::fmt;
+
+/// Longest package name, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A valid package name: 1 to 255 bytes, each one of
+/// `A-Z a-z 0-9 . _ + - @ /`, borrowed from where it was read.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageName<'a>(&'a str);
+
+/// True for bytes allowed in a package name.
+fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'+' | b'-' | b'@' | b'/')
+}
+
+impl<'a> PackageName<'a> {
+    /// `bytes` as a package name, or `None` when they are not one.
+    pub fn new(bytes: &'a [u8]) -> Option<PackageName<'a>> {
+        if bytes.is_empty()
+            || bytes.len() > MAX_NAME_BYTES
+            || !bytes.iter().all(|&b| is_name_byte(b))
+        {
+            return None;
+        }
+        // Name bytes are ASCII, so this cannot fail once they are valid.
+        std::str::from_utf8(bytes).ok().map(PackageName)
+    }
+
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+
+    /// The length in bytes, which is 1 to 255 and so fits in a byte.
+    pub fn len_u8(self) -> u8 {
+        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
+    }
+}
+
+impl fmt::Display for PackageName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for PackageName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+/// A valid dependency field: empty, or package names separated by single
+/// commas, borrowed from the request line. Iterating yields each entry,
+/// repeats included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dependencies<'a>(&'a str);
+
+impl<'a> Dependencies<'a> {
+    /// `field` as a dependency list, or `None` when an entry is empty or not
+    /// a valid name.
+    pub fn new(field: &'a [u8]) -> Option<Dependencies<'a>> {
+        if field.is_empty() {
+            return Some(Dependencies(""));
+        }
+        if !field
+            .split(|&b| b == b',')
+            .all(|entry| PackageName::new(entry).is_some())
+        {
+            return None;
+        }
+        std::str::from_utf8(field).ok().map(Dependencies)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The field as it appeared on the wire.
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+
+    /// Each listed name, in order, repeats included.
+    pub fn iter(self) -> impl Iterator<Item = PackageName<'a>> + Clone + 'a {
+        let field = self.0;
+        // Every entry was validated by `new`.
+        field
+            .split(',')
+            .filter(move |_| !field.is_empty())
+            .map(PackageName)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_1_to_255_name_bytes() {
+        assert!(PackageName::new(b"").is_none());
+        assert!(PackageName::new("a".repeat(256).as_bytes()).is_none());
+        let longest = "a".repeat(255);
+        assert_eq!(
+            PackageName::new(longest.as_bytes()).map(PackageName::len_u8),
+            Some(255)
+        );
+        assert!(PackageName::new(b"A-Za-z0-9._+-@/").is_some());
+        for bad in ["a b", "a,b", "a|b", "a=b", "☃", "a\r", "a\n"] {
+            assert!(PackageName::new(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dependency_lists() {
+        let list = Dependencies::new(b"gmp,isl,gmp").unwrap();
+        let names: Vec<&str> = list.iter().map(PackageName::as_str).collect();
+        assert_eq!(names, ["gmp", "isl", "gmp"]);
+        assert_eq!(Dependencies::new(b"").unwrap().iter().count(), 0);
+        for bad in ["a,,b", "a,", ",a", ",", "a b", "a,☃"] {
+            assert!(Dependencies::new(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
+}

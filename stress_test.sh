@@ -18,7 +18,7 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-brew_file="$repo_root/../shared/data/brew-dependencies.txt"
+brew_file="$repo_root/data/brew-dependencies.txt"
 work_dir=""
 server_pid=""
 server_port=""

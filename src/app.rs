@@ -14,8 +14,8 @@ use crate::index::Indexer;
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
-use crate::sys::TerminationSignals;
 use crate::store::Store;
+use crate::sys::TerminationSignals;
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
@@ -162,7 +162,14 @@ fn start_admin(
 
 /// Rebuilds the index from `dir` and opens its log. Damage is a one-line
 /// error naming the file and offset; a torn last record is a warning.
-fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
+/// Public so that tools' tests can serve a durable store in process; the
+/// caller closes the log when done. A later failure of the log exits the
+/// process, as in the server.
+pub fn open_durable(
+    dir: &Path,
+    fsync: Fsync,
+    metrics: &Arc<Metrics>,
+) -> Result<Store, RuntimeError> {
     let mut index = Indexer::new();
     let recovered = durability::recover(dir, |change| replay(&mut index, change))
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;

@@ -20,11 +20,11 @@
 //! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing SIGTERM/SIGINT) |
 //! | [`app`] | the process lifecycle: start, serve, stop |
 //! | [`healthcheck`] | the `healthcheck` subcommand's probe |
-//! | [`workload`] | package graphs for the harness and the benchmark: Homebrew lists and generated ones |
 //!
-//! Binaries (`src/bin/`) are thin: `package-indexer` (the server),
-//! `package-indexer-harness` (the challenge's test harness) and
-//! `package-indexer-bench` (the benchmark against a null server).
+//! The binary (`src/bin/package-indexer.rs`) is thin. The tools are crates
+//! of their own in the workspace, under `tools/`: `package-indexer-harness`
+//! (the challenge's test harness), `package-indexer-bench` (the benchmark
+//! against a null server) and the package graphs they share (`workload`).
 //!
 //! ## The life of a request
 //!
@@ -56,4 +56,3 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod sys;
-pub mod workload;

@@ -34,7 +34,6 @@
 //! usage (flags, unreadable or invalid `--packages` file).
 
 use package_indexer::protocol::Response;
-use package_indexer::workload::{self, Package, Rng};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -43,6 +42,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use workload::{Package, Rng};
 
 /// How long a client waits to connect, to write a message, or for its answer.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);

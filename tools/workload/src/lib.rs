@@ -42,7 +42,7 @@ impl std::error::Error for BrewParseError {}
 
 /// Whether `name` is a package name the protocol accepts (SPEC §2).
 fn is_valid_name(name: &str) -> bool {
-    crate::protocol::is_valid_name(name.as_bytes())
+    package_indexer::protocol::is_valid_name(name.as_bytes())
 }
 
 /// Parses a Homebrew-style dependency list.
@@ -490,7 +490,8 @@ mod tests {
 
     #[test]
     fn parses_the_real_homebrew_file() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/brew-dependencies.txt");
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
         let text = std::fs::read_to_string(&path).unwrap();
         let packages = parse_brew(&text).unwrap();
         assert_eq!(packages.len(), 3370);

@@ -10,34 +10,25 @@
 //! `--table` runs the standard table of the targets and prints it as
 //! Markdown for BENCHMARKS.md; see [`table`].
 
-#[path = "bench/client.rs"]
 mod client;
-#[path = "bench/latency.rs"]
 mod latency;
-#[path = "bench/load.rs"]
 mod load;
-#[path = "bench/null_server.rs"]
 mod null_server;
-#[path = "bench/options.rs"]
 mod options;
-#[path = "bench/procfs.rs"]
 mod procfs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/table.rs"]
 mod table;
-#[path = "bench/target.rs"]
 mod target;
 
 use load::{Measured, Steady, Workload};
 use null_server::NullServer;
 use options::{Invocation, Options};
-use package_indexer::workload::{self, Package};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use target::{Meter, RealServer};
+use workload::Package;
 
 /// Descriptors a process needs beyond one per connection (listeners, pipes,
 /// files, the loader's connection).

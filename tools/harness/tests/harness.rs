@@ -1,0 +1,127 @@
+//! The challenge's harness, reproduced by `package-indexer-harness`, run
+//! against the real server at concurrency 100: on generated graphs, on the
+//! Homebrew list, and with a data directory. The server runs in this test
+//! process, started through the library as the binary starts it.
+
+use package_indexer::app;
+use package_indexer::config::{self, Invocation};
+use package_indexer::durability::Fsync;
+use package_indexer::metrics::Metrics;
+use package_indexer::server::{Limits, Running, Server};
+use package_indexer::store::Store;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_package-indexer-harness");
+
+/// A server on an ephemeral loopback port with the default limits, stopped
+/// when dropped; a data directory is closed and removed then too.
+struct TestServer {
+    running: Option<Running>,
+    store: Store,
+    data_dir: Option<PathBuf>,
+}
+
+impl TestServer {
+    fn in_memory() -> TestServer {
+        TestServer::serve(Store::default(), Arc::new(Metrics::new()), None)
+    }
+
+    /// A server with `--data-dir` set to a fresh directory named after `tag`.
+    fn durable(tag: &str) -> TestServer {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("harness-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = app::open_durable(&dir, Fsync::Always, &metrics).unwrap();
+        TestServer::serve(store, metrics, Some(dir))
+    }
+
+    fn serve(store: Store, metrics: Arc<Metrics>, data_dir: Option<PathBuf>) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server =
+            Server::from_listener(listener, default_limits(), store.clone(), metrics).unwrap();
+        TestServer {
+            running: Some(server.start().unwrap()),
+            store,
+            data_dir,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.running.as_ref().unwrap().local_addr().port()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown(Duration::from_secs(5));
+        }
+        if let Some(log) = self.store.log() {
+            let _ = log.close();
+        }
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The limits the server binary runs with when given no flags.
+fn default_limits() -> Limits {
+    match config::parse(Vec::new(), |_| None) {
+        Ok(Invocation::Serve(config)) => Limits::from(&config),
+        other => panic!("no default configuration: {other:?}"),
+    }
+}
+
+fn run_harness(server: &TestServer, extra: &[&str]) {
+    let port = server.port().to_string();
+    let out = Command::new(HARNESS)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--concurrency",
+            "100",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("All tests passed!"),
+        "harness failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn passes_at_concurrency_100_on_a_generated_graph() {
+    let server = TestServer::in_memory();
+    for seed in ["1", "2"] {
+        run_harness(&server, &["--seed", seed, "--unluckiness", "10"]);
+    }
+}
+
+#[test]
+fn passes_at_concurrency_100_on_the_homebrew_list() {
+    let brew = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
+    let server = TestServer::in_memory();
+    run_harness(
+        &server,
+        &["--seed", "7", "--packages", brew.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn passes_against_a_durable_server() {
+    let server = TestServer::durable("durable");
+    run_harness(&server, &["--seed", "3"]);
+}

@@ -9,6 +9,7 @@
 //! | module | concept |
 //! | --- | --- |
 //! | [`protocol`] | bytes -> [`protocol::Request`], [`protocol::Response`] -> bytes; pure, total, zero-copy |
+//! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | [`index`] | the dependency graph: interned names, compact edge lists, dependent counts; no I/O, no locks |
 //! | [`store`] | the one `Arc<RwLock<Indexer>>` all connections share, and the durable log beside it |
 //! | [`durability`] | `--data-dir`: write-ahead log with group commit, snapshots, recovery |
@@ -52,6 +53,7 @@ pub mod healthcheck;
 pub mod index;
 pub mod log;
 pub mod metrics;
+pub mod package_list;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -144,7 +144,7 @@ fn harness_packages_from(
     match std::fs::read_to_string(brew) {
         Ok(text) => {
             let packages =
-                workload::parse_brew(&text).map_err(|e| format!("{}: {e}", brew.display()))?;
+                workload::parse_list(&text).map_err(|e| format!("{}: {e}", brew.display()))?;
             let origin = format!("{} ({} packages)", brew.display(), packages.len());
             Ok((packages, origin))
         }

@@ -80,7 +80,7 @@ fn load_packages(options: &Options) -> Result<(Vec<Package>, String), String> {
         Source::File(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read --packages {}: {e}", path.display()))?;
-            let packages = workload::parse_brew(&text)
+            let packages = workload::parse_list(&text)
                 .map_err(|e| format!("--packages {}: {e}", path.display()))?;
             Ok((packages, format!("from {}", path.display())))
         }

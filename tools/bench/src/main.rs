@@ -24,11 +24,10 @@ use load::{Measured, Steady, Workload};
 use null_server::NullServer;
 use options::{Invocation, Options};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use target::{Meter, RealServer};
-use workload::Package;
+use workload::{Package, Source};
 
 /// Descriptors a process needs beyond one per connection (listeners, pipes,
 /// files, the loader's connection).
@@ -131,31 +130,13 @@ pub fn preload_graph(options: &Options) -> (Vec<Package>, Arc<[String]>) {
     (packages, names)
 }
 
-/// The harness's packages: the Homebrew file when present, else generated.
+/// The harness workload's packages: the `--brew` list, by default the
+/// embedded Homebrew list; and where they came from.
 pub fn harness_packages(options: &Options) -> Result<(Vec<Package>, String), String> {
-    harness_packages_from(&options.brew, options.seed, options.packages)
-}
-
-fn harness_packages_from(
-    brew: &Path,
-    seed: u64,
-    count: usize,
-) -> Result<(Vec<Package>, String), String> {
-    match std::fs::read_to_string(brew) {
-        Ok(text) => {
-            let packages =
-                workload::parse_list(&text).map_err(|e| format!("{}: {e}", brew.display()))?;
-            let origin = format!("{} ({} packages)", brew.display(), packages.len());
-            Ok((packages, origin))
-        }
-        Err(_) => Ok((
-            workload::generate(seed, count),
-            format!(
-                "generated graph of {count} packages ({} not found)",
-                brew.display()
-            ),
-        )),
-    }
+    let source = options.brew.clone().map_or(Source::Homebrew, Source::File);
+    let packages = source.load()?;
+    let origin = format!("{source} ({} packages)", packages.len());
+    Ok((packages, origin))
 }
 
 /// Indexes `graph` into every subject.
@@ -290,11 +271,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn harness_packages_fall_back_to_a_generated_graph() {
-        let (packages, origin) =
-            harness_packages_from(Path::new("/nonexistent/brew.txt"), 3, 40).unwrap();
-        assert_eq!(packages.len(), 40);
-        assert!(origin.contains("not found"), "{origin}");
+    fn harness_packages_are_the_embedded_list_unless_brew_names_one() {
+        let (packages, origin) = harness_packages(&Options::default()).unwrap();
+        assert_eq!(packages.len(), 3370);
+        assert_eq!(origin, "the embedded Homebrew list (3370 packages)");
+        let missing = Options {
+            brew: Some("/nonexistent/brew.txt".into()),
+            ..Options::default()
+        };
+        let error = harness_packages(&missing).unwrap_err();
+        assert!(error.contains("/nonexistent/brew.txt"), "{error}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Options {
     /// Connections opened and held without traffic during the run.
     pub idle: usize,
     pub duration: Duration,
-    /// Size of the preloaded graph (and of a generated harness graph).
+    /// Size of the preloaded graph.
     pub packages: usize,
     /// Packages of the table's loading, memory and restart rows.
     pub load_packages: usize,
@@ -27,8 +27,9 @@ pub struct Options {
     pub addr: Option<String>,
     /// The real server's binary; by default the one next to this binary.
     pub server: Option<PathBuf>,
-    /// Homebrew-style list for the harness workload, when it exists.
-    pub brew: PathBuf,
+    /// Homebrew-style list for the harness workload instead of the
+    /// embedded one.
+    pub brew: Option<PathBuf>,
     pub seed: u64,
     /// Measure the null server too.
     pub null: bool,
@@ -48,7 +49,7 @@ impl Default for Options {
             server_args: Vec::new(),
             addr: None,
             server: None,
-            brew: PathBuf::from("../shared/data/brew-dependencies.txt"),
+            brew: None,
             seed: 1,
             null: true,
         }
@@ -83,8 +84,8 @@ Flags (`--name value` or `--name=value`):
                        e.g. \"--data-dir /tmp/x --fsync never\"
   --addr HOST:PORT     measure a running server (no CPU or memory figures)
   --server PATH        the server binary [default: package-indexer next to this]
-  --brew FILE          Homebrew-style list for the harness workload, used when
-                       present [default: ../shared/data/brew-dependencies.txt]
+  --brew FILE          Homebrew-style list for the harness workload
+                       [default: the embedded one, as the official harness's]
   --seed N             seed of the generated graphs and request mix [default: 1]
   --no-null            skip the null server
   --table              run the standard table and print it as Markdown
@@ -153,7 +154,7 @@ fn set(options: &mut Options, flag: &str, value: &str) -> Result<(), String> {
         }
         "--addr" => options.addr = Some(value.to_string()),
         "--server" => options.server = Some(PathBuf::from(value)),
-        "--brew" => options.brew = PathBuf::from(value),
+        "--brew" => options.brew = Some(PathBuf::from(value)),
         "--seed" => options.seed = number(flag, value, 0)?,
         _ => return Err(format!("unknown flag {flag}")),
     }
@@ -223,7 +224,7 @@ mod tests {
         );
         assert_eq!(parsed.addr.as_deref(), Some("localhost:8080"));
         assert_eq!(parsed.server, Some(PathBuf::from("/bin/x")));
-        assert_eq!(parsed.brew, PathBuf::from("b.txt"));
+        assert_eq!(parsed.brew, Some(PathBuf::from("b.txt")));
         assert_eq!(parsed.seed, 42);
         assert!(!parsed.null && parsed.table);
     }

@@ -1,8 +1,10 @@
 //! `package-indexer-harness`: drives a server the way the challenge's
 //! official test harness does (SPEC §8) and says whether it held up.
 //!
-//! The packages (the Homebrew file given with `--packages`, or a graph of the
-//! same shape generated from `--seed`) are shuffled and split into
+//! The packages (by default the Homebrew list the official harness embeds,
+//! built in here too; another list with `--packages FILE`; or, with
+//! `--count N`, a graph of N packages of the same shape generated from
+//! `--seed`) are shuffled and split into
 //! `--concurrency` segments, one client per segment. Five steps run one after
 //! another, each with fresh connections:
 //!
@@ -26,9 +28,10 @@
 //! the run; its failures are printed with the step, the client, the message
 //! sent and what came back.
 //!
-//! Defaults follow the official harness (`--concurrency 10`,
-//! `--unluckiness 5`, port 8080) except `--seed`, which comes from the clock
-//! and is printed, so that repeated runs cover different graphs and splits.
+//! Defaults follow the official harness (the Homebrew list,
+//! `--concurrency 10`, `--unluckiness 5`, port 8080) except `--seed`, which
+//! comes from the clock and is printed, so that repeated runs cover
+//! different splits, broken messages and generated graphs.
 //!
 //! Exit status: 0 after `All tests passed!`, 1 when a check failed, 2 for bad
 //! usage (flags, unreadable or invalid `--packages` file).
@@ -38,7 +41,7 @@ mod options;
 mod report;
 mod step;
 
-use options::{Invocation, Options, Source};
+use options::{Invocation, Options};
 use report::report_failures;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -51,18 +54,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = match options::parse_args(&args) {
         Ok(Invocation::Help) => {
-            print!("{}", options::usage());
+            print!("{}", options::USAGE);
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Run(options)) => options,
         Err(reason) => return usage_error(&reason),
     };
-    let (packages, origin) = match load_packages(&options) {
-        Ok(loaded) => loaded,
+    let packages = match options.source.load() {
+        Ok(packages) => packages,
         Err(reason) => return usage_error(&reason),
     };
     let mut out = io::stdout().lock();
-    if run(&options, &packages, &origin, &mut out) {
+    if run(&options, &packages, &mut out) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -74,32 +77,16 @@ fn usage_error(reason: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The packages to use and a description of where they came from.
-fn load_packages(options: &Options) -> Result<(Vec<Package>, String), String> {
-    match &options.source {
-        Source::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --packages {}: {e}", path.display()))?;
-            let packages = workload::parse_list(&text)
-                .map_err(|e| format!("--packages {}: {e}", path.display()))?;
-            Ok((packages, format!("from {}", path.display())))
-        }
-        Source::Generated { count } => Ok((
-            workload::generate(options.seed, *count),
-            format!("generated from seed {}", options.seed),
-        )),
-    }
-}
-
 /// Runs the five steps, printing progress and failures to `out`; true when
 /// every check held.
-fn run(options: &Options, packages: &[Package], origin: &str, out: &mut impl Write) -> bool {
+fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
     let target = format!("{}:{}", options.host, options.port);
     // Progress output is best effort: a closed stdout must not fail the run.
     let _ = writeln!(
         out,
-        "{} packages ({origin}), server {target}, concurrency {}, unluckiness {}%, seed {}",
+        "{} packages ({}), server {target}, concurrency {}, unluckiness {}%, seed {}",
         packages.len(),
+        options.source,
         options.concurrency,
         options.unluckiness,
         options.seed
@@ -174,6 +161,7 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
     use std::thread;
+    use workload::Source;
 
     #[test]
     fn split_covers_everything_in_near_equal_parts() {
@@ -259,11 +247,14 @@ mod tests {
             concurrency,
             seed: 11,
             unluckiness,
-            source: Source::Generated { count: 300 },
+            source: Source::Generated {
+                seed: 11,
+                count: 300,
+            },
         };
-        let (packages, origin) = load_packages(&options).unwrap();
+        let packages = options.source.load().unwrap();
         let mut out = Vec::new();
-        let passed = run(&options, &packages, &origin, &mut out);
+        let passed = run(&options, &packages, &mut out);
         (passed, String::from_utf8(out).unwrap())
     }
 

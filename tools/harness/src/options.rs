@@ -3,13 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
+use workload::Source;
 
-/// Generated graph size without `--count`: the size of the Homebrew dump.
-const DEFAULT_COUNT: usize = 3370;
-
-pub(crate) fn usage() -> String {
-    format!(
-        "\
+pub(crate) const USAGE: &str = "\
 Usage: package-indexer-harness [FLAGS]
 
 Drives a package-indexer server like the challenge's official test harness:
@@ -22,24 +18,16 @@ Flags (`--name value`, `--name=value`; the official harness's `-name` works too)
   --host HOST          server host [default: localhost]
   --port PORT          server port [default: 8080]
   --concurrency N      clients, one per segment of the packages [default: 10]
-  --seed N             seed for the generated graph, the split and the broken
-                       messages [default: from the clock, printed]
+  --seed N             seed for the split, the broken messages and a generated
+                       graph [default: from the clock, printed]
   --unluckiness P      percent of INDEX messages replaced by a broken one,
                        0 to 99 [default: 5]
-  --packages FILE      Homebrew-style list (`name: dep dep`) instead of a
-                       generated graph
-  --count N            size of the generated graph [default: {DEFAULT_COUNT}]
+  --packages FILE      Homebrew-style list (`name: dep dep`) to use instead
+                       of the embedded one (the official harness's)
+  --count N            use a graph of N packages shaped like Homebrew's,
+                       generated from --seed, instead of a list
   --help               this text
-"
-    )
-}
-
-/// Where the packages come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
-    File(PathBuf),
-    Generated { count: usize },
-}
+";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Options {
@@ -65,9 +53,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Invocation, String> {
         concurrency: 10,
         seed: seed_from_clock(),
         unluckiness: 5,
-        source: Source::Generated {
-            count: DEFAULT_COUNT,
-        },
+        source: Source::Homebrew,
     };
     let mut packages = None;
     let mut count = None;
@@ -103,9 +89,11 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Invocation, String> {
     options.source = match (packages, count) {
         (Some(_), Some(_)) => return Err("--packages and --count exclude each other".to_string()),
         (Some(path), None) => Source::File(path),
-        (None, count) => Source::Generated {
-            count: count.unwrap_or(DEFAULT_COUNT),
+        (None, Some(count)) => Source::Generated {
+            seed: options.seed,
+            count,
         },
+        (None, None) => Source::Homebrew,
     };
     Ok(Invocation::Run(options))
 }
@@ -154,7 +142,7 @@ mod tests {
         assert_eq!(options.port, 8080);
         assert_eq!(options.concurrency, 10);
         assert_eq!(options.unluckiness, 5);
-        assert_eq!(options.source, Source::Generated { count: 3370 });
+        assert_eq!(options.source, Source::Homebrew);
     }
 
     #[test]
@@ -176,7 +164,13 @@ mod tests {
         assert_eq!(options.concurrency, 25);
         assert_eq!(options.seed, 42);
         assert_eq!(options.unluckiness, 0);
-        assert_eq!(options.source, Source::Generated { count: 100 });
+        assert_eq!(
+            options.source,
+            Source::Generated {
+                seed: 42,
+                count: 100
+            }
+        );
         let options = options_from(&["--packages", "brew.txt"]);
         assert_eq!(options.source, Source::File(PathBuf::from("brew.txt")));
         assert_eq!(parse_args(&args(&["--help"])), Ok(Invocation::Help));

@@ -1,6 +1,7 @@
 //! The challenge's harness, reproduced by `package-indexer-harness`, run
-//! against the real server at concurrency 100: on generated graphs, on the
-//! Homebrew list, and with a data directory. The server runs in this test
+//! against the real server at concurrency 100: on its embedded Homebrew list
+//! (its default), on the same list read from `data/`, on generated graphs,
+//! and with a data directory. The server runs in this test
 //! process, started through the library as the binary starts it.
 
 use package_indexer::app;
@@ -79,7 +80,8 @@ fn default_limits() -> Limits {
     }
 }
 
-fn run_harness(server: &TestServer, extra: &[&str]) {
+/// Runs the harness against `server`; its output, once it passed.
+fn run_harness(server: &TestServer, extra: &[&str]) -> String {
     let port = server.port().to_string();
     let out = Command::new(HARNESS)
         .args([
@@ -100,23 +102,34 @@ fn run_harness(server: &TestServer, extra: &[&str]) {
         "harness failed ({:?}):\n{stdout}\n{stderr}",
         out.status
     );
+    stdout.into_owned()
 }
 
 #[test]
 fn passes_at_concurrency_100_on_a_generated_graph() {
     let server = TestServer::in_memory();
     for seed in ["1", "2"] {
-        run_harness(&server, &["--seed", seed, "--unluckiness", "10"]);
+        let flags = ["--seed", seed, "--unluckiness", "10", "--count", "3370"];
+        run_harness(&server, &flags);
     }
 }
 
 #[test]
 fn passes_at_concurrency_100_on_the_homebrew_list() {
-    let brew = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
     let server = TestServer::in_memory();
-    run_harness(
+    let output = run_harness(&server, &["--seed", "7"]);
+    assert!(
+        output.starts_with("3370 packages (the embedded Homebrew list)"),
+        "{output}"
+    );
+    let brew = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
+    let output = run_harness(
         &server,
-        &["--seed", "7", "--packages", brew.to_str().unwrap()],
+        &["--seed", "8", "--packages", brew.to_str().unwrap()],
+    );
+    assert!(
+        output.starts_with("3370 packages (the list in "),
+        "{output}"
     );
 }
 

@@ -1,12 +1,13 @@
 //! Workloads for the harness and the benchmark: package graphs to feed a server.
 //!
-//! Two sources give the same [`Package`] list:
+//! Three [`Source`]s give the same [`Package`] list:
 //!
-//! - [`parse_list`] reads a Homebrew-style list (`name: dep dep dep` per
-//!   line, the format of [`package_indexer::package_list`]; see
-//!   `data/brew-dependencies.txt`).
-//! - [`generate`] builds a synthetic graph of the same shape from a seed, so
-//!   runs are repeatable without the real file.
+//! - [`HOMEBREW_LIST`], the list the challenge's official harness embeds
+//!   (3,370 Homebrew packages, `data/brew-dependencies.txt`), built in;
+//! - a Homebrew-style list in a file (`name: dep dep dep` per line, the
+//!   format of [`package_indexer::package_list`]), read by [`parse_list`];
+//! - [`generate`], a synthetic graph of the same shape from a seed, of any
+//!   size.
 //!
 //! Both return a set that is *closed* (every dependency is itself a package)
 //! and *acyclic*, so that indexing in a suitable order always succeeds and
@@ -17,12 +18,53 @@
 
 use package_indexer::package_list::{self, ListError};
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+
+/// The Homebrew dependency list the challenge's official harness embeds.
+pub const HOMEBREW_LIST: &str = include_str!("../../../data/brew-dependencies.txt");
 
 /// One package and the names of the packages it depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Package {
     pub name: String,
     pub dependencies: Vec<String>,
+}
+
+/// Where a tool's packages come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// [`HOMEBREW_LIST`].
+    Homebrew,
+    /// A Homebrew-style list in a file.
+    File(PathBuf),
+    /// [`generate`]`(seed, count)`.
+    Generated { seed: u64, count: usize },
+}
+
+impl Source {
+    /// The packages; the error is one line naming the file at fault.
+    pub fn load(&self) -> Result<Vec<Package>, String> {
+        match self {
+            Source::Homebrew => parse_list(HOMEBREW_LIST).map_err(|e| format!("{self}: {e}")),
+            Source::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                parse_list(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Source::Generated { seed, count } => Ok(generate(*seed, *count)),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Homebrew => f.write_str("the embedded Homebrew list"),
+            Source::File(path) => write!(f, "the list in {}", path.display()),
+            Source::Generated { seed, .. } => write!(f, "generated from seed {seed}"),
+        }
+    }
 }
 
 /// Parses a Homebrew-style dependency list into a closed, acyclic set.
@@ -383,7 +425,7 @@ fn generate_name(rng: &mut Rng) -> String {
 mod tests {
     use super::*;
     use package_indexer::protocol;
-    use std::path::PathBuf;
+    use std::path::Path;
 
     fn names_of(packages: &[Package]) -> Vec<&str> {
         packages.iter().map(|p| p.name.as_str()).collect()
@@ -439,11 +481,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_real_homebrew_file() {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let packages = parse_list(&text).unwrap();
+    fn the_embedded_homebrew_list_is_closed_and_acyclic() {
+        let packages = Source::Homebrew.load().unwrap();
         assert_eq!(packages.len(), 3370);
         assert_closed(&packages);
         let leaves = packages
@@ -453,6 +492,32 @@ mod tests {
         assert_eq!(leaves, 1459);
         let most = packages.iter().map(|p| p.dependencies.len()).max();
         assert_eq!(most, Some(110));
+    }
+
+    #[test]
+    fn sources_load_files_and_name_the_one_at_fault() {
+        let shipped =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
+        let from_file = Source::File(shipped.clone()).load().unwrap();
+        assert_eq!(from_file, Source::Homebrew.load().unwrap());
+        assert_eq!(
+            Source::File(shipped.clone()).to_string(),
+            format!("the list in {}", shipped.display())
+        );
+
+        let missing = Source::File(PathBuf::from("/nonexistent/brew.txt"));
+        let error = missing.load().unwrap_err();
+        assert!(
+            error.starts_with("cannot read /nonexistent/brew.txt: "),
+            "{error}"
+        );
+        let not_a_list = Source::File(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        let error = not_a_list.load().unwrap_err();
+        assert!(error.contains("Cargo.toml: line 1: "), "{error}");
+
+        let generated = Source::Generated { seed: 4, count: 30 };
+        assert_eq!(generated.load().unwrap(), generate(4, 30));
+        assert_eq!(generated.to_string(), "generated from seed 4");
     }
 
     #[test]

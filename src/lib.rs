@@ -17,6 +17,7 @@
 //! | [`admin`] | the HTTP thread: `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | lock-free counters and histograms, Prometheus text |
 //! | [`config`] | flags and `PACKAGE_INDEXER_*` variables -> [`config::Config`] |
+//! | [`flags`] | the one command-line parser of the server and its tools: flags, variables, `--help`, typed values |
 //! | [`log`] | one event per line on stderr, text or JSON |
 //! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing SIGTERM/SIGINT) |
 //! | [`app`] | the process lifecycle: start, serve, stop |
@@ -49,6 +50,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod durability;
+pub mod flags;
 pub mod healthcheck;
 pub mod index;
 pub mod log;

@@ -22,7 +22,8 @@ mod target;
 
 use load::{Measured, Steady, Workload};
 use null_server::NullServer;
-use options::{Invocation, Options};
+use options::Options;
+use package_indexer::flags;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,19 +34,14 @@ use workload::{Package, Source};
 /// files, the loader's connection).
 const SPARE_FILES: u64 = 64;
 
+const PROGRAM: &str = "package-indexer-bench";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match options::parse(&args) {
-        Ok(Invocation::Help) => {
-            print!("{}", options::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::Run(options)) => options,
-        Err(reason) => {
-            eprintln!("package-indexer-bench: {reason} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
+    flags::tool_main(PROGRAM, options::parse, options::help, measure)
+}
+
+/// Runs the table or the one workload the options ask for.
+fn measure(options: Options) -> ExitCode {
     let result = if options.table {
         table::run(&options)
     } else {
@@ -54,7 +50,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
-            eprintln!("package-indexer-bench: {reason}");
+            eprintln!("{PROGRAM}: {reason}");
             ExitCode::FAILURE
         }
     }
@@ -272,13 +268,10 @@ mod tests {
 
     #[test]
     fn harness_packages_are_the_embedded_list_unless_brew_names_one() {
-        let (packages, origin) = harness_packages(&Options::default()).unwrap();
+        let (packages, origin) = harness_packages(&options::from_args(&[])).unwrap();
         assert_eq!(packages.len(), 3370);
         assert_eq!(origin, "the embedded Homebrew list (3370 packages)");
-        let missing = Options {
-            brew: Some("/nonexistent/brew.txt".into()),
-            ..Options::default()
-        };
+        let missing = options::from_args(&["--brew", "/nonexistent/brew.txt"]);
         let error = harness_packages(&missing).unwrap_err();
         assert!(error.contains("/nonexistent/brew.txt"), "{error}");
     }

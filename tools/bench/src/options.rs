@@ -1,9 +1,8 @@
 //! The benchmark's command line.
 
 use crate::load::Workload;
-use package_indexer::config::parse_duration;
+use package_indexer::flags::{CommandLine, Flag, Parsed, UsageError, Values};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -35,34 +34,63 @@ pub struct Options {
     pub null: bool,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            table: false,
-            workload: Workload::Query,
-            connections: 100,
-            depth: 1,
-            idle: 0,
-            duration: Duration::from_secs(5),
-            packages: 10_000,
-            load_packages: 1_000_000,
-            server_args: Vec::new(),
-            addr: None,
-            server: None,
-            brew: None,
-            seed: 1,
-            null: true,
-        }
-    }
-}
+/// Bounds of the counts: far above what one machine can hold, low enough
+/// that a slip of the finger is caught.
+const MAX_CONNECTIONS: usize = 1_000_000;
+const MAX_DEPTH: usize = 1_000_000;
+const MAX_PACKAGES: usize = 100_000_000;
 
-#[derive(Debug, PartialEq)]
-pub enum Invocation {
-    Run(Options),
-    Help,
-}
+const FLAGS: &[Flag] = &[
+    Flag::value("workload", "query", "query | churn | mixed | harness"),
+    Flag::value("connections", "100", "busy connections (harness: concurrency)"),
+    Flag::value(
+        "depth",
+        "1",
+        "requests per batch (pipelining); latency is then per batch round trip",
+    ),
+    Flag::value("idle", "0", "extra connections held open without traffic"),
+    Flag::value("duration", "5s", "length of each run: 500ms, 5s, 1m"),
+    Flag::value("packages", "10000", "size of the preloaded graph"),
+    Flag::value(
+        "load-packages",
+        "1000000",
+        "packages of the table's load, memory and restart rows",
+    ),
+    Flag::value(
+        "server-args",
+        "",
+        "extra arguments for the real server, space-separated, e.g. \"--data-dir /tmp/x --fsync never\"",
+    ),
+    Flag::value(
+        "addr",
+        "",
+        "HOST:PORT of a running server to measure (no CPU or memory figures)",
+    ),
+    Flag::value(
+        "server",
+        "",
+        "the server binary; none: package-indexer next to this one",
+    ),
+    Flag::value(
+        "brew",
+        "",
+        "Homebrew-style list for the harness workload; none: the embedded one, the official harness's",
+    ),
+    Flag::value("seed", "1", "seed of the generated graphs and request mix"),
+    Flag::switch("no-null", "skip the null server"),
+    Flag::switch("table", "run the standard table and print it as Markdown"),
+];
 
-pub const USAGE: &str = "\
+const COMMAND_LINE: CommandLine = CommandLine {
+    flags: FLAGS,
+    env_prefix: None,
+    single_dash: false,
+};
+
+/// The `--help` text.
+pub fn help() -> String {
+    format!(
+        "\
 Usage: package-indexer-bench [FLAGS]
 
 Measures package-indexer and a null server (same thread-per-connection
@@ -71,116 +99,83 @@ both and their ratio. The real server is started from the binary next to
 this one on an ephemeral port unless --addr names a running one.
 
 Flags (`--name value` or `--name=value`):
-  --workload NAME      query | churn | mixed | harness [default: query]
-  --connections N      busy connections (harness: concurrency) [default: 100]
-  --depth N            requests per batch (pipelining); latency is then per
-                       batch round trip [default: 1]
-  --idle N             extra connections held open without traffic [default: 0]
-  --duration D         length of each run: 500ms, 5s, 1m [default: 5s]
-  --packages N         size of the preloaded graph [default: 10000]
-  --load-packages N    packages of the table's load, memory and restart rows
-                       [default: 1000000]
-  --server-args ARGS   extra arguments for the real server, space-separated,
-                       e.g. \"--data-dir /tmp/x --fsync never\"
-  --addr HOST:PORT     measure a running server (no CPU or memory figures)
-  --server PATH        the server binary [default: package-indexer next to this]
-  --brew FILE          Homebrew-style list for the harness workload
-                       [default: the embedded one, as the official harness's]
-  --seed N             seed of the generated graphs and request mix [default: 1]
-  --no-null            skip the null server
-  --table              run the standard table and print it as Markdown
-  --help               this text
-";
-
-fn number<T>(flag: &str, value: &str, min: T) -> Result<T, String>
-where
-    T: FromStr + PartialOrd + std::fmt::Display,
-{
-    let parsed: T = value
-        .parse()
-        .map_err(|_| format!("{flag}: {value:?} is not a number"))?;
-    if parsed < min {
-        return Err(format!("{flag}: must be at least {min}"));
-    }
-    Ok(parsed)
+{}",
+        COMMAND_LINE.help()
+    )
 }
 
-pub fn parse(args: &[String]) -> Result<Invocation, String> {
-    let mut options = Options::default();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        match flag {
-            "--help" | "-h" => return Ok(Invocation::Help),
-            "--table" => options.table = true,
-            "--no-null" => options.null = false,
-            _ if !flag.starts_with("--") => return Err(format!("unexpected argument {arg:?}")),
-            _ => {
-                let value = match inline {
-                    Some(value) => value,
-                    None => rest
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| format!("{flag} needs a value"))?,
-                };
-                set(&mut options, flag, &value)?;
-            }
-        }
-    }
-    Ok(Invocation::Run(options))
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
+    COMMAND_LINE
+        .parse(args, |_| None)?
+        .try_map(|values| Options::from_values(&values))
 }
 
-fn set(options: &mut Options, flag: &str, value: &str) -> Result<(), String> {
-    match flag {
-        "--workload" => {
-            options.workload = Workload::parse(value).ok_or_else(|| {
-                format!("--workload: {value:?} is not query, churn, mixed or harness")
-            })?
-        }
-        "--connections" => options.connections = number(flag, value, 1)?,
-        "--depth" => options.depth = number(flag, value, 1)?,
-        "--idle" => options.idle = number(flag, value, 0)?,
-        "--duration" => {
-            options.duration = parse_duration(value)
-                .ok_or_else(|| format!("--duration: {value:?} is not like 500ms, 5s or 1m"))?
-        }
-        "--packages" => options.packages = number(flag, value, 0)?,
-        "--load-packages" => options.load_packages = number(flag, value, 1)?,
-        "--server-args" => {
-            options.server_args = value.split_whitespace().map(str::to_string).collect()
-        }
-        "--addr" => options.addr = Some(value.to_string()),
-        "--server" => options.server = Some(PathBuf::from(value)),
-        "--brew" => options.brew = Some(PathBuf::from(value)),
-        "--seed" => options.seed = number(flag, value, 0)?,
-        _ => return Err(format!("unknown flag {flag}")),
+impl Options {
+    fn from_values(values: &Values) -> Result<Options, UsageError> {
+        Ok(Options {
+            table: values.switch("table"),
+            workload: values.parse(
+                "workload",
+                "query, churn, mixed or harness",
+                Workload::parse,
+            )?,
+            connections: values.count("connections", 1..=MAX_CONNECTIONS)?,
+            depth: values.count("depth", 1..=MAX_DEPTH)?,
+            idle: values.count("idle", 0..=MAX_CONNECTIONS)?,
+            duration: values.duration("duration")?,
+            packages: values.count("packages", 0..=MAX_PACKAGES)?,
+            load_packages: values.count("load-packages", 1..=MAX_PACKAGES)?,
+            server_args: values
+                .get("server-args")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            addr: values
+                .optional("addr")
+                .map(|_| values.address("addr"))
+                .transpose()?,
+            server: values.optional("server").map(PathBuf::from),
+            brew: values.optional("brew").map(PathBuf::from),
+            seed: values.count("seed", 0..=u64::MAX)?,
+            null: !values.switch("no-null"),
+        })
     }
-    Ok(())
+}
+
+/// The options `list` gives; for tests.
+#[cfg(test)]
+pub fn from_args(list: &[&str]) -> Options {
+    match parse_list(list) {
+        Ok(Parsed::Run(options)) => options,
+        other => panic!("{list:?} gave {other:?}"),
+    }
+}
+
+#[cfg(test)]
+fn parse_list(list: &[&str]) -> Result<Parsed<Options>, UsageError> {
+    parse(list.iter().map(|s| s.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_list(list: &[&str]) -> Result<Invocation, String> {
-        parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    fn options(list: &[&str]) -> Options {
-        match parse_list(list).unwrap() {
-            Invocation::Run(options) => options,
-            Invocation::Help => panic!("help"),
-        }
-    }
-
     #[test]
     fn defaults() {
-        let defaults = options(&[]);
-        assert_eq!(defaults, Options::default());
+        let defaults = from_args(&[]);
+        assert_eq!(defaults.workload, Workload::Query);
         assert_eq!(defaults.connections, 100);
+        assert_eq!((defaults.idle, defaults.seed), (0, 1));
+        assert_eq!(
+            (defaults.packages, defaults.load_packages),
+            (10_000, 1_000_000)
+        );
+        assert_eq!(
+            (defaults.addr, defaults.server, defaults.brew),
+            (None, None, None)
+        );
+        assert!(defaults.server_args.is_empty());
         assert_eq!(defaults.depth, 1);
         assert_eq!(defaults.duration, Duration::from_secs(5));
         assert!(defaults.null && !defaults.table);
@@ -188,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_flag_in_both_spellings() {
-        let parsed = options(&[
+        let parsed = from_args(&[
             "--workload=churn",
             "--connections",
             "7",
@@ -231,10 +226,8 @@ mod tests {
 
     #[test]
     fn help_wins() {
-        assert_eq!(
-            parse_list(&["--depth", "2", "--help"]),
-            Ok(Invocation::Help)
-        );
+        assert_eq!(parse_list(&["--depth", "2", "--help"]), Ok(Parsed::Help));
+        assert_eq!(parse_list(&["--version"]), Ok(Parsed::Version));
     }
 
     #[test]
@@ -242,17 +235,28 @@ mod tests {
         let cases = [
             (
                 &["--connections", "0"][..],
-                "--connections: must be at least 1",
+                "invalid value '0' for --connections: expected a whole number from 1 to 1000000",
             ),
-            (&["--depth", "x"], "--depth: \"x\" is not a number"),
-            (&["--duration", "5"], "--duration"),
-            (&["--workload", "write"], "--workload"),
-            (&["--idle"], "--idle needs a value"),
-            (&["--speed", "1"], "unknown flag --speed"),
-            (&["extra"], "unexpected argument \"extra\""),
+            (&["--depth", "x"], "invalid value 'x' for --depth"),
+            (
+                &["--duration", "5"],
+                "'5' for --duration: expected a positive duration",
+            ),
+            (
+                &["--workload", "write"],
+                "'write' for --workload: expected query, churn, mixed or harness",
+            ),
+            (
+                &["--addr", "nowhere"],
+                "'nowhere' for --addr: expected HOST:PORT",
+            ),
+            (&["--idle"], "flag '--idle' needs a value"),
+            (&["--table=yes"], "flag '--table' takes no value"),
+            (&["--speed", "1"], "unknown flag '--speed'"),
+            (&["extra"], "unexpected argument 'extra'"),
         ];
         for (list, reason) in cases {
-            let error = parse_list(list).unwrap_err();
+            let UsageError(error) = parse_list(list).unwrap_err();
             assert!(error.contains(reason), "{list:?}: {error}");
         }
     }

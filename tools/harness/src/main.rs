@@ -41,7 +41,8 @@ mod options;
 mod report;
 mod step;
 
-use options::{Invocation, Options};
+use options::Options;
+use package_indexer::flags::{self, UsageError};
 use report::report_failures;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -50,19 +51,18 @@ use std::time::Instant;
 use step::{Step, StepRun};
 use workload::{Package, Rng};
 
+const PROGRAM: &str = "package-indexer-harness";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match options::parse_args(&args) {
-        Ok(Invocation::Help) => {
-            print!("{}", options::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::Run(options)) => options,
-        Err(reason) => return usage_error(&reason),
-    };
+    flags::tool_main(PROGRAM, options::parse, options::help, load_and_run)
+}
+
+/// Loads the packages (a list that cannot be used is bad usage: exit 2),
+/// then runs the steps on them, reporting to stdout.
+fn load_and_run(options: Options) -> ExitCode {
     let packages = match options.source.load() {
         Ok(packages) => packages,
-        Err(reason) => return usage_error(&reason),
+        Err(reason) => return UsageError(reason).report(PROGRAM),
     };
     let mut out = io::stdout().lock();
     if run(&options, &packages, &mut out) {
@@ -70,11 +70,6 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn usage_error(reason: &str) -> ExitCode {
-    eprintln!("package-indexer-harness: {reason} (see --help)");
-    ExitCode::from(2)
 }
 
 /// Runs the five steps, printing progress and failures to `out`; true when

@@ -1,11 +1,51 @@
 //! The harness's command line.
 
-use std::fmt;
+use package_indexer::flags::{CommandLine, Flag, Parsed, UsageError, Values};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use workload::Source;
 
-pub(crate) const USAGE: &str = "\
+const FLAGS: &[Flag] = &[
+    Flag::value("host", "localhost", "server host"),
+    Flag::value("port", "8080", "server port"),
+    Flag::value(
+        "concurrency",
+        "10",
+        "clients, one per segment of the packages",
+    ),
+    Flag::value(
+        "seed",
+        "",
+        "seeds the split, the broken messages and --count's graph; none: the clock, printed",
+    ),
+    Flag::value(
+        "unluckiness",
+        "5",
+        "percent of INDEX messages replaced by a broken one, 0 to 99",
+    ),
+    Flag::value(
+        "packages",
+        "",
+        "Homebrew-style list (`name: dep dep`); none: the embedded one, the official harness's",
+    ),
+    Flag::value(
+        "count",
+        "",
+        "instead of a list, a generated graph of this many Homebrew-like packages",
+    ),
+];
+
+/// The official harness is a Go program, so its `-name` spelling works too.
+const COMMAND_LINE: CommandLine = CommandLine {
+    flags: FLAGS,
+    env_prefix: None,
+    single_dash: true,
+};
+
+/// The `--help` text.
+pub(crate) fn help() -> String {
+    format!(
+        "\
 Usage: package-indexer-harness [FLAGS]
 
 Drives a package-indexer server like the challenge's official test harness:
@@ -14,20 +54,11 @@ all, with one client per segment of the packages. Prints `All tests passed!`
 and exits 0 only when every answer was the one expected; exits 1 otherwise,
 2 on bad usage.
 
-Flags (`--name value`, `--name=value`; the official harness's `-name` works too):
-  --host HOST          server host [default: localhost]
-  --port PORT          server port [default: 8080]
-  --concurrency N      clients, one per segment of the packages [default: 10]
-  --seed N             seed for the split, the broken messages and a generated
-                       graph [default: from the clock, printed]
-  --unluckiness P      percent of INDEX messages replaced by a broken one,
-                       0 to 99 [default: 5]
-  --packages FILE      Homebrew-style list (`name: dep dep`) to use instead
-                       of the embedded one (the official harness's)
-  --count N            use a graph of N packages shaped like Homebrew's,
-                       generated from --seed, instead of a list
-  --help               this text
-";
+Flags (`--name value` or `--name=value`; the official harness's `-name` too):
+{}",
+        COMMAND_LINE.help()
+    )
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Options {
@@ -39,76 +70,42 @@ pub(crate) struct Options {
     pub(crate) source: Source,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Invocation {
-    Help,
-    Run(Options),
+/// Parses the arguments after the program name.
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
+    COMMAND_LINE
+        .parse(args, |_| None)?
+        .try_map(|values| Options::from_values(&values))
 }
 
-/// Parses the flags; the error is a one-line reason.
-pub(crate) fn parse_args(args: &[String]) -> Result<Invocation, String> {
-    let mut options = Options {
-        host: "localhost".to_string(),
-        port: 8080,
-        concurrency: 10,
-        seed: seed_from_clock(),
-        unluckiness: 5,
-        source: Source::Homebrew,
-    };
-    let mut packages = None;
-    let mut count = None;
-    let mut remaining = args.iter();
-    while let Some(arg) = remaining.next() {
-        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {arg:?}"));
+impl Options {
+    fn from_values(values: &Values) -> Result<Options, UsageError> {
+        let seed = match values.optional("seed") {
+            Some(_) => values.count("seed", 0..=u64::MAX)?,
+            None => seed_from_clock(),
         };
-        if flag == "help" || flag == "h" {
-            return Ok(Invocation::Help);
-        }
-        let (name, value) = match flag.split_once('=') {
-            Some((name, value)) => (name, value.to_string()),
-            None => {
-                let value = remaining
-                    .next()
-                    .ok_or_else(|| format!("--{flag} needs a value"))?;
-                (flag, value.clone())
+        let source = match (values.optional("packages"), values.optional("count")) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError(
+                    "--packages and --count exclude each other".to_string(),
+                ))
             }
+            (Some(path), None) => Source::File(PathBuf::from(path)),
+            (None, Some(_)) => Source::Generated {
+                seed,
+                count: values.count("count", 1..=10_000_000)?,
+            },
+            (None, None) => Source::Homebrew,
         };
-        match name {
-            "host" if !value.is_empty() => options.host = value,
-            "host" => return Err("--host must not be empty".to_string()),
-            "port" => options.port = parse_number(name, &value, 1..=u16::MAX)?,
-            "concurrency" => options.concurrency = parse_number(name, &value, 1..=100_000)?,
-            "seed" => options.seed = parse_number(name, &value, 0..=u64::MAX)?,
-            "unluckiness" => options.unluckiness = parse_number(name, &value, 0..=99)?,
-            "packages" => packages = Some(PathBuf::from(value)),
-            "count" => count = Some(parse_number(name, &value, 1..=10_000_000)?),
-            _ => return Err(format!("unknown flag {arg:?}")),
-        }
-    }
-    options.source = match (packages, count) {
-        (Some(_), Some(_)) => return Err("--packages and --count exclude each other".to_string()),
-        (Some(path), None) => Source::File(path),
-        (None, Some(count)) => Source::Generated {
-            seed: options.seed,
-            count,
-        },
-        (None, None) => Source::Homebrew,
-    };
-    Ok(Invocation::Run(options))
-}
-
-fn parse_number<T>(name: &str, value: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display,
-{
-    match value.parse::<T>() {
-        Ok(number) if range.contains(&number) => Ok(number),
-        _ => Err(format!(
-            "--{name} must be a whole number from {} to {}, not {value:?}",
-            range.start(),
-            range.end()
-        )),
+        Ok(Options {
+            host: values.parse("host", "a host name or address", |host| {
+                Some(host.to_string()).filter(|host| !host.is_empty())
+            })?,
+            port: values.count("port", 1..=u16::MAX)?,
+            concurrency: values.count("concurrency", 1..=100_000)?,
+            seed,
+            unluckiness: values.count("unluckiness", 0..=99)?,
+            source,
+        })
     }
 }
 
@@ -129,8 +126,8 @@ mod tests {
     }
 
     fn options_from(list: &[&str]) -> Options {
-        match parse_args(&args(list)) {
-            Ok(Invocation::Run(options)) => options,
+        match parse(args(list)) {
+            Ok(Parsed::Run(options)) => options,
             other => panic!("{list:?} gave {other:?}"),
         }
     }
@@ -173,25 +170,33 @@ mod tests {
         );
         let options = options_from(&["--packages", "brew.txt"]);
         assert_eq!(options.source, Source::File(PathBuf::from("brew.txt")));
-        assert_eq!(parse_args(&args(&["--help"])), Ok(Invocation::Help));
+        assert_eq!(parse(args(&["-help"])), Ok(Parsed::Help));
+        assert_eq!(parse(args(&["--version"])), Ok(Parsed::Version));
     }
 
     #[test]
     fn bad_flags_are_refused_with_a_reason() {
-        let cases: [(&[&str], &str); 9] = [
-            (&["--colour", "red"], "unknown flag"),
-            (&["--port"], "needs a value"),
-            (&["--port", "0"], "--port must be"),
-            (&["--port", "http"], "--port must be"),
-            (&["--concurrency", "0"], "--concurrency must be"),
-            (&["--unluckiness", "100"], "--unluckiness must be"),
-            (&["--seed", "-1"], "--seed must be"),
+        let cases: [(&[&str], &str); 11] = [
+            (&["--colour", "red"], "unknown flag '--colour'"),
+            (&["--port"], "flag '--port' needs a value"),
+            (
+                &["--port", "0"],
+                "'0' for --port: expected a whole number from 1 to 65535",
+            ),
+            (&["--port", "http"], "'http' for --port"),
+            (&["--host="], "'' for --host: expected a host name"),
+            (&["--concurrency", "0"], "'0' for --concurrency"),
+            (&["--unluckiness", "100"], "'100' for --unluckiness"),
+            (&["--seed", "-1"], "'-1' for --seed"),
+            (&["--count", "0"], "'0' for --count"),
             (&["--packages", "a", "--count", "3"], "exclude each other"),
-            (&["stray"], "unexpected argument"),
+            (&["stray"], "unexpected argument 'stray'"),
         ];
         for (list, reason) in cases {
-            match parse_args(&args(list)) {
-                Err(message) => assert!(message.contains(reason), "{list:?}: {message}"),
+            match parse(args(list)) {
+                Err(UsageError(message)) => {
+                    assert!(message.contains(reason), "{list:?}: {message}")
+                }
                 other => panic!("{list:?} gave {other:?}"),
             }
         }

@@ -7,10 +7,9 @@
 //! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
 //! once with status 1.
 
-use crate::admin::{self, AdminState};
+use crate::admin::{AdminServer, AdminState};
 use crate::config::Config;
-use crate::durability::{self, Change, Fsync, Log, LogEvent};
-use crate::index::Indexer;
+use crate::durability::{self, Event, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
 use crate::server::{Limits, Server};
@@ -22,7 +21,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
@@ -46,7 +45,8 @@ pub fn run(
         .map_err(|err| RuntimeError(format!("cannot listen on {}: {err}", config.addr)))?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
-    let admin_addr = match &config.admin_addr {
+    // Dropped on an early return, which stops its thread too.
+    let admin = match &config.admin_addr {
         Some(addr) => Some(start_admin(addr, &ready, &loaded, &metrics)?),
         None => None,
     };
@@ -55,9 +55,6 @@ pub fn run(
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    if store.log().is_some() {
-        start_compactor(store.clone(), Arc::clone(&metrics))?;
-    }
     let server = Server::from_listener(
         listener,
         Limits::from(config),
@@ -69,7 +66,9 @@ pub fn run(
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
-    let admin_shown = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    let admin_shown = admin
+        .as_ref()
+        .map_or_else(|| "off".to_string(), |a| a.local_addr().to_string());
     let data_dir = config
         .data_dir
         .as_ref()
@@ -113,9 +112,14 @@ pub fn run(
         })
         .map_err(|err| RuntimeError(format!("cannot watch for a second signal: {err}")))?;
     let report = running.shutdown(config.shutdown_timeout);
-    if let Some(log) = store.log() {
-        log.close()
-            .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    store
+        .close()
+        .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    // Probes are answered (alive, not ready) through the whole drain and
+    // the log's close; the admin thread ends just before "stopped", so that
+    // line comes after the last answer the process gives on any port.
+    if let Some(admin) = admin {
+        admin.stop();
     }
     log::info(
         "stopped",
@@ -135,19 +139,18 @@ fn start_admin(
     ready: &Arc<AtomicBool>,
     store: &Arc<OnceLock<Store>>,
     metrics: &Arc<Metrics>,
-) -> Result<std::net::SocketAddr, RuntimeError> {
+) -> Result<AdminServer, RuntimeError> {
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
     let listener = TcpListener::bind(addr).map_err(cannot)?;
-    let local = listener.local_addr().map_err(cannot)?;
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
         render_metrics: Box::new(move |out| {
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {
-                if let Some(log) = store.log() {
-                    metrics.set_log_bytes(log.log_bytes());
+                if let Some(bytes) = store.log_bytes() {
+                    metrics.set_log_bytes(bytes);
                 }
                 let index = store.read();
                 gauges.packages = index.packages() as u64;
@@ -156,42 +159,40 @@ fn start_admin(
             metrics.render(gauges, out);
         }),
     };
-    admin::spawn(listener, state).map_err(cannot)?;
-    Ok(local)
+    AdminServer::start(listener, state).map_err(cannot)
 }
 
-/// Rebuilds the index from `dir` and opens its log. Damage is a one-line
-/// error naming the file and offset; a torn last record is a warning.
-/// Public so that tools' tests can serve a durable store in process; the
-/// caller closes the log when done. A later failure of the log exits the
-/// process, as in the server.
-pub fn open_durable(
-    dir: &Path,
-    fsync: Fsync,
-    metrics: &Arc<Metrics>,
-) -> Result<Store, RuntimeError> {
-    let mut index = Indexer::new();
-    let recovered = durability::recover(dir, |change| replay(&mut index, change))
+/// Rebuilds the index from `dir` and opens it for writing. Damage is a
+/// one-line error naming the file and offset; a torn last record is a
+/// warning.
+fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
+    let observer_metrics = Arc::clone(metrics);
+    let observe = Arc::new(move |event: Event<'_>| durability_event(&observer_metrics, event));
+    let (store, loaded) = Store::open(dir, durability::Options::new(fsync), observe)
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
-    if let Some(torn) = &recovered.torn_tail {
-        log::warn("dropped a torn last record", &[("detail", torn)]);
+    if let Some(torn) = &loaded.torn_tail {
+        log::warn("cut a torn last record", &[("detail", torn)]);
     }
-    let stats = recovered.stats.clone();
+    let stats = &loaded.stats;
     log::info(
         "loaded",
         &[
             ("data_dir", &dir.display()),
-            ("packages", &index.packages()),
+            ("packages", &store.read().packages()),
             ("snapshot_records", &stats.snapshot_records),
             ("log_records", &stats.log_records),
             ("bytes", &stats.bytes),
             ("elapsed", &DurationText(stats.elapsed)),
         ],
     );
-    let metrics = Arc::clone(metrics);
-    let log = Log::open(recovered, fsync, move |event| match event {
-        LogEvent::Synced(took) => metrics.record_fsync(took),
-        LogEvent::Failed(err) => {
+    Ok(store)
+}
+
+/// What the server does with each event of its data directory.
+fn durability_event(metrics: &Metrics, event: Event<'_>) {
+    match event {
+        Event::Synced(took) => metrics.record_fsync(took),
+        Event::Failed(err) => {
             // Memory is now ahead of the disk: answering anything more could
             // acknowledge a change that is not durable. Crash-only: stop here
             // and let the restart recover from what is on disk.
@@ -199,74 +200,33 @@ pub fn open_durable(
             log::error("the data directory failed; exiting", &[("error", err)]);
             std::process::exit(1);
         }
-    })
-    .map_err(|err| RuntimeError(format!("cannot open the log in {}: {err}", dir.display())))?;
-    Ok(Store::with_log(index, log))
-}
-
-/// Applies one recovered change; a change the index refuses means the
-/// files do not describe a state this server could have reached.
-fn replay(index: &mut Indexer, change: Change<'_>) -> Result<(), String> {
-    let outcome = match change {
-        Change::Index {
-            package,
-            dependencies,
-        } => index.index(package, dependencies.iter().copied()),
-        Change::Remove { package } => index.remove(package),
-    };
-    if outcome.changed() {
-        Ok(())
-    } else {
-        Err(format!("the index answers {outcome:?} to a logged change"))
+        Event::Compacted {
+            took,
+            log_bytes,
+            snapshot_bytes,
+            packages,
+        } => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics.snapshot_written(now);
+            log::info(
+                "compacted",
+                &[
+                    ("elapsed", &DurationText(took)),
+                    ("log_bytes", &log_bytes),
+                    ("snapshot_bytes", &snapshot_bytes),
+                    ("packages", &packages),
+                ],
+            );
+        }
+        Event::CompactionFailed(err) => {
+            // The log keeps every change, so nothing is lost; disk use grows
+            // until a later attempt succeeds.
+            metrics.durability_error();
+            log::error("compaction failed", &[("error", err)]);
+        }
     }
-}
-
-/// How often the compactor checks whether the log outgrew the snapshot.
-const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Background compaction: when the log outgrows the snapshot, rotate it
-/// and copy the index under the read lock (writers wait only for the copy),
-/// then write the snapshot from the copy with no lock held.
-fn start_compactor(store: Store, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
-    thread::Builder::new()
-        .name("compactor".into())
-        .spawn(move || {
-            let Some(log) = store.log() else { return };
-            loop {
-                thread::sleep(COMPACTION_CHECK_INTERVAL);
-                if !log.needs_compaction() {
-                    continue;
-                }
-                // The new log file is created before taking the lock, so
-                // writers wait only for the switch and the copy.
-                let taken = log.prepare_rotation().and_then(|next| {
-                    let index = store.read();
-                    log.rotate_to(next)
-                        .map(|generation| (generation, index.clone()))
-                });
-                let written = taken.and_then(|(generation, copy)| {
-                    log.write_snapshot(generation, copy.topological())
-                });
-                match written {
-                    Ok(bytes) => {
-                        let now = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64());
-                        metrics.snapshot_written(now);
-                        log::debug("snapshot written", &[("bytes", &bytes)]);
-                    }
-                    Err(err) => {
-                        // The log keeps every change, so nothing is lost;
-                        // disk use grows until a later attempt succeeds.
-                        metrics.durability_error();
-                        log::error("compaction failed", &[("error", &err)]);
-                        thread::sleep(COMPACTION_CHECK_INTERVAL * 25);
-                    }
-                }
-            }
-        })
-        .map(drop)
-        .map_err(|err| RuntimeError(format!("cannot start the compactor: {err}")))
 }
 
 /// Shows a duration with the unit the flags use (`1500ms`, `30s`).

@@ -16,6 +16,7 @@
 
 use crate::protocol::Response;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What a command did to the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,31 @@ impl Outcome {
     /// True when the index state changed (what a durable log must record).
     pub fn changed(self) -> bool {
         matches!(self, Outcome::Added | Outcome::Replaced | Outcome::Removed)
+    }
+}
+
+/// The one `Arc<RwLock<Indexer>>` that every connection, the compactor and
+/// the admin thread share.
+///
+/// A poisoned lock is recovered rather than propagated: the index never
+/// panics mid-change on client input, and refusing every later request
+/// would turn one bug into an outage.
+#[derive(Clone, Default)]
+pub struct SharedIndex(Arc<RwLock<Indexer>>);
+
+impl SharedIndex {
+    pub fn new(indexer: Indexer) -> SharedIndex {
+        SharedIndex(Arc::new(RwLock::new(indexer)))
+    }
+
+    /// Shared access: queries, gauges, copies for snapshots.
+    pub fn read(&self) -> RwLockReadGuard<'_, Indexer> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive access: changes.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -14,12 +14,12 @@
 //! | [`store`] | the one `Arc<RwLock<Indexer>>` all connections share, and the durable log beside it |
 //! | [`durability`] | `--data-dir`: write-ahead log with group commit, snapshots, recovery |
 //! | [`server`] | listener, one thread per connection, limits, graceful stop |
-//! | [`admin`] | the HTTP thread: `/healthz`, `/readyz`, `/metrics` |
+//! | [`admin`] | the HTTP thread, one `poll(2)` loop: `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | lock-free counters and histograms, Prometheus text |
 //! | [`config`] | flags and `PACKAGE_INDEXER_*` variables -> [`config::Config`] |
 //! | [`flags`] | the one command-line parser of the server and its tools: flags, variables, `--help`, typed values |
 //! | [`log`] | one event per line on stderr, text or JSON |
-//! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing SIGTERM/SIGINT) |
+//! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing SIGTERM/SIGINT, `poll`) |
 //! | [`app`] | the process lifecycle: start, serve, stop |
 //! | [`healthcheck`] | the `healthcheck` subcommand's probe |
 //!

@@ -13,11 +13,10 @@
 //! into any buffer that keeps it.
 
 use crate::config::Config;
-use crate::durability::Seq;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason};
 use crate::protocol::{self, Response};
-use crate::store::Store;
+use crate::store::{LogPosition, Store};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -317,9 +316,9 @@ struct Connection<'a> {
     discarding: bool,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
-    wait_for: Option<Seq>,
+    wait_for: LogPosition,
     /// Log position known durable: later answers need not wait for it.
-    known_durable: Option<Seq>,
+    known_durable: LogPosition,
     last_line: Instant,
     /// The read timeout currently set on the socket.
     read_timeout: Duration,
@@ -341,8 +340,8 @@ impl<'a> Connection<'a> {
             end: 0,
             discarding: false,
             output: Vec::new(),
-            wait_for: None,
-            known_durable: None,
+            wait_for: LogPosition::default(),
+            known_durable: LogPosition::default(),
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
         })
@@ -401,9 +400,10 @@ impl<'a> Connection<'a> {
     /// Sends the answers waiting in `output`, once the log covers every
     /// change they could reveal.
     fn flush(&mut self) -> io::Result<()> {
-        if let Some(seq) = self.wait_for.take() {
-            self.shared.store.wait_durable(seq)?;
-            self.known_durable = Some(seq);
+        let wait_for = std::mem::take(&mut self.wait_for);
+        if wait_for > self.known_durable {
+            self.shared.store.wait_durable(wait_for)?;
+            self.known_durable = wait_for;
         }
         if !self.output.is_empty() {
             self.send(&self.output)?;
@@ -544,7 +544,7 @@ impl Shared {
         &self,
         line: &[u8],
         started: Instant,
-    ) -> io::Result<(Response, Option<Seq>, Instant)> {
+    ) -> io::Result<(Response, LogPosition, Instant)> {
         let (command, response, wait_for) = match protocol::parse_line(line) {
             Ok(request) => {
                 let executed = self.store.execute(&request)?;
@@ -553,7 +553,7 @@ impl Shared {
             }
             Err(err) => {
                 log::debug("malformed request", &[("reason", &err)]);
-                (err.command, Response::Error, None)
+                (err.command, Response::Error, LogPosition::default())
             }
         };
         let finished = Instant::now();

@@ -1,5 +1,5 @@
-//! The shared state every connection works on: one `Arc<RwLock<Indexer>>`,
-//! and, with `--data-dir`, the write-ahead log beside it.
+//! The shared state every connection works on: the one index and, with
+//! `--data-dir`, the durable side that owns its files.
 //!
 //! `QUERY` takes the read lock, `INDEX` and `REMOVE` the write lock; each
 //! command is one critical section, so all clients see one order of
@@ -11,143 +11,141 @@
 //! Every answer waits for the log to cover the newest change it could have
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
-//!
-//! A poisoned lock is recovered rather than propagated: the index never
-//! panics mid-change on client input, and refusing every later request
-//! would turn one bug into an outage.
 
-use crate::durability::{Change, Log, Seq};
-use crate::index::{Indexer, Outcome};
+use crate::durability::{self, Change, Durable, Loaded, Observer, RecoveryError, Seq};
+use crate::index::{Indexer, Outcome, SharedIndex};
 use crate::protocol::{Command, Request};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::{Arc, RwLockReadGuard};
 
-/// The index shared by all connection threads.
+/// The index shared by all connection threads, and its durable side.
 #[derive(Clone, Default)]
 pub struct Store {
-    index: Arc<RwLock<Indexer>>,
+    index: SharedIndex,
     durable: Option<Arc<Durable>>,
 }
 
-struct Durable {
-    log: Log,
-    /// Sequence number of the newest logged change; written under the
-    /// write lock, read under either lock.
-    newest: AtomicU64,
-}
+/// A position in the durable log: what an answer must wait for before it
+/// is sent. Later positions compare greater; the default is "nothing".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPosition(Seq);
 
 /// What executing a request did, and what its answer must wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Executed {
     pub outcome: Outcome,
-    /// The log position that must be durable before answering (`None`
-    /// when memory only, or nothing was ever logged).
-    pub wait_for: Option<Seq>,
+    pub wait_for: LogPosition,
 }
 
 impl Store {
-    /// A memory-only store.
+    /// A memory-only store holding `indexer`.
     pub fn new(indexer: Indexer) -> Store {
         Store {
-            index: Arc::new(RwLock::new(indexer)),
+            index: SharedIndex::new(indexer),
             durable: None,
         }
     }
 
-    /// A store whose changes go to `log`.
-    pub fn with_log(indexer: Indexer, log: Log) -> Store {
-        Store {
-            index: Arc::new(RwLock::new(indexer)),
-            durable: Some(Arc::new(Durable {
-                log,
-                newest: AtomicU64::new(0),
-            })),
-        }
+    /// Opens the data directory `dir` (created if missing), rebuilding the
+    /// index it keeps; `observe` hears every event of its durable side.
+    pub fn open(
+        dir: &Path,
+        options: durability::Options,
+        observe: Arc<Observer>,
+    ) -> Result<(Store, Loaded), RecoveryError> {
+        let (index, durable, loaded) = Durable::open(dir, options, observe)?;
+        let store = Store {
+            index,
+            durable: Some(Arc::new(durable)),
+        };
+        Ok((store, loaded))
     }
 
     /// Runs one request as one atomic step. Fails only when the log has
     /// failed: then the request must not be answered.
     pub fn execute(&self, request: &Request<'_>) -> io::Result<Executed> {
-        let Some(durable) = &self.durable else {
-            let outcome = match request.command {
-                Command::Query => self.read().query(request.package),
-                Command::Index => self
-                    .write()
-                    .index(request.package, request.dependencies.iter()),
-                Command::Remove => self.write().remove(request.package),
-            };
-            return Ok(Executed {
-                outcome,
-                wait_for: None,
-            });
-        };
-        let (outcome, newest) = match request.command {
+        let durable = self.durable.as_deref();
+        let package = request.package;
+        let (outcome, wait_for) = match request.command {
             Command::Query => {
-                let index = self.read();
-                (
-                    index.query(request.package),
-                    durable.newest.load(Ordering::Relaxed),
-                )
+                let index = self.index.read();
+                let outcome = index.query(package);
+                (outcome, durable.map(Durable::last_appended))
             }
             Command::Index => {
-                // Collected before taking the lock: the log record needs a
-                // slice, and nothing is allocated under the write lock.
-                let dependencies: Vec<&str> = request.dependencies.iter().collect();
-                let change = Change::Index {
-                    package: request.package,
-                    dependencies: &dependencies,
+                // Collected before taking the lock, and only for the log:
+                // nothing is allocated under the write lock.
+                let logged: Vec<&str> = match durable {
+                    Some(_) => request.dependencies.iter().collect(),
+                    None => Vec::new(),
                 };
-                let mut index = self.write();
-                let outcome = index.index(request.package, dependencies.iter().copied());
-                (outcome, durable.record(outcome, &change)?)
+                let mut index = self.index.write();
+                let outcome = index.index(package, request.dependencies.iter());
+                let change = Change::Index {
+                    package,
+                    dependencies: &logged,
+                };
+                (outcome, log_if_changed(durable, outcome, &change)?)
             }
             Command::Remove => {
-                let change = Change::Remove {
-                    package: request.package,
-                };
-                let mut index = self.write();
-                let outcome = index.remove(request.package);
-                (outcome, durable.record(outcome, &change)?)
+                let mut index = self.index.write();
+                let outcome = index.remove(package);
+                let change = Change::Remove { package };
+                (outcome, log_if_changed(durable, outcome, &change)?)
             }
         };
         Ok(Executed {
             outcome,
-            wait_for: (newest > 0).then(|| Seq::new(newest)),
+            wait_for: LogPosition(wait_for.unwrap_or_default()),
         })
     }
 
-    /// Blocks until the log covers `seq` (see [`Executed::wait_for`]).
-    pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
+    /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
+    pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) => durable.log.wait_durable(seq),
-            None => Ok(()),
+            Some(durable) if position > LogPosition::default() => durable.wait_durable(position.0),
+            _ => Ok(()),
         }
     }
 
-    /// The write-ahead log, when there is one.
-    pub fn log(&self) -> Option<&Log> {
-        self.durable.as_deref().map(|d| &d.log)
-    }
-
-    /// Shared access, for queries, gauges and snapshots.
+    /// Shared access, for gauges and inspection.
     pub fn read(&self) -> RwLockReadGuard<'_, Indexer> {
-        self.index.read().unwrap_or_else(PoisonError::into_inner)
+        self.index.read()
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
-        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    /// Bytes in the log file receiving appends, with a data directory.
+    pub fn log_bytes(&self) -> Option<u64> {
+        self.durable.as_deref().map(Durable::log_bytes)
+    }
+
+    /// Compacts the data directory now (see [`Durable::compact`]); nothing
+    /// to do in memory.
+    pub fn compact(&self) -> io::Result<()> {
+        self.durable.as_deref().map_or(Ok(()), Durable::compact)
+    }
+
+    /// Stops the durable side: the compactor is stopped and joined, then
+    /// everything logged is written and synced; later changes fail. Returns
+    /// the error that failed the log, if any. Nothing to do in memory.
+    pub fn close(&self) -> io::Result<()> {
+        self.durable.as_deref().map_or(Ok(()), Durable::close)
     }
 }
 
-impl Durable {
-    /// Logs `change` if `outcome` changed the index; returns the newest
-    /// logged position. Called with the write lock held.
-    fn record(&self, outcome: Outcome, change: &Change<'_>) -> io::Result<u64> {
-        if outcome.changed() {
-            let seq = self.log.append(change)?;
-            self.newest.store(seq.value(), Ordering::Relaxed);
-        }
-        Ok(self.newest.load(Ordering::Relaxed))
+/// Logs `change` if `outcome` changed the index; returns the newest logged
+/// position. Called with the write lock held.
+fn log_if_changed(
+    durable: Option<&Durable>,
+    outcome: Outcome,
+    change: &Change<'_>,
+) -> io::Result<Option<Seq>> {
+    let Some(durable) = durable else {
+        return Ok(None);
+    };
+    if outcome.changed() {
+        durable.append(change).map(Some)
+    } else {
+        Ok(Some(durable.last_appended()))
     }
 }

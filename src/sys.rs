@@ -126,3 +126,113 @@ mod tests {
         assert_eq!(std::mem::size_of::<SigSet>(), 128);
     }
 }
+
+// ---------------------------------------------------------------------------
+// poll(2): readiness of many non-blocking sockets from one thread, for the
+// admin listener's event loop. A module of its own, so that its imports and
+// tests stay apart from the rest of the file.
+// ---------------------------------------------------------------------------
+
+pub use readiness::{poll, PollFd, POLLIN, POLLOUT};
+
+mod readiness {
+    use std::io;
+    use std::os::fd::RawFd;
+    use std::os::raw::{c_int, c_short, c_ulong};
+    use std::time::Duration;
+
+    /// Readable, or (on a listener) a connection is waiting to be accepted.
+    pub const POLLIN: c_short = 0x001;
+    /// Writable without blocking.
+    pub const POLLOUT: c_short = 0x004;
+
+    /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+
+    impl PollFd {
+        /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
+        pub fn new(fd: RawFd, events: c_short) -> PollFd {
+            PollFd {
+                fd,
+                events,
+                revents: 0,
+            }
+        }
+
+        /// An entry the kernel skips (its descriptor is negative): it keeps
+        /// its place in the set without being watched.
+        pub fn ignored() -> PollFd {
+            PollFd::new(-1, 0)
+        }
+
+        /// What the last [`poll`] reported for this entry: some of the
+        /// requested events, or an error, hang-up or closed descriptor,
+        /// which are reported whether asked for or not: any nonzero value
+        /// means the descriptor wants attention.
+        pub fn revents(&self) -> c_short {
+            self.revents
+        }
+    }
+
+    extern "C" {
+        #[link_name = "poll"]
+        fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+    }
+
+    /// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
+    /// no limit), and returns how many entries have events. The timeout is
+    /// rounded up to whole milliseconds, so the wait never ends early. A
+    /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
+    pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+        let timeout_ms = match timeout {
+            None => -1,
+            Some(timeout) => {
+                let millis = timeout.as_nanos().div_ceil(1_000_000);
+                c_int::try_from(millis).unwrap_or(c_int::MAX)
+            }
+        };
+        let count = c_ulong::try_from(fds.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"))?;
+        // SAFETY: `fds` is an exclusively borrowed slice of `count`
+        // `#[repr(C)]` `struct pollfd` values that outlives the call; the
+        // kernel writes only their `revents` fields and keeps no pointer. A
+        // descriptor that is not open is reported as `POLLNVAL`, never read
+        // through.
+        let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
+        // Only the error, -1, does not fit.
+        usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixStream;
+        use std::time::Instant;
+
+        #[test]
+        fn pollfd_has_the_size_of_the_c_type() {
+            assert_eq!(std::mem::size_of::<PollFd>(), 8);
+        }
+
+        #[test]
+        fn poll_times_out_on_a_quiet_socket_and_reports_a_readable_one() {
+            let (mut writer, reader) = UnixStream::pair().unwrap();
+            let mut fds = [PollFd::new(reader.as_raw_fd(), POLLIN), PollFd::ignored()];
+            let started = Instant::now();
+            assert_eq!(poll(&mut fds, Some(Duration::from_millis(30))).unwrap(), 0);
+            assert!(started.elapsed() >= Duration::from_millis(30));
+            writer.write_all(b"x").unwrap();
+            assert_eq!(poll(&mut fds, None).unwrap(), 1);
+            assert_eq!(fds[0].revents() & POLLIN, POLLIN);
+            assert_eq!(fds[1].revents(), 0);
+        }
+    }
+}

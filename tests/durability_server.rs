@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, ServerProcess, TempDir};
+use common::{data_files, Client, ServerProcess, TempDir};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,14 +15,6 @@ use std::time::Duration;
 fn start(dir: &TempDir, fsync: &str) -> ServerProcess {
     let dir = dir.path().to_str().unwrap();
     ServerProcess::start(&["--data-dir", dir, "--fsync", fsync])
-}
-
-fn dir_bytes(dir: &TempDir) -> u64 {
-    std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// What one writer knows for sure: the state of each name after its last
@@ -170,28 +162,242 @@ fn damage_in_the_middle_refuses_to_start_and_touches_nothing() {
     );
 }
 
+/// The largest size `dir` reached while `work` ran, sampled continuously
+/// (not after the fact).
+fn peak_dir_bytes(dir: &TempDir, work: impl FnOnce()) -> u64 {
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (done, path) = (Arc::clone(&done), dir.path().to_owned());
+        thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                // Files come and go during a compaction; a vanished one
+                // counts as empty.
+                let bytes: u64 = std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum();
+                peak = peak.max(bytes);
+            }
+            peak
+        })
+    };
+    work();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap()
+}
+
 #[test]
-fn disk_use_tracks_the_index_not_the_history() {
-    let dir = TempDir::new("compaction");
-    let server = start(&dir, "never");
+fn four_clients_churning_one_package_keep_the_directory_under_8_mb() {
+    const CLIENTS: usize = 4;
+    const ROUNDS: usize = 50_000; // 100,000 commands per client
+    for fsync in ["never", "always"] {
+        let dir = TempDir::new("churn");
+        let server = start(&dir, fsync);
+        let peak = peak_dir_bytes(&dir, || {
+            let churners: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let mut client = server.connect();
+                    thread::spawn(move || {
+                        let mut writer = client.writer.try_clone().unwrap();
+                        let sender = thread::spawn(move || {
+                            let chunk = "INDEX|churn|\nREMOVE|churn|\n".repeat(500);
+                            for _ in 0..ROUNDS / 500 {
+                                writer.write_all(chunk.as_bytes()).unwrap();
+                            }
+                        });
+                        for _ in 0..ROUNDS * 2 {
+                            assert_eq!(client.line(), "OK\n");
+                        }
+                        sender.join().unwrap();
+                    })
+                })
+                .collect();
+            for churner in churners {
+                churner.join().unwrap();
+            }
+        });
+        println!("--fsync {fsync}: peak data directory size {peak} bytes");
+        assert!(
+            peak < 8 << 20,
+            "--fsync {fsync}: the directory reached {peak} bytes"
+        );
+        assert!(
+            server
+                .logs()
+                .iter()
+                .any(|l| l.contains("msg=\"compacted\"")),
+            "--fsync {fsync}: never compacted: {:?}",
+            server.logs()
+        );
+        assert_eq!(server.connect().ask("QUERY|churn|"), "FAIL");
+    }
+}
+
+/// Indexes `count` packages through a server on `dir`, then stops it
+/// gracefully; returns the path of its log.
+fn log_of_packages(dir: &TempDir, count: usize) -> std::path::PathBuf {
+    let mut server = start(dir, "always");
     let mut client = server.connect();
-    let mut writer = client.writer.try_clone().unwrap();
-    let rounds = 200_000; // 400,000 commands
-    let sender = thread::spawn(move || {
-        let chunk = "INDEX|churn|\nREMOVE|churn|\n".repeat(1000);
-        for _ in 0..rounds / 1000 {
-            writer.write_all(chunk.as_bytes()).unwrap();
-        }
-    });
-    let mut largest = 0;
-    for i in 0..rounds * 2 {
-        assert_eq!(client.line(), "OK\n");
-        if i % 20_000 == 0 {
-            largest = largest.max(dir_bytes(&dir));
+    for i in 0..count {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    dir.path().join("log-1.pi")
+}
+
+/// Where each record of `log` starts (the header is 12 bytes; a record is
+/// an 8-byte frame header and its payload).
+fn record_starts(log: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 12;
+    while at < log.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+fn refused_start(dir: &TempDir) -> String {
+    let dir_arg = dir.path().to_str().unwrap();
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", dir_arg]) else {
+        panic!("started on a damaged data directory");
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{logs:?}");
+    logs.last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_length_flipped_in_any_record_but_the_last_refuses_and_changes_nothing() {
+    let dir = TempDir::new("length-flip");
+    let log = log_of_packages(&dir, 100);
+    let pristine = std::fs::read(&log).unwrap();
+    let starts = record_starts(&pristine);
+    assert_eq!(starts.len(), 100);
+    for &start in &starts[..99] {
+        // The length's third byte: the record now claims to run megabytes
+        // past the end of the file, like a torn last record would.
+        let mut bytes = pristine.clone();
+        bytes[start + 2] ^= 0x10;
+        std::fs::write(&log, &bytes).unwrap();
+        let before = data_files(dir.path());
+        let message = refused_start(&dir);
+        assert!(
+            message.contains("log-1.pi") && message.contains(&format!("damaged at byte {start}")),
+            "{message}"
+        );
+        assert_eq!(
+            data_files(dir.path()),
+            before,
+            "record at {start}: files changed"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_last_record_is_cut_and_kept_beside_the_log() {
+    let dir = TempDir::new("last-record");
+    let log = log_of_packages(&dir, 100);
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = *record_starts(&bytes).last().unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let server = start(&dir, "always");
+    let logs = server.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("level=warn") && l.contains("torn")),
+        "{logs:?}"
+    );
+    assert!(logs.iter().any(|l| l.contains("packages=99")), "{logs:?}");
+    let saved = dir.path().join(format!("log-1.pi.torn-{last}"));
+    assert_eq!(std::fs::read(&saved).unwrap(), bytes[last..]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("QUERY|p98|"), "OK");
+    assert_eq!(client.ask("QUERY|p99|"), "FAIL");
+}
+
+#[test]
+fn a_deleted_newest_log_refuses_to_start() {
+    let dir = TempDir::new("deleted-log");
+    let log = log_of_packages(&dir, 10);
+    std::fs::remove_file(&log).unwrap();
+    let message = refused_start(&dir);
+    assert!(
+        message.contains("log-1.pi") && message.contains("missing"),
+        "{message}"
+    );
+}
+
+/// Starts a server on `dir`, has one change acknowledged, then lets
+/// `tamper` do its worst to the directory.
+fn tampered_while_running(
+    fsync: &str,
+    tamper: impl FnOnce(&std::path::Path),
+) -> (TempDir, ServerProcess, Client) {
+    let dir = TempDir::new("tampered");
+    let server = start(&dir, fsync);
+    let mut client = server.connect();
+    assert_eq!(client.ask("INDEX|kept|"), "OK");
+    tamper(dir.path());
+    (dir, server, client)
+}
+
+fn assert_failed_with(server: &mut ServerProcess, within: Duration, what: &str) {
+    let status = server.wait_exit(within);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "{what}: {:?}",
+        server.logs()
+    );
+    let logs = server.logs();
+    let last = logs.last().unwrap();
+    assert!(last.contains("level=error"), "{what}: {logs:?}");
+}
+
+#[test]
+fn a_log_or_directory_deleted_while_running_stops_the_server_before_another_ok() {
+    type Tamper = fn(&std::path::Path);
+    let deletions: [(&str, Tamper); 2] = [
+        ("the log", |dir| {
+            std::fs::remove_file(dir.join("log-1.pi")).unwrap()
+        }),
+        ("the directory", |dir| std::fs::remove_dir_all(dir).unwrap()),
+    ];
+    for fsync in ["always", "never"] {
+        for (what, tamper) in deletions {
+            let what = format!("{what} deleted, --fsync {fsync}");
+            let (_dir, mut server, mut client) = tampered_while_running(fsync, tamper);
+            // The change cannot be kept: it is never acknowledged.
+            let answer = client.try_ask("INDEX|lost|");
+            assert_eq!(answer, None, "{what}");
+            assert_failed_with(&mut server, Duration::from_secs(5), &what);
+            assert!(
+                server.logs().iter().any(|l| l.contains("deleted")),
+                "{what}"
+            );
         }
     }
-    sender.join().unwrap();
-    largest = largest.max(dir_bytes(&dir));
-    assert!(largest < 8 << 20, "data directory reached {largest} bytes");
-    assert_eq!(client.ask("QUERY|churn|"), "FAIL");
+}
+
+#[test]
+fn a_directory_replaced_while_running_is_found_within_a_second() {
+    let (dir, mut server, _client) = tampered_while_running("always", |dir| {
+        std::fs::rename(dir, dir.with_extension("moved")).unwrap();
+        std::fs::create_dir(dir).unwrap();
+    });
+    // No traffic: the once-a-second check of the files finds it.
+    assert_failed_with(&mut server, Duration::from_secs(3), "directory replaced");
+    assert!(server.logs().iter().any(|l| l.contains("replaced")));
+    std::fs::remove_dir_all(dir.path().with_extension("moved")).unwrap();
 }

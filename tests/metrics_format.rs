@@ -5,7 +5,7 @@
 
 mod common;
 
-use package_indexer::admin::{self, AdminState};
+use package_indexer::admin::{AdminServer, AdminState};
 use package_indexer::metrics::{IndexGauges, Metrics, RejectReason};
 use package_indexer::protocol::{Command, Response};
 use std::io::{Read, Write};
@@ -16,7 +16,6 @@ use std::time::Duration;
 
 fn scrape(metrics: Arc<Metrics>) -> (String, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let state = AdminState {
         ready: Arc::new(AtomicBool::new(true)),
         render_metrics: Box::new(move |out| {
@@ -27,8 +26,8 @@ fn scrape(metrics: Arc<Metrics>) -> (String, String) {
             metrics.render(index, out)
         }),
     };
-    admin::spawn(listener, state).unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let server = AdminServer::start(listener, state).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -37,6 +36,7 @@ fn scrape(metrics: Arc<Metrics>) -> (String, String) {
         .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
+    server.stop();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     (head.to_owned(), body.to_owned())
 }

@@ -1,7 +1,9 @@
-//! Names, listing and atomic creation of the files in a data directory.
+//! Names, listing, locking and atomic creation of the files in a data
+//! directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Generation;
@@ -24,8 +26,9 @@ impl Kind {
 
 const SUFFIX: &str = ".pi";
 const TEMP_SUFFIX: &str = ".tmp";
-/// Held with an exclusive `flock` while a process uses the directory.
-pub const LOCK_FILE: &str = "LOCK";
+/// Locked (with the directory itself) while a process uses the directory;
+/// servers before format 2 lock only this file.
+const LOCK_FILE: &str = "LOCK";
 
 /// A data file found in the directory.
 #[derive(Debug)]
@@ -66,6 +69,11 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        // Only files are data files; a directory under such a name is not
+        // ours to read or delete.
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
         if name.strip_suffix(TEMP_SUFFIX).and_then(parse).is_some() {
             listing.temporaries.push(entry.path());
             continue;
@@ -84,6 +92,150 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
     listing.logs.sort_by_key(|file| file.generation);
     listing.snapshots.sort_by_key(|file| file.generation);
     Ok(listing)
+}
+
+/// An exclusive hold on a data directory, released when dropped.
+///
+/// The `flock` is taken on the directory itself, so deleting a file cannot
+/// release it, and also on the `LOCK` file inside, which is what servers
+/// before format 2 lock, so old and new servers keep out of each other's
+/// way too.
+#[derive(Debug)]
+pub struct DirLock {
+    _dir: File,
+    _lock_file: File,
+    /// The directory locked, to notice it being deleted or replaced.
+    dir_id: FileId,
+}
+
+/// A file's identity: its device and inode, the same whatever its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+impl FileId {
+    pub fn of(file: &File) -> io::Result<FileId> {
+        Ok(FileId::from(file.metadata()?))
+    }
+
+    fn at(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::from(fs::metadata(path)?))
+    }
+}
+
+impl From<fs::Metadata> for FileId {
+    fn from(metadata: fs::Metadata) -> FileId {
+        FileId {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// Fails unless `path` still names the file `expected`: a deleted or
+/// replaced file is an error that says which.
+pub fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
+    match FileId::at(path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} was replaced while in use",
+            path.display()
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} was deleted while in use", path.display()),
+        )),
+        Err(error) => Err(error),
+    }
+}
+
+/// Why a directory could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it.
+    Held {
+        path: PathBuf,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl DirLock {
+    /// Takes the lock without waiting.
+    pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+        let held = |path: &Path| {
+            let path = path.to_owned();
+            move |error| match error {
+                TryLockError::WouldBlock => LockError::Held { path },
+                TryLockError::Error(source) => LockError::Io { path, source },
+            }
+        };
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| LockError::Io { path, source }
+        };
+        let dir_file = File::open(dir).map_err(io(dir))?;
+        dir_file.try_lock().map_err(held(dir))?;
+        let dir_id = FileId::of(&dir_file).map_err(io(dir))?;
+        let path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        lock_file.try_lock().map_err(held(&path))?;
+        Ok(DirLock {
+            _dir: dir_file,
+            _lock_file: lock_file,
+            dir_id,
+        })
+    }
+
+    /// Fails when `dir` no longer names the directory that was locked.
+    pub fn check_in_place(&self, dir: &Path) -> io::Result<()> {
+        check_same(dir, self.dir_id)
+    }
+}
+
+/// Saves `bytes` beside `path` as `<file name>.<suffix>`, durably (the
+/// directory entry is the caller's to sync), and returns where. An existing
+/// file of that name with other contents is kept: the new one gets `.1`,
+/// `.2`, ... appended instead. Evidence is never overwritten.
+pub fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let mut base = path.as_os_str().to_owned();
+    base.push(".");
+    base.push(suffix);
+    for attempt in 0u32.. {
+        let mut name = base.clone();
+        if attempt > 0 {
+            name.push(format!(".{attempt}"));
+        }
+        let target = PathBuf::from(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+        {
+            Ok(mut file) => {
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                return Ok(target);
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                // Saved by an earlier attempt that stopped before the cut.
+                if fs::read(&target)? == bytes {
+                    return Ok(target);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::other("no free name to save the bytes under"))
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -155,6 +307,24 @@ pub fn remove_older_than(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_bytes_never_overwrite_other_evidence() {
+        let dir = std::env::temp_dir().join(format!("pi-save-beside-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log-1.pi");
+        let first = save_beside(&log, "torn-12", b"abc").unwrap();
+        assert_eq!(first, dir.join("log-1.pi.torn-12"));
+        assert_eq!(save_beside(&log, "torn-12", b"abc").unwrap(), first);
+        let second = save_beside(&log, "torn-12", b"xyz").unwrap();
+        assert_eq!(second, dir.join("log-1.pi.torn-12.1"));
+        assert_eq!(fs::read(&first).unwrap(), b"abc");
+        assert_eq!(fs::read(&second).unwrap(), b"xyz");
+        let listing = list(&dir).unwrap();
+        assert!(listing.logs.is_empty() && listing.temporaries.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn names_round_trip_and_odd_names_are_ignored() {

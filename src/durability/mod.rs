@@ -1,45 +1,225 @@
 //! Durable state for `--data-dir` (SPEC §6): a write-ahead log with group
-//! commit, snapshots that compact it, and crash recovery.
+//! commit, snapshots that compact it, and crash recovery, all owned by one
+//! value, [`Durable`].
 //!
 //! The directory holds `log-<gen>.pi` and `snapshot-<gen>.pi` files.
 //! `snapshot-<g>` holds the index as it was after every change in the logs
 //! before `log-<g>`, so the state is the newest snapshot plus the logs from
-//! its generation on (or every log from `log-1` when there is no snapshot).
-//! New files are written under a `.tmp` name, synced and renamed into place,
-//! so a file under its final name is always complete up to its records.
+//! its generation on. New files are written under a `.tmp` name, synced and
+//! renamed into place, so a file under its final name is always complete up
+//! to its records.
 //!
-//! The life of a data directory, as the server drives it:
+//! The life of a data directory, all of it driven by [`Durable`]:
 //!
-//! 1. [`recover`] locks the directory, replays snapshot and logs through a
-//!    callback (which may refuse a change: that is damage too), and
-//!    truncates a torn last record, reporting it for a warning.
-//! 2. [`Log::open`] continues the newest log; the server calls
-//!    [`Log::append`] under the index write lock and [`Log::wait_durable`]
-//!    after releasing it, before answering `OK`. A wait that fails means
-//!    the disk failed: the server must stop (exit 1), not answer `OK`.
-//! 3. When [`Log::needs_compaction`] says so, a background thread creates
-//!    the next log file ([`Log::prepare_rotation`]), takes the index read
-//!    lock, switches to it ([`Log::rotate_to`]) and copies the packages,
-//!    then [`Log::write_snapshot`]s them; older files are deleted.
-//! 4. On a graceful stop, [`Log::close`] writes and syncs what is left.
-//!
-//! This module knows nothing of the index: changes and snapshot contents are
-//! plain names.
+//! 1. [`Durable::open`] locks the directory, replays snapshot and logs into
+//!    a new index ([`recovery`] refuses damage and missing files, and cuts a
+//!    torn last record after saving it), continues the newest log
+//!    ([`wal`]) and starts the [`compactor`] thread.
+//! 2. The store calls [`Durable::append`] under the index write lock and
+//!    [`Durable::wait_durable`] after releasing it, before answering `OK`.
+//!    A wait that fails means the disk failed: that answer is never sent,
+//!    and the failure reaches the owner's observer once ([`Event::Failed`]).
+//! 3. When a batch leaves the log larger than its snapshot, the writer
+//!    signals the compactor, which rotates the log and copies the index
+//!    under the read lock, then writes the snapshot; older files are
+//!    deleted. Every second it also checks that the directory and the log
+//!    are still the files at their paths.
+//! 4. [`Durable::close`] stops and joins the compactor, then writes and
+//!    syncs what is left of the log.
 
+mod compactor;
 mod crc32c;
 mod files;
-mod log;
 mod record;
 mod recovery;
 mod snapshot;
+#[cfg(test)]
+mod tests;
+mod wal;
 
 use std::fmt;
+use std::io;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-pub use self::log::{Log, LogEvent, LogStats, NextLog};
+use crate::index::{Indexer, SharedIndex};
+use compactor::{Compaction, CompactionSignal, Compactor};
+
+pub use self::wal::{NextWalFile, Wal, WalStats};
 pub use record::{Change, OwnedChange};
 pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
 pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};
+
+/// What the durable side reports to its owner, on whichever thread it
+/// happened: the only way its failures leave it.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A batch was synced; the time `fdatasync` took.
+    Synced(Duration),
+    /// A write, a sync or a check of the files failed: nothing more will be
+    /// acknowledged. Reported once.
+    Failed(&'a io::Error),
+    /// A snapshot replaced the log.
+    Compacted {
+        took: Duration,
+        /// The log's size when the compaction started.
+        log_bytes: u64,
+        snapshot_bytes: u64,
+        packages: usize,
+    },
+    /// A compaction failed; the log keeps every change, and it is tried
+    /// again later.
+    CompactionFailed(&'a io::Error),
+}
+
+/// Hears every [`Event`].
+pub type Observer = dyn Fn(Event<'_>) + Send + Sync;
+
+/// How a data directory is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub fsync: Fsync,
+    /// A log smaller than this is never compacted.
+    pub compact_at_least: u64,
+}
+
+impl Options {
+    /// The server's settings for `fsync`.
+    pub fn new(fsync: Fsync) -> Options {
+        Options {
+            fsync,
+            compact_at_least: MIN_COMPACTION_LOG_BYTES,
+        }
+    }
+}
+
+/// The durable side of a store: its write-ahead log and the compactor
+/// thread, opened, run and closed together.
+pub struct Durable {
+    wal: Arc<Wal>,
+    compaction: Arc<Compaction>,
+    /// Taken (stopped and joined) by [`Durable::close`].
+    compactor: Mutex<Option<Compactor>>,
+}
+
+/// What [`Durable::open`] found.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub stats: LoadStats,
+    /// The torn last record that was cut off, if any: worth a warning.
+    pub torn_tail: Option<TornTail>,
+}
+
+impl Durable {
+    /// Rebuilds the index kept in `dir` (created if missing) and opens the
+    /// directory for writing: the returned index is the one to serve, and
+    /// the compactor already watches it.
+    pub fn open(
+        dir: &Path,
+        options: Options,
+        observe: Arc<Observer>,
+    ) -> Result<(SharedIndex, Durable, Loaded), RecoveryError> {
+        let mut indexer = Indexer::new();
+        let recovered = recover(dir, |change| replay(&mut indexer, change))?;
+        let loaded = Loaded {
+            stats: recovered.stats.clone(),
+            torn_tail: recovered.torn_tail.clone(),
+        };
+        let cannot = |source| RecoveryError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        let index = SharedIndex::new(indexer);
+        let signal = Arc::new(CompactionSignal::default());
+        let wal = Wal::open(
+            recovered,
+            &options,
+            Arc::clone(&observe),
+            Arc::clone(&signal),
+        )
+        .map(Arc::new)
+        .map_err(cannot)?;
+        let compaction = Arc::new(Compaction::new(Arc::clone(&wal), index.clone(), observe));
+        let compactor = Compactor::start(Arc::clone(&compaction), signal).map_err(cannot)?;
+        let durable = Durable {
+            wal,
+            compaction,
+            compactor: Mutex::new(Some(compactor)),
+        };
+        Ok((index, durable, loaded))
+    }
+
+    /// Logs `change`; call it under the index write lock, right after
+    /// making the change, and wait after releasing the lock.
+    pub fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
+        self.wal.append(change)
+    }
+
+    /// The position of the newest change: what a reader must wait for to
+    /// reveal only durable changes.
+    pub fn last_appended(&self) -> Seq {
+        self.wal.last_appended()
+    }
+
+    /// Blocks until `seq` is durable, or returns the failure.
+    pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
+        self.wal.wait_durable(seq)
+    }
+
+    /// Bytes in the log file receiving appends.
+    pub fn log_bytes(&self) -> u64 {
+        self.wal.log_bytes()
+    }
+
+    /// Compacts now, on the calling thread, as the compactor does when the
+    /// log outgrows its snapshot (waiting for one in progress first).
+    pub fn compact(&self) -> io::Result<()> {
+        self.compaction.run()
+    }
+
+    /// Stops and joins the compactor and waits for any compaction in
+    /// progress (later ones are refused), then writes and syncs everything
+    /// appended; later appends and waits fail. Returns the error that failed
+    /// the log, if any.
+    pub fn close(&self) -> io::Result<()> {
+        let compactor = self
+            .compactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(compactor) = compactor {
+            compactor.stop();
+        }
+        self.compaction.close();
+        self.wal.close()
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        // Errors were already reported to the observer.
+        let _ = self.close();
+    }
+}
+
+/// Applies one recovered change; a change the index refuses means the
+/// files do not describe a state this server could have reached.
+fn replay(index: &mut Indexer, change: Change<'_>) -> Result<(), String> {
+    let outcome = match change {
+        Change::Index {
+            package,
+            dependencies,
+        } => index.index(package, dependencies.iter().copied()),
+        Change::Remove { package } => index.remove(package),
+    };
+    if outcome.changed() {
+        Ok(())
+    } else {
+        Err(format!("the index answers {outcome:?} to a logged change"))
+    }
+}
 
 /// Numbers the log/snapshot files; a rotation starts the next one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,19 +288,5 @@ impl fmt::Display for Fsync {
             Fsync::Always => "always",
             Fsync::Never => "never",
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Fsync;
-
-    #[test]
-    fn fsync_parses_and_prints() {
-        for mode in [Fsync::Always, Fsync::Never] {
-            assert_eq!(mode.to_string().parse(), Ok(mode));
-        }
-        assert!("Always".parse::<Fsync>().is_err());
-        assert!("".parse::<Fsync>().is_err());
     }
 }

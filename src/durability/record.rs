@@ -8,20 +8,30 @@
 //! - `INDEX`: package name, u32 LE dependency count, each dependency name;
 //! - `REMOVE`: package name;
 //! - `SNAPSHOT_END`: u64 LE number of `INDEX` records before it (snapshots
-//!   end with it, so a cut-short snapshot is detected rather than loaded).
+//!   end with it, so a cut-short snapshot is detected rather than loaded);
+//! - `SEAL` (version 2): u64 LE generation of the log that continues this
+//!   one. A rotation writes it as the last record of the log it leaves, so
+//!   recovery knows that the next log must exist.
 //!
-//! A name is a u8 length (1..=255) and that many UTF-8 bytes.
+//! A name is a u8 length (1..=255) and that many bytes of a valid package
+//! name; a name that is not one is damage, like a bad checksum.
+//!
+//! Version 2 added the seal record; version 1 files (written before it) are
+//! read the same way.
 
 use std::io;
 
 use super::crc32c;
+use crate::protocol::is_valid_name;
 
 /// Bytes in a file header: magic then version.
 pub const HEADER_LEN: usize = 12;
 /// Bytes before a record's payload: length then checksum.
 pub const RECORD_HEADER_LEN: usize = 8;
-/// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Magic at the start of a write-ahead log file.
 pub const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
 /// Magic at the start of a snapshot file.
@@ -34,6 +44,7 @@ pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 const KIND_INDEX: u8 = 1;
 const KIND_REMOVE: u8 = 2;
 const KIND_SNAPSHOT_END: u8 = 3;
+const KIND_SEAL: u8 = 4;
 
 /// One state change of the index, borrowed from the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +91,13 @@ impl From<Change<'_>> for OwnedChange {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record<'a> {
     Change(Change<'a>),
-    SnapshotEnd { records: u64 },
+    SnapshotEnd {
+        records: u64,
+    },
+    /// The log ends here and log `next` continues the history.
+    Seal {
+        next: u64,
+    },
 }
 
 /// The header that starts every file of the given type.
@@ -92,8 +109,9 @@ pub fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
 }
 
 /// Checks that `data` starts with a header of the expected type and a
-/// version this build understands; the error says what is wrong.
-pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<(), String> {
+/// version this build understands, and returns that version; the error says
+/// what is wrong.
+pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
     if data.len() < HEADER_LEN {
         return Err(format!(
             "file header cut short ({} of {HEADER_LEN} bytes)",
@@ -108,12 +126,13 @@ pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<(), String> {
         ));
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "unsupported format version {version} (this build reads version {FORMAT_VERSION})"
+            "unsupported format version {version} (this build reads versions \
+             {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Appends the record for `change` to `out`; see [`encode_index`].
@@ -161,6 +180,15 @@ pub fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
     encode_record(out, |out| {
         out.push(KIND_SNAPSHOT_END);
         out.extend_from_slice(&records.to_le_bytes());
+        Ok(())
+    })
+}
+
+/// Appends the record that seals a log: generation `next` continues it.
+pub fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
+    encode_record(out, |out| {
+        out.push(KIND_SEAL);
+        out.extend_from_slice(&next.to_le_bytes());
         Ok(())
     })
 }
@@ -231,6 +259,9 @@ pub fn decode<'p: 'v, 'v>(
         KIND_SNAPSHOT_END => Record::SnapshotEnd {
             records: reader.u64()?,
         },
+        KIND_SEAL => Record::Seal {
+            next: reader.u64()?,
+        },
         kind => return Err(format!("unknown record kind {kind}")),
     };
     if !reader.rest.is_empty() {
@@ -276,8 +307,12 @@ impl<'a> PayloadReader<'a> {
         if len == 0 {
             return Err("empty name".to_owned());
         }
-        std::str::from_utf8(self.take(usize::from(len))?)
-            .map_err(|_| "name is not valid UTF-8".to_owned())
+        let bytes = self.take(usize::from(len))?;
+        if !is_valid_name(bytes) {
+            return Err("a name holds a byte no package name may hold".to_owned());
+        }
+        // Name bytes are ASCII, so this cannot fail once they are valid.
+        std::str::from_utf8(bytes).map_err(|_| "name is not valid UTF-8".to_owned())
     }
 }
 
@@ -288,11 +323,10 @@ pub enum Frame<'a> {
     Record { payload: &'a [u8], next: usize },
     /// Clean end of the file.
     End,
-    /// The file ends inside a record: what a crash mid-write leaves behind.
-    /// Acceptable only as the last record of the last log holding records.
-    Torn(String),
-    /// Damage that no crash of ours can produce.
-    Corrupt(String),
+    /// No valid record starts here, for the reason given. Whether that is
+    /// a write cut short by a crash or damage depends on what follows: see
+    /// [`find_valid_record`].
+    Invalid(String),
 }
 
 /// Reads the record frame starting at `at` in `data` (a whole file).
@@ -302,7 +336,7 @@ pub fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
         return Frame::End;
     }
     if rest.len() < RECORD_HEADER_LEN {
-        return Frame::Torn(format!(
+        return Frame::Invalid(format!(
             "record header cut short ({} of {RECORD_HEADER_LEN} bytes)",
             rest.len()
         ));
@@ -312,33 +346,51 @@ pub fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
     if len == 0 && rest.iter().all(|&b| b == 0) {
         // A file extended by a crash but whose data never reached the disk
         // reads back as zeros; no record starts with a zero length.
-        return Frame::Torn(format!("{} zero bytes at the end", rest.len()));
+        return Frame::Invalid(format!("{} zero bytes", rest.len()));
     }
     if len == 0 || len > MAX_PAYLOAD_LEN {
-        return Frame::Corrupt(format!("impossible record length {len}"));
+        return Frame::Invalid(format!("impossible record length {len}"));
     }
     let available = rest.len() - RECORD_HEADER_LEN;
     let len = len as usize;
     if len > available {
-        return Frame::Torn(format!(
+        return Frame::Invalid(format!(
             "record cut short ({available} of {len} payload bytes)"
         ));
     }
     let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
     if crc32c::checksum(payload) != crc {
-        let reason = "record checksum mismatch".to_owned();
-        return if len == available {
-            // The last record of the file: a write cut by a crash can leave
-            // the length in place and the payload half written.
-            Frame::Torn(reason)
-        } else {
-            Frame::Corrupt(reason)
-        };
+        return Frame::Invalid("record checksum mismatch".to_owned());
     }
     Frame::Record {
         payload,
         next: at + RECORD_HEADER_LEN + len,
     }
+}
+
+/// Where the first valid record after `from` starts, if there is one: a
+/// frame whose payload decodes and whose checksum matches. A crash cuts off
+/// the end of a log, so invalid bytes with a valid record after them are
+/// damage, never a torn write; this is what tells the two apart.
+///
+/// Every offset is tried, since damage may have moved the record
+/// boundaries. The payload is decoded before its checksum is computed, so
+/// garbage is rejected after a few bytes and the search stays linear in
+/// practice.
+pub fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
+    let mut dependencies = Vec::new();
+    (from..data.len()).find(|&at| {
+        let rest = &data[at..];
+        let Some(header) = rest.get(..RECORD_HEADER_LEN) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(payload) = rest[RECORD_HEADER_LEN..].get(..len) else {
+            return false;
+        };
+        len > 0 && decode(payload, &mut dependencies).is_ok() && crc32c::checksum(payload) == crc
+    })
 }
 
 #[cfg(test)]
@@ -438,43 +490,76 @@ mod tests {
     }
 
     #[test]
-    fn frames_tell_torn_from_corrupt() {
+    fn invalid_frames_and_the_valid_record_after_them() {
         let mut out = Vec::new();
         encode_change(&mut out, &Change::Remove { package: "a" }).unwrap();
         let one = out.len();
         encode_change(&mut out, &Change::Remove { package: "b" }).unwrap();
-        // Cut inside the second record: torn.
-        assert!(matches!(next_frame(&out[..one + 3], one), Frame::Torn(_)));
-        assert!(matches!(
-            next_frame(&out[..out.len() - 1], one),
-            Frame::Torn(_)
-        ));
-        // Bad checksum in the last record: torn; in the first: corrupt.
+        let invalid = |data: &[u8], at| matches!(next_frame(data, at), Frame::Invalid(_));
+        // Cut inside the second record: invalid, and nothing valid after it.
+        for cut in [one + 3, out.len() - 1] {
+            assert!(invalid(&out[..cut], one));
+            assert_eq!(find_valid_record(&out[..cut], one + 1), None);
+        }
+        // A bad checksum in the last record: nothing valid follows it.
         let mut last_bad = out.clone();
         *last_bad.last_mut().unwrap() ^= 1;
-        assert!(matches!(next_frame(&last_bad, one), Frame::Torn(_)));
-        let mut first_bad = out.clone();
-        first_bad[one - 1] ^= 1;
-        assert!(matches!(next_frame(&first_bad, 0), Frame::Corrupt(_)));
-        // Zero tail: torn; huge length: corrupt.
+        assert!(invalid(&last_bad, one));
+        assert_eq!(find_valid_record(&last_bad, one + 1), None);
+        // In the first record, or in its length: the second one follows.
+        for byte in [one - 1, 0, 3] {
+            let mut first_bad = out.clone();
+            first_bad[byte] ^= 0x40;
+            assert!(invalid(&first_bad, 0), "byte {byte}");
+            assert_eq!(find_valid_record(&first_bad, 1), Some(one), "byte {byte}");
+        }
+        // Zeros, or a huge length: invalid.
         let mut zeros = out.clone();
         zeros.extend_from_slice(&[0; 40]);
-        assert!(matches!(next_frame(&zeros, out.len()), Frame::Torn(_)));
+        assert!(invalid(&zeros, out.len()));
+        assert_eq!(find_valid_record(&zeros, out.len()), None);
         let mut huge = out.clone();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 20]);
-        assert!(matches!(next_frame(&huge, out.len()), Frame::Corrupt(_)));
+        assert!(invalid(&huge, out.len()));
+    }
+
+    #[test]
+    fn a_record_with_an_invalid_name_does_not_decode() {
+        let mut out = Vec::new();
+        encode_change(&mut out, &Change::Remove { package: "a b" }).unwrap();
+        let Frame::Record { payload, .. } = next_frame(&out, 0) else {
+            panic!("no frame");
+        };
+        assert!(decode(payload, &mut Vec::new()).is_err());
+        assert_eq!(find_valid_record(&out, 0), None);
+    }
+
+    #[test]
+    fn seals_round_trip() {
+        let mut out = Vec::new();
+        encode_seal(&mut out, 7).unwrap();
+        let Frame::Record { payload, .. } = next_frame(&out, 0) else {
+            panic!("no frame");
+        };
+        assert_eq!(
+            decode(payload, &mut Vec::new()),
+            Ok(Record::Seal { next: 7 })
+        );
     }
 
     #[test]
     fn headers_are_checked() {
         let good = header(LOG_MAGIC);
-        assert_eq!(check_header(&good, LOG_MAGIC), Ok(()));
+        assert_eq!(check_header(&good, LOG_MAGIC), Ok(FORMAT_VERSION));
         assert!(check_header(&good, SNAPSHOT_MAGIC).is_err());
         assert!(check_header(&good[..5], LOG_MAGIC).is_err());
+        let mut first = good;
+        first[8] = 1;
+        assert_eq!(check_header(&first, LOG_MAGIC), Ok(1));
         let mut future = good;
-        future[8] = 2;
+        future[8] = 3;
         let reason = check_header(&future, LOG_MAGIC).unwrap_err();
-        assert!(reason.contains("version 2"), "{reason}");
+        assert!(reason.contains("version 3"), "{reason}");
     }
 }

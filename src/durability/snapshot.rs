@@ -7,16 +7,18 @@ use super::files::{self, Kind};
 use super::record;
 use super::Generation;
 
-/// Below this a log is never compacted: rewriting a tiny index on every few
-/// changes would cost more than the disk it saves.
+/// Below this a log is never compacted (unless configured otherwise, as
+/// tests do): rewriting a tiny index on every few changes would cost more
+/// than the disk it saves.
 pub const MIN_COMPACTION_LOG_BYTES: u64 = 1 << 20;
 
 /// Whether a log of `log_bytes` has outgrown the snapshot of
-/// `snapshot_bytes` it follows. Compacting when the log reaches the size of
-/// the snapshot keeps the directory within about twice the size of the index
-/// (plus the minimum), whatever the number of commands ever sent.
-pub fn should_compact(log_bytes: u64, snapshot_bytes: u64) -> bool {
-    log_bytes >= MIN_COMPACTION_LOG_BYTES.max(snapshot_bytes)
+/// `snapshot_bytes` it follows, given the smallest log worth compacting.
+/// Compacting when the log reaches the size of the snapshot keeps the
+/// directory within about twice the size of the index (plus the minimum),
+/// whatever the number of commands ever sent.
+pub fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64) -> bool {
+    log_bytes >= at_least.max(snapshot_bytes)
 }
 
 /// Bytes gathered before each `write(2)` of a snapshot.
@@ -58,10 +60,12 @@ mod tests {
 
     #[test]
     fn compaction_waits_for_the_minimum_then_tracks_the_snapshot() {
-        assert!(!should_compact(0, 0));
-        assert!(!should_compact(MIN_COMPACTION_LOG_BYTES - 1, 0));
-        assert!(should_compact(MIN_COMPACTION_LOG_BYTES, 0));
-        assert!(!should_compact(5 << 20, 6 << 20));
-        assert!(should_compact(6 << 20, 6 << 20));
+        let min = MIN_COMPACTION_LOG_BYTES;
+        assert!(!should_compact(0, 0, min));
+        assert!(!should_compact(min - 1, 0, min));
+        assert!(should_compact(min, 0, min));
+        assert!(!should_compact(5 << 20, 6 << 20, min));
+        assert!(should_compact(6 << 20, 6 << 20, min));
+        assert!(should_compact(100, 0, 1));
     }
 }

@@ -1,10 +1,12 @@
 //! Helpers for tests that run the real `package-indexer` binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -158,6 +160,72 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Connections that each hold an unfinished request head, renewed (closed
+/// and reconnected, oldest first) by a thread so that each lives about a
+/// second: a client trying to keep every place an HTTP listener has, well
+/// within any head deadline. The pace stays below what fills a listen
+/// backlog, which would stall every client in the kernel alike.
+pub struct StalledHeads {
+    running: Arc<AtomicBool>,
+    renewer: Option<thread::JoinHandle<usize>>,
+}
+
+impl StalledHeads {
+    /// Opens `count` connections to `addr`, sends each part of a request
+    /// head, and starts renewing them.
+    pub fn hold(addr: SocketAddr, count: usize) -> StalledHeads {
+        let open = move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"GET /healthz HTT").unwrap();
+            stream
+        };
+        let mut held: VecDeque<TcpStream> = (0..count).map(|_| open()).collect();
+        let running = Arc::new(AtomicBool::new(true));
+        let renewing = Arc::clone(&running);
+        let pause = Duration::from_secs(1) / count as u32;
+        let renewer = thread::spawn(move || {
+            let mut renewed = 0;
+            while renewing.load(Ordering::Relaxed) {
+                thread::sleep(pause);
+                drop(held.pop_front());
+                held.push_back(open());
+                renewed += 1;
+            }
+            renewed
+        });
+        StalledHeads {
+            running,
+            renewer: Some(renewer),
+        }
+    }
+
+    /// Stops renewing, closes every connection and returns how many were
+    /// renewed; panics if a renewal failed.
+    pub fn stop(mut self) -> usize {
+        self.running.store(false, Ordering::Relaxed);
+        self.renewer.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for StalledHeads {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
+    }
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`.
+pub fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
 fn collect_lines(
     stderr: impl Read + Send + 'static,
 ) -> (Arc<Mutex<Vec<String>>>, Receiver<String>) {
@@ -251,6 +319,20 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Every file of a data directory but its lock, with its contents: what a
+/// refused start must leave byte for byte as it was.
+pub fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name() != "LOCK")
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
 }
 
 /// Passes a metrics exposition through `promtool check metrics` when

@@ -1,18 +1,18 @@
 //! The challenge's harness, reproduced by `package-indexer-harness`, run
 //! against the real server at concurrency 100: on its embedded Homebrew list
 //! (its default), on the same list read from `data/`, on generated graphs,
-//! and with a data directory. The server runs in this test
-//! process, started through the library as the binary starts it.
+//! and with a data directory. The server runs in this test process,
+//! started through the library as the binary starts it.
 
-use package_indexer::app;
 use package_indexer::config::{self, Invocation};
-use package_indexer::durability::Fsync;
+use package_indexer::durability::{self, Event, Fsync};
 use package_indexer::metrics::Metrics;
 use package_indexer::server::{Limits, Running, Server};
 use package_indexer::store::Store;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,32 +24,46 @@ struct TestServer {
     running: Option<Running>,
     store: Store,
     data_dir: Option<PathBuf>,
+    /// Failures the data directory reported (writes, syncs, compactions).
+    durability_failures: Arc<AtomicUsize>,
 }
 
 impl TestServer {
     fn in_memory() -> TestServer {
-        TestServer::serve(Store::default(), Arc::new(Metrics::new()), None)
+        TestServer::serve(Store::default(), None, Arc::default())
     }
 
     /// A server with `--data-dir` set to a fresh directory named after `tag`.
     fn durable(tag: &str) -> TestServer {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("harness-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let store = app::open_durable(&dir, Fsync::Always, &metrics).unwrap();
-        TestServer::serve(store, metrics, Some(dir))
+        let failures = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&failures);
+        let observe = Arc::new(move |event: Event<'_>| {
+            if matches!(event, Event::Failed(_) | Event::CompactionFailed(_)) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let options = durability::Options::new(Fsync::Always);
+        let (store, _loaded) = Store::open(&dir, options, observe).unwrap();
+        TestServer::serve(store, Some(dir), failures)
     }
 
-    fn serve(store: Store, metrics: Arc<Metrics>, data_dir: Option<PathBuf>) -> TestServer {
+    fn serve(
+        store: Store,
+        data_dir: Option<PathBuf>,
+        durability_failures: Arc<AtomicUsize>,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics = Arc::new(Metrics::new());
         let server =
             Server::from_listener(listener, default_limits(), store.clone(), metrics).unwrap();
         TestServer {
             running: Some(server.start().unwrap()),
             store,
             data_dir,
+            durability_failures,
         }
     }
 
@@ -63,9 +77,7 @@ impl Drop for TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown(Duration::from_secs(5));
         }
-        if let Some(log) = self.store.log() {
-            let _ = log.close();
-        }
+        let _ = self.store.close();
         if let Some(dir) = &self.data_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -122,7 +134,7 @@ fn passes_at_concurrency_100_on_the_homebrew_list() {
         output.starts_with("3370 packages (the embedded Homebrew list)"),
         "{output}"
     );
-    let brew = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
+    let brew = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
     let output = run_harness(
         &server,
         &["--seed", "8", "--packages", brew.to_str().unwrap()],
@@ -137,4 +149,9 @@ fn passes_at_concurrency_100_on_the_homebrew_list() {
 fn passes_against_a_durable_server() {
     let server = TestServer::durable("durable");
     run_harness(&server, &["--seed", "3"]);
+    assert_eq!(server.durability_failures.load(Ordering::SeqCst), 0);
+    assert!(
+        server.store.log_bytes().is_some(),
+        "a data directory is in use"
+    );
 }

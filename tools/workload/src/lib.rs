@@ -286,9 +286,9 @@ const POPULARITY_BIAS: i32 = 3;
 /// Builds `count` packages shaped like the Homebrew dump, the same for the
 /// same seed.
 ///
-/// The first `LIBRARY_PERCENT` (23%) of the packages created are libraries
-/// in `LIBRARY_LAYERS` (5) layers; every package depends only on libraries
-/// of lower layers (applications on any library), so the graph is acyclic and
+/// The first `LIBRARY_PERCENT` of the packages created are libraries in
+/// `LIBRARY_LAYERS` layers; every package depends only on libraries of
+/// lower layers (applications on any library), so the graph is acyclic and
 /// closed. The result is sorted by name so that its order says nothing about
 /// the dependency order.
 pub fn generate(seed: u64, count: usize) -> Vec<Package> {

@@ -1,29 +1,17 @@
 //! Rough measurements of the durability engine, run by hand:
 //!
-//! `cargo test --release --test durability_perf -- --ignored --nocapture`
+//! `cargo test --release --lib durability::tests::perf -- --ignored --nocapture`
 //!
 //! They print figures and check only correctness, never speed. Set
 //! `TMPDIR` to put the scratch files on the disk to be measured.
-
-mod durability_common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use durability_common::{dir_bytes, recover_changes, ScratchDir};
-use package_indexer::durability::{recover, Change, Fsync, Log, LogEvent};
-
-fn open(dir: &std::path::Path, fsync: Fsync) -> Log {
-    let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |event| {
-        if let LogEvent::Failed(error) = event {
-            panic!("log failed: {error}")
-        }
-    })
-    .unwrap()
-}
+use super::{dir_bytes, open_wal as open, ScratchDir};
+use crate::durability::{recover, Change, Fsync};
 
 #[test]
 #[ignore = "measurement; run by hand in release mode"]

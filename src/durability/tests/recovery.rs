@@ -1,7 +1,5 @@
-//! File-level tests of the durability engine: what recovery makes of logs
-//! and snapshots, cut or damaged, and what the log writes under load.
-
-mod durability_common;
+//! What recovery makes of logs and snapshots, cut or damaged, and what the
+//! log writes under load.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use durability_common::{
-    contents, dir_bytes, index, recover_changes, remove, with_change, ScratchDir,
+use super::{
+    contents, dir_bytes, index, open_wal as open, recover_changes, remove, wal_after, with_change,
+    ScratchDir,
 };
-use package_indexer::durability::{recover, Fsync, Log, LogEvent, OwnedChange, RecoveryError};
+use crate::durability::{recover, Fsync, OwnedChange, RecoveryError, Wal};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -31,23 +30,13 @@ fn apply(state: &mut FakeIndex, change: &OwnedChange) {
     }
 }
 
-fn open(dir: &Path, fsync: Fsync) -> Log {
-    let (_, recovered) = recover_changes(dir).unwrap();
-    Log::open(recovered, fsync, |event| {
-        if let LogEvent::Failed(error) = event {
-            panic!("log failed: {error}")
-        }
-    })
-    .unwrap()
-}
-
-fn append(log: &Log, change: &OwnedChange) {
+fn append(log: &Wal, change: &OwnedChange) {
     let seq = with_change(change, |change| log.append(change)).unwrap();
     log.wait_durable(seq).unwrap();
 }
 
 /// Rotates and snapshots `state` the way the server's compaction does.
-fn compact(log: &Log, state: &FakeIndex) {
+fn compact(log: &Wal, state: &FakeIndex) {
     let generation = log.rotate().unwrap();
     let packages = state
         .iter()
@@ -132,7 +121,7 @@ fn a_log_cut_at_any_byte_recovers_exactly_a_prefix_and_takes_new_appends() {
         }
 
         // The torn record is gone for good: new appends follow the prefix.
-        let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+        let log = wal_after(recovered, Fsync::Never);
         append(&log, &remove("z"));
         drop(log);
         let (after, recovered) = recover_changes(dir).unwrap();
@@ -241,16 +230,18 @@ fn an_unknown_format_version_is_refused() {
     }
 }
 
-/// Appends the start of a record (a length, no more) to `log-1.pi`, as a
-/// crash during its last write would leave it; returns the file and where
-/// the torn record starts.
+/// Bytes of the seal a rotation writes at the end of the log it leaves.
+const SEAL_RECORD_BYTES: u64 = 8 + 1 + 8;
+
+/// Cuts `log-1.pi` inside its last record, the seal of a rotation, as a
+/// crash during that write would leave it; returns the file and where the
+/// torn seal starts.
 fn tear_first_log(dir: &Path) -> (PathBuf, u64) {
     let old = dir.join("log-1.pi");
-    let end = fs::metadata(&old).unwrap().len();
-    let mut bytes = fs::read(&old).unwrap();
-    bytes.extend_from_slice(&[20, 0, 0]);
-    fs::write(&old, &bytes).unwrap();
-    (old, end)
+    let len = fs::metadata(&old).unwrap().len();
+    let bytes = fs::read(&old).unwrap();
+    fs::write(&old, &bytes[..(len - 5) as usize]).unwrap();
+    (old, len - SEAL_RECORD_BYTES)
 }
 
 #[test]
@@ -285,7 +276,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     let torn = recovered.torn_tail.clone().unwrap();
     assert_eq!((torn.file, torn.offset), (old.clone(), end));
     assert_eq!(fs::metadata(&old).unwrap().len(), end);
-    let log = Log::open(recovered, Fsync::Never, |_| {}).unwrap();
+    let log = wal_after(recovered, Fsync::Never);
     append(&log, &index("b", &["a"]));
     drop(log);
     let (changes, _) = recover_changes(dir).unwrap();
@@ -494,4 +485,97 @@ fn churn_on_one_package_keeps_the_directory_small() {
         .iter()
         .for_each(|change| apply(&mut replayed, change));
     assert_eq!(replayed, state);
+}
+
+#[test]
+fn a_bit_flipped_in_the_length_of_any_record_but_the_last_refuses() {
+    let scratch = ScratchDir::new("length-flips");
+    let changes: Vec<OwnedChange> = (0..100).map(|i| index(&format!("p{i}"), &[])).collect();
+    let boundaries = write_log(scratch.path(), &changes);
+    let pristine = fs::read(scratch.path().join("log-1.pi")).unwrap();
+    for (record, &start) in boundaries[..boundaries.len() - 2].iter().enumerate() {
+        for bit in 0..32 {
+            let mut bytes = pristine.clone();
+            bytes[start as usize + bit / 8] ^= 1 << (bit % 8);
+            let dir = ScratchDir::new("length-flip");
+            fs::create_dir_all(dir.path()).unwrap();
+            fs::write(dir.path().join("log-1.pi"), &bytes).unwrap();
+            let before = contents(dir.path());
+            match recover_changes(dir.path()) {
+                Err(RecoveryError::Damaged { offset, .. }) => {
+                    assert_eq!(offset, start, "record {record}, bit {bit}")
+                }
+                other => panic!("record {record}, bit {bit}: {other:?}"),
+            }
+            assert_eq!(contents(dir.path()), before, "record {record}, bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn a_sealed_newest_log_means_the_next_one_is_missing() {
+    let scratch = ScratchDir::new("sealed-newest");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    append(&log, &index("b", &[]));
+    drop(log);
+    fs::remove_file(dir.join("log-2.pi")).unwrap();
+    let before = contents(dir);
+    match recover_changes(dir).unwrap_err() {
+        RecoveryError::Missing { file, reason } => {
+            assert_eq!(file, dir.join("log-2.pi"));
+            assert!(reason.contains("log-1.pi was sealed"), "{reason}");
+        }
+        other => panic!("expected a missing file, got {other}"),
+    }
+    assert_eq!(contents(dir), before);
+}
+
+#[test]
+fn a_snapshot_without_the_log_that_continues_it_is_refused() {
+    let scratch = ScratchDir::new("snapshot-alone");
+    let dir = scratch.path();
+    drop(open(dir, Fsync::Never));
+    // Even a fresh directory holds an empty snapshot once opened, so a lost
+    // log is never taken for a new directory.
+    let names: Vec<String> = contents(dir).into_keys().collect();
+    assert_eq!(names, ["log-1.pi", "snapshot-1.pi"]);
+    fs::remove_file(dir.join("log-1.pi")).unwrap();
+    match recover_changes(dir).unwrap_err() {
+        RecoveryError::Missing { file, .. } => assert_eq!(file, dir.join("log-1.pi")),
+        other => panic!("expected a missing file, got {other}"),
+    }
+}
+
+#[test]
+fn a_rotation_cut_short_before_its_seal_is_finished_at_the_next_open() {
+    let scratch = ScratchDir::new("unsealed");
+    let dir = scratch.path();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    log.rotate().unwrap();
+    drop(log);
+    // The crash came after log-2 was created and before log-1 was sealed.
+    let (old, end) = tear_first_log(dir);
+    fs::write(&old, &fs::read(&old).unwrap()[..end as usize]).unwrap();
+    let log = open(dir, Fsync::Never);
+    append(&log, &index("b", &["a"]));
+    drop(log);
+    let (changes, recovered) = recover_changes(dir).unwrap();
+    assert_eq!(changes, [index("a", &[]), index("b", &["a"])]);
+    assert!(recovered.torn_tail.is_none());
+}
+
+#[test]
+fn deleting_the_lock_file_does_not_let_a_second_process_in() {
+    let scratch = ScratchDir::new("lock-file-deleted");
+    let log = open(scratch.path(), Fsync::Never);
+    fs::remove_file(scratch.path().join("LOCK")).unwrap();
+    assert!(matches!(
+        recover_changes(scratch.path()),
+        Err(RecoveryError::Locked { .. })
+    ));
+    drop(log);
 }

@@ -7,16 +7,14 @@
 //! pipe, and kills it mid-stream. The victim also compacts every few
 //! milliseconds, so the kill can land in a rotation or a snapshot.
 
-mod durability_common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use durability_common::{recover_changes, ScratchDir};
-use package_indexer::durability::{Change, Fsync, Log, OwnedChange};
+use super::{recover_changes, wal_after, ScratchDir};
+use crate::durability::{Change, Fsync, OwnedChange};
 
 const VICTIM_DIR: &str = "PACKAGE_INDEXER_TEST_VICTIM_DIR";
 const THREADS: usize = 8;
@@ -30,7 +28,7 @@ fn victim() {
         return;
     };
     let (_, recovered) = recover_changes(dir.as_ref()).unwrap();
-    let log = Arc::new(Log::open(recovered, Fsync::Always, |_| {}).unwrap());
+    let log = Arc::new(wal_after(recovered, Fsync::Always));
     // The stand-in for the index: packages in the order they were indexed.
     let index = Arc::new(Mutex::new(Vec::<String>::new()));
     let stdout = Arc::new(Mutex::new(std::io::stdout()));
@@ -89,7 +87,12 @@ fn kill_9_mid_stream_loses_no_acknowledged_change() {
     let scratch = ScratchDir::new("kill-9");
     let mut victim = Victim(
         Command::new(std::env::current_exe().unwrap())
-            .args(["victim", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "durability::tests::crash::victim",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(VICTIM_DIR, scratch.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

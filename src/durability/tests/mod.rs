@@ -1,17 +1,24 @@
-//! Helpers shared by the durability test files: scratch directories and
-//! owned changes.
+//! White-box tests of the durability engine: what recovery makes of logs
+//! and snapshots written, rotated, cut and damaged file by file, and what
+//! the log does under concurrent writers and `kill -9`. (The black-box
+//! tests, through the store and the real binary, are in `tests/`.)
 
-// Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
+mod crash;
+mod failures;
+mod perf;
+mod recovery;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use package_indexer::durability::{recover, Change, OwnedChange, Recovered, RecoveryError};
+use super::compactor::CompactionSignal;
+use super::{recover, Change, Event, Fsync, Options, OwnedChange, Recovered, RecoveryError, Wal};
 
-/// A fresh directory under the system temp dir, removed on drop.
+/// A fresh directory under the system temp dir, removed on drop (so also
+/// when a test panics).
 pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
@@ -67,6 +74,29 @@ pub fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) ->
     }
 }
 
+/// Opens the log of `dir` on its own, without a compactor: the tests rotate
+/// and snapshot by hand. Any failure of the log fails the test.
+pub fn open_wal(dir: &Path, fsync: Fsync) -> Wal {
+    let (_, recovered) = recover_changes(dir).unwrap();
+    wal_after(recovered, fsync)
+}
+
+/// Opens the log that `recovered` was found in, like [`open_wal`].
+pub fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
+    let fail_on_error = |event: Event<'_>| {
+        if let Event::Failed(error) = event {
+            panic!("log failed: {error}")
+        }
+    };
+    Wal::open(
+        recovered,
+        &Options::new(fsync),
+        Arc::new(fail_on_error),
+        Arc::new(CompactionSignal::default()),
+    )
+    .unwrap()
+}
+
 /// Recovers `dir`, collecting the replayed changes.
 pub fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), RecoveryError> {
     let mut changes = Vec::new();
@@ -98,4 +128,13 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .unwrap()
         .map(|entry| entry.unwrap().metadata().map(|m| m.len()).unwrap_or(0))
         .sum()
+}
+
+#[test]
+fn fsync_parses_and_prints() {
+    for mode in [Fsync::Always, Fsync::Never] {
+        assert_eq!(mode.to_string().parse(), Ok(mode));
+    }
+    assert!("Always".parse::<Fsync>().is_err());
+    assert!("".parse::<Fsync>().is_err());
 }

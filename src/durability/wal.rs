@@ -1,12 +1,12 @@
 //! The write-ahead log: appends under the index lock, group commit by the
 //! waiters themselves.
 //!
-//! [`Log::append`] only encodes the change into an in-memory buffer under a
+//! [`Wal::append`] only encodes the change into an in-memory buffer under a
 //! short mutex, so log order is the order in which the caller (holding the
 //! index write lock) made the changes, and no disk I/O happens under that
 //! lock.
 //!
-//! [`Log::wait_durable`] is where the disk is written. The first waiter to
+//! [`Wal::wait_durable`] is where the disk is written. The first waiter to
 //! find nobody writing becomes the leader: it takes everything appended so
 //! far, `write(2)`s it, `fdatasync`s it with [`Fsync::Always`], publishes
 //! the highest sequence number now durable and wakes the others. Threads
@@ -23,42 +23,44 @@
 //! A failed write or sync is final (after a failed `fsync` the kernel may
 //! have dropped the dirty pages, so retrying could report success for lost
 //! data): every waiter not already covered gets the error, and so does
-//! every later call.
+//! every later call. So is a log file found deleted after a batch was
+//! written to it, or found replaced at its path by [`Wal::check_files`]:
+//! what was written there can no longer be recovered.
+//!
+//! The writer also decides when to compact: a batch that leaves the log
+//! past its threshold asks the compactor for a compaction.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::files::{self, Kind};
+use super::compactor::CompactionSignal;
+use super::files::{self, DirLock, FileId, Kind};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
-use super::{Fsync, Generation, Seq};
-
-/// What the log reports to the server, on the thread that wrote.
-#[derive(Debug)]
-pub enum LogEvent<'a> {
-    /// A batch was synced; the time `fdatasync` took.
-    Synced(Duration),
-    /// A write or sync failed; the log is failed for good. Reported once.
-    Failed(&'a io::Error),
-}
+use super::{Event, Fsync, Generation, Observer, Options, Seq};
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
 
-type Observer = Box<dyn Fn(LogEvent<'_>) + Send + Sync>;
-
 /// The open write-ahead log of a data directory. Share it with `Arc`.
-pub struct Log {
+pub struct Wal {
     dir: PathBuf,
     fsync: Fsync,
-    observe: Observer,
+    observe: Arc<Observer>,
+    compaction: Arc<CompactionSignal>,
+    /// A log smaller than this is never compacted.
+    compact_at_least: u64,
     pending: Mutex<Pending>,
+    /// The sequence number of the newest append: written under `pending`
+    /// (and the index write lock), read without a lock.
+    appended: AtomicU64,
     /// The file being written; taken only by the thread that leads a batch
     /// (`Progress::writing`), so batches reach the file in order.
     writer: Mutex<Writer>,
@@ -67,20 +69,25 @@ pub struct Log {
     batch_done: [Condvar; 2],
     /// Set once; from then on nothing new becomes durable.
     failure: OnceLock<Failure>,
-    /// Generation of the log receiving appends; the mutex also serialises
-    /// rotations.
-    generation: Mutex<Generation>,
+    /// The log file receiving appends; the mutex also serialises rotations.
+    active: Mutex<ActiveLog>,
     snapshot_bytes: AtomicU64,
     batches_written: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
-    /// Held (and the directory locked) until the log is dropped.
-    _lock: File,
+    /// The directory stays locked until the log is dropped.
+    lock: DirLock,
+}
+
+/// Which log file receives appends.
+struct ActiveLog {
+    generation: Generation,
+    id: FileId,
 }
 
 /// Counters of the log since it was opened, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
+pub struct WalStats {
     /// Changes appended.
     pub appended: u64,
     /// Changes durable.
@@ -94,7 +101,6 @@ pub struct LogStats {
 
 struct Pending {
     buffer: Vec<u8>,
-    last_appended: Seq,
     /// Bytes in the log file receiving appends, counting the buffer.
     log_bytes: u64,
 }
@@ -117,10 +123,10 @@ struct Writer {
     spare: Vec<u8>,
 }
 
-/// A log file created for the next rotation (see [`Log::prepare_rotation`]).
-pub struct NextLog<'a> {
-    /// The generation receiving appends now, locked until the switch.
-    current: MutexGuard<'a, Generation>,
+/// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
+pub struct NextWalFile<'a> {
+    /// The log receiving appends now, locked until the switch.
+    current: MutexGuard<'a, ActiveLog>,
     file: File,
     header_len: u64,
 }
@@ -159,24 +165,33 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Log {
+impl Wal {
     /// Opens the log after [`super::recover`]: continues the newest log file
-    /// or creates the first one, and removes files the newest snapshot made
-    /// obsolete. `observe` hears, on whichever thread wrote, how long each
-    /// sync took and, once, the write or sync error that failed the log.
+    /// or creates the first one, writes an empty first snapshot for a
+    /// directory that has none (so that its log, once deleted, is found
+    /// missing rather than taken for a new directory), and removes files the
+    /// newest snapshot made obsolete. `observe` hears, on whichever thread
+    /// wrote, how long each sync took and, once, the error that failed the
+    /// log; `compaction` is signalled when the log outgrows its snapshot.
     pub fn open(
         recovered: Recovered,
-        fsync: Fsync,
-        observe: impl Fn(LogEvent<'_>) + Send + Sync + 'static,
-    ) -> io::Result<Log> {
+        options: &Options,
+        observe: Arc<Observer>,
+        compaction: Arc<CompactionSignal>,
+    ) -> io::Result<Wal> {
         let Recovered {
             dir,
             lock: dir_lock,
             base,
+            has_snapshot,
             active_log,
+            unsealed,
             snapshot_bytes,
             ..
         } = recovered;
+        for (generation, path) in unsealed {
+            seal_file(&path, generation.next())?;
+        }
         files::remove_older_than(&dir, base, true)?;
         let active = match active_log {
             Some((generation, len)) => ActiveFile {
@@ -197,39 +212,50 @@ impl Log {
                 }
             }
         };
-        Ok(Log::start(
+        // After the log: a snapshot is always continued by an existing log.
+        let snapshot_bytes = if has_snapshot {
+            snapshot_bytes
+        } else {
+            snapshot::write(&dir, base, std::iter::empty::<(&str, [&str; 0])>())?
+        };
+        Wal::start(
             dir,
             dir_lock,
             active,
             snapshot_bytes,
-            fsync,
-            Box::new(observe),
-        ))
+            options,
+            observe,
+            compaction,
+        )
     }
 
     /// Builds the log around `active`.
     fn start(
         dir: PathBuf,
-        dir_lock: File,
+        dir_lock: DirLock,
         active: ActiveFile,
         snapshot_bytes: u64,
-        fsync: Fsync,
-        observe: Observer,
-    ) -> Log {
+        options: &Options,
+        observe: Arc<Observer>,
+        compaction: Arc<CompactionSignal>,
+    ) -> io::Result<Wal> {
         let ActiveFile {
             generation,
             file,
             bytes: log_bytes,
         } = active;
-        Log {
+        let id = FileId::of(&file)?;
+        Ok(Wal {
             dir,
-            fsync,
+            fsync: options.fsync,
             observe,
+            compaction,
+            compact_at_least: options.compact_at_least,
             pending: Mutex::new(Pending {
                 buffer: Vec::new(),
-                last_appended: Seq(0),
                 log_bytes,
             }),
+            appended: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 file,
                 spare: Vec::new(),
@@ -241,13 +267,13 @@ impl Log {
             }),
             batch_done: [Condvar::new(), Condvar::new()],
             failure: OnceLock::new(),
-            generation: Mutex::new(generation),
+            active: Mutex::new(ActiveLog { generation, id }),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
-            _lock: dir_lock,
-        }
+            lock: dir_lock,
+        })
     }
 
     /// Appends `change` and returns its sequence number. Call it while
@@ -260,8 +286,9 @@ impl Log {
         let before = pending.buffer.len();
         record::encode_change(&mut pending.buffer, change)?;
         pending.log_bytes += (pending.buffer.len() - before) as u64;
-        pending.last_appended = Seq(pending.last_appended.0 + 1);
-        Ok(pending.last_appended)
+        let seq = self.appended.load(Ordering::Relaxed) + 1;
+        self.appended.store(seq, Ordering::Relaxed);
+        Ok(Seq(seq))
     }
 
     /// The error that failed (or closed) the log, if it did.
@@ -273,9 +300,10 @@ impl Log {
     }
 
     /// The sequence number of the newest append: a reader that wants what
-    /// it saw to be durable waits for this.
+    /// it saw to be durable waits for this. Read under the index lock, it
+    /// covers every change that lock has let through.
     pub fn last_appended(&self) -> Seq {
-        lock(&self.pending).last_appended
+        Seq(self.appended.load(Ordering::Relaxed))
     }
 
     /// Blocks until the change numbered `seq` (and all before it) is
@@ -325,10 +353,10 @@ impl Log {
         force_sync: bool,
     ) -> io::Result<()> {
         let mut writer = lock(&self.writer);
-        let last = {
+        let (last, log_bytes) = {
             let mut pending = lock(&self.pending);
             std::mem::swap(&mut pending.buffer, &mut writer.spare);
-            pending.last_appended
+            (self.last_appended(), pending.log_bytes)
         };
         progress.batch += 1;
         progress.writing = Some(last);
@@ -338,7 +366,12 @@ impl Log {
         let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
         let written = {
             let Writer { file, spare } = &mut *writer;
-            let written = write_batch(file, spare, sync);
+            let written = write_batch(file, spare, sync).and_then(|took| {
+                // Bytes written to a file that was deleted are lost with it:
+                // find out before anyone is told they are durable.
+                still_linked(file)?;
+                Ok(took)
+            });
             if !spare.is_empty() {
                 self.batches_written.fetch_add(1, Ordering::Relaxed);
                 self.bytes_written
@@ -355,11 +388,7 @@ impl Log {
         }
         drop(writer);
         if let Err(error) = &written {
-            self.fail(Failure::Io {
-                kind: error.kind(),
-                message: error.to_string(),
-            });
-            (self.observe)(LogEvent::Failed(error));
+            self.fail_with(error);
         }
         let mut progress = lock(&self.progress);
         progress.writing = None;
@@ -370,32 +399,61 @@ impl Log {
         // Everyone this batch covered, and one thread to lead the next.
         self.batch_done[(batch % 2) as usize].notify_all();
         self.batch_done[((batch + 1) % 2) as usize].notify_one();
-        match written {
-            Ok(Some(took)) => {
-                self.syncs.fetch_add(1, Ordering::Relaxed);
-                (self.observe)(LogEvent::Synced(took));
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(error) => Err(error),
+        let took = written?;
+        if let Some(took) = took {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            (self.observe)(Event::Synced(took));
+        }
+        if self.compaction_due(log_bytes) {
+            self.compaction.request();
+        }
+        Ok(())
+    }
+
+    /// Fails the log for good with `error`, and reports it if it is the
+    /// first failure.
+    fn fail_with(&self, error: &io::Error) {
+        let first = self.fail(Failure::Io {
+            kind: error.kind(),
+            message: error.to_string(),
+        });
+        if first {
+            (self.observe)(Event::Failed(error));
         }
     }
 
-    /// Fails the log for good and wakes everyone waiting on it.
-    fn fail(&self, failure: Failure) {
-        // The first failure wins; a later one changes nothing.
-        let _ = self.failure.set(failure);
+    /// Fails the log for good and wakes everyone waiting on it; true when
+    /// this was the first failure (a later one changes nothing).
+    fn fail(&self, failure: Failure) -> bool {
+        let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
         drop(lock(&self.progress));
         for waiters in &self.batch_done {
             waiters.notify_all();
         }
+        first
+    }
+
+    /// Checks that the directory and the log file receiving appends are
+    /// still the ones at their paths; a deleted or replaced one fails the
+    /// log (and is reported) like a failed write.
+    pub fn check_files(&self) -> io::Result<()> {
+        self.check_alive()?;
+        let checked = self.lock.check_in_place(&self.dir).and_then(|()| {
+            let active = lock(&self.active);
+            let path = files::path(&self.dir, Kind::Log, active.generation);
+            files::check_same(&path, active.id)
+        });
+        if let Err(error) = &checked {
+            self.fail_with(error);
+        }
+        checked
     }
 
     /// Counters for metrics.
-    pub fn stats(&self) -> LogStats {
-        LogStats {
+    pub fn stats(&self) -> WalStats {
+        WalStats {
             appended: self.last_appended().0,
             durable: lock(&self.progress).durable.0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
@@ -411,22 +469,27 @@ impl Log {
 
     /// Whether the log has outgrown the snapshot ([`snapshot::should_compact`]).
     pub fn needs_compaction(&self) -> bool {
+        self.compaction_due(self.log_bytes())
+    }
+
+    fn compaction_due(&self, log_bytes: u64) -> bool {
         snapshot::should_compact(
-            self.log_bytes(),
+            log_bytes,
             self.snapshot_bytes.load(Ordering::Relaxed),
+            self.compact_at_least,
         )
     }
 
-    /// Creates and syncs the next log file, ahead of [`Log::rotate_to`], so
+    /// Creates and syncs the next log file, ahead of [`Wal::rotate_to`], so
     /// that no file system work happens while the caller holds the index
     /// lock.
     /// The returned value holds the rotation lock until it is used, so a
     /// second rotation cannot prepare the same file meanwhile.
-    pub fn prepare_rotation(&self) -> io::Result<NextLog<'_>> {
-        let current = lock(&self.generation);
+    pub fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
+        let current = lock(&self.active);
         self.check_alive()?;
-        let (file, header_len) = create_log_file(&self.dir, current.next())?;
-        Ok(NextLog {
+        let (file, header_len) = create_log_file(&self.dir, current.generation.next())?;
+        Ok(NextWalFile {
             current,
             file,
             header_len,
@@ -439,28 +502,38 @@ impl Log {
     /// then every change before them is in the older logs and every change
     /// after them in the new one. Returns once every record before the
     /// switch is written and synced.
-    pub fn rotate_to(&self, next: NextLog<'_>) -> io::Result<Generation> {
-        let NextLog {
+    pub fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
+        let NextWalFile {
             mut current,
             file,
             header_len,
         } = next;
         self.check_alive()?;
         // No append can come in between: the caller holds the index read
-        // lock, and appends happen under its write lock.
-        lock(&self.pending).log_bytes = header_len;
+        // lock, and appends happen under its write lock. The seal goes out
+        // with the last batch of the old file, before the switch.
+        let next = current.generation.next();
+        {
+            let mut pending = lock(&self.pending);
+            record::encode_seal(&mut pending.buffer, next.value())?;
+            pending.log_bytes = header_len;
+        }
+        let id = FileId::of(&file)?;
         self.lead_when_free(Some(file), true)?;
-        *current = current.next();
-        Ok(*current)
+        *current = ActiveLog {
+            generation: next,
+            id,
+        };
+        Ok(next)
     }
 
-    /// [`Log::prepare_rotation`] and [`Log::rotate_to`] in one step, for
+    /// [`Wal::prepare_rotation`] and [`Wal::rotate_to`] in one step, for
     /// callers that hold no lock worth keeping short.
     pub fn rotate(&self) -> io::Result<Generation> {
         self.rotate_to(self.prepare_rotation()?)
     }
 
-    /// Writes the snapshot for `generation` (from [`Log::rotate`]) from
+    /// Writes the snapshot for `generation` (from [`Wal::rotate`]) from
     /// `packages`, dependencies before dependents, then deletes the files it
     /// supersedes. Readers and writers of the log carry on meanwhile.
     /// Returns the snapshot's size.
@@ -492,7 +565,7 @@ impl Log {
     }
 }
 
-impl Drop for Log {
+impl Drop for Wal {
     fn drop(&mut self) {
         // Errors were already reported through `observe`.
         let _ = self.close();
@@ -512,58 +585,30 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     Ok(Some(started.elapsed()))
 }
 
+/// Fails when `file` has no name left in the file system.
+fn still_linked(file: &File) -> io::Result<()> {
+    if file.metadata()?.nlink() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the log file was deleted while in use",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the seal naming `next` to the log at `path`, durably: this
+/// finishes a rotation that a crash interrupted after `next` was created.
+fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
+    let mut seal = Vec::new();
+    record::encode_seal(&mut seal, next.value())?;
+    let mut file = OpenOptions::new().append(true).open(path)?;
+    file.write_all(&seal)?;
+    file.sync_data()
+}
+
 /// Creates log `generation` holding only its header, durably.
 fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)> {
     files::install(dir, Kind::Log, generation, |file| {
         file.write_all(&record::header(record::LOG_MAGIC))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-
-    #[test]
-    fn a_failed_write_fails_every_waiter_and_every_later_call() {
-        let dir = std::env::temp_dir().join(format!("pi-wal-failure-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("log-1.pi");
-        fs::write(&path, b"").unwrap();
-        // Writing to a file opened read-only fails like a dying disk would.
-        let read_only = File::open(&path).unwrap();
-        let lock_file = File::create(dir.join("LOCK")).unwrap();
-        let reported = Arc::new(AtomicUsize::new(0));
-        let log = {
-            let reported = Arc::clone(&reported);
-            let active = ActiveFile {
-                generation: Generation::FIRST,
-                file: read_only,
-                bytes: 0,
-            };
-            Log::start(
-                dir.clone(),
-                lock_file,
-                active,
-                0,
-                Fsync::Always,
-                Box::new(move |event| {
-                    if let LogEvent::Failed(_) = event {
-                        reported.fetch_add(1, Ordering::SeqCst);
-                    }
-                }),
-            )
-        };
-        let seq = log.append(&Change::Remove { package: "a" }).unwrap();
-        assert!(log.wait_durable(seq).is_err());
-        assert!(log.wait_durable(seq).is_err(), "the error is sticky");
-        assert!(log.append(&Change::Remove { package: "b" }).is_err());
-        assert!(log.rotate().is_err());
-        assert!(log.close().is_err());
-        drop(log);
-        assert_eq!(reported.load(Ordering::SeqCst), 1);
-        let _ = fs::remove_dir_all(&dir);
-    }
 }

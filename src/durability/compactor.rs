@@ -1,0 +1,241 @@
+//! The compactor: one thread, started, signalled and joined by the durable
+//! store that owns it.
+//!
+//! It sleeps until the log's writer says the log outgrew its snapshot
+//! ([`CompactionSignal::request`]), then rotates the log and copies the
+//! index under the index read lock (writers wait only for the switch and
+//! the copy) and writes the snapshot from the copy with no lock held.
+//!
+//! It also wakes every [`WATCH_INTERVAL`] to check that the directory and
+//! the files it has open are still the ones at their paths: a log or
+//! directory deleted or replaced while running fails the log (nothing more
+//! is acknowledged) and is reported like any disk failure.
+//!
+//! Stopping waits for a compaction in progress to finish, so the owner can
+//! close the log afterwards without pulling it from under a rotation.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::wal::Wal;
+use super::{Event, Observer};
+use crate::index::{Indexer, SharedIndex};
+
+/// How often the files are checked while nothing else wakes the thread.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a failed compaction waits before the next attempt: the log
+/// keeps every change meanwhile, so only disk use grows.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// How the writer and the owner reach the compactor thread.
+#[derive(Default)]
+pub struct CompactionSignal {
+    /// Set by the writer, cleared by the compactor when it starts; checked
+    /// without the lock so a writer over the threshold pays one load.
+    wanted: AtomicBool,
+    state: Mutex<SignalState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    wanted: bool,
+    stopping: bool,
+}
+
+/// Why the compactor woke.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    Compact,
+    Stop,
+    /// The wait timed out: time to check the files.
+    Watch,
+}
+
+impl CompactionSignal {
+    /// Asks for a compaction; cheap when one is already asked for.
+    pub fn request(&self) {
+        if self.wanted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.lock().wanted = true;
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopping = true;
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SignalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits up to `timeout` for a request or the stop; a stop wins.
+    fn wait(&self, timeout: Duration) -> Wake {
+        let state = self.lock();
+        let (mut state, _) = self
+            .wake
+            .wait_timeout_while(state, timeout, |s| !s.wanted && !s.stopping)
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.stopping {
+            Wake::Stop
+        } else if state.wanted {
+            state.wanted = false;
+            self.wanted.store(false, Ordering::Release);
+            Wake::Compact
+        } else {
+            Wake::Watch
+        }
+    }
+
+    /// Sleeps for `pause` unless told to stop first; true when stopping.
+    fn pause(&self, pause: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .wake
+            .wait_timeout_while(state, pause, |s| !s.stopping)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.stopping
+    }
+}
+
+/// What a compaction works on, shared by the compactor thread and whoever
+/// asks for one directly; one compaction runs at a time.
+pub struct Compaction {
+    wal: Arc<Wal>,
+    index: SharedIndex,
+    observe: Arc<Observer>,
+    /// Held while compacting; true once closed.
+    closed: Mutex<bool>,
+}
+
+impl Compaction {
+    pub fn new(wal: Arc<Wal>, index: SharedIndex, observe: Arc<Observer>) -> Compaction {
+        Compaction {
+            wal,
+            index,
+            observe,
+            closed: Mutex::new(false),
+        }
+    }
+
+    /// Waits for a compaction in progress, then refuses any later one: the
+    /// log is about to be closed.
+    pub fn close(&self) {
+        *self.closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+
+    /// Rotates the log, copies the index and writes the snapshot; reports
+    /// [`Event::Compacted`] or [`Event::CompactionFailed`] and returns the
+    /// same outcome.
+    pub fn run(&self) -> io::Result<()> {
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return Err(io::Error::other("the data directory is closed"));
+        }
+        let started = Instant::now();
+        let log_bytes = self.wal.log_bytes();
+        let compacted = self.rotate_and_copy().and_then(|(generation, copy)| {
+            let snapshot_bytes = self.wal.write_snapshot(generation, copy.topological())?;
+            Ok((snapshot_bytes, copy.packages()))
+        });
+        match &compacted {
+            Ok((snapshot_bytes, packages)) => (self.observe)(Event::Compacted {
+                took: started.elapsed(),
+                log_bytes,
+                snapshot_bytes: *snapshot_bytes,
+                packages: *packages,
+            }),
+            Err(error) => (self.observe)(Event::CompactionFailed(error)),
+        }
+        compacted.map(drop)
+    }
+
+    /// Switches to a new log and copies the index in one critical section,
+    /// so every change before the copy is in the older logs and every
+    /// change after it in the new one.
+    fn rotate_and_copy(&self) -> io::Result<(super::Generation, Indexer)> {
+        // The next log file is created before taking the lock, so writers
+        // wait only for the switch and the copy.
+        let next = self.wal.prepare_rotation()?;
+        let index = self.index.read();
+        let generation = self.wal.rotate_to(next)?;
+        Ok((generation, index.clone()))
+    }
+}
+
+/// The running compactor thread.
+pub struct Compactor {
+    signal: Arc<CompactionSignal>,
+    thread: JoinHandle<()>,
+}
+
+impl Compactor {
+    /// Starts the thread.
+    pub fn start(
+        compaction: Arc<Compaction>,
+        signal: Arc<CompactionSignal>,
+    ) -> io::Result<Compactor> {
+        let thread = thread::Builder::new().name("compactor".into()).spawn({
+            let signal = Arc::clone(&signal);
+            move || run(&compaction, &signal)
+        })?;
+        Ok(Compactor { signal, thread })
+    }
+
+    /// Tells the thread to stop, lets a compaction in progress finish, and
+    /// joins it.
+    pub fn stop(self) {
+        self.signal.stop();
+        // A panic on that thread has already been reported by the panic
+        // hook; there is nothing left to stop.
+        let _ = self.thread.join();
+    }
+}
+
+fn run(compaction: &Compaction, signal: &CompactionSignal) {
+    let wal = &compaction.wal;
+    loop {
+        match signal.wait(WATCH_INTERVAL) {
+            Wake::Stop => return,
+            Wake::Compact if wal.needs_compaction() => {
+                if compaction.run().is_err() {
+                    if signal.pause(RETRY_AFTER_FAILURE) {
+                        return;
+                    }
+                    // The request that failed still stands.
+                    signal.request();
+                }
+            }
+            Wake::Compact | Wake::Watch => {}
+        }
+        // A failure here fails the log, which reports it; from then on
+        // there is nothing to watch.
+        if wal.check_files().is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_wins_over_a_request_and_requests_coalesce() {
+        let signal = CompactionSignal::default();
+        assert_eq!(signal.wait(Duration::from_millis(1)), Wake::Watch);
+        signal.request();
+        signal.request();
+        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Compact);
+        assert_eq!(signal.wait(Duration::from_millis(1)), Wake::Watch);
+        signal.request();
+        signal.stop();
+        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Stop);
+        assert!(signal.pause(Duration::from_secs(5)));
+    }
+}

@@ -8,6 +8,7 @@ IMAGE ?= package-indexer:latest
 
 .PHONY: build run test lint stress chaos bench static docker-build docker-run clean
 
+# The server and the tools (harness, bench) of the workspace, in target/release.
 build:
 	$(CARGO) build --release
 
@@ -31,11 +32,12 @@ chaos: build
 # stdout, each run's full report to stderr. E.g. BENCH_ARGS="--duration 2s".
 BENCH_ARGS ?=
 bench: build
-	$(CARGO) run --release --bin package-indexer-bench -- --table $(BENCH_ARGS)
+	$(CARGO) run --release -p package-indexer-bench -- --table $(BENCH_ARGS)
 
 # glibc's static runtime: one self-contained file for the scratch-like image.
+# The server only: the tools are not part of the image.
 static:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET) --bin package-indexer
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET) -p package-indexer --bin package-indexer
 	@file $(STATIC_BIN)
 
 docker-build:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Stress test: one package-indexer server, the harness against it at
 # concurrency 1, 10, 25, 50 and 100 with three seeds each, on a generated
-# graph and, when ../shared/data/brew-dependencies.txt exists, on the real
-# Homebrew list too. Prints a summary with timings and the server's peak
-# memory; exits 1 if any run failed or the server died.
+# graph of the Homebrew list's size (--count 3370) and on the Homebrew list
+# the harness embeds (its default). Prints a summary with timings and the
+# server's peak memory; exits 1 if any run failed or the server died.
 #
 # Environment:
 #   SERVER_BIN    server binary   [default: release build of this repo]
 #   HARNESS_BIN   harness binary with the same flags (--host --port
-#                 --concurrency --seed [--packages]) [default: release build]
+#                 --concurrency --seed, and --count for the generated
+#                 runs) [default: release build]
 #   STRESS_SEEDS  seeds to use    [default: three from the clock, printed]
 #   HARNESS_TIMEOUT  seconds one harness run may take [default: 300]
 #
@@ -18,7 +19,6 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-brew_file="$repo_root/../shared/data/brew-dependencies.txt"
 work_dir=""
 server_pid=""
 server_port=""
@@ -185,18 +185,11 @@ stress_main() {
         seeds="$base $((base + 1)) $((base + 2))"
     fi
     say "seeds: $seeds (set STRESS_SEEDS to repeat)"
-    local datasets=("generated")
-    if [[ -f $brew_file ]]; then
-        datasets+=("brew")
-    else
-        say "no $brew_file: generated data only"
-    fi
-
     start_server || exit 1
     local dataset concurrency seed
-    for dataset in "${datasets[@]}"; do
+    for dataset in generated brew; do
         local data_args=()
-        [[ $dataset == brew ]] && data_args=(--packages "$brew_file")
+        [[ $dataset == generated ]] && data_args=(--count 3370)
         for concurrency in 1 10 25 50 100; do
             for seed in $seeds; do
                 run_harness "$dataset concurrency $concurrency seed $seed" \

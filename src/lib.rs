@@ -9,6 +9,7 @@
 //! | module | concept |
 //! | --- | --- |
 //! | [`protocol`] | bytes -> [`protocol::Request`], [`protocol::Response`] -> bytes; pure, total, zero-copy |
+//! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | [`index`] | the dependency graph: interned names, compact edge lists, dependent counts; no I/O, no locks |
 //! | [`store`] | the one `Arc<RwLock<Indexer>>` all connections share, and the durable log beside it |
 //! | [`durability`] | `--data-dir`: write-ahead log with group commit, snapshots, recovery |
@@ -16,15 +17,16 @@
 //! | [`admin`] | the HTTP thread, one `poll(2)` loop: `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | lock-free counters and histograms, Prometheus text |
 //! | [`config`] | flags and `PACKAGE_INDEXER_*` variables -> [`config::Config`] |
+//! | [`flags`] | the one command-line parser of the server and its tools: flags, variables, `--help`, typed values |
 //! | [`log`] | one event per line on stderr, text or JSON |
 //! | [`sys`] | the one place with `unsafe`: the system calls std does not offer (blocking and `sigwait`ing signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //! | [`app`] | the process lifecycle: start, serve, stop |
 //! | [`healthcheck`] | the `healthcheck` subcommand's probe |
-//! | [`workload`] | package graphs for the harness and the benchmark: Homebrew lists and generated ones |
 //!
-//! Binaries (`src/bin/`) are thin: `package-indexer` (the server),
-//! `package-indexer-harness` (the challenge's test harness) and
-//! `package-indexer-bench` (the benchmark against a null server).
+//! The binary (`src/bin/package-indexer.rs`) is thin. The tools are crates
+//! of their own in the workspace, under `tools/`: `package-indexer-harness`
+//! (the challenge's test harness), `package-indexer-bench` (the benchmark
+//! against a null server) and the package graphs they share (`workload`).
 //!
 //! ## The life of a request
 //!
@@ -48,13 +50,14 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod durability;
+pub mod flags;
 pub mod healthcheck;
 pub mod index;
 pub mod log;
 pub mod metrics;
 pub mod name;
+pub mod package_list;
 pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod sys;
-pub mod workload;

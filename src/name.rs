@@ -53,6 +53,12 @@ impl<'a> PackageName<'a> {
     }
 }
 
+impl PartialEq<&str> for PackageName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for PackageName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)

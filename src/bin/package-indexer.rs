@@ -25,10 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Healthcheck { admin_addr }) => return check_health(&admin_addr),
-        Err(err) => {
-            eprintln!("package-indexer: {err} (see --help)");
-            return ExitCode::from(2);
-        }
+        Err(err) => return err.report("package-indexer"),
     };
     log::init(config.log_format, config.log_level);
     let result = signals

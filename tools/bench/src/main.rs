@@ -10,52 +10,38 @@
 //! `--table` runs the standard table of the targets and prints it as
 //! Markdown for BENCHMARKS.md; see [`table`].
 
-#[path = "bench/client.rs"]
 mod client;
-#[path = "bench/latency.rs"]
 mod latency;
-#[path = "bench/load.rs"]
 mod load;
-#[path = "bench/null_server.rs"]
 mod null_server;
-#[path = "bench/options.rs"]
 mod options;
-#[path = "bench/procfs.rs"]
 mod procfs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/table.rs"]
 mod table;
-#[path = "bench/target.rs"]
 mod target;
 
 use load::{Measured, Steady, Workload};
 use null_server::NullServer;
-use options::{Invocation, Options};
-use package_indexer::workload::{self, Package};
+use options::Options;
+use package_indexer::flags;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use target::{Meter, RealServer};
+use workload::{Package, Source};
 
 /// Descriptors a process needs beyond one per connection (listeners, pipes,
 /// files, the loader's connection).
 const SPARE_FILES: u64 = 64;
 
+const PROGRAM: &str = "package-indexer-bench";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match options::parse(&args) {
-        Ok(Invocation::Help) => {
-            print!("{}", options::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::Run(options)) => options,
-        Err(reason) => {
-            eprintln!("package-indexer-bench: {reason} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
+    flags::tool_main(PROGRAM, options::parse, options::help, measure)
+}
+
+/// Runs the table or the one workload the options ask for.
+fn measure(options: Options) -> ExitCode {
     let result = if options.table {
         table::run(&options)
     } else {
@@ -64,7 +50,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
-            eprintln!("package-indexer-bench: {reason}");
+            eprintln!("{PROGRAM}: {reason}");
             ExitCode::FAILURE
         }
     }
@@ -140,31 +126,13 @@ pub fn preload_graph(options: &Options) -> (Vec<Package>, Arc<[String]>) {
     (packages, names)
 }
 
-/// The harness's packages: the Homebrew file when present, else generated.
+/// The harness workload's packages: the `--brew` list, by default the
+/// embedded Homebrew list; and where they came from.
 pub fn harness_packages(options: &Options) -> Result<(Vec<Package>, String), String> {
-    harness_packages_from(&options.brew, options.seed, options.packages)
-}
-
-fn harness_packages_from(
-    brew: &Path,
-    seed: u64,
-    count: usize,
-) -> Result<(Vec<Package>, String), String> {
-    match std::fs::read_to_string(brew) {
-        Ok(text) => {
-            let packages =
-                workload::parse_brew(&text).map_err(|e| format!("{}: {e}", brew.display()))?;
-            let origin = format!("{} ({} packages)", brew.display(), packages.len());
-            Ok((packages, origin))
-        }
-        Err(_) => Ok((
-            workload::generate(seed, count),
-            format!(
-                "generated graph of {count} packages ({} not found)",
-                brew.display()
-            ),
-        )),
-    }
+    let source = options.brew.clone().map_or(Source::Homebrew, Source::File);
+    let packages = source.load()?;
+    let origin = format!("{source} ({} packages)", packages.len());
+    Ok((packages, origin))
 }
 
 /// Indexes `graph` into every subject.
@@ -299,11 +267,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn harness_packages_fall_back_to_a_generated_graph() {
-        let (packages, origin) =
-            harness_packages_from(Path::new("/nonexistent/brew.txt"), 3, 40).unwrap();
-        assert_eq!(packages.len(), 40);
-        assert!(origin.contains("not found"), "{origin}");
+    fn harness_packages_are_the_embedded_list_unless_brew_names_one() {
+        let (packages, origin) = harness_packages(&options::from_args(&[])).unwrap();
+        assert_eq!(packages.len(), 3370);
+        assert_eq!(origin, "the embedded Homebrew list (3370 packages)");
+        let missing = options::from_args(&["--brew", "/nonexistent/brew.txt"]);
+        let error = harness_packages(&missing).unwrap_err();
+        assert!(error.contains("/nonexistent/brew.txt"), "{error}");
     }
 
     #[test]

@@ -14,13 +14,13 @@ use crate::latency::Histogram;
 use crate::procfs::Memory;
 use crate::target::Meter;
 use package_indexer::protocol::Response;
-use package_indexer::workload::{Package, Rng};
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
+use workload::{Package, Rng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {

@@ -19,11 +19,11 @@ use crate::{
 };
 use package_indexer::metrics::Metrics;
 use package_indexer::protocol::Response;
-use package_indexer::workload::Package;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+use workload::Package;
 
 /// The crowded row: busy connections and idle ones.
 const CROWD_BUSY: usize = 100;

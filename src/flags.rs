@@ -1,0 +1,547 @@
+//! One small command-line parser for the server and its tools.
+//!
+//! A [`CommandLine`] is a table of [`Flag`]s, and its rules are the server's
+//! (SPEC §3) for every program:
+//!
+//! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
+//! - `-h`/`--help` and `-V`/`--version` end parsing and are reported;
+//! - an unknown flag, a missing value, a stray argument or a bad value is a
+//!   one-line [`UsageError`], and the program exits 2;
+//! - with an `env_prefix`, every flag is also read from the variable
+//!   `<PREFIX><NAME>` (upper case, `-` as `_`); a flag beats its variable;
+//! - the flags' `--help` lines, defaults included, come from the same table.
+//!
+//! Values are strings until a program asks for one through [`Values`], whose
+//! typed getters (counts in a range, durations such as `500ms`, `HOST:PORT`
+//! addresses) word every mistake the same way:
+//! `invalid value 'V' for --name: expected ...`.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One flag of a command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flag {
+    /// Without the leading `--`.
+    pub name: &'static str,
+    /// The value used when neither the flag nor its variable gives one;
+    /// empty for none. Unused by switches.
+    pub default: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// False for a switch, which is set by its presence alone.
+    pub takes_value: bool,
+}
+
+impl Flag {
+    /// A flag that takes a value.
+    pub const fn value(name: &'static str, default: &'static str, help: &'static str) -> Flag {
+        Flag {
+            name,
+            default,
+            help,
+            takes_value: true,
+        }
+    }
+
+    /// A switch: on when given, off otherwise.
+    pub const fn switch(name: &'static str, help: &'static str) -> Flag {
+        Flag {
+            name,
+            default: "",
+            help,
+            takes_value: false,
+        }
+    }
+}
+
+/// A program's flags and how they are read.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandLine {
+    pub flags: &'static [Flag],
+    /// Each flag is also read from `<env_prefix><NAME>`; `None` reads no
+    /// variables.
+    pub env_prefix: Option<&'static str>,
+    /// Also accept `-name`, as Go's flag package does (the challenge's
+    /// official harness is written with it).
+    pub single_dash: bool,
+}
+
+/// What the arguments ask for: to run with the flags' [`Values`] (or, once
+/// a program has read them, with its own settings), or for help or the
+/// version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed<T = Values> {
+    Run(T),
+    Help,
+    Version,
+}
+
+impl<T> Parsed<T> {
+    /// Turns the values to run with into settings; help and version pass.
+    pub fn try_map<U>(
+        self,
+        read: impl FnOnce(T) -> Result<U, UsageError>,
+    ) -> Result<Parsed<U>, UsageError> {
+        Ok(match self {
+            Parsed::Run(values) => Parsed::Run(read(values)?),
+            Parsed::Help => Parsed::Help,
+            Parsed::Version => Parsed::Version,
+        })
+    }
+}
+
+/// Bad usage: the message is one line, and the program exits 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl UsageError {
+    /// Prints `program: reason (see --help)` on stderr; the exit status 2.
+    pub fn report(&self, program: &str) -> ExitCode {
+        eprintln!("{program}: {self} (see --help)");
+        ExitCode::from(2)
+    }
+}
+
+/// A tool's `main`: parses the process's arguments with `parse`, then
+/// prints `help()` or `program VERSION` (the workspace's version) and exits
+/// 0, reports a usage error and exits 2, or hands the settings to `run`.
+pub fn tool_main<T>(
+    program: &str,
+    parse: impl FnOnce(std::iter::Skip<std::env::Args>) -> Result<Parsed<T>, UsageError>,
+    help: impl FnOnce() -> String,
+    run: impl FnOnce(T) -> ExitCode,
+) -> ExitCode {
+    match parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(settings)) => run(settings),
+        Ok(Parsed::Help) => {
+            print!("{}", help());
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Version) => {
+            println!("{program} {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(error) => error.report(program),
+    }
+}
+
+impl CommandLine {
+    /// Parses the arguments after the program name; `env` looks up a
+    /// variable (`std::env::var` in production, a map in tests).
+    pub fn parse(
+        &self,
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Parsed, UsageError> {
+        self.parse_admitting(args, env, |_| Ok(()))
+    }
+
+    /// Like [`parse`](Self::parse), but asks `admit` about each flag on the
+    /// command line, before its value is read: a subcommand that takes only
+    /// some of the flags refuses the others there.
+    pub fn parse_admitting(
+        &self,
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+        admit: impl Fn(&Flag) -> Result<(), UsageError>,
+    ) -> Result<Parsed, UsageError> {
+        let mut values = Values::defaults(self.flags);
+        if self.env_prefix.is_some() {
+            for (flag, slot) in self.flags.iter().zip(values.values.iter_mut()) {
+                if let Some(value) = self.env_var(flag.name).and_then(|name| env(&name)) {
+                    *slot = value;
+                }
+            }
+        }
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if self.spells(&arg, "h", "help") {
+                return Ok(Parsed::Help);
+            }
+            if self.spells(&arg, "V", "version") {
+                return Ok(Parsed::Version);
+            }
+            let body = arg
+                .strip_prefix("--")
+                .or_else(|| arg.strip_prefix('-').filter(|_| self.single_dash));
+            let Some(body) = body else {
+                return Err(UsageError(format!("unexpected argument '{arg}'")));
+            };
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (body, None),
+            };
+            let Some(index) = self.flags.iter().position(|f| f.name == name) else {
+                return Err(UsageError(format!("unknown flag '--{name}'")));
+            };
+            let flag = &self.flags[index];
+            admit(flag)?;
+            let value = match (flag.takes_value, inline) {
+                (false, None) => SWITCH_ON.to_string(),
+                (false, Some(_)) => {
+                    return Err(UsageError(format!("flag '--{name}' takes no value")));
+                }
+                (true, inline) => match inline.or_else(|| args.next()) {
+                    Some(value) => value,
+                    None => return Err(UsageError(format!("flag '--{name}' needs a value"))),
+                },
+            };
+            values.values[index] = value;
+        }
+        Ok(Parsed::Run(values))
+    }
+
+    /// Whether `arg` is `-short` or `--long` (or `-long` with `single_dash`).
+    fn spells(&self, arg: &str, short: &str, long: &str) -> bool {
+        match (arg.strip_prefix("--"), arg.strip_prefix('-')) {
+            (Some(name), _) => name == long,
+            (None, Some(name)) => name == short || (self.single_dash && name == long),
+            (None, None) => false,
+        }
+    }
+
+    /// The variable that feeds `--name`, when this command line reads any.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        let prefix = self.env_prefix?;
+        Some(format!(
+            "{prefix}{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        ))
+    }
+
+    /// One `--help` line a flag, with its default and variable, and a last
+    /// one for `--help` and `--version`.
+    pub fn help(&self) -> String {
+        let mut text = String::new();
+        for flag in self.flags {
+            text.push_str(&format!("  --{:<18} {}", flag.name, flag.help));
+            if flag.takes_value {
+                let default = if flag.default.is_empty() {
+                    "none"
+                } else {
+                    flag.default
+                };
+                text.push_str(&format!(" (default: {default}"));
+                if let Some(var) = self.env_var(flag.name) {
+                    text.push_str(&format!("; env {var}"));
+                }
+                text.push(')');
+            }
+            text.push('\n');
+        }
+        text.push_str("  --help, --version\n");
+        text
+    }
+}
+
+/// What a given switch holds (any non-empty string would do).
+const SWITCH_ON: &str = "on";
+
+/// The value of each flag of a command line: from the arguments, else the
+/// variable, else the default; empty when none gave one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Values {
+    names: Vec<&'static str>,
+    values: Vec<String>,
+}
+
+impl Values {
+    fn defaults(flags: &[Flag]) -> Values {
+        Values {
+            names: flags.iter().map(|f| f.name).collect(),
+            values: flags.iter().map(|f| f.default.to_string()).collect(),
+        }
+    }
+
+    /// The value of `--name` as given; empty when there is none.
+    pub fn get(&self, name: &str) -> &str {
+        self.names
+            .iter()
+            .position(|&n| n == name)
+            .and_then(|i| self.values.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// The value of `--name`; `None` when there is none.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        Some(self.get(name)).filter(|value| !value.is_empty())
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn switch(&self, name: &str) -> bool {
+        !self.get(name).is_empty()
+    }
+
+    /// The value of `--name` through `parse`; a value it refuses (`None`)
+    /// is a usage error that says what was `expected`.
+    pub fn parse<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, UsageError> {
+        let value = self.get(name);
+        parse(value).ok_or_else(|| {
+            UsageError(format!(
+                "invalid value '{value}' for --{name}: expected {expected}"
+            ))
+        })
+    }
+
+    /// A whole number within `range`.
+    pub fn count<T>(&self, name: &str, range: RangeInclusive<T>) -> Result<T, UsageError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        self.parse(name, &expected, |value| {
+            value.parse().ok().filter(|n| range.contains(n))
+        })
+    }
+
+    /// A positive duration: [`parse_duration`].
+    pub fn duration(&self, name: &str) -> Result<Duration, UsageError> {
+        self.parse(
+            name,
+            "a positive duration such as 500ms, 10s or 5m",
+            parse_duration,
+        )
+    }
+
+    /// A `HOST:PORT` address: a non-empty host, a colon, a port number. The
+    /// host is not resolved here.
+    pub fn address(&self, name: &str) -> Result<String, UsageError> {
+        self.parse(name, "HOST:PORT", |value| {
+            value
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .then(|| value.to_string())
+        })
+    }
+}
+
+/// Parses `250ms`, `10s` or `5m`; zero is refused.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return None;
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis = number.parse::<u64>().ok()?.checked_mul(unit_ms)?;
+    (millis > 0).then(|| Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const FLAGS: &[Flag] = &[
+        Flag::value("addr", "127.0.0.1:1", "where to listen"),
+        Flag::value("count", "10", "how many"),
+        Flag::value("wait", "", "how long"),
+        Flag::switch("table", "print a table"),
+    ];
+
+    const TOOL: CommandLine = CommandLine {
+        flags: FLAGS,
+        env_prefix: None,
+        single_dash: false,
+    };
+
+    const SERVER: CommandLine = CommandLine {
+        flags: FLAGS,
+        env_prefix: Some("TEST_"),
+        single_dash: false,
+    };
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn parse(
+        line: &CommandLine,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Parsed, UsageError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        line.parse(strings(args), |k| env.get(k).cloned())
+    }
+
+    fn values(line: &CommandLine, args: &[&str], env: &[(&str, &str)]) -> Values {
+        match parse(line, args, env) {
+            Ok(Parsed::Run(values)) => values,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn error(line: &CommandLine, args: &[&str]) -> String {
+        parse(line, args, &[]).unwrap_err().0
+    }
+
+    #[test]
+    fn both_spellings_switches_and_defaults() {
+        let given = values(&TOOL, &["--count", "7", "--wait=5s", "--table"], &[]);
+        assert_eq!(given.get("count"), "7");
+        assert_eq!(given.duration("wait"), Ok(Duration::from_secs(5)));
+        assert!(given.switch("table"));
+        assert_eq!(given.get("addr"), "127.0.0.1:1");
+
+        let defaults = values(&TOOL, &[], &[]);
+        assert_eq!(defaults.count("count", 1..=10), Ok(10));
+        assert_eq!(defaults.optional("wait"), None);
+        assert!(!defaults.switch("table"));
+        // A value may look like a flag: it is taken as the value.
+        assert_eq!(values(&TOOL, &["--addr", "--x"], &[]).get("addr"), "--x");
+    }
+
+    #[test]
+    fn flags_beat_variables_beat_defaults_and_tools_read_none() {
+        let env = [("TEST_COUNT", "5"), ("TEST_ADDR", "10.0.0.1:2")];
+        let server = values(&SERVER, &["--addr", "10.0.0.1:3"], &env);
+        assert_eq!(server.get("addr"), "10.0.0.1:3");
+        assert_eq!(server.get("count"), "5");
+        let tool = values(&TOOL, &[], &env);
+        assert_eq!(tool.get("count"), "10");
+        assert_eq!(
+            SERVER.env_var("max-line-bytes").as_deref(),
+            Some("TEST_MAX_LINE_BYTES")
+        );
+        assert_eq!(TOOL.env_var("count"), None);
+    }
+
+    #[test]
+    fn help_and_version_end_parsing() {
+        for (args, wanted) in [
+            (&["-h"][..], Parsed::Help),
+            (&["--count", "1", "--help"], Parsed::Help),
+            (&["-V"], Parsed::Version),
+            (&["--version", "--nope"], Parsed::Version),
+        ] {
+            assert_eq!(parse(&TOOL, args, &[]), Ok(wanted), "{args:?}");
+        }
+        assert!(error(&TOOL, &["-help"]).contains("unexpected argument '-help'"));
+    }
+
+    #[test]
+    fn single_dash_spellings_when_asked_for() {
+        let go_style = CommandLine {
+            single_dash: true,
+            ..TOOL
+        };
+        let given = values(&go_style, &["-count", "3", "-wait=1m", "--table"], &[]);
+        assert_eq!(given.get("count"), "3");
+        assert_eq!(given.get("wait"), "1m");
+        assert!(given.switch("table"));
+        assert_eq!(parse(&go_style, &["-help"], &[]), Ok(Parsed::Help));
+        assert_eq!(parse(&go_style, &["-version"], &[]), Ok(Parsed::Version));
+    }
+
+    #[test]
+    fn mistakes_are_one_line_and_name_the_flag() {
+        let cases = [
+            (&["--nope", "1"][..], "unknown flag '--nope'"),
+            (&["--count"], "flag '--count' needs a value"),
+            (&["--table=yes"], "flag '--table' takes no value"),
+            (&["stray"], "unexpected argument 'stray'"),
+            (&["-count", "1"], "unexpected argument '-count'"),
+        ];
+        for (args, message) in cases {
+            assert_eq!(error(&TOOL, args), message, "{args:?}");
+        }
+        let bad = values(
+            &TOOL,
+            &["--count", "11", "--wait", "10", "--addr", ":80"],
+            &[],
+        );
+        assert_eq!(
+            bad.count("count", 1..=10).unwrap_err().0,
+            "invalid value '11' for --count: expected a whole number from 1 to 10"
+        );
+        assert_eq!(
+            bad.duration("wait").unwrap_err().0,
+            "invalid value '10' for --wait: expected a positive duration such as 500ms, 10s or 5m"
+        );
+        assert_eq!(
+            bad.address("addr").unwrap_err().0,
+            "invalid value ':80' for --addr: expected HOST:PORT"
+        );
+        assert_eq!(
+            bad.parse("count", "an even number", |v| v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| n % 2 == 0))
+                .unwrap_err()
+                .0,
+            "invalid value '11' for --count: expected an even number"
+        );
+    }
+
+    #[test]
+    fn admit_refuses_a_flag_before_its_value_is_read() {
+        let only_addr = |flag: &Flag| match flag.name {
+            "addr" => Ok(()),
+            other => Err(UsageError(format!("not --{other} here"))),
+        };
+        let parsed = SERVER.parse_admitting(strings(&["--count"]), |_| None, only_addr);
+        assert_eq!(parsed, Err(UsageError("not --count here".into())));
+        let parsed = SERVER.parse_admitting(strings(&["--addr", "h:1"]), |_| None, only_addr);
+        assert!(matches!(parsed, Ok(Parsed::Run(v)) if v.get("addr") == "h:1"));
+    }
+
+    #[test]
+    fn help_lines_come_from_the_table() {
+        assert_eq!(
+            SERVER.help(),
+            "  --addr               where to listen (default: 127.0.0.1:1; env TEST_ADDR)\n\
+             \x20 --count              how many (default: 10; env TEST_COUNT)\n\
+             \x20 --wait               how long (default: none; env TEST_WAIT)\n\
+             \x20 --table              print a table\n\
+             \x20 --help, --version\n"
+        );
+        assert!(TOOL
+            .help()
+            .starts_with("  --addr               where to listen (default: 127.0.0.1:1)\n"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        for bad in [
+            "",
+            "10",
+            "0s",
+            "s",
+            "-1s",
+            "1.5s",
+            "1h",
+            "99999999999999999999m",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+}

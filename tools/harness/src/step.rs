@@ -1,0 +1,407 @@
+//! The five steps and the clients that run them.
+
+use crate::client::Connection;
+use crate::report::{answer_text, Failure};
+use package_indexer::protocol::Response;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+use workload::{Package, Rng};
+
+/// A retrying step fails after this long without any client's package being
+/// accepted: the server is refusing for good, not waiting on other clients.
+pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Longest pause after a round in which nothing of a segment succeeded.
+const MAX_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The five steps, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    RemoveBefore,
+    Index,
+    QueryIndexed,
+    RemoveAfter,
+    QueryRemoved,
+}
+
+/// What a step wants from each package's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// Resend until `OK`; `FAIL` means "not yet".
+    RetryUntilOk,
+    /// One message per package; this answer and no other.
+    Expect(Response),
+}
+
+impl Step {
+    pub(crate) const ALL: [Step; 5] = [
+        Step::RemoveBefore,
+        Step::Index,
+        Step::QueryIndexed,
+        Step::RemoveAfter,
+        Step::QueryRemoved,
+    ];
+
+    pub(crate) fn number(self) -> usize {
+        match self {
+            Step::RemoveBefore => 1,
+            Step::Index => 2,
+            Step::QueryIndexed => 3,
+            Step::RemoveAfter => 4,
+            Step::QueryRemoved => 5,
+        }
+    }
+
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Step::RemoveBefore => "remove every package until OK",
+            Step::Index => "index every package until OK",
+            Step::QueryIndexed => "query every package, expecting OK",
+            Step::RemoveAfter => "remove every package again until OK",
+            Step::QueryRemoved => "query every package, expecting FAIL",
+        }
+    }
+
+    fn goal(self) -> Goal {
+        match self {
+            Step::RemoveBefore | Step::Index | Step::RemoveAfter => Goal::RetryUntilOk,
+            Step::QueryIndexed => Goal::Expect(Response::Ok),
+            Step::QueryRemoved => Goal::Expect(Response::Fail),
+        }
+    }
+
+    /// The well-formed message this step sends for `package`.
+    fn message(self, package: &Package) -> String {
+        match self {
+            Step::Index => format!("INDEX|{}|{}", package.name, package.dependencies.join(",")),
+            Step::RemoveBefore | Step::RemoveAfter => format!("REMOVE|{}|", package.name),
+            Step::QueryIndexed | Step::QueryRemoved => format!("QUERY|{}|", package.name),
+        }
+    }
+
+    /// Whether this step sometimes sends a broken message instead (SPEC §8).
+    fn is_unlucky(self) -> bool {
+        self == Step::Index
+    }
+}
+
+/// Commands that look almost right; each must be answered `ERROR`.
+const BROKEN_COMMANDS: [&str; 5] = ["BLINDEX", "REMOVES", "QUER", "LIZARD", "I"];
+
+/// What the official harness puts where a `|` belongs in `INDEX|emacs=elisp`.
+const BROKEN_SEPARATORS: [&str; 3] = ["=", " ", "☃"];
+
+/// A malformed message about `package`: a misspelt command with well-formed
+/// fields, or `INDEX` with only two fields (`INDEX|name=deps`).
+fn broken_message(rng: &mut Rng, package: &Package) -> String {
+    let dependencies = package.dependencies.join(",");
+    let variant = rng.index(BROKEN_COMMANDS.len() + BROKEN_SEPARATORS.len());
+    match BROKEN_COMMANDS.get(variant) {
+        Some(command) => format!("{command}|{}|{dependencies}", package.name),
+        None => {
+            let separator = BROKEN_SEPARATORS[variant - BROKEN_COMMANDS.len()];
+            format!("INDEX|{}{separator}{dependencies}", package.name)
+        }
+    }
+}
+
+/// What one client did in one step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClientStats {
+    pub(crate) requests: usize,
+    pub(crate) broken: usize,
+    pub(crate) rounds: usize,
+}
+
+impl ClientStats {
+    /// Sums counts; rounds keep the maximum, the step's critical path.
+    fn add(&mut self, other: &ClientStats) {
+        self.requests += other.requests;
+        self.broken += other.broken;
+        self.rounds = self.rounds.max(other.rounds);
+    }
+}
+
+/// One check that did not hold.
+/// One step, shared by its clients.
+pub(crate) struct StepRun<'a> {
+    step: Step,
+    addresses: &'a [SocketAddr],
+    unluckiness: u32,
+    /// Set by the first client that fails, so the others stop early.
+    abort: AtomicBool,
+    /// Packages any client had accepted so far, to tell waiting from stalling.
+    accepted: AtomicUsize,
+}
+
+impl StepRun<'_> {
+    pub(crate) fn new(step: Step, addresses: &[SocketAddr], unluckiness: u32) -> StepRun<'_> {
+        StepRun {
+            step,
+            addresses,
+            unluckiness,
+            abort: AtomicBool::new(false),
+            accepted: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs one client per segment, each on its own thread and connection;
+    /// the clients' summed statistics, or every failure.
+    pub(crate) fn run_clients(
+        &self,
+        segments: &[&[&Package]],
+        seeds: &[u64],
+    ) -> Result<ClientStats, Vec<Failure>> {
+        let results: Vec<Result<ClientStats, Failure>> = thread::scope(|scope| {
+            let handles: Vec<_> = segments
+                .iter()
+                .zip(seeds)
+                .enumerate()
+                .map(|(client, (segment, &seed))| {
+                    thread::Builder::new()
+                        .spawn_scoped(scope, move || {
+                            self.run_client(client, segment, &mut Rng::new(seed))
+                        })
+                        .map_err(|e| {
+                            self.abort.store(true, Ordering::Relaxed);
+                            let problem = format!("cannot start a client thread: {e}");
+                            self.failure(client, None, problem)
+                        })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(client, handle)| {
+                    handle?.join().unwrap_or_else(|_| {
+                        Err(self.failure(client, None, "client thread panicked".to_string()))
+                    })
+                })
+                .collect()
+        });
+        let mut totals = ClientStats::default();
+        let mut failures = Vec::new();
+        for result in results {
+            match result {
+                Ok(stats) => totals.add(&stats),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        if failures.is_empty() {
+            Ok(totals)
+        } else {
+            Err(failures)
+        }
+    }
+
+    fn run_client(
+        &self,
+        client: usize,
+        segment: &[&Package],
+        rng: &mut Rng,
+    ) -> Result<ClientStats, Failure> {
+        let result = Connection::open(self.addresses)
+            .map_err(|problem| self.failure(client, None, problem))
+            .and_then(|mut connection| match self.step.goal() {
+                Goal::RetryUntilOk => self.retry_until_ok(&mut connection, client, segment, rng),
+                Goal::Expect(answer) => self.expect_each(&mut connection, client, segment, answer),
+            });
+        if result.is_err() {
+            self.abort.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn retry_until_ok(
+        &self,
+        connection: &mut Connection,
+        client: usize,
+        segment: &[&Package],
+        rng: &mut Rng,
+    ) -> Result<ClientStats, Failure> {
+        let mut stats = ClientStats::default();
+        let mut pending: Vec<&Package> = segment.to_vec();
+        let mut stall = StallWatch::new(self.accepted.load(Ordering::Relaxed));
+        let mut backoff = Duration::ZERO;
+        while !pending.is_empty() {
+            stats.rounds += 1;
+            let before = pending.len();
+            let mut refused = Vec::new();
+            let mut last_refused_message = None;
+            for package in pending {
+                if self.abort.load(Ordering::Relaxed) {
+                    return Ok(stats);
+                }
+                if self.step.is_unlucky() && rng.percent(self.unluckiness) {
+                    let broken = broken_message(rng, package);
+                    self.check_answer(connection, client, &broken, Response::Error, &mut stats)?;
+                    stats.broken += 1;
+                    refused.push(package);
+                    continue;
+                }
+                let message = self.step.message(package);
+                match self.send(connection, client, &message, &mut stats)? {
+                    Response::Ok => {
+                        self.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Response::Fail => {
+                        refused.push(package);
+                        last_refused_message = Some(message);
+                    }
+                    Response::Error => {
+                        let problem = "expected OK or FAIL, got ERROR".to_string();
+                        return Err(self.failure(client, Some(message), problem));
+                    }
+                }
+            }
+            pending = refused;
+            if pending.len() < before {
+                backoff = Duration::ZERO;
+                continue;
+            }
+            if stall.stalled(self.accepted.load(Ordering::Relaxed)) {
+                let problem = format!(
+                    "FAIL, and no client had a package accepted for {}s; \
+                     {} package(s) of this client still refused",
+                    STALL_LIMIT.as_secs(),
+                    pending.len()
+                );
+                return Err(self.failure(client, last_refused_message, problem));
+            }
+            // Waiting on other clients: pause rather than hammer the server.
+            backoff = (backoff * 2).clamp(Duration::from_millis(1), MAX_BACKOFF);
+            thread::sleep(backoff);
+        }
+        Ok(stats)
+    }
+
+    fn expect_each(
+        &self,
+        connection: &mut Connection,
+        client: usize,
+        segment: &[&Package],
+        wanted: Response,
+    ) -> Result<ClientStats, Failure> {
+        let mut stats = ClientStats {
+            rounds: 1,
+            ..ClientStats::default()
+        };
+        for package in segment {
+            if self.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let message = self.step.message(package);
+            self.check_answer(connection, client, &message, wanted, &mut stats)?;
+        }
+        Ok(stats)
+    }
+
+    /// Sends `message` and fails unless the answer is `wanted`.
+    fn check_answer(
+        &self,
+        connection: &mut Connection,
+        client: usize,
+        message: &str,
+        wanted: Response,
+        stats: &mut ClientStats,
+    ) -> Result<(), Failure> {
+        let answer = self.send(connection, client, message, stats)?;
+        if answer == wanted {
+            return Ok(());
+        }
+        let problem = format!(
+            "expected {}, got {}",
+            answer_text(wanted),
+            answer_text(answer)
+        );
+        Err(self.failure(client, Some(message.to_string()), problem))
+    }
+
+    fn send(
+        &self,
+        connection: &mut Connection,
+        client: usize,
+        message: &str,
+        stats: &mut ClientStats,
+    ) -> Result<Response, Failure> {
+        stats.requests += 1;
+        connection
+            .exchange(message)
+            .map_err(|problem| self.failure(client, Some(message.to_string()), problem))
+    }
+
+    fn failure(&self, client: usize, sent: Option<String>, problem: String) -> Failure {
+        Failure {
+            step: self.step,
+            client,
+            sent,
+            problem,
+        }
+    }
+}
+
+/// Notices when the step-wide count of accepted packages stops moving.
+struct StallWatch {
+    seen: usize,
+    since: Instant,
+}
+
+impl StallWatch {
+    fn new(accepted: usize) -> StallWatch {
+        StallWatch {
+            seen: accepted,
+            since: Instant::now(),
+        }
+    }
+
+    /// True once `accepted` has not changed for [`STALL_LIMIT`].
+    fn stalled(&mut self, accepted: usize) -> bool {
+        if accepted != self.seen {
+            self.seen = accepted;
+            self.since = Instant::now();
+            return false;
+        }
+        self.since.elapsed() >= STALL_LIMIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use package_indexer::protocol;
+
+    fn is_well_formed(line: &str) -> bool {
+        protocol::parse_line(line.as_bytes()).is_ok()
+    }
+
+    #[test]
+    fn broken_messages_are_malformed_and_cover_the_family() {
+        let package = Package {
+            name: "emacs".to_string(),
+            dependencies: vec!["elisp".to_string(), "gnutls".to_string()],
+        };
+        assert!(is_well_formed(&Step::Index.message(&package)));
+        let mut rng = Rng::new(1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let broken = broken_message(&mut rng, &package);
+            assert!(!is_well_formed(&broken), "{broken:?}");
+            seen.insert(broken);
+        }
+        for expected in [
+            "INDEX|emacs=elisp,gnutls",
+            "INDEX|emacs elisp,gnutls",
+            "INDEX|emacs☃elisp,gnutls",
+            "BLINDEX|emacs|elisp,gnutls",
+            "REMOVES|emacs|elisp,gnutls",
+            "QUER|emacs|elisp,gnutls",
+            "LIZARD|emacs|elisp,gnutls",
+            "I|emacs|elisp,gnutls",
+        ] {
+            assert!(seen.contains(expected), "{expected} never sent");
+        }
+        assert_eq!(seen.len(), 8);
+    }
+}

@@ -1,0 +1,157 @@
+//! The challenge's harness, reproduced by `package-indexer-harness`, run
+//! against the real server at concurrency 100: on its embedded Homebrew list
+//! (its default), on the same list read from `data/`, on generated graphs,
+//! and with a data directory. The server runs in this test process,
+//! started through the library as the binary starts it.
+
+use package_indexer::config::{self, Invocation};
+use package_indexer::durability::{self, Event, Fsync};
+use package_indexer::metrics::Metrics;
+use package_indexer::server::{Limits, Running, Server};
+use package_indexer::store::Store;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_package-indexer-harness");
+
+/// A server on an ephemeral loopback port with the default limits, stopped
+/// when dropped; a data directory is closed and removed then too.
+struct TestServer {
+    running: Option<Running>,
+    store: Store,
+    data_dir: Option<PathBuf>,
+    /// Failures the data directory reported (writes, syncs, compactions).
+    durability_failures: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    fn in_memory() -> TestServer {
+        TestServer::serve(Store::default(), None, Arc::default())
+    }
+
+    /// A server with `--data-dir` set to a fresh directory named after `tag`.
+    fn durable(tag: &str) -> TestServer {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("harness-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let failures = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&failures);
+        let observe = Arc::new(move |event: Event<'_>| {
+            if matches!(event, Event::Failed(_) | Event::CompactionFailed(_)) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let options = durability::Options::new(Fsync::Always);
+        let (store, _loaded) = Store::open(&dir, options, observe).unwrap();
+        TestServer::serve(store, Some(dir), failures)
+    }
+
+    fn serve(
+        store: Store,
+        data_dir: Option<PathBuf>,
+        durability_failures: Arc<AtomicUsize>,
+    ) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let server =
+            Server::from_listener(listener, default_limits(), store.clone(), metrics).unwrap();
+        TestServer {
+            running: Some(server.start().unwrap()),
+            store,
+            data_dir,
+            durability_failures,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.running.as_ref().unwrap().local_addr().port()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown(Duration::from_secs(5));
+        }
+        let _ = self.store.close();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The limits the server binary runs with when given no flags.
+fn default_limits() -> Limits {
+    match config::parse(Vec::new(), |_| None) {
+        Ok(Invocation::Serve(config)) => Limits::from(&config),
+        other => panic!("no default configuration: {other:?}"),
+    }
+}
+
+/// Runs the harness against `server`; its output, once it passed.
+fn run_harness(server: &TestServer, extra: &[&str]) -> String {
+    let port = server.port().to_string();
+    let out = Command::new(HARNESS)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--concurrency",
+            "100",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("All tests passed!"),
+        "harness failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout.into_owned()
+}
+
+#[test]
+fn passes_at_concurrency_100_on_a_generated_graph() {
+    let server = TestServer::in_memory();
+    for seed in ["1", "2"] {
+        let flags = ["--seed", seed, "--unluckiness", "10", "--count", "3370"];
+        run_harness(&server, &flags);
+    }
+}
+
+#[test]
+fn passes_at_concurrency_100_on_the_homebrew_list() {
+    let server = TestServer::in_memory();
+    let output = run_harness(&server, &["--seed", "7"]);
+    assert!(
+        output.starts_with("3370 packages (the embedded Homebrew list)"),
+        "{output}"
+    );
+    let brew = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/brew-dependencies.txt");
+    let output = run_harness(
+        &server,
+        &["--seed", "8", "--packages", brew.to_str().unwrap()],
+    );
+    assert!(
+        output.starts_with("3370 packages (the list in "),
+        "{output}"
+    );
+}
+
+#[test]
+fn passes_against_a_durable_server() {
+    let server = TestServer::durable("durable");
+    run_harness(&server, &["--seed", "3"]);
+    assert_eq!(server.durability_failures.load(Ordering::SeqCst), 0);
+    assert!(
+        server.store.log_bytes().is_some(),
+        "a data directory is in use"
+    );
+}

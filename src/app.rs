@@ -7,22 +7,28 @@
 //! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
 //! once with status 1. `SIGHUP`, `SIGUSR1` and `SIGUSR2` are logged as a
 //! warning and otherwise ignored, at any time.
+//!
+//! Everything that must end the process reaches the main thread: signals
+//! through `sigtimedwait`, and a failure of the data directory through one
+//! channel ([`Failures`]), which the main thread looks at between waits of
+//! at most [`INTERRUPT_CHECK`]. A failure exits 1 with one line; no other
+//! thread ends the process.
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Event, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, Metrics};
-use crate::server::{self, Limits, Server};
+use crate::server::{self, Limits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
-use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
@@ -34,28 +40,45 @@ impl fmt::Display for RuntimeError {
     }
 }
 
+/// Failures that must end the process, as they reach the main thread.
+type Failures = Receiver<String>;
+
+/// What ends serving early.
+enum Interruption {
+    /// `SIGTERM` or `SIGINT`.
+    Signal(Signal),
+    /// A failure reported on the [`Failures`] channel.
+    Failure(String),
+}
+
 /// Runs the server until a signal stops it.
 pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
     let fd_limit = raise_fd_limit(config.max_connections);
-    // Bind before loading: a taken port fails at once, and the admin
-    // listener answers (not ready) while a large data directory loads.
-    let cannot_listen =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
-    let listener = TcpListener::bind(config.addr.as_str()).map_err(cannot_listen)?;
     let listen_backlog = config
         .listen_backlog
         .or_else(sys::somaxconn)
         .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
-    sys::set_listen_backlog(&listener, listen_backlog).map_err(cannot_listen)?;
+    // Bind before loading: a taken port fails at once, and the admin
+    // listener answers (not ready) while a large data directory loads.
+    let cannot_listen =
+        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
+    let listener = bind(&config.addr, listen_backlog).map_err(cannot_listen)?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     // Dropped on an early return, which stops its thread too.
     let admin = match &config.admin_addr {
-        Some(addr) => Some(start_admin(addr, &ready, &loaded, &metrics)?),
+        Some(addr) => Some(start_admin(
+            addr,
+            listen_backlog,
+            &ready,
+            &loaded,
+            &metrics,
+        )?),
         None => None,
     };
+    let (report_failure, failures) = mpsc::channel();
     let store = match &config.data_dir {
-        Some(dir) => open_durable(dir, config.fsync, &metrics)?,
+        Some(dir) => open_durable(dir, config.fsync, &metrics, report_failure)?,
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
@@ -105,8 +128,10 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
         ],
     );
 
-    let signal = wait_for_stop(&signals)
-        .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
+    let signal = match next_interruption(&signals, &failures)? {
+        Interruption::Signal(signal) => signal,
+        Interruption::Failure(failure) => return Err(RuntimeError(failure)),
+    };
     ready.store(false, Ordering::SeqCst);
     log::info(
         "stopping",
@@ -115,16 +140,22 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
             ("connections", &running.active_connections()),
         ],
     );
-    thread::Builder::new()
-        .name("second-signal".into())
-        .spawn(move || {
-            if let Ok(second) = wait_for_stop(&signals) {
-                log::warn("second signal: exiting at once", &[("signal", &second)]);
-                std::process::exit(1);
-            }
-        })
-        .map_err(|err| RuntimeError(format!("cannot watch for a second signal: {err}")))?;
-    let report = running.shutdown(config.shutdown_timeout);
+    let mut interrupted = None;
+    let report = running.shutdown(config.shutdown_timeout, || {
+        interrupted = pending_interruption(&signals, &failures, Duration::ZERO).transpose();
+        interrupted.is_some()
+    });
+    let report = match (report, interrupted) {
+        (Some(report), _) => report,
+        (None, Some(Ok(Interruption::Signal(second)))) => {
+            return Err(RuntimeError(format!(
+                "second signal ({second}): exiting at once"
+            )))
+        }
+        (None, Some(Ok(Interruption::Failure(failure)))) => return Err(RuntimeError(failure)),
+        (None, Some(Err(err))) => return Err(err),
+        (None, None) => return Err(RuntimeError("the stop was cut short".into())),
+    };
     store
         .close()
         .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
@@ -146,16 +177,45 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
     Ok(())
 }
 
-/// Waits for `SIGTERM` or `SIGINT`, logging and ignoring the stray signals
-/// that would otherwise have ended the process.
-fn wait_for_stop(signals: &Signals) -> std::io::Result<Signal> {
+/// Waits for `SIGTERM` or `SIGINT` or a reported failure.
+fn next_interruption(signals: &Signals, failures: &Failures) -> Result<Interruption, RuntimeError> {
     loop {
-        let signal = signals.wait()?;
-        if signal.stops() {
-            return Ok(signal);
+        if let Some(interruption) = pending_interruption(signals, failures, INTERRUPT_CHECK)? {
+            return Ok(interruption);
         }
-        log::warn("ignoring signal", &[("signal", &signal)]);
     }
+}
+
+/// A reported failure, or `SIGTERM` or `SIGINT` arriving within `wait`;
+/// stray signals that would otherwise have ended the process are logged and
+/// ignored.
+fn pending_interruption(
+    signals: &Signals,
+    failures: &Failures,
+    wait: Duration,
+) -> Result<Option<Interruption>, RuntimeError> {
+    if let Ok(failure) = failures.try_recv() {
+        return Ok(Some(Interruption::Failure(failure)));
+    }
+    let signal = signals
+        .wait_for(wait)
+        .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
+    match signal {
+        Some(signal) if signal.stops() => Ok(Some(Interruption::Signal(signal))),
+        Some(signal) => {
+            log::warn("ignoring signal", &[("signal", &signal)]);
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Binds `addr` and listens with `backlog`: std's own 128 overflows under
+/// bursts of connections, which then wait for SYN retries.
+fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    sys::set_listen_backlog(&listener, backlog)?;
+    Ok(listener)
 }
 
 /// Raises the open-files limit as far as allowed and returns the one in
@@ -193,13 +253,14 @@ fn raise_fd_limit(max_connections: usize) -> Option<u64> {
 /// once the data directory has loaded.
 fn start_admin(
     addr: &str,
+    backlog: u32,
     ready: &Arc<AtomicBool>,
     store: &Arc<OnceLock<Store>>,
     metrics: &Arc<Metrics>,
 ) -> Result<AdminServer, RuntimeError> {
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
-    let listener = TcpListener::bind(addr).map_err(cannot)?;
+    let listener = bind(addr, backlog).map_err(cannot)?;
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
@@ -222,9 +283,16 @@ fn start_admin(
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a
 /// one-line error naming the file and offset; a torn last record is a
 /// warning.
-fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
+fn open_durable(
+    dir: &Path,
+    fsync: Fsync,
+    metrics: &Arc<Metrics>,
+    report_failure: Sender<String>,
+) -> Result<Store, RuntimeError> {
     let observer_metrics = Arc::clone(metrics);
-    let observe = Arc::new(move |event: Event<'_>| durability_event(&observer_metrics, event));
+    let observe = Arc::new(move |event: Event<'_>| {
+        durability_event(&observer_metrics, &report_failure, event)
+    });
     let (store, loaded) = Store::open(dir, durability::Options::new(fsync), observe)
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
     if let Some(torn) = &loaded.torn_tail {
@@ -246,16 +314,16 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
 }
 
 /// What the server does with each event of its data directory.
-fn durability_event(metrics: &Metrics, event: Event<'_>) {
+fn durability_event(metrics: &Metrics, report_failure: &Sender<String>, event: Event<'_>) {
     match event {
         Event::Synced(took) => metrics.record_fsync(took),
         Event::Failed(err) => {
-            // Memory is now ahead of the disk: answering anything more could
-            // acknowledge a change that is not durable. Crash-only: stop here
-            // and let the restart recover from what is on disk.
+            // Memory is now ahead of the disk, and the log answers no more
+            // waits: the main thread ends the process, and the restart
+            // recovers from what is on disk. The receiver is gone only when
+            // the process is already ending.
             metrics.durability_error();
-            log::error("the data directory failed; exiting", &[("error", err)]);
-            std::process::exit(1);
+            let _ = report_failure.send(format!("the data directory failed; exiting: {err}"));
         }
         Event::Compacted {
             took,

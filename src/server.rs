@@ -52,6 +52,8 @@ const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 /// Read buffer a connection starts with; it grows up to `--max-line-bytes`
 /// only for a long line and shrinks back once that line is done.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Longest wait of a graceful stop between two checks for an interruption.
+pub const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
@@ -229,7 +231,15 @@ impl Running {
     /// already waiting in the backlog), lets every connection answer the
     /// complete lines it has received, closes idle ones, and waits up to
     /// `timeout` before closing whatever is left.
-    pub fn shutdown(self, timeout: Duration) -> ShutdownReport {
+    ///
+    /// Between waits of at most [`INTERRUPT_CHECK`], `interrupted` says
+    /// whether to give up at once (a second signal, a failed disk): then
+    /// the connections are left as they are and `None` is returned.
+    pub fn shutdown(
+        self,
+        timeout: Duration,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Option<ShutdownReport> {
         let started = Instant::now();
         let time_left = || {
             timeout
@@ -241,7 +251,12 @@ impl Running {
         let mut connections = self.shared.lock_connections();
         while !connections.acceptor_done {
             let Some(left) = time_left() else { break };
-            connections = self.shared.wait_for_change(connections, left);
+            connections = self
+                .shared
+                .wait_for_change(connections, left.min(INTERRUPT_CHECK));
+            if interrupted() {
+                return None;
+            }
         }
         connections.closed = true;
         let acceptor_done = connections.acceptor_done;
@@ -258,7 +273,12 @@ impl Running {
         }
         while !connections.open.is_empty() {
             let Some(left) = time_left() else { break };
-            connections = self.shared.wait_for_change(connections, left);
+            connections = self
+                .shared
+                .wait_for_change(connections, left.min(INTERRUPT_CHECK));
+            if interrupted() {
+                return None;
+            }
         }
         let forced = connections.open.len();
         for peer in connections.open.values() {
@@ -270,12 +290,12 @@ impl Running {
             // It has returned or is returning: the join cannot block.
             let _ = self.acceptor.join();
         }
-        ShutdownReport {
+        Some(ShutdownReport {
             drained: at_start - forced,
             forced,
             from_backlog,
             elapsed: started.elapsed(),
-        }
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 //! handled synchronously, without handlers: they are blocked in every
 //! thread (the mask is inherited, so [`block_signals`] runs on the main
 //! thread before any other thread exists) and one thread collects them with
-//! `sigwait(3)`. No code ever runs in signal context, so the shutdown logic
+//! `sigtimedwait(2)`. No code ever runs in signal context, so the shutdown logic
 //! is ordinary Rust.
 //!
 //! Sockets and limits: the listen backlog ([`set_listen_backlog`]), the
@@ -38,6 +38,7 @@ const SIGUSR2: c_int = 12;
 const SIGTERM: c_int = 15;
 const SIG_BLOCK: c_int = 0;
 const EINTR: c_int = 4;
+const EAGAIN: c_int = 11;
 
 /// `sigset_t`: 1024 signal bits in both glibc and musl.
 #[repr(C)]
@@ -46,11 +47,19 @@ struct SigSet {
     bits: [u64; 16],
 }
 
+/// `struct timespec` on 64-bit Linux.
+#[repr(C)]
+struct Timespec {
+    seconds: i64,
+    nanoseconds: i64,
+}
+
 extern "C" {
     fn sigemptyset(set: *mut SigSet) -> c_int;
     fn sigaddset(set: *mut SigSet, signum: c_int) -> c_int;
     fn pthread_sigmask(how: c_int, set: *const SigSet, old_set: *mut SigSet) -> c_int;
-    fn sigwait(set: *const SigSet, signum: *mut c_int) -> c_int;
+    /// The `info` argument (a `siginfo_t *`) is always passed null here.
+    fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const Timespec) -> c_int;
 }
 
 /// A signal received from outside.
@@ -137,25 +146,51 @@ impl Signals {
     /// and consumes it. Call it again to wait for the next one.
     pub fn wait(&self) -> io::Result<Signal> {
         loop {
-            let mut signum: c_int = 0;
-            // SAFETY: `self.set` is an initialised signal set and `signum` a
-            // writable int, both alive for the whole call.
-            let status = unsafe { sigwait(&self.set, &mut signum) };
-            match status {
-                0 => {
-                    return COLLECTED
-                        .iter()
-                        .find(|&&(number, _)| number == signum)
-                        .map(|&(_, signal)| signal)
-                        .ok_or_else(|| {
-                            io::Error::other(format!(
-                                "sigwait returned signal {signum}, which was not requested"
-                            ))
-                        })
-                }
-                EINTR => continue,
-                error => return Err(io::Error::from_raw_os_error(error)),
+            if let Some(signal) = self.take(None)? {
+                return Ok(signal);
             }
+        }
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` (a zero
+    /// timeout only takes a signal already pending); `None` when none came.
+    pub fn wait_for(&self, timeout: Duration) -> io::Result<Option<Signal>> {
+        self.take(Some(timeout))
+    }
+
+    /// Takes one collected signal, waiting at most `timeout` (forever with
+    /// `None`).
+    fn take(&self, timeout: Option<Duration>) -> io::Result<Option<Signal>> {
+        let timeout = timeout.map(|timeout| Timespec {
+            seconds: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            nanoseconds: i64::from(timeout.subsec_nanos()),
+        });
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |timeout| timeout as *const Timespec);
+        loop {
+            // SAFETY: `self.set` is an initialised signal set and
+            // `timeout_ptr` null (wait forever) or pointing at a valid
+            // timespec that outlives the call; a null `info` asks for no
+            // details, which the function allows.
+            let signum = unsafe { sigtimedwait(&self.set, std::ptr::null_mut(), timeout_ptr) };
+            if signum < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(EAGAIN) => return Ok(None),
+                    Some(EINTR) => continue,
+                    _ => return Err(error),
+                }
+            }
+            return COLLECTED
+                .iter()
+                .find(|&&(number, _)| number == signum)
+                .map(|&(_, signal)| Some(signal))
+                .ok_or_else(|| {
+                    io::Error::other(format!(
+                        "sigtimedwait returned signal {signum}, which was not requested"
+                    ))
+                });
         }
     }
 }

@@ -254,7 +254,7 @@ fn shutdown_answers_received_lines_and_closes_idle_connections() {
     busy.send(b"INDEX|partial|");
     // Give the server a moment to receive the batch into its socket buffer.
     thread::sleep(Duration::from_millis(100));
-    let report = server.shutdown(Duration::from_secs(5));
+    let report = server.shutdown(Duration::from_secs(5), || false).unwrap();
     assert_eq!(report.forced, 0);
     for _ in 0..10_000 {
         assert_eq!(busy.line(), "OK\n");
@@ -285,7 +285,9 @@ fn shutdown_is_bounded_by_its_timeout() {
         thread::sleep(Duration::from_millis(300));
     }
     let started = Instant::now();
-    let report = server.shutdown(Duration::from_millis(500));
+    let report = server
+        .shutdown(Duration::from_millis(500), || false)
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         report.forced,

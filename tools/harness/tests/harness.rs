@@ -75,7 +75,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            running.shutdown(Duration::from_secs(5));
+            running.shutdown(Duration::from_secs(5), || false);
         }
         let _ = self.store.close();
         if let Some(dir) = &self.data_dir {

@@ -72,12 +72,12 @@ use std::time::{Duration, Instant};
 
 /// Time a client has, from its accept, to send its whole request head and
 /// receive its answer (SPEC §5).
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest request head accepted, its closing blank line included (SPEC §5).
-pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Admin connections pending at once; a newcomer beyond it closes the
 /// oldest. Each holds one file descriptor.
-pub const MAX_CONNECTIONS: usize = 4096;
+pub(crate) const MAX_CONNECTIONS: usize = 4096;
 
 /// How long the listener rests after a failed `accept` (for example out of
 /// file descriptors), so the loop does not spin while the condition lasts.
@@ -101,18 +101,18 @@ pub struct AdminState {
     pub render_metrics: Box<dyn Fn(&mut String) + Send + Sync>,
 }
 
-/// Bounds on what one admin client may cost. [`Limits::default`] holds the
+/// Bounds on what one admin client may cost. [`AdminLimits::default`] holds the
 /// production values; tests shorten them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct AdminLimits {
     pub request_deadline: Duration,
     pub max_request_bytes: usize,
     pub max_connections: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for AdminLimits {
+    fn default() -> AdminLimits {
+        AdminLimits {
             request_deadline: REQUEST_DEADLINE,
             max_request_bytes: MAX_REQUEST_BYTES,
             max_connections: MAX_CONNECTIONS,
@@ -131,16 +131,16 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Serves admin requests on `listener` with the default [`Limits`].
+    /// Serves admin requests on `listener` with the default [`AdminLimits`].
     pub fn start(listener: TcpListener, state: AdminState) -> io::Result<AdminServer> {
-        AdminServer::start_with_limits(listener, state, Limits::default())
+        AdminServer::start_with_limits(listener, state, AdminLimits::default())
     }
 
     /// [`start`](Self::start) with explicit limits.
     pub fn start_with_limits(
         listener: TcpListener,
         state: AdminState,
-        limits: Limits,
+        limits: AdminLimits,
     ) -> io::Result<AdminServer> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -200,7 +200,7 @@ struct EventLoop {
     listener: TcpListener,
     stop_watch: UnixStream,
     state: AdminState,
-    limits: Limits,
+    limits: AdminLimits,
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
     connections: VecDeque<Connection>,
@@ -391,7 +391,7 @@ impl Connection {
 
     /// Does what the socket allows now: reads more of the head and, once it
     /// is complete, answers; or sends more of the answer.
-    fn advance(&mut self, state: &AdminState, limits: &Limits) -> Progress {
+    fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {
         if let Stage::Receiving { head } = &mut self.stage {
             match receive_head(&mut self.stream, head, limits.max_request_bytes) {
                 Ok(Some(head_end)) => {
@@ -689,7 +689,7 @@ mod tests {
 
     /// A server whose `/metrics` answers `render`'s text.
     fn start_rendering(
-        limits: Limits,
+        limits: AdminLimits,
         render: impl Fn(&mut String) + Send + Sync + 'static,
     ) -> (AdminServer, Arc<AtomicBool>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -702,7 +702,7 @@ mod tests {
         (server, ready)
     }
 
-    fn start(limits: Limits) -> (AdminServer, Arc<AtomicBool>) {
+    fn start(limits: AdminLimits) -> (AdminServer, Arc<AtomicBool>) {
         start_rendering(limits, |out| out.push_str(METRICS_BODY))
     }
 
@@ -785,7 +785,7 @@ mod tests {
 
     #[test]
     fn healthz_answers_ok() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let answer = get(server.local_addr(), "/healthz");
         assert_framed(&answer, "200 OK", "ok\n");
         assert_eq!(answer.header("Content-Type"), Some(TEXT_CONTENT_TYPE));
@@ -793,7 +793,7 @@ mod tests {
 
     #[test]
     fn readyz_follows_the_flag() {
-        let (server, ready) = start(Limits::default());
+        let (server, ready) = start(AdminLimits::default());
         let addr = server.local_addr();
         assert_framed(
             &get(addr, "/readyz"),
@@ -812,7 +812,7 @@ mod tests {
 
     #[test]
     fn metrics_are_rendered_with_the_prometheus_content_type() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let answer = get(server.local_addr(), "/metrics");
         assert_framed(&answer, "200 OK", METRICS_BODY);
         assert_eq!(
@@ -823,7 +823,7 @@ mod tests {
 
     #[test]
     fn head_sends_the_headers_of_get_without_the_body() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let addr = server.local_addr();
         let answer = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
         assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
@@ -837,7 +837,7 @@ mod tests {
 
     #[test]
     fn other_methods_get_405_with_allow() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let requests = [
             "POST /healthz",
             "PUT /healthz",
@@ -860,7 +860,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_get_404_and_queries_are_ignored() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let addr = server.local_addr();
         assert_framed(&get(addr, "/"), "404 Not Found", "not found\n");
         assert_framed(&get(addr, "/healthz/"), "404 Not Found", "not found\n");
@@ -870,7 +870,7 @@ mod tests {
 
     #[test]
     fn absolute_form_targets_are_routed_by_their_path() {
-        let (server, ready) = start(Limits::default());
+        let (server, ready) = start(AdminLimits::default());
         ready.store(true, Ordering::Release);
         let addr = server.local_addr();
         for target in [
@@ -894,7 +894,7 @@ mod tests {
 
     #[test]
     fn tolerated_request_variants() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let variants: [&[u8]; 3] = [
             b"GET /healthz HTTP/1.0\r\n\r\n",
             b"GET /healthz HTTP/1.1\n\n",
@@ -907,7 +907,7 @@ mod tests {
 
     #[test]
     fn malformed_request_lines_get_400() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let malformed: [&[u8]; 22] = [
             b"garbage\r\n\r\n",
             b"GET /healthz\r\n\r\n",
@@ -953,7 +953,7 @@ mod tests {
 
     #[test]
     fn a_head_of_exactly_the_size_cap_is_served() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let request = request_of_length(MAX_REQUEST_BYTES);
         assert_framed(
             &exchange(server.local_addr(), request.as_bytes()),
@@ -964,7 +964,7 @@ mod tests {
 
     #[test]
     fn a_head_over_the_size_cap_is_closed_without_an_answer() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         for len in [MAX_REQUEST_BYTES + 1, 4 * MAX_REQUEST_BYTES] {
             let mut stream = connect(server.local_addr());
             // The server may close while the request is still being written.
@@ -975,9 +975,9 @@ mod tests {
 
     #[test]
     fn a_stalled_request_does_not_block_others_and_is_closed() {
-        let (server, _) = start(Limits {
+        let (server, _) = start(AdminLimits {
             request_deadline: Duration::from_millis(300),
-            ..Limits::default()
+            ..AdminLimits::default()
         });
         let mut stalled = connect(server.local_addr());
         stalled.write_all(b"GET /hea").unwrap();
@@ -989,9 +989,9 @@ mod tests {
 
     #[test]
     fn the_deadline_covers_the_whole_head_not_each_read() {
-        let (server, _) = start(Limits {
+        let (server, _) = start(AdminLimits {
             request_deadline: Duration::from_millis(200),
-            ..Limits::default()
+            ..AdminLimits::default()
         });
         let mut trickle = connect(server.local_addr());
         // 400 bytes at one per 10 ms would take over 4 s, far past the
@@ -1007,9 +1007,9 @@ mod tests {
 
     #[test]
     fn a_newcomer_beyond_the_limit_evicts_the_oldest() {
-        let (server, _) = start(Limits {
+        let (server, _) = start(AdminLimits {
             max_connections: 2,
-            ..Limits::default()
+            ..AdminLimits::default()
         });
         let addr = server.local_addr();
         let mut oldest = connect(addr);
@@ -1030,7 +1030,7 @@ mod tests {
         // in the server for the client to read.
         let body = "x".repeat(16 << 20);
         let expected = body.clone();
-        let (server, _) = start_rendering(Limits::default(), move |out| out.push_str(&body));
+        let (server, _) = start_rendering(AdminLimits::default(), move |out| out.push_str(&body));
         let addr = server.local_addr();
         let mut slow = connect(addr);
         slow.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
@@ -1045,9 +1045,9 @@ mod tests {
     fn an_answer_unread_past_the_deadline_is_cut_off() {
         let body_len = 16 << 20;
         let (server, _) = start_rendering(
-            Limits {
+            AdminLimits {
                 request_deadline: Duration::from_millis(300),
-                ..Limits::default()
+                ..AdminLimits::default()
             },
             move |out| out.push_str(&"x".repeat(body_len)),
         );
@@ -1071,7 +1071,7 @@ mod tests {
 
     #[test]
     fn a_panicking_route_answers_500_and_the_loop_goes_on() {
-        let (server, _) = start_rendering(Limits::default(), |_| panic!("render failed"));
+        let (server, _) = start_rendering(AdminLimits::default(), |_| panic!("render failed"));
         let addr = server.local_addr();
         assert_framed(
             &get(addr, "/metrics"),
@@ -1083,7 +1083,7 @@ mod tests {
 
     #[test]
     fn stop_closes_the_listener_and_every_connection_and_joins() {
-        let (server, _) = start(Limits::default());
+        let (server, _) = start(AdminLimits::default());
         let addr = server.local_addr();
         let mut stalled = connect(addr);
         stalled.write_all(b"GET /hea").unwrap();

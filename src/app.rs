@@ -16,10 +16,10 @@
 
 use crate::admin::{AdminServer, AdminState};
 use crate::config::Config;
-use crate::durability::{self, Event, Fsync};
+use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
-use crate::metrics::{IndexGauges, Metrics};
-use crate::server::{self, Limits, Server, INTERRUPT_CHECK};
+use crate::metrics::{IndexGauges, LogGauges, Metrics};
+use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
-pub struct RuntimeError(pub String);
+pub(crate) struct RuntimeError(pub String);
 
 impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,7 +52,11 @@ enum Interruption {
 }
 
 /// Runs the server until a signal stops it.
-pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(), RuntimeError> {
+pub(crate) fn run(
+    config: &Config,
+    signals: Signals,
+    metrics: Arc<Metrics>,
+) -> Result<(), RuntimeError> {
     let fd_limit = raise_fd_limit(config.max_connections);
     let listen_backlog = config
         .listen_backlog
@@ -82,9 +86,9 @@ pub fn run(config: &Config, signals: Signals, metrics: Arc<Metrics>) -> Result<(
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    let limits = Limits {
+    let limits = ConnectionLimits {
         fd_ceiling: fd_limit.map(server::fd_ceiling),
-        ..Limits::from(config)
+        ..ConnectionLimits::from(config)
     };
     let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
         .map_err(cannot_listen)?;
@@ -267,8 +271,12 @@ fn start_admin(
         render_metrics: Box::new(move |out| {
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {
-                if let Some(bytes) = store.log_bytes() {
-                    metrics.set_log_bytes(bytes);
+                if let Some(log) = store.log_stats() {
+                    metrics.set_log(LogGauges {
+                        bytes: log.log_bytes,
+                        appends: log.appended,
+                        writes: log.batches_written,
+                    });
                 }
                 let index = store.read();
                 gauges.packages = index.packages() as u64;
@@ -290,10 +298,10 @@ fn open_durable(
     report_failure: Sender<String>,
 ) -> Result<Store, RuntimeError> {
     let observer_metrics = Arc::clone(metrics);
-    let observe = Arc::new(move |event: Event<'_>| {
+    let observe = Arc::new(move |event: DurabilityEvent<'_>| {
         durability_event(&observer_metrics, &report_failure, event)
     });
-    let (store, loaded) = Store::open(dir, durability::Options::new(fsync), observe)
+    let (store, loaded) = Store::open(dir, durability::DurableOptions::new(fsync), observe)
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
     if let Some(torn) = &loaded.torn_tail {
         log::warn("cut a torn last record", &[("detail", torn)]);
@@ -314,10 +322,14 @@ fn open_durable(
 }
 
 /// What the server does with each event of its data directory.
-fn durability_event(metrics: &Metrics, report_failure: &Sender<String>, event: Event<'_>) {
+fn durability_event(
+    metrics: &Metrics,
+    report_failure: &Sender<String>,
+    event: DurabilityEvent<'_>,
+) {
     match event {
-        Event::Synced(took) => metrics.record_fsync(took),
-        Event::Failed(err) => {
+        DurabilityEvent::Synced(took) => metrics.record_fsync(took),
+        DurabilityEvent::Failed(err) => {
             // Memory is now ahead of the disk, and the log answers no more
             // waits: the main thread ends the process, and the restart
             // recovers from what is on disk. The receiver is gone only when
@@ -325,7 +337,7 @@ fn durability_event(metrics: &Metrics, report_failure: &Sender<String>, event: E
             metrics.durability_error();
             let _ = report_failure.send(format!("the data directory failed; exiting: {err}"));
         }
-        Event::Compacted {
+        DurabilityEvent::Compacted {
             took,
             log_bytes,
             snapshot_bytes,
@@ -345,7 +357,7 @@ fn durability_event(metrics: &Metrics, report_failure: &Sender<String>, event: E
                 ],
             );
         }
-        Event::CompactionFailed(err) => {
+        DurabilityEvent::CompactionFailed(err) => {
             // The log keeps every change, so nothing is lost; disk use grows
             // until a later attempt succeeds.
             metrics.durability_error();

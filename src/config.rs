@@ -6,7 +6,7 @@
 //! and an environment lookup, so tests need no process state.
 
 use crate::durability::Fsync;
-pub use crate::flags::UsageError;
+pub(crate) use crate::flags::UsageError;
 use crate::flags::{CommandLine, Flag, Parsed, Values};
 use crate::log;
 use crate::sys::MAX_KEEPALIVE_VALUE;
@@ -208,7 +208,7 @@ impl Config {
 }
 
 /// The `--help` text.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     format!(
         "package-indexer {}: a TCP server that keeps a consistent index of packages\n\n\
          Usage:\n  package-indexer [FLAGS]\n  package-indexer healthcheck [--admin-addr HOST:PORT]\n\n\

@@ -9,7 +9,7 @@ use std::time::Duration;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The status line `/readyz` answered with, or why there was none.
-pub fn probe_ready(admin_addr: &str) -> io::Result<String> {
+pub(crate) fn probe_ready(admin_addr: &str) -> io::Result<String> {
     let addr = admin_addr
         .to_socket_addrs()?
         .next()
@@ -25,7 +25,7 @@ pub fn probe_ready(admin_addr: &str) -> io::Result<String> {
 }
 
 /// True when a status line says 200.
-pub fn is_ready(status_line: &str) -> bool {
+pub(crate) fn is_ready(status_line: &str) -> bool {
     status_line.split(' ').nth(1) == Some("200")
 }
 

@@ -70,20 +70,20 @@ impl Outcome {
 /// panics mid-change on client input, and refusing every later request
 /// would turn one bug into an outage.
 #[derive(Clone, Default)]
-pub struct SharedIndex(Arc<RwLock<Indexer>>);
+pub(crate) struct SharedIndex(Arc<RwLock<Indexer>>);
 
 impl SharedIndex {
-    pub fn new(indexer: Indexer) -> SharedIndex {
+    pub(crate) fn new(indexer: Indexer) -> SharedIndex {
         SharedIndex(Arc::new(RwLock::new(indexer)))
     }
 
     /// Shared access: queries, gauges, copies for snapshots.
-    pub fn read(&self) -> RwLockReadGuard<'_, Indexer> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Indexer> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Exclusive access: changes.
-    pub fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -237,9 +237,11 @@ impl Indexer {
         let Some(id) = self.allocate_id() else {
             return Outcome::Refused(Refusal::CapacityExceeded);
         };
-        let (Some(name_start), Some(deps_start)) =
-            (self.store_name(package), self.store_edges(deps))
-        else {
+        let (Some(name_start), Some(deps_start), Ok(deps_len)) = (
+            self.store_name(package),
+            self.store_edges(deps),
+            u32::try_from(deps.len()),
+        ) else {
             self.free_ids.push(id);
             return Outcome::Refused(Refusal::CapacityExceeded);
         };
@@ -249,7 +251,7 @@ impl Indexer {
         self.nodes[id as usize] = Node {
             name_start,
             deps_start,
-            deps_len: deps.len() as u32,
+            deps_len,
             dependents: 0,
             visited: 0,
             name_len: package.len_u8(),
@@ -272,6 +274,9 @@ impl Indexer {
         if cycle {
             return Outcome::Refused(Refusal::Cycle);
         }
+        let Ok(wanted_len) = u32::try_from(wanted.len()) else {
+            return Outcome::Refused(Refusal::CapacityExceeded);
+        };
         let node = self.nodes[id as usize];
         let old_len = node.deps_len as usize;
         let deps_start = if wanted.len() <= old_len {
@@ -297,7 +302,7 @@ impl Indexer {
         self.edges[start..start + wanted.len()].copy_from_slice(wanted);
         let node = &mut self.nodes[id as usize];
         node.deps_start = deps_start;
-        node.deps_len = wanted.len() as u32;
+        node.deps_len = wanted_len;
         self.dependencies = self.dependencies + wanted.len() - old_len;
         self.compact_if_worthwhile();
         Outcome::Replaced
@@ -336,7 +341,7 @@ impl Indexer {
         let mut emitted = vec![false; self.nodes.len()];
         // Iterative depth-first post-order: (node, next dependency to visit).
         let mut stack: Vec<(u32, u32)> = Vec::new();
-        for root in 0..self.nodes.len() as u32 {
+        for root in self.node_ids() {
             if !self.nodes[root as usize].is_live() || emitted[root as usize] {
                 continue;
             }
@@ -370,18 +375,18 @@ impl Indexer {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut dependents = vec![0u32; self.nodes.len()];
         let (mut packages, mut edges) = (0, 0);
-        for (id, node) in self.nodes.iter().enumerate() {
-            if !node.is_live() {
+        for id in self.node_ids() {
+            if !self.nodes[id as usize].is_live() {
                 continue;
             }
             packages += 1;
-            let Some(name) = PackageName::new(self.name_bytes(id as u32)) else {
+            let Some(name) = PackageName::new(self.name_bytes(id)) else {
                 return Err(format!("node {id} holds an invalid name"));
             };
-            if self.find(name, self.tag(name)) != Some(id as u32) {
+            if self.find(name, self.tag(name)) != Some(id) {
                 return Err(format!("{name} is not reachable through the name table"));
             }
-            let deps = self.deps(id as u32);
+            let deps = self.deps(id);
             if deps.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!("{name}: dependency list not sorted and unique"));
             }
@@ -393,12 +398,10 @@ impl Indexer {
                 edges += 1;
             }
         }
-        for (id, node) in self.nodes.iter().enumerate() {
-            if node.is_live() && node.dependents != dependents[id] {
-                return Err(format!(
-                    "{}: dependent count is wrong",
-                    self.name(id as u32)
-                ));
+        for id in self.node_ids() {
+            let node = &self.nodes[id as usize];
+            if node.is_live() && node.dependents != dependents[id as usize] {
+                return Err(format!("{}: dependent count is wrong", self.name(id)));
             }
         }
         let occupied = self.table.iter().filter(|&&s| s != EMPTY_SLOT).count();
@@ -435,6 +438,12 @@ impl Indexer {
         &self.edges[start..start + node.deps_len as usize]
     }
 
+    /// Every id ever allocated, live or free.
+    fn node_ids(&self) -> std::ops::Range<u32> {
+        // `allocate_id` never lets the count pass `u32::MAX`.
+        0..u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
+    }
+
     fn mask(&self) -> usize {
         self.table.len() - 1
     }
@@ -448,7 +457,7 @@ impl Indexer {
                 return None;
             }
             if (entry >> 32) as u32 == tag {
-                let id = (entry as u32).wrapping_sub(1);
+                let id = slot_id(entry);
                 if self.name_bytes(id) == name.as_bytes() {
                     return Some(id);
                 }
@@ -602,11 +611,19 @@ fn compact_arena<T: Copy>(
     for node in nodes.iter_mut().filter(|n| n.is_live()) {
         let (start, len) = run_of(node);
         let from = *start as usize;
-        *start = packed.len() as u32;
+        // Packing only moves runs down: every new start is below the old
+        // one, which fit in a u32.
+        *start = u32::try_from(packed.len()).unwrap_or(*start);
         packed.extend_from_slice(&arena[from..from + len]);
     }
     *arena = packed;
     *dead = 0;
+}
+
+/// The id in a name-table slot (its low half holds `id + 1`).
+#[allow(clippy::cast_possible_truncation)] // the low half, on purpose
+fn slot_id(entry: u64) -> u32 {
+    (entry as u32).wrapping_sub(1)
 }
 
 /// Items of sorted `a` that are not in sorted `b`.

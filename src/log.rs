@@ -142,19 +142,13 @@ fn settings() -> Settings {
 
 /// Sets the process-wide format and level. Only the first call has an
 /// effect; it returns `false` when logging was already initialised.
-pub fn init(format: Format, level: Level) -> bool {
+pub(crate) fn init(format: Format, level: Level) -> bool {
     SETTINGS.set(Settings { format, level }).is_ok()
-}
-
-/// Whether an event at `level` would be written; one atomic load, so callers
-/// can skip building expensive fields.
-pub fn enabled(level: Level) -> bool {
-    level <= settings().level
 }
 
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
-pub fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
     let Settings {
         format,
         level: max_level,
@@ -171,22 +165,22 @@ pub fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
 }
 
 /// Logs at [`Level::Error`].
-pub fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
     log(Level::Error, msg, fields);
 }
 
 /// Logs at [`Level::Warn`].
-pub fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
     log(Level::Warn, msg, fields);
 }
 
 /// Logs at [`Level::Info`].
-pub fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
     log(Level::Info, msg, fields);
 }
 
 /// Logs at [`Level::Debug`].
-pub fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
     log(Level::Debug, msg, fields);
 }
 
@@ -543,7 +537,5 @@ mod tests {
         assert!(Level::Error < Level::Warn);
         assert!(Level::Warn < Level::Info);
         assert!(Level::Info < Level::Debug);
-        // Errors are written under every setting.
-        assert!(enabled(Level::Error));
     }
 }

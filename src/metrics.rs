@@ -114,6 +114,14 @@ impl RejectReason {
     }
 }
 
+/// The durable log's figures, supplied by whoever owns it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogGauges {
+    pub bytes: u64,
+    pub appends: u64,
+    pub writes: u64,
+}
+
 /// Sizes of the index at render time, supplied by whoever owns it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexGauges {
@@ -226,6 +234,8 @@ pub struct Metrics {
     connections_rejected: [AtomicU64; RejectReason::ALL.len()],
     durability_errors: AtomicU64,
     log_bytes: AtomicU64,
+    log_appends: AtomicU64,
+    log_writes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
     fsync_durations: Histogram<{ FSYNC_BUCKETS.len() }>,
 }
@@ -252,6 +262,8 @@ impl Metrics {
             connections_rejected: [const { AtomicU64::new(0) }; RejectReason::ALL.len()],
             durability_errors: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
+            log_appends: AtomicU64::new(0),
+            log_writes: AtomicU64::new(0),
             last_snapshot_seconds_bits: AtomicU64::new(0f64.to_bits()),
             fsync_durations: Histogram::new(&FSYNC_BUCKETS),
         }
@@ -286,9 +298,13 @@ impl Metrics {
         self.durability_errors.fetch_add(1, Relaxed);
     }
 
-    /// Current size of the durable log on disk.
-    pub fn set_log_bytes(&self, bytes: u64) {
-        self.log_bytes.store(bytes, Relaxed);
+    /// The durable log's figures as of now: its size on disk, the changes
+    /// appended and the `write(2)` batches that carried them since start
+    /// (appends per write shows how well group commit batches).
+    pub fn set_log(&self, log: LogGauges) {
+        self.log_bytes.store(log.bytes, Relaxed);
+        self.log_appends.store(log.appends, Relaxed);
+        self.log_writes.store(log.writes, Relaxed);
     }
 
     /// A snapshot was completed at `unix_seconds`.
@@ -381,7 +397,7 @@ impl Metrics {
         let snapshot = Float(f64::from_bits(
             self.last_snapshot_seconds_bits.load(Relaxed),
         ));
-        let unlabelled: [(&str, &str, &str, &dyn Display); 8] = [
+        let unlabelled: [(&str, &str, &str, &dyn Display); 10] = [
             (
                 "package_indexer_connections_total",
                 "counter",
@@ -417,6 +433,18 @@ impl Metrics {
                 "gauge",
                 "Size of the durable log on disk.",
                 &self.log_bytes.load(Relaxed),
+            ),
+            (
+                "package_indexer_log_appends_total",
+                "counter",
+                "Changes appended to the durable log.",
+                &self.log_appends.load(Relaxed),
+            ),
+            (
+                "package_indexer_log_writes_total",
+                "counter",
+                "write(2) batches that carried the appended changes to the log.",
+                &self.log_writes.load(Relaxed),
             ),
             (
                 "package_indexer_last_snapshot_timestamp_seconds",
@@ -771,7 +799,11 @@ mod tests {
         metrics.connection_rejected(RejectReason::Resources);
         metrics.connection_rejected(RejectReason::Fds);
         metrics.durability_error();
-        metrics.set_log_bytes(4096);
+        metrics.set_log(LogGauges {
+            bytes: 4096,
+            appends: 30,
+            writes: 7,
+        });
         metrics.snapshot_written(1_795_401_000.5);
         metrics.record_fsync(us(3_000));
         metrics
@@ -868,6 +900,8 @@ mod tests {
 
         assert_eq!(value(&text, "package_indexer_durability_errors_total"), "1");
         assert_eq!(value(&text, "package_indexer_log_bytes"), "4096");
+        assert_eq!(value(&text, "package_indexer_log_appends_total"), "30");
+        assert_eq!(value(&text, "package_indexer_log_writes_total"), "7");
         assert_eq!(
             value(&text, "package_indexer_last_snapshot_timestamp_seconds"),
             "1795401000.5"

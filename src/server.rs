@@ -53,20 +53,20 @@ const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 /// only for a long line and shrinks back once that line is done.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// Longest wait of a graceful stop between two checks for an interruption.
-pub const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
-pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
 /// The listen backlog when `--listen-backlog` asks for the system's
 /// `somaxconn` and it cannot be read: Linux's default since 5.4.
-pub const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
 
 /// Keepalive probes after `--tcp-keepalive` of silence come this often...
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and this many unanswered ones close the connection: a dead peer is
 /// noticed about a minute after the idle time (two minutes by default),
 /// while a live one on a slow path has a minute to answer.
-pub const KEEPALIVE_PROBES: u32 = 6;
+pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
 /// File descriptors no protocol connection may take, kept for the rest of
 /// the process: the admin listener and its connections (at most 64 at
@@ -75,17 +75,17 @@ pub const KEEPALIVE_PROBES: u32 = 6;
 /// standard input, output and error, the protocol listener and the
 /// connection that wakes the acceptor at a stop. That is about 80; 128
 /// leaves room for the admin listener to grow and for a file or two more.
-pub const RESERVED_FDS: u64 = 128;
+pub(crate) const RESERVED_FDS: u64 = 128;
 
 /// The lowest descriptor number a protocol connection may not keep, under
 /// an open-files limit of `limit`.
-pub fn fd_ceiling(limit: u64) -> u64 {
+pub(crate) fn fd_ceiling(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_FDS)
 }
 
 /// The per-connection limits of SPEC §3.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub struct ConnectionLimits {
     pub max_connections: usize,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
@@ -93,15 +93,15 @@ pub struct Limits {
     /// Keepalive for every protocol connection; `None` leaves it off.
     pub tcp_keepalive: Option<Keepalive>,
     /// A connection whose descriptor number is at or above this is closed
-    /// at once (see [`fd_ceiling`]); `None` for no such check.
+    /// at once (see `fd_ceiling`); `None` for no such check.
     pub fd_ceiling: Option<u64>,
 }
 
-impl From<&Config> for Limits {
+impl From<&Config> for ConnectionLimits {
     /// The limits the flags set; `fd_ceiling` is the caller's to set, from
     /// the open-files limit in effect.
-    fn from(config: &Config) -> Limits {
-        Limits {
+    fn from(config: &Config) -> ConnectionLimits {
+        ConnectionLimits {
             max_connections: config.max_connections,
             max_line_bytes: config.max_line_bytes,
             idle_timeout: config.idle_timeout,
@@ -144,7 +144,7 @@ pub struct ShutdownReport {
 struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
-    limits: Limits,
+    limits: ConnectionLimits,
     local_addr: SocketAddr,
     stopping: AtomicBool,
     connections: Mutex<Connections>,
@@ -172,7 +172,7 @@ impl Server {
     /// Binds the protocol listener; fails like `bind(2)` (address in use…).
     pub fn bind(
         addr: impl ToSocketAddrs,
-        limits: Limits,
+        limits: ConnectionLimits,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
@@ -182,7 +182,7 @@ impl Server {
     /// Serves on a listener bound by the caller.
     pub fn from_listener(
         listener: TcpListener,
-        limits: Limits,
+        limits: ConnectionLimits,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
@@ -232,7 +232,7 @@ impl Running {
     /// complete lines it has received, closes idle ones, and waits up to
     /// `timeout` before closing whatever is left.
     ///
-    /// Between waits of at most [`INTERRUPT_CHECK`], `interrupted` says
+    /// Between waits of at most 100 ms, `interrupted` says
     /// whether to give up at once (a second signal, a failed disk): then
     /// the connections are left as they are and `None` is returned.
     pub fn shutdown(

@@ -12,7 +12,7 @@
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
 
-use crate::durability::{self, Change, Durable, Loaded, Observer, RecoveryError, Seq};
+use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError, Seq};
 use crate::index::{Indexer, Outcome, SharedIndex};
 use crate::protocol::{Command, Request};
 use std::io;
@@ -51,7 +51,7 @@ impl Store {
     /// index it keeps; `observe` hears every event of its durable side.
     pub fn open(
         dir: &Path,
-        options: durability::Options,
+        options: durability::DurableOptions,
         observe: Arc<Observer>,
     ) -> Result<(Store, Loaded), RecoveryError> {
         let (index, durable, loaded) = Durable::open(dir, options, observe)?;
@@ -109,13 +109,14 @@ impl Store {
         self.index.read()
     }
 
-    /// Bytes in the log file receiving appends, with a data directory.
-    pub fn log_bytes(&self) -> Option<u64> {
-        self.durable.as_deref().map(Durable::log_bytes)
+    /// The durable log's counters, with a data directory.
+    pub fn log_stats(&self) -> Option<LogStats> {
+        self.durable.as_deref().map(Durable::stats)
     }
 
-    /// Compacts the data directory now (see [`Durable::compact`]); nothing
-    /// to do in memory.
+    /// Compacts the data directory now, on the calling thread, as the
+    /// compactor does when the log outgrows its snapshot (waiting for a
+    /// compaction in progress first); nothing to do in memory.
     pub fn compact(&self) -> io::Result<()> {
         self.durable.as_deref().map_or(Ok(()), Durable::compact)
     }

@@ -208,7 +208,7 @@ const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
 
 /// The system's `net.core.somaxconn`: the kernel caps every listen backlog
 /// at it. `None` when it cannot be read (no `/proc`).
-pub fn somaxconn() -> Option<u32> {
+pub(crate) fn somaxconn() -> Option<u32> {
     std::fs::read_to_string(SOMAXCONN_PATH)
         .ok()?
         .trim()
@@ -220,7 +220,7 @@ pub fn somaxconn() -> Option<u32> {
 /// queues for `listener` before it is accepted from (std listens with 128).
 /// Linux applies a second `listen(2)` on a listening socket as a new
 /// backlog; it caps the value at `net.core.somaxconn`.
-pub fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
     // whole call and so stays open; listen(2) takes no pointers.
@@ -254,7 +254,7 @@ extern "C" {
 /// `RLIM_INFINITY`, no limit (which Linux never grants for this one: it
 /// caps the hard limit at `fs.nr_open`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenFilesLimit {
+pub(crate) struct OpenFilesLimit {
     /// The limit in effect: descriptors are numbered below it, and opening
     /// one more fails with `EMFILE`.
     pub soft: u64,
@@ -264,7 +264,7 @@ pub struct OpenFilesLimit {
 
 impl OpenFilesLimit {
     /// Reads the limit with `getrlimit(2)`.
-    pub fn current() -> io::Result<OpenFilesLimit> {
+    pub(crate) fn current() -> io::Result<OpenFilesLimit> {
         let mut limit = Rlimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
         // the call writes within it and keeps no pointer.
@@ -281,7 +281,7 @@ impl OpenFilesLimit {
     /// the soft default (often 1024) exists for programs that use
     /// `select(2)`, and a server of one descriptor per connection needs more.
     /// Returns the limit now in effect.
-    pub fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
+    pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
         if self.soft == self.hard {
             return Ok(self);
         }
@@ -344,10 +344,10 @@ pub struct Keepalive {
 
 /// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
 /// `TCP_KEEPCNT` (seconds, seconds, probes).
-pub const MAX_KEEPALIVE_VALUE: u32 = 32_767;
+pub(crate) const MAX_KEEPALIVE_VALUE: u32 = 32_767;
 
 /// Turns keepalive on for `stream` with `timing`.
-pub fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
+pub(crate) fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
     let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     set_int_option(stream, SOL_SOCKET, SO_KEEPALIVE, 1)?;
     set_int_option(stream, IPPROTO_TCP, TCP_KEEPIDLE, seconds(timing.idle))?;
@@ -355,9 +355,12 @@ pub fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()
     set_int_option(stream, IPPROTO_TCP, TCP_KEEPCNT, timing.probes)
 }
 
+/// `socklen_t` of an `int` option: 4 bytes on every Linux this builds for.
+const INT_OPTION_LEN: u32 = 4;
+
 fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> io::Result<()> {
     let value = c_int::try_from(value).unwrap_or(c_int::MAX);
-    let length = std::mem::size_of::<c_int>() as u32;
+    let length = INT_OPTION_LEN;
     // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
     // kernel reads `length` bytes from `value`, a live `int` of that size.
     let status = unsafe {
@@ -380,7 +383,7 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
 #[cfg(test)]
 fn int_option(stream: &TcpStream, level: c_int, name: c_int) -> io::Result<c_int> {
     let mut value: c_int = 0;
-    let mut length = std::mem::size_of::<c_int>() as u32;
+    let mut length = INT_OPTION_LEN;
     // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
     // kernel writes at most `length` bytes into `value`, a live `int` of
     // that size, and the new length into `length`.
@@ -475,7 +478,7 @@ mod tests {
 // tests stay apart from the rest of the file.
 // ---------------------------------------------------------------------------
 
-pub use readiness::{poll, PollFd, POLLIN, POLLOUT};
+pub(crate) use readiness::{poll, PollFd, POLLIN, POLLOUT};
 
 mod readiness {
     use std::io;
@@ -484,14 +487,14 @@ mod readiness {
     use std::time::Duration;
 
     /// Readable, or (on a listener) a connection is waiting to be accepted.
-    pub const POLLIN: c_short = 0x001;
+    pub(crate) const POLLIN: c_short = 0x001;
     /// Writable without blocking.
-    pub const POLLOUT: c_short = 0x004;
+    pub(crate) const POLLOUT: c_short = 0x004;
 
     /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
     #[repr(C)]
     #[derive(Clone, Copy, Debug)]
-    pub struct PollFd {
+    pub(crate) struct PollFd {
         fd: c_int,
         events: c_short,
         revents: c_short,
@@ -499,7 +502,7 @@ mod readiness {
 
     impl PollFd {
         /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
-        pub fn new(fd: RawFd, events: c_short) -> PollFd {
+        pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
             PollFd {
                 fd,
                 events,
@@ -509,7 +512,7 @@ mod readiness {
 
         /// An entry the kernel skips (its descriptor is negative): it keeps
         /// its place in the set without being watched.
-        pub fn ignored() -> PollFd {
+        pub(crate) fn ignored() -> PollFd {
             PollFd::new(-1, 0)
         }
 
@@ -517,7 +520,7 @@ mod readiness {
         /// requested events, or an error, hang-up or closed descriptor,
         /// which are reported whether asked for or not: any nonzero value
         /// means the descriptor wants attention.
-        pub fn revents(&self) -> c_short {
+        pub(crate) fn revents(&self) -> c_short {
             self.revents
         }
     }
@@ -531,7 +534,7 @@ mod readiness {
     /// no limit), and returns how many entries have events. The timeout is
     /// rounded up to whole milliseconds, so the wait never ends early. A
     /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
-    pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
         let timeout_ms = match timeout {
             None => -1,
             Some(timeout) => {

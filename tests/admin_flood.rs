@@ -5,7 +5,7 @@
 mod common;
 
 use common::{http, ServerProcess, StalledHeads, BINARY};
-use package_indexer::admin::{AdminServer, AdminState};
+use package_indexer::{AdminServer, AdminState};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;

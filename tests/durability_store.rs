@@ -5,9 +5,9 @@
 mod common;
 
 use common::{data_files, TempDir};
-use package_indexer::durability::{self, Event, Fsync, Loaded, RecoveryError};
-use package_indexer::protocol::parse_line;
-use package_indexer::store::Store;
+use package_indexer::parse_line;
+use package_indexer::Store;
+use package_indexer::{DurabilityEvent, DurableOptions, Fsync, Loaded, RecoveryError};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -21,7 +21,7 @@ type State = BTreeMap<String, Vec<String>>;
 
 /// Opens `dir`; the compactor never starts a compaction on its own.
 fn open(dir: &Path) -> Result<(Store, Loaded), RecoveryError> {
-    let options = durability::Options {
+    let options = DurableOptions {
         fsync: Fsync::Never,
         compact_at_least: u64::MAX,
     };
@@ -145,7 +145,8 @@ fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_sile
                                 .to_string_lossy()
                                 .into_owned()];
                             let saved = fs::read(&torn.saved_to).unwrap();
-                            assert_eq!(saved, original[torn.offset as usize..], "{what}");
+                            let offset = usize::try_from(torn.offset).unwrap();
+                            assert_eq!(saved, original[offset..], "{what}");
                         }
                         // Only a cut exactly at a record boundary can drop
                         // records unseen: nothing in the file is left to say
@@ -187,18 +188,18 @@ struct Heard {
 }
 
 impl Heard {
-    fn hear(&self, event: Event<'_>) {
+    fn hear(&self, event: DurabilityEvent<'_>) {
         match event {
-            Event::Failed(error) | Event::CompactionFailed(error) => {
+            DurabilityEvent::Failed(error) | DurabilityEvent::CompactionFailed(error) => {
                 self.errors.lock().unwrap().push(error.to_string())
             }
-            Event::Compacted { .. } => {
+            DurabilityEvent::Compacted { .. } => {
                 self.compactions.fetch_add(1, Ordering::SeqCst);
                 if self.closing.load(Ordering::SeqCst) {
                     self.finished_while_closing.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            Event::Synced(_) => {}
+            DurabilityEvent::Synced(_) => {}
         }
     }
 }
@@ -211,12 +212,12 @@ fn a_stop_during_a_compaction_waits_for_it_reports_no_error_and_keeps_everything
     for attempt in 1..=20 {
         let dir = TempDir::new("stop-compacting");
         let heard = Arc::new(Heard::default());
-        let options = durability::Options {
+        let options = DurableOptions {
             fsync: Fsync::Always,
             compact_at_least: 1,
         };
         let listener = Arc::clone(&heard);
-        let observe = Arc::new(move |event: Event<'_>| listener.hear(event));
+        let observe = Arc::new(move |event: DurabilityEvent<'_>| listener.hear(event));
         let (store, _) = Store::open(dir.path(), options, observe).unwrap();
         let writers: Vec<_> = (0..4)
             .map(|w| {

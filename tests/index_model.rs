@@ -2,9 +2,9 @@
 //! deliberately naive reference; answers and invariants must agree after
 //! every step.
 
-use package_indexer::index::{Indexer, Outcome};
-use package_indexer::name::PackageName;
-use package_indexer::protocol::Response;
+use package_indexer::PackageName;
+use package_indexer::Response;
+use package_indexer::{Indexer, Outcome};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 

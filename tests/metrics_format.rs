@@ -5,9 +5,9 @@
 
 mod common;
 
-use package_indexer::admin::{AdminServer, AdminState};
-use package_indexer::metrics::{IndexGauges, Metrics, RejectReason};
-use package_indexer::protocol::{Command, Response};
+use package_indexer::{AdminServer, AdminState};
+use package_indexer::{Command, Response};
+use package_indexer::{IndexGauges, Metrics, RejectReason};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::AtomicBool;

@@ -1,7 +1,7 @@
 //! Property tests of the wire protocol: the parser is total, and every
 //! valid request survives encode -> parse unchanged.
 
-use package_indexer::protocol::{parse_line, Command};
+use package_indexer::{parse_line, Command};
 use proptest::prelude::*;
 
 const NAME_BYTES: &[u8] = b"ABCXYZabcxyz0189._+-@/";

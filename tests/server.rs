@@ -5,9 +5,9 @@ mod common;
 
 use common::Client;
 
-use package_indexer::metrics::Metrics;
-use package_indexer::server::{Limits, Running, Server};
-use package_indexer::store::Store;
+use package_indexer::Metrics;
+use package_indexer::Store;
+use package_indexer::{ConnectionLimits, Running, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn limits() -> Limits {
-    Limits {
+fn limits() -> ConnectionLimits {
+    ConnectionLimits {
         max_connections: 100,
         max_line_bytes: 65_536,
         idle_timeout: Duration::from_secs(30),
@@ -26,7 +26,7 @@ fn limits() -> Limits {
     }
 }
 
-fn start(limits: Limits) -> Running {
+fn start(limits: ConnectionLimits) -> Running {
     Server::bind(
         "127.0.0.1:0",
         limits,
@@ -100,7 +100,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn oversized_lines_get_one_error_and_are_skipped() {
-    let server = start(Limits {
+    let server = start(ConnectionLimits {
         max_line_bytes: 64,
         ..limits()
     });
@@ -133,7 +133,7 @@ fn a_line_cut_by_close_is_not_executed() {
 
 #[test]
 fn connections_over_the_limit_are_closed_at_once() {
-    let server = start(Limits {
+    let server = start(ConnectionLimits {
         max_connections: 2,
         ..limits()
     });
@@ -153,7 +153,7 @@ fn connections_over_the_limit_are_closed_at_once() {
 
 #[test]
 fn idle_and_trickling_connections_are_closed() {
-    let server = start(Limits {
+    let server = start(ConnectionLimits {
         idle_timeout: Duration::from_millis(300),
         ..limits()
     });
@@ -175,7 +175,7 @@ fn idle_and_trickling_connections_are_closed() {
 
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_others_are_served() {
-    let server = start(Limits {
+    let server = start(ConnectionLimits {
         write_timeout: Duration::from_millis(300),
         ..limits()
     });

@@ -21,18 +21,18 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::wal::Wal;
-use super::{Event, Observer};
+use super::{DurabilityEvent, Observer};
 use crate::index::{Indexer, SharedIndex};
 
 /// How often the files are checked while nothing else wakes the thread.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a failed compaction waits before the next attempt: the log
 /// keeps every change meanwhile, so only disk use grows.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// How the writer and the owner reach the compactor thread.
 #[derive(Default)]
-pub struct CompactionSignal {
+pub(crate) struct CompactionSignal {
     /// Set by the writer, cleared by the compactor when it starts; checked
     /// without the lock so a writer over the threshold pays one load.
     wanted: AtomicBool,
@@ -57,7 +57,7 @@ enum Wake {
 
 impl CompactionSignal {
     /// Asks for a compaction; cheap when one is already asked for.
-    pub fn request(&self) {
+    pub(crate) fn request(&self) {
         if self.wanted.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -105,7 +105,7 @@ impl CompactionSignal {
 
 /// What a compaction works on, shared by the compactor thread and whoever
 /// asks for one directly; one compaction runs at a time.
-pub struct Compaction {
+pub(super) struct Compaction {
     wal: Arc<Wal>,
     index: SharedIndex,
     observe: Arc<Observer>,
@@ -114,7 +114,7 @@ pub struct Compaction {
 }
 
 impl Compaction {
-    pub fn new(wal: Arc<Wal>, index: SharedIndex, observe: Arc<Observer>) -> Compaction {
+    pub(super) fn new(wal: Arc<Wal>, index: SharedIndex, observe: Arc<Observer>) -> Compaction {
         Compaction {
             wal,
             index,
@@ -125,14 +125,14 @@ impl Compaction {
 
     /// Waits for a compaction in progress, then refuses any later one: the
     /// log is about to be closed.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         *self.closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// Rotates the log, copies the index and writes the snapshot; reports
-    /// [`Event::Compacted`] or [`Event::CompactionFailed`] and returns the
+    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`] and returns the
     /// same outcome.
-    pub fn run(&self) -> io::Result<()> {
+    pub(super) fn run(&self) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));
@@ -144,13 +144,13 @@ impl Compaction {
             Ok((snapshot_bytes, copy.packages()))
         });
         match &compacted {
-            Ok((snapshot_bytes, packages)) => (self.observe)(Event::Compacted {
+            Ok((snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
                 took: started.elapsed(),
                 log_bytes,
                 snapshot_bytes: *snapshot_bytes,
                 packages: *packages,
             }),
-            Err(error) => (self.observe)(Event::CompactionFailed(error)),
+            Err(error) => (self.observe)(DurabilityEvent::CompactionFailed(error)),
         }
         compacted.map(drop)
     }
@@ -169,14 +169,14 @@ impl Compaction {
 }
 
 /// The running compactor thread.
-pub struct Compactor {
+pub(super) struct Compactor {
     signal: Arc<CompactionSignal>,
     thread: JoinHandle<()>,
 }
 
 impl Compactor {
     /// Starts the thread.
-    pub fn start(
+    pub(super) fn start(
         compaction: Arc<Compaction>,
         signal: Arc<CompactionSignal>,
     ) -> io::Result<Compactor> {
@@ -189,7 +189,7 @@ impl Compactor {
 
     /// Tells the thread to stop, lets a compaction in progress finish, and
     /// joins it.
-    pub fn stop(self) {
+    pub(super) fn stop(self) {
         self.signal.stop();
         // A panic on that thread has already been reported by the panic
         // hook; there is nothing left to stop.

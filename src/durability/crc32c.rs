@@ -11,6 +11,9 @@ const POLYNOMIAL: u32 = 0x82F6_3B78;
 /// contribution of byte `b` followed by `k` zero bytes.
 static TABLES: [[u32; 256]; 8] = build_tables();
 
+// `byte` is below 256, so `byte as u32` keeps it whole (`u32::from` is not
+// available in a const fn).
+#[allow(clippy::cast_possible_truncation)]
 const fn build_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];
     let mut byte = 0;
@@ -42,7 +45,7 @@ const fn build_tables() -> [[u32; 256]; 8] {
 }
 
 /// The CRC-32C of `data`.
-pub fn checksum(data: &[u8]) -> u32 {
+pub(super) fn checksum(data: &[u8]) -> u32 {
     let t = &TABLES;
     let mut crc = !0u32;
     let mut blocks = data.chunks_exact(8);

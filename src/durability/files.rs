@@ -10,7 +10,7 @@ use super::Generation;
 
 /// The two kinds of data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(super) enum Kind {
     Log,
     Snapshot,
 }
@@ -32,21 +32,21 @@ const LOCK_FILE: &str = "LOCK";
 
 /// A data file found in the directory.
 #[derive(Debug)]
-pub struct DataFile {
+pub(super) struct DataFile {
     pub generation: Generation,
     pub path: PathBuf,
 }
 
 /// What a directory holds, sorted by generation.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(super) struct Listing {
     pub logs: Vec<DataFile>,
     pub snapshots: Vec<DataFile>,
     /// Leftovers of writes interrupted before their rename.
     pub temporaries: Vec<PathBuf>,
 }
 
-pub fn path(dir: &Path, kind: Kind, generation: Generation) -> PathBuf {
+pub(super) fn path(dir: &Path, kind: Kind, generation: Generation) -> PathBuf {
     dir.join(format!("{}{}{SUFFIX}", kind.prefix(), generation.value()))
 }
 
@@ -62,7 +62,7 @@ fn parse(name: &str) -> Option<(Kind, Generation)> {
 
 /// Lists the data files of `dir`; other names (`lost+found` on a volume,
 /// the lock file) are left alone.
-pub fn list(dir: &Path) -> io::Result<Listing> {
+pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     let mut listing = Listing::default();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -101,7 +101,7 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
 /// before format 2 lock, so old and new servers keep out of each other's
 /// way too.
 #[derive(Debug)]
-pub struct DirLock {
+pub(super) struct DirLock {
     _dir: File,
     _lock_file: File,
     /// The directory locked, to notice it being deleted or replaced.
@@ -110,13 +110,13 @@ pub struct DirLock {
 
 /// A file's identity: its device and inode, the same whatever its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileId {
+pub(super) struct FileId {
     device: u64,
     inode: u64,
 }
 
 impl FileId {
-    pub fn of(file: &File) -> io::Result<FileId> {
+    pub(super) fn of(file: &File) -> io::Result<FileId> {
         Ok(FileId::from(file.metadata()?))
     }
 
@@ -136,7 +136,7 @@ impl From<fs::Metadata> for FileId {
 
 /// Fails unless `path` still names the file `expected`: a deleted or
 /// replaced file is an error that says which.
-pub fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
+pub(super) fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
     match FileId::at(path) {
         Ok(found) if found == expected => Ok(()),
         Ok(_) => Err(io::Error::other(format!(
@@ -153,7 +153,7 @@ pub fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
 
 /// Why a directory could not be locked.
 #[derive(Debug)]
-pub enum LockError {
+pub(super) enum LockError {
     /// Another process holds it.
     Held {
         path: PathBuf,
@@ -166,7 +166,7 @@ pub enum LockError {
 
 impl DirLock {
     /// Takes the lock without waiting.
-    pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+    pub(super) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
         let held = |path: &Path| {
             let path = path.to_owned();
             move |error| match error {
@@ -197,7 +197,7 @@ impl DirLock {
     }
 
     /// Fails when `dir` no longer names the directory that was locked.
-    pub fn check_in_place(&self, dir: &Path) -> io::Result<()> {
+    pub(super) fn check_in_place(&self, dir: &Path) -> io::Result<()> {
         check_same(dir, self.dir_id)
     }
 }
@@ -206,7 +206,7 @@ impl DirLock {
 /// directory entry is the caller's to sync), and returns where. An existing
 /// file of that name with other contents is kept: the new one gets `.1`,
 /// `.2`, ... appended instead. Evidence is never overwritten.
-pub fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
     let mut base = path.as_os_str().to_owned();
     base.push(".");
     base.push(suffix);
@@ -239,7 +239,7 @@ pub fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBu
 }
 
 /// Makes renames and removals in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -247,7 +247,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// under a temporary name, then it is synced, renamed into place and the
 /// directory synced. Returns the file, open for writing at its end, and its
 /// length.
-pub fn install(
+pub(super) fn install(
     dir: &Path,
     kind: Kind,
     generation: Generation,
@@ -282,7 +282,7 @@ pub fn install(
 /// temporaries when `with_temporaries` (only safe when no snapshot is being
 /// written). Stale files are ignored by recovery, so a failure here costs
 /// disk space, not correctness.
-pub fn remove_older_than(
+pub(super) fn remove_older_than(
     dir: &Path,
     generation: Generation,
     with_temporaries: bool,

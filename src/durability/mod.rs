@@ -18,7 +18,7 @@
 //! 2. The store calls [`Durable::append`] under the index write lock and
 //!    [`Durable::wait_durable`] after releasing it, before answering `OK`.
 //!    A wait that fails means the disk failed: that answer is never sent,
-//!    and the failure reaches the owner's observer once ([`Event::Failed`]).
+//!    and the failure reaches the owner's observer once ([`DurabilityEvent::Failed`]).
 //! 3. When a batch leaves the log larger than its snapshot, the writer
 //!    signals the compactor, which rotates the log and copies the index
 //!    under the read lock, then writes the snapshot; older files are
@@ -47,15 +47,16 @@ use std::time::Duration;
 use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
-pub use self::wal::{NextWalFile, Wal, WalStats};
-pub use record::{Change, LoggedChange, OwnedChange};
-pub use recovery::{recover, LoadStats, Recovered, RecoveryError, TornTail};
-pub use snapshot::{should_compact, MIN_COMPACTION_LOG_BYTES};
+pub(crate) use self::wal::{LogStats, Wal};
+pub(crate) use record::{Change, LoggedChange};
+pub(crate) use recovery::recover;
+pub use recovery::{LoadStats, RecoveryError, TornTail};
+pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.
 #[derive(Debug)]
-pub enum Event<'a> {
+pub enum DurabilityEvent<'a> {
     /// A batch was synced; the time `fdatasync` took.
     Synced(Duration),
     /// A write, a sync or a check of the files failed: nothing more will be
@@ -74,21 +75,21 @@ pub enum Event<'a> {
     CompactionFailed(&'a io::Error),
 }
 
-/// Hears every [`Event`].
-pub type Observer = dyn Fn(Event<'_>) + Send + Sync;
+/// Hears every [`DurabilityEvent`].
+pub(crate) type Observer = dyn Fn(DurabilityEvent<'_>) + Send + Sync;
 
 /// How a data directory is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
+pub struct DurableOptions {
     pub fsync: Fsync,
     /// A log smaller than this is never compacted.
     pub compact_at_least: u64,
 }
 
-impl Options {
+impl DurableOptions {
     /// The server's settings for `fsync`.
-    pub fn new(fsync: Fsync) -> Options {
-        Options {
+    pub fn new(fsync: Fsync) -> DurableOptions {
+        DurableOptions {
             fsync,
             compact_at_least: MIN_COMPACTION_LOG_BYTES,
         }
@@ -97,14 +98,14 @@ impl Options {
 
 /// The durable side of a store: its write-ahead log and the compactor
 /// thread, opened, run and closed together.
-pub struct Durable {
+pub(crate) struct Durable {
     wal: Arc<Wal>,
     compaction: Arc<Compaction>,
     /// Taken (stopped and joined) by [`Durable::close`].
     compactor: Mutex<Option<Compactor>>,
 }
 
-/// What [`Durable::open`] found.
+/// What opening a data directory found.
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub stats: LoadStats,
@@ -116,9 +117,9 @@ impl Durable {
     /// Rebuilds the index kept in `dir` (created if missing) and opens the
     /// directory for writing: the returned index is the one to serve, and
     /// the compactor already watches it.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
-        options: Options,
+        options: DurableOptions,
         observe: Arc<Observer>,
     ) -> Result<(SharedIndex, Durable, Loaded), RecoveryError> {
         let mut indexer = Indexer::new();
@@ -153,29 +154,29 @@ impl Durable {
 
     /// Logs `change`; call it under the index write lock, right after
     /// making the change, and wait after releasing the lock.
-    pub fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
+    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
         self.wal.append(change)
     }
 
     /// The position of the newest change: what a reader must wait for to
     /// reveal only durable changes.
-    pub fn last_appended(&self) -> Seq {
+    pub(crate) fn last_appended(&self) -> Seq {
         self.wal.last_appended()
     }
 
     /// Blocks until `seq` is durable, or returns the failure.
-    pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
+    pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
         self.wal.wait_durable(seq)
     }
 
-    /// Bytes in the log file receiving appends.
-    pub fn log_bytes(&self) -> u64 {
-        self.wal.log_bytes()
+    /// The log's counters, for metrics.
+    pub(crate) fn stats(&self) -> LogStats {
+        self.wal.stats()
     }
 
     /// Compacts now, on the calling thread, as the compactor does when the
     /// log outgrows its snapshot (waiting for one in progress first).
-    pub fn compact(&self) -> io::Result<()> {
+    pub(crate) fn compact(&self) -> io::Result<()> {
         self.compaction.run()
     }
 
@@ -183,7 +184,7 @@ impl Durable {
     /// progress (later ones are refused), then writes and syncs everything
     /// appended; later appends and waits fail. Returns the error that failed
     /// the log, if any.
-    pub fn close(&self) -> io::Result<()> {
+    pub(crate) fn close(&self) -> io::Result<()> {
         let compactor = self
             .compactor
             .lock()
@@ -223,13 +224,13 @@ fn replay(index: &mut Indexer, change: LoggedChange<'_>) -> Result<(), String> {
 
 /// Numbers the log/snapshot files; a rotation starts the next one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Generation(u64);
+pub(crate) struct Generation(u64);
 
 impl Generation {
     /// The first generation of a fresh directory.
-    pub const FIRST: Generation = Generation(1);
+    pub(crate) const FIRST: Generation = Generation(1);
 
-    pub fn value(self) -> u64 {
+    pub(crate) fn value(self) -> u64 {
         self.0
     }
 
@@ -247,18 +248,7 @@ impl fmt::Display for Generation {
 /// Position of a change in the log since it was opened: the n-th append
 /// returns `Seq(n)`; `Seq(0)` is "nothing".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seq(u64);
-
-impl Seq {
-    /// The sequence number `value`, for callers that keep one in an atomic.
-    pub const fn new(value: u64) -> Seq {
-        Seq(value)
-    }
-
-    pub fn value(self) -> u64 {
-        self.0
-    }
-}
+pub(crate) struct Seq(u64);
 
 /// When an appended change counts as durable (`--fsync`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -25,21 +25,21 @@ use super::crc32c;
 use crate::name::{Dependencies, PackageName};
 
 /// Bytes in a file header: magic then version.
-pub const HEADER_LEN: usize = 12;
+pub(super) const HEADER_LEN: usize = 12;
 /// Bytes before a record's payload: length then checksum.
-pub const RECORD_HEADER_LEN: usize = 8;
+pub(super) const RECORD_HEADER_LEN: usize = 8;
 /// The format version this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub(super) const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build reads.
-pub const OLDEST_READABLE_VERSION: u32 = 1;
+pub(super) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Magic at the start of a write-ahead log file.
-pub const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
+pub(super) const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
 /// Magic at the start of a snapshot file.
-pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PKIXSNP\n";
+pub(super) const SNAPSHOT_MAGIC: [u8; 8] = *b"PKIXSNP\n";
 /// Larger payloads are refused when encoding and taken as damage when
 /// reading: far above any line the protocol accepts, far below anything that
 /// could exhaust memory by accident.
-pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
+pub(super) const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 
 const KIND_INDEX: u8 = 1;
 const KIND_REMOVE: u8 = 2;
@@ -49,7 +49,7 @@ const KIND_SEAL: u8 = 4;
 /// One state change of the index as the store logs it, borrowed from the
 /// request that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change<'a> {
+pub(crate) enum Change<'a> {
     /// The package is added or its dependency list replaced.
     Index {
         package: PackageName<'a>,
@@ -61,7 +61,7 @@ pub enum Change<'a> {
 
 /// One state change read back from a file, as recovery replays it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoggedChange<'a> {
+pub(crate) enum LoggedChange<'a> {
     /// The package is added or its dependency list replaced.
     Index {
         package: PackageName<'a>,
@@ -71,38 +71,9 @@ pub enum LoggedChange<'a> {
     Remove { package: PackageName<'a> },
 }
 
-/// A [`Change`] that owns its names, for callers that keep changes around.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum OwnedChange {
-    Index {
-        package: String,
-        dependencies: Vec<String>,
-    },
-    Remove {
-        package: String,
-    },
-}
-
-impl From<LoggedChange<'_>> for OwnedChange {
-    fn from(change: LoggedChange<'_>) -> Self {
-        match change {
-            LoggedChange::Index {
-                package,
-                dependencies,
-            } => OwnedChange::Index {
-                package: package.to_string(),
-                dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
-            },
-            LoggedChange::Remove { package } => OwnedChange::Remove {
-                package: package.to_string(),
-            },
-        }
-    }
-}
-
 /// A decoded record payload.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Record<'a> {
+pub(super) enum Record<'a> {
     Change(LoggedChange<'a>),
     SnapshotEnd {
         records: u64,
@@ -114,7 +85,7 @@ pub enum Record<'a> {
 }
 
 /// The header that starts every file of the given type.
-pub fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
+pub(super) fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(&magic);
     header[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -124,7 +95,7 @@ pub fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
 /// Checks that `data` starts with a header of the expected type and a
 /// version this build understands, and returns that version; the error says
 /// what is wrong.
-pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
+pub(super) fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
     if data.len() < HEADER_LEN {
         return Err(format!(
             "file header cut short ({} of {HEADER_LEN} bytes)",
@@ -149,7 +120,7 @@ pub fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
 }
 
 /// Appends the record for `change` to `out`; see [`encode_index`].
-pub fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
+pub(super) fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
     match *change {
         Change::Index {
             package,
@@ -168,7 +139,7 @@ pub fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
 
 /// Appends an `INDEX` record to `out`. Names must be 1..=255 bytes; on any
 /// error `out` is left as it was.
-pub fn encode_index<'d>(
+pub(super) fn encode_index<'d>(
     out: &mut Vec<u8>,
     package: &str,
     dependencies: impl IntoIterator<Item = &'d str>,
@@ -193,7 +164,7 @@ pub fn encode_index<'d>(
 }
 
 /// Appends the record that closes a snapshot of `records` packages.
-pub fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
+pub(super) fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
     encode_record(out, |out| {
         out.push(KIND_SNAPSHOT_END);
         out.extend_from_slice(&records.to_le_bytes());
@@ -202,7 +173,7 @@ pub fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
 }
 
 /// Appends the record that seals a log: generation `next` continues it.
-pub fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
+pub(super) fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
     encode_record(out, |out| {
         out.push(KIND_SEAL);
         out.extend_from_slice(&next.to_le_bytes());
@@ -252,7 +223,7 @@ fn invalid(reason: &str) -> io::Error {
 /// Decodes one payload (already checked against its CRC). Dependency names
 /// are collected into `dependencies`, a buffer the caller reuses between
 /// records so that decoding does not allocate per record.
-pub fn decode<'p: 'v, 'v>(
+pub(super) fn decode<'p: 'v, 'v>(
     payload: &'p [u8],
     dependencies: &'v mut Vec<PackageName<'p>>,
 ) -> Result<Record<'v>, String> {
@@ -328,7 +299,7 @@ impl<'a> PayloadReader<'a> {
 
 /// What [`next_frame`] found at a position in a file.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame<'a> {
+pub(super) enum Frame<'a> {
     /// A record whose checksum matches; the payload is not yet decoded.
     Record { payload: &'a [u8], next: usize },
     /// Clean end of the file.
@@ -340,7 +311,7 @@ pub enum Frame<'a> {
 }
 
 /// Reads the record frame starting at `at` in `data` (a whole file).
-pub fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
+pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
     let rest = &data[at.min(data.len())..];
     if rest.is_empty() {
         return Frame::End;
@@ -387,7 +358,7 @@ pub fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
 /// boundaries. The payload is decoded before its checksum is computed, so
 /// garbage is rejected after a few bytes and the search stays linear in
 /// practice.
-pub fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
     let mut dependencies = Vec::new();
     (from..data.len()).find(|&at| {
         let rest = &data[at..];
@@ -406,6 +377,7 @@ pub fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::durability::tests::OwnedChange;
     use proptest::prelude::*;
 
     fn name() -> impl Strategy<Value = String> {

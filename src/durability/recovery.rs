@@ -32,7 +32,7 @@ use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
 #[derive(Debug)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub(super) dir: PathBuf,
     /// Exclusive hold on the directory, kept for as long as the log is open.
     pub(super) lock: DirLock,
@@ -165,7 +165,7 @@ fn file_name(path: &Path) -> String {
 /// `apply` refuses a change (the index would not accept it, so the files
 /// are inconsistent), recovery stops with damage at that record.
 /// Takes an exclusive lock on the directory that the returned value keeps.
-pub fn recover(
+pub(crate) fn recover(
     dir: &Path,
     mut apply: impl FnMut(LoggedChange<'_>) -> Result<(), String>,
 ) -> Result<Recovered, RecoveryError> {
@@ -204,8 +204,8 @@ pub fn recover(
         .map(|log| (log.generation, log.path.clone()))
         .collect();
     let active_log = replayed.last().map(|log| {
-        let len = log.tear.as_ref().map_or(log.len, |tear| tear.offset as u64);
-        (log.generation, len)
+        let len = log.tear.as_ref().map_or(log.len, |tear| tear.offset);
+        (log.generation, len as u64)
     });
     stats.elapsed = started.elapsed();
     Ok(Recovered {
@@ -292,7 +292,7 @@ fn check_log_ends(dir: &Path, logs: &[ReplayedLog]) -> Result<(), RecoveryError>
             (None, Some(later)) if !log.sealed && log.version >= 2 => {
                 return Err(damaged(
                     &log.path,
-                    log.len as usize,
+                    log.len,
                     format!(
                         "the log ends without the seal a rotation writes, yet {} holds records after it",
                         file_name(&later.path)
@@ -384,7 +384,7 @@ struct ReplayedLog {
     generation: Generation,
     version: u32,
     /// The file's length.
-    len: u64,
+    len: usize,
     /// Changes replayed from it.
     records: u64,
     /// Whether it ends with a seal.
@@ -455,7 +455,7 @@ fn replay_log(
         path: path.clone(),
         generation: log.generation,
         version,
-        len: data.len() as u64,
+        len: data.len(),
         records,
         sealed,
         tear,

@@ -10,14 +10,14 @@ use super::Generation;
 /// Below this a log is never compacted (unless configured otherwise, as
 /// tests do): rewriting a tiny index on every few changes would cost more
 /// than the disk it saves.
-pub const MIN_COMPACTION_LOG_BYTES: u64 = 1 << 20;
+pub(crate) const MIN_COMPACTION_LOG_BYTES: u64 = 1 << 20;
 
 /// Whether a log of `log_bytes` has outgrown the snapshot of
 /// `snapshot_bytes` it follows, given the smallest log worth compacting.
 /// Compacting when the log reaches the size of the snapshot keeps the
 /// directory within about twice the size of the index (plus the minimum),
 /// whatever the number of commands ever sent.
-pub fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64) -> bool {
+pub(super) fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64) -> bool {
     log_bytes >= at_least.max(snapshot_bytes)
 }
 
@@ -27,7 +27,7 @@ const WRITE_CHUNK: usize = 1 << 20;
 /// Writes `packages` (dependencies before dependents, as recovery replays
 /// them in order) as `snapshot-<generation>`, durably, then deletes the logs
 /// and snapshots it supersedes. Returns the snapshot's size in bytes.
-pub fn write<'p, D>(
+pub(super) fn write<'p, D>(
     dir: &Path,
     generation: Generation,
     packages: impl IntoIterator<Item = (&'p str, D)>,

@@ -43,14 +43,14 @@ use super::files::{self, DirLock, FileId, Kind};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
-use super::{Event, Fsync, Generation, Observer, Options, Seq};
+use super::{DurabilityEvent, DurableOptions, Fsync, Generation, Observer, Seq};
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
 
 /// The open write-ahead log of a data directory. Share it with `Arc`.
-pub struct Wal {
+pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
     observe: Arc<Observer>,
@@ -87,7 +87,7 @@ struct ActiveLog {
 
 /// Counters of the log since it was opened, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WalStats {
+pub struct LogStats {
     /// Changes appended.
     pub appended: u64,
     /// Changes durable.
@@ -97,6 +97,8 @@ pub struct WalStats {
     /// `fdatasync` calls.
     pub syncs: u64,
     pub bytes_written: u64,
+    /// Bytes in the log file receiving appends.
+    pub log_bytes: u64,
 }
 
 struct Pending {
@@ -124,7 +126,7 @@ struct Writer {
 }
 
 /// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
-pub struct NextWalFile<'a> {
+pub(crate) struct NextWalFile<'a> {
     /// The log receiving appends now, locked until the switch.
     current: MutexGuard<'a, ActiveLog>,
     file: File,
@@ -173,9 +175,9 @@ impl Wal {
     /// newest snapshot made obsolete. `observe` hears, on whichever thread
     /// wrote, how long each sync took and, once, the error that failed the
     /// log; `compaction` is signalled when the log outgrows its snapshot.
-    pub fn open(
+    pub(crate) fn open(
         recovered: Recovered,
-        options: &Options,
+        options: &DurableOptions,
         observe: Arc<Observer>,
         compaction: Arc<CompactionSignal>,
     ) -> io::Result<Wal> {
@@ -235,7 +237,7 @@ impl Wal {
         dir_lock: DirLock,
         active: ActiveFile,
         snapshot_bytes: u64,
-        options: &Options,
+        options: &DurableOptions,
         observe: Arc<Observer>,
         compaction: Arc<CompactionSignal>,
     ) -> io::Result<Wal> {
@@ -280,7 +282,7 @@ impl Wal {
     /// holding the index write lock, right after making the change; wait for
     /// durability after releasing the lock. Fails for names outside 1..=255
     /// bytes, and once the log has failed or closed.
-    pub fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
+    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
         let mut pending = lock(&self.pending);
         self.check_alive()?;
         let before = pending.buffer.len();
@@ -302,14 +304,14 @@ impl Wal {
     /// The sequence number of the newest append: a reader that wants what
     /// it saw to be durable waits for this. Read under the index lock, it
     /// covers every change that lock has let through.
-    pub fn last_appended(&self) -> Seq {
+    pub(crate) fn last_appended(&self) -> Seq {
         Seq(self.appended.load(Ordering::Relaxed))
     }
 
     /// Blocks until the change numbered `seq` (and all before it) is
     /// durable as the [`Fsync`] mode defines it, or returns the error that
     /// failed the log. Writes the log itself when nobody else is writing.
-    pub fn wait_durable(&self, seq: Seq) -> io::Result<()> {
+    pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
         let mut progress = lock(&self.progress);
         loop {
             if progress.durable >= seq {
@@ -402,7 +404,7 @@ impl Wal {
         let took = written?;
         if let Some(took) = took {
             self.syncs.fetch_add(1, Ordering::Relaxed);
-            (self.observe)(Event::Synced(took));
+            (self.observe)(DurabilityEvent::Synced(took));
         }
         if self.compaction_due(log_bytes) {
             self.compaction.request();
@@ -418,7 +420,7 @@ impl Wal {
             message: error.to_string(),
         });
         if first {
-            (self.observe)(Event::Failed(error));
+            (self.observe)(DurabilityEvent::Failed(error));
         }
     }
 
@@ -438,7 +440,7 @@ impl Wal {
     /// Checks that the directory and the log file receiving appends are
     /// still the ones at their paths; a deleted or replaced one fails the
     /// log (and is reported) like a failed write.
-    pub fn check_files(&self) -> io::Result<()> {
+    pub(crate) fn check_files(&self) -> io::Result<()> {
         self.check_alive()?;
         let checked = self.lock.check_in_place(&self.dir).and_then(|()| {
             let active = lock(&self.active);
@@ -452,23 +454,24 @@ impl Wal {
     }
 
     /// Counters for metrics.
-    pub fn stats(&self) -> WalStats {
-        WalStats {
+    pub(crate) fn stats(&self) -> LogStats {
+        LogStats {
             appended: self.last_appended().0,
             durable: lock(&self.progress).durable.0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            log_bytes: self.log_bytes(),
         }
     }
 
     /// Bytes in the log file receiving appends.
-    pub fn log_bytes(&self) -> u64 {
+    pub(crate) fn log_bytes(&self) -> u64 {
         lock(&self.pending).log_bytes
     }
 
     /// Whether the log has outgrown the snapshot ([`snapshot::should_compact`]).
-    pub fn needs_compaction(&self) -> bool {
+    pub(crate) fn needs_compaction(&self) -> bool {
         self.compaction_due(self.log_bytes())
     }
 
@@ -485,7 +488,7 @@ impl Wal {
     /// lock.
     /// The returned value holds the rotation lock until it is used, so a
     /// second rotation cannot prepare the same file meanwhile.
-    pub fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
+    pub(crate) fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
         let current = lock(&self.active);
         self.check_alive()?;
         let (file, header_len) = create_log_file(&self.dir, current.generation.next())?;
@@ -502,7 +505,7 @@ impl Wal {
     /// then every change before them is in the older logs and every change
     /// after them in the new one. Returns once every record before the
     /// switch is written and synced.
-    pub fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
+    pub(crate) fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
         let NextWalFile {
             mut current,
             file,
@@ -527,17 +530,11 @@ impl Wal {
         Ok(next)
     }
 
-    /// [`Wal::prepare_rotation`] and [`Wal::rotate_to`] in one step, for
-    /// callers that hold no lock worth keeping short.
-    pub fn rotate(&self) -> io::Result<Generation> {
-        self.rotate_to(self.prepare_rotation()?)
-    }
-
-    /// Writes the snapshot for `generation` (from [`Wal::rotate`]) from
+    /// Writes the snapshot for `generation` (from [`Wal::rotate_to`]) from
     /// `packages`, dependencies before dependents, then deletes the files it
     /// supersedes. Readers and writers of the log carry on meanwhile.
     /// Returns the snapshot's size.
-    pub fn write_snapshot<'p, D>(
+    pub(crate) fn write_snapshot<'p, D>(
         &self,
         generation: Generation,
         packages: impl IntoIterator<Item = (&'p str, D)>,
@@ -553,7 +550,7 @@ impl Wal {
     /// Writes and syncs everything appended (whatever the [`Fsync`] mode);
     /// later appends and waits fail. Returns the error that failed the log,
     /// if any. Dropping the log does the same.
-    pub fn close(&self) -> io::Result<()> {
+    pub(crate) fn close(&self) -> io::Result<()> {
         match self.lead_when_free(None, true) {
             Ok(()) => {
                 self.fail(Failure::Closed);

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_package-indexer");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_package-indexer");
 
 /// A running server process, killed when dropped.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
@@ -23,7 +23,7 @@ pub struct ServerProcess {
 }
 
 /// Value of a ` key=value` token in a text log line (or `"key":"value"` in JSON).
-pub fn log_field(line: &str, key: &str) -> Option<String> {
+pub(crate) fn log_field(line: &str, key: &str) -> Option<String> {
     let text = format!(" {key}=");
     let json = format!("\"{key}\":\"");
     if let Some(at) = line.find(&text) {
@@ -38,7 +38,7 @@ pub fn log_field(line: &str, key: &str) -> Option<String> {
 impl ServerProcess {
     /// Starts the binary on ephemeral loopback ports (unless `args` sets
     /// them) and waits for its start line.
-    pub fn start(args: &[&str]) -> ServerProcess {
+    pub(crate) fn start(args: &[&str]) -> ServerProcess {
         Self::try_start(args).unwrap_or_else(|(status, logs)| {
             panic!("server did not start ({status:?}):\n{}", logs.join("\n"))
         })
@@ -46,13 +46,15 @@ impl ServerProcess {
 
     /// Like `start`, but returns the exit status and logs if it never
     /// reports listening.
-    pub fn try_start(args: &[&str]) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
+    pub(crate) fn try_start(
+        args: &[&str],
+    ) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
         Self::try_start_command(Command::new(BINARY), args)
     }
 
     /// Like `start`, with the open-files limit (soft and hard) set to
     /// `limit` by the shell that `exec`s the server, so it keeps its pid.
-    pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
+    pub(crate) fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
         let mut command = Command::new("sh");
         command.args(["-c", "ulimit -n \"$0\" && exec \"$@\""]);
         command.args([&limit.to_string(), BINARY]);
@@ -107,11 +109,11 @@ impl ServerProcess {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
@@ -120,7 +122,7 @@ impl ServerProcess {
     }
 
     /// Waits up to `timeout` for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -131,16 +133,16 @@ impl ServerProcess {
         None
     }
 
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
-    pub fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
 
     /// `GET`s an admin path: (status, body).
-    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+    pub(crate) fn http(&self, method: &str, path: &str) -> (u16, String) {
         http(self.admin_addr.expect("admin listener"), method, path)
     }
 }
@@ -153,7 +155,7 @@ impl Drop for ServerProcess {
 }
 
 /// One request, one answer: (status, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -184,7 +186,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 /// second: a client trying to keep every place an HTTP listener has, well
 /// within any head deadline. The pace stays below what fills a listen
 /// backlog, which would stall every client in the kernel alike.
-pub struct StalledHeads {
+pub(crate) struct StalledHeads {
     running: Arc<AtomicBool>,
     renewer: Option<thread::JoinHandle<usize>>,
 }
@@ -192,7 +194,7 @@ pub struct StalledHeads {
 impl StalledHeads {
     /// Opens `count` connections to `addr`, sends each part of a request
     /// head, and starts renewing them.
-    pub fn hold(addr: SocketAddr, count: usize) -> StalledHeads {
+    pub(crate) fn hold(addr: SocketAddr, count: usize) -> StalledHeads {
         let open = move || {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream.write_all(b"GET /healthz HTT").unwrap();
@@ -201,7 +203,7 @@ impl StalledHeads {
         let mut held: VecDeque<TcpStream> = (0..count).map(|_| open()).collect();
         let running = Arc::new(AtomicBool::new(true));
         let renewing = Arc::clone(&running);
-        let pause = Duration::from_secs(1) / count as u32;
+        let pause = Duration::from_secs(1) / u32::try_from(count).unwrap();
         let renewer = thread::spawn(move || {
             let mut renewed = 0;
             while renewing.load(Ordering::Relaxed) {
@@ -220,7 +222,7 @@ impl StalledHeads {
 
     /// Stops renewing, closes every connection and returns how many were
     /// renewed; panics if a renewal failed.
-    pub fn stop(mut self) -> usize {
+    pub(crate) fn stop(mut self) -> usize {
         self.running.store(false, Ordering::Relaxed);
         self.renewer.take().unwrap().join().unwrap()
     }
@@ -236,7 +238,7 @@ impl Drop for StalledHeads {
 }
 
 /// The soft limit on open files of this process, from `/proc/self/limits`.
-pub fn open_files_limit() -> u64 {
+pub(crate) fn open_files_limit() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
     let line = limits
         .lines()
@@ -261,17 +263,17 @@ fn collect_lines(
 }
 
 /// A line-protocol client.
-pub struct Client {
+pub(crate) struct Client {
     pub reader: BufReader<TcpStream>,
     pub writer: TcpStream,
 }
 
 impl Client {
-    pub fn connect(addr: SocketAddr) -> Client {
+    pub(crate) fn connect(addr: SocketAddr) -> Client {
         Client::from_stream(TcpStream::connect(addr).unwrap())
     }
 
-    pub fn from_stream(stream: TcpStream) -> Client {
+    pub(crate) fn from_stream(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -281,23 +283,23 @@ impl Client {
         }
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
     }
 
-    pub fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let mut line = String::new();
         self.reader.read_line(&mut line).unwrap();
         line
     }
 
-    pub fn ask(&mut self, request: &str) -> String {
+    pub(crate) fn ask(&mut self, request: &str) -> String {
         self.send(format!("{request}\n").as_bytes());
         self.line().trim_end().to_string()
     }
 
     /// Like `ask`, but `None` once the connection is gone (a killed server).
-    pub fn try_ask(&mut self, request: &str) -> Option<String> {
+    pub(crate) fn try_ask(&mut self, request: &str) -> Option<String> {
         self.writer
             .write_all(format!("{request}\n").as_bytes())
             .ok()?;
@@ -309,17 +311,17 @@ impl Client {
     }
 
     /// True once the peer has closed (end of stream or reset).
-    pub fn closed(&mut self) -> bool {
+    pub(crate) fn closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
     }
 }
 
 /// A fresh temporary directory under the target dir, removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
+pub(crate) struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path =
@@ -329,7 +331,7 @@ impl TempDir {
         TempDir(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -342,7 +344,7 @@ impl Drop for TempDir {
 
 /// Every file of a data directory but its lock, with its contents: what a
 /// refused start must leave byte for byte as it was.
-pub fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub(crate) fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap())
@@ -357,7 +359,7 @@ pub fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 /// Passes a metrics exposition through `promtool check metrics` when
 /// promtool is installed (Debian: `apt-get install prometheus`); says so
 /// and returns when it is not.
-pub fn promtool_check(body: &str) {
+pub(crate) fn promtool_check(body: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

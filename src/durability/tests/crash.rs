@@ -13,8 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::{index_change, recover_changes, wal_after, ScratchDir};
-use crate::durability::{Fsync, OwnedChange};
+use super::OwnedChange;
+use super::{index_change, recover_changes, rotate, wal_after, ScratchDir};
+use crate::durability::Fsync;
 
 const VICTIM_DIR: &str = "PACKAGE_INDEXER_TEST_VICTIM_DIR";
 const THREADS: usize = 8;
@@ -56,7 +57,7 @@ fn victim() {
         thread::sleep(std::time::Duration::from_millis(5));
         let (generation, packages) = {
             let index = index.lock().unwrap();
-            (log.rotate().unwrap(), index.clone())
+            (rotate(&log).unwrap(), index.clone())
         };
         let contents = packages
             .iter()

@@ -5,9 +5,9 @@ use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{index, recover_changes, with_change, ScratchDir};
+use super::{index, recover_changes, rotate, with_change, ScratchDir};
 use crate::durability::compactor::CompactionSignal;
-use crate::durability::{Event, Fsync, Options, Wal};
+use crate::durability::{DurabilityEvent, DurableOptions, Fsync, Wal};
 
 /// Opens the log of a fresh `dir`; returns it with the count of failures
 /// it reported.
@@ -15,14 +15,14 @@ fn open_counting_failures(dir: &std::path::Path, fsync: Fsync) -> (Wal, Arc<Atom
     let (_, recovered) = recover_changes(dir).unwrap();
     let failures = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&failures);
-    let observe = move |event: Event<'_>| {
-        if let Event::Failed(_) = event {
+    let observe = move |event: DurabilityEvent<'_>| {
+        if let DurabilityEvent::Failed(_) = event {
             counted.fetch_add(1, Ordering::SeqCst);
         }
     };
     let wal = Wal::open(
         recovered,
-        &Options::new(fsync),
+        &DurableOptions::new(fsync),
         Arc::new(observe),
         Arc::new(CompactionSignal::default()),
     )
@@ -46,7 +46,7 @@ fn a_deleted_log_fails_the_next_wait_every_later_call_and_is_reported_once() {
             "{fsync}: the error is sticky"
         );
         assert!(with_change(&index("c", &[]), |change| wal.append(change)).is_err());
-        assert!(wal.rotate().is_err());
+        assert!(rotate(&wal).is_err());
         assert!(wal.close().is_err());
         drop(wal);
         assert_eq!(failures.load(Ordering::SeqCst), 1, "{fsync}");

@@ -15,15 +15,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::compactor::CompactionSignal;
-use super::{recover, Change, Event, Fsync, Options, OwnedChange, Recovered, RecoveryError, Wal};
+use super::record::LoggedChange;
+use super::recovery::Recovered;
+use super::{
+    recover, Change, DurabilityEvent, DurableOptions, Fsync, Generation, RecoveryError, Wal,
+};
 use crate::name::{Dependencies, PackageName};
+use std::io;
 
 /// A fresh directory under the system temp dir, removed on drop (so also
 /// when a test panics).
-pub struct ScratchDir(PathBuf);
+pub(super) struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    pub fn new(label: &str) -> ScratchDir {
+    pub(super) fn new(label: &str) -> ScratchDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "package-indexer-{label}-{}-{}",
@@ -34,7 +39,7 @@ impl ScratchDir {
         ScratchDir(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -45,21 +50,21 @@ impl Drop for ScratchDir {
     }
 }
 
-pub fn index(package: &str, dependencies: &[&str]) -> OwnedChange {
+pub(super) fn index(package: &str, dependencies: &[&str]) -> OwnedChange {
     OwnedChange::Index {
         package: package.to_owned(),
         dependencies: dependencies.iter().map(|&d| d.to_owned()).collect(),
     }
 }
 
-pub fn remove(package: &str) -> OwnedChange {
+pub(super) fn remove(package: &str) -> OwnedChange {
     OwnedChange::Remove {
         package: package.to_owned(),
     }
 }
 
 /// Lends `change` as a borrowed [`Change`].
-pub fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) -> R {
+pub(super) fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) -> R {
     match change {
         OwnedChange::Index {
             package,
@@ -74,13 +79,47 @@ pub fn with_change<R>(change: &OwnedChange, f: impl FnOnce(&Change<'_>) -> R) ->
     }
 }
 
+/// A change that owns its names, as the tests write and read them back.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum OwnedChange {
+    Index {
+        package: String,
+        dependencies: Vec<String>,
+    },
+    Remove {
+        package: String,
+    },
+}
+
+impl From<LoggedChange<'_>> for OwnedChange {
+    fn from(change: LoggedChange<'_>) -> Self {
+        match change {
+            LoggedChange::Index {
+                package,
+                dependencies,
+            } => OwnedChange::Index {
+                package: package.to_string(),
+                dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+            },
+            LoggedChange::Remove { package } => OwnedChange::Remove {
+                package: package.to_string(),
+            },
+        }
+    }
+}
+
+/// Switches `wal` to its next log file, as a compaction's first half does.
+pub(super) fn rotate(wal: &Wal) -> io::Result<Generation> {
+    wal.rotate_to(wal.prepare_rotation()?)
+}
+
 /// Test names are valid: `text` as a name.
-pub fn name(text: &str) -> PackageName<'_> {
+pub(super) fn name(text: &str) -> PackageName<'_> {
     PackageName::new(text.as_bytes()).unwrap()
 }
 
 /// `INDEX` of `package` with a comma-separated dependency field.
-pub fn index_change<'a>(package: &'a str, dependencies: &'a str) -> Change<'a> {
+pub(super) fn index_change<'a>(package: &'a str, dependencies: &'a str) -> Change<'a> {
     Change::Index {
         package: name(package),
         dependencies: Dependencies::new(dependencies.as_bytes()).unwrap(),
@@ -89,21 +128,21 @@ pub fn index_change<'a>(package: &'a str, dependencies: &'a str) -> Change<'a> {
 
 /// Opens the log of `dir` on its own, without a compactor: the tests rotate
 /// and snapshot by hand. Any failure of the log fails the test.
-pub fn open_wal(dir: &Path, fsync: Fsync) -> Wal {
+pub(super) fn open_wal(dir: &Path, fsync: Fsync) -> Wal {
     let (_, recovered) = recover_changes(dir).unwrap();
     wal_after(recovered, fsync)
 }
 
 /// Opens the log that `recovered` was found in, like [`open_wal`].
-pub fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
-    let fail_on_error = |event: Event<'_>| {
-        if let Event::Failed(error) = event {
+pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
+    let fail_on_error = |event: DurabilityEvent<'_>| {
+        if let DurabilityEvent::Failed(error) = event {
             panic!("log failed: {error}")
         }
     };
     Wal::open(
         recovered,
-        &Options::new(fsync),
+        &DurableOptions::new(fsync),
         Arc::new(fail_on_error),
         Arc::new(CompactionSignal::default()),
     )
@@ -111,7 +150,7 @@ pub fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
 }
 
 /// Recovers `dir`, collecting the replayed changes.
-pub fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), RecoveryError> {
+pub(super) fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), RecoveryError> {
     let mut changes = Vec::new();
     let recovered = recover(dir, |change| {
         changes.push(OwnedChange::from(change));
@@ -121,7 +160,7 @@ pub fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), Reco
 }
 
 /// Every file of `dir` but the lock file, with its contents.
-pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap())
@@ -136,7 +175,7 @@ pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Total bytes of the files in `dir`.
-pub fn dir_bytes(dir: &Path) -> u64 {
+pub(super) fn dir_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().metadata().map(|m| m.len()).unwrap_or(0))

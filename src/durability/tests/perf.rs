@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use super::{dir_bytes, index_change, name, open_wal as open, ScratchDir};
+use super::{dir_bytes, index_change, name, open_wal as open, rotate, ScratchDir};
 use crate::durability::{recover, Change, Fsync, LoggedChange};
 
 #[test]
@@ -79,7 +79,7 @@ fn recovery_of_a_million_packages() {
     {
         let log = open(snapshot_dir.path(), Fsync::Never);
         let started = Instant::now();
-        let generation = log.rotate().unwrap();
+        let generation = rotate(&log).unwrap();
         let bytes = log
             .write_snapshot(
                 generation,

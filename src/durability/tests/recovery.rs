@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::OwnedChange;
 use super::{
-    contents, dir_bytes, index, open_wal as open, recover_changes, remove, wal_after, with_change,
-    ScratchDir,
+    contents, dir_bytes, index, open_wal as open, recover_changes, remove, rotate, wal_after,
+    with_change, ScratchDir,
 };
-use crate::durability::{recover, Fsync, OwnedChange, RecoveryError, Wal};
+use crate::durability::{recover, Fsync, RecoveryError, Wal};
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -37,11 +38,16 @@ fn append(log: &Wal, change: &OwnedChange) {
 
 /// Rotates and snapshots `state` the way the server's compaction does.
 fn compact(log: &Wal, state: &FakeIndex) {
-    let generation = log.rotate().unwrap();
+    let generation = rotate(log).unwrap();
     let packages = state
         .iter()
         .map(|(package, dependencies)| (package.as_str(), dependencies.iter().map(String::as_str)));
     log.write_snapshot(generation, packages).unwrap();
+}
+
+/// A file offset as an index into the file's bytes.
+fn at(offset: u64) -> usize {
+    usize::try_from(offset).unwrap()
 }
 
 /// Changes of every shape: no dependencies, several, longest names.
@@ -144,7 +150,7 @@ fn damage_in_the_middle_refuses_naming_file_and_offset_and_changes_nothing() {
         let path = dir.join("log-1.pi");
         let mut bytes = fs::read(&path).unwrap();
         let damaged_record = boundaries[2];
-        bytes[(damaged_record + byte_in_record) as usize] ^= 0x40;
+        bytes[at(damaged_record + byte_in_record)] ^= 0x40;
         // A torn tail too: it must not be cut while the start is refused.
         bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
         fs::write(&path, &bytes).unwrap();
@@ -240,7 +246,7 @@ fn tear_first_log(dir: &Path) -> (PathBuf, u64) {
     let old = dir.join("log-1.pi");
     let len = fs::metadata(&old).unwrap().len();
     let bytes = fs::read(&old).unwrap();
-    fs::write(&old, &bytes[..(len - 5) as usize]).unwrap();
+    fs::write(&old, &bytes[..at(len - 5)]).unwrap();
     (old, len - SEAL_RECORD_BYTES)
 }
 
@@ -250,7 +256,7 @@ fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    log.rotate().unwrap();
+    rotate(&log).unwrap();
     append(&log, &index("b", &[]));
     drop(log);
     let (old, end) = tear_first_log(dir);
@@ -266,7 +272,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    log.rotate().unwrap();
+    rotate(&log).unwrap();
     drop(log);
     // A crash mid-rotation: the older log's last write cut short, the new
     // log created but still empty.
@@ -289,7 +295,7 @@ fn a_missing_log_is_damage() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    log.rotate().unwrap();
+    rotate(&log).unwrap();
     drop(log);
     fs::remove_file(dir.join("log-1.pi")).unwrap();
     let message = recover_changes(dir).unwrap_err().to_string();
@@ -377,7 +383,7 @@ fn a_crash_between_rotation_and_snapshot_loses_nothing() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Always);
     append(&log, &index("a", &[]));
-    let generation = log.rotate().unwrap();
+    let generation = rotate(&log).unwrap();
     assert_eq!(generation.value(), 2);
     append(&log, &index("b", &["a"]));
     drop(log); // "crash" before the snapshot is written
@@ -441,7 +447,7 @@ fn waiting_after_close_fails_instead_of_hanging() {
     log.close().unwrap();
     log.wait_durable(seq).unwrap();
     assert!(with_change(&index("b", &[]), |change| log.append(change)).is_err());
-    assert!(log.rotate().is_err());
+    assert!(rotate(&log).is_err());
 }
 
 #[test]
@@ -496,7 +502,7 @@ fn a_bit_flipped_in_the_length_of_any_record_but_the_last_refuses() {
     for (record, &start) in boundaries[..boundaries.len() - 2].iter().enumerate() {
         for bit in 0..32 {
             let mut bytes = pristine.clone();
-            bytes[start as usize + bit / 8] ^= 1 << (bit % 8);
+            bytes[at(start) + bit / 8] ^= 1 << (bit % 8);
             let dir = ScratchDir::new("length-flip");
             fs::create_dir_all(dir.path()).unwrap();
             fs::write(dir.path().join("log-1.pi"), &bytes).unwrap();
@@ -518,7 +524,7 @@ fn a_sealed_newest_log_means_the_next_one_is_missing() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    log.rotate().unwrap();
+    rotate(&log).unwrap();
     append(&log, &index("b", &[]));
     drop(log);
     fs::remove_file(dir.join("log-2.pi")).unwrap();
@@ -555,11 +561,11 @@ fn a_rotation_cut_short_before_its_seal_is_finished_at_the_next_open() {
     let dir = scratch.path();
     let log = open(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    log.rotate().unwrap();
+    rotate(&log).unwrap();
     drop(log);
     // The crash came after log-2 was created and before log-1 was sealed.
     let (old, end) = tear_first_log(dir);
-    fs::write(&old, &fs::read(&old).unwrap()[..end as usize]).unwrap();
+    fs::write(&old, &fs::read(&old).unwrap()[..at(end)]).unwrap();
     let log = open(dir, Fsync::Never);
     append(&log, &index("b", &["a"]));
     drop(log);

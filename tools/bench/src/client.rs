@@ -1,13 +1,13 @@
 //! A benchmark client connection: sends a batch of request lines with one
 //! write and reads exactly one answer per line, counting the answers.
 
-use package_indexer::protocol::Response;
+use package_indexer::Response;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long to wait for an answer before calling the server stuck.
-pub const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 16 * 1024;
 
 /// Answers received, by kind.
@@ -40,7 +40,7 @@ impl Answers {
 
 /// Splits a stream of answer bytes into answers, across reads.
 #[derive(Debug)]
-pub struct AnswerScanner {
+pub(crate) struct AnswerScanner {
     /// The answer being read, known from its first byte.
     current: Option<Response>,
     at_line_start: bool,
@@ -59,7 +59,11 @@ impl AnswerScanner {
     /// Calls `on_answer` for every answer completed in `bytes`; returns how
     /// many, or an error when a line is not an answer the protocol knows.
     /// Only the first byte is checked: the server's own tests check the rest.
-    pub fn scan(&mut self, bytes: &[u8], mut on_answer: impl FnMut(Response)) -> io::Result<usize> {
+    pub(crate) fn scan(
+        &mut self,
+        bytes: &[u8],
+        mut on_answer: impl FnMut(Response),
+    ) -> io::Result<usize> {
         let mut completed = 0;
         for &byte in bytes {
             if self.at_line_start {
@@ -87,19 +91,19 @@ impl AnswerScanner {
     }
 }
 
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     input: Vec<u8>,
     scanner: AnswerScanner,
 }
 
 impl Client {
-    pub fn connect(addr: SocketAddr) -> io::Result<Client> {
+    pub(crate) fn connect(addr: SocketAddr) -> io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
         Client::from_stream(stream)
     }
 
-    pub fn from_stream(stream: TcpStream) -> io::Result<Client> {
+    pub(crate) fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(ANSWER_DEADLINE))?;
         Ok(Client {
@@ -109,12 +113,12 @@ impl Client {
         })
     }
 
-    pub fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
     /// Sends `batch`, which holds `lines` requests, and reads their answers.
-    pub fn exchange(
+    pub(crate) fn exchange(
         &mut self,
         batch: &[u8],
         lines: usize,
@@ -125,7 +129,7 @@ impl Client {
     }
 
     /// Reads exactly `lines` answers.
-    pub fn read_answers(
+    pub(crate) fn read_answers(
         &mut self,
         lines: usize,
         on_answer: &mut impl FnMut(Response),
@@ -162,7 +166,7 @@ impl Client {
 }
 
 /// Appends one request line: `COMMAND|name|dep,dep\n`.
-pub fn push_request<S: AsRef<str>>(
+pub(crate) fn push_request<S: AsRef<str>>(
     out: &mut Vec<u8>,
     command: &str,
     name: &str,

@@ -10,8 +10,8 @@ use std::time::Duration;
 /// Buckets per power of two; 64 gives a relative bucket width of at most 1/64.
 const SUB_BUCKET_BITS: u32 = 6;
 const SUB_BUCKETS: u64 = 1 << SUB_BUCKET_BITS;
-/// Enough buckets for every `u64`.
-const BUCKETS: usize = ((64 - SUB_BUCKET_BITS + 1) as usize) * SUB_BUCKETS as usize;
+/// Enough buckets for every `u64`: 59 powers of two of 64 buckets each.
+const BUCKETS: usize = (64 - SUB_BUCKET_BITS as usize + 1) * (1 << SUB_BUCKET_BITS);
 
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -28,7 +28,8 @@ impl Default for Histogram {
     }
 }
 
-/// The bucket holding `value`.
+/// The bucket holding `value`: below [`BUCKETS`], so it fits a usize.
+#[allow(clippy::cast_possible_truncation)]
 fn bucket_of(value: u64) -> usize {
     if value < SUB_BUCKETS {
         return value as usize;
@@ -77,6 +78,8 @@ impl Histogram {
         }
         // The small allowance keeps 99.9% of 1,000 samples at rank 999 despite
         // 99.9 having no exact binary form.
+        // A float rank of at most `total`; the cast saturates.
+        #[allow(clippy::cast_possible_truncation)]
         let rank = (percent * self.total as f64 / 100.0 - 1e-9).ceil() as u64;
         let rank = rank.clamp(1, self.total);
         let mut seen = 0;

@@ -13,7 +13,7 @@ use crate::client::{push_request, Answers, Client, ANSWER_DEADLINE};
 use crate::latency::Histogram;
 use crate::procfs::Memory;
 use crate::target::Meter;
-use package_indexer::protocol::Response;
+use package_indexer::Response;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,7 +186,11 @@ struct ClientStats {
 }
 
 /// Runs a steady workload against the server at `addr`.
-pub fn run_steady(addr: SocketAddr, shape: &Steady, meter: &Meter) -> Result<Measured, String> {
+pub(crate) fn run_steady(
+    addr: SocketAddr,
+    shape: &Steady,
+    meter: &Meter,
+) -> Result<Measured, String> {
     let idle = open_idle(addr, shape.idle)?;
     let mut clients = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
@@ -367,7 +371,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs the harness's five steps with `concurrency` clients, again and
 /// again until `duration` has passed (at least once).
-pub fn run_harness(
+pub(crate) fn run_harness(
     addr: SocketAddr,
     packages: &[Package],
     concurrency: usize,
@@ -489,14 +493,18 @@ fn run_step(
 }
 
 /// One pipelined load: how long it took and every answer in order.
-pub struct Pipelined {
+pub(crate) struct Pipelined {
     pub elapsed: Duration,
     pub answers: Vec<Response>,
 }
 
 /// Writes every line of `requests` (`lines` of them) on one connection while
 /// reading the answers on another thread's half of it.
-pub fn pipeline(addr: SocketAddr, requests: Vec<u8>, lines: usize) -> Result<Pipelined, String> {
+pub(crate) fn pipeline(
+    addr: SocketAddr,
+    requests: Vec<u8>,
+    lines: usize,
+) -> Result<Pipelined, String> {
     let mut client = Client::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let mut writer = client
         .stream()
@@ -525,7 +533,7 @@ pub fn pipeline(addr: SocketAddr, requests: Vec<u8>, lines: usize) -> Result<Pip
 /// Indexes every package over one pipelined connection, resending those
 /// refused (a dependency came later in the list) until all are in. Returns
 /// the first pass: its time and size are the loading rate.
-pub fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, String> {
+pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, String> {
     let mut remaining: Vec<&Package> = packages.iter().collect();
     let mut first_pass = None;
     while !remaining.is_empty() {
@@ -555,7 +563,7 @@ pub fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, St
 
 /// `count` packages named `pkgN`, each depending on `fanout` distinct
 /// earlier ones (the first few on all there are), in dependency order.
-pub fn fixed_fanout_graph(count: usize, fanout: usize, seed: u64) -> Vec<Package> {
+pub(crate) fn fixed_fanout_graph(count: usize, fanout: usize, seed: u64) -> Vec<Package> {
     let mut rng = Rng::new(seed);
     let mut packages: Vec<Package> = Vec::with_capacity(count);
     for index in 0..count {

@@ -12,8 +12,8 @@
 //! two null servers measures what metrics cost and nothing else.
 
 use crate::procfs;
-use package_indexer::metrics::Metrics;
-use package_indexer::protocol::{Command, Response};
+use package_indexer::Metrics;
+use package_indexer::{Command, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -88,7 +88,7 @@ const COMMAND_LINE: CommandLine = CommandLine {
 };
 
 /// The `--help` text.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     format!(
         "\
 Usage: package-indexer-bench [FLAGS]
@@ -105,7 +105,7 @@ Flags (`--name value` or `--name=value`):
 }
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
     COMMAND_LINE
         .parse(args, |_| None)?
         .try_map(|values| Options::from_values(&values))
@@ -145,7 +145,7 @@ impl Options {
 
 /// The options `list` gives; for tests.
 #[cfg(test)]
-pub fn from_args(list: &[&str]) -> Options {
+pub(crate) fn from_args(list: &[&str]) -> Options {
     match parse_list(list) {
         Ok(Parsed::Run(options)) => options,
         other => panic!("{list:?} gave {other:?}"),

@@ -9,7 +9,7 @@ use std::io;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User plus system CPU time, in clock ticks, from a `/proc/*/stat` line.
-pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces or
     // parentheses itself: count fields from the last `)`.
     let after_name = &stat[stat.rfind(')')? + 1..];
@@ -21,7 +21,7 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// A `kB` line of `/proc/*/status` (`VmRSS`, `VmHWM`), in bytes.
-pub fn parse_status_bytes(status: &str, key: &str) -> Option<u64> {
+pub(crate) fn parse_status_bytes(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         let kib: u64 = value.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -30,7 +30,7 @@ pub fn parse_status_bytes(status: &str, key: &str) -> Option<u64> {
 }
 
 /// The soft `Max open files` limit from `/proc/*/limits`.
-pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
+pub(crate) fn parse_open_files_limit(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     let soft = line["Max open files".len()..].split_whitespace().next()?;
     // "unlimited" reads as no limit at all.
@@ -46,7 +46,7 @@ fn unreadable(path: &str) -> io::Error {
 }
 
 /// CPU seconds a process (all its threads, live and ended) has used.
-pub fn process_cpu_seconds(pid: &str) -> io::Result<f64> {
+pub(crate) fn process_cpu_seconds(pid: &str) -> io::Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let ticks =
         parse_stat_cpu_ticks(&fs::read_to_string(&path)?).ok_or_else(|| unreadable(&path))?;
@@ -60,7 +60,7 @@ pub struct Memory {
     pub peak_rss: u64,
 }
 
-pub fn process_memory(pid: &str) -> io::Result<Memory> {
+pub(crate) fn process_memory(pid: &str) -> io::Result<Memory> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path)?;
     let field = |key| parse_status_bytes(&status, key).ok_or_else(|| unreadable(&path));
@@ -71,14 +71,14 @@ pub fn process_memory(pid: &str) -> io::Result<Memory> {
 }
 
 /// Nanoseconds on the CPU from a `/proc/*/schedstat` line (its first field).
-pub fn parse_schedstat_nanos(schedstat: &str) -> Option<u64> {
+pub(crate) fn parse_schedstat_nanos(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().next()?.parse().ok()
 }
 
 /// CPU time of the calling thread, in nanoseconds. Per-thread times in
 /// `stat` are whole clock ticks, too coarse for many short-lived threads;
 /// `schedstat` has the scheduler's exact figure.
-pub fn current_thread_cpu_nanos() -> u64 {
+pub(crate) fn current_thread_cpu_nanos() -> u64 {
     fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|text| parse_schedstat_nanos(&text))
@@ -87,7 +87,7 @@ pub fn current_thread_cpu_nanos() -> u64 {
 
 /// CPU nanoseconds of this process's live threads whose name starts with
 /// `prefix`.
-pub fn own_threads_cpu_nanos(prefix: &str) -> u64 {
+pub(crate) fn own_threads_cpu_nanos(prefix: &str) -> u64 {
     let Ok(tasks) = fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -106,7 +106,7 @@ pub fn own_threads_cpu_nanos(prefix: &str) -> u64 {
 }
 
 /// The soft limit on open files of this process (children inherit it).
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     parse_open_files_limit(&fs::read_to_string("/proc/self/limits").ok()?)
 }
 

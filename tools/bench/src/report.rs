@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// `1234567` as `1,234,567`.
-pub fn thousands(value: u64) -> String {
+pub(crate) fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -18,7 +18,16 @@ pub fn thousands(value: u64) -> String {
     out
 }
 
-pub fn millis(latency: Option<Duration>) -> String {
+/// A rate or other measured figure, rounded to a whole number, with
+/// thousands separators.
+// Rounding a measured float to a whole number is the point here; the cast
+// saturates at the ends of the range.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn whole(value: f64) -> String {
+    thousands(value.round() as u64)
+}
+
+pub(crate) fn millis(latency: Option<Duration>) -> String {
     latency.map_or_else(
         || "n/a".into(),
         |d| format!("{:.3} ms", d.as_secs_f64() * 1e3),
@@ -26,19 +35,19 @@ pub fn millis(latency: Option<Duration>) -> String {
 }
 
 /// Bytes in MB (10^6), as the targets are written.
-pub fn megabytes(bytes: u64) -> String {
+pub(crate) fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// `numerator / denominator` as `0.93×`; `n/a` when either is unknown or zero.
-pub fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> String {
+pub(crate) fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> String {
     match (numerator, denominator) {
         (Some(n), Some(d)) if d > 0.0 => format!("{:.3}×", n / d),
         _ => "n/a".into(),
     }
 }
 
-pub fn steady_title(shape: &Steady, graph: usize) -> String {
+pub(crate) fn steady_title(shape: &Steady, graph: usize) -> String {
     let latency = if shape.depth > 1 {
         "latency per batch round trip"
     } else {
@@ -68,7 +77,7 @@ const HEADER: [&str; 7] = [
 fn columns(measured: &Measured) -> [String; 7] {
     let memory = measured.memory;
     [
-        thousands(measured.requests_per_second() as u64),
+        whole(measured.requests_per_second()),
         millis(measured.latency.percentile(50.0)),
         millis(measured.latency.percentile(99.0)),
         millis(measured.latency.percentile(99.9)),
@@ -114,7 +123,7 @@ fn row(out: &mut String, label: &str, cells: &[String]) {
 }
 
 /// One run's figures per server, and the ratio of the first to the second.
-pub fn runs(title: &str, results: &[(&str, Measured)]) -> String {
+pub(crate) fn runs(title: &str, results: &[(&str, Measured)]) -> String {
     let mut out = format!("{title}\n");
     row(&mut out, "", &HEADER.map(String::from));
     for (label, measured) in results {

@@ -11,14 +11,14 @@ use crate::client::push_request;
 use crate::load::{self, Measured, Steady, Workload};
 use crate::null_server::NullServer;
 use crate::options::Options;
-use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands};
+use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands, whole};
 use crate::target::ScratchDir;
 use crate::{
     harness_on, harness_packages, interleave, null_fits, preload, preload_graph, start_real,
     Subject,
 };
-use package_indexer::metrics::Metrics;
-use package_indexer::protocol::Response;
+use package_indexer::Metrics;
+use package_indexer::Response;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::thread;
@@ -117,8 +117,8 @@ fn throughput_row(
     Row {
         measure: measure.to_string(),
         target,
-        measured: format!("{} req/s", thousands(rate(real) as u64)),
-        reference: format!("null: {} req/s", thousands(rate(null) as u64)),
+        measured: format!("{} req/s", whole(rate(real))),
+        reference: format!("null: {} req/s", whole(rate(null))),
         ratio: ratio(Some(rate(real)), Some(rate(null))),
         verdict: verdict(rate(real) >= minimum * rate(null)),
     }
@@ -127,7 +127,7 @@ fn throughput_row(
 /// A group of rows measured together, by name.
 type Section<'a> = (&'static str, &'a dyn Fn() -> Result<Vec<Row>, String>);
 
-pub fn run(options: &Options) -> Result<(), String> {
+pub(crate) fn run(options: &Options) -> Result<(), String> {
     let null = NullServer::start(None).map_err(|e| format!("cannot start the null server: {e}"))?;
     let mut rows = Vec::new();
     let sections: [Section; 6] = [
@@ -260,8 +260,8 @@ fn metrics_cost_rows(options: &Options, null_server: &NullServer) -> Result<Vec<
         rows.push(Row {
             measure: format!("metrics cost, `query`, 100 connections, depth {depth}"),
             target: "≥ 0.97 × without (under 3%)",
-            measured: format!("with: {} req/s", thousands(rate(&with) as u64)),
-            reference: format!("without: {} req/s", thousands(rate(&without) as u64)),
+            measured: format!("with: {} req/s", whole(rate(&with))),
+            reference: format!("without: {} req/s", whole(rate(&without))),
             ratio: ratio(Some(rate(&with)), Some(rate(&without))),
             verdict: verdict(rate(&with) >= 0.97 * rate(&without)),
         });
@@ -293,12 +293,9 @@ fn crowd_row(
             thousands(served as u64),
             thousands(held as u64),
             rss.map_or_else(|| "n/a".into(), megabytes),
-            thousands(rate(&crowded) as u64)
+            whole(rate(&crowded))
         ),
-        reference: format!(
-            "without idle: {} req/s",
-            thousands(rate(without_idle) as u64)
-        ),
+        reference: format!("without idle: {} req/s", whole(rate(without_idle))),
         ratio: ratio(Some(rate(&crowded)), Some(rate(without_idle))),
         verdict: verdict(
             served == held && rss.is_some_and(|r| r <= 200_000_000) && ratio_value >= 0.8,
@@ -325,7 +322,7 @@ fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
             "{} CPU s per run ({} runs, {} req/s)",
             per_run(m).map_or_else(|| "n/a".into(), |s| format!("{s:.3}")),
             m.harness_runs,
-            thousands(rate(m) as u64)
+            whole(rate(m))
         )
     };
     let (real, null) = (&results[0].1, &results[1].1);
@@ -373,8 +370,8 @@ fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
         .map(|(fsync, target, minimum, durable)| Row {
             measure: format!("`churn`, 100 connections, `--fsync {fsync}`"),
             target,
-            measured: format!("{} req/s", thousands(rate(durable) as u64)),
-            reference: format!("memory only: {} req/s", thousands(rate(memory_only) as u64)),
+            measured: format!("{} req/s", whole(rate(durable))),
+            reference: format!("memory only: {} req/s", whole(rate(memory_only))),
             ratio: ratio(Some(rate(durable)), Some(rate(memory_only))),
             verdict: verdict(rate(durable) >= minimum * rate(memory_only)),
         })
@@ -427,7 +424,7 @@ impl BigLoad {
             subject.label,
             thousands(self.packages.len() as u64),
             loaded.elapsed.as_secs_f64(),
-            thousands(per_second as u64)
+            whole(per_second)
         );
         Ok(per_second)
     }
@@ -469,8 +466,8 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
         Row {
             measure: format!("loading {packages} packages over one pipelined connection"),
             target: "≥ 300,000 INDEX/s",
-            measured: format!("{} INDEX/s", thousands(real_rate as u64)),
-            reference: format!("null: {} lines/s", thousands(null_rate as u64)),
+            measured: format!("{} INDEX/s", whole(real_rate)),
+            reference: format!("null: {} lines/s", whole(null_rate)),
             ratio: ratio(Some(real_rate), Some(null_rate)),
             verdict: verdict(real_rate >= 300_000.0),
         },

@@ -59,7 +59,7 @@ pub struct RealServer {
 }
 
 /// The `package-indexer` binary next to this one (both are built together).
-pub fn default_server_binary() -> Result<PathBuf, String> {
+pub(crate) fn default_server_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let binary = exe.with_file_name("package-indexer");
     if binary.is_file() {
@@ -73,7 +73,7 @@ pub fn default_server_binary() -> Result<PathBuf, String> {
 }
 
 /// The address in the server's start line (` addr=HOST:PORT` in text logs).
-pub fn parse_start_addr(line: &str) -> Option<SocketAddr> {
+pub(crate) fn parse_start_addr(line: &str) -> Option<SocketAddr> {
     let start = line.find(" addr=")? + " addr=".len();
     let token = line[start..].split_whitespace().next()?;
     token.trim_matches('"').parse().ok()
@@ -182,7 +182,7 @@ fn forward_logs(lines: BufReader<ChildStderr>) {
 }
 
 /// Resolves `--addr` to the first address it names.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
         .next()
@@ -191,10 +191,10 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
 
 /// Creates an empty scratch directory for a server's `--data-dir`; removed
 /// when dropped.
-pub struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    pub fn new(label: &str) -> Result<ScratchDir, String> {
+    pub(crate) fn new(label: &str) -> Result<ScratchDir, String> {
         let path = std::env::temp_dir().join(format!(
             "package-indexer-bench-{}-{label}",
             std::process::id()
@@ -205,7 +205,7 @@ impl ScratchDir {
         Ok(ScratchDir(path))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

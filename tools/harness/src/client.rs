@@ -1,6 +1,6 @@
 //! One client connection to the server under test.
 
-use package_indexer::protocol::Response;
+use package_indexer::Response;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -64,7 +64,7 @@ impl Connection {
         {
             Some(response) => Ok(response),
             None if answer.is_empty() => Err("server closed the connection".to_string()),
-            None if !answer.ends_with(b"\n") && answer.len() < MAX_ANSWER_BYTES as usize => {
+            None if !answer.ends_with(b"\n") && (answer.len() as u64) < MAX_ANSWER_BYTES => {
                 Err(format!(
                     "server closed the connection after a partial answer {:?}",
                     String::from_utf8_lossy(&answer)

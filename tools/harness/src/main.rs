@@ -150,7 +150,7 @@ fn split<T>(items: &[T], parts: usize) -> Vec<&[T]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use package_indexer::protocol::{self, Command, Response};
+    use package_indexer::{Command, Response};
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
@@ -172,7 +172,7 @@ mod tests {
 
     /// A small correct indexer: the reference the harness must pass.
     fn reference_answer(index: &Index, line: &str) -> Option<Response> {
-        let Ok(request) = protocol::parse_line(line.as_bytes()) else {
+        let Ok(request) = package_indexer::parse_line(line.as_bytes()) else {
             return Some(Response::Error);
         };
         let name = request.package.as_str();

@@ -114,7 +114,10 @@ impl Options {
 fn seed_from_clock() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+        // Seconds and nanoseconds together make a seed that changes fast.
+        .map_or(0, |elapsed| {
+            elapsed.as_secs().wrapping_mul(1_000_000_000) ^ u64::from(elapsed.subsec_nanos())
+        })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! What a failing run prints.
 
 use crate::step::Step;
-use package_indexer::protocol::Response;
+use package_indexer::Response;
 use std::fmt;
 use std::io::Write;
 

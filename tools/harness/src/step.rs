@@ -2,7 +2,7 @@
 
 use crate::client::Connection;
 use crate::report::{answer_text, Failure};
-use package_indexer::protocol::Response;
+use package_indexer::Response;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -370,10 +370,9 @@ impl StallWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use package_indexer::protocol;
 
     fn is_well_formed(line: &str) -> bool {
-        protocol::parse_line(line.as_bytes()).is_ok()
+        package_indexer::parse_line(line.as_bytes()).is_ok()
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! and with a data directory. The server runs in this test process,
 //! started through the library as the binary starts it.
 
-use package_indexer::config::{self, Invocation};
-use package_indexer::durability::{self, Event, Fsync};
-use package_indexer::metrics::Metrics;
-use package_indexer::server::{Limits, Running, Server};
-use package_indexer::store::Store;
+use package_indexer::Metrics;
+use package_indexer::Store;
+use package_indexer::{parse_command_line, Invocation};
+use package_indexer::{ConnectionLimits, Running, Server};
+use package_indexer::{DurabilityEvent, DurableOptions, Fsync};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,12 +40,15 @@ impl TestServer {
         let _ = std::fs::remove_dir_all(&dir);
         let failures = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&failures);
-        let observe = Arc::new(move |event: Event<'_>| {
-            if matches!(event, Event::Failed(_) | Event::CompactionFailed(_)) {
+        let observe = Arc::new(move |event: DurabilityEvent<'_>| {
+            if matches!(
+                event,
+                DurabilityEvent::Failed(_) | DurabilityEvent::CompactionFailed(_)
+            ) {
                 counted.fetch_add(1, Ordering::SeqCst);
             }
         });
-        let options = durability::Options::new(Fsync::Always);
+        let options = DurableOptions::new(Fsync::Always);
         let (store, _loaded) = Store::open(&dir, options, observe).unwrap();
         TestServer::serve(store, Some(dir), failures)
     }
@@ -85,9 +88,9 @@ impl Drop for TestServer {
 }
 
 /// The limits the server binary runs with when given no flags.
-fn default_limits() -> Limits {
-    match config::parse(Vec::new(), |_| None) {
-        Ok(Invocation::Serve(config)) => Limits::from(&config),
+fn default_limits() -> ConnectionLimits {
+    match parse_command_line(Vec::new(), |_| None) {
+        Ok(Invocation::Serve(config)) => ConnectionLimits::from(&config),
         other => panic!("no default configuration: {other:?}"),
     }
 }
@@ -151,7 +154,7 @@ fn passes_against_a_durable_server() {
     run_harness(&server, &["--seed", "3"]);
     assert_eq!(server.durability_failures.load(Ordering::SeqCst), 0);
     assert!(
-        server.store.log_bytes().is_some(),
+        server.store.log_stats().is_some(),
         "a data directory is in use"
     );
 }

@@ -202,6 +202,9 @@ impl Rng {
     }
 
     /// A uniform integer in `0..bound`; `bound` must be non-zero.
+    // The low half of the product is compared on purpose; the high half
+    // fits a u64 whole.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn below(&mut self, bound: u64) -> u64 {
         // Lemire's multiply-shift with rejection keeps the result unbiased.
         let threshold = bound.wrapping_neg() % bound;
@@ -215,7 +218,9 @@ impl Rng {
 
     /// A uniform index into a collection of `len` items; `len` must be non-zero.
     pub fn index(&mut self, len: usize) -> usize {
-        self.below(len as u64) as usize
+        let below = self.below(len as u64);
+        // Below `len`, which is a usize.
+        usize::try_from(below).unwrap_or(len - 1)
     }
 
     /// A uniform float in `[0, 1)`.
@@ -316,6 +321,8 @@ pub fn generate(seed: u64, count: usize) -> Vec<Package> {
 }
 
 /// Draws a dependency count from the Homebrew-like distribution.
+// A rounded count of at least 1: the float-to-int cast saturates.
+#[allow(clippy::cast_possible_truncation)]
 fn dependency_count(rng: &mut Rng) -> usize {
     if rng.percent(NO_DEPENDENCY_PERCENT) {
         return 0;
@@ -334,6 +341,8 @@ fn dependency_count(rng: &mut Rng) -> usize {
 
 /// Picks `wanted` distinct indices below `pool` (requires `wanted <= pool`),
 /// favouring low ones.
+// A fraction of `pool` as an index: the float-to-int cast saturates.
+#[allow(clippy::cast_possible_truncation)]
 fn pick_popular(rng: &mut Rng, pool: usize, wanted: usize) -> Vec<usize> {
     const BIASED_TRIES: usize = 8;
     let mut chosen: Vec<usize> = Vec::with_capacity(wanted);
@@ -386,6 +395,8 @@ fn generate_names(rng: &mut Rng, count: usize) -> Vec<String> {
     names
 }
 
+// Offsets into a letter or digit range, each below 26.
+#[allow(clippy::cast_possible_truncation)]
 fn generate_name(rng: &mut Rng) -> String {
     let mut name = String::new();
     if rng.percent(3) {
@@ -424,7 +435,7 @@ fn generate_name(rng: &mut Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use package_indexer::name::PackageName;
+    use package_indexer::PackageName;
     use std::path::Path;
 
     fn names_of(packages: &[Package]) -> Vec<&str> {

@@ -1,23 +1,48 @@
-//! The command line of the one binary: the server, or one of its
-//! subcommands, chosen by the first argument.
+//! The command line of the one binary: the server, or one of the operator's
+//! subcommands ([`crate::commands`]), chosen by the first argument.
 
 use crate::config::{self, Invocation};
+use crate::flags::UsageError;
 use crate::metrics::Metrics;
-use crate::{app, healthcheck, log, sys};
+use crate::{app, commands, log, sys};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Runs the `package-indexer` binary with the process's arguments and
 /// environment; returns its exit status.
 pub fn main() -> ExitCode {
+    let mut args = match utf8_args() {
+        Ok(args) => args,
+        Err(error) => return error.report("package-indexer"),
+    };
+    if let Some(subcommand) = args.first().and_then(|first| commands::find(first)) {
+        args.remove(0);
+        return subcommand.run(args);
+    }
+    serve(args)
+}
+
+/// The arguments after the program name, which must be UTF-8 (`env::args`
+/// would panic on one that is not).
+fn utf8_args() -> Result<Vec<String>, UsageError> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+        })
+        .collect()
+}
+
+/// The server.
+fn serve(args: Vec<String>) -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
     // only the main thread's `sigtimedwait` ever sees the signals the
     // server handles.
     let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());
-    let invocation = config::parse(std::env::args().skip(1), |name| std::env::var(name).ok());
-    let config = match invocation {
+    let config = match config::parse(args, |name| std::env::var(name).ok()) {
         Ok(Invocation::Serve(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", config::help());
@@ -27,7 +52,6 @@ pub fn main() -> ExitCode {
             println!("package-indexer {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Ok(Invocation::Healthcheck { admin_addr }) => return check_health(&admin_addr),
         Err(err) => return err.report("package-indexer"),
     };
     log::init(config.log_format, config.log_level);
@@ -38,20 +62,6 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             log::error(&err.0, &[]);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check_health(admin_addr: &str) -> ExitCode {
-    match healthcheck::probe_ready(admin_addr) {
-        Ok(status) if healthcheck::is_ready(&status) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("package-indexer healthcheck: {admin_addr} answered '{status}'");
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("package-indexer healthcheck: {admin_addr}: {err}");
             ExitCode::FAILURE
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::durability::Fsync;
 pub(crate) use crate::flags::UsageError;
-use crate::flags::{CommandLine, Flag, Parsed, Values};
+use crate::flags::{CommandLine, Flag, Operands, Parsed, Values};
 use crate::log;
 use crate::sys::MAX_KEEPALIVE_VALUE;
 use std::path::PathBuf;
@@ -36,23 +36,23 @@ pub struct Config {
     pub log_level: log::Level,
 }
 
-/// What the command line asks for.
+/// What the server's command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invocation {
     Serve(Config),
-    /// `package-indexer healthcheck [--admin-addr A]`
-    Healthcheck {
-        admin_addr: String,
-    },
     Help,
     Version,
 }
+
+/// The admin listener's address by default, which the subcommands that
+/// talk to it use too.
+pub(crate) const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
 
 const FLAGS: &[Flag] = &[
     Flag::value("addr", "0.0.0.0:8080", "protocol listener address"),
     Flag::value(
         "admin-addr",
-        "127.0.0.1:9090",
+        DEFAULT_ADMIN_ADDR,
         "HTTP listener for /healthz, /readyz, /metrics; `off` disables it",
     ),
     Flag::value(
@@ -116,6 +116,7 @@ const COMMAND_LINE: CommandLine = CommandLine {
     flags: FLAGS,
     env_prefix: Some("PACKAGE_INDEXER_"),
     single_dash: false,
+    operands: Operands::None,
 };
 
 /// Smallest accepted `--max-line-bytes`: room for a short request.
@@ -127,40 +128,16 @@ const MAX_KEEPALIVE_SECONDS: u64 = MAX_KEEPALIVE_VALUE as u64;
 /// Largest accepted `--listen-backlog`; the kernel caps it lower anyway.
 const MAX_LISTEN_BACKLOG: u32 = 1 << 20;
 
-/// Parses the arguments after the program name.
+/// Parses the server's arguments (those after the program name).
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Invocation, UsageError> {
-    let mut args = args.into_iter().peekable();
-    let healthcheck = args.peek().is_some_and(|a| a == "healthcheck");
-    if healthcheck {
-        args.next();
+    match COMMAND_LINE.parse(args, env)? {
+        Parsed::Run(values) => Config::from_values(&values).map(Invocation::Serve),
+        Parsed::Help => Ok(Invocation::Help),
+        Parsed::Version => Ok(Invocation::Version),
     }
-    let admit = |flag: &Flag| {
-        if healthcheck && flag.name != "admin-addr" {
-            return Err(UsageError(format!(
-                "healthcheck takes only --admin-addr, not '--{}'",
-                flag.name
-            )));
-        }
-        Ok(())
-    };
-    let values = match COMMAND_LINE.parse_admitting(args, env, admit)? {
-        Parsed::Run(values) => values,
-        Parsed::Help => return Ok(Invocation::Help),
-        Parsed::Version => return Ok(Invocation::Version),
-    };
-    if healthcheck {
-        let admin_addr = values.get("admin-addr").to_string();
-        if admin_addr == "off" {
-            return Err(UsageError(
-                "healthcheck needs an --admin-addr that is not 'off'".into(),
-            ));
-        }
-        return Ok(Invocation::Healthcheck { admin_addr });
-    }
-    Config::from_values(&values).map(Invocation::Serve)
 }
 
 impl Config {
@@ -211,9 +188,12 @@ impl Config {
 pub(crate) fn help() -> String {
     format!(
         "package-indexer {}: a TCP server that keeps a consistent index of packages\n\n\
-         Usage:\n  package-indexer [FLAGS]\n  package-indexer healthcheck [--admin-addr HOST:PORT]\n\n\
+         Usage:\n  package-indexer [FLAGS]          serve\n  package-indexer COMMAND [ARGS]   \
+         an operator's tool; `package-indexer COMMAND --help` says more\n\n\
+         Commands:\n{}\n\
          Flags (each also read from PACKAGE_INDEXER_<NAME>; a flag beats its variable):\n{}",
         env!("CARGO_PKG_VERSION"),
+        crate::commands::summary(),
         COMMAND_LINE.help()
     ) + "\nSignals: SIGTERM or SIGINT stops gracefully (a second one exits at once);\n\
            SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.\n"
@@ -317,7 +297,6 @@ mod tests {
             &["--log-format", "xml"],
             &["--log-level", "trace"],
             &["stray"],
-            &["healthcheck", "--addr", "x:1"],
         ] {
             let err = parse_with(args, &[]).unwrap_err();
             assert!(
@@ -330,25 +309,14 @@ mod tests {
     }
 
     #[test]
-    fn help_version_and_healthcheck() {
+    fn help_and_version() {
         assert_eq!(parse_with(&["--help"], &[]).unwrap(), Invocation::Help);
         assert_eq!(
             parse_with(&["--version"], &[]).unwrap(),
             Invocation::Version
         );
-        assert_eq!(
-            parse_with(&["healthcheck"], &[]).unwrap(),
-            Invocation::Healthcheck {
-                admin_addr: "127.0.0.1:9090".into()
-            }
-        );
-        assert_eq!(
-            parse_with(&["healthcheck", "--admin-addr", "10.0.0.1:1"], &[]).unwrap(),
-            Invocation::Healthcheck {
-                admin_addr: "10.0.0.1:1".into()
-            }
-        );
         let help = help();
+        assert!(help.contains("  healthcheck "), "{help}");
         for flag in FLAGS {
             assert!(help.contains(&format!("--{}", flag.name)));
             let var = COMMAND_LINE.env_var(flag.name).unwrap();

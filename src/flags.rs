@@ -4,6 +4,9 @@
 //! (SPEC §3) for every program:
 //!
 //! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
+//! - operands (`show NAME`, `load FILE`) are the arguments that are not
+//!   flags, as many as the command line's [`Operands`] allow; after `--`
+//!   every argument is an operand;
 //! - `-h`/`--help` and `-V`/`--version` end parsing and are reported;
 //! - an unknown flag, a missing value, a stray argument or a bad value is a
 //!   one-line [`UsageError`], and the program exits 2;
@@ -68,6 +71,18 @@ pub struct CommandLine {
     /// Also accept `-name`, as Go's flag package does (the challenge's
     /// official harness is written with it).
     pub single_dash: bool,
+    /// The arguments it takes besides its flags.
+    pub operands: Operands,
+}
+
+/// The operands a command line takes, named as `--help` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    None,
+    /// Exactly one.
+    One(&'static str),
+    /// Any number, none included.
+    Any(&'static str),
 }
 
 /// What the arguments ask for: to run with the flags' [`Values`] (or, once
@@ -145,18 +160,6 @@ impl CommandLine {
         args: impl IntoIterator<Item = String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Parsed, UsageError> {
-        self.parse_admitting(args, env, |_| Ok(()))
-    }
-
-    /// Like [`parse`](Self::parse), but asks `admit` about each flag on the
-    /// command line, before its value is read: a subcommand that takes only
-    /// some of the flags refuses the others there.
-    pub fn parse_admitting(
-        &self,
-        args: impl IntoIterator<Item = String>,
-        env: impl Fn(&str) -> Option<String>,
-        admit: impl Fn(&Flag) -> Result<(), UsageError>,
-    ) -> Result<Parsed, UsageError> {
         let mut values = Values::defaults(self.flags);
         if self.env_prefix.is_some() {
             for (flag, slot) in self.flags.iter().zip(values.values.iter_mut()) {
@@ -166,7 +169,16 @@ impl CommandLine {
             }
         }
         let mut args = args.into_iter();
+        let mut only_operands = false;
         while let Some(arg) = args.next() {
+            if only_operands || !arg.starts_with('-') || arg == "-" {
+                values.add_operand(self.operands, arg)?;
+                continue;
+            }
+            if arg == "--" {
+                only_operands = true;
+                continue;
+            }
             if self.spells(&arg, "h", "help") {
                 return Ok(Parsed::Help);
             }
@@ -187,7 +199,6 @@ impl CommandLine {
                 return Err(UsageError(format!("unknown flag '--{name}'")));
             };
             let flag = &self.flags[index];
-            admit(flag)?;
             let value = match (flag.takes_value, inline) {
                 (false, None) => SWITCH_ON.to_string(),
                 (false, Some(_)) => {
@@ -199,6 +210,11 @@ impl CommandLine {
                 },
             };
             values.values[index] = value;
+        }
+        if let Operands::One(name) = self.operands {
+            if values.operands.is_empty() {
+                return Err(UsageError(format!("missing {name}")));
+            }
         }
         Ok(Parsed::Run(values))
     }
@@ -255,6 +271,7 @@ const SWITCH_ON: &str = "on";
 pub struct Values {
     names: Vec<&'static str>,
     values: Vec<String>,
+    operands: Vec<String>,
 }
 
 impl Values {
@@ -262,7 +279,25 @@ impl Values {
         Values {
             names: flags.iter().map(|f| f.name).collect(),
             values: flags.iter().map(|f| f.default.to_string()).collect(),
+            operands: Vec::new(),
         }
+    }
+
+    fn add_operand(&mut self, allowed: Operands, operand: String) -> Result<(), UsageError> {
+        match allowed {
+            Operands::One(_) if self.operands.is_empty() => {}
+            Operands::Any(_) => {}
+            Operands::One(_) | Operands::None => {
+                return Err(UsageError(format!("unexpected argument '{operand}'")));
+            }
+        }
+        self.operands.push(operand);
+        Ok(())
+    }
+
+    /// The operands, in the order given.
+    pub fn operands(&self) -> &[String] {
+        &self.operands
     }
 
     /// The value of `--name` as given; empty when there is none.
@@ -366,12 +401,14 @@ mod tests {
         flags: FLAGS,
         env_prefix: None,
         single_dash: false,
+        operands: Operands::None,
     };
 
     const SERVER: CommandLine = CommandLine {
         flags: FLAGS,
         env_prefix: Some("TEST_"),
         single_dash: false,
+        operands: Operands::None,
     };
 
     fn strings(args: &[&str]) -> Vec<String> {
@@ -500,18 +537,6 @@ mod tests {
     }
 
     #[test]
-    fn admit_refuses_a_flag_before_its_value_is_read() {
-        let only_addr = |flag: &Flag| match flag.name {
-            "addr" => Ok(()),
-            other => Err(UsageError(format!("not --{other} here"))),
-        };
-        let parsed = SERVER.parse_admitting(strings(&["--count"]), |_| None, only_addr);
-        assert_eq!(parsed, Err(UsageError("not --count here".into())));
-        let parsed = SERVER.parse_admitting(strings(&["--addr", "h:1"]), |_| None, only_addr);
-        assert!(matches!(parsed, Ok(Parsed::Run(v)) if v.get("addr") == "h:1"));
-    }
-
-    #[test]
     fn help_lines_come_from_the_table() {
         assert_eq!(
             SERVER.help(),
@@ -543,5 +568,29 @@ mod tests {
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn operands_as_many_as_allowed() {
+        let one = CommandLine {
+            operands: Operands::One("NAME"),
+            ..TOOL
+        };
+        let given = values(&one, &["--count", "2", "gmp"], &[]);
+        assert_eq!(
+            (given.get("count"), given.operands()),
+            ("2", &["gmp".to_string()][..])
+        );
+        assert_eq!(values(&one, &["-"], &[]).operands(), ["-"]);
+        assert_eq!(error(&one, &[]), "missing NAME");
+        assert!(error(&one, &["a", "b"]).contains("unexpected argument 'b'"));
+        let any = CommandLine {
+            operands: Operands::Any("LINE"),
+            ..TOOL
+        };
+        let given = values(&any, &["QUERY|a|", "--", "--table", "x"], &[]);
+        assert_eq!(given.operands(), ["QUERY|a|", "--table", "x"]);
+        assert!(!given.switch("table"));
+        assert!(values(&any, &[], &[]).operands().is_empty());
     }
 }

@@ -27,7 +27,7 @@
 //! | [`flags`] | the one command-line parser of the server and its tools |
 //! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | `log.rs` | one event per line on stderr, text or JSON |
-//! | `healthcheck.rs` | the `healthcheck` subcommand's probe |
+//! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, ...) |
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
@@ -56,10 +56,10 @@
 mod admin;
 mod app;
 mod cli;
+mod commands;
 mod config;
 mod durability;
 pub mod flags;
-mod healthcheck;
 mod index;
 mod log;
 mod metrics;

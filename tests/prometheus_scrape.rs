@@ -2,9 +2,9 @@
 //! (`deploy/prometheus/prometheus.yml`) and rules, scrapes a real server and
 //! reports the package count the test indexed, through Prometheus' query API.
 //!
-//! Needs the `prometheus` binary (Debian's `prometheus` package; run
-//! `bash deploy/check.sh` to install it). Without it the test prints a SKIP
-//! line and passes.
+//! Needs the `prometheus` binary (Debian's `prometheus` package; `.ci/run`
+//! installs it). Without it the test fails under
+//! `PACKAGE_INDEXER_REQUIRE_TOOLS=1`, and otherwise prints a SKIP line.
 
 mod common;
 
@@ -24,13 +24,6 @@ const ALERT_RULES: &str = include_str!("../deploy/prometheus/alerts.yml");
 /// it scrapes every second, so these only run out when something is broken.
 const START_WAIT: Duration = Duration::from_secs(30);
 const SCRAPE_WAIT: Duration = Duration::from_secs(30);
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
 
 /// A Prometheus process, killed and reaped on drop.
 struct Prometheus {
@@ -114,11 +107,7 @@ fn first_sample_value(body: &str) -> Option<&str> {
 
 #[test]
 fn prometheus_scrapes_the_package_count() {
-    let Some(binary) = find_on_path("prometheus") else {
-        println!(
-            "SKIP: prometheus unavailable (no `prometheus` binary on PATH; \
-             `bash deploy/check.sh` installs Debian's prometheus package)"
-        );
+    let Some(binary) = common::external_tool("prometheus", "Debian's prometheus package") else {
         return;
     };
 

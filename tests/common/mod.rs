@@ -356,23 +356,43 @@ pub(crate) fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u
         .collect()
 }
 
-/// Passes a metrics exposition through `promtool check metrics` when
-/// promtool is installed (Debian: `apt-get install prometheus`); says so
-/// and returns when it is not.
+/// Set to `1` (as `.ci/run` does) to make a test whose external tool is
+/// missing fail instead of skipping.
+pub(crate) const REQUIRE_TOOLS: &str = "PACKAGE_INDEXER_REQUIRE_TOOLS";
+
+/// The external program `name` (promtool, prometheus, jq...) on PATH, for a
+/// check that needs it. When it is missing, the test fails under
+/// [`REQUIRE_TOOLS`]; otherwise this prints a SKIP line saying what
+/// installs it and returns `None`, and the caller returns.
+pub(crate) fn external_tool(name: &str, installed_by: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        let why = format!("`{name}` is not on PATH ({installed_by} installs it)");
+        assert!(
+            std::env::var(REQUIRE_TOOLS).as_deref() != Ok("1"),
+            "{REQUIRE_TOOLS}=1 and {why}"
+        );
+        println!("SKIP: {why}");
+    }
+    found
+}
+
+/// Passes a metrics exposition through `promtool check metrics`.
 pub(crate) fn promtool_check(body: &str) {
-    let child = Command::new("promtool")
+    let Some(promtool) = external_tool("promtool", "Debian's prometheus package") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) => {
-            println!("SKIP: promtool check: promtool not runnable ({error})");
-            return;
-        }
-    };
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()

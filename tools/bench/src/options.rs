@@ -1,7 +1,7 @@
 //! The benchmark's command line.
 
 use crate::load::Workload;
-use package_indexer::flags::{CommandLine, Flag, Parsed, UsageError, Values};
+use package_indexer::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -85,6 +85,7 @@ const COMMAND_LINE: CommandLine = CommandLine {
     flags: FLAGS,
     env_prefix: None,
     single_dash: false,
+    operands: Operands::None,
 };
 
 /// The `--help` text.

@@ -1,6 +1,6 @@
 //! The harness's command line.
 
-use package_indexer::flags::{CommandLine, Flag, Parsed, UsageError, Values};
+use package_indexer::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use workload::Source;
@@ -40,6 +40,7 @@ const COMMAND_LINE: CommandLine = CommandLine {
     flags: FLAGS,
     env_prefix: None,
     single_dash: true,
+    operands: Operands::None,
 };
 
 /// The `--help` text.

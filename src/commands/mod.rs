@@ -1,0 +1,89 @@
+//! The operator's tools, each a subcommand of the one binary in a file of
+//! its own: `package-indexer COMMAND [ARGS]`.
+//!
+//! Each parses its own command line with [`crate::flags`]; a flag it shares
+//! with the server (`--addr`, `--admin-addr`, `--data-dir`) is also read
+//! from the server's `PACKAGE_INDEXER_*` variable, so a tool run beside a
+//! configured server finds it. Each returns the process's exit status: 0
+//! when it did what was asked, 1 when it could not, 2 for bad usage.
+
+mod healthcheck;
+
+use crate::flags::{CommandLine, Parsed, Values};
+use std::process::ExitCode;
+
+/// One subcommand.
+pub(crate) struct Subcommand {
+    pub(crate) name: &'static str,
+    /// Its operands, as `--help` shows them after the name.
+    usage: &'static str,
+    /// One line for the server's `--help`.
+    summary: &'static str,
+    command_line: &'static CommandLine,
+    /// Runs it with its flags and operands.
+    run: fn(&Values) -> ExitCode,
+}
+
+/// Every subcommand, in the order `--help` lists them.
+static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND];
+
+/// The subcommand called `name`, if there is one.
+pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {
+    SUBCOMMANDS
+        .iter()
+        .find(|subcommand| subcommand.name == name)
+}
+
+/// One line a subcommand, for the server's `--help`.
+pub(crate) fn summary() -> String {
+    SUBCOMMANDS
+        .iter()
+        .map(|subcommand| format!("  {:<12} {}\n", subcommand.name, subcommand.summary))
+        .collect()
+}
+
+impl Subcommand {
+    /// Parses `args` (those after the subcommand's name) and runs it; help,
+    /// version and bad usage are answered here.
+    pub(crate) fn run(&self, args: Vec<String>) -> ExitCode {
+        let env = |name: &str| std::env::var(name).ok();
+        match self.command_line.parse(args, env) {
+            Ok(Parsed::Run(values)) => (self.run)(&values),
+            Ok(Parsed::Help) => {
+                print!("{}", self.help());
+                ExitCode::SUCCESS
+            }
+            Ok(Parsed::Version) => {
+                println!("package-indexer {}", env!("CARGO_PKG_VERSION"));
+                ExitCode::SUCCESS
+            }
+            Err(error) => error.report(&format!("package-indexer {}", self.name)),
+        }
+    }
+
+    fn help(&self) -> String {
+        format!(
+            "package-indexer {}: {}\n\nUsage:\n  package-indexer {} [FLAGS]{}\n\nFlags:\n{}",
+            self.name,
+            self.summary,
+            self.name,
+            self.usage,
+            self.command_line.help()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subcommand_has_help_and_a_unique_name() {
+        for subcommand in SUBCOMMANDS {
+            assert!(std::ptr::eq(find(subcommand.name).unwrap(), subcommand));
+            let help = subcommand.help();
+            assert!(help.contains(&format!("package-indexer {}", subcommand.name)));
+            assert!(summary().contains(subcommand.summary));
+        }
+    }
+}

@@ -44,7 +44,7 @@ docker-build:
 	docker build -t $(IMAGE) .
 
 docker-run:
-	docker run --rm -p 8080:8080 -p 9090:9090 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)
+	docker run --rm -p 8080:8080 -p 8081:8081 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)
 
 clean:
 	$(CARGO) clean

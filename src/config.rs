@@ -46,7 +46,7 @@ pub enum Invocation {
 
 /// The admin listener's address by default, which the subcommands that
 /// talk to it use too.
-pub(crate) const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
+pub(crate) const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8081";
 
 const FLAGS: &[Flag] = &[
     Flag::value("addr", "0.0.0.0:8080", "protocol listener address"),
@@ -224,7 +224,7 @@ mod tests {
     fn defaults_match_the_spec() {
         let c = config(&[], &[]);
         assert_eq!(c.addr, "0.0.0.0:8080");
-        assert_eq!(c.admin_addr.as_deref(), Some("127.0.0.1:9090"));
+        assert_eq!(c.admin_addr.as_deref(), Some("127.0.0.1:8081"));
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.listen_backlog, None);
         assert_eq!(c.max_line_bytes, 65_536);

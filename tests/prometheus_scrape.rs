@@ -128,7 +128,7 @@ fn prometheus_scrapes_the_package_count() {
     let admin = server.admin_addr.expect("admin listener").to_string();
     let config = SCRAPE_CONFIG
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
-        .replace("127.0.0.1:9090", &admin);
+        .replace("127.0.0.1:8081", &admin);
     assert!(
         config.contains("scrape_interval: 1s") && config.contains(&admin),
         "could not point the kit's scrape config at this server:\n{config}"

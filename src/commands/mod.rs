@@ -7,6 +7,8 @@
 //! configured server finds it. Each returns the process's exit status: 0
 //! when it did what was asked, 1 when it could not, 2 for bad usage.
 
+mod client;
+mod connection;
 mod healthcheck;
 
 use crate::flags::{CommandLine, Parsed, Values};
@@ -25,7 +27,7 @@ pub(crate) struct Subcommand {
 }
 
 /// Every subcommand, in the order `--help` lists them.
-static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND];
+static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND, client::SUBCOMMAND];
 
 /// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {

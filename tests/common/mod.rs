@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -407,4 +407,104 @@ pub(crate) fn promtool_check(body: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The Homebrew list in the repository (3,368 lines; two dependencies,
+/// `gpg` and `docbook2X`, have no line of their own).
+pub(crate) const BREW_LIST: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/brew-dependencies.txt");
+
+/// How long a run of the binary as a tool may take before the test fails.
+const TOOL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs the binary with `args` (a subcommand and its arguments), `stdin`
+/// fed to it, and no `PACKAGE_INDEXER_ADDR` from the test's environment
+/// unless `env` sets it; waits for it to exit.
+pub(crate) fn run_binary(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BINARY);
+    command.args(args).env_remove("PACKAGE_INDEXER_ADDR");
+    command.envs(env.iter().copied());
+    run_to_end(command, stdin)
+}
+
+/// Runs `command` with `stdin` fed to it and its output collected; fails
+/// the test if it is still running after [`TOOL_DEADLINE`].
+fn run_to_end(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A child that exits early closes its stdin: that is not our failure.
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if finished.recv_timeout(TOOL_DEADLINE).is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            return true;
+        }
+        false
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "{command:?} ran over {TOOL_DEADLINE:?}"
+    );
+    feeder.join().unwrap();
+    output
+}
+
+/// Runs the binary with `args` inside a pseudo-terminal (util-linux's
+/// `script`), typing `keys` into it: stdin, stdout and stderr are all the
+/// terminal, whose output (echoed input included) comes back as stdout.
+/// `None` when `script` is missing (see [`external_tool`]).
+pub(crate) fn in_terminal(args: &[&str], keys: &[u8]) -> Option<Output> {
+    let script = external_tool("script", "Debian's util-linux package")?;
+    let mut line = shell_quote(BINARY);
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    let mut command = Command::new(script);
+    // -q: no banner; -e: its status is the command's; /dev/null: no log file.
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("PACKAGE_INDEXER_ADDR");
+    Some(run_to_end(command, keys))
+}
+
+/// `text` quoted for `sh`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A fake protocol server that accepts one connection, reads until it has
+/// `lines` complete lines, answers the first of them `OK`, and closes:
+/// a server that goes away mid-conversation.
+pub(crate) fn closing_server(lines: usize) -> (SocketAddr, thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut seen = 0;
+        let mut buffer = [0u8; 4096];
+        while seen < lines {
+            let read = stream.read(&mut buffer).unwrap();
+            if read == 0 {
+                break;
+            }
+            seen += buffer[..read].iter().filter(|&&b| b == b'\n').count();
+        }
+        stream.write_all(b"OK\n").unwrap();
+    });
+    (addr, server)
 }

@@ -10,6 +10,7 @@
 mod client;
 mod connection;
 mod healthcheck;
+mod load;
 
 use crate::flags::{CommandLine, Parsed, Values};
 use std::process::ExitCode;
@@ -27,7 +28,11 @@ pub(crate) struct Subcommand {
 }
 
 /// Every subcommand, in the order `--help` lists them.
-static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND, client::SUBCOMMAND];
+static SUBCOMMANDS: &[Subcommand] = &[
+    healthcheck::SUBCOMMAND,
+    load::SUBCOMMAND,
+    client::SUBCOMMAND,
+];
 
 /// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {

@@ -85,6 +85,8 @@ pub(super) struct List<'a> {
     /// By unlisted name (id minus the number of packages): the first token
     /// that names it.
     unlisted_tokens: Vec<u32>,
+    /// By package: how many packages name it as a dependency.
+    dependent_counts: Vec<u32>,
 }
 
 /// Why a list cannot be used: the first [`MAX_REPORTED`] lines at fault,
@@ -135,32 +137,71 @@ fn name_hash(bytes: &[u8]) -> u64 {
     hash ^ (hash >> 33)
 }
 
-/// One name in a partition: its hash, its first bytes, and where it is.
+/// One name in a partition, in 24 bytes: its first 16 bytes (zero-padded:
+/// a name holds no zero byte, so a shorter name's length is in its key),
+/// the low half of its hash, and where it is.
 #[derive(Clone, Copy)]
 struct Record {
-    key: u128,
-    hash: u64,
-    /// For a package's own name, the package (counted in its piece);
-    /// otherwise the token (counted in its piece).
+    key: [u64; 2],
+    hash: u32,
+    /// The token, or for a package's own name the package with
+    /// [`DEFINES`] set; counted in its piece until [`Record::rebased`].
     at: u32,
-    len: u8,
-    defines: bool,
 }
+
+/// Marks a record of a package's own name (numbers stay below 2^31:
+/// every name takes at least two bytes of text).
+const DEFINES: u32 = 1 << 31;
 
 impl Record {
     fn new(hash: u64, bytes: &[u8], at: u32, defines: bool) -> Record {
         let mut key = [0u8; KEY_BYTES];
         let kept = bytes.len().min(KEY_BYTES);
         key[..kept].copy_from_slice(&bytes[..kept]);
+        let word = |i: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&key[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(word)
+        };
         Record {
-            key: u128::from_le_bytes(key),
-            hash,
-            at,
-            // Names are at most 255 bytes (`PackageName`).
-            len: u8::try_from(bytes.len()).unwrap_or(u8::MAX),
-            defines,
+            key: [word(0), word(1)],
+            // The low half picks the slot; the top bits picked the partition.
+            hash: low_half(hash),
+            at: if defines { at | DEFINES } else { at },
         }
     }
+
+    fn defines(&self) -> bool {
+        self.at & DEFINES != 0
+    }
+
+    /// The token, or the package for a package's own name.
+    fn position(&self) -> u32 {
+        self.at & !DEFINES
+    }
+
+    /// The record with its position counted in the whole list.
+    fn rebased(self, base: Base) -> Record {
+        let offset = if self.defines() {
+            base.package
+        } else {
+            base.token
+        };
+        Record {
+            at: self.at + offset,
+            ..self
+        }
+    }
+
+    /// Whether the name is longer than its key holds.
+    fn is_long(&self) -> bool {
+        self.key[1] >> 56 != 0
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // keeping the low half is the point
+fn low_half(hash: u64) -> u32 {
+    hash as u32
 }
 
 /// The partition of a hash: its top `bits` bits.
@@ -198,6 +239,8 @@ struct Distinct {
     first_token: u32,
     /// Its unlisted id within the interning thread, or [`NONE`].
     unlisted: u32,
+    /// How many tokens name it as a dependency.
+    dependents: u32,
 }
 
 /// What one interning thread found besides the ids it wrote.
@@ -241,6 +284,7 @@ impl<'a> List<'a> {
             lines: Vec::with_capacity(pieces.iter().map(|p| p.lines.len()).sum()),
             ids: Vec::new(),
             unlisted_tokens: Vec::new(),
+            dependent_counts: Vec::new(),
         };
         let mut errors = ListErrors::default();
         let mut line_offset = 0;
@@ -289,6 +333,7 @@ impl<'a> List<'a> {
     fn intern(&mut self, partitioned: &[Vec<Vec<Record>>], bases: &[Base]) -> Vec<(u32, u32)> {
         let packages = to_u32(self.len());
         let ids: Vec<AtomicU32> = (0..self.tokens.len()).map(|_| AtomicU32::new(0)).collect();
+        let dependent_counts: Vec<AtomicU32> = (0..self.len()).map(|_| AtomicU32::new(0)).collect();
         let partitions = partitioned.first().map_or(0, Vec::len);
         let half = partitions / 2;
         let context = InternContext {
@@ -298,6 +343,7 @@ impl<'a> List<'a> {
             partitioned,
             bases,
             ids: &ids,
+            dependent_counts: &dependent_counts,
             packages,
         };
         let (first, second) = thread::scope(|scope| {
@@ -327,6 +373,10 @@ impl<'a> List<'a> {
         for (package, &start) in self.starts[..self.len()].iter().enumerate() {
             self.ids[start as usize] = to_u32(package);
         }
+        self.dependent_counts = dependent_counts
+            .into_iter()
+            .map(AtomicU32::into_inner)
+            .collect();
         self.unlisted_tokens = first.unlisted_tokens;
         self.unlisted_tokens.extend(second.unlisted_tokens);
         let mut duplicates = first.duplicates;
@@ -417,6 +467,8 @@ struct InternContext<'l> {
     bases: &'l [Base],
     /// By token, written once each by whichever thread holds its partition.
     ids: &'l [AtomicU32],
+    /// By package, written likewise.
+    dependent_counts: &'l [AtomicU32],
     packages: u32,
 }
 
@@ -440,19 +492,9 @@ impl InternContext<'_> {
                 .partitioned
                 .iter()
                 .zip(self.bases)
-                .flat_map(|(piece, &base)| {
-                    piece[p].iter().map(move |record| Record {
-                        at: record.at
-                            + if record.defines {
-                                base.package
-                            } else {
-                                base.token
-                            },
-                        ..*record
-                    })
-                });
+                .flat_map(|(piece, &base)| piece[p].iter().map(move |record| record.rebased(base)));
             for record in records.clone() {
-                let mut slot = slot_of(record.hash, mask);
+                let mut slot = slot_of(u64::from(record.hash), mask);
                 let held = loop {
                     let held = slots[slot];
                     if held == NONE {
@@ -462,6 +504,7 @@ impl InternContext<'_> {
                             package: NONE,
                             first_token: NONE,
                             unlisted: NONE,
+                            dependents: 0,
                         });
                         break slots[slot];
                     }
@@ -472,18 +515,19 @@ impl InternContext<'_> {
                 };
                 which.push(held);
                 let name = &mut distinct[held as usize];
-                if !record.defines {
+                if !record.defines() {
+                    name.dependents += 1;
                     if name.first_token == NONE {
-                        name.first_token = record.at;
+                        name.first_token = record.position();
                     }
                 } else if name.package == NONE {
-                    name.package = record.at;
+                    name.package = record.position();
                 } else {
-                    found.duplicates.push((name.package, record.at));
+                    found.duplicates.push((name.package, record.position()));
                 }
             }
             for (record, &held) in records.zip(&which) {
-                if record.defines {
+                if record.defines() {
                     continue;
                 }
                 let name = &mut distinct[held as usize];
@@ -500,7 +544,13 @@ impl InternContext<'_> {
                         (self.packages + name.unlisted) | flag
                     }
                 };
-                self.ids[record.at as usize].store(id, Ordering::Relaxed);
+                self.ids[record.position() as usize].store(id, Ordering::Relaxed);
+            }
+            for name in &distinct {
+                if name.package != NONE {
+                    self.dependent_counts[name.package as usize]
+                        .store(name.dependents, Ordering::Relaxed);
+                }
             }
         }
         found
@@ -508,24 +558,25 @@ impl InternContext<'_> {
 
     /// Whether `a` and `b` are the same name.
     fn same_name(&self, a: &Record, b: &Record) -> bool {
-        if a.hash != b.hash || a.len != b.len || a.key != b.key {
+        if a.hash != b.hash || a.key != b.key {
             return false;
         }
-        let len = usize::from(a.len);
-        len <= KEY_BYTES || {
-            let tail = |record: &Record| {
-                let token = if record.defines {
-                    self.starts[record.at as usize]
+        !a.is_long() || {
+            // Both are longer than the key: rare, and fetched from the text.
+            let rest = |record: &Record| {
+                let token = if record.defines() {
+                    self.starts[record.position() as usize]
                 } else {
-                    record.at
+                    record.position()
                 };
-                let at = self.tokens[token as usize].at as usize;
-                &self.text[at + KEY_BYTES..at + len]
+                let Token { at, len } = self.tokens[token as usize];
+                &self.text[at as usize + KEY_BYTES..at as usize + usize::from(len)]
             };
-            tail(a) == tail(b)
+            rest(a) == rest(b)
         }
     }
 }
+
 /// Cuts `text` into pieces at line ends and reads each, on threads when
 /// the text is large; pieces come back in the text's order.
 fn read_pieces(text: &[u8], partition_bits: u32) -> Vec<Piece> {
@@ -590,24 +641,31 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         ..Piece::default()
     };
     let base = text.as_ptr().addr();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (raw, after) = match rest.iter().position(|&b| b == b'\n') {
-            Some(end) => (&rest[..end], &rest[end + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = after;
+    // The whole piece is checked at once, which is faster than line by
+    // line; only a piece that is not UTF-8 is checked line by line, to
+    // name the lines at fault.
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let lines: Box<dyn Iterator<Item = Option<&str>>> = match std::str::from_utf8(body) {
+        _ if bytes.is_empty() => Box::new(std::iter::empty()),
+        Ok(body) => Box::new(body.split('\n').map(Some)),
+        Err(_) => Box::new(
+            body.split(|&b| b == b'\n')
+                .map(|line| std::str::from_utf8(line).ok()),
+        ),
+    };
+    let mut dependencies = Vec::new();
+    for line in lines {
         piece.line_count += 1;
         let number = piece.line_count;
-        let entry = match std::str::from_utf8(raw) {
-            Ok(line) => package_list::parse_line(number, line),
-            Err(_) => Err(ListError {
+        let name = match line {
+            Some(line) => package_list::parse_line_into(number, line, &mut dependencies),
+            None => Err(ListError {
                 line: number,
                 reason: "not valid UTF-8".into(),
             }),
         };
-        let entry = match entry {
-            Ok(Some(entry)) => entry,
+        let name = match name {
+            Ok(Some(name)) => name,
             Ok(None) => continue,
             Err(error) => {
                 piece.errors.push(error);
@@ -617,8 +675,10 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         let package = to_u32(piece.starts.len());
         piece.starts.push(to_u32(piece.tokens.len()));
         piece.lines.push(to_u32(number));
-        let names = std::iter::once(entry.name).chain(entry.dependencies.iter().copied());
-        for (i, name) in names.enumerate() {
+        for (i, name) in std::iter::once(name)
+            .chain(dependencies.iter().copied())
+            .enumerate()
+        {
             let bytes = name.as_bytes();
             let hash = name_hash(bytes);
             let defines = i == 0;
@@ -756,30 +816,29 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     for &id in missing {
         is_missing[id as usize] = true;
     }
-    // Unmet dependencies per package (a missing one is never met), and the
-    // packages that wait on each one, as one flat array.
+    // The packages that wait on each one, as one flat array (the counts
+    // came with the list), and unmet dependencies per package (a missing
+    // one is never met).
+    let mut first_dependent = Vec::with_capacity(packages + 1);
+    first_dependent.push(0u32);
+    let mut total = 0u32;
+    for &count in &list.dependent_counts {
+        total += count;
+        first_dependent.push(total);
+    }
+    let mut fill = first_dependent.clone();
+    let mut dependents = vec![0u32; total as usize];
     let mut unmet = vec![0u32; packages];
-    let mut first_dependent = vec![0u32; packages + 1];
     for package in 0..to_u32(packages) {
         for &id in list.dependencies(package) {
             if (id as usize) < packages {
+                let at = &mut fill[id as usize];
+                dependents[*at as usize] = package;
+                *at += 1;
                 unmet[package as usize] += 1;
-                first_dependent[id as usize + 1] += 1;
             } else if is_missing[id as usize] {
                 unmet[package as usize] += 1;
             }
-        }
-    }
-    for i in 1..first_dependent.len() {
-        first_dependent[i] += first_dependent[i - 1];
-    }
-    let mut fill = first_dependent.clone();
-    let mut dependents = vec![0u32; first_dependent[packages] as usize];
-    for package in 0..to_u32(packages) {
-        for dependency in list.listed_dependencies(package) {
-            let at = &mut fill[dependency as usize];
-            dependents[*at as usize] = package;
-            *at += 1;
         }
     }
     drop(fill);
@@ -1191,6 +1250,18 @@ z: x
                 "dependency cycle: loop-a -> loop-b -> loop-a",
             ]
         );
+    }
+
+    #[test]
+    fn line_numbers_count_across_pieces_blank_lines_included() {
+        // A run of blank lines long enough to be pieces of their own, then
+        // a bad line: its number counts every line before it.
+        let mut text = big_list(30_000);
+        text.push_str(&"\n".repeat(PARALLEL_FROM_BYTES));
+        text.push_str("  \r\nbad\n");
+        let errors = List::read(text.as_bytes()).unwrap_err();
+        let line = 30_000 + PARALLEL_FROM_BYTES + 2;
+        assert_eq!(errors.first[0].line, line, "{:?}", errors.first);
     }
 
     #[test]

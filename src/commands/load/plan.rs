@@ -116,25 +116,52 @@ impl ListErrors {
     }
 }
 
-/// A name's hash: multiply-rotate over 8-byte words, then a finalizer that
-/// makes the low bits (a table's slot) and the top bits (a partition)
-/// depend on every input bit. The names
-/// come from a file the operator chose, not from an adversary, so
-/// protection against crafted collisions would buy nothing.
-fn name_hash(bytes: &[u8]) -> u64 {
+/// The name `text[at..at + len]`'s hash and its first 16 bytes as two
+/// words, zero-padded (the key of its [`Record`]).
+///
+/// The hash is multiply-rotate over the name's 8-byte words, then a
+/// finalizer that makes the low bits (a table's slot) and the top bits (a
+/// partition) depend on every input bit. The names come from a file the
+/// operator chose, not from an adversary, so protection against crafted
+/// collisions would buy nothing.
+fn hash_and_key(text: &[u8], at: usize, len: usize) -> (u64, [u64; 2]) {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut hash = bytes.len() as u64;
-    for chunk in bytes.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        hash = (hash.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let mut hash = len as u64;
+    let mut key = [0u64; 2];
+    let mut offset = 0;
+    while offset < len {
+        let word = word_at(text, at + offset, (len - offset).min(8));
+        if let Some(slot) = key.get_mut(offset / 8) {
+            *slot = word;
+        }
+        hash = (hash.rotate_left(23) ^ word).wrapping_mul(K);
+        offset += 8;
     }
     // Murmur3's finalizer: every input bit reaches every output bit.
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    hash ^ (hash >> 33)
+    (hash ^ (hash >> 33), key)
+}
+
+/// The `valid` (1 to 8) bytes at `text[at..]` as a little-endian word,
+/// zero-padded. Read as one load, past the name when the text goes on, and
+/// masked: assembling a word byte by byte would stall the load on the
+/// bytes just stored.
+fn word_at(text: &[u8], at: usize, valid: usize) -> u64 {
+    let word = match text.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        Some(chunk) => u64::from_le_bytes(*chunk),
+        None => {
+            let mut word = [0u8; 8];
+            word[..valid].copy_from_slice(&text[at..at + valid]);
+            u64::from_le_bytes(word)
+        }
+    };
+    match valid {
+        8.. => word,
+        _ => word & ((1u64 << (valid * 8)) - 1),
+    }
 }
 
 /// One name in a partition, in 24 bytes: its first 16 bytes (zero-padded:
@@ -154,17 +181,9 @@ struct Record {
 const DEFINES: u32 = 1 << 31;
 
 impl Record {
-    fn new(hash: u64, bytes: &[u8], at: u32, defines: bool) -> Record {
-        let mut key = [0u8; KEY_BYTES];
-        let kept = bytes.len().min(KEY_BYTES);
-        key[..kept].copy_from_slice(&bytes[..kept]);
-        let word = |i: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&key[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(word)
-        };
+    fn new(hash: u64, key: [u64; 2], at: u32, defines: bool) -> Record {
         Record {
-            key: [word(0), word(1)],
+            key,
             // The low half picks the slot; the top bits picked the partition.
             hash: low_half(hash),
             at: if defines { at | DEFINES } else { at },
@@ -679,8 +698,8 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
             .chain(dependencies.iter().copied())
             .enumerate()
         {
-            let bytes = name.as_bytes();
-            let hash = name_hash(bytes);
+            let offset = name.as_bytes().as_ptr().addr() - base;
+            let (hash, key) = hash_and_key(text, offset, name.as_bytes().len());
             let defines = i == 0;
             let at = if defines {
                 package
@@ -688,11 +707,11 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
                 to_u32(piece.tokens.len())
             };
             piece.tokens.push(Token {
-                at: to_u32(bytes.as_ptr().addr() - base),
+                at: to_u32(offset),
                 len: name.len_u8(),
             });
             piece.partitions[partition(hash, partition_bits)]
-                .push(Record::new(hash, bytes, at, defines));
+                .push(Record::new(hash, key, at, defines));
         }
     }
     piece
@@ -1265,11 +1284,39 @@ z: x
     }
 
     #[test]
+    fn a_name_hashes_alike_wherever_it_stands() {
+        // Read in one load past its end, or byte by byte at the text's end.
+        for name in [
+            "a",
+            "pkg1234",
+            "pkg12345",
+            "exactly-16-bytes",
+            "a-name-of-twenty-five-byt",
+        ] {
+            let inside = format!("x: {name} {name}zzzzzzzzzzzzzzzz\n");
+            let at = inside.find(name).unwrap();
+            let alone = hash_and_key(name.as_bytes(), 0, name.len());
+            assert_eq!(
+                hash_and_key(inside.as_bytes(), at, name.len()),
+                alone,
+                "{name}"
+            );
+            let mut padded = [0u8; 16];
+            let kept = name.len().min(16);
+            padded[..kept].copy_from_slice(&name.as_bytes()[..kept]);
+            let words =
+                [&padded[..8], &padded[8..]].map(|w| u64::from_le_bytes(w.try_into().unwrap()));
+            assert_eq!(alone.1, words, "{name}");
+        }
+    }
+
+    #[test]
     fn names_hash_apart() {
         let mut buckets = std::collections::HashSet::new();
         for i in 0..1000 {
             // The low bits pick the slot; these names differ in their last bytes.
-            buckets.insert(name_hash(format!("pkg{i:05}").as_bytes()) & 0xFFF);
+            let name = format!("pkg{i:05}");
+            buckets.insert(hash_and_key(name.as_bytes(), 0, name.len()).0 & 0xFFF);
         }
         assert!(buckets.len() > 800, "{}", buckets.len());
     }

@@ -18,6 +18,7 @@
 //!    algorithm), finding its cycles (Tarjan's strongly connected
 //!    components) and writing its `INDEX` lines touch no map.
 
+use crate::name::PackageName;
 use crate::package_list::{self, ListError};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -87,6 +88,13 @@ pub(super) struct List<'a> {
     unlisted_tokens: Vec<u32>,
     /// By package: how many packages name it as a dependency.
     dependent_counts: Vec<u32>,
+    /// Each piece's `INDEX` lines, one a package, made while its text was
+    /// in cache: sending then copies one run of bytes a package.
+    requests: Vec<Vec<u8>>,
+    /// By package: where its `INDEX` line ends in its piece's `requests`.
+    request_ends: Vec<u32>,
+    /// By piece: its first package.
+    piece_starts: Vec<u32>,
 }
 
 /// Why a list cannot be used: the first [`MAX_REPORTED`] lines at fault,
@@ -127,12 +135,16 @@ impl ListErrors {
 fn hash_and_key(text: &[u8], at: usize, len: usize) -> (u64, [u64; 2]) {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut hash = len as u64;
-    let mut key = [0u64; 2];
+    // Two variables, not an array indexed in the loop, so that they stay in
+    // registers.
+    let (mut first, mut second) = (0, 0);
     let mut offset = 0;
     while offset < len {
         let word = word_at(text, at + offset, (len - offset).min(8));
-        if let Some(slot) = key.get_mut(offset / 8) {
-            *slot = word;
+        match offset {
+            0 => first = word,
+            8 => second = word,
+            _ => {}
         }
         hash = (hash.rotate_left(23) ^ word).wrapping_mul(K);
         offset += 8;
@@ -142,7 +154,7 @@ fn hash_and_key(text: &[u8], at: usize, len: usize) -> (u64, [u64; 2]) {
     hash = hash.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    (hash ^ (hash >> 33), key)
+    (hash ^ (hash >> 33), [first, second])
 }
 
 /// The `valid` (1 to 8) bytes at `text[at..]` as a little-endian word,
@@ -236,6 +248,8 @@ struct Piece {
     tokens: Vec<Token>,
     starts: Vec<u32>,
     lines: Vec<u32>,
+    requests: Vec<u8>,
+    request_ends: Vec<u32>,
     /// Lines in the piece (the last one may lack its `\n`).
     line_count: usize,
     errors: ListErrors,
@@ -304,6 +318,9 @@ impl<'a> List<'a> {
             ids: Vec::new(),
             unlisted_tokens: Vec::new(),
             dependent_counts: Vec::new(),
+            requests: Vec::with_capacity(pieces.len()),
+            request_ends: Vec::with_capacity(pieces.iter().map(|p| p.lines.len()).sum()),
+            piece_starts: Vec::with_capacity(pieces.len()),
         };
         let mut errors = ListErrors::default();
         let mut line_offset = 0;
@@ -316,6 +333,9 @@ impl<'a> List<'a> {
             };
             bases.push(base);
             list.tokens.extend_from_slice(&piece.tokens);
+            list.piece_starts.push(base.package);
+            list.request_ends.extend_from_slice(&piece.request_ends);
+            list.requests.push(piece.requests);
             list.starts
                 .extend(piece.starts.iter().map(|&s| s + base.token));
             let line_base = to_u32(line_offset);
@@ -458,22 +478,14 @@ impl<'a> List<'a> {
 
     /// Appends `INDEX|name|dep,dep\n` for `package`, as its line wrote it.
     pub(super) fn push_index_line(&self, out: &mut Vec<u8>, package: u32) {
-        let tokens = self.starts[package as usize]..self.starts[package as usize + 1];
-        let only_a_name = tokens.len() == 1;
-        out.extend_from_slice(b"INDEX|");
-        for (i, token) in tokens.enumerate() {
-            if i == 1 {
-                out.push(b'|');
-            } else if i > 1 {
-                out.push(b',');
-            }
-            let Token { at, len } = self.tokens[token as usize];
-            out.extend_from_slice(&self.text[at as usize..at as usize + usize::from(len)]);
-        }
-        if only_a_name {
-            out.push(b'|');
-        }
-        out.push(b'\n');
+        let piece = self.piece_starts.partition_point(|&first| first <= package) - 1;
+        let start = if package == self.piece_starts[piece] {
+            0
+        } else {
+            self.request_ends[package as usize - 1]
+        };
+        let end = self.request_ends[package as usize];
+        out.extend_from_slice(&self.requests[piece][start as usize..end as usize]);
     }
 }
 
@@ -654,6 +666,7 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
     let expected_names = bytes.len() / 8;
     let mut piece = Piece {
         tokens: Vec::with_capacity(expected_names),
+        requests: Vec::with_capacity(bytes.len() + bytes.len() / 4),
         partitions: (0..partitions)
             .map(|_| Vec::with_capacity(expected_names / partitions + 16))
             .collect(),
@@ -694,6 +707,8 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         let package = to_u32(piece.starts.len());
         piece.starts.push(to_u32(piece.tokens.len()));
         piece.lines.push(to_u32(number));
+        push_request(&mut piece.requests, name, &dependencies);
+        piece.request_ends.push(to_u32(piece.requests.len()));
         for (i, name) in std::iter::once(name)
             .chain(dependencies.iter().copied())
             .enumerate()
@@ -715,6 +730,20 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         }
     }
     piece
+}
+
+/// Appends `INDEX|name|dep,dep\n`.
+fn push_request(out: &mut Vec<u8>, name: PackageName, dependencies: &[PackageName]) {
+    out.extend_from_slice(b"INDEX|");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'|');
+    for (i, dependency) in dependencies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(dependency.as_bytes());
+    }
+    out.push(b'\n');
 }
 
 /// What to send, in what order, and what can never be indexed.

@@ -857,9 +857,16 @@ fn package_names(list: &List, packages: &[u32]) -> String {
 
 /// Orders `list` by dependencies (Kahn's algorithm, roots in the list's
 /// order); `missing` are the ids of unlisted names the server does not
-/// hold.
+/// hold. A list already in dependency order with nothing missing, as an
+/// export writes it, is sent as it is.
 pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let packages = list.len();
+    if missing.is_empty() && in_dependency_order(list) {
+        return Order {
+            send: (0..to_u32(packages)).collect(),
+            ..Order::default()
+        };
+    }
     let mut is_missing = vec![false; list.names()];
     for &id in missing {
         is_missing[id as usize] = true;
@@ -969,6 +976,16 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         .filter(|&package| !in_group[package as usize])
         .collect();
     order
+}
+
+/// Whether every package's listed dependencies come before it in the
+/// list: one pass, in the order the ids lie in memory.
+fn in_dependency_order(list: &List) -> bool {
+    (0..to_u32(list.len())).all(|package| {
+        list.dependencies(package)
+            .iter()
+            .all(|&id| id < package || id as usize >= list.len())
+    })
 }
 
 /// The strongly connected components of more than one package among
@@ -1097,6 +1114,19 @@ mod tests {
             index_lines(&list, &order.send),
             "INDEX|zlib|\nINDEX|tool|\nINDEX|lib|zlib\nINDEX|app|lib,zlib\n"
         );
+    }
+
+    #[test]
+    fn a_list_in_dependency_order_is_sent_as_it_is() {
+        let list = read("zlib:\nlib: zlib gpg\napp: lib zlib\ntool:\n");
+        assert_eq!(
+            names(&list, &order(&list, &[]).send),
+            ["zlib", "lib", "app", "tool"]
+        );
+        // Missing a dependency, it is ordered and reported as any list.
+        let order = order(&list, &[id(&list, "gpg")]);
+        assert_eq!(names(&list, &order.send), ["zlib", "tool"]);
+        assert_eq!(names(&list, &order.blocked), ["lib", "app"]);
     }
 
     #[test]

@@ -143,7 +143,13 @@ fn read_source(source: &str) -> Result<Vec<u8>, String> {
             .map_err(|e| format!("cannot read stdin: {e}"))?;
         Ok(text)
     } else {
-        std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"))
+        let fail = |e: io::Error| format!("cannot read {source}: {e}");
+        let mut file = std::fs::File::open(source).map_err(fail)?;
+        let size = file.metadata().map_err(fail)?.len();
+        // One more byte, so that reading to the end needs no second buffer.
+        let mut text = plan::huge(usize::try_from(size).unwrap_or(0).saturating_add(1));
+        file.read_to_end(&mut text).map_err(fail)?;
+        Ok(text)
     }
 }
 

@@ -20,6 +20,7 @@
 
 use crate::name::PackageName;
 use crate::package_list::{self, ListError};
+use crate::sys;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -49,6 +50,22 @@ const NONE: u32 = u32::MAX;
 #[allow(clippy::cast_possible_truncation)]
 fn to_u32(n: usize) -> u32 {
     n as u32
+}
+
+/// An empty vector with room for `capacity`, asked to be backed by huge
+/// pages: the arrays here are large and read at random, and on a virtual
+/// machine every page fault and TLB miss is dear.
+pub(super) fn huge<T>(capacity: usize) -> Vec<T> {
+    let mut vec = Vec::with_capacity(capacity);
+    sys::advise_huge_pages(&mut vec);
+    vec
+}
+
+/// [`huge`], filled with `len` copies of `value`.
+fn huge_filled<T: Clone>(len: usize, value: T) -> Vec<T> {
+    let mut vec = huge(len);
+    vec.resize(len, value);
+    vec
 }
 
 /// The slot of `hash` in a table of `mask + 1` slots: its low bits.
@@ -312,14 +329,14 @@ impl<'a> List<'a> {
 
         let mut list = List {
             text,
-            tokens: Vec::with_capacity(pieces.iter().map(|p| p.tokens.len()).sum()),
-            starts: Vec::with_capacity(pieces.iter().map(|p| p.starts.len()).sum::<usize>() + 1),
-            lines: Vec::with_capacity(pieces.iter().map(|p| p.lines.len()).sum()),
+            tokens: huge(pieces.iter().map(|p| p.tokens.len()).sum()),
+            starts: huge(pieces.iter().map(|p| p.starts.len()).sum::<usize>() + 1),
+            lines: huge(pieces.iter().map(|p| p.lines.len()).sum()),
             ids: Vec::new(),
             unlisted_tokens: Vec::new(),
             dependent_counts: Vec::new(),
             requests: Vec::with_capacity(pieces.len()),
-            request_ends: Vec::with_capacity(pieces.iter().map(|p| p.lines.len()).sum()),
+            request_ends: huge(pieces.iter().map(|p| p.lines.len()).sum()),
             piece_starts: Vec::with_capacity(pieces.len()),
         };
         let mut errors = ListErrors::default();
@@ -371,8 +388,10 @@ impl<'a> List<'a> {
     /// the packages listed twice.
     fn intern(&mut self, partitioned: &[Vec<Vec<Record>>], bases: &[Base]) -> Vec<(u32, u32)> {
         let packages = to_u32(self.len());
-        let ids: Vec<AtomicU32> = (0..self.tokens.len()).map(|_| AtomicU32::new(0)).collect();
-        let dependent_counts: Vec<AtomicU32> = (0..self.len()).map(|_| AtomicU32::new(0)).collect();
+        let mut ids: Vec<AtomicU32> = huge(self.tokens.len());
+        ids.extend((0..self.tokens.len()).map(|_| AtomicU32::new(0)));
+        let mut dependent_counts: Vec<AtomicU32> = huge(self.len());
+        dependent_counts.extend((0..self.len()).map(|_| AtomicU32::new(0)));
         let partitions = partitioned.first().map_or(0, Vec::len);
         let half = partitions / 2;
         let context = InternContext {
@@ -665,8 +684,8 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
     let partitions = 1usize << partition_bits;
     let expected_names = bytes.len() / 8;
     let mut piece = Piece {
-        tokens: Vec::with_capacity(expected_names),
-        requests: Vec::with_capacity(bytes.len() + bytes.len() / 4),
+        tokens: huge(expected_names),
+        requests: huge(bytes.len() + bytes.len() / 4),
         partitions: (0..partitions)
             .map(|_| Vec::with_capacity(expected_names / partitions + 16))
             .collect(),
@@ -874,16 +893,17 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     // The packages that wait on each one, as one flat array (the counts
     // came with the list), and unmet dependencies per package (a missing
     // one is never met).
-    let mut first_dependent = Vec::with_capacity(packages + 1);
+    let mut first_dependent = huge(packages + 1);
     first_dependent.push(0u32);
     let mut total = 0u32;
     for &count in &list.dependent_counts {
         total += count;
         first_dependent.push(total);
     }
-    let mut fill = first_dependent.clone();
-    let mut dependents = vec![0u32; total as usize];
-    let mut unmet = vec![0u32; packages];
+    let mut fill = huge(first_dependent.len());
+    fill.extend_from_slice(&first_dependent);
+    let mut dependents = huge_filled(total as usize, 0u32);
+    let mut unmet = huge_filled(packages, 0u32);
     for package in 0..to_u32(packages) {
         for &id in list.dependencies(package) {
             if (id as usize) < packages {
@@ -898,7 +918,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     }
     drop(fill);
 
-    let mut send: Vec<u32> = Vec::with_capacity(packages);
+    let mut send: Vec<u32> = huge(packages);
     send.extend((0..to_u32(packages)).filter(|&p| unmet[p as usize] == 0));
     let mut next = 0;
     while let Some(&package) = send.get(next) {

@@ -7,16 +7,22 @@
 //! whole list. So the list is read in passes that each walk memory in
 //! order:
 //!
-//! 1. The text is cut into pieces at line ends, parsed on a thread each
-//!    ([`package_list::parse_line`]): every name is noted (where it is in
-//!    the text), hashed, and appended, with its first 16 bytes, to one of
-//!    many small partitions chosen by the hash's top bits.
-//! 2. Each partition is small enough to stay in cache while its names get
-//!    their ids from a table of its own, compared byte for byte (bytes past
-//!    the 16th are fetched from the text: rare, and only on a hash match).
+//! 1. The text is cut into pieces at line ends, each parsed on a thread of
+//!    its own ([`package_list::parse_line_into`]). Every line's `INDEX`
+//!    request is written out then, while the line is in cache; every name
+//!    is noted (where it is in the text), hashed, and appended with its
+//!    first 16 bytes to one of a few hundred partitions chosen by the
+//!    hash's top bits.
+//! 2. The partitions are shared out between two threads. Each is small
+//!    enough to stay in cache while its names get their ids from a table
+//!    of its own, compared byte for byte (bytes past the 16th are fetched
+//!    from the text: rare, and only on a hash match). A name listed as a
+//!    package gets that package's index as its id.
 //! 3. From then on the list is arrays of `u32`s: ordering it (Kahn's
 //!    algorithm), finding its cycles (Tarjan's strongly connected
-//!    components) and writing its `INDEX` lines touch no map.
+//!    components) and sending it touch no map.
+//!
+//! The big arrays are asked to live in huge pages ([`huge`]).
 
 use crate::name::PackageName;
 use crate::package_list::{self, ListError};
@@ -34,8 +40,8 @@ const PARALLEL_FROM_BYTES: usize = 1 << 20;
 /// Most pieces the text is cut into (threads that parse it).
 const MAX_PIECES: usize = 4;
 
-/// Text bytes per partition of the names, so that one partition's names
-/// and table stay in cache (about 4,000 names of ~10 bytes).
+/// Text bytes per partition of the names, so that one partition's records
+/// (about 16,000 names of ~10 bytes: 400 KB) and table stay in cache.
 const BYTES_PER_PARTITION: usize = 256 * 1024;
 
 /// Bytes of a name kept beside its hash in a partition.
@@ -363,11 +369,14 @@ impl<'a> List<'a> {
             partitioned.push(piece.partitions);
         }
         list.starts.push(to_u32(list.tokens.len()));
-        let duplicates = list.intern(&partitioned, &bases);
+        let mut duplicates = list.intern(&partitioned, &bases);
         drop(partitioned);
+        // Found partition by partition: shown, like the rest, by line.
+        duplicates.sort_unstable_by_key(|&(_, again)| again);
+        let mut twice = ListErrors::default();
         for (first, again) in duplicates {
             let (first_line, again_line) = (list.lines[first as usize], list.lines[again as usize]);
-            errors.push(ListError {
+            twice.push(ListError {
                 line: again_line as usize,
                 reason: format!(
                     "package {} is listed twice, on line {first_line} and on line {again_line}",
@@ -375,8 +384,12 @@ impl<'a> List<'a> {
                 ),
             });
         }
-        if errors.total > 0 {
+        if errors.total + twice.total > 0 {
+            // Each kind keeps its first lines: together, the first of all.
+            errors.first.extend(twice.first);
             errors.first.sort_by_key(|error| error.line);
+            errors.first.truncate(MAX_REPORTED);
+            errors.total += twice.total;
             return Err(errors);
         }
         Ok(list)
@@ -1268,6 +1281,19 @@ z: x
         assert_eq!(
             (errors.first.len(), errors.total),
             (MAX_REPORTED, MAX_REPORTED + 5)
+        );
+        // A package listed twice early is among the first shown.
+        let text = format!("a:\n{}a:\n", "?\n".repeat(MAX_REPORTED + 5));
+        let errors = List::read(text.as_bytes()).unwrap_err();
+        let lines: Vec<usize> = errors.first.iter().map(|e| e.line).collect();
+        assert_eq!(lines, (2..2 + MAX_REPORTED).collect::<Vec<_>>());
+        assert_eq!(errors.total, MAX_REPORTED + 6);
+        let text = format!("a:\na:\n{}", "?\n".repeat(MAX_REPORTED + 5));
+        let errors = List::read(text.as_bytes()).unwrap_err();
+        assert!(
+            errors.first[0].reason.contains("listed twice"),
+            "{:?}",
+            errors.first[0]
         );
     }
 

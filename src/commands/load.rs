@@ -42,7 +42,8 @@ use std::time::Instant;
 pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "load",
     usage: " FILE|-",
-    summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order",
+    summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
+              exit 0 when all of it is",
     command_line: &CommandLine {
         flags: &[
             connection::ADDR_FLAG,

@@ -29,6 +29,7 @@ use crate::package_list::{self, ListError};
 use crate::sys;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 /// Problems of a list kept for the report; the rest are counted.
@@ -72,6 +73,33 @@ fn huge_filled<T: Clone>(len: usize, value: T) -> Vec<T> {
     let mut vec = huge(len);
     vec.resize(len, value);
     vec
+}
+
+/// Runs `first` on this thread and `second` on a new one, at once, and
+/// returns both results; when no thread can be started, `second` runs here
+/// after `first`. A panic in `second` is passed on.
+fn in_parallel<A, B: Send>(first: impl FnOnce() -> A, second: impl FnOnce() -> B + Send) -> (A, B) {
+    fn run_once<T>(slot: &Mutex<Option<impl FnOnce() -> T>>) -> Option<T> {
+        let work = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        work.map(|work| work())
+    }
+    let second = Mutex::new(Some(second));
+    thread::scope(|scope| {
+        let spawned = thread::Builder::new()
+            .name("load-worker".into())
+            .spawn_scoped(scope, || run_once(&second));
+        let a = first();
+        let b = match spawned.map(|handle| handle.join()) {
+            Ok(Ok(b)) => b,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => None,
+        };
+        match b.or_else(|| run_once(&second)) {
+            Some(b) => (a, b),
+            // The work is taken once, by the thread or here, and both ran.
+            None => unreachable!("the second half of parallel work ran nowhere"),
+        }
+    })
 }
 
 /// The slot of `hash` in a table of `mask + 1` slots: its low bits.
@@ -417,18 +445,10 @@ impl<'a> List<'a> {
             dependent_counts: &dependent_counts,
             packages,
         };
-        let (first, second) = thread::scope(|scope| {
-            let second = thread::Builder::new()
-                .name("load-interner".into())
-                .spawn_scoped(scope, || context.intern(half..partitions, SECOND_THREAD));
-            let first = context.intern(0..half, 0);
-            let second = match second.map(|handle| handle.join()) {
-                Ok(Ok(second)) => second,
-                // No thread to spare (or a bug): do its share here.
-                _ => context.intern(half..partitions, SECOND_THREAD),
-            };
-            (first, second)
-        });
+        let (first, second) = in_parallel(
+            || context.intern(0..half, 0),
+            || context.intern(half..partitions, SECOND_THREAD),
+        );
         let first_unlisted = to_u32(first.unlisted_tokens.len());
         self.ids = ids
             .into_iter()
@@ -904,8 +924,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         is_missing[id as usize] = true;
     }
     // The packages that wait on each one, as one flat array (the counts
-    // came with the list), and unmet dependencies per package (a missing
-    // one is never met).
+    // came with the list).
     let mut first_dependent = huge(packages + 1);
     first_dependent.push(0u32);
     let mut total = 0u32;
@@ -913,38 +932,8 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         total += count;
         first_dependent.push(total);
     }
-    let mut fill = huge(first_dependent.len());
-    fill.extend_from_slice(&first_dependent);
-    let mut dependents = huge_filled(total as usize, 0u32);
-    let mut unmet = huge_filled(packages, 0u32);
-    for package in 0..to_u32(packages) {
-        for &id in list.dependencies(package) {
-            if (id as usize) < packages {
-                let at = &mut fill[id as usize];
-                dependents[*at as usize] = package;
-                *at += 1;
-                unmet[package as usize] += 1;
-            } else if is_missing[id as usize] {
-                unmet[package as usize] += 1;
-            }
-        }
-    }
-    drop(fill);
-
-    let mut send: Vec<u32> = huge(packages);
-    send.extend((0..to_u32(packages)).filter(|&p| unmet[p as usize] == 0));
-    let mut next = 0;
-    while let Some(&package) = send.get(next) {
-        next += 1;
-        let range = first_dependent[package as usize] as usize
-            ..first_dependent[package as usize + 1] as usize;
-        for &dependent in &dependents[range] {
-            unmet[dependent as usize] -= 1;
-            if unmet[dependent as usize] == 0 {
-                send.push(dependent);
-            }
-        }
-    }
+    let (dependents, unmet) = link_dependents(list, &is_missing, &first_dependent);
+    let (send, unmet) = release_in_levels(&first_dependent, &dependents, unmet);
     let mut order = Order {
         send,
         ..Order::default()
@@ -1009,6 +998,102 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         .filter(|&package| !in_group[package as usize])
         .collect();
     order
+}
+
+/// Each package's dependents, in package order, at `first_dependent[p]..
+/// first_dependent[p + 1]`, and each package's unmet dependencies (listed,
+/// or missing: a missing one is never met). Two threads share the work by
+/// halves of the package numbers: each reads every dependency list and
+/// writes only its own half of both arrays.
+fn link_dependents(
+    list: &List,
+    is_missing: &[bool],
+    first_dependent: &[u32],
+) -> (Vec<u32>, Vec<u32>) {
+    let packages = list.len();
+    let mut dependents = huge_filled(first_dependent[packages] as usize, 0u32);
+    let mut unmet = huge_filled(packages, 0u32);
+    let middle = packages / 2;
+    let (low_dependents, high_dependents) =
+        dependents.split_at_mut(first_dependent[middle] as usize);
+    let (low_unmet, high_unmet) = unmet.split_at_mut(middle);
+    let link = |half: Range<usize>, dependents: &mut [u32], unmet: &mut [u32]| {
+        let base = first_dependent[half.start];
+        let mut fill: Vec<u32> = first_dependent[half.clone()]
+            .iter()
+            .map(|&first| first - base)
+            .collect();
+        for package in 0..to_u32(packages) {
+            let own = half.contains(&(package as usize));
+            for &id in list.dependencies(package) {
+                let id = id as usize;
+                let listed = id < packages;
+                if listed && half.contains(&id) {
+                    let at = &mut fill[id - half.start];
+                    dependents[*at as usize] = package;
+                    *at += 1;
+                }
+                if own && (listed || is_missing[id]) {
+                    unmet[package as usize - half.start] += 1;
+                }
+            }
+        }
+    };
+    in_parallel(
+        || link(0..middle, low_dependents, low_unmet),
+        || link(middle..packages, high_dependents, high_unmet),
+    );
+    (dependents, unmet)
+}
+
+/// Frontiers this large are released on two threads.
+const PARALLEL_FRONTIER: usize = 4096;
+
+/// Kahn's algorithm, a level at a time: the packages with no unmet
+/// dependency, then those whose last one that level met, and so on, each
+/// level in package order, so the result is the same however the work was
+/// shared. Returns the order and what remains unmet (more than zero for
+/// the packages that can never be indexed).
+fn release_in_levels(
+    first_dependent: &[u32],
+    dependents: &[u32],
+    unmet: Vec<u32>,
+) -> (Vec<u32>, Vec<u32>) {
+    let packages = unmet.len();
+    let mut send: Vec<u32> = huge(packages);
+    send.extend((0..to_u32(packages)).filter(|&p| unmet[p as usize] == 0));
+    let unmet: Vec<AtomicU32> = unmet.into_iter().map(AtomicU32::new).collect();
+    // The packages in `frontier` meet their dependents' dependencies.
+    let release = |frontier: &[u32]| {
+        let mut released = Vec::new();
+        for &package in frontier {
+            let range = first_dependent[package as usize] as usize
+                ..first_dependent[package as usize + 1] as usize;
+            for &dependent in &dependents[range] {
+                if unmet[dependent as usize].fetch_sub(1, Ordering::Relaxed) == 1 {
+                    released.push(dependent);
+                }
+            }
+        }
+        released
+    };
+    let mut level = 0..send.len();
+    while !level.is_empty() {
+        let frontier = &send[level.clone()];
+        let mut next = if frontier.len() >= PARALLEL_FRONTIER {
+            let (low, high) = frontier.split_at(frontier.len() / 2);
+            let (mut low, high) = in_parallel(|| release(low), || release(high));
+            low.extend(high);
+            low
+        } else {
+            release(frontier)
+        };
+        next.sort_unstable();
+        level = send.len()..send.len() + next.len();
+        send.extend(next);
+    }
+    let unmet = unmet.into_iter().map(AtomicU32::into_inner).collect();
+    (send, unmet)
 }
 
 /// Whether every package's listed dependencies come before it in the
@@ -1351,6 +1436,37 @@ z: x
             .collect();
         listed.sort_unstable();
         assert_eq!(sent, listed);
+    }
+
+    #[test]
+    fn wide_levels_shared_between_threads_give_the_same_order_every_time() {
+        // Each package depends on up to three earlier ones, listed last
+        // first: wide levels, released on two threads.
+        // 100,000 make levels of up to 7,000 (PARALLEL_FRONTIER is 4,096).
+        let packages = 100_000;
+        let mut seed = 7u64;
+        let mut text = String::new();
+        for i in (0..packages).rev() {
+            let mut deps = Vec::new();
+            for _ in 0..3.min(i) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                deps.push(format!("p{}", (seed >> 33) as usize % i));
+            }
+            text.push_str(&format!("p{i}: {}\n", deps.join(" ")));
+        }
+        let list = read(&text);
+        let first = order(&list, &[]);
+        assert_eq!(first.send.len(), packages);
+        let mut position = vec![0; packages];
+        for (at, &package) in first.send.iter().enumerate() {
+            position[package as usize] = at;
+        }
+        for package in 0..to_u32(packages) {
+            for dependency in list.listed_dependencies(package) {
+                assert!(position[dependency as usize] < position[package as usize]);
+            }
+        }
+        assert_eq!(order(&list, &[]).send, first.send);
     }
 
     #[test]

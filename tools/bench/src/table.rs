@@ -481,7 +481,9 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
 /// list in shuffled order (so `load` must order it), timed from spawn to
 /// exit, against the bulk `INDEX` rate of the same graph over one
 /// pipelined connection. Each run gets a fresh server; the two are
-/// measured in the order A B B A so drift weighs on both alike.
+/// measured three times each, in the order A B B A A B, and each keeps its
+/// best: on a machine shared with other work a moment's load only ever
+/// slows a run, and it should not decide the row.
 fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
     let big = BigLoad::new(options);
     let dir = ScratchDir::new("load-list")?;
@@ -496,7 +498,7 @@ fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
     std::fs::write(&list, text).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
     let binary = server_binary(options)?;
     let (mut bulk, mut command) = (Vec::new(), Vec::new());
-    for with_command in [false, true, true, false] {
+    for with_command in [false, true, true, false, false, true] {
         flush_dirty_pages();
         let server = start_real(options, &[])?;
         if with_command {
@@ -510,16 +512,16 @@ fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
             bulk.push(big.load(&Subject::real(&server))?);
         }
     }
-    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    let (bulk, command) = (mean(&bulk), mean(&command));
+    let best = |rates: &[f64]| rates.iter().copied().fold(0.0, f64::max);
+    let (bulk, command) = (best(&bulk), best(&command));
     Ok(vec![Row {
         measure: format!(
             "`package-indexer load` of {} packages ({LOAD_FANOUT} dependencies each, shuffled list file)",
             thousands(big.packages.len() as u64)
         ),
         target: "≥ 0.90 × bulk INDEX",
-        measured: format!("{} packages/s, spawn to exit", whole(command)),
-        reference: format!("bulk: {} INDEX/s", whole(bulk)),
+        measured: format!("{} packages/s, spawn to exit (best of 3)", whole(command)),
+        reference: format!("bulk: {} INDEX/s (best of 3)", whole(bulk)),
         ratio: ratio(Some(command), Some(bulk)),
         verdict: verdict(command >= 0.9 * bulk),
     }])

@@ -20,6 +20,7 @@
 //! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
 //! | `admin.rs` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop: health, readiness, metrics |
+//! | `json.rs` | just enough JSON: strings written for the admin API, documents read by the tools |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
 //! | `app.rs` | the server's life: start, serve, stop on a signal or a failure |
 //! | `cli.rs` | [`main`]: the binary's command line, the server or a subcommand |
@@ -61,6 +62,7 @@ mod config;
 mod durability;
 pub mod flags;
 mod index;
+mod json;
 mod log;
 mod metrics;
 mod name;

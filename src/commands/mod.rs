@@ -7,7 +7,10 @@
 //! configured server finds it. Each returns the process's exit status: 0
 //! when it did what was asked, 1 when it could not, 2 for bad usage.
 
+mod export;
 mod healthcheck;
+mod http;
+mod show;
 
 use crate::flags::{CommandLine, Parsed, Values};
 use std::process::ExitCode;
@@ -25,7 +28,11 @@ pub(crate) struct Subcommand {
 }
 
 /// Every subcommand, in the order `--help` lists them.
-static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND];
+static SUBCOMMANDS: &[Subcommand] = &[
+    healthcheck::SUBCOMMAND,
+    show::SUBCOMMAND,
+    export::SUBCOMMAND,
+];
 
 /// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {

@@ -156,6 +156,30 @@ impl Drop for ServerProcess {
 
 /// One request, one answer: (status, body).
 pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let answer = http_answer(addr, method, path);
+    (answer.status, answer.body)
+}
+
+/// An HTTP answer, read to the end of the connection.
+pub(crate) struct HttpAnswer {
+    pub status: u16,
+    /// As sent, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One request, the whole answer.
+pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -169,16 +193,71 @@ pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) 
     .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_string(), value.trim().to_string()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Runs `package-indexer ARGS...` (a subcommand) to its end.
+pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Indexes every package of a list in the Homebrew format (`name: dep
+/// dep`, see `package_indexer::package_list`) over one pipelined
+/// connection, resending those refused (listed before a dependency) in
+/// rounds until all are in; returns how many. Every dependency must be
+/// listed. (The `load` subcommand will do this and can replace it.)
+pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
+    let mut remaining: Vec<String> = list
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| package_indexer::package_list::parse_line(i + 1, line).unwrap())
+        .map(|entry| {
+            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
+            format!("INDEX|{}|{}\n", entry.name, deps.join(","))
+        })
+        .collect();
+    let total = remaining.len();
+    let mut client = Client::connect(addr);
+    while !remaining.is_empty() {
+        let mut refused = Vec::new();
+        for batch in remaining.chunks(1000) {
+            client.send(batch.concat().as_bytes());
+            for request in batch {
+                match client.line().trim_end() {
+                    "OK" => {}
+                    "FAIL" => refused.push(request.clone()),
+                    other => panic!("{request:?} answered {other:?}"),
+                }
+            }
+        }
+        assert!(
+            refused.len() < remaining.len(),
+            "no progress: {} packages can never be indexed, e.g. {}",
+            refused.len(),
+            refused[0]
+        );
+        remaining = refused;
+    }
+    total
 }
 
 /// Connections that each hold an unfinished request head, renewed (closed

@@ -46,25 +46,26 @@
 //! # Routes
 //!
 //! `route` maps a path to a `Reply` with a complete body, computed on the
-//! loop thread; so a route must answer quickly without waiting on anything
-//! a client controls (`/metrics` counts the index under its read lock,
-//! which writers hold for microseconds, and reads `/proc`;
-//! `/v1/packages/NAME` scans the index a chunk per hold of the read lock,
-//! about 3 ms in all at a million packages). A panicking route answers 500
-//! and the loop goes on.
+//! loop thread; so a route must answer in microseconds without waiting on
+//! anything a client controls (`/metrics` counts the index under its read
+//! lock, which writers hold for microseconds, and reads `/proc`). A
+//! panicking route answers 500 and the loop goes on.
 //!
-//! A route whose answer is large or slow to produce (`/v1/export`: a
-//! second and tens of megabytes at a million packages) does not run on the
-//! loop: it returns a `Job`, and `Connection::advance` a
-//! `Progress::HandOff` carrying it, on which the loop drops the connection
-//! from its set and hands a duplicate of its socket, made blocking, with
-//! the job to a worker thread. At most [`MAX_JOBS`] workers run at once; a
-//! job beyond them is answered 503 with `Retry-After` on the loop. A
-//! worker renders the whole answer first, so it is sent with its exact
-//! `Content-Length` like every other answer, and its writes carry
-//! [`JOB_WRITE_STALL`] as their timeout: a client that takes no bytes for
-//! that long is cut off (the head's deadline does not apply to the answer
-//! of a job, which may take longer than that to send in full).
+//! A route whose answer takes longer does not run on the loop, where many
+//! such requests in one turn would hold up every probe behind them: it
+//! returns a `Job`, and `Connection::advance` a `Progress::HandOff`
+//! carrying it, on which the loop drops the connection from its set and
+//! hands a duplicate of its socket, made blocking, with the job to a
+//! worker thread. Two routes do: `/v1/packages/NAME`, whose scan of the
+//! index takes milliseconds at a million packages (tens under load), and
+//! `/v1/export`, a second and tens of megabytes. At most [`MAX_JOBS`]
+//! workers of each kind run at once; a job beyond them is answered 503
+//! with `Retry-After` on the loop. A worker produces the whole answer
+//! first, so it is sent with its exact `Content-Length` like every other
+//! answer, and its writes carry [`JOB_WRITE_STALL`] as their timeout: a
+//! client that takes no bytes for that long is cut off (the head's
+//! deadline does not apply to the answer of a job, which may take longer
+//! than that to send in full).
 //! [`AdminServer::stop`] shuts the workers' sockets down, which ends their
 //! writes at once, and joins them.
 
@@ -94,8 +95,9 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Admin connections pending at once; a newcomer beyond it closes the
 /// oldest. Each holds one file descriptor.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
-/// Worker threads answering jobs (`/v1/export`) at once. Each may hold a
-/// copy of the index and its rendered text.
+/// Worker threads answering jobs of one kind at once: inspections
+/// (`/v1/packages/NAME`) and exports (`/v1/export`, each of which holds a
+/// copy of the index and its text while it runs).
 pub(crate) const MAX_JOBS: usize = 2;
 /// How long a job's client may take no bytes before it is cut off.
 pub(crate) const JOB_WRITE_STALL: Duration = Duration::from_secs(10);
@@ -567,9 +569,20 @@ impl Reply {
 
 /// A reply produced on a worker thread rather than on the loop.
 struct Job {
+    kind: JobKind,
     produce: Box<dyn FnOnce() -> Reply + Send>,
     /// A `HEAD` request: send the headers only.
     head_only: bool,
+}
+
+/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
+/// workers, so exports cannot keep inspections out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    /// `/v1/packages/NAME`.
+    Inspect,
+    /// `/v1/export`.
+    Export,
 }
 
 /// What a request head gets: its answer's bytes, or a job to produce them.
@@ -581,7 +594,7 @@ enum Answer {
 /// What a route gives.
 enum Routed {
     Now(Reply),
-    Later(Box<dyn FnOnce() -> Reply + Send>),
+    Later(JobKind, Box<dyn FnOnce() -> Reply + Send>),
 }
 
 /// Answers one request head.
@@ -596,7 +609,13 @@ fn respond(head: &[u8], state: &AdminState) -> Answer {
         },
         RequestLine::Get { path, head_only } => match guarded(path, || route(path, state)) {
             Some(Routed::Now(reply)) => return Answer::Now(encode(&reply, head_only)),
-            Some(Routed::Later(produce)) => return Answer::Later(Job { produce, head_only }),
+            Some(Routed::Later(kind, produce)) => {
+                return Answer::Later(Job {
+                    kind,
+                    produce,
+                    head_only,
+                })
+            }
             None => internal_error(),
         },
     };
@@ -635,14 +654,23 @@ fn route(path: &str, state: &AdminState) -> Routed {
         "/v1/export" => match state.store.get() {
             Some(store) => {
                 let store = store.clone();
-                return Routed::Later(Box::new(move || export(&store)));
+                return Routed::Later(JobKind::Export, Box::new(move || export(&store)));
             }
             None => loading(),
         },
         _ => match path.strip_prefix(PACKAGES_PREFIX) {
-            Some(segment) => match state.store.get() {
-                Some(store) => inspect(store, segment),
-                None => loading(),
+            Some(segment) => match (state.store.get(), package_name(segment)) {
+                (None, _) => loading(),
+                (Some(_), None) => {
+                    Reply::json_error("400 Bad Request", "invalid package name", Some(segment))
+                }
+                (Some(store), Some(name)) => {
+                    let store = store.clone();
+                    return Routed::Later(
+                        JobKind::Inspect,
+                        Box::new(move || inspect(&store, &name)),
+                    );
+                }
             },
             None => Reply::text("404 Not Found", "not found\n"),
         },
@@ -650,17 +678,23 @@ fn route(path: &str, state: &AdminState) -> Routed {
     Routed::Now(reply)
 }
 
+/// The package name a `/v1/packages/` path names: the rest of the path
+/// (names may hold `/`), percent-decoded; `None` when it is not one.
+fn package_name(segment: &str) -> Option<String> {
+    let decoded = percent_decode(segment)?;
+    PackageName::new(&decoded).map(|name| name.as_str().to_string())
+}
+
 /// The `/v1` answer while the data directory is still loading.
 fn loading() -> Reply {
     Reply::json_error("503 Service Unavailable", "loading", None)
 }
 
-/// `/v1/packages/NAME`: the package's dependencies and dependents. The name
-/// is the rest of the path (names may hold `/`), percent-decoded.
-fn inspect(store: &Store, segment: &str) -> Reply {
-    let decoded = percent_decode(segment);
-    let Some(name) = decoded.as_deref().and_then(PackageName::new) else {
-        return Reply::json_error("400 Bad Request", "invalid package name", Some(segment));
+/// `/v1/packages/NAME`, on a worker: the package's dependencies and
+/// dependents; `name` was validated on the loop.
+fn inspect(store: &Store, name: &str) -> Reply {
+    let Some(name) = PackageName::new(name.as_bytes()) else {
+        return Reply::json_error("400 Bad Request", "invalid package name", Some(name));
     };
     match store.inspect(name) {
         Some(inspection) => Reply::json("200 OK", inspection_json(&inspection)),
@@ -868,7 +902,14 @@ fn encode(reply: &Reply, head_only: bool) -> Vec<u8> {
 /// socket through which [`Workers::stop`] cuts it off.
 #[derive(Default)]
 struct Workers {
-    running: Vec<(JoinHandle<()>, TcpStream)>,
+    running: Vec<Worker>,
+}
+
+struct Worker {
+    thread: JoinHandle<()>,
+    /// A duplicate of the client's socket.
+    stream: TcpStream,
+    kind: JobKind,
 }
 
 impl Workers {
@@ -887,7 +928,8 @@ impl Workers {
             };
             encode(&reply, job.head_only)
         };
-        if self.running.len() >= limits.max_jobs {
+        let same_kind = self.running.iter().filter(|w| w.kind == job.kind).count();
+        if same_kind >= limits.max_jobs {
             log::debug("admin job refused", &[("reason", &"busy")]);
             return Err(busy());
         }
@@ -897,12 +939,15 @@ impl Workers {
             .and_then(|(worker_side, stop_side)| {
                 worker_side.set_nonblocking(false)?;
                 worker_side.set_write_timeout(Some(limits.job_write_stall))?;
-                let head_only = job.head_only;
-                let produce = job.produce;
+                let (head_only, produce) = (job.head_only, job.produce);
                 let thread = thread::Builder::new()
                     .name("admin-job".to_owned())
                     .spawn(move || answer_job(worker_side, produce, head_only))?;
-                Ok((thread, stop_side))
+                Ok(Worker {
+                    thread,
+                    stream: stop_side,
+                    kind: job.kind,
+                })
             });
         match started {
             Ok(worker) => {
@@ -919,9 +964,8 @@ impl Workers {
     fn join_finished(&mut self) {
         let mut index = 0;
         while index < self.running.len() {
-            if self.running[index].0.is_finished() {
-                let (thread, _) = self.running.swap_remove(index);
-                join_worker(thread);
+            if self.running[index].thread.is_finished() {
+                join_worker(self.running.swap_remove(index).thread);
             } else {
                 index += 1;
             }
@@ -931,10 +975,10 @@ impl Workers {
     /// Cuts every worker's client off, which ends its writes at once, and
     /// waits for each to finish.
     fn stop(&mut self) {
-        for (thread, stream) in self.running.drain(..) {
+        for worker in self.running.drain(..) {
             // The client may be gone already.
-            let _ = stream.shutdown(Shutdown::Both);
-            join_worker(thread);
+            let _ = worker.stream.shutdown(Shutdown::Both);
+            join_worker(worker.thread);
         }
     }
 }
@@ -1507,13 +1551,15 @@ mod tests {
             },
             SMALL_INDEX,
         );
-        let answer = get(server.local_addr(), "/v1/export");
-        assert_framed(
-            &answer,
-            "503 Service Unavailable",
-            "busy: too many answers in progress\n",
-        );
-        assert_eq!(answer.header("Retry-After"), Some("1"));
+        for target in ["/v1/export", "/v1/packages/y"] {
+            let answer = get(server.local_addr(), target);
+            assert_framed(
+                &answer,
+                "503 Service Unavailable",
+                "busy: too many answers in progress\n",
+            );
+            assert_eq!(answer.header("Retry-After"), Some("1"));
+        }
     }
 
     #[test]

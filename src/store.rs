@@ -139,15 +139,15 @@ impl Store {
     /// when it is not indexed.
     ///
     /// The index keeps only dependent *counts*, so the dependents are found
-    /// by scanning every package's dependency list, [`SCAN_CHUNK_IDS`]
-    /// ids per hold of the read lock; writers run between the chunks. At
-    /// the end of the last chunk, under the same hold, the index tells
-    /// whether a dependency on the package was added or removed since the
-    /// scan began; if none was, what the chunks found is exactly the
-    /// package's dependents at that moment. If every one of
-    /// [`SCAN_ATTEMPTS`] scans was spoilt so (the package's dependents
-    /// change all the time), one scan holds the read lock throughout: the
-    /// slow path, a few milliseconds per million packages.
+    /// by scanning every package's dependency list, 32,768 ids
+    /// (`SCAN_CHUNK_IDS`) per hold of the read lock; writers run between
+    /// the chunks. At the end of the last chunk, under the same hold, the
+    /// index tells whether a dependency on the package was added or
+    /// removed since the scan began; if none was, what the chunks found is
+    /// exactly the package's dependents at that moment. If all three scans
+    /// (`SCAN_ATTEMPTS`) were spoilt so (the package's dependents change
+    /// all the time), one scan holds the read lock throughout: the slow
+    /// path, about 3 ms per million packages.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         self.inspect_in_chunks(package, SCAN_CHUNK_IDS)
     }

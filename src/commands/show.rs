@@ -46,7 +46,6 @@ fn run(values: &Values) -> ExitCode {
     let shown = match answer {
         Ok((200, body)) => describe(&body).map(|text| (text, ExitCode::SUCCESS)),
         Ok((404, _)) => Ok((format!("{name}: not indexed\n"), ExitCode::FAILURE)),
-        Ok((503, _)) => Err(format!("{admin_addr} is still loading its data")),
         Ok((status, body)) => Err(format!("{admin_addr} answered {status}: {}", body.trim())),
         Err(error) => Err(format!("{admin_addr}: {error}")),
     };

@@ -910,6 +910,9 @@ struct Worker {
     /// A duplicate of the client's socket.
     stream: TcpStream,
     kind: JobKind,
+    /// Set once the answer is sent (or failed): the place is free, though
+    /// the thread may still be ending.
+    done: Arc<AtomicBool>,
 }
 
 impl Workers {
@@ -928,7 +931,11 @@ impl Workers {
             };
             encode(&reply, job.head_only)
         };
-        let same_kind = self.running.iter().filter(|w| w.kind == job.kind).count();
+        let same_kind = self
+            .running
+            .iter()
+            .filter(|w| w.kind == job.kind && !w.done.load(Ordering::Acquire))
+            .count();
         if same_kind >= limits.max_jobs {
             log::debug("admin job refused", &[("reason", &"busy")]);
             return Err(busy());
@@ -940,13 +947,16 @@ impl Workers {
                 worker_side.set_nonblocking(false)?;
                 worker_side.set_write_timeout(Some(limits.job_write_stall))?;
                 let (head_only, produce) = (job.head_only, job.produce);
+                let done = Arc::new(AtomicBool::new(false));
+                let finished = Arc::clone(&done);
                 let thread = thread::Builder::new()
                     .name("admin-job".to_owned())
-                    .spawn(move || answer_job(worker_side, produce, head_only))?;
+                    .spawn(move || answer_job(worker_side, produce, head_only, &finished))?;
                 Ok(Worker {
                     thread,
                     stream: stop_side,
                     kind: job.kind,
+                    done,
                 })
             });
         match started {
@@ -990,7 +1000,12 @@ fn join_worker(thread: JoinHandle<()>) {
 }
 
 /// A worker's life: produce the reply, send it, close.
-fn answer_job(mut stream: TcpStream, produce: Box<dyn FnOnce() -> Reply + Send>, head_only: bool) {
+fn answer_job(
+    mut stream: TcpStream,
+    produce: Box<dyn FnOnce() -> Reply + Send>,
+    head_only: bool,
+    done: &AtomicBool,
+) {
     let reply = guarded("job", produce).unwrap_or_else(internal_error);
     let sent = stream.write_all(head(&reply).as_bytes()).and_then(|()| {
         if head_only {
@@ -999,13 +1014,20 @@ fn answer_job(mut stream: TcpStream, produce: Box<dyn FnOnce() -> Reply + Send>,
             stream.write_all(reply.body.as_bytes())
         }
     });
+    // Before the client can see the end of its answer, so that its next
+    // request finds this worker's place free.
+    done.store(true, Ordering::Release);
+    // Either way the connection ends here, whatever other descriptors of
+    // it remain; the client may be gone already, with no one to tell.
     match sent {
-        // The client may be gone already; there is no one to tell.
         Ok(()) => drop(stream.shutdown(Shutdown::Write)),
-        Err(error) => log::debug(
-            "admin connection dropped",
-            &[("reason", &format!("write failed: {error}"))],
-        ),
+        Err(error) => {
+            drop(stream.shutdown(Shutdown::Both));
+            log::debug(
+                "admin connection dropped",
+                &[("reason", &format!("write failed: {error}"))],
+            );
+        }
     }
 }
 
@@ -1540,6 +1562,21 @@ mod tests {
             head.header("Content-Length"),
             Some(&*listed.len().to_string())
         );
+    }
+
+    #[test]
+    fn a_client_asking_again_at_once_finds_its_worker_free() {
+        let server = start_with_index(
+            AdminLimits {
+                max_jobs: 1,
+                ..AdminLimits::default()
+            },
+            SMALL_INDEX,
+        );
+        for _ in 0..200 {
+            let answer = get(server.local_addr(), "/v1/packages/y");
+            assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+        }
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! - a package keeps only the *count* of packages that depend on it, which is
 //!   all `REMOVE` needs; who they are is found by scanning the edge lists
 //!   ([`Indexer::dependents_within`]), in chunks that need not share one
-//!   hold of the lock: a small ring of the targets of recent edge changes
-//!   tells whether the package's dependents changed meanwhile.
+//!   hold of the lock: a small ring of recent edge changes (which package
+//!   gained or lost a dependency on which) tells which dependents changed
+//!   meanwhile, to be looked at again at the end.
 //!
 //! Removing or re-indexing leaves dead bytes in the arenas; they are
 //! compacted once they outweigh the live ones, so memory tracks the size of
@@ -133,8 +134,8 @@ const MIN_TABLE_SLOTS: usize = 64;
 /// never bother.
 const MIN_GARBAGE_TO_COMPACT: usize = 64 * 1024;
 /// Edge changes remembered for scans that release the lock between chunks
-/// (256 KiB). A scan over which more edges changed than this cannot tell
-/// whether its package's dependents did, and is started again.
+/// (512 KiB). A scan over which more edges changed than this cannot tell
+/// which of its package's dependents did, and is started again.
 const RECENT_EDGE_CHANGES: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -176,11 +177,18 @@ pub struct Indexer {
     /// Reused buffers, so a command allocates nothing once warm.
     scratch_deps: Vec<u32>,
     scratch_stack: Vec<u32>,
-    /// The dependency (target) of each of the last [`RECENT_EDGE_CHANGES`]
-    /// edges added or removed, a ring indexed by `edge_changes`.
-    recent_edge_targets: Box<[u32]>,
+    /// The last [`RECENT_EDGE_CHANGES`] edges added or removed, a ring
+    /// indexed by `edge_changes`.
+    recent_edge_changes: Box<[EdgeChange]>,
     /// Edges added or removed since the index was made.
     edge_changes: u64,
+}
+
+/// A dependency added or removed: `source` gained or lost `target`.
+#[derive(Clone, Copy, Debug, Default)]
+struct EdgeChange {
+    target: u32,
+    source: u32,
 }
 
 /// A scan for the packages that depend on one package, which may release
@@ -193,25 +201,29 @@ pub(crate) struct DependentsScan {
     edge_changes: u64,
 }
 
-/// Package names copied out of the index: one buffer, no allocation per
-/// name.
+/// The packages a dependents scan found: their ids and names, copied out
+/// of the index into one buffer (no allocation per name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct NameList {
+pub(crate) struct Found {
+    ids: Vec<u32>,
     text: String,
+    /// Where each name ends in `text`.
     ends: Vec<usize>,
 }
 
-impl NameList {
-    fn push(&mut self, name: &str) {
+impl Found {
+    fn push(&mut self, id: u32, name: &str) {
+        self.ids.push(id);
         self.text.push_str(name);
         self.ends.push(self.text.len());
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.ids.len()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+    /// The names found, in the order found.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(&self.ends)
@@ -219,9 +231,41 @@ impl NameList {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.ids.clear();
         self.text.clear();
         self.ends.clear();
     }
+
+    /// Brings a scan's findings up to the moment `changed` was taken: the
+    /// packages whose dependency changed while the scan ran are dropped
+    /// from what the chunks saw, and those of them that depend on the
+    /// package at that moment are added back as they are then. Done with
+    /// the lock released.
+    pub(crate) fn apply(&mut self, changed: &Changed) {
+        if changed.sources.is_empty() {
+            return;
+        }
+        let mut kept = Found::default();
+        for (&id, name) in self.ids.iter().zip(self.names()) {
+            if changed.sources.binary_search(&id).is_err() {
+                kept.push(id, name);
+            }
+        }
+        for (&id, name) in changed.now.ids.iter().zip(changed.now.names()) {
+            kept.push(id, name);
+        }
+        *self = kept;
+    }
+}
+
+/// The dependents of a scan's package that changed while the scan ran, as
+/// they are at its end: [`Indexer::dependents_changed_since`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Changed {
+    /// Ids that gained or lost the dependency, sorted.
+    sources: Vec<u32>,
+    /// Those of them that depend on the package now.
+    now: Found,
 }
 
 impl Default for Indexer {
@@ -246,7 +290,8 @@ impl Indexer {
             epoch: 0,
             scratch_deps: Vec::new(),
             scratch_stack: Vec::new(),
-            recent_edge_targets: vec![0; RECENT_EDGE_CHANGES].into_boxed_slice(),
+            recent_edge_changes: vec![EdgeChange::default(); RECENT_EDGE_CHANGES]
+                .into_boxed_slice(),
             edge_changes: 0,
         }
     }
@@ -287,8 +332,8 @@ impl Indexer {
         self.packages = source.packages;
         self.dependencies = source.dependencies;
         self.epoch = source.epoch;
-        self.recent_edge_targets
-            .clone_from_slice(&source.recent_edge_targets);
+        self.recent_edge_changes
+            .clone_from_slice(&source.recent_edge_changes);
         self.edge_changes = source.edge_changes;
     }
 
@@ -377,7 +422,7 @@ impl Indexer {
         };
         for &dep in deps {
             self.nodes[dep as usize].dependents += 1;
-            self.note_edge_change(dep);
+            self.note_edge_change(dep, id);
         }
         self.nodes[id as usize] = Node {
             name_start,
@@ -426,7 +471,7 @@ impl Indexer {
         changed.extend(sorted_difference(&self.edges[old_range.clone()], wanted));
         changed.extend(sorted_difference(wanted, &self.edges[old_range.clone()]));
         for &dep in &changed {
-            self.note_edge_change(dep);
+            self.note_edge_change(dep, id);
         }
         changed.clear();
         self.scratch_stack = changed;
@@ -461,7 +506,7 @@ impl Indexer {
         for i in start..start + node.deps_len as usize {
             let dep = self.edges[i];
             self.nodes[dep as usize].dependents -= 1;
-            self.note_edge_change(dep);
+            self.note_edge_change(dep, id);
         }
         self.remove_slot(tag, id);
         self.nodes[id as usize] = Node::default();
@@ -543,45 +588,62 @@ impl Indexer {
         self.node_ids().end
     }
 
-    /// Copies into `found` the name of every package with an id in `ids`
-    /// that depends on the scan's package. O(`ids.len()`), so a caller
-    /// bounds how long it holds the lock by the size of the range.
+    /// Copies into `found` every package with an id in `ids` that depends
+    /// on the scan's package. O(`ids.len()`), so a caller bounds how long
+    /// it holds the lock by the size of the range.
     pub(crate) fn dependents_within(
         &self,
         scan: &DependentsScan,
         ids: std::ops::Range<u32>,
-        found: &mut NameList,
+        found: &mut Found,
     ) {
         let ids = ids.start.min(self.id_end())..ids.end.min(self.id_end());
         for id in ids {
             // Dependency lists are sorted; free ids have empty ones.
             if self.deps(id).binary_search(&scan.target).is_ok() {
-                found.push(self.name(id));
+                found.push(id, self.name(id));
             }
         }
     }
 
-    /// Whether the packages a scan found over all of `0..id_end()`, in
-    /// chunks that may each have held the lock apart, are exactly those
-    /// that depend on `package` now: true when `package` is still indexed
-    /// under the id the scan looked for and no edge into it was added or
-    /// removed since the scan started. Then no dependent came or went (a
-    /// removal takes the edge with it), so none changed its id or name,
-    /// and every chunk saw the same set. False as well when more edges
-    /// changed than the index remembers.
-    pub(crate) fn dependents_unchanged_since(
+    /// Ends a scan that covered all of `0..id_end()` in chunks that may
+    /// each have held the lock apart: the packages that gained or lost a
+    /// dependency on `package` since the scan started, and which of them
+    /// depend on it now. With them, [`Found::apply`] makes what the scan
+    /// found exactly `package`'s dependents at this moment: any other
+    /// package kept its dependency, or its lack of one, throughout, and
+    /// kept its id and name (a removal takes its dependencies with it), so
+    /// its chunk saw it right.
+    ///
+    /// `None` when the scan cannot be ended so: `package` is no longer
+    /// indexed under the id the scan looked for, or more edges changed than
+    /// the index remembers. O(edges changed since the scan started).
+    pub(crate) fn dependents_changed_since(
         &self,
         scan: &DependentsScan,
         package: PackageName<'_>,
-    ) -> bool {
+    ) -> Option<Changed> {
         let changes = self.edge_changes - scan.edge_changes;
         if self.find(package, self.tag(package)) != Some(scan.target)
             || changes > RECENT_EDGE_CHANGES as u64
         {
-            return false;
+            return None;
         }
-        (scan.edge_changes..self.edge_changes)
-            .all(|change| self.recent_edge_targets[ring_slot(change)] != scan.target)
+        let mut changed = Changed::default();
+        for change in scan.edge_changes..self.edge_changes {
+            let EdgeChange { target, source } = self.recent_edge_changes[ring_slot(change)];
+            if target == scan.target {
+                changed.sources.push(source);
+            }
+        }
+        changed.sources.sort_unstable();
+        changed.sources.dedup();
+        for &source in &changed.sources {
+            if self.deps(source).binary_search(&scan.target).is_ok() {
+                changed.now.push(source, self.name(source));
+            }
+        }
+        Some(changed)
     }
 
     /// Ids of every indexed package, dependencies first.
@@ -776,9 +838,9 @@ impl Indexer {
         self.table[hole] = EMPTY_SLOT;
     }
 
-    /// Remembers that an edge into `target` was added or removed.
-    fn note_edge_change(&mut self, target: u32) {
-        self.recent_edge_targets[ring_slot(self.edge_changes)] = target;
+    /// Remembers that `source` gained or lost a dependency on `target`.
+    fn note_edge_change(&mut self, target: u32, source: u32) {
+        self.recent_edge_changes[ring_slot(self.edge_changes)] = EdgeChange { target, source };
         self.edge_changes += 1;
     }
 
@@ -1032,19 +1094,36 @@ mod tests {
         assert_eq!(rebuilt.dependencies(), ix.dependencies());
     }
 
-    /// The dependents a scan finds in chunks of `chunk` ids, sorted, and
-    /// whether they still hold at the end.
-    fn scan_dependents(ix: &Indexer, package: &str, chunk: u32) -> (Vec<String>, bool) {
+    /// The dependents of `package` a scan finds in chunks of `chunk` ids,
+    /// with `between(ix, chunk number)` changing the index after each
+    /// chunk, brought up to its end; sorted. `None` when the scan cannot
+    /// be ended.
+    fn scan_dependents(
+        ix: &mut Indexer,
+        package: &str,
+        chunk: u32,
+        between: &mut dyn FnMut(&mut Indexer, u32),
+    ) -> Option<Vec<String>> {
         let scan = ix.start_dependents_scan(name(package)).unwrap();
-        let mut found = NameList::default();
+        let mut found = Found::default();
         let mut next = 0;
+        let mut chunks = 0;
         while next < ix.id_end() {
             ix.dependents_within(&scan, next..next.saturating_add(chunk), &mut found);
             next = next.saturating_add(chunk);
+            between(ix, chunks);
+            chunks += 1;
         }
-        let mut names: Vec<String> = found.iter().map(str::to_string).collect();
+        let changed = ix.dependents_changed_since(&scan, name(package))?;
+        found.apply(&changed);
+        let mut names: Vec<String> = found.names().map(str::to_string).collect();
         names.sort();
-        (names, ix.dependents_unchanged_since(&scan, name(package)))
+        Some(names)
+    }
+
+    /// The dependents of `package` by a scan with nothing changing.
+    fn dependents(ix: &mut Indexer, package: &str) -> Vec<String> {
+        scan_dependents(ix, package, u32::MAX, &mut |_, _| {}).unwrap()
     }
 
     #[test]
@@ -1065,78 +1144,89 @@ mod tests {
             .map(|i| format!("p{i:02}"))
             .collect();
         for chunk in [1, 7, 64, u32::MAX] {
-            assert_eq!(
-                scan_dependents(&ix, "base", chunk),
-                (expected.clone(), true)
-            );
+            let found = scan_dependents(&mut ix, "base", chunk, &mut |_, _| {});
+            assert_eq!(found.as_ref(), Some(&expected));
         }
-        assert_eq!(scan_dependents(&ix, "p01", 5), (vec![], true));
+        assert_eq!(dependents(&mut ix, "p01"), Vec::<String>::new());
         assert!(ix.start_dependents_scan(name("missing")).is_none());
     }
 
     #[test]
-    fn a_scan_knows_when_the_dependents_changed_meanwhile() {
+    fn a_scan_is_brought_up_to_its_end_whatever_changed_meanwhile() {
+        // Between chunks of one id, packages q0..q11 are indexed with
+        // dependencies drawn from {base, other, an earlier q}, re-indexed
+        // and removed at random (so ids are freed and reused): whatever
+        // the chunks saw, the corrected scan is exactly what a scan with
+        // nothing changing finds at the end.
         let mut ix = Indexer::new();
         index(&mut ix, "base", &[]);
         index(&mut ix, "other", &[]);
-        index(&mut ix, "user", &["base"]);
-        let still = |ix: &mut Indexer, change: &dyn Fn(&mut Indexer)| {
-            let scan = ix.start_dependents_scan(name("base")).unwrap();
-            change(ix);
-            ix.check_invariants().unwrap();
-            ix.dependents_unchanged_since(&scan, name("base"))
+        let mut seed = 7u64;
+        let mut random = move |bound: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % bound
         };
-        // Edges into other packages do not matter.
-        assert!(still(&mut ix, &|ix| {
-            ix.index(name("leaf"), [name("other")].into_iter());
-            ix.index(name("user"), [name("base"), name("other")].into_iter());
-            ix.remove(name("leaf"));
-        }));
-        // A dependent added, dropped by a re-index, or removed.
-        assert!(!still(&mut ix, &|ix| {
-            ix.index(name("new"), [name("base")].into_iter());
-        }));
-        assert!(!still(&mut ix, &|ix| {
-            ix.index(name("user"), [name("other")].into_iter());
-        }));
-        assert!(!still(&mut ix, &|ix| {
-            ix.remove(name("new"));
-        }));
-        // The package removed and indexed again under the same id (the
-        // last freed): a dependent added since is seen; without one, the
-        // empty set found still holds.
-        assert!(!still(&mut ix, &|ix| {
-            ix.remove(name("base"));
-            ix.index(name("base"), std::iter::empty());
-            ix.index(name("new"), [name("base")].into_iter());
-        }));
-        ix.remove(name("new"));
-        assert!(still(&mut ix, &|ix| {
-            ix.remove(name("base"));
-            ix.index(name("base"), std::iter::empty());
-        }));
-        // Under another id, the scan looked for the wrong one.
-        index(&mut ix, "spacer", &[]);
-        assert!(!still(&mut ix, &|ix| {
-            ix.remove(name("base"));
-            ix.remove(name("spacer"));
-            ix.index(name("base"), std::iter::empty());
-        }));
+        for _ in 0..300 {
+            let mut change = |ix: &mut Indexer, _chunk: u32| {
+                let q = random(12);
+                let package = format!("q{q}");
+                if random(3) == 0 {
+                    ix.remove(name(&package));
+                    return;
+                }
+                let mut deps = Vec::new();
+                for (candidate, odds) in [("base".to_string(), 2), ("other".into(), 3)] {
+                    if random(odds) == 0 {
+                        deps.push(candidate);
+                    }
+                }
+                if q > 0 && random(2) == 0 {
+                    deps.push(format!("q{}", random(q)));
+                }
+                ix.index(name(&package), deps.iter().map(|d| name(d)));
+            };
+            let scanned = scan_dependents(&mut ix, "base", 1, &mut change).unwrap();
+            ix.check_invariants().unwrap();
+            assert_eq!(scanned, dependents(&mut ix, "base"));
+        }
     }
 
     #[test]
-    fn a_scan_outlived_by_the_ring_does_not_hold() {
+    fn a_scan_cannot_end_when_the_package_moved_or_the_ring_was_outrun() {
         let mut ix = Indexer::new();
         index(&mut ix, "base", &[]);
         index(&mut ix, "other", &[]);
-        let scan = ix.start_dependents_scan(name("base")).unwrap();
-        for _ in 0..RECENT_EDGE_CHANGES / 2 {
-            ix.index(name("leaf"), [name("other")].into_iter());
-            ix.remove(name("leaf"));
-        }
-        assert!(ix.dependents_unchanged_since(&scan, name("base")));
-        ix.index(name("leaf"), [name("other")].into_iter());
-        assert!(!ix.dependents_unchanged_since(&scan, name("base")));
+        index(&mut ix, "spacer", &[]);
+        // Removed and indexed again under another id: the scan looked for
+        // the old one.
+        let moved = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
+            if chunk == 0 {
+                ix.remove(name("base"));
+                ix.remove(name("spacer"));
+                ix.index(name("base"), std::iter::empty());
+            }
+        });
+        assert_eq!(moved, None);
+        let outrun = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
+            if chunk == 0 {
+                for _ in 0..RECENT_EDGE_CHANGES / 2 {
+                    ix.index(name("leaf"), [name("other")].into_iter());
+                    ix.remove(name("leaf"));
+                }
+            }
+        });
+        assert_eq!(outrun, Some(vec![]));
+        let outrun = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
+            if chunk == 0 {
+                for _ in 0..=RECENT_EDGE_CHANGES / 2 {
+                    ix.index(name("leaf"), [name("other")].into_iter());
+                    ix.remove(name("leaf"));
+                }
+            }
+        });
+        assert_eq!(outrun, None);
     }
 
     fn listed(ix: &Indexer) -> Vec<String> {

@@ -18,7 +18,7 @@
 //! holds it only to copy the index.
 
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError, Seq};
-use crate::index::{Indexer, NameList, Outcome, SharedIndex};
+use crate::index::{Found, Indexer, Outcome, SharedIndex};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -60,8 +60,8 @@ pub struct Inspection {
 /// (see BENCHMARKS.md), well under the 2 ms a writer may be kept waiting.
 const SCAN_CHUNK_IDS: u32 = 32 * 1024;
 /// Chunked scans tried before the one that holds the lock throughout: each
-/// is spoilt only by a dependency on the inspected package added or
-/// removed while it ran.
+/// is spoilt only by the inspected package being removed, or more edges
+/// changing than the index remembers, while it ran.
 const SCAN_ATTEMPTS: usize = 3;
 
 impl Store {
@@ -142,19 +142,21 @@ impl Store {
     /// by scanning every package's dependency list, 32,768 ids
     /// (`SCAN_CHUNK_IDS`) per hold of the read lock; writers run between
     /// the chunks. At the end of the last chunk, under the same hold, the
-    /// index tells whether a dependency on the package was added or
-    /// removed since the scan began; if none was, what the chunks found is
-    /// exactly the package's dependents at that moment. If all three scans
-    /// (`SCAN_ATTEMPTS`) were spoilt so (the package's dependents change
-    /// all the time), one scan holds the read lock throughout: the slow
-    /// path, about 3 ms per million packages.
+    /// index names the packages that gained or lost a dependency on the
+    /// package since the scan began, and which of them depend on it now;
+    /// with those corrected, what the chunks found is exactly the
+    /// package's dependents at that moment. A scan is started again only
+    /// when the package was removed meanwhile or more edges changed than
+    /// the index remembers (65,536); after three such scans
+    /// (`SCAN_ATTEMPTS`), one holds the read lock throughout: about 3 ms
+    /// per million packages.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         self.inspect_in_chunks(package, SCAN_CHUNK_IDS)
     }
 
     /// [`Store::inspect`] with chunks of `chunk_ids` ids.
     fn inspect_in_chunks(&self, package: PackageName<'_>, chunk_ids: u32) -> Option<Inspection> {
-        let mut found = NameList::default();
+        let mut found = Found::default();
         for _ in 0..SCAN_ATTEMPTS {
             found.clear();
             let scan = self.index.read().start_dependents_scan(package)?;
@@ -167,11 +169,12 @@ impl Store {
                 if next < index.id_end() {
                     continue;
                 }
-                if !index.dependents_unchanged_since(&scan, package) {
+                let Some(changed) = index.dependents_changed_since(&scan, package) else {
                     break;
-                }
+                };
                 let dependencies = names_of(index.dependencies_of(package)?);
                 drop(index);
+                found.apply(&changed);
                 return Some(Inspection::new(package, dependencies, &found));
             }
         }
@@ -230,9 +233,9 @@ impl Store {
 }
 
 impl Inspection {
-    fn new(package: PackageName<'_>, dependencies: Vec<String>, dependents: &NameList) -> Self {
+    fn new(package: PackageName<'_>, dependencies: Vec<String>, dependents: &Found) -> Self {
         let mut listed = Vec::with_capacity(dependents.len());
-        listed.extend(dependents.iter().map(str::to_string));
+        listed.extend(dependents.names().map(str::to_string));
         let mut dependents = listed;
         dependents.sort_unstable();
         Inspection {

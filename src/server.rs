@@ -535,7 +535,11 @@ impl<'a> Connection<'a> {
         loop {
             let last_line = self.answer_complete_lines()?;
             self.flush()?;
-            self.keep_partial_line()?;
+            if self.discarding || self.partial_line_too_long() {
+                self.refuse_long_line()?;
+            } else {
+                self.keep_partial_line();
+            }
             self.arm_idle_timeout(last_line)?;
             let Some(read) = self.read()? else {
                 return Ok(());
@@ -628,26 +632,34 @@ impl<'a> Connection<'a> {
         result
     }
 
-    /// Moves an incomplete line to the front of the buffer, growing the
-    /// buffer for a long line, or answers `ERROR` once the line is too long.
-    fn keep_partial_line(&mut self) -> io::Result<()> {
-        let partial = self.end - self.start;
-        let max_line = self.shared.limits.max_line_bytes;
-        if self.discarding || partial >= max_line {
-            // `partial` bytes without a newline make a line of at least
-            // `partial + 1` bytes: past the limit.
-            if !self.discarding {
-                self.discarding = true;
-                self.shared
-                    .metrics
-                    .record_request(None, Response::Error, Duration::ZERO);
-                log::debug("line too long", &[("limit", &max_line)]);
-                self.send(Response::Error.as_bytes())?;
-            }
-            self.start = 0;
-            self.end = 0;
-            return Ok(());
+    /// Whether the bytes after the last complete line already make a line
+    /// over `--max-line-bytes`: without their newline, they are at least one
+    /// byte short of the line's length.
+    fn partial_line_too_long(&self) -> bool {
+        self.end - self.start >= self.shared.limits.max_line_bytes
+    }
+
+    /// Answers `ERROR` for a line past the limit, once, and drops its bytes:
+    /// the rest of the line is dropped as it arrives, up to its newline.
+    fn refuse_long_line(&mut self) -> io::Result<()> {
+        if !self.discarding {
+            self.discarding = true;
+            self.shared
+                .metrics
+                .record_request(None, Response::Error, Duration::ZERO);
+            let limit = self.shared.limits.max_line_bytes;
+            log::debug("line too long", &[("limit", &limit)]);
+            self.send(Response::Error.as_bytes())?;
         }
+        self.start = 0;
+        self.end = 0;
+        Ok(())
+    }
+
+    /// Moves an incomplete line to the front of the buffer, growing the
+    /// buffer for a long line and shrinking it back once none is pending.
+    fn keep_partial_line(&mut self) {
+        let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
         self.start = 0;
         self.end = partial;
@@ -655,10 +667,9 @@ impl<'a> Connection<'a> {
             self.input.truncate(INITIAL_READ_BUFFER);
             self.input.shrink_to_fit();
         } else if partial == self.input.len() {
-            let grown = (self.input.len() * 2).min(max_line);
+            let grown = (self.input.len() * 2).min(self.shared.limits.max_line_bytes);
             self.input.resize(grown, 0);
         }
-        Ok(())
     }
 
     /// Keeps the read timeout equal to what is left of `--idle-timeout`

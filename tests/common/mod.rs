@@ -154,8 +154,25 @@ impl Drop for ServerProcess {
     }
 }
 
-/// One request, one answer: (status, body).
-pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+/// An HTTP answer, whole.
+pub(crate) struct HttpAnswer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One request, one whole answer.
+pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -169,16 +186,28 @@ pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) 
     .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.to_string(), value.trim().to_string()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// One request: (status, body).
+pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let answer = http_answer(addr, method, path);
+    (answer.status, answer.body)
 }
 
 /// Connections that each hold an unfinished request head, renewed (closed

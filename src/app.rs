@@ -111,10 +111,7 @@ pub(crate) fn run(
             ("version", &env!("CARGO_PKG_VERSION")),
             ("max_connections", &config.max_connections),
             ("listen_backlog", &listen_backlog),
-            (
-                "fd_limit",
-                &fd_limit.map_or_else(|| "unknown".into(), |l| l.to_string()),
-            ),
+            ("fd_limit", &fd_limit),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
             (
@@ -365,6 +362,8 @@ fn durability_event(
         }
     }
 }
+
+crate::log::as_text!(DurationText);
 
 /// Shows a duration with the unit the flags use (`1500ms`, `30s`).
 struct DurationText(std::time::Duration);

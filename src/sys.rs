@@ -106,6 +106,8 @@ impl fmt::Display for Signal {
     }
 }
 
+crate::log::as_text!(Signal);
+
 /// Proof that the collected signals are blocked; [`wait`](Self::wait)
 /// takes them one at a time.
 pub struct Signals {

@@ -280,3 +280,5 @@ impl fmt::Display for Fsync {
         })
     }
 }
+
+crate::log::as_text!(Fsync);

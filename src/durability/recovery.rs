@@ -90,6 +90,8 @@ impl fmt::Display for TornTail {
     }
 }
 
+crate::log::as_text!(TornTail);
+
 /// Why the state could not be loaded. Nothing in the directory was changed.
 #[derive(Debug)]
 pub enum RecoveryError {

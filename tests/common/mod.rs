@@ -22,17 +22,24 @@ pub(crate) struct ServerProcess {
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
-/// Value of a ` key=value` token in a text log line (or `"key":"value"` in JSON).
+/// Value of a ` key=value` token in a text log line, or of `"key":value`
+/// in a JSON one (a string's contents, or a bare number or boolean).
 pub(crate) fn log_field(line: &str, key: &str) -> Option<String> {
     let text = format!(" {key}=");
-    let json = format!("\"{key}\":\"");
     if let Some(at) = line.find(&text) {
         let rest = &line[at + text.len()..];
         return Some(rest.split(' ').next().unwrap_or_default().to_string());
     }
-    let at = line.find(&json)?;
-    let rest = &line[at + json.len()..];
-    Some(rest.split('"').next().unwrap_or_default().to_string())
+    let json = format!("\"{key}\":");
+    let rest = &line[line.find(&json)? + json.len()..];
+    Some(match rest.strip_prefix('"') {
+        Some(string) => string.split('"').next().unwrap_or_default().to_string(),
+        None => rest
+            .split([',', '}'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 impl ServerProcess {
@@ -77,6 +84,8 @@ impl ServerProcess {
         }
         command
             .args(args)
+            // The test suite's own switch is no setting of the server's.
+            .env_remove(REQUIRE_TOOLS)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -3,6 +3,9 @@
 # build is the same whatever a tag points at and works with Docker,
 # Podman and Buildah alike.
 FROM docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
+# The commit built, for the build_info metric (.git is not copied in):
+# make docker-build passes it.
+ARG GIT_COMMIT=unknown
 WORKDIR /src
 COPY . .
 RUN make static && mkdir -p /data-skeleton

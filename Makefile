@@ -43,7 +43,7 @@ static:
 	@file $(STATIC_BIN)
 
 docker-build:
-	$(DOCKER) build -t $(IMAGE) .
+	$(DOCKER) build --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 docker-run:
 	$(DOCKER) run --rm -p 8080:8080 -p 8081:8081 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)

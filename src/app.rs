@@ -90,6 +90,12 @@ pub(crate) fn run(
         fd_ceiling: fd_limit.map(server::fd_ceiling),
         ..ConnectionLimits::from(config)
     };
+    let served_at_most = limits
+        .fd_ceiling
+        .map_or(config.max_connections as u64, |ceiling| {
+            ceiling.min(config.max_connections as u64)
+        });
+    metrics.set_limits(served_at_most, config.max_line_bytes as u64);
     let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
         .map_err(cannot_listen)?;
     let running = server

@@ -397,11 +397,27 @@ fn admin_paths_and_statuses() {
         "package_indexer_requests_total{command=\"invalid\",result=\"error\"} 1",
         "package_indexer_connections_active 1",
         "package_indexer_build_info{version=\"",
+        "package_indexer_max_connections 10000\n",
+        "package_indexer_max_line_bytes 65536\n",
+        "process_cpu_seconds_total ",
+        "process_virtual_memory_bytes ",
         "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
         "process_threads ",
     ] {
         assert!(body.contains(sample), "{sample} missing");
     }
+    // The build knows its commit in a checkout.
+    let commit = body
+        .split("commit=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{commit}"
+    );
     common::promtool_check(&body);
 }
 

@@ -10,7 +10,7 @@ use super::Generation;
 
 /// The two kinds of data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Log,
     Snapshot,
 }
@@ -26,6 +26,9 @@ impl Kind {
 
 const SUFFIX: &str = ".pi";
 const TEMP_SUFFIX: &str = ".tmp";
+/// What follows a data file's name in the name of the torn last record a
+/// start cut off it and saved beside it: `<file>.torn-<offset>`.
+pub(super) const SAVED_TORN: &str = "torn-";
 /// Locked (with the directory itself) while a process uses the directory;
 /// servers before format 2 lock only this file.
 const LOCK_FILE: &str = "LOCK";
@@ -91,6 +94,7 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     }
     listing.logs.sort_by_key(|file| file.generation);
     listing.snapshots.sort_by_key(|file| file.generation);
+    listing.temporaries.sort();
     Ok(listing)
 }
 

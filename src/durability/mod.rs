@@ -33,6 +33,7 @@ mod files;
 mod record;
 mod recovery;
 mod snapshot;
+mod survey;
 #[cfg(test)]
 mod tests;
 mod wal;

@@ -1,7 +1,7 @@
 //! Rebuilding the state from a data directory at start.
 //!
 //! Recovery never guesses. Everything is read and judged by a
-//! [`survey`](super::survey) before anything is changed: the first problem
+//! [`survey`] before anything is changed: the first problem
 //! it refuses (damage, a missing file) stops the start, naming the file and
 //! offset, and nothing is written. The only change a start ever makes is
 //! cutting a torn last record off the end of the log, after saving the cut
@@ -140,6 +140,22 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
         LockError::Held { path } => RecoveryError::Locked { path },
         LockError::Io { path, source } => RecoveryError::Io { path, source },
     })
+}
+
+/// Locks `dir` for a tool that reads or repairs it offline: unlike a
+/// start, it never creates the directory.
+pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
+    match fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => lock(dir),
+        Ok(_) => Err(io_error(dir)(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io_error(dir)(
+            io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+        )),
+        Err(error) => Err(io_error(dir)(error)),
+    }
 }
 
 /// Loads the state kept in `dir`, creating the directory if it is missing,

@@ -53,6 +53,8 @@ pub(crate) struct Survey {
     pub(crate) files: Vec<SurveyedFile>,
     /// Every problem, in replay order (and by offset within a file).
     pub(crate) findings: Vec<Finding>,
+    /// Files that play no part in the state but are worth a word.
+    pub(crate) leftovers: Vec<Leftover>,
     /// What was read and replayed (`elapsed` is the caller's to set).
     pub(crate) stats: LoadStats,
     /// The torn last record a start cuts off, if any.
@@ -187,6 +189,24 @@ impl fmt::Display for Finding {
     }
 }
 
+/// A file in the directory that is not part of the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Leftover {
+    pub(crate) file: PathBuf,
+    pub(crate) kind: LeftoverKind,
+}
+
+/// Why a file is not part of the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeftoverKind {
+    /// A write interrupted before its rename; a start deletes it.
+    Temporary,
+    /// A log or snapshot older than the newest snapshot; a start deletes it.
+    Stale,
+    /// Bytes a start (`.torn-`) or `repair` (`.cut-`) cut off a file.
+    Saved,
+}
+
 /// Invalid bytes at the end of a log, with no valid record after them.
 #[derive(Debug)]
 pub(super) struct Tear {
@@ -196,7 +216,8 @@ pub(super) struct Tear {
     pub(super) bytes: Vec<u8>,
 }
 
-pub(super) fn file_name(path: &Path) -> String {
+/// The last part of `path`, for messages.
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(
         || path.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
@@ -300,9 +321,36 @@ pub(crate) fn survey(
         base,
         files,
         findings,
+        leftovers: leftovers(&listing, base),
         stats,
         tear,
     })
+}
+
+/// The files of `listing` that play no part in the state from `base` on.
+fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
+    let leftover = |kind| {
+        move |file: &PathBuf| Leftover {
+            file: file.clone(),
+            kind,
+        }
+    };
+    let stale = listing
+        .snapshots
+        .iter()
+        .chain(&listing.logs)
+        .filter(|file| file.generation < base)
+        .map(|file| &file.path);
+    stale
+        .map(leftover(LeftoverKind::Stale))
+        .chain(
+            listing
+                .temporaries
+                .iter()
+                .map(leftover(LeftoverKind::Temporary)),
+        )
+        .chain(listing.saved.iter().map(leftover(LeftoverKind::Saved)))
+        .collect()
 }
 
 /// The survey under way.
@@ -408,8 +456,9 @@ where
         let (data, mut file) = self.read(snapshot, Kind::Snapshot)?;
         match record::check_header(&data, record::SNAPSHOT_MAGIC) {
             Ok(version) => file.version = Some(version),
+            // Nothing in the file can be framed: all of it is one stretch.
             Err(reason) => {
-                self.damaged(&mut file, 0, reason);
+                self.stretch(&mut file, 0, reason);
                 self.files.push(file);
                 return Ok(());
             }
@@ -471,8 +520,9 @@ where
         let (data, mut file) = self.read(log, Kind::Log)?;
         let version = match record::check_header(&data, record::LOG_MAGIC) {
             Ok(version) => version,
+            // Nothing in the file can be framed: all of it is one stretch.
             Err(reason) => {
-                self.damaged(&mut file, 0, reason);
+                self.stretch(&mut file, 0, reason);
                 self.files.push(file);
                 return Ok(());
             }

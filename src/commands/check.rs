@@ -34,7 +34,8 @@ a warning, since a start cuts it off by itself (saving it as FILE.torn-N)
 and it was never acknowledged. 1 when a start refuses it (damage, a missing
 file), when it cannot be read, when it does not exist (it is never
 created), or when a server holds it (stop the server first). 2 for bad
-usage.
+usage. `package-indexer repair` cuts a refused directory back to what still
+replays.
 ",
     command_line: &COMMAND_LINE,
     run,
@@ -198,7 +199,8 @@ pub(super) fn print_report(
             writeln!(
                 out,
                 "refused: a start refuses this directory ({problems} problem{}); \
-                 the records before the first one hold {state}",
+                 the records before the first one hold {state} \
+                 (see `package-indexer repair --help`)",
                 if problems == 1 { "" } else { "s" }
             )
         }

@@ -9,6 +9,7 @@
 
 mod check;
 mod healthcheck;
+mod repair;
 
 use crate::flags::{CommandLine, Parsed, Values};
 use std::process::ExitCode;
@@ -28,7 +29,11 @@ pub(crate) struct Subcommand {
 }
 
 /// Every subcommand, in the order `--help` lists them.
-static SUBCOMMANDS: &[Subcommand] = &[healthcheck::SUBCOMMAND, check::SUBCOMMAND];
+static SUBCOMMANDS: &[Subcommand] = &[
+    healthcheck::SUBCOMMAND,
+    check::SUBCOMMAND,
+    repair::SUBCOMMAND,
+];
 
 /// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {

@@ -30,13 +30,16 @@
 //! What is damage is decided in one place, [`survey`]: it reads every file
 //! in replay order and collects every problem. A start fails on the first
 //! one it refuses; offline, with no server holding the directory,
-//! `package-indexer check` ([`examine`]) prints them all.
+//! `package-indexer check` ([`examine`]) prints them all, and
+//! `package-indexer repair` ([`repair()`]) cuts at the first one, saving the
+//! cut bytes, and surveys again until a start would load the directory.
 
 mod compactor;
 mod crc32c;
 mod files;
 mod record;
 mod recovery;
+mod repair;
 mod snapshot;
 mod survey;
 #[cfg(test)]
@@ -58,6 +61,7 @@ pub(crate) use files::Kind;
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
+pub(crate) use repair::{repair, RepairError, Step};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
 pub(crate) use survey::{file_name, LeftoverKind, Problem, Survey};
 

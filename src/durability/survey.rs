@@ -88,6 +88,8 @@ pub(crate) struct SurveyedFile {
     pub(crate) end_marker_at: Option<u64>,
     /// The first damage, if any.
     pub(crate) damage: Option<Damage>,
+    /// Where a torn last record starts, if the log ends with one.
+    pub(crate) torn_at: Option<u64>,
 }
 
 /// Where a file's damage starts and what lies from there on.
@@ -114,6 +116,7 @@ impl SurveyedFile {
             seal_at: None,
             end_marker_at: None,
             damage: None,
+            torn_at: None,
         }
     }
 }
@@ -597,6 +600,7 @@ where
                 self.damaged(&mut file, data.len(), reason);
             }
             (Some((offset, reason)), None) => {
+                file.torn_at = Some(offset as u64);
                 self.findings.push(Finding {
                     file: file.path.clone(),
                     offset: Some(offset as u64),

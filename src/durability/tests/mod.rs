@@ -7,6 +7,7 @@ mod crash;
 mod failures;
 mod perf;
 mod recovery;
+mod repair;
 mod survey;
 
 use std::collections::BTreeMap;

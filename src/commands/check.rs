@@ -1,6 +1,8 @@
 //! `package-indexer check --data-dir D`: reads every file of a stopped
 //! server's data directory exactly as a start would (the same code judges
-//! it, and replays it into a real index) and changes nothing. It prints
+//! it, and replays it into a real index) and changes nothing (the one file
+//! it may create is the empty `LOCK` of a directory no server ever used,
+//! since it takes the servers' lock). It prints
 //! each file, the packages and dependencies a start would load, and every
 //! problem with its file and byte offset.
 //!

@@ -139,6 +139,16 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
     let mut previous: Option<Finding> = None;
     for _ in 0..MAX_ROUNDS {
         let examined = examine_locked(dir)?;
+        // Checked before any cut, wherever it is: nothing is changed for
+        // a directory that needs the operator's decision.
+        let needed = examined
+            .survey
+            .findings
+            .iter()
+            .find(|finding| finding.problem == Problem::Missing(Missing::Needed));
+        if let Some(needed) = needed {
+            return Err(RepairError::Missing(needed.clone()));
+        }
         let Some(refusal) = examined.survey.refusal().cloned() else {
             return Ok(examined);
         };
@@ -146,8 +156,7 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
             return Err(RepairError::Stuck(refusal));
         }
         let steps = match refusal.problem {
-            Problem::Missing(Missing::Needed) => return Err(RepairError::Missing(refusal)),
-            Problem::Missing(Missing::Newest) => close_history(dir, &examined.survey, &refusal)?,
+            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal)?,
             Problem::Damaged | Problem::Torn => cut_damage(dir, &examined.survey, &refusal)?,
         };
         steps.iter().for_each(&mut report);

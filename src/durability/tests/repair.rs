@@ -163,17 +163,24 @@ fn a_snapshot_without_its_end_marker_gets_one_and_loses_nothing() {
 }
 
 #[test]
-fn a_missing_log_between_two_others_is_left_to_the_operator() {
+fn a_missing_log_between_two_others_is_left_to_the_operator_even_after_damage() {
     let scratch = ScratchDir::new("repair-gap");
     let dir = scratch.path();
     let log = open_wal(dir, Fsync::Never);
     append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
+    let damaged = log.log_bytes();
     append(&log, &index("b", &[]));
     rotate(&log).unwrap();
     append(&log, &index("c", &[]));
+    rotate(&log).unwrap();
+    append(&log, &index("d", &[]));
     drop(log);
     fs::remove_file(dir.join("log-2.pi")).unwrap();
+    // Damage before the gap comes first in replay order; it is not cut.
+    let first = dir.join("log-1.pi");
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[at(damaged) + 10] ^= 0x01;
+    fs::write(&first, &bytes).unwrap();
     let before = contents(dir);
     let mut steps = 0;
     match repair(dir, |_| steps += 1) {

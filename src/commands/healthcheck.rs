@@ -14,6 +14,7 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "healthcheck",
     usage: "",
     summary: "ask a server's /readyz; exit 0 when it is ready, 1 otherwise",
+    details: "",
     command_line: &CommandLine {
         flags: &[Flag::value(
             "admin-addr",

@@ -26,13 +26,22 @@
 //!    are still the files at their paths.
 //! 4. [`Durable::close`] stops and joins the compactor, then writes and
 //!    syncs what is left of the log.
+//!
+//! What is damage is decided in one place, [`survey`]: it reads every file
+//! in replay order and collects every problem. A start fails on the first
+//! one it refuses; offline, with no server holding the directory,
+//! `package-indexer check` ([`examine`]) prints them all, and
+//! `package-indexer repair` ([`repair()`]) cuts at the first one, saving the
+//! cut bytes, and surveys again until a start would load the directory.
 
 mod compactor;
 mod crc32c;
 mod files;
 mod record;
 mod recovery;
+mod repair;
 mod snapshot;
+mod survey;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -48,10 +57,13 @@ use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
 pub(crate) use self::wal::{LogStats, Wal};
+pub(crate) use files::Kind;
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
+pub(crate) use repair::{repair, RepairError, Step};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
+pub(crate) use survey::{file_name, LeftoverKind, Problem, Survey};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.
@@ -203,6 +215,29 @@ impl Drop for Durable {
         // Errors were already reported to the observer.
         let _ = self.close();
     }
+}
+
+/// A data directory as the offline tools see it: its survey, and the index
+/// its files replay to up to the first problem a start refuses (all of it
+/// when there is none).
+pub(crate) struct Examined {
+    pub(crate) survey: Survey,
+    pub(crate) index: Indexer,
+}
+
+/// Reads and judges every file of `dir` as a start would, replaying into
+/// a real index, without changing anything (`check`). The directory must
+/// exist and no server may hold it.
+pub(crate) fn examine(dir: &Path) -> Result<Examined, RecoveryError> {
+    let _lock = recovery::lock_existing(dir)?;
+    examine_locked(dir)
+}
+
+/// [`examine`] for a caller that holds the lock.
+fn examine_locked(dir: &Path) -> Result<Examined, RecoveryError> {
+    let mut index = Indexer::new();
+    let survey = survey::survey(dir, |change| replay(&mut index, change))?;
+    Ok(Examined { survey, index })
 }
 
 /// Applies one recovered change; a change the index refuses means the

@@ -146,6 +146,25 @@ impl ServerProcess {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Stops the server with `SIGTERM` and checks that it exits 0.
+    pub(crate) fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", self.logs());
+    }
+
+    /// Waits up to `timeout` for a log line containing `text`.
+    pub(crate) fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub(crate) fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
@@ -392,6 +411,44 @@ pub(crate) fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u
             (name, std::fs::read(entry.path()).unwrap())
         })
         .collect()
+}
+
+/// Indexes `count` packages (`p0`, `p1`, ..., none with dependencies)
+/// through a server on the data directory `dir`, then stops it gracefully;
+/// returns the path of its log.
+pub(crate) fn log_of_packages(dir: &Path, count: usize) -> std::path::PathBuf {
+    let server = ServerProcess::start(&["--data-dir", dir.to_str().unwrap()]);
+    let mut client = server.connect();
+    for i in 0..count {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.stop();
+    dir.join("log-1.pi")
+}
+
+/// Where each record of a data file starts (the header is 12 bytes; a
+/// record is an 8-byte frame header and its payload).
+pub(crate) fn record_starts(file: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 12;
+    while at < file.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+/// Runs the binary with `args` (a subcommand, say) to its end, with no
+/// `PACKAGE_INDEXER_*` variable of this process leaking into it.
+pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PACKAGE_INDEXER_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 /// Set to `1` (as `.ci/run` does) to make a test whose external tool is

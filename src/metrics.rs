@@ -988,7 +988,9 @@ mod tests {
         assert_eq!(value(&text, &format!("{fsync}_count")), "1");
 
         let version = env!("CARGO_PKG_VERSION");
-        let build_info = format!("package_indexer_build_info{{version=\"{version}\"}}");
+        let commit = env!("BUILD_GIT_COMMIT");
+        let build_info =
+            format!("package_indexer_build_info{{version=\"{version}\",commit=\"{commit}\"}}");
         assert_eq!(value(&text, &build_info), "1");
         for name in [
             "process_start_time_seconds",

@@ -113,6 +113,7 @@ impl DurableOptions {
 pub(crate) struct Durable {
     wal: Arc<Wal>,
     compaction: Arc<Compaction>,
+    signal: Arc<CompactionSignal>,
     /// Taken (stopped and joined) by [`Durable::close`].
     compactor: Mutex<Option<Compactor>>,
 }
@@ -154,11 +155,18 @@ impl Durable {
         )
         .map(Arc::new)
         .map_err(cannot)?;
-        let compaction = Arc::new(Compaction::new(Arc::clone(&wal), index.clone(), observe));
-        let compactor = Compactor::start(Arc::clone(&compaction), signal).map_err(cannot)?;
+        let compaction = Arc::new(Compaction::new(
+            Arc::clone(&wal),
+            index.clone(),
+            observe,
+            Arc::clone(&signal),
+        ));
+        let compactor =
+            Compactor::start(Arc::clone(&compaction), Arc::clone(&signal)).map_err(cannot)?;
         let durable = Durable {
             wal,
             compaction,
+            signal,
             compactor: Mutex::new(Some(compactor)),
         };
         Ok((index, durable, loaded))
@@ -176,9 +184,13 @@ impl Durable {
         self.wal.last_appended()
     }
 
-    /// Blocks until `seq` is durable, or returns the failure.
+    /// Blocks until `seq` is durable, or returns the failure; then, if the
+    /// log has grown past its cap, until the compactor has rotated it (the
+    /// back-pressure that keeps disk use bounded under churn at full speed).
     pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
-        self.wal.wait_durable(seq)
+        self.wal.wait_durable(seq)?;
+        self.signal.wait_for_room(|| self.wal.over_cap());
+        Ok(())
     }
 
     /// The log's counters, for metrics.

@@ -175,11 +175,13 @@ impl CommandLine {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Parsed, UsageError> {
         let mut values = Values::defaults(self.flags);
-        if self.env_prefix.is_some() {
-            for (flag, slot) in self.flags.iter().zip(values.values.iter_mut()) {
-                if let Some(value) = self.env_var(flag.name).and_then(|name| env(&name)) {
-                    *slot = value;
-                }
+        for (index, flag) in self.flags.iter().enumerate() {
+            let Some(variable) = self.env_var(flag.name) else {
+                break;
+            };
+            if let Some(value) = env(&variable) {
+                values.values[index] = value;
+                values.variables[index] = Some(variable);
             }
         }
         let mut args = args.into_iter();
@@ -215,6 +217,7 @@ impl CommandLine {
                 },
             };
             values.values[index] = value;
+            values.variables[index] = None;
         }
         if let Operands::One(name) = self.operands {
             if values.operands.is_empty() {
@@ -315,6 +318,8 @@ const SWITCH_ON: &str = "on";
 pub struct Values {
     names: Vec<&'static str>,
     values: Vec<String>,
+    /// The variable each value came from, when one did.
+    variables: Vec<Option<String>>,
     operands: Vec<String>,
 }
 
@@ -323,6 +328,7 @@ impl Values {
         Values {
             names: flags.iter().map(|f| f.name).collect(),
             values: flags.iter().map(|f| f.default.to_string()).collect(),
+            variables: vec![None; flags.len()],
             operands: Vec::new(),
         }
     }
@@ -364,7 +370,8 @@ impl Values {
     }
 
     /// The value of `--name` through `parse`; a value it refuses (`None`)
-    /// is a usage error that says what was `expected`.
+    /// is a usage error that says what was `expected`, and names the
+    /// variable the value came from, if it came from one.
     pub fn parse<T>(
         &self,
         name: &str,
@@ -373,10 +380,20 @@ impl Values {
     ) -> Result<T, UsageError> {
         let value = self.get(name);
         parse(value).ok_or_else(|| {
+            let from = match self.variable(name) {
+                Some(variable) => format!("{variable} (--{name})"),
+                None => format!("--{name}"),
+            };
             UsageError(format!(
-                "invalid value '{value}' for --{name}: expected {expected}"
+                "invalid value '{value}' for {from}: expected {expected}"
             ))
         })
+    }
+
+    /// The variable the value of `--name` came from, if it came from one.
+    fn variable(&self, name: &str) -> Option<&str> {
+        let index = self.names.iter().position(|&n| n == name)?;
+        self.variables.get(index)?.as_deref()
     }
 
     /// A whole number within `range`.

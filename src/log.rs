@@ -8,9 +8,14 @@
 //! from [`SystemTime`] so the crate needs no date library.
 //!
 //! ```text
-//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080
-//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
+//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080 max_connections=10000
+//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080","max_connections":10000}
 //! ```
+//!
+//! A field's value is a [`FieldValue`]: numbers and booleans are written
+//! bare in JSON, everything else as a string. Types that log as their
+//! `Display` text say so with [`as_text!`](crate::log::as_text), next to
+//! their definition.
 
 use crate::json;
 use std::fmt::{self, Display, Write as _};
@@ -147,9 +152,81 @@ pub(crate) fn init(format: Format, level: Level) -> bool {
     SETTINGS.set(Settings { format, level }).is_ok()
 }
 
+/// How JSON writes a field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A quoted, escaped string.
+    Text,
+    /// Bare: a JSON number or `true`/`false`.
+    Bare,
+}
+
+/// A value a log field can hold.
+pub(crate) trait FieldValue {
+    /// Appends the value's text to `out` and says how JSON writes it.
+    fn write_to(&self, out: &mut String) -> Shape;
+}
+
+impl<T: FieldValue + ?Sized> FieldValue for &T {
+    fn write_to(&self, out: &mut String) -> Shape {
+        (**self).write_to(out)
+    }
+}
+
+/// A value that may be unknown: JSON's `null` when it is.
+impl<T: FieldValue> FieldValue for Option<T> {
+    fn write_to(&self, out: &mut String) -> Shape {
+        match self {
+            Some(value) => value.write_to(out),
+            None => {
+                out.push_str("null");
+                Shape::Bare
+            }
+        }
+    }
+}
+
+/// Declares types that log as their `Display` text (a JSON string).
+macro_rules! as_text {
+    ($($type:ty),* $(,)?) => {
+        $(impl $crate::log::FieldValue for $type {
+            fn write_to(&self, out: &mut String) -> $crate::log::Shape {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{self}");
+                $crate::log::Shape::Text
+            }
+        })*
+    };
+}
+pub(crate) use as_text;
+
+/// Declares types whose `Display` text is a JSON number or boolean.
+macro_rules! as_bare {
+    ($($type:ty),* $(,)?) => {
+        $(impl FieldValue for $type {
+            fn write_to(&self, out: &mut String) -> Shape {
+                let _ = write!(out, "{self}");
+                Shape::Bare
+            }
+        })*
+    };
+}
+
+as_bare!(u8, u16, u32, u64, u128, usize, i32, i64, bool);
+as_text!(
+    str,
+    String,
+    std::borrow::Cow<'_, str>,
+    std::io::Error,
+    std::net::SocketAddr,
+    std::path::Display<'_>,
+    Level,
+    Format
+);
+
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
-pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let Settings {
         format,
         level: max_level,
@@ -166,22 +243,22 @@ pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
 }
 
 /// Logs at [`Level::Error`].
-pub(crate) fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn error(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Error, msg, fields);
 }
 
 /// Logs at [`Level::Warn`].
-pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Warn, msg, fields);
 }
 
 /// Logs at [`Level::Info`].
-pub(crate) fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn info(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Info, msg, fields);
 }
 
 /// Logs at [`Level::Debug`].
-pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Debug, msg, fields);
 }
 
@@ -191,13 +268,13 @@ fn format_event(
     since_epoch: Duration,
     level: Level,
     msg: &str,
-    fields: &[(&str, &dyn Display)],
+    fields: &[(&str, &dyn FieldValue)],
 ) -> String {
     let mut line = String::with_capacity(128);
     let mut timestamp = String::with_capacity(24);
     write_timestamp(since_epoch, &mut timestamp);
-    // Display output is rendered into a reused scratch buffer because it
-    // must be inspected (text) or escaped (JSON) before it is written.
+    // A value is rendered into a reused scratch buffer because it must be
+    // inspected (text) or escaped (JSON) before it is written.
     let mut value = String::new();
     match format {
         Format::Text => {
@@ -209,7 +286,7 @@ fn format_event(
             json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
-                let _ = write!(value, "{field}");
+                field.write_to(&mut value);
                 line.push(' ');
                 line.push_str(key);
                 line.push('=');
@@ -225,11 +302,14 @@ fn format_event(
             json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
-                let _ = write!(value, "{field}");
+                let shape = field.write_to(&mut value);
                 line.push(',');
                 json::write_string(&mut line, key);
                 line.push(':');
-                json::write_string(&mut line, &value);
+                match shape {
+                    Shape::Bare => line.push_str(&value),
+                    Shape::Text => json::write_string(&mut line, &value),
+                }
             }
             line.push('}');
         }
@@ -357,7 +437,7 @@ mod tests {
         }
     }
 
-    fn event(format: Format, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
+    fn event(format: Format, msg: &str, fields: &[(&str, &dyn FieldValue)]) -> String {
         format_event(
             format,
             Duration::from_millis(1_500),
@@ -409,14 +489,33 @@ mod tests {
         );
     }
 
-    /// The members of a JSON object whose values are all strings.
+    #[test]
+    fn json_writes_numbers_and_booleans_bare_and_text_quoted() {
+        let line = event(
+            Format::Json,
+            "m",
+            &[("count", &42u64), ("ok", &true), ("digits", &"42")],
+        );
+        assert!(
+            line.ends_with(",\"count\":42,\"ok\":true,\"digits\":\"42\"}\n"),
+            "{line}"
+        );
+        let text = event(Format::Text, "m", &[("count", &42u64), ("ok", &true)]);
+        assert!(text.ends_with(" count=42 ok=true\n"), "{text}");
+    }
+
+    /// The members of a JSON object whose values are strings, numbers or
+    /// booleans, each as its text.
     fn parse_flat_json_object(line: &str) -> Result<Vec<(String, String)>, String> {
         match json::parse(line)? {
             json::Value::Object(members) => members
                 .into_iter()
                 .map(|(name, value)| match value {
-                    json::Value::String(text) => Ok((name, text)),
-                    other => Err(format!("{name} is not a string: {other:?}")),
+                    json::Value::String(text) | json::Value::Number(text) => Ok((name, text)),
+                    json::Value::Bool(bare) => Ok((name, bare.to_string())),
+                    other => Err(format!(
+                        "{name} is not a string, number or boolean: {other:?}"
+                    )),
                 })
                 .collect(),
             other => Err(format!("not an object: {other:?}")),

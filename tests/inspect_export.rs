@@ -1,10 +1,9 @@
 //! The operator's view into a running server, through the real binary:
 //! `/v1/packages/NAME` and `show`, `/v1/export` and `export`.
 //!
-//! The JSON is also read by Python's `json` module, a parser that is not
-//! the project's own; without `python3` that check fails under
-//! `PACKAGE_INDEXER_REQUIRE_TOOLS=1` (as `.ci/run` sets for it) and prints
-//! a SKIP line otherwise.
+//! The JSON is also read by `jq`, a parser that is not the project's own;
+//! without `jq` that check fails under `PACKAGE_INDEXER_REQUIRE_TOOLS=1`
+//! (as `.ci/run` sets) and prints a SKIP line otherwise.
 
 mod common;
 
@@ -100,16 +99,13 @@ fn packages_answers_json_that_a_real_parser_reads() {
         "{\"error\":\"invalid package name\",\"name\":\"a%7Cb\"}\n"
     );
 
-    let Some(python) = external_tool("python3", "Debian's python3 package") else {
+    let Some(jq) = external_tool("jq", "Debian's jq package") else {
         return;
     };
-    // Python reads each body and writes it back in its own canonical form.
+    // jq reads each body and writes it back in its own canonical form.
     let canonical = |body: &str| {
-        let mut child = Command::new(&python)
-            .args([
-                "-c",
-                "import json, sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))",
-            ])
+        let mut child = Command::new(&jq)
+            .args(["--sort-keys", "--compact-output", "."])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,23 +119,20 @@ fn packages_answers_json_that_a_real_parser_reads() {
             .unwrap();
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "python3 refused {body:?}: {stderr}"
-        );
+        assert!(output.status.success(), "jq refused {body:?}: {stderr}");
         String::from_utf8(output.stdout).unwrap()
     };
     assert_eq!(
         canonical(&answer.body),
-        "{\"dependencies\": [\"b\", \"z\"], \"dependents\": [\"a\", \"c\"], \"name\": \"y\"}\n"
+        "{\"dependencies\":[\"b\",\"z\"],\"dependents\":[\"a\",\"c\"],\"name\":\"y\"}\n"
     );
     assert_eq!(
         canonical(&missing.body),
-        "{\"error\": \"not indexed\", \"name\": \"nope\"}\n"
+        "{\"error\":\"not indexed\",\"name\":\"nope\"}\n"
     );
     assert_eq!(
         canonical(&invalid.body),
-        "{\"error\": \"invalid package name\", \"name\": \"a%7Cb\"}\n"
+        "{\"error\":\"invalid package name\",\"name\":\"a%7Cb\"}\n"
     );
 }
 

@@ -11,6 +11,7 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "healthcheck",
     usage: "",
     summary: "ask a server's /readyz; exit 0 when it is ready, 1 otherwise",
+    details: "",
     command_line: &CommandLine {
         flags: &[http::ADMIN_ADDR],
         env_prefix: Some("PACKAGE_INDEXER_"),

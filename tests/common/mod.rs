@@ -22,17 +22,24 @@ pub(crate) struct ServerProcess {
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
-/// Value of a ` key=value` token in a text log line (or `"key":"value"` in JSON).
+/// Value of a ` key=value` token in a text log line, or of `"key":value`
+/// in a JSON one (a string's contents, or a bare number or boolean).
 pub(crate) fn log_field(line: &str, key: &str) -> Option<String> {
     let text = format!(" {key}=");
-    let json = format!("\"{key}\":\"");
     if let Some(at) = line.find(&text) {
         let rest = &line[at + text.len()..];
         return Some(rest.split(' ').next().unwrap_or_default().to_string());
     }
-    let at = line.find(&json)?;
-    let rest = &line[at + json.len()..];
-    Some(rest.split('"').next().unwrap_or_default().to_string())
+    let json = format!("\"{key}\":");
+    let rest = &line[line.find(&json)? + json.len()..];
+    Some(match rest.strip_prefix('"') {
+        Some(string) => string.split('"').next().unwrap_or_default().to_string(),
+        None => rest
+            .split([',', '}'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 impl ServerProcess {
@@ -77,6 +84,8 @@ impl ServerProcess {
         }
         command
             .args(args)
+            // The test suite's own switch is no setting of the server's.
+            .env_remove(REQUIRE_TOOLS)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -137,6 +146,25 @@ impl ServerProcess {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Stops the server with `SIGTERM` and checks that it exits 0.
+    pub(crate) fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", self.logs());
+    }
+
+    /// Waits up to `timeout` for a log line containing `text`.
+    pub(crate) fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub(crate) fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
@@ -154,18 +182,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// One request, one answer: (status, body).
-pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let answer = http_answer(addr, method, path);
-    (answer.status, answer.body)
-}
-
-/// An HTTP answer, read to the end of the connection.
+/// An HTTP answer, whole.
 pub(crate) struct HttpAnswer {
-    pub status: u16,
-    /// As sent, in order.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl HttpAnswer {
@@ -178,7 +199,7 @@ impl HttpAnswer {
     }
 }
 
-/// One request, the whole answer.
+/// One request, one whole answer.
 pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -198,11 +219,11 @@ pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAns
     let status = lines
         .next()
         .and_then(|line| line.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
+        .and_then(|code| code.parse().ok())
         .unwrap_or(0);
     let headers = lines
         .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.to_string(), value.trim().to_string()))
+        .map(|(key, value)| (key.to_string(), value.trim().to_string()))
         .collect();
     HttpAnswer {
         status,
@@ -211,53 +232,10 @@ pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAns
     }
 }
 
-/// Runs `package-indexer ARGS...` (a subcommand) to its end.
-pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
-    Command::new(BINARY)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-/// Indexes every package of a list in the Homebrew format (`name: dep
-/// dep`, see `package_indexer::package_list`) over one pipelined
-/// connection, resending those refused (listed before a dependency) in
-/// rounds until all are in; returns how many. Every dependency must be
-/// listed. (The `load` subcommand will do this and can replace it.)
-pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
-    let mut remaining: Vec<String> = list
-        .lines()
-        .enumerate()
-        .filter_map(|(i, line)| package_indexer::package_list::parse_line(i + 1, line).unwrap())
-        .map(|entry| {
-            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
-            format!("INDEX|{}|{}\n", entry.name, deps.join(","))
-        })
-        .collect();
-    let total = remaining.len();
-    let mut client = Client::connect(addr);
-    while !remaining.is_empty() {
-        let mut refused = Vec::new();
-        for batch in remaining.chunks(1000) {
-            client.send(batch.concat().as_bytes());
-            for request in batch {
-                match client.line().trim_end() {
-                    "OK" => {}
-                    "FAIL" => refused.push(request.clone()),
-                    other => panic!("{request:?} answered {other:?}"),
-                }
-            }
-        }
-        assert!(
-            refused.len() < remaining.len(),
-            "no progress: {} packages can never be indexed, e.g. {}",
-            refused.len(),
-            refused[0]
-        );
-        remaining = refused;
-    }
-    total
+/// One request: (status, body).
+pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let answer = http_answer(addr, method, path);
+    (answer.status, answer.body)
 }
 
 /// Connections that each hold an unfinished request head, renewed (closed
@@ -433,6 +411,84 @@ pub(crate) fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u
             (name, std::fs::read(entry.path()).unwrap())
         })
         .collect()
+}
+
+/// Indexes `count` packages (`p0`, `p1`, ..., none with dependencies)
+/// through a server on the data directory `dir`, then stops it gracefully;
+/// returns the path of its log.
+pub(crate) fn log_of_packages(dir: &Path, count: usize) -> std::path::PathBuf {
+    let server = ServerProcess::start(&["--data-dir", dir.to_str().unwrap()]);
+    let mut client = server.connect();
+    for i in 0..count {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.stop();
+    dir.join("log-1.pi")
+}
+
+/// Where each record of a data file starts (the header is 12 bytes; a
+/// record is an 8-byte frame header and its payload).
+pub(crate) fn record_starts(file: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 12;
+    while at < file.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+/// Runs the binary with `args` (a subcommand, say) to its end, with no
+/// `PACKAGE_INDEXER_*` variable of this process leaking into it.
+pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PACKAGE_INDEXER_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// Indexes every package of a list in the Homebrew format (`name: dep
+/// dep`, see `package_indexer::package_list`) over one pipelined
+/// connection, resending those refused (listed before a dependency) in
+/// rounds until all are in; returns how many. Every dependency must be
+/// listed. (The `load` subcommand will do this and can replace it.)
+pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
+    let mut remaining: Vec<String> = list
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| package_indexer::package_list::parse_line(i + 1, line).unwrap())
+        .map(|entry| {
+            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
+            format!("INDEX|{}|{}\n", entry.name, deps.join(","))
+        })
+        .collect();
+    let total = remaining.len();
+    let mut client = Client::connect(addr);
+    while !remaining.is_empty() {
+        let mut refused = Vec::new();
+        for batch in remaining.chunks(1000) {
+            client.send(batch.concat().as_bytes());
+            for request in batch {
+                match client.line().trim_end() {
+                    "OK" => {}
+                    "FAIL" => refused.push(request.clone()),
+                    other => panic!("{request:?} answered {other:?}"),
+                }
+            }
+        }
+        assert!(
+            refused.len() < remaining.len(),
+            "no progress: {} packages can never be indexed, e.g. {}",
+            refused.len(),
+            refused[0]
+        );
+        remaining = refused;
+    }
+    total
 }
 
 /// Set to `1` (as `.ci/run` does) to make a test whose external tool is

@@ -256,8 +256,8 @@ fn raise_fd_limit(max_connections: usize) -> Option<u64> {
     Some(limit.soft)
 }
 
-/// Starts the admin thread. Index gauges read zero until `store` is set,
-/// once the data directory has loaded.
+/// Starts the admin thread. Index gauges read zero, and the `/v1` routes
+/// answer 503, until `store` is set, once the data directory has loaded.
 fn start_admin(
     addr: &str,
     backlog: u32,
@@ -268,9 +268,11 @@ fn start_admin(
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
     let listener = bind(addr, backlog).map_err(cannot)?;
+    let loaded = Arc::clone(store);
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
+        store: loaded,
         render_metrics: Box::new(move |out| {
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {

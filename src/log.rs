@@ -17,6 +17,7 @@
 //! `Display` text say so with [`as_text!`](crate::log::as_text), next to
 //! their definition.
 
+use crate::json;
 use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
 use std::str::FromStr;
@@ -282,7 +283,7 @@ fn format_event(
             line.push_str(" level=");
             line.push_str(level.as_str());
             line.push_str(" msg=");
-            write_quoted(msg, &mut line);
+            json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
                 field.write_to(&mut value);
@@ -298,16 +299,16 @@ fn format_event(
             line.push_str("\",\"level\":\"");
             line.push_str(level.as_str());
             line.push_str("\",\"msg\":");
-            write_quoted(msg, &mut line);
+            json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
                 let shape = field.write_to(&mut value);
                 line.push(',');
-                write_quoted(key, &mut line);
+                json::write_string(&mut line, key);
                 line.push(':');
                 match shape {
                     Shape::Bare => line.push_str(&value),
-                    Shape::Text => write_quoted(&value, &mut line),
+                    Shape::Text => json::write_string(&mut line, &value),
                 }
             }
             line.push('}');
@@ -317,38 +318,19 @@ fn format_event(
     line
 }
 
-/// Writes a text-format value bare when that is unambiguous, quoted otherwise.
+/// Writes a text-format value bare when that is unambiguous, quoted otherwise
+/// (with JSON's escapes, which read well in logfmt too: a value can never
+/// break the line or the key=value structure).
 fn write_text_value(value: &str, out: &mut String) {
     let needs_quotes = value.is_empty()
         || value
             .chars()
             .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
     if needs_quotes {
-        write_quoted(value, out);
+        json::write_string(out, value);
     } else {
         out.push_str(value);
     }
-}
-
-/// Writes `"value"` with quotes, backslashes and control characters escaped
-/// by JSON's rules, so a value can never break the line or the key=value
-/// structure. Text and JSON share it: JSON escaping reads well in logfmt too.
-fn write_quoted(value: &str, out: &mut String) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -522,74 +504,21 @@ mod tests {
         assert!(text.ends_with(" count=42 ok=true\n"), "{text}");
     }
 
-    /// Decodes a JSON string literal at the start of `input`, returning the
-    /// decoded text and the rest; rejects anything RFC 8259 does not allow.
-    fn parse_json_string(input: &str) -> Result<(String, &str), String> {
-        let mut chars = input.char_indices();
-        if chars.next().map(|(_, c)| c) != Some('"') {
-            return Err(format!("expected a string at {input:?}"));
-        }
-        let mut decoded = String::new();
-        while let Some((at, c)) = chars.next() {
-            match c {
-                '"' => return Ok((decoded, &input[at + 1..])),
-                '\\' => match chars.next().map(|(_, c)| c) {
-                    Some('"') => decoded.push('"'),
-                    Some('\\') => decoded.push('\\'),
-                    Some('/') => decoded.push('/'),
-                    Some('b') => decoded.push('\u{8}'),
-                    Some('f') => decoded.push('\u{c}'),
-                    Some('n') => decoded.push('\n'),
-                    Some('r') => decoded.push('\r'),
-                    Some('t') => decoded.push('\t'),
-                    Some('u') => {
-                        let hex: String = (0..4)
-                            .filter_map(|_| chars.next())
-                            .map(|(_, c)| c)
-                            .collect();
-                        let code = u32::from_str_radix(&hex, 16)
-                            .map_err(|_| format!("bad \\u escape {hex:?}"))?;
-                        decoded.push(char::from_u32(code).ok_or("surrogate escape")?);
-                    }
-                    other => return Err(format!("bad escape {other:?}")),
-                },
-                c if (c as u32) < 0x20 => return Err(format!("raw control character {c:?}")),
-                c => decoded.push(c),
-            }
-        }
-        Err("unterminated string".to_owned())
-    }
-
-    /// Parses a flat JSON object whose values are strings, numbers or
-    /// booleans (returned as their text).
+    /// The members of a JSON object whose values are strings, numbers or
+    /// booleans, each as its text.
     fn parse_flat_json_object(line: &str) -> Result<Vec<(String, String)>, String> {
-        let mut rest = line.strip_prefix('{').ok_or("no opening brace")?;
-        let mut members = Vec::new();
-        loop {
-            let (key, after_key) = parse_json_string(rest)?;
-            let after_colon = after_key.strip_prefix(':').ok_or("no colon")?;
-            let (value, after_value) = match parse_json_string(after_colon) {
-                Ok(parsed) => parsed,
-                // A bare number or boolean.
-                Err(_) => {
-                    let end = after_colon
-                        .find([',', '}'])
-                        .ok_or("unterminated bare value")?;
-                    let bare = &after_colon[..end];
-                    if bare.parse::<f64>().is_err() && bare != "true" && bare != "false" {
-                        return Err(format!("bad bare value {bare:?}"));
-                    }
-                    (bare.to_owned(), &after_colon[end..])
-                }
-            };
-            members.push((key, value));
-            if let Some(more) = after_value.strip_prefix(',') {
-                rest = more;
-            } else if after_value == "}" {
-                return Ok(members);
-            } else {
-                return Err(format!("unexpected {after_value:?}"));
-            }
+        match json::parse(line)? {
+            json::Value::Object(members) => members
+                .into_iter()
+                .map(|(name, value)| match value {
+                    json::Value::String(text) | json::Value::Number(text) => Ok((name, text)),
+                    json::Value::Bool(bare) => Ok((name, bare.to_string())),
+                    other => Err(format!(
+                        "{name} is not a string, number or boolean: {other:?}"
+                    )),
+                })
+                .collect(),
+            other => Err(format!("not an object: {other:?}")),
         }
     }
 

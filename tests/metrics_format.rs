@@ -17,6 +17,7 @@ fn scrape(metrics: Arc<Metrics>) -> common::HttpAnswer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let state = AdminState {
         ready: Arc::new(AtomicBool::new(true)),
+        store: Arc::default(),
         render_metrics: Box::new(move |out| {
             let index = IndexGauges {
                 packages: 10,

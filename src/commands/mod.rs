@@ -8,8 +8,11 @@
 //! when it did what was asked, 1 when it could not, 2 for bad usage.
 
 mod check;
+mod export;
 mod healthcheck;
+mod http;
 mod repair;
+mod show;
 
 use crate::flags::{CommandLine, Parsed, Values};
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ pub(crate) struct Subcommand {
 /// Every subcommand, in the order `--help` lists them.
 static SUBCOMMANDS: &[Subcommand] = &[
     healthcheck::SUBCOMMAND,
+    show::SUBCOMMAND,
+    export::SUBCOMMAND,
     check::SUBCOMMAND,
     repair::SUBCOMMAND,
 ];

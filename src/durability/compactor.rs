@@ -203,12 +203,11 @@ impl Compaction {
     /// so every change before the copy is in the older logs and every
     /// change after it in the new one.
     fn rotate_and_copy(&self) -> io::Result<(super::Generation, Indexer)> {
-        // The next log file is created before taking the lock, so writers
-        // wait only for the switch and the copy.
+        // The next log file and the copy's memory are made before taking
+        // the lock, so writers wait only for the switch and the copy.
         let next = self.wal.prepare_rotation()?;
-        let index = self.index.read();
-        let generation = self.wal.rotate_to(next)?;
-        Ok((generation, index.clone()))
+        let (copy, generation) = self.index.copy_with(|_| self.wal.rotate_to(next));
+        Ok((generation?, copy))
     }
 }
 

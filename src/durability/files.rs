@@ -266,20 +266,34 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates the data file `kind`/`generation` atomically: `fill` writes it
-/// under a temporary name, then it is synced, renamed into place and the
-/// directory synced. Returns the file, open for writing at its end, and its
-/// length.
+/// Creates the data file `kind`/`generation` atomically (see
+/// [`write_atomically`]). Returns the file, open for writing at its end,
+/// and its length.
 pub(super) fn install(
     dir: &Path,
     kind: Kind,
     generation: Generation,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<(File, u64)> {
-    let final_path = path(dir, kind, generation);
-    let mut temp_name = final_path.clone().into_os_string();
+    write_atomically(&path(dir, kind, generation), fill)
+}
+
+/// Creates `final_path` atomically: `fill` writes it under a temporary
+/// name beside it (`.tmp` appended), then it is synced, renamed into place
+/// and its directory synced; on failure the temporary is removed. Returns
+/// the file, open for writing at its end, and its length.
+pub(crate) fn write_atomically(
+    final_path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<(File, u64)> {
+    let mut temp_name = final_path.as_os_str().to_owned();
     temp_name.push(TEMP_SUFFIX);
     let temp_path = PathBuf::from(temp_name);
+    // A bare file name lives in the current directory.
+    let dir = match final_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -290,7 +304,7 @@ pub(super) fn install(
         file.flush()?;
         file.sync_all()?;
         let len = file.metadata()?.len();
-        fs::rename(&temp_path, &final_path)?;
+        fs::rename(&temp_path, final_path)?;
         sync_dir(dir)?;
         Ok((file, len))
     })();

@@ -57,7 +57,7 @@ use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
 pub(crate) use self::wal::{LogStats, Wal};
-pub(crate) use files::Kind;
+pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};

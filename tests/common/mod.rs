@@ -451,6 +451,46 @@ pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
     command.args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// Indexes every package of a list in the Homebrew format (`name: dep
+/// dep`, see `package_indexer::package_list`) over one pipelined
+/// connection, resending those refused (listed before a dependency) in
+/// rounds until all are in; returns how many. Every dependency must be
+/// listed. (The `load` subcommand will do this and can replace it.)
+pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
+    let mut remaining: Vec<String> = list
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| package_indexer::package_list::parse_line(i + 1, line).unwrap())
+        .map(|entry| {
+            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
+            format!("INDEX|{}|{}\n", entry.name, deps.join(","))
+        })
+        .collect();
+    let total = remaining.len();
+    let mut client = Client::connect(addr);
+    while !remaining.is_empty() {
+        let mut refused = Vec::new();
+        for batch in remaining.chunks(1000) {
+            client.send(batch.concat().as_bytes());
+            for request in batch {
+                match client.line().trim_end() {
+                    "OK" => {}
+                    "FAIL" => refused.push(request.clone()),
+                    other => panic!("{request:?} answered {other:?}"),
+                }
+            }
+        }
+        assert!(
+            refused.len() < remaining.len(),
+            "no progress: {} packages can never be indexed, e.g. {}",
+            refused.len(),
+            refused[0]
+        );
+        remaining = refused;
+    }
+    total
+}
+
 /// Set to `1` (as `.ci/run` does) to make a test whose external tool is
 /// missing fail instead of skipping.
 pub(crate) const REQUIRE_TOOLS: &str = "PACKAGE_INDEXER_REQUIRE_TOOLS";

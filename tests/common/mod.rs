@@ -20,6 +20,9 @@ pub(crate) struct ServerProcess {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The thread copying the server's stderr into `logs`; joined once the
+    /// process has exited, so that the logs then hold every line.
+    log_reader: Option<thread::JoinHandle<()>>,
 }
 
 /// Value of a ` key=value` token in a text log line, or of `"key":value`
@@ -90,7 +93,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn server");
-        let (logs, started) = collect_lines(child.stderr.take().unwrap());
+        let (logs, started, log_reader) = collect_lines(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(line) = started.recv_timeout(Duration::from_millis(20)) {
@@ -102,11 +105,13 @@ impl ServerProcess {
                         addr,
                         admin_addr,
                         logs,
+                        log_reader: Some(log_reader),
                     });
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                thread::sleep(Duration::from_millis(50));
+                // Its stderr ends with it: every line is in once this ends.
+                let _ = log_reader.join();
                 let logs = logs.lock().unwrap().clone();
                 return Err((Some(status), logs));
             }
@@ -135,6 +140,9 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             thread::sleep(Duration::from_millis(10));
@@ -304,19 +312,25 @@ pub(crate) fn open_files_limit() -> u64 {
     line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
+/// Copies the lines of `stderr` into a shared list and a channel, on a
+/// thread that ends at the end of the stream.
 fn collect_lines(
     stderr: impl Read + Send + 'static,
-) -> (Arc<Mutex<Vec<String>>>, Receiver<String>) {
+) -> (
+    Arc<Mutex<Vec<String>>>,
+    Receiver<String>,
+    thread::JoinHandle<()>,
+) {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let sink = Arc::clone(&logs);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line.clone());
             let _ = tx.send(line);
         }
     });
-    (logs, rx)
+    (logs, rx, reader)
 }
 
 /// A line-protocol client.

@@ -5,6 +5,8 @@ CARGO ?= cargo
 TARGET ?= x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/package-indexer
 IMAGE ?= package-indexer:latest
+# Any client with Docker's command line: make docker-build DOCKER=podman
+DOCKER ?= docker
 
 .PHONY: build run test lint stress chaos bench static docker-build docker-run clean
 
@@ -41,10 +43,10 @@ static:
 	@file $(STATIC_BIN)
 
 docker-build:
-	docker build -t $(IMAGE) .
+	$(DOCKER) build --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 docker-run:
-	docker run --rm -p 8080:8080 -p 8081:8081 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)
+	$(DOCKER) run --rm -p 8080:8080 -p 8081:8081 -v package-indexer-data:/var/lib/package-indexer $(IMAGE)
 
 clean:
 	$(CARGO) clean

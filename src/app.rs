@@ -90,6 +90,12 @@ pub(crate) fn run(
         fd_ceiling: fd_limit.map(server::fd_ceiling),
         ..ConnectionLimits::from(config)
     };
+    let served_at_most = limits
+        .fd_ceiling
+        .map_or(config.max_connections as u64, |ceiling| {
+            ceiling.min(config.max_connections as u64)
+        });
+    metrics.set_limits(served_at_most, config.max_line_bytes as u64);
     let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
         .map_err(cannot_listen)?;
     let running = server
@@ -111,10 +117,7 @@ pub(crate) fn run(
             ("version", &env!("CARGO_PKG_VERSION")),
             ("max_connections", &config.max_connections),
             ("listen_backlog", &listen_backlog),
-            (
-                "fd_limit",
-                &fd_limit.map_or_else(|| "unknown".into(), |l| l.to_string()),
-            ),
+            ("fd_limit", &fd_limit),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
             (
@@ -253,8 +256,8 @@ fn raise_fd_limit(max_connections: usize) -> Option<u64> {
     Some(limit.soft)
 }
 
-/// Starts the admin thread. Index gauges read zero until `store` is set,
-/// once the data directory has loaded.
+/// Starts the admin thread. Index gauges read zero, and the `/v1` routes
+/// answer 503, until `store` is set, once the data directory has loaded.
 fn start_admin(
     addr: &str,
     backlog: u32,
@@ -265,9 +268,11 @@ fn start_admin(
     let cannot =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
     let listener = bind(addr, backlog).map_err(cannot)?;
+    let loaded = Arc::clone(store);
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
     let state = AdminState {
         ready: Arc::clone(ready),
+        store: loaded,
         render_metrics: Box::new(move |out| {
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {
@@ -365,6 +370,8 @@ fn durability_event(
         }
     }
 }
+
+crate::log::as_text!(DurationText);
 
 /// Shows a duration with the unit the flags use (`1500ms`, `30s`).
 struct DurationText(std::time::Duration);

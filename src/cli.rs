@@ -55,6 +55,10 @@ fn serve(args: Vec<String>) -> ExitCode {
         Err(err) => return err.report("package-indexer"),
     };
     log::init(config.log_format, config.log_level);
+    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for variable in config::unknown_variables(variables) {
+        log::warn("unknown variable ignored", &[("variable", &variable)]);
+    }
     let result = signals
         .map_err(|err| app::RuntimeError(format!("cannot block signals: {err}")))
         .and_then(|signals| app::run(&config, signals, metrics));

@@ -111,6 +111,23 @@ const FLAGS: &[Flag] = &[
     Flag::value("log-level", "info", "`error`, `warn`, `info` or `debug`"),
 ];
 
+/// The names among `variables` that look like the server's
+/// (`PACKAGE_INDEXER_...`) but feed none of its flags: a misspelt one would
+/// otherwise be ignored without a word.
+pub(crate) fn unknown_variables(variables: impl IntoIterator<Item = String>) -> Vec<String> {
+    let prefix = COMMAND_LINE.env_prefix.unwrap_or_default();
+    let known: Vec<String> = FLAGS
+        .iter()
+        .filter_map(|flag| COMMAND_LINE.env_var(flag.name))
+        .collect();
+    let mut unknown: Vec<String> = variables
+        .into_iter()
+        .filter(|name| name.starts_with(prefix) && !known.contains(name))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// The server's command line: every flag also comes from its variable.
 const COMMAND_LINE: CommandLine = CommandLine {
     flags: FLAGS,
@@ -253,6 +270,23 @@ mod tests {
     }
 
     #[test]
+    fn misspelt_variables_are_found() {
+        let unknown = unknown_variables(
+            [
+                "PACKAGE_INDEXER_MAX_CONECTIONS",
+                "PACKAGE_INDEXER_ADDR",
+                "HOME",
+                "PACKAGE_INDEXER_LOGLEVEL",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            unknown,
+            ["PACKAGE_INDEXER_LOGLEVEL", "PACKAGE_INDEXER_MAX_CONECTIONS"]
+        );
+    }
+
+    #[test]
     fn listen_backlog_and_tcp_keepalive() {
         let c = config(&["--listen-backlog", "512", "--tcp-keepalive", "off"], &[]);
         assert_eq!(c.listen_backlog, Some(512));
@@ -305,7 +339,20 @@ mod tests {
             );
         }
         let err = parse_with(&[], &[("PACKAGE_INDEXER_WRITE_TIMEOUT", "soon")]).unwrap_err();
-        assert!(err.0.contains("--write-timeout"), "{err}");
+        assert!(
+            err.0
+                .contains("PACKAGE_INDEXER_WRITE_TIMEOUT (--write-timeout)"),
+            "{err}"
+        );
+        let err = parse_with(&[], &[("PACKAGE_INDEXER_LOG_LEVEL", "trace")]).unwrap_err();
+        assert!(err.0.contains("PACKAGE_INDEXER_LOG_LEVEL"), "{err}");
+        // The flag beats the variable, and then it is the flag that is wrong.
+        let err = parse_with(
+            &["--log-level", "loud"],
+            &[("PACKAGE_INDEXER_LOG_LEVEL", "info")],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("'loud' for --log-level"), "{err}");
     }
 
     #[test]

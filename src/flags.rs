@@ -4,6 +4,8 @@
 //! (SPEC §3) for every program:
 //!
 //! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
+//!   a flag given a one-letter short form ([`Flag::short`]) is also
+//!   `-o value` or `-o=value`;
 //! - operands (`show NAME`, `load FILE`) are the arguments that are not
 //!   flags, as many as the command line's [`Operands`] allow; after `--`
 //!   every argument is an operand;
@@ -37,6 +39,8 @@ pub struct Flag {
     pub help: &'static str,
     /// False for a switch, which is set by its presence alone.
     pub takes_value: bool,
+    /// A one-letter spelling, `-o` for `--output`; none by default.
+    pub short: Option<char>,
 }
 
 impl Flag {
@@ -47,6 +51,7 @@ impl Flag {
             default,
             help,
             takes_value: true,
+            short: None,
         }
     }
 
@@ -57,6 +62,15 @@ impl Flag {
             default: "",
             help,
             takes_value: false,
+            short: None,
+        }
+    }
+
+    /// The same flag, also spelt `-letter`.
+    pub const fn short(self, letter: char) -> Flag {
+        Flag {
+            short: Some(letter),
+            ..self
         }
     }
 }
@@ -161,11 +175,13 @@ impl CommandLine {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Parsed, UsageError> {
         let mut values = Values::defaults(self.flags);
-        if self.env_prefix.is_some() {
-            for (flag, slot) in self.flags.iter().zip(values.values.iter_mut()) {
-                if let Some(value) = self.env_var(flag.name).and_then(|name| env(&name)) {
-                    *slot = value;
-                }
+        for (index, flag) in self.flags.iter().enumerate() {
+            let Some(variable) = self.env_var(flag.name) else {
+                break;
+            };
+            if let Some(value) = env(&variable) {
+                values.values[index] = value;
+                values.variables[index] = Some(variable);
             }
         }
         let mut args = args.into_iter();
@@ -185,20 +201,11 @@ impl CommandLine {
             if self.spells(&arg, "V", "version") {
                 return Ok(Parsed::Version);
             }
-            let body = arg
-                .strip_prefix("--")
-                .or_else(|| arg.strip_prefix('-').filter(|_| self.single_dash));
-            let Some(body) = body else {
+            let Some((index, inline)) = self.find_flag(&arg)? else {
                 return Err(UsageError(format!("unexpected argument '{arg}'")));
             };
-            let (name, inline) = match body.split_once('=') {
-                Some((name, value)) => (name, Some(value.to_string())),
-                None => (body, None),
-            };
-            let Some(index) = self.flags.iter().position(|f| f.name == name) else {
-                return Err(UsageError(format!("unknown flag '--{name}'")));
-            };
             let flag = &self.flags[index];
+            let name = flag.name;
             let value = match (flag.takes_value, inline) {
                 (false, None) => SWITCH_ON.to_string(),
                 (false, Some(_)) => {
@@ -210,6 +217,7 @@ impl CommandLine {
                 },
             };
             values.values[index] = value;
+            values.variables[index] = None;
         }
         if let Operands::One(name) = self.operands {
             if values.operands.is_empty() {
@@ -217,6 +225,41 @@ impl CommandLine {
             }
         }
         Ok(Parsed::Run(values))
+    }
+
+    /// The flag `arg` spells (`--name`, `-name` with `single_dash`, or a
+    /// flag's `-letter`), with the value given after `=`; `None` when `arg`
+    /// spells no flag at all.
+    fn find_flag(&self, arg: &str) -> Result<Option<(usize, Option<String>)>, UsageError> {
+        let long = arg.strip_prefix("--");
+        let single = arg.strip_prefix('-').filter(|_| long.is_none());
+        let Some(body) = long.or(single) else {
+            return Ok(None);
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (body, None),
+        };
+        let mut letters = name.chars();
+        let letter = letters.next().filter(|_| letters.next().is_none());
+        let by_name = || self.flags.iter().position(|f| f.name == name);
+        let found = match (long, letter) {
+            (Some(_), _) => by_name(),
+            (None, Some(letter)) => self
+                .flags
+                .iter()
+                .position(|f| f.short == Some(letter))
+                .or_else(|| by_name().filter(|_| self.single_dash)),
+            (None, None) if self.single_dash => by_name(),
+            (None, None) => return Ok(None),
+        };
+        match found {
+            Some(index) => Ok(Some((index, inline))),
+            None if long.is_some() || self.single_dash => {
+                Err(UsageError(format!("unknown flag '--{name}'")))
+            }
+            None => Err(UsageError(format!("unknown flag '{arg}'"))),
+        }
     }
 
     /// Whether `arg` is `-short` or `--long` (or `-long` with `single_dash`).
@@ -242,7 +285,11 @@ impl CommandLine {
     pub fn help(&self) -> String {
         let mut text = String::new();
         for flag in self.flags {
-            text.push_str(&format!("  --{:<18} {}", flag.name, flag.help));
+            let spelt = match flag.short {
+                Some(letter) => format!("-{letter}, --{}", flag.name),
+                None => format!("--{}", flag.name),
+            };
+            text.push_str(&format!("  {spelt:<20} {}", flag.help));
             if flag.takes_value {
                 let default = if flag.default.is_empty() {
                     "none"
@@ -271,6 +318,8 @@ const SWITCH_ON: &str = "on";
 pub struct Values {
     names: Vec<&'static str>,
     values: Vec<String>,
+    /// The variable each value came from, when one did.
+    variables: Vec<Option<String>>,
     operands: Vec<String>,
 }
 
@@ -279,6 +328,7 @@ impl Values {
         Values {
             names: flags.iter().map(|f| f.name).collect(),
             values: flags.iter().map(|f| f.default.to_string()).collect(),
+            variables: vec![None; flags.len()],
             operands: Vec::new(),
         }
     }
@@ -320,7 +370,8 @@ impl Values {
     }
 
     /// The value of `--name` through `parse`; a value it refuses (`None`)
-    /// is a usage error that says what was `expected`.
+    /// is a usage error that says what was `expected`, and names the
+    /// variable the value came from, if it came from one.
     pub fn parse<T>(
         &self,
         name: &str,
@@ -329,10 +380,20 @@ impl Values {
     ) -> Result<T, UsageError> {
         let value = self.get(name);
         parse(value).ok_or_else(|| {
+            let from = match self.variable(name) {
+                Some(variable) => format!("{variable} (--{name})"),
+                None => format!("--{name}"),
+            };
             UsageError(format!(
-                "invalid value '{value}' for --{name}: expected {expected}"
+                "invalid value '{value}' for {from}: expected {expected}"
             ))
         })
+    }
+
+    /// The variable the value of `--name` came from, if it came from one.
+    fn variable(&self, name: &str) -> Option<&str> {
+        let index = self.names.iter().position(|&n| n == name)?;
+        self.variables.get(index)?.as_deref()
     }
 
     /// A whole number within `range`.
@@ -568,6 +629,32 @@ mod tests {
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn short_forms_when_a_flag_has_one() {
+        const FLAGS: &[Flag] = &[
+            Flag::value("output", "", "where to write").short('o'),
+            Flag::switch("quiet", "say less").short('q'),
+            Flag::value("count", "1", "how many"),
+        ];
+        let line = CommandLine {
+            flags: FLAGS,
+            ..TOOL
+        };
+        let given = values(&line, &["-o", "out.txt", "-q"], &[]);
+        assert_eq!(given.get("output"), "out.txt");
+        assert!(given.switch("quiet"));
+        assert_eq!(values(&line, &["-o=a"], &[]).get("output"), "a");
+        assert_eq!(values(&line, &["--output", "b"], &[]).get("output"), "b");
+        assert_eq!(error(&line, &["-c", "2"]), "unknown flag '-c'");
+        assert_eq!(error(&line, &["-o"]), "flag '--output' needs a value");
+        assert_eq!(error(&line, &["-q=yes"]), "flag '--quiet' takes no value");
+        assert_eq!(error(&line, &["-ofile"]), "unexpected argument '-ofile'");
+        assert!(line
+            .help()
+            .starts_with("  -o, --output         where to write (default: none)\n"));
+        assert!(line.help().contains("\n  -q, --quiet          say less\n"));
     }
 
     #[test]

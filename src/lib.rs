@@ -19,7 +19,8 @@
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
 //! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
-//! | `admin.rs` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop: health, readiness, metrics |
+//! | `admin.rs` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop: health, readiness, metrics, the `/v1` inspection and export (on worker threads) |
+//! | `json.rs` | just enough JSON: strings written for the admin API, documents read by the tools |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
 //! | `app.rs` | the server's life: start, serve, stop on a signal or a failure |
 //! | `cli.rs` | [`main`]: the binary's command line, the server or a subcommand |
@@ -27,7 +28,7 @@
 //! | [`flags`] | the one command-line parser of the server and its tools |
 //! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | `log.rs` | one event per line on stderr, text or JSON |
-//! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, ...) |
+//! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, `show`, `export`, ...) |
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
@@ -61,6 +62,7 @@ mod config;
 mod durability;
 pub mod flags;
 mod index;
+mod json;
 mod log;
 mod metrics;
 mod name;
@@ -82,5 +84,5 @@ pub use metrics::{IndexGauges, Metrics, RejectReason};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};
 pub use protocol::{parse_line, Command, Malformed, ParseError, Request, Response};
 pub use server::{ConnectionLimits, Running, Server, ShutdownReport};
-pub use store::{Executed, LogPosition, Store};
+pub use store::{Executed, Inspection, LogPosition, Store};
 pub use sys::{block_signals, Signal, Signals};

@@ -8,10 +8,16 @@
 //! from [`SystemTime`] so the crate needs no date library.
 //!
 //! ```text
-//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080
-//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080"}
+//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080 max_connections=10000
+//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080","max_connections":10000}
 //! ```
+//!
+//! A field's value is a [`FieldValue`]: numbers and booleans are written
+//! bare in JSON, everything else as a string. Types that log as their
+//! `Display` text say so with [`as_text!`](crate::log::as_text), next to
+//! their definition.
 
+use crate::json;
 use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
 use std::str::FromStr;
@@ -146,9 +152,81 @@ pub(crate) fn init(format: Format, level: Level) -> bool {
     SETTINGS.set(Settings { format, level }).is_ok()
 }
 
+/// How JSON writes a field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A quoted, escaped string.
+    Text,
+    /// Bare: a JSON number or `true`/`false`.
+    Bare,
+}
+
+/// A value a log field can hold.
+pub(crate) trait FieldValue {
+    /// Appends the value's text to `out` and says how JSON writes it.
+    fn write_to(&self, out: &mut String) -> Shape;
+}
+
+impl<T: FieldValue + ?Sized> FieldValue for &T {
+    fn write_to(&self, out: &mut String) -> Shape {
+        (**self).write_to(out)
+    }
+}
+
+/// A value that may be unknown: JSON's `null` when it is.
+impl<T: FieldValue> FieldValue for Option<T> {
+    fn write_to(&self, out: &mut String) -> Shape {
+        match self {
+            Some(value) => value.write_to(out),
+            None => {
+                out.push_str("null");
+                Shape::Bare
+            }
+        }
+    }
+}
+
+/// Declares types that log as their `Display` text (a JSON string).
+macro_rules! as_text {
+    ($($type:ty),* $(,)?) => {
+        $(impl $crate::log::FieldValue for $type {
+            fn write_to(&self, out: &mut String) -> $crate::log::Shape {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{self}");
+                $crate::log::Shape::Text
+            }
+        })*
+    };
+}
+pub(crate) use as_text;
+
+/// Declares types whose `Display` text is a JSON number or boolean.
+macro_rules! as_bare {
+    ($($type:ty),* $(,)?) => {
+        $(impl FieldValue for $type {
+            fn write_to(&self, out: &mut String) -> Shape {
+                let _ = write!(out, "{self}");
+                Shape::Bare
+            }
+        })*
+    };
+}
+
+as_bare!(u8, u16, u32, u64, u128, usize, i32, i64, bool);
+as_text!(
+    str,
+    String,
+    std::borrow::Cow<'_, str>,
+    std::io::Error,
+    std::net::SocketAddr,
+    std::path::Display<'_>,
+    Level,
+    Format
+);
+
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
-pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let Settings {
         format,
         level: max_level,
@@ -165,22 +243,22 @@ pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
 }
 
 /// Logs at [`Level::Error`].
-pub(crate) fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn error(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Error, msg, fields);
 }
 
 /// Logs at [`Level::Warn`].
-pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Warn, msg, fields);
 }
 
 /// Logs at [`Level::Info`].
-pub(crate) fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn info(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Info, msg, fields);
 }
 
 /// Logs at [`Level::Debug`].
-pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
+pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Debug, msg, fields);
 }
 
@@ -190,13 +268,13 @@ fn format_event(
     since_epoch: Duration,
     level: Level,
     msg: &str,
-    fields: &[(&str, &dyn Display)],
+    fields: &[(&str, &dyn FieldValue)],
 ) -> String {
     let mut line = String::with_capacity(128);
     let mut timestamp = String::with_capacity(24);
     write_timestamp(since_epoch, &mut timestamp);
-    // Display output is rendered into a reused scratch buffer because it
-    // must be inspected (text) or escaped (JSON) before it is written.
+    // A value is rendered into a reused scratch buffer because it must be
+    // inspected (text) or escaped (JSON) before it is written.
     let mut value = String::new();
     match format {
         Format::Text => {
@@ -205,10 +283,10 @@ fn format_event(
             line.push_str(" level=");
             line.push_str(level.as_str());
             line.push_str(" msg=");
-            write_quoted(msg, &mut line);
+            json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
-                let _ = write!(value, "{field}");
+                field.write_to(&mut value);
                 line.push(' ');
                 line.push_str(key);
                 line.push('=');
@@ -221,14 +299,17 @@ fn format_event(
             line.push_str("\",\"level\":\"");
             line.push_str(level.as_str());
             line.push_str("\",\"msg\":");
-            write_quoted(msg, &mut line);
+            json::write_string(&mut line, msg);
             for (key, field) in fields {
                 value.clear();
-                let _ = write!(value, "{field}");
+                let shape = field.write_to(&mut value);
                 line.push(',');
-                write_quoted(key, &mut line);
+                json::write_string(&mut line, key);
                 line.push(':');
-                write_quoted(&value, &mut line);
+                match shape {
+                    Shape::Bare => line.push_str(&value),
+                    Shape::Text => json::write_string(&mut line, &value),
+                }
             }
             line.push('}');
         }
@@ -237,38 +318,19 @@ fn format_event(
     line
 }
 
-/// Writes a text-format value bare when that is unambiguous, quoted otherwise.
+/// Writes a text-format value bare when that is unambiguous, quoted otherwise
+/// (with JSON's escapes, which read well in logfmt too: a value can never
+/// break the line or the key=value structure).
 fn write_text_value(value: &str, out: &mut String) {
     let needs_quotes = value.is_empty()
         || value
             .chars()
             .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
     if needs_quotes {
-        write_quoted(value, out);
+        json::write_string(out, value);
     } else {
         out.push_str(value);
     }
-}
-
-/// Writes `"value"` with quotes, backslashes and control characters escaped
-/// by JSON's rules, so a value can never break the line or the key=value
-/// structure. Text and JSON share it: JSON escaping reads well in logfmt too.
-fn write_quoted(value: &str, out: &mut String) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -375,7 +437,7 @@ mod tests {
         }
     }
 
-    fn event(format: Format, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
+    fn event(format: Format, msg: &str, fields: &[(&str, &dyn FieldValue)]) -> String {
         format_event(
             format,
             Duration::from_millis(1_500),
@@ -427,60 +489,36 @@ mod tests {
         );
     }
 
-    /// Decodes a JSON string literal at the start of `input`, returning the
-    /// decoded text and the rest; rejects anything RFC 8259 does not allow.
-    fn parse_json_string(input: &str) -> Result<(String, &str), String> {
-        let mut chars = input.char_indices();
-        if chars.next().map(|(_, c)| c) != Some('"') {
-            return Err(format!("expected a string at {input:?}"));
-        }
-        let mut decoded = String::new();
-        while let Some((at, c)) = chars.next() {
-            match c {
-                '"' => return Ok((decoded, &input[at + 1..])),
-                '\\' => match chars.next().map(|(_, c)| c) {
-                    Some('"') => decoded.push('"'),
-                    Some('\\') => decoded.push('\\'),
-                    Some('/') => decoded.push('/'),
-                    Some('b') => decoded.push('\u{8}'),
-                    Some('f') => decoded.push('\u{c}'),
-                    Some('n') => decoded.push('\n'),
-                    Some('r') => decoded.push('\r'),
-                    Some('t') => decoded.push('\t'),
-                    Some('u') => {
-                        let hex: String = (0..4)
-                            .filter_map(|_| chars.next())
-                            .map(|(_, c)| c)
-                            .collect();
-                        let code = u32::from_str_radix(&hex, 16)
-                            .map_err(|_| format!("bad \\u escape {hex:?}"))?;
-                        decoded.push(char::from_u32(code).ok_or("surrogate escape")?);
-                    }
-                    other => return Err(format!("bad escape {other:?}")),
-                },
-                c if (c as u32) < 0x20 => return Err(format!("raw control character {c:?}")),
-                c => decoded.push(c),
-            }
-        }
-        Err("unterminated string".to_owned())
+    #[test]
+    fn json_writes_numbers_and_booleans_bare_and_text_quoted() {
+        let line = event(
+            Format::Json,
+            "m",
+            &[("count", &42u64), ("ok", &true), ("digits", &"42")],
+        );
+        assert!(
+            line.ends_with(",\"count\":42,\"ok\":true,\"digits\":\"42\"}\n"),
+            "{line}"
+        );
+        let text = event(Format::Text, "m", &[("count", &42u64), ("ok", &true)]);
+        assert!(text.ends_with(" count=42 ok=true\n"), "{text}");
     }
 
-    /// Parses a flat JSON object whose values are all strings.
+    /// The members of a JSON object whose values are strings, numbers or
+    /// booleans, each as its text.
     fn parse_flat_json_object(line: &str) -> Result<Vec<(String, String)>, String> {
-        let mut rest = line.strip_prefix('{').ok_or("no opening brace")?;
-        let mut members = Vec::new();
-        loop {
-            let (key, after_key) = parse_json_string(rest)?;
-            let after_colon = after_key.strip_prefix(':').ok_or("no colon")?;
-            let (value, after_value) = parse_json_string(after_colon)?;
-            members.push((key, value));
-            if let Some(more) = after_value.strip_prefix(',') {
-                rest = more;
-            } else if after_value == "}" {
-                return Ok(members);
-            } else {
-                return Err(format!("unexpected {after_value:?}"));
-            }
+        match json::parse(line)? {
+            json::Value::Object(members) => members
+                .into_iter()
+                .map(|(name, value)| match value {
+                    json::Value::String(text) | json::Value::Number(text) => Ok((name, text)),
+                    json::Value::Bool(bare) => Ok((name, bare.to_string())),
+                    other => Err(format!(
+                        "{name} is not a string, number or boolean: {other:?}"
+                    )),
+                })
+                .collect(),
+            other => Err(format!("not an object: {other:?}")),
         }
     }
 

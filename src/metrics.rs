@@ -19,6 +19,7 @@
 //! `/proc/self` at each scrape and left out where it is unreadable.
 
 use crate::protocol::{Command, Response};
+use crate::sys::{clock_ticks_per_second, OpenFilesLimit};
 use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -236,6 +237,8 @@ pub struct Metrics {
     log_bytes: AtomicU64,
     log_appends: AtomicU64,
     log_writes: AtomicU64,
+    max_connections: AtomicU64,
+    max_line_bytes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
     fsync_durations: Histogram<{ FSYNC_BUCKETS.len() }>,
 }
@@ -264,6 +267,8 @@ impl Metrics {
             log_bytes: AtomicU64::new(0),
             log_appends: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
+            max_connections: AtomicU64::new(0),
+            max_line_bytes: AtomicU64::new(0),
             last_snapshot_seconds_bits: AtomicU64::new(0f64.to_bits()),
             fsync_durations: Histogram::new(&FSYNC_BUCKETS),
         }
@@ -305,6 +310,15 @@ impl Metrics {
         self.log_bytes.store(log.bytes, Relaxed);
         self.log_appends.store(log.appends, Relaxed);
         self.log_writes.store(log.writes, Relaxed);
+    }
+
+    /// The limits the server runs with, for alerts to compare against:
+    /// the connections it serves at once at most (`--max-connections`, or
+    /// fewer when the open-files limit leaves less room), and
+    /// `--max-line-bytes`.
+    pub fn set_limits(&self, max_connections: u64, max_line_bytes: u64) {
+        self.max_connections.store(max_connections, Relaxed);
+        self.max_line_bytes.store(max_line_bytes, Relaxed);
     }
 
     /// A snapshot was completed at `unix_seconds`.
@@ -385,19 +399,20 @@ impl Metrics {
             out,
             BUILD_INFO,
             "gauge",
-            "Always 1; the version is in the label.",
+            "Always 1; the version and the git commit built are in the labels.",
         )?;
         writeln!(
             out,
-            "{BUILD_INFO}{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "{BUILD_INFO}{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("BUILD_GIT_COMMIT")
         )?;
 
         let started = Float(self.started.as_millis() as f64 / 1000.0);
         let snapshot = Float(f64::from_bits(
             self.last_snapshot_seconds_bits.load(Relaxed),
         ));
-        let unlabelled: [(&str, &str, &str, &dyn Display); 10] = [
+        let unlabelled: [(&str, &str, &str, &dyn Display); 12] = [
             (
                 "package_indexer_connections_total",
                 "counter",
@@ -433,6 +448,18 @@ impl Metrics {
                 "gauge",
                 "Size of the durable log on disk.",
                 &self.log_bytes.load(Relaxed),
+            ),
+            (
+                "package_indexer_max_connections",
+                "gauge",
+                "Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
+                &self.max_connections.load(Relaxed),
+            ),
+            (
+                "package_indexer_max_line_bytes",
+                "gauge",
+                "Longest request line accepted, newline included (--max-line-bytes).",
+                &self.max_line_bytes.load(Relaxed),
             ),
             (
                 "package_indexer_log_appends_total",
@@ -487,7 +514,25 @@ fn simple(
 /// The `process_*` gauges that `/proc/self` can provide, each left out
 /// when it cannot be read.
 fn write_process_metrics(out: &mut String) -> fmt::Result {
+    if let Some(seconds) = cpu_seconds() {
+        simple(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            Float(seconds),
+        )?;
+    }
     let status = ProcStatus::read();
+    if let Some(bytes) = status.virtual_bytes {
+        simple(
+            out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size.",
+            bytes,
+        )?;
+    }
     if let Some(bytes) = status.resident_bytes {
         simple(
             out,
@@ -506,6 +551,15 @@ fn write_process_metrics(out: &mut String) -> fmt::Result {
             count,
         )?;
     }
+    if let Ok(limit) = OpenFilesLimit::current() {
+        simple(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Most file descriptors the process may open.",
+            limit.soft,
+        )?;
+    }
     if let Some(count) = status.threads {
         simple(
             out,
@@ -520,6 +574,7 @@ fn write_process_metrics(out: &mut String) -> fmt::Result {
 
 /// The fields of `/proc/self/status` this module reports.
 struct ProcStatus {
+    virtual_bytes: Option<u64>,
     resident_bytes: Option<u64>,
     threads: Option<u64>,
 }
@@ -533,11 +588,25 @@ impl ProcStatus {
                 .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
         };
         ProcStatus {
-            // The kernel reports VmRSS in kB (KiB).
+            // The kernel reports sizes in kB (KiB).
+            virtual_bytes: field("VmSize").map(|kib| kib * 1024),
             resident_bytes: field("VmRSS").map(|kib| kib * 1024),
             threads: field("Threads"),
         }
     }
+}
+
+/// User plus system CPU time from `/proc/self/stat`, in seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: count fields from
+    // after it. The third field (state) comes first there; utime and stime
+    // are the 14th and 15th.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let user: u64 = fields.nth(11)?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = clock_ticks_per_second()?;
+    Some((user + system) as f64 / ticks as f64)
 }
 
 fn open_fds() -> Option<u64> {
@@ -919,7 +988,9 @@ mod tests {
         assert_eq!(value(&text, &format!("{fsync}_count")), "1");
 
         let version = env!("CARGO_PKG_VERSION");
-        let build_info = format!("package_indexer_build_info{{version=\"{version}\"}}");
+        let commit = env!("BUILD_GIT_COMMIT");
+        let build_info =
+            format!("package_indexer_build_info{{version=\"{version}\",commit=\"{commit}\"}}");
         assert_eq!(value(&text, &build_info), "1");
         for name in [
             "process_start_time_seconds",

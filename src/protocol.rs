@@ -113,6 +113,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+crate::log::as_text!(ParseError);
+
 impl std::error::Error for ParseError {}
 
 /// Parses one line, given without its `\n`; a single trailing `\r` is

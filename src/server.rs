@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 /// A connected client as the registry sees it.
 struct Peer {
     stream: TcpStream,
+    /// The client's address, as `accept` gave it.
+    addr: SocketAddr,
     /// True while the connection thread is (about to be) blocked in `read`
     /// with every complete line it received already answered.
     reading: AtomicBool,
@@ -318,12 +320,12 @@ impl Shared {
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        for accepted in listener.incoming() {
-            match accepted {
+        loop {
+            match listener.accept() {
                 // Served even when the stop has begun (then as a stopping
                 // connection): it may be a client with lines to answer.
-                Ok(stream) => {
-                    self.admit_client(stream);
+                Ok((stream, addr)) => {
+                    self.admit_client(stream, addr);
                 }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
@@ -363,8 +365,8 @@ impl Shared {
             match listener.accept() {
                 // Linux does not pass the listener's O_NONBLOCK on to an
                 // accepted socket: it is blocking, like every other.
-                Ok((stream, _)) => {
-                    if self.admit_client(stream) {
+                Ok((stream, addr)) => {
+                    if self.admit_client(stream, addr) {
                         accepted += 1;
                     }
                 }
@@ -400,24 +402,24 @@ impl Shared {
         }
     }
 
-    /// Whether `stream` is the stop's wake-up connection (only asked once
-    /// the stop has begun; until then there is none).
-    fn is_waker(&self, stream: &TcpStream) -> bool {
+    /// Whether the connection from `addr` is the stop's wake-up connection
+    /// (only asked once the stop has begun; until then there is none).
+    fn is_waker(&self, addr: SocketAddr) -> bool {
         let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        waker.is_some() && stream.peer_addr().ok() == *waker
+        *waker == Some(addr)
     }
 
     /// Admits `stream` unless it is the stop's own wake-up connection;
     /// returns whether it was a client's.
-    fn admit_client(self: &Arc<Self>, stream: TcpStream) -> bool {
-        if self.stopping.load(Ordering::SeqCst) && self.is_waker(&stream) {
+    fn admit_client(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
+        if self.stopping.load(Ordering::SeqCst) && self.is_waker(addr) {
             return false;
         }
-        self.admit(stream);
+        self.admit(stream, addr);
         true
     }
 
-    fn admit(self: &Arc<Self>, stream: TcpStream) {
+    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
             .limits
             .fd_ceiling
@@ -425,11 +427,15 @@ impl Shared {
         {
             drop(stream);
             self.metrics.connection_rejected(RejectReason::Fds);
-            log::debug("connection refused: file descriptors reserved", &[]);
+            log::debug(
+                "connection refused: file descriptors reserved",
+                &[("peer", &addr)],
+            );
             return;
         }
         let peer = Arc::new(Peer {
             stream,
+            addr,
             reading: AtomicBool::new(false),
         });
         let id = {
@@ -440,7 +446,7 @@ impl Shared {
             if connections.open.len() >= self.limits.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
-                log::debug("connection refused: limit reached", &[]);
+                log::debug("connection refused: limit reached", &[("peer", &addr)]);
                 return;
             }
             let id = connections.next_id;
@@ -455,12 +461,12 @@ impl Shared {
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 let ended = Connection::new(&shared, &peer).and_then(|mut c| c.serve());
-                match (ended, peer.stream.peer_addr()) {
-                    (Ok(()), Ok(peer)) => log::debug("connection closed", &[("peer", &peer)]),
-                    (Err(err), Ok(peer)) => {
-                        log::debug("connection dropped", &[("peer", &peer), ("reason", &err)])
-                    }
-                    (_, Err(_)) => log::debug("connection closed", &[]),
+                match ended {
+                    Ok(()) => log::debug("connection closed", &[("peer", &peer.addr)]),
+                    Err(err) => log::debug(
+                        "connection dropped",
+                        &[("peer", &peer.addr), ("reason", &err)],
+                    ),
                 }
                 shared.end(id);
             });
@@ -535,7 +541,11 @@ impl<'a> Connection<'a> {
         loop {
             let last_line = self.answer_complete_lines()?;
             self.flush()?;
-            self.keep_partial_line()?;
+            if self.discarding || self.partial_line_too_long() {
+                self.refuse_long_line()?;
+            } else {
+                self.keep_partial_line();
+            }
             self.arm_idle_timeout(last_line)?;
             let Some(read) = self.read()? else {
                 return Ok(());
@@ -563,7 +573,8 @@ impl<'a> Connection<'a> {
             } else {
                 let started = clock.unwrap_or_else(Instant::now);
                 let line = &self.input[self.start..line_end];
-                let (response, wait_for, finished) = self.shared.answer(line, started)?;
+                let (response, wait_for, finished) =
+                    self.shared.answer(line, self.peer.addr, started)?;
                 self.output.extend_from_slice(response.as_bytes());
                 if wait_for > self.known_durable {
                     self.wait_for = self.wait_for.max(wait_for);
@@ -628,26 +639,37 @@ impl<'a> Connection<'a> {
         result
     }
 
-    /// Moves an incomplete line to the front of the buffer, growing the
-    /// buffer for a long line, or answers `ERROR` once the line is too long.
-    fn keep_partial_line(&mut self) -> io::Result<()> {
-        let partial = self.end - self.start;
-        let max_line = self.shared.limits.max_line_bytes;
-        if self.discarding || partial >= max_line {
-            // `partial` bytes without a newline make a line of at least
-            // `partial + 1` bytes: past the limit.
-            if !self.discarding {
-                self.discarding = true;
-                self.shared
-                    .metrics
-                    .record_request(None, Response::Error, Duration::ZERO);
-                log::debug("line too long", &[("limit", &max_line)]);
-                self.send(Response::Error.as_bytes())?;
-            }
-            self.start = 0;
-            self.end = 0;
-            return Ok(());
+    /// Whether the bytes after the last complete line already make a line
+    /// over `--max-line-bytes`: without their newline, they are at least one
+    /// byte short of the line's length.
+    fn partial_line_too_long(&self) -> bool {
+        self.end - self.start >= self.shared.limits.max_line_bytes
+    }
+
+    /// Answers `ERROR` for a line past the limit, once, and drops its bytes:
+    /// the rest of the line is dropped as it arrives, up to its newline.
+    fn refuse_long_line(&mut self) -> io::Result<()> {
+        if !self.discarding {
+            self.discarding = true;
+            self.shared
+                .metrics
+                .record_request(None, Response::Error, Duration::ZERO);
+            let limit = self.shared.limits.max_line_bytes;
+            log::debug(
+                "line too long",
+                &[("peer", &self.peer.addr), ("limit", &limit)],
+            );
+            self.send(Response::Error.as_bytes())?;
         }
+        self.start = 0;
+        self.end = 0;
+        Ok(())
+    }
+
+    /// Moves an incomplete line to the front of the buffer, growing the
+    /// buffer for a long line and shrinking it back once none is pending.
+    fn keep_partial_line(&mut self) {
+        let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
         self.start = 0;
         self.end = partial;
@@ -655,10 +677,9 @@ impl<'a> Connection<'a> {
             self.input.truncate(INITIAL_READ_BUFFER);
             self.input.shrink_to_fit();
         } else if partial == self.input.len() {
-            let grown = (self.input.len() * 2).min(max_line);
+            let grown = (self.input.len() * 2).min(self.shared.limits.max_line_bytes);
             self.input.resize(grown, 0);
         }
-        Ok(())
     }
 
     /// Keeps the read timeout equal to what is left of `--idle-timeout`
@@ -726,6 +747,7 @@ impl Shared {
     fn answer(
         &self,
         line: &[u8],
+        peer: SocketAddr,
         started: Instant,
     ) -> io::Result<(Response, LogPosition, Instant)> {
         let (command, response, wait_for) = match protocol::parse_line(line) {
@@ -735,7 +757,7 @@ impl Shared {
                 (Some(request.command), response, executed.wait_for)
             }
             Err(err) => {
-                log::debug("malformed request", &[("reason", &err)]);
+                log::debug("malformed request", &[("peer", &peer), ("reason", &err)]);
                 (err.command, Response::Error, LogPosition::default())
             }
         };

@@ -11,10 +11,18 @@
 //! Every answer waits for the log to cover the newest change it could have
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
+//!
+//! Two reads serve the operator rather than clients, and neither may stall
+//! writers for long: [`Store::inspect`] finds a package's dependents in
+//! chunks, taking the read lock once per chunk, and [`Store::export`]
+//! holds it only to copy the index.
 
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError, Seq};
-use crate::index::{Indexer, Outcome, SharedIndex};
+use crate::index::{Found, Indexer, Outcome, SharedIndex};
+use crate::name::PackageName;
+use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
+use std::fmt::Write;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLockReadGuard};
@@ -37,6 +45,24 @@ pub struct Executed {
     pub outcome: Outcome,
     pub wait_for: LogPosition,
 }
+
+/// One indexed package as the index held it at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub name: String,
+    /// What it depends on, sorted by name (as bytes).
+    pub dependencies: Vec<String>,
+    /// What depends on it, sorted by name (as bytes).
+    pub dependents: Vec<String>,
+}
+
+/// Ids a dependents scan covers per hold of the read lock: about 0.1 ms
+/// (see BENCHMARKS.md), well under the 2 ms a writer may be kept waiting.
+const SCAN_CHUNK_IDS: u32 = 32 * 1024;
+/// Chunked scans tried before the one that holds the lock throughout: each
+/// is spoilt only by the inspected package being removed, or more edges
+/// changing than the index remembers, while it ran.
+const SCAN_ATTEMPTS: usize = 3;
 
 impl Store {
     /// A memory-only store holding `indexer`.
@@ -109,6 +135,83 @@ impl Store {
         self.index.read()
     }
 
+    /// The package's dependencies and dependents at one moment, or `None`
+    /// when it is not indexed.
+    ///
+    /// The index keeps only dependent *counts*, so the dependents are found
+    /// by scanning every package's dependency list, 32,768 ids
+    /// (`SCAN_CHUNK_IDS`) per hold of the read lock; writers run between
+    /// the chunks. At the end of the last chunk, under the same hold, the
+    /// index names the packages that gained or lost a dependency on the
+    /// package since the scan began, and which of them depend on it now;
+    /// with those corrected, what the chunks found is exactly the
+    /// package's dependents at that moment. A scan is started again only
+    /// when the package was removed meanwhile or more edges changed than
+    /// the index remembers (65,536); after three such scans
+    /// (`SCAN_ATTEMPTS`), one holds the read lock throughout: about 3 ms
+    /// per million packages.
+    pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
+        self.inspect_in_chunks(package, SCAN_CHUNK_IDS)
+    }
+
+    /// [`Store::inspect`] with chunks of `chunk_ids` ids.
+    fn inspect_in_chunks(&self, package: PackageName<'_>, chunk_ids: u32) -> Option<Inspection> {
+        let mut found = Found::default();
+        for _ in 0..SCAN_ATTEMPTS {
+            found.clear();
+            let scan = self.index.read().start_dependents_scan(package)?;
+            let mut next = 0u32;
+            loop {
+                let index = self.index.read();
+                let end = next.saturating_add(chunk_ids);
+                index.dependents_within(&scan, next..end, &mut found);
+                next = end;
+                if next < index.id_end() {
+                    continue;
+                }
+                let Some(changed) = index.dependents_changed_since(&scan, package) else {
+                    break;
+                };
+                let dependencies = names_of(index.dependencies_of(package)?);
+                drop(index);
+                found.apply(&changed);
+                return Some(Inspection::new(package, dependencies, &found));
+            }
+        }
+        let index = self.index.read();
+        let scan = index.start_dependents_scan(package)?;
+        found.clear();
+        index.dependents_within(&scan, 0..index.id_end(), &mut found);
+        let dependencies = names_of(index.dependencies_of(package)?);
+        drop(index);
+        Some(Inspection::new(package, dependencies, &found))
+    }
+
+    /// The whole index as a package list (`name: dep dep`, one package a
+    /// line, in [`Indexer::for_each_listed`]'s order: every package after
+    /// its dependencies, and the same text for the same index whatever
+    /// order it was built in). A point-in-time copy: the read lock is held
+    /// only while the index is copied, as the compactor does; the text is
+    /// written from the copy.
+    pub fn export(&self) -> String {
+        let (copy, ()) = self.index.copy_with(|_| ());
+        let mut text = String::with_capacity(copy.packages() * 16 + copy.dependencies() * 10);
+        // One buffer for every line's dependencies, lent to each entry.
+        let mut buffer = Vec::new();
+        copy.for_each_listed(|name, dependencies| {
+            buffer.clear();
+            buffer.extend_from_slice(dependencies);
+            let entry = Entry {
+                name,
+                dependencies: std::mem::take(&mut buffer),
+            };
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "{entry}");
+            buffer = entry.dependencies;
+        });
+        text
+    }
+
     /// The durable log's counters, with a data directory.
     pub fn log_stats(&self) -> Option<LogStats> {
         self.durable.as_deref().map(Durable::stats)
@@ -129,6 +232,27 @@ impl Store {
     }
 }
 
+impl Inspection {
+    fn new(package: PackageName<'_>, dependencies: Vec<String>, dependents: &Found) -> Self {
+        let mut listed = Vec::with_capacity(dependents.len());
+        listed.extend(dependents.names().map(str::to_string));
+        let mut dependents = listed;
+        dependents.sort_unstable();
+        Inspection {
+            name: package.to_string(),
+            dependencies,
+            dependents,
+        }
+    }
+}
+
+/// Owned copies of `names`, sorted.
+fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = names.map(str::to_string).collect();
+    names.sort_unstable();
+    names
+}
+
 /// Logs `change` if `outcome` changed the index; returns the newest logged
 /// position. Called with the write lock held.
 fn log_if_changed(
@@ -143,5 +267,113 @@ fn log_if_changed(
         durable.append(change).map(Some)
     } else {
         Ok(Some(durable.last_appended()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+
+    fn name(text: &str) -> PackageName<'_> {
+        PackageName::new(text.as_bytes()).unwrap()
+    }
+
+    fn index(store: &Store, package: &str, deps: &str) -> Outcome {
+        let line = format!("INDEX|{package}|{deps}\n");
+        let request = crate::protocol::parse_line(line.trim_end().as_bytes()).unwrap();
+        store.execute(&request).unwrap().outcome
+    }
+
+    fn remove(store: &Store, package: &str) -> Outcome {
+        let line = format!("REMOVE|{package}|");
+        let request = crate::protocol::parse_line(line.as_bytes()).unwrap();
+        store.execute(&request).unwrap().outcome
+    }
+
+    #[test]
+    fn inspect_lists_both_directions_sorted() {
+        let store = Store::default();
+        for (package, deps) in [("z", ""), ("b", ""), ("y", "z,b"), ("a", "y,z"), ("c", "y")] {
+            assert_eq!(index(&store, package, deps), Outcome::Added);
+        }
+        let inspected = store.inspect(name("y")).unwrap();
+        assert_eq!(inspected.name, "y");
+        assert_eq!(inspected.dependencies, ["b", "z"]);
+        assert_eq!(inspected.dependents, ["a", "c"]);
+        assert_eq!(
+            store.inspect_in_chunks(name("z"), 1).unwrap().dependents,
+            ["a", "y"]
+        );
+        assert!(store.inspect(name("missing")).is_none());
+        assert_eq!(store.export(), "b:\nz:\ny: b z\na: y z\nc: y\n");
+    }
+
+    #[test]
+    fn inspect_answers_a_state_the_index_passed_through() {
+        // A writer indexes dependents d00..d15 of `base` in order, then
+        // removes them in order, over and over: every state has as
+        // dependents a run d_i..d_j of consecutive numbers. Scans of one id
+        // a chunk race it; what they answer must still be such a run.
+        let store = Store::default();
+        index(&store, "base", "");
+        for filler in 0..40 {
+            index(&store, &format!("filler{filler}"), "base");
+            remove(&store, &format!("filler{filler}"));
+        }
+        let stop = AtomicBool::new(false);
+        thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..16 {
+                        index(&store, &format!("d{i:02}"), "base");
+                    }
+                    for i in 0..16 {
+                        remove(&store, &format!("d{i:02}"));
+                    }
+                }
+            });
+            let is_run = |dependents: &[String]| {
+                let numbers: Vec<u32> = dependents
+                    .iter()
+                    .filter_map(|d| d.strip_prefix('d')?.parse().ok())
+                    .collect();
+                numbers.len() == dependents.len() && numbers.windows(2).all(|w| w[1] == w[0] + 1)
+            };
+            let wrong = (0..2_000)
+                .filter_map(|_| store.inspect_in_chunks(name("base"), 1))
+                .find(|inspected| !is_run(&inspected.dependents));
+            // Stopped before asserting, so a failure does not leave the
+            // scope waiting for the writer forever.
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(wrong, None, "not a state the index was in");
+        });
+    }
+
+    #[test]
+    fn a_copy_is_the_index() {
+        let store = Store::default();
+        for i in 0..2_000 {
+            let deps = if i > 2 {
+                format!("p{},p{}", i / 2, i - 1)
+            } else {
+                String::new()
+            };
+            index(&store, &format!("p{i}"), &deps);
+            if i % 7 == 0 && i > 0 {
+                remove(&store, &format!("p{i}"));
+            }
+        }
+        let (copy, ()) = store.index.copy_with(|_| ());
+        copy.check_invariants().unwrap();
+        let original: Vec<String> = store
+            .read()
+            .topological()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let copied: Vec<String> = copy.topological().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(original, copied);
+        assert_eq!(Store::new(copy).export(), store.export());
     }
 }

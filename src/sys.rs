@@ -13,7 +13,9 @@
 //! `sigtimedwait(2)`. No code ever runs in signal context, so the shutdown logic
 //! is ordinary Rust.
 //!
-//! Sockets and limits: the listen backlog ([`set_listen_backlog`]), the
+//! Sockets and limits: the clock-tick rate of the CPU times the kernel
+//! reports ([`clock_ticks_per_second`]), the listen backlog
+//! ([`set_listen_backlog`]), the
 //! open-files limit ([`OpenFilesLimit`]) and TCP keepalive
 //! ([`set_tcp_keepalive`]), each in a section of its own below.
 
@@ -106,6 +108,8 @@ impl fmt::Display for Signal {
     }
 }
 
+crate::log::as_text!(Signal);
+
 /// Proof that the collected signals are blocked; [`wait`](Self::wait)
 /// takes them one at a time.
 pub struct Signals {
@@ -193,6 +197,25 @@ impl Signals {
                 });
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Clock ticks
+// ---------------------------------------------------------------------------
+
+/// `_SC_CLK_TCK`, the same in glibc and musl.
+const SC_CLK_TCK: c_int = 2;
+
+extern "C" {
+    fn sysconf(name: c_int) -> std::os::raw::c_long;
+}
+
+/// The unit of the CPU times in `/proc/self/stat`, per second (`USER_HZ`);
+/// `None` if the system will not say.
+pub(crate) fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf takes a plain integer and reads no memory of ours.
+    let ticks = unsafe { sysconf(SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&ticks| ticks > 0)
 }
 
 // ---------------------------------------------------------------------------
@@ -405,6 +428,12 @@ fn int_option(stream: &TcpStream, level: c_int, name: c_int) -> io::Result<c_int
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn clock_ticks_are_known() {
+        // USER_HZ is 100 on every Linux this builds for.
+        assert_eq!(clock_ticks_per_second(), Some(100));
+    }
     use super::*;
 
     #[test]

@@ -46,6 +46,7 @@ fn a_thousand_renewed_stalled_heads_do_not_delay_health_probes() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let state = AdminState {
         ready: Arc::new(AtomicBool::new(true)),
+        store: Arc::default(),
         render_metrics: Box::new(|out| out.push_str("up 1\n")),
     };
     let server = AdminServer::start(listener, state).unwrap();

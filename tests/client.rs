@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{closing_server, in_terminal, run_binary, ServerProcess};
+use common::{closing_server, in_terminal, run_binary_with, ServerProcess};
 use std::process::Output;
 
 fn stdout(output: &Output) -> String {
@@ -18,7 +18,7 @@ fn stderr(output: &Output) -> String {
 fn sends_its_arguments_and_prints_each_answer_in_order() {
     let server = ServerProcess::start(&[]);
     let addr = server.addr.to_string();
-    let output = run_binary(
+    let output = run_binary_with(
         &[
             "client",
             "--addr",
@@ -35,7 +35,7 @@ fn sends_its_arguments_and_prints_each_answer_in_order() {
     assert_eq!(stdout(&output), "OK\nOK\nFAIL\nERROR\n");
     assert_eq!(stderr(&output), "");
     // `--` lets a line start with a dash.
-    let output = run_binary(&["client", "--addr", &addr, "--", "-x"], b"", &[]);
+    let output = run_binary_with(&["client", "--addr", &addr, "--", "-x"], b"", &[]);
     assert_eq!(stdout(&output), "ERROR\n");
 }
 
@@ -55,11 +55,11 @@ fn pipes_stdin_through_as_it_is_and_waits_for_the_last_answer() {
     input.extend_from_slice(b"QUERY|p1|\r\n");
     input.extend_from_slice(b"QUERY|p2|");
     expected.push_str("ERROR\nERROR\nOK\nOK\n");
-    let output = run_binary(&["client", "--addr", &server.addr.to_string()], &input, &[]);
+    let output = run_binary_with(&["client", "--addr", &server.addr.to_string()], &input, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output) == expected, "answers differ");
     // Empty input: nothing to send, nothing to print.
-    let output = run_binary(&["client", "--addr", &server.addr.to_string()], b"", &[]);
+    let output = run_binary_with(&["client", "--addr", &server.addr.to_string()], b"", &[]);
     assert_eq!(
         (output.status.code(), stdout(&output)),
         (Some(0), String::new())
@@ -72,7 +72,7 @@ fn finds_the_server_through_the_variable_the_server_reads() {
     // The server's own setting names all interfaces; the client connects
     // to this host.
     let listen = format!("0.0.0.0:{}", server.addr.port());
-    let output = run_binary(
+    let output = run_binary_with(
         &["client", "INDEX|a|"],
         b"",
         &[("PACKAGE_INDEXER_ADDR", &listen)],
@@ -89,7 +89,7 @@ fn exit_statuses_say_bad_usage_or_no_answer() {
         (&["client", "QUERY|a|\nQUERY|b|"], "holds no newline"),
     ];
     for (args, reason) in usage {
-        let output = run_binary(args, b"", &[]);
+        let output = run_binary_with(args, b"", &[]);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(stderr(&output).contains(reason), "{}", stderr(&output));
     }
@@ -100,7 +100,7 @@ fn exit_statuses_say_bad_usage_or_no_answer() {
         .local_addr()
         .unwrap()
         .to_string();
-    let output = run_binary(&["client", "--addr", &addr, "QUERY|a|"], b"", &[]);
+    let output = run_binary_with(&["client", "--addr", &addr, "QUERY|a|"], b"", &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).starts_with(&format!(
@@ -111,7 +111,7 @@ fn exit_statuses_say_bad_usage_or_no_answer() {
     );
 
     let (addr, fake) = closing_server(3);
-    let output = run_binary(
+    let output = run_binary_with(
         &["client", "--addr", &addr.to_string()],
         b"QUERY|a|\nQUERY|b|\nQUERY|c|\n",
         &[],

@@ -339,7 +339,7 @@ fn every_path_the_kit_requests_is_served_by_the_admin_listener() {
 fn every_alert_links_to_its_runbook_section() {
     let rules = kit_file("prometheus/alerts.yml");
     let alerts = yaml_values(&rules, "alert");
-    let links = yaml_values(&rules, "runbook");
+    let links = yaml_values(&rules, "runbook_url");
     assert!(!alerts.is_empty(), "no alerts in alerts.yml");
     let runbook = repo_file("RUNBOOK.md");
     let sections: Vec<&str> = runbook
@@ -354,7 +354,10 @@ fn every_alert_links_to_its_runbook_section() {
     for (alert, link) in alerts.iter().zip(&links) {
         assert_eq!(
             link,
-            &format!("RUNBOOK.md#{}", alert.to_lowercase()),
+            &format!(
+                "{{{{ $externalLabels.runbook_base }}}}#{}",
+                alert.to_lowercase()
+            ),
             "the runbook link of {alert}"
         );
         assert!(

@@ -78,6 +78,71 @@ fn json_logs_are_one_object_per_line() {
         );
         assert_eq!(line.matches('{').count(), 1, "{line}");
     }
+    // Numbers are JSON numbers, not strings.
+    assert!(
+        logs[0].contains("\"max_connections\":10000,"),
+        "{}",
+        logs[0]
+    );
+    let stopped = logs
+        .iter()
+        .find(|l| l.contains("\"msg\":\"stopped\""))
+        .unwrap();
+    assert!(stopped.contains("\"drained\":0,"), "{stopped}");
+}
+
+#[test]
+fn a_misspelt_variable_is_warned_about_and_a_bad_one_named() {
+    let mut child = Command::new(BINARY)
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
+        .env("PACKAGE_INDEXER_MAX_CONECTIONS", "5")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        first.contains("level=warn")
+            && first.contains("unknown variable ignored")
+            && first.contains("variable=PACKAGE_INDEXER_MAX_CONECTIONS"),
+        "{first}"
+    );
+
+    let out = Command::new(BINARY)
+        .env("PACKAGE_INDEXER_LOG_LEVEL", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("'trace' for PACKAGE_INDEXER_LOG_LEVEL (--log-level)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn debug_lines_name_the_client_of_a_refused_connection_and_a_malformed_line() {
+    let server = ServerProcess::start(&["--log-level", "debug", "--max-connections", "1"]);
+    let mut client = server.connect();
+    assert_eq!(client.ask("LIZARD|a|"), "ERROR");
+    let mine = client.writer.local_addr().unwrap().to_string();
+    let refused = std::net::TcpStream::connect(server.addr).unwrap();
+    let theirs = refused.local_addr().unwrap().to_string();
+    let seen = |what: &str, peer: &str| {
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains(what) && l.contains(&format!("peer={peer}")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen("connection refused: limit reached", &theirs) {
+        assert!(Instant::now() < deadline, "{:?}", server.logs());
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen("malformed request", &mine), "{:?}", server.logs());
 }
 
 #[test]
@@ -332,11 +397,27 @@ fn admin_paths_and_statuses() {
         "package_indexer_requests_total{command=\"invalid\",result=\"error\"} 1",
         "package_indexer_connections_active 1",
         "package_indexer_build_info{version=\"",
+        "package_indexer_max_connections 10000\n",
+        "package_indexer_max_line_bytes 65536\n",
+        "process_cpu_seconds_total ",
+        "process_virtual_memory_bytes ",
         "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
         "process_threads ",
     ] {
         assert!(body.contains(sample), "{sample} missing");
     }
+    // The build knows its commit in a checkout.
+    let commit = body
+        .split("commit=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{commit}"
+    );
     common::promtool_check(&body);
 }
 

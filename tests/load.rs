@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{closing_server, in_terminal, run_binary, Client, ServerProcess, TempDir, BREW_LIST};
+use common::{
+    closing_server, in_terminal, run_binary_with, Client, ServerProcess, TempDir, BREW_LIST,
+};
 use package_indexer::package_list::parse_line;
 use std::process::Output;
 
@@ -17,7 +19,7 @@ fn load(server: &ServerProcess, args: &[&str], stdin: &[u8]) -> Output {
     let addr = server.addr.to_string();
     let mut all = vec!["load", "--addr", &addr];
     all.extend_from_slice(args);
-    run_binary(&all, stdin, &[])
+    run_binary_with(&all, stdin, &[])
 }
 
 /// The lines `load` wrote that start with its name, without it.
@@ -224,7 +226,7 @@ fn refusals_and_malformed_lines_are_named() {
 fn a_connection_lost_midway_is_said_and_fails() {
     let (addr, fake) = closing_server(3);
     let addr = addr.to_string();
-    let output = run_binary(&["load", "--addr", &addr, "-"], b"a:\nb:\nc:\n", &[]);
+    let output = run_binary_with(&["load", "--addr", &addr, "-"], b"a:\nb:\nc:\n", &[]);
     fake.join().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let lines = said(&output);
@@ -241,16 +243,16 @@ fn a_connection_lost_midway_is_said_and_fails() {
 
 #[test]
 fn usage_and_unreadable_files() {
-    let missing = run_binary(&["load"], b"", &[]);
+    let missing = run_binary_with(&["load"], b"", &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
         stderr(&missing).contains("missing FILE"),
         "{}",
         stderr(&missing)
     );
-    let two = run_binary(&["load", "a", "b"], b"", &[]);
+    let two = run_binary_with(&["load", "a", "b"], b"", &[]);
     assert_eq!(two.status.code(), Some(2));
-    let nowhere = run_binary(&["load", "/nonexistent/list.txt"], b"", &[]);
+    let nowhere = run_binary_with(&["load", "/nonexistent/list.txt"], b"", &[]);
     assert_eq!(nowhere.status.code(), Some(1));
     assert!(
         stderr(&nowhere).starts_with("package-indexer load: cannot read /nonexistent/list.txt: "),

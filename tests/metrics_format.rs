@@ -8,16 +8,16 @@ mod common;
 use package_indexer::{AdminServer, AdminState};
 use package_indexer::{Command, Response};
 use package_indexer::{IndexGauges, Metrics, RejectReason};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn scrape(metrics: Arc<Metrics>) -> (String, String) {
+fn scrape(metrics: Arc<Metrics>) -> common::HttpAnswer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let state = AdminState {
         ready: Arc::new(AtomicBool::new(true)),
+        store: Arc::default(),
         render_metrics: Box::new(move |out| {
             let index = IndexGauges {
                 packages: 10,
@@ -27,18 +27,9 @@ fn scrape(metrics: Arc<Metrics>) -> (String, String) {
         }),
     };
     let server = AdminServer::start(listener, state).unwrap();
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
+    let answer = common::http_answer(server.local_addr(), "GET", "/metrics");
     server.stop();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (head.to_owned(), body.to_owned())
+    answer
 }
 
 #[test]
@@ -54,15 +45,16 @@ fn scraped_metrics_are_valid_prometheus_text() {
     metrics.record_request(None, Response::Error, Duration::from_micros(3));
     metrics.record_fsync(Duration::from_millis(2));
 
-    let (head, body) = scrape(metrics);
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(
-        head.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
-        "{head}"
+    let answer = scrape(metrics);
+    let body = &answer.body;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("text/plain; version=0.0.4")
     );
-    assert!(
-        head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
-        "{head}"
+    assert_eq!(
+        answer.header("Content-Length"),
+        Some(body.len().to_string().as_str())
     );
     for sample in [
         "package_indexer_requests_total{command=\"index\",result=\"ok\"} 1",
@@ -80,5 +72,5 @@ fn scraped_metrics_are_valid_prometheus_text() {
         );
     }
 
-    common::promtool_check(&body);
+    common::promtool_check(body);
 }

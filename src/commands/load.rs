@@ -44,6 +44,27 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     usage: " FILE|-",
     summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
               exit 0 when all of it is",
+    details: "Reads a package list (`name: dep dep`, one package a line; - reads stdin),
+as `export` writes it, and indexes it on the server at --addr.
+
+The whole list is read and checked first: a line that does not parse, or a
+package listed twice (refused, naming both lines), is named and nothing is
+sent. The dependencies that have no line of their own are asked for
+(QUERY); the list is ordered so that every package comes after its
+dependencies, and what can never be indexed is named before anything is
+sent: a dependency neither listed nor on the server, each dependency cycle,
+and every package depending on those. The rest goes out as pipelined INDEX
+lines on one connection; every package answered FAIL or ERROR is named. A
+progress line on a terminal, one summary line in any case, on stderr.
+
+Indexing a package again with the same dependencies is answered OK: loading
+a list twice succeeds twice, and running it again after a failure is safe.
+load never removes a package.
+
+Exit status: 0 when every package of the list was answered OK; 1 when not
+(a line at fault, packages skipped, refused or malformed, the server
+unreachable or gone midway); 2 for bad usage.
+",
     command_line: &CommandLine {
         flags: &[
             connection::ADDR_FLAG,

@@ -7,10 +7,15 @@
 //! configured server finds it. Each returns the process's exit status: 0
 //! when it did what was asked, 1 when it could not, 2 for bad usage.
 
+mod check;
 mod client;
 mod connection;
+mod export;
 mod healthcheck;
+mod http;
 mod load;
+mod repair;
+mod show;
 
 use crate::flags::{CommandLine, Parsed, Values};
 use std::process::ExitCode;
@@ -22,6 +27,8 @@ pub(crate) struct Subcommand {
     usage: &'static str,
     /// One line for the server's `--help`.
     summary: &'static str,
+    /// What its own `--help` says after the usage line; empty for nothing.
+    details: &'static str,
     command_line: &'static CommandLine,
     /// Runs it with its flags and operands.
     run: fn(&Values) -> ExitCode,
@@ -30,8 +37,12 @@ pub(crate) struct Subcommand {
 /// Every subcommand, in the order `--help` lists them.
 static SUBCOMMANDS: &[Subcommand] = &[
     healthcheck::SUBCOMMAND,
-    load::SUBCOMMAND,
     client::SUBCOMMAND,
+    show::SUBCOMMAND,
+    export::SUBCOMMAND,
+    load::SUBCOMMAND,
+    check::SUBCOMMAND,
+    repair::SUBCOMMAND,
 ];
 
 /// The subcommand called `name`, if there is one.
@@ -69,8 +80,13 @@ impl Subcommand {
     }
 
     fn help(&self) -> String {
+        let details = if self.details.is_empty() {
+            String::new()
+        } else {
+            format!("\n{}", self.details)
+        };
         format!(
-            "package-indexer {}: {}\n\nUsage:\n  package-indexer {} [FLAGS]{}\n\nFlags:\n{}",
+            "package-indexer {}: {}\n\nUsage:\n  package-indexer {} [FLAGS]{}\n{details}\nFlags:\n{}",
             self.name,
             self.summary,
             self.name,

@@ -30,7 +30,8 @@ pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// keeps every change meanwhile, so only disk use grows.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// How the writer and the owner reach the compactor thread.
+/// How the writer and the owner reach the compactor thread, and how writers
+/// held back by a full log learn that it was rotated.
 #[derive(Default)]
 pub(crate) struct CompactionSignal {
     /// Set by the writer, cleared by the compactor when it starts; checked
@@ -38,12 +39,16 @@ pub(crate) struct CompactionSignal {
     wanted: AtomicBool,
     state: Mutex<SignalState>,
     wake: Condvar,
+    /// Signalled at every rotation and when compactions start failing.
+    rotated: Condvar,
 }
 
 #[derive(Default)]
 struct SignalState {
     wanted: bool,
     stopping: bool,
+    /// The last compaction failed: nobody should wait for the next one.
+    failing: bool,
 }
 
 /// Why the compactor woke.
@@ -68,6 +73,33 @@ impl CompactionSignal {
     fn stop(&self) {
         self.lock().stopping = true;
         self.wake.notify_one();
+        self.rotated.notify_all();
+    }
+
+    /// Holds the caller while `full()` says the log is past its cap, until
+    /// the compactor rotates it. Gives up when compactions are failing (a
+    /// full disk must not stall every writer) or the compactor stops, and
+    /// checks again at least every 100 ms.
+    pub(crate) fn wait_for_room(&self, full: impl Fn() -> bool) {
+        if !full() {
+            return;
+        }
+        self.request();
+        let mut state = self.lock();
+        while full() && !state.failing && !state.stopping {
+            state = self
+                .rotated
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Records a rotation, or a failed compaction, and wakes the writers
+    /// waiting for room.
+    fn note(&self, compacted: bool) {
+        self.lock().failing = !compacted;
+        self.rotated.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, SignalState> {
@@ -109,16 +141,23 @@ pub(super) struct Compaction {
     wal: Arc<Wal>,
     index: SharedIndex,
     observe: Arc<Observer>,
+    signal: Arc<CompactionSignal>,
     /// Held while compacting; true once closed.
     closed: Mutex<bool>,
 }
 
 impl Compaction {
-    pub(super) fn new(wal: Arc<Wal>, index: SharedIndex, observe: Arc<Observer>) -> Compaction {
+    pub(super) fn new(
+        wal: Arc<Wal>,
+        index: SharedIndex,
+        observe: Arc<Observer>,
+        signal: Arc<CompactionSignal>,
+    ) -> Compaction {
         Compaction {
             wal,
             index,
             observe,
+            signal,
             closed: Mutex::new(false),
         }
     }
@@ -140,9 +179,14 @@ impl Compaction {
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
         let compacted = self.rotate_and_copy().and_then(|(generation, copy)| {
+            // Writers held back by a full log go on as soon as it rotated.
+            self.signal.note(true);
             let snapshot_bytes = self.wal.write_snapshot(generation, copy.topological())?;
             Ok((snapshot_bytes, copy.packages()))
         });
+        if compacted.is_err() {
+            self.signal.note(false);
+        }
         match &compacted {
             Ok((snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
                 took: started.elapsed(),
@@ -159,12 +203,11 @@ impl Compaction {
     /// so every change before the copy is in the older logs and every
     /// change after it in the new one.
     fn rotate_and_copy(&self) -> io::Result<(super::Generation, Indexer)> {
-        // The next log file is created before taking the lock, so writers
-        // wait only for the switch and the copy.
+        // The next log file and the copy's memory are made before taking
+        // the lock, so writers wait only for the switch and the copy.
         let next = self.wal.prepare_rotation()?;
-        let index = self.index.read();
-        let generation = self.wal.rotate_to(next)?;
-        Ok((generation, index.clone()))
+        let (copy, generation) = self.index.copy_with(|_| self.wal.rotate_to(next));
+        Ok((generation?, copy))
     }
 }
 
@@ -237,5 +280,25 @@ mod tests {
         signal.stop();
         assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Stop);
         assert!(signal.pause(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_writer_waits_for_room_until_a_rotation_and_never_while_compactions_fail() {
+        let signal = Arc::new(CompactionSignal::default());
+        signal.wait_for_room(|| false);
+        let full = Arc::new(AtomicBool::new(true));
+        let waiter = {
+            let (signal, full) = (Arc::clone(&signal), Arc::clone(&full));
+            thread::spawn(move || signal.wait_for_room(|| full.load(Ordering::SeqCst)))
+        };
+        // The waiter asked for a compaction, and waits for the rotation.
+        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Compact);
+        assert!(!waiter.is_finished());
+        full.store(false, Ordering::SeqCst);
+        signal.note(true);
+        waiter.join().unwrap();
+        // With compactions failing, a full log holds nobody back.
+        signal.note(false);
+        signal.wait_for_room(|| true);
     }
 }

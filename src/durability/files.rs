@@ -10,7 +10,7 @@ use super::Generation;
 
 /// The two kinds of data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Log,
     Snapshot,
 }
@@ -26,6 +26,11 @@ impl Kind {
 
 const SUFFIX: &str = ".pi";
 const TEMP_SUFFIX: &str = ".tmp";
+/// What follows a data file's name in the names of the bytes cut off it
+/// and saved beside it: `<file>.torn-<offset>` by a start (a torn last
+/// record), `<file>.cut-<offset>` by `repair`.
+pub(super) const SAVED_TORN: &str = "torn-";
+pub(super) const SAVED_CUT: &str = "cut-";
 /// Locked (with the directory itself) while a process uses the directory;
 /// servers before format 2 lock only this file.
 const LOCK_FILE: &str = "LOCK";
@@ -44,6 +49,8 @@ pub(super) struct Listing {
     pub snapshots: Vec<DataFile>,
     /// Leftovers of writes interrupted before their rename.
     pub temporaries: Vec<PathBuf>,
+    /// Bytes cut off a data file and saved beside it.
+    pub saved: Vec<PathBuf>,
 }
 
 pub(super) fn path(dir: &Path, kind: Kind, generation: Generation) -> PathBuf {
@@ -58,6 +65,16 @@ fn parse(name: &str) -> Option<(Kind, Generation)> {
         // Only the canonical spelling, so `log-01.pi` cannot shadow `log-1.pi`.
         (value.to_string() == digits && value > 0).then_some((kind, Generation(value)))
     })
+}
+
+/// Whether `name` is that of bytes saved beside a data file
+/// (`log-3.pi.torn-120`, `snapshot-2.pi.cut-12.1`).
+fn is_saved(name: &str) -> bool {
+    name.split_once(&format!("{SUFFIX}."))
+        .is_some_and(|(stem, saved)| {
+            parse(&format!("{stem}{SUFFIX}")).is_some()
+                && (saved.starts_with(SAVED_TORN) || saved.starts_with(SAVED_CUT))
+        })
 }
 
 /// Lists the data files of `dir`; other names (`lost+found` on a volume,
@@ -78,6 +95,10 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
             listing.temporaries.push(entry.path());
             continue;
         }
+        if is_saved(&name) {
+            listing.saved.push(entry.path());
+            continue;
+        }
         if let Some((kind, generation)) = parse(&name) {
             let file = DataFile {
                 generation,
@@ -91,6 +112,8 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     }
     listing.logs.sort_by_key(|file| file.generation);
     listing.snapshots.sort_by_key(|file| file.generation);
+    listing.temporaries.sort();
+    listing.saved.sort();
     Ok(listing)
 }
 
@@ -243,20 +266,34 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates the data file `kind`/`generation` atomically: `fill` writes it
-/// under a temporary name, then it is synced, renamed into place and the
-/// directory synced. Returns the file, open for writing at its end, and its
-/// length.
+/// Creates the data file `kind`/`generation` atomically (see
+/// [`write_atomically`]). Returns the file, open for writing at its end,
+/// and its length.
 pub(super) fn install(
     dir: &Path,
     kind: Kind,
     generation: Generation,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<(File, u64)> {
-    let final_path = path(dir, kind, generation);
-    let mut temp_name = final_path.clone().into_os_string();
+    write_atomically(&path(dir, kind, generation), fill)
+}
+
+/// Creates `final_path` atomically: `fill` writes it under a temporary
+/// name beside it (`.tmp` appended), then it is synced, renamed into place
+/// and its directory synced; on failure the temporary is removed. Returns
+/// the file, open for writing at its end, and its length.
+pub(crate) fn write_atomically(
+    final_path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<(File, u64)> {
+    let mut temp_name = final_path.as_os_str().to_owned();
     temp_name.push(TEMP_SUFFIX);
     let temp_path = PathBuf::from(temp_name);
+    // A bare file name lives in the current directory.
+    let dir = match final_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -267,7 +304,7 @@ pub(super) fn install(
         file.flush()?;
         file.sync_all()?;
         let len = file.metadata()?.len();
-        fs::rename(&temp_path, &final_path)?;
+        fs::rename(&temp_path, final_path)?;
         sync_dir(dir)?;
         Ok((file, len))
     })();
@@ -323,6 +360,7 @@ mod tests {
         assert_eq!(fs::read(&second).unwrap(), b"xyz");
         let listing = list(&dir).unwrap();
         assert!(listing.logs.is_empty() && listing.temporaries.is_empty());
+        assert_eq!(listing.saved, [first, second]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -345,6 +383,22 @@ mod tests {
             "log-x.pi",
         ] {
             assert_eq!(parse(odd), None, "{odd}");
+        }
+        for saved in [
+            "log-7.pi.torn-12",
+            "snapshot-2.pi.cut-0",
+            "log-1.pi.cut-40.1",
+        ] {
+            assert!(is_saved(saved), "{saved}");
+        }
+        for other in [
+            "log-7.pi",
+            "log-07.pi.torn-1",
+            "log-7.pi.tmp",
+            "x.pi.cut-1",
+            "LOCK",
+        ] {
+            assert!(!is_saved(other), "{other}");
         }
     }
 }

@@ -26,13 +26,22 @@
 //!    are still the files at their paths.
 //! 4. [`Durable::close`] stops and joins the compactor, then writes and
 //!    syncs what is left of the log.
+//!
+//! What is damage is decided in one place, [`survey`]: it reads every file
+//! in replay order and collects every problem. A start fails on the first
+//! one it refuses; offline, with no server holding the directory,
+//! `package-indexer check` ([`examine`]) prints them all, and
+//! `package-indexer repair` ([`repair()`]) cuts at the first one, saving the
+//! cut bytes, and surveys again until a start would load the directory.
 
 mod compactor;
 mod crc32c;
 mod files;
 mod record;
 mod recovery;
+mod repair;
 mod snapshot;
+mod survey;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -48,10 +57,13 @@ use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
 pub(crate) use self::wal::{LogStats, Wal};
+pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
+pub(crate) use repair::{repair, RepairError, Step};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
+pub(crate) use survey::{file_name, LeftoverKind, Problem, Survey};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.
@@ -101,6 +113,7 @@ impl DurableOptions {
 pub(crate) struct Durable {
     wal: Arc<Wal>,
     compaction: Arc<Compaction>,
+    signal: Arc<CompactionSignal>,
     /// Taken (stopped and joined) by [`Durable::close`].
     compactor: Mutex<Option<Compactor>>,
 }
@@ -142,11 +155,18 @@ impl Durable {
         )
         .map(Arc::new)
         .map_err(cannot)?;
-        let compaction = Arc::new(Compaction::new(Arc::clone(&wal), index.clone(), observe));
-        let compactor = Compactor::start(Arc::clone(&compaction), signal).map_err(cannot)?;
+        let compaction = Arc::new(Compaction::new(
+            Arc::clone(&wal),
+            index.clone(),
+            observe,
+            Arc::clone(&signal),
+        ));
+        let compactor =
+            Compactor::start(Arc::clone(&compaction), Arc::clone(&signal)).map_err(cannot)?;
         let durable = Durable {
             wal,
             compaction,
+            signal,
             compactor: Mutex::new(Some(compactor)),
         };
         Ok((index, durable, loaded))
@@ -164,9 +184,13 @@ impl Durable {
         self.wal.last_appended()
     }
 
-    /// Blocks until `seq` is durable, or returns the failure.
+    /// Blocks until `seq` is durable, or returns the failure; then, if the
+    /// log has grown past its cap, until the compactor has rotated it (the
+    /// back-pressure that keeps disk use bounded under churn at full speed).
     pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
-        self.wal.wait_durable(seq)
+        self.wal.wait_durable(seq)?;
+        self.signal.wait_for_room(|| self.wal.over_cap());
+        Ok(())
     }
 
     /// The log's counters, for metrics.
@@ -203,6 +227,29 @@ impl Drop for Durable {
         // Errors were already reported to the observer.
         let _ = self.close();
     }
+}
+
+/// A data directory as the offline tools see it: its survey, and the index
+/// its files replay to up to the first problem a start refuses (all of it
+/// when there is none).
+pub(crate) struct Examined {
+    pub(crate) survey: Survey,
+    pub(crate) index: Indexer,
+}
+
+/// Reads and judges every file of `dir` as a start would, replaying into
+/// a real index, without changing anything (`check`). The directory must
+/// exist and no server may hold it.
+pub(crate) fn examine(dir: &Path) -> Result<Examined, RecoveryError> {
+    let _lock = recovery::lock_existing(dir)?;
+    examine_locked(dir)
+}
+
+/// [`examine`] for a caller that holds the lock.
+fn examine_locked(dir: &Path) -> Result<Examined, RecoveryError> {
+    let mut index = Indexer::new();
+    let survey = survey::survey(dir, |change| replay(&mut index, change))?;
+    Ok(Examined { survey, index })
 }
 
 /// Applies one recovered change; a change the index refuses means the
@@ -280,3 +327,5 @@ impl fmt::Display for Fsync {
         })
     }
 }
+
+crate::log::as_text!(Fsync);

@@ -21,6 +21,14 @@ pub(super) fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64)
     log_bytes >= at_least.max(snapshot_bytes)
 }
 
+/// How large the log receiving appends may grow before writers wait for the
+/// compactor to rotate it: twice the size at which a compaction starts. A
+/// compaction's syncs take milliseconds, and churn at full speed writes tens
+/// of megabytes a second; without this bound the log outran it.
+pub(crate) fn log_cap(snapshot_bytes: u64, at_least: u64) -> u64 {
+    at_least.max(snapshot_bytes).saturating_mul(2)
+}
+
 /// Bytes gathered before each `write(2)` of a snapshot.
 const WRITE_CHUNK: usize = 1 << 20;
 

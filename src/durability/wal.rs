@@ -475,6 +475,16 @@ impl Wal {
         self.compaction_due(self.log_bytes())
     }
 
+    /// Whether the log has grown past [`snapshot::log_cap`]: writers should
+    /// wait for a rotation before taking more.
+    pub(crate) fn over_cap(&self) -> bool {
+        let cap = snapshot::log_cap(
+            self.snapshot_bytes.load(Ordering::Relaxed),
+            self.compact_at_least,
+        );
+        self.log_bytes() > cap
+    }
+
     fn compaction_due(&self, log_bytes: u64) -> bool {
         snapshot::should_compact(
             log_bytes,

@@ -20,19 +20,29 @@ pub(crate) struct ServerProcess {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The thread copying the server's stderr into `logs`; joined once the
+    /// process has exited, so that the logs then hold every line.
+    log_reader: Option<thread::JoinHandle<()>>,
 }
 
-/// Value of a ` key=value` token in a text log line (or `"key":"value"` in JSON).
+/// Value of a ` key=value` token in a text log line, or of `"key":value`
+/// in a JSON one (a string's contents, or a bare number or boolean).
 pub(crate) fn log_field(line: &str, key: &str) -> Option<String> {
     let text = format!(" {key}=");
-    let json = format!("\"{key}\":\"");
     if let Some(at) = line.find(&text) {
         let rest = &line[at + text.len()..];
         return Some(rest.split(' ').next().unwrap_or_default().to_string());
     }
-    let at = line.find(&json)?;
-    let rest = &line[at + json.len()..];
-    Some(rest.split('"').next().unwrap_or_default().to_string())
+    let json = format!("\"{key}\":");
+    let rest = &line[line.find(&json)? + json.len()..];
+    Some(match rest.strip_prefix('"') {
+        Some(string) => string.split('"').next().unwrap_or_default().to_string(),
+        None => rest
+            .split([',', '}'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 impl ServerProcess {
@@ -77,11 +87,13 @@ impl ServerProcess {
         }
         command
             .args(args)
+            // The test suite's own switch is no setting of the server's.
+            .env_remove(REQUIRE_TOOLS)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn server");
-        let (logs, started) = collect_lines(child.stderr.take().unwrap());
+        let (logs, started, log_reader) = collect_lines(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(line) = started.recv_timeout(Duration::from_millis(20)) {
@@ -93,11 +105,13 @@ impl ServerProcess {
                         addr,
                         admin_addr,
                         logs,
+                        log_reader: Some(log_reader),
                     });
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                thread::sleep(Duration::from_millis(50));
+                // Its stderr ends with it: every line is in once this ends.
+                let _ = log_reader.join();
                 let logs = logs.lock().unwrap().clone();
                 return Err((Some(status), logs));
             }
@@ -126,6 +140,9 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             thread::sleep(Duration::from_millis(10));
@@ -135,6 +152,25 @@ impl ServerProcess {
 
     pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Stops the server with `SIGTERM` and checks that it exits 0.
+    pub(crate) fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", self.logs());
+    }
+
+    /// Waits up to `timeout` for a log line containing `text`.
+    pub(crate) fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub(crate) fn connect(&self) -> Client {
@@ -154,8 +190,25 @@ impl Drop for ServerProcess {
     }
 }
 
-/// One request, one answer: (status, body).
-pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+/// An HTTP answer, whole.
+pub(crate) struct HttpAnswer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One request, one whole answer.
+pub(crate) fn http_answer(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -169,16 +222,28 @@ pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) 
     .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.to_string(), value.trim().to_string()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// One request: (status, body).
+pub(crate) fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let answer = http_answer(addr, method, path);
+    (answer.status, answer.body)
 }
 
 /// Connections that each hold an unfinished request head, renewed (closed
@@ -247,19 +312,25 @@ pub(crate) fn open_files_limit() -> u64 {
     line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
+/// Copies the lines of `stderr` into a shared list and a channel, on a
+/// thread that ends at the end of the stream.
 fn collect_lines(
     stderr: impl Read + Send + 'static,
-) -> (Arc<Mutex<Vec<String>>>, Receiver<String>) {
+) -> (
+    Arc<Mutex<Vec<String>>>,
+    Receiver<String>,
+    thread::JoinHandle<()>,
+) {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let sink = Arc::clone(&logs);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line.clone());
             let _ = tx.send(line);
         }
     });
-    (logs, rx)
+    (logs, rx, reader)
 }
 
 /// A line-protocol client.
@@ -356,6 +427,82 @@ pub(crate) fn data_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u
         .collect()
 }
 
+/// Indexes `count` packages (`p0`, `p1`, ..., none with dependencies)
+/// through a server on the data directory `dir`, then stops it gracefully;
+/// returns the path of its log.
+pub(crate) fn log_of_packages(dir: &Path, count: usize) -> std::path::PathBuf {
+    let server = ServerProcess::start(&["--data-dir", dir.to_str().unwrap()]);
+    let mut client = server.connect();
+    for i in 0..count {
+        assert_eq!(client.ask(&format!("INDEX|p{i}|")), "OK");
+    }
+    server.stop();
+    dir.join("log-1.pi")
+}
+
+/// Where each record of a data file starts (the header is 12 bytes; a
+/// record is an 8-byte frame header and its payload).
+pub(crate) fn record_starts(file: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 12;
+    while at < file.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+/// Runs the binary with `args` (a subcommand, say) to its end, with no
+/// `PACKAGE_INDEXER_*` variable of this process leaking into it.
+pub(crate) fn run_binary(args: &[&str]) -> Output {
+    run_binary_with(args, b"", &[])
+}
+
+/// Like [`run_binary`], with `stdin` fed to it and the variables `env` set.
+pub(crate) fn run_binary_with(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut command = tool_command(BINARY);
+    command.args(args).envs(env.iter().copied());
+    run_to_end(command, stdin)
+}
+
+/// A command for `program` without the `PACKAGE_INDEXER_*` variables of
+/// this process, which would otherwise steer the tools.
+fn tool_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PACKAGE_INDEXER_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Indexes every package of a list in the Homebrew format (`name: dep
+/// dep`, see `package_indexer::package_list`) with `package-indexer load`,
+/// which orders it; returns how many. Every dependency must be listed (or
+/// already indexed).
+pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
+    let output = run_binary_with(
+        &["load", "--addr", &addr.to_string(), "-"],
+        list.as_bytes(),
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    list.lines()
+        .enumerate()
+        .filter(|(i, line)| {
+            package_indexer::package_list::parse_line(i + 1, line)
+                .unwrap()
+                .is_some()
+        })
+        .count()
+}
+
 /// Set to `1` (as `.ci/run` does) to make a test whose external tool is
 /// missing fail instead of skipping.
 pub(crate) const REQUIRE_TOOLS: &str = "PACKAGE_INDEXER_REQUIRE_TOOLS";
@@ -417,16 +564,6 @@ pub(crate) const BREW_LIST: &str =
 /// How long a run of the binary as a tool may take before the test fails.
 const TOOL_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Runs the binary with `args` (a subcommand and its arguments), `stdin`
-/// fed to it, and no `PACKAGE_INDEXER_ADDR` from the test's environment
-/// unless `env` sets it; waits for it to exit.
-pub(crate) fn run_binary(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BINARY);
-    command.args(args).env_remove("PACKAGE_INDEXER_ADDR");
-    command.envs(env.iter().copied());
-    run_to_end(command, stdin)
-}
-
 /// Runs `command` with `stdin` fed to it and its output collected; fails
 /// the test if it is still running after [`TOOL_DEADLINE`].
 fn run_to_end(mut command: Command, stdin: &[u8]) -> Output {
@@ -474,11 +611,9 @@ pub(crate) fn in_terminal(args: &[&str], keys: &[u8]) -> Option<Output> {
         line.push(' ');
         line.push_str(&shell_quote(arg));
     }
-    let mut command = Command::new(script);
+    let mut command = tool_command(script);
     // -q: no banner; -e: its status is the command's; /dev/null: no log file.
-    command
-        .args(["-qec", &line, "/dev/null"])
-        .env_remove("PACKAGE_INDEXER_ADDR");
+    command.args(["-qec", &line, "/dev/null"]);
     Some(run_to_end(command, keys))
 }
 

@@ -7,6 +7,8 @@ mod crash;
 mod failures;
 mod perf;
 mod recovery;
+mod repair;
+mod survey;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -180,6 +182,40 @@ pub(super) fn dir_bytes(dir: &Path) -> u64 {
         .unwrap()
         .map(|entry| entry.unwrap().metadata().map(|m| m.len()).unwrap_or(0))
         .sum()
+}
+
+/// Appends `change` and waits until it is durable.
+pub(super) fn append(log: &Wal, change: &OwnedChange) {
+    let seq = with_change(change, |change| log.append(change)).unwrap();
+    log.wait_durable(seq).unwrap();
+}
+
+/// Changes of every shape: no dependencies, several, longest names.
+pub(super) fn sample_changes() -> Vec<OwnedChange> {
+    let long = "L".repeat(255);
+    vec![
+        index("a", &[]),
+        index("b", &["a"]),
+        index(&long, &["a", "b"]),
+        index("c", &["a", "b", &long]),
+        remove("c"),
+        remove(&long),
+        index("b", &[]),
+        index("d@1.0/x_y+z-", &["b", "a"]),
+    ]
+}
+
+/// Writes `changes` to a fresh log in `dir`; returns the log length after
+/// its header and after each record.
+pub(super) fn write_log(dir: &Path, changes: &[OwnedChange]) -> Vec<u64> {
+    let log = open_wal(dir, Fsync::Never);
+    let mut boundaries = vec![log.log_bytes()];
+    for change in changes {
+        append(&log, change);
+        boundaries.push(log.log_bytes());
+    }
+    log.close().unwrap();
+    boundaries
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::thread;
 
 use super::OwnedChange;
 use super::{
-    contents, dir_bytes, index, open_wal as open, recover_changes, remove, rotate, wal_after,
-    with_change, ScratchDir,
+    append, contents, dir_bytes, index, open_wal as open, recover_changes, remove, rotate,
+    sample_changes, wal_after, with_change, write_log, ScratchDir,
 };
 use crate::durability::{recover, Fsync, RecoveryError, Wal};
 
@@ -31,11 +31,6 @@ fn apply(state: &mut FakeIndex, change: &OwnedChange) {
     }
 }
 
-fn append(log: &Wal, change: &OwnedChange) {
-    let seq = with_change(change, |change| log.append(change)).unwrap();
-    log.wait_durable(seq).unwrap();
-}
-
 /// Rotates and snapshots `state` the way the server's compaction does.
 fn compact(log: &Wal, state: &FakeIndex) {
     let generation = rotate(log).unwrap();
@@ -48,34 +43,6 @@ fn compact(log: &Wal, state: &FakeIndex) {
 /// A file offset as an index into the file's bytes.
 fn at(offset: u64) -> usize {
     usize::try_from(offset).unwrap()
-}
-
-/// Changes of every shape: no dependencies, several, longest names.
-fn sample_changes() -> Vec<OwnedChange> {
-    let long = "L".repeat(255);
-    vec![
-        index("a", &[]),
-        index("b", &["a"]),
-        index(&long, &["a", "b"]),
-        index("c", &["a", "b", &long]),
-        remove("c"),
-        remove(&long),
-        index("b", &[]),
-        index("d@1.0/x_y+z-", &["b", "a"]),
-    ]
-}
-
-/// Writes `changes` to a fresh log in `dir`; returns the log length after
-/// its header and after each record.
-fn write_log(dir: &Path, changes: &[OwnedChange]) -> Vec<u64> {
-    let log = open(dir, Fsync::Never);
-    let mut boundaries = vec![log.log_bytes()];
-    for change in changes {
-        append(&log, change);
-        boundaries.push(log.log_bytes());
-    }
-    log.close().unwrap();
-    boundaries
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod client;
 mod latency;
 mod load;
 mod null_server;
+mod operator;
 mod options;
 mod procfs;
 mod report;

@@ -1,6 +1,7 @@
 //! The benchmark's command line.
 
 use crate::load::Workload;
+use crate::table::SECTIONS;
 use package_indexer::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use std::time::Duration;
 pub struct Options {
     /// Run the standard table instead of one workload.
     pub table: bool,
+    /// The table's sections to run, by key; empty: all of them.
+    pub sections: Vec<String>,
     pub workload: Workload,
     pub connections: usize,
     /// Requests per batch; above 1 latency is per batch round trip.
@@ -79,6 +82,11 @@ const FLAGS: &[Flag] = &[
     Flag::value("seed", "1", "seed of the generated graphs and request mix"),
     Flag::switch("no-null", "skip the null server"),
     Flag::switch("table", "run the standard table and print it as Markdown"),
+    Flag::value(
+        "sections",
+        "",
+        "the table's sections to run, comma-separated: steady, metrics, harness, durable, memory, load, restart, operator; none: all",
+    ),
 ];
 
 const COMMAND_LINE: CommandLine = CommandLine {
@@ -116,6 +124,20 @@ impl Options {
     fn from_values(values: &Values) -> Result<Options, UsageError> {
         Ok(Options {
             table: values.switch("table"),
+            sections: values.parse(
+                "sections",
+                &format!("a comma-separated list of {}", SECTIONS.join(", ")),
+                |list| {
+                    let keys: Vec<String> = list
+                        .split(',')
+                        .filter(|key| !key.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    keys.iter()
+                        .all(|key| SECTIONS.contains(&key.as_str()))
+                        .then_some(keys)
+                },
+            )?,
             workload: values.parse(
                 "workload",
                 "query, churn, mixed or harness",
@@ -180,6 +202,15 @@ mod tests {
         assert_eq!(defaults.depth, 1);
         assert_eq!(defaults.duration, Duration::from_secs(5));
         assert!(defaults.null && !defaults.table);
+        assert!(defaults.sections.is_empty());
+        assert_eq!(
+            from_args(&["--sections", "memory,operator"]).sections,
+            ["memory", "operator"]
+        );
+        assert!(parse_list(&["--sections", "memory,nope"])
+            .unwrap_err()
+            .0
+            .starts_with("invalid value 'memory,nope' for --sections"));
     }
 
     #[test]

@@ -75,6 +75,33 @@ pub(crate) fn parse_schedstat_nanos(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().next()?.parse().ok()
 }
 
+/// Nanoseconds spent waiting on a run queue (ready to run, not running)
+/// from a `/proc/*/schedstat` line (its second field).
+pub(crate) fn parse_schedstat_wait_nanos(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The calling thread's `schedstat`, kept open so it can be read around
+/// every operation: how long the thread has waited to be scheduled, which
+/// an operation's wall time includes but its locks do not cause.
+pub(crate) struct RunQueueWait(fs::File);
+
+impl RunQueueWait {
+    /// Opens the calling thread's own figures (the thread that reads them
+    /// must be the one that opened them).
+    pub(crate) fn of_this_thread() -> io::Result<RunQueueWait> {
+        fs::File::open("/proc/thread-self/schedstat").map(RunQueueWait)
+    }
+
+    /// Nanoseconds waited on a run queue so far.
+    pub(crate) fn nanos(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = [0u8; 96];
+        let read = self.0.read_at(&mut buffer, 0).ok()?;
+        parse_schedstat_wait_nanos(std::str::from_utf8(&buffer[..read]).ok()?)
+    }
+}
+
 /// CPU time of the calling thread, in nanoseconds. Per-thread times in
 /// `stat` are whole clock ticks, too coarse for many short-lived threads;
 /// `schedstat` has the scheduler's exact figure.
@@ -137,6 +164,8 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(5) {}
         assert!(current_thread_cpu_nanos() > 0);
+        assert_eq!(parse_schedstat_wait_nanos("108112 48592 2\n"), Some(48_592));
+        assert!(RunQueueWait::of_this_thread().unwrap().nanos().is_some());
     }
 
     #[test]

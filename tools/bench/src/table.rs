@@ -10,6 +10,7 @@
 use crate::client::push_request;
 use crate::load::{self, Measured, Steady, Workload};
 use crate::null_server::NullServer;
+use crate::operator;
 use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands, whole};
 use crate::target::{RealServer, ScratchDir};
@@ -37,20 +38,20 @@ const LOAD_FANOUT: usize = 3;
 const SETTLE: Duration = Duration::from_millis(300);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Met,
     Missed,
     /// Reported, no target to meet.
     Shown,
 }
 
-struct Row {
-    measure: String,
-    target: &'static str,
-    measured: String,
-    reference: String,
-    ratio: String,
-    verdict: Verdict,
+pub(crate) struct Row {
+    pub(crate) measure: String,
+    pub(crate) target: &'static str,
+    pub(crate) measured: String,
+    pub(crate) reference: String,
+    pub(crate) ratio: String,
+    pub(crate) verdict: Verdict,
 }
 
 impl Row {
@@ -66,7 +67,7 @@ impl Row {
     }
 }
 
-fn verdict(met: bool) -> Verdict {
+pub(crate) fn verdict(met: bool) -> Verdict {
     if met {
         Verdict::Met
     } else {
@@ -129,10 +130,16 @@ fn throughput_row(
 /// A group of rows measured together, by name.
 type Section<'a> = (&'static str, &'a dyn Fn() -> Result<Vec<Row>, String>);
 
+/// The keys `--sections` knows the sections by, in the order they run.
+pub(crate) const SECTIONS: [&str; 8] = [
+    "steady", "metrics", "harness", "durable", "memory", "load", "restart", "operator",
+];
+
 pub(crate) fn run(options: &Options) -> Result<(), String> {
     let null = NullServer::start(None).map_err(|e| format!("cannot start the null server: {e}"))?;
     let mut rows = Vec::new();
-    let sections: [Section; 7] = [
+    // In the order of SECTIONS.
+    let sections: [Section; SECTIONS.len()] = [
         ("steady workloads", &|| steady_rows(options, &null)),
         ("metrics cost", &|| metrics_cost_rows(options, &null)),
         ("harness", &|| harness_row(options, &null)),
@@ -140,8 +147,11 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         ("memory and loading", &|| memory_rows(options, &null)),
         ("`load` command", &|| load_command_row(options)),
         ("restart", &|| restart_row(options)),
+        ("the operator's reads", &|| operator::rows(options)),
     ];
-    for (name, section) in sections {
+    let wanted =
+        |key: &&str| options.sections.is_empty() || options.sections.iter().any(|k| k == key);
+    for (_, (name, section)) in SECTIONS.iter().zip(sections).filter(|(key, _)| wanted(key)) {
         eprintln!("== {name}");
         match section() {
             Ok(done) => rows.extend(done),

@@ -54,6 +54,8 @@ impl Meter<'_> {
 pub struct RealServer {
     child: Child,
     addr: SocketAddr,
+    /// Its admin listener, when `--admin-addr` turned one on.
+    admin_addr: Option<SocketAddr>,
     /// From spawn to the start line on stderr.
     pub startup: Duration,
 }
@@ -74,14 +76,21 @@ pub(crate) fn default_server_binary() -> Result<PathBuf, String> {
 
 /// The address in the server's start line (` addr=HOST:PORT` in text logs).
 pub(crate) fn parse_start_addr(line: &str) -> Option<SocketAddr> {
-    let start = line.find(" addr=")? + " addr=".len();
+    start_line_address(line, "addr")
+}
+
+/// The address after ` key=` in a start line.
+fn start_line_address(line: &str, key: &str) -> Option<SocketAddr> {
+    let tag = format!(" {key}=");
+    let start = line.find(&tag)? + tag.len();
     let token = line[start..].split_whitespace().next()?;
     token.trim_matches('"').parse().ok()
 }
 
 impl RealServer {
-    /// Starts the server on an ephemeral loopback port and waits for its
-    /// start line; its later log lines are copied to our stderr.
+    /// Starts the server on an ephemeral loopback port, without an admin
+    /// listener unless `extra_args` asks for one, and waits for its start
+    /// line; its later log lines are copied to our stderr.
     pub fn spawn(binary: &Path, extra_args: &[String]) -> Result<RealServer, String> {
         let started = Instant::now();
         let mut child = Command::new(binary)
@@ -98,7 +107,7 @@ impl RealServer {
         };
         let mut lines = BufReader::new(stderr);
         let mut last = String::new();
-        let addr = loop {
+        let (addr, admin_addr) = loop {
             let mut line = String::new();
             match lines.read_line(&mut line) {
                 Ok(0) | Err(_) => {
@@ -112,7 +121,7 @@ impl RealServer {
                 Ok(_) => {}
             }
             if let Some(addr) = parse_start_addr(&line) {
-                break addr;
+                break (addr, start_line_address(&line, "admin_addr"));
             }
             last = line;
         };
@@ -121,12 +130,17 @@ impl RealServer {
         Ok(RealServer {
             child,
             addr,
+            admin_addr,
             startup,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn meter(&self) -> Meter<'static> {
@@ -232,6 +246,10 @@ mod tests {
             "[::1]:80".parse().ok()
         );
         assert_eq!(parse_start_addr("level=info addr=nonsense"), None);
+        assert_eq!(
+            start_line_address(line, "admin_addr"),
+            "127.0.0.1:40124".parse().ok()
+        );
     }
 
     #[test]

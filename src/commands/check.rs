@@ -1,0 +1,210 @@
+//! `package-indexer check --data-dir D`: reads every file of a stopped
+//! server's data directory exactly as a start would (the same code judges
+//! it, and replays it into a real index) and changes nothing (the one file
+//! it may create is the empty `LOCK` of a directory no server ever used,
+//! since it takes the servers' lock). It prints
+//! each file, the packages and dependencies a start would load, and every
+//! problem with its file and byte offset.
+//!
+//! Exit 0 when a start loads the directory; a torn last record is a
+//! warning, not a failure, because a start cuts it off by itself (saving
+//! its bytes) and it was never acknowledged. Exit 1 when a start refuses
+//! the directory (damage, a missing file), when it cannot be read, when it
+//! does not exist (it is never created) or when a server holds it (the
+//! files of a running server are a moving target); 2 for bad usage.
+
+use super::Subcommand;
+use crate::durability::{self, file_name, Examined, Kind, LeftoverKind, Problem, RecoveryError};
+use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub(super) const SUBCOMMAND: Subcommand = Subcommand {
+    name: "check",
+    usage: "",
+    summary: "report every problem in a stopped server's --data-dir; exit 0 when a start loads it",
+    details: "Reads every file of the data directory as a server start would (the same code
+judges it, replaying it into a real index) and changes nothing. Prints each
+file (size, format version, changes or packages, sealed or ended), every
+problem with its file and byte offset (worded as a refused start words it),
+files a start ignores or deletes, and the packages and dependencies a start
+loads (when it refuses, those before the first problem).
+
+Exit status: 0 when a start loads the directory; a torn last record is only
+a warning, since a start cuts it off by itself (saving it as FILE.torn-N)
+and it was never acknowledged. 1 when a start refuses it (damage, a missing
+file), when it cannot be read, when it does not exist (it is never
+created), or when a server holds it (stop the server first). 2 for bad
+usage. `package-indexer repair` cuts a refused directory back to what still
+replays.
+",
+    command_line: &COMMAND_LINE,
+    run,
+};
+
+/// The command line of the offline tools: only the directory.
+pub(super) const COMMAND_LINE: CommandLine = CommandLine {
+    flags: &[Flag::value(
+        "data-dir",
+        "",
+        "the data directory; it must exist, and no server may be running on it",
+    )],
+    env_prefix: Some("PACKAGE_INDEXER_"),
+    single_dash: false,
+    operands: Operands::None,
+};
+
+/// The `--data-dir` of an offline tool, which has no default.
+pub(super) fn data_dir(values: &Values) -> Result<PathBuf, UsageError> {
+    values
+        .optional("data-dir")
+        .map(PathBuf::from)
+        .ok_or_else(|| UsageError("missing --data-dir".to_owned()))
+}
+
+/// Prints `program: error` for a directory that could not be used, with
+/// what to do when a server holds it; returns exit status 1.
+pub(super) fn report_error(program: &str, error: &dyn std::fmt::Display, locked: bool) -> ExitCode {
+    if locked {
+        eprintln!("{program}: {error}: stop the server first");
+    } else {
+        eprintln!("{program}: {error}");
+    }
+    ExitCode::FAILURE
+}
+
+fn run(values: &Values) -> ExitCode {
+    const PROGRAM: &str = "package-indexer check";
+    let dir = match data_dir(values) {
+        Ok(dir) => dir,
+        Err(error) => return error.report(PROGRAM),
+    };
+    let examined = match durability::examine(&dir) {
+        Ok(examined) => examined,
+        Err(error) => {
+            let locked = matches!(error, RecoveryError::Locked { .. });
+            return report_error(PROGRAM, &error, locked);
+        }
+    };
+    let printed = print_report(&mut io::stdout().lock(), &dir, &examined);
+    if let Err(error) = printed {
+        eprintln!("{PROGRAM}: cannot print the report: {error}");
+        return ExitCode::FAILURE;
+    }
+    if examined.survey.refusal().is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints what `examined` holds: its files, its problems and the state a
+/// start loads (or, when a start refuses it, the state before the first
+/// problem).
+pub(super) fn print_report(
+    out: &mut impl Write,
+    dir: &Path,
+    examined: &Examined,
+) -> io::Result<()> {
+    let survey = &examined.survey;
+    writeln!(out, "data directory {}", dir.display())?;
+    if survey.files.is_empty() {
+        writeln!(out, "  no data files: a start begins with an empty index")?;
+    }
+    for file in &survey.files {
+        let name = file_name(&file.path);
+        let Some(version) = file.version else {
+            writeln!(out, "  {name}: {} bytes, unreadable header", file.len)?;
+            continue;
+        };
+        let contents = match file.kind {
+            Kind::Snapshot => format!(
+                "{} packages, {}",
+                file.changes,
+                if file.end_marker_at.is_some() {
+                    "ended"
+                } else {
+                    "no end marker"
+                }
+            ),
+            Kind::Log => format!(
+                "{} changes, {}",
+                file.changes,
+                if file.seal_at.is_some() {
+                    "sealed"
+                } else {
+                    "not sealed"
+                }
+            ),
+        };
+        let damage = file
+            .damage
+            .map(|damage| format!(", damaged from byte {}", damage.offset))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {name}: {} bytes, format {version}, {contents}{damage}",
+            file.len
+        )?;
+    }
+    let section = |out: &mut dyn Write, title: &str, lines: Vec<String>| -> io::Result<()> {
+        if !lines.is_empty() {
+            writeln!(out, "{title}:")?;
+            for line in lines {
+                writeln!(out, "  {line}")?;
+            }
+        }
+        Ok(())
+    };
+    let findings = |refusing: bool| {
+        survey
+            .findings
+            .iter()
+            .filter(|finding| finding.refuses() == refusing)
+            .map(ToString::to_string)
+            .collect()
+    };
+    section(out, "problems", findings(true))?;
+    section(out, "warnings", findings(false))?;
+    let leftovers = survey
+        .leftovers
+        .iter()
+        .map(|leftover| {
+            let what = match leftover.kind {
+                LeftoverKind::Temporary => "left by an interrupted write; a start deletes it",
+                LeftoverKind::Stale => "older than the newest snapshot; a start deletes it",
+                LeftoverKind::Saved => {
+                    "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                     keep them until you know what they held"
+                }
+            };
+            format!("{}: {what}", file_name(&leftover.file))
+        })
+        .collect();
+    section(out, "other files", leftovers)?;
+
+    let index = &examined.index;
+    let state = format!(
+        "{} packages and {} dependencies",
+        index.packages(),
+        index.dependencies()
+    );
+    match survey.refusal() {
+        None if survey.findings.iter().any(|f| f.problem == Problem::Torn) => writeln!(
+            out,
+            "ok: a start cuts the torn last record off and loads {state}"
+        ),
+        None => writeln!(out, "ok: a start loads {state}"),
+        Some(_) => {
+            let problems = survey.findings.iter().filter(|f| f.refuses()).count();
+            writeln!(
+                out,
+                "refused: a start refuses this directory ({problems} problem{}); \
+                 the records before the first one hold {state} \
+                 (see `package-indexer repair --help`)",
+                if problems == 1 { "" } else { "s" }
+            )
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Repairing a data directory offline (`package-indexer repair`): the
+//! directory is surveyed exactly as a start surveys it, cut at the first
+//! problem a start refuses, and surveyed again, until a start would load
+//! it.
+//!
+//! What is kept: the longest history the directory can still replay. What
+//! is dropped is never destroyed: every byte cut off a file is first saved
+//! beside it as `FILE.cut-OFFSET` (exactly the bytes from `OFFSET` to the
+//! old end), durably, and the file is then rewritten atomically (a
+//! temporary file, synced and renamed over it). A snapshot is never
+//! deleted. A rewritten file keeps its owner and mode (a created one gets
+//! the directory's owner), whoever runs the repair.
+//!
+//! - **Damage in a log** (bytes no crash explains, a record the index
+//!   refuses, a torn end that a later log continues): the log is cut at the
+//!   first bad record. Every later log is cut to its header: its changes
+//!   came after the lost ones and cannot be replayed without them. Cutting
+//!   keeps the files' names, so the chain of logs stays whole and the next
+//!   start seals the cut log as it finishes any interrupted rotation.
+//! - **Damage in a snapshot**: a snapshot is written dependencies first,
+//!   so its records before the damage form a closed set; it is cut there
+//!   and closed with a fresh end marker counting them. The logs after it
+//!   are kept, and replay onto the shorter state; a change it now refuses
+//!   (its dependency was in the lost part) is damage at that record, cut
+//!   in the next round.
+//! - **A damaged header**: the file keeps its name and gets a fresh header
+//!   (a snapshot also an end marker for zero packages); all of it is saved
+//!   as `FILE.cut-0`.
+//! - **The newest log missing** (the log a snapshot names with no log
+//!   after it, or the log the seal of the newest log names): whatever it
+//!   held is gone; nothing in the directory needs it. The seal that names
+//!   it is cut off (saved like any cut), or an empty log is created to
+//!   continue the snapshot.
+//! - **Any other missing file** (a log between two others, the log a
+//!   snapshot names when later logs exist, the snapshot before the first
+//!   log) is not repaired, and nothing is changed: dropping every later
+//!   file is a decision to make knowing whether a backup holds the missing
+//!   one. Restore it; or, if it is lost for good, move the files after it
+//!   out of the directory and run `repair` again.
+//!
+//! A torn last record is not damage: the next start cuts it itself (saving
+//! it as `FILE.torn-OFFSET`), so repair leaves it.
+//!
+//! Counting what was dropped: an intact record is one that still frames,
+//! checks and decodes; a damaged stretch (bytes between intact records, or
+//! a torn end) no longer says how many records it held, and counts as one.
+
+use std::fmt;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::files::{self, Kind};
+use super::record;
+use super::recovery::{self, io_error, RecoveryError};
+use super::survey::{file_name, Finding, Missing, Problem, Survey, SurveyedFile};
+use super::{examine_locked, Examined};
+
+/// Rounds of survey and cut before giving up: each round cuts every file
+/// it touches shorter, so a directory that needs more is not converging.
+const MAX_ROUNDS: usize = 64;
+
+/// One change `repair` made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A file was cut.
+    Cut(Cut),
+    /// A missing newest log was created, empty.
+    Created { file: PathBuf, why: String },
+}
+
+/// A file cut at `offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cut {
+    pub(crate) file: PathBuf,
+    pub(crate) kind: Kind,
+    pub(crate) offset: u64,
+    /// Where the bytes from `offset` on were saved; `None` when there were
+    /// none.
+    pub(crate) saved_to: Option<PathBuf>,
+    /// Intact change records dropped (a snapshot's packages).
+    pub(crate) intact: u64,
+    /// Damaged stretches dropped, each counted as one record.
+    pub(crate) damaged: u64,
+    /// The package count of the end marker a snapshot was closed with.
+    pub(crate) closed_with: Option<u64>,
+    /// The problem that made the cut.
+    pub(crate) why: String,
+}
+
+impl Cut {
+    /// Records dropped, damaged stretches included.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.intact + self.damaged
+    }
+}
+
+/// Why `repair` stopped short of a directory that starts.
+#[derive(Debug)]
+pub(crate) enum RepairError {
+    /// The directory could not be locked, read or written.
+    Failed(RecoveryError),
+    /// A missing file that repair does not replace; nothing was changed
+    /// for it.
+    Missing(Finding),
+    /// A problem that cutting did not clear.
+    Stuck(Finding),
+}
+
+impl From<RecoveryError> for RepairError {
+    fn from(error: RecoveryError) -> Self {
+        RepairError::Failed(error)
+    }
+}
+
+impl fmt::Display for RepairError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepairError::Failed(error) => error.fmt(f),
+            RepairError::Missing(finding) => write!(
+                f,
+                "{finding}; repair does not replace a missing file: restore it from a backup, \
+                 or, if it is lost for good, move the files after it out of the directory \
+                 and run repair again"
+            ),
+            RepairError::Stuck(finding) => {
+                write!(f, "{finding}; cutting did not clear it, so repair stopped")
+            }
+        }
+    }
+}
+
+/// Repairs `dir` (which must exist, and which no server may hold) until a
+/// start would load it, telling `report` each change as it is made.
+/// Returns the directory as it now is.
+pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examined, RepairError> {
+    let _lock = recovery::lock_existing(dir)?;
+    let mut previous: Option<Finding> = None;
+    for _ in 0..MAX_ROUNDS {
+        let examined = examine_locked(dir)?;
+        // Checked before any cut, wherever it is: nothing is changed for
+        // a directory that needs the operator's decision.
+        let needed = examined
+            .survey
+            .findings
+            .iter()
+            .find(|finding| finding.problem == Problem::Missing(Missing::Needed));
+        if let Some(needed) = needed {
+            return Err(RepairError::Missing(needed.clone()));
+        }
+        let Some(refusal) = examined.survey.refusal().cloned() else {
+            return Ok(examined);
+        };
+        if previous.as_ref() == Some(&refusal) {
+            return Err(RepairError::Stuck(refusal));
+        }
+        let steps = match refusal.problem {
+            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal)?,
+            Problem::Damaged | Problem::Torn => cut_damage(dir, &examined.survey, &refusal)?,
+        };
+        steps.iter().for_each(&mut report);
+        previous = Some(refusal);
+    }
+    let examined = examine_locked(dir)?;
+    match examined.survey.refusal() {
+        Some(refusal) => Err(RepairError::Stuck(refusal.clone())),
+        None => Ok(examined),
+    }
+}
+
+/// Cuts the file `damaged` names at its first damage, and every later log
+/// after a damaged log to its header.
+fn cut_damage(dir: &Path, survey: &Survey, damaged: &Finding) -> Result<Vec<Step>, RecoveryError> {
+    let position = survey
+        .files
+        .iter()
+        .position(|file| file.path == damaged.file);
+    let Some(position) = position else {
+        return Ok(Vec::new());
+    };
+    let file = &survey.files[position];
+    let Some(damage) = file.damage else {
+        return Ok(Vec::new());
+    };
+    let first = cut(
+        dir,
+        file,
+        damage.offset,
+        damage.changes_before,
+        damaged.to_string(),
+    )?;
+    let mut steps = vec![first];
+    if file.kind == Kind::Log {
+        let header = record::HEADER_LEN as u64;
+        let why = format!(
+            "it follows {}, cut at byte {}: its changes cannot be replayed without the ones cut",
+            file_name(&file.path),
+            damage.offset
+        );
+        for later in &survey.files[position + 1..] {
+            if later.len > header || later.version.is_none() {
+                steps.push(cut(dir, later, header, 0, why.clone())?);
+            }
+        }
+    }
+    Ok(steps.into_iter().map(Step::Cut).collect())
+}
+
+/// Ends the history at the last file the directory holds when the newest
+/// log is missing: cuts off the seal that names it, or creates an empty log
+/// to continue the snapshot.
+fn close_history(
+    dir: &Path,
+    survey: &Survey,
+    missing: &Finding,
+) -> Result<Vec<Step>, RecoveryError> {
+    if let Some(last) = survey.files.last() {
+        if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
+            let why = format!("{missing}; what it held is lost, and its seal is cut off");
+            return Ok(vec![Step::Cut(cut(dir, last, seal_at, last.changes, why)?)]);
+        }
+    }
+    let owner = fs::metadata(dir).map_err(io_error(dir))?;
+    files::install(dir, Kind::Log, survey.base, |out| {
+        out.write_all(&record::header(record::LOG_MAGIC))?;
+        keep_owner(out, &owner)
+    })
+    .map_err(io_error(&missing.file))?;
+    Ok(vec![Step::Created {
+        file: missing.file.clone(),
+        why: format!("{missing}; what it held is lost, and an empty log continues the snapshot"),
+    }])
+}
+
+/// Saves the bytes of `file` from `offset` on beside it, then rewrites it
+/// with the bytes before `offset` (a fresh header when the cut is inside
+/// the header) and, for a snapshot whose end marker is cut off, a new end
+/// marker counting the packages kept. `offset` is at or before the file's
+/// first damage, and `changes_before` change records lie before it.
+fn cut(
+    dir: &Path,
+    file: &SurveyedFile,
+    offset: u64,
+    changes_before: u64,
+    why: String,
+) -> Result<Cut, RecoveryError> {
+    let path = &file.path;
+    let original = fs::metadata(path).map_err(io_error(path))?;
+    let data = fs::read(path).map_err(io_error(path))?;
+    let at = usize::try_from(offset).map_or(data.len(), |at| at.min(data.len()));
+    let saved_to = if at < data.len() {
+        let suffix = format!("{}{offset}", files::SAVED_CUT);
+        Some(files::save_beside(path, &suffix, &data[at..]).map_err(io_error(path))?)
+    } else {
+        None
+    };
+    let magic = match file.kind {
+        Kind::Log => record::LOG_MAGIC,
+        Kind::Snapshot => record::SNAPSHOT_MAGIC,
+    };
+    let mut kept = if at < record::HEADER_LEN {
+        record::header(magic).to_vec()
+    } else {
+        data[..at].to_vec()
+    };
+    let keeps_end_marker = file.end_marker_at.is_some_and(|end| end < offset);
+    let closed_with = (file.kind == Kind::Snapshot && !keeps_end_marker).then_some(changes_before);
+    if let Some(packages) = closed_with {
+        record::encode_snapshot_end(&mut kept, packages).map_err(io_error(path))?;
+    }
+    files::install(dir, file.kind, file.generation, |out| {
+        out.write_all(&kept)?;
+        out.set_permissions(original.permissions())?;
+        keep_owner(out, &original)
+    })
+    .map_err(io_error(path))?;
+    // Every damaged stretch and any torn end lie at or after the cut.
+    let damaged =
+        file.damage.map_or(0, |damage| damage.stretches) + u64::from(file.torn_at.is_some());
+    Ok(Cut {
+        file: path.clone(),
+        kind: file.kind,
+        offset,
+        saved_to,
+        intact: file.changes - changes_before,
+        damaged,
+        closed_with,
+        why,
+    })
+}
+
+/// Gives `file` the owner of `like`: repair run as root (by `sudo`, or in a
+/// debug container) must not leave the server's files to root, or the
+/// server could no longer write them.
+fn keep_owner(file: &File, like: &Metadata) -> io::Result<()> {
+    let current = file.metadata()?;
+    if (current.uid(), current.gid()) == (like.uid(), like.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid()))
+}

@@ -1,0 +1,670 @@
+//! Reading and judging the files of a data directory: the one place that
+//! decides what is damage. A start ([`super::recover`]) fails on the first
+//! problem it refuses; the offline `check` prints every finding; `repair`
+//! cuts at the first and surveys again.
+//!
+//! The rules:
+//!
+//! - **Which files the state needs** is known from the files themselves:
+//!   the newest snapshot `snapshot-<g>` is continued by `log-<g>`, logs
+//!   follow each other without gaps, and a log that was left for the next
+//!   one ends with a seal naming it. A needed file that is missing is
+//!   refused, naming the file.
+//! - **A torn tail is only what no valid record follows.** A crash cuts
+//!   writes short at the end of the log, so invalid bytes followed by any
+//!   valid record (a frame that decodes and whose checksum matches, at any
+//!   offset) are damage, and so are invalid bytes at the end of a log that a
+//!   later log continues with anything past its header, and a version 2 log
+//!   ending without the seal of a rotation when a later log does. A
+//!   snapshot is complete before it gets its name: any invalid byte in it,
+//!   or a missing end marker, is damage.
+//! - **A change the index refuses is damage** at that record: the files do
+//!   not describe a state this server could have reached.
+//!
+//! A survey reads the files in the order a start replays them (the newest
+//! snapshot, then the logs from its generation on) and passes every change
+//! to `apply` until the first refused problem; from there it reads on
+//! without applying, so that it reports every damaged stretch of every file
+//! (resuming at the next valid record), and counts the records that a cut
+//! at the first damage of each file would drop. Problems that only follow
+//! from an earlier one in the same file (a snapshot's end marker counting
+//! the records lost before it) are not reported again.
+//!
+//! Each file is read whole (a snapshot of 1,000,000 packages is tens of
+//! megabytes, and a log is compacted before it outgrows the snapshot), which
+//! lets records be decoded in place without copying names.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::files::{self, DataFile, Kind};
+use super::record::{self, Frame, LoggedChange, Record};
+use super::recovery::{io_error, LoadStats, RecoveryError};
+use super::Generation;
+
+/// Everything a survey found in a data directory.
+#[derive(Debug)]
+pub(crate) struct Survey {
+    /// Generation of the snapshot the state starts from (or the first).
+    pub(crate) base: Generation,
+    /// The files the state is made of, in replay order: the newest
+    /// snapshot, then the logs from its generation on.
+    pub(crate) files: Vec<SurveyedFile>,
+    /// Every problem, in replay order (and by offset within a file).
+    pub(crate) findings: Vec<Finding>,
+    /// Files that play no part in the state but are worth a word.
+    pub(crate) leftovers: Vec<Leftover>,
+    /// What was read and replayed (`elapsed` is the caller's to set).
+    pub(crate) stats: LoadStats,
+    /// The torn last record a start cuts off, if any.
+    pub(super) tear: Option<Tear>,
+}
+
+impl Survey {
+    /// The first problem a start refuses, in replay order: the one it
+    /// fails with, and the one `repair` cuts at.
+    pub(crate) fn refusal(&self) -> Option<&Finding> {
+        self.findings.iter().find(|finding| finding.refuses())
+    }
+}
+
+/// One file of the state, as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SurveyedFile {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: Kind,
+    pub(crate) generation: Generation,
+    pub(crate) len: u64,
+    /// The format version in its header; `None` when the header is
+    /// unreadable.
+    pub(crate) version: Option<u32>,
+    /// Change records that read intact: a snapshot's packages, a log's
+    /// `INDEX` and `REMOVE` records.
+    pub(crate) changes: u64,
+    /// Where the seal of a rotation starts, if the log has one.
+    pub(crate) seal_at: Option<u64>,
+    /// Where the end marker starts, if the snapshot has a valid one.
+    pub(crate) end_marker_at: Option<u64>,
+    /// The first damage, if any.
+    pub(crate) damage: Option<Damage>,
+    /// Where a torn last record starts, if the log ends with one.
+    pub(crate) torn_at: Option<u64>,
+}
+
+/// Where a file's damage starts and what lies from there on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Where the first damage starts: a start refuses there, `repair` cuts
+    /// there.
+    pub(crate) offset: u64,
+    /// Change records before it.
+    pub(crate) changes_before: u64,
+    /// Stretches of bytes from there on that hold no intact record.
+    pub(crate) stretches: u64,
+}
+
+impl SurveyedFile {
+    fn new(file: &DataFile, kind: Kind, len: usize) -> SurveyedFile {
+        SurveyedFile {
+            path: file.path.clone(),
+            kind,
+            generation: file.generation,
+            len: len as u64,
+            version: None,
+            changes: 0,
+            seal_at: None,
+            end_marker_at: None,
+            damage: None,
+            torn_at: None,
+        }
+    }
+}
+
+/// What is wrong at a place in a data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// Bytes no crash explains, or a change the index refuses: a start
+    /// refuses the directory.
+    Damaged,
+    /// A file the state needs is not there: a start refuses the directory.
+    Missing(Missing),
+    /// A torn last record: a start cuts it off, after saving its bytes
+    /// beside the log, and loads the rest.
+    Torn,
+}
+
+/// Which file is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// The newest log, named by the snapshot or by the seal of the log
+    /// before it; no file after it needs it.
+    Newest,
+    /// A file that the files after it need.
+    Needed,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Finding {
+    pub(crate) file: PathBuf,
+    /// Where in the file; `None` for a missing file.
+    pub(crate) offset: Option<u64>,
+    pub(crate) problem: Problem,
+    pub(crate) reason: String,
+}
+
+impl Finding {
+    /// Whether a start refuses the directory for it.
+    pub(crate) fn refuses(&self) -> bool {
+        self.problem != Problem::Torn
+    }
+
+    /// The error a start fails with for it.
+    pub(crate) fn to_error(&self) -> RecoveryError {
+        match self.problem {
+            Problem::Missing(_) => RecoveryError::Missing {
+                file: self.file.clone(),
+                reason: self.reason.clone(),
+            },
+            Problem::Damaged | Problem::Torn => RecoveryError::Damaged {
+                file: self.file.clone(),
+                offset: self.offset.unwrap_or(0),
+                reason: self.reason.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problem {
+            Problem::Torn => write!(
+                f,
+                "{}: torn last record at byte {}: {}",
+                self.file.display(),
+                self.offset.unwrap_or(0),
+                self.reason
+            ),
+            // Worded as a refused start words it.
+            Problem::Damaged | Problem::Missing(_) => self.to_error().fmt(f),
+        }
+    }
+}
+
+/// A file in the directory that is not part of the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Leftover {
+    pub(crate) file: PathBuf,
+    pub(crate) kind: LeftoverKind,
+}
+
+/// Why a file is not part of the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeftoverKind {
+    /// A write interrupted before its rename; a start deletes it.
+    Temporary,
+    /// A log or snapshot older than the newest snapshot; a start deletes it.
+    Stale,
+    /// Bytes a start (`.torn-`) or `repair` (`.cut-`) cut off a file.
+    Saved,
+}
+
+/// Invalid bytes at the end of a log, with no valid record after them.
+#[derive(Debug)]
+pub(super) struct Tear {
+    pub(super) path: PathBuf,
+    pub(super) offset: usize,
+    pub(super) reason: String,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// The last part of `path`, for messages.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+/// Reads and judges every file of `dir` (which the caller has locked),
+/// passing each change to `apply` in replay order until the first refused
+/// problem: the snapshot's packages (dependencies first) as `Index`
+/// changes, then the logged changes. A change `apply` refuses (the index
+/// would not accept it) is damage at that record. Fails only when a file
+/// cannot be read.
+pub(crate) fn survey(
+    dir: &Path,
+    mut apply: impl FnMut(LoggedChange<'_>) -> Result<(), String>,
+) -> Result<Survey, RecoveryError> {
+    let listing = files::list(dir).map_err(io_error(dir))?;
+    let snapshot = listing.snapshots.last();
+    let base = snapshot.map_or(Generation::FIRST, |snapshot| snapshot.generation);
+    let chain: Vec<&DataFile> = listing
+        .logs
+        .iter()
+        .filter(|log| log.generation >= base)
+        .collect();
+    let mut surveyor = Surveyor {
+        dir,
+        apply: &mut apply,
+        replaying: true,
+        files: Vec::with_capacity(chain.len() + 1),
+        findings: Vec::new(),
+        stats: LoadStats::default(),
+        tear: None,
+    };
+
+    match (snapshot, chain.first()) {
+        (Some(snapshot), first) => {
+            surveyor.snapshot(snapshot)?;
+            match first {
+                None => surveyor.missing(
+                    Kind::Log,
+                    base,
+                    Missing::Newest,
+                    format!("snapshot-{base}.pi is continued by it, and no later log exists"),
+                ),
+                Some(first) if first.generation != base => surveyor.missing(
+                    Kind::Log,
+                    base,
+                    Missing::Needed,
+                    format!(
+                        "snapshot-{base}.pi is continued by it, and {} cannot follow the snapshot without it",
+                        file_name(&first.path)
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        (None, Some(first)) if first.generation != base => surveyor.missing(
+            Kind::Snapshot,
+            first.generation,
+            Missing::Needed,
+            format!(
+                "{} continues it, and the logs before it are gone too",
+                file_name(&first.path)
+            ),
+        ),
+        (None, _) => {}
+    }
+    for (at, log) in chain.iter().enumerate() {
+        if let Some(previous) = at.checked_sub(1).map(|previous| chain[previous]) {
+            let expected = previous.generation.next();
+            if log.generation != expected {
+                surveyor.missing(
+                    Kind::Log,
+                    expected,
+                    Missing::Needed,
+                    format!("{} cannot be replayed without it", file_name(&log.path)),
+                );
+            }
+        }
+        surveyor.log(log, &chain[at + 1..])?;
+    }
+    if let Some(last) = surveyor.files.last() {
+        if last.kind == Kind::Log && last.seal_at.is_some() {
+            let next = last.generation.next();
+            let reason = format!(
+                "{} was sealed when log-{next}.pi was started",
+                file_name(&last.path)
+            );
+            surveyor.missing(Kind::Log, next, Missing::Newest, reason);
+        }
+    }
+
+    let Surveyor {
+        files,
+        findings,
+        stats,
+        tear,
+        ..
+    } = surveyor;
+    Ok(Survey {
+        base,
+        files,
+        findings,
+        leftovers: leftovers(&listing, base),
+        stats,
+        tear,
+    })
+}
+
+/// The files of `listing` that play no part in the state from `base` on.
+fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
+    let leftover = |kind| {
+        move |file: &PathBuf| Leftover {
+            file: file.clone(),
+            kind,
+        }
+    };
+    let stale = listing
+        .snapshots
+        .iter()
+        .chain(&listing.logs)
+        .filter(|file| file.generation < base)
+        .map(|file| &file.path);
+    stale
+        .map(leftover(LeftoverKind::Stale))
+        .chain(
+            listing
+                .temporaries
+                .iter()
+                .map(leftover(LeftoverKind::Temporary)),
+        )
+        .chain(listing.saved.iter().map(leftover(LeftoverKind::Saved)))
+        .collect()
+}
+
+/// The survey under way.
+struct Surveyor<'a, F> {
+    dir: &'a Path,
+    apply: &'a mut F,
+    /// Whether changes still go to `apply`: until the first refused
+    /// problem.
+    replaying: bool,
+    files: Vec<SurveyedFile>,
+    findings: Vec<Finding>,
+    stats: LoadStats,
+    tear: Option<Tear>,
+}
+
+/// What [`scan`] found at an offset.
+enum Scanned<'r> {
+    /// A record that decodes.
+    Record(Record<'r>),
+    /// Bytes holding no valid record, with a valid record after them.
+    Damaged(String),
+}
+
+impl<F> Surveyor<'_, F>
+where
+    F: FnMut(LoggedChange<'_>) -> Result<(), String>,
+{
+    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
+        self.replaying = false;
+        self.findings.push(Finding {
+            file: files::path(self.dir, kind, generation),
+            offset: None,
+            problem: Problem::Missing(missing),
+            reason,
+        });
+    }
+
+    /// Damage found at `at` by a rule about the file's records: a problem
+    /// of its own only if it is the file's first.
+    fn damaged(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
+        if file.damage.is_some() {
+            return;
+        }
+        file.damage = Some(Damage {
+            offset: at as u64,
+            changes_before: file.changes,
+            stretches: 0,
+        });
+        self.replaying = false;
+        self.findings.push(Finding {
+            file: file.path.clone(),
+            offset: Some(at as u64),
+            problem: Problem::Damaged,
+            reason,
+        });
+    }
+
+    /// Bytes from `at` that hold no intact record: each such stretch is a
+    /// problem of its own.
+    fn stretch(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
+        if file.damage.is_some() {
+            self.findings.push(Finding {
+                file: file.path.clone(),
+                offset: Some(at as u64),
+                problem: Problem::Damaged,
+                reason,
+            });
+        } else {
+            self.damaged(file, at, reason);
+        }
+        if let Some(damage) = &mut file.damage {
+            damage.stretches += 1;
+        }
+    }
+
+    /// Passes `change` (at `at`) to `apply` while replaying; a change it
+    /// refuses is damage. Returns whether it was applied.
+    fn replay(&mut self, file: &mut SurveyedFile, at: usize, change: LoggedChange<'_>) -> bool {
+        if !self.replaying {
+            return false;
+        }
+        match (self.apply)(change) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.damaged(file, at, reason);
+                false
+            }
+        }
+    }
+
+    fn read(
+        &mut self,
+        file: &DataFile,
+        kind: Kind,
+    ) -> Result<(Vec<u8>, SurveyedFile), RecoveryError> {
+        let data = fs::read(&file.path).map_err(io_error(&file.path))?;
+        self.stats.bytes += data.len() as u64;
+        let surveyed = SurveyedFile::new(file, kind, data.len());
+        Ok((data, surveyed))
+    }
+
+    fn snapshot(&mut self, snapshot: &DataFile) -> Result<(), RecoveryError> {
+        let (data, mut file) = self.read(snapshot, Kind::Snapshot)?;
+        match record::check_header(&data, record::SNAPSHOT_MAGIC) {
+            Ok(version) => file.version = Some(version),
+            // Nothing in the file can be framed: all of it is one stretch.
+            Err(reason) => {
+                self.stretch(&mut file, 0, reason);
+                self.files.push(file);
+                return Ok(());
+            }
+        }
+        let mut ended = false;
+        let tail = scan(&data, |at, scanned| {
+            let record = match scanned {
+                Scanned::Damaged(reason) => return self.stretch(&mut file, at, reason),
+                Scanned::Record(record) => record,
+            };
+            let is_change = matches!(record, Record::Change(_));
+            if file.damage.is_none() {
+                let judged = match record {
+                    _ if ended => Err("record after the snapshot's end marker".to_owned()),
+                    Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
+                    Record::Change(LoggedChange::Remove { .. }) => {
+                        Err("REMOVE record in a snapshot".to_owned())
+                    }
+                    Record::SnapshotEnd { records } if records == file.changes => {
+                        ended = true;
+                        file.end_marker_at = Some(at as u64);
+                        Ok(None)
+                    }
+                    Record::SnapshotEnd { records } => Err(format!(
+                        "end marker counts {records} packages, the snapshot holds {}",
+                        file.changes
+                    )),
+                    Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
+                };
+                match judged {
+                    Ok(Some(change)) => {
+                        if self.replay(&mut file, at, change) {
+                            self.stats.snapshot_records += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => self.damaged(&mut file, at, reason),
+                }
+            }
+            if is_change {
+                file.changes += 1;
+            }
+        });
+        // Snapshots are complete before they get their name: even a
+        // cut-short record is damage here.
+        if let Some((offset, reason)) = tail {
+            self.stretch(&mut file, offset, reason);
+        }
+        if !ended {
+            let reason = "snapshot ends without its end marker".to_owned();
+            self.damaged(&mut file, data.len(), reason);
+        }
+        self.files.push(file);
+        Ok(())
+    }
+
+    /// Surveys one log; `later` are the logs after it.
+    fn log(&mut self, log: &DataFile, later: &[&DataFile]) -> Result<(), RecoveryError> {
+        let (data, mut file) = self.read(log, Kind::Log)?;
+        let version = match record::check_header(&data, record::LOG_MAGIC) {
+            Ok(version) => version,
+            // Nothing in the file can be framed: all of it is one stretch.
+            Err(reason) => {
+                self.stretch(&mut file, 0, reason);
+                self.files.push(file);
+                return Ok(());
+            }
+        };
+        file.version = Some(version);
+        let next = log.generation.next();
+        let tail = scan(&data, |at, scanned| {
+            let record = match scanned {
+                Scanned::Damaged(reason) => return self.stretch(&mut file, at, reason),
+                Scanned::Record(record) => record,
+            };
+            let is_change = matches!(record, Record::Change(_));
+            if file.damage.is_none() {
+                let judged = match record {
+                    _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
+                    Record::Change(change) => Ok(Some(change)),
+                    Record::Seal { next: named } if named == next.value() => {
+                        file.seal_at = Some(at as u64);
+                        Ok(None)
+                    }
+                    Record::Seal { next: named } => Err(format!(
+                        "the seal names log {named}, not the next one ({next})"
+                    )),
+                    Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+                };
+                match judged {
+                    Ok(Some(change)) => {
+                        if self.replay(&mut file, at, change) {
+                            self.stats.log_records += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => self.damaged(&mut file, at, reason),
+                }
+            }
+            if is_change {
+                file.changes += 1;
+            }
+        });
+        let sealed = file.seal_at.is_some();
+        let tear = match tail {
+            None => None,
+            // Nothing is ever written to a log after its seal.
+            Some((offset, reason)) if sealed && file.damage.is_none() => {
+                self.stretch(&mut file, offset, format!("{reason} after the log's seal"));
+                None
+            }
+            Some((offset, reason)) if file.damage.is_some() => {
+                self.stretch(&mut file, offset, reason);
+                None
+            }
+            Some((offset, reason)) => Some((offset, reason)),
+        };
+        // A torn end, or a version 2 log ending without its seal, is only
+        // possible when no later log holds anything (a crash during a
+        // rotation).
+        let unsealed_end = !sealed && version >= 2 && file.damage.is_none();
+        let continued = if tear.is_some() || unsealed_end {
+            first_with_content(later)?
+        } else {
+            None
+        };
+        match (tear, continued) {
+            (Some((offset, reason)), Some(later)) => {
+                let reason = format!("{reason}, yet {later} holds records after it");
+                self.stretch(&mut file, offset, reason);
+            }
+            (None, Some(later)) => {
+                let reason = format!(
+                    "the log ends without the seal a rotation writes, yet {later} holds records after it"
+                );
+                self.damaged(&mut file, data.len(), reason);
+            }
+            (Some((offset, reason)), None) => {
+                file.torn_at = Some(offset as u64);
+                self.findings.push(Finding {
+                    file: file.path.clone(),
+                    offset: Some(offset as u64),
+                    problem: Problem::Torn,
+                    reason: format!(
+                        "{} bytes: {reason}; a start cuts them off, saving them as {}.{}{offset}",
+                        data.len() - offset,
+                        file_name(&file.path),
+                        files::SAVED_TORN
+                    ),
+                });
+                if self.tear.is_none() {
+                    self.tear = Some(Tear {
+                        path: file.path.clone(),
+                        offset,
+                        reason,
+                        bytes: data[offset..].to_vec(),
+                    });
+                }
+            }
+            (None, None) => {}
+        }
+        self.files.push(file);
+        Ok(())
+    }
+}
+
+/// The name of the first of `logs` holding anything after its header.
+fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryError> {
+    for log in logs {
+        let len = fs::metadata(&log.path).map_err(io_error(&log.path))?.len();
+        if len > record::HEADER_LEN as u64 {
+            return Ok(Some(file_name(&log.path)));
+        }
+    }
+    Ok(None)
+}
+
+/// Walks the records of `data` (a whole file whose header was checked),
+/// passing each that decodes to `visit`, and each stretch of invalid bytes
+/// that a valid record follows as damage (resuming at that record). Returns
+/// the invalid bytes at the end that no valid record follows, if any: their
+/// offset and what is wrong with them.
+fn scan(data: &[u8], mut visit: impl FnMut(usize, Scanned<'_>)) -> Option<(usize, String)> {
+    let mut dependencies = Vec::new();
+    let mut at = record::HEADER_LEN;
+    loop {
+        match record::next_frame(data, at) {
+            Frame::Record { payload, next } => {
+                match record::decode(payload, &mut dependencies) {
+                    Ok(record) => visit(at, Scanned::Record(record)),
+                    Err(reason) => visit(at, Scanned::Damaged(reason)),
+                }
+                at = next;
+            }
+            Frame::End => return None,
+            Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
+                Some(valid) => {
+                    let reason = format!("{reason}, and a valid record follows at byte {valid}");
+                    visit(at, Scanned::Damaged(reason));
+                    at = valid;
+                }
+                None => return Some((at, reason)),
+            },
+        }
+    }
+}

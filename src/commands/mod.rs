@@ -8,9 +8,12 @@
 //! when it did what was asked, 1 when it could not, 2 for bad usage.
 
 mod check;
+mod client;
+mod connection;
 mod export;
 mod healthcheck;
 mod http;
+mod load;
 mod repair;
 mod show;
 
@@ -34,8 +37,10 @@ pub(crate) struct Subcommand {
 /// Every subcommand, in the order `--help` lists them.
 static SUBCOMMANDS: &[Subcommand] = &[
     healthcheck::SUBCOMMAND,
+    client::SUBCOMMAND,
     show::SUBCOMMAND,
     export::SUBCOMMAND,
+    load::SUBCOMMAND,
     check::SUBCOMMAND,
     repair::SUBCOMMAND,
 ];

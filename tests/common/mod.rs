@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -455,54 +455,52 @@ pub(crate) fn record_starts(file: &[u8]) -> Vec<usize> {
 
 /// Runs the binary with `args` (a subcommand, say) to its end, with no
 /// `PACKAGE_INDEXER_*` variable of this process leaking into it.
-pub(crate) fn run_binary(args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(BINARY);
+pub(crate) fn run_binary(args: &[&str]) -> Output {
+    run_binary_with(args, b"", &[])
+}
+
+/// Like [`run_binary`], with `stdin` fed to it and the variables `env` set.
+pub(crate) fn run_binary_with(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut command = tool_command(BINARY);
+    command.args(args).envs(env.iter().copied());
+    run_to_end(command, stdin)
+}
+
+/// A command for `program` without the `PACKAGE_INDEXER_*` variables of
+/// this process, which would otherwise steer the tools.
+fn tool_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PACKAGE_INDEXER_") {
             command.env_remove(name);
         }
     }
-    command.args(args).stdin(Stdio::null()).output().unwrap()
+    command
 }
 
 /// Indexes every package of a list in the Homebrew format (`name: dep
-/// dep`, see `package_indexer::package_list`) over one pipelined
-/// connection, resending those refused (listed before a dependency) in
-/// rounds until all are in; returns how many. Every dependency must be
-/// listed. (The `load` subcommand will do this and can replace it.)
+/// dep`, see `package_indexer::package_list`) with `package-indexer load`,
+/// which orders it; returns how many. Every dependency must be listed (or
+/// already indexed).
 pub(crate) fn index_list(addr: SocketAddr, list: &str) -> usize {
-    let mut remaining: Vec<String> = list
-        .lines()
+    let output = run_binary_with(
+        &["load", "--addr", &addr.to_string(), "-"],
+        list.as_bytes(),
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    list.lines()
         .enumerate()
-        .filter_map(|(i, line)| package_indexer::package_list::parse_line(i + 1, line).unwrap())
-        .map(|entry| {
-            let deps: Vec<&str> = entry.dependencies.iter().map(|d| d.as_str()).collect();
-            format!("INDEX|{}|{}\n", entry.name, deps.join(","))
+        .filter(|(i, line)| {
+            package_indexer::package_list::parse_line(i + 1, line)
+                .unwrap()
+                .is_some()
         })
-        .collect();
-    let total = remaining.len();
-    let mut client = Client::connect(addr);
-    while !remaining.is_empty() {
-        let mut refused = Vec::new();
-        for batch in remaining.chunks(1000) {
-            client.send(batch.concat().as_bytes());
-            for request in batch {
-                match client.line().trim_end() {
-                    "OK" => {}
-                    "FAIL" => refused.push(request.clone()),
-                    other => panic!("{request:?} answered {other:?}"),
-                }
-            }
-        }
-        assert!(
-            refused.len() < remaining.len(),
-            "no progress: {} packages can never be indexed, e.g. {}",
-            refused.len(),
-            refused[0]
-        );
-        remaining = refused;
-    }
-    total
+        .count()
 }
 
 /// Set to `1` (as `.ci/run` does) to make a test whose external tool is
@@ -556,4 +554,92 @@ pub(crate) fn promtool_check(body: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The Homebrew list in the repository (3,368 lines; two dependencies,
+/// `gpg` and `docbook2X`, have no line of their own).
+pub(crate) const BREW_LIST: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/brew-dependencies.txt");
+
+/// How long a run of the binary as a tool may take before the test fails.
+const TOOL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `command` with `stdin` fed to it and its output collected; fails
+/// the test if it is still running after [`TOOL_DEADLINE`].
+fn run_to_end(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A child that exits early closes its stdin: that is not our failure.
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if finished.recv_timeout(TOOL_DEADLINE).is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            return true;
+        }
+        false
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "{command:?} ran over {TOOL_DEADLINE:?}"
+    );
+    feeder.join().unwrap();
+    output
+}
+
+/// Runs the binary with `args` inside a pseudo-terminal (util-linux's
+/// `script`), typing `keys` into it: stdin, stdout and stderr are all the
+/// terminal, whose output (echoed input included) comes back as stdout.
+/// `None` when `script` is missing (see [`external_tool`]).
+pub(crate) fn in_terminal(args: &[&str], keys: &[u8]) -> Option<Output> {
+    let script = external_tool("script", "Debian's util-linux package")?;
+    let mut line = shell_quote(BINARY);
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    let mut command = tool_command(script);
+    // -q: no banner; -e: its status is the command's; /dev/null: no log file.
+    command.args(["-qec", &line, "/dev/null"]);
+    Some(run_to_end(command, keys))
+}
+
+/// `text` quoted for `sh`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A fake protocol server that accepts one connection, reads until it has
+/// `lines` complete lines, answers the first of them `OK`, and closes:
+/// a server that goes away mid-conversation.
+pub(crate) fn closing_server(lines: usize) -> (SocketAddr, thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut seen = 0;
+        let mut buffer = [0u8; 4096];
+        while seen < lines {
+            let read = stream.read(&mut buffer).unwrap();
+            if read == 0 {
+                break;
+            }
+            seen += buffer[..read].iter().filter(|&&b| b == b'\n').count();
+        }
+        stream.write_all(b"OK\n").unwrap();
+    });
+    (addr, server)
 }

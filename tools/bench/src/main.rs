@@ -85,14 +85,18 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// The `package-indexer` binary: `--server`, or the one next to this one.
+pub fn server_binary(options: &Options) -> Result<std::path::PathBuf, String> {
+    match &options.server {
+        Some(binary) => Ok(binary.clone()),
+        None => target::default_server_binary(),
+    }
+}
+
 /// Starts the real server with `args` after the options' `--server-args`.
 pub fn start_real(options: &Options, args: &[String]) -> Result<RealServer, String> {
-    let binary = match &options.server {
-        Some(binary) => binary.clone(),
-        None => target::default_server_binary()?,
-    };
     let all: Vec<String> = options.server_args.iter().chain(args).cloned().collect();
-    RealServer::spawn(&binary, &all)
+    RealServer::spawn(&server_binary(options)?, &all)
 }
 
 /// Whether the open-files limit lets this process hold `connections` client

@@ -85,7 +85,7 @@ const FLAGS: &[Flag] = &[
     Flag::value(
         "sections",
         "",
-        "the table's sections to run, comma-separated: steady, metrics, harness, durable, memory, restart, operator; none: all",
+        "the table's sections to run, comma-separated: steady, metrics, harness, durable, memory, load, restart, operator; none: all",
     ),
 ];
 

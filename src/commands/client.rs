@@ -1,0 +1,190 @@
+//! `package-indexer client [LINE ...]`: talks the line protocol, so that
+//! neither a person nor a script needs `nc` (which a minimal machine or
+//! the container lacks).
+//!
+//! - With LINEs: sends each argument as one request line and prints each
+//!   answer, in order.
+//! - Without, from a pipe or a file: sends stdin's lines, pipelined (at
+//!   most [`connection::LINES_IN_FLIGHT`] unanswered), prints the answers
+//!   as they come, and exits once the last one is in. A last line without
+//!   its `\n` gets one.
+//! - Without, on a terminal: a prompt. Each line typed is sent and its
+//!   answer printed; an empty line sends nothing; Ctrl-D (or Ctrl-C) ends.
+//!
+//! It is a transport: bytes go out as they are, so a line that is not
+//! UTF-8, not well formed or over the server's `--max-line-bytes` gets the
+//! server's `ERROR`, not the client's opinion. Exit 0 when every line was
+//! answered, 1 when the connection failed or closed early, 2 for bad usage.
+
+use super::connection::{self, AnswerSink, Sender, WriteError};
+use super::Subcommand;
+use crate::flags::{CommandLine, Operands, UsageError, Values};
+use crate::protocol::Response;
+use std::io::{self, BufRead, BufWriter, ErrorKind, IsTerminal, Read, StdoutLock, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+
+pub(super) const SUBCOMMAND: Subcommand = Subcommand {
+    name: "client",
+    usage: " [LINE ...]",
+    summary: "send request lines (the arguments, else stdin's) and print each answer; a prompt on a terminal",
+    details: "Sends each LINE as one request line, or without LINEs the lines of stdin
+(pipelined), to the server at --addr, and prints each answer (OK, FAIL,
+ERROR) in order, one a line. On a terminal, without LINEs, it is a prompt:
+each line typed is sent and its answer printed; an empty line sends
+nothing; Ctrl-D or Ctrl-C ends.
+
+Bytes go out as they are: the server judges each line (one that is not
+UTF-8, or longer than its --max-line-bytes, is answered ERROR). A last line
+of stdin without its newline gets one.
+
+Exit status: 0 when every line was answered; 1 when the connection failed
+or closed before the last answer; 2 for bad usage.
+",
+    command_line: &CommandLine {
+        flags: &[connection::ADDR_FLAG],
+        env_prefix: Some("PACKAGE_INDEXER_"),
+        single_dash: false,
+        operands: Operands::Any("LINE"),
+    },
+    run,
+};
+
+const PROGRAM: &str = "package-indexer client";
+
+/// Bytes of stdin read and sent at once.
+const STDIN_CHUNK: usize = 64 * 1024;
+
+fn run(values: &Values) -> ExitCode {
+    let addr = match values.address("addr") {
+        Ok(addr) => addr,
+        Err(error) => return error.report(PROGRAM),
+    };
+    let lines = values.operands();
+    if lines.iter().any(|line| line.contains('\n')) {
+        let error = UsageError(
+            "a LINE holds no newline: give each request line as its own argument".into(),
+        );
+        return error.report(PROGRAM);
+    }
+    let stream = match connection::connect(&addr) {
+        Ok(stream) => stream,
+        Err(reason) => {
+            eprintln!("{PROGRAM}: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if lines.is_empty() && io::stdin().is_terminal() {
+        prompt(&stream, &addr)
+    } else {
+        pipelined(&stream, lines)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{PROGRAM}: {problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `lines`, or stdin when there are none, and prints the answers.
+fn pipelined(stream: &TcpStream, lines: &[String]) -> Result<(), Vec<String>> {
+    let mut printer = Printer(BufWriter::new(io::stdout().lock()));
+    let outcome = connection::pipeline(
+        stream,
+        connection::LINES_IN_FLIGHT,
+        |sender| {
+            if lines.is_empty() {
+                copy_stdin(sender)
+            } else {
+                let mut bytes = Vec::new();
+                for line in lines {
+                    bytes.extend_from_slice(line.as_bytes());
+                    bytes.push(b'\n');
+                }
+                Ok(sender.send(&bytes, lines.len() as u64)?)
+            }
+        },
+        &mut printer,
+    );
+    let flushed = printer.0.flush();
+    if outcome.complete() && flushed.is_ok() {
+        return Ok(());
+    }
+    let mut problems = outcome.problems;
+    if let Err(error) = flushed {
+        problems.push(format!("writing the answers: {error}"));
+    }
+    Err(problems)
+}
+
+/// Sends stdin as it comes, counting its lines.
+fn copy_stdin(sender: &mut Sender) -> Result<(), WriteError> {
+    let mut stdin = io::stdin().lock();
+    let mut buffer = vec![0u8; STDIN_CHUNK];
+    let mut ends_a_line = true;
+    loop {
+        let read = match stdin.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(WriteError::Other(format!("reading stdin: {error}"))),
+        };
+        let bytes = &buffer[..read];
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        sender.send(bytes, lines)?;
+        ends_a_line = bytes.ends_with(b"\n");
+    }
+    if !ends_a_line {
+        sender.send(b"\n", 1)?;
+    }
+    Ok(())
+}
+
+/// Prints answers to stdout, flushing after each read from the server so
+/// a long-running pipe shows them as they come.
+struct Printer<'a>(BufWriter<StdoutLock<'a>>);
+
+impl AnswerSink for Printer<'_> {
+    fn answer(&mut self, _index: u64, answer: Response) -> io::Result<()> {
+        self.0.write_all(answer.as_bytes())
+    }
+
+    fn after_read(&mut self, _answered: u64) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The interactive prompt (`ADDR> ` on stderr): one line, one answer,
+/// until the end of input.
+fn prompt(stream: &TcpStream, addr: &str) -> Result<(), Vec<String>> {
+    let mut stdin = io::stdin().lock();
+    let mut stdout = io::stdout();
+    let mut line = Vec::new();
+    loop {
+        eprint!("{addr}> ");
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => {
+                // Ctrl-D: leave the shell's prompt on a line of its own.
+                eprintln!();
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(vec![format!("reading the terminal: {error}")]),
+        }
+        let request = line.strip_suffix(b"\n").unwrap_or(&line);
+        if request.is_empty() {
+            continue;
+        }
+        let answer = connection::ask(stream, request).map_err(|e| vec![e.to_string()])?;
+        stdout
+            .write_all(answer.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| vec![format!("writing the answer: {e}")])?;
+    }
+}

@@ -1,0 +1,548 @@
+//! The protocol client the tools share (`load`, `client`): connecting to a
+//! server, reading its answers, and driving one connection with two
+//! threads, a writer that sends request lines with a bounded window of lines
+//! in flight and a reader that takes the answers back in order.
+//!
+//! The window keeps every answer the server owes us small enough to sit in
+//! the sockets' buffers: if our reader stalls (a terminal paused with
+//! Ctrl-S, a slow stdout), the server's writes still complete, so its
+//! `--write-timeout` never cuts the connection, and neither side holds more
+//! than the window.
+
+use crate::flags::Flag;
+use crate::protocol::Response;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+/// The `--addr` flag of every tool that speaks the protocol. Also read from
+/// `PACKAGE_INDEXER_ADDR`, so a tool run beside a configured server finds it.
+pub(super) const ADDR_FLAG: Flag = Flag::value(
+    "addr",
+    "127.0.0.1:8080",
+    "the server's protocol address (0.0.0.0 or [::] mean this host)",
+);
+
+/// Lines a tool keeps unanswered at most: their answers (6 bytes at most
+/// each) fit in the sockets' buffers, and the server is never short of work.
+pub(super) const LINES_IN_FLIGHT: u64 = 16 * 1024;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the reader waits for an answer it is owed before calling the
+/// server stuck. Far above any pause a healthy server makes (a slow
+/// `fsync`), so only a hung server trips it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes read from the socket at once.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// A connection to the server at `addr` (`HOST:PORT`); an unspecified
+/// address (`0.0.0.0`, `[::]`, as a server's own `--addr` often is) means
+/// this host's loopback. The error is one line naming the address.
+pub(super) fn connect(addr: &str) -> Result<TcpStream, String> {
+    let fail = |reason: &dyn std::fmt::Display| format!("cannot connect to {addr}: {reason}");
+    let mut last_error = None;
+    for target in addr.to_socket_addrs().map_err(|e| fail(&e))? {
+        match TcpStream::connect_timeout(&this_host_if_unspecified(target), CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(|e| fail(&e))?;
+                stream
+                    .set_read_timeout(Some(ANSWER_TIMEOUT))
+                    .map_err(|e| fail(&e))?;
+                return Ok(stream);
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(match last_error {
+        Some(error) => fail(&error),
+        None => fail(&"the name resolves to no address"),
+    })
+}
+
+/// `addr` with an unspecified IP replaced by the loopback address of its
+/// family.
+fn this_host_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback = match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    addr
+}
+
+/// Splits the bytes a server sends into answers, across reads; anything
+/// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
+#[derive(Debug)]
+pub(super) struct AnswerScanner {
+    /// The answer being read, known from its first byte.
+    current: Response,
+    /// Bytes of it read so far; 0 at the start of a line.
+    at: usize,
+}
+
+impl Default for AnswerScanner {
+    fn default() -> AnswerScanner {
+        AnswerScanner {
+            current: Response::Ok,
+            at: 0,
+        }
+    }
+}
+
+impl AnswerScanner {
+    /// Calls `on_answer` for every answer completed in `bytes`.
+    pub(super) fn scan(
+        &mut self,
+        bytes: &[u8],
+        mut on_answer: impl FnMut(Response),
+    ) -> io::Result<()> {
+        for &byte in bytes {
+            if self.at == 0 {
+                self.current = match byte {
+                    b'O' => Response::Ok,
+                    b'F' => Response::Fail,
+                    b'E' => Response::Error,
+                    _ => return Err(not_an_answer(byte)),
+                };
+            }
+            let expected = self.current.as_bytes();
+            if expected[self.at] != byte {
+                return Err(not_an_answer(byte));
+            }
+            self.at += 1;
+            if self.at == expected.len() {
+                self.at = 0;
+                on_answer(self.current);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_an_answer(byte: u8) -> io::Error {
+    io::Error::new(
+        ErrorKind::InvalidData,
+        format!(
+            "the server sent byte {byte:#04x} where an answer (OK, FAIL, ERROR) belongs: \
+             is this a package-indexer protocol port?"
+        ),
+    )
+}
+
+/// Sends one line and reads its answer: for one request at a time.
+pub(super) fn ask(stream: &TcpStream, line: &[u8]) -> io::Result<Response> {
+    let mut request = Vec::with_capacity(line.len() + 1);
+    request.extend_from_slice(line);
+    request.push(b'\n');
+    (&*stream).write_all(&request)?;
+    let mut scanner = AnswerScanner::default();
+    let mut buffer = [0u8; 64];
+    loop {
+        let read = read_some(stream, &mut buffer, true)?;
+        if read == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        let mut answer = None;
+        let mut extra = false;
+        scanner.scan(&buffer[..read], |a| {
+            extra |= answer.is_some();
+            answer = Some(a);
+        })?;
+        if extra || (answer.is_some() && scanner.at != 0) {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                "the server sent more than one answer to one line",
+            ));
+        }
+        if let Some(answer) = answer {
+            return Ok(answer);
+        }
+    }
+}
+
+/// One read; 0 at the end of the stream. A timeout is an error only when
+/// an answer is `owed`.
+fn read_some(stream: &TcpStream, buffer: &mut [u8], owed: bool) -> io::Result<usize> {
+    loop {
+        match (&*stream).read(buffer) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if owed {
+                    return Err(io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!("no answer from the server for {ANSWER_TIMEOUT:?}"),
+                    ));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where the reader hands the answers, in order.
+pub(super) trait AnswerSink {
+    /// The answer to line `index` (0-based, in the order sent).
+    fn answer(&mut self, index: u64, answer: Response) -> io::Result<()>;
+    /// Called after each read from the socket, with the answers so far.
+    fn after_read(&mut self, _answered: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lines sent and answered on one connection, shared by its two threads.
+#[derive(Default)]
+struct Flight {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    /// Set by the reader when it stops: the writer must not wait for room.
+    reader_stopped: AtomicBool,
+}
+
+/// The writer's side: sends lines, at most `window` of them unanswered.
+pub(super) struct Sender<'a> {
+    stream: &'a TcpStream,
+    flight: &'a Flight,
+    window: u64,
+    /// The connection failed under a send: reported as the connection's
+    /// failure, not the writer's.
+    broken: Option<io::Error>,
+}
+
+/// The connection failed under `Sender::send`; the reason is kept in the
+/// sender and reported by [`pipeline`].
+#[derive(Debug)]
+pub(super) struct Broken;
+
+impl Sender<'_> {
+    /// Sends `bytes`, which hold `lines` whole lines, once the window has
+    /// room for them (or nothing is in flight, so a batch larger than the
+    /// window still goes).
+    pub(super) fn send(&mut self, bytes: &[u8], lines: u64) -> Result<(), Broken> {
+        loop {
+            let sent = self.flight.sent.load(Ordering::Relaxed);
+            let in_flight = sent - self.flight.answered.load(Ordering::Acquire);
+            if in_flight == 0 || in_flight + lines <= self.window {
+                break;
+            }
+            if self.flight.reader_stopped.load(Ordering::Acquire) {
+                return self.broken(io::Error::new(
+                    ErrorKind::BrokenPipe,
+                    "the connection's reader stopped",
+                ));
+            }
+            // The reader unparks us after every read; the timeout only
+            // guards against a wake-up lost to a race.
+            thread::park_timeout(Duration::from_millis(50));
+        }
+        // Counted first, so the reader never sees more answers than lines.
+        self.flight.sent.fetch_add(lines, Ordering::Release);
+        match (&*self.stream).write_all(bytes) {
+            Ok(()) => Ok(()),
+            Err(error) => self.broken(error),
+        }
+    }
+
+    fn broken(&mut self, error: io::Error) -> Result<(), Broken> {
+        self.broken = Some(error);
+        Err(Broken)
+    }
+}
+
+/// Why the writer stopped early.
+pub(super) enum WriteError {
+    /// The connection failed (see [`Outcome`]).
+    Broken(Broken),
+    /// Anything else, said in one line (`reading stdin: ...`).
+    Other(String),
+}
+
+impl From<Broken> for WriteError {
+    fn from(broken: Broken) -> WriteError {
+        WriteError::Broken(broken)
+    }
+}
+
+/// How a pipelined exchange ended.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) sent: u64,
+    pub(super) answered: u64,
+    /// What went wrong, one line each, most telling first; empty when every
+    /// line sent was answered.
+    pub(super) problems: Vec<String>,
+}
+
+impl Outcome {
+    pub(super) fn complete(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs `write` on a writer thread that sends through a [`Sender`] with at
+/// most `window` lines in flight, while this thread reads the answers into
+/// `sink`; once `write` returns, the writing half is shut down and the
+/// answers are read to the end of the stream, which ends the connection.
+pub(super) fn pipeline<W>(
+    stream: &TcpStream,
+    window: u64,
+    write: W,
+    sink: &mut dyn AnswerSink,
+) -> Outcome
+where
+    W: FnOnce(&mut Sender) -> Result<(), WriteError> + Send,
+{
+    let flight = Flight::default();
+    thread::scope(|scope| {
+        let writer = thread::Builder::new()
+            .name("writer".into())
+            .spawn_scoped(scope, || {
+                let mut sender = Sender {
+                    stream,
+                    flight: &flight,
+                    window: window.max(1),
+                    broken: None,
+                };
+                let result = write(&mut sender);
+                // The end of our lines: the server answers them all, then
+                // closes, which ends the reader. After a failure, both
+                // halves, so the reader does not wait for answers to
+                // lines never sent.
+                let how = match result {
+                    Ok(()) => Shutdown::Write,
+                    Err(_) => Shutdown::Both,
+                };
+                let _ = stream.shutdown(how);
+                (result, sender.broken)
+            });
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(error) => {
+                return Outcome {
+                    problems: vec![format!("cannot start the writer thread: {error}")],
+                    ..Outcome::default()
+                }
+            }
+        };
+        let read = read_answers(stream, &flight, writer.thread(), sink);
+        flight.reader_stopped.store(true, Ordering::Release);
+        writer.thread().unpark();
+        if read.is_err() {
+            // Unblocks a writer stuck on a server that stopped reading.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let written = writer.join();
+        let mut outcome = Outcome {
+            sent: flight.sent.load(Ordering::Acquire),
+            answered: flight.answered.load(Ordering::Acquire),
+            problems: Vec::new(),
+        };
+        if let Err(error) = read {
+            outcome.problems.push(error);
+        } else if outcome.answered < outcome.sent {
+            outcome.problems.push(format!(
+                "the server closed the connection after answering {} of {} lines",
+                outcome.answered, outcome.sent
+            ));
+        }
+        match written {
+            Ok((Ok(()), _)) => {}
+            Ok((Err(WriteError::Other(reason)), _)) => outcome.problems.insert(0, reason),
+            Ok((Err(WriteError::Broken(_)), broken)) => {
+                // Usually the consequence of a close the reader reports.
+                if outcome.problems.is_empty() {
+                    let reason = broken.map_or_else(|| "unknown".into(), |e| e.to_string());
+                    outcome.problems.push(format!("sending: {reason}"));
+                }
+            }
+            Err(_) => outcome.problems.push("the writer thread panicked".into()),
+        }
+        outcome
+    })
+}
+
+/// Reads answers to the end of the stream; the error is one line.
+fn read_answers(
+    stream: &TcpStream,
+    flight: &Flight,
+    writer: &thread::Thread,
+    sink: &mut dyn AnswerSink,
+) -> Result<(), String> {
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut scanner = AnswerScanner::default();
+    let mut answered = 0u64;
+    loop {
+        let owed = flight.sent.load(Ordering::Acquire) > answered;
+        let read =
+            read_some(stream, &mut buffer, owed).map_err(|e| format!("reading answers: {e}"))?;
+        if read == 0 {
+            return Ok(());
+        }
+        let mut sink_error = None;
+        scanner
+            .scan(&buffer[..read], |answer| {
+                if sink_error.is_none() {
+                    sink_error = sink.answer(answered, answer).err();
+                }
+                answered += 1;
+            })
+            .map_err(|e| format!("reading answers: {e}"))?;
+        if answered > flight.sent.load(Ordering::Acquire) {
+            return Err(format!(
+                "the server sent {answered} answers to {} lines",
+                flight.sent.load(Ordering::Acquire)
+            ));
+        }
+        flight.answered.store(answered, Ordering::Release);
+        writer.unpark();
+        if let Some(error) = sink_error {
+            return Err(format!("writing the answers: {error}"));
+        }
+        sink.after_read(answered)
+            .map_err(|e| format!("writing the answers: {e}"))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn scans_answers_split_across_reads_and_refuses_others() {
+        let mut scanner = AnswerScanner::default();
+        let mut seen = Vec::new();
+        for part in [&b"OK\nFA"[..], b"IL\nERR", b"OR\n", b"OK\n"] {
+            scanner.scan(part, |a| seen.push(a)).unwrap();
+        }
+        use Response::{Error, Fail, Ok};
+        assert_eq!(seen, [Ok, Fail, Error, Ok]);
+        for bad in [&b"HTTP/1.1 400\r\n"[..], b"OKAY\n", b"FAIL\r\n", b"\n"] {
+            let error = AnswerScanner::default().scan(bad, |_| {}).unwrap_err();
+            assert!(error.to_string().contains("where an answer"), "{error}");
+        }
+    }
+
+    #[test]
+    fn unspecified_addresses_mean_this_host() {
+        let v4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            this_host_if_unspecified(v4),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        let v6: SocketAddr = "[::]:1".parse().unwrap();
+        assert_eq!(this_host_if_unspecified(v6), "[::1]:1".parse().unwrap());
+        let other: SocketAddr = "10.1.2.3:9".parse().unwrap();
+        assert_eq!(this_host_if_unspecified(other), other);
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_address() {
+        // A port just freed: nothing listens there.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let error = connect(&addr).unwrap_err();
+        assert!(
+            error.starts_with(&format!("cannot connect to {addr}: ")),
+            "{error}"
+        );
+    }
+
+    /// Collects answers.
+    #[derive(Default)]
+    struct Collect(Vec<(u64, Response)>);
+
+    impl AnswerSink for Collect {
+        fn answer(&mut self, index: u64, answer: Response) -> io::Result<()> {
+            self.0.push((index, answer));
+            Ok(())
+        }
+    }
+
+    /// A server that answers `OK` to each line, holding back all answers
+    /// until it has read `hold` lines (or the end of its input).
+    fn echo_server(hold: usize) -> (SocketAddr, thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut input = [0u8; 4096];
+            let (mut lines, mut owed) = (0, 0);
+            loop {
+                let read = stream.read(&mut input).unwrap();
+                let new = input[..read].iter().filter(|&&b| b == b'\n').count();
+                lines += new;
+                owed += new;
+                if read == 0 || lines >= hold {
+                    stream.write_all(&b"OK\n".repeat(owed)).unwrap();
+                    owed = 0;
+                }
+                if read == 0 {
+                    return lines;
+                }
+            }
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn the_window_bounds_the_lines_in_flight() {
+        // The server answers nothing before it has 10 lines, so a window
+        // of 4 with one line a send would wait forever: it must let the
+        // batch of 10 through when nothing is in flight.
+        let (addr, server) = echo_server(10);
+        let stream = connect(&addr.to_string()).unwrap();
+        let mut sink = Collect::default();
+        let outcome = pipeline(
+            &stream,
+            4,
+            |sender| {
+                sender.send(&b"QUERY|a|\n".repeat(10), 10)?;
+                for _ in 0..20 {
+                    sender.send(b"QUERY|a|\n", 1)?;
+                }
+                Ok(())
+            },
+            &mut sink,
+        );
+        assert!(outcome.complete(), "{:?}", outcome.problems);
+        assert_eq!((outcome.sent, outcome.answered), (30, 30));
+        assert_eq!(server.join().unwrap(), 30);
+        let indexes: Vec<u64> = sink.0.iter().map(|&(i, _)| i).collect();
+        assert_eq!(indexes, (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_early_close_is_reported_with_the_counts() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut input = [0u8; 64];
+            let _ = stream.read(&mut input).unwrap();
+            stream.write_all(b"OK\n").unwrap();
+        });
+        let stream = connect(&addr.to_string()).unwrap();
+        let outcome = pipeline(
+            &stream,
+            100,
+            |sender| Ok(sender.send(b"QUERY|a|\nQUERY|b|\n", 2)?),
+            &mut Collect::default(),
+        );
+        server.join().unwrap();
+        assert_eq!(
+            outcome.problems,
+            ["the server closed the connection after answering 1 of 2 lines"]
+        );
+    }
+}

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, LogGauges, Metrics};
-use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
+use crate::server::{self, ConnectionLimits, Running, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
@@ -51,38 +51,52 @@ enum Interruption {
     Failure(String),
 }
 
+/// A server that is up: what the stop needs.
+struct Serving {
+    running: Running,
+    store: Store,
+    /// Dropped on an early return, which stops its thread too.
+    admin: Option<AdminServer>,
+    ready: Arc<AtomicBool>,
+    failures: Failures,
+}
+
 /// Runs the server until a signal stops it.
 pub(crate) fn run(
     config: &Config,
     signals: Signals,
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
+    let serving = start(config, &metrics)?;
+    let signal = match next_interruption(&signals, &serving.failures)? {
+        Interruption::Signal(signal) => signal,
+        Interruption::Failure(failure) => return Err(RuntimeError(failure)),
+    };
+    stop(serving, config, &signals, signal)
+}
+
+/// Binds both listeners (before loading: a taken port fails at once, and
+/// the admin listener answers, not ready, while a large data directory
+/// loads), opens the store, starts accepting, reports ready and logs the
+/// start line.
+fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeError> {
     let fd_limit = raise_fd_limit(config.max_connections);
     let listen_backlog = config
         .listen_backlog
         .or_else(sys::somaxconn)
         .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
-    // Bind before loading: a taken port fails at once, and the admin
-    // listener answers (not ready) while a large data directory loads.
     let cannot_listen =
         |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
     let listener = bind(&config.addr, listen_backlog).map_err(cannot_listen)?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
-    // Dropped on an early return, which stops its thread too.
     let admin = match &config.admin_addr {
-        Some(addr) => Some(start_admin(
-            addr,
-            listen_backlog,
-            &ready,
-            &loaded,
-            &metrics,
-        )?),
+        Some(addr) => Some(start_admin(addr, listen_backlog, &ready, &loaded, metrics)?),
         None => None,
     };
     let (report_failure, failures) = mpsc::channel();
     let store = match &config.data_dir {
-        Some(dir) => open_durable(dir, config.fsync, &metrics, report_failure)?,
+        Some(dir) => open_durable(dir, config.fsync, metrics, report_failure)?,
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
@@ -96,36 +110,48 @@ pub(crate) fn run(
             ceiling.min(config.max_connections as u64)
         });
     metrics.set_limits(served_at_most, config.max_line_bytes as u64);
-    let server = Server::from_listener(listener, limits, store.clone(), Arc::clone(&metrics))
-        .map_err(cannot_listen)?;
-    let running = server
+    let running = Server::from_listener(listener, limits, store.clone(), Arc::clone(metrics))
+        .map_err(cannot_listen)?
         .start()
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
-    let admin_shown = admin
+    let serving = Serving {
+        running,
+        store,
+        admin,
+        ready,
+        failures,
+    };
+    log_start_line(config, &serving, listen_backlog, fd_limit);
+    Ok(serving)
+}
+
+/// The one line a start logs: the addresses, the version and every setting
+/// in force.
+fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_limit: Option<u64>) {
+    let admin_addr = serving
+        .admin
         .as_ref()
         .map_or_else(|| "off".to_string(), |a| a.local_addr().to_string());
     let data_dir = config
         .data_dir
         .as_ref()
         .map_or_else(|| "none".to_string(), |d| d.display().to_string());
+    let tcp_keepalive = config
+        .tcp_keepalive
+        .map_or_else(|| "off".into(), |idle| DurationText(idle).to_string());
     log::info(
         "listening",
         &[
-            ("addr", &running.local_addr()),
-            ("admin_addr", &admin_shown),
+            ("addr", &serving.running.local_addr()),
+            ("admin_addr", &admin_addr),
             ("version", &env!("CARGO_PKG_VERSION")),
             ("max_connections", &config.max_connections),
             ("listen_backlog", &listen_backlog),
             ("fd_limit", &fd_limit),
             ("max_line_bytes", &config.max_line_bytes),
             ("idle_timeout", &DurationText(config.idle_timeout)),
-            (
-                "tcp_keepalive",
-                &config
-                    .tcp_keepalive
-                    .map_or_else(|| "off".into(), |idle| DurationText(idle).to_string()),
-            ),
+            ("tcp_keepalive", &tcp_keepalive),
             ("write_timeout", &DurationText(config.write_timeout)),
             ("shutdown_timeout", &DurationText(config.shutdown_timeout)),
             ("data_dir", &data_dir),
@@ -134,11 +160,24 @@ pub(crate) fn run(
             ("log_level", &config.log_level),
         ],
     );
+}
 
-    let signal = match next_interruption(&signals, &failures)? {
-        Interruption::Signal(signal) => signal,
-        Interruption::Failure(failure) => return Err(RuntimeError(failure)),
-    };
+/// The graceful stop after `signal`: not ready, drain the connections
+/// within `--shutdown-timeout`, flush the store, stop the admin listener,
+/// log one line. A second signal or a failure during it ends it at once.
+fn stop(
+    serving: Serving,
+    config: &Config,
+    signals: &Signals,
+    signal: Signal,
+) -> Result<(), RuntimeError> {
+    let Serving {
+        running,
+        store,
+        admin,
+        ready,
+        failures,
+    } = serving;
     ready.store(false, Ordering::SeqCst);
     log::info(
         "stopping",
@@ -149,7 +188,7 @@ pub(crate) fn run(
     );
     let mut interrupted = None;
     let report = running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(&signals, &failures, Duration::ZERO).transpose();
+        interrupted = pending_interruption(signals, &failures, Duration::ZERO).transpose();
         interrupted.is_some()
     });
     let report = match (report, interrupted) {

@@ -1,0 +1,343 @@
+//! The admin thread's loop: one `poll(2)` over the stop signal, the
+//! listener and every pending connection; the parent module says why.
+
+use super::routes::{respond, Answer, Job};
+use super::workers::Workers;
+use super::{AdminLimits, AdminState};
+use crate::log;
+use crate::sys::{self, PollFd, POLLIN, POLLOUT};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::raw::c_short;
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the listener rests after a failed `accept` (for example out of
+/// file descriptors), so the loop does not spin while the condition lasts.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Connections accepted per turn of the loop at most, so a burst of
+/// connects does not delay reading the ones already accepted.
+const MAX_ACCEPTS_PER_TURN: usize = 64;
+/// Bytes taken from a socket per `read`.
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// Places in the poll set before the connections'.
+const STOP_SLOT: usize = 0;
+const LISTENER_SLOT: usize = 1;
+const FIRST_CONNECTION_SLOT: usize = 2;
+
+pub(super) struct EventLoop {
+    listener: TcpListener,
+    stop_watch: UnixStream,
+    state: AdminState,
+    limits: AdminLimits,
+    /// In accept order, which is also deadline order: the front is the
+    /// oldest, first to expire and first to be evicted.
+    connections: VecDeque<Connection>,
+    /// The threads answering jobs.
+    workers: Workers,
+    /// While set, the listener is left out of the poll set.
+    accept_paused_until: Option<Instant>,
+    /// Accepts failed in a row; the first is logged as a warning, the end
+    /// of the run once.
+    failed_accepts: u64,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        listener: TcpListener,
+        stop_watch: UnixStream,
+        state: AdminState,
+        limits: AdminLimits,
+    ) -> EventLoop {
+        EventLoop {
+            listener,
+            stop_watch,
+            state,
+            limits,
+            connections: VecDeque::new(),
+            workers: Workers::default(),
+            accept_paused_until: None,
+            failed_accepts: 0,
+        }
+    }
+
+    /// Serves until the stop signal's other end is closed.
+    pub(super) fn run(mut self) {
+        let mut poll_set = Vec::new();
+        loop {
+            let now = Instant::now();
+            self.expire(now);
+            if self.accept_paused_until.is_some_and(|until| until <= now) {
+                self.accept_paused_until = None;
+            }
+            poll_set.clear();
+            poll_set.push(PollFd::new(self.stop_watch.as_raw_fd(), POLLIN));
+            poll_set.push(match self.accept_paused_until {
+                None => PollFd::new(self.listener.as_raw_fd(), POLLIN),
+                Some(_) => PollFd::ignored(),
+            });
+            poll_set.extend(self.connections.iter().map(|connection| {
+                PollFd::new(connection.stream.as_raw_fd(), connection.waits_for())
+            }));
+            match sys::poll(&mut poll_set, self.next_timer(now)) {
+                Ok(_) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Only a lack of kernel memory is expected here; wait
+                    // for it to pass rather than spin.
+                    log::warn("admin poll failed", &[("error", &error)]);
+                    thread::sleep(ACCEPT_RETRY_PAUSE);
+                    continue;
+                }
+            }
+            if poll_set[STOP_SLOT].revents() != 0 {
+                self.workers.stop();
+                return;
+            }
+            self.serve_ready(&poll_set[FIRST_CONNECTION_SLOT..]);
+            if poll_set[LISTENER_SLOT].revents() != 0 {
+                self.accept_waiting();
+            }
+        }
+    }
+
+    /// Closes every connection whose deadline has passed.
+    fn expire(&mut self, now: Instant) {
+        while self
+            .connections
+            .front()
+            .is_some_and(|oldest| oldest.deadline <= now)
+        {
+            self.connections.pop_front();
+            log::debug(
+                "admin connection dropped",
+                &[("reason", &"deadline passed")],
+            );
+        }
+    }
+
+    /// How long `poll` may wait: until the oldest connection's deadline or
+    /// the end of an accept pause, whichever comes first.
+    fn next_timer(&self, now: Instant) -> Option<Duration> {
+        let deadline = self.connections.front().map(|oldest| oldest.deadline);
+        [deadline, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Advances every connection `poll` reported on (`ready` holds their
+    /// entries, in order) and forgets those that are done.
+    fn serve_ready(&mut self, ready: &[PollFd]) {
+        let (state, limits, workers) = (&self.state, &self.limits, &mut self.workers);
+        let mut ready = ready.iter();
+        self.connections.retain_mut(|connection| {
+            if ready.next().map_or(0, PollFd::revents) == 0 {
+                return true;
+            }
+            match connection.advance(state, limits) {
+                Progress::Pending => true,
+                Progress::Answered => false,
+                Progress::HandOff(job) => match workers.start(&connection.stream, job, limits) {
+                    // The worker has a socket of its own.
+                    Ok(()) => false,
+                    Err(refusal) => {
+                        connection.stage = Stage::Sending {
+                            answer: refusal,
+                            sent: 0,
+                        };
+                        true
+                    }
+                },
+                Progress::Dropped(reason) => {
+                    log::debug("admin connection dropped", &[("reason", &reason)]);
+                    false
+                }
+            }
+        });
+    }
+
+    fn accept_waiting(&mut self) {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if self.failed_accepts > 0 {
+                        log::info(
+                            "admin accepts resumed",
+                            &[("failed_accepts", &self.failed_accepts)],
+                        );
+                        self.failed_accepts = 0;
+                    }
+                    self.admit(stream);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                // Interrupted, or the client gave up before it was accepted.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(error) => {
+                    if self.failed_accepts == 0 {
+                        log::warn(
+                            "admin accept failed; pausing accepts",
+                            &[
+                                ("error", &error),
+                                ("pause_ms", &ACCEPT_RETRY_PAUSE.as_millis()),
+                            ],
+                        );
+                    }
+                    self.failed_accepts += 1;
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds a new connection, closing the oldest pending one when all
+    /// places are taken.
+    fn admit(&mut self, stream: TcpStream) {
+        if let Err(error) = stream.set_nonblocking(true) {
+            log::debug("admin connection dropped", &[("reason", &error)]);
+            return;
+        }
+        if self.connections.len() >= self.limits.max_connections
+            && self.connections.pop_front().is_some()
+        {
+            log::debug(
+                "admin connection evicted",
+                &[("limit", &self.limits.max_connections)],
+            );
+        }
+        self.connections.push_back(Connection {
+            stream,
+            deadline: Instant::now() + self.limits.request_deadline,
+            stage: Stage::Receiving { head: Vec::new() },
+        });
+    }
+}
+
+/// One admin client, from its accept until its answer is sent.
+struct Connection {
+    stream: TcpStream,
+    deadline: Instant,
+    stage: Stage,
+}
+
+enum Stage {
+    /// The request head so far, without its blank line yet.
+    Receiving { head: Vec<u8> },
+    /// The complete answer and how much of it the socket has taken.
+    Sending { answer: Vec<u8>, sent: usize },
+}
+
+/// What the loop does with a connection after [`Connection::advance`].
+enum Progress {
+    /// Keep it and wait for the socket to be ready again.
+    Pending,
+    /// The whole answer is sent: close it.
+    Answered,
+    /// Close it without a complete answer, for the reason given.
+    Dropped(Cow<'static, str>),
+    /// Its answer is a job: hand its socket to a worker.
+    HandOff(Job),
+}
+
+impl Connection {
+    fn waits_for(&self) -> c_short {
+        match self.stage {
+            Stage::Receiving { .. } => POLLIN,
+            Stage::Sending { .. } => POLLOUT,
+        }
+    }
+
+    /// Does what the socket allows now: reads more of the head and, once it
+    /// is complete, answers; or sends more of the answer.
+    fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {
+        if let Stage::Receiving { head } = &mut self.stage {
+            match receive_head(&mut self.stream, head, limits.max_request_bytes) {
+                Ok(Some(head_end)) => match respond(&head[..head_end], state) {
+                    Answer::Now(answer) => self.stage = Stage::Sending { answer, sent: 0 },
+                    Answer::Later(job) => return Progress::HandOff(job),
+                },
+                Ok(None) => return Progress::Pending,
+                Err(reason) => return Progress::Dropped(reason),
+            }
+        }
+        match &mut self.stage {
+            Stage::Sending { answer, sent } => send_answer(&mut self.stream, answer, sent),
+            Stage::Receiving { .. } => Progress::Pending,
+        }
+    }
+}
+
+/// Reads what the socket holds into `head`, and returns where the head
+/// ends (just past its blank line) once it has. Fails, naming why, when the
+/// client closes, the read fails or the head cannot fit in `max_bytes`.
+fn receive_head(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    max_bytes: usize,
+) -> Result<Option<usize>, Cow<'static, str>> {
+    let mut chunk = [0u8; READ_CHUNK_BYTES];
+    loop {
+        // Never more than the cap: a stalled head holds at most that much.
+        let room = (max_bytes - head.len()).min(chunk.len());
+        let read = match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err("closed before the request ended".into()),
+            Ok(read) => read,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(format!("read failed: {error}").into()),
+        };
+        // Only the new bytes and the three before them can complete the
+        // blank line, so earlier bytes are not searched again.
+        let search_from = head.len().saturating_sub(3);
+        head.reserve_exact(read);
+        head.extend_from_slice(&chunk[..read]);
+        if let Some(end) = find_head_end(&head[search_from..]) {
+            return Ok(Some(search_from + end));
+        }
+        if head.len() >= max_bytes {
+            return Err("request too large".into());
+        }
+    }
+}
+
+/// Just past the blank line ending a head: `\r\n\r\n`, or `\n\n` from
+/// clients that end lines with a bare `\n`.
+fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find_map(|at| {
+        let rest = &bytes[at..];
+        if rest.starts_with(b"\r\n\r\n") {
+            Some(at + 4)
+        } else if rest.starts_with(b"\n\n") {
+            Some(at + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// Writes what the socket takes now; once all is sent, ends the stream.
+fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> Progress {
+    while *sent < answer.len() {
+        match stream.write(&answer[*sent..]) {
+            Ok(0) => return Progress::Dropped("the client stopped receiving".into()),
+            Ok(written) => *sent += written,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Progress::Dropped(format!("write failed: {error}").into()),
+        }
+    }
+    // The client may be gone already; there is no one to tell.
+    let _ = stream.shutdown(Shutdown::Write);
+    Progress::Answered
+}

@@ -14,7 +14,9 @@
 //! files of a running server are a moving target); 2 for bad usage.
 
 use super::Subcommand;
-use crate::durability::{self, file_name, Examined, Kind, LeftoverKind, Problem, RecoveryError};
+use crate::durability::{
+    self, file_name, Examined, Kind, Leftover, LeftoverKind, Problem, RecoveryError, SurveyedFile,
+};
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -113,50 +115,8 @@ pub(super) fn print_report(
         writeln!(out, "  no data files: a start begins with an empty index")?;
     }
     for file in &survey.files {
-        let name = file_name(&file.path);
-        let Some(version) = file.version else {
-            writeln!(out, "  {name}: {} bytes, unreadable header", file.len)?;
-            continue;
-        };
-        let contents = match file.kind {
-            Kind::Snapshot => format!(
-                "{} packages, {}",
-                file.changes,
-                if file.end_marker_at.is_some() {
-                    "ended"
-                } else {
-                    "no end marker"
-                }
-            ),
-            Kind::Log => format!(
-                "{} changes, {}",
-                file.changes,
-                if file.seal_at.is_some() {
-                    "sealed"
-                } else {
-                    "not sealed"
-                }
-            ),
-        };
-        let damage = file
-            .damage
-            .map(|damage| format!(", damaged from byte {}", damage.offset))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "  {name}: {} bytes, format {version}, {contents}{damage}",
-            file.len
-        )?;
+        writeln!(out, "  {}", describe_file(file))?;
     }
-    let section = |out: &mut dyn Write, title: &str, lines: Vec<String>| -> io::Result<()> {
-        if !lines.is_empty() {
-            writeln!(out, "{title}:")?;
-            for line in lines {
-                writeln!(out, "  {line}")?;
-            }
-        }
-        Ok(())
-    };
     let findings = |refusing: bool| {
         survey
             .findings
@@ -165,25 +125,76 @@ pub(super) fn print_report(
             .map(ToString::to_string)
             .collect()
     };
-    section(out, "problems", findings(true))?;
-    section(out, "warnings", findings(false))?;
-    let leftovers = survey
-        .leftovers
-        .iter()
-        .map(|leftover| {
-            let what = match leftover.kind {
-                LeftoverKind::Temporary => "left by an interrupted write; a start deletes it",
-                LeftoverKind::Stale => "older than the newest snapshot; a start deletes it",
-                LeftoverKind::Saved => {
-                    "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-                     keep them until you know what they held"
-                }
-            };
-            format!("{}: {what}", file_name(&leftover.file))
-        })
-        .collect();
-    section(out, "other files", leftovers)?;
+    print_section(out, "problems", findings(true))?;
+    print_section(out, "warnings", findings(false))?;
+    let leftovers = survey.leftovers.iter().map(describe_leftover).collect();
+    print_section(out, "other files", leftovers)?;
+    writeln!(out, "{}", verdict(examined))
+}
 
+/// One data file: its size, format and contents, and where damage begins.
+fn describe_file(file: &SurveyedFile) -> String {
+    let name = file_name(&file.path);
+    let Some(version) = file.version else {
+        return format!("{name}: {} bytes, unreadable header", file.len);
+    };
+    let contents = match file.kind {
+        Kind::Snapshot => format!(
+            "{} packages, {}",
+            file.changes,
+            if file.end_marker_at.is_some() {
+                "ended"
+            } else {
+                "no end marker"
+            }
+        ),
+        Kind::Log => format!(
+            "{} changes, {}",
+            file.changes,
+            if file.seal_at.is_some() {
+                "sealed"
+            } else {
+                "not sealed"
+            }
+        ),
+    };
+    let damage = file
+        .damage
+        .map(|damage| format!(", damaged from byte {}", damage.offset))
+        .unwrap_or_default();
+    format!(
+        "{name}: {} bytes, format {version}, {contents}{damage}",
+        file.len
+    )
+}
+
+/// A file that is not data, and what becomes of it.
+fn describe_leftover(leftover: &Leftover) -> String {
+    let what = match leftover.kind {
+        LeftoverKind::Temporary => "left by an interrupted write; a start deletes it",
+        LeftoverKind::Stale => "older than the newest snapshot; a start deletes it",
+        LeftoverKind::Saved => {
+            "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+             keep them until you know what they held"
+        }
+    };
+    format!("{}: {what}", file_name(&leftover.file))
+}
+
+/// A titled list, left out when it has no lines.
+fn print_section(out: &mut impl Write, title: &str, lines: Vec<String>) -> io::Result<()> {
+    if !lines.is_empty() {
+        writeln!(out, "{title}:")?;
+        for line in lines {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The last line: whether a start loads the directory, and what it holds.
+fn verdict(examined: &Examined) -> String {
+    let survey = &examined.survey;
     let index = &examined.index;
     let state = format!(
         "{} packages and {} dependencies",
@@ -191,15 +202,13 @@ pub(super) fn print_report(
         index.dependencies()
     );
     match survey.refusal() {
-        None if survey.findings.iter().any(|f| f.problem == Problem::Torn) => writeln!(
-            out,
-            "ok: a start cuts the torn last record off and loads {state}"
-        ),
-        None => writeln!(out, "ok: a start loads {state}"),
+        None if survey.findings.iter().any(|f| f.problem == Problem::Torn) => {
+            format!("ok: a start cuts the torn last record off and loads {state}")
+        }
+        None => format!("ok: a start loads {state}"),
         Some(_) => {
             let problems = survey.findings.iter().filter(|f| f.refuses()).count();
-            writeln!(
-                out,
+            format!(
                 "refused: a start refuses this directory ({problems} problem{}); \
                  the records before the first one hold {state} \
                  (see `package-indexer repair --help`)",

@@ -532,56 +532,79 @@ where
         };
         file.version = Some(version);
         let next = log.generation.next();
-        let tail = scan(&data, |at, scanned| {
-            let record = match scanned {
-                Scanned::Damaged(reason) => return self.stretch(&mut file, at, reason),
-                Scanned::Record(record) => record,
-            };
-            let is_change = matches!(record, Record::Change(_));
-            if file.damage.is_none() {
-                let judged = match record {
-                    _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
-                    Record::Change(change) => Ok(Some(change)),
-                    Record::Seal { next: named } if named == next.value() => {
-                        file.seal_at = Some(at as u64);
-                        Ok(None)
-                    }
-                    Record::Seal { next: named } => Err(format!(
-                        "the seal names log {named}, not the next one ({next})"
-                    )),
-                    Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
-                };
-                match judged {
-                    Ok(Some(change)) => {
-                        if self.replay(&mut file, at, change) {
-                            self.stats.log_records += 1;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(reason) => self.damaged(&mut file, at, reason),
-                }
-            }
-            if is_change {
-                file.changes += 1;
-            }
+        let tail = scan(&data, |at, scanned| match scanned {
+            Scanned::Damaged(reason) => self.stretch(&mut file, at, reason),
+            Scanned::Record(record) => self.log_record(&mut file, at, record, next),
         });
+        self.log_end(&mut file, &data, version, tail, later)?;
+        self.files.push(file);
+        Ok(())
+    }
+
+    /// Judges one record of a log whose successor is log `next`: a change
+    /// is replayed, a seal must name `next` and be the last record.
+    fn log_record(
+        &mut self,
+        file: &mut SurveyedFile,
+        at: usize,
+        record: Record<'_>,
+        next: Generation,
+    ) {
+        let is_change = matches!(record, Record::Change(_));
+        if file.damage.is_none() {
+            let judged = match record {
+                _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
+                Record::Change(change) => Ok(Some(change)),
+                Record::Seal { next: named } if named == next.value() => {
+                    file.seal_at = Some(at as u64);
+                    Ok(None)
+                }
+                Record::Seal { next: named } => Err(format!(
+                    "the seal names log {named}, not the next one ({next})"
+                )),
+                Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+            };
+            match judged {
+                Ok(Some(change)) => {
+                    if self.replay(file, at, change) {
+                        self.stats.log_records += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => self.damaged(file, at, reason),
+            }
+        }
+        if is_change {
+            file.changes += 1;
+        }
+    }
+
+    /// Judges how a log ends: `tail` is the stretch after its last valid
+    /// record, if any. A torn end, or a version 2 log ending without its
+    /// seal, is only possible when no later log holds anything (a crash
+    /// during a rotation); anything else is damage.
+    fn log_end(
+        &mut self,
+        file: &mut SurveyedFile,
+        data: &[u8],
+        version: u32,
+        tail: Option<(usize, String)>,
+        later: &[&DataFile],
+    ) -> Result<(), RecoveryError> {
         let sealed = file.seal_at.is_some();
         let tear = match tail {
             None => None,
             // Nothing is ever written to a log after its seal.
             Some((offset, reason)) if sealed && file.damage.is_none() => {
-                self.stretch(&mut file, offset, format!("{reason} after the log's seal"));
+                self.stretch(file, offset, format!("{reason} after the log's seal"));
                 None
             }
             Some((offset, reason)) if file.damage.is_some() => {
-                self.stretch(&mut file, offset, reason);
+                self.stretch(file, offset, reason);
                 None
             }
             Some((offset, reason)) => Some((offset, reason)),
         };
-        // A torn end, or a version 2 log ending without its seal, is only
-        // possible when no later log holds anything (a crash during a
-        // rotation).
         let unsealed_end = !sealed && version >= 2 && file.damage.is_none();
         let continued = if tear.is_some() || unsealed_end {
             first_with_content(later)?
@@ -591,40 +614,42 @@ where
         match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {
                 let reason = format!("{reason}, yet {later} holds records after it");
-                self.stretch(&mut file, offset, reason);
+                self.stretch(file, offset, reason);
             }
             (None, Some(later)) => {
                 let reason = format!(
                     "the log ends without the seal a rotation writes, yet {later} holds records after it"
                 );
-                self.damaged(&mut file, data.len(), reason);
+                self.damaged(file, data.len(), reason);
             }
-            (Some((offset, reason)), None) => {
-                file.torn_at = Some(offset as u64);
-                self.findings.push(Finding {
-                    file: file.path.clone(),
-                    offset: Some(offset as u64),
-                    problem: Problem::Torn,
-                    reason: format!(
-                        "{} bytes: {reason}; a start cuts them off, saving them as {}.{}{offset}",
-                        data.len() - offset,
-                        file_name(&file.path),
-                        files::SAVED_TORN
-                    ),
-                });
-                if self.tear.is_none() {
-                    self.tear = Some(Tear {
-                        path: file.path.clone(),
-                        offset,
-                        reason,
-                        bytes: data[offset..].to_vec(),
-                    });
-                }
-            }
+            (Some((offset, reason)), None) => self.torn(file, data, offset, reason),
             (None, None) => {}
         }
-        self.files.push(file);
         Ok(())
+    }
+
+    /// Records a torn last record: a start cuts it off and saves it.
+    fn torn(&mut self, file: &mut SurveyedFile, data: &[u8], offset: usize, reason: String) {
+        file.torn_at = Some(offset as u64);
+        self.findings.push(Finding {
+            file: file.path.clone(),
+            offset: Some(offset as u64),
+            problem: Problem::Torn,
+            reason: format!(
+                "{} bytes: {reason}; a start cuts them off, saving them as {}.{}{offset}",
+                data.len() - offset,
+                file_name(&file.path),
+                files::SAVED_TORN
+            ),
+        });
+        if self.tear.is_none() {
+            self.tear = Some(Tear {
+                path: file.path.clone(),
+                offset,
+                reason,
+                bytes: data[offset..].to_vec(),
+            });
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 
 mod crash;
 mod failures;
-mod perf;
 mod recovery;
 mod repair;
 mod survey;

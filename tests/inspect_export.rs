@@ -7,11 +7,13 @@
 
 mod common;
 
-use common::{external_tool, http_answer, index_list, run_binary, Client, ServerProcess, TempDir};
+use common::{
+    external_tool, http_answer, index_list, run_binary, run_to_end, Client, ServerProcess, TempDir,
+};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -104,20 +106,9 @@ fn packages_answers_json_that_a_real_parser_reads() {
     };
     // jq reads each body and writes it back in its own canonical form.
     let canonical = |body: &str| {
-        let mut child = Command::new(&jq)
-            .args(["--sort-keys", "--compact-output", "."])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let mut command = Command::new(&jq);
+        command.args(["--sort-keys", "--compact-output", "."]);
+        let output = run_to_end(command, body.as_bytes());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "jq refused {body:?}: {stderr}");
         String::from_utf8(output.stdout).unwrap()

@@ -533,20 +533,9 @@ pub(crate) fn promtool_check(body: &str) {
     let Some(promtool) = external_tool("promtool", "Debian's prometheus package") else {
         return;
     };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut command = Command::new(promtool);
+    command.args(["check", "metrics"]);
+    let output = run_to_end(command, body.as_bytes());
     assert!(
         output.status.success(),
         "promtool: {}\n{}{}",
@@ -566,7 +555,7 @@ const TOOL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Runs `command` with `stdin` fed to it and its output collected; fails
 /// the test if it is still running after [`TOOL_DEADLINE`].
-fn run_to_end(mut command: Command, stdin: &[u8]) -> Output {
+pub(crate) fn run_to_end(mut command: Command, stdin: &[u8]) -> Output {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

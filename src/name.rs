@@ -53,6 +53,12 @@ impl<'a> PackageName<'a> {
     }
 }
 
+impl AsRef<str> for PackageName<'_> {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
 impl PartialEq<&str> for PackageName<'_> {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other

@@ -155,13 +155,36 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {
 impl Request<'_> {
     /// Appends the request's wire form, newline included.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.command.as_str().as_bytes());
-        out.push(b'|');
-        out.extend_from_slice(self.package.as_bytes());
-        out.push(b'|');
-        out.extend_from_slice(self.dependencies.as_str().as_bytes());
-        out.push(b'\n');
+        // The dependencies field is already comma-joined: one item.
+        write_request(
+            out,
+            self.command,
+            self.package.as_str(),
+            &[self.dependencies.as_str()],
+        );
     }
+}
+
+/// Appends the wire form of a request, newline included:
+/// `COMMAND|package|dep,dep`. Nothing is checked, so clients can send
+/// names the server refuses.
+pub fn write_request<D: AsRef<str>>(
+    out: &mut Vec<u8>,
+    command: Command,
+    package: &str,
+    dependencies: &[D],
+) {
+    out.extend_from_slice(command.as_str().as_bytes());
+    out.push(b'|');
+    out.extend_from_slice(package.as_bytes());
+    out.push(b'|');
+    for (i, dependency) in dependencies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(dependency.as_ref().as_bytes());
+    }
+    out.push(b'\n');
 }
 
 #[cfg(test)]
@@ -170,6 +193,15 @@ mod tests {
 
     fn kind(line: &str) -> Malformed {
         parse_line(line.as_bytes()).unwrap_err().kind
+    }
+
+    #[test]
+    fn requests_are_written_as_the_wire_wants() {
+        let mut out = Vec::new();
+        write_request(&mut out, Command::Index, "a", &["b", "c"]);
+        write_request::<&str>(&mut out, Command::Query, "a", &[]);
+        parse_line(b"REMOVE|x|").unwrap().encode(&mut out);
+        assert_eq!(out, b"INDEX|a|b,c\nQUERY|a|\nREMOVE|x|\n");
     }
 
     #[test]

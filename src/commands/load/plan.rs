@@ -24,8 +24,8 @@
 //!
 //! The big arrays are asked to live in huge pages ([`huge`]).
 
-use crate::name::PackageName;
 use crate::package_list::{self, ListError};
+use crate::protocol::{write_request, Command};
 use crate::sys;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -759,7 +759,12 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         let package = to_u32(piece.starts.len());
         piece.starts.push(to_u32(piece.tokens.len()));
         piece.lines.push(to_u32(number));
-        push_request(&mut piece.requests, name, &dependencies);
+        write_request(
+            &mut piece.requests,
+            Command::Index,
+            name.as_str(),
+            &dependencies,
+        );
         piece.request_ends.push(to_u32(piece.requests.len()));
         for (i, name) in std::iter::once(name)
             .chain(dependencies.iter().copied())
@@ -782,20 +787,6 @@ fn read_piece(text: &[u8], range: Range<usize>, partition_bits: u32) -> Piece {
         }
     }
     piece
-}
-
-/// Appends `INDEX|name|dep,dep\n`.
-fn push_request(out: &mut Vec<u8>, name: PackageName, dependencies: &[PackageName]) {
-    out.extend_from_slice(b"INDEX|");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'|');
-    for (i, dependency) in dependencies.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(dependency.as_bytes());
-    }
-    out.push(b'\n');
 }
 
 /// What to send, in what order, and what can never be indexed.

@@ -165,26 +165,6 @@ impl Client {
     }
 }
 
-/// Appends one request line: `COMMAND|name|dep,dep\n`.
-pub(crate) fn push_request<S: AsRef<str>>(
-    out: &mut Vec<u8>,
-    command: &str,
-    name: &str,
-    dependencies: &[S],
-) {
-    out.extend_from_slice(command.as_bytes());
-    out.push(b'|');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'|');
-    for (i, dependency) in dependencies.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(dependency.as_ref().as_bytes());
-    }
-    out.push(b'\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,13 +191,5 @@ mod tests {
     fn scanner_refuses_what_is_not_an_answer() {
         let mut scanner = AnswerScanner::default();
         assert!(scanner.scan(b"OK\nHTTP/1.1 400\n", |_| {}).is_err());
-    }
-
-    #[test]
-    fn requests_are_formatted_as_the_protocol_wants() {
-        let mut out = Vec::new();
-        push_request(&mut out, "INDEX", "a", &["b", "c"]);
-        push_request::<&str>(&mut out, "QUERY", "a", &[]);
-        assert_eq!(out, b"INDEX|a|b,c\nQUERY|a|\n");
     }
 }

@@ -9,11 +9,11 @@
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 
-use crate::client::{push_request, Answers, Client, ANSWER_DEADLINE};
+use crate::client::{Answers, Client, ANSWER_DEADLINE};
 use crate::latency::Histogram;
 use crate::procfs::Memory;
 use crate::target::Meter;
-use package_indexer::Response;
+use package_indexer::{write_request, Command, Response};
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +96,7 @@ impl Requests {
                 0 => "absent",
                 len => &self.graph[self.rng.index(len)],
             };
-            push_request::<&str>(out, "QUERY", name, &[]);
+            write_request::<&str>(out, Command::Query, name, &[]);
             return;
         }
         // INDEX a leaf, then REMOVE it: both answer OK, both change the index.
@@ -111,9 +111,9 @@ impl Requests {
                 let dependency = &self.graph[self.rng.index(self.graph.len())];
                 self.dependencies.push(dependency.clone());
             }
-            push_request(out, "INDEX", &name, &self.dependencies);
+            write_request(out, Command::Index, &name, &self.dependencies);
         } else {
-            push_request::<&str>(out, "REMOVE", &name, &[]);
+            write_request::<&str>(out, Command::Remove, &name, &[]);
         }
         self.churn_step += 1;
     }
@@ -443,20 +443,23 @@ fn run_step(
             line.clear();
             let unlucky = step == Step::IndexAll && rng.percent(UNLUCKY_PERCENT);
             match step {
-                _ if unlucky => push_request::<&str>(
+                _ if unlucky => write_request::<&str>(
                     &mut line,
-                    "INDEX",
+                    Command::Index,
                     &format!("{}=elisp", package.name),
                     &[],
                 ),
-                Step::IndexAll => {
-                    push_request(&mut line, "INDEX", &package.name, &package.dependencies)
-                }
+                Step::IndexAll => write_request(
+                    &mut line,
+                    Command::Index,
+                    &package.name,
+                    &package.dependencies,
+                ),
                 Step::RemoveAll | Step::RemoveAgain => {
-                    push_request::<&str>(&mut line, "REMOVE", &package.name, &[])
+                    write_request::<&str>(&mut line, Command::Remove, &package.name, &[])
                 }
                 Step::QueryIndexed | Step::QueryRemoved => {
-                    push_request::<&str>(&mut line, "QUERY", &package.name, &[])
+                    write_request::<&str>(&mut line, Command::Query, &package.name, &[])
                 }
             }
             let sent = Instant::now();
@@ -539,7 +542,12 @@ pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipeli
     while !remaining.is_empty() {
         let mut requests = Vec::with_capacity(remaining.len() * 48);
         for package in &remaining {
-            push_request(&mut requests, "INDEX", &package.name, &package.dependencies);
+            write_request(
+                &mut requests,
+                Command::Index,
+                &package.name,
+                &package.dependencies,
+            );
         }
         let pass = pipeline(addr, requests, remaining.len())?;
         let refused: Vec<&Package> = remaining

@@ -19,7 +19,6 @@
 //! process the figure would add the network and the scheduling of its
 //! other threads as well.
 
-use crate::client::push_request;
 use crate::latency::Histogram;
 use crate::load::{self, fixed_fanout_graph};
 use crate::options::Options;
@@ -27,7 +26,7 @@ use crate::procfs::RunQueueWait;
 use crate::report::{megabytes, millis, thousands};
 use crate::start_real;
 use crate::table::{verdict, Row, Verdict};
-use package_indexer::{parse_line, PackageName, Response, Store};
+use package_indexer::{parse_line, write_request, Command, PackageName, Response, Store};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +60,12 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let started = Instant::now();
     for package in &graph {
         let mut line = Vec::new();
-        push_request(&mut line, "INDEX", &package.name, &package.dependencies);
+        write_request(
+            &mut line,
+            Command::Index,
+            &package.name,
+            &package.dependencies,
+        );
         execute(&store, &line)?;
     }
     eprintln!(
@@ -241,8 +245,8 @@ fn writer_waits(
         }
         let name = format!("operator-writer-{k}");
         let (mut index, mut remove) = (Vec::new(), Vec::new());
-        push_request(&mut index, "INDEX", &name, &dependencies);
-        push_request::<&str>(&mut remove, "REMOVE", &name, &[]);
+        write_request(&mut index, Command::Index, &name, &dependencies);
+        write_request::<&str>(&mut remove, Command::Remove, &name, &[]);
         lines.push(index);
         lines.push(remove);
     }
@@ -347,7 +351,12 @@ fn http_export(options: &Options, graph: &[Package]) -> Result<HttpExport, Strin
         .ok_or("the server did not report its admin listener")?;
     let mut requests = Vec::with_capacity(graph.len() * 48);
     for package in graph {
-        push_request(&mut requests, "INDEX", &package.name, &package.dependencies);
+        write_request(
+            &mut requests,
+            Command::Index,
+            &package.name,
+            &package.dependencies,
+        );
     }
     let loaded = load::pipeline(server.addr(), requests, graph.len())?;
     if loaded.answers.iter().any(|&a| a != Response::Ok) {

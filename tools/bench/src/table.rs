@@ -7,7 +7,6 @@
 //! with the generated graph; the harness, durability, memory and restart
 //! rows each start their own.
 
-use crate::client::push_request;
 use crate::load::{self, Measured, Steady, Workload};
 use crate::null_server::NullServer;
 use crate::operator;
@@ -19,7 +18,7 @@ use crate::{
     server_binary, start_real, Subject,
 };
 use package_indexer::package_list::Entry;
-use package_indexer::{Metrics, PackageName, Response};
+use package_indexer::{write_request, Metrics, PackageName, Response};
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;
@@ -411,7 +410,12 @@ impl BigLoad {
         let packages = load::fixed_fanout_graph(options.load_packages, LOAD_FANOUT, options.seed);
         let mut requests = Vec::with_capacity(packages.len() * 40);
         for package in &packages {
-            push_request(&mut requests, "INDEX", &package.name, &package.dependencies);
+            write_request(
+                &mut requests,
+                package_indexer::Command::Index,
+                &package.name,
+                &package.dependencies,
+            );
         }
         BigLoad { requests, packages }
     }
@@ -603,7 +607,7 @@ fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
         .map(|p| p.name.clone())
         .unwrap_or_default();
     let mut check = Vec::new();
-    push_request::<&str>(&mut check, "QUERY", &last, &[]);
+    write_request::<&str>(&mut check, package_indexer::Command::Query, &last, &[]);
     let answers = load::pipeline(second.addr(), check, 1)?.answers;
     if answers != [Response::Ok] {
         return Err(format!(

@@ -114,6 +114,15 @@ pub(super) fn rotate(wal: &Wal) -> io::Result<Generation> {
     wal.rotate_to(wal.prepare_rotation()?)
 }
 
+/// A log of `a` rotated once in `dir`: log-1 holds `a` and its seal,
+/// log-2 (still open) nothing yet.
+pub(super) fn rotated_once(dir: &Path) -> Wal {
+    let log = open_wal(dir, Fsync::Never);
+    append(&log, &index("a", &[]));
+    rotate(&log).unwrap();
+    log
+}
+
 /// Test names are valid: `text` as a name.
 pub(super) fn name(text: &str) -> PackageName<'_> {
     PackageName::new(text.as_bytes()).unwrap()

@@ -10,7 +10,7 @@ use std::thread;
 use super::OwnedChange;
 use super::{
     append, contents, dir_bytes, index, open_wal as open, recover_changes, remove, rotate,
-    sample_changes, wal_after, with_change, write_log, ScratchDir,
+    rotated_once, sample_changes, wal_after, with_change, write_log, ScratchDir,
 };
 use crate::durability::{recover, Fsync, RecoveryError, Wal};
 
@@ -221,9 +221,7 @@ fn tear_first_log(dir: &Path) -> (PathBuf, u64) {
 fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     let scratch = ScratchDir::new("torn-old");
     let dir = scratch.path();
-    let log = open(dir, Fsync::Never);
-    append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
+    let log = rotated_once(dir);
     append(&log, &index("b", &[]));
     drop(log);
     let (old, end) = tear_first_log(dir);
@@ -237,10 +235,7 @@ fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
 fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
     let scratch = ScratchDir::new("torn-rotation");
     let dir = scratch.path();
-    let log = open(dir, Fsync::Never);
-    append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
-    drop(log);
+    drop(rotated_once(dir));
     // A crash mid-rotation: the older log's last write cut short, the new
     // log created but still empty.
     let (old, end) = tear_first_log(dir);
@@ -260,10 +255,7 @@ fn a_torn_record_before_a_rotation_that_got_no_records_is_dropped() {
 fn a_missing_log_is_damage() {
     let scratch = ScratchDir::new("missing");
     let dir = scratch.path();
-    let log = open(dir, Fsync::Never);
-    append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
-    drop(log);
+    drop(rotated_once(dir));
     fs::remove_file(dir.join("log-1.pi")).unwrap();
     let message = recover_changes(dir).unwrap_err().to_string();
     assert!(
@@ -489,9 +481,7 @@ fn a_bit_flipped_in_the_length_of_any_record_but_the_last_refuses() {
 fn a_sealed_newest_log_means_the_next_one_is_missing() {
     let scratch = ScratchDir::new("sealed-newest");
     let dir = scratch.path();
-    let log = open(dir, Fsync::Never);
-    append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
+    let log = rotated_once(dir);
     append(&log, &index("b", &[]));
     drop(log);
     fs::remove_file(dir.join("log-2.pi")).unwrap();
@@ -526,10 +516,7 @@ fn a_snapshot_without_the_log_that_continues_it_is_refused() {
 fn a_rotation_cut_short_before_its_seal_is_finished_at_the_next_open() {
     let scratch = ScratchDir::new("unsealed");
     let dir = scratch.path();
-    let log = open(dir, Fsync::Never);
-    append(&log, &index("a", &[]));
-    rotate(&log).unwrap();
-    drop(log);
+    drop(rotated_once(dir));
     // The crash came after log-2 was created and before log-1 was sealed.
     let (old, end) = tear_first_log(dir);
     fs::write(&old, &fs::read(&old).unwrap()[..at(end)]).unwrap();

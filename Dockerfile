@@ -13,7 +13,7 @@ RUN make static && mkdir -p /data-skeleton
 # Final stage: nothing but the binary and an empty, non-root-owned data
 # directory. The binary is static (no libc, no shell, no certificates
 # needed) and every operator tool is one of its subcommands, so no base
-# image is needed: see README.md, "Container".
+# image is needed: see README.md, "Container and static binary".
 FROM scratch
 COPY --from=build /src/target/x86_64-unknown-linux-gnu/release/package-indexer /usr/local/bin/package-indexer
 COPY --from=build --chown=1000:1000 /data-skeleton /var/lib/package-indexer

@@ -92,8 +92,9 @@ server_peak_rss() {
     awk '/^VmHWM:/ { print $2, $3 }' "/proc/$server_pid/status" 2>/dev/null || echo unknown
 }
 
-# Stops the server with SIGTERM and checks it exits 0 within 15s (SPEC §4);
-# SIGKILL after that. Returns non-zero when the stop was not clean.
+# Stops the server with SIGTERM and checks it exits 0 within 15s
+# (docs/lifecycle.md#graceful-stop); SIGKILL after that. Returns non-zero
+# when the stop was not clean.
 stop_server() {
     [[ -n $server_pid ]] || return 0
     local pid=$server_pid status=0
@@ -111,7 +112,7 @@ stop_server() {
     fi
     wait "$pid" 2>/dev/null || status=$?
     if ((status != 0)); then
-        server_failed "exited with status $status after SIGTERM (SPEC §4 wants 0)"
+        server_failed "exited with status $status after SIGTERM (a graceful stop exits 0: docs/lifecycle.md)"
         return 1
     fi
 }

@@ -1,4 +1,5 @@
-//! The process lifecycle (SPEC §4): start, serve, stop on a signal.
+//! The process lifecycle (`docs/lifecycle.md`): start, serve, stop on a
+//! signal.
 //!
 //! Start: bind both listeners (a failure is a one-line error, exit 1), start
 //! accepting, report ready, log one line with the address, version and

@@ -1,4 +1,5 @@
-//! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`] (SPEC §3).
+//! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`]
+//! (`docs/command-line.md#server-flags`).
 //!
 //! Every setting is read from `--name value` (or `--name=value`), else from
 //! the variable `PACKAGE_INDEXER_<NAME>`, else from its default, by

@@ -1,7 +1,7 @@
 //! One small command-line parser for the server and its tools.
 //!
 //! A [`CommandLine`] is a table of [`Flag`]s, and its rules are the server's
-//! (SPEC §3) for every program:
+//! (`docs/command-line.md#how-flags-are-read`) for every program:
 //!
 //! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
 //!   a flag given a one-letter short form ([`Flag::short`]) is also

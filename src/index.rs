@@ -1,4 +1,5 @@
-//! The dependency graph (SPEC §2 semantics): no I/O, no locks.
+//! The dependency graph, with the semantics of `docs/protocol.md#answers`:
+//! no I/O, no locks.
 //!
 //! Laid out for millions of packages:
 //! - every indexed name is interned to a `u32` id; the bytes of all names

@@ -2,9 +2,13 @@
 //!
 //! A TCP server that keeps a consistent index of packages and their
 //! dependencies for many concurrent clients, and the operator tools that
-//! come with it, in one binary. Standard library only. What it promises
-//! (protocol, command line, admin HTTP and metrics, durability, lifecycle)
-//! is the contract in `../shared/SPEC.md`.
+//! come with it, in one binary. Standard library only. What it promises is
+//! the contract in the repository's `docs/` folder, one page a subject:
+//! `docs/protocol.md` (the wire protocol), `docs/command-line.md` (flags,
+//! variables, subcommands, exit statuses), `docs/admin-http.md` (admin HTTP
+//! and every metric), `docs/durability.md` (`--data-dir`, the file format,
+//! recovery), `docs/lifecycle.md` (start, signals, stop, limits, logs) and
+//! `docs/tools.md` (the harness, the bench, the scripts).
 //!
 //! ## Layout
 //!

@@ -29,7 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Format {
     /// `key=value` pairs, values quoted when they need it.
     Text,
-    /// One JSON object per line, every value a string.
+    /// One JSON object per line: numbers and booleans bare, other values
+    /// as strings (`docs/lifecycle.md#logs`).
     Json,
 }
 

@@ -1,4 +1,5 @@
-//! Wire protocol: bytes -> [`Request`], [`Response`] -> bytes (SPEC §2).
+//! Wire protocol: bytes -> [`Request`], [`Response`] -> bytes
+//! (`docs/protocol.md`).
 //!
 //! The parser is pure and total: every byte string maps to a request or a
 //! [`ParseError`], never a panic. Names in a request are validated into

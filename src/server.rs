@@ -85,7 +85,8 @@ pub(crate) fn fd_ceiling(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_FDS)
 }
 
-/// The per-connection limits of SPEC §3.
+/// The per-connection limits the server flags set
+/// (`docs/command-line.md#server-flags`).
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     pub max_connections: usize,

@@ -1,6 +1,8 @@
 //! The admin port under a client holding stalled request heads and renewing
 //! them: health probes are still answered within a second, through the
 //! admin server alone and through the real binary.
+//!
+//! The rules: `docs/admin-http.md#limits-and-timeouts`.
 
 mod common;
 

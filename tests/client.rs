@@ -1,5 +1,7 @@
 //! `package-indexer client`, through the real binary: lines from the
 //! arguments, from a pipe and from a terminal; its exit statuses.
+//!
+//! The rules: `docs/command-line.md#client`.
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! The protocol listener under floods, through the real binary: the listen
 //! backlog (and what waits in it at a stop), the file descriptors kept from
 //! protocol connections, and TCP keepalive on every protocol connection.
+//!
+//! The rules: `docs/lifecycle.md#connections-and-their-limits` and
+//! `docs/lifecycle.md#the-listen-backlog-at-a-stop`.
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `--data-dir` end to end with the real binary: acknowledged changes
 //! survive `kill -9`, refused ones never appear, damage refuses to start,
 //! and compaction keeps the directory small.
+//!
+//! The rules: `docs/durability.md`.
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The durable store seen from outside, through the same calls the server
 //! makes: what a start makes of a data directory damaged byte by byte, and
 //! what a stop in the middle of a compaction leaves.
+//!
+//! The rules: `docs/durability.md#recovery-at-start`.
 
 mod common;
 

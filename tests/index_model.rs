@@ -1,6 +1,8 @@
 //! Model test: random command sequences run against the real index and a
 //! deliberately naive reference; answers and invariants must agree after
 //! every step.
+//!
+//! The rules: `docs/protocol.md#answers`.
 
 use package_indexer::PackageName;
 use package_indexer::Response;

@@ -1,6 +1,10 @@
 //! The operator's view into a running server, through the real binary:
 //! `/v1/packages/NAME` and `show`, `/v1/export` and `export`.
 //!
+//! The rules: `docs/admin-http.md#v1packagesname`,
+//! `docs/admin-http.md#v1export`, `docs/command-line.md#show` and
+//! `docs/command-line.md#export`.
+//!
 //! The JSON is also read by `jq`, a parser that is not the project's own;
 //! without `jq` that check fails under `PACKAGE_INDEXER_REQUIRE_TOOLS=1`
 //! (as `.ci/run` sets) and prints a SKIP line otherwise.

@@ -1,6 +1,8 @@
 //! The real binary as an operator runs it: start line, signals (stopping
 //! and stray ones), exit statuses, admin endpoints, log formats and the
 //! healthcheck subcommand.
+//!
+//! The rules: `docs/lifecycle.md` and `docs/command-line.md#exit-statuses`.
 
 mod common;
 

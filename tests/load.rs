@@ -1,6 +1,8 @@
 //! `package-indexer load`, through the real binary: the Homebrew list into
 //! a fresh server and again, what can never be indexed, stdin, refusals
 //! and dropped connections, the summary and the progress line.
+//!
+//! The rules: `docs/command-line.md#load`.
 
 mod common;
 

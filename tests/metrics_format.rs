@@ -2,6 +2,8 @@
 //! over TCP, as Prometheus would scrape it, and (when installed; on
 //! Debian/Ubuntu `apt-get install -y prometheus`) accepted by
 //! `promtool check metrics`.
+//!
+//! The series: `docs/admin-http.md#the-metrics`.
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! `package-indexer check` and `repair` through the real binary, on data
 //! directories written by the real server and then damaged.
+//!
+//! The rules: `docs/command-line.md#check` and `docs/durability.md#repair`.
 
 mod common;
 

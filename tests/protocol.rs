@@ -1,12 +1,15 @@
 //! Property tests of the wire protocol: the parser is total, and every
 //! valid request survives encode -> parse unchanged.
+//!
+//! The rules: `docs/protocol.md#request-lines`.
 
 use package_indexer::{parse_line, Command};
 use proptest::prelude::*;
 
 const NAME_BYTES: &[u8] = b"ABCXYZabcxyz0189._+-@/";
 
-/// The oracle: the contract's rule for a name, written out independently.
+/// The oracle: the contract's rule for a name
+/// (`docs/protocol.md#package-names`), written out independently.
 fn is_name(text: &str) -> bool {
     (1..=255).contains(&text.len())
         && text

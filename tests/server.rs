@@ -1,5 +1,7 @@
 //! The server over real TCP (in-process, port 0): protocol behaviour,
 //! pipelining, limits and graceful shutdown.
+//!
+//! The rules: `docs/protocol.md` and `docs/lifecycle.md#graceful-stop`.
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` sent to the whole
 //! process reach `Signals::wait` instead of killing it.
 //!
+//! The rules: `docs/lifecycle.md#signals`.
+//!
 //! The server blocks the signals at the top of `main`. A test cannot: libtest
 //! owns `main` and runs each test on a thread of its own, so a signal sent to
 //! the process could land on libtest's main thread and take the default

@@ -1,7 +1,7 @@
 //! The subcommands' HTTP client for the admin listener: one `GET`, whose
-//! answer (SPEC §5: `Content-Length`, then the connection closes) is read
-//! to its stated length, so a cut-off transfer is an error, never a short
-//! file.
+//! answer (`Content-Length`, then the connection closes:
+//! `docs/admin-http.md#answers`) is read to its stated length, so a cut-off
+//! transfer is an error, never a short file.
 
 use crate::config::DEFAULT_ADMIN_ADDR;
 use crate::flags::Flag;

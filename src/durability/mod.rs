@@ -1,6 +1,6 @@
-//! Durable state for `--data-dir` (SPEC §6): a write-ahead log with group
-//! commit, snapshots that compact it, and crash recovery, all owned by one
-//! value, [`Durable`].
+//! Durable state for `--data-dir` (`docs/durability.md`): a write-ahead log
+//! with group commit, snapshots that compact it, and crash recovery, all
+//! owned by one value, [`Durable`].
 //!
 //! The directory holds `log-<gen>.pi` and `snapshot-<gen>.pi` files.
 //! `snapshot-<g>` holds the index as it was after every change in the logs

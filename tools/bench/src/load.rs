@@ -4,8 +4,8 @@
 //! - Steady workloads (`query`, `churn`, `mixed`): every connection sends a
 //!   batch of `depth` lines, waits for their answers, and repeats until the
 //!   duration is over; each round trip's latency is recorded.
-//! - `harness`: the official harness's five steps (SPEC §8), repeated until
-//!   the duration is over, fresh connections for every step.
+//! - `harness`: the official harness's five steps (`docs/tools.md`),
+//!   repeated until the duration is over, fresh connections for every step.
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 

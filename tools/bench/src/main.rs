@@ -1,5 +1,5 @@
 //! `package-indexer-bench`: measures package-indexer against a null server
-//! (SPEC §7, issue 4).
+//! (`docs/tools.md#the-benchmark`, issue 4).
 //!
 //! The null server has the real server's thread-per-connection design but
 //! answers `OK\n` to every line without parsing or indexing: the most this

@@ -1,5 +1,6 @@
 //! `package-indexer-harness`: drives a server the way the challenge's
-//! official test harness does (SPEC §8) and says whether it held up.
+//! official test harness does (`docs/tools.md`, "How the official harness
+//! drives a server") and says whether it held up.
 //!
 //! The packages (by default the Homebrew list the official harness embeds,
 //! built in here too; another list with `--packages FILE`; or, with

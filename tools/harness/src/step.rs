@@ -81,7 +81,8 @@ impl Step {
         }
     }
 
-    /// Whether this step sometimes sends a broken message instead (SPEC §8).
+    /// Whether this step sometimes sends a broken message instead, as the
+    /// official harness's index step does.
     fn is_unlucky(self) -> bool {
         self == Step::Index
     }

@@ -3,6 +3,8 @@
 //! (its default), on the same list read from `data/`, on generated graphs,
 //! and with a data directory. The server runs in this test process,
 //! started through the library as the binary starts it.
+//!
+//! The harness: `docs/tools.md#the-harness`.
 
 use package_indexer::Metrics;
 use package_indexer::Store;

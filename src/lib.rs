@@ -23,7 +23,7 @@
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
 //! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
-//! | `admin.rs` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop: health, readiness, metrics, the `/v1` inspection and export (on worker threads) |
+//! | `admin/` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop (`event_loop.rs`) over request lines (`request.rs`) and routes (`routes.rs`): health, readiness, metrics, the `/v1` inspection and export (on worker threads, `workers.rs`) |
 //! | `json.rs` | just enough JSON: strings written for the admin API, documents read by the tools |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
 //! | `app.rs` | the server's life: start, serve, stop on a signal or a failure |

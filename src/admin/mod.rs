@@ -87,9 +87,10 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// Time a client has, from its accept, to send its whole request head and
-/// receive its answer (SPEC §5).
+/// receive its answer (`docs/admin-http.md#limits-and-timeouts`).
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// Largest request head accepted, its closing blank line included (SPEC §5).
+/// Largest request head accepted, its closing blank line included
+/// (`docs/admin-http.md#limits-and-timeouts`).
 pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Admin connections pending at once; a newcomer beyond it closes the
 /// oldest. Each holds one file descriptor.

@@ -2,7 +2,7 @@
 //! subcommands ([`crate::commands`]), chosen by the first argument.
 
 use crate::config::{self, Invocation};
-use crate::flags::UsageError;
+use crate::flags;
 use crate::metrics::Metrics;
 use crate::{app, commands, log, sys};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// Runs the `package-indexer` binary with the process's arguments and
 /// environment; returns its exit status.
 pub fn main() -> ExitCode {
-    let mut args = match utf8_args() {
+    let mut args = match flags::utf8_args() {
         Ok(args) => args,
         Err(error) => return error.report("package-indexer"),
     };
@@ -22,18 +22,6 @@ pub fn main() -> ExitCode {
     serve(args)
 }
 
-/// The arguments after the program name, which must be UTF-8 (`env::args`
-/// would panic on one that is not).
-fn utf8_args() -> Result<Vec<String>, UsageError> {
-    std::env::args_os()
-        .skip(1)
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
-        })
-        .collect()
-}
-
 /// The server.
 fn serve(args: Vec<String>) -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
@@ -42,7 +30,7 @@ fn serve(args: Vec<String>) -> ExitCode {
     let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());
-    let config = match config::parse(args, |name| std::env::var(name).ok()) {
+    let config = match config::parse(args, flags::process_variable) {
         Ok(Invocation::Serve(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", config::help());

@@ -119,7 +119,7 @@ pub(crate) fn unknown_variables(variables: impl IntoIterator<Item = String>) -> 
     let prefix = COMMAND_LINE.env_prefix.unwrap_or_default();
     let known: Vec<String> = FLAGS
         .iter()
-        .filter_map(|flag| COMMAND_LINE.env_var(flag.name))
+        .filter_map(|flag| COMMAND_LINE.variable_of(flag))
         .collect();
     let mut unknown: Vec<String> = variables
         .into_iter()
@@ -149,7 +149,7 @@ const MAX_LISTEN_BACKLOG: u32 = 1 << 20;
 /// Parses the server's arguments (those after the program name).
 pub fn parse(
     args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
+    env: impl Fn(&str) -> Result<Option<String>, UsageError>,
 ) -> Result<Invocation, UsageError> {
     match COMMAND_LINE.parse(args, env)? {
         Parsed::Run(values) => Config::from_values(&values).map(Invocation::Serve),
@@ -228,7 +228,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        parse(args.iter().map(|a| a.to_string()), |k| env.get(k).cloned())
+        parse(args.iter().map(|a| a.to_string()), |k| {
+            Ok(env.get(k).cloned())
+        })
     }
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
@@ -367,7 +369,7 @@ mod tests {
         assert!(help.contains("  healthcheck "), "{help}");
         for flag in FLAGS {
             assert!(help.contains(&format!("--{}", flag.name)));
-            let var = COMMAND_LINE.env_var(flag.name).unwrap();
+            let var = COMMAND_LINE.variable_of(flag).unwrap();
             assert!(help.contains(&var));
         }
     }

@@ -12,8 +12,11 @@
 //! - `-h`/`--help` and `-V`/`--version` end parsing and are reported;
 //! - an unknown flag, a missing value, a stray argument or a bad value is a
 //!   one-line [`UsageError`], and the program exits 2;
-//! - with an `env_prefix`, every flag is also read from the variable
-//!   `<PREFIX><NAME>` (upper case, `-` as `_`); a flag beats its variable;
+//! - with an `env_prefix`, every flag (but those [`Flag::without_variable`])
+//!   is also read from the variable `<PREFIX><NAME>` (upper case, `-` as
+//!   `_`); a flag beats its variable, and a variable that is not UTF-8 is
+//!   bad usage;
+//! - arguments must be UTF-8 ([`utf8_args`]);
 //! - the flags' `--help` lines, defaults included, come from the same table.
 //!
 //! Values are strings until a program asks for one through [`Values`], whose
@@ -41,6 +44,9 @@ pub struct Flag {
     pub takes_value: bool,
     /// A one-letter spelling, `-o` for `--output`; none by default.
     pub short: Option<char>,
+    /// Read from its variable too, when the command line has an
+    /// `env_prefix`; true by default.
+    pub from_variable: bool,
 }
 
 impl Flag {
@@ -52,6 +58,7 @@ impl Flag {
             help,
             takes_value: true,
             short: None,
+            from_variable: true,
         }
     }
 
@@ -63,6 +70,16 @@ impl Flag {
             help,
             takes_value: false,
             short: None,
+            from_variable: true,
+        }
+    }
+
+    /// The same flag, read from the command line alone: for a tool's flag
+    /// that a variable meant for the server must not set (`--output`).
+    pub const fn without_variable(self) -> Flag {
+        Flag {
+            from_variable: false,
+            ..self
         }
     }
 
@@ -148,11 +165,11 @@ impl UsageError {
 /// 0, reports a usage error and exits 2, or hands the settings to `run`.
 pub fn tool_main<T>(
     program: &str,
-    parse: impl FnOnce(std::iter::Skip<std::env::Args>) -> Result<Parsed<T>, UsageError>,
+    parse: impl FnOnce(Vec<String>) -> Result<Parsed<T>, UsageError>,
     help: impl FnOnce() -> String,
     run: impl FnOnce(T) -> ExitCode,
 ) -> ExitCode {
-    match parse(std::env::args().skip(1)) {
+    match utf8_args().and_then(parse) {
         Ok(Parsed::Run(settings)) => run(settings),
         Ok(Parsed::Help) => {
             print!("{}", help());
@@ -166,20 +183,45 @@ pub fn tool_main<T>(
     }
 }
 
+/// The process's arguments after the program name, which must be UTF-8
+/// (`env::args` would panic on one that is not).
+pub fn utf8_args() -> Result<Vec<String>, UsageError> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+        })
+        .collect()
+}
+
+/// The process's variable `name` for [`CommandLine::parse`]: `None` when
+/// unset, bad usage when its value is not UTF-8 (rather than taking it as
+/// unset without a word).
+pub fn process_variable(name: &str) -> Result<Option<String>, UsageError> {
+    match std::env::var_os(name).map(std::ffi::OsString::into_string) {
+        None => Ok(None),
+        Some(Ok(value)) => Ok(Some(value)),
+        Some(Err(value)) => Err(UsageError(format!(
+            "the value {value:?} of {name} is not valid UTF-8"
+        ))),
+    }
+}
+
 impl CommandLine {
     /// Parses the arguments after the program name; `env` looks up a
-    /// variable (`std::env::var` in production, a map in tests).
+    /// variable ([`process_variable`] in production, a map in tests).
     pub fn parse(
         &self,
         args: impl IntoIterator<Item = String>,
-        env: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Result<Option<String>, UsageError>,
     ) -> Result<Parsed, UsageError> {
         let mut values = Values::defaults(self.flags);
         for (index, flag) in self.flags.iter().enumerate() {
-            let Some(variable) = self.env_var(flag.name) else {
-                break;
+            let Some(variable) = self.variable_of(flag) else {
+                continue;
             };
-            if let Some(value) = env(&variable) {
+            if let Some(value) = env(&variable)? {
                 values.values[index] = value;
                 values.variables[index] = Some(variable);
             }
@@ -271,12 +313,12 @@ impl CommandLine {
         }
     }
 
-    /// The variable that feeds `--name`, when this command line reads any.
-    pub fn env_var(&self, name: &str) -> Option<String> {
-        let prefix = self.env_prefix?;
+    /// The variable that feeds `flag`, when it is read from one.
+    pub fn variable_of(&self, flag: &Flag) -> Option<String> {
+        let prefix = self.env_prefix.filter(|_| flag.from_variable)?;
         Some(format!(
             "{prefix}{}",
-            name.to_ascii_uppercase().replace('-', "_")
+            flag.name.to_ascii_uppercase().replace('-', "_")
         ))
     }
 
@@ -297,7 +339,7 @@ impl CommandLine {
                     flag.default
                 };
                 text.push_str(&format!(" (default: {default}"));
-                if let Some(var) = self.env_var(flag.name) {
+                if let Some(var) = self.variable_of(flag) {
                     text.push_str(&format!("; env {var}"));
                 }
                 text.push(')');
@@ -456,6 +498,7 @@ mod tests {
         Flag::value("count", "10", "how many"),
         Flag::value("wait", "", "how long"),
         Flag::switch("table", "print a table"),
+        Flag::value("output", "", "where to write").without_variable(),
     ];
 
     const TOOL: CommandLine = CommandLine {
@@ -485,7 +528,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        line.parse(strings(args), |k| env.get(k).cloned())
+        line.parse(strings(args), |k| Ok(env.get(k).cloned()))
     }
 
     fn values(line: &CommandLine, args: &[&str], env: &[(&str, &str)]) -> Values {
@@ -523,11 +566,32 @@ mod tests {
         assert_eq!(server.get("count"), "5");
         let tool = values(&TOOL, &[], &env);
         assert_eq!(tool.get("count"), "10");
+        let max_line_bytes = Flag::value("max-line-bytes", "", "");
         assert_eq!(
-            SERVER.env_var("max-line-bytes").as_deref(),
+            SERVER.variable_of(&max_line_bytes).as_deref(),
             Some("TEST_MAX_LINE_BYTES")
         );
-        assert_eq!(TOOL.env_var("count"), None);
+        assert_eq!(TOOL.variable_of(&max_line_bytes), None);
+    }
+
+    #[test]
+    fn a_flag_without_variable_is_read_from_the_command_line_alone() {
+        let env = [("TEST_OUTPUT", "/tmp/x")];
+        assert_eq!(values(&SERVER, &[], &env).get("output"), "");
+        let output = Flag::value("output", "", "").without_variable();
+        assert_eq!(SERVER.variable_of(&output), None);
+        assert!(!SERVER.help().contains("TEST_OUTPUT"));
+        assert!(SERVER.help().contains("TEST_COUNT"));
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_bad_usage() {
+        let refused = SERVER
+            .parse(strings(&[]), |name| {
+                Err(UsageError(format!("{name} is not valid UTF-8")))
+            })
+            .unwrap_err();
+        assert_eq!(refused.0, "TEST_ADDR is not valid UTF-8");
     }
 
     #[test]
@@ -605,6 +669,7 @@ mod tests {
              \x20 --count              how many (default: 10; env TEST_COUNT)\n\
              \x20 --wait               how long (default: none; env TEST_WAIT)\n\
              \x20 --table              print a table\n\
+             \x20 --output             where to write (default: none)\n\
              \x20 --help, --version\n"
         );
         assert!(TOOL

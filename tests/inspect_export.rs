@@ -12,7 +12,8 @@
 mod common;
 
 use common::{
-    external_tool, http_answer, index_list, run_binary, run_to_end, Client, ServerProcess, TempDir,
+    external_tool, http_answer, index_list, run_binary, run_binary_with, run_to_end, Client,
+    ServerProcess, TempDir,
 };
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -234,10 +235,17 @@ fn the_homebrew_list_exported_and_loaded_again_exports_the_same_bytes() {
     let second = export_to_file(&second_server, &files.path().join("second.txt"));
     assert!(first == second, "the second export differs from the first");
 
-    // Standard output gets the same bytes.
-    let output = run_binary(&["export", "--admin-addr", &admin(&second_server)]);
+    // Standard output gets the same bytes, whatever a variable named after
+    // `--output` says: only the server's flags come from variables.
+    let ignored = files.path().join("from-a-variable.txt");
+    let output = run_binary_with(
+        &["export", "--admin-addr", &admin(&second_server)],
+        b"",
+        &[("PACKAGE_INDEXER_OUTPUT", ignored.to_str().unwrap())],
+    );
     assert!(output.status.success());
     assert!(output.stdout == second.as_bytes());
+    assert!(!ignored.exists());
 }
 
 #[test]

@@ -335,6 +335,35 @@ fn bad_usage_exits_2_with_one_line() {
 }
 
 #[test]
+fn arguments_and_variables_that_are_not_utf8_are_bad_usage() {
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"127.0.0.1:\xff");
+    let cases: [(&[&str], Option<&str>); 4] = [
+        (&["--addr"], None),
+        (&["client", "--addr"], None),
+        (&[], Some("PACKAGE_INDEXER_ADDR")),
+        (&["client"], Some("PACKAGE_INDEXER_ADDR")),
+    ];
+    for (args, variable) in cases {
+        let mut command = Command::new(BINARY);
+        command.args(args).stdin(Stdio::null());
+        match variable {
+            Some(name) => command.env(name, not_utf8),
+            None => command.arg(not_utf8),
+        };
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} {variable:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    }
+}
+
+#[test]
 fn help_and_version() {
     let out = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(out.status.success());
@@ -427,7 +456,7 @@ fn admin_paths_and_statuses() {
 }
 
 #[test]
-fn healthcheck_exits_0_when_ready_and_1_otherwise() {
+fn healthcheck_exits_0_when_ready_1_otherwise_and_2_on_bad_usage() {
     let server = ServerProcess::start(&[]);
     let admin = server.admin_addr.unwrap().to_string();
     let status = Command::new(BINARY)
@@ -442,4 +471,9 @@ fn healthcheck_exits_0_when_ready_and_1_otherwise() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+    let out = Command::new(BINARY)
+        .args(["healthcheck", "--admin-addr", "no-port"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad usage, not a failed probe");
 }

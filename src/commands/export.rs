@@ -39,7 +39,8 @@ Content-Length, the file cannot be written); 2 for bad usage.
                 "",
                 "write to FILE (through FILE.tmp, synced, then renamed); none: standard output",
             )
-            .short('o'),
+            .short('o')
+            .without_variable(),
         ],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,

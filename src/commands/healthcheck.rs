@@ -1,6 +1,6 @@
 //! `package-indexer healthcheck`: asks the admin listener's `/readyz`, so a
 //! container needs no HTTP client of its own. Exit 0 when ready, 1 when not
-//! (or unreachable).
+//! (or unreachable), 2 for bad usage.
 
 use super::{http, Subcommand};
 use crate::flags::{CommandLine, Operands, Values};
@@ -21,17 +21,22 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     run,
 };
 
+const PROGRAM: &str = "package-indexer healthcheck";
+
 fn run(values: &Values) -> ExitCode {
-    let admin_addr = values.get("admin-addr");
-    match http::get(admin_addr, "/readyz", PROBE_TIMEOUT) {
+    let admin_addr = match values.address("admin-addr") {
+        Ok(addr) => addr,
+        Err(error) => return error.report(PROGRAM),
+    };
+    match http::get(&admin_addr, "/readyz", PROBE_TIMEOUT) {
         Ok(answer) if answer.status == 200 => ExitCode::SUCCESS,
         Ok(answer) => {
             let status = answer.status_line;
-            eprintln!("package-indexer healthcheck: {admin_addr} answered '{status}'");
+            eprintln!("{PROGRAM}: {admin_addr} answered '{status}'");
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("package-indexer healthcheck: {admin_addr}: {err}");
+            eprintln!("{PROGRAM}: {admin_addr}: {err}");
             ExitCode::FAILURE
         }
     }

@@ -73,7 +73,8 @@ unreachable or gone midway); 2 for bad usage.
                 "index a dependency that has no line and is not on the server as a package \
                  without dependencies (as the harness reads the Homebrew list), instead of \
                  skipping what needs it",
-            ),
+            )
+            .without_variable(),
         ],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,

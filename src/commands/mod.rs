@@ -64,8 +64,10 @@ impl Subcommand {
     /// Parses `args` (those after the subcommand's name) and runs it; help,
     /// version and bad usage are answered here.
     pub(crate) fn run(&self, args: Vec<String>) -> ExitCode {
-        let env = |name: &str| std::env::var(name).ok();
-        match self.command_line.parse(args, env) {
+        match self
+            .command_line
+            .parse(args, crate::flags::process_variable)
+        {
             Ok(Parsed::Run(values)) => (self.run)(&values),
             Ok(Parsed::Help) => {
                 print!("{}", self.help());

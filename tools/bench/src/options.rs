@@ -116,7 +116,7 @@ Flags (`--name value` or `--name=value`):
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
     COMMAND_LINE
-        .parse(args, |_| None)?
+        .parse(args, |_| Ok(None))?
         .try_map(|values| Options::from_values(&values))
 }
 

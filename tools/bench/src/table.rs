@@ -653,7 +653,10 @@ fn machine() -> String {
 
 fn markdown(options: &Options, rows: &[Row]) -> String {
     let mut out = String::new();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     let _ = writeln!(out, "Command: `package-indexer-bench {}`", args.join(" "));
     let _ = writeln!(
         out,

@@ -74,7 +74,7 @@ pub(crate) struct Options {
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed<Options>, UsageError> {
     COMMAND_LINE
-        .parse(args, |_| None)?
+        .parse(args, |_| Ok(None))?
         .try_map(|values| Options::from_values(&values))
 }
 

@@ -91,7 +91,7 @@ impl Drop for TestServer {
 
 /// The limits the server binary runs with when given no flags.
 fn default_limits() -> ConnectionLimits {
-    match parse_command_line(Vec::new(), |_| None) {
+    match parse_command_line(Vec::new(), |_| Ok(None)) {
         Ok(Invocation::Serve(config)) => ConnectionLimits::from(&config),
         other => panic!("no default configuration: {other:?}"),
     }
@@ -159,4 +159,18 @@ fn passes_against_a_durable_server() {
         server.store.log_stats().is_some(),
         "a data directory is in use"
     );
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_bad_usage() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(HARNESS)
+        .arg("--host")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
 }

@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{http, ServerProcess, StalledHeads, BINARY};
+use common::{http, ServerProcess, StalledHeads};
 use package_indexer::{AdminServer, AdminState};
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
@@ -69,7 +68,7 @@ fn two_hundred_stalled_heads_do_not_stop_the_binary_s_health_probes() {
     let flood = StalledHeads::hold(admin, STALLED);
     assert_probes_answer_in_time(admin, "/healthz", (200, "ok\n"));
     assert_probes_answer_in_time(admin, "/readyz", (200, "ready\n"));
-    let status = Command::new(BINARY)
+    let status = common::binary_command()
         .args(["healthcheck", "--admin-addr", &admin.to_string()])
         .status()
         .unwrap();

@@ -14,7 +14,6 @@ mod common;
 use common::{ServerProcess, TempDir};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 const STATEFULSET: &str = "kubernetes/statefulset.yaml";
 const SERVICE: &str = "kubernetes/service.yaml";
@@ -110,7 +109,7 @@ fn unit_setting(key: &str) -> String {
 }
 
 fn help_text() -> String {
-    let output = Command::new(common::BINARY).arg("--help").output().unwrap();
+    let output = common::binary_command().arg("--help").output().unwrap();
     assert!(output.status.success(), "--help failed: {output:?}");
     String::from_utf8(output.stdout).unwrap()
 }

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{Client, ServerProcess, BINARY};
+use common::{Client, ServerProcess};
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,7 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn a_misspelt_variable_is_warned_about_and_a_bad_one_named() {
-    let mut child = Command::new(BINARY)
+    let mut child = common::binary_command()
         .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
         .env("PACKAGE_INDEXER_MAX_CONECTIONS", "5")
         .stderr(Stdio::piped())
@@ -113,7 +113,7 @@ fn a_misspelt_variable_is_warned_about_and_a_bad_one_named() {
         "{first}"
     );
 
-    let out = Command::new(BINARY)
+    let out = common::binary_command()
         .env("PACKAGE_INDEXER_LOG_LEVEL", "trace")
         .output()
         .unwrap();
@@ -317,7 +317,7 @@ fn bad_usage_exits_2_with_one_line() {
         &["--bogus"],
         &["--addr"],
     ] {
-        let out = Command::new(BINARY)
+        let out = common::binary_command()
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -327,7 +327,7 @@ fn bad_usage_exits_2_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(!stderr.contains("panicked"));
     }
-    let out = Command::new(BINARY)
+    let out = common::binary_command()
         .env("PACKAGE_INDEXER_IDLE_TIMEOUT", "forever")
         .output()
         .unwrap();
@@ -345,7 +345,7 @@ fn arguments_and_variables_that_are_not_utf8_are_bad_usage() {
         (&["client"], Some("PACKAGE_INDEXER_ADDR")),
     ];
     for (args, variable) in cases {
-        let mut command = Command::new(BINARY);
+        let mut command = common::binary_command();
         command.args(args).stdin(Stdio::null());
         match variable {
             Some(name) => command.env(name, not_utf8),
@@ -365,7 +365,7 @@ fn arguments_and_variables_that_are_not_utf8_are_bad_usage() {
 
 #[test]
 fn help_and_version() {
-    let out = Command::new(BINARY).arg("--help").output().unwrap();
+    let out = common::binary_command().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -381,7 +381,7 @@ fn help_and_version() {
     // 8081: no Prometheus server or common exporter takes it (9090 is
     // Prometheus' own).
     assert!(help.contains("(default: 127.0.0.1:8081;"), "{help}");
-    let out = Command::new(BINARY).arg("--version").output().unwrap();
+    let out = common::binary_command().arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         format!("package-indexer {}", env!("CARGO_PKG_VERSION"))
@@ -390,7 +390,7 @@ fn help_and_version() {
 
 #[test]
 fn flags_read_their_environment_variables() {
-    let mut command = Command::new(BINARY);
+    let mut command = common::binary_command();
     command
         .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
         .env("PACKAGE_INDEXER_MAX_LINE_BYTES", "32")
@@ -459,19 +459,19 @@ fn admin_paths_and_statuses() {
 fn healthcheck_exits_0_when_ready_1_otherwise_and_2_on_bad_usage() {
     let server = ServerProcess::start(&[]);
     let admin = server.admin_addr.unwrap().to_string();
-    let status = Command::new(BINARY)
+    let status = common::binary_command()
         .args(["healthcheck", "--admin-addr", &admin])
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0));
     drop(server);
-    let out = Command::new(BINARY)
+    let out = common::binary_command()
         .args(["healthcheck", "--admin-addr", &admin])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
-    let out = Command::new(BINARY)
+    let out = common::binary_command()
         .args(["healthcheck", "--admin-addr", "no-port"])
         .output()
         .unwrap();

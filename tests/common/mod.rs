@@ -59,13 +59,13 @@ impl ServerProcess {
     pub(crate) fn try_start(
         args: &[&str],
     ) -> Result<ServerProcess, (Option<ExitStatus>, Vec<String>)> {
-        Self::try_start_command(Command::new(BINARY), args)
+        Self::try_start_command(binary_command(), args)
     }
 
     /// Like `start`, with the open-files limit (soft and hard) set to
     /// `limit` by the shell that `exec`s the server, so it keeps its pid.
     pub(crate) fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
-        let mut command = Command::new("sh");
+        let mut command = tool_command("sh");
         command.args(["-c", "ulimit -n \"$0\" && exec \"$@\""]);
         command.args([&limit.to_string(), BINARY]);
         Self::try_start_command(command, args).unwrap_or_else(|(status, logs)| {
@@ -87,8 +87,6 @@ impl ServerProcess {
         }
         command
             .args(args)
-            // The test suite's own switch is no setting of the server's.
-            .env_remove(REQUIRE_TOOLS)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -461,13 +459,20 @@ pub(crate) fn run_binary(args: &[&str]) -> Output {
 
 /// Like [`run_binary`], with `stdin` fed to it and the variables `env` set.
 pub(crate) fn run_binary_with(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut command = tool_command(BINARY);
+    let mut command = binary_command();
     command.args(args).envs(env.iter().copied());
     run_to_end(command, stdin)
 }
 
+/// A command for the server binary, without this process's settings (see
+/// [`tool_command`]).
+pub(crate) fn binary_command() -> Command {
+    tool_command(BINARY)
+}
+
 /// A command for `program` without the `PACKAGE_INDEXER_*` variables of
-/// this process, which would otherwise steer the tools.
+/// this process: they would steer the tools, and the suite's own switch
+/// ([`REQUIRE_TOOLS`]) would be warned about as an unknown setting.
 fn tool_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(program);
     for (name, _) in std::env::vars_os() {

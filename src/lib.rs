@@ -40,18 +40,21 @@
 //!
 //! 1. The acceptor thread ([`Server`]) accepts a connection and, below
 //!    `--max-connections`, hands it to a new named thread with a small stack.
-//! 2. That thread reads into a buffer bounded by `--max-line-bytes` and, for
-//!    each complete line, calls [`parse_line`], which validates the names
-//!    into [`PackageName`]s borrowed from the buffer.
-//! 3. [`Store::execute`] runs the request under the read lock (`QUERY`) or
-//!    the write lock (`INDEX`, `REMOVE`) against the [`Indexer`]; with
-//!    `--data-dir`, a change is appended to the log's in-memory buffer inside
-//!    the same critical section, so the log's order is the index's order.
-//! 4. The answer's bytes go to an output buffer; when the input buffer holds
+//! 2. That thread reads into a buffer bounded by `--max-line-bytes` and
+//!    parses every complete line of the read once, in batches of up to 256
+//!    lines: [`parse_line`] validates the names into [`PackageName`]s
+//!    borrowed from the buffer.
+//! 3. [`Store::execute_all`] runs the batch's requests in order, taking the
+//!    read lock (`QUERY`) or the write lock (`INDEX`, `REMOVE`) once per run
+//!    of consecutive requests of one kind; with `--data-dir`, each change is
+//!    appended to the log's in-memory buffer inside the same critical
+//!    section, so the log's order is the index's order.
+//! 4. The answers' bytes go to an output buffer; when the input buffer holds
 //!    no further complete line, the thread waits until the log covers the
 //!    batch's changes (one `fdatasync` serves every waiting writer), then
 //!    sends every answer of the batch with one write.
-//! 5. [`Metrics`] counts the request and its latency with relaxed atomics.
+//! 5. [`Metrics`] counts the batch's requests and their latency with a few
+//!    relaxed atomic additions per batch.
 
 mod admin;
 mod app;

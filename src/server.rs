@@ -25,9 +25,9 @@
 
 use crate::config::Config;
 use crate::log;
-use crate::metrics::{Metrics, RejectReason};
-use crate::protocol::{self, Response};
-use crate::store::{LogPosition, Store};
+use crate::metrics::{Metrics, RejectReason, RequestTally};
+use crate::protocol::{self, Command, Request, Response};
+use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -54,6 +54,10 @@ const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 /// Read buffer a connection starts with; it grows up to `--max-line-bytes`
 /// only for a long line and shrinks back once that line is done.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Most lines parsed and executed in one pass: the requests of a batch are
+/// held until its answers are written, so this bounds that memory, and it
+/// is the longest run of requests under one hold of the index lock.
+const BATCH_LINES: usize = MAX_RUN;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
@@ -489,6 +493,26 @@ fn is_out_of_resources(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
+/// A line of a batch that did not parse: it is answered `ERROR` after the
+/// first `requests_before` requests of its batch.
+struct Malformed {
+    requests_before: usize,
+    /// The command, when the line named a valid one (for the metrics).
+    command: Option<Command>,
+}
+
+/// `spare`, emptied, as a vector for requests borrowed from anywhere: the
+/// requests of a batch borrow the read buffer, which the next read
+/// overwrites, so the vector lives on between batches only empty. (Collecting
+/// an emptied vector's iterator into one of a same-sized type reuses its
+/// allocation.)
+// `filter` cannot do it: the point is the item type's new lifetime.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(mut spare: Vec<Request<'_>>) -> Vec<Request<'b>> {
+    spare.clear();
+    spare.into_iter().filter_map(|_| None).collect()
+}
+
 /// One client's session.
 struct Connection<'a> {
     shared: &'a Shared,
@@ -500,6 +524,13 @@ struct Connection<'a> {
     end: usize,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
+    /// The batch being answered: its requests (empty between batches, kept
+    /// for the allocation), its lines that did not parse, what the store
+    /// did for each request, and the counts for the metrics.
+    requests: Vec<Request<'static>>,
+    malformed: Vec<Malformed>,
+    executed: Vec<Executed>,
+    tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
     wait_for: LogPosition,
@@ -528,6 +559,10 @@ impl<'a> Connection<'a> {
             start: 0,
             end: 0,
             discarding: false,
+            requests: Vec::new(),
+            malformed: Vec::new(),
+            executed: Vec::new(),
+            tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
             known_durable: LogPosition::default(),
@@ -554,41 +589,100 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Answers every complete line in the buffer; returns when the last
-    /// one was done, if there was one.
-    ///
-    /// One clock reading per line: a line's latency runs from the end of the
-    /// previous answer in the batch (or the batch's start) to its own end.
+    /// Answers every complete line in the buffer, a batch of at most
+    /// [`BATCH_LINES`] at a time; returns when the last one was done, if
+    /// there was one.
     fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
-        let mut clock = None;
         let mut last_line = None;
-        while let Some(newline) = self.input[self.start..self.end]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let line_end = self.start + newline;
-            if self.discarding {
-                self.discarding = false;
-                last_line = Some(Instant::now());
-            } else {
-                let started = clock.unwrap_or_else(Instant::now);
-                let line = &self.input[self.start..line_end];
-                let (response, wait_for, finished) =
-                    self.shared.answer(line, self.peer.addr, started)?;
-                self.output.extend_from_slice(response.as_bytes());
-                if wait_for > self.known_durable {
-                    self.wait_for = self.wait_for.max(wait_for);
-                }
-                clock = Some(finished);
-                last_line = clock;
-            }
-            self.start = line_end + 1;
+        if self.discarding {
+            // The rest of a line already refused as too long.
+            let Some(newline) = self.input[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            else {
+                return Ok(None);
+            };
+            self.start += newline + 1;
+            self.discarding = false;
+            last_line = Some(Instant::now());
+        }
+        // The end of one batch is the start of the next, until answers are
+        // sent: two clock readings for the first batch of a read, one for
+        // each further batch.
+        let mut clock = None;
+        while self.input[self.start..self.end].contains(&b'\n') {
+            let started = clock.unwrap_or_else(Instant::now);
+            let finished = self.answer_batch(started)?;
+            last_line = Some(finished);
+            clock = Some(finished);
             if self.output.len() >= MAX_PENDING_OUTPUT {
                 self.flush()?;
                 clock = None;
             }
         }
         Ok(last_line)
+    }
+
+    /// Answers the next batch of complete lines: parses each once, runs the
+    /// requests through the store (a lock per run of same-kind commands),
+    /// appends the answers to `output` in order and publishes the batch's
+    /// metrics at once. Every request of the batch is recorded with the
+    /// batch's duration, from `started` to when its last answer was ready;
+    /// returns that moment.
+    fn answer_batch(&mut self, started: Instant) -> io::Result<Instant> {
+        let input = &self.input[..self.end];
+        let mut requests = recycle(std::mem::take(&mut self.requests));
+        let mut at = self.start;
+        let mut lines = 0;
+        while lines < BATCH_LINES {
+            let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            match protocol::parse_line(&input[at..at + newline]) {
+                Ok(request) => requests.push(request),
+                Err(err) => {
+                    log::debug(
+                        "malformed request",
+                        &[("peer", &self.peer.addr), ("reason", &err)],
+                    );
+                    self.malformed.push(Malformed {
+                        requests_before: requests.len(),
+                        command: err.command,
+                    });
+                }
+            }
+            at += newline + 1;
+            lines += 1;
+        }
+        self.shared
+            .store
+            .execute_all(&requests, &mut self.executed)?;
+        let mut malformed = self.malformed.iter().peekable();
+        for (position, (request, executed)) in requests.iter().zip(&self.executed).enumerate() {
+            while let Some(line) = malformed.next_if(|line| line.requests_before == position) {
+                self.output.extend_from_slice(Response::Error.as_bytes());
+                self.tally.count(line.command, Response::Error);
+            }
+            let response = executed.outcome.response();
+            self.output.extend_from_slice(response.as_bytes());
+            self.tally.count(Some(request.command), response);
+            if executed.wait_for > self.known_durable {
+                self.wait_for = self.wait_for.max(executed.wait_for);
+            }
+        }
+        for line in malformed {
+            self.output.extend_from_slice(Response::Error.as_bytes());
+            self.tally.count(line.command, Response::Error);
+        }
+        let finished = Instant::now();
+        self.shared
+            .metrics
+            .record_batch(&mut self.tally, finished - started);
+        self.malformed.clear();
+        self.executed.clear();
+        self.requests = recycle(requests);
+        self.start = at;
+        Ok(finished)
     }
 
     /// Sends the answers waiting in `output`, once the log covers every
@@ -738,32 +832,5 @@ impl<'a> Connection<'a> {
             Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
-    }
-}
-
-impl Shared {
-    /// Parses and executes one line, recording its metrics; returns the
-    /// answer, the log position it must wait for, and when it was done.
-    fn answer(
-        &self,
-        line: &[u8],
-        peer: SocketAddr,
-        started: Instant,
-    ) -> io::Result<(Response, LogPosition, Instant)> {
-        let (command, response, wait_for) = match protocol::parse_line(line) {
-            Ok(request) => {
-                let executed = self.store.execute(&request)?;
-                let response = executed.outcome.response();
-                (Some(request.command), response, executed.wait_for)
-            }
-            Err(err) => {
-                log::debug("malformed request", &[("peer", &peer), ("reason", &err)]);
-                (err.command, Response::Error, LogPosition::default())
-            }
-        };
-        let finished = Instant::now();
-        self.metrics
-            .record_request(command, response, finished - started);
-        Ok((response, wait_for, finished))
     }
 }

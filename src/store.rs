@@ -19,6 +19,12 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLockReadGuard};
 
+/// The most requests one hold of the index lock runs (see
+/// [`Store::execute_all`]): long enough that taking the lock is a small part
+/// of a run, short enough that another connection waits at most a fraction
+/// of a millisecond for it.
+pub(crate) const MAX_RUN: usize = 256;
+
 /// The index shared by all connection threads, and its durable side.
 #[derive(Clone, Default)]
 pub struct Store {
@@ -65,35 +71,103 @@ impl Store {
     /// Runs one request as one atomic step. Fails only when the log has
     /// failed: then the request must not be answered.
     pub fn execute(&self, request: &Request<'_>) -> io::Result<Executed> {
+        let mut executed = Vec::with_capacity(1);
+        self.execute_all(std::slice::from_ref(request), &mut executed)?;
+        executed
+            .pop()
+            .ok_or_else(|| io::Error::other("a request ran without a result"))
+    }
+
+    /// Runs `requests` in order, each as one atomic step, and appends what
+    /// each did to `executed`. Consecutive requests that take the same lock
+    /// run under one hold of it, at most `MAX_RUN` (256) of them, so a batch of
+    /// input costs a lock per run rather than per request while no other
+    /// connection waits longer than one run. Fails only when the log has
+    /// failed: then none of the answers may be sent.
+    ///
+    /// This is the seam for batched index work: a run hands the index a
+    /// slice of requests of one kind.
+    pub fn execute_all(
+        &self,
+        requests: &[Request<'_>],
+        executed: &mut Vec<Executed>,
+    ) -> io::Result<()> {
+        // Room for every result before any lock is taken.
+        executed.reserve(requests.len());
+        let mut rest = requests;
+        while let Some(first) = rest.first() {
+            let changes = changes_index(first.command);
+            let len = rest
+                .iter()
+                .take(MAX_RUN)
+                .position(|request| changes_index(request.command) != changes)
+                .unwrap_or(rest.len().min(MAX_RUN));
+            let (run, after) = rest.split_at(len);
+            if changes {
+                self.run_changes(run, executed)?;
+            } else {
+                self.run_queries(run, executed);
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// A run of queries under one read lock. Each answer waits for the
+    /// newest change the lock let through.
+    fn run_queries(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) {
+        let index = self.index.read();
+        let wait_for = LogPosition(
+            self.durable
+                .as_deref()
+                .map(Durable::last_appended)
+                .unwrap_or_default(),
+        );
+        executed.extend(run.iter().map(|request| Executed {
+            outcome: index.query(request.package),
+            wait_for,
+        }));
+    }
+
+    /// A run of changes under one write lock, each logged right after it is
+    /// made (the log's buffer is taken once, at the run's first change).
+    fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
+        let mut index = self.index.write();
         let durable = self.durable.as_deref();
-        let package = request.package;
-        let (outcome, wait_for) = match request.command {
-            Command::Query => {
-                let index = self.index.read();
-                let outcome = index.query(package);
-                (outcome, durable.map(Durable::last_appended))
-            }
-            Command::Index => {
-                let dependencies = request.dependencies;
-                let mut index = self.index.write();
-                let outcome = index.index(package, dependencies.iter());
-                let change = Change::Index {
-                    package,
-                    dependencies,
-                };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
-            Command::Remove => {
-                let mut index = self.index.write();
-                let outcome = index.remove(package);
-                let change = Change::Remove { package };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
-        };
-        Ok(Executed {
-            outcome,
-            wait_for: LogPosition(wait_for.unwrap_or_default()),
-        })
+        let mut log = None;
+        for request in run {
+            let package = request.package;
+            let (outcome, change) = match request.command {
+                Command::Index => {
+                    let dependencies = request.dependencies;
+                    let outcome = index.index(package, dependencies.iter());
+                    let change = Change::Index {
+                        package,
+                        dependencies,
+                    };
+                    (outcome, Some(change))
+                }
+                Command::Remove => (index.remove(package), Some(Change::Remove { package })),
+                // Not sent here by `execute_all`; right under any lock.
+                Command::Query => (index.query(package), None),
+            };
+            let wait_for = match (durable, change) {
+                (None, _) => Seq::default(),
+                (Some(durable), Some(change)) if outcome.changed() => {
+                    let log = match &mut log {
+                        Some(log) => log,
+                        None => log.insert(durable.appender()?),
+                    };
+                    log.append(&change)?
+                }
+                (Some(durable), _) => durable.last_appended(),
+            };
+            executed.push(Executed {
+                outcome,
+                wait_for: LogPosition(wait_for),
+            });
+        }
+        Ok(())
     }
 
     /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
@@ -129,19 +203,7 @@ impl Store {
     }
 }
 
-/// Logs `change` if `outcome` changed the index; returns the newest logged
-/// position. Called with the write lock held.
-fn log_if_changed(
-    durable: Option<&Durable>,
-    outcome: Outcome,
-    change: &Change<'_>,
-) -> io::Result<Option<Seq>> {
-    let Some(durable) = durable else {
-        return Ok(None);
-    };
-    if outcome.changed() {
-        durable.append(change).map(Some)
-    } else {
-        Ok(Some(durable.last_appended()))
-    }
+/// Whether `command` takes the write lock.
+fn changes_index(command: Command) -> bool {
+    command != Command::Query
 }

@@ -15,7 +15,7 @@
 //!    a new index ([`recovery`] refuses damage and missing files, and cuts a
 //!    torn last record after saving it), continues the newest log
 //!    ([`wal`]) and starts the [`compactor`] thread.
-//! 2. The store calls [`Durable::append`] under the index write lock and
+//! 2. The store logs changes through [`Durable::appender`] under the index write lock and
 //!    [`Durable::wait_durable`] after releasing it, before answering `OK`.
 //!    A wait that fails means the disk failed: that answer is never sent,
 //!    and the failure reaches the owner's observer once ([`DurabilityEvent::Failed`]).
@@ -56,7 +56,7 @@ use std::time::Duration;
 use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
-pub(crate) use self::wal::{LogStats, Wal};
+pub(crate) use self::wal::{Appender, LogStats, Wal};
 pub(crate) use files::Kind;
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
@@ -164,10 +164,11 @@ impl Durable {
         Ok((index, durable, loaded))
     }
 
-    /// Logs `change`; call it under the index write lock, right after
-    /// making the change, and wait after releasing the lock.
-    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
-        self.wal.append(change)
+    /// Takes the log's buffer for a run of changes: log each one with
+    /// [`Appender::append`] under the index write lock, right after making
+    /// it, and wait after releasing the lock.
+    pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
+        self.wal.appender()
     }
 
     /// The position of the newest change: what a reader must wait for to

@@ -125,6 +125,25 @@ struct Writer {
     spare: Vec<u8>,
 }
 
+/// Appends to the log with its buffer locked (see [`Wal::appender`]).
+pub(crate) struct Appender<'a> {
+    wal: &'a Wal,
+    pending: MutexGuard<'a, Pending>,
+}
+
+impl Appender<'_> {
+    /// [`Wal::append`] under the held lock.
+    pub(crate) fn append(&mut self, change: &Change<'_>) -> io::Result<Seq> {
+        let pending = &mut *self.pending;
+        let before = pending.buffer.len();
+        record::encode_change(&mut pending.buffer, change)?;
+        pending.log_bytes += (pending.buffer.len() - before) as u64;
+        let seq = self.wal.appended.load(Ordering::Relaxed) + 1;
+        self.wal.appended.store(seq, Ordering::Relaxed);
+        Ok(Seq(seq))
+    }
+}
+
 /// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
 pub(crate) struct NextWalFile<'a> {
     /// The log receiving appends now, locked until the switch.
@@ -282,15 +301,18 @@ impl Wal {
     /// holding the index write lock, right after making the change; wait for
     /// durability after releasing the lock. Fails for names outside 1..=255
     /// bytes, and once the log has failed or closed.
+    #[cfg(test)]
     pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
-        let mut pending = lock(&self.pending);
+        self.appender()?.append(change)
+    }
+
+    /// Holds the buffer of appends for a run of changes made under one hold
+    /// of the index write lock, so the run takes this lock once. Fails once
+    /// the log has failed or closed.
+    pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
+        let pending = lock(&self.pending);
         self.check_alive()?;
-        let before = pending.buffer.len();
-        record::encode_change(&mut pending.buffer, change)?;
-        pending.log_bytes += (pending.buffer.len() - before) as u64;
-        let seq = self.appended.load(Ordering::Relaxed) + 1;
-        self.appended.store(seq, Ordering::Relaxed);
-        Ok(Seq(seq))
+        Ok(Appender { wal: self, pending })
     }
 
     /// The error that failed (or closed) the log, if it did.

@@ -10,7 +10,12 @@
 //! Memory per connection is bounded by `--max-line-bytes` for input and by
 //! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
 //! as soon as it passes the limit and the rest of it is dropped unread
-//! into any buffer that keeps it.
+//! into any buffer that keeps it. Reads start at 4 KiB and grow to 64 KiB
+//! while they come back full (a client streaming a pipeline). A
+//! connection that has had nothing to answer for a second gives its
+//! buffers back and waits for input with none (`peek` into one byte on its
+//! stack), so an idle connection costs its thread's stack and a few small
+//! allocations of the standard library, no buffer.
 //!
 //! File descriptors: a protocol connection may never take one of the
 //! [`RESERVED_FDS`] highest descriptor numbers below the open-files limit.
@@ -51,9 +56,20 @@ struct Peer {
 /// Stack of a connection thread: the serving loop keeps its buffers on the
 /// heap, so a small stack keeps ten thousand threads cheap.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
-/// Read buffer a connection starts with; it grows up to `--max-line-bytes`
-/// only for a long line and shrinks back once that line is done.
+/// Read buffer a connection takes when input arrives; it grows up to
+/// `--max-line-bytes` for a long line, and up to [`MAX_READ_BUFFER`] while
+/// reads come back full, and shrinks back once neither holds.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// How long a connection with nothing to answer keeps its buffers while it
+/// waits for input before it gives them back. Freeing them after every
+/// answer would cost a system call (the wait without a buffer) and an
+/// allocation per request to a client that sends one request at a time;
+/// keeping them costs the memory only for connections that were busy in the
+/// last second.
+const LINGER: Duration = Duration::from_secs(1);
+/// The largest buffer reads grow to while they come back full (and no
+/// larger than `--max-line-bytes`, so a complete line never exceeds it).
+const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Most lines parsed and executed in one pass: the requests of a batch are
 /// held until its answers are written, so this bounds that memory, and it
 /// is the longest run of requests under one hold of the index lock.
@@ -522,6 +538,8 @@ struct Connection<'a> {
     /// Unprocessed input is `input[start..end]`.
     start: usize,
     end: usize,
+    /// The last read filled the buffer: more is probably waiting.
+    filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
     /// The batch being answered: its requests (empty between batches, kept
@@ -555,9 +573,10 @@ impl<'a> Connection<'a> {
             shared,
             peer,
             stream,
-            input: vec![0; INITIAL_READ_BUFFER.min(limits.max_line_bytes)],
+            input: Vec::new(),
             start: 0,
             end: 0,
+            filled: false,
             discarding: false,
             requests: Vec::new(),
             malformed: Vec::new(),
@@ -760,36 +779,73 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
-    /// Moves an incomplete line to the front of the buffer, growing the
-    /// buffer for a long line and shrinking it back once none is pending.
+    /// Moves an incomplete line to the front of the buffer and sizes the
+    /// buffer for the next read: larger for a long line, or while reads
+    /// come back full (a client streaming a pipeline: fewer reads per line),
+    /// back to the initial size when they do not.
     fn keep_partial_line(&mut self) {
         let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
         self.start = 0;
         self.end = partial;
-        if partial == 0 && self.input.len() > INITIAL_READ_BUFFER {
-            self.input.truncate(INITIAL_READ_BUFFER);
+        if self.input.is_empty() {
+            return;
+        }
+        let len = self.input.len();
+        let limit = self.shared.limits.max_line_bytes;
+        let wanted = if partial == len {
+            // Below the limit, or refused already: room to grow.
+            (len * 2).min(limit)
+        } else if self.filled {
+            (len * 2).min(MAX_READ_BUFFER.max(len)).min(limit)
+        } else if partial < INITIAL_READ_BUFFER {
+            INITIAL_READ_BUFFER.min(limit)
+        } else {
+            len
+        };
+        if wanted > len {
+            self.input.resize(wanted, 0);
+        } else if wanted < len {
+            self.input.truncate(wanted);
             self.input.shrink_to_fit();
-        } else if partial == self.input.len() {
-            let grown = (self.input.len() * 2).min(self.shared.limits.max_line_bytes);
-            self.input.resize(grown, 0);
         }
     }
 
+    /// Frees the buffers of a connection that has been idle for [`LINGER`]:
+    /// it holds no memory of its own while it waits (see
+    /// [`Connection::wait_for_input`]).
+    fn release_buffers(&mut self) {
+        self.input = Vec::new();
+        self.output = Vec::new();
+        self.requests = Vec::new();
+        self.malformed = Vec::new();
+        self.executed = Vec::new();
+        self.start = 0;
+        self.end = 0;
+        self.filled = false;
+    }
+
     /// Keeps the read timeout equal to what is left of `--idle-timeout`
-    /// since the last complete line. Touches the socket only when a read
-    /// brought no complete line, which normal clients rarely cause.
+    /// since the last complete line, and no longer than [`LINGER`] while
+    /// the connection holds buffers. Touches the socket only when that
+    /// changes: when a read brought no complete line, which normal clients
+    /// rarely cause, and when a connection takes or gives back its buffers.
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
         let idle = self.shared.limits.idle_timeout;
-        let wanted = if let Some(at) = last_line {
+        let left = if let Some(at) = last_line {
             self.last_line = at;
             idle
         } else {
             idle.saturating_sub(self.last_line.elapsed())
         };
-        if wanted.is_zero() {
+        if left.is_zero() {
             return Err(io::Error::new(ErrorKind::TimedOut, "idle timeout"));
         }
+        let wanted = if self.input.is_empty() {
+            left
+        } else {
+            left.min(LINGER)
+        };
         if wanted != self.read_timeout {
             self.stream.set_read_timeout(Some(wanted))?;
             self.read_timeout = wanted;
@@ -806,15 +862,24 @@ impl<'a> Connection<'a> {
             self.peer.reading.store(true, Ordering::SeqCst);
             let result = if self.shared.stopping.load(Ordering::SeqCst) {
                 self.read_waiting_input()
+            } else if self.input.is_empty() {
+                self.wait_for_input()
             } else {
                 self.stream.read(&mut self.input[self.end..])
             };
             self.peer.reading.store(false, Ordering::SeqCst);
             match result {
                 Ok(0) => return Ok(None),
-                Ok(read) => return Ok(Some(read)),
+                Ok(read) => {
+                    self.filled = self.end + read == self.input.len();
+                    return Ok(Some(read));
+                }
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.end == 0 {
+                        // Idle for `LINGER` at least, with nothing partial.
+                        self.release_buffers();
+                    }
                     self.arm_idle_timeout(None)?;
                 }
                 Err(err) => return Err(err),
@@ -822,9 +887,29 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Waits for input with no buffer (the stack holds the one byte peeked
+    /// at), then takes a buffer and reads what arrived; 0 at end of stream.
+    fn wait_for_input(&mut self) -> io::Result<usize> {
+        let mut probe = [0u8; 1];
+        if self.stream.peek(&mut probe)? == 0 {
+            return Ok(0);
+        }
+        self.take_buffer();
+        self.stream.read(&mut self.input)
+    }
+
+    /// A buffer of the initial size for a connection that has none.
+    fn take_buffer(&mut self) {
+        if self.input.is_empty() {
+            let len = INITIAL_READ_BUFFER.min(self.shared.limits.max_line_bytes);
+            self.input = vec![0; len];
+        }
+    }
+
     /// Reads what has already arrived without waiting for more; 0 when
     /// nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
+        self.take_buffer();
         self.stream.set_nonblocking(true)?;
         let result = self.stream.read(&mut self.input[self.end..]);
         self.stream.set_nonblocking(false)?;
@@ -832,5 +917,123 @@ impl<'a> Connection<'a> {
             Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection thread's state, driven by hand: the server side of a
+    /// connection from `client`, with an idle timeout of `idle`.
+    fn connection_parts(idle: Duration) -> (Server, Arc<Peer>, TcpStream) {
+        let limits = ConnectionLimits {
+            max_connections: 10,
+            max_line_bytes: 65_536,
+            idle_timeout: idle,
+            write_timeout: Duration::from_secs(5),
+            tcp_keepalive: None,
+            fd_ceiling: None,
+        };
+        let server = Server::bind(
+            "127.0.0.1:0",
+            limits,
+            Store::default(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let client = TcpStream::connect(server.local_addr()).unwrap();
+        let (stream, addr) = server.listener.accept().unwrap();
+        let peer = Arc::new(Peer {
+            stream,
+            addr,
+            reading: AtomicBool::new(false),
+        });
+        (server, peer, client)
+    }
+
+    /// One turn of `Connection::serve`'s loop from a read; the bytes read.
+    fn answer(connection: &mut Connection<'_>) -> usize {
+        let read = connection.read().unwrap().unwrap();
+        connection.end += read;
+        let last_line = connection.answer_complete_lines().unwrap();
+        connection.flush().unwrap();
+        connection.keep_partial_line();
+        connection.arm_idle_timeout(last_line).unwrap();
+        read
+    }
+
+    fn holds_buffers(connection: &Connection<'_>) -> bool {
+        connection.input.capacity()
+            + connection.output.capacity()
+            + connection.requests.capacity()
+            + connection.executed.capacity()
+            + connection.malformed.capacity()
+            > 0
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_buffer() {
+        let (server, peer, mut client) = connection_parts(Duration::from_millis(300));
+        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        assert!(!holds_buffers(&connection), "a new connection");
+
+        client.write_all(b"INDEX|a|\nQUERY|a|\n").unwrap();
+        answer(&mut connection);
+        let mut answers = [0; 6];
+        client.read_exact(&mut answers).unwrap();
+        assert_eq!(&answers, b"OK\nOK\n");
+        assert_eq!(connection.input.len(), INITIAL_READ_BUFFER);
+
+        // Nothing more arrives: the wait ends (here with the idle timeout,
+        // shorter than `LINGER`), and the buffers are gone first.
+        let ended = connection.read().unwrap_err();
+        assert_eq!(ended.kind(), ErrorKind::TimedOut);
+        assert!(!holds_buffers(&connection), "after the wait");
+    }
+
+    #[test]
+    fn reads_grow_while_they_come_back_full_and_shrink_after() {
+        const LINES: usize = 20_000;
+        let (server, peer, client) = connection_parts(Duration::from_secs(30));
+        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        let pipeline = "QUERY|some-package|\n".repeat(LINES);
+        let sent = pipeline.len();
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            std::thread::spawn(move || client.write_all(pipeline.as_bytes()).unwrap())
+        };
+        let reader = {
+            let mut client = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut answers = vec![0; (LINES + 1) * 5];
+                client.read_exact(&mut answers).unwrap();
+                answers
+            })
+        };
+        // Reads come back full only if enough is waiting for the buffer to
+        // grow from 4 KiB to 64 KiB in steps (124 KiB).
+        let mut waiting = vec![0; (4 + 8 + 16 + 32 + 64) << 10];
+        let since = Instant::now();
+        while peer.stream.peek(&mut waiting).unwrap() < waiting.len() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the pipeline stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut largest = 0;
+        let mut read = 0;
+        while read < sent {
+            read += answer(&mut connection);
+            largest = largest.max(connection.input.len());
+        }
+        writer.join().unwrap();
+        assert_eq!(largest, MAX_READ_BUFFER);
+        (&client).write_all(b"QUERY|x|\n").unwrap();
+        answer(&mut connection);
+        assert_eq!(connection.input.len(), INITIAL_READ_BUFFER);
+        let answers = reader.join().unwrap();
+        assert!(answers.iter().all(|&b| b"FAIL\n".contains(&b)));
     }
 }

@@ -17,7 +17,7 @@
 //! | `protocol.rs` | a line -> [`Request`] ([`parse_line`]), [`Response`] -> bytes; pure, total, zero-copy |
 //! | `index.rs` | [`Indexer`], the dependency graph: interned names, compact edge lists, dependent counts; no I/O, no locks |
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
-//! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit, the compactor thread, snapshots; one owner for all of it |
+//! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit and the thread that delivers durable answers, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
 //! | `admin.rs` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop: health, readiness, metrics |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
@@ -50,9 +50,10 @@
 //!    appended to the log's in-memory buffer inside the same critical
 //!    section, so the log's order is the index's order.
 //! 4. The answers' bytes go to an output buffer; when the input buffer holds
-//!    no further complete line, the thread waits until the log covers the
-//!    batch's changes (one `fdatasync` serves every waiting writer), then
-//!    sends every answer of the batch with one write.
+//!    no further complete line, the thread sends them with one write if
+//!    the log already covers every change they could reveal. Otherwise it
+//!    hands them to the log, which delivers them once a batch covers them
+//!    (one `fdatasync` serves every connection waiting), and reads on.
 //! 5. [`Metrics`] counts the batch's requests and their latency with a few
 //!    relaxed atomic additions per batch.
 

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
 use crate::protocol::{self, Command, Request, Response};
-use crate::store::{Executed, LogPosition, Store, MAX_RUN};
+use crate::store::{Completion, Delivery, Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -49,8 +49,120 @@ struct Peer {
     /// The client's address, as `accept` gave it.
     addr: SocketAddr,
     /// True while the connection thread is (about to be) blocked in `read`
-    /// with every complete line it received already answered.
+    /// with every complete line it received already answered (or handed to
+    /// the log's completer).
     reading: AtomicBool,
+    /// `--write-timeout`, for deliveries by the log's completer.
+    write_timeout: Duration,
+    /// Answers waiting for the log to cover them, delivered by the log's
+    /// completer thread while this connection's thread reads on.
+    outbox: Mutex<Outbox>,
+    /// Signalled when the completer empties the outbox or drops it.
+    outbox_changed: Condvar,
+}
+
+/// Answers a connection handed to the log's completer, in order: every
+/// later answer of the connection joins them here until they are sent.
+#[derive(Default)]
+struct Outbox {
+    answers: Vec<u8>,
+    /// The log position all of them wait for.
+    wait_for: LogPosition,
+    /// In the completer's hands (it holds an `Arc` of the peer).
+    queued: bool,
+    /// Since when the client has not taken everything offered.
+    blocked_since: Option<Instant>,
+    /// Why the answers were dropped unsent: the connection must end.
+    dropped: Option<&'static str>,
+}
+
+impl Peer {
+    fn new(stream: TcpStream, addr: SocketAddr, write_timeout: Duration) -> Peer {
+        Peer {
+            stream,
+            addr,
+            reading: AtomicBool::new(false),
+            write_timeout,
+            outbox: Mutex::new(Outbox::default()),
+            outbox_changed: Condvar::new(),
+        }
+    }
+
+    fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops what the outbox holds, unsent, for `reason`, and wakes the
+    /// connection's thread wherever it waits (reading, or for room in the
+    /// outbox): the connection ends.
+    fn drop_answers(&self, outbox: &mut Outbox, reason: &'static str) {
+        outbox.answers = Vec::new();
+        outbox.queued = false;
+        outbox.dropped = Some(reason);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.outbox_changed.notify_all();
+    }
+
+    /// Waits until the completer has sent or dropped everything handed to
+    /// it, so that the connection closes after its last answer.
+    fn wait_delivered(&self) {
+        let mut outbox = self.lock_outbox();
+        while outbox.queued {
+            outbox = self
+                .outbox_changed
+                .wait(outbox)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Called on the log's completer thread: sends without ever blocking it.
+impl Completion for Peer {
+    fn deliver(&self, durable: LogPosition) -> Delivery {
+        let mut outbox = self.lock_outbox();
+        if outbox.wait_for > durable {
+            return Delivery::Later;
+        }
+        while !outbox.answers.is_empty() {
+            match sys::send_nonblocking(&self.stream, &outbox.answers) {
+                Ok(sent) => {
+                    outbox.answers.drain(..sent);
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    // The `--write-timeout` rule of `Connection::send`: the
+                    // answers must all be taken within it, progress or not.
+                    let since = *outbox.blocked_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < self.write_timeout {
+                        return Delivery::Blocked;
+                    }
+                    log::debug("client not reading its answers", &[("peer", &self.addr)]);
+                    self.drop_answers(&mut outbox, "write timeout");
+                    return Delivery::Done;
+                }
+                Err(err) => {
+                    log::debug(
+                        "sending answers failed",
+                        &[("peer", &self.addr), ("error", &err)],
+                    );
+                    self.drop_answers(&mut outbox, "write failed");
+                    return Delivery::Done;
+                }
+            }
+        }
+        outbox.queued = false;
+        outbox.blocked_since = None;
+        drop(outbox);
+        self.outbox_changed.notify_all();
+        Delivery::Done
+    }
+
+    fn abandon(&self) {
+        let mut outbox = self.lock_outbox();
+        if outbox.queued {
+            self.drop_answers(&mut outbox, "the log failed");
+        }
+    }
 }
 
 /// Stack of a connection thread: the serving loop keeps its buffers on the
@@ -453,11 +565,7 @@ impl Shared {
             );
             return;
         }
-        let peer = Arc::new(Peer {
-            stream,
-            addr,
-            reading: AtomicBool::new(false),
-        });
+        let peer = Arc::new(Peer::new(stream, addr, self.limits.write_timeout));
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
@@ -481,6 +589,7 @@ impl Shared {
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 let ended = Connection::new(&shared, &peer).and_then(|mut c| c.serve());
+                peer.wait_delivered();
                 match ended {
                     Ok(()) => log::debug("connection closed", &[("peer", &peer.addr)]),
                     Err(err) => log::debug(
@@ -532,7 +641,7 @@ fn recycle<'b>(mut spare: Vec<Request<'_>>) -> Vec<Request<'b>> {
 /// One client's session.
 struct Connection<'a> {
     shared: &'a Shared,
-    peer: &'a Peer,
+    peer: &'a Arc<Peer>,
     stream: &'a TcpStream,
     input: Vec<u8>,
     /// Unprocessed input is `input[start..end]`.
@@ -552,6 +661,9 @@ struct Connection<'a> {
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
     wait_for: LogPosition,
+    /// Answers were handed to the log's completer and may still wait in
+    /// the outbox.
+    handed_over: bool,
     /// Log position known durable: later answers need not wait for it.
     known_durable: LogPosition,
     last_line: Instant,
@@ -560,7 +672,7 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared, peer: &'a Peer) -> io::Result<Connection<'a>> {
+    fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Connection<'a>> {
         let limits = &shared.limits;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
@@ -584,6 +696,7 @@ impl<'a> Connection<'a> {
             tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
+            handed_over: false,
             known_durable: LogPosition::default(),
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
@@ -704,19 +817,100 @@ impl<'a> Connection<'a> {
         Ok(finished)
     }
 
-    /// Sends the answers waiting in `output`, once the log covers every
-    /// change they could reveal.
+    /// Sends the answers waiting in `output` once the log covers every
+    /// change they could reveal: at once when it already does and nothing
+    /// handed over earlier still waits; otherwise they join the outbox,
+    /// which the log's completer delivers after the batch that covers them,
+    /// while this thread goes back to reading.
     fn flush(&mut self) -> io::Result<()> {
         let wait_for = std::mem::take(&mut self.wait_for);
-        if wait_for > self.known_durable {
-            self.shared.store.wait_durable(wait_for)?;
-            self.known_durable = wait_for;
+        if self.output.is_empty() {
+            return Ok(());
         }
-        if !self.output.is_empty() {
+        if wait_for > self.known_durable {
+            self.known_durable = self.shared.store.durable_position();
+        }
+        if wait_for <= self.known_durable && !self.outbox_in_use()? {
             self.send(&self.output)?;
             self.output.clear();
+            return Ok(());
         }
-        Ok(())
+        self.hand_over(wait_for)
+    }
+
+    /// Whether answers handed over earlier still wait in the outbox (later
+    /// ones must go behind them); fails when they were dropped.
+    fn outbox_in_use(&mut self) -> io::Result<bool> {
+        if !self.handed_over {
+            return Ok(false);
+        }
+        let outbox = self.peer.lock_outbox();
+        if let Some(reason) = outbox.dropped {
+            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
+        }
+        self.handed_over = outbox.queued;
+        Ok(outbox.queued)
+    }
+
+    /// Moves the answers in `output` to the outbox, behind any still
+    /// there, and hands it to the log (which may write itself on this
+    /// thread, and then these answers are sent at once) unless the log's
+    /// completer has it already. Waits only while the outbox holds
+    /// [`MAX_PENDING_OUTPUT`] bytes or more: a client that does not read
+    /// its answers cannot make its connection answer on into memory.
+    fn hand_over(&mut self, wait_for: LogPosition) -> io::Result<()> {
+        let mut outbox = self.peer.lock_outbox();
+        if let Some(reason) = outbox.dropped {
+            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
+        }
+        outbox.answers.extend_from_slice(&self.output);
+        self.output.clear();
+        self.handed_over = true;
+        if outbox.queued {
+            if wait_for > outbox.wait_for {
+                outbox.wait_for = wait_for;
+                self.shared.store.expect_durable(wait_for);
+            }
+        } else {
+            outbox.wait_for = wait_for;
+            outbox.queued = true;
+            // Not locked while the log may deliver other connections'
+            // answers on this thread.
+            drop(outbox);
+            let completion: Arc<dyn Completion> = Arc::<Peer>::clone(self.peer);
+            let written = self.shared.store.write_or_hand_over(wait_for, &completion);
+            outbox = self.peer.lock_outbox();
+            match written {
+                Ok(false) => {}
+                Ok(true) => {
+                    // This thread wrote the log: nobody else has them.
+                    std::mem::swap(&mut outbox.answers, &mut self.output);
+                    outbox.queued = false;
+                    self.handed_over = false;
+                    drop(outbox);
+                    self.send(&self.output)?;
+                    self.output.clear();
+                    return Ok(());
+                }
+                Err(err) => {
+                    // The log failed: these answers are never sent.
+                    outbox.answers.clear();
+                    outbox.queued = false;
+                    return Err(err);
+                }
+            }
+        }
+        while outbox.answers.len() >= MAX_PENDING_OUTPUT && outbox.queued {
+            outbox = self
+                .peer
+                .outbox_changed
+                .wait(outbox)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match outbox.dropped {
+            Some(reason) => Err(io::Error::new(ErrorKind::BrokenPipe, reason)),
+            None => Ok(()),
+        }
     }
 
     /// Writes all of `bytes` within one `--write-timeout`: a client that
@@ -772,7 +966,9 @@ impl<'a> Connection<'a> {
                 "line too long",
                 &[("peer", &self.peer.addr), ("limit", &limit)],
             );
-            self.send(Response::Error.as_bytes())?;
+            // Behind any answers still waiting for the log.
+            self.output.extend_from_slice(Response::Error.as_bytes());
+            self.flush()?;
         }
         self.start = 0;
         self.end = 0;
@@ -944,11 +1140,7 @@ mod tests {
         .unwrap();
         let client = TcpStream::connect(server.local_addr()).unwrap();
         let (stream, addr) = server.listener.accept().unwrap();
-        let peer = Arc::new(Peer {
-            stream,
-            addr,
-            reading: AtomicBool::new(false),
-        });
+        let peer = Arc::new(Peer::new(stream, addr, Duration::from_secs(5)));
         (server, peer, client)
     }
 

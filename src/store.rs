@@ -12,7 +12,8 @@
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
 
-use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError, Seq};
+use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
+pub(crate) use crate::durability::{Completion, Delivery};
 use crate::index::{Indexer, Outcome, SharedIndex};
 use crate::protocol::{Command, Request};
 use std::io;
@@ -34,8 +35,7 @@ pub struct Store {
 
 /// A position in the durable log: what an answer must wait for before it
 /// is sent. Later positions compare greater; the default is "nothing".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LogPosition(Seq);
+pub use crate::durability::Seq as LogPosition;
 
 /// What executing a request did, and what its answer must wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,12 +117,11 @@ impl Store {
     /// newest change the lock let through.
     fn run_queries(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) {
         let index = self.index.read();
-        let wait_for = LogPosition(
-            self.durable
-                .as_deref()
-                .map(Durable::last_appended)
-                .unwrap_or_default(),
-        );
+        let wait_for = self
+            .durable
+            .as_deref()
+            .map(Durable::last_appended)
+            .unwrap_or_default();
         executed.extend(run.iter().map(|request| Executed {
             outcome: index.query(request.package),
             wait_for,
@@ -152,7 +151,7 @@ impl Store {
                 Command::Query => (index.query(package), None),
             };
             let wait_for = match (durable, change) {
-                (None, _) => Seq::default(),
+                (None, _) => LogPosition::default(),
                 (Some(durable), Some(change)) if outcome.changed() => {
                     let log = match &mut log {
                         Some(log) => log,
@@ -162,10 +161,7 @@ impl Store {
                 }
                 (Some(durable), _) => durable.last_appended(),
             };
-            executed.push(Executed {
-                outcome,
-                wait_for: LogPosition(wait_for),
-            });
+            executed.push(Executed { outcome, wait_for });
         }
         Ok(())
     }
@@ -173,8 +169,43 @@ impl Store {
     /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
     pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) if position > LogPosition::default() => durable.wait_durable(position.0),
+            Some(durable) if position > LogPosition::default() => durable.wait_durable(position),
             _ => Ok(()),
+        }
+    }
+
+    /// Where the log is durable up to: an answer waiting for no later
+    /// position may be sent now. Everything, in memory.
+    pub(crate) fn durable_position(&self) -> LogPosition {
+        self.durable
+            .as_deref()
+            .map_or(LogPosition::MAX, Durable::durable)
+    }
+
+    /// For answers waiting for the log to cover `wait_for`, held by
+    /// `completion`: either writes the log on the calling thread (when that
+    /// is cheap and nobody else is writing) and returns true, the caller
+    /// then sending them itself, or hands them to the log's completer
+    /// thread, which delivers them once the log covers them (see
+    /// [`Completion`]), and returns false. Fails once the log has failed or
+    /// closed: then they must never be sent. Everything is durable in
+    /// memory.
+    pub(crate) fn write_or_hand_over(
+        &self,
+        wait_for: LogPosition,
+        completion: &Arc<dyn Completion>,
+    ) -> io::Result<bool> {
+        match &self.durable {
+            Some(durable) => durable.write_or_hand_over(wait_for, completion),
+            None => Ok(true),
+        }
+    }
+
+    /// Answers handed over earlier now wait for `wait_for`: makes sure the
+    /// log comes to cover it.
+    pub(crate) fn expect_durable(&self, wait_for: LogPosition) {
+        if let Some(durable) = &self.durable {
+            durable.expect_durable(wait_for);
         }
     }
 

@@ -63,6 +63,11 @@ use super::{DurabilityEvent, DurableOptions, Fsync, Generation, Observer, Seq};
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
+/// Completions the completer takes from those it shared out at a time.
+const DELIVERY_CHUNK: usize = 8;
+/// Completions a connection's thread takes from those shared out each time
+/// it hands its own answers over.
+const HELPING_CHUNK: usize = 4;
 /// How often the completer offers answers again to receivers that took
 /// none the last time (clients not reading their socket).
 pub(crate) const RETRY_BLOCKED: Duration = Duration::from_millis(10);
@@ -164,11 +169,16 @@ struct Progress {
     writing: Option<Seq>,
     /// Completions handed over and not yet taken by the completer.
     handed_over: Vec<Arc<dyn Completion>>,
+    /// Completions a batch may have covered, shared out by the completer:
+    /// it and connection threads handing over take them to deliver.
+    ready: Vec<Arc<dyn Completion>>,
     /// The completer sleeps on `completer_wake`: it must be woken when a
     /// batch is published or a completion it can deliver is handed over.
     completer_asleep: bool,
     /// Set once: the completer ends once it has delivered what it can.
     completer_stopping: bool,
+    /// Set once the completer has ended: what comes back is abandoned.
+    completer_gone: bool,
 }
 
 struct Writer {
@@ -338,8 +348,10 @@ impl Wal {
                 batch: 0,
                 writing: None,
                 handed_over: Vec::new(),
+                ready: Vec::new(),
                 completer_asleep: false,
                 completer_stopping: false,
+                completer_gone: false,
             }),
             batch_done: [Condvar::new(), Condvar::new()],
             completer_wake: Condvar::new(),
@@ -437,7 +449,9 @@ impl Wal {
         }
         if self.fsync == Fsync::Always || progress.writing.is_some() {
             progress.handed_over.push(Arc::clone(completion));
+            let help = take_chunk(&mut progress.ready, HELPING_CHUNK);
             self.expect_locked(progress, wait_for);
+            self.help_deliver(help);
             return Ok(false);
         }
         self.lead(progress, None, false)?;
@@ -456,6 +470,43 @@ impl Wal {
             }
         }
         Ok(true)
+    }
+
+    /// Pops up to `chunk` completions the completer shared out; `None`
+    /// when there are none.
+    fn take_ready(&self, chunk: usize) -> Option<Vec<Arc<dyn Completion>>> {
+        let taken = take_chunk(&mut lock(&self.progress).ready, chunk);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// Delivers `completions` the completer shared out, on a connection's
+    /// thread that is running anyway: the sends of a batch spread over the
+    /// threads awake, and the completer is left fewer. Those not done go
+    /// back to the completer.
+    fn help_deliver(&self, completions: Vec<Arc<dyn Completion>>) {
+        if completions.is_empty() {
+            return;
+        }
+        let durable = self.durable();
+        let mut waiting = Vec::new();
+        let mut blocked = Vec::new();
+        for completion in completions {
+            sort_delivery(completion, durable, &mut waiting, &mut blocked);
+        }
+        if !waiting.is_empty() || !blocked.is_empty() {
+            let mut progress = lock(&self.progress);
+            if progress.completer_gone {
+                // Stopped after the close: nothing more will be covered.
+                drop(progress);
+                for completion in waiting.into_iter().chain(blocked) {
+                    completion.abandon();
+                }
+                return;
+            }
+            progress.handed_over.append(&mut waiting);
+            progress.handed_over.append(&mut blocked);
+            self.expect_locked(progress, durable);
+        }
     }
 
     /// Makes sure the log comes to cover `wait_for` and the completer looks
@@ -493,6 +544,7 @@ impl Wal {
             let stopping = progress.completer_stopping;
             if waiting.is_empty() && blocked.is_empty() {
                 if stopping {
+                    progress.completer_gone = true;
                     return;
                 }
                 progress.completer_asleep = true;
@@ -502,8 +554,17 @@ impl Wal {
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
+            // Whatever a batch may have covered is shared out: connection
+            // threads passing by take some (see `help_deliver`) while this
+            // thread delivers the rest.
+            progress.ready.append(&mut waiting);
             drop(progress);
-            deliver_all(&mut waiting, &mut blocked, durable);
+            deliver_all(&mut Vec::new(), &mut blocked, durable);
+            while let Some(chunk) = self.take_ready(DELIVERY_CHUNK) {
+                for completion in chunk {
+                    sort_delivery(completion, durable, &mut waiting, &mut blocked);
+                }
+            }
             if ended || stopping {
                 // What waits now can never be covered, or the owner is
                 // closing and no one will read a blocked client's answers.
@@ -796,6 +857,28 @@ impl Drop for Wal {
         // Errors were already reported through `observe`.
         let _ = self.close();
     }
+}
+
+/// Offers `completion` what is durable and files it by what it did:
+/// forgotten when done, in `waiting` when it waits for more, in `blocked`
+/// when its receiver takes nothing now.
+fn sort_delivery(
+    completion: Arc<dyn Completion>,
+    durable: Seq,
+    waiting: &mut Vec<Arc<dyn Completion>>,
+    blocked: &mut Vec<Arc<dyn Completion>>,
+) {
+    match completion.deliver(durable) {
+        Delivery::Done => {}
+        Delivery::Later => waiting.push(completion),
+        Delivery::Blocked => blocked.push(completion),
+    }
+}
+
+/// Up to `chunk` items from the end of `items`.
+fn take_chunk<T>(items: &mut Vec<T>, chunk: usize) -> Vec<T> {
+    let keep = items.len().saturating_sub(chunk);
+    items.split_off(keep)
 }
 
 /// Offers each waiting completion what is durable: delivered ones are

@@ -125,6 +125,35 @@ fn a_graceful_stop_keeps_everything_even_without_fsync() {
 }
 
 #[test]
+fn a_graceful_stop_delivers_every_durable_answer_waiting_for_the_log() {
+    const LINES: usize = 4_000;
+    let dir = TempDir::new("graceful-always");
+    let mut server = start(&dir, "always");
+    let mut client = server.connect();
+    let batch: String = (0..LINES / 2)
+        .map(|i| format!("INDEX|p{i}|\nQUERY|p{i}|\n"))
+        .collect();
+    client.send(batch.as_bytes());
+    // Executed, and their answers with the log or on their way, when the
+    // stop begins.
+    server.wait_for_requests(LINES as u64);
+    server.signal("TERM");
+    for i in 0..LINES {
+        assert_eq!(client.line(), "OK\n", "answer {i}");
+    }
+    assert!(client.closed());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    let server = start(&dir, "always");
+    let mut client = server.connect();
+    for i in 0..LINES / 2 {
+        assert_eq!(client.ask(&format!("QUERY|p{i}|")), "OK");
+    }
+}
+
+#[test]
 fn damage_in_the_middle_refuses_to_start_and_touches_nothing() {
     let dir = TempDir::new("damage");
     let mut server = start(&dir, "always");

@@ -455,20 +455,10 @@ impl Wal {
             return Ok(false);
         }
         self.lead(progress, None, false)?;
+        // What this batch did not cover, or a client not reading, goes back
+        // to the completer.
         let handed_over = std::mem::take(&mut lock(&self.progress).handed_over);
-        if !handed_over.is_empty() {
-            let mut waiting = handed_over;
-            let mut blocked = Vec::new();
-            deliver_all(&mut waiting, &mut blocked, self.durable());
-            // What this batch did not cover, or a client not reading: the
-            // completer's.
-            if !waiting.is_empty() || !blocked.is_empty() {
-                let mut progress = lock(&self.progress);
-                progress.handed_over.append(&mut waiting);
-                progress.handed_over.append(&mut blocked);
-                self.expect_locked(progress, wait_for);
-            }
-        }
+        self.help_deliver(handed_over);
         Ok(true)
     }
 
@@ -479,7 +469,8 @@ impl Wal {
         (!taken.is_empty()).then_some(taken)
     }
 
-    /// Delivers `completions` the completer shared out, on a connection's
+    /// Delivers `completions` (the completer shared them out, or this
+    /// thread just wrote the batch they waited for) on a connection's
     /// thread that is running anyway: the sends of a batch spread over the
     /// threads awake, and the completer is left fewer. Those not done go
     /// back to the completer.
@@ -559,7 +550,9 @@ impl Wal {
             // thread delivers the rest.
             progress.ready.append(&mut waiting);
             drop(progress);
-            deliver_all(&mut Vec::new(), &mut blocked, durable);
+            for completion in std::mem::take(&mut blocked) {
+                sort_delivery(completion, durable, &mut waiting, &mut blocked);
+            }
             while let Some(chunk) = self.take_ready(DELIVERY_CHUNK) {
                 for completion in chunk {
                     sort_delivery(completion, durable, &mut waiting, &mut blocked);
@@ -879,32 +872,6 @@ fn sort_delivery(
 fn take_chunk<T>(items: &mut Vec<T>, chunk: usize) -> Vec<T> {
     let keep = items.len().saturating_sub(chunk);
     items.split_off(keep)
-}
-
-/// Offers each waiting completion what is durable: delivered ones are
-/// forgotten, blocked ones move to `blocked` (which are offered again too),
-/// and those waiting for more stay in `waiting`.
-fn deliver_all(
-    waiting: &mut Vec<Arc<dyn Completion>>,
-    blocked: &mut Vec<Arc<dyn Completion>>,
-    durable: Seq,
-) {
-    blocked.retain(|completion| match completion.deliver(durable) {
-        Delivery::Done => false,
-        Delivery::Blocked => true,
-        Delivery::Later => {
-            waiting.push(Arc::clone(completion));
-            false
-        }
-    });
-    waiting.retain(|completion| match completion.deliver(durable) {
-        Delivery::Done => false,
-        Delivery::Later => true,
-        Delivery::Blocked => {
-            blocked.push(Arc::clone(completion));
-            false
-        }
-    });
 }
 
 /// Writes `batch`, then syncs when asked; returns how long the sync took.

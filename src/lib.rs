@@ -21,7 +21,7 @@
 //! | `protocol.rs` | a line -> [`Request`] ([`parse_line`]), [`Response`] -> bytes; pure, total, zero-copy |
 //! | `index.rs` | [`Indexer`], the dependency graph: interned names, compact edge lists, dependent counts; no I/O, no locks |
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
-//! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit, the compactor thread, snapshots; one owner for all of it |
+//! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit and the thread that delivers durable answers, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
 //! | `admin/` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop (`event_loop.rs`) over request lines (`request.rs`) and routes (`routes.rs`): health, readiness, metrics, the `/v1` inspection and export (on worker threads, `workers.rs`) |
 //! | `json.rs` | just enough JSON: strings written for the admin API, documents read by the tools |
@@ -45,18 +45,22 @@
 //!
 //! 1. The acceptor thread ([`Server`]) accepts a connection and, below
 //!    `--max-connections`, hands it to a new named thread with a small stack.
-//! 2. That thread reads into a buffer bounded by `--max-line-bytes` and, for
-//!    each complete line, calls [`parse_line`], which validates the names
-//!    into [`PackageName`]s borrowed from the buffer.
-//! 3. [`Store::execute`] runs the request under the read lock (`QUERY`) or
-//!    the write lock (`INDEX`, `REMOVE`) against the [`Indexer`]; with
-//!    `--data-dir`, a change is appended to the log's in-memory buffer inside
-//!    the same critical section, so the log's order is the index's order.
-//! 4. The answer's bytes go to an output buffer; when the input buffer holds
-//!    no further complete line, the thread waits until the log covers the
-//!    batch's changes (one `fdatasync` serves every waiting writer), then
-//!    sends every answer of the batch with one write.
-//! 5. [`Metrics`] counts the request and its latency with relaxed atomics.
+//! 2. That thread reads into a buffer bounded by `--max-line-bytes` and
+//!    parses every complete line of the read once, in batches of up to 256
+//!    lines: [`parse_line`] validates the names into [`PackageName`]s
+//!    borrowed from the buffer.
+//! 3. [`Store::execute_all`] runs the batch's requests in order, taking the
+//!    read lock (`QUERY`) or the write lock (`INDEX`, `REMOVE`) once per run
+//!    of consecutive requests of one kind; with `--data-dir`, each change is
+//!    appended to the log's in-memory buffer inside the same critical
+//!    section, so the log's order is the index's order.
+//! 4. The answers' bytes go to an output buffer; when the input buffer holds
+//!    no further complete line, the thread sends them with one write if
+//!    the log already covers every change they could reveal. Otherwise it
+//!    hands them to the log, which delivers them once a batch covers them
+//!    (one `fdatasync` serves every connection waiting), and reads on.
+//! 5. [`Metrics`] counts the batch's requests and their latency with a few
+//!    relaxed atomic additions per batch.
 
 mod admin;
 mod app;

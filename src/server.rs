@@ -10,7 +10,12 @@
 //! Memory per connection is bounded by `--max-line-bytes` for input and by
 //! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
 //! as soon as it passes the limit and the rest of it is dropped unread
-//! into any buffer that keeps it.
+//! into any buffer that keeps it. Reads start at 4 KiB and grow to 64 KiB
+//! while they come back full (a client streaming a pipeline). A
+//! connection that has had nothing to answer for a second gives its
+//! buffers back and waits for input with none (`peek` into one byte on its
+//! stack), so an idle connection costs its thread's stack and a few small
+//! allocations of the standard library, no buffer.
 //!
 //! File descriptors: a protocol connection may never take one of the
 //! [`RESERVED_FDS`] highest descriptor numbers below the open-files limit.
@@ -25,9 +30,9 @@
 
 use crate::config::Config;
 use crate::log;
-use crate::metrics::{Metrics, RejectReason};
-use crate::protocol::{self, Response};
-use crate::store::{LogPosition, Store};
+use crate::metrics::{Metrics, RejectReason, RequestTally};
+use crate::protocol::{self, Command, Request, Response};
+use crate::store::{Completion, Delivery, Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -44,16 +49,143 @@ struct Peer {
     /// The client's address, as `accept` gave it.
     addr: SocketAddr,
     /// True while the connection thread is (about to be) blocked in `read`
-    /// with every complete line it received already answered.
+    /// with every complete line it received already answered (or handed to
+    /// the log's completer).
     reading: AtomicBool,
+    /// `--write-timeout`, for deliveries by the log's completer.
+    write_timeout: Duration,
+    /// Answers waiting for the log to cover them, delivered by the log's
+    /// completer thread while this connection's thread reads on.
+    outbox: Mutex<Outbox>,
+    /// Signalled when the completer empties the outbox or drops it.
+    outbox_changed: Condvar,
+}
+
+/// Answers a connection handed to the log's completer, in order: every
+/// later answer of the connection joins them here until they are sent.
+#[derive(Default)]
+struct Outbox {
+    answers: Vec<u8>,
+    /// The log position all of them wait for.
+    wait_for: LogPosition,
+    /// In the completer's hands (it holds an `Arc` of the peer).
+    queued: bool,
+    /// Since when the client has not taken everything offered.
+    blocked_since: Option<Instant>,
+    /// Why the answers were dropped unsent: the connection must end.
+    dropped: Option<&'static str>,
+}
+
+impl Peer {
+    fn new(stream: TcpStream, addr: SocketAddr, write_timeout: Duration) -> Peer {
+        Peer {
+            stream,
+            addr,
+            reading: AtomicBool::new(false),
+            write_timeout,
+            outbox: Mutex::new(Outbox::default()),
+            outbox_changed: Condvar::new(),
+        }
+    }
+
+    fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops what the outbox holds, unsent, for `reason`, and wakes the
+    /// connection's thread wherever it waits (reading, or for room in the
+    /// outbox): the connection ends.
+    fn drop_answers(&self, outbox: &mut Outbox, reason: &'static str) {
+        outbox.answers = Vec::new();
+        outbox.queued = false;
+        outbox.dropped = Some(reason);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.outbox_changed.notify_all();
+    }
+
+    /// Waits until the completer has sent or dropped everything handed to
+    /// it, so that the connection closes after its last answer.
+    fn wait_delivered(&self) {
+        let mut outbox = self.lock_outbox();
+        while outbox.queued {
+            outbox = self
+                .outbox_changed
+                .wait(outbox)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Called on the log's completer thread: sends without ever blocking it.
+impl Completion for Peer {
+    fn deliver(&self, durable: LogPosition) -> Delivery {
+        let mut outbox = self.lock_outbox();
+        if outbox.wait_for > durable {
+            return Delivery::Later;
+        }
+        while !outbox.answers.is_empty() {
+            match sys::send_nonblocking(&self.stream, &outbox.answers) {
+                Ok(sent) => {
+                    outbox.answers.drain(..sent);
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    // The `--write-timeout` rule of `Connection::send`: the
+                    // answers must all be taken within it, progress or not.
+                    let since = *outbox.blocked_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < self.write_timeout {
+                        return Delivery::Blocked;
+                    }
+                    log::debug("client not reading its answers", &[("peer", &self.addr)]);
+                    self.drop_answers(&mut outbox, "write timeout");
+                    return Delivery::Done;
+                }
+                Err(err) => {
+                    log::debug(
+                        "sending answers failed",
+                        &[("peer", &self.addr), ("error", &err)],
+                    );
+                    self.drop_answers(&mut outbox, "write failed");
+                    return Delivery::Done;
+                }
+            }
+        }
+        outbox.queued = false;
+        outbox.blocked_since = None;
+        drop(outbox);
+        self.outbox_changed.notify_all();
+        Delivery::Done
+    }
+
+    fn abandon(&self) {
+        let mut outbox = self.lock_outbox();
+        if outbox.queued {
+            self.drop_answers(&mut outbox, "the log failed");
+        }
+    }
 }
 
 /// Stack of a connection thread: the serving loop keeps its buffers on the
 /// heap, so a small stack keeps ten thousand threads cheap.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
-/// Read buffer a connection starts with; it grows up to `--max-line-bytes`
-/// only for a long line and shrinks back once that line is done.
+/// Read buffer a connection takes when input arrives; it grows up to
+/// `--max-line-bytes` for a long line, and up to [`MAX_READ_BUFFER`] while
+/// reads come back full, and shrinks back once neither holds.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// How long a connection with nothing to answer keeps its buffers while it
+/// waits for input before it gives them back. Freeing them after every
+/// answer would cost a system call (the wait without a buffer) and an
+/// allocation per request to a client that sends one request at a time;
+/// keeping them costs the memory only for connections that were busy in the
+/// last second.
+const LINGER: Duration = Duration::from_secs(1);
+/// The largest buffer reads grow to while they come back full (and no
+/// larger than `--max-line-bytes`, so a complete line never exceeds it).
+const MAX_READ_BUFFER: usize = 64 * 1024;
+/// Most lines parsed and executed in one pass: the requests of a batch are
+/// held until its answers are written, so this bounds that memory, and it
+/// is the longest run of requests under one hold of the index lock.
+const BATCH_LINES: usize = MAX_RUN;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
@@ -434,11 +566,7 @@ impl Shared {
             );
             return;
         }
-        let peer = Arc::new(Peer {
-            stream,
-            addr,
-            reading: AtomicBool::new(false),
-        });
+        let peer = Arc::new(Peer::new(stream, addr, self.limits.write_timeout));
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
@@ -462,6 +590,7 @@ impl Shared {
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 let ended = Connection::new(&shared, &peer).and_then(|mut c| c.serve());
+                peer.wait_delivered();
                 match ended {
                     Ok(()) => log::debug("connection closed", &[("peer", &peer.addr)]),
                     Err(err) => log::debug(
@@ -490,20 +619,52 @@ fn is_out_of_resources(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
+/// A line of a batch that did not parse: it is answered `ERROR` after the
+/// first `requests_before` requests of its batch.
+struct Malformed {
+    requests_before: usize,
+    /// The command, when the line named a valid one (for the metrics).
+    command: Option<Command>,
+}
+
+/// `spare`, emptied, as a vector for requests borrowed from anywhere: the
+/// requests of a batch borrow the read buffer, which the next read
+/// overwrites, so the vector lives on between batches only empty. (Collecting
+/// an emptied vector's iterator into one of a same-sized type reuses its
+/// allocation.)
+// `filter` cannot do it: the point is the item type's new lifetime.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(mut spare: Vec<Request<'_>>) -> Vec<Request<'b>> {
+    spare.clear();
+    spare.into_iter().filter_map(|_| None).collect()
+}
+
 /// One client's session.
 struct Connection<'a> {
     shared: &'a Shared,
-    peer: &'a Peer,
+    peer: &'a Arc<Peer>,
     stream: &'a TcpStream,
     input: Vec<u8>,
     /// Unprocessed input is `input[start..end]`.
     start: usize,
     end: usize,
+    /// The last read filled the buffer: more is probably waiting.
+    filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
+    /// The batch being answered: its requests (empty between batches, kept
+    /// for the allocation), its lines that did not parse, what the store
+    /// did for each request, and the counts for the metrics.
+    requests: Vec<Request<'static>>,
+    malformed: Vec<Malformed>,
+    executed: Vec<Executed>,
+    tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
     wait_for: LogPosition,
+    /// Answers were handed to the log's completer and may still wait in
+    /// the outbox.
+    handed_over: bool,
     /// Log position known durable: later answers need not wait for it.
     known_durable: LogPosition,
     last_line: Instant,
@@ -512,7 +673,7 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared, peer: &'a Peer) -> io::Result<Connection<'a>> {
+    fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Connection<'a>> {
         let limits = &shared.limits;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
@@ -525,12 +686,18 @@ impl<'a> Connection<'a> {
             shared,
             peer,
             stream,
-            input: vec![0; INITIAL_READ_BUFFER.min(limits.max_line_bytes)],
+            input: Vec::new(),
             start: 0,
             end: 0,
+            filled: false,
             discarding: false,
+            requests: Vec::new(),
+            malformed: Vec::new(),
+            executed: Vec::new(),
+            tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
+            handed_over: false,
             known_durable: LogPosition::default(),
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
@@ -555,35 +722,32 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Answers every complete line in the buffer; returns when the last
-    /// one was done, if there was one.
-    ///
-    /// One clock reading per line: a line's latency runs from the end of the
-    /// previous answer in the batch (or the batch's start) to its own end.
+    /// Answers every complete line in the buffer, a batch of at most
+    /// [`BATCH_LINES`] at a time; returns when the last one was done, if
+    /// there was one.
     fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
-        let mut clock = None;
         let mut last_line = None;
-        while let Some(newline) = self.input[self.start..self.end]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let line_end = self.start + newline;
-            if self.discarding {
-                self.discarding = false;
-                last_line = Some(Instant::now());
-            } else {
-                let started = clock.unwrap_or_else(Instant::now);
-                let line = &self.input[self.start..line_end];
-                let (response, wait_for, finished) =
-                    self.shared.answer(line, self.peer.addr, started)?;
-                self.output.extend_from_slice(response.as_bytes());
-                if wait_for > self.known_durable {
-                    self.wait_for = self.wait_for.max(wait_for);
-                }
-                clock = Some(finished);
-                last_line = clock;
-            }
-            self.start = line_end + 1;
+        if self.discarding {
+            // The rest of a line already refused as too long.
+            let Some(newline) = self.input[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            else {
+                return Ok(None);
+            };
+            self.start += newline + 1;
+            self.discarding = false;
+            last_line = Some(Instant::now());
+        }
+        // The end of one batch is the start of the next, until answers are
+        // sent: two clock readings for the first batch of a read, one for
+        // each further batch.
+        let mut clock = None;
+        while self.input[self.start..self.end].contains(&b'\n') {
+            let started = clock.unwrap_or_else(Instant::now);
+            let finished = self.answer_batch(started)?;
+            last_line = Some(finished);
+            clock = Some(finished);
             if self.output.len() >= MAX_PENDING_OUTPUT {
                 self.flush()?;
                 clock = None;
@@ -592,19 +756,166 @@ impl<'a> Connection<'a> {
         Ok(last_line)
     }
 
-    /// Sends the answers waiting in `output`, once the log covers every
-    /// change they could reveal.
+    /// Answers the next batch of complete lines: parses each once, runs the
+    /// requests through the store (a lock per run of same-kind commands),
+    /// appends the answers to `output` in order and publishes the batch's
+    /// metrics at once. Every request of the batch is recorded with the
+    /// batch's duration, from `started` to when its last answer was ready;
+    /// returns that moment.
+    fn answer_batch(&mut self, started: Instant) -> io::Result<Instant> {
+        let input = &self.input[..self.end];
+        let mut requests = recycle(std::mem::take(&mut self.requests));
+        let mut at = self.start;
+        let mut lines = 0;
+        while lines < BATCH_LINES {
+            let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            match protocol::parse_line(&input[at..at + newline]) {
+                Ok(request) => requests.push(request),
+                Err(err) => {
+                    log::debug(
+                        "malformed request",
+                        &[("peer", &self.peer.addr), ("reason", &err)],
+                    );
+                    self.malformed.push(Malformed {
+                        requests_before: requests.len(),
+                        command: err.command,
+                    });
+                }
+            }
+            at += newline + 1;
+            lines += 1;
+        }
+        self.shared
+            .store
+            .execute_all(&requests, &mut self.executed)?;
+        let mut malformed = self.malformed.iter().peekable();
+        for (position, (request, executed)) in requests.iter().zip(&self.executed).enumerate() {
+            while let Some(line) = malformed.next_if(|line| line.requests_before == position) {
+                self.output.extend_from_slice(Response::Error.as_bytes());
+                self.tally.count(line.command, Response::Error);
+            }
+            let response = executed.outcome.response();
+            self.output.extend_from_slice(response.as_bytes());
+            self.tally.count(Some(request.command), response);
+            if executed.wait_for > self.known_durable {
+                self.wait_for = self.wait_for.max(executed.wait_for);
+            }
+        }
+        for line in malformed {
+            self.output.extend_from_slice(Response::Error.as_bytes());
+            self.tally.count(line.command, Response::Error);
+        }
+        let finished = Instant::now();
+        self.shared
+            .metrics
+            .record_batch(&mut self.tally, finished - started);
+        self.malformed.clear();
+        self.executed.clear();
+        self.requests = recycle(requests);
+        self.start = at;
+        Ok(finished)
+    }
+
+    /// Sends the answers waiting in `output` once the log covers every
+    /// change they could reveal: at once when it already does and nothing
+    /// handed over earlier still waits; otherwise they join the outbox,
+    /// which the log's completer delivers after the batch that covers them,
+    /// while this thread goes back to reading.
     fn flush(&mut self) -> io::Result<()> {
         let wait_for = std::mem::take(&mut self.wait_for);
-        if wait_for > self.known_durable {
-            self.shared.store.wait_durable(wait_for)?;
-            self.known_durable = wait_for;
+        if self.output.is_empty() {
+            return Ok(());
         }
-        if !self.output.is_empty() {
+        if wait_for > self.known_durable {
+            self.known_durable = self.shared.store.durable_position();
+        }
+        if wait_for <= self.known_durable && !self.outbox_in_use()? {
             self.send(&self.output)?;
             self.output.clear();
+            return Ok(());
         }
+        self.hand_over(wait_for)?;
+        // This connection logged changes (or waits for some): it reads no
+        // more while the log is past its cap.
+        self.shared.store.wait_for_room();
         Ok(())
+    }
+
+    /// Whether answers handed over earlier still wait in the outbox (later
+    /// ones must go behind them); fails when they were dropped.
+    fn outbox_in_use(&mut self) -> io::Result<bool> {
+        if !self.handed_over {
+            return Ok(false);
+        }
+        let outbox = self.peer.lock_outbox();
+        if let Some(reason) = outbox.dropped {
+            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
+        }
+        self.handed_over = outbox.queued;
+        Ok(outbox.queued)
+    }
+
+    /// Moves the answers in `output` to the outbox, behind any still
+    /// there, and hands it to the log (which may write itself on this
+    /// thread, and then these answers are sent at once) unless the log's
+    /// completer has it already. Waits only while the outbox holds
+    /// [`MAX_PENDING_OUTPUT`] bytes or more: a client that does not read
+    /// its answers cannot make its connection answer on into memory.
+    fn hand_over(&mut self, wait_for: LogPosition) -> io::Result<()> {
+        let mut outbox = self.peer.lock_outbox();
+        if let Some(reason) = outbox.dropped {
+            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
+        }
+        outbox.answers.extend_from_slice(&self.output);
+        self.output.clear();
+        self.handed_over = true;
+        if outbox.queued {
+            if wait_for > outbox.wait_for {
+                outbox.wait_for = wait_for;
+                self.shared.store.expect_durable(wait_for);
+            }
+        } else {
+            outbox.wait_for = wait_for;
+            outbox.queued = true;
+            // Not locked while the log may deliver other connections'
+            // answers on this thread.
+            drop(outbox);
+            let completion: Arc<dyn Completion> = Arc::<Peer>::clone(self.peer);
+            let written = self.shared.store.write_or_hand_over(wait_for, &completion);
+            outbox = self.peer.lock_outbox();
+            match written {
+                Ok(false) => {}
+                Ok(true) => {
+                    // This thread wrote the log: nobody else has them.
+                    std::mem::swap(&mut outbox.answers, &mut self.output);
+                    outbox.queued = false;
+                    self.handed_over = false;
+                    drop(outbox);
+                    self.send(&self.output)?;
+                    self.output.clear();
+                    return Ok(());
+                }
+                Err(err) => {
+                    // The log failed: these answers are never sent.
+                    outbox.answers.clear();
+                    outbox.queued = false;
+                    return Err(err);
+                }
+            }
+        }
+        while outbox.answers.len() >= MAX_PENDING_OUTPUT && outbox.queued {
+            outbox = self
+                .peer
+                .outbox_changed
+                .wait(outbox)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match outbox.dropped {
+            Some(reason) => Err(io::Error::new(ErrorKind::BrokenPipe, reason)),
+            None => Ok(()),
+        }
     }
 
     /// Writes all of `bytes` within one `--write-timeout`: a client that
@@ -660,43 +971,82 @@ impl<'a> Connection<'a> {
                 "line too long",
                 &[("peer", &self.peer.addr), ("limit", &limit)],
             );
-            self.send(Response::Error.as_bytes())?;
+            // Behind any answers still waiting for the log.
+            self.output.extend_from_slice(Response::Error.as_bytes());
+            self.flush()?;
         }
         self.start = 0;
         self.end = 0;
         Ok(())
     }
 
-    /// Moves an incomplete line to the front of the buffer, growing the
-    /// buffer for a long line and shrinking it back once none is pending.
+    /// Moves an incomplete line to the front of the buffer and sizes the
+    /// buffer for the next read: larger for a long line, or while reads
+    /// come back full (a client streaming a pipeline: fewer reads per line),
+    /// back to the initial size when they do not.
     fn keep_partial_line(&mut self) {
         let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
         self.start = 0;
         self.end = partial;
-        if partial == 0 && self.input.len() > INITIAL_READ_BUFFER {
-            self.input.truncate(INITIAL_READ_BUFFER);
+        if self.input.is_empty() {
+            return;
+        }
+        let len = self.input.len();
+        let limit = self.shared.limits.max_line_bytes;
+        let wanted = if partial == len {
+            // Below the limit, or refused already: room to grow.
+            (len * 2).min(limit)
+        } else if self.filled {
+            (len * 2).min(MAX_READ_BUFFER.max(len)).min(limit)
+        } else if partial < INITIAL_READ_BUFFER {
+            INITIAL_READ_BUFFER.min(limit)
+        } else {
+            len
+        };
+        if wanted > len {
+            self.input.resize(wanted, 0);
+        } else if wanted < len {
+            self.input.truncate(wanted);
             self.input.shrink_to_fit();
-        } else if partial == self.input.len() {
-            let grown = (self.input.len() * 2).min(self.shared.limits.max_line_bytes);
-            self.input.resize(grown, 0);
         }
     }
 
+    /// Frees the buffers of a connection that has been idle for [`LINGER`]:
+    /// it holds no memory of its own while it waits (see
+    /// [`Connection::wait_for_input`]).
+    fn release_buffers(&mut self) {
+        self.input = Vec::new();
+        self.output = Vec::new();
+        self.requests = Vec::new();
+        self.malformed = Vec::new();
+        self.executed = Vec::new();
+        self.start = 0;
+        self.end = 0;
+        self.filled = false;
+    }
+
     /// Keeps the read timeout equal to what is left of `--idle-timeout`
-    /// since the last complete line. Touches the socket only when a read
-    /// brought no complete line, which normal clients rarely cause.
+    /// since the last complete line, and no longer than [`LINGER`] while
+    /// the connection holds buffers. Touches the socket only when that
+    /// changes: when a read brought no complete line, which normal clients
+    /// rarely cause, and when a connection takes or gives back its buffers.
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
         let idle = self.shared.limits.idle_timeout;
-        let wanted = if let Some(at) = last_line {
+        let left = if let Some(at) = last_line {
             self.last_line = at;
             idle
         } else {
             idle.saturating_sub(self.last_line.elapsed())
         };
-        if wanted.is_zero() {
+        if left.is_zero() {
             return Err(io::Error::new(ErrorKind::TimedOut, "idle timeout"));
         }
+        let wanted = if self.input.is_empty() {
+            left
+        } else {
+            left.min(LINGER)
+        };
         if wanted != self.read_timeout {
             self.stream.set_read_timeout(Some(wanted))?;
             self.read_timeout = wanted;
@@ -713,15 +1063,24 @@ impl<'a> Connection<'a> {
             self.peer.reading.store(true, Ordering::SeqCst);
             let result = if self.shared.stopping.load(Ordering::SeqCst) {
                 self.read_waiting_input()
+            } else if self.input.is_empty() {
+                self.wait_for_input()
             } else {
                 self.stream.read(&mut self.input[self.end..])
             };
             self.peer.reading.store(false, Ordering::SeqCst);
             match result {
                 Ok(0) => return Ok(None),
-                Ok(read) => return Ok(Some(read)),
+                Ok(read) => {
+                    self.filled = self.end + read == self.input.len();
+                    return Ok(Some(read));
+                }
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.end == 0 {
+                        // Idle for `LINGER` at least, with nothing partial.
+                        self.release_buffers();
+                    }
                     self.arm_idle_timeout(None)?;
                 }
                 Err(err) => return Err(err),
@@ -729,9 +1088,29 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Waits for input with no buffer (the stack holds the one byte peeked
+    /// at), then takes a buffer and reads what arrived; 0 at end of stream.
+    fn wait_for_input(&mut self) -> io::Result<usize> {
+        let mut probe = [0u8; 1];
+        if self.stream.peek(&mut probe)? == 0 {
+            return Ok(0);
+        }
+        self.take_buffer();
+        self.stream.read(&mut self.input)
+    }
+
+    /// A buffer of the initial size for a connection that has none.
+    fn take_buffer(&mut self) {
+        if self.input.is_empty() {
+            let len = INITIAL_READ_BUFFER.min(self.shared.limits.max_line_bytes);
+            self.input = vec![0; len];
+        }
+    }
+
     /// Reads what has already arrived without waiting for more; 0 when
     /// nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
+        self.take_buffer();
         self.stream.set_nonblocking(true)?;
         let result = self.stream.read(&mut self.input[self.end..]);
         self.stream.set_nonblocking(false)?;
@@ -742,29 +1121,116 @@ impl<'a> Connection<'a> {
     }
 }
 
-impl Shared {
-    /// Parses and executes one line, recording its metrics; returns the
-    /// answer, the log position it must wait for, and when it was done.
-    fn answer(
-        &self,
-        line: &[u8],
-        peer: SocketAddr,
-        started: Instant,
-    ) -> io::Result<(Response, LogPosition, Instant)> {
-        let (command, response, wait_for) = match protocol::parse_line(line) {
-            Ok(request) => {
-                let executed = self.store.execute(&request)?;
-                let response = executed.outcome.response();
-                (Some(request.command), response, executed.wait_for)
-            }
-            Err(err) => {
-                log::debug("malformed request", &[("peer", &peer), ("reason", &err)]);
-                (err.command, Response::Error, LogPosition::default())
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection thread's state, driven by hand: the server side of a
+    /// connection from `client`, with an idle timeout of `idle`.
+    fn connection_parts(idle: Duration) -> (Server, Arc<Peer>, TcpStream) {
+        let limits = ConnectionLimits {
+            max_connections: 10,
+            max_line_bytes: 65_536,
+            idle_timeout: idle,
+            write_timeout: Duration::from_secs(5),
+            tcp_keepalive: None,
+            fd_ceiling: None,
         };
-        let finished = Instant::now();
-        self.metrics
-            .record_request(command, response, finished - started);
-        Ok((response, wait_for, finished))
+        let server = Server::bind(
+            "127.0.0.1:0",
+            limits,
+            Store::default(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let client = TcpStream::connect(server.local_addr()).unwrap();
+        let (stream, addr) = server.listener.accept().unwrap();
+        let peer = Arc::new(Peer::new(stream, addr, Duration::from_secs(5)));
+        (server, peer, client)
+    }
+
+    /// One turn of `Connection::serve`'s loop from a read; the bytes read.
+    fn answer(connection: &mut Connection<'_>) -> usize {
+        let read = connection.read().unwrap().unwrap();
+        connection.end += read;
+        let last_line = connection.answer_complete_lines().unwrap();
+        connection.flush().unwrap();
+        connection.keep_partial_line();
+        connection.arm_idle_timeout(last_line).unwrap();
+        read
+    }
+
+    fn holds_buffers(connection: &Connection<'_>) -> bool {
+        connection.input.capacity()
+            + connection.output.capacity()
+            + connection.requests.capacity()
+            + connection.executed.capacity()
+            + connection.malformed.capacity()
+            > 0
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_buffer() {
+        let (server, peer, mut client) = connection_parts(Duration::from_millis(300));
+        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        assert!(!holds_buffers(&connection), "a new connection");
+
+        client.write_all(b"INDEX|a|\nQUERY|a|\n").unwrap();
+        answer(&mut connection);
+        let mut answers = [0; 6];
+        client.read_exact(&mut answers).unwrap();
+        assert_eq!(&answers, b"OK\nOK\n");
+        assert_eq!(connection.input.len(), INITIAL_READ_BUFFER);
+
+        // Nothing more arrives: the wait ends (here with the idle timeout,
+        // shorter than `LINGER`), and the buffers are gone first.
+        let ended = connection.read().unwrap_err();
+        assert_eq!(ended.kind(), ErrorKind::TimedOut);
+        assert!(!holds_buffers(&connection), "after the wait");
+    }
+
+    #[test]
+    fn reads_grow_while_they_come_back_full_and_shrink_after() {
+        const LINES: usize = 20_000;
+        let (server, peer, client) = connection_parts(Duration::from_secs(30));
+        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        let pipeline = "QUERY|some-package|\n".repeat(LINES);
+        let sent = pipeline.len();
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            std::thread::spawn(move || client.write_all(pipeline.as_bytes()).unwrap())
+        };
+        let reader = {
+            let mut client = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut answers = vec![0; (LINES + 1) * 5];
+                client.read_exact(&mut answers).unwrap();
+                answers
+            })
+        };
+        // Reads come back full only if enough is waiting for the buffer to
+        // grow from 4 KiB to 64 KiB in steps (124 KiB).
+        let mut waiting = vec![0; (4 + 8 + 16 + 32 + 64) << 10];
+        let since = Instant::now();
+        while peer.stream.peek(&mut waiting).unwrap() < waiting.len() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the pipeline stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut largest = 0;
+        let mut read = 0;
+        while read < sent {
+            read += answer(&mut connection);
+            largest = largest.max(connection.input.len());
+        }
+        writer.join().unwrap();
+        assert_eq!(largest, MAX_READ_BUFFER);
+        (&client).write_all(b"QUERY|x|\n").unwrap();
+        answer(&mut connection);
+        assert_eq!(connection.input.len(), INITIAL_READ_BUFFER);
+        let answers = reader.join().unwrap();
+        assert!(answers.iter().all(|&b| b"FAIL\n".contains(&b)));
     }
 }

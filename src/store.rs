@@ -17,7 +17,8 @@
 //! chunks, taking the read lock once per chunk, and [`Store::export`]
 //! holds it only to copy the index.
 
-use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError, Seq};
+use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
+pub(crate) use crate::durability::{Completion, Delivery};
 use crate::index::{Found, Indexer, Outcome, SharedIndex};
 use crate::name::PackageName;
 use crate::package_list::Entry;
@@ -26,6 +27,12 @@ use std::fmt::Write;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLockReadGuard};
+
+/// The most requests one hold of the index lock runs (see
+/// [`Store::execute_all`]): long enough that taking the lock is a small part
+/// of a run, short enough that another connection waits at most a fraction
+/// of a millisecond for it.
+pub(crate) const MAX_RUN: usize = 256;
 
 /// The index shared by all connection threads, and its durable side.
 #[derive(Clone, Default)]
@@ -36,8 +43,7 @@ pub struct Store {
 
 /// A position in the durable log: what an answer must wait for before it
 /// is sent. Later positions compare greater; the default is "nothing".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LogPosition(Seq);
+pub use crate::durability::Seq as LogPosition;
 
 /// What executing a request did, and what its answer must wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,42 +97,150 @@ impl Store {
     /// Runs one request as one atomic step. Fails only when the log has
     /// failed: then the request must not be answered.
     pub fn execute(&self, request: &Request<'_>) -> io::Result<Executed> {
+        let mut executed = Vec::with_capacity(1);
+        self.execute_all(std::slice::from_ref(request), &mut executed)?;
+        executed
+            .pop()
+            .ok_or_else(|| io::Error::other("a request ran without a result"))
+    }
+
+    /// Runs `requests` in order, each as one atomic step, and appends what
+    /// each did to `executed`. Consecutive requests that take the same lock
+    /// run under one hold of it, at most `MAX_RUN` (256) of them, so a batch of
+    /// input costs a lock per run rather than per request while no other
+    /// connection waits longer than one run. Fails only when the log has
+    /// failed: then none of the answers may be sent.
+    ///
+    /// This is the seam for batched index work: a run hands the index a
+    /// slice of requests of one kind.
+    pub fn execute_all(
+        &self,
+        requests: &[Request<'_>],
+        executed: &mut Vec<Executed>,
+    ) -> io::Result<()> {
+        // Room for every result before any lock is taken.
+        executed.reserve(requests.len());
+        let mut rest = requests;
+        while let Some(first) = rest.first() {
+            let changes = changes_index(first.command);
+            let len = rest
+                .iter()
+                .take(MAX_RUN)
+                .position(|request| changes_index(request.command) != changes)
+                .unwrap_or(rest.len().min(MAX_RUN));
+            let (run, after) = rest.split_at(len);
+            if changes {
+                self.run_changes(run, executed)?;
+            } else {
+                self.run_queries(run, executed);
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// A run of queries under one read lock. Each answer waits for the
+    /// newest change the lock let through.
+    fn run_queries(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) {
+        let index = self.index.read();
+        let wait_for = self
+            .durable
+            .as_deref()
+            .map(Durable::last_appended)
+            .unwrap_or_default();
+        executed.extend(run.iter().map(|request| Executed {
+            outcome: index.query(request.package),
+            wait_for,
+        }));
+    }
+
+    /// A run of changes under one write lock, each logged right after it is
+    /// made (the log's buffer is taken once, at the run's first change).
+    fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
+        let mut index = self.index.write();
         let durable = self.durable.as_deref();
-        let package = request.package;
-        let (outcome, wait_for) = match request.command {
-            Command::Query => {
-                let index = self.index.read();
-                let outcome = index.query(package);
-                (outcome, durable.map(Durable::last_appended))
-            }
-            Command::Index => {
-                let dependencies = request.dependencies;
-                let mut index = self.index.write();
-                let outcome = index.index(package, dependencies.iter());
-                let change = Change::Index {
-                    package,
-                    dependencies,
-                };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
-            Command::Remove => {
-                let mut index = self.index.write();
-                let outcome = index.remove(package);
-                let change = Change::Remove { package };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
-        };
-        Ok(Executed {
-            outcome,
-            wait_for: LogPosition(wait_for.unwrap_or_default()),
-        })
+        let mut log = None;
+        for request in run {
+            let package = request.package;
+            let (outcome, change) = match request.command {
+                Command::Index => {
+                    let dependencies = request.dependencies;
+                    let outcome = index.index(package, dependencies.iter());
+                    let change = Change::Index {
+                        package,
+                        dependencies,
+                    };
+                    (outcome, Some(change))
+                }
+                Command::Remove => (index.remove(package), Some(Change::Remove { package })),
+                // Not sent here by `execute_all`; right under any lock.
+                Command::Query => (index.query(package), None),
+            };
+            let wait_for = match (durable, change) {
+                (None, _) => LogPosition::default(),
+                (Some(durable), Some(change)) if outcome.changed() => {
+                    let log = match &mut log {
+                        Some(log) => log,
+                        None => log.insert(durable.appender()?),
+                    };
+                    log.append(&change)?
+                }
+                (Some(durable), _) => durable.last_appended(),
+            };
+            executed.push(Executed { outcome, wait_for });
+        }
+        Ok(())
     }
 
     /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
     pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) if position > LogPosition::default() => durable.wait_durable(position.0),
+            Some(durable) if position > LogPosition::default() => durable.wait_durable(position),
             _ => Ok(()),
+        }
+    }
+
+    /// Where the log is durable up to: an answer waiting for no later
+    /// position may be sent now. Everything, in memory.
+    pub(crate) fn durable_position(&self) -> LogPosition {
+        self.durable
+            .as_deref()
+            .map_or(LogPosition::MAX, Durable::durable)
+    }
+
+    /// For answers waiting for the log to cover `wait_for`, held by
+    /// `completion`: either writes the log on the calling thread (when that
+    /// is cheap and nobody else is writing) and returns true, the caller
+    /// then sending them itself, or hands them to the log's completer
+    /// thread, which delivers them once the log covers them (see
+    /// [`Completion`]), and returns false. Fails once the log has failed or
+    /// closed: then they must never be sent. Everything is durable in
+    /// memory.
+    pub(crate) fn write_or_hand_over(
+        &self,
+        wait_for: LogPosition,
+        completion: &Arc<dyn Completion>,
+    ) -> io::Result<bool> {
+        match &self.durable {
+            Some(durable) => durable.write_or_hand_over(wait_for, completion),
+            None => Ok(true),
+        }
+    }
+
+    /// Holds a connection that has just logged changes while the log is
+    /// past its cap, until the compactor rotates it (see
+    /// `docs/durability.md#back-pressure`). Nothing to wait for in memory.
+    pub(crate) fn wait_for_room(&self) {
+        if let Some(durable) = &self.durable {
+            durable.wait_for_room();
+        }
+    }
+
+    /// Answers handed over earlier now wait for `wait_for`: makes sure the
+    /// log comes to cover it.
+    pub(crate) fn expect_durable(&self, wait_for: LogPosition) {
+        if let Some(durable) = &self.durable {
+            durable.expect_durable(wait_for);
         }
     }
 
@@ -253,21 +367,9 @@ fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     names
 }
 
-/// Logs `change` if `outcome` changed the index; returns the newest logged
-/// position. Called with the write lock held.
-fn log_if_changed(
-    durable: Option<&Durable>,
-    outcome: Outcome,
-    change: &Change<'_>,
-) -> io::Result<Option<Seq>> {
-    let Some(durable) = durable else {
-        return Ok(None);
-    };
-    if outcome.changed() {
-        durable.append(change).map(Some)
-    } else {
-        Ok(Some(durable.last_appended()))
-    }
+/// Whether `command` takes the write lock.
+fn changes_index(command: Command) -> bool {
+    command != Command::Query
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod common;
 
 use common::{data_files, log_of_packages, record_starts, Client, ServerProcess, TempDir};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -132,6 +132,35 @@ fn a_graceful_stop_keeps_everything_even_without_fsync() {
         "{:?}",
         server.logs()
     );
+}
+
+#[test]
+fn a_graceful_stop_delivers_every_durable_answer_waiting_for_the_log() {
+    const LINES: usize = 4_000;
+    let dir = TempDir::new("graceful-always");
+    let mut server = start(&dir, "always");
+    let mut client = server.connect();
+    let batch: String = (0..LINES / 2)
+        .map(|i| format!("INDEX|p{i}|\nQUERY|p{i}|\n"))
+        .collect();
+    client.send(batch.as_bytes());
+    // Executed, and their answers with the log or on their way, when the
+    // stop begins.
+    server.wait_for_requests(LINES as u64);
+    server.signal("TERM");
+    for i in 0..LINES {
+        assert_eq!(client.line(), "OK\n", "answer {i}");
+    }
+    assert!(client.closed());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    let server = start(&dir, "always");
+    let mut client = server.connect();
+    for i in 0..LINES / 2 {
+        assert_eq!(client.ask(&format!("QUERY|p{i}|")), "OK");
+    }
 }
 
 #[test]
@@ -383,4 +412,148 @@ fn a_directory_replaced_while_running_is_found_within_a_second() {
     assert_failed_with(&mut server, Duration::from_secs(10), "directory replaced");
     assert!(server.logs().iter().any(|l| l.contains("replaced")));
     std::fs::remove_dir_all(dir.path().with_extension("moved")).unwrap();
+}
+
+/// Starts `writers` clients that INDEX and REMOVE packages of their own
+/// until `stop`; returns how many changes each had acknowledged.
+fn background_writers(
+    addr: std::net::SocketAddr,
+    writers: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<usize>> {
+    (0..writers)
+        .map(|w| {
+            let stop = Arc::clone(stop);
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut acknowledged = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(client.ask(&format!("INDEX|bg{w}|")), "OK");
+                    assert_eq!(client.ask(&format!("REMOVE|bg{w}|")), "OK");
+                    acknowledged += 2;
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn pipelined_durable_writes_and_queries_are_answered_in_order_among_other_writers() {
+    const ROUNDS: usize = 2_000;
+    let dir = TempDir::new("order");
+    let server = start(&dir, "always");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = background_writers(server.addr, 4, &stop);
+    // Queries need no log write of their own but wait for the others';
+    // each answer is known from the line before it, so any answer that
+    // overtook another shows.
+    let mut lines = String::new();
+    let mut expected = String::new();
+    for i in 0..ROUNDS {
+        let step = [
+            (format!("QUERY|p{i}|"), "FAIL"),
+            (format!("INDEX|p{i}|"), "OK"),
+            (format!("QUERY|p{i}|"), "OK"),
+            (format!("INDEX|q{i}|p{i}"), "OK"),
+            (format!("REMOVE|p{i}|"), "FAIL"),
+            (format!("REMOVE|q{i}|"), "OK"),
+            (format!("QUERY|q{i}|"), "FAIL"),
+            (format!("BLINDEX|q{i}|"), "ERROR"),
+        ];
+        for (line, answer) in step {
+            lines.push_str(&line);
+            lines.push('\n');
+            expected.push_str(answer);
+            expected.push('\n');
+        }
+    }
+    let mut client = server.connect();
+    let mut writer = client.writer.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        for chunk in lines.as_bytes().chunks(1500) {
+            writer.write_all(chunk).unwrap();
+        }
+    });
+    let mut answers = String::new();
+    for _ in 0..expected.lines().count() {
+        answers.push_str(&client.line());
+    }
+    sender.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(acknowledged > 0, "the other writers got nothing done");
+    assert!(answers == expected, "answers out of order");
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_hold_up_durable_answers_to_others() {
+    let dir = TempDir::new("stalled-reader");
+    let dir_arg = dir.path().to_str().unwrap();
+    let server = ServerProcess::start(&[
+        "--data-dir",
+        dir_arg,
+        "--fsync",
+        "always",
+        "--write-timeout",
+        "2s",
+        "--log-level",
+        "debug",
+    ]);
+    // It pipelines durable writes, each followed by queries whose answers
+    // queue behind its answer, and never reads: more answers (6.3 MB) than
+    // the socket holds on loopback (4 MB), so they fill its connection's
+    // outbox too.
+    const GROUPS: usize = 100_000;
+    let group_answers = 21 * "OK\n".len();
+    let lines: String = (0..GROUPS)
+        .map(|i| format!("INDEX|s{i}|\n{}", format!("QUERY|s{i}|\n").repeat(20)))
+        .collect();
+    let stalled = server.connect();
+    let mut stalled_writer = stalled.writer.try_clone().unwrap();
+    let flood = thread::spawn(move || {
+        // Fails once the server gives up on the connection.
+        let _ = stalled_writer.write_all(lines.as_bytes());
+    });
+    let mut other = server.connect();
+    for i in 0..200 {
+        let asked = std::time::Instant::now();
+        assert_eq!(other.ask(&format!("INDEX|o{i}|")), "OK");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "answer {i} took {:?}",
+            asked.elapsed()
+        );
+    }
+    // The log's completer gives up on the stalled client after the write
+    // timeout...
+    let since = std::time::Instant::now();
+    while !server
+        .logs()
+        .iter()
+        .any(|l| l.contains("client not reading its answers"))
+    {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "never cut off by the write timeout"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // ...so reading now, it finds the end of its connection after a prefix
+    // of its answers.
+    let mut stalled = stalled;
+    let mut received = 0;
+    let mut sink = [0u8; 1 << 16];
+    loop {
+        match stalled.reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    assert!(
+        received < GROUPS * group_answers,
+        "every answer arrived: {received} bytes"
+    );
+    flood.join().unwrap();
+    assert_eq!(other.ask("QUERY|o199|"), "OK");
 }

@@ -24,27 +24,6 @@ fn stall_a_writer(server: &ServerProcess) -> Client {
     client
 }
 
-/// Waits until the server has answered `n` requests in all.
-fn wait_for_requests(server: &ServerProcess, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = server.http("GET", "/metrics");
-        let total: u64 = body
-            .lines()
-            .filter(|l| l.starts_with("package_indexer_requests_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        if total >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {total} of {n} requests seen"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn start_line_names_address_version_and_settings() {
     let server = ServerProcess::start(&[]);
@@ -154,7 +133,7 @@ fn sigterm_answers_every_received_line_and_exits_0() {
     let lines = 20_000;
     client.send("INDEX|p|\nQUERY|p|\n".repeat(lines / 2).as_bytes());
     // Answers wait unread in the socket while the server is told to stop.
-    wait_for_requests(&server, lines as u64);
+    server.wait_for_requests(lines as u64);
     server.signal("TERM");
     for i in 0..lines {
         assert_eq!(client.line(), "OK\n", "answer {i}");
@@ -185,7 +164,7 @@ fn sigterm_while_pipelining_gives_an_in_order_prefix_of_answers() {
             }
         }
     });
-    wait_for_requests(&server, 10_000);
+    server.wait_for_requests(10_000);
     server.signal("INT");
     let mut answered = 0;
     loop {
@@ -213,7 +192,7 @@ fn stop_is_bounded_by_the_shutdown_timeout() {
     let mut half = server.connect();
     half.send(b"INDEX|half");
     let _stalled = stall_a_writer(&server);
-    wait_for_requests(&server, 10_000);
+    server.wait_for_requests(10_000);
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     server.signal("TERM");
@@ -238,7 +217,7 @@ fn readyz_turns_503_while_stopping_and_a_second_signal_exits_at_once() {
     let mut server = ServerProcess::start(&["--shutdown-timeout", "60s"]);
     assert_eq!(server.http("GET", "/readyz"), (200, "ready\n".into()));
     let _stalled = stall_a_writer(&server);
-    wait_for_requests(&server, 10_000);
+    server.wait_for_requests(10_000);
     thread::sleep(Duration::from_millis(300));
     server.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(5);

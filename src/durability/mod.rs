@@ -15,17 +15,22 @@
 //!    a new index ([`recovery`] refuses damage and missing files, and cuts a
 //!    torn last record after saving it), continues the newest log
 //!    ([`wal`]) and starts the [`compactor`] thread.
-//! 2. The store calls [`Durable::append`] under the index write lock and
-//!    [`Durable::wait_durable`] after releasing it, before answering `OK`.
-//!    A wait that fails means the disk failed: that answer is never sent,
-//!    and the failure reaches the owner's observer once ([`DurabilityEvent::Failed`]).
+//! 2. The store logs changes through [`Durable::appender`] under the index
+//!    write lock. After releasing it, a connection hands its answers to
+//!    the completer thread ([`Durable::write_or_hand_over`]), which
+//!    writes and syncs the log and delivers them once it covers them (a
+//!    caller may also block in [`Durable::wait_durable`]). A failed write
+//!    or sync means the disk failed: the answers waiting for it are never
+//!    sent, and the failure reaches the owner's observer once
+//!    ([`DurabilityEvent::Failed`]).
 //! 3. When a batch leaves the log larger than its snapshot, the writer
 //!    signals the compactor, which rotates the log and copies the index
 //!    under the read lock, then writes the snapshot; older files are
 //!    deleted. Every second it also checks that the directory and the log
 //!    are still the files at their paths.
 //! 4. [`Durable::close`] stops and joins the compactor, then writes and
-//!    syncs what is left of the log.
+//!    syncs what is left of the log, then stops and joins the completer
+//!    (the thread that delivers answers once the log covers them).
 //!
 //! What is damage is decided in one place, [`survey`]: it reads every file
 //! in replay order and collects every problem. A start fails on the first
@@ -50,13 +55,14 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::index::{Indexer, SharedIndex};
 use compactor::{Compaction, CompactionSignal, Compactor};
 
-pub(crate) use self::wal::{LogStats, Wal};
+pub(crate) use self::wal::{Appender, Completion, Delivery, LogStats, Wal};
 pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
@@ -108,14 +114,17 @@ impl DurableOptions {
     }
 }
 
-/// The durable side of a store: its write-ahead log and the compactor
-/// thread, opened, run and closed together.
+/// The durable side of a store: its write-ahead log, the compactor thread
+/// and the completer thread, opened, run and closed together.
 pub(crate) struct Durable {
     wal: Arc<Wal>,
     compaction: Arc<Compaction>,
     signal: Arc<CompactionSignal>,
     /// Taken (stopped and joined) by [`Durable::close`].
     compactor: Mutex<Option<Compactor>>,
+    /// The completer thread (see [`wal`]); taken (stopped and joined) by
+    /// [`Durable::close`].
+    completer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What opening a data directory found.
@@ -168,14 +177,28 @@ impl Durable {
             compaction,
             signal,
             compactor: Mutex::new(Some(compactor)),
+            completer: Mutex::new(None),
         };
+        // Dropping `durable` on this error stops the compactor.
+        durable.start_completer().map_err(cannot)?;
         Ok((index, durable, loaded))
     }
 
-    /// Logs `change`; call it under the index write lock, right after
-    /// making the change, and wait after releasing the lock.
-    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
-        self.wal.append(change)
+    /// Starts the completer thread.
+    fn start_completer(&self) -> io::Result<()> {
+        let wal = Arc::clone(&self.wal);
+        let completer = thread::Builder::new()
+            .name("log-completer".into())
+            .spawn(move || wal.run_completer())?;
+        *lock(&self.completer) = Some(completer);
+        Ok(())
+    }
+
+    /// Takes the log's buffer for a run of changes: log each one with
+    /// [`Appender::append`] under the index write lock, right after making
+    /// it, and wait after releasing the lock.
+    pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
+        self.wal.appender()
     }
 
     /// The position of the newest change: what a reader must wait for to
@@ -189,8 +212,34 @@ impl Durable {
     /// back-pressure that keeps disk use bounded under churn at full speed).
     pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
         self.wal.wait_durable(seq)?;
-        self.signal.wait_for_room(|| self.wal.over_cap());
+        self.wait_for_room();
         Ok(())
+    }
+
+    /// Holds a writer while the log has grown past its cap, until the
+    /// compactor has rotated it: the back-pressure that keeps disk use
+    /// bounded under churn at full speed.
+    pub(crate) fn wait_for_room(&self) {
+        self.signal.wait_for_room(|| self.wal.over_cap());
+    }
+
+    /// Where the log is durable up to.
+    pub(crate) fn durable(&self) -> Seq {
+        self.wal.durable()
+    }
+
+    /// See [`Wal::write_or_hand_over`].
+    pub(crate) fn write_or_hand_over(
+        &self,
+        wait_for: Seq,
+        completion: &Arc<dyn Completion>,
+    ) -> io::Result<bool> {
+        self.wal.write_or_hand_over(wait_for, completion)
+    }
+
+    /// See [`Wal::expect_durable`].
+    pub(crate) fn expect_durable(&self, wait_for: Seq) {
+        self.wal.expect_durable(wait_for);
     }
 
     /// The log's counters, for metrics.
@@ -206,19 +255,23 @@ impl Durable {
 
     /// Stops and joins the compactor and waits for any compaction in
     /// progress (later ones are refused), then writes and syncs everything
-    /// appended; later appends and waits fail. Returns the error that failed
+    /// appended; later appends and waits fail. Last, the completer
+    /// delivers what it holds and is joined. Returns the error that failed
     /// the log, if any.
     pub(crate) fn close(&self) -> io::Result<()> {
-        let compactor = self
-            .compactor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let compactor = lock(&self.compactor).take();
         if let Some(compactor) = compactor {
             compactor.stop();
         }
         self.compaction.close();
-        self.wal.close()
+        let closed = self.wal.close();
+        let completer = lock(&self.completer).take();
+        if let Some(completer) = completer {
+            self.wal.stop_completer();
+            // It only ends by returning; a panic was reported already.
+            let _ = completer.join();
+        }
+        closed
     }
 }
 
@@ -227,6 +280,10 @@ impl Drop for Durable {
         // Errors were already reported to the observer.
         let _ = self.close();
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A data directory as the offline tools see it: its survey, and the index
@@ -293,9 +350,16 @@ impl fmt::Display for Generation {
 }
 
 /// Position of a change in the log since it was opened: the n-th append
-/// returns `Seq(n)`; `Seq(0)` is "nothing".
+/// returns `Seq(n)`; `Seq(0)` is "nothing". Outside this module it is a
+/// [`LogPosition`](crate::LogPosition): what an answer waits for before it
+/// is sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Seq(u64);
+pub struct Seq(u64);
+
+impl Seq {
+    /// Past every position: what memory-only state is durable up to.
+    pub(crate) const MAX: Seq = Seq(u64::MAX);
+}
 
 /// When an appended change counts as durable (`--fsync`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

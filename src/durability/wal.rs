@@ -1,31 +1,46 @@
-//! The write-ahead log: appends under the index lock, group commit by the
-//! waiters themselves.
+//! The write-ahead log: appends under the index lock, group commit, and
+//! answers delivered by whoever writes.
 //!
-//! [`Wal::append`] only encodes the change into an in-memory buffer under a
+//! [`Wal::appender`] only encodes changes into an in-memory buffer under a
 //! short mutex, so log order is the order in which the caller (holding the
 //! index write lock) made the changes, and no disk I/O happens under that
 //! lock.
 //!
-//! [`Wal::wait_durable`] is where the disk is written. The first waiter to
-//! find nobody writing becomes the leader: it takes everything appended so
-//! far, `write(2)`s it, `fdatasync`s it with [`Fsync::Always`], publishes
-//! the highest sequence number now durable and wakes the others. Threads
-//! that arrive while a leader writes wait for it, and the next leader
-//! writes all they appended meanwhile in one go: that is the group commit.
+//! A batch is led by one thread at a time (`lead`): it takes everything
+//! appended so far, `write(2)`s it, `fdatasync`s it with [`Fsync::Always`],
+//! publishes the highest sequence number now durable and wakes whoever
+//! waits. Everything appended while it writes goes out with the next batch
+//! in one go: that is the group commit. With [`Fsync::Never`] a batch is
+//! durable once written.
 //!
-//! Waiters sleep on one of two condition variables by the parity of the
-//! batch that will cover them, so the end of a batch wakes the threads it
-//! covered and one thread to lead the next batch, not every waiter.
-//! With [`Fsync::Never`] a batch is durable once written. No thread hand-off
-//! stands between a lone writer and its disk, which matters most with
-//! `never`, where the write itself is cheap.
+//! Connections do not wait for their answers: they hand them over
+//! ([`Wal::write_or_hand_over`], a [`Completion`]) and go back to reading
+//! their socket. The completer thread ([`Wal::run_completer`], started and
+//! joined by the log's owner) leads the batches they need and delivers each
+//! once a batch covers it. So one thread sleeps in `fdatasync` for a whole
+//! batch, rather than every connection thread sleeping on a condition
+//! variable and being woken for its own answers. With [`Fsync::Never`],
+//! where a batch is one cheap `write`, a connection that finds nobody
+//! writing writes the batch itself and sends its own answers, then delivers
+//! what others handed over meanwhile: the common case needs no other
+//! thread. Delivering never blocks: a receiver that takes nothing now is
+//! offered its answers again every [`RETRY_BLOCKED`] (and decides itself
+//! when it has waited too long).
+//!
+//! [`Wal::wait_durable`] blocks instead, for callers with no socket to go
+//! back to (the compactor's rotation, the close, tests): the first such
+//! waiter to find nobody writing leads the batch itself; the others sleep on
+//! one of two condition variables by the parity of the batch that will
+//! cover them, so the end of a batch wakes the threads it covered and one
+//! thread to lead the next batch, not every waiter.
 //!
 //! A failed write or sync is final (after a failed `fsync` the kernel may
 //! have dropped the dirty pages, so retrying could report success for lost
-//! data): every waiter not already covered gets the error, and so does
-//! every later call. So is a log file found deleted after a batch was
-//! written to it, or found replaced at its path by [`Wal::check_files`]:
-//! what was written there can no longer be recovered.
+//! data): every waiter not already covered gets the error, every completion
+//! not already covered is abandoned unsent, and every later call fails. So
+//! is a log file found deleted after a batch was written to it, or found
+//! replaced at its path by [`Wal::check_files`]: what was written there can
+//! no longer be recovered.
 //!
 //! The writer also decides when to compact: a batch that leaves the log
 //! past its threshold asks the compactor for a compaction.
@@ -48,6 +63,37 @@ use super::{DurabilityEvent, DurableOptions, Fsync, Generation, Observer, Seq};
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
+/// Completions the completer takes from those it shared out at a time.
+const DELIVERY_CHUNK: usize = 8;
+/// Completions a connection's thread takes from those shared out each time
+/// it hands its own answers over.
+const HELPING_CHUNK: usize = 4;
+/// How often the completer offers answers again to receivers that took
+/// none the last time (clients not reading their socket).
+pub(crate) const RETRY_BLOCKED: Duration = Duration::from_millis(10);
+
+/// Answers that wait for the log to cover a position, delivered by the
+/// completer thread (see [`Wal::write_or_hand_over`]).
+pub(crate) trait Completion: Send + Sync {
+    /// The log covers every change up to `durable`: deliver what waits for
+    /// no later position, without ever blocking.
+    fn deliver(&self, durable: Seq) -> Delivery;
+    /// Nothing waiting will become durable (the log failed, or closed
+    /// before it could): drop it unsent.
+    fn abandon(&self);
+}
+
+/// What [`Completion::deliver`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Delivered, or given up for good: the completer forgets it.
+    Done,
+    /// It waits for a later position: offered again after the next batch.
+    Later,
+    /// Its receiver takes nothing now: offered again after
+    /// [`RETRY_BLOCKED`].
+    Blocked,
+}
 
 /// The open write-ahead log of a data directory. Share it with `Arc`.
 pub(crate) struct Wal {
@@ -67,6 +113,10 @@ pub(crate) struct Wal {
     progress: Mutex<Progress>,
     /// Waiters for batch `n` sleep on `batch_done[n % 2]`.
     batch_done: [Condvar; 2],
+    /// The completer sleeps on this while it has nothing to do.
+    completer_wake: Condvar,
+    /// `Progress::durable`, readable without the lock.
+    durable: AtomicU64,
     /// Set once; from then on nothing new becomes durable.
     failure: OnceLock<Failure>,
     /// The log file receiving appends; the mutex also serialises rotations.
@@ -117,12 +167,43 @@ struct Progress {
     /// The last sequence number the batch being written covers, while one
     /// is being written.
     writing: Option<Seq>,
+    /// Completions handed over and not yet taken by the completer.
+    handed_over: Vec<Arc<dyn Completion>>,
+    /// Completions a batch may have covered, shared out by the completer:
+    /// it and connection threads handing over take them to deliver.
+    ready: Vec<Arc<dyn Completion>>,
+    /// The completer sleeps on `completer_wake`: it must be woken when a
+    /// batch is published or a completion it can deliver is handed over.
+    completer_asleep: bool,
+    /// Set once: the completer ends once it has delivered what it can.
+    completer_stopping: bool,
+    /// Set once the completer has ended: what comes back is abandoned.
+    completer_gone: bool,
 }
 
 struct Writer {
     file: File,
     /// The buffer swapped in for the one being written, reused.
     spare: Vec<u8>,
+}
+
+/// Appends to the log with its buffer locked (see [`Wal::appender`]).
+pub(crate) struct Appender<'a> {
+    wal: &'a Wal,
+    pending: MutexGuard<'a, Pending>,
+}
+
+impl Appender<'_> {
+    /// [`Wal::append`] under the held lock.
+    pub(crate) fn append(&mut self, change: &Change<'_>) -> io::Result<Seq> {
+        let pending = &mut *self.pending;
+        let before = pending.buffer.len();
+        record::encode_change(&mut pending.buffer, change)?;
+        pending.log_bytes += (pending.buffer.len() - before) as u64;
+        let seq = self.wal.appended.load(Ordering::Relaxed) + 1;
+        self.wal.appended.store(seq, Ordering::Relaxed);
+        Ok(Seq(seq))
+    }
 }
 
 /// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
@@ -266,8 +347,15 @@ impl Wal {
                 durable: Seq(0),
                 batch: 0,
                 writing: None,
+                handed_over: Vec::new(),
+                ready: Vec::new(),
+                completer_asleep: false,
+                completer_stopping: false,
+                completer_gone: false,
             }),
             batch_done: [Condvar::new(), Condvar::new()],
+            completer_wake: Condvar::new(),
+            durable: AtomicU64::new(0),
             failure: OnceLock::new(),
             active: Mutex::new(ActiveLog { generation, id }),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
@@ -282,15 +370,18 @@ impl Wal {
     /// holding the index write lock, right after making the change; wait for
     /// durability after releasing the lock. Fails for names outside 1..=255
     /// bytes, and once the log has failed or closed.
+    #[cfg(test)]
     pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<Seq> {
-        let mut pending = lock(&self.pending);
+        self.appender()?.append(change)
+    }
+
+    /// Holds the buffer of appends for a run of changes made under one hold
+    /// of the index write lock, so the run takes this lock once. Fails once
+    /// the log has failed or closed.
+    pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
+        let pending = lock(&self.pending);
         self.check_alive()?;
-        let before = pending.buffer.len();
-        record::encode_change(&mut pending.buffer, change)?;
-        pending.log_bytes += (pending.buffer.len() - before) as u64;
-        let seq = self.appended.load(Ordering::Relaxed) + 1;
-        self.appended.store(seq, Ordering::Relaxed);
-        Ok(Seq(seq))
+        Ok(Appender { wal: self, pending })
     }
 
     /// The error that failed (or closed) the log, if it did.
@@ -329,6 +420,192 @@ impl Wal {
                 .wait(progress)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// The highest sequence number durable so far: answers waiting for no
+    /// later change may be sent.
+    pub(crate) fn durable(&self) -> Seq {
+        Seq(self.durable.load(Ordering::Acquire))
+    }
+
+    /// For answers waiting for `wait_for`, held by `completion`: when a
+    /// batch is one cheap `write` ([`Fsync::Never`]) and nobody is writing
+    /// one, writes it on the calling thread, delivers what others handed
+    /// over meanwhile, and returns true: the caller sends its own answers.
+    /// Otherwise hands `completion` over to the completer thread,
+    /// which delivers it once the log covers `wait_for` (the completion
+    /// itself says: see [`Completion::deliver`]), and returns false. No thread sleeps
+    /// either way: a writer that found the log busy leaves its answers to
+    /// whoever writes.
+    pub(crate) fn write_or_hand_over(
+        &self,
+        wait_for: Seq,
+        completion: &Arc<dyn Completion>,
+    ) -> io::Result<bool> {
+        let mut progress = lock(&self.progress);
+        self.check_alive()?;
+        if progress.durable >= wait_for {
+            return Ok(true);
+        }
+        if self.fsync == Fsync::Always || progress.writing.is_some() {
+            progress.handed_over.push(Arc::clone(completion));
+            let help = take_chunk(&mut progress.ready, HELPING_CHUNK);
+            self.expect_locked(progress, wait_for);
+            self.help_deliver(help);
+            return Ok(false);
+        }
+        self.lead(progress, None, false)?;
+        // What this batch did not cover, or a client not reading, goes back
+        // to the completer.
+        let handed_over = std::mem::take(&mut lock(&self.progress).handed_over);
+        self.help_deliver(handed_over);
+        Ok(true)
+    }
+
+    /// Pops up to `chunk` completions the completer shared out; `None`
+    /// when there are none.
+    fn take_ready(&self, chunk: usize) -> Option<Vec<Arc<dyn Completion>>> {
+        let taken = take_chunk(&mut lock(&self.progress).ready, chunk);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// Delivers `completions` (the completer shared them out, or this
+    /// thread just wrote the batch they waited for) on a connection's
+    /// thread that is running anyway: the sends of a batch spread over the
+    /// threads awake, and the completer is left fewer. Those not done go
+    /// back to the completer.
+    fn help_deliver(&self, completions: Vec<Arc<dyn Completion>>) {
+        if completions.is_empty() {
+            return;
+        }
+        let durable = self.durable();
+        let mut waiting = Vec::new();
+        let mut blocked = Vec::new();
+        for completion in completions {
+            sort_delivery(completion, durable, &mut waiting, &mut blocked);
+        }
+        if !waiting.is_empty() || !blocked.is_empty() {
+            let mut progress = lock(&self.progress);
+            if progress.completer_gone {
+                // Stopped after the close: nothing more will be covered.
+                drop(progress);
+                for completion in waiting.into_iter().chain(blocked) {
+                    completion.abandon();
+                }
+                return;
+            }
+            progress.handed_over.append(&mut waiting);
+            progress.handed_over.append(&mut blocked);
+            self.expect_locked(progress, durable);
+        }
+    }
+
+    /// Makes sure the log comes to cover `wait_for` and the completer looks
+    /// at its completions then: for a completion already handed over whose
+    /// position grew.
+    pub(crate) fn expect_durable(&self, wait_for: Seq) {
+        self.expect_locked(lock(&self.progress), wait_for);
+    }
+
+    /// Wakes the completer if it sleeps: it delivers `wait_for` at once
+    /// when the log covers it, and writes the batch it needs otherwise.
+    fn expect_locked(&self, mut progress: MutexGuard<'_, Progress>, _wait_for: Seq) {
+        if std::mem::take(&mut progress.completer_asleep) {
+            drop(progress);
+            self.completer_wake.notify_one();
+        }
+    }
+
+    /// The completer thread's life, until [`Wal::stop_completer`]: takes
+    /// the completions handed over, delivers those the log covers, leads
+    /// the batch the others need (or waits for the one being written),
+    /// offers blocked ones again every [`RETRY_BLOCKED`], and abandons
+    /// those the log can no longer cover once it has failed or closed.
+    pub(crate) fn run_completer(&self) {
+        let mut waiting: Vec<Arc<dyn Completion>> = Vec::new();
+        let mut blocked: Vec<Arc<dyn Completion>> = Vec::new();
+        let mut progress = lock(&self.progress);
+        loop {
+            waiting.append(&mut progress.handed_over);
+            // A failure (or the close) is set after the last batch it lets
+            // through is published: read in this order, `durable` is final
+            // whenever `ended` is true.
+            let ended = self.failure.get().is_some();
+            let durable = progress.durable;
+            let stopping = progress.completer_stopping;
+            if waiting.is_empty() && blocked.is_empty() {
+                if stopping {
+                    progress.completer_gone = true;
+                    return;
+                }
+                progress.completer_asleep = true;
+                progress = self
+                    .completer_wake
+                    .wait(progress)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Whatever a batch may have covered is shared out: connection
+            // threads passing by take some (see `help_deliver`) while this
+            // thread delivers the rest.
+            progress.ready.append(&mut waiting);
+            drop(progress);
+            for completion in std::mem::take(&mut blocked) {
+                sort_delivery(completion, durable, &mut waiting, &mut blocked);
+            }
+            while let Some(chunk) = self.take_ready(DELIVERY_CHUNK) {
+                for completion in chunk {
+                    sort_delivery(completion, durable, &mut waiting, &mut blocked);
+                }
+            }
+            if ended || stopping {
+                // What waits now can never be covered, or the owner is
+                // closing and no one will read a blocked client's answers.
+                let given_up = if ended { waiting.len() } else { 0 } + blocked.len();
+                if given_up > 0 {
+                    for completion in waiting.drain(..).chain(blocked.drain(..)) {
+                        completion.abandon();
+                    }
+                }
+            }
+            progress = lock(&self.progress);
+            if !progress.handed_over.is_empty() || progress.durable > durable {
+                continue;
+            }
+            if !waiting.is_empty() {
+                // Each waits for a change appended but not yet written.
+                if progress.writing.is_none() {
+                    // A failure is recorded and seen on the next turn.
+                    let _ = self.lead(progress, None, false);
+                    progress = lock(&self.progress);
+                } else {
+                    let batch = progress.batch;
+                    progress = self.batch_done[(batch % 2) as usize]
+                        .wait(progress)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                continue;
+            }
+            if !blocked.is_empty() {
+                // Until something is handed over, or it is time to offer
+                // blocked receivers their answers again.
+                progress.completer_asleep = true;
+                progress = self
+                    .completer_wake
+                    .wait_timeout(progress, RETRY_BLOCKED)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                progress.completer_asleep = false;
+            }
+        }
+    }
+
+    /// Tells the completer thread ([`Wal::run_completer`]) to end once it
+    /// has delivered what it can. Call it after [`Wal::close`], so that
+    /// everything handed over is covered.
+    pub(crate) fn stop_completer(&self) {
+        lock(&self.progress).completer_stopping = true;
+        self.completer_wake.notify_all();
     }
 
     /// Waits until no batch is being written, then writes one (see `lead`).
@@ -396,8 +673,13 @@ impl Wal {
         progress.writing = None;
         if written.is_ok() {
             progress.durable = progress.durable.max(last);
+            self.durable.store(progress.durable.0, Ordering::Release);
         }
+        let wake_completer = std::mem::take(&mut progress.completer_asleep);
         drop(progress);
+        if wake_completer {
+            self.completer_wake.notify_one();
+        }
         // Everyone this batch covered, and one thread to lead the next.
         self.batch_done[(batch % 2) as usize].notify_all();
         self.batch_done[((batch + 1) % 2) as usize].notify_one();
@@ -434,6 +716,7 @@ impl Wal {
         for waiters in &self.batch_done {
             waiters.notify_all();
         }
+        self.completer_wake.notify_all();
         first
     }
 
@@ -577,6 +860,28 @@ impl Drop for Wal {
         // Errors were already reported through `observe`.
         let _ = self.close();
     }
+}
+
+/// Offers `completion` what is durable and files it by what it did:
+/// forgotten when done, in `waiting` when it waits for more, in `blocked`
+/// when its receiver takes nothing now.
+fn sort_delivery(
+    completion: Arc<dyn Completion>,
+    durable: Seq,
+    waiting: &mut Vec<Arc<dyn Completion>>,
+    blocked: &mut Vec<Arc<dyn Completion>>,
+) {
+    match completion.deliver(durable) {
+        Delivery::Done => {}
+        Delivery::Later => waiting.push(completion),
+        Delivery::Blocked => blocked.push(completion),
+    }
+}
+
+/// Up to `chunk` items from the end of `items`.
+fn take_chunk<T>(items: &mut Vec<T>, chunk: usize) -> Vec<T> {
+    let keep = items.len().saturating_sub(chunk);
+    items.split_off(keep)
 }
 
 /// Writes `batch`, then syncs when asked; returns how long the sync took.

@@ -181,6 +181,30 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// Waits until the server has executed `n` requests in all (its
+    /// `/metrics`; the answers may still be on their way).
+    pub(crate) fn wait_for_requests(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.http("GET", "/metrics");
+            let total: u64 = body
+                .lines()
+                .filter(|l| l.starts_with("package_indexer_requests_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            if total >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {total} of {n} requests seen"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -92,29 +92,20 @@ impl Store {
     /// failed: then the request must not be answered.
     pub fn execute(&self, request: &Request<'_>) -> io::Result<Executed> {
         let durable = self.durable.as_deref();
-        let package = request.package;
-        let (outcome, wait_for) = match request.command {
-            Command::Query => {
-                let index = self.index.read();
-                let outcome = index.query(package);
-                (outcome, durable.map(Durable::last_appended))
-            }
-            Command::Index => {
-                let dependencies = request.dependencies;
-                let mut index = self.index.write();
-                let outcome = index.index(package, dependencies.iter());
-                let change = Change::Index {
-                    package,
-                    dependencies,
-                };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
-            Command::Remove => {
-                let mut index = self.index.write();
-                let outcome = index.remove(package);
-                let change = Change::Remove { package };
-                (outcome, log_if_changed(durable, outcome, &change)?)
-            }
+        let mut outcome = Outcome::NotFound;
+        let wait_for = if request.command == Command::Query {
+            let index = self.index.read();
+            index.query_run(std::iter::once(request.package), |found| outcome = found);
+            durable.map(Durable::last_appended)
+        } else {
+            let mut index = self.index.write();
+            let mut wait_for = None;
+            index.execute_run(std::slice::from_ref(request), |request, done| {
+                outcome = done;
+                wait_for = log_if_changed(durable, done, &change(request))?;
+                Ok::<_, io::Error>(())
+            })?;
+            wait_for
         };
         Ok(Executed {
             outcome,
@@ -251,6 +242,19 @@ fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut names: Vec<String> = names.map(str::to_string).collect();
     names.sort_unstable();
     names
+}
+
+/// The change `request` makes to the index if it succeeds.
+fn change<'a>(request: &Request<'a>) -> Change<'a> {
+    match request.command {
+        Command::Remove => Change::Remove {
+            package: request.package,
+        },
+        Command::Index | Command::Query => Change::Index {
+            package: request.package,
+            dependencies: request.dependencies,
+        },
+    }
 }
 
 /// Logs `change` if `outcome` changed the index; returns the newest logged

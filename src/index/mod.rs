@@ -1006,6 +1006,36 @@ mod tests {
     }
 
     #[test]
+    fn long_names_alike_in_their_first_bytes_survive_growth_removal_and_compaction() {
+        // 1,000 names of 200 to 255 bytes, all starting alike, so that only
+        // the arena tells them apart; removing two of three leaves over
+        // 64 KiB of dead name bytes, which compacts the arena.
+        let long = |i: usize| format!("{}-{i}", "n".repeat(200 + i % 50));
+        let mut ix = Indexer::new();
+        index(&mut ix, "short", &[]);
+        for i in 0..1_000 {
+            // The kept ones (every third) depend on the one kept before.
+            let mut deps = vec!["short".to_string()];
+            if i % 3 == 0 && i >= 3 {
+                deps.push(long(i - 3));
+            }
+            let outcome = ix.index(name(&long(i)), deps.iter().map(|d| name(d)));
+            assert_eq!(outcome, Outcome::Added);
+        }
+        ix.check_invariants().unwrap();
+        let before = ix.names.len();
+        for i in (0..1_000).filter(|i| i % 3 != 0) {
+            assert_eq!(ix.remove(name(&long(i))), Outcome::Removed, "{i}");
+        }
+        ix.check_invariants().unwrap();
+        assert!(ix.names.len() < before / 2, "the names arena was compacted");
+        for i in 0..1_000 {
+            assert_eq!(ix.contains(name(&long(i))), i % 3 == 0, "{i}");
+        }
+        assert!(ix.contains(name("short")));
+    }
+
+    #[test]
     fn difference_of_sorted_lists() {
         let d: Vec<u32> = sorted_difference(&[1, 3, 5, 7], &[2, 3, 7, 9]).collect();
         assert_eq!(d, [1, 5]);

@@ -229,3 +229,188 @@ impl Indexer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Dependencies;
+    use proptest::prelude::*;
+
+    /// A command as generated: what it does and to which names.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Index(usize, Vec<usize>),
+        Remove(usize),
+        Query(usize),
+    }
+
+    /// Few names, so that runs name the same ones again and again: short
+    /// ones held in the node, long ones in the arena, two of them alike
+    /// in length and first bytes.
+    fn pool() -> Vec<String> {
+        let long = "x".repeat(40);
+        let mut names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        names.push(format!("{long}-a"));
+        names.push(format!("{long}-b"));
+        names.push("z".repeat(255));
+        names
+    }
+
+    fn op(names: usize) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0..names, proptest::collection::vec(0..names, 0..4))
+                .prop_map(|(package, deps)| Op::Index(package, deps)),
+            3 => (0..names).prop_map(Op::Remove),
+            2 => (0..names).prop_map(Op::Query),
+        ]
+    }
+
+    /// The request lines of `ops`, as text the requests borrow.
+    fn lines(ops: &[Op], names: &[String]) -> Vec<(Command, String, String)> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Index(package, deps) => {
+                    let deps: Vec<&str> = deps.iter().map(|&d| names[d].as_str()).collect();
+                    (Command::Index, names[*package].clone(), deps.join(","))
+                }
+                Op::Remove(package) => (Command::Remove, names[*package].clone(), String::new()),
+                Op::Query(package) => (Command::Query, names[*package].clone(), String::new()),
+            })
+            .collect()
+    }
+
+    fn requests(lines: &[(Command, String, String)]) -> Vec<Request<'_>> {
+        lines
+            .iter()
+            .map(|(command, package, deps)| Request {
+                command: *command,
+                package: PackageName::new(package.as_bytes()).unwrap(),
+                dependencies: Dependencies::new(deps.as_bytes()).unwrap(),
+            })
+            .collect()
+    }
+
+    /// One command at a time, through the public API.
+    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> Outcome {
+        match request.command {
+            Command::Index => index.index(request.package, request.dependencies.iter()),
+            Command::Remove => index.remove(request.package),
+            Command::Query => index.query(request.package),
+        }
+    }
+
+    /// The index's packages and their dependencies, as text.
+    fn listing(index: &Indexer) -> Vec<String> {
+        let mut lines = Vec::new();
+        index.for_each_listed(|package, deps| {
+            let deps: Vec<&str> = deps.iter().map(|d| d.as_str()).collect();
+            lines.push(format!("{package}: {}", deps.join(" ")));
+        });
+        lines
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_run_answers_as_its_commands_one_by_one(
+            preload in proptest::collection::vec(op(11), 0..30),
+            ops in proptest::collection::vec(op(11), 1..120),
+            cuts in proptest::collection::vec(1..40usize, 1..10),
+        ) {
+            let names = pool();
+            let (preload, lines) = (lines(&preload, &names), lines(&ops, &names));
+            let (preload, requests) = (requests(&preload), requests(&lines));
+            let mut single = Indexer::new();
+            let mut staged = Indexer::new();
+            for request in &preload {
+                one_by_one(&mut single, request);
+                one_by_one(&mut staged, request);
+            }
+            let expected: Vec<Outcome> =
+                requests.iter().map(|request| one_by_one(&mut single, request)).collect();
+            // Runs of the lengths `cuts` gives, in turn; a run of queries
+            // only also goes through the read-only path.
+            let mut got = Vec::new();
+            let mut rest = &requests[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (run, after) = rest.split_at(cut.min(rest.len()));
+                if run.iter().all(|request| request.command == Command::Query) && cut % 2 == 0 {
+                    staged.query_run(run.iter().map(|request| request.package), |outcome| {
+                        got.push(outcome);
+                    });
+                } else {
+                    staged
+                        .execute_run(run, |_, outcome| {
+                            got.push(outcome);
+                            Ok::<_, ()>(())
+                        })
+                        .unwrap();
+                }
+                prop_assert_eq!(staged.check_invariants(), Ok(()));
+                rest = after;
+            }
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(listing(&staged), listing(&single));
+        }
+    }
+
+    #[test]
+    fn a_run_stops_at_the_first_error_of_done() {
+        let lines: Vec<(Command, String, String)> = ["a", "b", "c"]
+            .iter()
+            .map(|name| (Command::Index, name.to_string(), String::new()))
+            .collect();
+        let requests = requests(&lines);
+        let mut index = Indexer::new();
+        let mut ran = Vec::new();
+        let stopped = index.execute_run(&requests, |request, outcome| {
+            ran.push(request.package.to_string());
+            assert_eq!(outcome, Outcome::Added);
+            if request.package == "b" {
+                Err("log failed")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(stopped, Err("log failed"));
+        assert_eq!(ran, ["a", "b"]);
+        assert!(index.contains(PackageName::new(b"b").unwrap()));
+        assert!(!index.contains(PackageName::new(b"c").unwrap()));
+    }
+
+    #[test]
+    fn a_command_naming_more_than_a_window_runs_too() {
+        let deps: Vec<String> = (0..3 * STAGED_NAMES).map(|i| format!("d{i}")).collect();
+        let mut lines: Vec<(Command, String, String)> = deps
+            .iter()
+            .map(|dep| (Command::Index, dep.clone(), String::new()))
+            .collect();
+        lines.push((Command::Index, "big".to_string(), deps.join(",")));
+        lines.push((Command::Remove, "d7".to_string(), String::new()));
+        lines.push((Command::Query, "big".to_string(), String::new()));
+        let requests = requests(&lines);
+        let mut index = Indexer::new();
+        let mut outcomes = Vec::new();
+        index
+            .execute_run(&requests, |_, outcome| {
+                outcomes.push(outcome);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let tail = &outcomes[deps.len()..];
+        assert_eq!(
+            tail,
+            [
+                Outcome::Added,
+                Outcome::Refused(super::super::Refusal::HasDependents),
+                Outcome::Found
+            ]
+        );
+        assert_eq!(index.dependencies(), deps.len());
+        index.check_invariants().unwrap();
+    }
+}

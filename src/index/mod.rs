@@ -31,7 +31,7 @@ mod run;
 mod table;
 
 pub(crate) use dependents::Found;
-use run::Step;
+pub(crate) use run::{RunItem, Step};
 
 use crate::name::PackageName;
 use crate::protocol::Response;
@@ -227,6 +227,18 @@ impl Indexer {
         self.packages = source.packages;
         self.dependencies = source.dependencies;
         self.edge_changes.clone_from(&source.edge_changes);
+    }
+
+    /// Makes room for `additional` more packages, so that adding them
+    /// neither grows the name table (which hashes every name again) nor
+    /// moves the nodes.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let packages = self.packages.saturating_add(additional);
+        if packages > self.table.room() {
+            self.rebuild_table(packages);
+        }
+        self.nodes
+            .reserve(additional.saturating_sub(self.free_ids.len()));
     }
 
     /// Number of indexed packages.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use super::{dir_bytes, index_change, name, open_wal as open, rotate, ScratchDir};
+use super::{dir_bytes, each_change, index_change, name, open_wal as open, rotate, ScratchDir};
 use crate::durability::{recover, Change, Fsync, LoggedChange};
 
 #[test]
@@ -105,10 +105,13 @@ fn recovery_of_a_million_packages() {
 
     for (what, dir) in [("snapshot", &snapshot_dir), ("log", &log_dir)] {
         let mut count = 0usize;
-        let recovered = recover(dir.path(), |_| {
-            count += 1;
-            Ok(())
-        })
+        let recovered = recover(
+            dir.path(),
+            each_change(|_| {
+                count += 1;
+                Ok(())
+            }),
+        )
         .unwrap();
         assert_eq!(count, PACKAGES);
         eprintln!(
@@ -122,19 +125,22 @@ fn recovery_of_a_million_packages() {
         // would.
         let mut state: HashMap<String, Vec<String>> = HashMap::with_capacity(PACKAGES);
         let started = Instant::now();
-        recover(dir.path(), |change| {
-            if let LoggedChange::Index {
-                package,
-                dependencies,
-            } = change
-            {
-                state.insert(
-                    package.to_string(),
-                    dependencies.iter().map(|d| d.to_string()).collect(),
-                );
-            }
-            Ok(())
-        })
+        recover(
+            dir.path(),
+            each_change(|change| {
+                if let LoggedChange::Index {
+                    package,
+                    dependencies,
+                } = change
+                {
+                    state.insert(
+                        package.to_string(),
+                        dependencies.iter().map(|d| d.to_string()).collect(),
+                    );
+                }
+                Ok(())
+            }),
+        )
         .unwrap();
         assert_eq!(state.len(), PACKAGES);
         eprintln!(

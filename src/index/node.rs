@@ -34,6 +34,29 @@ pub(super) struct Node {
 
 const _: () = assert!(std::mem::size_of::<Node>() == 24);
 
+/// A name as nodes compare it: its length and first bytes laid out as a
+/// node holds a short name (zero-padded), so that the comparison is a few
+/// loads, not a call.
+pub(super) struct Key<'a> {
+    bytes: &'a [u8],
+    len: u8,
+    head: [u8; INLINE_NAME],
+}
+
+impl<'a> Key<'a> {
+    pub(super) fn new(name: PackageName<'a>) -> Key<'a> {
+        let bytes = name.as_bytes();
+        let mut head = [0; INLINE_NAME];
+        let len = bytes.len().min(INLINE_NAME);
+        head[..len].copy_from_slice(&bytes[..len]);
+        Key {
+            bytes,
+            len: name.len_u8(),
+            head,
+        }
+    }
+}
+
 /// Where a dependency list lies in the edges arena.
 pub(super) const DEPENDENCY_RUNS: Runs = Runs {
     of: |node| {
@@ -94,17 +117,19 @@ impl Node {
         }
     }
 
-    /// True when the node is named `name`; reads the names arena only when
-    /// the length and the first bytes already match.
-    pub(super) fn bears(&self, name: &[u8], names: &Arena<u8>) -> bool {
-        if usize::from(self.name_len) != name.len() {
+    /// True when the node is named `key`'s name; reads the names arena
+    /// only when the length and the first bytes already match.
+    pub(super) fn bears(&self, key: &Key<'_>, names: &Arena<u8>) -> bool {
+        if self.name_len != key.len {
             return false;
         }
         match self.name_run() {
             Some((start, len)) => {
-                self.name[OFFSET..] == name[..INLINE_NAME - OFFSET] && names.run(start, len) == name
+                self.name[OFFSET..] == key.head[..INLINE_NAME - OFFSET]
+                    && names.run(start, len) == key.bytes
             }
-            None => self.name[..name.len()] == *name,
+            // Both are padded with zeros past the name.
+            None => self.name == key.head,
         }
     }
 
@@ -149,16 +174,23 @@ mod tests {
             let node = Node::named(name(&text), &mut names).unwrap();
             assert!(node.is_live());
             assert_eq!(node.name(&names), text.as_bytes());
-            assert!(node.bears(text.as_bytes(), &names));
+            assert!(node.bears(&Key::new(name(&text)), &names));
             assert_eq!(node.name_run().is_some(), len > INLINE_NAME);
             node.check_name(&names).unwrap();
             // Same length, a different last byte: told apart.
             let mut other = text.clone().into_bytes();
             *other.last_mut().unwrap() = b'Z';
-            assert!(!node.bears(&other, &names));
-            // Same first bytes, one byte longer: told apart by the length.
-            let longer = format!("{text}x");
-            assert!(!node.bears(longer.as_bytes(), &names));
+            let other = String::from_utf8(other).unwrap();
+            assert!(!node.bears(&Key::new(name(&other)), &names));
+            // Same first bytes, one byte shorter or longer: told apart by
+            // the length.
+            if len > 1 {
+                assert!(!node.bears(&Key::new(name(&text[..len - 1])), &names));
+            }
+            if len < 255 {
+                let longer = format!("{text}x");
+                assert!(!node.bears(&Key::new(name(&longer)), &names));
+            }
         }
         // Only the long names took arena bytes.
         assert_eq!(names.len(), 12 + 100 + 254 + 255);
@@ -177,6 +209,6 @@ mod tests {
         let moved = packed.push(names.run(start, len)).unwrap();
         (NAME_RUNS.moved)(&mut node, moved);
         assert_eq!(node.name(&packed), text.as_bytes());
-        assert!(node.bears(text.as_bytes(), &packed));
+        assert!(node.bears(&Key::new(name(&text)), &packed));
     }
 }

@@ -47,9 +47,35 @@ const EMPTY_BUCKET: Bucket = Bucket {
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
 impl Bucket {
-    /// Slots whose tag is `tag`.
-    fn matching(&self, tag: u8) -> impl Iterator<Item = usize> + '_ {
-        (0..SLOTS).filter(move |&slot| self.tags[slot] == tag)
+    /// Slots whose tag is `tag`, found without a loop: the twelve tags
+    /// (and the count after them) read as one number, a byte equal to
+    /// `tag` detected by the carry-free zero-byte test on their difference.
+    fn matching(&self, tag: u8) -> Slots {
+        const LOW_SEVEN: u128 = u128::from_le_bytes([0x7F; 16]);
+        const TAG_BYTES: u128 = (1 << (SLOTS * 8)) - 1;
+        let mut bytes = [0; 16];
+        bytes[..SLOTS].copy_from_slice(&self.tags);
+        let differ = u128::from_le_bytes(bytes) ^ (u128::from_le_bytes([1; 16]) * u128::from(tag));
+        // A byte's high bit ends set unless the byte is zero.
+        let nonzero = ((differ & LOW_SEVEN) + LOW_SEVEN) | differ;
+        Slots(!(nonzero | LOW_SEVEN) & TAG_BYTES)
+    }
+}
+
+/// The slots of a bucket that [`Bucket::matching`] found: one high bit per
+/// matching byte.
+struct Slots(u128);
+
+impl Iterator for Slots {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let slot = self.0.trailing_zeros() as usize / 8;
+        self.0 &= self.0 - 1;
+        Some(slot)
     }
 }
 
@@ -343,6 +369,33 @@ mod tests {
         }
         assert_eq!(table.len(), 0);
         assert!(table.buckets.iter().all(|bucket| bucket.passed == 0));
+    }
+
+    #[test]
+    fn matching_finds_exactly_the_slots_with_the_tag() {
+        let mut bucket = EMPTY_BUCKET;
+        bucket.passed = u32::MAX;
+        let mut seed = 1u64;
+        for round in 0..2_000 {
+            for tag in &mut bucket.tags {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Few values, so that equal tags are common.
+                *tag = [0, 1, 0x7F, 0x80, 0xFF, seed.to_le_bytes()[7]]
+                    [usize::from(seed.to_le_bytes()[4]) % 6];
+            }
+            for tag in [
+                0,
+                1,
+                0x7F,
+                0x80,
+                0xFE,
+                0xFF,
+                u8::try_from(round % 256).unwrap(),
+            ] {
+                let expected: Vec<usize> = (0..SLOTS).filter(|&s| bucket.tags[s] == tag).collect();
+                assert_eq!(bucket.matching(tag).collect::<Vec<_>>(), expected, "{tag}");
+            }
+        }
     }
 
     #[test]

@@ -148,10 +148,10 @@ impl Store {
             .as_deref()
             .map(Durable::last_appended)
             .unwrap_or_default();
-        executed.extend(run.iter().map(|request| Executed {
-            outcome: index.query(request.package),
-            wait_for,
-        }));
+        let packages = run.iter().map(|request| request.package);
+        index.query_run(packages, |outcome| {
+            executed.push(Executed { outcome, wait_for });
+        });
     }
 
     /// A run of changes under one write lock, each logged right after it is
@@ -160,36 +160,21 @@ impl Store {
         let mut index = self.index.write();
         let durable = self.durable.as_deref();
         let mut log = None;
-        for request in run {
-            let package = request.package;
-            let (outcome, change) = match request.command {
-                Command::Index => {
-                    let dependencies = request.dependencies;
-                    let outcome = index.index(package, dependencies.iter());
-                    let change = Change::Index {
-                        package,
-                        dependencies,
-                    };
-                    (outcome, Some(change))
-                }
-                Command::Remove => (index.remove(package), Some(Change::Remove { package })),
-                // Not sent here by `execute_all`; right under any lock.
-                Command::Query => (index.query(package), None),
-            };
-            let wait_for = match (durable, change) {
-                (None, _) => LogPosition::default(),
-                (Some(durable), Some(change)) if outcome.changed() => {
+        index.execute_run(run, |request, outcome| {
+            let wait_for = match durable {
+                None => LogPosition::default(),
+                Some(durable) if outcome.changed() => {
                     let log = match &mut log {
                         Some(log) => log,
                         None => log.insert(durable.appender()?),
                     };
-                    log.append(&change)?
+                    log.append(&change(request))?
                 }
-                (Some(durable), _) => durable.last_appended(),
+                Some(durable) => durable.last_appended(),
             };
             executed.push(Executed { outcome, wait_for });
-        }
-        Ok(())
+            Ok::<_, io::Error>(())
+        })
     }
 
     /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
@@ -370,6 +355,20 @@ fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
 /// Whether `command` takes the write lock.
 fn changes_index(command: Command) -> bool {
     command != Command::Query
+}
+
+/// The change `request` makes to the index if it succeeds (never called
+/// for a `QUERY`, which changes nothing).
+fn change<'a>(request: &Request<'a>) -> Change<'a> {
+    match request.command {
+        Command::Remove => Change::Remove {
+            package: request.package,
+        },
+        Command::Index | Command::Query => Change::Index {
+            package: request.package,
+            dependencies: request.dependencies,
+        },
+    }
 }
 
 #[cfg(test)]

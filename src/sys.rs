@@ -18,7 +18,8 @@
 //! ([`set_listen_backlog`]), the
 //! open-files limit ([`OpenFilesLimit`]), TCP keepalive
 //! ([`set_tcp_keepalive`]) and a send that never waits
-//! ([`send_nonblocking`]), each in a section of its own below.
+//! ([`send_nonblocking`]), each in a section of its own below; and a cache
+//! prefetch hint ([`prefetch`]) for the index's staged lookups.
 
 use std::fmt;
 use std::io;
@@ -739,4 +740,28 @@ mod huge_pages {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Prefetching
+// ---------------------------------------------------------------------------
+
+/// Asks the CPU to start bringing the cache line that holds `value` into
+/// its caches, and returns at once: code that knows which lines it will
+/// read next (the index's staged lookups) issues these for many of them
+/// first, so their misses overlap instead of each waiting for the last. A
+/// hint with no effect on what the program computes; a no-op on other
+/// architectures.
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` reads nothing into the program's state and never
+    // faults, whatever the address (here that of a live reference); it
+    // writes nothing.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }

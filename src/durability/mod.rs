@@ -59,7 +59,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::index::{Indexer, SharedIndex};
+use crate::index::{self, Indexer, RunItem, SharedIndex};
+use crate::name::PackageName;
 use compactor::{Compaction, CompactionSignal, Compactor};
 
 pub(crate) use self::wal::{Appender, Completion, Delivery, LogStats, Wal};
@@ -69,7 +70,7 @@ pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairError, Step};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Leftover, LeftoverKind, Problem, Survey, SurveyedFile};
+pub(crate) use survey::{file_name, Leftover, LeftoverKind, Problem, Replay, Survey, SurveyedFile};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.
@@ -145,7 +146,7 @@ impl Durable {
         observe: Arc<Observer>,
     ) -> Result<(SharedIndex, Durable, Loaded), RecoveryError> {
         let mut indexer = Indexer::new();
-        let recovered = recover(dir, |change| replay(&mut indexer, change))?;
+        let recovered = recover(dir, Replayer(&mut indexer))?;
         let loaded = Loaded {
             stats: recovered.stats.clone(),
             torn_tail: recovered.torn_tail.clone(),
@@ -305,24 +306,47 @@ pub(crate) fn examine(dir: &Path) -> Result<Examined, RecoveryError> {
 /// [`examine`] for a caller that holds the lock.
 fn examine_locked(dir: &Path) -> Result<Examined, RecoveryError> {
     let mut index = Indexer::new();
-    let survey = survey::survey(dir, |change| replay(&mut index, change))?;
+    let survey = survey::survey(dir, Replayer(&mut index))?;
     Ok(Examined { survey, index })
 }
 
-/// Applies one recovered change; a change the index refuses means the
-/// files do not describe a state this server could have reached.
-fn replay(index: &mut Indexer, change: LoggedChange<'_>) -> Result<(), String> {
-    let outcome = match change {
-        LoggedChange::Index {
-            package,
-            dependencies,
-        } => index.index(package, dependencies.iter().copied()),
-        LoggedChange::Remove { package } => index.remove(package),
-    };
-    if outcome.changed() {
-        Ok(())
-    } else {
-        Err(format!("the index answers {outcome:?} to a logged change"))
+/// Replays recovered changes into an index, a run at a time, with their
+/// lookups staged as the request path's are; a change the index refuses
+/// means the files do not describe a state this server could have
+/// reached.
+struct Replayer<'a>(&'a mut Indexer);
+
+impl Replay for Replayer<'_> {
+    fn expect(&mut self, packages: usize) {
+        self.0.reserve(packages);
+    }
+
+    fn apply(&mut self, changes: &[LoggedChange<'_>]) -> Result<(), (usize, String)> {
+        let mut applied = 0;
+        self.0.execute_run(changes, |_, outcome| {
+            if outcome.changed() {
+                applied += 1;
+                Ok(())
+            } else {
+                let reason = format!("the index answers {outcome:?} to a logged change");
+                Err((applied, reason))
+            }
+        })
+    }
+}
+
+impl RunItem for LoggedChange<'_> {
+    fn step(&self) -> index::Step<'_, impl Iterator<Item = PackageName<'_>>> {
+        match *self {
+            LoggedChange::Index {
+                package,
+                dependencies,
+            } => index::Step::Index {
+                package,
+                dependencies: dependencies.iter().copied(),
+            },
+            LoggedChange::Remove { package } => index::Step::Remove(package),
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! read the same way.
 
 use std::io;
+use std::ops::Range;
 
 use super::crc32c;
 use crate::name::{Dependencies, PackageName};
@@ -72,7 +73,7 @@ pub(crate) enum LoggedChange<'a> {
 }
 
 /// A decoded record payload.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Record<'a> {
     Change(LoggedChange<'a>),
     SnapshotEnd {
@@ -227,29 +228,86 @@ pub(super) fn decode<'p: 'v, 'v>(
     payload: &'p [u8],
     dependencies: &'v mut Vec<PackageName<'p>>,
 ) -> Result<Record<'v>, String> {
+    dependencies.clear();
+    let decoded = decode_into(payload, dependencies)?;
+    Ok(decoded.record(dependencies))
+}
+
+/// A decoded payload whose dependency names were appended to a buffer
+/// that several records share ([`decode_into`]); [`Decoded::record`] makes
+/// it a [`Record`] once the buffer is complete.
+#[derive(Clone, Debug)]
+pub(super) enum Decoded<'p> {
+    Index {
+        package: PackageName<'p>,
+        /// Where its dependencies lie in the shared buffer.
+        dependencies: Range<usize>,
+    },
+    Other(Record<'p>),
+}
+
+impl<'p> Decoded<'p> {
+    /// The record, its dependencies read from `names`, the buffer they
+    /// were appended to.
+    pub(super) fn record<'v>(&self, names: &'v [PackageName<'p>]) -> Record<'v>
+    where
+        'p: 'v,
+    {
+        match self {
+            Decoded::Index {
+                package,
+                dependencies,
+            } => Record::Change(LoggedChange::Index {
+                package: *package,
+                dependencies: &names[dependencies.clone()],
+            }),
+            Decoded::Other(record) => *record,
+        }
+    }
+}
+
+/// Decodes one payload (already checked against its CRC), appending its
+/// dependency names to `names`, which several records may share; on an
+/// error `names` is left as it was.
+pub(super) fn decode_into<'p>(
+    payload: &'p [u8],
+    names: &mut Vec<PackageName<'p>>,
+) -> Result<Decoded<'p>, String> {
+    let first = names.len();
+    let decoded = decode_payload(payload, names);
+    if decoded.is_err() {
+        names.truncate(first);
+    }
+    decoded
+}
+
+fn decode_payload<'p>(
+    payload: &'p [u8],
+    names: &mut Vec<PackageName<'p>>,
+) -> Result<Decoded<'p>, String> {
     let mut reader = PayloadReader { rest: payload };
-    let record = match reader.byte()? {
+    let decoded = match reader.byte()? {
         KIND_INDEX => {
             let package = reader.name()?;
             let count = reader.u32()?;
-            dependencies.clear();
+            let first = names.len();
             for _ in 0..count {
-                dependencies.push(reader.name()?);
+                names.push(reader.name()?);
             }
-            Record::Change(LoggedChange::Index {
+            Decoded::Index {
                 package,
-                dependencies,
-            })
+                dependencies: first..names.len(),
+            }
         }
-        KIND_REMOVE => Record::Change(LoggedChange::Remove {
+        KIND_REMOVE => Decoded::Other(Record::Change(LoggedChange::Remove {
             package: reader.name()?,
-        }),
-        KIND_SNAPSHOT_END => Record::SnapshotEnd {
+        })),
+        KIND_SNAPSHOT_END => Decoded::Other(Record::SnapshotEnd {
             records: reader.u64()?,
-        },
-        KIND_SEAL => Record::Seal {
+        }),
+        KIND_SEAL => Decoded::Other(Record::Seal {
             next: reader.u64()?,
-        },
+        }),
         kind => return Err(format!("unknown record kind {kind}")),
     };
     if !reader.rest.is_empty() {
@@ -258,7 +316,7 @@ pub(super) fn decode<'p: 'v, 'v>(
             reader.rest.len()
         ));
     }
-    Ok(record)
+    Ok(decoded)
 }
 
 struct PayloadReader<'a> {
@@ -295,6 +353,23 @@ impl<'a> PayloadReader<'a> {
         let bytes = self.take(usize::from(len))?;
         PackageName::new(bytes).ok_or_else(|| "a name that is not a valid package name".to_owned())
     }
+}
+
+/// The package count a snapshot's end marker states, when the file ends
+/// with a valid one; never more than the file could hold (the smallest
+/// `INDEX` record is 15 bytes), so a damaged count asks for no more room
+/// than the file's size justifies.
+pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
+    const END_MARKER_LEN: usize = RECORD_HEADER_LEN + 1 + 8;
+    let at = data.len().checked_sub(END_MARKER_LEN)?;
+    let Frame::Record { payload, .. } = next_frame(data, at) else {
+        return None;
+    };
+    let Ok(Record::SnapshotEnd { records }) = decode(payload, &mut Vec::new()) else {
+        return None;
+    };
+    let records = usize::try_from(records).ok()?;
+    Some(records.min(data.len() / (RECORD_HEADER_LEN + 1 + 2 + 4)))
 }
 
 /// What [`next_frame`] found at a position in a file.

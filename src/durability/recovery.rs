@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DirLock, Kind, LockError};
-use super::record::LoggedChange;
-use super::survey::{self, Survey, Tear};
+use super::survey::{self, Replay, Survey, Tear};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -159,15 +158,13 @@ pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
 }
 
 /// Loads the state kept in `dir`, creating the directory if it is missing,
-/// and passes every change to `apply` in order: the snapshot's packages
-/// (dependencies first) as `Index` changes, then the logged changes. If
-/// `apply` refuses a change (the index would not accept it, so the files
-/// are inconsistent), recovery stops with damage at that record.
+/// and passes every change to `apply` in order, runs of consecutive
+/// changes at a time: the snapshot's packages (dependencies first) as
+/// `Index` changes, then the logged changes. If `apply` refuses a change
+/// (the index would not accept it, so the files are inconsistent),
+/// recovery stops with damage at that record.
 /// Takes an exclusive lock on the directory that the returned value keeps.
-pub(crate) fn recover(
-    dir: &Path,
-    apply: impl FnMut(LoggedChange<'_>) -> Result<(), String>,
-) -> Result<Recovered, RecoveryError> {
+pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     create_dir(dir)?;
     let lock = lock(dir)?;

@@ -69,6 +69,19 @@ impl Survey {
     }
 }
 
+/// Where a survey's changes go, in replay order.
+pub(crate) trait Replay {
+    /// About `packages` packages are about to be replayed (a snapshot's
+    /// count, from its end marker): room can be made for them at once.
+    fn expect(&mut self, packages: usize) {
+        let _ = packages;
+    }
+
+    /// Applies `changes` in order, up to the first it refuses: that one's
+    /// place in `changes`, and why; none after it is applied.
+    fn apply(&mut self, changes: &[LoggedChange<'_>]) -> Result<(), (usize, String)>;
+}
+
 /// One file of the state, as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SurveyedFile {
@@ -228,15 +241,12 @@ pub(crate) fn file_name(path: &Path) -> String {
 }
 
 /// Reads and judges every file of `dir` (which the caller has locked),
-/// passing each change to `apply` in replay order until the first refused
-/// problem: the snapshot's packages (dependencies first) as `Index`
-/// changes, then the logged changes. A change `apply` refuses (the index
-/// would not accept it) is damage at that record. Fails only when a file
-/// cannot be read.
-pub(crate) fn survey(
-    dir: &Path,
-    mut apply: impl FnMut(LoggedChange<'_>) -> Result<(), String>,
-) -> Result<Survey, RecoveryError> {
+/// passing the changes to `apply` in replay order, runs of consecutive
+/// changes at a time, until the first refused problem: the snapshot's
+/// packages (dependencies first) as `Index` changes, then the logged
+/// changes. A change `apply` refuses (the index would not accept it) is
+/// damage at that record. Fails only when a file cannot be read.
+pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, RecoveryError> {
     let listing = files::list(dir).map_err(io_error(dir))?;
     let snapshot = listing.snapshots.last();
     let base = snapshot.map_or(Generation::FIRST, |snapshot| snapshot.generation);
@@ -377,10 +387,7 @@ enum Scanned<'r> {
     Damaged(String),
 }
 
-impl<F> Surveyor<'_, F>
-where
-    F: FnMut(LoggedChange<'_>) -> Result<(), String>,
-{
+impl<F: Replay> Surveyor<'_, F> {
     fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
         self.replaying = false;
         self.findings.push(Finding {
@@ -429,19 +436,38 @@ where
         }
     }
 
-    /// Passes `change` (at `at`) to `apply` while replaying; a change it
-    /// refuses is damage. Returns whether it was applied.
-    fn replay(&mut self, file: &mut SurveyedFile, at: usize, change: LoggedChange<'_>) -> bool {
-        if !self.replaying {
-            return false;
+    /// Passes the changes of `run` to `apply` while replaying, then counts
+    /// them as the file's: each one applied, and a change `apply` refuses
+    /// is damage at its offset (counted after the changes before it).
+    fn flush(&mut self, file: &mut SurveyedFile, run: &mut Run<'_>) {
+        if run.changes.is_empty() {
+            return;
         }
-        match (self.apply)(change) {
-            Ok(()) => true,
-            Err(reason) => {
+        let replaying = self.replaying;
+        let applied = if replaying {
+            self.apply.apply(&run.changes)
+        } else {
+            Ok(())
+        };
+        let (applied, mut refused) = match applied {
+            Ok(()) => (run.changes.len(), None),
+            Err((at, reason)) => (at, Some((at, reason))),
+        };
+        if replaying {
+            let counter = match file.kind {
+                Kind::Snapshot => &mut self.stats.snapshot_records,
+                Kind::Log => &mut self.stats.log_records,
+            };
+            *counter += applied as u64;
+        }
+        for (place, &at) in run.offsets.iter().enumerate() {
+            if let Some((_, reason)) = refused.take_if(|(refused, _)| *refused == place) {
                 self.damaged(file, at, reason);
-                false
             }
+            file.changes += 1;
         }
+        run.offsets.clear();
+        run.changes.clear();
     }
 
     fn read(
@@ -466,44 +492,28 @@ where
                 return Ok(());
             }
         }
+        if let Some(packages) = record::snapshot_packages(&data) {
+            self.apply.expect(packages);
+        }
         let mut ended = false;
-        let tail = scan(&data, |at, scanned| {
-            let record = match scanned {
-                Scanned::Damaged(reason) => return self.stretch(&mut file, at, reason),
-                Scanned::Record(record) => record,
-            };
-            let is_change = matches!(record, Record::Change(_));
-            if file.damage.is_none() {
-                let judged = match record {
-                    _ if ended => Err("record after the snapshot's end marker".to_owned()),
-                    Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
-                    Record::Change(LoggedChange::Remove { .. }) => {
-                        Err("REMOVE record in a snapshot".to_owned())
-                    }
-                    Record::SnapshotEnd { records } if records == file.changes => {
-                        ended = true;
-                        file.end_marker_at = Some(at as u64);
-                        Ok(None)
-                    }
-                    Record::SnapshotEnd { records } => Err(format!(
-                        "end marker counts {records} packages, the snapshot holds {}",
-                        file.changes
-                    )),
-                    Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
-                };
-                match judged {
-                    Ok(Some(change)) => {
-                        if self.replay(&mut file, at, change) {
-                            self.stats.snapshot_records += 1;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(reason) => self.damaged(&mut file, at, reason),
+        let tail = scan(&data, |window| {
+            self.judge_window(&mut file, window, |file, at, record| match record {
+                _ if ended => Err("record after the snapshot's end marker".to_owned()),
+                Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
+                Record::Change(LoggedChange::Remove { .. }) => {
+                    Err("REMOVE record in a snapshot".to_owned())
                 }
-            }
-            if is_change {
-                file.changes += 1;
-            }
+                Record::SnapshotEnd { records } if records == file.changes => {
+                    ended = true;
+                    file.end_marker_at = Some(at as u64);
+                    Ok(None)
+                }
+                Record::SnapshotEnd { records } => Err(format!(
+                    "end marker counts {records} packages, the snapshot holds {}",
+                    file.changes
+                )),
+                Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
+            });
         });
         // Snapshots are complete before they get their name: even a
         // cut-short record is damage here.
@@ -532,51 +542,65 @@ where
         };
         file.version = Some(version);
         let next = log.generation.next();
-        let tail = scan(&data, |at, scanned| match scanned {
-            Scanned::Damaged(reason) => self.stretch(&mut file, at, reason),
-            Scanned::Record(record) => self.log_record(&mut file, at, record, next),
+        let tail = scan(&data, |window| {
+            self.judge_window(&mut file, window, |file, at, record| {
+                log_record(file, at, record, next)
+            });
         });
         self.log_end(&mut file, &data, version, tail, later)?;
         self.files.push(file);
         Ok(())
     }
 
-    /// Judges one record of a log whose successor is log `next`: a change
-    /// is replayed, a seal must name `next` and be the last record.
-    fn log_record(
+    /// Judges a window of one file's scanned records with `judge`, which
+    /// says what a record means in that file (a change to replay, a marker,
+    /// or damage, given as its reason). Consecutive changes are replayed as
+    /// one run; after the file's first damage nothing more is judged, and
+    /// changes are only counted.
+    fn judge_window<'r>(
         &mut self,
         file: &mut SurveyedFile,
-        at: usize,
-        record: Record<'_>,
-        next: Generation,
+        window: &[(usize, Scanned<'r>)],
+        mut judge: impl FnMut(
+            &mut SurveyedFile,
+            usize,
+            Record<'r>,
+        ) -> Result<Option<LoggedChange<'r>>, String>,
     ) {
-        let is_change = matches!(record, Record::Change(_));
-        if file.damage.is_none() {
-            let judged = match record {
-                _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
-                Record::Change(change) => Ok(Some(change)),
-                Record::Seal { next: named } if named == next.value() => {
-                    file.seal_at = Some(at as u64);
-                    Ok(None)
+        let mut run = Run::default();
+        for (at, scanned) in window {
+            let at = *at;
+            let record = match scanned {
+                Scanned::Damaged(reason) => {
+                    self.flush(file, &mut run);
+                    self.stretch(file, at, reason.clone());
+                    continue;
                 }
-                Record::Seal { next: named } => Err(format!(
-                    "the seal names log {named}, not the next one ({next})"
-                )),
-                Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+                Scanned::Record(record) => *record,
             };
-            match judged {
-                Ok(Some(change)) => {
-                    if self.replay(file, at, change) {
-                        self.stats.log_records += 1;
+            let is_change = matches!(record, Record::Change(_));
+            if !is_change {
+                // A marker is judged against the changes counted before it.
+                self.flush(file, &mut run);
+            }
+            if file.damage.is_none() {
+                match judge(file, at, record) {
+                    Ok(Some(change)) => {
+                        run.push(at, change);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        self.flush(file, &mut run);
+                        self.damaged(file, at, reason);
                     }
                 }
-                Ok(None) => {}
-                Err(reason) => self.damaged(file, at, reason),
+            }
+            if is_change {
+                file.changes += 1;
             }
         }
-        if is_change {
-            file.changes += 1;
-        }
+        self.flush(file, &mut run);
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
@@ -653,6 +677,28 @@ where
     }
 }
 
+/// What one record of a log whose successor is log `next` means: a change
+/// is replayed, a seal must name `next` and be the last record.
+fn log_record<'r>(
+    file: &mut SurveyedFile,
+    at: usize,
+    record: Record<'r>,
+    next: Generation,
+) -> Result<Option<LoggedChange<'r>>, String> {
+    match record {
+        _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
+        Record::Change(change) => Ok(Some(change)),
+        Record::Seal { next: named } if named == next.value() => {
+            file.seal_at = Some(at as u64);
+            Ok(None)
+        }
+        Record::Seal { next: named } => Err(format!(
+            "the seal names log {named}, not the next one ({next})"
+        )),
+        Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+    }
+}
+
 /// The name of the first of `logs` holding anything after its header.
 fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryError> {
     for log in logs {
@@ -664,32 +710,75 @@ fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryErro
     Ok(None)
 }
 
+/// Records framed and decoded before they are visited, so that the
+/// changes among them reach `apply` as one run.
+const WINDOW: usize = 256;
+
+/// Consecutive changes of one file not yet passed to `apply`, with the
+/// offset of each.
+#[derive(Default)]
+struct Run<'r> {
+    offsets: Vec<usize>,
+    changes: Vec<LoggedChange<'r>>,
+}
+
+impl<'r> Run<'r> {
+    fn push(&mut self, at: usize, change: LoggedChange<'r>) {
+        self.offsets.push(at);
+        self.changes.push(change);
+    }
+}
+
 /// Walks the records of `data` (a whole file whose header was checked),
-/// passing each that decodes to `visit`, and each stretch of invalid bytes
-/// that a valid record follows as damage (resuming at that record). Returns
-/// the invalid bytes at the end that no valid record follows, if any: their
-/// offset and what is wrong with them.
-fn scan(data: &[u8], mut visit: impl FnMut(usize, Scanned<'_>)) -> Option<(usize, String)> {
-    let mut dependencies = Vec::new();
+/// passing them to `visit` a window at a time, in order: each record that
+/// decodes, and each stretch of invalid bytes that a valid record follows
+/// as damage (resuming at that record). Returns the invalid bytes at the
+/// end that no valid record follows, if any: their offset and what is
+/// wrong with them.
+fn scan(data: &[u8], mut visit: impl FnMut(&[(usize, Scanned<'_>)])) -> Option<(usize, String)> {
+    let mut names = Vec::new();
+    let mut decoded = Vec::with_capacity(WINDOW);
     let mut at = record::HEADER_LEN;
     loop {
-        match record::next_frame(data, at) {
-            Frame::Record { payload, next } => {
-                match record::decode(payload, &mut dependencies) {
-                    Ok(record) => visit(at, Scanned::Record(record)),
-                    Err(reason) => visit(at, Scanned::Damaged(reason)),
+        names.clear();
+        let mut end = None;
+        while decoded.len() < WINDOW {
+            match record::next_frame(data, at) {
+                Frame::Record { payload, next } => {
+                    decoded.push((at, record::decode_into(payload, &mut names)));
+                    at = next;
                 }
-                at = next;
+                Frame::End => {
+                    end = Some(None);
+                    break;
+                }
+                Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
+                    Some(valid) => {
+                        let reason =
+                            format!("{reason}, and a valid record follows at byte {valid}");
+                        decoded.push((at, Err(reason)));
+                        at = valid;
+                    }
+                    None => {
+                        end = Some(Some((at, reason)));
+                        break;
+                    }
+                },
             }
-            Frame::End => return None,
-            Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
-                Some(valid) => {
-                    let reason = format!("{reason}, and a valid record follows at byte {valid}");
-                    visit(at, Scanned::Damaged(reason));
-                    at = valid;
-                }
-                None => return Some((at, reason)),
-            },
+        }
+        let window: Vec<(usize, Scanned<'_>)> = decoded
+            .drain(..)
+            .map(|(at, decoded)| {
+                let scanned = match decoded {
+                    Ok(decoded) => Scanned::Record(decoded.record(&names)),
+                    Err(reason) => Scanned::Damaged(reason),
+                };
+                (at, scanned)
+            })
+            .collect();
+        visit(&window);
+        if let Some(tail) = end {
+            return tail;
         }
     }
 }

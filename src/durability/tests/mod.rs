@@ -19,7 +19,7 @@ use super::compactor::CompactionSignal;
 use super::record::LoggedChange;
 use super::recovery::Recovered;
 use super::{
-    recover, Change, DurabilityEvent, DurableOptions, Fsync, Generation, RecoveryError, Wal,
+    recover, Change, DurabilityEvent, DurableOptions, Fsync, Generation, RecoveryError, Replay, Wal,
 };
 use crate::name::{Dependencies, PackageName};
 use std::io;
@@ -162,11 +162,38 @@ pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
 /// Recovers `dir`, collecting the replayed changes.
 pub(super) fn recover_changes(dir: &Path) -> Result<(Vec<OwnedChange>, Recovered), RecoveryError> {
     let mut changes = Vec::new();
-    let recovered = recover(dir, |change| {
-        changes.push(OwnedChange::from(change));
-        Ok(())
-    })?;
+    let recovered = recover(
+        dir,
+        each_change(|change| {
+            changes.push(OwnedChange::from(change));
+            Ok(())
+        }),
+    )?;
     Ok((changes, recovered))
+}
+
+/// Replays one change at a time through a function: see [`each_change`].
+pub(super) struct EachChange<F>(F);
+
+/// A [`Replay`] that passes each change to `apply`, for callers that only
+/// look at the changes.
+pub(super) fn each_change<F>(apply: F) -> EachChange<F>
+where
+    F: FnMut(LoggedChange<'_>) -> Result<(), String>,
+{
+    EachChange(apply)
+}
+
+impl<F> Replay for EachChange<F>
+where
+    F: FnMut(LoggedChange<'_>) -> Result<(), String>,
+{
+    fn apply(&mut self, changes: &[LoggedChange<'_>]) -> Result<(), (usize, String)> {
+        for (at, &change) in changes.iter().enumerate() {
+            (self.0)(change).map_err(|reason| (at, reason))?;
+        }
+        Ok(())
+    }
 }
 
 /// Every file of `dir` but the lock file, with its contents.

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::OwnedChange;
 use super::{
     append, contents, dir_bytes, index, open_wal as open, recover_changes, remove, rotate,
     rotated_once, sample_changes, wal_after, with_change, write_log, ScratchDir,
 };
-use crate::durability::{recover, Fsync, RecoveryError, Wal};
+use super::{each_change, OwnedChange};
+use crate::durability::survey::survey;
+use crate::durability::{examine, recover, Examined, Fsync, LoggedChange, RecoveryError, Wal};
+use crate::index::Indexer;
 
 /// The stand-in for the index: package -> dependencies.
 type FakeIndex = BTreeMap<String, Vec<String>>;
@@ -152,14 +154,17 @@ fn a_change_the_index_refuses_stops_recovery_at_that_record() {
     fs::write(&path, &bytes).unwrap();
     let before = contents(dir);
     let mut seen = 0;
-    let error = recover(dir, |_| {
-        seen += 1;
-        if seen == 3 {
-            Err("dependency `b` is not indexed".to_owned())
-        } else {
-            Ok(())
-        }
-    })
+    let error = recover(
+        dir,
+        each_change(|_| {
+            seen += 1;
+            if seen == 3 {
+                Err("dependency `b` is not indexed".to_owned())
+            } else {
+                Ok(())
+            }
+        }),
+    )
     .unwrap_err();
     match &error {
         RecoveryError::Damaged {
@@ -538,4 +543,115 @@ fn deleting_the_lock_file_does_not_let_a_second_process_in() {
         Err(RecoveryError::Locked { .. })
     ));
     drop(log);
+}
+
+/// Replays `change` into `index` alone, as a start did before changes
+/// were replayed in runs.
+fn replay_alone(index: &mut Indexer, change: LoggedChange<'_>) -> Result<(), String> {
+    let outcome = match change {
+        LoggedChange::Index {
+            package,
+            dependencies,
+        } => index.index(package, dependencies.iter().copied()),
+        LoggedChange::Remove { package } => index.remove(package),
+    };
+    if outcome.changed() {
+        Ok(())
+    } else {
+        Err(format!("the index answers {outcome:?} to a logged change"))
+    }
+}
+
+/// Surveys `dir` into a real index twice: in runs, as a start does, and
+/// one change at a time. Both must find and replay exactly the same.
+fn assert_runs_replay_as_one_by_one(dir: &Path, what: &str) -> Examined {
+    let runs = examine(dir).unwrap();
+    let mut alone = Indexer::new();
+    let single = survey(dir, each_change(|change| replay_alone(&mut alone, change))).unwrap();
+    assert_eq!(runs.survey.findings, single.findings, "{what}");
+    assert_eq!(runs.survey.files, single.files, "{what}");
+    assert_eq!(runs.survey.stats, single.stats, "{what}");
+    runs.index.check_invariants().unwrap();
+    let listing = |index: &Indexer| {
+        index
+            .topological()
+            .map(|(name, _)| name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listing(&runs.index), listing(&alone), "{what}");
+    runs
+}
+
+#[test]
+fn replaying_in_runs_finds_what_replaying_one_by_one_finds() {
+    // 700 changes (every fifth a REMOVE of the package before), so that
+    // runs of 256 records cross; one change refused by the index, or one
+    // record's bytes damaged, at either side of a window's edge.
+    let changes = |refused: usize| -> Vec<OwnedChange> {
+        (0..700)
+            .map(|i| match i {
+                _ if i == refused => index("late", &["never-indexed"]),
+                0 => index("p0", &[]),
+                _ if i % 5 == 4 && i - 1 != refused => remove(&format!("p{}", i - 1)),
+                _ => index(&format!("p{i}"), &["p0"]),
+            })
+            .collect()
+    };
+    for refused in [1, 255, 256, 257, 600, 700] {
+        let scratch = ScratchDir::new("runs-refused");
+        let boundaries = write_log(scratch.path(), &changes(refused));
+        let examined =
+            assert_runs_replay_as_one_by_one(scratch.path(), &format!("refused {refused}"));
+        match examined.survey.refusal() {
+            Some(finding) if refused < 700 => {
+                assert_eq!(
+                    finding.offset,
+                    Some(boundaries[refused]),
+                    "refused {refused}"
+                );
+                assert_eq!(examined.survey.stats.log_records, refused as u64);
+            }
+            None if refused == 700 => assert_eq!(examined.survey.stats.log_records, 700),
+            other => panic!("refused {refused}: {other:?}"),
+        }
+    }
+    for damaged in [3, 255, 256, 257, 600] {
+        let scratch = ScratchDir::new("runs-damaged");
+        let boundaries = write_log(scratch.path(), &changes(700));
+        let path = scratch.path().join("log-1.pi");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[at(boundaries[damaged]) + 10] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let examined =
+            assert_runs_replay_as_one_by_one(scratch.path(), &format!("damaged {damaged}"));
+        let finding = examined.survey.refusal().unwrap();
+        assert_eq!(finding.offset, Some(boundaries[damaged]));
+        assert_eq!(examined.survey.stats.log_records, damaged as u64);
+    }
+}
+
+#[test]
+fn a_snapshot_replays_in_runs_as_one_by_one() {
+    // A snapshot of 600 packages, dependencies first (the names sort so),
+    // with one that names a package the snapshot does not hold.
+    for refused in [None, Some(255), Some(256), Some(513)] {
+        let scratch = ScratchDir::new("runs-snapshot");
+        let log = open(scratch.path(), Fsync::Never);
+        let state: FakeIndex = (0..600)
+            .map(|i| {
+                let dependencies = match i {
+                    _ if Some(i) == refused => vec!["p9999".to_owned()],
+                    0 => Vec::new(),
+                    _ => vec![format!("p{:04}", i - 1)],
+                };
+                (format!("p{i:04}"), dependencies)
+            })
+            .collect();
+        compact(&log, &state);
+        drop(log);
+        let examined = assert_runs_replay_as_one_by_one(scratch.path(), &format!("{refused:?}"));
+        let replayed = examined.survey.stats.snapshot_records;
+        assert_eq!(replayed, refused.map_or(600, |at| at as u64), "{refused:?}");
+        assert_eq!(examined.survey.refusal().is_some(), refused.is_some());
+    }
 }

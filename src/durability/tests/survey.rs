@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::{contents, recover_changes, sample_changes, write_log, ScratchDir};
+use super::{contents, each_change, recover_changes, sample_changes, write_log, ScratchDir};
 use crate::durability::survey::{survey, Damage, Problem};
 use crate::durability::RecoveryError;
 
@@ -22,10 +22,13 @@ fn every_damaged_stretch_is_reported_and_the_replay_stops_at_the_first() {
     let before = contents(dir);
 
     let mut applied = 0;
-    let surveyed = survey(dir, |_| {
-        applied += 1;
-        Ok(())
-    })
+    let surveyed = survey(
+        dir,
+        each_change(|_| {
+            applied += 1;
+            Ok(())
+        }),
+    )
     .unwrap();
     assert_eq!(applied, 2, "changes after the first damage were replayed");
     let damaged: Vec<_> = surveyed

@@ -1,0 +1,416 @@
+//! Runs of commands with their lookups staged, so that their cache misses
+//! overlap instead of each waiting for the one before.
+//!
+//! A lookup is two dependent misses (the table's bucket, then the node it
+//! names) and a third for a name too long for its node. Taken one after
+//! another at ~170 ns each, they are most of what an `INDEX` costs once
+//! the index outgrows the caches. A run takes its commands a window of up
+//! to `STAGED_NAMES` names at a time:
+//!
+//! 1. hash every name of the window once (the hashes are kept) and start
+//!    loading each one's home bucket;
+//! 2. read the buckets, now arriving, and start loading the nodes of the
+//!    ids whose tags match;
+//! 3. start loading the arena bytes of those nodes' long names;
+//! 4. run the window's commands in order, with the hashes of step 1.
+//!
+//! Steps 1 to 3 only read and prefetch; step 4 looks every name up again
+//! as it runs, so a command sees exactly what it would see run alone,
+//! whatever the commands before it in the run changed: a package indexed
+//! by one line and named as a dependency by the next, or removed by it, is
+//! found or not found as it would be one line at a time. The prefetches
+//! of a name that an earlier command added were simply wasted.
+
+use super::{Hashed, Indexer, Outcome};
+use crate::name::PackageName;
+use crate::protocol::{Command, Request};
+use crate::sys;
+use std::hash::BuildHasher;
+
+/// Names whose lookups are staged together: enough to keep the memory
+/// system busy with a few dozen misses, few enough that the lines they
+/// bring (up to three each) stay in the first-level cache until used.
+const STAGED_NAMES: usize = 32;
+
+/// One command as the index runs it.
+#[derive(Clone, Debug)]
+pub(crate) enum Step<'p, D> {
+    /// `INDEX` of `package` with the names `dependencies` yields.
+    Index {
+        package: PackageName<'p>,
+        dependencies: D,
+    },
+    Remove(PackageName<'p>),
+    Query(PackageName<'p>),
+}
+
+/// A command in a run: the request path hands the index protocol
+/// requests, recovery the changes it reads back from its files.
+pub(crate) trait RunItem {
+    /// The command; called once to stage its lookups and once to run it.
+    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>>;
+}
+
+impl RunItem for Request<'_> {
+    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>> {
+        match self.command {
+            Command::Index => Step::Index {
+                package: self.package,
+                dependencies: self.dependencies.iter(),
+            },
+            Command::Remove => Step::Remove(self.package),
+            Command::Query => Step::Query(self.package),
+        }
+    }
+}
+
+/// The hashes of a window's names, in the order its commands name them
+/// (each command's package, then its dependencies), and where each
+/// command's end.
+struct Window {
+    hashes: [u64; STAGED_NAMES],
+    ends: [usize; STAGED_NAMES],
+    commands: usize,
+}
+
+impl Indexer {
+    /// Runs the commands of `run` in order, each exactly as it would run
+    /// alone, with their lookups staged (see the module's documentation),
+    /// and calls `done` with each command and its outcome right after it
+    /// ran (the store logs the change there, before the next command
+    /// runs). Stops at the first error `done` returns, and returns it.
+    pub(crate) fn execute_run<S: RunItem, E>(
+        &mut self,
+        run: &[S],
+        mut done: impl FnMut(&S, Outcome) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut window = Window {
+            hashes: [0; STAGED_NAMES],
+            ends: [0; STAGED_NAMES],
+            commands: 0,
+        };
+        let mut rest = run;
+        while let Some(first) = rest.first() {
+            self.stage(rest, &mut window);
+            if window.commands == 0 {
+                // More names than a window holds: hashed as it runs.
+                let outcome = self.execute(first.step(), None);
+                done(first, outcome)?;
+                rest = &rest[1..];
+                continue;
+            }
+            let (staged, after) = rest.split_at(window.commands);
+            let mut start = 0;
+            for (command, &end) in staged.iter().zip(&window.ends) {
+                let outcome = self.execute(command.step(), Some(&window.hashes[start..end]));
+                start = end;
+                done(command, outcome)?;
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// `QUERY` of each of `packages`, in order, with the lookups staged;
+    /// `answer` gets each outcome. Only reads, so a read lock will do.
+    pub(crate) fn query_run<'p>(
+        &self,
+        packages: impl Iterator<Item = PackageName<'p>> + Clone,
+        mut answer: impl FnMut(Outcome),
+    ) {
+        let mut hashes = [0; STAGED_NAMES];
+        let mut rest = packages;
+        loop {
+            let mut staged = 0;
+            for (package, hash) in rest.clone().zip(&mut hashes) {
+                *hash = self.hasher.hash_one(package.as_bytes());
+                self.table.prefetch(*hash);
+                staged += 1;
+            }
+            if staged == 0 {
+                return;
+            }
+            self.prefetch_candidates(&hashes[..staged]);
+            for (name, &hash) in rest.by_ref().take(staged).zip(&hashes) {
+                answer(self.query_hashed(Hashed { name, hash }));
+            }
+        }
+    }
+
+    /// Steps 1 to 3 for as many of `run`'s first commands as fit in a
+    /// window (none when the first alone names more than that).
+    fn stage<S: RunItem>(&self, run: &[S], window: &mut Window) {
+        let mut staged = 0;
+        window.commands = 0;
+        'commands: for command in run {
+            let start = staged;
+            let (package, dependencies) = match command.step() {
+                Step::Index {
+                    package,
+                    dependencies,
+                } => (package, Some(dependencies)),
+                Step::Remove(package) | Step::Query(package) => (package, None),
+            };
+            for name in std::iter::once(package).chain(dependencies.into_iter().flatten()) {
+                let Some(slot) = window.hashes.get_mut(staged) else {
+                    // The command does not fit: the next window starts
+                    // with it (its buckets are on their way already).
+                    staged = start;
+                    break 'commands;
+                };
+                *slot = self.hasher.hash_one(name.as_bytes());
+                self.table.prefetch(*slot);
+                staged += 1;
+            }
+            window.ends[window.commands] = staged;
+            window.commands += 1;
+        }
+        self.prefetch_candidates(&window.hashes[..staged]);
+    }
+
+    /// Steps 2 and 3: the nodes of the ids each hash's bucket names, then
+    /// the bytes of their names that live in the arena.
+    fn prefetch_candidates(&self, hashes: &[u64]) {
+        for &hash in hashes {
+            self.table.candidates(hash, |id| {
+                if let Some(node) = self.nodes.get(id as usize) {
+                    node.prefetch();
+                }
+            });
+        }
+        for &hash in hashes {
+            self.table.candidates(hash, |id| {
+                let long_name = self.nodes.get(id as usize).and_then(|node| node.name_run());
+                if let Some(byte) = long_name.and_then(|(start, _)| self.names.get(start)) {
+                    sys::prefetch(byte);
+                }
+            });
+        }
+    }
+
+    /// Runs one command, taking its names' hashes in order from `staged`
+    /// (those of a window) or, without them, hashing each name as it goes.
+    pub(super) fn execute<'d>(
+        &mut self,
+        step: Step<'_, impl Iterator<Item = PackageName<'d>>>,
+        staged: Option<&[u64]>,
+    ) -> Outcome {
+        let hasher = self.hasher.clone();
+        let mut staged = staged.unwrap_or_default().iter();
+        let mut hashed = move |name: PackageName<'_>| {
+            staged
+                .next()
+                .copied()
+                .unwrap_or_else(|| hasher.hash_one(name.as_bytes()))
+        };
+        match step {
+            Step::Index {
+                package,
+                dependencies,
+            } => {
+                let package = Hashed {
+                    name: package,
+                    hash: hashed(package),
+                };
+                let dependencies = dependencies.map(|name| Hashed {
+                    name,
+                    hash: hashed(name),
+                });
+                self.index_hashed(package, dependencies)
+            }
+            Step::Remove(package) => self.remove_hashed(Hashed {
+                name: package,
+                hash: hashed(package),
+            }),
+            Step::Query(package) => self.query_hashed(Hashed {
+                name: package,
+                hash: hashed(package),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Dependencies;
+    use proptest::prelude::*;
+
+    /// A command as generated: what it does and to which names.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Index(usize, Vec<usize>),
+        Remove(usize),
+        Query(usize),
+    }
+
+    /// Few names, so that runs name the same ones again and again: short
+    /// ones held in the node, long ones in the arena, two of them alike
+    /// in length and first bytes.
+    fn pool() -> Vec<String> {
+        let long = "x".repeat(40);
+        let mut names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        names.push(format!("{long}-a"));
+        names.push(format!("{long}-b"));
+        names.push("z".repeat(255));
+        names
+    }
+
+    fn op(names: usize) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0..names, proptest::collection::vec(0..names, 0..4))
+                .prop_map(|(package, deps)| Op::Index(package, deps)),
+            3 => (0..names).prop_map(Op::Remove),
+            2 => (0..names).prop_map(Op::Query),
+        ]
+    }
+
+    /// The request lines of `ops`, as text the requests borrow.
+    fn lines(ops: &[Op], names: &[String]) -> Vec<(Command, String, String)> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Index(package, deps) => {
+                    let deps: Vec<&str> = deps.iter().map(|&d| names[d].as_str()).collect();
+                    (Command::Index, names[*package].clone(), deps.join(","))
+                }
+                Op::Remove(package) => (Command::Remove, names[*package].clone(), String::new()),
+                Op::Query(package) => (Command::Query, names[*package].clone(), String::new()),
+            })
+            .collect()
+    }
+
+    fn requests(lines: &[(Command, String, String)]) -> Vec<Request<'_>> {
+        lines
+            .iter()
+            .map(|(command, package, deps)| Request {
+                command: *command,
+                package: PackageName::new(package.as_bytes()).unwrap(),
+                dependencies: Dependencies::new(deps.as_bytes()).unwrap(),
+            })
+            .collect()
+    }
+
+    /// One command at a time, through the public API.
+    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> Outcome {
+        match request.command {
+            Command::Index => index.index(request.package, request.dependencies.iter()),
+            Command::Remove => index.remove(request.package),
+            Command::Query => index.query(request.package),
+        }
+    }
+
+    /// The index's packages and their dependencies, as text.
+    fn listing(index: &Indexer) -> Vec<String> {
+        let mut lines = Vec::new();
+        index.for_each_listed(|package, deps| {
+            let deps: Vec<&str> = deps.iter().map(|d| d.as_str()).collect();
+            lines.push(format!("{package}: {}", deps.join(" ")));
+        });
+        lines
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_run_answers_as_its_commands_one_by_one(
+            preload in proptest::collection::vec(op(11), 0..30),
+            ops in proptest::collection::vec(op(11), 1..120),
+            cuts in proptest::collection::vec(1..40usize, 1..10),
+        ) {
+            let names = pool();
+            let (preload, lines) = (lines(&preload, &names), lines(&ops, &names));
+            let (preload, requests) = (requests(&preload), requests(&lines));
+            let mut single = Indexer::new();
+            let mut staged = Indexer::new();
+            for request in &preload {
+                one_by_one(&mut single, request);
+                one_by_one(&mut staged, request);
+            }
+            let expected: Vec<Outcome> =
+                requests.iter().map(|request| one_by_one(&mut single, request)).collect();
+            // Runs of the lengths `cuts` gives, in turn; a run of queries
+            // only also goes through the read-only path.
+            let mut got = Vec::new();
+            let mut rest = &requests[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (run, after) = rest.split_at(cut.min(rest.len()));
+                if run.iter().all(|request| request.command == Command::Query) && cut % 2 == 0 {
+                    staged.query_run(run.iter().map(|request| request.package), |outcome| {
+                        got.push(outcome);
+                    });
+                } else {
+                    staged
+                        .execute_run(run, |_, outcome| {
+                            got.push(outcome);
+                            Ok::<_, ()>(())
+                        })
+                        .unwrap();
+                }
+                prop_assert_eq!(staged.check_invariants(), Ok(()));
+                rest = after;
+            }
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(listing(&staged), listing(&single));
+        }
+    }
+
+    #[test]
+    fn a_run_stops_at_the_first_error_of_done() {
+        let lines: Vec<(Command, String, String)> = ["a", "b", "c"]
+            .iter()
+            .map(|name| (Command::Index, name.to_string(), String::new()))
+            .collect();
+        let requests = requests(&lines);
+        let mut index = Indexer::new();
+        let mut ran = Vec::new();
+        let stopped = index.execute_run(&requests, |request, outcome| {
+            ran.push(request.package.to_string());
+            assert_eq!(outcome, Outcome::Added);
+            if request.package == "b" {
+                Err("log failed")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(stopped, Err("log failed"));
+        assert_eq!(ran, ["a", "b"]);
+        assert!(index.contains(PackageName::new(b"b").unwrap()));
+        assert!(!index.contains(PackageName::new(b"c").unwrap()));
+    }
+
+    #[test]
+    fn a_command_naming_more_than_a_window_runs_too() {
+        let deps: Vec<String> = (0..3 * STAGED_NAMES).map(|i| format!("d{i}")).collect();
+        let mut lines: Vec<(Command, String, String)> = deps
+            .iter()
+            .map(|dep| (Command::Index, dep.clone(), String::new()))
+            .collect();
+        lines.push((Command::Index, "big".to_string(), deps.join(",")));
+        lines.push((Command::Remove, "d7".to_string(), String::new()));
+        lines.push((Command::Query, "big".to_string(), String::new()));
+        let requests = requests(&lines);
+        let mut index = Indexer::new();
+        let mut outcomes = Vec::new();
+        index
+            .execute_run(&requests, |_, outcome| {
+                outcomes.push(outcome);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let tail = &outcomes[deps.len()..];
+        assert_eq!(
+            tail,
+            [
+                Outcome::Added,
+                Outcome::Refused(super::super::Refusal::HasDependents),
+                Outcome::Found
+            ]
+        );
+        assert_eq!(index.dependencies(), deps.len());
+        index.check_invariants().unwrap();
+    }
+}

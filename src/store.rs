@@ -261,7 +261,8 @@ impl Store {
             let scan = self.index.read().start_dependents_scan(package)?;
             let mut next = 0u32;
             loop {
-                let index = self.index.read();
+                found.make_room(&scan);
+                let index = self.index.read_after_writers();
                 let end = next.saturating_add(chunk_ids);
                 index.dependents_within(&scan, next..end, &mut found);
                 next = end;
@@ -277,9 +278,12 @@ impl Store {
                 return Some(Inspection::new(package, dependencies, &found));
             }
         }
+        found.clear();
+        if let Some(scan) = self.index.read().start_dependents_scan(package) {
+            found.make_room(&scan);
+        }
         let index = self.index.read();
         let scan = index.start_dependents_scan(package)?;
-        found.clear();
         index.dependents_within(&scan, 0..index.id_end(), &mut found);
         let dependencies = names_of(index.dependencies_of(package)?);
         drop(index);

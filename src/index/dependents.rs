@@ -78,6 +78,9 @@ pub(crate) struct DependentsScan {
     target: u32,
     /// How many edges had changed when the scan started.
     edge_changes: u64,
+    /// The package's dependent count when the scan started: what the scan
+    /// expects to find.
+    dependents: u32,
 }
 
 /// The packages a dependents scan found: their ids and names, copied out
@@ -99,6 +102,29 @@ impl Found {
 
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Makes room for every dependent `scan` still expects to find, with
+    /// the memory written once so that it is really there: call it with
+    /// the lock released, before each chunk. Buffers growing (and the
+    /// kernel faulting their new pages in) while a chunk held the lock
+    /// stalled writers for up to 2 ms. Does nothing once there is room.
+    pub(crate) fn make_room(&mut self, scan: &DependentsScan) {
+        /// Bytes per name assumed before any is found.
+        const FIRST_GUESS: usize = 16;
+        let expected = (scan.dependents as usize).saturating_sub(self.ids.len());
+        let name_bytes = match self.ids.len() {
+            0 => FIRST_GUESS,
+            found => self.text.len().div_ceil(found),
+        };
+        make_room(&mut self.ids, expected, 0);
+        make_room(&mut self.ends, expected, 0);
+        let text_room = expected * name_bytes;
+        if self.text.capacity() - self.text.len() < text_room {
+            let len = self.text.len();
+            self.text.extend(std::iter::repeat_n('\0', text_room));
+            self.text.truncate(len);
+        }
     }
 
     /// The names found, in the order found.
@@ -147,6 +173,17 @@ pub(crate) struct Changed {
     now: Found,
 }
 
+/// Grows `items` to hold `more` items beyond its length unless it can
+/// already, writing the new room once with `fill` so that its pages are
+/// really there.
+fn make_room<T: Copy>(items: &mut Vec<T>, more: usize, fill: T) {
+    if items.capacity() - items.len() < more {
+        let len = items.len();
+        items.resize(len + more, fill);
+        items.truncate(len);
+    }
+}
+
 impl Indexer {
     /// Starts a scan for the packages that depend on `package`; `None`
     /// when it is not indexed.
@@ -155,6 +192,7 @@ impl Indexer {
         Some(DependentsScan {
             target,
             edge_changes: self.edge_changes.count,
+            dependents: self.nodes[target as usize].dependents,
         })
     }
 

@@ -41,7 +41,7 @@ use cycle::Marks;
 use dependents::EdgeChanges;
 use node::{Key, Node, DEPENDENCY_RUNS, NAME_RUNS};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use table::NameTable;
 
 /// What a command did to the index.
@@ -95,21 +95,52 @@ impl Outcome {
 /// panics mid-change on client input, and refusing every later request
 /// would turn one bug into an outage.
 #[derive(Clone, Default)]
-pub(crate) struct SharedIndex(Arc<RwLock<Indexer>>);
+pub(crate) struct SharedIndex(Arc<Locked>);
+
+#[derive(Default)]
+struct Locked {
+    index: RwLock<Indexer>,
+    /// Held by a writer from before it asks for the write lock until it
+    /// has it. A reader that takes the read lock again and again (a
+    /// chunked scan) passes through it before each hold, so a waiting
+    /// writer gets in between the holds: without it the reader, running
+    /// on, took the lock back before the woken writer could, and the
+    /// writer waited for the whole scan (2.6 to 5 ms at a million
+    /// packages).
+    writer_turn: Mutex<()>,
+}
 
 impl SharedIndex {
     pub(crate) fn new(indexer: Indexer) -> SharedIndex {
-        SharedIndex(Arc::new(RwLock::new(indexer)))
+        SharedIndex(Arc::new(Locked {
+            index: RwLock::new(indexer),
+            writer_turn: Mutex::new(()),
+        }))
     }
 
     /// Shared access: queries, gauges, copies for snapshots.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Indexer> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.0.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Shared access after any writer already waiting: for a reader that
+    /// holds the lock many times in a row.
+    pub(crate) fn read_after_writers(&self) -> RwLockReadGuard<'_, Indexer> {
+        drop(self.writer_turn());
+        self.read()
     }
 
     /// Exclusive access: changes.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        let _turn = self.writer_turn();
+        self.0.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn writer_turn(&self) -> MutexGuard<'_, ()> {
+        self.0
+            .writer_turn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of the index at one moment, and what `under_lock` returns
@@ -709,6 +740,35 @@ mod tests {
     use super::*;
     use arena::MIN_GARBAGE_TO_COMPACT;
     use dependents::RECENT_EDGE_CHANGES;
+
+    #[test]
+    fn a_waiting_writer_gets_in_between_the_holds_of_a_repeated_reader() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        const HOLDS: usize = 40;
+        let shared = SharedIndex::default();
+        let holds = AtomicUsize::new(0);
+        let holds_when_written = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..HOLDS {
+                    let _index = shared.read_after_writers();
+                    holds.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            while holds.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            let _index = shared.write();
+            holds.load(Ordering::SeqCst)
+        });
+        // The writer waits for the hold in progress (and perhaps the one
+        // that began as it arrived), not for the reader to finish.
+        assert!(
+            holds_when_written <= 3,
+            "the writer got in after {holds_when_written} of {HOLDS} holds"
+        );
+    }
 
     fn name(text: &str) -> PackageName<'_> {
         PackageName::new(text.as_bytes()).unwrap()

@@ -188,24 +188,24 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
         ),
         (
             "`query`, 100 connections, depth 1",
-            "≥ 0.90 × null",
-            0.90,
+            "≥ 0.95 × null",
+            0.95,
             Workload::Query,
             100,
             1,
         ),
         (
             "`query`, 100 connections, depth 16",
-            "≥ 0.85 × null",
-            0.85,
+            "≥ 0.92 × null",
+            0.92,
             Workload::Query,
             100,
             16,
         ),
         (
             "`churn`, 100 connections, depth 1",
-            "≥ 0.80 × null",
-            0.80,
+            "≥ 0.95 × null",
+            0.95,
             Workload::Churn,
             100,
             1,
@@ -299,7 +299,7 @@ fn crowd_row(
     let ratio_value = rate(&crowded) / rate(without_idle).max(1e-9);
     Ok(Row {
         measure: "10,000 connections at once (9,900 idle, 100 busy)".into(),
-        target: "all served, RSS ≤ 200 MB, busy ≥ 0.8 × without idle",
+        target: "all served, RSS ≤ 100 MB, busy ≥ 0.9 × without idle",
         measured: format!(
             "{} of {} idle served, RSS {}, {} req/s",
             thousands(served as u64),
@@ -310,7 +310,7 @@ fn crowd_row(
         reference: format!("without idle: {} req/s", whole(rate(without_idle))),
         ratio: ratio(Some(rate(&crowded)), Some(rate(without_idle))),
         verdict: verdict(
-            served == held && rss.is_some_and(|r| r <= 200_000_000) && ratio_value >= 0.8,
+            served == held && rss.is_some_and(|r| r <= 100_000_000) && ratio_value >= 0.9,
         ),
     })
 }
@@ -374,8 +374,8 @@ fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     let measured = compare(&subjects, &shape, &steady_title(&shape, graph.len()))?;
     let memory_only = &measured[0];
     let cases = [
-        ("never", "≥ 0.8 × memory only", 0.8, &measured[1]),
-        ("always", "≥ 0.5 × memory only", 0.5, &measured[2]),
+        ("never", "≥ 0.95 × memory only", 0.95, &measured[1]),
+        ("always", "≥ 0.80 × memory only", 0.80, &measured[2]),
     ];
     Ok(cases
         .into_iter()
@@ -470,7 +470,7 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     Ok(vec![
         Row {
             measure: format!("memory for {packages} packages with {LOAD_FANOUT} dependencies each"),
-            target: "≤ 120 bytes per package",
+            target: "≤ 48 bytes per package",
             measured: format!("{per_package:.0} bytes per package"),
             reference: format!(
                 "RSS {} empty, {} loaded",
@@ -478,15 +478,15 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
                 megabytes(loaded)
             ),
             ratio: String::new(),
-            verdict: verdict(per_package <= 120.0),
+            verdict: verdict(per_package <= 48.0),
         },
         Row {
             measure: format!("loading {packages} packages over one pipelined connection"),
-            target: "≥ 300,000 INDEX/s",
+            target: "≥ 1,500,000 INDEX/s",
             measured: format!("{} INDEX/s", whole(real_rate)),
             reference: format!("null: {} lines/s", whole(null_rate)),
             ratio: ratio(Some(real_rate), Some(null_rate)),
-            verdict: verdict(real_rate >= 300_000.0),
+            verdict: verdict(real_rate >= 1_500_000.0),
         },
     ])
 }
@@ -625,14 +625,14 @@ fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
             "restart with {} packages (`--fsync never` data directory)",
             thousands(big.packages.len() as u64)
         ),
-        target: "< 2 s",
+        target: "< 1 s",
         measured: format!(
             "{:.2} s from spawn to the start line",
             startup.as_secs_f64()
         ),
         reference: String::new(),
         ratio: String::new(),
-        verdict: verdict(startup < Duration::from_secs(2)),
+        verdict: verdict(startup < Duration::from_secs(1)),
     }])
 }
 

@@ -382,6 +382,13 @@ impl Metrics {
     }
 
     fn write_exposition(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
+        self.write_labelled(out)?;
+        self.write_unlabelled(index, out)?;
+        write_process_metrics(out)
+    }
+
+    /// The families whose samples carry labels (or buckets).
+    fn write_labelled(&self, out: &mut String) -> fmt::Result {
         const REQUESTS: &str = "package_indexer_requests_total";
         family(
             out,
@@ -447,8 +454,12 @@ impl Metrics {
             "{BUILD_INFO}{{version=\"{}\",commit=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION"),
             env!("BUILD_GIT_COMMIT")
-        )?;
+        )
+    }
 
+    /// The families of one unlabelled sample each, the index's size among
+    /// them.
+    fn write_unlabelled(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
         let started = Float(self.started.as_millis() as f64 / 1000.0);
         let snapshot = Float(f64::from_bits(
             self.last_snapshot_seconds_bits.load(Relaxed),
@@ -530,7 +541,7 @@ impl Metrics {
         for (name, kind, help, value) in unlabelled {
             simple(out, name, kind, help, value)?;
         }
-        write_process_metrics(out)
+        Ok(())
     }
 }
 

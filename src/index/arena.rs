@@ -4,7 +4,11 @@
 //!
 //! Removing a package or replacing a run leaves its old run dead in
 //! place; the arena is compacted once the dead entries outweigh the live
-//! ones, so memory tracks the size of the index, not its history.
+//! ones, so memory tracks the size of the index, not its history. A
+//! compaction visits every node, so it also waits for at least one dead
+//! entry per node: otherwise an arena with few live runs (long names, in
+//! an index of short ones) was compacted every few thousand removals, each
+//! time walking a million nodes under the write lock (about 1 ms).
 
 use super::node::Node;
 
@@ -93,7 +97,8 @@ impl<T: Copy> Arena<T> {
     /// Once dead entries outweigh live ones, copies each live node's run
     /// into a packed arena and tells the node where it went.
     pub(super) fn compact_if_worthwhile(&mut self, nodes: &mut [Node], runs: &Runs) {
-        if self.dead <= MIN_GARBAGE_TO_COMPACT || self.dead * 2 <= self.items.len() {
+        let enough = MIN_GARBAGE_TO_COMPACT.max(nodes.len());
+        if self.dead <= enough || self.dead * 2 <= self.items.len() {
             return;
         }
         let mut packed = Vec::with_capacity(self.items.len() - self.dead);

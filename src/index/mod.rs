@@ -1079,6 +1079,37 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_waits_for_a_dead_entry_per_node() {
+        const SHORT: usize = 3 * MIN_GARBAGE_TO_COMPACT;
+        let mut ix = Indexer::new();
+        // Unchecked, one by one (the helper checks every invariant each time).
+        for i in 0..SHORT {
+            ix.index(name(&format!("s{i}")), std::iter::empty());
+        }
+        // Long names live in the arena; short ones in their nodes.
+        let long = "a-name-too-long-for-its-node";
+        let removals_for = |bytes: usize| bytes.div_ceil(long.len());
+        for _ in 0..removals_for(SHORT) - 1 {
+            ix.index(name(long), std::iter::empty());
+            ix.remove(name(long));
+        }
+        assert!(
+            ix.names.dead() > MIN_GARBAGE_TO_COMPACT,
+            "past the old threshold"
+        );
+        assert!(ix.names.dead() <= SHORT, "not compacted yet");
+        for _ in 0..2 {
+            ix.index(name(long), std::iter::empty());
+            ix.remove(name(long));
+        }
+        assert!(
+            ix.names.len() < SHORT,
+            "compacted once a dead byte per node"
+        );
+        ix.check_invariants().unwrap();
+    }
+
+    #[test]
     fn table_survives_growth_and_deletes() {
         let mut ix = Indexer::new();
         for i in 0..5_000 {

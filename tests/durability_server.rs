@@ -348,6 +348,18 @@ fn a_deleted_newest_log_refuses_to_start() {
     );
 }
 
+#[test]
+fn deleting_the_lock_file_lets_no_second_server_in() {
+    let dir = TempDir::new("lock-deleted");
+    let first = start(&dir, "never");
+    assert_eq!(first.connect().ask("INDEX|a|"), "OK");
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    let message = refused_start(&dir);
+    assert!(message.contains("in use by another process"), "{message}");
+    // The first server still owns the directory, and its data.
+    assert_eq!(first.connect().ask("QUERY|a|"), "OK");
+}
+
 /// Starts a server on `dir`, has one change acknowledged, then lets
 /// `tamper` do its worst to the directory.
 fn tampered_while_running(

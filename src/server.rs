@@ -383,16 +383,13 @@ impl Running {
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake_acceptor();
-        let mut connections = self.shared.lock_connections();
-        while !connections.acceptor_done {
-            let Some(left) = time_left() else { break };
-            connections = self
-                .shared
-                .wait_for_change(connections, left.min(INTERRUPT_CHECK));
-            if interrupted() {
-                return None;
-            }
-        }
+        let connections = self.shared.lock_connections();
+        let mut connections = self.shared.wait_until(
+            connections,
+            |c| c.acceptor_done,
+            &time_left,
+            &mut interrupted,
+        )?;
         connections.closed = true;
         let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
@@ -406,15 +403,12 @@ impl Running {
                 let _ = peer.stream.shutdown(Shutdown::Read);
             }
         }
-        while !connections.open.is_empty() {
-            let Some(left) = time_left() else { break };
-            connections = self
-                .shared
-                .wait_for_change(connections, left.min(INTERRUPT_CHECK));
-            if interrupted() {
-                return None;
-            }
-        }
+        let connections = self.shared.wait_until(
+            connections,
+            |c| c.open.is_empty(),
+            &time_left,
+            &mut interrupted,
+        )?;
         let forced = connections.open.len();
         for peer in connections.open.values() {
             let _ = peer.stream.shutdown(Shutdown::Both);
@@ -441,15 +435,28 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait_for_change<'a>(
+    /// Waits until `done` holds or `time_left` says the time is up,
+    /// looking at `interrupted` at least every [`INTERRUPT_CHECK`]; `None`
+    /// when it says to give up.
+    fn wait_until<'a>(
         &self,
-        connections: MutexGuard<'a, Connections>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, Connections> {
-        self.changed
-            .wait_timeout(connections, timeout)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
+        mut connections: MutexGuard<'a, Connections>,
+        done: fn(&Connections) -> bool,
+        time_left: &dyn Fn() -> Option<Duration>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Option<MutexGuard<'a, Connections>> {
+        while !done(&connections) {
+            let Some(left) = time_left() else { break };
+            connections = self
+                .changed
+                .wait_timeout(connections, left.min(INTERRUPT_CHECK))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if interrupted() {
+                return None;
+            }
+        }
+        Some(connections)
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {

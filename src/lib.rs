@@ -32,6 +32,7 @@
 //! | [`flags`] | the one command-line parser of the server and its tools |
 //! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | `log.rs` | one event per line on stderr, text or JSON |
+//! | `figures.rs` | numbers written for people ([`thousands`]) |
 //! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, `show`, `export`, ...) |
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //!
@@ -68,6 +69,7 @@ mod cli;
 mod commands;
 mod config;
 mod durability;
+mod figures;
 pub mod flags;
 mod index;
 mod json;
@@ -87,6 +89,7 @@ pub use config::{parse as parse_command_line, Config, Invocation};
 pub use durability::{
     DurabilityEvent, DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail,
 };
+pub use figures::thousands;
 pub use index::{Indexer, Outcome, Refusal};
 pub use metrics::{IndexGauges, Metrics, RejectReason};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};

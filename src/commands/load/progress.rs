@@ -2,6 +2,7 @@
 //! stderr redrawn in place a few times a second; everywhere, one summary
 //! line at the end.
 
+use crate::figures::thousands;
 use std::fmt;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -106,19 +107,6 @@ fn whole(x: f64) -> u64 {
     x.round() as u64
 }
 
-/// `1234567` as `1,234,567`.
-pub(super) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            text.push(',');
-        }
-        text.push(digit);
-    }
-    text
-}
-
 /// The numbers of a finished load, shown as its one summary line.
 #[derive(Debug, Default)]
 pub(super) struct Summary {
@@ -172,20 +160,6 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_are_separated() {
-        let cases = [
-            (0, "0"),
-            (999, "999"),
-            (1000, "1,000"),
-            (3370, "3,370"),
-            (1_000_000, "1,000,000"),
-        ];
-        for (n, text) in cases {
-            assert_eq!(thousands(n), text);
-        }
-    }
 
     #[test]
     fn the_progress_line_gives_count_share_rate_and_time_left() {

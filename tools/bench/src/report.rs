@@ -2,21 +2,9 @@
 //! shared with the Markdown table.
 
 use crate::load::{Measured, Steady};
+pub(crate) use package_indexer::thousands;
 use std::fmt::Write;
 use std::time::Duration;
-
-/// `1234567` as `1,234,567`.
-pub(crate) fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
 
 /// A rate or other measured figure, rounded to a whole number, with
 /// thousands separators.
@@ -165,10 +153,6 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(millis(Some(Duration::from_micros(1500))), "1.500 ms");
         assert_eq!(millis(None), "n/a");
         assert_eq!(megabytes(123_456_789), "123.5 MB");

@@ -122,6 +122,12 @@ pub(crate) struct Wal {
     /// The log file receiving appends; the mutex also serialises rotations.
     active: Mutex<ActiveLog>,
     snapshot_bytes: AtomicU64,
+    /// Bytes in the log file receiving appends, counting the buffer:
+    /// written only under the `pending` lock, so it agrees with the buffer
+    /// there, and read without it by the connections checking for room
+    /// after each batch (taking `pending` for that would contend with the
+    /// appends made under the index write lock).
+    log_bytes: AtomicU64,
     batches_written: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
@@ -153,8 +159,6 @@ pub struct LogStats {
 
 struct Pending {
     buffer: Vec<u8>,
-    /// Bytes in the log file receiving appends, counting the buffer.
-    log_bytes: u64,
 }
 
 /// Where writing stands; waiters decide under this lock whether to lead,
@@ -199,7 +203,8 @@ impl Appender<'_> {
         let pending = &mut *self.pending;
         let before = pending.buffer.len();
         record::encode_change(&mut pending.buffer, change)?;
-        pending.log_bytes += (pending.buffer.len() - before) as u64;
+        let appended = (pending.buffer.len() - before) as u64;
+        self.wal.log_bytes.fetch_add(appended, Ordering::Relaxed);
         let seq = self.wal.appended.load(Ordering::Relaxed) + 1;
         self.wal.appended.store(seq, Ordering::Relaxed);
         Ok(Seq(seq))
@@ -334,10 +339,7 @@ impl Wal {
             observe,
             compaction,
             compact_at_least: options.compact_at_least,
-            pending: Mutex::new(Pending {
-                buffer: Vec::new(),
-                log_bytes,
-            }),
+            pending: Mutex::new(Pending { buffer: Vec::new() }),
             appended: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 file,
@@ -359,6 +361,7 @@ impl Wal {
             failure: OnceLock::new(),
             active: Mutex::new(ActiveLog { generation, id }),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
+            log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
@@ -635,7 +638,7 @@ impl Wal {
         let (last, log_bytes) = {
             let mut pending = lock(&self.pending);
             std::mem::swap(&mut pending.buffer, &mut writer.spare);
-            (self.last_appended(), pending.log_bytes)
+            (self.last_appended(), self.log_bytes())
         };
         progress.batch += 1;
         progress.writing = Some(last);
@@ -750,7 +753,7 @@ impl Wal {
 
     /// Bytes in the log file receiving appends.
     pub(crate) fn log_bytes(&self) -> u64 {
-        lock(&self.pending).log_bytes
+        self.log_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether the log has outgrown the snapshot ([`snapshot::should_compact`]).
@@ -812,7 +815,7 @@ impl Wal {
         {
             let mut pending = lock(&self.pending);
             record::encode_seal(&mut pending.buffer, next.value())?;
-            pending.log_bytes = header_len;
+            self.log_bytes.store(header_len, Ordering::Relaxed);
         }
         let id = FileId::of(&file)?;
         self.lead_when_free(Some(file), true)?;

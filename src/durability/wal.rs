@@ -111,7 +111,8 @@ pub(crate) struct Wal {
     /// (`Progress::writing`), so batches reach the file in order.
     writer: Mutex<Writer>,
     progress: Mutex<Progress>,
-    /// Waiters for batch `n` sleep on `batch_done[n % 2]`.
+    /// Waiters for batch `n` sleep on `batch_done[n % 2]` (see
+    /// [`Wal::wait_for_batch`]).
     batch_done: [Condvar; 2],
     /// The completer sleeps on this while it has nothing to do.
     completer_wake: Condvar,
@@ -171,6 +172,10 @@ struct Progress {
     /// The last sequence number the batch being written covers, while one
     /// is being written.
     writing: Option<Seq>,
+    /// Threads asleep on each of `batch_done`: the end of a batch wakes
+    /// only those that are there, since a notification is a system call
+    /// even when nobody waits, and most batches have no waiter.
+    asleep: [u32; 2],
     /// Completions handed over and not yet taken by the completer.
     handed_over: Vec<Arc<dyn Completion>>,
     /// Completions a batch may have covered, shared out by the completer:
@@ -349,6 +354,7 @@ impl Wal {
                 durable: Seq(0),
                 batch: 0,
                 writing: None,
+                asleep: [0; 2],
                 handed_over: Vec::new(),
                 ready: Vec::new(),
                 completer_asleep: false,
@@ -419,10 +425,25 @@ impl Wal {
                 // The next one will.
                 Some(_) => progress.batch + 1,
             };
-            progress = self.batch_done[(batch % 2) as usize]
-                .wait(progress)
-                .unwrap_or_else(PoisonError::into_inner);
+            progress = self.wait_for_batch(progress, batch);
         }
+    }
+
+    /// Sleeps until batch `batch` has ended (or a failure wakes everyone),
+    /// counted in `Progress::asleep` so that the batch's end knows to wake
+    /// this thread. Returns the lock, taken again.
+    fn wait_for_batch<'a>(
+        &'a self,
+        mut progress: MutexGuard<'a, Progress>,
+        batch: u64,
+    ) -> MutexGuard<'a, Progress> {
+        let parity = (batch % 2) as usize;
+        progress.asleep[parity] += 1;
+        let mut progress = self.batch_done[parity]
+            .wait(progress)
+            .unwrap_or_else(PoisonError::into_inner);
+        progress.asleep[parity] -= 1;
+        progress
     }
 
     /// The highest sequence number durable so far: answers waiting for no
@@ -583,9 +604,7 @@ impl Wal {
                     progress = lock(&self.progress);
                 } else {
                     let batch = progress.batch;
-                    progress = self.batch_done[(batch % 2) as usize]
-                        .wait(progress)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    progress = self.wait_for_batch(progress, batch);
                 }
                 continue;
             }
@@ -616,9 +635,7 @@ impl Wal {
         let mut progress = lock(&self.progress);
         while progress.writing.is_some() {
             let batch = progress.batch;
-            progress = self.batch_done[(batch % 2) as usize]
-                .wait(progress)
-                .unwrap_or_else(PoisonError::into_inner);
+            progress = self.wait_for_batch(progress, batch);
         }
         self.check_alive()?;
         self.lead(progress, next_file, force_sync)
@@ -679,13 +696,20 @@ impl Wal {
             self.durable.store(progress.durable.0, Ordering::Release);
         }
         let wake_completer = std::mem::take(&mut progress.completer_asleep);
+        let covered = (batch % 2) as usize;
+        let next = ((batch + 1) % 2) as usize;
+        let asleep = progress.asleep;
         drop(progress);
         if wake_completer {
             self.completer_wake.notify_one();
         }
         // Everyone this batch covered, and one thread to lead the next.
-        self.batch_done[(batch % 2) as usize].notify_all();
-        self.batch_done[((batch + 1) % 2) as usize].notify_one();
+        if asleep[covered] > 0 {
+            self.batch_done[covered].notify_all();
+        }
+        if asleep[next] > 0 {
+            self.batch_done[next].notify_one();
+        }
         let took = written?;
         if let Some(took) = took {
             self.syncs.fetch_add(1, Ordering::Relaxed);

@@ -1024,7 +1024,9 @@ mod tests {
         assert_eq!(outrun, None);
     }
 
-    fn listed(ix: &Indexer) -> Vec<String> {
+    /// The index's packages and their dependencies, as text (for the
+    /// tests of this module and its children).
+    pub(super) fn listed(ix: &Indexer) -> Vec<String> {
         let mut lines = Vec::new();
         ix.for_each_listed(|package, deps| {
             let deps: Vec<&str> = deps.iter().map(|d| d.as_str()).collect();

@@ -233,6 +233,7 @@ impl Indexer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::tests::listed;
     use crate::name::Dependencies;
     use proptest::prelude::*;
 
@@ -299,16 +300,6 @@ mod tests {
         }
     }
 
-    /// The index's packages and their dependencies, as text.
-    fn listing(index: &Indexer) -> Vec<String> {
-        let mut lines = Vec::new();
-        index.for_each_listed(|package, deps| {
-            let deps: Vec<&str> = deps.iter().map(|d| d.as_str()).collect();
-            lines.push(format!("{package}: {}", deps.join(" ")));
-        });
-        lines
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -354,7 +345,7 @@ mod tests {
                 rest = after;
             }
             prop_assert_eq!(got, expected);
-            prop_assert_eq!(listing(&staged), listing(&single));
+            prop_assert_eq!(listed(&staged), listed(&single));
         }
     }
 

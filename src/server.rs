@@ -511,11 +511,7 @@ impl Shared {
                     }
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return accepted,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
-                    ) => {}
+                Err(err) if is_passing_accept_error(&err) => {}
                 Err(err) => {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     return accepted;
@@ -619,6 +615,15 @@ impl Shared {
         self.metrics.connection_closed();
         self.changed.notify_all();
     }
+}
+
+/// An `accept` error that needs no report: a signal interrupted it, or
+/// the client gave up before it was accepted. Try the next one.
+pub(crate) fn is_passing_accept_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+    )
 }
 
 fn is_out_of_resources(err: &io::Error) -> bool {

@@ -5,6 +5,7 @@ use super::routes::{respond, Answer, Job};
 use super::workers::Workers;
 use super::{AdminLimits, AdminState};
 use crate::log;
+use crate::server;
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -177,12 +178,7 @@ impl EventLoop {
                     self.admit(stream);
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-                // Interrupted, or the client gave up before it was accepted.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
-                    ) => {}
+                Err(error) if server::is_passing_accept_error(&error) => {}
                 Err(error) => {
                     if self.failed_accepts == 0 {
                         log::warn(

@@ -24,7 +24,7 @@
 //! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit and the thread that delivers durable answers, the compactor thread, snapshots; one owner for all of it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
 //! | `admin/` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop (`event_loop.rs`) over request lines (`request.rs`) and routes (`routes.rs`): health, readiness, metrics, the `/v1` inspection and export (on worker threads, `workers.rs`) |
-//! | `json.rs` | just enough JSON: strings written for the admin API, documents read by the tools |
+//! | `json.rs` | just enough JSON: strings written for the admin API and the logs (the product never reads JSON) |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
 //! | `app.rs` | the server's life: start, serve, stop on a signal or a failure |
 //! | `cli.rs` | [`main`]: the binary's command line, the server or a subcommand |
@@ -33,7 +33,7 @@
 //! | [`package_list`] | the Homebrew-style list format (`name: dep dep`), one line at a time |
 //! | `log.rs` | one event per line on stderr, text or JSON |
 //! | `figures.rs` | numbers written for people ([`thousands`]) |
-//! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, `show`, `export`, ...) |
+//! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, `show`, `export`, ...), and the client kit they share with the harness, the bench and the tests: [`Connection`] and [`pipeline`] for the protocol (`connection.rs`), [`http_get`] for the admin listener (`http.rs`) |
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
@@ -85,6 +85,11 @@ mod sys;
 
 pub use admin::{AdminLimits, AdminServer, AdminState};
 pub use cli::main;
+pub use commands::connection::{
+    connect, connect_to, pipeline, resolve, AnswerSink, Connection, PipelineOutcome, Sender,
+    WriteError, ANSWER_TIMEOUT, LINES_IN_FLIGHT,
+};
+pub use commands::http::{http_get, http_request, HttpAnswer, HttpError};
 pub use config::{parse as parse_command_line, Config, Invocation};
 pub use durability::{
     DurabilityEvent, DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail,

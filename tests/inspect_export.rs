@@ -264,6 +264,13 @@ fn export_fails_without_a_server_and_leaves_no_file() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(std::fs::read_dir(files.path()).unwrap().next().is_none());
+    // The address is at fault, not the file.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("package-indexer export: cannot connect to {admin_addr}: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backup.txt"), "{stderr}");
     let usage = run_binary(&["export", "--admin-addr", "nowhere"]);
     assert_eq!(usage.status.code(), Some(2));
 }
@@ -363,4 +370,62 @@ fn probes_answer_while_an_export_goes_to_a_slow_reader() {
         .unwrap();
     assert_eq!(body.len(), length);
     assert_eq!(body.lines().count(), 50_000);
+}
+
+#[test]
+fn the_text_form_is_what_show_prints() {
+    let server = ServerProcess::start(&[]);
+    index_list(server.addr, SMALL_LIST);
+    let addr = server.admin_addr.unwrap();
+    let answer = http_answer(addr, "GET", "/v1/text/packages/y");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(answer.body, "y\ndepends on (2): b, z\nneeded by (2): a, c\n");
+    let missing = http_answer(addr, "GET", "/v1/text/packages/nope");
+    assert_eq!((missing.status, missing.body.as_str()), (404, "not indexed\n"));
+    let invalid = http_answer(addr, "GET", "/v1/text/packages/a%7Cb");
+    assert_eq!((invalid.status, invalid.body.as_str()), (400, "invalid package name\n"));
+}
+
+/// The stderr of each HTTP subcommand run against `addr` with `timeout`.
+fn http_tools_against(addr: &str, timeout: &str) -> Vec<String> {
+    let tools: [&[&str]; 3] = [&["healthcheck"], &["show", "a"], &["export"]];
+    tools
+        .iter()
+        .map(|tool| {
+            let mut args = tool.to_vec();
+            args.extend(["--admin-addr", addr, "--timeout", timeout]);
+            let output = run_binary(&args);
+            assert_eq!(output.status.code(), Some(1), "{args:?}");
+            String::from_utf8(output.stderr).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn http_tools_pointed_at_the_protocol_port_say_so() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr.to_string();
+    for stderr in http_tools_against(&addr, "10s") {
+        assert!(
+            stderr.ends_with(&format!("{addr} answered \"ERROR\", not HTTP (is that the admin address?)\n")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn http_tools_report_silence_as_no_answer_from_the_address() {
+    // Connections are accepted by the kernel into the backlog; nothing
+    // ever answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    for stderr in http_tools_against(&addr, "300ms") {
+        assert!(
+            stderr.ends_with(&format!("no answer from {addr} within 0.3 s (is that the admin address?)\n")),
+            "{stderr}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

@@ -11,8 +11,18 @@ use crate::store::{Inspection, Store};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-/// Where the inspection route begins; the package's name follows.
+/// Where the inspection routes begin, JSON and text; the package's name
+/// follows.
 const PACKAGES_PREFIX: &str = "/v1/packages/";
+const TEXT_PACKAGES_PREFIX: &str = "/v1/text/packages/";
+
+/// The form of an inspection's answer, errors included.
+#[derive(Clone, Copy)]
+enum Form {
+    Json,
+    /// For a person, as `package-indexer show` prints it.
+    Text,
+}
 
 /// A reply produced on a worker thread rather than on the loop.
 pub(super) struct Job {
@@ -105,17 +115,20 @@ fn route(path: &str, state: &AdminState) -> Routed {
             }
             None => loading(),
         },
-        _ => match path.strip_prefix(PACKAGES_PREFIX) {
-            Some(segment) => match (state.store.get(), package_name(segment)) {
-                (None, _) => loading(),
-                (Some(_), None) => {
-                    Reply::json_error("400 Bad Request", "invalid package name", Some(segment))
-                }
+        _ => match inspection_target(path) {
+            Some((segment, form)) => match (state.store.get(), package_name(segment)) {
+                (None, _) => refusal(form, "503 Service Unavailable", "loading", None),
+                (Some(_), None) => refusal(
+                    form,
+                    "400 Bad Request",
+                    "invalid package name",
+                    Some(segment),
+                ),
                 (Some(store), Some(name)) => {
                     let store = store.clone();
                     return Routed::Later(
                         JobKind::Inspect,
-                        Box::new(move || inspect(&store, &name)),
+                        Box::new(move || inspect(&store, &name, form)),
                     );
                 }
             },
@@ -123,6 +136,25 @@ fn route(path: &str, state: &AdminState) -> Routed {
         },
     };
     Routed::Now(reply)
+}
+
+/// The rest of an inspection path and the form it asks for.
+fn inspection_target(path: &str) -> Option<(&str, Form)> {
+    match path.strip_prefix(PACKAGES_PREFIX) {
+        Some(segment) => Some((segment, Form::Json)),
+        None => path
+            .strip_prefix(TEXT_PACKAGES_PREFIX)
+            .map(|segment| (segment, Form::Text)),
+    }
+}
+
+/// An inspection refused: `{"error": what, "name": name}`, or `what` as a
+/// line of text.
+fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> Reply {
+    match form {
+        Form::Json => Reply::json_error(status, what, name),
+        Form::Text => Reply::text(status, &format!("{what}\n")),
+    }
 }
 
 /// The package name a `/v1/packages/` path names: the rest of the path
@@ -139,14 +171,37 @@ fn loading() -> Reply {
 
 /// `/v1/packages/NAME`, on a worker: the package's dependencies and
 /// dependents; `name` was validated on the loop.
-fn inspect(store: &Store, name: &str) -> Reply {
+fn inspect(store: &Store, name: &str, form: Form) -> Reply {
     let Some(name) = PackageName::new(name.as_bytes()) else {
-        return Reply::json_error("400 Bad Request", "invalid package name", Some(name));
+        return refusal(form, "400 Bad Request", "invalid package name", Some(name));
     };
-    match store.inspect(name) {
-        Some(inspection) => Reply::json("200 OK", inspection_json(&inspection)),
-        None => Reply::json_error("404 Not Found", "not indexed", Some(name.as_str())),
+    match (store.inspect(name), form) {
+        (Some(inspection), Form::Json) => Reply::json("200 OK", inspection_json(&inspection)),
+        (Some(inspection), Form::Text) => Reply::text("200 OK", &inspection_text(&inspection)),
+        (None, _) => refusal(form, "404 Not Found", "not indexed", Some(name.as_str())),
     }
+}
+
+/// What `package-indexer show` prints:
+///
+/// ```text
+/// openssl@3
+/// depends on (1): ca-certificates
+/// needed by (2): curl, python@3.12
+/// ```
+///
+/// An empty list shows as `depends on (0)`.
+fn inspection_text(inspection: &Inspection) -> String {
+    let counted = |label: &str, names: &[String]| match names {
+        [] => format!("{label} (0)\n"),
+        names => format!("{label} ({}): {}\n", names.len(), names.join(", ")),
+    };
+    format!(
+        "{}\n{}{}",
+        inspection.name,
+        counted("depends on", &inspection.dependencies),
+        counted("needed by", &inspection.dependents)
+    )
 }
 
 /// `{"name": ..., "dependencies": [...], "dependents": [...]}` and a newline.

@@ -16,7 +16,7 @@
 //! server's `ERROR`, not the client's opinion. Exit 0 when every line was
 //! answered, 1 when the connection failed or closed early, 2 for bad usage.
 
-use super::connection::{self, AnswerSink, Sender, WriteError};
+use super::connection::{self, AnswerSink, Connection, Sender, WriteError};
 use super::Subcommand;
 use crate::flags::{CommandLine, Operands, UsageError, Values};
 use crate::protocol::Response;
@@ -75,7 +75,7 @@ fn run(values: &Values) -> ExitCode {
         }
     };
     let result = if lines.is_empty() && io::stdin().is_terminal() {
-        prompt(&stream, &addr)
+        prompt(Connection::new(stream), &addr)
     } else {
         pipelined(&stream, lines)
     };
@@ -160,7 +160,7 @@ impl AnswerSink for Printer<'_> {
 
 /// The interactive prompt (`ADDR> ` on stderr): one line, one answer,
 /// until the end of input.
-fn prompt(stream: &TcpStream, addr: &str) -> Result<(), Vec<String>> {
+fn prompt(mut connection: Connection, addr: &str) -> Result<(), Vec<String>> {
     let mut stdin = io::stdin().lock();
     let mut stdout = io::stdout();
     let mut line = Vec::new();
@@ -181,7 +181,7 @@ fn prompt(stream: &TcpStream, addr: &str) -> Result<(), Vec<String>> {
         if request.is_empty() {
             continue;
         }
-        let answer = connection::ask(stream, request).map_err(|e| vec![e.to_string()])?;
+        let answer = connection.ask(request).map_err(|e| vec![e.to_string()])?;
         stdout
             .write_all(answer.as_bytes())
             .and_then(|()| stdout.flush())

@@ -1,7 +1,9 @@
-//! The protocol client the tools share (`load`, `client`): connecting to a
-//! server, reading its answers, and driving one connection with two
-//! threads, a writer that sends request lines with a bounded window of lines
-//! in flight and a reader that takes the answers back in order.
+//! The protocol client of the subcommands, the harness, the bench and the
+//! tests: the address rule, one answer scanner, a [`Connection`] for one
+//! request or batch at a time, and [`pipeline`], which drives one
+//! connection with two threads, a writer that sends request lines with a
+//! bounded window of lines in flight and a reader that takes the answers
+//! back in order.
 //!
 //! The window keeps every answer the server owes us small enough to sit in
 //! the sockets' buffers: if our reader stalls (a terminal paused with
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 /// The `--addr` flag of every tool that speaks the protocol. Also read from
 /// `PACKAGE_INDEXER_ADDR`, so a tool run beside a configured server finds it.
-pub(super) const ADDR_FLAG: Flag = Flag::value(
+pub(crate) const ADDR_FLAG: Flag = Flag::value(
     "addr",
     "127.0.0.1:8080",
     "the server's protocol address (0.0.0.0 or [::] mean this host)",
@@ -27,41 +29,32 @@ pub(super) const ADDR_FLAG: Flag = Flag::value(
 
 /// Lines a tool keeps unanswered at most: their answers (6 bytes at most
 /// each) fit in the sockets' buffers, and the server is never short of work.
-pub(super) const LINES_IN_FLIGHT: u64 = 16 * 1024;
+pub const LINES_IN_FLIGHT: u64 = 16 * 1024;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the reader waits for an answer it is owed before calling the
-/// server stuck. Far above any pause a healthy server makes (a slow
-/// `fsync`), so only a hung server trips it.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a reader waits for an answer it is owed before calling the
+/// server stuck, unless told otherwise. Far above any pause a healthy
+/// server makes (a slow `fsync`), so only a hung server trips it.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bytes read from the socket at once.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// A connection to the server at `addr` (`HOST:PORT`); an unspecified
-/// address (`0.0.0.0`, `[::]`, as a server's own `--addr` often is) means
-/// this host's loopback. The error is one line naming the address.
-pub(super) fn connect(addr: &str) -> Result<TcpStream, String> {
-    let fail = |reason: &dyn std::fmt::Display| format!("cannot connect to {addr}: {reason}");
-    let mut last_error = None;
-    for target in addr.to_socket_addrs().map_err(|e| fail(&e))? {
-        match TcpStream::connect_timeout(&this_host_if_unspecified(target), CONNECT_TIMEOUT) {
-            Ok(stream) => {
-                stream.set_nodelay(true).map_err(|e| fail(&e))?;
-                stream
-                    .set_read_timeout(Some(ANSWER_TIMEOUT))
-                    .map_err(|e| fail(&e))?;
-                return Ok(stream);
-            }
-            Err(error) => last_error = Some(error),
-        }
+/// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (`0.0.0.0`,
+/// `[::]`, as a server's own `--addr` often is) standing for this host's
+/// loopback address of its family. The error is one line naming `addr`.
+pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
+    let found: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .map(this_host_if_unspecified)
+        .collect();
+    if found.is_empty() {
+        return Err(format!("{addr} resolves to no address"));
     }
-    Err(match last_error {
-        Some(error) => fail(&error),
-        None => fail(&"the name resolves to no address"),
-    })
+    Ok(found)
 }
 
 /// `addr` with an unspecified IP replaced by the loopback address of its
@@ -77,49 +70,76 @@ fn this_host_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// Splits the bytes a server sends into answers, across reads; anything
-/// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
-#[derive(Debug)]
-pub(super) struct AnswerScanner {
-    /// The answer being read, known from its first byte.
-    current: Response,
-    /// Bytes of it read so far; 0 at the start of a line.
-    at: usize,
-}
-
-impl Default for AnswerScanner {
-    fn default() -> AnswerScanner {
-        AnswerScanner {
-            current: Response::Ok,
-            at: 0,
+/// A connection to the first of `targets` that accepts within `timeout`
+/// (`localhost` may name `::1` before `127.0.0.1`), with Nagle off and
+/// reads bounded by `timeout`; the error is one line naming `addr`.
+pub fn connect_to(
+    addr: &str,
+    targets: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let fail = |reason: &dyn std::fmt::Display| format!("cannot connect to {addr}: {reason}");
+    let mut last_error = None;
+    for target in targets {
+        match TcpStream::connect_timeout(target, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(|e| fail(&e))?;
+                stream
+                    .set_read_timeout(Some(timeout))
+                    .map_err(|e| fail(&e))?;
+                return Ok(stream);
+            }
+            Err(error) => last_error = Some(error),
         }
     }
+    Err(fail(
+        &last_error.map_or("no address to try".into(), |e| e.to_string()),
+    ))
+}
+
+/// A connection to the server at `addr` (`HOST:PORT`, by [`resolve`]'s
+/// rule), waiting [`ANSWER_TIMEOUT`] for an answer owed.
+pub fn connect(addr: &str) -> Result<TcpStream, String> {
+    let stream = connect_to(addr, &resolve(addr)?, CONNECT_TIMEOUT)?;
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok(stream)
+}
+
+/// Splits the bytes a server sends into answers, across reads; anything
+/// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
+#[derive(Debug, Default)]
+struct AnswerScanner {
+    /// The answer being read, known from its first byte; `None` at the
+    /// start of a line.
+    current: Option<Response>,
+    /// Bytes of it read so far.
+    at: usize,
 }
 
 impl AnswerScanner {
     /// Calls `on_answer` for every answer completed in `bytes`.
-    pub(super) fn scan(
-        &mut self,
-        bytes: &[u8],
-        mut on_answer: impl FnMut(Response),
-    ) -> io::Result<()> {
+    fn scan(&mut self, bytes: &[u8], mut on_answer: impl FnMut(Response)) -> io::Result<()> {
         for &byte in bytes {
-            if self.at == 0 {
-                self.current = match byte {
+            let current = match self.current {
+                Some(current) => current,
+                None => match byte {
                     b'O' => Response::Ok,
                     b'F' => Response::Fail,
                     b'E' => Response::Error,
                     _ => return Err(not_an_answer(byte)),
-                };
-            }
-            let expected = self.current.as_bytes();
+                },
+            };
+            let expected = current.as_bytes();
             if expected[self.at] != byte {
                 return Err(not_an_answer(byte));
             }
             self.at += 1;
+            self.current = Some(current);
             if self.at == expected.len() {
-                self.at = 0;
-                on_answer(self.current);
+                (self.current, self.at) = (None, 0);
+                on_answer(current);
             }
         }
         Ok(())
@@ -136,40 +156,6 @@ fn not_an_answer(byte: u8) -> io::Error {
     )
 }
 
-/// Sends one line and reads its answer: for one request at a time.
-pub(super) fn ask(stream: &TcpStream, line: &[u8]) -> io::Result<Response> {
-    let mut request = Vec::with_capacity(line.len() + 1);
-    request.extend_from_slice(line);
-    request.push(b'\n');
-    (&*stream).write_all(&request)?;
-    let mut scanner = AnswerScanner::default();
-    let mut buffer = [0u8; 64];
-    loop {
-        let read = read_some(stream, &mut buffer, true)?;
-        if read == 0 {
-            return Err(io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
-        }
-        let mut answer = None;
-        let mut extra = false;
-        scanner.scan(&buffer[..read], |a| {
-            extra |= answer.is_some();
-            answer = Some(a);
-        })?;
-        if extra || (answer.is_some() && scanner.at != 0) {
-            return Err(io::Error::new(
-                ErrorKind::InvalidData,
-                "the server sent more than one answer to one line",
-            ));
-        }
-        if let Some(answer) = answer {
-            return Ok(answer);
-        }
-    }
-}
-
 /// One read; 0 at the end of the stream. A timeout is an error only when
 /// an answer is `owed`.
 fn read_some(stream: &TcpStream, buffer: &mut [u8], owed: bool) -> io::Result<usize> {
@@ -178,9 +164,10 @@ fn read_some(stream: &TcpStream, buffer: &mut [u8], owed: bool) -> io::Result<us
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if owed {
+                    let waited = stream.read_timeout().ok().flatten().unwrap_or_default();
                     return Err(io::Error::new(
                         ErrorKind::TimedOut,
-                        format!("no answer from the server for {ANSWER_TIMEOUT:?}"),
+                        format!("no answer from the server within {waited:?}"),
                     ));
                 }
             }
@@ -189,8 +176,76 @@ fn read_some(stream: &TcpStream, buffer: &mut [u8], owed: bool) -> io::Result<us
     }
 }
 
+/// A connection used one request, or one batch, at a time: send, then read
+/// the answers owed.
+pub struct Connection {
+    stream: TcpStream,
+    scanner: AnswerScanner,
+    buffer: Box<[u8]>,
+}
+
+impl Connection {
+    /// Takes over `stream`; an answer owed waits for its read timeout.
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            scanner: AnswerScanner::default(),
+            buffer: vec![0; 16 * 1024].into_boxed_slice(),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends `bytes`, whole request lines.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads exactly `count` answers; more in the same read is an error.
+    pub fn read_answers(
+        &mut self,
+        count: usize,
+        mut on_answer: impl FnMut(Response),
+    ) -> io::Result<()> {
+        let mut received = 0;
+        while received < count {
+            let read = read_some(&self.stream, &mut self.buffer, true)?;
+            if read == 0 {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ));
+            }
+            self.scanner.scan(&self.buffer[..read], |answer| {
+                received += 1;
+                on_answer(answer);
+            })?;
+        }
+        if received > count || self.scanner.current.is_some() {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!("the server sent more than {count} answers to {count} lines"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `line` and a newline, and reads its answer.
+    pub fn ask(&mut self, line: &[u8]) -> io::Result<Response> {
+        let mut request = Vec::with_capacity(line.len() + 1);
+        request.extend_from_slice(line);
+        request.push(b'\n');
+        self.send(&request)?;
+        let mut answer = Response::Error;
+        self.read_answers(1, |a| answer = a)?;
+        Ok(answer)
+    }
+}
+
 /// Where the reader hands the answers, in order.
-pub(super) trait AnswerSink {
+pub trait AnswerSink {
     /// The answer to line `index` (0-based, in the order sent).
     fn answer(&mut self, index: u64, answer: Response) -> io::Result<()>;
     /// Called after each read from the socket, with the answers so far.
@@ -209,7 +264,7 @@ struct Flight {
 }
 
 /// The writer's side: sends lines, at most `window` of them unanswered.
-pub(super) struct Sender<'a> {
+pub struct Sender<'a> {
     stream: &'a TcpStream,
     flight: &'a Flight,
     window: u64,
@@ -221,13 +276,13 @@ pub(super) struct Sender<'a> {
 /// The connection failed under `Sender::send`; the reason is kept in the
 /// sender and reported by [`pipeline`].
 #[derive(Debug)]
-pub(super) struct Broken;
+pub struct Broken;
 
 impl Sender<'_> {
     /// Sends `bytes`, which hold `lines` whole lines, once the window has
     /// room for them (or nothing is in flight, so a batch larger than the
     /// window still goes).
-    pub(super) fn send(&mut self, bytes: &[u8], lines: u64) -> Result<(), Broken> {
+    pub fn send(&mut self, bytes: &[u8], lines: u64) -> Result<(), Broken> {
         loop {
             let sent = self.flight.sent.load(Ordering::Relaxed);
             let in_flight = sent - self.flight.answered.load(Ordering::Acquire);
@@ -259,8 +314,8 @@ impl Sender<'_> {
 }
 
 /// Why the writer stopped early.
-pub(super) enum WriteError {
-    /// The connection failed (see [`Outcome`]).
+pub enum WriteError {
+    /// The connection failed (see [`PipelineOutcome`]).
     Broken(Broken),
     /// Anything else, said in one line (`reading stdin: ...`).
     Other(String),
@@ -274,16 +329,16 @@ impl From<Broken> for WriteError {
 
 /// How a pipelined exchange ended.
 #[derive(Debug, Default)]
-pub(super) struct Outcome {
-    pub(super) sent: u64,
-    pub(super) answered: u64,
+pub struct PipelineOutcome {
+    pub sent: u64,
+    pub answered: u64,
     /// What went wrong, one line each, most telling first; empty when every
     /// line sent was answered.
-    pub(super) problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
-impl Outcome {
-    pub(super) fn complete(&self) -> bool {
+impl PipelineOutcome {
+    pub fn complete(&self) -> bool {
         self.problems.is_empty()
     }
 }
@@ -292,12 +347,12 @@ impl Outcome {
 /// most `window` lines in flight, while this thread reads the answers into
 /// `sink`; once `write` returns, the writing half is shut down and the
 /// answers are read to the end of the stream, which ends the connection.
-pub(super) fn pipeline<W>(
+pub fn pipeline<W>(
     stream: &TcpStream,
     window: u64,
     write: W,
     sink: &mut dyn AnswerSink,
-) -> Outcome
+) -> PipelineOutcome
 where
     W: FnOnce(&mut Sender) -> Result<(), WriteError> + Send,
 {
@@ -327,9 +382,9 @@ where
         let writer = match writer {
             Ok(writer) => writer,
             Err(error) => {
-                return Outcome {
+                return PipelineOutcome {
                     problems: vec![format!("cannot start the writer thread: {error}")],
-                    ..Outcome::default()
+                    ..PipelineOutcome::default()
                 }
             }
         };
@@ -341,7 +396,7 @@ where
             let _ = stream.shutdown(Shutdown::Both);
         }
         let written = writer.join();
-        let mut outcome = Outcome {
+        let mut outcome = PipelineOutcome {
             sent: flight.sent.load(Ordering::Acquire),
             answered: flight.answered.load(Ordering::Acquire),
             problems: Vec::new(),

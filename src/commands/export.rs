@@ -34,6 +34,7 @@ Content-Length, the file cannot be written); 2 for bad usage.
     command_line: &CommandLine {
         flags: &[
             http::ADMIN_ADDR,
+            http::timeout_flag("60s"),
             Flag::value(
                 "output",
                 "",
@@ -49,35 +50,18 @@ Content-Length, the file cannot be written); 2 for bad usage.
     run,
 };
 
-/// How long connecting, and each read and write, may take. The server
-/// copies and renders the whole index before it sends a byte: about a
-/// second per million packages.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
 const PROGRAM: &str = "package-indexer export";
 
 fn run(values: &Values) -> ExitCode {
-    let admin_addr = match values.address("admin-addr") {
-        Ok(addr) => addr,
+    let parsed = values
+        .address("admin-addr")
+        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
+    let (admin_addr, timeout) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => return error.report(PROGRAM),
     };
-    let written = match values.optional("output") {
-        Some(file) => write_atomically(Path::new(file), |out| {
-            let mut out = BufWriter::new(out);
-            fetch(&admin_addr, &mut out)?;
-            out.flush()
-        })
-        .map(|(_, bytes)| bytes)
-        .map_err(|error| format!("{file}: {error}")),
-        None => {
-            let mut out = BufWriter::new(io::stdout().lock());
-            fetch(&admin_addr, &mut out)
-                .and_then(|bytes| out.flush().map(|()| bytes))
-                .map_err(|error| format!("{admin_addr}: {error}"))
-        }
-    };
-    match written {
-        Ok(_) => ExitCode::SUCCESS,
+    match export(&admin_addr, timeout, values.optional("output")) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("{PROGRAM}: {reason}");
             ExitCode::FAILURE
@@ -85,23 +69,50 @@ fn run(values: &Values) -> ExitCode {
     }
 }
 
-/// Copies the export into `out`; its length, or why not all of it came.
-fn fetch(admin_addr: &str, out: &mut impl Write) -> io::Result<u64> {
-    let answer = http::get(admin_addr, "/v1/export", TIMEOUT)?;
-    match answer.status {
-        200 => answer.copy_body(out),
-        status => {
-            let line = answer.status_line.clone();
-            let body = answer.text().unwrap_or_default();
-            let hint = if status == 503 {
-                " (busy or still loading: try again)"
-            } else {
-                ""
-            };
-            Err(io::Error::other(format!(
-                "answered '{line}': {}{hint}",
-                body.trim()
-            )))
+/// Copies the export to `output` (through a temporary, renamed when
+/// whole) or to stdout; the error is one line, naming the address or
+/// the file at fault. Nothing is written before the server answers 200.
+fn export(admin_addr: &str, timeout: Duration, output: Option<&str>) -> Result<(), String> {
+    let answer = http::http_get(admin_addr, "/v1/export", timeout).map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        let line = answer.status_line.clone();
+        let body = answer.text().unwrap_or_default();
+        let hint = if line.contains(" 503 ") {
+            " (busy or still loading: try again)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{admin_addr} answered '{line}': {}{hint}",
+            body.trim()
+        ));
+    }
+    let mut transfer = None;
+    let written = match output {
+        Some(file) => write_atomically(Path::new(file), |out| {
+            let mut out = BufWriter::new(out);
+            let copied = answer.copy_body(&mut out);
+            let failed = copied.is_err();
+            transfer = copied.err();
+            if failed {
+                return Err(io::Error::other("the transfer failed"));
+            }
+            out.flush()
+        })
+        .map(drop)
+        .map_err(|error| format!("{file}: {error}")),
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            match answer.copy_body(&mut out) {
+                Ok(_) => out
+                    .flush()
+                    .map_err(|e| format!("writing standard output: {e}")),
+                Err(error) => Err(error.to_string()),
+            }
         }
+    };
+    match transfer {
+        Some(error) => Err(error.to_string()),
+        None => written,
     }
 }

@@ -5,7 +5,6 @@
 use super::{http, Subcommand};
 use crate::flags::{CommandLine, Operands, Values};
 use std::process::ExitCode;
-use std::time::Duration;
 
 pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "healthcheck",
@@ -13,7 +12,7 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     summary: "ask a server's /readyz; exit 0 when it is ready, 1 otherwise",
     details: "",
     command_line: &CommandLine {
-        flags: &[http::ADMIN_ADDR],
+        flags: &[http::ADMIN_ADDR, http::timeout_flag("3s")],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,
         operands: Operands::None,
@@ -24,23 +23,23 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
 const PROGRAM: &str = "package-indexer healthcheck";
 
 fn run(values: &Values) -> ExitCode {
-    let admin_addr = match values.address("admin-addr") {
-        Ok(addr) => addr,
+    let parsed = values
+        .address("admin-addr")
+        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
+    let (admin_addr, timeout) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => return error.report(PROGRAM),
     };
-    match http::get(&admin_addr, "/readyz", PROBE_TIMEOUT) {
+    match http::http_get(&admin_addr, "/readyz", timeout) {
         Ok(answer) if answer.status == 200 => ExitCode::SUCCESS,
         Ok(answer) => {
             let status = answer.status_line;
             eprintln!("{PROGRAM}: {admin_addr} answered '{status}'");
             ExitCode::FAILURE
         }
-        Err(err) => {
-            eprintln!("{PROGRAM}: {admin_addr}: {err}");
+        Err(error) => {
+            eprintln!("{PROGRAM}: {error}");
             ExitCode::FAILURE
         }
     }
 }
-
-/// How long the probe may take to connect, and for each read and write.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,12 +1,14 @@
-//! The subcommands' HTTP client for the admin listener: one `GET`, whose
-//! answer (`Content-Length`, then the connection closes:
-//! `docs/admin-http.md#answers`) is read to its stated length, so a cut-off
-//! transfer is an error, never a short file.
+//! The HTTP client for the admin listener, of the subcommands, the bench and
+//! the tests: one request, whose answer (`Content-Length`, then the
+//! connection closes: `docs/admin-http.md#answers`) is read to its stated
+//! length, so a cut-off transfer is an error, never a short file.
 
+use super::connection::{connect_to, resolve};
 use crate::config::DEFAULT_ADMIN_ADDR;
 use crate::flags::Flag;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 /// Where the admin listener is: the flag of every subcommand that asks it.
@@ -16,94 +18,183 @@ pub(super) const ADMIN_ADDR: Flag = Flag::value(
     "the server's admin listener",
 );
 
+/// The `--timeout` flag of a subcommand that asks the admin listener.
+pub(super) const fn timeout_flag(default: &'static str) -> Flag {
+    Flag::value(
+        "timeout",
+        default,
+        "how long connecting, and each read and write, may take (500ms, 10s, 2m)",
+    )
+    .without_variable()
+}
+
 /// Largest answer head read, status line and headers.
 const MAX_HEAD_BYTES: u64 = 64 * 1024;
 
+/// Why a request got no usable answer; each says the address in one line.
+#[derive(Debug)]
+pub enum HttpError {
+    /// Nothing accepted the connection (the line names the address).
+    Connect(String),
+    /// Connected, but nothing came within the timeout.
+    NoAnswer { addr: String, timeout: Duration },
+    /// What came back is not an HTTP answer (a protocol port says `ERROR`).
+    NotHttp { addr: String, first_line: String },
+    /// The connection failed, or the answer broke the rules.
+    Broken { addr: String, reason: String },
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Connect(line) => f.write_str(line),
+            HttpError::NoAnswer { addr, timeout } => write!(
+                f,
+                "no answer from {addr} within {} s (is that the admin address?)",
+                timeout.as_secs_f64()
+            ),
+            HttpError::NotHttp { addr, first_line } => write!(
+                f,
+                "{addr} answered {first_line:?}, not HTTP (is that the admin address?)"
+            ),
+            HttpError::Broken { addr, reason } => write!(f, "{addr}: {reason}"),
+        }
+    }
+}
+
 /// An answer whose head has been read; its body is still to come.
-pub(super) struct Answer {
+pub struct HttpAnswer {
     /// `HTTP/1.1 200 OK`.
-    pub(super) status_line: String,
+    pub status_line: String,
     /// The status code (200).
-    pub(super) status: u16,
-    content_length: u64,
+    pub status: u16,
+    /// Every header, name and value, in order.
+    pub headers: Vec<(String, String)>,
+    addr: String,
+    timeout: Duration,
     body: BufReader<TcpStream>,
 }
 
-/// Sends `GET path` to the admin listener at `admin_addr` and reads the
+/// Sends `METHOD path` to the admin listener at `addr` and reads the
 /// answer's head. `timeout` bounds the connect and each read and write
 /// (a server computing a large answer sends nothing until it is done).
-pub(super) fn get(admin_addr: &str, path: &str, timeout: Duration) -> io::Result<Answer> {
-    let addr = admin_addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {admin_addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut reader = BufReader::new(stream);
-    let mut head = Vec::new();
-    loop {
-        let before = head.len();
-        (&mut reader)
-            .take(MAX_HEAD_BYTES.saturating_sub(before as u64))
-            .read_until(b'\n', &mut head)?;
-        let line = &head[before..];
-        if line.is_empty() || !line.ends_with(b"\n") {
-            return Err(invalid("the answer ended within its head"));
-        }
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-    }
-    let head = String::from_utf8(head).map_err(|_| invalid("the answer's head is not text"))?;
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default().to_string();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("the answer has no status code"))?;
-    let content_length = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .ok_or_else(|| invalid("the answer has no Content-Length"))?;
-    Ok(Answer {
-        status_line,
-        status,
-        content_length,
-        body: reader,
-    })
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpAnswer, HttpError> {
+    let targets = resolve(addr).map_err(HttpError::Connect)?;
+    let mut stream = connect_to(addr, &targets, timeout).map_err(HttpError::Connect)?;
+    let sent = stream.set_write_timeout(Some(timeout)).and_then(|()| {
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+    });
+    let mut answer = HttpAnswer {
+        status_line: String::new(),
+        status: 0,
+        headers: Vec::new(),
+        addr: addr.to_string(),
+        timeout,
+        body: BufReader::new(stream),
+    };
+    sent.map_err(|e| answer.failed(e))?;
+    answer.read_head()?;
+    Ok(answer)
 }
 
-impl Answer {
+/// [`http_request`] with `GET`.
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, HttpError> {
+    http_request(addr, "GET", path, timeout)
+}
+
+impl HttpAnswer {
+    /// Reads the status line and headers, up to the empty line.
+    fn read_head(&mut self) -> Result<(), HttpError> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            (&mut self.body)
+                .take(MAX_HEAD_BYTES)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.failed(e))?;
+            if !line.ends_with(b"\n") {
+                return Err(self.broken("the answer ended within its head"));
+            }
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            if self.status_line.is_empty() {
+                self.status = match text.strip_prefix("HTTP/1.") {
+                    Some(rest) => rest.get(2..5).and_then(|code| code.parse().ok()),
+                    None => None,
+                }
+                .ok_or_else(|| HttpError::NotHttp {
+                    addr: self.addr.clone(),
+                    first_line: text.clone(),
+                })?;
+                self.status_line = text;
+            } else if text.is_empty() {
+                return Ok(());
+            } else if let Some((name, value)) = text.split_once(':') {
+                self.headers
+                    .push((name.to_string(), value.trim().to_string()));
+            }
+        }
+    }
+
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Copies the body to `out` and returns its length; fails if the
     /// connection ends before `Content-Length` bytes.
-    pub(super) fn copy_body(mut self, out: &mut impl Write) -> io::Result<u64> {
-        let copied = io::copy(&mut (&mut self.body).take(self.content_length), out)?;
-        if copied < self.content_length {
-            return Err(invalid(&format!(
-                "the answer was cut off after {copied} of {} bytes",
-                self.content_length
+    pub fn copy_body(mut self, out: &mut impl Write) -> Result<u64, HttpError> {
+        let Some(length) = self.header("Content-Length").and_then(|v| v.parse().ok()) else {
+            return Err(self.broken("the answer has no Content-Length"));
+        };
+        let copied =
+            io::copy(&mut (&mut self.body).take(length), out).map_err(|e| self.failed(e))?;
+        if copied < length {
+            return Err(self.broken(&format!(
+                "the answer was cut off after {copied} of {length} bytes"
             )));
         }
         Ok(copied)
     }
 
     /// The whole body as text.
-    pub(super) fn text(self) -> io::Result<String> {
+    pub fn text(self) -> Result<String, HttpError> {
         let mut body = Vec::new();
+        let addr = self.addr.clone();
         self.copy_body(&mut body)?;
-        String::from_utf8(body).map_err(|_| invalid("the answer is not UTF-8 text"))
+        String::from_utf8(body).map_err(|_| HttpError::Broken {
+            addr,
+            reason: "the answer is not UTF-8 text".into(),
+        })
     }
-}
 
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+    fn broken(&self, reason: &str) -> HttpError {
+        HttpError::Broken {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// An I/O failure, a timeout told as such.
+    fn failed(&self, error: io::Error) -> HttpError {
+        match error.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => HttpError::NoAnswer {
+                addr: self.addr.clone(),
+                timeout: self.timeout,
+            },
+            _ => self.broken(&error.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,16 +229,17 @@ mod tests {
     #[test]
     fn reads_the_body_to_its_length() {
         let addr = answering(b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\nhello and more");
-        let answer = get(&addr, "/x", TIMEOUT).unwrap();
+        let answer = http_get(&addr, "/x", TIMEOUT).unwrap();
         assert_eq!(answer.status, 404);
         assert_eq!(answer.status_line, "HTTP/1.1 404 Not Found");
+        assert_eq!(answer.header("Content-Length"), Some("5"));
         assert_eq!(answer.text().unwrap(), "hello");
     }
 
     #[test]
     fn a_short_body_is_an_error() {
         let addr = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
-        let error = get(&addr, "/x", TIMEOUT).unwrap().text().unwrap_err();
+        let error = http_get(&addr, "/x", TIMEOUT).unwrap().text().unwrap_err();
         assert!(
             error.to_string().contains("cut off after 5 of 10"),
             "{error}"
@@ -159,10 +251,28 @@ mod tests {
         for raw in [
             &b"HTTP/1.1 200 OK\r\n\r\nbody"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n",
-            b"garbage\r\n\r\n",
         ] {
             let addr = answering(raw);
-            assert!(get(&addr, "/x", TIMEOUT).is_err(), "{raw:?}");
+            let answer = http_get(&addr, "/x", TIMEOUT).and_then(HttpAnswer::text);
+            assert!(answer.is_err(), "{raw:?}");
         }
+        let addr = answering(b"ERROR\nERROR\n");
+        let error = http_get(&addr, "/x", TIMEOUT).err().unwrap().to_string();
+        assert!(
+            error.ends_with("answered \"ERROR\", not HTTP (is that the admin address?)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn silence_is_no_answer_naming_the_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let timeout = Duration::from_millis(200);
+        let error = http_get(&addr, "/x", timeout).err().unwrap().to_string();
+        assert_eq!(
+            error,
+            format!("no answer from {addr} within 0.2 s (is that the admin address?)")
+        );
     }
 }

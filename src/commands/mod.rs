@@ -9,10 +9,10 @@
 
 mod check;
 mod client;
-mod connection;
+pub(crate) mod connection;
 mod export;
 mod healthcheck;
-mod http;
+pub(crate) mod http;
 mod load;
 mod repair;
 mod show;

@@ -267,7 +267,9 @@ fn export_fails_without_a_server_and_leaves_no_file() {
     // The address is at fault, not the file.
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.starts_with(&format!("package-indexer export: cannot connect to {admin_addr}: ")),
+        stderr.starts_with(&format!(
+            "package-indexer export: cannot connect to {admin_addr}: "
+        )),
         "{stderr}"
     );
     assert!(!stderr.contains("backup.txt"), "{stderr}");
@@ -379,12 +381,24 @@ fn the_text_form_is_what_show_prints() {
     let addr = server.admin_addr.unwrap();
     let answer = http_answer(addr, "GET", "/v1/text/packages/y");
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.header("Content-Type"), Some("text/plain; charset=utf-8"));
-    assert_eq!(answer.body, "y\ndepends on (2): b, z\nneeded by (2): a, c\n");
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        answer.body,
+        "y\ndepends on (2): b, z\nneeded by (2): a, c\n"
+    );
     let missing = http_answer(addr, "GET", "/v1/text/packages/nope");
-    assert_eq!((missing.status, missing.body.as_str()), (404, "not indexed\n"));
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (404, "not indexed\n")
+    );
     let invalid = http_answer(addr, "GET", "/v1/text/packages/a%7Cb");
-    assert_eq!((invalid.status, invalid.body.as_str()), (400, "invalid package name\n"));
+    assert_eq!(
+        (invalid.status, invalid.body.as_str()),
+        (400, "invalid package name\n")
+    );
 }
 
 /// The stderr of each HTTP subcommand run against `addr` with `timeout`.
@@ -408,7 +422,9 @@ fn http_tools_pointed_at_the_protocol_port_say_so() {
     let addr = server.addr.to_string();
     for stderr in http_tools_against(&addr, "10s") {
         assert!(
-            stderr.ends_with(&format!("{addr} answered \"ERROR\", not HTTP (is that the admin address?)\n")),
+            stderr.ends_with(&format!(
+                "{addr} answered \"ERROR\", not HTTP (is that the admin address?)\n"
+            )),
             "{stderr}"
         );
     }
@@ -423,7 +439,9 @@ fn http_tools_report_silence_as_no_answer_from_the_address() {
     let started = Instant::now();
     for stderr in http_tools_against(&addr, "300ms") {
         assert!(
-            stderr.ends_with(&format!("no answer from {addr} within 0.3 s (is that the admin address?)\n")),
+            stderr.ends_with(&format!(
+                "no answer from {addr} within 0.3 s (is that the admin address?)\n"
+            )),
             "{stderr}"
         );
     }

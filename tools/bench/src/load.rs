@@ -9,18 +9,49 @@
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 
-use crate::client::{Answers, Client, ANSWER_DEADLINE};
 use crate::latency::Histogram;
 use crate::procfs::Memory;
 use crate::target::Meter;
-use package_indexer::{write_request, Command, Response};
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use package_indexer::{connect_to, write_request, AnswerSink, Command, Connection, Response};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 use workload::{Package, Rng};
+
+/// How long to wait for an answer before calling the server stuck.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A connection to `addr` for one batch at a time.
+fn open(addr: SocketAddr) -> Result<Connection, String> {
+    connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE).map(Connection::new)
+}
+
+/// Answers received, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub ok: u64,
+    pub fail: u64,
+    pub error: u64,
+}
+
+impl Answers {
+    pub fn count(&mut self, answer: Response) {
+        match answer {
+            Response::Ok => self.ok += 1,
+            Response::Fail => self.fail += 1,
+            Response::Error => self.error += 1,
+        }
+    }
+
+    fn add(&mut self, other: &Answers) {
+        self.ok += other.ok;
+        self.fail += other.fail;
+        self.error += other.error;
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -194,7 +225,7 @@ pub(crate) fn run_steady(
     let idle = open_idle(addr, shape.idle)?;
     let mut clients = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
-        let client = Client::connect(addr).map_err(|e| {
+        let client = open(addr).map_err(|e| {
             format!(
                 "opened {} of {} connections to {addr}: {e}",
                 clients.len(),
@@ -281,11 +312,11 @@ pub(crate) fn run_steady(
 /// One client thread: batches until `stop`; returns the client so its
 /// connection stays open until the server has been measured.
 fn drive(
-    mut client: Client,
+    mut client: Connection,
     mut requests: Requests,
     depth: usize,
     stop: &AtomicBool,
-) -> (Client, ClientStats, Option<String>) {
+) -> (Connection, ClientStats, Option<String>) {
     let mut stats = ClientStats::default();
     let mut batch = Vec::with_capacity(depth * 64);
     while !stop.load(Ordering::Relaxed) {
@@ -295,7 +326,8 @@ fn drive(
         }
         let sent = Instant::now();
         let answers = &mut stats.answers;
-        if let Err(e) = client.exchange(&batch, depth, |a| answers.count(a)) {
+        let exchanged = client.send(&batch);
+        if let Err(e) = exchanged.and_then(|()| client.read_answers(depth, |a| answers.count(a))) {
             return (client, stats, Some(e.to_string()));
         }
         stats.latency.record(sent.elapsed());
@@ -334,13 +366,14 @@ fn check_idle(idle: Vec<TcpStream>) -> usize {
     sent.into_iter()
         .filter(|stream| {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(mut client) = stream.try_clone().and_then(Client::from_stream) else {
+            let Ok(clone) = stream.try_clone() else {
                 return false;
             };
+            let mut client = Connection::new(clone);
             let answered = client
                 .stream()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .and_then(|()| client.read_answers(1, &mut |_| {}));
+                .and_then(|()| client.read_answers(1, |_| {}));
             answered.is_ok()
         })
         .count()
@@ -429,7 +462,7 @@ fn run_step(
     segment: &[usize],
     seed: u64,
 ) -> Result<ClientStats, String> {
-    let mut client = Client::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut client = open(addr)?;
     let mut rng = Rng::new(seed);
     let mut stats = ClientStats::default();
     let mut line = Vec::with_capacity(256);
@@ -463,16 +496,13 @@ fn run_step(
                 }
             }
             let sent = Instant::now();
-            let mut answer = None;
-            client
-                .exchange(&line, 1, |a| answer = Some(a))
+            let answer = client
+                .ask(line.strip_suffix(b"\n").unwrap_or(&line))
                 .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&line).trim_end()))?;
             stats.latency.record(sent.elapsed());
             stats.requests += 1;
-            if let Some(answer) = answer {
-                stats.answers.count(answer);
-            }
-            if unlucky || (retries && answer != Some(Response::Ok)) {
+            stats.answers.count(answer);
+            if unlucky || (retries && answer != Response::Ok) {
                 refused.push(index);
             }
         }
@@ -501,36 +531,39 @@ pub(crate) struct Pipelined {
     pub answers: Vec<Response>,
 }
 
-/// Writes every line of `requests` (`lines` of them) on one connection while
-/// reading the answers on another thread's half of it.
+/// The answers of a pipelined load, in order.
+struct Collect(Vec<Response>);
+
+impl AnswerSink for Collect {
+    fn answer(&mut self, _index: u64, answer: Response) -> io::Result<()> {
+        self.0.push(answer);
+        Ok(())
+    }
+}
+
+/// Writes every line of `requests` (`lines` of them) on one connection
+/// while reading the answers, with no bound on the lines in flight.
 pub(crate) fn pipeline(
     addr: SocketAddr,
     requests: Vec<u8>,
     lines: usize,
 ) -> Result<Pipelined, String> {
-    let mut client = Client::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let mut writer = client
-        .stream()
-        .try_clone()
-        .map_err(|e| format!("cannot clone the connection: {e}"))?;
+    let stream = connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE)?;
+    let mut answers = Collect(Vec::with_capacity(lines));
     let started = Instant::now();
-    let sender = thread::Builder::new()
-        .name("bench-loader".into())
-        .spawn(move || writer.write_all(&requests))
-        .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-    let mut answers = Vec::with_capacity(lines);
-    let read = client.read_answers(lines, &mut |a| answers.push(a));
-    let elapsed = started.elapsed();
-    if read.is_err() {
-        // Unblocks the writer if the server stopped reading.
-        let _ = client.stream().shutdown(Shutdown::Both);
+    let outcome = package_indexer::pipeline(
+        &stream,
+        u64::MAX,
+        |sender| Ok(sender.send(&requests, lines as u64)?),
+        &mut answers,
+    );
+    if !outcome.complete() {
+        return Err(format!("{addr}: {}", outcome.problems.join("; ")));
     }
-    let written = sender
-        .join()
-        .map_err(|_| "the writer thread panicked".to_string())?;
-    written.map_err(|e| format!("sending to {addr}: {e}"))?;
-    read.map_err(|e| format!("reading answers from {addr}: {e}"))?;
-    Ok(Pipelined { elapsed, answers })
+    Ok(Pipelined {
+        elapsed: started.elapsed(),
+        answers: answers.0,
+    })
 }
 
 /// Indexes every package over one pipelined connection, resending those

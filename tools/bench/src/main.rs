@@ -1,5 +1,5 @@
 //! `package-indexer-bench`: measures package-indexer against a null server
-//! (`docs/tools.md#the-benchmark`, issue 4).
+//! (`docs/tools.md#the-benchmark`).
 //!
 //! The null server has the real server's thread-per-connection design but
 //! answers `OK\n` to every line without parsing or indexing: the most this
@@ -7,10 +7,9 @@
 //! the report gives both figures and their ratio: requests/s, latency
 //! percentiles measured by the clients, the server's CPU seconds and memory.
 //!
-//! `--table` runs the standard table of the issue's targets and prints it as
+//! `--table` runs the standard table of targets and prints it as
 //! Markdown for BENCHMARKS.md; see [`table`].
 
-mod client;
 mod latency;
 mod load;
 mod null_server;

@@ -1,4 +1,4 @@
-//! The operator's reads at `--load-packages` packages (issue 11): how long
+//! The operator's reads at `--load-packages` packages: how long
 //! a writer waits while `/v1/packages` inspections run back to back and
 //! while exports copy the index, and how long an export takes over HTTP.
 //!
@@ -26,9 +26,7 @@ use crate::procfs::RunQueueWait;
 use crate::report::{megabytes, millis, thousands};
 use crate::start_real;
 use crate::table::{verdict, Row, Verdict};
-use package_indexer::{parse_line, write_request, Command, PackageName, Response, Store};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use package_indexer::{http_get, parse_line, write_request, Command, PackageName, Response, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -42,7 +40,7 @@ const FANOUT: usize = 3;
 const WRITER_NAMES: usize = 64;
 /// Exports timed over HTTP.
 const EXPORT_RUNS: usize = 3;
-/// Most a writer may wait for an inspection (issue 11).
+/// Most a writer may wait for an inspection.
 const STALL_TARGET: Duration = Duration::from_millis(2);
 
 pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
@@ -367,7 +365,14 @@ fn http_export(options: &Options, graph: &[Package]) -> Result<HttpExport, Strin
     let mut bytes = 0;
     for _ in 0..EXPORT_RUNS {
         let started = Instant::now();
-        let body = get(admin, "/v1/export")?;
+        let fail = |e: &dyn std::fmt::Display| format!("GET /v1/export: {e}");
+        let answer = http_get(&admin.to_string(), "/v1/export", Duration::from_secs(120))
+            .map_err(|e| fail(&e))?;
+        if answer.status != 200 {
+            return Err(fail(&answer.status_line));
+        }
+        let mut body = Vec::new();
+        answer.copy_body(&mut body).map_err(|e| fail(&e))?;
         times.push(started.elapsed().as_secs_f64());
         let lines = body.iter().filter(|&&b| b == b'\n').count();
         if lines != graph.len() {
@@ -391,31 +396,4 @@ fn http_export(options: &Options, graph: &[Package]) -> Result<HttpExport, Strin
         bytes,
         memory,
     })
-}
-
-/// The body of a `GET`, checked against its `Content-Length`.
-fn get(addr: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
-    let fail = |e: std::io::Error| format!("GET {path}: {e}");
-    let mut stream = TcpStream::connect(addr).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(fail)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").map_err(fail)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(fail)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("GET {path}: no head"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| format!("GET {path}: no Content-Length in {head:?}"))?;
-    let body = raw.split_off(split + 4);
-    if !head.starts_with("HTTP/1.1 200") || body.len() != length {
-        return Err(format!("GET {path}: {head:?}, {} body bytes", body.len()));
-    }
-    Ok(body)
 }

@@ -1,5 +1,4 @@
-//! The standard table (`--table`): one row per target of issue 4, plus the
-//! churn and restart targets of issue 5, printed as Markdown for
+//! The standard table (`--table`): one row per target, printed as Markdown for
 //! BENCHMARKS.md. Each run's full report goes to stderr as it finishes.
 //!
 //! Every row runs on a fresh or freshly preloaded server so that rows do not

@@ -24,10 +24,11 @@
 //! client had a package accepted for [`step::STALL_LIMIT`].
 //!
 //! Every message is one line followed by `\n`; every answer must be exactly
-//! `OK`, `FAIL` or `ERROR` within [`client::ANSWER_DEADLINE`]. Any other answer, a
+//! `OK`, `FAIL` or `ERROR` within [`step::ANSWER_DEADLINE`]. Any other answer, a
 //! closed connection or a timeout fails the run. The first failing step stops
 //! the run; its failures are printed with the step, the client, the message
-//! sent and what came back.
+//! sent and what came back, and for a removal refused for good, what the
+//! server says still depends on the package.
 //!
 //! Defaults follow the official harness (the Homebrew list,
 //! `--concurrency 10`, `--unluckiness 5`, port 8080) except `--seed`, which
@@ -37,7 +38,6 @@
 //! Exit status: 0 after `All tests passed!`, 1 when a check failed, 2 for bad
 //! usage (flags, unreadable or invalid `--packages` file).
 
-mod client;
 mod options;
 mod report;
 mod step;
@@ -46,7 +46,6 @@ use options::Options;
 use package_indexer::flags::{self, UsageError};
 use report::report_failures;
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
 use step::{Step, StepRun};
@@ -76,7 +75,12 @@ fn load_and_run(options: Options) -> ExitCode {
 /// Runs the five steps, printing progress and failures to `out`; true when
 /// every check held.
 fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
-    let target = format!("{}:{}", options.host, options.port);
+    // A bare IPv6 address takes brackets before its port.
+    let target = if options.host.contains(':') {
+        format!("[{}]:{}", options.host, options.port)
+    } else {
+        format!("{}:{}", options.host, options.port)
+    };
     // Progress output is best effort: a closed stdout must not fail the run.
     let _ = writeln!(
         out,
@@ -87,7 +91,7 @@ fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
         options.unluckiness,
         options.seed
     );
-    let addresses = match resolve(&options.host, options.port) {
+    let addresses = match package_indexer::resolve(&target) {
         Ok(addresses) => addresses,
         Err(reason) => {
             let _ = writeln!(out, "FAILED: {reason}");
@@ -102,7 +106,7 @@ fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
 
     let started = Instant::now();
     for step in Step::ALL {
-        let step_run = StepRun::new(step, &addresses, options.unluckiness);
+        let step_run = StepRun::new(step, (&target, &addresses), packages, options.unluckiness);
         let client_seeds: Vec<u64> = segments.iter().map(|_| rng.next_u64()).collect();
         let step_started = Instant::now();
         match step_run.run_clients(&segments, &client_seeds) {
@@ -127,17 +131,6 @@ fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
     let _ = writeln!(out, "finished in {:.2}s", started.elapsed().as_secs_f64());
     let _ = writeln!(out, "All tests passed!");
     true
-}
-
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    let addresses: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
-        .collect();
-    if addresses.is_empty() {
-        return Err(format!("{host}:{port} resolves to no address"));
-    }
-    Ok(addresses)
 }
 
 /// Splits `items` into `parts` contiguous segments whose sizes differ by at
@@ -291,7 +284,7 @@ mod tests {
             .find(|l| l.starts_with("FAIL step 1/5, client "));
         assert!(
             failure.is_some_and(|line| line.contains(": sent \"REMOVE|")
-                && line.ends_with(": server closed the connection")),
+                && line.ends_with(": the server closed the connection")),
             "{output}"
         );
     }

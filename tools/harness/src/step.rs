@@ -1,8 +1,7 @@
 //! The five steps and the clients that run them.
 
-use crate::client::Connection;
 use crate::report::{answer_text, Failure};
-use package_indexer::Response;
+use package_indexer::{connect_to, Connection, Response};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -12,6 +11,9 @@ use workload::{Package, Rng};
 /// A retrying step fails after this long without any client's package being
 /// accepted: the server is refusing for good, not waiting on other clients.
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a client waits to connect, or for an answer.
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Longest pause after a round in which nothing of a segment succeeded.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
@@ -125,11 +127,14 @@ impl ClientStats {
     }
 }
 
-/// One check that did not hold.
 /// One step, shared by its clients.
 pub(crate) struct StepRun<'a> {
     step: Step,
+    /// The server, as given and as resolved.
+    target: &'a str,
     addresses: &'a [SocketAddr],
+    /// Every package of the run, to say what blocks a removal.
+    packages: &'a [Package],
     unluckiness: u32,
     /// Set by the first client that fails, so the others stop early.
     abort: AtomicBool,
@@ -137,11 +142,18 @@ pub(crate) struct StepRun<'a> {
     accepted: AtomicUsize,
 }
 
-impl StepRun<'_> {
-    pub(crate) fn new(step: Step, addresses: &[SocketAddr], unluckiness: u32) -> StepRun<'_> {
+impl<'a> StepRun<'a> {
+    pub(crate) fn new(
+        step: Step,
+        (target, addresses): (&'a str, &'a [SocketAddr]),
+        packages: &'a [Package],
+        unluckiness: u32,
+    ) -> StepRun<'a> {
         StepRun {
             step,
+            target,
             addresses,
+            packages,
             unluckiness,
             abort: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
@@ -203,7 +215,8 @@ impl StepRun<'_> {
         segment: &[&Package],
         rng: &mut Rng,
     ) -> Result<ClientStats, Failure> {
-        let result = Connection::open(self.addresses)
+        let result = connect_to(self.target, self.addresses, ANSWER_DEADLINE)
+            .map(Connection::new)
             .map_err(|problem| self.failure(client, None, problem))
             .and_then(|mut connection| match self.step.goal() {
                 Goal::RetryUntilOk => self.retry_until_ok(&mut connection, client, segment, rng),
@@ -263,12 +276,17 @@ impl StepRun<'_> {
                 continue;
             }
             if stall.stalled(self.accepted.load(Ordering::Relaxed)) {
-                let problem = format!(
+                let mut problem = format!(
                     "FAIL, and no client had a package accepted for {}s; \
                      {} package(s) of this client still refused",
                     STALL_LIMIT.as_secs(),
                     pending.len()
                 );
+                if let (Step::RemoveBefore | Step::RemoveAfter, Some(last)) =
+                    (self.step, pending.last())
+                {
+                    problem += &blockers(connection, self.packages, &last.name);
+                }
                 return Err(self.failure(client, last_refused_message, problem));
             }
             // Waiting on other clients: pause rather than hammer the server.
@@ -329,8 +347,8 @@ impl StepRun<'_> {
     ) -> Result<Response, Failure> {
         stats.requests += 1;
         connection
-            .exchange(message)
-            .map_err(|problem| self.failure(client, Some(message.to_string()), problem))
+            .ask(message.as_bytes())
+            .map_err(|e| self.failure(client, Some(message.to_string()), e.to_string()))
     }
 
     fn failure(&self, client: usize, sent: Option<String>, problem: String) -> Failure {
@@ -341,6 +359,39 @@ impl StepRun<'_> {
             problem,
         }
     }
+}
+
+/// What keeps `name` from being removed, found with `QUERY`s of the
+/// packages the list says depend on it; empty when the connection fails.
+fn blockers(connection: &mut Connection, packages: &[Package], name: &str) -> String {
+    let known: Vec<&str> = packages
+        .iter()
+        .filter(|p| p.dependencies.iter().any(|d| d == name))
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut indexed = Vec::new();
+    for dependent in &known {
+        match connection.ask(format!("QUERY|{dependent}|").as_bytes()) {
+            Ok(Response::Ok) => indexed.push(*dependent),
+            Ok(_) => {}
+            Err(_) => return String::new(),
+        }
+    }
+    if indexed.is_empty() {
+        return format!(
+            "; {name} is needed by no package of this list ({} listed as depending on it, \
+             none indexed): a package the list does not hold depends on it \
+             (run against a fresh server)",
+            known.len()
+        );
+    }
+    let shown = indexed.len().min(10);
+    let more = if indexed.len() > shown { ", ..." } else { "" };
+    format!(
+        "; {name} is still needed by {} indexed package(s): {}{more}",
+        indexed.len(),
+        indexed[..shown].join(", ")
+    )
 }
 
 /// Notices when the step-wide count of accepted packages stops moving.
@@ -374,6 +425,48 @@ mod tests {
 
     fn is_well_formed(line: &str) -> bool {
         package_indexer::parse_line(line.as_bytes()).is_ok()
+    }
+
+    #[test]
+    fn a_refused_removal_names_what_blocks_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Indexed: b and c (c is not in the list).
+        let server = thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            for line in BufReader::new(stream).lines() {
+                let line = line.unwrap();
+                let indexed = line == "QUERY|b|" || line == "QUERY|c|";
+                writer
+                    .write_all(Response::ok_if(indexed).as_bytes())
+                    .unwrap();
+            }
+        });
+        let package = |name: &str, dependencies: &[&str]| Package {
+            name: name.to_string(),
+            dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+        };
+        let packages = [
+            package("a", &[]),
+            package("b", &["a"]),
+            package("d", &["a"]),
+            package("e", &[]),
+        ];
+        let stream = connect_to("test", &[addr], ANSWER_DEADLINE).unwrap();
+        let mut connection = Connection::new(stream);
+        assert_eq!(
+            blockers(&mut connection, &packages, "a"),
+            "; a is still needed by 1 indexed package(s): b"
+        );
+        assert_eq!(
+            blockers(&mut connection, &packages, "e"),
+            "; e is needed by no package of this list (0 listed as depending on it, none indexed): \
+             a package the list does not hold depends on it (run against a fresh server)"
+        );
+        drop(connection);
+        server.join().unwrap();
     }
 
     #[test]

@@ -423,7 +423,7 @@ fn http_tools_pointed_at_the_protocol_port_say_so() {
     for stderr in http_tools_against(&addr, "10s") {
         assert!(
             stderr.ends_with(&format!(
-                "{addr} answered \"ERROR\", not HTTP (is that the admin address?)\n"
+                "{addr}: answered \"ERROR\", not HTTP (is that the admin address?)\n"
             )),
             "{stderr}"
         );

@@ -1,22 +1,7 @@
 //! `package-indexer client [LINE ...]`: talks the line protocol, so that
-//! neither a person nor a script needs `nc` (which a minimal machine or
-//! the container lacks).
-//!
-//! - With LINEs: sends each argument as one request line and prints each
-//!   answer, in order.
-//! - Without, from a pipe or a file: sends stdin's lines, pipelined (at
-//!   most [`connection::LINES_IN_FLIGHT`] unanswered), prints the answers
-//!   as they come, and exits once the last one is in. A last line without
-//!   its `\n` gets one.
-//! - Without, on a terminal: a prompt. Each line typed is sent and its
-//!   answer printed; an empty line sends nothing; Ctrl-D (or Ctrl-C) ends.
-//!
-//! It is a transport: bytes go out as they are, so a line that is not
-//! UTF-8, not well formed or over the server's `--max-line-bytes` gets the
-//! server's `ERROR`, not the client's opinion. Exit 0 when every line was
-//! answered, 1 when the connection failed or closed early, 2 for bad usage.
+//! neither a person nor a script needs `nc`; what it does is its `details`.
 
-use super::connection::{self, AnswerSink, Connection, Sender, WriteError};
+use super::connection::{self, AnswerSink, Connection, Sender};
 use super::Subcommand;
 use crate::flags::{CommandLine, Operands, UsageError, Values};
 use crate::protocol::Response;
@@ -122,7 +107,7 @@ fn pipelined(stream: &TcpStream, lines: &[String]) -> Result<(), Vec<String>> {
 }
 
 /// Sends stdin as it comes, counting its lines.
-fn copy_stdin(sender: &mut Sender) -> Result<(), WriteError> {
+fn copy_stdin(sender: &mut Sender) -> io::Result<()> {
     let mut stdin = io::stdin().lock();
     let mut buffer = vec![0u8; STDIN_CHUNK];
     let mut ends_a_line = true;
@@ -131,7 +116,7 @@ fn copy_stdin(sender: &mut Sender) -> Result<(), WriteError> {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return Err(WriteError::Other(format!("reading stdin: {error}"))),
+            Err(error) => return Err(io::Error::other(format!("reading stdin: {error}"))),
         };
         let bytes = &buffer[..read];
         let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;

@@ -268,21 +268,19 @@ pub struct Sender<'a> {
     stream: &'a TcpStream,
     flight: &'a Flight,
     window: u64,
-    /// The connection failed under a send: reported as the connection's
-    /// failure, not the writer's.
-    broken: Option<io::Error>,
+    /// A send failed: the connection's failure, not the writer's.
+    broken: bool,
 }
 
-/// The connection failed under `Sender::send`; the reason is kept in the
-/// sender and reported by [`pipeline`].
-#[derive(Debug)]
-pub struct Broken;
+/// What a pipeline's writer fails with: a send's error, or its own
+/// (`reading stdin: ...`), said in one line.
+pub type WriteError = io::Error;
 
 impl Sender<'_> {
     /// Sends `bytes`, which hold `lines` whole lines, once the window has
     /// room for them (or nothing is in flight, so a batch larger than the
     /// window still goes).
-    pub fn send(&mut self, bytes: &[u8], lines: u64) -> Result<(), Broken> {
+    pub fn send(&mut self, bytes: &[u8], lines: u64) -> io::Result<()> {
         loop {
             let sent = self.flight.sent.load(Ordering::Relaxed);
             let in_flight = sent - self.flight.answered.load(Ordering::Acquire);
@@ -290,7 +288,8 @@ impl Sender<'_> {
                 break;
             }
             if self.flight.reader_stopped.load(Ordering::Acquire) {
-                return self.broken(io::Error::new(
+                self.broken = true;
+                return Err(io::Error::new(
                     ErrorKind::BrokenPipe,
                     "the connection's reader stopped",
                 ));
@@ -301,29 +300,9 @@ impl Sender<'_> {
         }
         // Counted first, so the reader never sees more answers than lines.
         self.flight.sent.fetch_add(lines, Ordering::Release);
-        match (&*self.stream).write_all(bytes) {
-            Ok(()) => Ok(()),
-            Err(error) => self.broken(error),
-        }
-    }
-
-    fn broken(&mut self, error: io::Error) -> Result<(), Broken> {
-        self.broken = Some(error);
-        Err(Broken)
-    }
-}
-
-/// Why the writer stopped early.
-pub enum WriteError {
-    /// The connection failed (see [`PipelineOutcome`]).
-    Broken(Broken),
-    /// Anything else, said in one line (`reading stdin: ...`).
-    Other(String),
-}
-
-impl From<Broken> for WriteError {
-    fn from(broken: Broken) -> WriteError {
-        WriteError::Broken(broken)
+        let written = (&*self.stream).write_all(bytes);
+        self.broken = written.is_err();
+        written
     }
 }
 
@@ -354,7 +333,7 @@ pub fn pipeline<W>(
     sink: &mut dyn AnswerSink,
 ) -> PipelineOutcome
 where
-    W: FnOnce(&mut Sender) -> Result<(), WriteError> + Send,
+    W: FnOnce(&mut Sender) -> io::Result<()> + Send,
 {
     let flight = Flight::default();
     thread::scope(|scope| {
@@ -365,7 +344,7 @@ where
                     stream,
                     flight: &flight,
                     window: window.max(1),
-                    broken: None,
+                    broken: false,
                 };
                 let result = write(&mut sender);
                 // The end of our lines: the server answers them all, then
@@ -411,14 +390,12 @@ where
         }
         match written {
             Ok((Ok(()), _)) => {}
-            Ok((Err(WriteError::Other(reason)), _)) => outcome.problems.insert(0, reason),
-            Ok((Err(WriteError::Broken(_)), broken)) => {
-                // Usually the consequence of a close the reader reports.
-                if outcome.problems.is_empty() {
-                    let reason = broken.map_or_else(|| "unknown".into(), |e| e.to_string());
-                    outcome.problems.push(format!("sending: {reason}"));
-                }
+            // Usually the consequence of a close the reader reports.
+            Ok((Err(error), true)) if outcome.problems.is_empty() => {
+                outcome.problems.push(format!("sending: {error}"));
             }
+            Ok((Err(_), true)) => {}
+            Ok((Err(error), false)) => outcome.problems.insert(0, error.to_string()),
             Err(_) => outcome.problems.push("the writer thread panicked".into()),
         }
         outcome

@@ -1,9 +1,5 @@
 //! `package-indexer export [-o FILE]`: a point-in-time copy of a running
-//! server's index from its admin listener's `/v1/export`, as a package
-//! list (`name: dep dep`, every package after its dependencies), to
-//! standard output or, atomically, to FILE. Exit 0 when the whole copy was
-//! written, 1 when not (a transfer cut short is detected by its
-//! `Content-Length`), 2 for bad usage.
+//! server's index from its admin listener's `/v1/export`; see `details`.
 
 use super::{http, Subcommand};
 use crate::durability::write_atomically;

@@ -38,9 +38,8 @@ pub enum HttpError {
     Connect(String),
     /// Connected, but nothing came within the timeout.
     NoAnswer { addr: String, timeout: Duration },
-    /// What came back is not an HTTP answer (a protocol port says `ERROR`).
-    NotHttp { addr: String, first_line: String },
-    /// The connection failed, or the answer broke the rules.
+    /// The connection failed, or the answer is not HTTP as the admin
+    /// listener writes it (a protocol port answers `ERROR`).
     Broken { addr: String, reason: String },
 }
 
@@ -52,10 +51,6 @@ impl fmt::Display for HttpError {
                 f,
                 "no answer from {addr} within {} s (is that the admin address?)",
                 timeout.as_secs_f64()
-            ),
-            HttpError::NotHttp { addr, first_line } => write!(
-                f,
-                "{addr} answered {first_line:?}, not HTTP (is that the admin address?)"
             ),
             HttpError::Broken { addr, reason } => write!(f, "{addr}: {reason}"),
         }
@@ -129,9 +124,10 @@ impl HttpAnswer {
                     Some(rest) => rest.get(2..5).and_then(|code| code.parse().ok()),
                     None => None,
                 }
-                .ok_or_else(|| HttpError::NotHttp {
-                    addr: self.addr.clone(),
-                    first_line: text.clone(),
+                .ok_or_else(|| {
+                    self.broken(&format!(
+                        "answered {text:?}, not HTTP (is that the admin address?)"
+                    ))
                 })?;
                 self.status_line = text;
             } else if text.is_empty() {

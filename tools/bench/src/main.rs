@@ -223,7 +223,7 @@ fn run_one(options: &Options) -> Result<(), String> {
     let real = match &options.addr {
         Some(addr) => Subject {
             label: REAL_LABEL,
-            addr: target::resolve(addr)?,
+            addr: package_indexer::resolve(addr)?[0],
             meter: Meter::Unknown,
         },
         None => {

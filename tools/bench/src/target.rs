@@ -5,7 +5,7 @@
 use crate::null_server::NullServer;
 use crate::procfs::{self, Memory};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::thread;
@@ -195,14 +195,6 @@ fn forward_logs(lines: BufReader<ChildStderr>) {
     }
 }
 
-/// Resolves `--addr` to the first address it names.
-pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr} names no address"))
-}
-
 /// Creates an empty scratch directory for a server's `--data-dir`; removed
 /// when dropped.
 pub(crate) struct ScratchDir(PathBuf);
@@ -250,11 +242,5 @@ mod tests {
             start_line_address(line, "admin_addr"),
             "127.0.0.1:40124".parse().ok()
         );
-    }
-
-    #[test]
-    fn resolve_names_the_bad_address() {
-        assert!(resolve("127.0.0.1:8080").is_ok());
-        assert!(resolve("no port").unwrap_err().contains("no port"));
     }
 }

@@ -26,6 +26,7 @@
 //! | `admin/` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop (`event_loop.rs`) over request lines (`request.rs`) and routes (`routes.rs`): health, readiness, metrics, the `/v1` inspection and export (on worker threads, `workers.rs`) |
 //! | `json.rs` | just enough JSON: strings written for the admin API and the logs (the product never reads JSON) |
 //! | `metrics.rs` | [`Metrics`]: lock-free counters and histograms, Prometheus text |
+//! | [`procfs`] | a process's CPU time and memory from `/proc`, for the metrics and the bench |
 //! | `app.rs` | the server's life: start, serve, stop on a signal or a failure |
 //! | `cli.rs` | [`main`]: the binary's command line, the server or a subcommand |
 //! | `config.rs` | flags and `PACKAGE_INDEXER_*` variables -> [`Config`] |
@@ -77,6 +78,7 @@ mod log;
 mod metrics;
 mod name;
 pub mod package_list;
+pub mod procfs;
 mod protocol;
 mod server;
 mod store;

@@ -18,8 +18,9 @@
 //! first thing at startup); the other `process_*` gauges are read from
 //! `/proc/self` at each scrape and left out where it is unreadable.
 
+use crate::procfs::{process_cpu_seconds, process_status};
 use crate::protocol::{Command, Response};
-use crate::sys::{clock_ticks_per_second, OpenFilesLimit};
+use crate::sys::OpenFilesLimit;
 use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -566,7 +567,7 @@ fn simple(
 /// The `process_*` gauges that `/proc/self` can provide, each left out
 /// when it cannot be read.
 fn write_process_metrics(out: &mut String) -> fmt::Result {
-    if let Some(seconds) = cpu_seconds() {
+    if let Some(seconds) = process_cpu_seconds("self") {
         simple(
             out,
             "process_cpu_seconds_total",
@@ -575,7 +576,7 @@ fn write_process_metrics(out: &mut String) -> fmt::Result {
             Float(seconds),
         )?;
     }
-    let status = ProcStatus::read();
+    let status = process_status("self");
     if let Some(bytes) = status.virtual_bytes {
         simple(
             out,
@@ -622,43 +623,6 @@ fn write_process_metrics(out: &mut String) -> fmt::Result {
         )?;
     }
     Ok(())
-}
-
-/// The fields of `/proc/self/status` this module reports.
-struct ProcStatus {
-    virtual_bytes: Option<u64>,
-    resident_bytes: Option<u64>,
-    threads: Option<u64>,
-}
-
-impl ProcStatus {
-    fn read() -> ProcStatus {
-        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
-        };
-        ProcStatus {
-            // The kernel reports sizes in kB (KiB).
-            virtual_bytes: field("VmSize").map(|kib| kib * 1024),
-            resident_bytes: field("VmRSS").map(|kib| kib * 1024),
-            threads: field("Threads"),
-        }
-    }
-}
-
-/// User plus system CPU time from `/proc/self/stat`, in seconds.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name, in parentheses, may hold spaces: count fields from
-    // after it. The third field (state) comes first there; utime and stime
-    // are the 14th and 15th.
-    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    let user: u64 = fields.nth(11)?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    let ticks = clock_ticks_per_second()?;
-    Some((user + system) as f64 / ticks as f64)
 }
 
 fn open_fds() -> Option<u64> {

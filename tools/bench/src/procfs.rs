@@ -1,33 +1,9 @@
-//! What the benchmark reads from `/proc`: CPU time and memory of a process,
-//! CPU time of some of our own threads, and the open-files limit.
+//! What the benchmark reads from `/proc` besides a process's CPU time
+//! and memory ([`package_indexer::procfs`]): the CPU time of some of our
+//! own threads, and the open-files limit.
 
 use std::fs;
 use std::io;
-
-/// `USER_HZ`, the unit of the CPU times in `/proc/*/stat`: 100 on every Linux
-/// architecture the server targets (the standard library has no `sysconf`).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// User plus system CPU time, in clock ticks, from a `/proc/*/stat` line.
-pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces or
-    // parentheses itself: count fields from the last `)`.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace();
-    // Fields 14 (utime) and 15 (stime); `fields` starts at field 3.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// A `kB` line of `/proc/*/status` (`VmRSS`, `VmHWM`), in bytes.
-pub(crate) fn parse_status_bytes(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let value = line.strip_prefix(key)?.strip_prefix(':')?;
-        let kib: u64 = value.trim().strip_suffix("kB")?.trim().parse().ok()?;
-        Some(kib * 1024)
-    })
-}
 
 /// The soft `Max open files` limit from `/proc/*/limits`.
 pub(crate) fn parse_open_files_limit(limits: &str) -> Option<u64> {
@@ -37,22 +13,6 @@ pub(crate) fn parse_open_files_limit(limits: &str) -> Option<u64> {
     Some(soft.parse().unwrap_or(u64::MAX))
 }
 
-fn ticks_to_seconds(ticks: u64) -> f64 {
-    ticks as f64 / TICKS_PER_SECOND
-}
-
-fn unreadable(path: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("cannot parse {path}"))
-}
-
-/// CPU seconds a process (all its threads, live and ended) has used.
-pub(crate) fn process_cpu_seconds(pid: &str) -> io::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let ticks =
-        parse_stat_cpu_ticks(&fs::read_to_string(&path)?).ok_or_else(|| unreadable(&path))?;
-    Ok(ticks_to_seconds(ticks))
-}
-
 /// Resident memory now and at its peak, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memory {
@@ -60,13 +20,11 @@ pub struct Memory {
     pub peak_rss: u64,
 }
 
-pub(crate) fn process_memory(pid: &str) -> io::Result<Memory> {
-    let path = format!("/proc/{pid}/status");
-    let status = fs::read_to_string(&path)?;
-    let field = |key| parse_status_bytes(&status, key).ok_or_else(|| unreadable(&path));
-    Ok(Memory {
-        rss: field("VmRSS")?,
-        peak_rss: field("VmHWM")?,
+pub(crate) fn process_memory(pid: &str) -> Option<Memory> {
+    let status = package_indexer::procfs::process_status(pid);
+    Some(Memory {
+        rss: status.resident_bytes?,
+        peak_rss: status.peak_resident_bytes?,
     })
 }
 
@@ -142,22 +100,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_cpu_ticks_skip_a_tricky_command_name() {
-        let stat = "4242 (conn) 1) x) S 1 4242 4242 0 -1 4194560 1200 0 0 0 \
-                    250 75 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
-        assert_eq!(parse_stat_cpu_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(parse_stat_cpu_ticks("no parenthesis"), None);
-    }
-
-    #[test]
-    fn own_stat_parses() {
-        let stat = fs::read_to_string("/proc/self/stat").unwrap();
-        assert!(parse_stat_cpu_ticks(&stat).is_some());
-        assert!(process_cpu_seconds("self").is_ok());
-    }
-
-    #[test]
     fn schedstat_gives_nanoseconds() {
         assert_eq!(parse_schedstat_nanos("108112 48592 2\n"), Some(108_112));
         assert_eq!(parse_schedstat_nanos(""), None);
@@ -166,17 +108,6 @@ mod tests {
         assert!(current_thread_cpu_nanos() > 0);
         assert_eq!(parse_schedstat_wait_nanos("108112 48592 2\n"), Some(48_592));
         assert!(RunQueueWait::of_this_thread().unwrap().nanos().is_some());
-    }
-
-    #[test]
-    fn status_fields_are_bytes() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t    1024 kB\nThreads:\t3\n";
-        assert_eq!(parse_status_bytes(status, "VmRSS"), Some(1024 * 1024));
-        assert_eq!(parse_status_bytes(status, "VmHWM"), Some(2048 * 1024));
-        assert_eq!(parse_status_bytes(status, "VmSwap"), None);
-        assert_eq!(parse_status_bytes(status, "Threads"), None);
-        let own = process_memory("self").unwrap();
-        assert!(own.rss > 0 && own.peak_rss >= own.rss);
     }
 
     #[test]

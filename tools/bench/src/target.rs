@@ -37,13 +37,13 @@ impl Meter<'_> {
             Meter::Process(pid) => {
                 let pid = pid.to_string();
                 Usage {
-                    cpu_seconds: procfs::process_cpu_seconds(&pid).ok(),
-                    memory: procfs::process_memory(&pid).ok(),
+                    cpu_seconds: package_indexer::procfs::process_cpu_seconds(&pid),
+                    memory: procfs::process_memory(&pid),
                 }
             }
             Meter::Null(server) => Usage {
                 cpu_seconds: Some(server.cpu_seconds()),
-                memory: procfs::process_memory("self").ok(),
+                memory: procfs::process_memory("self"),
             },
             Meter::Unknown => Usage::default(),
         }

@@ -568,7 +568,7 @@ mod tests {
         let outcome = pipeline(
             &stream,
             100,
-            |sender| Ok(sender.send(b"QUERY|a|\nQUERY|b|\n", 2)?),
+            |sender| sender.send(b"QUERY|a|\nQUERY|b|\n", 2),
             &mut Collect::default(),
         );
         server.join().unwrap();

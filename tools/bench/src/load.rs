@@ -554,7 +554,7 @@ pub(crate) fn pipeline(
     let outcome = package_indexer::pipeline(
         &stream,
         u64::MAX,
-        |sender| Ok(sender.send(&requests, lines as u64)?),
+        |sender| sender.send(&requests, lines as u64),
         &mut answers,
     );
     if !outcome.complete() {

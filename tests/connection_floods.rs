@@ -110,7 +110,7 @@ fn flood(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
 
 #[test]
 fn a_protocol_flood_at_the_fd_limit_leaves_the_admin_port_and_the_data_directory_working() {
-    let dir = TempDir::new("fd-flood");
+    let dir = TempDir::new("fd-flood").unwrap();
     let data_dir = dir.path().display().to_string();
     let fd_limit = 256;
     let server = ServerProcess::start_with_fd_limit(

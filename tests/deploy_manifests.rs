@@ -191,7 +191,7 @@ fn the_kits_settings_start_a_server() {
     for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
         // Same settings, but on ephemeral loopback ports and a scratch
         // data directory.
-        let data_dir = TempDir::new("deploy-settings");
+        let data_dir = TempDir::new("deploy-settings").unwrap();
         let mut args = Vec::new();
         for (flag, value) in &flags {
             let value = match flag.as_str() {
@@ -420,7 +420,7 @@ fn every_series_the_rules_select_is_exported() {
     assert!(selectors.len() >= 10, "found only {selectors:?}");
 
     // With a data directory, so the durability series exist too.
-    let data_dir = TempDir::new("deploy-metrics");
+    let data_dir = TempDir::new("deploy-metrics").unwrap();
     let data_dir = data_dir.path().display().to_string();
     let server = ServerProcess::start(&["--data-dir", &data_dir]);
     let (status, metrics) = server.http("GET", "/metrics");

@@ -26,7 +26,7 @@ type Acknowledged = HashMap<String, bool>;
 
 #[test]
 fn acknowledged_changes_survive_kill_9_and_refused_ones_never_appear() {
-    let dir = TempDir::new("kill9");
+    let dir = TempDir::new("kill9").unwrap();
     let mut server = start(&dir, "always");
     let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));
@@ -109,7 +109,7 @@ fn acknowledged_changes_survive_kill_9_and_refused_ones_never_appear() {
 
 #[test]
 fn a_graceful_stop_keeps_everything_even_without_fsync() {
-    let dir = TempDir::new("graceful");
+    let dir = TempDir::new("graceful").unwrap();
     let mut server = start(&dir, "never");
     let mut client = server.connect();
     let batch: String = (0..1000).map(|i| format!("INDEX|p{i}|\n")).collect();
@@ -137,7 +137,7 @@ fn a_graceful_stop_keeps_everything_even_without_fsync() {
 #[test]
 fn a_graceful_stop_delivers_every_durable_answer_waiting_for_the_log() {
     const LINES: usize = 4_000;
-    let dir = TempDir::new("graceful-always");
+    let dir = TempDir::new("graceful-always").unwrap();
     let mut server = start(&dir, "always");
     let mut client = server.connect();
     let batch: String = (0..LINES / 2)
@@ -165,7 +165,7 @@ fn a_graceful_stop_delivers_every_durable_answer_waiting_for_the_log() {
 
 #[test]
 fn damage_in_the_middle_refuses_to_start_and_touches_nothing() {
-    let dir = TempDir::new("damage");
+    let dir = TempDir::new("damage").unwrap();
     let mut server = start(&dir, "always");
     let mut client = server.connect();
     for i in 0..50 {
@@ -233,7 +233,7 @@ fn four_clients_churning_one_package_keep_the_directory_under_8_mb() {
     const CLIENTS: usize = 4;
     const ROUNDS: usize = 50_000; // 100,000 commands per client
     for fsync in ["never", "always"] {
-        let dir = TempDir::new("churn");
+        let dir = TempDir::new("churn").unwrap();
         let server = start(&dir, fsync);
         let peak = peak_dir_bytes(&dir, || {
             let churners: Vec<_> = (0..CLIENTS)
@@ -286,7 +286,7 @@ fn refused_start(dir: &TempDir) -> String {
 
 #[test]
 fn a_length_flipped_in_any_record_but_the_last_refuses_and_changes_nothing() {
-    let dir = TempDir::new("length-flip");
+    let dir = TempDir::new("length-flip").unwrap();
     let log = log_of_packages(dir.path(), 100);
     let pristine = std::fs::read(&log).unwrap();
     let starts = record_starts(&pristine);
@@ -313,7 +313,7 @@ fn a_length_flipped_in_any_record_but_the_last_refuses_and_changes_nothing() {
 
 #[test]
 fn a_damaged_last_record_is_cut_and_kept_beside_the_log() {
-    let dir = TempDir::new("last-record");
+    let dir = TempDir::new("last-record").unwrap();
     let log = log_of_packages(dir.path(), 100);
     let mut bytes = std::fs::read(&log).unwrap();
     let last = *record_starts(&bytes).last().unwrap();
@@ -338,7 +338,7 @@ fn a_damaged_last_record_is_cut_and_kept_beside_the_log() {
 
 #[test]
 fn a_deleted_newest_log_refuses_to_start() {
-    let dir = TempDir::new("deleted-log");
+    let dir = TempDir::new("deleted-log").unwrap();
     let log = log_of_packages(dir.path(), 10);
     std::fs::remove_file(&log).unwrap();
     let message = refused_start(&dir);
@@ -350,7 +350,7 @@ fn a_deleted_newest_log_refuses_to_start() {
 
 #[test]
 fn deleting_the_lock_file_lets_no_second_server_in() {
-    let dir = TempDir::new("lock-deleted");
+    let dir = TempDir::new("lock-deleted").unwrap();
     let first = start(&dir, "never");
     assert_eq!(first.connect().ask("INDEX|a|"), "OK");
     std::fs::remove_file(dir.path().join("LOCK")).unwrap();
@@ -366,7 +366,7 @@ fn tampered_while_running(
     fsync: &str,
     tamper: impl FnOnce(&std::path::Path),
 ) -> (TempDir, ServerProcess, Client) {
-    let dir = TempDir::new("tampered");
+    let dir = TempDir::new("tampered").unwrap();
     let server = start(&dir, fsync);
     let mut client = server.connect();
     assert_eq!(client.ask("INDEX|kept|"), "OK");
@@ -453,7 +453,7 @@ fn background_writers(
 #[test]
 fn pipelined_durable_writes_and_queries_are_answered_in_order_among_other_writers() {
     const ROUNDS: usize = 2_000;
-    let dir = TempDir::new("order");
+    let dir = TempDir::new("order").unwrap();
     let server = start(&dir, "always");
     let stop = Arc::new(AtomicBool::new(false));
     let writers = background_writers(server.addr, 4, &stop);
@@ -500,7 +500,7 @@ fn pipelined_durable_writes_and_queries_are_answered_in_order_among_other_writer
 
 #[test]
 fn a_client_that_stops_reading_does_not_hold_up_durable_answers_to_others() {
-    let dir = TempDir::new("stalled-reader");
+    let dir = TempDir::new("stalled-reader").unwrap();
     let dir_arg = dir.path().to_str().unwrap();
     let server = ServerProcess::start(&[
         "--data-dir",

@@ -96,7 +96,7 @@ struct Tally {
 
 #[test]
 fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_silently() {
-    let source = TempDir::new("every-byte-source");
+    let source = TempDir::new("every-byte-source").unwrap();
     let states = directory_mid_life(source.path());
     let before_newest = BEFORE_FIRST_SNAPSHOT.len() + IN_THE_SEALED_LOG.len();
     let pristine = data_files(source.path());
@@ -112,7 +112,7 @@ fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_sile
             copies.push(("cut", format!("{name}: cut at {at}"), bytes[..at].to_vec()));
         }
         for (kind, what, damaged) in copies {
-            let dir = TempDir::new("every-byte");
+            let dir = TempDir::new("every-byte").unwrap();
             for (other, other_bytes) in &pristine {
                 fs::write(dir.path().join(other), other_bytes).unwrap();
             }
@@ -212,7 +212,7 @@ fn a_stop_during_a_compaction_waits_for_it_reports_no_error_and_keeps_everything
     // snapshot, so the compactor starts a compaction as soon as it ends one.
     // A stop that happens to fall between two is tried again.
     for attempt in 1..=20 {
-        let dir = TempDir::new("stop-compacting");
+        let dir = TempDir::new("stop-compacting").unwrap();
         let heard = Arc::new(Heard::default());
         let options = DurableOptions {
             fsync: Fsync::Always,

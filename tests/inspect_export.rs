@@ -219,7 +219,7 @@ fn check_dependency_order(export: &str) -> HashSet<String> {
 #[test]
 fn the_homebrew_list_exported_and_loaded_again_exports_the_same_bytes() {
     let list = complete_brew_list();
-    let files = TempDir::new("export");
+    let files = TempDir::new("export").unwrap();
     let first_server = ServerProcess::start(&[]);
     let packages = index_list(first_server.addr, &list);
     let first = export_to_file(&first_server, &files.path().join("first.txt"));
@@ -253,7 +253,7 @@ fn export_fails_without_a_server_and_leaves_no_file() {
     let server = ServerProcess::start(&[]);
     let admin_addr = admin(&server);
     drop(server);
-    let files = TempDir::new("export-fails");
+    let files = TempDir::new("export-fails").unwrap();
     let file = files.path().join("backup.txt");
     let output = run_binary(&[
         "export",
@@ -308,7 +308,7 @@ fn an_export_during_writes_is_a_state_the_server_passed_through() {
                 }
             });
         }
-        let files = TempDir::new("export-writes");
+        let files = TempDir::new("export-writes").unwrap();
         let exports: Vec<String> = (0..10)
             .map(|i| export_to_file(&server, &files.path().join(format!("{i}.txt"))))
             .collect();

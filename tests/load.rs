@@ -143,7 +143,7 @@ lost: nowhere base
 after-lost: lost
 solo:
 ";
-    let dir = TempDir::new("load-troubles");
+    let dir = TempDir::new("load-troubles").unwrap();
     let file = dir.path().join("list.txt");
     std::fs::write(&file, list).unwrap();
     let server = ServerProcess::start(&[]);

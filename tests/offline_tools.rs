@@ -61,7 +61,7 @@ fn assert_kept(client: &mut Client, indexes: impl IntoIterator<Item = usize>, ke
 
 #[test]
 fn check_reports_a_clean_directory_and_a_torn_tail_and_changes_nothing() {
-    let dir = TempDir::new("check-clean");
+    let dir = TempDir::new("check-clean").unwrap();
     let server = start(dir.path());
     let mut client = server.connect();
     assert_eq!(client.ask("INDEX|p0|"), "OK");
@@ -99,7 +99,7 @@ fn check_reports_a_clean_directory_and_a_torn_tail_and_changes_nothing() {
 
 #[test]
 fn a_byte_flipped_mid_log_is_named_by_check_and_cut_by_repair() {
-    let dir = TempDir::new("mid-log");
+    let dir = TempDir::new("mid-log").unwrap();
     let log = log_of_packages(dir.path(), 100);
     let starts = record_starts(&std::fs::read(&log).unwrap());
     let damaged = starts[40];
@@ -145,7 +145,7 @@ fn a_byte_flipped_mid_log_is_named_by_check_and_cut_by_repair() {
 fn damage_in_a_snapshot_shortens_it_and_cuts_the_log_changes_it_refuses() {
     const PACKAGES: usize = 50_000;
     const DAMAGED_RECORD: usize = 1_000;
-    let dir = TempDir::new("snapshot-damage");
+    let dir = TempDir::new("snapshot-damage").unwrap();
     let server = ServerProcess::start(&[
         "--data-dir",
         dir.path().to_str().unwrap(),
@@ -237,7 +237,7 @@ fn damage_in_a_snapshot_shortens_it_and_cuts_the_log_changes_it_refuses() {
 
 #[test]
 fn check_and_repair_refuse_while_a_server_runs_and_change_nothing() {
-    let dir = TempDir::new("offline-locked");
+    let dir = TempDir::new("offline-locked").unwrap();
     let log = log_of_packages(dir.path(), 10);
     let server = start(dir.path());
     // Damage a running server never reads again: a repair that ignored the
@@ -259,7 +259,7 @@ fn check_and_repair_refuse_while_a_server_runs_and_change_nothing() {
 
 #[test]
 fn a_directory_that_does_not_exist_is_not_created_and_bad_usage_exits_2() {
-    let parent = TempDir::new("offline-missing");
+    let parent = TempDir::new("offline-missing").unwrap();
     let missing = parent.path().join("no-such-dir");
     for name in ["check", "repair"] {
         let (status, out, err) = tool(name, &missing);
@@ -290,7 +290,7 @@ fn a_directory_that_does_not_exist_is_not_created_and_bad_usage_exits_2() {
 fn a_lost_newest_log_is_closed_and_a_file_other_files_need_is_left_to_the_operator() {
     // The newest log deleted: nothing after it needs it, so repair ends the
     // history at the snapshot with an empty log.
-    let dir = TempDir::new("lost-newest");
+    let dir = TempDir::new("lost-newest").unwrap();
     let log = log_of_packages(dir.path(), 10);
     std::fs::remove_file(&log).unwrap();
     assert_eq!(tool("check", dir.path()).0, 1);
@@ -307,7 +307,7 @@ fn a_lost_newest_log_is_closed_and_a_file_other_files_need_is_left_to_the_operat
 
     // A log that the snapshot names, with a later log after it: repair
     // changes nothing and says what to do.
-    let dir = TempDir::new("lost-needed");
+    let dir = TempDir::new("lost-needed").unwrap();
     let log = log_of_packages(dir.path(), 10);
     std::fs::rename(&log, dir.path().join("log-2.pi")).unwrap();
     let before = data_files(dir.path());

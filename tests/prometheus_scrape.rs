@@ -124,7 +124,7 @@ fn prometheus_scrapes_the_package_count() {
     }
     let indexed = "3";
 
-    let dir = TempDir::new("prometheus");
+    let dir = TempDir::new("prometheus").unwrap();
     let admin = server.admin_addr.expect("admin listener").to_string();
     let config = SCRAPE_CONFIG
         .replace("scrape_interval: 15s", "scrape_interval: 1s")

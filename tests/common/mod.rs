@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,25 +25,12 @@ pub(crate) struct ServerProcess {
     log_reader: Option<thread::JoinHandle<()>>,
 }
 
-/// Value of a ` key=value` token in a text log line, or of `"key":value`
-/// in a JSON one (a string's contents, or a bare number or boolean).
-pub(crate) fn log_field(line: &str, key: &str) -> Option<String> {
-    let text = format!(" {key}=");
-    if let Some(at) = line.find(&text) {
-        let rest = &line[at + text.len()..];
-        return Some(rest.split(' ').next().unwrap_or_default().to_string());
-    }
-    let json = format!("\"{key}\":");
-    let rest = &line[line.find(&json)? + json.len()..];
-    Some(match rest.strip_prefix('"') {
-        Some(string) => string.split('"').next().unwrap_or_default().to_string(),
-        None => rest
-            .split([',', '}'])
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-    })
-}
+// One launcher and one scratch directory for the tests and the tools.
+#[allow(unreachable_pub)]
+#[path = "../../tools/workload/src/launch.rs"]
+mod launch;
+#[allow(unused_imports)] // each test file uses its own subset
+pub(crate) use launch::{log_field, start_server, TempDir};
 
 impl ServerProcess {
     /// Starts the binary on ephemeral loopback ports (unless `args` sets
@@ -85,38 +72,21 @@ impl ServerProcess {
         if !args.contains(&"--admin-addr") {
             command.args(["--admin-addr", "127.0.0.1:0"]);
         }
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn server");
-        let (logs, started, log_reader) = collect_lines(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(line) = started.recv_timeout(Duration::from_millis(20)) {
-                if line.contains("listening") {
-                    let addr = log_field(&line, "addr").unwrap().parse().unwrap();
-                    let admin_addr = log_field(&line, "admin_addr").and_then(|a| a.parse().ok());
-                    return Ok(ServerProcess {
-                        child,
-                        addr,
-                        admin_addr,
-                        logs,
-                        log_reader: Some(log_reader),
-                    });
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Its stderr ends with it: every line is in once this ends.
-                let _ = log_reader.join();
+        command.args(args);
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let on_line = move |line: &str| sink.lock().unwrap().push(line.to_string());
+        match start_server(command, on_line, Duration::from_secs(30)) {
+            Ok(started) => Ok(ServerProcess {
+                child: started.child,
+                addr: started.addr,
+                admin_addr: started.admin_addr,
+                logs,
+                log_reader: Some(started.log_reader),
+            }),
+            Err(status) => {
                 let logs = logs.lock().unwrap().clone();
-                return Err((Some(status), logs));
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let logs = logs.lock().unwrap().clone();
-                return Err((None, logs));
+                Err((status, logs))
             }
         }
     }
@@ -334,27 +304,6 @@ pub(crate) fn open_files_limit() -> u64 {
     line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
-/// Copies the lines of `stderr` into a shared list and a channel, on a
-/// thread that ends at the end of the stream.
-fn collect_lines(
-    stderr: impl Read + Send + 'static,
-) -> (
-    Arc<Mutex<Vec<String>>>,
-    Receiver<String>,
-    thread::JoinHandle<()>,
-) {
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let sink = Arc::clone(&logs);
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    (logs, rx, reader)
-}
-
 /// A line-protocol client.
 pub(crate) struct Client {
     pub reader: BufReader<TcpStream>,
@@ -407,31 +356,6 @@ impl Client {
     pub(crate) fn closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
-    }
-}
-
-/// A fresh temporary directory under the target dir, removed when dropped.
-pub(crate) struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("package-indexer-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

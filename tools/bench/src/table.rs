@@ -11,7 +11,7 @@ use crate::null_server::NullServer;
 use crate::operator;
 use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands, whole};
-use crate::target::{RealServer, ScratchDir};
+use crate::target::RealServer;
 use crate::{
     flush_dirty_pages, harness_on, harness_packages, interleave, null_fits, preload, preload_graph,
     server_binary, start_real, Subject,
@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use workload::Package;
+use workload::{Package, TempDir};
 
 /// The crowded row: busy connections and idle ones.
 const CROWD_BUSY: usize = 100;
@@ -352,8 +352,8 @@ fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
 fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     let (graph, names) = preload_graph(options);
     let shape = steady(options, Workload::Churn, 100, 1, 0, &names);
-    let never_dir = ScratchDir::new("churn-never")?;
-    let always_dir = ScratchDir::new("churn-always")?;
+    let never_dir = scratch("churn-never")?;
+    let always_dir = scratch("churn-always")?;
     let servers = [
         start_real(options, &[])?,
         start_real(options, &data_dir_args(&never_dir, "never"))?,
@@ -389,13 +389,19 @@ fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
         .collect())
 }
 
-fn data_dir_args(dir: &ScratchDir, fsync: &str) -> [String; 4] {
+fn data_dir_args(dir: &TempDir, fsync: &str) -> [String; 4] {
     [
         "--data-dir".into(),
         dir.path().display().to_string(),
         "--fsync".into(),
         fsync.into(),
     ]
+}
+
+/// An empty directory for a server's `--data-dir` or a list file.
+fn scratch(label: &str) -> Result<TempDir, String> {
+    TempDir::new(&format!("bench-{label}"))
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))
 }
 
 /// The big graph's `INDEX` lines, built once for every loading run.
@@ -499,7 +505,7 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
 /// slows a run, and it should not decide the row.
 fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
     let big = BigLoad::new(options);
-    let dir = ScratchDir::new("load-list")?;
+    let dir = scratch("load-list")?;
     let list = dir.path().join("list.txt");
     let mut order: Vec<&Package> = big.packages.iter().collect();
     workload::Rng::new(options.seed).shuffle(&mut order);
@@ -594,7 +600,7 @@ fn run_load_command(
 /// and times a new one from spawn to its start line.
 fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
     let big = BigLoad::new(options);
-    let dir = ScratchDir::new("restart")?;
+    let dir = scratch("restart")?;
     let args = data_dir_args(&dir, "never");
     let first = start_real(options, &args)?;
     big.load(&Subject::real(&first))?;

@@ -4,12 +4,14 @@
 
 use crate::null_server::NullServer;
 use crate::procfs::{self, Memory};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// How long a start may take before the child is killed.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a graceful stop may take before the child is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,64 +76,32 @@ pub(crate) fn default_server_binary() -> Result<PathBuf, String> {
     }
 }
 
-/// The address in the server's start line (` addr=HOST:PORT` in text logs).
-pub(crate) fn parse_start_addr(line: &str) -> Option<SocketAddr> {
-    start_line_address(line, "addr")
-}
-
-/// The address after ` key=` in a start line.
-fn start_line_address(line: &str, key: &str) -> Option<SocketAddr> {
-    let tag = format!(" {key}=");
-    let start = line.find(&tag)? + tag.len();
-    let token = line[start..].split_whitespace().next()?;
-    token.trim_matches('"').parse().ok()
-}
-
 impl RealServer {
     /// Starts the server on an ephemeral loopback port, without an admin
     /// listener unless `extra_args` asks for one, and waits for its start
-    /// line; its later log lines are copied to our stderr.
+    /// line; its log lines are copied to our stderr.
     pub fn spawn(binary: &Path, extra_args: &[String]) -> Result<RealServer, String> {
-        let started = Instant::now();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let Some(stderr) = child.stderr.take() else {
-            let _ = child.kill();
-            return Err("the server's stderr is not a pipe".into());
-        };
-        let mut lines = BufReader::new(stderr);
-        let mut last = String::new();
-        let (addr, admin_addr) = loop {
-            let mut line = String::new();
-            match lines.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "the server exited before listening; last words: {}",
-                        last.trim()
-                    ));
-                }
-                Ok(_) => {}
-            }
-            if let Some(addr) = parse_start_addr(&line) {
-                break (addr, start_line_address(&line, "admin_addr"));
-            }
-            last = line;
-        };
-        let startup = started.elapsed();
-        forward_logs(lines);
+            .args(extra_args);
+        let started = Instant::now();
+        let server =
+            workload::start_server(command, |line| eprintln!("  server: {line}"), START_TIMEOUT)
+                .map_err(|status| match status {
+                    Some(status) => {
+                        format!("{} exited with {status} before listening", binary.display())
+                    }
+                    None => format!(
+                        "{} did not listen within {START_TIMEOUT:?}",
+                        binary.display()
+                    ),
+                })?;
         Ok(RealServer {
-            child,
-            addr,
-            admin_addr,
-            startup,
+            child: server.child,
+            addr: server.addr,
+            admin_addr: server.admin_addr,
+            startup: started.elapsed(),
         })
     }
 
@@ -178,69 +148,5 @@ impl Drop for RealServer {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Copies the server's log lines to our stderr, so warnings are seen.
-fn forward_logs(lines: BufReader<ChildStderr>) {
-    let spawned = thread::Builder::new()
-        .name("server-log".into())
-        .spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                eprintln!("  server: {line}");
-            }
-        });
-    if let Err(e) = spawned {
-        eprintln!("warning: cannot forward the server's logs: {e}");
-    }
-}
-
-/// Creates an empty scratch directory for a server's `--data-dir`; removed
-/// when dropped.
-pub(crate) struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub(crate) fn new(label: &str) -> Result<ScratchDir, String> {
-        let path = std::env::temp_dir().join(format!(
-            "package-indexer-bench-{}-{label}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        Ok(ScratchDir(path))
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_addr_comes_from_the_addr_token_only() {
-        let line = "ts=2026-11-23T02:30:00.123Z level=info msg=\"listening\" \
-                    addr=127.0.0.1:40123 admin_addr=127.0.0.1:40124 version=0.1.0";
-        assert_eq!(parse_start_addr(line), "127.0.0.1:40123".parse().ok());
-        let admin_only = "level=info msg=x admin_addr=127.0.0.1:1 version=1";
-        assert_eq!(parse_start_addr(admin_only), None);
-        assert_eq!(
-            parse_start_addr("level=info addr=[::1]:80\n"),
-            "[::1]:80".parse().ok()
-        );
-        assert_eq!(parse_start_addr("level=info addr=nonsense"), None);
-        assert_eq!(
-            start_line_address(line, "admin_addr"),
-            "127.0.0.1:40124".parse().ok()
-        );
     }
 }

@@ -15,7 +15,13 @@
 //!
 //! [`Rng`] is a small seeded generator (splitmix64) shared by the generator
 //! and the tools, so a seed printed by a run reproduces it exactly.
+//!
+//! [`start_server`] starts a server and reads its start line, and
+//! [`TempDir`] is a scratch directory, for the bench and the tests.
 
+mod launch;
+
+pub use launch::{log_field, start_server, Started, TempDir};
 use package_indexer::package_list::{self, ListError};
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -632,3 +632,57 @@ mod tests {
         assert_ne!(items, sorted);
     }
 }
+
+/// The launcher's tests, here rather than in its file, which every
+/// integration test includes.
+#[cfg(test)]
+mod launch_tests {
+    use super::launch::*;
+    use std::process::Command;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[test]
+    fn log_fields_come_from_text_and_json_lines() {
+        let text = "ts=x level=info msg=\"listening\" addr=127.0.0.1:40123 admin_addr=\"[::1]:9\"";
+        assert_eq!(log_field(text, "addr").as_deref(), Some("127.0.0.1:40123"));
+        assert_eq!(log_field(text, "admin_addr").as_deref(), Some("[::1]:9"));
+        let json = r#"{"msg":"listening","addr":"127.0.0.1:1","packages":7}"#;
+        assert_eq!(log_field(json, "addr").as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(log_field(json, "packages").as_deref(), Some("7"));
+        assert_eq!(log_field(json, "missing"), None);
+    }
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn a_start_line_gives_the_addresses_and_an_early_exit_its_status() {
+        let script = "echo 'level=info msg=\"listening\" addr=127.0.0.1:5 admin_addr=off' >&2; exec sleep 30";
+        let mut started = start_server(shell(script), |_| {}, Duration::from_secs(10)).unwrap();
+        assert_eq!(started.addr, "127.0.0.1:5".parse().unwrap());
+        assert_eq!(started.admin_addr, None);
+        started.child.kill().unwrap();
+        started.child.wait().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&lines);
+        let on_line = move |line: &str| seen.lock().unwrap().push(line.to_string());
+        let status = start_server(
+            shell("echo oops >&2; exit 3"),
+            on_line,
+            Duration::from_secs(10),
+        );
+        assert_eq!(status.err().flatten().and_then(|s| s.code()), Some(3));
+        assert_eq!(*lines.lock().unwrap(), ["oops"]);
+        let silent = start_server(shell("exec sleep 30"), |_| {}, Duration::from_millis(100));
+        assert!(matches!(silent, Err(None)));
+        let dir = TempDir::new("launch-test").unwrap();
+        let path = dir.path().to_path_buf();
+        assert!(path.is_dir());
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

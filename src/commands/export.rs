@@ -71,9 +71,9 @@ fn run(values: &Values) -> ExitCode {
 fn export(admin_addr: &str, timeout: Duration, output: Option<&str>) -> Result<(), String> {
     let answer = http::http_get(admin_addr, "/v1/export", timeout).map_err(|e| e.to_string())?;
     if answer.status != 200 {
-        let line = answer.status_line.clone();
+        let (status, line) = (answer.status, answer.status_line.clone());
         let body = answer.text().unwrap_or_default();
-        let hint = if line.contains(" 503 ") {
+        let hint = if status == 503 {
             " (busy or still loading: try again)"
         } else {
             ""

@@ -128,7 +128,7 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
             measure: format!(
                 "`/v1/packages` writer stall, {packages} packages, back-to-back inspections of a package with {dependents} dependents"
             ),
-            target: "longest writer wait ≤ 2 ms",
+            target: "longest writer wait ≤ 2 ms".into(),
             measured: waits(&inspecting),
             reference: baseline.clone(),
             ratio: String::new(),
@@ -136,7 +136,7 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
         },
         Row {
             measure: "the same while the writer adds and removes dependents of that package (each scan corrected at its end for the writer's changes)".to_string(),
-            target: "shown",
+            target: "shown".into(),
             measured: waits(&inspecting_hub),
             reference: baseline.clone(),
             ratio: String::new(),
@@ -144,7 +144,7 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
         },
         Row {
             measure: format!("`/v1/export` of {packages} packages over HTTP"),
-            target: "shown",
+            target: "shown".into(),
             measured: format!(
                 "{:.2} s, {:.0} MB/s ({}, median of {EXPORT_RUNS})",
                 http.seconds,
@@ -157,7 +157,7 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
         },
         Row {
             measure: format!("writer stall during exports of {packages} packages (the copy under the read lock)"),
-            target: "shown",
+            target: "shown".into(),
             measured: waits(&exporting),
             reference: baseline,
             ratio: String::new(),
@@ -347,19 +347,7 @@ fn http_export(options: &Options, graph: &[Package]) -> Result<HttpExport, Strin
     let admin = server
         .admin_addr()
         .ok_or("the server did not report its admin listener")?;
-    let mut requests = Vec::with_capacity(graph.len() * 48);
-    for package in graph {
-        write_request(
-            &mut requests,
-            Command::Index,
-            &package.name,
-            &package.dependencies,
-        );
-    }
-    let loaded = load::pipeline(server.addr(), requests, graph.len())?;
-    if loaded.answers.iter().any(|&a| a != Response::Ok) {
-        return Err("the server refused some of the graph".into());
-    }
+    load::index_all(server.addr(), graph)?;
     let before = server.meter().sample().memory;
     let mut times = Vec::new();
     let mut bytes = 0;

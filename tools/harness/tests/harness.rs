@@ -174,3 +174,38 @@ fn an_argument_that_is_not_utf8_is_bad_usage() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not valid UTF-8"), "{stderr}");
 }
+
+#[test]
+fn a_removal_refused_for_good_names_what_blocks_it() {
+    // The README's demo left `b`, which depends on `a`, on the server;
+    // the list knows `a` but not `b`.
+    let server = TestServer::in_memory();
+    let addr = format!("127.0.0.1:{}", server.port());
+    let mut client = package_indexer::Connection::new(package_indexer::connect(&addr).unwrap());
+    for line in ["INDEX|a|", "INDEX|b|a"] {
+        assert_eq!(
+            client.ask(line.as_bytes()).unwrap(),
+            package_indexer::Response::Ok
+        );
+    }
+    let list = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("harness-blocked-{}.txt", std::process::id()));
+    std::fs::write(&list, "a:\nc: a\n").unwrap();
+    let out = Command::new(HARNESS)
+        .args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args(["--concurrency", "1", "--packages", list.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&list);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "sent \"REMOVE|a|\": FAIL, and no client had a package accepted for 30s; \
+             1 package(s) of this client still refused; a is needed by no package of this \
+             list (1 listed as depending on it, none indexed): a package the list does not \
+             hold depends on it (run against a fresh server)"
+        ),
+        "{stdout}"
+    );
+}

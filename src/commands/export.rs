@@ -1,7 +1,8 @@
 //! `package-indexer export [-o FILE]`: a point-in-time copy of a running
 //! server's index from its admin listener's `/v1/export`; see `details`.
 
-use super::{http, Subcommand};
+use super::http::{self, HttpError};
+use super::Subcommand;
 use crate::durability::write_atomically;
 use crate::flags::{CommandLine, Flag, Operands, Values};
 use std::io::{self, BufWriter, Write};
@@ -83,32 +84,33 @@ fn export(admin_addr: &str, timeout: Duration, output: Option<&str>) -> Result<(
             body.trim()
         ));
     }
-    let mut transfer = None;
-    let written = match output {
-        Some(file) => write_atomically(Path::new(file), |out| {
-            let mut out = BufWriter::new(out);
-            let copied = answer.copy_body(&mut out);
-            let failed = copied.is_err();
-            transfer = copied.err();
-            if failed {
-                return Err(io::Error::other("the transfer failed"));
-            }
-            out.flush()
-        })
-        .map(drop)
-        .map_err(|error| format!("{file}: {error}")),
-        None => {
-            let mut out = BufWriter::new(io::stdout().lock());
-            match answer.copy_body(&mut out) {
-                Ok(_) => out
-                    .flush()
-                    .map_err(|e| format!("writing standard output: {e}")),
-                Err(error) => Err(error.to_string()),
+    let copy = |out: &mut dyn Write| -> Result<(), HttpError> {
+        let mut out = BufWriter::new(out);
+        answer.copy_body(&mut out)?;
+        out.flush().map_err(HttpError::Write)
+    };
+    match output {
+        None => copy(&mut io::stdout().lock()).map_err(|error| match error {
+            HttpError::Write(error) => format!("writing standard output: {error}"),
+            error => error.to_string(),
+        }),
+        Some(file) => {
+            let mut transfer = Ok(());
+            let written = write_atomically(Path::new(file), |out| {
+                transfer = copy(out);
+                match &transfer {
+                    Ok(()) => Ok(()),
+                    Err(HttpError::Write(error)) => {
+                        Err(io::Error::new(error.kind(), error.to_string()))
+                    }
+                    Err(_) => Err(io::Error::other("the transfer failed")),
+                }
+            });
+            match (transfer, written) {
+                (Err(HttpError::Write(_)) | Ok(()), Err(error)) => Err(format!("{file}: {error}")),
+                (Err(error), _) => Err(error.to_string()),
+                (Ok(()), Ok(_)) => Ok(()),
             }
         }
-    };
-    match transfer {
-        Some(error) => Err(error.to_string()),
-        None => written,
     }
 }

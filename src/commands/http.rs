@@ -41,6 +41,8 @@ pub enum HttpError {
     /// The connection failed, or the answer is not HTTP as the admin
     /// listener writes it (a protocol port answers `ERROR`).
     Broken { addr: String, reason: String },
+    /// Writing the body where it was to go failed.
+    Write(io::Error),
 }
 
 impl fmt::Display for HttpError {
@@ -53,6 +55,7 @@ impl fmt::Display for HttpError {
                 timeout.as_secs_f64()
             ),
             HttpError::Broken { addr, reason } => write!(f, "{addr}: {reason}"),
+            HttpError::Write(error) => write!(f, "writing the answer: {error}"),
         }
     }
 }
@@ -153,8 +156,20 @@ impl HttpAnswer {
         let Some(length) = self.header("Content-Length").and_then(|v| v.parse().ok()) else {
             return Err(self.broken("the answer has no Content-Length"));
         };
-        let copied =
-            io::copy(&mut (&mut self.body).take(length), out).map_err(|e| self.failed(e))?;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut copied: u64 = 0;
+        while copied < length {
+            let want = usize::try_from(length - copied)
+                .map_or(buffer.len(), |left| left.min(buffer.len()));
+            let read = match self.body.read(&mut buffer[..want]) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(self.failed(error)),
+            };
+            out.write_all(&buffer[..read]).map_err(HttpError::Write)?;
+            copied += read as u64;
+        }
         if copied < length {
             return Err(self.broken(&format!(
                 "the answer was cut off after {copied} of {length} bytes"

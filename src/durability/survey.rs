@@ -1,38 +1,15 @@
 //! Reading and judging the files of a data directory: the one place that
-//! decides what is damage. A start ([`super::recover`]) fails on the first
-//! problem it refuses; the offline `check` prints every finding; `repair`
-//! cuts at the first and surveys again.
+//! decides what is damage (the rules: `docs/durability.md#what-a-start-refuses`).
+//! A start ([`super::recover`]) fails on the first problem it refuses; the
+//! offline `check` prints every finding; `repair` cuts at the first and
+//! surveys again.
 //!
-//! The rules:
-//!
-//! - **Which files the state needs** is known from the files themselves:
-//!   the newest snapshot `snapshot-<g>` is continued by `log-<g>`, logs
-//!   follow each other without gaps, and a log that was left for the next
-//!   one ends with a seal naming it. A needed file that is missing is
-//!   refused, naming the file.
-//! - **A torn tail is only what no valid record follows.** A crash cuts
-//!   writes short at the end of the log, so invalid bytes followed by any
-//!   valid record (a frame that decodes and whose checksum matches, at any
-//!   offset) are damage, and so are invalid bytes at the end of a log that a
-//!   later log continues with anything past its header, and a version 2 log
-//!   ending without the seal of a rotation when a later log does. A
-//!   snapshot is complete before it gets its name: any invalid byte in it,
-//!   or a missing end marker, is damage.
-//! - **A change the index refuses is damage** at that record: the files do
-//!   not describe a state this server could have reached.
-//!
-//! A survey reads the files in the order a start replays them (the newest
-//! snapshot, then the logs from its generation on) and passes every change
-//! to `apply` until the first refused problem; from there it reads on
-//! without applying, so that it reports every damaged stretch of every file
-//! (resuming at the next valid record), and counts the records that a cut
-//! at the first damage of each file would drop. Problems that only follow
-//! from an earlier one in the same file (a snapshot's end marker counting
-//! the records lost before it) are not reported again.
-//!
-//! Each file is read whole (a snapshot of 1,000,000 packages is tens of
-//! megabytes, and a log is compacted before it outgrows the snapshot), which
-//! lets records be decoded in place without copying names.
+//! A survey reads the files in replay order and passes every change to
+//! `apply` until the first refused problem; from there it reads on without
+//! applying, so that it reports every damaged stretch of every file
+//! (resuming at the next valid record) and counts what a cut at each file's
+//! first damage would drop. Each file is read whole, so that records are
+//! decoded in place without copying names.
 
 use std::fmt;
 use std::fs;
@@ -470,28 +447,31 @@ impl<F: Replay> Surveyor<'_, F> {
         run.changes.clear();
     }
 
+    /// Reads `file` whole; `None` when its header is bad, which makes all
+    /// of it one damaged stretch (nothing in it can be framed).
     fn read(
         &mut self,
         file: &DataFile,
         kind: Kind,
-    ) -> Result<(Vec<u8>, SurveyedFile), RecoveryError> {
+    ) -> Result<Option<(Vec<u8>, SurveyedFile)>, RecoveryError> {
         let data = fs::read(&file.path).map_err(io_error(&file.path))?;
         self.stats.bytes += data.len() as u64;
-        let surveyed = SurveyedFile::new(file, kind, data.len());
-        Ok((data, surveyed))
+        let mut surveyed = SurveyedFile::new(file, kind, data.len());
+        match record::check_header(&data, record::magic(kind)) {
+            Ok(version) => surveyed.version = Some(version),
+            Err(reason) => {
+                self.stretch(&mut surveyed, 0, reason);
+                self.files.push(surveyed);
+                return Ok(None);
+            }
+        }
+        Ok(Some((data, surveyed)))
     }
 
     fn snapshot(&mut self, snapshot: &DataFile) -> Result<(), RecoveryError> {
-        let (data, mut file) = self.read(snapshot, Kind::Snapshot)?;
-        match record::check_header(&data, record::SNAPSHOT_MAGIC) {
-            Ok(version) => file.version = Some(version),
-            // Nothing in the file can be framed: all of it is one stretch.
-            Err(reason) => {
-                self.stretch(&mut file, 0, reason);
-                self.files.push(file);
-                return Ok(());
-            }
-        }
+        let Some((data, mut file)) = self.read(snapshot, Kind::Snapshot)? else {
+            return Ok(());
+        };
         if let Some(packages) = record::snapshot_packages(&data) {
             self.apply.expect(packages);
         }
@@ -530,24 +510,16 @@ impl<F: Replay> Surveyor<'_, F> {
 
     /// Surveys one log; `later` are the logs after it.
     fn log(&mut self, log: &DataFile, later: &[&DataFile]) -> Result<(), RecoveryError> {
-        let (data, mut file) = self.read(log, Kind::Log)?;
-        let version = match record::check_header(&data, record::LOG_MAGIC) {
-            Ok(version) => version,
-            // Nothing in the file can be framed: all of it is one stretch.
-            Err(reason) => {
-                self.stretch(&mut file, 0, reason);
-                self.files.push(file);
-                return Ok(());
-            }
+        let Some((data, mut file)) = self.read(log, Kind::Log)? else {
+            return Ok(());
         };
-        file.version = Some(version);
         let next = log.generation.next();
         let tail = scan(&data, |window| {
             self.judge_window(&mut file, window, |file, at, record| {
                 log_record(file, at, record, next)
             });
         });
-        self.log_end(&mut file, &data, version, tail, later)?;
+        self.log_end(&mut file, &data, tail, later)?;
         self.files.push(file);
         Ok(())
     }
@@ -604,14 +576,13 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
-    /// record, if any. A torn end, or a version 2 log ending without its
+    /// record, if any. A torn end, or a log ending without its
     /// seal, is only possible when no later log holds anything (a crash
     /// during a rotation); anything else is damage.
     fn log_end(
         &mut self,
         file: &mut SurveyedFile,
         data: &[u8],
-        version: u32,
         tail: Option<(usize, String)>,
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
@@ -629,7 +600,7 @@ impl<F: Replay> Surveyor<'_, F> {
             }
             Some((offset, reason)) => Some((offset, reason)),
         };
-        let unsealed_end = !sealed && version >= 2 && file.damage.is_none();
+        let unsealed_end = !sealed && file.damage.is_none();
         let continued = if tear.is_some() || unsealed_end {
             first_with_content(later)?
         } else {

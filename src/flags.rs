@@ -1,27 +1,8 @@
-//! One small command-line parser for the server and its tools.
-//!
-//! A [`CommandLine`] is a table of [`Flag`]s, and its rules are the server's
-//! (`docs/command-line.md#how-flags-are-read`) for every program:
-//!
-//! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
-//!   a flag given a one-letter short form ([`Flag::short`]) is also
-//!   `-o value` or `-o=value`;
-//! - operands (`show NAME`, `load FILE`) are the arguments that are not
-//!   flags, as many as the command line's [`Operands`] allow; after `--`
-//!   every argument is an operand;
-//! - `-h`/`--help` and `-V`/`--version` end parsing and are reported;
-//! - an unknown flag, a missing value, a stray argument or a bad value is a
-//!   one-line [`UsageError`], and the program exits 2;
-//! - with an `env_prefix`, every flag (but those [`Flag::without_variable`])
-//!   is also read from the variable `<PREFIX><NAME>` (upper case, `-` as
-//!   `_`); a flag beats its variable, and a variable that is not UTF-8 is
-//!   bad usage;
-//! - arguments must be UTF-8 ([`utf8_args`]);
-//! - the flags' `--help` lines, defaults included, come from the same table.
-//!
-//! Values are strings until a program asks for one through [`Values`], whose
-//! typed getters (counts in a range, durations such as `500ms`, `HOST:PORT`
-//! addresses) word every mistake the same way:
+//! One small command-line parser for the server and its tools: a
+//! [`CommandLine`] is a table of [`Flag`]s read by the rules of
+//! `docs/command-line.md#how-flags-are-read`, and the `--help` lines come
+//! from the same table. Values stay strings until a program asks for one
+//! through [`Values`], whose typed getters word every mistake the same way:
 //! `invalid value 'V' for --name: expected ...`.
 
 use std::fmt;
@@ -161,15 +142,25 @@ impl UsageError {
 }
 
 /// A tool's `main`: parses the process's arguments with `parse`, then
-/// prints `help()` or `program VERSION` (the workspace's version) and exits
-/// 0, reports a usage error and exits 2, or hands the settings to `run`.
+/// [`answer`]s.
 pub fn tool_main<T>(
     program: &str,
     parse: impl FnOnce(Vec<String>) -> Result<Parsed<T>, UsageError>,
     help: impl FnOnce() -> String,
     run: impl FnOnce(T) -> ExitCode,
 ) -> ExitCode {
-    match utf8_args().and_then(parse) {
+    answer(program, utf8_args().and_then(parse), help, run)
+}
+
+/// Prints `help()` or `program VERSION` (the workspace's version) and exits
+/// 0, reports a usage error and exits 2, or hands the settings to `run`.
+pub fn answer<T>(
+    program: &str,
+    parsed: Result<Parsed<T>, UsageError>,
+    help: impl FnOnce() -> String,
+    run: impl FnOnce(T) -> ExitCode,
+) -> ExitCode {
+    match parsed {
         Ok(Parsed::Run(settings)) => run(settings),
         Ok(Parsed::Help) => {
             print!("{}", help());

@@ -319,27 +319,19 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
 
 /// The files of `listing` that play no part in the state from `base` on.
 fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
-    let leftover = |kind| {
-        move |file: &PathBuf| Leftover {
+    let stale = (listing.snapshots.iter().chain(&listing.logs))
+        .filter(|file| file.generation < base)
+        .map(|file| (&file.path, LeftoverKind::Stale));
+    let temporary = listing
+        .temporaries
+        .iter()
+        .map(|file| (file, LeftoverKind::Temporary));
+    let saved = listing.saved.iter().map(|file| (file, LeftoverKind::Saved));
+    (stale.chain(temporary).chain(saved))
+        .map(|(file, kind)| Leftover {
             file: file.clone(),
             kind,
-        }
-    };
-    let stale = listing
-        .snapshots
-        .iter()
-        .chain(&listing.logs)
-        .filter(|file| file.generation < base)
-        .map(|file| &file.path);
-    stale
-        .map(leftover(LeftoverKind::Stale))
-        .chain(
-            listing
-                .temporaries
-                .iter()
-                .map(leftover(LeftoverKind::Temporary)),
-        )
-        .chain(listing.saved.iter().map(leftover(LeftoverKind::Saved)))
+        })
         .collect()
 }
 
@@ -365,48 +357,41 @@ enum Scanned<'r> {
 }
 
 impl<F: Replay> Surveyor<'_, F> {
-    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
-        self.replaying = false;
+    /// Records a problem; any but a torn last record ends the replay.
+    fn found(&mut self, file: &Path, offset: Option<usize>, problem: Problem, reason: String) {
+        self.replaying &= problem == Problem::Torn;
         self.findings.push(Finding {
-            file: files::path(self.dir, kind, generation),
-            offset: None,
-            problem: Problem::Missing(missing),
+            file: file.to_owned(),
+            offset: offset.map(|at| at as u64),
+            problem,
             reason,
         });
+    }
+
+    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
+        let path = files::path(self.dir, kind, generation);
+        self.found(&path, None, Problem::Missing(missing), reason);
     }
 
     /// Damage found at `at` by a rule about the file's records: a problem
     /// of its own only if it is the file's first.
     fn damaged(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_some() {
-            return;
+        if file.damage.is_none() {
+            file.damage = Some(Damage {
+                offset: at as u64,
+                changes_before: file.changes,
+                stretches: 0,
+            });
+            self.found(&file.path, Some(at), Problem::Damaged, reason);
         }
-        file.damage = Some(Damage {
-            offset: at as u64,
-            changes_before: file.changes,
-            stretches: 0,
-        });
-        self.replaying = false;
-        self.findings.push(Finding {
-            file: file.path.clone(),
-            offset: Some(at as u64),
-            problem: Problem::Damaged,
-            reason,
-        });
     }
 
     /// Bytes from `at` that hold no intact record: each such stretch is a
     /// problem of its own.
     fn stretch(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_some() {
-            self.findings.push(Finding {
-                file: file.path.clone(),
-                offset: Some(at as u64),
-                problem: Problem::Damaged,
-                reason,
-            });
-        } else {
-            self.damaged(file, at, reason);
+        match &mut file.damage {
+            Some(_) => self.found(&file.path, Some(at), Problem::Damaged, reason),
+            None => self.damaged(file, at, reason),
         }
         if let Some(damage) = &mut file.damage {
             damage.stretches += 1;
@@ -414,22 +399,16 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 
     /// Passes the changes of `run` to `apply` while replaying, then counts
-    /// them as the file's: each one applied, and a change `apply` refuses
-    /// is damage at its offset (counted after the changes before it).
+    /// them as the file's; a change `apply` refuses is damage at its offset
+    /// (counted after the changes before it).
     fn flush(&mut self, file: &mut SurveyedFile, run: &mut Run<'_>) {
-        if run.changes.is_empty() {
-            return;
-        }
-        let replaying = self.replaying;
-        let applied = if replaying {
-            self.apply.apply(&run.changes)
-        } else {
-            Ok(())
-        };
-        let (applied, mut refused) = match applied {
-            Ok(()) => (run.changes.len(), None),
-            Err((at, reason)) => (at, Some((at, reason))),
-        };
+        let replaying = self.replaying && !run.changes.is_empty();
+        let refused = replaying
+            .then(|| self.apply.apply(&run.changes).err())
+            .flatten();
+        let applied = refused
+            .as_ref()
+            .map_or(run.changes.len(), |(place, _)| *place);
         if replaying {
             let counter = match file.kind {
                 Kind::Snapshot => &mut self.stats.snapshot_records,
@@ -437,12 +416,11 @@ impl<F: Replay> Surveyor<'_, F> {
             };
             *counter += applied as u64;
         }
-        for (place, &at) in run.offsets.iter().enumerate() {
-            if let Some((_, reason)) = refused.take_if(|(refused, _)| *refused == place) {
-                self.damaged(file, at, reason);
-            }
-            file.changes += 1;
+        file.changes += applied as u64;
+        if let Some((place, reason)) = refused {
+            self.damaged(file, run.offsets[place], reason);
         }
+        file.changes += (run.changes.len() - applied) as u64;
         run.offsets.clear();
         run.changes.clear();
     }
@@ -626,17 +604,11 @@ impl<F: Replay> Surveyor<'_, F> {
     /// Records a torn last record: a start cuts it off and saves it.
     fn torn(&mut self, file: &mut SurveyedFile, data: &[u8], offset: usize, reason: String) {
         file.torn_at = Some(offset as u64);
-        self.findings.push(Finding {
-            file: file.path.clone(),
-            offset: Some(offset as u64),
-            problem: Problem::Torn,
-            reason: format!(
-                "{} bytes: {reason}; a start cuts them off, saving them as {}.{}{offset}",
-                data.len() - offset,
-                file_name(&file.path),
-                files::SAVED_TORN
-            ),
-        });
+        let (name, bytes) = (file_name(&file.path), data.len() - offset);
+        let saved_as = format!("{name}.{}{offset}", files::SAVED_TORN);
+        let what =
+            format!("{bytes} bytes: {reason}; a start cuts them off, saving them as {saved_as}");
+        self.found(&file.path, Some(offset), Problem::Torn, what);
         if self.tear.is_none() {
             self.tear = Some(Tear {
                 path: file.path.clone(),

@@ -155,20 +155,18 @@ pub(super) fn encode_index<'d>(
 
 /// Appends the record that closes a snapshot of `records` packages.
 pub(super) fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
-    encode_record(out, |out| {
-        out.push(KIND_SNAPSHOT_END);
-        out.extend_from_slice(&records.to_le_bytes());
-        Ok(())
-    })
+    encode_record(out, |out| push_u64_payload(out, KIND_SNAPSHOT_END, records))
 }
 
 /// Appends the record that seals a log: generation `next` continues it.
 pub(super) fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
-    encode_record(out, |out| {
-        out.push(KIND_SEAL);
-        out.extend_from_slice(&next.to_le_bytes());
-        Ok(())
-    })
+    encode_record(out, |out| push_u64_payload(out, KIND_SEAL, next))
+}
+
+fn push_u64_payload(out: &mut Vec<u8>, kind: u8, value: u64) -> io::Result<()> {
+    out.push(kind);
+    out.extend_from_slice(&value.to_le_bytes());
+    Ok(())
 }
 
 /// Frames the payload written by `write_payload` with its length and
@@ -208,18 +206,6 @@ fn push_name(out: &mut Vec<u8>, name: &str) -> io::Result<()> {
 
 fn invalid(reason: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, reason)
-}
-
-/// Decodes one payload (already checked against its CRC). Dependency names
-/// are collected into `dependencies`, a buffer the caller reuses between
-/// records so that decoding does not allocate per record.
-pub(super) fn decode<'p: 'v, 'v>(
-    payload: &'p [u8],
-    dependencies: &'v mut Vec<PackageName<'p>>,
-) -> Result<Record<'v>, String> {
-    dependencies.clear();
-    let decoded = decode_into(payload, dependencies)?;
-    Ok(decoded.record(dependencies))
 }
 
 /// A decoded payload whose dependency names were appended to a buffer
@@ -354,7 +340,8 @@ pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
     let Frame::Record { payload, .. } = next_frame(data, at) else {
         return None;
     };
-    let Ok(Record::SnapshotEnd { records }) = decode(payload, &mut Vec::new()) else {
+    let Ok(Decoded::Other(Record::SnapshotEnd { records })) = decode_into(payload, &mut Vec::new())
+    else {
         return None;
     };
     let records = usize::try_from(records).ok()?;
@@ -423,7 +410,8 @@ pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
 /// garbage is rejected after a few bytes and the search stays linear in
 /// practice.
 pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
-    let mut dependencies = Vec::new();
+    // Only the first record that decodes adds names: the search ends there.
+    let mut names = Vec::new();
     (from..data.len()).find(|&at| {
         let rest = &data[at..];
         let Some(header) = rest.get(..RECORD_HEADER_LEN) else {
@@ -434,7 +422,7 @@ pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
         let Some(payload) = rest[RECORD_HEADER_LEN..].get(..len) else {
             return false;
         };
-        len > 0 && decode(payload, &mut dependencies).is_ok() && crc32c::checksum(payload) == crc
+        len > 0 && decode_into(payload, &mut names).is_ok() && crc32c::checksum(payload) == crc
     })
 }
 
@@ -443,6 +431,16 @@ mod tests {
     use super::*;
     use crate::durability::tests::OwnedChange;
     use proptest::prelude::*;
+
+    /// Decodes one payload, its dependency names in `dependencies`.
+    fn decode<'p: 'v, 'v>(
+        payload: &'p [u8],
+        dependencies: &'v mut Vec<PackageName<'p>>,
+    ) -> Result<Record<'v>, String> {
+        dependencies.clear();
+        let decoded = decode_into(payload, dependencies)?;
+        Ok(decoded.record(dependencies))
+    }
 
     fn name() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._+@/-]{1,255}"

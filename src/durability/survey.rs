@@ -554,9 +554,9 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
-    /// record, if any. A torn end, or a log ending without its
-    /// seal, is only possible when no later log holds anything (a crash
-    /// during a rotation); anything else is damage.
+    /// record, if any. A torn end, or a log ending without its seal, is
+    /// only possible when no later log holds anything (a crash during a
+    /// rotation); anything else is damage.
     fn log_end(
         &mut self,
         file: &mut SurveyedFile,
@@ -566,23 +566,20 @@ impl<F: Replay> Surveyor<'_, F> {
     ) -> Result<(), RecoveryError> {
         let sealed = file.seal_at.is_some();
         let tear = match tail {
-            None => None,
-            // Nothing is ever written to a log after its seal.
-            Some((offset, reason)) if sealed && file.damage.is_none() => {
-                self.stretch(file, offset, format!("{reason} after the log's seal"));
-                None
-            }
-            Some((offset, reason)) if file.damage.is_some() => {
+            Some((offset, reason)) if sealed || file.damage.is_some() => {
+                // Nothing is ever written to a log after its seal.
+                let reason = match file.damage {
+                    None => format!("{reason} after the log's seal"),
+                    Some(_) => reason,
+                };
                 self.stretch(file, offset, reason);
                 None
             }
-            Some((offset, reason)) => Some((offset, reason)),
+            tail => tail,
         };
-        let unsealed_end = !sealed && file.damage.is_none();
-        let continued = if tear.is_some() || unsealed_end {
-            first_with_content(later)?
-        } else {
-            None
+        let continued = match !sealed && file.damage.is_none() {
+            true => first_with_content(later)?,
+            false => None,
         };
         match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {

@@ -213,8 +213,7 @@ impl CommandLine {
                 continue;
             };
             if let Some(value) = env(&variable)? {
-                values.values[index] = value;
-                values.variables[index] = Some(variable);
+                values.values[index] = (value, Some(variable));
             }
         }
         let mut args = args.into_iter();
@@ -249,8 +248,7 @@ impl CommandLine {
                     None => return Err(UsageError(format!("flag '--{name}' needs a value"))),
                 },
             };
-            values.values[index] = value;
-            values.variables[index] = None;
+            values.values[index] = (value, None);
         }
         if let Operands::One(name) = self.operands {
             if values.operands.is_empty() {
@@ -349,21 +347,28 @@ const SWITCH_ON: &str = "on";
 /// variable, else the default; empty when none gave one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Values {
-    names: Vec<&'static str>,
-    values: Vec<String>,
-    /// The variable each value came from, when one did.
-    variables: Vec<Option<String>>,
+    flags: &'static [Flag],
+    /// Each flag's value, and the variable it came from when one did.
+    values: Vec<(String, Option<String>)>,
     operands: Vec<String>,
 }
 
 impl Values {
-    fn defaults(flags: &[Flag]) -> Values {
+    fn defaults(flags: &'static [Flag]) -> Values {
         Values {
-            names: flags.iter().map(|f| f.name).collect(),
-            values: flags.iter().map(|f| f.default.to_string()).collect(),
-            variables: vec![None; flags.len()],
+            flags,
+            values: flags
+                .iter()
+                .map(|f| (f.default.to_string(), None))
+                .collect(),
             operands: Vec::new(),
         }
+    }
+
+    /// The value of `--name` and the variable it came from, if any.
+    fn entry(&self, name: &str) -> Option<&(String, Option<String>)> {
+        let index = self.flags.iter().position(|f| f.name == name)?;
+        self.values.get(index)
     }
 
     fn add_operand(&mut self, allowed: Operands, operand: String) -> Result<(), UsageError> {
@@ -385,11 +390,7 @@ impl Values {
 
     /// The value of `--name` as given; empty when there is none.
     pub fn get(&self, name: &str) -> &str {
-        self.names
-            .iter()
-            .position(|&n| n == name)
-            .and_then(|i| self.values.get(i))
-            .map_or("", String::as_str)
+        self.entry(name).map_or("", |(value, _)| value)
     }
 
     /// The value of `--name`; `None` when there is none.
@@ -413,7 +414,7 @@ impl Values {
     ) -> Result<T, UsageError> {
         let value = self.get(name);
         parse(value).ok_or_else(|| {
-            let from = match self.variable(name) {
+            let from = match self.entry(name).and_then(|(_, variable)| variable.as_ref()) {
                 Some(variable) => format!("{variable} (--{name})"),
                 None => format!("--{name}"),
             };
@@ -421,12 +422,6 @@ impl Values {
                 "invalid value '{value}' for {from}: expected {expected}"
             ))
         })
-    }
-
-    /// The variable the value of `--name` came from, if it came from one.
-    fn variable(&self, name: &str) -> Option<&str> {
-        let index = self.names.iter().position(|&n| n == name)?;
-        self.variables.get(index)?.as_deref()
     }
 
     /// A whole number within `range`.

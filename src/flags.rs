@@ -46,12 +46,8 @@ impl Flag {
     /// A switch: on when given, off otherwise.
     pub const fn switch(name: &'static str, help: &'static str) -> Flag {
         Flag {
-            name,
-            default: "",
-            help,
             takes_value: false,
-            short: None,
-            from_variable: true,
+            ..Flag::value(name, "", help)
         }
     }
 

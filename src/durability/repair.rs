@@ -97,22 +97,20 @@ impl fmt::Display for RepairError {
 pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examined, RepairError> {
     let _lock = recovery::lock_existing(dir)?;
     let mut previous: Option<Finding> = None;
-    for _ in 0..MAX_ROUNDS {
+    let mut round = 0;
+    loop {
         let examined = examine_locked(dir)?;
         // Checked before any cut, wherever it is: nothing is changed for
         // a directory that needs the operator's decision.
-        let needed = examined
-            .survey
-            .findings
-            .iter()
-            .find(|finding| finding.problem == Problem::Missing(Missing::Needed));
-        if let Some(needed) = needed {
-            return Err(RepairError::Missing(needed.clone()));
+        let findings = &examined.survey.findings;
+        let needed = Problem::Missing(Missing::Needed);
+        if let Some(finding) = findings.iter().find(|finding| finding.problem == needed) {
+            return Err(RepairError::Missing(finding.clone()));
         }
         let Some(refusal) = examined.survey.refusal().cloned() else {
             return Ok(examined);
         };
-        if previous.as_ref() == Some(&refusal) {
+        if round == MAX_ROUNDS || previous.as_ref() == Some(&refusal) {
             return Err(RepairError::Stuck(refusal));
         }
         let steps = match refusal.problem {
@@ -121,11 +119,7 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
         };
         steps.iter().for_each(&mut report);
         previous = Some(refusal);
-    }
-    let examined = examine_locked(dir)?;
-    match examined.survey.refusal() {
-        Some(refusal) => Err(RepairError::Stuck(refusal.clone())),
-        None => Ok(examined),
+        round += 1;
     }
 }
 

@@ -593,8 +593,8 @@ mod readiness {
                 c_int::try_from(millis).unwrap_or(c_int::MAX)
             }
         };
-        let count = c_ulong::try_from(fds.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"))?;
+        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
+        let count = fds.len() as c_ulong;
         // SAFETY: `fds` is an exclusively borrowed slice of `count`
         // `#[repr(C)]` `struct pollfd` values that outlives the call; the
         // kernel writes only their `revents` fields and keeps no pointer. A

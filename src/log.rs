@@ -81,27 +81,13 @@ impl Display for Format {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Settings {
-    format: Format,
-    level: Level,
-}
-
-const DEFAULT_SETTINGS: Settings = Settings {
-    format: Format::Text,
-    level: Level::Info,
-};
-
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-fn settings() -> Settings {
-    *SETTINGS.get().unwrap_or(&DEFAULT_SETTINGS)
-}
+/// The format and level, once set.
+static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
 /// Sets the process-wide format and level. Only the first call has an
 /// effect; it returns `false` when logging was already initialised.
 pub(crate) fn init(format: Format, level: Level) -> bool {
-    SETTINGS.set(Settings { format, level }).is_ok()
+    SETTINGS.set((format, level)).is_ok()
 }
 
 /// How JSON writes a field's value.
@@ -179,10 +165,7 @@ as_text!(
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
 pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
-    let Settings {
-        format,
-        level: max_level,
-    } = settings();
+    let (format, max_level) = *SETTINGS.get().unwrap_or(&(Format::Text, Level::Info));
     if level > max_level {
         return;
     }

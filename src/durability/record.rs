@@ -261,10 +261,10 @@ fn decode_payload<'p>(
     names: &mut Vec<PackageName<'p>>,
 ) -> Result<Decoded<'p>, String> {
     let mut reader = PayloadReader { rest: payload };
-    let decoded = match reader.byte()? {
+    let decoded = match reader.array::<1>()?[0] {
         KIND_INDEX => {
             let package = reader.name()?;
-            let count = reader.u32()?;
+            let count = u32::from_le_bytes(reader.array()?);
             let first = names.len();
             for _ in 0..count {
                 names.push(reader.name()?);
@@ -278,10 +278,10 @@ fn decode_payload<'p>(
             package: reader.name()?,
         })),
         KIND_SNAPSHOT_END => Decoded::Other(Record::SnapshotEnd {
-            records: reader.u64()?,
+            records: u64::from_le_bytes(reader.array()?),
         }),
         KIND_SEAL => Decoded::Other(Record::Seal {
-            next: reader.u64()?,
+            next: u64::from_le_bytes(reader.array()?),
         }),
         kind => return Err(format!("unknown record kind {kind}")),
     };
@@ -300,31 +300,21 @@ struct PayloadReader<'a> {
 
 impl<'a> PayloadReader<'a> {
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        if self.rest.len() < len {
-            return Err("record payload ends early".to_owned());
-        }
-        let (taken, rest) = self.rest.split_at(len);
+        let (taken, rest) = (self.rest.split_at_checked(len))
+            .ok_or_else(|| "record payload ends early".to_owned())?;
         self.rest = rest;
         Ok(taken)
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(bytes))
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (taken, rest) = (self.rest.split_first_chunk::<N>())
+            .ok_or_else(|| "record payload ends early".to_owned())?;
+        self.rest = rest;
+        Ok(*taken)
     }
 
     fn name(&mut self) -> Result<PackageName<'a>, String> {
-        let len = self.byte()?;
+        let [len] = self.array()?;
         let bytes = self.take(usize::from(len))?;
         PackageName::new(bytes).ok_or_else(|| "a name that is not a valid package name".to_owned())
     }

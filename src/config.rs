@@ -194,10 +194,12 @@ impl Config {
             shutdown_timeout: values.duration("shutdown-timeout")?,
             data_dir,
             fsync: values.parse("fsync", "'always' or 'never'", |v| v.parse().ok())?,
-            log_format: values.parse("log-format", "'text' or 'json'", |v| v.parse().ok())?,
-            log_level: values.parse("log-level", "error, warn, info or debug", |v| {
-                v.parse().ok()
-            })?,
+            log_format: values.parse("log-format", "'text' or 'json'", log::Format::from_name)?,
+            log_level: values.parse(
+                "log-level",
+                "error, warn, info or debug",
+                log::Level::from_name,
+            )?,
         })
     }
 }

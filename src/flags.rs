@@ -1,27 +1,8 @@
-//! One small command-line parser for the server and its tools.
-//!
-//! A [`CommandLine`] is a table of [`Flag`]s, and its rules are the server's
-//! (`docs/command-line.md#how-flags-are-read`) for every program:
-//!
-//! - `--name value` or `--name=value`; a switch (`--table`) takes no value;
-//!   a flag given a one-letter short form ([`Flag::short`]) is also
-//!   `-o value` or `-o=value`;
-//! - operands (`show NAME`, `load FILE`) are the arguments that are not
-//!   flags, as many as the command line's [`Operands`] allow; after `--`
-//!   every argument is an operand;
-//! - `-h`/`--help` and `-V`/`--version` end parsing and are reported;
-//! - an unknown flag, a missing value, a stray argument or a bad value is a
-//!   one-line [`UsageError`], and the program exits 2;
-//! - with an `env_prefix`, every flag (but those [`Flag::without_variable`])
-//!   is also read from the variable `<PREFIX><NAME>` (upper case, `-` as
-//!   `_`); a flag beats its variable, and a variable that is not UTF-8 is
-//!   bad usage;
-//! - arguments must be UTF-8 ([`utf8_args`]);
-//! - the flags' `--help` lines, defaults included, come from the same table.
-//!
-//! Values are strings until a program asks for one through [`Values`], whose
-//! typed getters (counts in a range, durations such as `500ms`, `HOST:PORT`
-//! addresses) word every mistake the same way:
+//! One small command-line parser for the server and its tools: a
+//! [`CommandLine`] is a table of [`Flag`]s read by the rules of
+//! `docs/command-line.md#how-flags-are-read`, and the `--help` lines come
+//! from the same table. Values stay strings until a program asks for one
+//! through [`Values`], whose typed getters word every mistake the same way:
 //! `invalid value 'V' for --name: expected ...`.
 
 use std::fmt;
@@ -65,12 +46,8 @@ impl Flag {
     /// A switch: on when given, off otherwise.
     pub const fn switch(name: &'static str, help: &'static str) -> Flag {
         Flag {
-            name,
-            default: "",
-            help,
             takes_value: false,
-            short: None,
-            from_variable: true,
+            ..Flag::value(name, "", help)
         }
     }
 
@@ -161,15 +138,25 @@ impl UsageError {
 }
 
 /// A tool's `main`: parses the process's arguments with `parse`, then
-/// prints `help()` or `program VERSION` (the workspace's version) and exits
-/// 0, reports a usage error and exits 2, or hands the settings to `run`.
+/// [`answer`]s.
 pub fn tool_main<T>(
     program: &str,
     parse: impl FnOnce(Vec<String>) -> Result<Parsed<T>, UsageError>,
     help: impl FnOnce() -> String,
     run: impl FnOnce(T) -> ExitCode,
 ) -> ExitCode {
-    match utf8_args().and_then(parse) {
+    answer(program, utf8_args().and_then(parse), help, run)
+}
+
+/// Prints `help()` or `program VERSION` (the workspace's version) and exits
+/// 0, reports a usage error and exits 2, or hands the settings to `run`.
+pub fn answer<T>(
+    program: &str,
+    parsed: Result<Parsed<T>, UsageError>,
+    help: impl FnOnce() -> String,
+    run: impl FnOnce(T) -> ExitCode,
+) -> ExitCode {
+    match parsed {
         Ok(Parsed::Run(settings)) => run(settings),
         Ok(Parsed::Help) => {
             print!("{}", help());
@@ -222,8 +209,7 @@ impl CommandLine {
                 continue;
             };
             if let Some(value) = env(&variable)? {
-                values.values[index] = value;
-                values.variables[index] = Some(variable);
+                values.values[index] = (value, Some(variable));
             }
         }
         let mut args = args.into_iter();
@@ -258,8 +244,7 @@ impl CommandLine {
                     None => return Err(UsageError(format!("flag '--{name}' needs a value"))),
                 },
             };
-            values.values[index] = value;
-            values.variables[index] = None;
+            values.values[index] = (value, None);
         }
         if let Operands::One(name) = self.operands {
             if values.operands.is_empty() {
@@ -358,21 +343,28 @@ const SWITCH_ON: &str = "on";
 /// variable, else the default; empty when none gave one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Values {
-    names: Vec<&'static str>,
-    values: Vec<String>,
-    /// The variable each value came from, when one did.
-    variables: Vec<Option<String>>,
+    flags: &'static [Flag],
+    /// Each flag's value, and the variable it came from when one did.
+    values: Vec<(String, Option<String>)>,
     operands: Vec<String>,
 }
 
 impl Values {
-    fn defaults(flags: &[Flag]) -> Values {
+    fn defaults(flags: &'static [Flag]) -> Values {
         Values {
-            names: flags.iter().map(|f| f.name).collect(),
-            values: flags.iter().map(|f| f.default.to_string()).collect(),
-            variables: vec![None; flags.len()],
+            flags,
+            values: flags
+                .iter()
+                .map(|f| (f.default.to_string(), None))
+                .collect(),
             operands: Vec::new(),
         }
+    }
+
+    /// The value of `--name` and the variable it came from, if any.
+    fn entry(&self, name: &str) -> Option<&(String, Option<String>)> {
+        let index = self.flags.iter().position(|f| f.name == name)?;
+        self.values.get(index)
     }
 
     fn add_operand(&mut self, allowed: Operands, operand: String) -> Result<(), UsageError> {
@@ -394,11 +386,7 @@ impl Values {
 
     /// The value of `--name` as given; empty when there is none.
     pub fn get(&self, name: &str) -> &str {
-        self.names
-            .iter()
-            .position(|&n| n == name)
-            .and_then(|i| self.values.get(i))
-            .map_or("", String::as_str)
+        self.entry(name).map_or("", |(value, _)| value)
     }
 
     /// The value of `--name`; `None` when there is none.
@@ -422,7 +410,7 @@ impl Values {
     ) -> Result<T, UsageError> {
         let value = self.get(name);
         parse(value).ok_or_else(|| {
-            let from = match self.variable(name) {
+            let from = match self.entry(name).and_then(|(_, variable)| variable.as_ref()) {
                 Some(variable) => format!("{variable} (--{name})"),
                 None => format!("--{name}"),
             };
@@ -430,12 +418,6 @@ impl Values {
                 "invalid value '{value}' for {from}: expected {expected}"
             ))
         })
-    }
-
-    /// The variable the value of `--name` came from, if it came from one.
-    fn variable(&self, name: &str) -> Option<&str> {
-        let index = self.names.iter().position(|&n| n == name)?;
-        self.variables.get(index)?.as_deref()
     }
 
     /// A whole number within `range`.

@@ -20,7 +20,6 @@
 use crate::json;
 use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
-use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,112 +44,50 @@ pub enum Level {
 }
 
 impl Level {
-    fn as_str(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-        }
+    /// The level `--log-level` names, if any.
+    pub(crate) fn from_name(name: &str) -> Option<Level> {
+        [Level::Error, Level::Warn, Level::Info, Level::Debug]
+            .into_iter()
+            .find(|level| level.to_string() == name)
     }
 }
 
 impl Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        })
     }
 }
 
 impl Format {
-    fn as_str(self) -> &'static str {
-        match self {
-            Format::Text => "text",
-            Format::Json => "json",
-        }
+    /// The format `--log-format` names, if any.
+    pub(crate) fn from_name(name: &str) -> Option<Format> {
+        [Format::Text, Format::Json]
+            .into_iter()
+            .find(|format| format.to_string() == name)
     }
 }
 
 impl Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        })
     }
 }
 
-/// A `--log-level` or `--log-format` value that is not one of the known names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseError {
-    what: &'static str,
-    given: String,
-    expected: &'static str,
-}
-
-impl Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown log {} {:?} (expected {})",
-            self.what, self.given, self.expected
-        )
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-impl FromStr for Level {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Level, ParseError> {
-        match s {
-            "error" => Ok(Level::Error),
-            "warn" => Ok(Level::Warn),
-            "info" => Ok(Level::Info),
-            "debug" => Ok(Level::Debug),
-            _ => Err(ParseError {
-                what: "level",
-                given: s.to_owned(),
-                expected: "error, warn, info or debug",
-            }),
-        }
-    }
-}
-
-impl FromStr for Format {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Format, ParseError> {
-        match s {
-            "text" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            _ => Err(ParseError {
-                what: "format",
-                given: s.to_owned(),
-                expected: "text or json",
-            }),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Settings {
-    format: Format,
-    level: Level,
-}
-
-const DEFAULT_SETTINGS: Settings = Settings {
-    format: Format::Text,
-    level: Level::Info,
-};
-
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-fn settings() -> Settings {
-    *SETTINGS.get().unwrap_or(&DEFAULT_SETTINGS)
-}
+/// The format and level, once set.
+static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
 /// Sets the process-wide format and level. Only the first call has an
 /// effect; it returns `false` when logging was already initialised.
 pub(crate) fn init(format: Format, level: Level) -> bool {
-    SETTINGS.set(Settings { format, level }).is_ok()
+    SETTINGS.set((format, level)).is_ok()
 }
 
 /// How JSON writes a field's value.
@@ -228,10 +165,7 @@ as_text!(
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
 pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
-    let Settings {
-        format,
-        level: max_level,
-    } = settings();
+    let (format, max_level) = *SETTINGS.get().unwrap_or(&(Format::Text, Level::Info));
     if level > max_level {
         return;
     }
@@ -271,51 +205,35 @@ fn format_event(
     msg: &str,
     fields: &[(&str, &dyn FieldValue)],
 ) -> String {
+    let json = format == Format::Json;
     let mut line = String::with_capacity(128);
-    let mut timestamp = String::with_capacity(24);
-    write_timestamp(since_epoch, &mut timestamp);
+    line.push_str(if json { "{\"ts\":\"" } else { "ts=" });
+    write_timestamp(since_epoch, &mut line);
+    let _ = match format {
+        Format::Text => write!(line, " level={level} msg="),
+        Format::Json => write!(line, "\",\"level\":\"{level}\",\"msg\":"),
+    };
+    json::write_string(&mut line, msg);
     // A value is rendered into a reused scratch buffer because it must be
     // inspected (text) or escaped (JSON) before it is written.
     let mut value = String::new();
-    match format {
-        Format::Text => {
-            line.push_str("ts=");
-            line.push_str(&timestamp);
-            line.push_str(" level=");
-            line.push_str(level.as_str());
-            line.push_str(" msg=");
-            json::write_string(&mut line, msg);
-            for (key, field) in fields {
-                value.clear();
-                field.write_to(&mut value);
-                line.push(' ');
-                line.push_str(key);
-                line.push('=');
-                write_text_value(&value, &mut line);
-            }
+    for (key, field) in fields {
+        value.clear();
+        let shape = field.write_to(&mut value);
+        if !json {
+            let _ = write!(line, " {key}=");
+            write_text_value(&value, &mut line);
+            continue;
         }
-        Format::Json => {
-            line.push_str("{\"ts\":\"");
-            line.push_str(&timestamp);
-            line.push_str("\",\"level\":\"");
-            line.push_str(level.as_str());
-            line.push_str("\",\"msg\":");
-            json::write_string(&mut line, msg);
-            for (key, field) in fields {
-                value.clear();
-                let shape = field.write_to(&mut value);
-                line.push(',');
-                json::write_string(&mut line, key);
-                line.push(':');
-                match shape {
-                    Shape::Bare => line.push_str(&value),
-                    Shape::Text => json::write_string(&mut line, &value),
-                }
-            }
-            line.push('}');
+        line.push(',');
+        json::write_string(&mut line, key);
+        line.push(':');
+        match shape {
+            Shape::Bare => line.push_str(&value),
+            Shape::Text => json::write_string(&mut line, &value),
         }
     }
-    line.push('\n');
+    line.push_str(if json { "}\n" } else { "\n" });
     line
 }
 
@@ -554,18 +472,14 @@ mod tests {
 
     #[test]
     fn parses_levels_and_formats() {
-        assert_eq!("error".parse(), Ok(Level::Error));
-        assert_eq!("warn".parse(), Ok(Level::Warn));
-        assert_eq!("info".parse(), Ok(Level::Info));
-        assert_eq!("debug".parse(), Ok(Level::Debug));
-        assert_eq!("text".parse(), Ok(Format::Text));
-        assert_eq!("json".parse(), Ok(Format::Json));
-        let error = "INFO".parse::<Level>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown log level \"INFO\" (expected error, warn, info or debug)"
-        );
-        assert!("xml".parse::<Format>().is_err());
+        assert_eq!(Level::from_name("error"), Some(Level::Error));
+        assert_eq!(Level::from_name("warn"), Some(Level::Warn));
+        assert_eq!(Level::from_name("info"), Some(Level::Info));
+        assert_eq!(Level::from_name("debug"), Some(Level::Debug));
+        assert_eq!(Format::from_name("text"), Some(Format::Text));
+        assert_eq!(Format::from_name("json"), Some(Format::Json));
+        assert_eq!(Level::from_name("INFO"), None);
+        assert_eq!(Format::from_name("xml"), None);
         assert_eq!(Level::Debug.to_string(), "debug");
         assert_eq!(Format::Json.to_string(), "json");
     }

@@ -1,22 +1,11 @@
 //! Server metrics: lock-free counters, gauges and histograms, rendered in the
-//! Prometheus text exposition format 0.0.4.
+//! Prometheus text exposition format 0.0.4 (the series:
+//! `docs/admin-http.md#the-metrics`).
 //!
 //! Recording is a handful of relaxed atomic adds with no lock and no
-//! allocation, so it can sit on the per-request path. Consistency between
-//! series is only as good as a scrape needs: each value is read once while
-//! rendering, and a histogram's `_count` is the sum of its own buckets, so it
-//! always equals the `+Inf` bucket even while requests are being recorded.
-//!
-//! Histogram buckets (upper bounds, seconds):
-//! - request duration: 25µs, 50µs, 100µs, 250µs, 500µs, 1ms, 2.5ms, 5ms,
-//!   10ms, 25ms, 50ms, 100ms, 250ms, 500ms, 1s — an in-memory command takes
-//!   microseconds, one waiting on the index lock or an fsync milliseconds;
-//! - fsync duration: 100µs … 10s in the same 1-2.5-5 steps, from a fast NVMe
-//!   flush to a disk in trouble.
-//!
-//! `process_start_time_seconds` is the moment [`Metrics::new`] ran (create it
-//! first thing at startup); the other `process_*` gauges are read from
-//! `/proc/self` at each scrape and left out where it is unreadable.
+//! allocation, so it can sit on the per-request path. Each value is read once
+//! while rendering, and a histogram's `_count` is the sum of its own buckets,
+//! so it always equals the `+Inf` bucket even while requests are recorded.
 
 use crate::procfs::{process_cpu_seconds, process_status};
 use crate::protocol::{Command, Response};
@@ -25,67 +14,25 @@ use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
-const MICROSECOND: u64 = 1_000;
-const MILLISECOND: u64 = 1_000_000;
-
+/// Request duration bucket bounds, in microseconds: an in-memory command
+/// takes microseconds, one waiting on the index lock milliseconds.
 const REQUEST_BUCKETS: [u64; 15] = [
-    25 * MICROSECOND,
-    50 * MICROSECOND,
-    100 * MICROSECOND,
-    250 * MICROSECOND,
-    500 * MICROSECOND,
-    MILLISECOND,
-    2_500 * MICROSECOND,
-    5 * MILLISECOND,
-    10 * MILLISECOND,
-    25 * MILLISECOND,
-    50 * MILLISECOND,
-    100 * MILLISECOND,
-    250 * MILLISECOND,
-    500 * MILLISECOND,
-    NANOS_PER_SECOND,
+    25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
 ];
-
+/// Fsync duration bucket bounds, in microseconds: from a fast NVMe flush to
+/// a disk in trouble.
 const FSYNC_BUCKETS: [u64; 16] = [
-    100 * MICROSECOND,
-    250 * MICROSECOND,
-    500 * MICROSECOND,
-    MILLISECOND,
-    2_500 * MICROSECOND,
-    5 * MILLISECOND,
-    10 * MILLISECOND,
-    25 * MILLISECOND,
-    50 * MILLISECOND,
-    100 * MILLISECOND,
-    250 * MILLISECOND,
-    500 * MILLISECOND,
-    NANOS_PER_SECOND,
-    2_500 * MILLISECOND,
-    5 * NANOS_PER_SECOND,
-    10 * NANOS_PER_SECOND,
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+    5000000, 10000000,
 ];
 
-/// `command` label values, indexed by [`command_slot`].
+/// `command` label values, in the order of [`Command`], then `invalid`.
 const COMMAND_LABELS: [&str; 4] = ["index", "remove", "query", "invalid"];
-/// `result` label values, indexed by [`result_slot`].
+/// `result` label values, in the order of [`Response`].
 const RESULT_LABELS: [&str; 3] = ["ok", "fail", "error"];
 
 fn command_slot(command: Option<Command>) -> usize {
-    match command {
-        Some(Command::Index) => 0,
-        Some(Command::Remove) => 1,
-        Some(Command::Query) => 2,
-        None => 3,
-    }
-}
-
-fn result_slot(response: Response) -> usize {
-    match response {
-        Response::Ok => 0,
-        Response::Fail => 1,
-        Response::Error => 2,
-    }
+    command.map_or(COMMAND_LABELS.len() - 1, |command| command as usize)
 }
 
 /// Why an accepted connection was closed at once instead of served.
@@ -101,19 +48,8 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 3] = [
-        RejectReason::Limit,
-        RejectReason::Resources,
-        RejectReason::Fds,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            RejectReason::Limit => "limit",
-            RejectReason::Resources => "resources",
-            RejectReason::Fds => "fds",
-        }
-    }
+    /// `reason` label values, in the order of [`RejectReason`].
+    const LABELS: [&str; 3] = ["limit", "resources", "fds"];
 }
 
 /// The durable log's figures, supplied by whoever owns it.
@@ -131,11 +67,13 @@ pub struct IndexGauges {
     pub dependencies: u64,
 }
 
-fn nanos(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+/// Nanoseconds as seconds, for a sample: integer nanoseconds over 1e9
+/// print as the exact decimal (`0.000025`, `2.5`, `1`).
+fn seconds(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
 }
 
-/// A histogram over fixed bucket bounds in nanoseconds. Each observation
+/// A histogram over fixed bucket bounds in microseconds. Each observation
 /// increments exactly one (non-cumulative) slot; rendering accumulates.
 struct Histogram<const N: usize> {
     bounds: &'static [u64; N],
@@ -154,79 +92,33 @@ impl<const N: usize> Histogram<N> {
         }
     }
 
-    fn observe(&self, elapsed: Duration) {
-        self.observe_many(elapsed, 1);
-    }
-
     /// Observes `elapsed` `times` times: two atomic additions for any count.
-    fn observe_many(&self, elapsed: Duration, times: u64) {
-        let value = nanos(elapsed);
+    fn observe(&self, elapsed: Duration, times: u64) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         // Prometheus buckets count values <= their bound.
-        let slot = self.bounds.partition_point(|&bound| bound < value);
-        self.within
-            .get(slot)
-            .unwrap_or(&self.beyond_last)
-            .fetch_add(times, Relaxed);
+        let slot = self.bounds.partition_point(|&bound| bound * 1000 < nanos);
+        let count = self.within.get(slot).unwrap_or(&self.beyond_last);
+        count.fetch_add(times, Relaxed);
         self.sum_nanos
-            .fetch_add(value.saturating_mul(times), Relaxed);
+            .fetch_add(nanos.saturating_mul(times), Relaxed);
     }
 
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
-    /// or a rendered label list such as `command="index"`.
+    /// or a rendered label list and its comma, such as `command="index",`.
     fn render(&self, name: &str, labels: &str, out: &mut String) -> fmt::Result {
-        let separator = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (bound, count) in self.bounds.iter().zip(&self.within) {
             cumulative += count.load(Relaxed);
-            writeln!(
-                out,
-                "{name}_bucket{{{labels}{separator}le=\"{}\"}} {cumulative}",
-                Seconds(*bound)
-            )?;
+            let le = seconds(bound * 1000);
+            writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}")?;
         }
         cumulative += self.beyond_last.load(Relaxed);
-        writeln!(
-            out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {cumulative}"
-        )?;
-        let sum = Seconds(self.sum_nanos.load(Relaxed));
-        if labels.is_empty() {
-            writeln!(out, "{name}_sum {sum}")?;
-            writeln!(out, "{name}_count {cumulative}")
-        } else {
-            writeln!(out, "{name}_sum{{{labels}}} {sum}")?;
-            writeln!(out, "{name}_count{{{labels}}} {cumulative}")
-        }
-    }
-}
-
-/// Nanoseconds displayed as exact decimal seconds (`0.000025`, `1`), so
-/// bucket bounds and sums carry no float rounding noise.
-struct Seconds(u64);
-
-impl Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let whole = self.0 / NANOS_PER_SECOND;
-        let fraction = self.0 % NANOS_PER_SECOND;
-        if fraction == 0 {
-            return write!(f, "{whole}");
-        }
-        let digits = format!("{fraction:09}");
-        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
-    }
-}
-
-/// An `f64` sample value spelled the way the exposition format wants.
-struct Float(f64);
-
-impl Display for Float {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            value if value.is_nan() => f.write_str("NaN"),
-            value if value == f64::INFINITY => f.write_str("+Inf"),
-            value if value == f64::NEG_INFINITY => f.write_str("-Inf"),
-            value => write!(f, "{value}"),
-        }
+        writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}")?;
+        let sum = seconds(self.sum_nanos.load(Relaxed));
+        let labels = labels.strip_suffix(',').map(|l| format!("{{{l}}}"));
+        let labels = labels.unwrap_or_default();
+        writeln!(out, "{name}_sum{labels} {sum}")?;
+        writeln!(out, "{name}_count{labels} {cumulative}")
     }
 }
 
@@ -242,7 +134,7 @@ pub(crate) struct RequestTally {
 impl RequestTally {
     /// Counts one answered request line (see [`Metrics::record_request`]).
     pub(crate) fn count(&mut self, command: Option<Command>, response: Response) {
-        let cell = &mut self.counts[command_slot(command)][result_slot(response)];
+        let cell = &mut self.counts[command_slot(command)][response as usize];
         *cell = cell.saturating_add(1);
     }
 }
@@ -256,7 +148,7 @@ pub struct Metrics {
     // Signed so a mismatched close shows up as a negative value rather
     // than as 2^64 - 1.
     connections_active: AtomicI64,
-    connections_rejected: [AtomicU64; RejectReason::ALL.len()],
+    connections_rejected: [AtomicU64; RejectReason::LABELS.len()],
     durability_errors: AtomicU64,
     log_bytes: AtomicU64,
     log_appends: AtomicU64,
@@ -286,7 +178,7 @@ impl Metrics {
             request_durations: std::array::from_fn(|_| Histogram::new(&REQUEST_BUCKETS)),
             connections_total: AtomicU64::new(0),
             connections_active: AtomicI64::new(0),
-            connections_rejected: [const { AtomicU64::new(0) }; RejectReason::ALL.len()],
+            connections_rejected: [const { AtomicU64::new(0) }; RejectReason::LABELS.len()],
             durability_errors: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
             log_appends: AtomicU64::new(0),
@@ -302,8 +194,8 @@ impl Metrics {
     /// did not name a valid command (label `invalid`).
     pub fn record_request(&self, command: Option<Command>, response: Response, elapsed: Duration) {
         let command = command_slot(command);
-        self.requests[command][result_slot(response)].fetch_add(1, Relaxed);
-        self.request_durations[command].observe(elapsed);
+        self.requests[command][response as usize].fetch_add(1, Relaxed);
+        self.request_durations[command].observe(elapsed, 1);
     }
 
     /// Publishes a batch's requests and empties `tally`: every request in it
@@ -319,7 +211,7 @@ impl Metrics {
                 }
             }
             if requests > 0 {
-                self.request_durations[command].observe_many(elapsed, requests);
+                self.request_durations[command].observe(elapsed, requests);
             }
         }
     }
@@ -371,7 +263,7 @@ impl Metrics {
 
     /// One fsync (or fdatasync) took `elapsed`.
     pub fn record_fsync(&self, elapsed: Duration) {
-        self.fsync_durations.observe(elapsed);
+        self.fsync_durations.observe(elapsed, 1);
     }
 
     /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
@@ -383,164 +275,164 @@ impl Metrics {
     }
 
     fn write_exposition(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
-        self.write_labelled(out)?;
-        self.write_unlabelled(index, out)?;
-        write_process_metrics(out)
-    }
-
-    /// The families whose samples carry labels (or buckets).
-    fn write_labelled(&self, out: &mut String) -> fmt::Result {
         const REQUESTS: &str = "package_indexer_requests_total";
-        family(
-            out,
-            REQUESTS,
-            "counter",
-            "Request lines answered, by command and answer.",
-        )?;
+        let help = "Request lines answered, by command and answer.";
+        family(out, REQUESTS, "counter", help)?;
         for (command, results) in COMMAND_LABELS.iter().zip(&self.requests) {
             for (result, count) in RESULT_LABELS.iter().zip(results) {
-                writeln!(
-                    out,
-                    "{REQUESTS}{{command=\"{command}\",result=\"{result}\"}} {}",
-                    count.load(Relaxed)
-                )?;
+                let labels = format!("command=\"{command}\",result=\"{result}\"");
+                writeln!(out, "{REQUESTS}{{{labels}}} {}", count.load(Relaxed))?;
             }
         }
-
         const DURATION: &str = "package_indexer_request_duration_seconds";
-        family(
-            out,
-            DURATION,
-            "histogram",
-            "Time from the start of a request's batch to its answers being ready.",
-        )?;
+        let help = "Time from the start of a request's batch to its answers being ready.";
+        family(out, DURATION, "histogram", help)?;
         for (command, histogram) in COMMAND_LABELS.iter().zip(&self.request_durations) {
-            histogram.render(DURATION, &format!("command=\"{command}\""), out)?;
+            histogram.render(DURATION, &format!("command=\"{command}\","), out)?;
         }
-
         const REJECTED: &str = "package_indexer_connections_rejected_total";
-        family(
-            out,
-            REJECTED,
-            "counter",
-            "Connections closed at once without being served, by reason.",
-        )?;
-        for reason in RejectReason::ALL {
+        let help = "Connections closed at once without being served, by reason.";
+        family(out, REJECTED, "counter", help)?;
+        for (reason, count) in RejectReason::LABELS.iter().zip(&self.connections_rejected) {
             writeln!(
                 out,
-                "{REJECTED}{{reason=\"{}\"}} {}",
-                reason.label(),
-                self.connections_rejected[reason as usize].load(Relaxed)
+                "{REJECTED}{{reason=\"{reason}\"}} {}",
+                count.load(Relaxed)
             )?;
         }
-
         const FSYNC: &str = "package_indexer_fsync_duration_seconds";
-        family(
-            out,
-            FSYNC,
-            "histogram",
-            "Time taken by each fsync of durable state.",
-        )?;
+        let help = "Time taken by each fsync of durable state.";
+        family(out, FSYNC, "histogram", help)?;
         self.fsync_durations.render(FSYNC, "", out)?;
-
         const BUILD_INFO: &str = "package_indexer_build_info";
-        family(
-            out,
-            BUILD_INFO,
-            "gauge",
-            "Always 1; the version and the git commit built are in the labels.",
-        )?;
+        let help = "Always 1; the version and the git commit built are in the labels.";
+        family(out, BUILD_INFO, "gauge", help)?;
+        let (version, commit) = (env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT"));
         writeln!(
             out,
-            "{BUILD_INFO}{{version=\"{}\",commit=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION"),
-            env!("BUILD_GIT_COMMIT")
-        )
-    }
+            "{BUILD_INFO}{{version=\"{version}\",commit=\"{commit}\"}} 1"
+        )?;
 
-    /// The families of one unlabelled sample each, the index's size among
-    /// them.
-    fn write_unlabelled(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
-        let started = Float(self.started.as_millis() as f64 / 1000.0);
-        let snapshot = Float(f64::from_bits(
-            self.last_snapshot_seconds_bits.load(Relaxed),
-        ));
-        let unlabelled: [(&str, &str, &str, &dyn Display); 12] = [
+        let load = |value: &AtomicU64| value.load(Relaxed);
+        let snapshot = f64::from_bits(load(&self.last_snapshot_seconds_bits));
+        let status = process_status("self");
+        let (cpu, fds) = (process_cpu_seconds("self"), open_fds());
+        let max_fds = OpenFilesLimit::current().ok().map(|limit| limit.soft);
+        let series: [(&str, &str, &str, Option<&dyn Display>); 18] = [
             (
                 "package_indexer_connections_total",
                 "counter",
                 "Connections accepted and served.",
-                &self.connections_total.load(Relaxed),
+                Some(&load(&self.connections_total)),
             ),
             (
                 "package_indexer_connections_active",
                 "gauge",
                 "Connections being served now.",
-                &self.connections_active.load(Relaxed),
+                Some(&self.connections_active.load(Relaxed)),
             ),
             (
                 "package_indexer_packages",
                 "gauge",
                 "Packages in the index.",
-                &index.packages,
+                Some(&index.packages),
             ),
             (
                 "package_indexer_dependencies",
                 "gauge",
                 "Dependency edges in the index.",
-                &index.dependencies,
+                Some(&index.dependencies),
             ),
             (
                 "package_indexer_durability_errors_total",
                 "counter",
                 "Failed writes, syncs or compactions of durable state.",
-                &self.durability_errors.load(Relaxed),
+                Some(&load(&self.durability_errors)),
             ),
             (
                 "package_indexer_log_bytes",
                 "gauge",
                 "Size of the durable log on disk.",
-                &self.log_bytes.load(Relaxed),
+                Some(&load(&self.log_bytes)),
             ),
             (
                 "package_indexer_max_connections",
                 "gauge",
                 "Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
-                &self.max_connections.load(Relaxed),
+                Some(&load(&self.max_connections)),
             ),
             (
                 "package_indexer_max_line_bytes",
                 "gauge",
                 "Longest request line accepted, newline included (--max-line-bytes).",
-                &self.max_line_bytes.load(Relaxed),
+                Some(&load(&self.max_line_bytes)),
             ),
             (
                 "package_indexer_log_appends_total",
                 "counter",
                 "Changes appended to the durable log.",
-                &self.log_appends.load(Relaxed),
+                Some(&load(&self.log_appends)),
             ),
             (
                 "package_indexer_log_writes_total",
                 "counter",
                 "write(2) batches that carried the appended changes to the log.",
-                &self.log_writes.load(Relaxed),
+                Some(&load(&self.log_writes)),
             ),
             (
                 "package_indexer_last_snapshot_timestamp_seconds",
                 "gauge",
                 "Unix time of the last completed snapshot; 0 if none.",
-                &snapshot,
+                Some(&snapshot),
             ),
             (
                 "process_start_time_seconds",
                 "gauge",
                 "Start time of the process since the Unix epoch.",
-                &started,
+                Some(&(self.started.as_millis() as f64 / 1000.0)),
+            ),
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent, in seconds.",
+                cpu.as_ref().map(|s| s as &dyn Display),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size.",
+                status.virtual_bytes.as_ref().map(|b| b as &dyn Display),
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size.",
+                status.resident_bytes.as_ref().map(|b| b as &dyn Display),
+            ),
+            (
+                "process_open_fds",
+                "gauge",
+                "Open file descriptors.",
+                fds.as_ref().map(|n| n as &dyn Display),
+            ),
+            (
+                "process_max_fds",
+                "gauge",
+                "Most file descriptors the process may open.",
+                max_fds.as_ref().map(|n| n as &dyn Display),
+            ),
+            (
+                "process_threads",
+                "gauge",
+                "OS threads in the process.",
+                status.threads.as_ref().map(|n| n as &dyn Display),
             ),
         ];
-        for (name, kind, help, value) in unlabelled {
-            simple(out, name, kind, help, value)?;
+        for (name, kind, help, value) in series {
+            if let Some(value) = value {
+                family(out, name, kind, help)?;
+                writeln!(out, "{name} {value}")?;
+            }
         }
         Ok(())
     }
@@ -550,79 +442,6 @@ impl Metrics {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} {kind}")
-}
-
-/// Writes a family made of one unlabelled sample.
-fn simple(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: impl Display,
-) -> fmt::Result {
-    family(out, name, kind, help)?;
-    writeln!(out, "{name} {value}")
-}
-
-/// The `process_*` gauges that `/proc/self` can provide, each left out
-/// when it cannot be read.
-fn write_process_metrics(out: &mut String) -> fmt::Result {
-    if let Some(seconds) = process_cpu_seconds("self") {
-        simple(
-            out,
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time spent, in seconds.",
-            Float(seconds),
-        )?;
-    }
-    let status = process_status("self");
-    if let Some(bytes) = status.virtual_bytes {
-        simple(
-            out,
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size.",
-            bytes,
-        )?;
-    }
-    if let Some(bytes) = status.resident_bytes {
-        simple(
-            out,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size.",
-            bytes,
-        )?;
-    }
-    if let Some(count) = open_fds() {
-        simple(
-            out,
-            "process_open_fds",
-            "gauge",
-            "Open file descriptors.",
-            count,
-        )?;
-    }
-    if let Ok(limit) = OpenFilesLimit::current() {
-        simple(
-            out,
-            "process_max_fds",
-            "gauge",
-            "Most file descriptors the process may open.",
-            limit.soft,
-        )?;
-    }
-    if let Some(count) = status.threads {
-        simple(
-            out,
-            "process_threads",
-            "gauge",
-            "OS threads in the process.",
-            count,
-        )?;
-    }
-    Ok(())
 }
 
 fn open_fds() -> Option<u64> {
@@ -1101,15 +920,12 @@ mod tests {
     }
 
     #[test]
-    fn seconds_and_floats_are_spelled_for_prometheus() {
-        assert_eq!(Seconds(0).to_string(), "0");
-        assert_eq!(Seconds(25_000).to_string(), "0.000025");
-        assert_eq!(Seconds(2_500_000_000).to_string(), "2.5");
-        assert_eq!(Seconds(1).to_string(), "0.000000001");
-        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
-        assert_eq!(Float(f64::NEG_INFINITY).to_string(), "-Inf");
-        assert_eq!(Float(f64::NAN).to_string(), "NaN");
-        assert_eq!(Float(0.25).to_string(), "0.25");
+    fn seconds_are_spelled_exactly() {
+        assert_eq!(seconds(0).to_string(), "0");
+        assert_eq!(seconds(25_000).to_string(), "0.000025");
+        assert_eq!(seconds(2_500_000_000).to_string(), "2.5");
+        assert_eq!(seconds(1).to_string(), "0.000000001");
+        assert_eq!(seconds(123_456_789_012_345).to_string(), "123456.789012345");
     }
 
     #[test]

@@ -153,19 +153,6 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {
     })
 }
 
-impl Request<'_> {
-    /// Appends the request's wire form, newline included.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        // The dependencies field is already comma-joined: one item.
-        write_request(
-            out,
-            self.command,
-            self.package.as_str(),
-            &[self.dependencies.as_str()],
-        );
-    }
-}
-
 /// Appends the wire form of a request, newline included:
 /// `COMMAND|package|dep,dep`. Nothing is checked, so clients can send
 /// names the server refuses.
@@ -201,7 +188,7 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, Command::Index, "a", &["b", "c"]);
         write_request::<&str>(&mut out, Command::Query, "a", &[]);
-        parse_line(b"REMOVE|x|").unwrap().encode(&mut out);
+        write_request::<&str>(&mut out, Command::Remove, "x", &[]);
         assert_eq!(out, b"INDEX|a|b,c\nQUERY|a|\nREMOVE|x|\n");
     }
 

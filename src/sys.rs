@@ -1,25 +1,12 @@
 //! The system calls the standard library does not offer, and the crate's
-//! only `unsafe` code: each call is declared here by hand (production code
-//! uses the standard library only) and each `unsafe` block says why it is
-//! sound. The layouts and constants are those of Linux on x86_64 and
-//! aarch64, identical in glibc and musl.
+//! only `unsafe` code: each call is declared here by hand and each `unsafe`
+//! block says why it is sound. Layouts and constants are those of Linux on
+//! x86_64 and aarch64, identical in glibc and musl.
 //!
-//! Signals: `SIGTERM` and `SIGINT` stop the server; `SIGHUP`, `SIGUSR1` and
-//! `SIGUSR2` are collected too, so that their default action (ending the
-//! process) never runs, and the caller logs and ignores them. All five are
-//! handled synchronously, without handlers: they are blocked in every
-//! thread (the mask is inherited, so [`block_signals`] runs on the main
-//! thread before any other thread exists) and one thread collects them with
-//! `sigtimedwait(2)`. No code ever runs in signal context, so the shutdown logic
-//! is ordinary Rust.
-//!
-//! Sockets and limits: the clock-tick rate of the CPU times the kernel
-//! reports ([`clock_ticks_per_second`]), the listen backlog
-//! ([`set_listen_backlog`]), the
-//! open-files limit ([`OpenFilesLimit`]), TCP keepalive
-//! ([`set_tcp_keepalive`]) and a send that never waits
-//! ([`send_nonblocking`]), each in a section of its own below; and a cache
-//! prefetch hint ([`prefetch`]) for the index's staged lookups.
+//! Signals are handled without handlers: the five collected ones are
+//! blocked in every thread (the mask is inherited, so [`block_signals`]
+//! runs before any other thread exists) and one thread takes them with
+//! `sigtimedwait(2)`, so no code ever runs in signal context.
 
 use std::fmt;
 use std::io;
@@ -112,7 +99,7 @@ impl fmt::Display for Signal {
 
 crate::log::as_text!(Signal);
 
-/// Proof that the collected signals are blocked; [`wait`](Self::wait)
+/// Proof that the collected signals are blocked; [`wait_for`](Self::wait_for)
 /// takes them one at a time.
 pub struct Signals {
     set: SigSet,
@@ -148,38 +135,18 @@ pub fn block_signals() -> io::Result<Signals> {
 }
 
 impl Signals {
-    /// Blocks the calling thread until one of the collected signals arrives
-    /// and consumes it. Call it again to wait for the next one.
-    pub fn wait(&self) -> io::Result<Signal> {
-        loop {
-            if let Some(signal) = self.take(None)? {
-                return Ok(signal);
-            }
-        }
-    }
-
-    /// Like [`wait`](Self::wait), but gives up after `timeout` (a zero
+    /// Takes one collected signal, waiting at most `timeout` (a zero
     /// timeout only takes a signal already pending); `None` when none came.
     pub fn wait_for(&self, timeout: Duration) -> io::Result<Option<Signal>> {
-        self.take(Some(timeout))
-    }
-
-    /// Takes one collected signal, waiting at most `timeout` (forever with
-    /// `None`).
-    fn take(&self, timeout: Option<Duration>) -> io::Result<Option<Signal>> {
-        let timeout = timeout.map(|timeout| Timespec {
+        let timeout = Timespec {
             seconds: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
             nanoseconds: i64::from(timeout.subsec_nanos()),
-        });
-        let timeout_ptr = timeout
-            .as_ref()
-            .map_or(std::ptr::null(), |timeout| timeout as *const Timespec);
+        };
         loop {
-            // SAFETY: `self.set` is an initialised signal set and
-            // `timeout_ptr` null (wait forever) or pointing at a valid
-            // timespec that outlives the call; a null `info` asks for no
-            // details, which the function allows.
-            let signum = unsafe { sigtimedwait(&self.set, std::ptr::null_mut(), timeout_ptr) };
+            // SAFETY: `self.set` is an initialised signal set and `timeout`
+            // a valid timespec that outlives the call; a null `info` asks
+            // for no details, which the function allows.
+            let signum = unsafe { sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
             if signum < 0 {
                 let error = io::Error::last_os_error();
                 match error.raw_os_error() {
@@ -188,15 +155,10 @@ impl Signals {
                     _ => return Err(error),
                 }
             }
-            return COLLECTED
-                .iter()
-                .find(|&&(number, _)| number == signum)
-                .map(|&(_, signal)| Some(signal))
-                .ok_or_else(|| {
-                    io::Error::other(format!(
-                        "sigtimedwait returned signal {signum}, which was not requested"
-                    ))
-                });
+            // Only the collected signals are in the set.
+            if let Some(&(_, signal)) = COLLECTED.iter().find(|&&(number, _)| number == signum) {
+                return Ok(Some(signal));
+            }
         }
     }
 }
@@ -631,8 +593,8 @@ mod readiness {
                 c_int::try_from(millis).unwrap_or(c_int::MAX)
             }
         };
-        let count = c_ulong::try_from(fds.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"))?;
+        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
+        let count = fds.len() as c_ulong;
         // SAFETY: `fds` is an exclusively borrowed slice of `count`
         // `#[repr(C)]` `struct pollfd` values that outlives the call; the
         // kernel writes only their `revents` fields and keeps no pointer. A

@@ -115,10 +115,9 @@ proptest! {
     }
 }
 
-/// An empty or 256-byte name once reached the index through its public
-/// API and was stored with a length byte of 0, the mark of a free slot:
-/// `index` answered `Added`, `query` then `NotFound`, and the invariants
-/// broke. Such a name can no longer be made, so it cannot be handed over.
+/// An empty or 256-byte name would be stored with a length byte of 0, the
+/// mark of a free slot (`index` answering `Added`, `query` then `NotFound`):
+/// such a name cannot be made, so it cannot be handed over.
 #[test]
 fn names_the_index_cannot_keep_cannot_be_made() {
     assert_eq!(PackageName::new(b""), None);

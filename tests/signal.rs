@@ -13,6 +13,10 @@
 
 use package_indexer::{block_signals, Signal};
 use std::process::Command;
+use std::time::Duration;
+
+/// Far longer than a signal sent to the process itself takes to arrive.
+const WAIT: Duration = Duration::from_secs(10);
 
 extern "C" fn block_before_main() {
     if let Err(error) = block_signals() {
@@ -45,10 +49,10 @@ fn process_directed_signals_are_collected_in_order() {
     let signals = block_signals().unwrap();
 
     send_to_self("TERM");
-    assert_eq!(signals.wait().unwrap(), Signal::Terminate);
+    assert_eq!(signals.wait_for(WAIT).unwrap(), Some(Signal::Terminate));
 
     send_to_self("INT");
-    assert_eq!(signals.wait().unwrap(), Signal::Interrupt);
+    assert_eq!(signals.wait_for(WAIT).unwrap(), Some(Signal::Interrupt));
 
     for (name, signal) in [
         ("HUP", Signal::Hangup),
@@ -56,6 +60,6 @@ fn process_directed_signals_are_collected_in_order() {
         ("USR2", Signal::User2),
     ] {
         send_to_self(name);
-        assert_eq!(signals.wait().unwrap(), signal, "{name}");
+        assert_eq!(signals.wait_for(WAIT).unwrap(), Some(signal), "{name}");
     }
 }

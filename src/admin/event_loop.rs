@@ -310,16 +310,12 @@ fn receive_head(
 /// Just past the blank line ending a head: `\r\n\r\n`, or `\n\n` from
 /// clients that end lines with a bare `\n`.
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len()).find_map(|at| {
-        let rest = &bytes[at..];
-        if rest.starts_with(b"\r\n\r\n") {
-            Some(at + 4)
-        } else if rest.starts_with(b"\n\n") {
-            Some(at + 2)
-        } else {
-            None
-        }
-    })
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4);
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|at| at + 2);
+    crlf.into_iter().chain(lf).min()
 }
 
 /// Writes what the socket takes now; once all is sent, ends the stream.

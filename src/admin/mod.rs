@@ -1,73 +1,24 @@
 //! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and the
-//! operator's `/v1` API (`/v1/packages/NAME`, `/v1/export`), written on the
-//! standard library alone.
-//!
-//! It speaks just enough HTTP/1.1 for probes and Prometheus: one `GET` or
-//! `HEAD` per connection, answered with `Content-Length` and
-//! `Connection: close`; 404 for an unknown path, 405 with `Allow` for any
-//! other method, 400 for a malformed request line. A request head over
-//! [`MAX_REQUEST_BYTES`], or not received within [`REQUEST_DEADLINE`], is
-//! closed without an answer. The admin server shares nothing with the
-//! protocol listener but what [`AdminState`] hands it.
+//! operator's `/v1` API, on the standard library alone. What it answers,
+//! and its limits, are in `docs/admin-http.md`.
 //!
 //! # One thread, one `poll(2)` loop: no client can starve it
 //!
-//! A single thread runs an event loop over non-blocking sockets: the
-//! listener, every connection still sending its head or receiving its
-//! answer, and one end of a socket pair whose other end
-//! [`AdminServer::stop`] closes to end the loop. A stalled request head
-//! therefore costs one file descriptor and a buffer of at most
-//! [`MAX_REQUEST_BYTES`], not a thread, so [`MAX_CONNECTIONS`] (4,096)
-//! connections may be pending at once; when that many are, the oldest is
-//! closed to make room for the newcomer rather than turning the newcomer
-//! away. A probe's head usually arrives right behind its connect and is
-//! answered the moment it does, so to push a probe out a client would have
-//! to open 4,096 connections within those few milliseconds; holding stalled
-//! heads and renewing them, however many, only pushes out its own.
+//! One thread polls the listener, every connection still sending its head
+//! or receiving its answer, and one end of a socket pair whose other end
+//! [`AdminServer::stop`] closes. A stalled head costs a descriptor and at
+//! most [`AdminLimits::max_request_bytes`], not a thread, so thousands may
+//! wait at once; when the set is full the oldest is closed for the
+//! newcomer. A probe's head arrives right behind its connect and is
+//! answered at once, so clients renewing stalled heads push out each
+//! other, not the probes. `poll` rather than `epoll`: the set is rebuilt
+//! from the connections each turn, with no registration to keep in step,
+//! and a turn over the full set costs about a quarter of a millisecond.
 //!
-//! Every connection has one deadline, [`REQUEST_DEADLINE`] after its accept,
-//! for sending its head and receiving its answer: trickling bytes or reading
-//! slowly does not extend it. Answers are written without blocking; bytes
-//! the socket cannot take yet wait in the connection until it is writable.
-//! When `accept` fails (out of file descriptors, say) the listener is left
-//! out of the poll set for 50 ms, so the loop neither spins nor stops
-//! serving the connections it has.
-//!
-//! The design it replaces, a thread per connection capped at 64, lost to 64
-//! clients renewing stalled heads: every place costs a thread and its stack,
-//! so the cap could only move, not go away. `poll` rather than `epoll`: each
-//! turn passes over the whole set, about a quarter of a millisecond at the
-//! 4,096 cap and a few microseconds for the usual handful, and in exchange
-//! the set is rebuilt from the connections each turn with no registration
-//! to keep in step with them; `epoll` would pay off only with far more
-//! connections. With 4,000 stalled heads renewed 4,000 times a second,
-//! `/healthz` still answers in under 2 ms.
-//!
-//! # Routes
-//!
-//! `route` maps a path to a `Reply` with a complete body, computed on the
-//! loop thread; so a route must answer in microseconds without waiting on
-//! anything a client controls (`/metrics` counts the index under its read
-//! lock, which writers hold for microseconds, and reads `/proc`). A
-//! panicking route answers 500 and the loop goes on.
-//!
-//! A route whose answer takes longer does not run on the loop, where many
-//! such requests in one turn would hold up every probe behind them: it
-//! returns a `Job`, and `Connection::advance` a `Progress::HandOff`
-//! carrying it, on which the loop drops the connection from its set and
-//! hands a duplicate of its socket, made blocking, with the job to a
-//! worker thread. Two routes do: `/v1/packages/NAME`, whose scan of the
-//! index takes milliseconds at a million packages (tens under load), and
-//! `/v1/export`, a second and tens of megabytes. At most [`MAX_JOBS`]
-//! workers of each kind run at once; a job beyond them is answered 503
-//! with `Retry-After` on the loop. A worker produces the whole answer
-//! first, so it is sent with its exact `Content-Length` like every other
-//! answer, and its writes carry [`JOB_WRITE_STALL`] as their timeout: a
-//! client that takes no bytes for that long is cut off (the head's
-//! deadline does not apply to the answer of a job, which may take longer
-//! than that to send in full).
-//! [`AdminServer::stop`] shuts the workers' sockets down, which ends their
-//! writes at once, and joins them.
+//! Routes answer on the loop with a complete body, so they must take
+//! microseconds; the two that take longer (`/v1/packages/NAME`, `/v1/export`)
+//! return a job, which a worker thread produces and sends on a blocking
+//! duplicate of the socket, so it never holds up a probe.
 
 mod event_loop;
 mod reply;
@@ -86,22 +37,6 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// Time a client has, from its accept, to send its whole request head and
-/// receive its answer (`docs/admin-http.md#limits-and-timeouts`).
-pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// Largest request head accepted, its closing blank line included
-/// (`docs/admin-http.md#limits-and-timeouts`).
-pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Admin connections pending at once; a newcomer beyond it closes the
-/// oldest. Each holds one file descriptor.
-pub(crate) const MAX_CONNECTIONS: usize = 4096;
-/// Worker threads answering jobs of one kind at once: inspections
-/// (`/v1/packages/NAME`) and exports (`/v1/export`, each of which holds a
-/// copy of the index and its text while it runs).
-pub(crate) const MAX_JOBS: usize = 2;
-/// How long a job's client may take no bytes before it is cut off.
-pub(crate) const JOB_WRITE_STALL: Duration = Duration::from_secs(10);
-
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
     /// Answer of `/readyz`: set once the server accepts connections, cleared
@@ -115,25 +50,31 @@ pub struct AdminState {
     pub store: Arc<OnceLock<Store>>,
 }
 
-/// Bounds on what one admin client may cost. [`AdminLimits::default`] holds the
-/// production values; tests shorten them.
+/// Bounds on what admin clients may cost
+/// (`docs/admin-http.md#limits-and-timeouts`). [`AdminLimits::default`]
+/// holds the production values; tests shorten them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdminLimits {
+    /// From the accept to the last byte of an answer made on the loop.
     pub request_deadline: Duration,
+    /// The request head, its closing blank line included.
     pub max_request_bytes: usize,
+    /// Connections on the loop at once; a newcomer closes the oldest.
     pub max_connections: usize,
+    /// Workers of one kind (inspections, exports) at once.
     pub max_jobs: usize,
+    /// How long a job's client may take no bytes before it is cut off.
     pub job_write_stall: Duration,
 }
 
 impl Default for AdminLimits {
     fn default() -> AdminLimits {
         AdminLimits {
-            request_deadline: REQUEST_DEADLINE,
-            max_request_bytes: MAX_REQUEST_BYTES,
-            max_connections: MAX_CONNECTIONS,
-            max_jobs: MAX_JOBS,
-            job_write_stall: JOB_WRITE_STALL,
+            request_deadline: Duration::from_secs(5),
+            max_request_bytes: 8 * 1024,
+            max_connections: 4096,
+            max_jobs: 2,
+            job_write_stall: Duration::from_secs(10),
         }
     }
 }

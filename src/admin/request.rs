@@ -11,12 +11,11 @@ pub(super) fn percent_decode(text: &str) -> Option<Vec<u8>> {
             continue;
         }
         let hex = [bytes.next()?, bytes.next()?];
-        let hex = std::str::from_utf8(&hex).ok()?;
         // from_str_radix would take a sign: only hex digits will do.
-        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
-        decoded.push(u8::from_str_radix(hex, 16).ok()?);
+        decoded.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
     }
     Some(decoded)
 }
@@ -35,18 +34,16 @@ pub(super) enum RequestLine<'a> {
     Malformed,
 }
 
-/// Reads `METHOD TARGET HTTP/1.x`. The target may be in origin-form
-/// (`/path?query`) or absolute-form (`http://host:port/path?query`, also
-/// `https`), whose host is ignored as RFC 9112 §3.2.2 asks; asterisk-form
-/// (`*`) and authority-form (`host:port`) are well-formed only with the
-/// methods they belong to, `OPTIONS` and `CONNECT`, which get 405 like any
-/// other method; with `GET` or `HEAD` they are malformed.
+/// Reads `METHOD TARGET HTTP/1.x`. The target is in origin form
+/// (`/path?query`) or absolute form (`http://host:port/path?query`, also
+/// `https`, whose host is ignored as RFC 9112 §3.2.2 asks): the two forms
+/// a server must accept for these methods. Any other target is malformed.
 pub(super) fn parse_request_line(line: &[u8]) -> RequestLine<'_> {
     let Ok(line) = std::str::from_utf8(line) else {
         return RequestLine::Malformed;
     };
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
+    let (Some(method), Some(target), Some("HTTP/1.1" | "HTTP/1.0"), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return RequestLine::Malformed;
@@ -55,99 +52,37 @@ pub(super) fn parse_request_line(line: &[u8]) -> RequestLine<'_> {
         && method
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    let version_is_known = version == "HTTP/1.1" || version == "HTTP/1.0";
-    if !method_is_token || !version_is_known {
-        return RequestLine::Malformed;
-    }
-    match (method, Target::parse(target)) {
-        ("GET" | "HEAD", Some(Target::Path(path))) => RequestLine::Get {
+    match (method, target_path(target)) {
+        (_, None) => RequestLine::Malformed,
+        _ if !method_is_token => RequestLine::Malformed,
+        ("GET" | "HEAD", Some(path)) => RequestLine::Get {
             path,
             head_only: method == "HEAD",
         },
-        ("GET" | "HEAD", _) | (_, None) => RequestLine::Malformed,
-        (_, Some(Target::Path(_)))
-        | ("OPTIONS", Some(Target::Asterisk))
-        | ("CONNECT", Some(Target::Authority)) => RequestLine::OtherMethod,
-        (_, Some(Target::Asterisk | Target::Authority)) => RequestLine::Malformed,
+        _ => RequestLine::OtherMethod,
     }
 }
 
-/// The request-target forms of RFC 9112 §3.2.
-#[derive(Debug, PartialEq, Eq)]
-enum Target<'a> {
-    /// Origin-form or absolute-form: the path, without its query.
-    Path(&'a str),
-    /// `*`.
-    Asterisk,
-    /// `host:port`.
-    Authority,
-}
-
-impl Target<'_> {
-    fn parse(target: &str) -> Option<Target<'_>> {
-        if target.starts_with('/') {
-            return Some(Target::Path(without_query(target)));
+/// The path a target in origin or absolute form names, without its query;
+/// `None` for any other target.
+fn target_path(target: &str) -> Option<&str> {
+    let path_and_query = if target.starts_with('/') {
+        target
+    } else {
+        let (scheme, rest) = target.split_once("://")?;
+        let known = ["http", "https"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme));
+        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        // A user name in the authority is an error (RFC 9110 §4.2.4).
+        if !known || authority.is_empty() || authority.contains('@') {
+            return None;
         }
-        if target == "*" {
-            return Some(Target::Asterisk);
-        }
-        if let Some(rest) = strip_web_scheme(target) {
-            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, path_and_query) = rest.split_at(authority_end);
-            parse_authority(authority)?;
-            let path = without_query(path_and_query);
-            // `http://host` and `http://host?query` ask for the root.
-            return Some(Target::Path(if path.is_empty() { "/" } else { path }));
-        }
-        // Authority-form needs the port; without one it is no form at all.
-        parse_authority(target)?.map(|_port| Target::Authority)
-    }
-}
-
-fn without_query(path_and_query: &str) -> &str {
-    let end = path_and_query.find('?').unwrap_or(path_and_query.len());
-    &path_and_query[..end]
-}
-
-/// `target` after `http://` or `https://` (the scheme in any case).
-fn strip_web_scheme(target: &str) -> Option<&str> {
-    ["http://", "https://"].into_iter().find_map(|scheme| {
-        let head = target.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme)
-            .then(|| &target[scheme.len()..])
-    })
-}
-
-/// Checks `host[:port]` (RFC 3986 §3.2.2-3, without user information, which
-/// RFC 9110 §4.2.4 says to treat as an error) and returns its port, if any.
-/// The host is a name or IPv4 address of URI characters, or a bracketed IP
-/// literal; it must not be empty (RFC 9110 §4.2.1).
-fn parse_authority(authority: &str) -> Option<Option<&str>> {
-    let (host_ok, port) = match authority.strip_prefix('[') {
-        Some(literal) => {
-            let (address, after) = literal.split_once(']')?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':')?),
-            };
-            let address_ok = address
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-            (!address.is_empty() && address_ok, port)
-        }
-        None => {
-            let (host, port) = match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            let name_ok = host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
-            (!host.is_empty() && name_ok, port)
-        }
+        path
     };
-    let port_ok = port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
-    (host_ok && port_ok).then_some(port)
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    // `http://host` and `http://host?query` ask for the root.
+    Some(if path.is_empty() { "/" } else { path })
 }
 
 #[cfg(test)]
@@ -164,27 +99,22 @@ mod tests {
     }
 
     #[test]
-    fn request_targets_parse_into_their_forms() {
-        assert_eq!(Target::parse("/a?b"), Some(Target::Path("/a")));
-        assert_eq!(
-            Target::parse("http://h:1/a/b?c"),
-            Some(Target::Path("/a/b"))
-        );
-        assert_eq!(Target::parse("https://h"), Some(Target::Path("/")));
-        assert_eq!(Target::parse("*"), Some(Target::Asterisk));
-        assert_eq!(Target::parse("h:1"), Some(Target::Authority));
-        assert_eq!(Target::parse("[::1]:1"), Some(Target::Authority));
+    fn targets_in_origin_and_absolute_form_give_their_path() {
+        assert_eq!(target_path("/a?b"), Some("/a"));
+        assert_eq!(target_path("http://h:1/a/b?c"), Some("/a/b"));
+        assert_eq!(target_path("HTTPS://h"), Some("/"));
+        assert_eq!(target_path("http://h?x"), Some("/"));
         for invalid in [
             "",
             "h",
-            "h:x",
+            "*",
+            "h:1",
+            "[::1]:1",
             "http://",
             "http://u@h/",
-            "[::1",
-            "[]:1",
             "ftp://h/",
         ] {
-            assert_eq!(Target::parse(invalid), None, "{invalid}");
+            assert_eq!(target_path(invalid), None, "{invalid}");
         }
     }
 }

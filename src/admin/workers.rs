@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-/// What a job beyond [`MAX_JOBS`] is told: wait a second, then ask again.
+/// What a job beyond [`AdminLimits::max_jobs`] is told: wait a second, then ask again.
 const JOB_RETRY_AFTER: &str = "Retry-After: 1\r\n";
 
 /// The threads answering jobs, each with a duplicate of its client's

@@ -17,7 +17,7 @@ mod load;
 mod repair;
 mod show;
 
-use crate::flags::{CommandLine, Parsed, Values};
+use crate::flags::{CommandLine, Values};
 use std::process::ExitCode;
 
 /// One subcommand.
@@ -64,21 +64,16 @@ impl Subcommand {
     /// Parses `args` (those after the subcommand's name) and runs it; help,
     /// version and bad usage are answered here.
     pub(crate) fn run(&self, args: Vec<String>) -> ExitCode {
-        match self
+        let parsed = self
             .command_line
-            .parse(args, crate::flags::process_variable)
-        {
-            Ok(Parsed::Run(values)) => (self.run)(&values),
-            Ok(Parsed::Help) => {
-                print!("{}", self.help());
-                ExitCode::SUCCESS
-            }
-            Ok(Parsed::Version) => {
-                println!("package-indexer {}", env!("CARGO_PKG_VERSION"));
-                ExitCode::SUCCESS
-            }
-            Err(error) => error.report(&format!("package-indexer {}", self.name)),
-        }
+            .parse(args, crate::flags::process_variable);
+        let program = format!("package-indexer {}", self.name);
+        crate::flags::answer(
+            &program,
+            parsed,
+            || self.help(),
+            |values| (self.run)(&values),
+        )
     }
 
     fn help(&self) -> String {

@@ -1,16 +1,6 @@
-//! `package-indexer repair --data-dir D`: cuts a stopped server's data
-//! directory back to the longest history it can still replay, so that a
-//! start loads it. Each damaged file is cut at its first bad record after
-//! the cut bytes are saved beside it as `FILE.cut-OFFSET`; it says how many
-//! records each cut dropped and how many in all, then checks the directory
-//! again as `check` does. It never deletes a snapshot, and never replaces a
-//! missing file other than the newest log. The rules, case by case, are
-//! those of the durability module's repair.
-//!
-//! Exit 0 when a start now loads the directory (nothing to repair
-//! included), 1 when it could not get there (a missing file it does not
-//! replace, a file it cannot read or write, a server holding the directory,
-//! a directory that does not exist), 2 for bad usage.
+//! `package-indexer repair --data-dir D` (`docs/command-line.md#repair`):
+//! prints each change `durability::repair` makes, then checks the directory
+//! again as `check` does.
 
 use super::check::{data_dir, print_report, report_error, COMMAND_LINE};
 use super::Subcommand;
@@ -25,26 +15,11 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     summary: "cut a stopped server's damaged --data-dir to what still replays; keeps the cut bytes",
     details: "Keeps the longest history the data directory can still replay, judged by the
 same code as a server start, and saves every byte it cuts off a file beside
-it as FILE.cut-OFFSET (exactly the bytes from OFFSET on) before rewriting
-the file atomically. It prints each cut with the records it dropped (intact
-ones, and damaged stretches counted one each), the total, and a check of
-the result. Keep a copy of the directory first.
-
-- Damage in a log: cut at the first bad record; every later log is cut to
-  its header (its changes cannot be replayed without the ones cut).
-- Damage in a snapshot: cut at the first bad record and closed with an end
-  marker for the packages before it (a snapshot is never deleted); the
-  logs after it replay onto the shorter state, and are cut at the first
-  change it refuses.
-- A damaged header: replaced by a fresh one; the whole file is saved.
-- The newest log missing (named by the snapshot or by the seal of the log
-  before it): what it held is lost; the seal naming it is cut off, or an
-  empty log is created after the snapshot.
-- Any other missing file (a log between two others, the snapshot before
-  the first log): nothing is changed, exit 1. Restore it from a backup; if
-  it is lost for good, move the files after it out of the directory and
-  run repair again.
-- A torn last record is left for the next start, which cuts it by itself.
+it as FILE.cut-OFFSET before rewriting the file atomically. It prints each
+cut with the records it dropped, the total, and a check of the result. It
+never deletes a snapshot, and changes nothing for a missing file other than
+the newest log. Keep a copy of the directory first. The rules, case by case:
+docs/durability.md#repair.
 
 Exit status: 0 when a start now loads the directory (also when there was
 nothing to repair); 1 when it could not get there, or the directory does

@@ -1,38 +1,20 @@
-//! The on-disk encoding shared by log and snapshot files.
-//!
-//! A file is a 12-byte header (8-byte magic naming the file type, then the
-//! format version as u32 LE) followed by records. A record is
-//! `[u32 LE payload length][u32 LE CRC-32C of payload][payload]`; the payload
-//! is a kind byte and then:
-//!
-//! - `INDEX`: package name, u32 LE dependency count, each dependency name;
-//! - `REMOVE`: package name;
-//! - `SNAPSHOT_END`: u64 LE number of `INDEX` records before it (snapshots
-//!   end with it, so a cut-short snapshot is detected rather than loaded);
-//! - `SEAL` (version 2): u64 LE generation of the log that continues this
-//!   one. A rotation writes it as the last record of the log it leaves, so
-//!   recovery knows that the next log must exist.
-//!
-//! A name is a u8 length (1..=255) and that many bytes of a valid package
-//! name; a name that is not one is damage, like a bad checksum.
-//!
-//! Version 2 added the seal record; version 1 files (written before it) are
-//! read the same way.
+//! The on-disk encoding shared by log and snapshot files: a 12-byte header
+//! (magic, format version), then records framed by length and CRC-32C. The
+//! bytes are specified in `docs/durability.md#file-format`.
 
 use std::io;
 use std::ops::Range;
 
 use super::crc32c;
+use super::files::Kind;
 use crate::name::{Dependencies, PackageName};
 
 /// Bytes in a file header: magic then version.
 pub(super) const HEADER_LEN: usize = 12;
 /// Bytes before a record's payload: length then checksum.
 pub(super) const RECORD_HEADER_LEN: usize = 8;
-/// The format version this build writes.
+/// The format version this build writes, and the only one it reads.
 pub(super) const FORMAT_VERSION: u32 = 2;
-/// The oldest format version this build reads.
-pub(super) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Magic at the start of a write-ahead log file.
 pub(super) const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
 /// Magic at the start of a snapshot file.
@@ -85,6 +67,14 @@ pub(super) enum Record<'a> {
     },
 }
 
+/// The magic that starts every file of `kind`.
+pub(super) fn magic(kind: Kind) -> [u8; 8] {
+    match kind {
+        Kind::Log => LOG_MAGIC,
+        Kind::Snapshot => SNAPSHOT_MAGIC,
+    }
+}
+
 /// The header that starts every file of the given type.
 pub(super) fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
@@ -93,9 +83,9 @@ pub(super) fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
     header
 }
 
-/// Checks that `data` starts with a header of the expected type and a
-/// version this build understands, and returns that version; the error says
-/// what is wrong.
+/// Checks that `data` starts with a header of the expected type and the
+/// version this build reads, and returns that version; the error says what
+/// is wrong.
 pub(super) fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
     if data.len() < HEADER_LEN {
         return Err(format!(
@@ -111,10 +101,9 @@ pub(super) fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
         ));
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+    if version != FORMAT_VERSION {
         return Err(format!(
-            "unsupported format version {version} (this build reads versions \
-             {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
+            "unsupported format version {version} (this build reads version {FORMAT_VERSION})"
         ));
     }
     Ok(version)
@@ -166,20 +155,18 @@ pub(super) fn encode_index<'d>(
 
 /// Appends the record that closes a snapshot of `records` packages.
 pub(super) fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
-    encode_record(out, |out| {
-        out.push(KIND_SNAPSHOT_END);
-        out.extend_from_slice(&records.to_le_bytes());
-        Ok(())
-    })
+    encode_record(out, |out| push_u64_payload(out, KIND_SNAPSHOT_END, records))
 }
 
 /// Appends the record that seals a log: generation `next` continues it.
 pub(super) fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
-    encode_record(out, |out| {
-        out.push(KIND_SEAL);
-        out.extend_from_slice(&next.to_le_bytes());
-        Ok(())
-    })
+    encode_record(out, |out| push_u64_payload(out, KIND_SEAL, next))
+}
+
+fn push_u64_payload(out: &mut Vec<u8>, kind: u8, value: u64) -> io::Result<()> {
+    out.push(kind);
+    out.extend_from_slice(&value.to_le_bytes());
+    Ok(())
 }
 
 /// Frames the payload written by `write_payload` with its length and
@@ -219,18 +206,6 @@ fn push_name(out: &mut Vec<u8>, name: &str) -> io::Result<()> {
 
 fn invalid(reason: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, reason)
-}
-
-/// Decodes one payload (already checked against its CRC). Dependency names
-/// are collected into `dependencies`, a buffer the caller reuses between
-/// records so that decoding does not allocate per record.
-pub(super) fn decode<'p: 'v, 'v>(
-    payload: &'p [u8],
-    dependencies: &'v mut Vec<PackageName<'p>>,
-) -> Result<Record<'v>, String> {
-    dependencies.clear();
-    let decoded = decode_into(payload, dependencies)?;
-    Ok(decoded.record(dependencies))
 }
 
 /// A decoded payload whose dependency names were appended to a buffer
@@ -286,10 +261,10 @@ fn decode_payload<'p>(
     names: &mut Vec<PackageName<'p>>,
 ) -> Result<Decoded<'p>, String> {
     let mut reader = PayloadReader { rest: payload };
-    let decoded = match reader.byte()? {
+    let decoded = match reader.array::<1>()?[0] {
         KIND_INDEX => {
             let package = reader.name()?;
-            let count = reader.u32()?;
+            let count = u32::from_le_bytes(reader.array()?);
             let first = names.len();
             for _ in 0..count {
                 names.push(reader.name()?);
@@ -303,10 +278,10 @@ fn decode_payload<'p>(
             package: reader.name()?,
         })),
         KIND_SNAPSHOT_END => Decoded::Other(Record::SnapshotEnd {
-            records: reader.u64()?,
+            records: u64::from_le_bytes(reader.array()?),
         }),
         KIND_SEAL => Decoded::Other(Record::Seal {
-            next: reader.u64()?,
+            next: u64::from_le_bytes(reader.array()?),
         }),
         kind => return Err(format!("unknown record kind {kind}")),
     };
@@ -325,31 +300,21 @@ struct PayloadReader<'a> {
 
 impl<'a> PayloadReader<'a> {
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        if self.rest.len() < len {
-            return Err("record payload ends early".to_owned());
-        }
-        let (taken, rest) = self.rest.split_at(len);
+        let (taken, rest) = (self.rest.split_at_checked(len))
+            .ok_or_else(|| "record payload ends early".to_owned())?;
         self.rest = rest;
         Ok(taken)
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(bytes))
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (taken, rest) = (self.rest.split_first_chunk::<N>())
+            .ok_or_else(|| "record payload ends early".to_owned())?;
+        self.rest = rest;
+        Ok(*taken)
     }
 
     fn name(&mut self) -> Result<PackageName<'a>, String> {
-        let len = self.byte()?;
+        let [len] = self.array()?;
         let bytes = self.take(usize::from(len))?;
         PackageName::new(bytes).ok_or_else(|| "a name that is not a valid package name".to_owned())
     }
@@ -365,7 +330,8 @@ pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
     let Frame::Record { payload, .. } = next_frame(data, at) else {
         return None;
     };
-    let Ok(Record::SnapshotEnd { records }) = decode(payload, &mut Vec::new()) else {
+    let Ok(Decoded::Other(Record::SnapshotEnd { records })) = decode_into(payload, &mut Vec::new())
+    else {
         return None;
     };
     let records = usize::try_from(records).ok()?;
@@ -434,7 +400,8 @@ pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
 /// garbage is rejected after a few bytes and the search stays linear in
 /// practice.
 pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
-    let mut dependencies = Vec::new();
+    // Only the first record that decodes adds names: the search ends there.
+    let mut names = Vec::new();
     (from..data.len()).find(|&at| {
         let rest = &data[at..];
         let Some(header) = rest.get(..RECORD_HEADER_LEN) else {
@@ -445,7 +412,7 @@ pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
         let Some(payload) = rest[RECORD_HEADER_LEN..].get(..len) else {
             return false;
         };
-        len > 0 && decode(payload, &mut dependencies).is_ok() && crc32c::checksum(payload) == crc
+        len > 0 && decode_into(payload, &mut names).is_ok() && crc32c::checksum(payload) == crc
     })
 }
 
@@ -454,6 +421,16 @@ mod tests {
     use super::*;
     use crate::durability::tests::OwnedChange;
     use proptest::prelude::*;
+
+    /// Decodes one payload, its dependency names in `dependencies`.
+    fn decode<'p: 'v, 'v>(
+        payload: &'p [u8],
+        dependencies: &'v mut Vec<PackageName<'p>>,
+    ) -> Result<Record<'v>, String> {
+        dependencies.clear();
+        let decoded = decode_into(payload, dependencies)?;
+        Ok(decoded.record(dependencies))
+    }
 
     fn name() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._+@/-]{1,255}"
@@ -621,12 +598,11 @@ mod tests {
         assert_eq!(check_header(&good, LOG_MAGIC), Ok(FORMAT_VERSION));
         assert!(check_header(&good, SNAPSHOT_MAGIC).is_err());
         assert!(check_header(&good[..5], LOG_MAGIC).is_err());
-        let mut first = good;
-        first[8] = 1;
-        assert_eq!(check_header(&first, LOG_MAGIC), Ok(1));
-        let mut future = good;
-        future[8] = 3;
-        let reason = check_header(&future, LOG_MAGIC).unwrap_err();
-        assert!(reason.contains("version 3"), "{reason}");
+        for version in [1, 3] {
+            let mut other = good;
+            other[8] = version;
+            let reason = check_header(&other, LOG_MAGIC).unwrap_err();
+            assert!(reason.contains(&format!("version {version} ")), "{reason}");
+        }
     }
 }

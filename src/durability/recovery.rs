@@ -1,11 +1,7 @@
-//! Rebuilding the state from a data directory at start.
-//!
-//! Recovery never guesses. Everything is read and judged by a
-//! [`survey`] before anything is changed: the first problem
-//! it refuses (damage, a missing file) stops the start, naming the file and
-//! offset, and nothing is written. The only change a start ever makes is
-//! cutting a torn last record off the end of the log, after saving the cut
-//! bytes beside it.
+//! Rebuilding the state from a data directory at start. Everything is
+//! judged by a [`survey`] before anything is changed: the first problem it
+//! refuses stops the start and nothing is written. The only change a start
+//! makes on its own is cutting a torn last record, after saving its bytes.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -94,6 +90,8 @@ pub enum RecoveryError {
     },
     /// A file the state needs is not there.
     Missing { file: PathBuf, reason: String },
+    /// An offline tool was pointed at something that is not a directory.
+    NotADirectory { path: PathBuf, exists: bool },
 }
 
 impl fmt::Display for RecoveryError {
@@ -112,6 +110,14 @@ impl fmt::Display for RecoveryError {
             } => write!(f, "{}: damaged at byte {offset}: {reason}", file.display()),
             RecoveryError::Missing { file, reason } => {
                 write!(f, "{}: file is missing: {reason}", file.display())
+            }
+            RecoveryError::NotADirectory { path, exists } => {
+                let what = if *exists {
+                    "not a directory"
+                } else {
+                    "no such directory"
+                };
+                write!(f, "{}: {what}", path.display())
             }
         }
     }
@@ -146,13 +152,16 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => lock(dir),
-        Ok(_) => Err(io_error(dir)(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            "not a directory",
-        ))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io_error(dir)(
-            io::Error::new(io::ErrorKind::NotFound, "no such directory"),
-        )),
+        Ok(_) => Err(RecoveryError::NotADirectory {
+            path: dir.to_owned(),
+            exists: true,
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Err(RecoveryError::NotADirectory {
+                path: dir.to_owned(),
+                exists: false,
+            })
+        }
         Err(error) => Err(io_error(dir)(error)),
     }
 }

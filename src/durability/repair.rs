@@ -1,49 +1,9 @@
-//! Repairing a data directory offline (`package-indexer repair`): the
-//! directory is surveyed exactly as a start surveys it, cut at the first
-//! problem a start refuses, and surveyed again, until a start would load
-//! it.
-//!
-//! What is kept: the longest history the directory can still replay. What
-//! is dropped is never destroyed: every byte cut off a file is first saved
-//! beside it as `FILE.cut-OFFSET` (exactly the bytes from `OFFSET` to the
-//! old end), durably, and the file is then rewritten atomically (a
-//! temporary file, synced and renamed over it). A snapshot is never
-//! deleted. A rewritten file keeps its owner and mode (a created one gets
-//! the directory's owner), whoever runs the repair.
-//!
-//! - **Damage in a log** (bytes no crash explains, a record the index
-//!   refuses, a torn end that a later log continues): the log is cut at the
-//!   first bad record. Every later log is cut to its header: its changes
-//!   came after the lost ones and cannot be replayed without them. Cutting
-//!   keeps the files' names, so the chain of logs stays whole and the next
-//!   start seals the cut log as it finishes any interrupted rotation.
-//! - **Damage in a snapshot**: a snapshot is written dependencies first,
-//!   so its records before the damage form a closed set; it is cut there
-//!   and closed with a fresh end marker counting them. The logs after it
-//!   are kept, and replay onto the shorter state; a change it now refuses
-//!   (its dependency was in the lost part) is damage at that record, cut
-//!   in the next round.
-//! - **A damaged header**: the file keeps its name and gets a fresh header
-//!   (a snapshot also an end marker for zero packages); all of it is saved
-//!   as `FILE.cut-0`.
-//! - **The newest log missing** (the log a snapshot names with no log
-//!   after it, or the log the seal of the newest log names): whatever it
-//!   held is gone; nothing in the directory needs it. The seal that names
-//!   it is cut off (saved like any cut), or an empty log is created to
-//!   continue the snapshot.
-//! - **Any other missing file** (a log between two others, the log a
-//!   snapshot names when later logs exist, the snapshot before the first
-//!   log) is not repaired, and nothing is changed: dropping every later
-//!   file is a decision to make knowing whether a backup holds the missing
-//!   one. Restore it; or, if it is lost for good, move the files after it
-//!   out of the directory and run `repair` again.
-//!
-//! A torn last record is not damage: the next start cuts it itself (saving
-//! it as `FILE.torn-OFFSET`), so repair leaves it.
-//!
-//! Counting what was dropped: an intact record is one that still frames,
-//! checks and decodes; a damaged stretch (bytes between intact records, or
-//! a torn end) no longer says how many records it held, and counts as one.
+//! Repairing a data directory offline (`package-indexer repair`): surveyed
+//! exactly as a start surveys it, cut at the first problem a start refuses,
+//! and surveyed again, until a start would load it. What it does, case by
+//! case, is in `docs/durability.md#repair`. Every byte cut is first saved
+//! beside its file as `FILE.cut-OFFSET`, durably, and the file is then
+//! rewritten atomically; nothing is ever destroyed.
 
 use std::fmt;
 use std::fs::{self, File, Metadata};
@@ -137,22 +97,20 @@ impl fmt::Display for RepairError {
 pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examined, RepairError> {
     let _lock = recovery::lock_existing(dir)?;
     let mut previous: Option<Finding> = None;
-    for _ in 0..MAX_ROUNDS {
+    let mut round = 0;
+    loop {
         let examined = examine_locked(dir)?;
         // Checked before any cut, wherever it is: nothing is changed for
         // a directory that needs the operator's decision.
-        let needed = examined
-            .survey
-            .findings
-            .iter()
-            .find(|finding| finding.problem == Problem::Missing(Missing::Needed));
-        if let Some(needed) = needed {
-            return Err(RepairError::Missing(needed.clone()));
+        let findings = &examined.survey.findings;
+        let needed = Problem::Missing(Missing::Needed);
+        if let Some(finding) = findings.iter().find(|finding| finding.problem == needed) {
+            return Err(RepairError::Missing(finding.clone()));
         }
         let Some(refusal) = examined.survey.refusal().cloned() else {
             return Ok(examined);
         };
-        if previous.as_ref() == Some(&refusal) {
+        if round == MAX_ROUNDS || previous.as_ref() == Some(&refusal) {
             return Err(RepairError::Stuck(refusal));
         }
         let steps = match refusal.problem {
@@ -161,11 +119,7 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
         };
         steps.iter().for_each(&mut report);
         previous = Some(refusal);
-    }
-    let examined = examine_locked(dir)?;
-    match examined.survey.refusal() {
-        Some(refusal) => Err(RepairError::Stuck(refusal.clone())),
-        None => Ok(examined),
+        round += 1;
     }
 }
 
@@ -255,12 +209,8 @@ fn cut(
     } else {
         None
     };
-    let magic = match file.kind {
-        Kind::Log => record::LOG_MAGIC,
-        Kind::Snapshot => record::SNAPSHOT_MAGIC,
-    };
     let mut kept = if at < record::HEADER_LEN {
-        record::header(magic).to_vec()
+        record::header(record::magic(file.kind)).to_vec()
     } else {
         data[..at].to_vec()
     };

@@ -22,9 +22,9 @@ pub(super) fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64)
 }
 
 /// How large the log receiving appends may grow before writers wait for the
-/// compactor to rotate it: twice the size at which a compaction starts. A
-/// compaction's syncs take milliseconds, and churn at full speed writes tens
-/// of megabytes a second; without this bound the log outran it.
+/// compactor to rotate it: twice the size at which a compaction starts, so
+/// that churn at full speed (tens of megabytes a second) cannot outrun a
+/// compaction whose syncs take milliseconds.
 pub(crate) fn log_cap(snapshot_bytes: u64, at_least: u64) -> u64 {
     at_least.max(snapshot_bytes).saturating_mul(2)
 }

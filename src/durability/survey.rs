@@ -1,38 +1,15 @@
 //! Reading and judging the files of a data directory: the one place that
-//! decides what is damage. A start ([`super::recover`]) fails on the first
-//! problem it refuses; the offline `check` prints every finding; `repair`
-//! cuts at the first and surveys again.
+//! decides what is damage (the rules: `docs/durability.md#what-a-start-refuses`).
+//! A start ([`super::recover`]) fails on the first problem it refuses; the
+//! offline `check` prints every finding; `repair` cuts at the first and
+//! surveys again.
 //!
-//! The rules:
-//!
-//! - **Which files the state needs** is known from the files themselves:
-//!   the newest snapshot `snapshot-<g>` is continued by `log-<g>`, logs
-//!   follow each other without gaps, and a log that was left for the next
-//!   one ends with a seal naming it. A needed file that is missing is
-//!   refused, naming the file.
-//! - **A torn tail is only what no valid record follows.** A crash cuts
-//!   writes short at the end of the log, so invalid bytes followed by any
-//!   valid record (a frame that decodes and whose checksum matches, at any
-//!   offset) are damage, and so are invalid bytes at the end of a log that a
-//!   later log continues with anything past its header, and a version 2 log
-//!   ending without the seal of a rotation when a later log does. A
-//!   snapshot is complete before it gets its name: any invalid byte in it,
-//!   or a missing end marker, is damage.
-//! - **A change the index refuses is damage** at that record: the files do
-//!   not describe a state this server could have reached.
-//!
-//! A survey reads the files in the order a start replays them (the newest
-//! snapshot, then the logs from its generation on) and passes every change
-//! to `apply` until the first refused problem; from there it reads on
-//! without applying, so that it reports every damaged stretch of every file
-//! (resuming at the next valid record), and counts the records that a cut
-//! at the first damage of each file would drop. Problems that only follow
-//! from an earlier one in the same file (a snapshot's end marker counting
-//! the records lost before it) are not reported again.
-//!
-//! Each file is read whole (a snapshot of 1,000,000 packages is tens of
-//! megabytes, and a log is compacted before it outgrows the snapshot), which
-//! lets records be decoded in place without copying names.
+//! A survey reads the files in replay order and passes every change to
+//! `apply` until the first refused problem; from there it reads on without
+//! applying, so that it reports every damaged stretch of every file
+//! (resuming at the next valid record) and counts what a cut at each file's
+//! first damage would drop. Each file is read whole, so that records are
+//! decoded in place without copying names.
 
 use std::fmt;
 use std::fs;
@@ -342,27 +319,19 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
 
 /// The files of `listing` that play no part in the state from `base` on.
 fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
-    let leftover = |kind| {
-        move |file: &PathBuf| Leftover {
+    let stale = (listing.snapshots.iter().chain(&listing.logs))
+        .filter(|file| file.generation < base)
+        .map(|file| (&file.path, LeftoverKind::Stale));
+    let temporary = listing
+        .temporaries
+        .iter()
+        .map(|file| (file, LeftoverKind::Temporary));
+    let saved = listing.saved.iter().map(|file| (file, LeftoverKind::Saved));
+    (stale.chain(temporary).chain(saved))
+        .map(|(file, kind)| Leftover {
             file: file.clone(),
             kind,
-        }
-    };
-    let stale = listing
-        .snapshots
-        .iter()
-        .chain(&listing.logs)
-        .filter(|file| file.generation < base)
-        .map(|file| &file.path);
-    stale
-        .map(leftover(LeftoverKind::Stale))
-        .chain(
-            listing
-                .temporaries
-                .iter()
-                .map(leftover(LeftoverKind::Temporary)),
-        )
-        .chain(listing.saved.iter().map(leftover(LeftoverKind::Saved)))
+        })
         .collect()
 }
 
@@ -388,48 +357,41 @@ enum Scanned<'r> {
 }
 
 impl<F: Replay> Surveyor<'_, F> {
-    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
-        self.replaying = false;
+    /// Records a problem; any but a torn last record ends the replay.
+    fn found(&mut self, file: &Path, offset: Option<usize>, problem: Problem, reason: String) {
+        self.replaying &= problem == Problem::Torn;
         self.findings.push(Finding {
-            file: files::path(self.dir, kind, generation),
-            offset: None,
-            problem: Problem::Missing(missing),
+            file: file.to_owned(),
+            offset: offset.map(|at| at as u64),
+            problem,
             reason,
         });
+    }
+
+    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
+        let path = files::path(self.dir, kind, generation);
+        self.found(&path, None, Problem::Missing(missing), reason);
     }
 
     /// Damage found at `at` by a rule about the file's records: a problem
     /// of its own only if it is the file's first.
     fn damaged(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_some() {
-            return;
+        if file.damage.is_none() {
+            file.damage = Some(Damage {
+                offset: at as u64,
+                changes_before: file.changes,
+                stretches: 0,
+            });
+            self.found(&file.path, Some(at), Problem::Damaged, reason);
         }
-        file.damage = Some(Damage {
-            offset: at as u64,
-            changes_before: file.changes,
-            stretches: 0,
-        });
-        self.replaying = false;
-        self.findings.push(Finding {
-            file: file.path.clone(),
-            offset: Some(at as u64),
-            problem: Problem::Damaged,
-            reason,
-        });
     }
 
     /// Bytes from `at` that hold no intact record: each such stretch is a
     /// problem of its own.
     fn stretch(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_some() {
-            self.findings.push(Finding {
-                file: file.path.clone(),
-                offset: Some(at as u64),
-                problem: Problem::Damaged,
-                reason,
-            });
-        } else {
-            self.damaged(file, at, reason);
+        match &mut file.damage {
+            Some(_) => self.found(&file.path, Some(at), Problem::Damaged, reason),
+            None => self.damaged(file, at, reason),
         }
         if let Some(damage) = &mut file.damage {
             damage.stretches += 1;
@@ -437,22 +399,16 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 
     /// Passes the changes of `run` to `apply` while replaying, then counts
-    /// them as the file's: each one applied, and a change `apply` refuses
-    /// is damage at its offset (counted after the changes before it).
+    /// them as the file's; a change `apply` refuses is damage at its offset
+    /// (counted after the changes before it).
     fn flush(&mut self, file: &mut SurveyedFile, run: &mut Run<'_>) {
-        if run.changes.is_empty() {
-            return;
-        }
-        let replaying = self.replaying;
-        let applied = if replaying {
-            self.apply.apply(&run.changes)
-        } else {
-            Ok(())
-        };
-        let (applied, mut refused) = match applied {
-            Ok(()) => (run.changes.len(), None),
-            Err((at, reason)) => (at, Some((at, reason))),
-        };
+        let replaying = self.replaying && !run.changes.is_empty();
+        let refused = replaying
+            .then(|| self.apply.apply(&run.changes).err())
+            .flatten();
+        let applied = refused
+            .as_ref()
+            .map_or(run.changes.len(), |(place, _)| *place);
         if replaying {
             let counter = match file.kind {
                 Kind::Snapshot => &mut self.stats.snapshot_records,
@@ -460,38 +416,40 @@ impl<F: Replay> Surveyor<'_, F> {
             };
             *counter += applied as u64;
         }
-        for (place, &at) in run.offsets.iter().enumerate() {
-            if let Some((_, reason)) = refused.take_if(|(refused, _)| *refused == place) {
-                self.damaged(file, at, reason);
-            }
-            file.changes += 1;
+        file.changes += applied as u64;
+        if let Some((place, reason)) = refused {
+            self.damaged(file, run.offsets[place], reason);
         }
+        file.changes += (run.changes.len() - applied) as u64;
         run.offsets.clear();
         run.changes.clear();
     }
 
+    /// Reads `file` whole; `None` when its header is bad, which makes all
+    /// of it one damaged stretch (nothing in it can be framed).
     fn read(
         &mut self,
         file: &DataFile,
         kind: Kind,
-    ) -> Result<(Vec<u8>, SurveyedFile), RecoveryError> {
+    ) -> Result<Option<(Vec<u8>, SurveyedFile)>, RecoveryError> {
         let data = fs::read(&file.path).map_err(io_error(&file.path))?;
         self.stats.bytes += data.len() as u64;
-        let surveyed = SurveyedFile::new(file, kind, data.len());
-        Ok((data, surveyed))
+        let mut surveyed = SurveyedFile::new(file, kind, data.len());
+        match record::check_header(&data, record::magic(kind)) {
+            Ok(version) => surveyed.version = Some(version),
+            Err(reason) => {
+                self.stretch(&mut surveyed, 0, reason);
+                self.files.push(surveyed);
+                return Ok(None);
+            }
+        }
+        Ok(Some((data, surveyed)))
     }
 
     fn snapshot(&mut self, snapshot: &DataFile) -> Result<(), RecoveryError> {
-        let (data, mut file) = self.read(snapshot, Kind::Snapshot)?;
-        match record::check_header(&data, record::SNAPSHOT_MAGIC) {
-            Ok(version) => file.version = Some(version),
-            // Nothing in the file can be framed: all of it is one stretch.
-            Err(reason) => {
-                self.stretch(&mut file, 0, reason);
-                self.files.push(file);
-                return Ok(());
-            }
-        }
+        let Some((data, mut file)) = self.read(snapshot, Kind::Snapshot)? else {
+            return Ok(());
+        };
         if let Some(packages) = record::snapshot_packages(&data) {
             self.apply.expect(packages);
         }
@@ -530,24 +488,16 @@ impl<F: Replay> Surveyor<'_, F> {
 
     /// Surveys one log; `later` are the logs after it.
     fn log(&mut self, log: &DataFile, later: &[&DataFile]) -> Result<(), RecoveryError> {
-        let (data, mut file) = self.read(log, Kind::Log)?;
-        let version = match record::check_header(&data, record::LOG_MAGIC) {
-            Ok(version) => version,
-            // Nothing in the file can be framed: all of it is one stretch.
-            Err(reason) => {
-                self.stretch(&mut file, 0, reason);
-                self.files.push(file);
-                return Ok(());
-            }
+        let Some((data, mut file)) = self.read(log, Kind::Log)? else {
+            return Ok(());
         };
-        file.version = Some(version);
         let next = log.generation.next();
         let tail = scan(&data, |window| {
             self.judge_window(&mut file, window, |file, at, record| {
                 log_record(file, at, record, next)
             });
         });
-        self.log_end(&mut file, &data, version, tail, later)?;
+        self.log_end(&mut file, &data, tail, later)?;
         self.files.push(file);
         Ok(())
     }
@@ -604,36 +554,32 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
-    /// record, if any. A torn end, or a version 2 log ending without its
-    /// seal, is only possible when no later log holds anything (a crash
-    /// during a rotation); anything else is damage.
+    /// record, if any. A torn end, or a log ending without its seal, is
+    /// only possible when no later log holds anything (a crash during a
+    /// rotation); anything else is damage.
     fn log_end(
         &mut self,
         file: &mut SurveyedFile,
         data: &[u8],
-        version: u32,
         tail: Option<(usize, String)>,
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
         let sealed = file.seal_at.is_some();
         let tear = match tail {
-            None => None,
-            // Nothing is ever written to a log after its seal.
-            Some((offset, reason)) if sealed && file.damage.is_none() => {
-                self.stretch(file, offset, format!("{reason} after the log's seal"));
-                None
-            }
-            Some((offset, reason)) if file.damage.is_some() => {
+            Some((offset, reason)) if sealed || file.damage.is_some() => {
+                // Nothing is ever written to a log after its seal.
+                let reason = match file.damage {
+                    None => format!("{reason} after the log's seal"),
+                    Some(_) => reason,
+                };
                 self.stretch(file, offset, reason);
                 None
             }
-            Some((offset, reason)) => Some((offset, reason)),
+            tail => tail,
         };
-        let unsealed_end = !sealed && version >= 2 && file.damage.is_none();
-        let continued = if tear.is_some() || unsealed_end {
-            first_with_content(later)?
-        } else {
-            None
+        let continued = match !sealed && file.damage.is_none() {
+            true => first_with_content(later)?,
+            false => None,
         };
         match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {
@@ -655,17 +601,11 @@ impl<F: Replay> Surveyor<'_, F> {
     /// Records a torn last record: a start cuts it off and saves it.
     fn torn(&mut self, file: &mut SurveyedFile, data: &[u8], offset: usize, reason: String) {
         file.torn_at = Some(offset as u64);
-        self.findings.push(Finding {
-            file: file.path.clone(),
-            offset: Some(offset as u64),
-            problem: Problem::Torn,
-            reason: format!(
-                "{} bytes: {reason}; a start cuts them off, saving them as {}.{}{offset}",
-                data.len() - offset,
-                file_name(&file.path),
-                files::SAVED_TORN
-            ),
-        });
+        let (name, bytes) = (file_name(&file.path), data.len() - offset);
+        let saved_as = format!("{name}.{}{offset}", files::SAVED_TORN);
+        let what =
+            format!("{bytes} bytes: {reason}; a start cuts them off, saving them as {saved_as}");
+        self.found(&file.path, Some(offset), Problem::Torn, what);
         if self.tear.is_none() {
             self.tear = Some(Tear {
                 path: file.path.clone(),

@@ -137,7 +137,7 @@ impl CompactionSignal {
 
 /// What a compaction works on, shared by the compactor thread and whoever
 /// asks for one directly; one compaction runs at a time.
-pub(super) struct Compaction {
+pub(crate) struct Compaction {
     wal: Arc<Wal>,
     index: SharedIndex,
     observe: Arc<Observer>,
@@ -171,7 +171,7 @@ impl Compaction {
     /// Rotates the log, copies the index and writes the snapshot; reports
     /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`] and returns the
     /// same outcome.
-    pub(super) fn run(&self) -> io::Result<()> {
+    pub(crate) fn run(&self) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));

@@ -257,6 +257,7 @@ pub struct Metrics {
     connections_active: AtomicI64,
     connections_rejected: [AtomicU64; RejectReason::ALL.len()],
     durability_errors: AtomicU64,
+    data_dir_rewrites: AtomicU64,
     log_bytes: AtomicU64,
     log_appends: AtomicU64,
     log_writes: AtomicU64,
@@ -287,6 +288,7 @@ impl Metrics {
             connections_active: AtomicI64::new(0),
             connections_rejected: [const { AtomicU64::new(0) }; RejectReason::ALL.len()],
             durability_errors: AtomicU64::new(0),
+            data_dir_rewrites: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
             log_appends: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
@@ -342,6 +344,12 @@ impl Metrics {
     /// A write, fsync or compaction of durable state failed.
     pub fn durability_error(&self) {
         self.durability_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Files of the data directory were found gone or replaced and written
+    /// again from memory.
+    pub fn data_dir_rewritten(&self) {
+        self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
 
     /// The durable log's figures as of now: its size on disk, the changes
@@ -464,7 +472,7 @@ impl Metrics {
         let snapshot = Float(f64::from_bits(
             self.last_snapshot_seconds_bits.load(Relaxed),
         ));
-        let unlabelled: [(&str, &str, &str, &dyn Display); 12] = [
+        let unlabelled: [(&str, &str, &str, &dyn Display); 13] = [
             (
                 "package_indexer_connections_total",
                 "counter",
@@ -494,6 +502,12 @@ impl Metrics {
                 "counter",
                 "Failed writes, syncs or compactions of durable state.",
                 &self.durability_errors.load(Relaxed),
+            ),
+            (
+                "package_indexer_data_dir_rewrites_total",
+                "counter",
+                "Times files of the data directory were found missing and written again from memory.",
+                &self.data_dir_rewrites.load(Relaxed),
             ),
             (
                 "package_indexer_log_bytes",

@@ -23,8 +23,9 @@
 //! 3. When a batch leaves the log larger than its snapshot, the writer
 //!    signals the compactor, which rotates the log and copies the index
 //!    under the read lock, then writes the snapshot; older files are
-//!    deleted. Every second it also checks that the directory and the log
-//!    are still the files at their paths.
+//!    deleted. Every second it also checks that the directory, the log and
+//!    the snapshot are still the files at their paths, and writes them
+//!    again from the index when they are not.
 //! 4. [`Durable::close`] stops and joins the compactor, then writes and
 //!    syncs what is left of the log.
 //!
@@ -89,6 +90,14 @@ pub enum DurabilityEvent<'a> {
     /// A compaction failed; the log keeps every change, and it is tried
     /// again later.
     CompactionFailed(&'a io::Error),
+    /// The directory, the log or the snapshot was found gone or replaced
+    /// (`missing` says which), and the index was written as a fresh
+    /// snapshot and log, with nothing acknowledged meanwhile.
+    Restored {
+        missing: &'a str,
+        took: Duration,
+        packages: usize,
+    },
 }
 
 /// Hears every [`DurabilityEvent`].

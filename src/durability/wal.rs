@@ -28,17 +28,22 @@
 //! have dropped the dirty pages, so retrying could report success for lost
 //! data): the failure is kept once ([`Wal::fail`]), every waiter not
 //! already covered gets it, every later call fails with it, and the owner
-//! hears it once ([`DurabilityEvent::Failed`]). So is a log file found
-//! deleted after a batch was written to it, or found replaced at its path
-//! by [`Wal::check_files`]: what was written there can no longer be
-//! recovered.
+//! hears it once ([`DurabilityEvent::Failed`]).
+//!
+//! Files that vanish are not a failure: the index in memory holds every
+//! change. With [`Fsync::Always`] each batch checks, after its sync, that
+//! the log and the snapshot are still the files at their paths; the
+//! compactor checks the directory too, every second, in either mode
+//! ([`Wal::missing_files`]). Once files are found missing, no batch is
+//! led and nothing more becomes durable until the compactor has written
+//! the index as a fresh snapshot and log ([`Wal::prepare_restore`],
+//! [`Wal::switch_restored`], [`Wal::restored`]).
 //!
 //! A batch that leaves the log larger than its snapshot asks the compactor
 //! for a compaction, which rotates the log here ([`Wal::rotate_to`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -46,7 +51,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::compactor::CompactionSignal;
-use super::files::{self, DirLock, FileId, Kind};
+use super::files::{self, DirLock, FileId, Kind, LockError};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
@@ -84,8 +89,9 @@ pub(crate) struct Wal {
     durable: AtomicU64,
     /// Set once; from then on nothing new becomes durable.
     failure: OnceLock<Failure>,
-    /// The log file receiving appends; the mutex also serialises rotations.
-    active: Mutex<ActiveLog>,
+    /// The generation of the log receiving appends; the mutex also
+    /// serialises rotations.
+    active: Mutex<Generation>,
     snapshot_bytes: AtomicU64,
     /// Bytes in the log file receiving appends, counting the buffer:
     /// written only under `pending`, read without it by writers checking
@@ -94,14 +100,9 @@ pub(crate) struct Wal {
     batches_written: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
-    /// The directory stays locked until the log is dropped.
-    lock: DirLock,
-}
-
-/// Which log file receives appends.
-struct ActiveLog {
-    generation: Generation,
-    id: FileId,
+    /// The directory stays locked until the log is dropped (and is locked
+    /// again when it was made again).
+    lock: Mutex<DirLock>,
 }
 
 /// Counters of the log since it was opened, for metrics.
@@ -130,6 +131,9 @@ struct CommitState {
     /// The threads parked until the log covers their position, oldest
     /// first.
     waiters: Vec<Waiter>,
+    /// Why files must be written again, from when that was found until
+    /// they are: meanwhile no batch is led.
+    lost: Option<String>,
 }
 
 /// A thread parked in [`Wal::wait_durable`] until the log covers
@@ -145,6 +149,28 @@ struct Writer {
     file: File,
     /// The buffer swapped in for the one being written, reused.
     spare: Vec<u8>,
+    /// The log and the newest snapshot, to find them gone or replaced;
+    /// no snapshot while a newer one is being written, which supersedes it.
+    log: Watched,
+    snapshot: Option<Watched>,
+}
+
+/// A file at a path, as it was when this process wrote it.
+struct Watched {
+    path: PathBuf,
+    id: FileId,
+}
+
+impl Watched {
+    fn at(path: PathBuf) -> io::Result<Watched> {
+        let id = FileId::at(&path)?;
+        Ok(Watched { path, id })
+    }
+
+    /// Fails when `path` no longer names the file: deleted or replaced.
+    fn check(&self) -> io::Result<()> {
+        files::check_same(&self.path, self.id)
+    }
 }
 
 /// Appends to the log with its buffer locked (see [`Wal::appender`]).
@@ -169,8 +195,9 @@ impl Appender<'_> {
 
 /// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
 pub(crate) struct NextWalFile<'a> {
-    /// The log receiving appends now, locked until the switch.
-    current: MutexGuard<'a, ActiveLog>,
+    /// The generation of the log receiving appends now, locked until the
+    /// switch.
+    current: MutexGuard<'a, Generation>,
     file: File,
     header_len: u64,
 }
@@ -245,7 +272,8 @@ impl Wal {
         } else {
             snapshot::write(&dir, base, std::iter::empty::<(&str, [&str; 0])>())?
         };
-        let id = FileId::of(&file)?;
+        let log = Watched::at(files::path(&dir, Kind::Log, generation))?;
+        let snapshot = Some(Watched::at(files::path(&dir, Kind::Snapshot, base))?);
         Ok(Wal {
             dir,
             fsync: options.fsync,
@@ -257,21 +285,24 @@ impl Wal {
             writer: Mutex::new(Writer {
                 file,
                 spare: Vec::new(),
+                log,
+                snapshot,
             }),
             commit: Mutex::new(CommitState {
                 durable: LogPosition(0),
                 writing: None,
                 waiters: Vec::new(),
+                lost: None,
             }),
             durable: AtomicU64::new(0),
             failure: OnceLock::new(),
-            active: Mutex::new(ActiveLog { generation, id }),
+            active: Mutex::new(generation),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
-            lock: dir_lock,
+            lock: Mutex::new(dir_lock),
         })
     }
 
@@ -318,10 +349,11 @@ impl Wal {
                 return Ok(());
             }
             self.check_alive()?;
-            if commit.writing.is_none() {
-                return self.lead(commit, None, false);
+            if commit.writing.is_none() && commit.lost.is_none() {
+                self.lead(commit, None, false)?;
+            } else {
+                self.park(commit, position);
             }
-            self.park(commit, position);
         }
     }
 
@@ -344,6 +376,9 @@ impl Wal {
         loop {
             let commit = lock(&self.commit);
             self.check_alive()?;
+            if let Some(lost) = &commit.lost {
+                return Err(io::Error::new(io::ErrorKind::NotFound, lost.clone()));
+            }
             if commit.writing.is_none() {
                 return self.lead(commit, next_file.take(), force_sync);
             }
@@ -372,13 +407,19 @@ impl Wal {
         drop(commit);
 
         let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
-        let Writer { file, spare } = &mut *writer;
-        let written = write_batch(file, spare, sync).and_then(|took| {
-            // Bytes written to a file that was deleted are lost with it:
-            // find out before anyone is told they are durable.
-            still_linked(file)?;
-            Ok(took)
-        });
+        let Writer {
+            file,
+            spare,
+            log,
+            snapshot,
+        } = &mut *writer;
+        let written = write_batch(file, spare, sync);
+        // Bytes synced to a file that is no longer at its path may be lost
+        // with it: find out before anyone is told they are durable.
+        let lost = match written {
+            Ok(_) if self.fsync == Fsync::Always => log.check().and(check(snapshot)).err(),
+            _ => None,
+        };
         if !spare.is_empty() {
             self.batches_written.fetch_add(1, Ordering::Relaxed);
             self.bytes_written
@@ -397,16 +438,38 @@ impl Wal {
         }
         let mut commit = lock(&self.commit);
         commit.writing = None;
-        if written.is_ok() {
-            commit.durable = commit.durable.max(last);
-            self.durable.store(commit.durable.0, Ordering::Release);
+        match lost {
+            _ if written.is_err() => {}
+            Some(error) => {
+                commit.lost.get_or_insert_with(|| error.to_string());
+                self.compaction.request();
+            }
+            None => {
+                commit.durable = commit.durable.max(last);
+                self.durable.store(commit.durable.0, Ordering::Release);
+            }
         }
-        // The oldest waiter this batch did not cover, to lead the next one
-        // (woken first, so the disk idles least), then everyone it covered.
+        self.wake_waiters(commit);
+        if let Some(took) = written? {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            (self.observe)(DurabilityEvent::Synced(took));
+        }
+        if self.compaction_due(log_bytes) {
+            self.compaction.request();
+        }
+        Ok(())
+    }
+
+    /// Wakes the waiters the durable position covers and, unless files
+    /// are lost, the oldest it does not, to lead the next batch (first, so
+    /// that the disk idles least).
+    fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
         let durable = commit.durable;
         let mut woken = Vec::new();
-        if let Some(next) = commit.waiters.iter().position(|w| w.position > durable) {
-            woken.push(commit.waiters.remove(next).thread);
+        if commit.lost.is_none() {
+            if let Some(next) = commit.waiters.iter().position(|w| w.position > durable) {
+                woken.push(commit.waiters.remove(next).thread);
+            }
         }
         commit.waiters.retain(|waiter| {
             let covered = waiter.position <= durable;
@@ -419,19 +482,11 @@ impl Wal {
         for thread in woken {
             thread.unpark();
         }
-        if let Some(took) = written? {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            (self.observe)(DurabilityEvent::Synced(took));
-        }
-        if self.compaction_due(log_bytes) {
-            self.compaction.request();
-        }
-        Ok(())
     }
 
     /// Fails the log for good with `error`, and reports it if it is the
     /// first failure.
-    fn fail_with(&self, error: &io::Error) {
+    pub(crate) fn fail_with(&self, error: &io::Error) {
         let first = self.fail(Failure::Io {
             kind: error.kind(),
             message: error.to_string(),
@@ -454,20 +509,84 @@ impl Wal {
         first
     }
 
-    /// Checks that the directory and the log file receiving appends are
-    /// still the ones at their paths; a deleted or replaced one fails the
-    /// log (and is reported) like a failed write.
-    pub(crate) fn check_files(&self) -> io::Result<()> {
-        self.check_alive()?;
-        let checked = self.lock.check_in_place(&self.dir).and_then(|()| {
-            let active = lock(&self.active);
-            let path = files::path(&self.dir, Kind::Log, active.generation);
-            files::check_same(&path, active.id)
-        });
-        if let Err(error) = &checked {
-            self.fail_with(error);
+    /// Why the files must be written again, if they must: a batch found
+    /// the log or the snapshot gone or replaced, or now the directory, the
+    /// log or the snapshot is not the file at its path. `None` once the
+    /// log has failed or closed: then nothing is to be kept.
+    pub(crate) fn missing_files(&self) -> Option<String> {
+        if self.check_alive().is_err() {
+            return None;
         }
-        checked
+        if let Some(lost) = &lock(&self.commit).lost {
+            return Some(lost.clone());
+        }
+        let checked = lock(&self.lock).check_in_place(&self.dir).and_then(|()| {
+            let writer = lock(&self.writer);
+            writer.log.check().and(check(&writer.snapshot))
+        });
+        checked.err().map(|error| error.to_string())
+    }
+
+    /// The first step of writing the files again after `why` (see
+    /// [`Wal::missing_files`]): holds every batch from now on, waits for
+    /// the one being written, makes the directory again and locks it if it
+    /// is not the one locked, and creates the next log in it.
+    pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
+        loop {
+            let mut commit = lock(&self.commit);
+            commit.lost.get_or_insert_with(|| why.to_owned());
+            if commit.writing.is_none() {
+                break;
+            }
+            drop(commit);
+            thread::sleep(Duration::from_millis(1));
+        }
+        fs::create_dir_all(&self.dir)?;
+        let mut dir_lock = lock(&self.lock);
+        if dir_lock.check_in_place(&self.dir).is_err() {
+            *dir_lock = DirLock::acquire(&self.dir).map_err(|error| match error {
+                LockError::Io { source, .. } => source,
+                LockError::Held { path } => {
+                    io::Error::other(format!("{} was locked by another process", path.display()))
+                }
+            })?;
+        }
+        drop(dir_lock);
+        self.prepare_rotation()
+    }
+
+    /// Switches appends to `next`, dropping what was appended and not yet
+    /// written. Call it under the index read lock and copy the index under
+    /// the same hold: the copy holds every change dropped. Returns the
+    /// generation of the snapshot to write from the copy, and the newest
+    /// position, which that snapshot makes durable.
+    pub(crate) fn switch_restored(
+        &self,
+        next: NextWalFile<'_>,
+    ) -> io::Result<(Generation, LogPosition)> {
+        let NextWalFile {
+            mut current,
+            file,
+            header_len,
+        } = next;
+        let generation = current.next();
+        let mut writer = lock(&self.writer);
+        writer.log = Watched::at(files::path(&self.dir, Kind::Log, generation))?;
+        writer.file = file;
+        lock(&self.pending).clear();
+        self.log_bytes.store(header_len, Ordering::Relaxed);
+        *current = generation;
+        Ok((generation, self.last_appended()))
+    }
+
+    /// The last step: the snapshot is written and synced, so everything up
+    /// to `position` is durable; batches go on.
+    pub(crate) fn restored(&self, position: LogPosition) {
+        let mut commit = lock(&self.commit);
+        commit.lost = None;
+        commit.durable = commit.durable.max(position);
+        self.durable.store(commit.durable.0, Ordering::Release);
+        self.wake_waiters(commit);
     }
 
     /// Counters for metrics.
@@ -517,7 +636,7 @@ impl Wal {
     pub(crate) fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
         let current = lock(&self.active);
         self.check_alive()?;
-        let (file, header_len) = create_log_file(&self.dir, current.generation.next())?;
+        let (file, header_len) = create_log_file(&self.dir, current.next())?;
         Ok(NextWalFile {
             current,
             file,
@@ -541,18 +660,16 @@ impl Wal {
         // No append can come in between: the caller holds the index read
         // lock, and appends happen under its write lock. The seal goes out
         // with the last batch of the old file, before the switch.
-        let next = current.generation.next();
+        let next = current.next();
         {
             let mut pending = lock(&self.pending);
             record::encode_seal(&mut pending, next.value())?;
             self.log_bytes.store(header_len, Ordering::Relaxed);
         }
-        let id = FileId::of(&file)?;
+        let log = Watched::at(files::path(&self.dir, Kind::Log, next))?;
         self.lead_when_free(Some(file), true)?;
-        *current = ActiveLog {
-            generation: next,
-            id,
-        };
+        lock(&self.writer).log = log;
+        *current = next;
         Ok(next)
     }
 
@@ -568,7 +685,12 @@ impl Wal {
     where
         D: IntoIterator<Item = &'p str>,
     {
-        let bytes = snapshot::write(&self.dir, generation, packages)?;
+        let previous = lock(&self.writer).snapshot.take();
+        let bytes = snapshot::write(&self.dir, generation, packages).inspect_err(|_| {
+            lock(&self.writer).snapshot = previous;
+        })?;
+        let watched = Watched::at(files::path(&self.dir, Kind::Snapshot, generation))?;
+        lock(&self.writer).snapshot = Some(watched);
         self.snapshot_bytes.store(bytes, Ordering::Relaxed);
         Ok(bytes)
     }
@@ -608,15 +730,9 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     Ok(Some(started.elapsed()))
 }
 
-/// Fails when `file` has no name left in the file system.
-fn still_linked(file: &File) -> io::Result<()> {
-    if file.metadata()?.nlink() == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the log file was deleted while in use",
-        ));
-    }
-    Ok(())
+/// [`Watched::check`] for a file that may not be watched.
+fn check(file: &Option<Watched>) -> io::Result<()> {
+    file.as_ref().map_or(Ok(()), Watched::check)
 }
 
 /// Appends the seal naming `next` to the log at `path`, durably: this

@@ -19,7 +19,6 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::wal::Wal;
@@ -72,7 +71,7 @@ impl CompactionSignal {
         self.wake.notify_one();
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.lock().stopping = true;
         self.wake.notify_one();
         self.rotated.notify_all();
@@ -140,30 +139,15 @@ impl CompactionSignal {
 /// What a compaction works on, shared by the compactor thread and whoever
 /// asks for one directly; one compaction runs at a time.
 pub(crate) struct Compaction {
-    wal: Arc<Wal>,
-    index: SharedIndex,
-    observe: Arc<Observer>,
-    signal: Arc<CompactionSignal>,
+    pub(super) wal: Arc<Wal>,
+    pub(super) index: SharedIndex,
+    pub(super) observe: Arc<Observer>,
+    pub(super) signal: Arc<CompactionSignal>,
     /// Held while compacting; true once closed.
-    closed: Mutex<bool>,
+    pub(super) closed: Mutex<bool>,
 }
 
 impl Compaction {
-    pub(super) fn new(
-        wal: Arc<Wal>,
-        index: SharedIndex,
-        observe: Arc<Observer>,
-        signal: Arc<CompactionSignal>,
-    ) -> Compaction {
-        Compaction {
-            wal,
-            index,
-            observe,
-            signal,
-            closed: Mutex::new(false),
-        }
-    }
-
     /// Waits for a compaction in progress, then refuses any later one: the
     /// log is about to be closed.
     pub(super) fn close(&self) {
@@ -256,37 +240,9 @@ impl Compaction {
     }
 }
 
-/// The running compactor thread.
-pub(super) struct Compactor {
-    signal: Arc<CompactionSignal>,
-    thread: JoinHandle<()>,
-}
-
-impl Compactor {
-    /// Starts the thread.
-    pub(super) fn start(
-        compaction: Arc<Compaction>,
-        signal: Arc<CompactionSignal>,
-    ) -> io::Result<Compactor> {
-        let thread = thread::Builder::new().name("compactor".into()).spawn({
-            let signal = Arc::clone(&signal);
-            move || run(&compaction, &signal)
-        })?;
-        Ok(Compactor { signal, thread })
-    }
-
-    /// Tells the thread to stop, lets a compaction in progress finish, and
-    /// joins it.
-    pub(super) fn stop(self) {
-        self.signal.stop();
-        // A panic on that thread has already been reported by the panic
-        // hook; there is nothing left to stop.
-        let _ = self.thread.join();
-    }
-}
-
-fn run(compaction: &Compaction, signal: &CompactionSignal) {
-    let wal = &compaction.wal;
+/// The compactor thread's life, until [`CompactionSignal::stop`].
+pub(super) fn run(compaction: &Compaction) {
+    let (wal, signal) = (&compaction.wal, &compaction.signal);
     loop {
         let wake = signal.wait(WATCH_INTERVAL);
         // Before a stop too: the close then syncs files that exist.

@@ -53,11 +53,12 @@ use std::io;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::index::{self, Indexer, RunItem, SharedIndex};
 use crate::name::PackageName;
-use compactor::{Compaction, CompactionSignal, Compactor};
+use compactor::{Compaction, CompactionSignal};
 
 pub use self::wal::LogPosition;
 pub(crate) use self::wal::LogStats;
@@ -127,9 +128,8 @@ impl DurableOptions {
 pub(crate) struct Durable {
     pub(crate) wal: Arc<Wal>,
     pub(crate) compaction: Arc<Compaction>,
-    signal: Arc<CompactionSignal>,
     /// Taken (stopped and joined) by [`Durable::close`].
-    compactor: Mutex<Option<Compactor>>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What opening a data directory found.
@@ -169,19 +169,21 @@ impl Durable {
         )
         .map(Arc::new)
         .map_err(cannot)?;
-        let compaction = Arc::new(Compaction::new(
-            Arc::clone(&wal),
-            index.clone(),
+        let compaction = Arc::new(Compaction {
+            wal: Arc::clone(&wal),
+            index: index.clone(),
             observe,
-            Arc::clone(&signal),
-        ));
-        let compactor =
-            Compactor::start(Arc::clone(&compaction), Arc::clone(&signal)).map_err(cannot)?;
+            signal,
+            closed: Mutex::new(false),
+        });
+        let compactor = thread::Builder::new().name("compactor".into()).spawn({
+            let compaction = Arc::clone(&compaction);
+            move || compactor::run(&compaction)
+        });
         let durable = Durable {
             wal,
             compaction,
-            signal,
-            compactor: Mutex::new(Some(compactor)),
+            compactor: Mutex::new(Some(compactor.map_err(cannot)?)),
         };
         Ok((index, durable, loaded))
     }
@@ -192,7 +194,7 @@ impl Durable {
     /// churn at full speed.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         self.wal.wait_durable(position)?;
-        self.signal.wait_for_room(|| self.wal.over_cap());
+        (self.compaction.signal).wait_for_room(|| self.wal.over_cap());
         Ok(())
     }
 
@@ -207,7 +209,9 @@ impl Durable {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(compactor) = compactor {
-            compactor.stop();
+            self.compaction.signal.stop();
+            // A panic there was reported by the panic hook already.
+            let _ = compactor.join();
         }
         self.compaction.close();
         self.wal.close()

@@ -272,6 +272,7 @@ pub(super) fn run(compaction: &Compaction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     #[test]
     fn a_stop_wins_over_a_request_and_requests_coalesce() {

@@ -355,7 +355,7 @@ impl Shared {
                 // Served even when the stop has begun (then as a stopping
                 // connection): it may be a client with lines to answer.
                 Ok((stream, addr)) => {
-                    self.admit_client(stream, addr);
+                    self.admit(stream, addr);
                 }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
@@ -396,7 +396,7 @@ impl Shared {
                 // Linux does not pass the listener's O_NONBLOCK on to an
                 // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    if self.admit_client(stream, addr) {
+                    if self.admit(stream, addr) {
                         accepted += 1;
                     }
                 }
@@ -437,15 +437,10 @@ impl Shared {
 
     /// Admits `stream` unless it is the stop's own wake-up connection;
     /// returns whether it was a client's.
-    fn admit_client(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
+    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
         if self.stopping.load(Ordering::SeqCst) && self.is_waker(addr) {
             return false;
         }
-        self.admit(stream, addr);
-        true
-    }
-
-    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
             .limits
             .fd_ceiling
@@ -457,7 +452,7 @@ impl Shared {
                 "connection refused: file descriptors reserved",
                 &[("peer", &addr)],
             );
-            return;
+            return true;
         }
         let peer = Arc::new(Peer {
             stream,
@@ -467,13 +462,13 @@ impl Shared {
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
-                return;
+                return true;
             }
             if connections.open.len() >= self.limits.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
-                return;
+                return true;
             }
             let id = connections.next_id;
             connections.next_id += 1;
@@ -501,6 +496,7 @@ impl Shared {
             self.end(id);
             self.metrics.connection_rejected(RejectReason::Resources);
         }
+        true
     }
 
     fn end(&self, id: u64) {

@@ -402,6 +402,22 @@ fn durability_event(
                 ],
             );
         }
+        DurabilityEvent::Restored {
+            missing,
+            took,
+            packages,
+        } => {
+            // Nothing acknowledged was lost: the files now hold the index.
+            metrics.data_dir_rewritten();
+            log::error(
+                "data directory files missing; wrote them again from memory",
+                &[
+                    ("missing", &missing),
+                    ("elapsed", &DurationText(took)),
+                    ("packages", &packages),
+                ],
+            );
+        }
         DurabilityEvent::CompactionFailed(err) => {
             // The log keeps every change, so nothing is lost; disk use grows
             // until a later attempt succeeds.

@@ -21,7 +21,7 @@
 //! | `protocol.rs` | a line -> [`Request`] ([`parse_line`]), [`Response`] -> bytes; pure, total, zero-copy |
 //! | `index/` | [`Indexer`], the dependency graph laid out for the cache: a tag table, 24-byte nodes with short names inline, compact edge lists, dependent counts, staged lookups for runs of commands; no I/O, no locks |
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
-//! | `durability/` | `--data-dir`: recovery, the write-ahead log with group commit and the thread that delivers durable answers, the compactor thread, snapshots; one owner for all of it |
+//! | `durability/` | `--data-dir`: recovery, the compactor thread, snapshots, one owner for all of it; `wal.rs` is the whole durable write path: the append, the group commit, the sync and who waits for it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
 //! | `admin/` | [`AdminServer`]: the HTTP listener, one `poll(2)` loop (`event_loop.rs`) over request lines (`request.rs`) and routes (`routes.rs`): health, readiness, metrics, the `/v1` inspection and export (on worker threads, `workers.rs`) |
 //! | `json.rs` | just enough JSON: strings written for the admin API and the logs (the product never reads JSON) |
@@ -57,10 +57,9 @@
 //!    appended to the log's in-memory buffer inside the same critical
 //!    section, so the log's order is the index's order.
 //! 4. The answers' bytes go to an output buffer; when the input buffer holds
-//!    no further complete line, the thread sends them with one write if
-//!    the log already covers every change they could reveal. Otherwise it
-//!    hands them to the log, which delivers them once a batch covers them
-//!    (one `fdatasync` serves every connection waiting), and reads on.
+//!    no further complete line, the thread waits until the log covers every
+//!    change they could reveal (one `fdatasync` serves every connection
+//!    waiting: `durability/wal.rs`), then sends them with one write.
 //! 5. [`Metrics`] counts the batch's requests and their latency with a few
 //!    relaxed atomic additions per batch.
 

@@ -150,6 +150,7 @@ pub struct Metrics {
     connections_active: AtomicI64,
     connections_rejected: [AtomicU64; RejectReason::LABELS.len()],
     durability_errors: AtomicU64,
+    data_dir_rewrites: AtomicU64,
     log_bytes: AtomicU64,
     log_appends: AtomicU64,
     log_writes: AtomicU64,
@@ -180,6 +181,7 @@ impl Metrics {
             connections_active: AtomicI64::new(0),
             connections_rejected: [const { AtomicU64::new(0) }; RejectReason::LABELS.len()],
             durability_errors: AtomicU64::new(0),
+            data_dir_rewrites: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
             log_appends: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
@@ -235,6 +237,12 @@ impl Metrics {
     /// A write, fsync or compaction of durable state failed.
     pub fn durability_error(&self) {
         self.durability_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Files of the data directory were found gone or replaced and written
+    /// again from memory.
+    pub fn data_dir_rewritten(&self) {
+        self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
 
     /// The durable log's figures as of now: its size on disk, the changes
@@ -318,7 +326,7 @@ impl Metrics {
         let status = process_status("self");
         let (cpu, fds) = (process_cpu_seconds("self"), open_fds());
         let max_fds = OpenFilesLimit::current().ok().map(|limit| limit.soft);
-        let series: [(&str, &str, &str, Option<&dyn Display>); 18] = [
+        let series: [(&str, &str, &str, Option<&dyn Display>); 19] = [
             (
                 "package_indexer_connections_total",
                 "counter",
@@ -348,6 +356,12 @@ impl Metrics {
                 "counter",
                 "Failed writes, syncs or compactions of durable state.",
                 Some(&load(&self.durability_errors)),
+            ),
+            (
+                "package_indexer_data_dir_rewrites_total",
+                "counter",
+                "Times files of the data directory were found missing and written again from memory.",
+                Some(&load(&self.data_dir_rewrites)),
             ),
             (
                 "package_indexer_log_bytes",

@@ -2,10 +2,12 @@
 //!
 //! One acceptor thread hands each accepted stream to its own named OS thread
 //! with a small stack. A connection thread reads into a bounded buffer,
-//! answers every complete line in it, sends the answers of the whole batch
-//! with one write, and only then reads again; so pipelined requests are
-//! answered in order, and a client that never reads stalls only itself
-//! (its thread blocks in `write` until `--write-timeout`).
+//! answers every complete line in it, and sends the answers of the whole
+//! batch with one write, then reads again. With `--data-dir` it first waits
+//! until the log covers every change the answers could reveal (the group
+//! commit of `durability/wal.rs`). So pipelined requests are answered in
+//! order, and a client that never reads stalls only itself (its thread
+//! blocks in `write` until `--write-timeout`).
 //!
 //! Memory per connection is bounded by `--max-line-bytes` for input and by
 //! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
@@ -32,7 +34,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
 use crate::protocol::{self, Command, Request, Response};
-use crate::store::{Completion, Delivery, Executed, LogPosition, Store, MAX_RUN};
+use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -49,120 +51,8 @@ struct Peer {
     /// The client's address, as `accept` gave it.
     addr: SocketAddr,
     /// True while the connection thread is (about to be) blocked in `read`
-    /// with every complete line it received already answered (or handed to
-    /// the log's completer).
+    /// with every complete line it received already answered.
     reading: AtomicBool,
-    /// `--write-timeout`, for deliveries by the log's completer.
-    write_timeout: Duration,
-    /// Answers waiting for the log to cover them, delivered by the log's
-    /// completer thread while this connection's thread reads on.
-    outbox: Mutex<Outbox>,
-    /// Signalled when the completer empties the outbox or drops it.
-    outbox_changed: Condvar,
-}
-
-/// Answers a connection handed to the log's completer, in order: every
-/// later answer of the connection joins them here until they are sent.
-#[derive(Default)]
-struct Outbox {
-    answers: Vec<u8>,
-    /// The log position all of them wait for.
-    wait_for: LogPosition,
-    /// In the completer's hands (it holds an `Arc` of the peer).
-    queued: bool,
-    /// Since when the client has not taken everything offered.
-    blocked_since: Option<Instant>,
-    /// Why the answers were dropped unsent: the connection must end.
-    dropped: Option<&'static str>,
-}
-
-impl Peer {
-    fn new(stream: TcpStream, addr: SocketAddr, write_timeout: Duration) -> Peer {
-        Peer {
-            stream,
-            addr,
-            reading: AtomicBool::new(false),
-            write_timeout,
-            outbox: Mutex::new(Outbox::default()),
-            outbox_changed: Condvar::new(),
-        }
-    }
-
-    fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drops what the outbox holds, unsent, for `reason`, and wakes the
-    /// connection's thread wherever it waits (reading, or for room in the
-    /// outbox): the connection ends.
-    fn drop_answers(&self, outbox: &mut Outbox, reason: &'static str) {
-        outbox.answers = Vec::new();
-        outbox.queued = false;
-        outbox.dropped = Some(reason);
-        let _ = self.stream.shutdown(Shutdown::Both);
-        self.outbox_changed.notify_all();
-    }
-
-    /// Waits until the completer has sent or dropped everything handed to
-    /// it, so that the connection closes after its last answer.
-    fn wait_delivered(&self) {
-        let mut outbox = self.lock_outbox();
-        while outbox.queued {
-            outbox = self
-                .outbox_changed
-                .wait(outbox)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-/// Called on the log's completer thread: sends without ever blocking it.
-impl Completion for Peer {
-    fn deliver(&self, durable: LogPosition) -> Delivery {
-        let mut outbox = self.lock_outbox();
-        if outbox.wait_for > durable {
-            return Delivery::Later;
-        }
-        while !outbox.answers.is_empty() {
-            match sys::send_nonblocking(&self.stream, &outbox.answers) {
-                Ok(sent) => {
-                    outbox.answers.drain(..sent);
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                    // The `--write-timeout` rule of `Connection::send`: the
-                    // answers must all be taken within it, progress or not.
-                    let since = *outbox.blocked_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < self.write_timeout {
-                        return Delivery::Blocked;
-                    }
-                    log::debug("client not reading its answers", &[("peer", &self.addr)]);
-                    self.drop_answers(&mut outbox, "write timeout");
-                    return Delivery::Done;
-                }
-                Err(err) => {
-                    log::debug(
-                        "sending answers failed",
-                        &[("peer", &self.addr), ("error", &err)],
-                    );
-                    self.drop_answers(&mut outbox, "write failed");
-                    return Delivery::Done;
-                }
-            }
-        }
-        outbox.queued = false;
-        outbox.blocked_since = None;
-        drop(outbox);
-        self.outbox_changed.notify_all();
-        Delivery::Done
-    }
-
-    fn abandon(&self) {
-        let mut outbox = self.lock_outbox();
-        if outbox.queued {
-            self.drop_answers(&mut outbox, "the log failed");
-        }
-    }
 }
 
 /// Stack of a connection thread: the serving loop keeps its buffers on the
@@ -465,7 +355,7 @@ impl Shared {
                 // Served even when the stop has begun (then as a stopping
                 // connection): it may be a client with lines to answer.
                 Ok((stream, addr)) => {
-                    self.admit_client(stream, addr);
+                    self.admit(stream, addr);
                 }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
@@ -506,7 +396,7 @@ impl Shared {
                 // Linux does not pass the listener's O_NONBLOCK on to an
                 // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    if self.admit_client(stream, addr) {
+                    if self.admit(stream, addr) {
                         accepted += 1;
                     }
                 }
@@ -547,15 +437,10 @@ impl Shared {
 
     /// Admits `stream` unless it is the stop's own wake-up connection;
     /// returns whether it was a client's.
-    fn admit_client(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
+    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
         if self.stopping.load(Ordering::SeqCst) && self.is_waker(addr) {
             return false;
         }
-        self.admit(stream, addr);
-        true
-    }
-
-    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
             .limits
             .fd_ceiling
@@ -567,19 +452,23 @@ impl Shared {
                 "connection refused: file descriptors reserved",
                 &[("peer", &addr)],
             );
-            return;
+            return true;
         }
-        let peer = Arc::new(Peer::new(stream, addr, self.limits.write_timeout));
+        let peer = Arc::new(Peer {
+            stream,
+            addr,
+            reading: AtomicBool::new(false),
+        });
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
-                return;
+                return true;
             }
             if connections.open.len() >= self.limits.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
-                return;
+                return true;
             }
             let id = connections.next_id;
             connections.next_id += 1;
@@ -592,8 +481,7 @@ impl Shared {
             .name(format!("conn-{id}"))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                let ended = Connection::new(&shared, &peer).and_then(|mut c| c.serve());
-                peer.wait_delivered();
+                let ended = Session::new(&shared, &peer).and_then(|mut c| c.serve());
                 match ended {
                     Ok(()) => log::debug("connection closed", &[("peer", &peer.addr)]),
                     Err(err) => log::debug(
@@ -608,6 +496,7 @@ impl Shared {
             self.end(id);
             self.metrics.connection_rejected(RejectReason::Resources);
         }
+        true
     }
 
     fn end(&self, id: u64) {
@@ -652,7 +541,7 @@ fn recycle<'b>(mut spare: Vec<Request<'_>>) -> Vec<Request<'b>> {
 }
 
 /// One client's session.
-struct Connection<'a> {
+struct Session<'a> {
     shared: &'a Shared,
     peer: &'a Arc<Peer>,
     stream: &'a TcpStream,
@@ -674,18 +563,13 @@ struct Connection<'a> {
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
     wait_for: LogPosition,
-    /// Answers were handed to the log's completer and may still wait in
-    /// the outbox.
-    handed_over: bool,
-    /// Log position known durable: later answers need not wait for it.
-    known_durable: LogPosition,
     last_line: Instant,
     /// The read timeout currently set on the socket.
     read_timeout: Duration,
 }
 
-impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Connection<'a>> {
+impl<'a> Session<'a> {
+    fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Session<'a>> {
         let limits = &shared.limits;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
@@ -694,7 +578,7 @@ impl<'a> Connection<'a> {
         }
         stream.set_read_timeout(Some(limits.idle_timeout))?;
         stream.set_write_timeout(Some(limits.write_timeout))?;
-        Ok(Connection {
+        Ok(Session {
             shared,
             peer,
             stream,
@@ -709,8 +593,6 @@ impl<'a> Connection<'a> {
             tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
-            handed_over: false,
-            known_durable: LogPosition::default(),
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
         })
@@ -811,9 +693,7 @@ impl<'a> Connection<'a> {
             let response = executed.outcome.response();
             self.output.extend_from_slice(response.as_bytes());
             self.tally.count(Some(request.command), response);
-            if executed.wait_for > self.known_durable {
-                self.wait_for = self.wait_for.max(executed.wait_for);
-            }
+            self.wait_for = self.wait_for.max(executed.wait_for);
         }
         for line in malformed {
             self.output.extend_from_slice(Response::Error.as_bytes());
@@ -831,103 +711,17 @@ impl<'a> Connection<'a> {
     }
 
     /// Sends the answers waiting in `output` once the log covers every
-    /// change they could reveal: at once when it already does and nothing
-    /// handed over earlier still waits; otherwise they join the outbox,
-    /// which the log's completer delivers after the batch that covers them,
-    /// while this thread goes back to reading.
+    /// change they could reveal: this thread waits for that sync itself
+    /// (see `durability/wal.rs`), then writes them.
     fn flush(&mut self) -> io::Result<()> {
         let wait_for = std::mem::take(&mut self.wait_for);
         if self.output.is_empty() {
             return Ok(());
         }
-        if wait_for > self.known_durable {
-            self.known_durable = self.shared.store.durable_position();
-        }
-        if wait_for <= self.known_durable && !self.outbox_in_use()? {
-            self.send(&self.output)?;
-            self.output.clear();
-            return Ok(());
-        }
-        self.hand_over(wait_for)?;
-        // This connection logged changes (or waits for some): it reads no
-        // more while the log is past its cap.
-        self.shared.store.wait_for_room();
-        Ok(())
-    }
-
-    /// Whether answers handed over earlier still wait in the outbox (later
-    /// ones must go behind them); fails when they were dropped.
-    fn outbox_in_use(&mut self) -> io::Result<bool> {
-        if !self.handed_over {
-            return Ok(false);
-        }
-        let outbox = self.peer.lock_outbox();
-        if let Some(reason) = outbox.dropped {
-            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
-        }
-        self.handed_over = outbox.queued;
-        Ok(outbox.queued)
-    }
-
-    /// Moves the answers in `output` to the outbox, behind any still
-    /// there, and hands it to the log (which may write itself on this
-    /// thread, and then these answers are sent at once) unless the log's
-    /// completer has it already. Waits only while the outbox holds
-    /// [`MAX_PENDING_OUTPUT`] bytes or more: a client that does not read
-    /// its answers cannot make its connection answer on into memory.
-    fn hand_over(&mut self, wait_for: LogPosition) -> io::Result<()> {
-        let mut outbox = self.peer.lock_outbox();
-        if let Some(reason) = outbox.dropped {
-            return Err(io::Error::new(ErrorKind::BrokenPipe, reason));
-        }
-        outbox.answers.extend_from_slice(&self.output);
+        self.shared.store.wait_durable(wait_for)?;
+        self.send(&self.output)?;
         self.output.clear();
-        self.handed_over = true;
-        if outbox.queued {
-            if wait_for > outbox.wait_for {
-                outbox.wait_for = wait_for;
-                self.shared.store.expect_durable(wait_for);
-            }
-        } else {
-            outbox.wait_for = wait_for;
-            outbox.queued = true;
-            // Not locked while the log may deliver other connections'
-            // answers on this thread.
-            drop(outbox);
-            let completion: Arc<dyn Completion> = Arc::<Peer>::clone(self.peer);
-            let written = self.shared.store.write_or_hand_over(wait_for, &completion);
-            outbox = self.peer.lock_outbox();
-            match written {
-                Ok(false) => {}
-                Ok(true) => {
-                    // This thread wrote the log: nobody else has them.
-                    std::mem::swap(&mut outbox.answers, &mut self.output);
-                    outbox.queued = false;
-                    self.handed_over = false;
-                    drop(outbox);
-                    self.send(&self.output)?;
-                    self.output.clear();
-                    return Ok(());
-                }
-                Err(err) => {
-                    // The log failed: these answers are never sent.
-                    outbox.answers.clear();
-                    outbox.queued = false;
-                    return Err(err);
-                }
-            }
-        }
-        while outbox.answers.len() >= MAX_PENDING_OUTPUT && outbox.queued {
-            outbox = self
-                .peer
-                .outbox_changed
-                .wait(outbox)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        match outbox.dropped {
-            Some(reason) => Err(io::Error::new(ErrorKind::BrokenPipe, reason)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Writes all of `bytes` within one `--write-timeout`: a client that
@@ -983,7 +777,6 @@ impl<'a> Connection<'a> {
                 "line too long",
                 &[("peer", &self.peer.addr), ("limit", &limit)],
             );
-            // Behind any answers still waiting for the log.
             self.output.extend_from_slice(Response::Error.as_bytes());
             self.flush()?;
         }
@@ -1026,7 +819,7 @@ impl<'a> Connection<'a> {
 
     /// Frees the buffers of a connection that has been idle for [`LINGER`]:
     /// it holds no memory of its own while it waits (see
-    /// [`Connection::wait_for_input`]).
+    /// [`Session::wait_for_input`]).
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
@@ -1157,12 +950,16 @@ mod tests {
         .unwrap();
         let client = TcpStream::connect(server.local_addr()).unwrap();
         let (stream, addr) = server.listener.accept().unwrap();
-        let peer = Arc::new(Peer::new(stream, addr, Duration::from_secs(5)));
+        let peer = Arc::new(Peer {
+            stream,
+            addr,
+            reading: AtomicBool::new(false),
+        });
         (server, peer, client)
     }
 
-    /// One turn of `Connection::serve`'s loop from a read; the bytes read.
-    fn answer(connection: &mut Connection<'_>) -> usize {
+    /// One turn of `Session::serve`'s loop from a read; the bytes read.
+    fn answer(connection: &mut Session<'_>) -> usize {
         let read = connection.read().unwrap().unwrap();
         connection.end += read;
         let last_line = connection.answer_complete_lines().unwrap();
@@ -1172,7 +969,7 @@ mod tests {
         read
     }
 
-    fn holds_buffers(connection: &Connection<'_>) -> bool {
+    fn holds_buffers(connection: &Session<'_>) -> bool {
         connection.input.capacity()
             + connection.output.capacity()
             + connection.requests.capacity()
@@ -1184,7 +981,7 @@ mod tests {
     #[test]
     fn an_idle_connection_holds_no_buffer() {
         let (server, peer, mut client) = connection_parts(Duration::from_millis(300));
-        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server.shared, &peer).unwrap();
         assert!(!holds_buffers(&connection), "a new connection");
 
         client.write_all(b"INDEX|a|\nQUERY|a|\n").unwrap();
@@ -1205,7 +1002,7 @@ mod tests {
     fn reads_grow_while_they_come_back_full_and_shrink_after() {
         const LINES: usize = 20_000;
         let (server, peer, client) = connection_parts(Duration::from_secs(30));
-        let mut connection = Connection::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server.shared, &peer).unwrap();
         let pipeline = "QUERY|some-package|\n".repeat(LINES);
         let sent = pipeline.len();
         let writer = {

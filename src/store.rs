@@ -17,8 +17,8 @@
 //! chunks, taking the read lock once per chunk, and [`Store::export`]
 //! holds it only to copy the index.
 
+pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
-pub(crate) use crate::durability::{Completion, Delivery};
 use crate::index::{Found, Indexer, Outcome, SharedIndex};
 use crate::name::PackageName;
 use crate::package_list::Entry;
@@ -40,10 +40,6 @@ pub struct Store {
     index: SharedIndex,
     durable: Option<Arc<Durable>>,
 }
-
-/// A position in the durable log: what an answer must wait for before it
-/// is sent. Later positions compare greater; the default is "nothing".
-pub use crate::durability::Seq as LogPosition;
 
 /// What executing a request did, and what its answer must wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +142,7 @@ impl Store {
         let wait_for = self
             .durable
             .as_deref()
-            .map(Durable::last_appended)
+            .map(|durable| durable.wal.last_appended())
             .unwrap_or_default();
         let packages = run.iter().map(|request| request.package);
         index.query_run(packages, |outcome| {
@@ -166,66 +162,23 @@ impl Store {
                 Some(durable) if outcome.changed() => {
                     let log = match &mut log {
                         Some(log) => log,
-                        None => log.insert(durable.appender()?),
+                        None => log.insert(durable.wal.appender()?),
                     };
                     log.append(&change(request))?
                 }
-                Some(durable) => durable.last_appended(),
+                Some(durable) => durable.wal.last_appended(),
             };
             executed.push(Executed { outcome, wait_for });
             Ok::<_, io::Error>(())
         })
     }
 
-    /// Blocks until the log covers `position` (see [`Executed::wait_for`]).
+    /// Blocks until the log covers `position` (see [`Executed::wait_for`]):
+    /// the caller sends the answers that wait for it only then.
     pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) if position > LogPosition::default() => durable.wait_durable(position),
-            _ => Ok(()),
-        }
-    }
-
-    /// Where the log is durable up to: an answer waiting for no later
-    /// position may be sent now. Everything, in memory.
-    pub(crate) fn durable_position(&self) -> LogPosition {
-        self.durable
-            .as_deref()
-            .map_or(LogPosition::MAX, Durable::durable)
-    }
-
-    /// For answers waiting for the log to cover `wait_for`, held by
-    /// `completion`: either writes the log on the calling thread (when that
-    /// is cheap and nobody else is writing) and returns true, the caller
-    /// then sending them itself, or hands them to the log's completer
-    /// thread, which delivers them once the log covers them (see
-    /// [`Completion`]), and returns false. Fails once the log has failed or
-    /// closed: then they must never be sent. Everything is durable in
-    /// memory.
-    pub(crate) fn write_or_hand_over(
-        &self,
-        wait_for: LogPosition,
-        completion: &Arc<dyn Completion>,
-    ) -> io::Result<bool> {
-        match &self.durable {
-            Some(durable) => durable.write_or_hand_over(wait_for, completion),
-            None => Ok(true),
-        }
-    }
-
-    /// Holds a connection that has just logged changes while the log is
-    /// past its cap, until the compactor rotates it (see
-    /// `docs/durability.md#back-pressure`). Nothing to wait for in memory.
-    pub(crate) fn wait_for_room(&self) {
-        if let Some(durable) = &self.durable {
-            durable.wait_for_room();
-        }
-    }
-
-    /// Answers handed over earlier now wait for `wait_for`: makes sure the
-    /// log comes to cover it.
-    pub(crate) fn expect_durable(&self, wait_for: LogPosition) {
-        if let Some(durable) = &self.durable {
-            durable.expect_durable(wait_for);
+            Some(durable) => durable.wait_durable(position),
+            None => Ok(()),
         }
     }
 
@@ -317,14 +270,16 @@ impl Store {
 
     /// The durable log's counters, with a data directory.
     pub fn log_stats(&self) -> Option<LogStats> {
-        self.durable.as_deref().map(Durable::stats)
+        self.durable.as_deref().map(|durable| durable.wal.stats())
     }
 
     /// Compacts the data directory now, on the calling thread, as the
     /// compactor does when the log outgrows its snapshot (waiting for a
     /// compaction in progress first); nothing to do in memory.
     pub fn compact(&self) -> io::Result<()> {
-        self.durable.as_deref().map_or(Ok(()), Durable::compact)
+        self.durable
+            .as_deref()
+            .map_or(Ok(()), |durable| durable.compaction.run())
     }
 
     /// Stops the durable side: the compactor is stopped and joined, then

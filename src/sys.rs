@@ -390,36 +390,6 @@ fn int_option(stream: &TcpStream, level: c_int, name: c_int) -> io::Result<c_int
     }
 }
 
-// ---------------------------------------------------------------------------
-// Sending without blocking
-// ---------------------------------------------------------------------------
-
-/// `MSG_DONTWAIT`: this one call does not block, whatever the socket's mode.
-const MSG_DONTWAIT: c_int = 0x40;
-/// `MSG_NOSIGNAL`: a closed peer gives `EPIPE`, never `SIGPIPE`.
-const MSG_NOSIGNAL: c_int = 0x4000;
-
-extern "C" {
-    fn send(fd: c_int, buffer: *const std::ffi::c_void, length: usize, flags: c_int) -> isize;
-}
-
-/// Sends what the socket's buffer takes of `bytes` now, without waiting
-/// and without touching the socket's blocking mode (another thread may be
-/// blocked reading it): the bytes sent, or `WouldBlock` when none fit.
-pub(crate) fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
-    // kernel reads at most `bytes.len()` bytes from `bytes`, a live slice.
-    let sent = unsafe {
-        send(
-            stream.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            MSG_DONTWAIT | MSG_NOSIGNAL,
-        )
-    };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -436,34 +406,6 @@ mod tests {
         assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
         let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s)| s.stops()).collect();
         assert_eq!(stopping, [true, true, false, false, false]);
-    }
-
-    #[test]
-    fn a_nonblocking_send_takes_what_fits_and_then_would_block() {
-        use std::io::Read;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        assert_eq!(send_nonblocking(&server, b"OK\n").unwrap(), 3);
-        // The client never reads: the buffers fill and the send refuses to
-        // wait, while the socket itself stays blocking.
-        let chunk = vec![0u8; 1 << 16];
-        let error = loop {
-            match send_nonblocking(&server, &chunk) {
-                Ok(sent) => assert!(sent > 0),
-                Err(error) => break error,
-            }
-        };
-        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
-        server
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let blocked = (&server).read(&mut [0u8; 1]).unwrap_err();
-        assert!(matches!(
-            blocked.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ));
-        drop(client);
     }
 
     #[test]

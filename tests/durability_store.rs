@@ -195,6 +195,9 @@ impl Heard {
             DurabilityEvent::Failed(error) | DurabilityEvent::CompactionFailed(error) => {
                 self.errors.lock().unwrap().push(error.to_string())
             }
+            DurabilityEvent::Restored { missing, .. } => {
+                self.errors.lock().unwrap().push(missing.to_string())
+            }
             DurabilityEvent::Compacted { .. } => {
                 self.compactions.fetch_add(1, Ordering::SeqCst);
                 if self.closing.load(Ordering::SeqCst) {

@@ -6,10 +6,12 @@
 //! index under the index read lock (writers wait only for the switch and
 //! the copy) and writes the snapshot from the copy with no lock held.
 //!
-//! It also wakes every [`WATCH_INTERVAL`] to check that the directory and
-//! the files it has open are still the ones at their paths: a log or
-//! directory deleted or replaced while running fails the log (nothing more
-//! is acknowledged) and is reported like any disk failure.
+//! It also wakes every [`WATCH_INTERVAL`] to check that the directory, the
+//! log and the snapshot are still the files at their paths. When one is
+//! gone or replaced (or a batch found so), it writes the index as a fresh
+//! snapshot and log, making the directory again if it must, while the log
+//! acknowledges nothing ([`Compaction::restore`]); only if that fails does
+//! the log fail.
 //!
 //! Stopping waits for a compaction in progress to finish, so the owner can
 //! close the log afterwards without pulling it from under a rotation.
@@ -17,7 +19,6 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::wal::Wal;
@@ -70,7 +71,7 @@ impl CompactionSignal {
         self.wake.notify_one();
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.lock().stopping = true;
         self.wake.notify_one();
         self.rotated.notify_all();
@@ -137,31 +138,16 @@ impl CompactionSignal {
 
 /// What a compaction works on, shared by the compactor thread and whoever
 /// asks for one directly; one compaction runs at a time.
-pub(super) struct Compaction {
-    wal: Arc<Wal>,
-    index: SharedIndex,
-    observe: Arc<Observer>,
-    signal: Arc<CompactionSignal>,
+pub(crate) struct Compaction {
+    pub(super) wal: Arc<Wal>,
+    pub(super) index: SharedIndex,
+    pub(super) observe: Arc<Observer>,
+    pub(super) signal: Arc<CompactionSignal>,
     /// Held while compacting; true once closed.
-    closed: Mutex<bool>,
+    pub(super) closed: Mutex<bool>,
 }
 
 impl Compaction {
-    pub(super) fn new(
-        wal: Arc<Wal>,
-        index: SharedIndex,
-        observe: Arc<Observer>,
-        signal: Arc<CompactionSignal>,
-    ) -> Compaction {
-        Compaction {
-            wal,
-            index,
-            observe,
-            signal,
-            closed: Mutex::new(false),
-        }
-    }
-
     /// Waits for a compaction in progress, then refuses any later one: the
     /// log is about to be closed.
     pub(super) fn close(&self) {
@@ -171,7 +157,7 @@ impl Compaction {
     /// Rotates the log, copies the index and writes the snapshot; reports
     /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`] and returns the
     /// same outcome.
-    pub(super) fn run(&self) -> io::Result<()> {
+    pub(crate) fn run(&self) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));
@@ -199,6 +185,49 @@ impl Compaction {
         compacted.map(drop)
     }
 
+    /// Why the files must be written again, if they must (see
+    /// [`Wal::missing_files`]); never while a compaction runs, which
+    /// replaces files itself.
+    fn missing_files(&self) -> Option<String> {
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return None;
+        }
+        self.wal.missing_files()
+    }
+
+    /// Writes the index as a fresh snapshot and log after `why` (the
+    /// directory, the log or the snapshot was found gone or replaced),
+    /// while no batch is led: every change acknowledged so far is in them,
+    /// and the next is acknowledged only once they are synced. Reports
+    /// [`DurabilityEvent::Restored`]; a failure fails the log.
+    fn restore(&self, why: String) -> io::Result<()> {
+        let _closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let restored = self.wal.prepare_restore(&why).and_then(|next| {
+            let (copy, switched) = self.index.copy_with(|_| self.wal.switch_restored(next));
+            let (generation, position) = switched?;
+            self.wal.write_snapshot(generation, copy.topological())?;
+            Ok((position, copy.packages()))
+        });
+        match restored {
+            Ok((position, packages)) => {
+                self.wal.restored(position);
+                self.signal.note(true);
+                (self.observe)(DurabilityEvent::Restored {
+                    missing: &why,
+                    took: started.elapsed(),
+                    packages,
+                });
+                Ok(())
+            }
+            Err(error) => {
+                self.wal.fail_with(&error);
+                Err(error)
+            }
+        }
+    }
+
     /// Switches to a new log and copies the index in one critical section,
     /// so every change before the copy is in the older logs and every
     /// change after it in the new one.
@@ -211,42 +240,23 @@ impl Compaction {
     }
 }
 
-/// The running compactor thread.
-pub(super) struct Compactor {
-    signal: Arc<CompactionSignal>,
-    thread: JoinHandle<()>,
-}
-
-impl Compactor {
-    /// Starts the thread.
-    pub(super) fn start(
-        compaction: Arc<Compaction>,
-        signal: Arc<CompactionSignal>,
-    ) -> io::Result<Compactor> {
-        let thread = thread::Builder::new().name("compactor".into()).spawn({
-            let signal = Arc::clone(&signal);
-            move || run(&compaction, &signal)
-        })?;
-        Ok(Compactor { signal, thread })
-    }
-
-    /// Tells the thread to stop, lets a compaction in progress finish, and
-    /// joins it.
-    pub(super) fn stop(self) {
-        self.signal.stop();
-        // A panic on that thread has already been reported by the panic
-        // hook; there is nothing left to stop.
-        let _ = self.thread.join();
-    }
-}
-
-fn run(compaction: &Compaction, signal: &CompactionSignal) {
-    let wal = &compaction.wal;
+/// The compactor thread's life, until [`CompactionSignal::stop`].
+pub(super) fn run(compaction: &Compaction) {
+    let (wal, signal) = (&compaction.wal, &compaction.signal);
     loop {
-        match signal.wait(WATCH_INTERVAL) {
+        let wake = signal.wait(WATCH_INTERVAL);
+        // Before a stop too: the close then syncs files that exist.
+        if let Some(why) = compaction.missing_files() {
+            if compaction.restore(why).is_err() {
+                return;
+            }
+        }
+        match wake {
             Wake::Stop => return,
             Wake::Compact if wal.needs_compaction() => {
-                if compaction.run().is_err() {
+                // A compaction that found files missing is not retried:
+                // the next turn writes them again.
+                if compaction.run().is_err() && wal.missing_files().is_none() {
                     if signal.pause(RETRY_AFTER_FAILURE) {
                         return;
                     }
@@ -256,17 +266,13 @@ fn run(compaction: &Compaction, signal: &CompactionSignal) {
             }
             Wake::Compact | Wake::Watch => {}
         }
-        // A failure here fails the log, which reports it; from then on
-        // there is nothing to watch.
-        if wal.check_files().is_err() {
-            return;
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     #[test]
     fn a_stop_wins_over_a_request_and_requests_coalesce() {

@@ -143,7 +143,7 @@ impl FileId {
         Ok(FileId::from(file.metadata()?))
     }
 
-    fn at(path: &Path) -> io::Result<FileId> {
+    pub(super) fn at(path: &Path) -> io::Result<FileId> {
         Ok(FileId::from(fs::metadata(path)?))
     }
 }

@@ -15,22 +15,19 @@
 //!    a new index ([`recovery`] refuses damage and missing files, and cuts a
 //!    torn last record after saving it), continues the newest log
 //!    ([`wal`]) and starts the [`compactor`] thread.
-//! 2. The store logs changes through [`Durable::appender`] under the index
-//!    write lock. After releasing it, a connection hands its answers to
-//!    the completer thread ([`Durable::write_or_hand_over`]), which
-//!    writes and syncs the log and delivers them once it covers them (a
-//!    caller may also block in [`Durable::wait_durable`]). A failed write
-//!    or sync means the disk failed: the answers waiting for it are never
-//!    sent, and the failure reaches the owner's observer once
-//!    ([`DurabilityEvent::Failed`]).
+//! 2. The store logs changes through [`Wal::appender`] under the index
+//!    write lock; after releasing it, the connection's thread waits in
+//!    [`Durable::wait_durable`] until the log covers what its answers
+//!    reveal, then sends them. [`wal`] is the whole of that path: the
+//!    append, the group commit, the sync and who waits for it.
 //! 3. When a batch leaves the log larger than its snapshot, the writer
 //!    signals the compactor, which rotates the log and copies the index
 //!    under the read lock, then writes the snapshot; older files are
-//!    deleted. Every second it also checks that the directory and the log
-//!    are still the files at their paths.
+//!    deleted. Every second it also checks that the directory, the log and
+//!    the snapshot are still the files at their paths, and writes them
+//!    again from the index when they are not.
 //! 4. [`Durable::close`] stops and joins the compactor, then writes and
-//!    syncs what is left of the log, then stops and joins the completer
-//!    (the thread that delivers answers once the log covers them).
+//!    syncs what is left of the log.
 //!
 //! What is damage is decided in one place, [`survey`]: it reads every file
 //! in replay order and collects every problem. A start fails on the first
@@ -55,15 +52,17 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::index::{self, Indexer, RunItem, SharedIndex};
 use crate::name::PackageName;
-use compactor::{Compaction, CompactionSignal, Compactor};
+use compactor::{Compaction, CompactionSignal};
 
-pub(crate) use self::wal::{Appender, Completion, Delivery, LogStats, Wal};
+pub use self::wal::LogPosition;
+pub(crate) use self::wal::LogStats;
+pub(crate) use self::wal::Wal;
 pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
@@ -92,6 +91,14 @@ pub enum DurabilityEvent<'a> {
     /// A compaction failed; the log keeps every change, and it is tried
     /// again later.
     CompactionFailed(&'a io::Error),
+    /// The directory, the log or the snapshot was found gone or replaced
+    /// (`missing` says which), and the index was written as a fresh
+    /// snapshot and log, with nothing acknowledged meanwhile.
+    Restored {
+        missing: &'a str,
+        took: Duration,
+        packages: usize,
+    },
 }
 
 /// Hears every [`DurabilityEvent`].
@@ -115,17 +122,14 @@ impl DurableOptions {
     }
 }
 
-/// The durable side of a store: its write-ahead log, the compactor thread
-/// and the completer thread, opened, run and closed together.
+/// The durable side of a store: the one owner of its write-ahead log and
+/// of the compactor thread, which it starts, signals (through the log) and
+/// joins. Failures leave it one way: the observer given to `open`.
 pub(crate) struct Durable {
-    wal: Arc<Wal>,
-    compaction: Arc<Compaction>,
-    signal: Arc<CompactionSignal>,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) compaction: Arc<Compaction>,
     /// Taken (stopped and joined) by [`Durable::close`].
-    compactor: Mutex<Option<Compactor>>,
-    /// The completer thread (see [`wal`]); taken (stopped and joined) by
-    /// [`Durable::close`].
-    completer: Mutex<Option<JoinHandle<()>>>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What opening a data directory found.
@@ -165,114 +169,52 @@ impl Durable {
         )
         .map(Arc::new)
         .map_err(cannot)?;
-        let compaction = Arc::new(Compaction::new(
-            Arc::clone(&wal),
-            index.clone(),
+        let compaction = Arc::new(Compaction {
+            wal: Arc::clone(&wal),
+            index: index.clone(),
             observe,
-            Arc::clone(&signal),
-        ));
-        let compactor =
-            Compactor::start(Arc::clone(&compaction), Arc::clone(&signal)).map_err(cannot)?;
+            signal,
+            closed: Mutex::new(false),
+        });
+        let compactor = thread::Builder::new().name("compactor".into()).spawn({
+            let compaction = Arc::clone(&compaction);
+            move || compactor::run(&compaction)
+        });
         let durable = Durable {
             wal,
             compaction,
-            signal,
-            compactor: Mutex::new(Some(compactor)),
-            completer: Mutex::new(None),
+            compactor: Mutex::new(Some(compactor.map_err(cannot)?)),
         };
-        // Dropping `durable` on this error stops the compactor.
-        durable.start_completer().map_err(cannot)?;
         Ok((index, durable, loaded))
     }
 
-    /// Starts the completer thread.
-    fn start_completer(&self) -> io::Result<()> {
-        let wal = Arc::clone(&self.wal);
-        let completer = thread::Builder::new()
-            .name("log-completer".into())
-            .spawn(move || wal.run_completer())?;
-        *lock(&self.completer) = Some(completer);
+    /// Blocks until the log covers `position` ([`Wal::wait_durable`]);
+    /// then, if the log has grown past its cap, until the compactor has
+    /// rotated it: the back-pressure that keeps disk use bounded under
+    /// churn at full speed.
+    pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
+        self.wal.wait_durable(position)?;
+        (self.compaction.signal).wait_for_room(|| self.wal.over_cap());
         Ok(())
-    }
-
-    /// Takes the log's buffer for a run of changes: log each one with
-    /// [`Appender::append`] under the index write lock, right after making
-    /// it, and wait after releasing the lock.
-    pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
-        self.wal.appender()
-    }
-
-    /// The position of the newest change: what a reader must wait for to
-    /// reveal only durable changes.
-    pub(crate) fn last_appended(&self) -> Seq {
-        self.wal.last_appended()
-    }
-
-    /// Blocks until `seq` is durable, or returns the failure; then, if the
-    /// log has grown past its cap, until the compactor has rotated it (the
-    /// back-pressure that keeps disk use bounded under churn at full speed).
-    pub(crate) fn wait_durable(&self, seq: Seq) -> io::Result<()> {
-        self.wal.wait_durable(seq)?;
-        self.wait_for_room();
-        Ok(())
-    }
-
-    /// Holds a writer while the log has grown past its cap, until the
-    /// compactor has rotated it: the back-pressure that keeps disk use
-    /// bounded under churn at full speed.
-    pub(crate) fn wait_for_room(&self) {
-        self.signal.wait_for_room(|| self.wal.over_cap());
-    }
-
-    /// Where the log is durable up to.
-    pub(crate) fn durable(&self) -> Seq {
-        self.wal.durable()
-    }
-
-    /// See [`Wal::write_or_hand_over`].
-    pub(crate) fn write_or_hand_over(
-        &self,
-        wait_for: Seq,
-        completion: &Arc<dyn Completion>,
-    ) -> io::Result<bool> {
-        self.wal.write_or_hand_over(wait_for, completion)
-    }
-
-    /// See [`Wal::expect_durable`].
-    pub(crate) fn expect_durable(&self, wait_for: Seq) {
-        self.wal.expect_durable(wait_for);
-    }
-
-    /// The log's counters, for metrics.
-    pub(crate) fn stats(&self) -> LogStats {
-        self.wal.stats()
-    }
-
-    /// Compacts now, on the calling thread, as the compactor does when the
-    /// log outgrows its snapshot (waiting for one in progress first).
-    pub(crate) fn compact(&self) -> io::Result<()> {
-        self.compaction.run()
     }
 
     /// Stops and joins the compactor and waits for any compaction in
     /// progress (later ones are refused), then writes and syncs everything
-    /// appended; later appends and waits fail. Last, the completer
-    /// delivers what it holds and is joined. Returns the error that failed
-    /// the log, if any.
+    /// appended; later appends and waits fail. Returns the error that
+    /// failed the log, if any.
     pub(crate) fn close(&self) -> io::Result<()> {
-        let compactor = lock(&self.compactor).take();
+        let compactor = self
+            .compactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(compactor) = compactor {
-            compactor.stop();
+            self.compaction.signal.stop();
+            // A panic there was reported by the panic hook already.
+            let _ = compactor.join();
         }
         self.compaction.close();
-        let closed = self.wal.close();
-        let completer = lock(&self.completer).take();
-        if let Some(completer) = completer {
-            self.wal.stop_completer();
-            // It only ends by returning; a panic was reported already.
-            let _ = completer.join();
-        }
-        closed
+        self.wal.close()
     }
 }
 
@@ -281,10 +223,6 @@ impl Drop for Durable {
         // Errors were already reported to the observer.
         let _ = self.close();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A data directory as the offline tools see it: its survey, and the index
@@ -371,18 +309,6 @@ impl fmt::Display for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
-}
-
-/// Position of a change in the log since it was opened: the n-th append
-/// returns `Seq(n)`; `Seq(0)` is "nothing". Outside this module it is a
-/// [`LogPosition`](crate::LogPosition): what an answer waits for before it
-/// is sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seq(u64);
-
-impl Seq {
-    /// Past every position: what memory-only state is durable up to.
-    pub(crate) const MAX: Seq = Seq(u64::MAX);
 }
 
 /// When an appended change counts as durable (`--fsync`).

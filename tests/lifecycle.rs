@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Client, ServerProcess};
+use common::{Client, ServerProcess, TempDir};
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::thread;
@@ -287,6 +287,67 @@ fn a_taken_port_exits_1_with_one_line() {
         logs[0].contains("level=error") && logs[0].contains("cannot listen"),
         "{logs:?}"
     );
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_or_in_use_exits_1_saying_so() {
+    let dir = TempDir::new("data-dir-errors");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", file_arg]) else {
+        panic!("started on a regular file");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].contains(&format!("{file_arg}: not a directory")),
+        "{logs:?}"
+    );
+
+    let data_dir = dir.path().join("data");
+    let data_arg = data_dir.to_str().unwrap();
+    let first = ServerProcess::start(&["--data-dir", data_arg]);
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", data_arg]) else {
+        panic!("a second server started on a directory in use");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    let last = logs.last().unwrap();
+    assert!(
+        last.contains(
+            "data directory is in use by another process: stop the server that holds it first"
+        ),
+        "{logs:?}"
+    );
+    first.stop();
+}
+
+#[test]
+fn a_mistyped_command_is_named_and_the_commands_listed() {
+    let out = common::binary_command()
+        .arg("clinet")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "package-indexer: unknown command 'clinet'; the commands are healthcheck, client, \
+         show, export, load, check, repair (see --help)\n"
+    );
+    let help = String::from_utf8(common::run_binary(&["--help"]).stdout).unwrap();
+    for command in [
+        "healthcheck",
+        "client",
+        "show",
+        "export",
+        "load",
+        "check",
+        "repair",
+    ] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+    }
 }
 
 #[test]

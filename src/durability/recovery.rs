@@ -102,7 +102,8 @@ impl fmt::Display for RecoveryError {
             RecoveryError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             RecoveryError::Locked { path } => write!(
                 f,
-                "{}: data directory is in use by another process",
+                "{}: data directory is in use by another process: stop the server \
+                 that holds it first",
                 path.display()
             ),
             RecoveryError::Damaged {
@@ -146,15 +147,20 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => lock(dir),
-        Ok(_) => Err(io_error(dir)(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            "not a directory",
-        ))),
+        Ok(_) => Err(not_a_directory(dir)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io_error(dir)(
             io::Error::new(io::ErrorKind::NotFound, "no such directory"),
         )),
         Err(error) => Err(io_error(dir)(error)),
     }
+}
+
+/// `dir` names something other than a directory.
+fn not_a_directory(dir: &Path) -> RecoveryError {
+    io_error(dir)(io::Error::new(
+        io::ErrorKind::NotADirectory,
+        "not a directory",
+    ))
 }
 
 /// Loads the state kept in `dir`, creating the directory if it is missing,
@@ -216,8 +222,10 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
 /// Creates `dir` if missing, durably: a directory entry lost in a crash
 /// would take every file in it along.
 fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    if dir.is_dir() {
-        return Ok(());
+    match fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => return Ok(()),
+        Ok(_) => return Err(not_a_directory(dir)),
+        Err(_) => {}
     }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let parent = match dir.parent() {

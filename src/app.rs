@@ -302,17 +302,11 @@ fn admin_connections(limit: u64) -> usize {
     usize::try_from(limit / 16).map_or(cap, |share| share.min(cap))
 }
 
-/// Descriptors no protocol connection may take under an open-files limit
-/// of `limit`: what the process and the admin listener may open after the
-/// start.
-fn reserved_fds(limit: u64) -> u64 {
-    RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64
-}
-
 /// The lowest descriptor number a protocol connection may not keep under an
-/// open-files limit of `limit`.
+/// open-files limit of `limit`: those above are what the process and the
+/// admin listener may open after the start.
 fn fd_ceiling(limit: u64) -> u64 {
-    limit.saturating_sub(reserved_fds(limit))
+    limit.saturating_sub(RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64)
 }
 
 /// Protocol connections served at once at most under the open-files limit
@@ -342,7 +336,7 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
                 ("max_connections", &max_connections),
                 ("fd_limit", &limit),
                 ("open_fds", &open),
-                ("reserved_fds", &reserved_fds(limit)),
+                ("reserved_fds", &(limit - ceiling)),
                 ("connections_at_most", &room),
             ],
         );

@@ -36,7 +36,7 @@ BENCH_ARGS ?=
 bench: build
 	$(CARGO) run --release -p package-indexer-bench -- --table $(BENCH_ARGS)
 
-# glibc's static runtime: one self-contained file for the scratch-like image.
+# glibc's static runtime: one self-contained file, needing nothing from the image.
 # The server only: the tools are not part of the image.
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET) -p package-indexer --bin package-indexer

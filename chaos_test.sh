@@ -18,8 +18,8 @@
 # on the same port. Exits 1 if any harness run fails, any check of the
 # misbehaving clients fails, or the server dies.
 #
-# Environment: SERVER_BIN, HARNESS_BIN, HARNESS_TIMEOUT as for stress_test.sh;
-# CHAOS_SEED (default: from the clock, printed).
+# Environment: SERVER_BIN, HARNESS_BIN, HARNESS_TIMEOUT and SERVER_PORT as
+# for stress_test.sh; CHAOS_SEED (default: from the clock, printed).
 #
 # Uses bash's /dev/tcp only; every background client stops when its round
 # ends and is killed by the exit trap at the latest.
@@ -193,6 +193,8 @@ check_anomalies() {
 chaos_main() {
     trap cleanup EXIT
     trap 'exit 130' INT TERM
+    local port
+    port=$(requested_port) || exit 1
     resolve_binaries
     make_work_dir
     anomalies="$work_dir/anomalies"
@@ -203,7 +205,7 @@ chaos_main() {
     say "seed: $seed (set CHAOS_SEED to repeat)"
 
     local failed_checks=0 round=0 run=0 unluckiness concurrency peak
-    start_server || exit 1
+    start_server "$port" || exit 1
     for unluckiness in 10 15 20; do
         round=$((round + 1))
         say "round $round: unluckiness $unluckiness, misbehaving clients running"

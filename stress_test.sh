@@ -12,6 +12,8 @@
 #                 runs) [default: release build]
 #   STRESS_SEEDS  seeds to use    [default: three from the clock, printed]
 #   HARNESS_TIMEOUT  seconds one harness run may take [default: 300]
+#   SERVER_PORT   port the server listens on, on 127.0.0.1 [default: 0,
+#                 a free one, printed]
 #
 # The helpers above `stress_main` are shared with chaos_test.sh, which
 # sources this file (sourcing defines them and runs nothing).
@@ -47,6 +49,16 @@ resolve_binaries() {
 
 make_work_dir() {
     work_dir=$(mktemp -d "${TMPDIR:-/tmp}/package-indexer-test.XXXXXX")
+}
+
+# The port SERVER_PORT asks for (0, the default, for any free one); dies
+# naming the variable when it is not a port.
+requested_port() {
+    local port=${SERVER_PORT:-0}
+    if [[ ! $port =~ ^[0-9]{1,5}$ ]] || ((10#$port > 65535)); then
+        die "SERVER_PORT=$port is not a port number (0 to 65535; 0 for any free one)"
+    fi
+    printf '%s' "$((10#$port))"
 }
 
 # Starts the server on 127.0.0.1 (port $1, default 0: any free one) and waits
@@ -177,6 +189,8 @@ print_summary() {
 stress_main() {
     trap cleanup EXIT
     trap 'exit 130' INT TERM
+    local port
+    port=$(requested_port) || exit 1
     resolve_binaries
     make_work_dir
     local seeds=${STRESS_SEEDS:-}
@@ -186,7 +200,7 @@ stress_main() {
         seeds="$base $((base + 1)) $((base + 2))"
     fi
     say "seeds: $seeds (set STRESS_SEEDS to repeat)"
-    start_server || exit 1
+    start_server "$port" || exit 1
     local dataset concurrency seed
     for dataset in generated brew; do
         local data_args=()

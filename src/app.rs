@@ -15,7 +15,7 @@
 //! at most [`INTERRUPT_CHECK`]. A failure exits 1 with one line; no other
 //! thread ends the process.
 
-use crate::admin::{AdminServer, AdminState};
+use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
@@ -81,7 +81,7 @@ pub(crate) fn run(
 /// loads), opens the store, starts accepting, reports ready and logs the
 /// start line.
 fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeError> {
-    let fd_limit = raise_fd_limit(config.max_connections);
+    let fd_limit = raise_fd_limit();
     let listen_backlog = config
         .listen_backlog
         .or_else(sys::somaxconn)
@@ -92,7 +92,10 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     let admin = match &config.admin_addr {
-        Some(addr) => Some(start_admin(addr, listen_backlog, &ready, &loaded, metrics)?),
+        Some(addr) => {
+            let state = admin_state(&ready, &loaded, metrics);
+            Some(start_admin(addr, listen_backlog, fd_limit, state)?)
+        }
         None => None,
     };
     let (report_failure, failures) = mpsc::channel();
@@ -102,15 +105,14 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
     };
     let _ = loaded.set(store.clone());
     let limits = ConnectionLimits {
-        fd_ceiling: fd_limit.map(server::fd_ceiling),
+        fd_ceiling: fd_limit.map(fd_ceiling),
         ..ConnectionLimits::from(config)
     };
-    let served_at_most = limits
-        .fd_ceiling
-        .map_or(config.max_connections as u64, |ceiling| {
-            ceiling.min(config.max_connections as u64)
-        });
-    metrics.set_limits(served_at_most, config.max_line_bytes as u64);
+    let served_at_most = match fd_limit {
+        Some(limit) => connections_at_most(limit, config.max_connections)?,
+        None => config.max_connections,
+    };
+    metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
     let running = Server::from_listener(listener, limits, store.clone(), Arc::clone(metrics))
         .map_err(cannot_listen)?
         .start()
@@ -266,9 +268,8 @@ fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 /// Raises the open-files limit as far as allowed and returns the one in
-/// effect; warns when `max_connections` plus the descriptors kept for the
-/// rest of the process do not fit in it.
-fn raise_fd_limit(max_connections: usize) -> Option<u64> {
+/// effect.
+fn raise_fd_limit() -> Option<u64> {
     let limit = match OpenFilesLimit::current() {
         Ok(limit) => limit,
         Err(err) => {
@@ -280,38 +281,98 @@ fn raise_fd_limit(max_connections: usize) -> Option<u64> {
         log::warn("cannot raise the open-files limit", &[("error", &err)]);
         limit
     });
-    let needed = (max_connections as u64).saturating_add(server::RESERVED_FDS);
-    if needed > limit.soft {
+    Some(limit.soft)
+}
+
+/// Descriptors the process opens after its start besides protocol and
+/// admin connections, at most, at once: the data directory's (a new log
+/// and the directory during a rotation, a snapshot being written and the
+/// directory during a compaction, a rewrite of the whole directory: 8),
+/// the admin workers' sockets (two jobs of each of two kinds: 4), the
+/// `/proc` files `/metrics` reads (2), and the two ends of the connection
+/// that wakes the acceptor at a stop (2).
+const RESERVED_FOR_THE_PROCESS: u64 = 16;
+
+/// Admin connections pending at once under an open-files limit of `limit`:
+/// a sixteenth of it, and no more than the admin listener's own cap, so
+/// that probes fit beside protocol connections under any limit and an
+/// admin flood cannot take the data directory's descriptors.
+fn admin_connections(limit: u64) -> usize {
+    let cap = AdminLimits::default().max_connections;
+    usize::try_from(limit / 16).map_or(cap, |share| share.min(cap))
+}
+
+/// The lowest descriptor number a protocol connection may not keep under an
+/// open-files limit of `limit`: those above are what the process and the
+/// admin listener may open after the start.
+fn fd_ceiling(limit: u64) -> u64 {
+    limit.saturating_sub(RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64)
+}
+
+/// Protocol connections served at once at most under the open-files limit
+/// `limit`, with the descriptors open now (the start's: listeners, data
+/// directory, standard streams) taken: `--max-connections`, or fewer when
+/// the limit leaves less room (with a warning). A limit that leaves room
+/// for none refuses the start.
+fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
+    let ceiling = fd_ceiling(limit);
+    let open = open_fds_below(ceiling);
+    let room = ceiling.saturating_sub(open);
+    if room == 0 {
+        let enough = (limit..)
+            .find(|&l| fd_ceiling(l) > open)
+            .unwrap_or(u64::MAX);
+        return Err(RuntimeError(format!(
+            "the open-files limit ({limit}) leaves no descriptor for a protocol connection: \
+             raise it to at least {enough} (ulimit -n, LimitNOFILE=, docker run --ulimit nofile=)"
+        )));
+    }
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
+    if room < max_connections {
         log::warn(
             "--max-connections does not fit in the open-files limit; \
              connections past it are closed at once",
             &[
                 ("max_connections", &max_connections),
-                ("fd_limit", &limit.soft),
-                ("reserved_fds", &server::RESERVED_FDS),
-                ("connections_at_most", &server::fd_ceiling(limit.soft)),
+                ("fd_limit", &limit),
+                ("open_fds", &open),
+                ("reserved_fds", &(limit - ceiling)),
+                ("connections_at_most", &room),
             ],
         );
     }
-    Some(limit.soft)
+    Ok(room.min(max_connections))
 }
 
-/// Starts the admin thread. Index gauges read zero, and the `/v1` routes
-/// answer 503, until `store` is set, once the data directory has loaded.
-fn start_admin(
-    addr: &str,
-    backlog: u32,
+/// Descriptors open now numbered below `ceiling` (one inherited above it
+/// takes no room): the numbers protocol connections cannot have.
+fn open_fds_below(ceiling: u64) -> u64 {
+    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let numbers: Vec<u64> = listing
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd < ceiling)
+        .collect();
+    // The listing's own descriptor is among them, and closed by now.
+    let still_open = |fd: &u64| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok();
+    numbers.iter().filter(|fd| still_open(fd)).count() as u64
+}
+
+/// What the admin listener reports: `/readyz` is 200 while `ready` is set
+/// and a protocol connection can be taken. Index gauges read zero, and the
+/// `/v1` routes answer 503, until `store` is set, once the data directory
+/// has loaded.
+fn admin_state(
     ready: &Arc<AtomicBool>,
     store: &Arc<OnceLock<Store>>,
     metrics: &Arc<Metrics>,
-) -> Result<AdminServer, RuntimeError> {
-    let cannot =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
-    let listener = bind(addr, backlog).map_err(cannot)?;
+) -> AdminState {
     let loaded = Arc::clone(store);
     let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
-    let state = AdminState {
-        ready: Arc::clone(ready),
+    let (ready, room) = (Arc::clone(ready), Arc::clone(&metrics));
+    AdminState {
+        ready: Box::new(move || ready.load(Ordering::SeqCst) && room.has_room()),
         store: loaded,
         render_metrics: Box::new(move |out| {
             let mut gauges = IndexGauges::default();
@@ -329,8 +390,25 @@ fn start_admin(
             }
             metrics.render(gauges, out);
         }),
-    };
-    AdminServer::start(listener, state).map_err(cannot)
+    }
+}
+
+/// Starts the admin thread, with room for the pending connections the
+/// open-files limit `fd_limit` keeps for it.
+fn start_admin(
+    addr: &str,
+    backlog: u32,
+    fd_limit: Option<u64>,
+    state: AdminState,
+) -> Result<AdminServer, RuntimeError> {
+    let cannot =
+        |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
+    let listener = bind(addr, backlog).map_err(cannot)?;
+    let mut limits = AdminLimits::default();
+    if let Some(limit) = fd_limit {
+        limits.max_connections = admin_connections(limit);
+    }
+    AdminServer::start_with_limits(listener, state, limits).map_err(cannot)
 }
 
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a

@@ -1,5 +1,6 @@
 //! The command line of the one binary: the server, or one of the operator's
-//! subcommands ([`crate::commands`]), chosen by the first argument.
+//! subcommands ([`crate::commands`]), chosen by the first argument; a first
+//! argument that is neither a flag nor a subcommand is an unknown command.
 
 use crate::config::{self, Invocation};
 use crate::flags;
@@ -15,9 +16,19 @@ pub fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => return error.report("package-indexer"),
     };
-    if let Some(subcommand) = args.first().and_then(|first| commands::find(first)) {
-        args.remove(0);
-        return subcommand.run(args);
+    if let Some(first) = args.first() {
+        if let Some(subcommand) = commands::find(first) {
+            args.remove(0);
+            return subcommand.run(args);
+        }
+        // The server takes flags only: a first word is a command's name.
+        if !first.starts_with('-') {
+            let unknown = format!(
+                "unknown command '{first}'; the commands are {}",
+                commands::names()
+            );
+            return flags::UsageError(unknown).report("package-indexer");
+        }
     }
     serve(args)
 }

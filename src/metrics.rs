@@ -263,6 +263,13 @@ impl Metrics {
         self.max_line_bytes.store(max_line_bytes, Relaxed);
     }
 
+    /// Whether one more protocol connection can be served: fewer are
+    /// active than the most [`set_limits`](Self::set_limits) allows.
+    pub(crate) fn has_room(&self) -> bool {
+        let active = u64::try_from(self.connections_active.load(Relaxed)).unwrap_or(0);
+        active < self.max_connections.load(Relaxed)
+    }
+
     /// A snapshot was completed at `unix_seconds`.
     pub fn snapshot_written(&self, unix_seconds: f64) {
         self.last_snapshot_seconds_bits

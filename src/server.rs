@@ -19,8 +19,9 @@
 //! stack), so an idle connection costs its thread's stack and a few small
 //! allocations of the standard library, no buffer.
 //!
-//! File descriptors: a protocol connection may never take one of the
-//! [`RESERVED_FDS`] highest descriptor numbers below the open-files limit.
+//! File descriptors: a protocol connection may never take a descriptor
+//! numbered at or above [`ConnectionLimits::fd_ceiling`], which the start
+//! sets to keep the highest numbers below the open-files limit.
 //! Linux always hands out the lowest free number, so an accepted socket
 //! numbered that high means every lower number is taken; it is closed at
 //! once and counted as `reason="fds"`. A protocol flood therefore leaves
@@ -92,21 +93,6 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// while a live one on a slow path has a minute to answer.
 pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
-/// File descriptors no protocol connection may take, kept for the rest of
-/// the process: the admin listener and its connections (at most 64 at
-/// once), the data directory (its lock, the log, the next log during a
-/// rotation, a snapshot being written, the directory itself for `fsync`),
-/// standard input, output and error, the protocol listener and the
-/// connection that wakes the acceptor at a stop. That is about 80; 128
-/// leaves room for the admin listener to grow and for a file or two more.
-pub(crate) const RESERVED_FDS: u64 = 128;
-
-/// The lowest descriptor number a protocol connection may not keep, under
-/// an open-files limit of `limit`.
-pub(crate) fn fd_ceiling(limit: u64) -> u64 {
-    limit.saturating_sub(RESERVED_FDS)
-}
-
 /// The per-connection limits the server flags set
 /// (`docs/command-line.md#server-flags`).
 #[derive(Clone, Copy, Debug)]
@@ -118,7 +104,7 @@ pub struct ConnectionLimits {
     /// Keepalive for every protocol connection; `None` leaves it off.
     pub tcp_keepalive: Option<Keepalive>,
     /// A connection whose descriptor number is at or above this is closed
-    /// at once (see `fd_ceiling`); `None` for no such check.
+    /// at once; `None` for no such check.
     pub fd_ceiling: Option<u64>,
 }
 

@@ -9,7 +9,6 @@ mod common;
 use common::{http, ServerProcess, StalledHeads};
 use package_indexer::{AdminServer, AdminState};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ fn a_thousand_renewed_stalled_heads_do_not_delay_health_probes() {
     assert_fd_budget(2 * STALLED as u64 + 100);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let state = AdminState {
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: Box::new(|| true),
         store: Arc::default(),
         render_metrics: Box::new(|out| out.push_str("up 1\n")),
     };

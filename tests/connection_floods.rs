@@ -218,3 +218,100 @@ fn protocol_connections_have_tcp_keepalive_unless_it_is_off() {
     assert_eq!(client.ask("QUERY|a|"), "FAIL");
     assert_eq!(keepalive_timer(server.addr, &client.writer), None);
 }
+
+/// Opens connections to `server` until one is closed unanswered, holding
+/// every answered one; returns them.
+fn fill_up(server: &ServerProcess) -> Vec<Client> {
+    let mut held = Vec::new();
+    loop {
+        let mut client = server.connect();
+        match client.try_ask("QUERY|a|") {
+            Some(answer) => {
+                assert_eq!(answer, "FAIL");
+                held.push(client);
+            }
+            None => return held,
+        }
+        assert!(held.len() <= 10_000, "no connection was ever refused");
+    }
+}
+
+/// Under a low open-files limit, the server serves as many clients at once
+/// as its start line's warning says, keeps the rest of the descriptors for
+/// the admin listener and the data directory, and is not ready while it
+/// can take no more.
+fn serves_under_fd_limit(fd_limit: u32, at_least: usize) {
+    let dir = TempDir::new("fd-limit").unwrap();
+    let data_dir = dir.path().display().to_string();
+    let server = ServerProcess::start_with_fd_limit(fd_limit, &["--data-dir", &data_dir]);
+    let logs = server.logs().join("\n");
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("does not fit in the open-files limit"))
+        .unwrap_or_else(|| panic!("no warning: {logs}"));
+    let at_most: usize = log_field(warning, "connections_at_most")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(server.http("GET", "/readyz").0, 200);
+    let mut held = fill_up(&server);
+    println!(
+        "--nofile={fd_limit}: {} clients served at once ({warning})",
+        held.len()
+    );
+    assert!(held.len() >= at_least, "only {} served", held.len());
+    assert_eq!(held.len(), at_most, "{warning}");
+    assert_eq!(server.http("GET", "/readyz"), (503, "not ready\n".into()));
+    assert_eq!(server.http("GET", "/healthz").0, 200);
+    let (_, metrics) = server.http("GET", "/metrics");
+    assert_eq!(
+        metric(&metrics, "package_indexer_max_connections"),
+        at_most as f64
+    );
+    // The data directory still has its descriptors: a change is logged.
+    assert_eq!(held[0].ask("INDEX|a|"), "OK");
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.http("GET", "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again after a close");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Ready is reported as the closed connection's thread ends, a moment
+    // before its descriptor is released.
+    while server.connect().try_ask("QUERY|a|").is_none() {
+        assert!(Instant::now() < deadline, "no room again after a close");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn under_an_open_files_limit_of_128_it_serves_at_least_64_clients_at_once() {
+    serves_under_fd_limit(128, 64);
+}
+
+#[test]
+fn under_an_open_files_limit_of_64_it_serves_clients_and_says_how_many() {
+    serves_under_fd_limit(64, 16);
+}
+
+#[test]
+fn an_open_files_limit_with_room_for_no_client_refuses_the_start() {
+    let dir = TempDir::new("fd-limit-refused").unwrap();
+    let output = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 20 && exec \"$0\" \"$@\"", common::BINARY])
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let last = lines.last().unwrap();
+    assert!(last.contains("level=error"), "{stderr}");
+    assert!(
+        last.contains("the open-files limit (20) leaves no descriptor for a protocol connection: raise it to at least"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("msg=\"listening\""), "{stderr}");
+}

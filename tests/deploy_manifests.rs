@@ -4,7 +4,10 @@
 //! stop grace periods outlast `--shutdown-timeout`, every HTTP path a probe
 //! or Prometheus requests is served by a real admin listener, every series
 //! the alert rules select is one the server exports, and every alert links
-//! to its own section of RUNBOOK.md.
+//! to its own section of RUNBOOK.md. The top-level Dockerfile's final stage
+//! is Ubuntu's LTS image with nothing installed, run by an unprivileged
+//! user of its own, and its command, ports, volume and healthcheck work
+//! with the binary.
 //!
 //! The files are read as text, a line at a time: the kit keeps one setting
 //! per line, which is all these checks need.
@@ -108,6 +111,57 @@ fn unit_setting(key: &str) -> String {
         .unwrap_or_else(|| panic!("{UNIT} has no {key}="))
 }
 
+/// The instructions of the final stage of the top-level Dockerfile, as
+/// (INSTRUCTION, arguments), continuation lines joined.
+fn final_stage() -> Vec<(String, String)> {
+    let text = repo_file("Dockerfile").replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, rest)| (name.to_ascii_uppercase(), rest.trim().to_string()))
+        .collect();
+    let from = instructions
+        .iter()
+        .rposition(|(name, _)| name == "FROM")
+        .expect("a FROM in the Dockerfile");
+    instructions[from..].to_vec()
+}
+
+/// The arguments of the final stage's one `name` instruction.
+fn final_instruction(name: &str) -> String {
+    let found: Vec<String> = final_stage()
+        .into_iter()
+        .filter(|(instruction, _)| instruction == name)
+        .map(|(_, arguments)| arguments)
+        .collect();
+    assert_eq!(found.len(), 1, "{name} in the final stage: {found:?}");
+    found.into_iter().next().unwrap_or_default()
+}
+
+/// The strings of an exec-form (JSON array) instruction argument.
+fn exec_form(arguments: &str) -> Vec<String> {
+    let inner = arguments
+        .trim()
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("not an exec form: {arguments}"));
+    inner
+        .split(',')
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// The final stage's `CMD` as flag → value.
+fn dockerfile_flags() -> BTreeMap<String, String> {
+    let items = exec_form(&final_instruction("CMD"));
+    items
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
+        .collect()
+}
+
 fn help_text() -> String {
     let output = common::binary_command().arg("--help").output().unwrap();
     assert!(output.status.success(), "--help failed: {output:?}");
@@ -161,7 +215,11 @@ fn named_values(text: &str, key: &str) -> Vec<(String, String)> {
 fn every_flag_the_kit_passes_is_in_help() {
     let help = help_text();
     let mut checked = 0;
-    for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
+    for (file, flags) in [
+        (STATEFULSET, statefulset_flags()),
+        (UNIT, unit_flags()),
+        ("Dockerfile", dockerfile_flags()),
+    ] {
         for flag in flags.keys() {
             let line = help_line(&help, flag).unwrap_or_else(|| {
                 panic!(
@@ -188,7 +246,11 @@ fn every_flag_the_kit_passes_is_in_help() {
 
 #[test]
 fn the_kits_settings_start_a_server() {
-    for (file, flags) in [(STATEFULSET, statefulset_flags()), (UNIT, unit_flags())] {
+    for (file, flags) in [
+        (STATEFULSET, statefulset_flags()),
+        (UNIT, unit_flags()),
+        ("Dockerfile", dockerfile_flags()),
+    ] {
         // Same settings, but on ephemeral loopback ports and a scratch
         // data directory.
         let data_dir = TempDir::new("deploy-settings").unwrap();
@@ -441,4 +503,65 @@ fn every_series_the_rules_select_is_exported() {
             matchers.join(",")
         );
     }
+}
+
+#[test]
+fn the_image_is_ubuntu_lts_with_nothing_installed_run_by_its_own_unprivileged_user() {
+    let stage = final_stage();
+    assert_eq!(
+        stage[0].1, "docker.io/library/ubuntu:24.04",
+        "the final stage's base"
+    );
+    for (name, arguments) in &stage {
+        assert!(
+            !["apt-get", "apt ", "dpkg", "curl", "wget"]
+                .iter()
+                .any(|tool| arguments.contains(tool)),
+            "the final stage installs something: {name} {arguments}"
+        );
+    }
+    // The user is made in the image, and is the one the kit runs as.
+    let run = final_instruction("RUN");
+    assert!(
+        run.contains("useradd --uid 1000 ") && run.contains(" package-indexer"),
+        "{run}"
+    );
+    assert_eq!(final_instruction("USER"), "1000:1000");
+    let statefulset = kit_file(STATEFULSET);
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert_eq!(yaml_values(&statefulset, key), ["1000"], "{key}");
+    }
+    assert_eq!(final_instruction("ENTRYPOINT"), "[\"package-indexer\"]");
+
+    // Ports, volume and healthcheck match what the command tells the
+    // binary, and the healthcheck passes against a server started so.
+    let flags = dockerfile_flags();
+    let ports: Vec<u16> = final_instruction("EXPOSE")
+        .split_whitespace()
+        .map(|port| port.parse().unwrap())
+        .collect();
+    assert_eq!(
+        ports,
+        [port_of(&flags["--addr"]), port_of(&flags["--admin-addr"])]
+    );
+    let data_dir = flags["--data-dir"].clone();
+    assert_eq!(exec_form(&final_instruction("VOLUME")), [data_dir]);
+    let healthcheck = final_instruction("HEALTHCHECK");
+    let command = exec_form(
+        healthcheck
+            .split_once("CMD ")
+            .map(|(_, command)| command)
+            .unwrap_or_else(|| panic!("HEALTHCHECK has no CMD: {healthcheck}")),
+    );
+    assert_eq!(command[..2], ["package-indexer", "healthcheck"]);
+    assert_eq!(command[2], "--admin-addr");
+    assert_eq!(port_of(&command[3]), port_of(&flags["--admin-addr"]));
+
+    let server = ServerProcess::start(&[]);
+    let admin = server.admin_addr.unwrap().to_string();
+    let status = common::binary_command()
+        .args(["healthcheck", "--admin-addr", &admin])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "the image's healthcheck fails");
 }

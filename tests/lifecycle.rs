@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Client, ServerProcess};
+use common::{Client, ServerProcess, TempDir};
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::thread;
@@ -290,6 +290,67 @@ fn a_taken_port_exits_1_with_one_line() {
 }
 
 #[test]
+fn a_data_dir_that_is_a_file_or_in_use_exits_1_saying_so() {
+    let dir = TempDir::new("data-dir-errors").unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", file_arg]) else {
+        panic!("started on a regular file");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].contains(&format!("{file_arg}: not a directory")),
+        "{logs:?}"
+    );
+
+    let data_dir = dir.path().join("data");
+    let data_arg = data_dir.to_str().unwrap();
+    let first = ServerProcess::start(&["--data-dir", data_arg]);
+    let Err((status, logs)) = ServerProcess::try_start(&["--data-dir", data_arg]) else {
+        panic!("a second server started on a directory in use");
+    };
+    assert_eq!(status.unwrap().code(), Some(1));
+    let last = logs.last().unwrap();
+    assert!(
+        last.contains(
+            "data directory is in use by another process: stop the server that holds it first"
+        ),
+        "{logs:?}"
+    );
+    first.stop();
+}
+
+#[test]
+fn a_mistyped_command_is_named_and_the_commands_listed() {
+    let out = common::binary_command()
+        .arg("clinet")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "package-indexer: unknown command 'clinet'; the commands are healthcheck, client, \
+         show, export, load, check, repair (see --help)\n"
+    );
+    let help = String::from_utf8(common::run_binary(&["--help"]).stdout).unwrap();
+    for command in [
+        "healthcheck",
+        "client",
+        "show",
+        "export",
+        "load",
+        "check",
+        "repair",
+    ] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+    }
+}
+
+#[test]
 fn bad_usage_exits_2_with_one_line() {
     for args in [
         &["--max-connections", "none"][..],
@@ -455,4 +516,117 @@ fn healthcheck_exits_0_when_ready_1_otherwise_and_2_on_bad_usage() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "bad usage, not a failed probe");
+}
+
+/// The README's quick-start demo: the `client` arguments and the answers
+/// it shows.
+fn readme_demo() -> (Vec<String>, Vec<String>) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut lines = readme.lines();
+    let command = lines
+        .find_map(|line| line.strip_prefix("$ target/release/package-indexer client "))
+        .expect("the README's demo");
+    let args = command
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    let answers = lines
+        .take_while(|line| !line.starts_with('$'))
+        .map(str::to_string)
+        .collect();
+    (args, answers)
+}
+
+#[test]
+fn the_readme_demo_answers_as_shown_and_leaves_the_harness_list_removable() {
+    let (args, answers) = readme_demo();
+    assert_eq!(args.len(), 4, "{args:?}");
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr.to_string();
+    let mut command = vec!["client", "--addr", &addr];
+    command.extend(args.iter().map(String::as_str));
+    let output = common::run_binary(&command);
+    assert!(output.status.success(), "{output:?}");
+    let printed: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(printed, answers);
+
+    // The harness begins by removing every package of its list, until OK:
+    // nothing the demo left may depend on one of them.
+    let list = std::fs::read_to_string(common::BREW_LIST).unwrap();
+    let mut names: Vec<&str> = list
+        .lines()
+        .flat_map(|line| line.split([':', ' ']))
+        .filter(|name| !name.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() > 3000, "{} names", names.len());
+    let mut client = server.connect();
+    let removes: String = names
+        .iter()
+        .map(|name| format!("REMOVE|{name}|\n"))
+        .collect();
+    client.send(removes.as_bytes());
+    for name in &names {
+        assert_eq!(client.line(), "OK\n", "REMOVE|{name}| after the demo");
+    }
+}
+
+#[test]
+fn the_test_scripts_start_their_server_on_server_port() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/stress_test.sh");
+    // Sourcing defines the script's functions and runs nothing.
+    let start_and_stop = "source \"$1\" && make_work_dir && trap cleanup EXIT \
+        && start_server \"$(requested_port)\" && echo \"PORT $server_port\" \
+        && read -r _ && stop_server";
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for requested in [Some(free_port), None] {
+        let mut command = std::process::Command::new("bash");
+        command
+            .args(["-c", start_and_stop, "the-test", script])
+            .env("SERVER_BIN", common::BINARY)
+            .env("HARNESS_BIN", "unused")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        match requested {
+            Some(port) => command.env("SERVER_PORT", port.to_string()),
+            None => command.env_remove("SERVER_PORT"),
+        };
+        let mut child = command.spawn().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let port: u16 = std::io::BufRead::lines(&mut stdout)
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("PORT ").map(str::to_string))
+            .expect("the script's server started")
+            .parse()
+            .unwrap();
+        if let Some(requested) = requested {
+            assert_eq!(port, requested);
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(Client::connect(addr).ask("QUERY|a|"), "FAIL");
+        child.stdin.take().unwrap().write_all(b"\n").unwrap();
+        assert!(child.wait().unwrap().success(), "the script's stop failed");
+    }
+
+    let output = std::process::Command::new("bash")
+        .args(["-c", "source \"$1\" && requested_port", "the-test", script])
+        .env("SERVER_PORT", "80800")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8(output.stderr)
+        .unwrap()
+        .contains("SERVER_PORT=80800 is not a port number"));
 }

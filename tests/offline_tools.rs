@@ -258,6 +258,33 @@ fn check_and_repair_refuse_while_a_server_runs_and_change_nothing() {
 }
 
 #[test]
+fn check_says_when_a_directory_holds_no_data_files_or_is_a_file() {
+    let dir = TempDir::new("check-empty").unwrap();
+    let (status, out, err) = tool("check", dir.path());
+    assert_eq!(status, 0, "{out}{err}");
+    assert_eq!(
+        out.lines().last(),
+        Some("ok: no data files (no server has written here); a start begins with an empty index"),
+        "{out}"
+    );
+    assert!(!out.contains("a start loads"), "{out}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for name in ["check", "repair"] {
+        let (status, out, err) = tool(name, &file);
+        assert_eq!(status, 1, "{name}: {out}{err}");
+        assert_eq!(
+            err,
+            format!(
+                "package-indexer {name}: {}: not a directory\n",
+                file.display()
+            )
+        );
+    }
+}
+
+#[test]
 fn a_directory_that_does_not_exist_is_not_created_and_bad_usage_exits_2() {
     let parent = TempDir::new("offline-missing").unwrap();
     let missing = parent.path().join("no-such-dir");

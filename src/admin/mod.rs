@@ -32,16 +32,16 @@ use event_loop::EventLoop;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
-    /// Answer of `/readyz`: set once the server accepts connections, cleared
-    /// when it starts to stop.
-    pub ready: Arc<AtomicBool>,
+    /// Answer of `/readyz`, asked once per request on the admin thread (so
+    /// it must not block): true while the server accepts connections and
+    /// can take one more.
+    pub ready: Box<dyn Fn() -> bool + Send + Sync>,
     /// Appends the full Prometheus exposition to the buffer; called once
     /// per `/metrics` request on the admin thread, so it must not block.
     pub render_metrics: Box<dyn Fn(&mut String) + Send + Sync>,

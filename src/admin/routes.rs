@@ -9,7 +9,6 @@ use crate::log;
 use crate::name::PackageName;
 use crate::store::{Inspection, Store};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 
 /// Where the inspection routes begin, JSON and text; the package's name
 /// follows.
@@ -96,7 +95,7 @@ pub(super) fn internal_error() -> Reply {
 fn route(path: &str, state: &AdminState) -> Routed {
     let reply = match path {
         "/healthz" => Reply::text("200 OK", "ok\n"),
-        "/readyz" if state.ready.load(Ordering::Acquire) => Reply::text("200 OK", "ready\n"),
+        "/readyz" if (state.ready)() => Reply::text("200 OK", "ready\n"),
         "/readyz" => Reply::text("503 Service Unavailable", "not ready\n"),
         "/metrics" => {
             let mut body = String::with_capacity(16 * 1024);

@@ -4,7 +4,7 @@ use super::reply::TEXT_CONTENT_TYPE;
 use super::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +27,10 @@ fn start_serving(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ready = Arc::new(AtomicBool::new(false));
     let state = AdminState {
-        ready: Arc::clone(&ready),
+        ready: {
+            let ready = Arc::clone(&ready);
+            Box::new(move || ready.load(Ordering::Acquire))
+        },
         render_metrics: Box::new(render),
         store,
     };

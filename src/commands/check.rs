@@ -15,7 +15,7 @@
 
 use super::Subcommand;
 use crate::durability::{
-    self, file_name, Examined, Kind, Leftover, LeftoverKind, Problem, RecoveryError, SurveyedFile,
+    self, file_name, Examined, Kind, Leftover, LeftoverKind, Problem, SurveyedFile,
 };
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
 use std::io::{self, Write};
@@ -31,7 +31,8 @@ judges it, replaying it into a real index) and changes nothing. Prints each
 file (size, format version, changes or packages, sealed or ended), every
 problem with its file and byte offset (worded as a refused start words it),
 files a start ignores or deletes, and the packages and dependencies a start
-loads (when it refuses, those before the first problem).
+loads (when it refuses, those before the first problem), or that the
+directory holds no data file at all (perhaps it is not the server's).
 
 Exit status: 0 when a start loads the directory; a torn last record is only
 a warning, since a start cuts it off by itself (saving it as FILE.torn-N)
@@ -65,14 +66,10 @@ pub(super) fn data_dir(values: &Values) -> Result<PathBuf, UsageError> {
         .ok_or_else(|| UsageError("missing --data-dir".to_owned()))
 }
 
-/// Prints `program: error` for a directory that could not be used, with
-/// what to do when a server holds it; returns exit status 1.
-pub(super) fn report_error(program: &str, error: &dyn std::fmt::Display, locked: bool) -> ExitCode {
-    if locked {
-        eprintln!("{program}: {error}: stop the server first");
-    } else {
-        eprintln!("{program}: {error}");
-    }
+/// Prints `program: error` for a directory that could not be used;
+/// returns exit status 1.
+pub(super) fn report_error(program: &str, error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{program}: {error}");
     ExitCode::FAILURE
 }
 
@@ -84,10 +81,7 @@ fn run(values: &Values) -> ExitCode {
     };
     let examined = match durability::examine(&dir) {
         Ok(examined) => examined,
-        Err(error) => {
-            let locked = matches!(error, RecoveryError::Locked { .. });
-            return report_error(PROGRAM, &error, locked);
-        }
+        Err(error) => return report_error(PROGRAM, &error),
     };
     let printed = print_report(&mut io::stdout().lock(), &dir, &examined);
     if let Err(error) = printed {
@@ -111,9 +105,6 @@ pub(super) fn print_report(
 ) -> io::Result<()> {
     let survey = &examined.survey;
     writeln!(out, "data directory {}", dir.display())?;
-    if survey.files.is_empty() {
-        writeln!(out, "  no data files: a start begins with an empty index")?;
-    }
     for file in &survey.files {
         writeln!(out, "  {}", describe_file(file))?;
     }
@@ -202,6 +193,10 @@ fn verdict(examined: &Examined) -> String {
         index.dependencies()
     );
     match survey.refusal() {
+        None if survey.files.is_empty() => {
+            "ok: no data files (no server has written here); a start begins with an empty index"
+                .to_owned()
+        }
         None if survey.findings.iter().any(|f| f.problem == Problem::Torn) => {
             format!("ok: a start cuts the torn last record off and loads {state}")
         }

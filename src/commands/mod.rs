@@ -52,6 +52,12 @@ pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {
         .find(|subcommand| subcommand.name == name)
 }
 
+/// Every subcommand's name, comma-separated, for a usage error.
+pub(crate) fn names() -> String {
+    let names: Vec<&str> = SUBCOMMANDS.iter().map(|s| s.name).collect();
+    names.join(", ")
+}
+
 /// One line a subcommand, for the server's `--help`.
 pub(crate) fn summary() -> String {
     SUBCOMMANDS

@@ -4,7 +4,7 @@
 
 use super::check::{data_dir, print_report, report_error, COMMAND_LINE};
 use super::Subcommand;
-use crate::durability::{self, file_name, RecoveryError, RepairError, Step};
+use crate::durability::{self, file_name, Step};
 use crate::flags::Values;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -64,10 +64,7 @@ fn run(values: &Values) -> ExitCode {
     match repaired {
         Ok(_) if printed.is_ok() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
-        Err(error) => {
-            let locked = matches!(error, RepairError::Failed(RecoveryError::Locked { .. }));
-            report_error(PROGRAM, &error, locked)
-        }
+        Err(error) => report_error(PROGRAM, &error),
     }
 }
 

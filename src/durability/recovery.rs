@@ -90,7 +90,8 @@ pub enum RecoveryError {
     },
     /// A file the state needs is not there.
     Missing { file: PathBuf, reason: String },
-    /// An offline tool was pointed at something that is not a directory.
+    /// `--data-dir` names something that is not a directory (or, for an
+    /// offline tool, nothing).
     NotADirectory { path: PathBuf, exists: bool },
 }
 
@@ -100,7 +101,8 @@ impl fmt::Display for RecoveryError {
             RecoveryError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             RecoveryError::Locked { path } => write!(
                 f,
-                "{}: data directory is in use by another process",
+                "{}: data directory is in use by another process: stop the server \
+                 that holds it first",
                 path.display()
             ),
             RecoveryError::Damaged {
@@ -152,10 +154,7 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => lock(dir),
-        Ok(_) => Err(RecoveryError::NotADirectory {
-            path: dir.to_owned(),
-            exists: true,
-        }),
+        Ok(_) => Err(not_a_directory(dir)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             Err(RecoveryError::NotADirectory {
                 path: dir.to_owned(),
@@ -163,6 +162,14 @@ pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
             })
         }
         Err(error) => Err(io_error(dir)(error)),
+    }
+}
+
+/// `dir` names something other than a directory.
+fn not_a_directory(dir: &Path) -> RecoveryError {
+    RecoveryError::NotADirectory {
+        path: dir.to_owned(),
+        exists: true,
     }
 }
 
@@ -225,8 +232,10 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
 /// Creates `dir` if missing, durably: a directory entry lost in a crash
 /// would take every file in it along.
 fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    if dir.is_dir() {
-        return Ok(());
+    match fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => return Ok(()),
+        Ok(_) => return Err(not_a_directory(dir)),
+        Err(_) => {}
     }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let parent = match dir.parent() {

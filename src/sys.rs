@@ -307,14 +307,6 @@ extern "C" {
         value: *const std::ffi::c_void,
         length: u32,
     ) -> c_int;
-    #[cfg(test)]
-    fn getsockopt(
-        fd: c_int,
-        level: c_int,
-        name: c_int,
-        value: *mut std::ffi::c_void,
-        length: *mut u32,
-    ) -> c_int;
 }
 
 /// When the kernel probes an idle connection, and how long it waits for a
@@ -364,6 +356,176 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+// ---------------------------------------------------------------------------
+// poll(2): readiness of many non-blocking sockets from one thread, for the
+// admin listener's event loop. A module of its own, so that its imports and
+// tests stay apart from the rest of the file.
+// ---------------------------------------------------------------------------
+
+pub(crate) use readiness::{poll, PollFd, POLLIN, POLLOUT};
+
+mod readiness {
+    use std::io;
+    use std::os::fd::RawFd;
+    use std::os::raw::{c_int, c_short, c_ulong};
+    use std::time::Duration;
+
+    /// Readable, or (on a listener) a connection is waiting to be accepted.
+    pub(crate) const POLLIN: c_short = 0x001;
+    /// Writable without blocking.
+    pub(crate) const POLLOUT: c_short = 0x004;
+
+    /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+
+    impl PollFd {
+        /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
+        pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
+            PollFd {
+                fd,
+                events,
+                revents: 0,
+            }
+        }
+
+        /// An entry the kernel skips (its descriptor is negative): it keeps
+        /// its place in the set without being watched.
+        pub(crate) fn ignored() -> PollFd {
+            PollFd::new(-1, 0)
+        }
+
+        /// What the last [`poll`] reported for this entry: some of the
+        /// requested events, or an error, hang-up or closed descriptor,
+        /// which are reported whether asked for or not: any nonzero value
+        /// means the descriptor wants attention.
+        pub(crate) fn revents(&self) -> c_short {
+            self.revents
+        }
+    }
+
+    extern "C" {
+        #[link_name = "poll"]
+        fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+    }
+
+    /// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
+    /// no limit), and returns how many entries have events. The timeout is
+    /// rounded up to whole milliseconds, so the wait never ends early. A
+    /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
+    pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+        let timeout_ms = match timeout {
+            None => -1,
+            Some(timeout) => {
+                let millis = timeout.as_nanos().div_ceil(1_000_000);
+                c_int::try_from(millis).unwrap_or(c_int::MAX)
+            }
+        };
+        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
+        let count = fds.len() as c_ulong;
+        // SAFETY: `fds` is an exclusively borrowed slice of `count`
+        // `#[repr(C)]` `struct pollfd` values that outlives the call; the
+        // kernel writes only their `revents` fields and keeps no pointer. A
+        // descriptor that is not open is reported as `POLLNVAL`, never read
+        // through.
+        let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
+        // Only the error, -1, does not fit.
+        usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Huge pages
+// ---------------------------------------------------------------------------
+
+pub(crate) use huge_pages::advise_huge_pages;
+
+mod huge_pages {
+    use std::os::raw::{c_int, c_void};
+
+    /// `MADV_HUGEPAGE` from `<sys/mman.h>`: the same value on every Linux
+    /// architecture.
+    const MADV_HUGEPAGE: c_int = 14;
+
+    /// The page size rounded to: 4 KiB, x86_64's and the usual aarch64
+    /// one. On a kernel with larger pages the call below fails (the range
+    /// is not aligned) and nothing changes.
+    const PAGE: usize = 4096;
+
+    extern "C" {
+        fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
+    }
+
+    /// Asks the kernel to back the whole pages of `vec`'s allocation (its
+    /// capacity, not only its length) with transparent huge pages, where
+    /// the system allows them (`enabled` set to `madvise` or `always`): a
+    /// large array written once and then read at random takes 512 times
+    /// fewer page faults and far fewer TLB misses. Call it before the pages
+    /// are first written. A hint: when it cannot be followed, nothing
+    /// changes.
+    pub(crate) fn advise_huge_pages<T>(vec: &mut Vec<T>) {
+        let bytes = vec.capacity().saturating_mul(std::mem::size_of::<T>());
+        let start = vec.as_mut_ptr().cast::<u8>();
+        let first = start.addr().next_multiple_of(PAGE) - start.addr();
+        let end = (start.addr() + bytes) / PAGE * PAGE;
+        let Some(length) = end.checked_sub(start.addr() + first).filter(|&n| n > 0) else {
+            return;
+        };
+        // SAFETY: `[start + first, start + first + length)` lies within the
+        // allocation that `vec`, borrowed exclusively for the call, owns.
+        // MADV_HUGEPAGE only changes how the kernel backs those pages: never
+        // their contents, nor whether they are mapped; the kernel keeps no
+        // pointer. A failure (EINVAL where THP is not built in) is ignored.
+        let _ = unsafe {
+            madvise(
+                start.wrapping_add(first).cast::<c_void>(),
+                length,
+                MADV_HUGEPAGE,
+            )
+        };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Prefetching
+// ---------------------------------------------------------------------------
+
+/// Asks the CPU to start bringing the cache line that holds `value` into
+/// its caches, and returns at once: code that knows which lines it will
+/// read next (the index's staged lookups) issues these for many of them
+/// first, so their misses overlap instead of each waiting for the last. A
+/// hint with no effect on what the program computes; a no-op on other
+/// architectures.
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` reads nothing into the program's state and never
+    // faults, whatever the address (here that of a live reference); it
+    // writes nothing.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+#[cfg(test)]
+extern "C" {
+    fn getsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        value: *mut std::ffi::c_void,
+        length: *mut u32,
+    ) -> c_int;
 }
 
 /// Reads an `int` socket option back, for the tests of this module.
@@ -465,207 +627,49 @@ mod tests {
     }
 }
 
-// ---------------------------------------------------------------------------
-// poll(2): readiness of many non-blocking sockets from one thread, for the
-// admin listener's event loop. A module of its own, so that its imports and
-// tests stay apart from the rest of the file.
-// ---------------------------------------------------------------------------
-
-pub(crate) use readiness::{poll, PollFd, POLLIN, POLLOUT};
-
-mod readiness {
-    use std::io;
-    use std::os::fd::RawFd;
-    use std::os::raw::{c_int, c_short, c_ulong};
+#[cfg(test)]
+mod readiness_tests {
+    use super::readiness::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
     use std::time::Duration;
+    use std::time::Instant;
 
-    /// Readable, or (on a listener) a connection is waiting to be accepted.
-    pub(crate) const POLLIN: c_short = 0x001;
-    /// Writable without blocking.
-    pub(crate) const POLLOUT: c_short = 0x004;
-
-    /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct PollFd {
-        fd: c_int,
-        events: c_short,
-        revents: c_short,
+    #[test]
+    fn pollfd_has_the_size_of_the_c_type() {
+        assert_eq!(std::mem::size_of::<PollFd>(), 8);
     }
 
-    impl PollFd {
-        /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
-        pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
-            PollFd {
-                fd,
-                events,
-                revents: 0,
-            }
-        }
-
-        /// An entry the kernel skips (its descriptor is negative): it keeps
-        /// its place in the set without being watched.
-        pub(crate) fn ignored() -> PollFd {
-            PollFd::new(-1, 0)
-        }
-
-        /// What the last [`poll`] reported for this entry: some of the
-        /// requested events, or an error, hang-up or closed descriptor,
-        /// which are reported whether asked for or not: any nonzero value
-        /// means the descriptor wants attention.
-        pub(crate) fn revents(&self) -> c_short {
-            self.revents
-        }
-    }
-
-    extern "C" {
-        #[link_name = "poll"]
-        fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
-    }
-
-    /// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
-    /// no limit), and returns how many entries have events. The timeout is
-    /// rounded up to whole milliseconds, so the wait never ends early. A
-    /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
-    pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout_ms = match timeout {
-            None => -1,
-            Some(timeout) => {
-                let millis = timeout.as_nanos().div_ceil(1_000_000);
-                c_int::try_from(millis).unwrap_or(c_int::MAX)
-            }
-        };
-        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
-        let count = fds.len() as c_ulong;
-        // SAFETY: `fds` is an exclusively borrowed slice of `count`
-        // `#[repr(C)]` `struct pollfd` values that outlives the call; the
-        // kernel writes only their `revents` fields and keeps no pointer. A
-        // descriptor that is not open is reported as `POLLNVAL`, never read
-        // through.
-        let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
-        // Only the error, -1, does not fit.
-        usize::try_from(ready).map_err(|_| io::Error::last_os_error())
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        use std::os::unix::net::UnixStream;
-        use std::time::Instant;
-
-        #[test]
-        fn pollfd_has_the_size_of_the_c_type() {
-            assert_eq!(std::mem::size_of::<PollFd>(), 8);
-        }
-
-        #[test]
-        fn poll_times_out_on_a_quiet_socket_and_reports_a_readable_one() {
-            let (mut writer, reader) = UnixStream::pair().unwrap();
-            let mut fds = [PollFd::new(reader.as_raw_fd(), POLLIN), PollFd::ignored()];
-            let started = Instant::now();
-            assert_eq!(poll(&mut fds, Some(Duration::from_millis(30))).unwrap(), 0);
-            assert!(started.elapsed() >= Duration::from_millis(30));
-            writer.write_all(b"x").unwrap();
-            assert_eq!(poll(&mut fds, None).unwrap(), 1);
-            assert_eq!(fds[0].revents() & POLLIN, POLLIN);
-            assert_eq!(fds[1].revents(), 0);
-        }
+    #[test]
+    fn poll_times_out_on_a_quiet_socket_and_reports_a_readable_one() {
+        let (mut writer, reader) = UnixStream::pair().unwrap();
+        let mut fds = [PollFd::new(reader.as_raw_fd(), POLLIN), PollFd::ignored()];
+        let started = Instant::now();
+        assert_eq!(poll(&mut fds, Some(Duration::from_millis(30))).unwrap(), 0);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        writer.write_all(b"x").unwrap();
+        assert_eq!(poll(&mut fds, None).unwrap(), 1);
+        assert_eq!(fds[0].revents() & POLLIN, POLLIN);
+        assert_eq!(fds[1].revents(), 0);
     }
 }
 
-// ---------------------------------------------------------------------------
-// Huge pages
-// ---------------------------------------------------------------------------
+#[cfg(test)]
+mod huge_pages_tests {
+    use super::huge_pages::*;
 
-pub(crate) use huge_pages::advise_huge_pages;
-
-mod huge_pages {
-    use std::os::raw::{c_int, c_void};
-
-    /// `MADV_HUGEPAGE` from `<sys/mman.h>`: the same value on every Linux
-    /// architecture.
-    const MADV_HUGEPAGE: c_int = 14;
-
-    /// The page size rounded to: 4 KiB, x86_64's and the usual aarch64
-    /// one. On a kernel with larger pages the call below fails (the range
-    /// is not aligned) and nothing changes.
-    const PAGE: usize = 4096;
-
-    extern "C" {
-        fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
-    }
-
-    /// Asks the kernel to back the whole pages of `vec`'s allocation (its
-    /// capacity, not only its length) with transparent huge pages, where
-    /// the system allows them (`enabled` set to `madvise` or `always`): a
-    /// large array written once and then read at random takes 512 times
-    /// fewer page faults and far fewer TLB misses. Call it before the pages
-    /// are first written. A hint: when it cannot be followed, nothing
-    /// changes.
-    pub(crate) fn advise_huge_pages<T>(vec: &mut Vec<T>) {
-        let bytes = vec.capacity().saturating_mul(std::mem::size_of::<T>());
-        let start = vec.as_mut_ptr().cast::<u8>();
-        let first = start.addr().next_multiple_of(PAGE) - start.addr();
-        let end = (start.addr() + bytes) / PAGE * PAGE;
-        let Some(length) = end.checked_sub(start.addr() + first).filter(|&n| n > 0) else {
-            return;
-        };
-        // SAFETY: `[start + first, start + first + length)` lies within the
-        // allocation that `vec`, borrowed exclusively for the call, owns.
-        // MADV_HUGEPAGE only changes how the kernel backs those pages: never
-        // their contents, nor whether they are mapped; the kernel keeps no
-        // pointer. A failure (EINVAL where THP is not built in) is ignored.
-        let _ = unsafe {
-            madvise(
-                start.wrapping_add(first).cast::<c_void>(),
-                length,
-                MADV_HUGEPAGE,
-            )
-        };
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn advised_memory_keeps_its_contents_and_any_size_is_fine() {
-            let mut big: Vec<u64> = Vec::with_capacity(1 << 20);
-            advise_huge_pages(&mut big);
-            big.extend(0..1 << 20);
-            assert!(big.iter().enumerate().all(|(i, &v)| v == i as u64));
-            for capacity in [0, 1, 4095, 4096, 8193] {
-                let mut small: Vec<u8> = Vec::with_capacity(capacity);
-                small.push(7);
-                advise_huge_pages(&mut small);
-                assert_eq!(small, [7]);
-            }
+    #[test]
+    fn advised_memory_keeps_its_contents_and_any_size_is_fine() {
+        let mut big: Vec<u64> = Vec::with_capacity(1 << 20);
+        advise_huge_pages(&mut big);
+        big.extend(0..1 << 20);
+        assert!(big.iter().enumerate().all(|(i, &v)| v == i as u64));
+        for capacity in [0, 1, 4095, 4096, 8193] {
+            let mut small: Vec<u8> = Vec::with_capacity(capacity);
+            small.push(7);
+            advise_huge_pages(&mut small);
+            assert_eq!(small, [7]);
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Prefetching
-// ---------------------------------------------------------------------------
-
-/// Asks the CPU to start bringing the cache line that holds `value` into
-/// its caches, and returns at once: code that knows which lines it will
-/// read next (the index's staged lookups) issues these for many of them
-/// first, so their misses overlap instead of each waiting for the last. A
-/// hint with no effect on what the program computes; a no-op on other
-/// architectures.
-#[inline(always)]
-pub(crate) fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` reads nothing into the program's state and never
-    // faults, whatever the address (here that of a live reference); it
-    // writes nothing.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }

@@ -44,8 +44,6 @@ mod recovery;
 mod repair;
 mod snapshot;
 mod survey;
-#[cfg(test)]
-mod tests;
 mod wal;
 
 use std::fmt;
@@ -343,3 +341,6 @@ impl fmt::Display for Fsync {
 }
 
 crate::log::as_text!(Fsync);
+
+#[cfg(test)]
+mod tests;

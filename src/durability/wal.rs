@@ -306,12 +306,6 @@ impl Wal {
         })
     }
 
-    /// Appends one change (see [`Appender::append`]).
-    #[cfg(test)]
-    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<LogPosition> {
-        self.appender()?.append(change)
-    }
-
     /// Holds the buffer of appends for a run of changes made under one hold
     /// of the index write lock, so the run takes this lock once. Fails once
     /// the log has failed or closed.
@@ -750,4 +744,12 @@ fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)
     files::install(dir, Kind::Log, generation, |file| {
         file.write_all(&record::header(record::LOG_MAGIC))
     })
+}
+
+#[cfg(test)]
+impl Wal {
+    /// Appends one change (see [`Appender::append`]).
+    pub(crate) fn append(&self, change: &Change<'_>) -> io::Result<LogPosition> {
+        self.appender()?.append(change)
+    }
 }

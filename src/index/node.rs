@@ -1,5 +1,5 @@
-//! A package's node: 24 bytes holding where its dependency list lies, how
-//! many packages depend on it, and its name.
+//! A package's node: 24 bytes holding where its edges lie, how many there
+//! are of each kind, and its name.
 //!
 //! A name of up to 11 bytes (most package names: 89% of Homebrew's, every
 //! one of the benchmark's) lives in the node itself, so a lookup reads the
@@ -10,7 +10,7 @@
 //!
 //! A free id's node has a name length of 0 (names are 1 to 255 bytes).
 
-use super::arena::{Arena, Runs};
+use super::arena::Arena;
 use crate::name::PackageName;
 use crate::sys;
 
@@ -22,9 +22,10 @@ const OFFSET: usize = 4;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Node {
-    pub(super) deps_start: u32,
-    pub(super) deps_len: u32,
-    /// Number of indexed packages that list this one as a dependency.
+    /// Where the package's run lies in the edges arena: its dependencies,
+    /// sorted, then the packages that depend on it, in no order.
+    pub(super) edges: u32,
+    pub(super) dependencies: u32,
     pub(super) dependents: u32,
     name_len: u8,
     /// The name when it fits; otherwise its offset in the names arena
@@ -57,23 +58,8 @@ impl<'a> Key<'a> {
     }
 }
 
-/// Where a dependency list lies in the edges arena.
-pub(super) const DEPENDENCY_RUNS: Runs = Runs {
-    of: |node| {
-        node.is_live()
-            .then_some((node.deps_start, node.deps_len as usize))
-    },
-    moved: |node, start| node.deps_start = start,
-};
-
-/// Where a long name lies in the names arena.
-pub(super) const NAME_RUNS: Runs = Runs {
-    of: Node::name_run,
-    moved: Node::move_name,
-};
-
 impl Node {
-    /// A node named `name` with no dependencies yet, keeping the name in
+    /// A node named `name` with no edges yet, keeping the name in
     /// `names` when it is too long for the node; `None` when the arena
     /// cannot take it.
     pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Option<Node> {
@@ -85,10 +71,16 @@ impl Node {
         if bytes.len() <= INLINE_NAME {
             node.name[..bytes.len()].copy_from_slice(bytes);
         } else {
-            node.move_name(names.push(bytes)?);
+            let start = names.push(bytes)?;
+            node.name[..OFFSET].copy_from_slice(&start.to_le_bytes());
             node.name[OFFSET..].copy_from_slice(&bytes[..INLINE_NAME - OFFSET]);
         }
         Some(node)
+    }
+
+    /// Items of its run: dependencies and dependents.
+    pub(super) fn edge_count(&self) -> usize {
+        self.dependencies as usize + self.dependents as usize
     }
 
     pub(super) fn is_live(&self) -> bool {
@@ -102,11 +94,6 @@ impl Node {
         let mut offset = [0; OFFSET];
         offset.copy_from_slice(&self.name[..OFFSET]);
         (len > INLINE_NAME).then_some((u32::from_le_bytes(offset), len))
-    }
-
-    /// Records that the name now starts at `start` in the names arena.
-    fn move_name(&mut self, start: u32) {
-        self.name[..OFFSET].copy_from_slice(&start.to_le_bytes());
     }
 
     /// The name's bytes.
@@ -192,23 +179,8 @@ mod tests {
                 assert!(!node.bears(&Key::new(name(&longer)), &names));
             }
         }
-        // Only the long names took arena bytes.
-        assert_eq!(names.len(), 12 + 100 + 254 + 255);
+        // Only the long names took arena bytes (rounded up to their rooms).
+        assert_eq!(names.len(), 12 + 128 + 256 + 256);
         assert!(!Node::default().is_live());
-    }
-
-    #[test]
-    fn a_long_name_moves_with_its_run() {
-        let mut names = Arena::default();
-        let _ = Node::named(name(&"x".repeat(40)), &mut names).unwrap();
-        let text = format!("{}tail", "b".repeat(30));
-        let mut node = Node::named(name(&text), &mut names).unwrap();
-        let (start, len) = node.name_run().unwrap();
-        assert_eq!((start, len), (40, 34));
-        let mut packed = Arena::default();
-        let moved = packed.push(names.run(start, len)).unwrap();
-        (NAME_RUNS.moved)(&mut node, moved);
-        assert_eq!(node.name(&packed), text.as_bytes());
-        assert!(node.bears(&Key::new(name(&text)), &packed));
     }
 }

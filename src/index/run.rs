@@ -21,7 +21,7 @@
 //! found or not found as it would be one line at a time. The prefetches
 //! of a name that an earlier command added were simply wasted.
 
-use super::{Hashed, Indexer, Outcome};
+use super::{Hashed, IndexOutcome, Indexer};
 use crate::name::PackageName;
 use crate::protocol::{Command, Request};
 use crate::sys;
@@ -34,7 +34,7 @@ const STAGED_NAMES: usize = 32;
 
 /// One command as the index runs it.
 #[derive(Clone, Debug)]
-pub(crate) enum Step<'p, D> {
+pub(crate) enum IndexCommand<'p, D> {
     /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
         package: PackageName<'p>,
@@ -48,18 +48,18 @@ pub(crate) enum Step<'p, D> {
 /// requests, recovery the changes it reads back from its files.
 pub(crate) trait RunItem {
     /// The command; called once to stage its lookups and once to run it.
-    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>>;
+    fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>>;
 }
 
 impl RunItem for Request<'_> {
-    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>> {
+    fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>> {
         match self.command {
-            Command::Index => Step::Index {
+            Command::Index => IndexCommand::Index {
                 package: self.package,
                 dependencies: self.dependencies.iter(),
             },
-            Command::Remove => Step::Remove(self.package),
-            Command::Query => Step::Query(self.package),
+            Command::Remove => IndexCommand::Remove(self.package),
+            Command::Query => IndexCommand::Query(self.package),
         }
     }
 }
@@ -82,7 +82,7 @@ impl Indexer {
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],
-        mut done: impl FnMut(&S, Outcome) -> Result<(), E>,
+        mut done: impl FnMut(&S, IndexOutcome) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut window = Window {
             hashes: [0; STAGED_NAMES],
@@ -94,7 +94,7 @@ impl Indexer {
             self.stage(rest, &mut window);
             if window.commands == 0 {
                 // More names than a window holds: hashed as it runs.
-                let outcome = self.execute(first.step(), None);
+                let outcome = self.execute(first.command(), None);
                 done(first, outcome)?;
                 rest = &rest[1..];
                 continue;
@@ -102,7 +102,7 @@ impl Indexer {
             let (staged, after) = rest.split_at(window.commands);
             let mut start = 0;
             for (command, &end) in staged.iter().zip(&window.ends) {
-                let outcome = self.execute(command.step(), Some(&window.hashes[start..end]));
+                let outcome = self.execute(command.command(), Some(&window.hashes[start..end]));
                 start = end;
                 done(command, outcome)?;
             }
@@ -116,7 +116,7 @@ impl Indexer {
     pub(crate) fn query_run<'p>(
         &self,
         packages: impl Iterator<Item = PackageName<'p>> + Clone,
-        mut answer: impl FnMut(Outcome),
+        mut answer: impl FnMut(IndexOutcome),
     ) {
         let mut hashes = [0; STAGED_NAMES];
         let mut rest = packages;
@@ -144,12 +144,12 @@ impl Indexer {
         window.commands = 0;
         'commands: for command in run {
             let start = staged;
-            let (package, dependencies) = match command.step() {
-                Step::Index {
+            let (package, dependencies) = match command.command() {
+                IndexCommand::Index {
                     package,
                     dependencies,
                 } => (package, Some(dependencies)),
-                Step::Remove(package) | Step::Query(package) => (package, None),
+                IndexCommand::Remove(package) | IndexCommand::Query(package) => (package, None),
             };
             for name in std::iter::once(package).chain(dependencies.into_iter().flatten()) {
                 let Some(slot) = window.hashes.get_mut(staged) else {
@@ -192,9 +192,9 @@ impl Indexer {
     /// (those of a window) or, without them, hashing each name as it goes.
     pub(super) fn execute<'d>(
         &mut self,
-        step: Step<'_, impl Iterator<Item = PackageName<'d>>>,
+        step: IndexCommand<'_, impl Iterator<Item = PackageName<'d>>>,
         staged: Option<&[u64]>,
-    ) -> Outcome {
+    ) -> IndexOutcome {
         let hasher = self.hasher.clone();
         let mut staged = staged.unwrap_or_default().iter();
         let mut hashed = move |name: PackageName<'_>| {
@@ -204,7 +204,7 @@ impl Indexer {
                 .unwrap_or_else(|| hasher.hash_one(name.as_bytes()))
         };
         match step {
-            Step::Index {
+            IndexCommand::Index {
                 package,
                 dependencies,
             } => {
@@ -218,11 +218,11 @@ impl Indexer {
                 });
                 self.index_hashed(package, dependencies)
             }
-            Step::Remove(package) => self.remove_hashed(Hashed {
+            IndexCommand::Remove(package) => self.remove_hashed(Hashed {
                 name: package,
                 hash: hashed(package),
             }),
-            Step::Query(package) => self.query_hashed(Hashed {
+            IndexCommand::Query(package) => self.query_hashed(Hashed {
                 name: package,
                 hash: hashed(package),
             }),
@@ -292,7 +292,7 @@ mod tests {
     }
 
     /// One command at a time, through the public API.
-    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> Outcome {
+    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> IndexOutcome {
         match request.command {
             Command::Index => index.index(request.package, request.dependencies.iter()),
             Command::Remove => index.remove(request.package),
@@ -318,7 +318,7 @@ mod tests {
                 one_by_one(&mut single, request);
                 one_by_one(&mut staged, request);
             }
-            let expected: Vec<Outcome> =
+            let expected: Vec<IndexOutcome> =
                 requests.iter().map(|request| one_by_one(&mut single, request)).collect();
             // Runs of the lengths `cuts` gives, in turn; a run of queries
             // only also goes through the read-only path.
@@ -360,7 +360,7 @@ mod tests {
         let mut ran = Vec::new();
         let stopped = index.execute_run(&requests, |request, outcome| {
             ran.push(request.package.to_string());
-            assert_eq!(outcome, Outcome::Added);
+            assert_eq!(outcome, IndexOutcome::Added);
             if request.package == "b" {
                 Err("log failed")
             } else {
@@ -396,9 +396,9 @@ mod tests {
         assert_eq!(
             tail,
             [
-                Outcome::Added,
-                Outcome::Refused(super::super::Refusal::HasDependents),
-                Outcome::Found
+                IndexOutcome::Added,
+                IndexOutcome::Refused(super::super::Refusal::HasDependents),
+                IndexOutcome::Found
             ]
         );
         assert_eq!(index.dependencies(), deps.len());

@@ -33,10 +33,25 @@ fn class(room: usize) -> usize {
 }
 
 /// Runs of `T`, and the starts of the free ones by class.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(super) struct Arena<T> {
     items: Vec<T>,
     free: Vec<Vec<u32>>,
+}
+
+impl<T: Clone> Clone for Arena<T> {
+    fn clone(&self) -> Self {
+        Arena {
+            items: self.items.clone(),
+            free: self.free.clone(),
+        }
+    }
+
+    /// Reuses the room this arena has (see [`Arena::touched`]).
+    fn clone_from(&mut self, source: &Self) {
+        self.items.clone_from(&source.items);
+        self.free.clone_from(&source.free);
+    }
 }
 
 impl<T: Copy + Default> Arena<T> {

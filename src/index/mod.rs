@@ -754,7 +754,7 @@ impl Indexer {
 
 /// The first eight bytes of a name as a number that orders as the names
 /// do (name bytes are never zero, so a shorter name orders first).
-fn name_prefix(name: &[u8]) -> u64 {
+pub(crate) fn name_prefix(name: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let len = name.len().min(8);
     bytes[..len].copy_from_slice(&name[..len]);

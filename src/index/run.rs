@@ -11,7 +11,8 @@
 //!    loading each one's home bucket;
 //! 2. read the buckets, now arriving, and start loading the nodes of the
 //!    ids whose tags match;
-//! 3. start loading the arena bytes of those nodes' long names;
+//! 3. start loading the arena bytes of those nodes' long names, and the
+//!    end of their runs of edges, where a new dependent goes;
 //! 4. run the window's commands in order, with the hashes of step 1.
 //!
 //! Steps 1 to 3 only read and prefetch; step 4 looks every name up again
@@ -169,7 +170,8 @@ impl Indexer {
     }
 
     /// Steps 2 and 3: the nodes of the ids each hash's bucket names, then
-    /// the bytes of their names that live in the arena.
+    /// the bytes of their names that live in the arena and the end of
+    /// their runs of edges.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {
@@ -180,9 +182,16 @@ impl Indexer {
         }
         for &hash in hashes {
             self.table.candidates(hash, |id| {
-                let long_name = self.nodes.get(id as usize).and_then(|node| node.name_run());
-                if let Some(byte) = long_name.and_then(|(start, _)| self.names.get(start)) {
+                let Some(node) = self.nodes.get(id as usize) else {
+                    return;
+                };
+                if let Some(byte) = node.name_run().and_then(|(start, _)| self.names.get(start)) {
                     sys::prefetch(byte);
+                }
+                // Where a new dependent goes.
+                let end = node.edges as usize + node.edge_count();
+                if let Some(edge) = self.edges.get(u32::try_from(end).unwrap_or(u32::MAX)) {
+                    sys::prefetch(edge);
                 }
             });
         }

@@ -139,10 +139,10 @@ impl Store {
             .as_deref()
             .map(Durable::last_appended)
             .unwrap_or_default();
-        let packages = run.iter().map(|request| request.package);
-        index.query_run(packages, |outcome| {
+        for request in run {
+            let outcome = index.query(request.package);
             executed.push(Executed { outcome, wait_for });
-        });
+        }
     }
 
     /// A run of changes under one write lock, each logged right after it is

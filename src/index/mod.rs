@@ -33,7 +33,7 @@ pub(crate) use run::{IndexCommand, RunItem};
 use crate::name::PackageName;
 use crate::protocol::Response;
 use arena::{room, Arena};
-use node::{Key, Node};
+use node::Node;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -569,32 +569,21 @@ impl Indexer {
         }
     }
 
-    /// Ids of every indexed package, dependencies first.
+    /// Ids of every indexed package, dependencies first: each once all
+    /// its dependencies are out.
     fn topological_ids(&self) -> Vec<u32> {
-        let mut order = Vec::with_capacity(self.packages);
-        let mut emitted = vec![false; self.nodes.len()];
-        // Iterative depth-first post-order: (node, next dependency to visit).
-        let mut stack: Vec<(u32, u32)> = Vec::new();
-        for root in self.node_ids() {
-            if !self.nodes[root as usize].is_live() || emitted[root as usize] {
-                continue;
-            }
-            stack.push((root, 0));
-            while let Some((id, next)) = stack.pop() {
-                let deps = self.deps(id);
-                match deps.get(next as usize) {
-                    Some(&dep) => {
-                        stack.push((id, next + 1));
-                        if !emitted[dep as usize] {
-                            stack.push((dep, 0));
-                        }
-                    }
-                    None => {
-                        if !emitted[id as usize] {
-                            emitted[id as usize] = true;
-                            order.push(id);
-                        }
-                    }
+        let mut waiting: Vec<u32> = self.nodes.iter().map(|node| node.dependencies).collect();
+        let live = self
+            .node_ids()
+            .filter(|&id| self.nodes[id as usize].is_live());
+        let mut order: Vec<u32> = live.filter(|&id| waiting[id as usize] == 0).collect();
+        let mut next = 0;
+        while let Some(&id) = order.get(next) {
+            next += 1;
+            for &dependent in self.dependents(id) {
+                waiting[dependent as usize] -= 1;
+                if waiting[dependent as usize] == 0 {
+                    order.push(dependent);
                 }
             }
         }
@@ -614,7 +603,6 @@ impl Indexer {
                 continue;
             }
             packages += 1;
-            node.check_name(&self.names)?;
             name_room += node.name_run().map_or(0, |(_, len)| room(len));
             edge_room += room(node.edge_count());
             let Some(name) = PackageName::new(self.name_bytes(id)) else {
@@ -644,10 +632,6 @@ impl Indexer {
         if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
             return Err("package, edge or name-table counts are wrong".to_string());
         }
-        self.table.check(|id| {
-            let node = self.nodes.get(id as usize).filter(|node| node.is_live())?;
-            Some(self.hasher.hash_one(node.name(&self.names)))
-        })?;
         let free = self.free_ids.iter().filter(|&&id| {
             self.nodes
                 .get(id as usize)
@@ -712,16 +696,15 @@ impl Indexer {
 
     /// Every id ever allocated, live or free.
     fn node_ids(&self) -> std::ops::Range<u32> {
-        // `allocate_id` never lets the count pass `u32::MAX`.
+        // `add` never lets the count pass `u32::MAX`.
         0..u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
     }
 
     fn find(&self, name: Hashed<'_>) -> Option<u32> {
-        let key = Key::new(name.name);
+        let bytes = name.name.as_bytes();
         self.table.find(name.hash, |id| {
-            self.nodes
-                .get(id as usize)
-                .is_some_and(|node| node.bears(&key, &self.names))
+            let node = self.nodes.get(id as usize);
+            node.is_some_and(|node| node.name(&self.names) == bytes)
         })
     }
 

@@ -112,32 +112,6 @@ impl Indexer {
         Ok(())
     }
 
-    /// `QUERY` of each of `packages`, in order, with the lookups staged;
-    /// `answer` gets each outcome. Only reads, so a read lock will do.
-    pub(crate) fn query_run<'p>(
-        &self,
-        packages: impl Iterator<Item = PackageName<'p>> + Clone,
-        mut answer: impl FnMut(IndexOutcome),
-    ) {
-        let mut hashes = [0; STAGED_NAMES];
-        let mut rest = packages;
-        loop {
-            let mut staged = 0;
-            for (package, hash) in rest.clone().zip(&mut hashes) {
-                *hash = self.hasher.hash_one(package.as_bytes());
-                self.table.prefetch(*hash);
-                staged += 1;
-            }
-            if staged == 0 {
-                return;
-            }
-            self.prefetch_candidates(&hashes[..staged]);
-            for (name, &hash) in rest.by_ref().take(staged).zip(&hashes) {
-                answer(self.query_hashed(Hashed { name, hash }));
-            }
-        }
-    }
-
     /// Steps 1 to 3 for as many of `run`'s first commands as fit in a
     /// window (none when the first alone names more than that).
     fn stage<S: RunItem>(&self, run: &[S], window: &mut Window) {
@@ -329,8 +303,7 @@ mod tests {
             }
             let expected: Vec<IndexOutcome> =
                 requests.iter().map(|request| one_by_one(&mut single, request)).collect();
-            // Runs of the lengths `cuts` gives, in turn; a run of queries
-            // only also goes through the read-only path.
+            // Runs of the lengths `cuts` gives, in turn.
             let mut got = Vec::new();
             let mut rest = &requests[..];
             for &cut in cuts.iter().cycle() {
@@ -338,18 +311,12 @@ mod tests {
                     break;
                 }
                 let (run, after) = rest.split_at(cut.min(rest.len()));
-                if run.iter().all(|request| request.command == Command::Query) && cut % 2 == 0 {
-                    staged.query_run(run.iter().map(|request| request.package), |outcome| {
+                staged
+                    .execute_run(run, |_, outcome| {
                         got.push(outcome);
-                    });
-                } else {
-                    staged
-                        .execute_run(run, |_, outcome| {
-                            got.push(outcome);
-                            Ok::<_, ()>(())
-                        })
-                        .unwrap();
-                }
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap();
                 prop_assert_eq!(staged.check_invariants(), Ok(()));
                 rest = after;
             }

@@ -345,8 +345,14 @@ mod tests {
         });
         assert_eq!(stopped, Err("log failed"));
         assert_eq!(ran, ["a", "b"]);
-        assert!(index.contains(PackageName::new(b"b").unwrap()));
-        assert!(!index.contains(PackageName::new(b"c").unwrap()));
+        assert_eq!(
+            index.query(PackageName::new(b"b").unwrap()),
+            IndexOutcome::Found
+        );
+        assert_eq!(
+            index.query(PackageName::new(b"c").unwrap()),
+            IndexOutcome::NotFound
+        );
     }
 
     #[test]

@@ -118,11 +118,7 @@ impl NameTable {
     pub(super) fn with_room_for(entries: usize) -> NameTable {
         // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
-        let buckets = needed.max(MIN_BUCKETS).next_power_of_two();
-        NameTable {
-            buckets: vec![EMPTY_BUCKET; buckets],
-            len: 0,
-        }
+        NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
     }
 
     /// Entries held.
@@ -135,14 +131,11 @@ impl NameTable {
         self.buckets.len()
     }
 
-    /// An empty table of `buckets` buckets, written so its pages are there.
+    /// An empty table of `buckets` buckets, each written (the buckets are
+    /// not zeros to `vec!`), so its pages are there.
     pub(super) fn touched(buckets: usize) -> NameTable {
-        let mut table = Vec::with_capacity(buckets);
-        table.resize(buckets, EMPTY_BUCKET);
-        NameTable {
-            buckets: table,
-            len: 0,
-        }
+        let buckets = vec![EMPTY_BUCKET; buckets];
+        NameTable { buckets, len: 0 }
     }
 
     /// Entries this table holds before it must grow: seven eighths of its

@@ -174,7 +174,7 @@ impl Clone for Indexer {
     }
 
     /// Makes this index a copy of `source`, reusing the room it has (see
-    /// [`Indexer::with_room_for`]); the scratch buffers are not copied.
+    /// `with_room_for`); the scratch buffers are not copied.
     fn clone_from(&mut self, source: &Self) {
         self.hasher = source.hasher.clone();
         self.table.clone_from(&source.table);

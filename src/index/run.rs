@@ -1,11 +1,9 @@
 //! Runs of commands with their lookups staged, so that their cache misses
 //! overlap instead of each waiting for the one before.
 //!
-//! A lookup is two dependent misses (the table's bucket, then the node it
-//! names) and a third for a name too long for its node. Taken one after
-//! another at ~170 ns each, they are most of what an `INDEX` costs once
-//! the index outgrows the caches. A run takes its commands a window of up
-//! to `STAGED_NAMES` names at a time:
+//! A lookup is two dependent misses (the table's bucket, then the node),
+//! most of what an `INDEX` costs once the index outgrows the caches. A run
+//! takes its commands a window of up to `STAGED_NAMES` names at a time:
 //!
 //! 1. hash every name of the window once (the hashes are kept) and start
 //!    loading each one's home bucket;
@@ -17,10 +15,7 @@
 //!
 //! Steps 1 to 3 only read and prefetch; step 4 looks every name up again
 //! as it runs, so a command sees exactly what it would see run alone,
-//! whatever the commands before it in the run changed: a package indexed
-//! by one line and named as a dependency by the next, or removed by it, is
-//! found or not found as it would be one line at a time. The prefetches
-//! of a name that an earlier command added were simply wasted.
+//! whatever the commands before it in the run changed.
 
 use super::{Hashed, IndexOutcome, Indexer};
 use crate::name::PackageName;

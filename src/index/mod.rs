@@ -317,9 +317,12 @@ impl Indexer {
         deps: impl Iterator<Item = Hashed<'a>>,
     ) -> IndexOutcome {
         let mut wanted = std::mem::take(&mut self.scratch_ids);
-        let outcome = self.index_with(package, deps, &mut wanted);
+        let mut stack = std::mem::take(&mut self.scratch_stack);
+        let outcome = self.index_with(package, deps, &mut wanted, &mut stack);
         wanted.clear();
+        stack.clear();
         self.scratch_ids = wanted;
+        self.scratch_stack = stack;
         outcome
     }
 
@@ -328,6 +331,7 @@ impl Indexer {
         package: Hashed<'_>,
         deps: impl Iterator<Item = Hashed<'a>>,
         wanted: &mut Vec<u32>,
+        stack: &mut Vec<u32>,
     ) -> IndexOutcome {
         for dep in deps {
             // Names that differ mostly differ in their hashes too.
@@ -343,7 +347,7 @@ impl Indexer {
         wanted.dedup();
         match self.find(package) {
             None => self.add(package, wanted),
-            Some(id) => self.replace(id, wanted),
+            Some(id) => self.replace(id, wanted, stack),
         }
     }
 
@@ -375,15 +379,9 @@ impl Indexer {
         IndexOutcome::Added
     }
 
-    fn replace(&mut self, id: u32, wanted: &[u32]) -> IndexOutcome {
-        let mut stack = std::mem::take(&mut self.scratch_stack);
-        let outcome = self.replace_with(id, wanted, &mut stack);
-        stack.clear();
-        self.scratch_stack = stack;
-        outcome
-    }
-
-    fn replace_with(&mut self, id: u32, wanted: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
+    /// Re-indexes `id` with `wanted`, using `stack` for the cycle search
+    /// and then for the new run.
+    fn replace(&mut self, id: u32, wanted: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
         let old = self.deps(id);
         if old == wanted {
             return IndexOutcome::Unchanged;

@@ -4,14 +4,12 @@
 //! - Steady workloads (`query`, `churn`, `mixed`): every connection sends a
 //!   batch of `depth` lines, waits for their answers, and repeats until the
 //!   duration is over; each round trip's latency is recorded.
-//! - `harness`: the official harness's five steps (`docs/tools.md`),
-//!   repeated until the duration is over, fresh connections for every step.
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 
 use crate::latency::Histogram;
-use crate::procfs::Memory;
 use crate::target::Meter;
+use package_indexer::procfs::ProcessStatus;
 use package_indexer::{connect_to, write_request, AnswerSink, Command, Connection, Response};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -38,12 +36,12 @@ pub struct Answers {
 }
 
 impl Answers {
-    pub fn count(&mut self, answer: Response) {
-        match answer {
-            Response::Ok => self.ok += 1,
-            Response::Fail => self.fail += 1,
-            Response::Error => self.error += 1,
-        }
+    fn count(&mut self, answer: Response) {
+        *match answer {
+            Response::Ok => &mut self.ok,
+            Response::Fail => &mut self.fail,
+            Response::Error => &mut self.error,
+        } += 1;
     }
 
     fn add(&mut self, other: &Answers) {
@@ -61,36 +59,33 @@ pub enum Workload {
     Churn,
     /// 90% `query`, 10% `churn`.
     Mixed,
-    /// The harness's five steps.
-    Harness,
 }
+
+/// Each workload by name, with the share of its lines that are `QUERY`s.
+const WORKLOADS: [(&str, Workload, u32); 3] = [
+    ("query", Workload::Query, 100),
+    ("churn", Workload::Churn, 0),
+    ("mixed", Workload::Mixed, 90),
+];
 
 impl Workload {
     pub fn parse(name: &str) -> Option<Workload> {
-        match name {
-            "query" => Some(Workload::Query),
-            "churn" => Some(Workload::Churn),
-            "mixed" => Some(Workload::Mixed),
-            "harness" => Some(Workload::Harness),
-            _ => None,
-        }
+        WORKLOADS.iter().find(|w| w.0 == name).map(|w| w.1)
+    }
+
+    fn entry(self) -> (&'static str, Workload, u32) {
+        WORKLOADS
+            .into_iter()
+            .find(|w| w.1 == self)
+            .unwrap_or(WORKLOADS[0])
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Workload::Query => "query",
-            Workload::Churn => "churn",
-            Workload::Mixed => "mixed",
-            Workload::Harness => "harness",
-        }
+        self.entry().0
     }
 
     fn query_percent(self) -> u32 {
-        match self {
-            Workload::Query => 100,
-            Workload::Mixed => 90,
-            Workload::Churn | Workload::Harness => 0,
-        }
+        self.entry().2
     }
 }
 
@@ -172,11 +167,9 @@ pub struct Measured {
     pub answers: Answers,
     pub cpu_seconds: Option<f64>,
     /// At the end of the run, connections still open.
-    pub memory: Option<Memory>,
+    pub memory: ProcessStatus,
     /// Idle connections that answered a `QUERY` after the run, of those held.
     pub idle_served: Option<(usize, usize)>,
-    /// Complete harness runs (five steps each).
-    pub harness_runs: u64,
 }
 
 impl Measured {
@@ -194,12 +187,13 @@ impl Measured {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
-        self.memory = other.memory.or(self.memory);
+        if other.memory.resident_bytes.is_some() {
+            self.memory = other.memory;
+        }
         self.idle_served = match (self.idle_served, other.idle_served) {
             (Some((s1, h1)), Some((s2, h2))) => Some((s1 + s2, h1 + h2)),
             (a, b) => a.or(b),
         };
-        self.harness_runs += other.harness_runs;
     }
 
     fn add_client(&mut self, client: &ClientStats) {
@@ -379,152 +373,6 @@ fn check_idle(idle: Vec<TcpStream>) -> usize {
         .count()
 }
 
-/// The official harness's steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    RemoveAll,
-    IndexAll,
-    QueryIndexed,
-    RemoveAgain,
-    QueryRemoved,
-}
-
-const STEPS: [Step; 5] = [
-    Step::RemoveAll,
-    Step::IndexAll,
-    Step::QueryIndexed,
-    Step::RemoveAgain,
-    Step::QueryRemoved,
-];
-
-/// The harness's default share of broken messages in the index step.
-const UNLUCKY_PERCENT: u32 = 5;
-/// A retrying step that makes no progress for this long has failed.
-const STALL_LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs the harness's five steps with `concurrency` clients, again and
-/// again until `duration` has passed (at least once).
-pub(crate) fn run_harness(
-    addr: SocketAddr,
-    packages: &[Package],
-    concurrency: usize,
-    duration: Duration,
-    seed: u64,
-    meter: &Meter,
-) -> Result<Measured, String> {
-    let mut rng = Rng::new(seed);
-    let mut order: Vec<usize> = (0..packages.len()).collect();
-    let mut measured = Measured::default();
-    let before = meter.sample();
-    let started = Instant::now();
-    while measured.harness_runs == 0 || started.elapsed() < duration {
-        rng.shuffle(&mut order);
-        let segment = order.len().div_ceil(concurrency.max(1)).max(1);
-        for step in STEPS {
-            let stats = thread::scope(|scope| {
-                let workers: Vec<_> = order
-                    .chunks(segment)
-                    .enumerate()
-                    .map(|(client, chunk)| {
-                        let client_seed = rng.next_u64() ^ client as u64;
-                        scope.spawn(move || run_step(addr, step, packages, chunk, client_seed))
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|_| Err("a client thread panicked".into()))
-                    })
-                    .collect::<Vec<_>>()
-            });
-            for client in stats {
-                measured.add_client(&client.map_err(|e| format!("harness step {step:?}: {e}"))?);
-            }
-        }
-        measured.harness_runs += 1;
-    }
-    measured.elapsed = started.elapsed();
-    let after = meter.sample();
-    measured.cpu_seconds = after
-        .cpu_seconds
-        .zip(before.cpu_seconds)
-        .map(|(a, b)| a - b);
-    measured.memory = after.memory;
-    Ok(measured)
-}
-
-/// One client's share of one step, on a fresh connection.
-fn run_step(
-    addr: SocketAddr,
-    step: Step,
-    packages: &[Package],
-    segment: &[usize],
-    seed: u64,
-) -> Result<ClientStats, String> {
-    let mut client = open(addr)?;
-    let mut rng = Rng::new(seed);
-    let mut stats = ClientStats::default();
-    let mut line = Vec::with_capacity(256);
-    let mut remaining: Vec<usize> = segment.to_vec();
-    let retries = matches!(step, Step::RemoveAll | Step::IndexAll | Step::RemoveAgain);
-    let mut last_progress = Instant::now();
-    while !remaining.is_empty() {
-        let mut refused = Vec::new();
-        for &index in &remaining {
-            let package = &packages[index];
-            line.clear();
-            let unlucky = step == Step::IndexAll && rng.percent(UNLUCKY_PERCENT);
-            match step {
-                _ if unlucky => write_request::<&str>(
-                    &mut line,
-                    Command::Index,
-                    &format!("{}=elisp", package.name),
-                    &[],
-                ),
-                Step::IndexAll => write_request(
-                    &mut line,
-                    Command::Index,
-                    &package.name,
-                    &package.dependencies,
-                ),
-                Step::RemoveAll | Step::RemoveAgain => {
-                    write_request::<&str>(&mut line, Command::Remove, &package.name, &[])
-                }
-                Step::QueryIndexed | Step::QueryRemoved => {
-                    write_request::<&str>(&mut line, Command::Query, &package.name, &[])
-                }
-            }
-            let sent = Instant::now();
-            let answer = client
-                .ask(line.strip_suffix(b"\n").unwrap_or(&line))
-                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&line).trim_end()))?;
-            stats.latency.record(sent.elapsed());
-            stats.requests += 1;
-            stats.answers.count(answer);
-            if unlucky || (retries && answer != Response::Ok) {
-                refused.push(index);
-            }
-        }
-        if !retries {
-            break;
-        }
-        if refused.len() < remaining.len() {
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() > STALL_LIMIT {
-            return Err(format!(
-                "no progress for {STALL_LIMIT:?}, {} packages left",
-                refused.len()
-            ));
-        } else {
-            // Waiting for other clients' packages: let them run.
-            thread::sleep(Duration::from_millis(1));
-        }
-        remaining = refused;
-    }
-    Ok(stats)
-}
-
 /// One pipelined load: how long it took and every answer in order.
 pub(crate) struct Pipelined {
     pub elapsed: Duration,
@@ -633,12 +481,7 @@ mod tests {
 
     #[test]
     fn workload_names_round_trip() {
-        for workload in [
-            Workload::Query,
-            Workload::Churn,
-            Workload::Mixed,
-            Workload::Harness,
-        ] {
+        for workload in [Workload::Query, Workload::Churn, Workload::Mixed] {
             assert_eq!(Workload::parse(workload.name()), Some(workload));
         }
         assert_eq!(Workload::parse("Query"), None);
@@ -740,25 +583,6 @@ mod tests {
         assert_eq!(first.cpu_seconds, Some(1.5));
         assert_eq!(first.idle_served, Some((5, 6)));
         assert_eq!(first.latency.count(), 2);
-    }
-
-    #[test]
-    fn harness_runs_all_steps_once_at_least() {
-        let server = NullServer::start(None).unwrap();
-        let packages = fixed_fanout_graph(50, 2, 3);
-        let measured = run_harness(
-            server.addr(),
-            &packages,
-            4,
-            Duration::ZERO,
-            1,
-            &Meter::Null(&server),
-        )
-        .unwrap();
-        assert_eq!(measured.harness_runs, 1);
-        // Against a server that says OK to everything, each step is one pass
-        // plus the unlucky index messages' retries.
-        assert!(measured.requests >= 250, "{}", measured.requests);
     }
 
     #[test]

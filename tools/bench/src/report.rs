@@ -62,44 +62,40 @@ const HEADER: [&str; 7] = [
     "peak rss",
 ];
 
-fn columns(measured: &Measured) -> [String; 7] {
-    let memory = measured.memory;
-    [
-        whole(measured.requests_per_second()),
-        millis(measured.latency.percentile(50.0)),
-        millis(measured.latency.percentile(99.0)),
-        millis(measured.latency.percentile(99.9)),
-        measured
-            .cpu_seconds
-            .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
-        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.rss)),
-        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.peak_rss)),
-    ]
-}
+/// The latency percentiles every report gives.
+const PERCENTILES: [f64; 3] = [50.0, 99.0, 99.9];
 
 fn seconds(latency: Option<Duration>) -> Option<f64> {
     latency.map(|d| d.as_secs_f64())
 }
 
-fn ratios(real: &Measured, null: &Measured) -> [String; 7] {
-    let percentile = |p| {
+fn columns(measured: &Measured) -> Vec<String> {
+    let bytes = |b: Option<u64>| b.map_or_else(|| "n/a".into(), megabytes);
+    let mut cells = vec![whole(measured.requests_per_second())];
+    cells.extend(PERCENTILES.map(|p| millis(measured.latency.percentile(p))));
+    cells.push(
+        measured
+            .cpu_seconds
+            .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
+    );
+    cells.push(bytes(measured.memory.resident_bytes));
+    cells.push(bytes(measured.memory.peak_resident_bytes));
+    cells
+}
+
+fn ratios(real: &Measured, null: &Measured) -> Vec<String> {
+    let mut cells = vec![ratio(
+        Some(real.requests_per_second()),
+        Some(null.requests_per_second()),
+    )];
+    cells.extend(PERCENTILES.map(|p| {
         ratio(
             seconds(real.latency.percentile(p)),
             seconds(null.latency.percentile(p)),
         )
-    };
-    [
-        ratio(
-            Some(real.requests_per_second()),
-            Some(null.requests_per_second()),
-        ),
-        percentile(50.0),
-        percentile(99.0),
-        percentile(99.9),
-        ratio(real.cpu_seconds, null.cpu_seconds),
-        String::new(),
-        String::new(),
-    ]
+    }));
+    cells.push(ratio(real.cpu_seconds, null.cpu_seconds));
+    cells
 }
 
 fn row(out: &mut String, label: &str, cells: &[String]) {
@@ -131,9 +127,6 @@ pub(crate) fn runs(title: &str, results: &[(&str, Measured)]) -> String {
             thousands(answers.fail),
             thousands(answers.error)
         );
-        if measured.harness_runs > 0 {
-            let _ = write!(out, "; {} harness runs", measured.harness_runs);
-        }
         if let Some((served, held)) = measured.idle_served {
             let _ = write!(out, "; idle connections served {served} of {held}");
         }

@@ -3,8 +3,8 @@
 //!
 //! Every row runs on a fresh or freshly preloaded server so that rows do not
 //! disturb each other: the steady rows share one memory-only server loaded
-//! with the generated graph; the harness, durability, memory and restart
-//! rows each start their own.
+//! with the generated graph; the durability, memory and restart rows each
+//! start their own.
 
 use crate::load::{self, Measured, Steady, Workload};
 use crate::null_server::NullServer;
@@ -13,11 +13,9 @@ use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands, whole};
 use crate::target::RealServer;
 use crate::{
-    flush_dirty_pages, harness_on, harness_packages, interleave, null_fits, preload, preload_graph,
-    server_binary, start_real, Subject,
+    flush_dirty_pages, interleave, preload, preload_graph, server_binary, start_real, Subject,
 };
-use package_indexer::package_list::Entry;
-use package_indexer::{write_request, Metrics, PackageName, Response};
+use package_indexer::{write_request, Metrics, Response};
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;
@@ -35,21 +33,13 @@ const LOAD_FANOUT: usize = 3;
 /// starts with none left over (it needs all of `--max-connections`).
 const SETTLE: Duration = Duration::from_millis(300);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Met,
-    Missed,
-    /// Reported, no target to meet.
-    Shown,
-}
-
 pub(crate) struct Row {
     pub(crate) measure: String,
     pub(crate) target: String,
     pub(crate) measured: String,
     pub(crate) reference: String,
     pub(crate) ratio: String,
-    pub(crate) verdict: Verdict,
+    pub(crate) met: bool,
 }
 
 impl Row {
@@ -60,16 +50,8 @@ impl Row {
             measured: format!("not measured: {reason}"),
             reference: String::new(),
             ratio: String::new(),
-            verdict: Verdict::Missed,
+            met: false,
         }
-    }
-}
-
-pub(crate) fn verdict(met: bool) -> Verdict {
-    if met {
-        Verdict::Met
-    } else {
-        Verdict::Missed
     }
 }
 
@@ -96,6 +78,18 @@ fn steady(
     }
 }
 
+/// [`compare`] of two subjects, titled by the shape.
+fn compare_two(
+    subjects: &[&Subject; 2],
+    shape: &Steady,
+    graph: usize,
+) -> Result<[Measured; 2], String> {
+    let measured = compare(subjects, shape, &steady_title(shape, graph))?;
+    measured
+        .try_into()
+        .map_err(|_| "expected two runs".to_string())
+}
+
 /// Runs `shape` on the subjects, interleaved, and prints the report to stderr.
 fn compare(subjects: &[&Subject], shape: &Steady, title: &str) -> Result<Vec<Measured>, String> {
     let measured = interleave(subjects, shape)?;
@@ -108,20 +102,22 @@ fn compare(subjects: &[&Subject], shape: &Steady, title: &str) -> Result<Vec<Mea
     Ok(measured)
 }
 
-fn throughput_row(
-    measure: &str,
-    target: &str,
+/// A rate against a reference rate, met at `minimum` times the reference;
+/// each figure after its label (`with: `, `null: `).
+fn rate_row(
+    measure: String,
+    target: String,
     minimum: f64,
-    real: &Measured,
-    null: &Measured,
+    (label, measured): (&str, &Measured),
+    (reference_label, reference): (&str, &Measured),
 ) -> Row {
     Row {
-        measure: measure.to_string(),
-        target: target.to_string(),
-        measured: format!("{} req/s", whole(rate(real))),
-        reference: format!("null: {} req/s", whole(rate(null))),
-        ratio: ratio(Some(rate(real)), Some(rate(null))),
-        verdict: verdict(rate(real) >= minimum * rate(null)),
+        measure,
+        target,
+        measured: format!("{label}{} req/s", whole(rate(measured))),
+        reference: format!("{reference_label}{} req/s", whole(rate(reference))),
+        ratio: ratio(Some(rate(measured)), Some(rate(reference))),
+        met: rate(measured) >= minimum * rate(reference),
     }
 }
 
@@ -129,8 +125,8 @@ fn throughput_row(
 type Section<'a> = (&'static str, &'a dyn Fn() -> Result<Vec<Row>, String>);
 
 /// The keys `--sections` knows the sections by, in the order they run.
-pub(crate) const SECTIONS: [&str; 8] = [
-    "steady", "metrics", "harness", "durable", "memory", "load", "restart", "operator",
+pub(crate) const SECTIONS: [&str; 7] = [
+    "steady", "metrics", "durable", "memory", "load", "restart", "operator",
 ];
 
 pub(crate) fn run(options: &Options) -> Result<(), String> {
@@ -140,7 +136,6 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     let sections: [Section; SECTIONS.len()] = [
         ("steady workloads", &|| steady_rows(options, &null)),
         ("metrics cost", &|| metrics_cost_rows(options, &null)),
-        ("harness", &|| harness_row(options, &null)),
         ("durable churn", &|| durable_churn_rows(options)),
         ("memory and loading", &|| memory_rows(options, &null)),
         ("`load` command", &|| load_command_row(options)),
@@ -189,12 +184,13 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
         );
         let target = format!("≥ {minimum:.2} × null");
         let shape = steady(options, workload, connections, depth, 0, &names);
-        let [real_run, null_run]: [Measured; 2] =
-            compare(&both, &shape, &steady_title(&shape, graph.len()))?
-                .try_into()
-                .map_err(|_| "expected two runs".to_string())?;
-        rows.push(throughput_row(
-            &measure, &target, minimum, &real_run, &null_run,
+        let [real_run, null_run] = compare_two(&both, &shape, graph.len())?;
+        rows.push(rate_row(
+            measure,
+            target,
+            minimum,
+            ("", &real_run),
+            ("null: ", &null_run),
         ));
         if workload == Workload::Query && connections == 100 && depth == 1 {
             query_100 = Some((real_run, null_run));
@@ -212,7 +208,7 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
         measured: millis(real_p99),
         reference: format!("null: {}", millis(null_p99)),
         ratio: ratio(seconds(real_p99), seconds(null_p99)),
-        verdict: verdict(matches!((real_p99, null_p99), (Some(r), Some(n)) if r.as_secs_f64() <= 1.2 * n.as_secs_f64())),
+        met: matches!((real_p99, null_p99), (Some(r), Some(n)) if r.as_secs_f64() <= 1.2 * n.as_secs_f64()),
     });
     rows.push(
         crowd_row(options, &real, &names, graph.len(), &real_100).unwrap_or_else(|reason| {
@@ -237,21 +233,14 @@ fn metrics_cost_rows(options: &Options, null_server: &NullServer) -> Result<Vec<
     let mut rows = Vec::new();
     for depth in [1, 16] {
         let shape = steady(options, Workload::Query, 100, depth, 0, &names);
-        let [with, without]: [Measured; 2] = compare(
-            &[&metered, &plain],
-            &shape,
-            &steady_title(&shape, graph.len()),
-        )?
-        .try_into()
-        .map_err(|_| "expected two runs".to_string())?;
-        rows.push(Row {
-            measure: format!("metrics cost, `query`, 100 connections, depth {depth}"),
-            target: "≥ 0.97 × without (under 3%)".into(),
-            measured: format!("with: {} req/s", whole(rate(&with))),
-            reference: format!("without: {} req/s", whole(rate(&without))),
-            ratio: ratio(Some(rate(&with)), Some(rate(&without))),
-            verdict: verdict(rate(&with) >= 0.97 * rate(&without)),
-        });
+        let [with, without] = compare_two(&[&metered, &plain], &shape, graph.len())?;
+        rows.push(rate_row(
+            format!("metrics cost, `query`, 100 connections, depth {depth}"),
+            "≥ 0.97 × without (under 3%)".into(),
+            0.97,
+            ("with: ", &with),
+            ("without: ", &without),
+        ));
     }
     Ok(rows)
 }
@@ -263,14 +252,13 @@ fn crowd_row(
     graph_size: usize,
     without_idle: &Measured,
 ) -> Result<Row, String> {
-    null_fits(CROWD_BUSY + CROWD_IDLE, false)?;
     thread::sleep(SETTLE);
     let shape = steady(options, Workload::Query, CROWD_BUSY, 1, CROWD_IDLE, names);
     let crowded = compare(&[real], &shape, &steady_title(&shape, graph_size))?
         .pop()
         .ok_or_else(|| "no run".to_string())?;
     let (served, held) = crowded.idle_served.unwrap_or((0, CROWD_IDLE));
-    let rss = crowded.memory.map(|m| m.rss);
+    let rss = crowded.memory.resident_bytes;
     let ratio_value = rate(&crowded) / rate(without_idle).max(1e-9);
     Ok(Row {
         measure: "10,000 connections at once (9,900 idle, 100 busy)".into(),
@@ -284,43 +272,8 @@ fn crowd_row(
         ),
         reference: format!("without idle: {} req/s", whole(rate(without_idle))),
         ratio: ratio(Some(rate(&crowded)), Some(rate(without_idle))),
-        verdict: verdict(
-            served == held && rss.is_some_and(|r| r <= 100_000_000) && ratio_value >= 0.9,
-        ),
+        met: served == held && rss.is_some_and(|r| r <= 100_000_000) && ratio_value >= 0.9,
     })
-}
-
-fn harness_row(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
-    let (packages, origin) = harness_packages(options)?;
-    let server = start_real(options, &[])?;
-    let concurrency = 100;
-    let subjects = [Subject::real(&server), Subject::null(null_server)];
-    let results = harness_on(&subjects, &packages, concurrency, options)?;
-    eprintln!(
-        "{}",
-        runs(
-            &format!("harness, concurrency {concurrency}, {origin}; latency per request"),
-            &results
-        )
-    );
-    let per_run = |m: &Measured| m.cpu_seconds.map(|cpu| cpu / m.harness_runs.max(1) as f64);
-    let describe = |m: &Measured| {
-        format!(
-            "{} CPU s per run ({} runs, {} req/s)",
-            per_run(m).map_or_else(|| "n/a".into(), |s| format!("{s:.3}")),
-            m.harness_runs,
-            whole(rate(m))
-        )
-    };
-    let (real, null) = (&results[0].1, &results[1].1);
-    Ok(vec![Row {
-        measure: "harness, concurrency 100, brew data".into(),
-        target: "server CPU seconds next to the null server's".into(),
-        measured: describe(real),
-        reference: format!("null: {}", describe(null)),
-        ratio: ratio(per_run(real), per_run(null)),
-        verdict: Verdict::Shown,
-    }])
 }
 
 /// `churn` at 100 connections with a data directory, against the same
@@ -354,13 +307,14 @@ fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     ];
     Ok(cases
         .into_iter()
-        .map(|(fsync, target, minimum, durable)| Row {
-            measure: format!("`churn`, 100 connections, `--fsync {fsync}`"),
-            target: target.to_string(),
-            measured: format!("{} req/s", whole(rate(durable))),
-            reference: format!("memory only: {} req/s", whole(rate(memory_only))),
-            ratio: ratio(Some(rate(durable)), Some(rate(memory_only))),
-            verdict: verdict(rate(durable) >= minimum * rate(memory_only)),
+        .map(|(fsync, target, minimum, durable)| {
+            rate_row(
+                format!("`churn`, 100 connections, `--fsync {fsync}`"),
+                target.into(),
+                minimum,
+                ("", durable),
+                ("memory only: ", memory_only),
+            )
         })
         .collect())
 }
@@ -435,12 +389,10 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     let server = start_real(options, &[])?;
     let real = Subject::real(&server);
     let rss = |subject: &Subject| {
-        subject
-            .meter
-            .sample()
-            .memory
-            .map(|m| m.rss)
-            .ok_or_else(|| "cannot read the server's memory".to_string())
+        let memory = subject.meter.sample().memory;
+        memory
+            .resident_bytes
+            .ok_or("cannot read the server's memory")
     };
     let empty = rss(&real)?;
     let real_rate = big.load(&real)?;
@@ -459,7 +411,7 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
                 megabytes(loaded)
             ),
             ratio: String::new(),
-            verdict: verdict(per_package <= 48.0),
+            met: per_package <= 48.0,
         },
         Row {
             measure: format!("loading {packages} packages over one pipelined connection"),
@@ -467,7 +419,7 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
             measured: format!("{} INDEX/s", whole(real_rate)),
             reference: format!("null: {} lines/s", whole(null_rate)),
             ratio: ratio(Some(real_rate), Some(null_rate)),
-            verdict: verdict(real_rate >= 1_500_000.0),
+            met: real_rate >= 1_500_000.0,
         },
     ])
 }
@@ -487,8 +439,12 @@ fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
     workload::Rng::new(options.seed).shuffle(&mut order);
     let mut text = String::with_capacity(big.requests.len());
     for package in order {
-        text.push_str(&homebrew_line(package)?);
-        text.push('\n');
+        // `name: dep dep`, the list format.
+        text.push_str(&format!(
+            "{}: {}\n",
+            package.name,
+            package.dependencies.join(" ")
+        ));
     }
     std::fs::write(&list, text).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
     let binary = server_binary(options)?;
@@ -518,24 +474,8 @@ fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
         measured: format!("{} packages/s, spawn to exit (best of 3)", whole(command)),
         reference: format!("bulk: {} INDEX/s (best of 3)", whole(bulk)),
         ratio: ratio(Some(command), Some(bulk)),
-        verdict: verdict(command >= 0.5 * bulk),
+        met: command >= 0.5 * bulk,
     }])
-}
-
-/// `name: dep dep`, as the Homebrew-style list format writes a package.
-fn homebrew_line(package: &Package) -> Result<String, String> {
-    fn valid(name: &str) -> Result<PackageName<'_>, String> {
-        PackageName::new(name.as_bytes()).ok_or_else(|| format!("invalid package name {name:?}"))
-    }
-    let entry = Entry {
-        name: valid(&package.name)?,
-        dependencies: package
-            .dependencies
-            .iter()
-            .map(|d| valid(d))
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(entry.to_string())
 }
 
 /// Runs `package-indexer load LIST` against `server`; packages per second
@@ -613,7 +553,7 @@ fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
         ),
         reference: String::new(),
         ratio: String::new(),
-        verdict: verdict(startup < Duration::from_secs(1)),
+        met: startup < Duration::from_secs(1),
     }])
 }
 
@@ -648,11 +588,7 @@ fn markdown(options: &Options, rows: &[Row]) -> String {
     out.push_str("| measure | target | package-indexer | reference | ratio | met |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
-        let met = match row.verdict {
-            Verdict::Met => "yes",
-            Verdict::Missed => "**no**",
-            Verdict::Shown => "—",
-        };
+        let met = if row.met { "yes" } else { "**no**" };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {met} |",

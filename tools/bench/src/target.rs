@@ -3,7 +3,7 @@
 //! server; plus how to read their CPU time and memory.
 
 use crate::null_server::NullServer;
-use crate::procfs::{self, Memory};
+use package_indexer::procfs::{process_cpu_seconds, process_status, ProcessStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -30,22 +30,19 @@ pub enum Meter<'a> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
     pub cpu_seconds: Option<f64>,
-    pub memory: Option<Memory>,
+    pub memory: ProcessStatus,
 }
 
 impl Meter<'_> {
     pub fn sample(&self) -> Usage {
         match self {
-            Meter::Process(pid) => {
-                let pid = pid.to_string();
-                Usage {
-                    cpu_seconds: package_indexer::procfs::process_cpu_seconds(&pid),
-                    memory: procfs::process_memory(&pid),
-                }
-            }
+            Meter::Process(pid) => Usage {
+                cpu_seconds: process_cpu_seconds(&pid.to_string()),
+                memory: process_status(&pid.to_string()),
+            },
             Meter::Null(server) => Usage {
                 cpu_seconds: Some(server.cpu_seconds()),
-                memory: procfs::process_memory("self"),
+                memory: process_status("self"),
             },
             Meter::Unknown => Usage::default(),
         }

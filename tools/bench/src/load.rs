@@ -195,19 +195,6 @@ impl Measured {
             (a, b) => a.or(b),
         };
     }
-
-    fn add_client(&mut self, client: &ClientStats) {
-        self.requests += client.requests;
-        self.latency.merge(&client.latency);
-        self.answers.add(&client.answers);
-    }
-}
-
-#[derive(Default)]
-struct ClientStats {
-    requests: u64,
-    latency: Histogram,
-    answers: Answers,
 }
 
 /// Runs a steady workload against the server at `addr`.
@@ -220,75 +207,62 @@ pub(crate) fn run_steady(
     let mut clients = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
         let client = open(addr).map_err(|e| {
-            format!(
-                "opened {} of {} connections to {addr}: {e}",
-                clients.len(),
-                shape.connections
-            )
+            let (opened, wanted) = (clients.len(), shape.connections);
+            format!("opened {opened} of {wanted} connections to {addr}: {e}")
         })?;
         clients.push(client);
     }
-    // Clients block on `start` until the meter's first sample is taken.
-    let start = Arc::new(RwLock::new(()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let held = start
-        .write()
-        .map_err(|_| "start lock poisoned".to_string())?;
-    let mut workers = Vec::with_capacity(clients.len());
-    let mut spawn_error = None;
-    for (connection, client) in clients.into_iter().enumerate() {
-        let requests = Requests::new(
-            shape.workload,
-            Arc::clone(&shape.graph),
-            connection,
-            shape.seed,
-        );
-        let (gate, halt, depth) = (Arc::clone(&start), Arc::clone(&stop), shape.depth);
-        let spawned = thread::Builder::new()
-            .name("bench-client".into())
-            .spawn(move || {
-                drop(gate.read());
-                drive(client, requests, depth, &halt)
-            });
-        match spawned {
-            Ok(worker) => workers.push(worker),
-            Err(e) => {
-                spawn_error = Some(format!("cannot start client thread {connection}: {e}"));
-                stop.store(true, Ordering::SeqCst);
-                break;
-            }
-        }
-    }
-    let before = meter.sample();
-    drop(held);
-    let started = Instant::now();
-    if spawn_error.is_none() {
-        thread::sleep(shape.duration);
-    }
-    stop.store(true, Ordering::SeqCst);
+    // Clients wait on `start` until the meter's first sample is taken.
+    let (start, stop) = (RwLock::new(()), AtomicBool::new(false));
+    let held = start.write().map_err(|_| "start lock poisoned")?;
     let mut measured = Measured::default();
-    let mut finished = Vec::with_capacity(workers.len());
     let mut failures = Vec::new();
-    for worker in workers {
-        match worker.join() {
-            Ok((client, stats, None)) => {
-                measured.add_client(&stats);
-                finished.push(client);
+    let (before, finished) = thread::scope(|scope| {
+        let mut workers = Vec::with_capacity(clients.len());
+        for (connection, client) in clients.into_iter().enumerate() {
+            let requests = Requests::new(
+                shape.workload,
+                Arc::clone(&shape.graph),
+                connection,
+                shape.seed,
+            );
+            let (start, stop) = (&start, &stop);
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
+                drop(start.read());
+                drive(client, requests, shape.depth, stop)
+            });
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => failures.push(format!("cannot start client thread {connection}: {e}")),
             }
-            Ok((_, _, Some(error))) => failures.push(error),
-            Err(_) => failures.push("a client thread panicked".to_string()),
         }
-    }
-    measured.elapsed = started.elapsed();
+        let before = meter.sample();
+        drop(held);
+        let started = Instant::now();
+        if failures.is_empty() {
+            thread::sleep(shape.duration);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let mut finished = Vec::with_capacity(workers.len());
+        for worker in workers {
+            match worker.join() {
+                Ok((client, stats, None)) => {
+                    measured.absorb(stats);
+                    finished.push(client);
+                }
+                Ok((_, _, Some(error))) => failures.push(error),
+                Err(_) => failures.push("a client thread panicked".to_string()),
+            }
+        }
+        measured.elapsed = started.elapsed();
+        (before, finished)
+    });
+    // Sampled with the connections still open.
     let after = meter.sample();
-    if let Some(error) = spawn_error {
-        return Err(error);
-    }
     if let Some(first) = failures.first() {
+        let (failed, all) = (failures.len(), shape.connections);
         return Err(format!(
-            "{} of {} connections failed; first: {first}",
-            failures.len(),
-            shape.connections
+            "{failed} of {all} connections failed; first: {first}"
         ));
     }
     measured.cpu_seconds = after
@@ -310,8 +284,8 @@ fn drive(
     mut requests: Requests,
     depth: usize,
     stop: &AtomicBool,
-) -> (Connection, ClientStats, Option<String>) {
-    let mut stats = ClientStats::default();
+) -> (Connection, Measured, Option<String>) {
+    let mut stats = Measured::default();
     let mut batch = Vec::with_capacity(depth * 64);
     while !stop.load(Ordering::Relaxed) {
         batch.clear();
@@ -549,13 +523,13 @@ mod tests {
             graph: vec!["a".to_string()].into(),
             seed: 9,
         };
-        let measured = run_steady(server.addr(), &shape, &Meter::Null(&server)).unwrap();
+        let measured = run_steady(server.addr, &shape, &Meter::Null(&server)).unwrap();
         assert!(measured.requests > 0);
         assert_eq!(measured.requests % 4, 0);
         assert_eq!(measured.answers.ok, measured.requests);
         assert_eq!(measured.latency.count() * 4, measured.requests);
         assert_eq!(measured.idle_served, Some((3, 3)));
-        let loaded = index_all(server.addr(), &fixed_fanout_graph(1000, 3, 1)).unwrap();
+        let loaded = index_all(server.addr, &fixed_fanout_graph(1000, 3, 1)).unwrap();
         assert_eq!(loaded.answers.len(), 1000);
     }
 

@@ -65,7 +65,7 @@ impl<'a> Subject<'a> {
     pub fn real(server: &RealServer) -> Subject<'static> {
         Subject {
             label: REAL_LABEL,
-            addr: server.addr(),
+            addr: server.addr,
             meter: server.meter(),
         }
     }
@@ -73,7 +73,7 @@ impl<'a> Subject<'a> {
     pub fn null(server: &'a NullServer) -> Subject<'a> {
         Subject {
             label: NULL_LABEL,
-            addr: server.addr(),
+            addr: server.addr,
             meter: Meter::Null(server),
         }
     }

@@ -30,7 +30,7 @@ const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
 
 pub struct NullServer {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     thread_prefix: &'static str,
     /// CPU nanoseconds of connection threads that have ended, which `/proc`
     /// no longer lists.
@@ -58,10 +58,6 @@ impl NullServer {
             thread_prefix,
             ended_nanos,
         })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// CPU seconds used by the null server's threads so far.
@@ -156,7 +152,7 @@ mod tests {
     #[test]
     fn answers_ok_to_every_line_including_split_ones() {
         let server = NullServer::start(Some(Arc::new(Metrics::new()))).unwrap();
-        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        let mut stream = TcpStream::connect(server.addr).unwrap();
         stream.write_all(b"QUERY|a|\nINDEX|b|a\nREM").unwrap();
         stream.flush().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -490,7 +490,7 @@ fn run_load_command(
     let output = Command::new(binary)
         .arg("load")
         .arg(list)
-        .args(["--addr", &server.addr().to_string()])
+        .args(["--addr", &server.addr.to_string()])
         .output()
         .map_err(|e| format!("cannot run {} load: {e}", binary.display()))?;
     let elapsed = started.elapsed();
@@ -529,7 +529,7 @@ fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
         .unwrap_or_default();
     let mut check = Vec::new();
     write_request::<&str>(&mut check, package_indexer::Command::Query, &last, &[]);
-    let answers = load::pipeline(second.addr(), check, 1)?.answers;
+    let answers = load::pipeline(second.addr, check, 1)?.answers;
     if answers != [Response::Ok] {
         return Err(format!(
             "after the restart, QUERY {last} answered {answers:?}, not OK"

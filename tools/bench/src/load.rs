@@ -7,7 +7,7 @@
 //! - Pipelined loading: one connection writes every `INDEX` line while it
 //!   reads the answers, the fastest way to fill a server.
 
-use crate::latency::Histogram;
+use crate::latency::Latencies;
 use crate::target::Meter;
 use package_indexer::procfs::ProcessStatus;
 use package_indexer::{connect_to, write_request, AnswerSink, Command, Connection, Response};
@@ -23,7 +23,7 @@ use workload::{Package, Rng};
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A connection to `addr` for one batch at a time.
-fn open(addr: SocketAddr) -> Result<Connection, String> {
+pub(crate) fn open(addr: SocketAddr) -> Result<Connection, String> {
     connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE).map(Connection::new)
 }
 
@@ -163,7 +163,7 @@ pub struct Measured {
     pub requests: u64,
     pub elapsed: Duration,
     /// Per request at depth 1, per batch round trip above.
-    pub latency: Histogram,
+    pub latency: Latencies,
     pub answers: Answers,
     pub cpu_seconds: Option<f64>,
     /// At the end of the run, connections still open.

@@ -15,7 +15,7 @@
 //! causes. Through a server process the figure would add the network and
 //! the scheduling of its other threads as well.
 
-use crate::latency::Histogram;
+use crate::latency::Latencies;
 use crate::load::fixed_fanout_graph;
 use crate::options::Options;
 use crate::report::{millis, thousands};
@@ -120,12 +120,12 @@ fn request(line: &[u8]) -> Result<Request<'_>, String> {
 
 /// How long each write took while a reader ran.
 struct Waits {
-    writes: Histogram,
+    writes: Latencies,
     longest: Duration,
     /// Writes that took longer than [`STALL_TARGET`].
     over_target: u64,
     /// How long each read took.
-    reads: Histogram,
+    reads: Latencies,
 }
 
 /// Runs a writer thread on `store` for the options' duration, which indexes
@@ -155,7 +155,7 @@ fn writer_waits(
         lines.extend([index, remove]);
     }
     let running = AtomicBool::new(true);
-    let mut reads = Histogram::default();
+    let mut reads = Latencies::default();
     let (writer, read_result) = thread::scope(|scope| {
         let writer = scope.spawn(|| {
             // The thread's own figures: the thread that reads them must be
@@ -167,7 +167,7 @@ fn writer_waits(
                 .map(|l| request(l))
                 .collect::<Result<Vec<_>, _>>()?;
             let (mut writes, mut longest, mut over_target) =
-                (Histogram::default(), Duration::ZERO, 0);
+                (Latencies::default(), Duration::ZERO, 0);
             while running.load(Ordering::Relaxed) {
                 for request in &requests {
                     let queued_before = run_queue_nanos(&schedstat);
@@ -190,7 +190,7 @@ fn writer_waits(
                 writes,
                 longest,
                 over_target,
-                reads: Histogram::default(),
+                reads: Latencies::default(),
             })
         });
         let started = Instant::now();

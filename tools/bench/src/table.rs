@@ -15,7 +15,7 @@ use crate::target::RealServer;
 use crate::{
     flush_dirty_pages, interleave, preload, preload_graph, server_binary, start_real, Subject,
 };
-use package_indexer::{write_request, Metrics, Response};
+use package_indexer::{Metrics, Response};
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;
@@ -334,82 +334,48 @@ fn scratch(label: &str) -> Result<TempDir, String> {
         .map_err(|e| format!("cannot create a scratch directory: {e}"))
 }
 
-/// The big graph's `INDEX` lines, built once for every loading run.
-struct BigLoad {
-    requests: Vec<u8>,
-    packages: Vec<Package>,
+/// The graph of the memory, loading and restart rows.
+fn big_graph(options: &Options) -> Vec<Package> {
+    load::fixed_fanout_graph(options.load_packages, LOAD_FANOUT, options.seed)
 }
 
-impl BigLoad {
-    fn new(options: &Options) -> BigLoad {
-        let packages = load::fixed_fanout_graph(options.load_packages, LOAD_FANOUT, options.seed);
-        let mut requests = Vec::with_capacity(packages.len() * 40);
-        for package in &packages {
-            write_request(
-                &mut requests,
-                package_indexer::Command::Index,
-                &package.name,
-                &package.dependencies,
-            );
-        }
-        BigLoad { requests, packages }
-    }
-
-    /// Loads everything over one pipelined connection; INDEX/s, or why not.
-    fn load(&self, subject: &Subject) -> Result<f64, String> {
-        let loaded = load::pipeline(subject.addr, self.requests.clone(), self.packages.len())
-            .map_err(|e| format!("{}: loading: {e}", subject.label))?;
-        let refused = loaded
-            .answers
-            .iter()
-            .filter(|&&a| a != Response::Ok)
-            .count();
-        if refused > 0 {
-            return Err(format!(
-                "{}: {refused} INDEX lines not answered OK",
-                subject.label
-            ));
-        }
-        let per_second = self.packages.len() as f64 / loaded.elapsed.as_secs_f64().max(1e-9);
-        eprintln!(
-            "{}: loaded {} packages in {:.2} s: {} INDEX/s",
-            subject.label,
-            thousands(self.packages.len() as u64),
-            loaded.elapsed.as_secs_f64(),
-            whole(per_second)
-        );
-        Ok(per_second)
-    }
+/// Loads `graph` over one pipelined connection; INDEX/s of the first pass.
+fn bulk_load(subject: &Subject, graph: &[Package]) -> Result<f64, String> {
+    let loaded = load::index_all(subject.addr, graph)
+        .map_err(|e| format!("{}: loading: {e}", subject.label))?;
+    let per_second = loaded.answers.len() as f64 / loaded.elapsed.as_secs_f64().max(1e-9);
+    let (label, count) = (subject.label, thousands(graph.len() as u64));
+    eprintln!(
+        "{label}: loaded {count} packages: {} INDEX/s",
+        whole(per_second)
+    );
+    Ok(per_second)
 }
 
 /// Memory per package and the loading rate, on a fresh memory-only server.
 fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, String> {
-    let big = BigLoad::new(options);
-    let count = big.packages.len();
+    let graph = big_graph(options);
     let server = start_real(options, &[])?;
     let real = Subject::real(&server);
-    let rss = |subject: &Subject| {
-        let memory = subject.meter.sample().memory;
+    let rss = || {
+        let memory = real.meter.sample().memory;
         memory
             .resident_bytes
             .ok_or("cannot read the server's memory")
     };
-    let empty = rss(&real)?;
-    let real_rate = big.load(&real)?;
-    let loaded = rss(&real)?;
-    let per_package = loaded.saturating_sub(empty) as f64 / count as f64;
-    let null_rate = big.load(&Subject::null(null_server))?;
-    let packages = thousands(count as u64);
+    let empty = rss()?;
+    let real_rate = bulk_load(&real, &graph)?;
+    let loaded = rss()?;
+    let per_package = loaded.saturating_sub(empty) as f64 / graph.len() as f64;
+    let null_rate = bulk_load(&Subject::null(null_server), &graph)?;
+    let packages = thousands(graph.len() as u64);
+    let (empty, loaded) = (megabytes(empty), megabytes(loaded));
     Ok(vec![
         Row {
             measure: format!("memory for {packages} packages with {LOAD_FANOUT} dependencies each"),
             target: "≤ 48 bytes per package".into(),
             measured: format!("{per_package:.0} bytes per package"),
-            reference: format!(
-                "RSS {} empty, {} loaded",
-                megabytes(empty),
-                megabytes(loaded)
-            ),
+            reference: format!("RSS {empty} empty, {loaded} loaded"),
             ratio: String::new(),
             met: per_package <= 48.0,
         },
@@ -432,43 +398,35 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
 /// best: on a machine shared with other work a moment's load only ever
 /// slows a run, and it should not decide the row.
 fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
-    let big = BigLoad::new(options);
+    let graph = big_graph(options);
     let dir = scratch("load-list")?;
     let list = dir.path().join("list.txt");
-    let mut order: Vec<&Package> = big.packages.iter().collect();
+    let mut order: Vec<&Package> = graph.iter().collect();
     workload::Rng::new(options.seed).shuffle(&mut order);
-    let mut text = String::with_capacity(big.requests.len());
-    for package in order {
-        // `name: dep dep`, the list format.
-        text.push_str(&format!(
-            "{}: {}\n",
-            package.name,
-            package.dependencies.join(" ")
-        ));
-    }
-    std::fs::write(&list, text).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+    // `name: dep dep`, the list format.
+    let lines: Vec<String> = order
+        .iter()
+        .map(|p| format!("{}: {}\n", p.name, p.dependencies.join(" ")))
+        .collect();
+    std::fs::write(&list, lines.concat())
+        .map_err(|e| format!("cannot write {}: {e}", list.display()))?;
     let binary = server_binary(options)?;
     let (mut bulk, mut command) = (Vec::new(), Vec::new());
     for with_command in [false, true, true, false, false, true] {
         flush_dirty_pages();
         let server = start_real(options, &[])?;
         if with_command {
-            command.push(run_load_command(
-                &binary,
-                &list,
-                &server,
-                big.packages.len(),
-            )?);
+            command.push(run_load_command(&binary, &list, &server, graph.len())?);
         } else {
-            bulk.push(big.load(&Subject::real(&server))?);
+            bulk.push(bulk_load(&Subject::real(&server), &graph)?);
         }
     }
     let best = |rates: &[f64]| rates.iter().copied().fold(0.0, f64::max);
     let (bulk, command) = (best(&bulk), best(&command));
+    let packages = thousands(graph.len() as u64);
     Ok(vec![Row {
         measure: format!(
-            "`package-indexer load` of {} packages ({LOAD_FANOUT} dependencies each, shuffled list file)",
-            thousands(big.packages.len() as u64)
+            "`package-indexer load` of {packages} packages ({LOAD_FANOUT} dependencies each, shuffled list file)"
         ),
         target: "≥ 0.50 × bulk INDEX (at most twice its time)".into(),
         measured: format!("{} packages/s, spawn to exit (best of 3)", whole(command)),
@@ -493,20 +451,17 @@ fn run_load_command(
         .args(["--addr", &server.addr.to_string()])
         .output()
         .map_err(|e| format!("cannot run {} load: {e}", binary.display()))?;
-    let elapsed = started.elapsed();
-    let said = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{}", said.trim_end());
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim_end());
     if !output.status.success() {
         return Err(format!(
             "package-indexer load exited with {}",
             output.status
         ));
     }
-    let per_second = packages as f64 / elapsed.as_secs_f64().max(1e-9);
+    let per_second = packages as f64 / elapsed.max(1e-9);
     eprintln!(
-        "package-indexer load: {} packages in {:.2} s from spawn to exit: {} packages/s",
-        thousands(packages as u64),
-        elapsed.as_secs_f64(),
+        "package-indexer load: {elapsed:.2} s from spawn to exit: {} packages/s",
         whole(per_second)
     );
     Ok(per_second)
@@ -515,45 +470,35 @@ fn run_load_command(
 /// Loads the big graph into a data directory, stops the server gracefully
 /// and times a new one from spawn to its start line.
 fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
-    let big = BigLoad::new(options);
+    let graph = big_graph(options);
     let dir = scratch("restart")?;
     let args = data_dir_args(&dir, "never");
     let first = start_real(options, &args)?;
-    big.load(&Subject::real(&first))?;
+    bulk_load(&Subject::real(&first), &graph)?;
     first.stop()?;
     let second = start_real(options, &args)?;
-    let last = big
-        .packages
-        .last()
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
-    let mut check = Vec::new();
-    write_request::<&str>(&mut check, package_indexer::Command::Query, &last, &[]);
-    let answers = load::pipeline(second.addr, check, 1)?.answers;
-    if answers != [Response::Ok] {
+    let last = graph.last().map_or("", |p| p.name.as_str());
+    let answer = load::open(second.addr)?.ask(format!("QUERY|{last}|").as_bytes());
+    if !matches!(answer, Ok(Response::Ok)) {
         return Err(format!(
-            "after the restart, QUERY {last} answered {answers:?}, not OK"
+            "after the restart, QUERY {last} answered {answer:?}, not OK"
         ));
     }
-    let startup = second.startup;
+    let startup = second.startup.as_secs_f64();
     eprintln!(
-        "restart with {} packages: {:.3} s to the start line",
-        big.packages.len(),
-        startup.as_secs_f64()
+        "restart with {} packages: {startup:.3} s to the start line",
+        graph.len()
     );
     Ok(vec![Row {
         measure: format!(
             "restart with {} packages (`--fsync never` data directory)",
-            thousands(big.packages.len() as u64)
+            thousands(graph.len() as u64)
         ),
         target: "< 1 s".into(),
-        measured: format!(
-            "{:.2} s from spawn to the start line",
-            startup.as_secs_f64()
-        ),
+        measured: format!("{startup:.2} s from spawn to the start line"),
         reference: String::new(),
         ratio: String::new(),
-        met: startup < Duration::from_secs(1),
+        met: startup < 1.0,
     }])
 }
 

@@ -47,13 +47,7 @@ impl Step {
     ];
 
     pub(crate) fn number(self) -> usize {
-        match self {
-            Step::RemoveBefore => 1,
-            Step::Index => 2,
-            Step::QueryIndexed => 3,
-            Step::RemoveAfter => 4,
-            Step::QueryRemoved => 5,
-        }
+        1 + Step::ALL.iter().position(|&step| step == self).unwrap_or(0)
     }
 
     pub(crate) fn title(self) -> &'static str {
@@ -237,7 +231,8 @@ impl<'a> StepRun<'a> {
     ) -> Result<ClientStats, Failure> {
         let mut stats = ClientStats::default();
         let mut pending: Vec<&Package> = segment.to_vec();
-        let mut stall = StallWatch::new(self.accepted.load(Ordering::Relaxed));
+        // The step-wide count of accepted packages, and when it last moved.
+        let mut accepted = (self.accepted.load(Ordering::Relaxed), Instant::now());
         let mut backoff = Duration::ZERO;
         while !pending.is_empty() {
             stats.rounds += 1;
@@ -275,7 +270,10 @@ impl<'a> StepRun<'a> {
                 backoff = Duration::ZERO;
                 continue;
             }
-            if stall.stalled(self.accepted.load(Ordering::Relaxed)) {
+            let now = self.accepted.load(Ordering::Relaxed);
+            if now != accepted.0 {
+                accepted = (now, Instant::now());
+            } else if accepted.1.elapsed() >= STALL_LIMIT {
                 let mut problem = format!(
                     "FAIL, and no client had a package accepted for {}s; \
                      {} package(s) of this client still refused",
@@ -392,31 +390,6 @@ fn blockers(connection: &mut Connection, packages: &[Package], name: &str) -> St
         indexed.len(),
         indexed[..shown].join(", ")
     )
-}
-
-/// Notices when the step-wide count of accepted packages stops moving.
-struct StallWatch {
-    seen: usize,
-    since: Instant,
-}
-
-impl StallWatch {
-    fn new(accepted: usize) -> StallWatch {
-        StallWatch {
-            seen: accepted,
-            since: Instant::now(),
-        }
-    }
-
-    /// True once `accepted` has not changed for [`STALL_LIMIT`].
-    fn stalled(&mut self, accepted: usize) -> bool {
-        if accepted != self.seen {
-            self.seen = accepted;
-            self.since = Instant::now();
-            return false;
-        }
-        self.since.elapsed() >= STALL_LIMIT
-    }
 }
 
 #[cfg(test)]

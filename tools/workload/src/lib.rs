@@ -1,23 +1,10 @@
-//! Workloads for the harness and the benchmark: package graphs to feed a server.
-//!
-//! Three [`Source`]s give the same [`Package`] list:
-//!
-//! - [`HOMEBREW_LIST`], the list the challenge's official harness embeds
-//!   (3,370 Homebrew packages, `data/brew-dependencies.txt`), built in;
-//! - a Homebrew-style list in a file (`name: dep dep dep` per line, the
-//!   format of [`package_indexer::package_list`]), read by [`parse_list`];
-//! - [`generate`], a synthetic graph of the same shape from a seed, of any
-//!   size.
-//!
-//! Both return a set that is *closed* (every dependency is itself a package)
-//! and *acyclic*, so that indexing in a suitable order always succeeds and
-//! removing in the reverse order always empties the server.
-//!
-//! [`Rng`] is a small seeded generator (splitmix64) shared by the generator
-//! and the tools, so a seed printed by a run reproduces it exactly.
-//!
-//! [`start_server`] starts a server and reads its start line, and
-//! [`TempDir`] is a scratch directory, for the bench and the tests.
+//! Package graphs for the harness and the benchmark, each a closed (every
+//! dependency is itself a package), acyclic [`Package`] list: the Homebrew
+//! list the official harness embeds ([`HOMEBREW_LIST`]), a list of that
+//! format in a file ([`parse_list`]), or one generated from a seed in the
+//! same shape ([`generate`]). [`Rng`] is the seeded generator the tools
+//! share, so a printed seed repeats a run. [`start_server`] and [`TempDir`]
+//! start a server and hold a scratch directory for the bench and the tests.
 
 mod launch;
 
@@ -128,61 +115,50 @@ pub fn parse_list(text: &str) -> Result<Vec<Package>, ListError> {
 /// Finds one dependency cycle in a closed package set, as the names along it
 /// with the first repeated at the end; `None` when the graph is acyclic.
 fn find_cycle(packages: &[Package]) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Unvisited,
-        OnPath,
-        Done,
-    }
-    let position: HashMap<&str, usize> = packages
+    let index: HashMap<&str, usize> = packages
         .iter()
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    let edges: Vec<Vec<usize>> = packages
-        .iter()
-        .map(|p| {
-            p.dependencies
-                .iter()
-                .filter_map(|d| position.get(d.as_str()).copied())
-                .collect()
-        })
+    let dependencies = |i: usize| {
+        let names = packages[i].dependencies.iter();
+        names.filter_map(|d| index.get(d.as_str()).copied())
+    };
+    // Kahn's algorithm: peel off the packages whose dependencies are all peeled.
+    let mut waiting: Vec<usize> = (0..packages.len())
+        .map(|i| dependencies(i).count())
         .collect();
-    let mut marks = vec![Mark::Unvisited; packages.len()];
-    for start in 0..packages.len() {
-        if marks[start] != Mark::Unvisited {
-            continue;
-        }
-        // Iterative depth-first search: (node, next edge to follow).
-        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-        marks[start] = Mark::OnPath;
-        while let Some(top) = path.last_mut() {
-            let (node, next) = *top;
-            if let Some(&target) = edges[node].get(next) {
-                top.1 += 1;
-                match marks[target] {
-                    Mark::Unvisited => {
-                        marks[target] = Mark::OnPath;
-                        path.push((target, 0));
-                    }
-                    Mark::OnPath => {
-                        let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[from..]
-                            .iter()
-                            .map(|&(n, _)| packages[n].name.clone())
-                            .collect();
-                        cycle.push(packages[target].name.clone());
-                        return Some(cycle);
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                marks[node] = Mark::Done;
-                path.pop();
+    let mut dependents = vec![Vec::new(); packages.len()];
+    for i in 0..packages.len() {
+        dependencies(i).for_each(|d| dependents[d].push(i));
+    }
+    let mut ready: Vec<usize> = (0..packages.len()).filter(|&i| waiting[i] == 0).collect();
+    while let Some(peeled) = ready.pop() {
+        for &dependent in &dependents[peeled] {
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                ready.push(dependent);
             }
         }
     }
-    None
+    // The rest lies on a cycle or depends on one: follow unpeeled
+    // dependencies until one comes round again.
+    let mut path = vec![(0..packages.len()).find(|&i| waiting[i] > 0)?];
+    let mut on_path = vec![None; packages.len()];
+    loop {
+        let last = *path.last()?;
+        on_path[last] = Some(path.len() - 1);
+        let next = dependencies(last).find(|&d| waiting[d] > 0)?;
+        path.push(next);
+        if let Some(at) = on_path[next] {
+            return Some(
+                path[at..]
+                    .iter()
+                    .map(|&i| packages[i].name.clone())
+                    .collect(),
+            );
+        }
+    }
 }
 
 /// A small, fast, seeded pseudo-random generator (splitmix64).

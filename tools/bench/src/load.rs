@@ -10,7 +10,9 @@
 use crate::latency::Latencies;
 use crate::target::Meter;
 use package_indexer::procfs::ProcessStatus;
-use package_indexer::{connect_to, write_request, AnswerSink, Command, Connection, Response};
+use package_indexer::{
+    connect_to, write_request, AnswerSink, Command, Connection, Response, Sender,
+};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,41 +53,31 @@ impl Answers {
     }
 }
 
+/// A steady workload: its name, and the percent of its lines that are
+/// `QUERY`s of random packages of the preloaded graph; the others churn,
+/// `INDEX` then `REMOVE` of leaves of each connection's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// `QUERY` of random packages of the preloaded graph.
-    Query,
-    /// `INDEX` then `REMOVE` of leaf packages, names of each connection's own.
-    Churn,
-    /// 90% `query`, 10% `churn`.
-    Mixed,
+pub struct Workload {
+    pub name: &'static str,
+    query_percent: u32,
 }
 
-/// Each workload by name, with the share of its lines that are `QUERY`s.
-const WORKLOADS: [(&str, Workload, u32); 3] = [
-    ("query", Workload::Query, 100),
-    ("churn", Workload::Churn, 0),
-    ("mixed", Workload::Mixed, 90),
-];
+pub(crate) const QUERY: Workload = Workload {
+    name: "query",
+    query_percent: 100,
+};
+pub(crate) const CHURN: Workload = Workload {
+    name: "churn",
+    query_percent: 0,
+};
+pub(crate) const MIXED: Workload = Workload {
+    name: "mixed",
+    query_percent: 90,
+};
 
 impl Workload {
     pub fn parse(name: &str) -> Option<Workload> {
-        WORKLOADS.iter().find(|w| w.0 == name).map(|w| w.1)
-    }
-
-    fn entry(self) -> (&'static str, Workload, u32) {
-        WORKLOADS
-            .into_iter()
-            .find(|w| w.1 == self)
-            .unwrap_or(WORKLOADS[0])
-    }
-
-    pub fn name(self) -> &'static str {
-        self.entry().0
-    }
-
-    fn query_percent(self) -> u32 {
-        self.entry().2
+        [QUERY, CHURN, MIXED].into_iter().find(|w| w.name == name)
     }
 }
 
@@ -109,7 +101,7 @@ impl Requests {
         Requests {
             rng: Rng::new(seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             graph,
-            query_percent: workload.query_percent(),
+            query_percent: workload.query_percent,
             connection,
             churn_step: 0,
             dependencies: Vec::with_capacity(CHURN_DEPENDENCIES),
@@ -347,13 +339,7 @@ fn check_idle(idle: Vec<TcpStream>) -> usize {
         .count()
 }
 
-/// One pipelined load: how long it took and every answer in order.
-pub(crate) struct Pipelined {
-    pub elapsed: Duration,
-    pub answers: Vec<Response>,
-}
-
-/// The answers of a pipelined load, in order.
+/// The answers of a pipelined pass, in order.
 struct Collect(Vec<Response>);
 
 impl AnswerSink for Collect {
@@ -363,35 +349,12 @@ impl AnswerSink for Collect {
     }
 }
 
-/// Writes every line of `requests` (`lines` of them) on one connection
-/// while reading the answers, with no bound on the lines in flight.
-pub(crate) fn pipeline(
-    addr: SocketAddr,
-    requests: Vec<u8>,
-    lines: usize,
-) -> Result<Pipelined, String> {
-    let stream = connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE)?;
-    let mut answers = Collect(Vec::with_capacity(lines));
-    let started = Instant::now();
-    let outcome = package_indexer::pipeline(
-        &stream,
-        u64::MAX,
-        |sender| sender.send(&requests, lines as u64),
-        &mut answers,
-    );
-    if !outcome.complete() {
-        return Err(format!("{addr}: {}", outcome.problems.join("; ")));
-    }
-    Ok(Pipelined {
-        elapsed: started.elapsed(),
-        answers: answers.0,
-    })
-}
-
-/// Indexes every package over one pipelined connection, resending those
-/// refused (a dependency came later in the list) until all are in. Returns
-/// the first pass: its time and size are the loading rate.
-pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, String> {
+/// Indexes every package over one pipelined connection (every line written
+/// while the answers are read, no bound on the lines in flight), resending
+/// those refused (a dependency came later in the list) until all are in.
+/// Returns the time of the first pass, which sent every package: the
+/// loading rate.
+pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Duration, String> {
     let mut remaining: Vec<&Package> = packages.iter().collect();
     let mut first_pass = None;
     while !remaining.is_empty() {
@@ -404,21 +367,28 @@ pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipeli
                 &package.dependencies,
             );
         }
-        let pass = pipeline(addr, requests, remaining.len())?;
+        let stream = connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE)?;
+        let mut answers = Collect(Vec::with_capacity(remaining.len()));
+        let started = Instant::now();
+        let lines = remaining.len() as u64;
+        let send = |sender: &mut Sender| sender.send(&requests, lines);
+        let outcome = package_indexer::pipeline(&stream, u64::MAX, send, &mut answers);
+        if !outcome.complete() {
+            return Err(format!("{addr}: {}", outcome.problems.join("; ")));
+        }
+        first_pass.get_or_insert(started.elapsed());
         let refused: Vec<&Package> = remaining
             .iter()
-            .zip(&pass.answers)
-            .filter(|(_, &answer)| answer != Response::Ok)
+            .zip(answers.0)
+            .filter(|&(_, answer)| answer != Response::Ok)
             .map(|(&package, _)| package)
             .collect();
         if refused.len() == remaining.len() {
+            let (count, first) = (refused.len(), &refused[0].name);
             return Err(format!(
-                "the server refused all of the last {} packages, e.g. {}",
-                refused.len(),
-                refused[0].name
+                "the server refused all of the last {count} packages, e.g. {first}"
             ));
         }
-        first_pass.get_or_insert(pass);
         remaining = refused;
     }
     first_pass.ok_or_else(|| "no packages to index".to_string())
@@ -455,8 +425,8 @@ mod tests {
 
     #[test]
     fn workload_names_round_trip() {
-        for workload in [Workload::Query, Workload::Churn, Workload::Mixed] {
-            assert_eq!(Workload::parse(workload.name()), Some(workload));
+        for workload in [QUERY, CHURN, MIXED] {
+            assert_eq!(Workload::parse(workload.name), Some(workload));
         }
         assert_eq!(Workload::parse("Query"), None);
     }
@@ -464,7 +434,7 @@ mod tests {
     #[test]
     fn churn_indexes_then_removes_its_own_leaves() {
         let graph: Arc<[String]> = vec!["a".to_string()].into();
-        let mut requests = Requests::new(Workload::Churn, graph, 7, 1);
+        let mut requests = Requests::new(CHURN, graph, 7, 1);
         let mut out = Vec::new();
         for _ in 0..4 {
             requests.push_line(&mut out);
@@ -485,7 +455,7 @@ mod tests {
     #[test]
     fn query_lines_name_graph_packages() {
         let graph: Arc<[String]> = vec!["x".to_string(), "y".to_string()].into();
-        let mut requests = Requests::new(Workload::Query, graph, 0, 3);
+        let mut requests = Requests::new(QUERY, graph, 0, 3);
         let mut out = Vec::new();
         for _ in 0..20 {
             requests.push_line(&mut out);
@@ -515,7 +485,7 @@ mod tests {
     fn steady_and_pipelined_runs_against_the_null_server() {
         let server = NullServer::start(None).unwrap();
         let shape = Steady {
-            workload: Workload::Mixed,
+            workload: MIXED,
             connections: 2,
             depth: 4,
             idle: 3,
@@ -529,8 +499,7 @@ mod tests {
         assert_eq!(measured.answers.ok, measured.requests);
         assert_eq!(measured.latency.count() * 4, measured.requests);
         assert_eq!(measured.idle_served, Some((3, 3)));
-        let loaded = index_all(server.addr, &fixed_fanout_graph(1000, 3, 1)).unwrap();
-        assert_eq!(loaded.answers.len(), 1000);
+        index_all(server.addr, &fixed_fanout_graph(1000, 3, 1)).unwrap();
     }
 
     #[test]
@@ -560,14 +529,14 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_reports_a_server_that_hangs_up() {
+    fn loading_reports_a_server_that_hangs_up() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let closer = thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             drop(stream);
         });
-        let error = pipeline(addr, b"QUERY|a|\n".to_vec(), 1).err().unwrap();
+        let error = index_all(addr, &fixed_fanout_graph(1, 0, 1)).unwrap_err();
         assert!(error.contains(&addr.to_string()), "{error}");
         closer.join().unwrap();
     }

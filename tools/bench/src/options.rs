@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn defaults() {
         let defaults = from_args(&[]);
-        assert_eq!(defaults.workload, Workload::Query);
+        assert_eq!(defaults.workload, crate::load::QUERY);
         assert_eq!(defaults.connections, 100);
         assert_eq!((defaults.idle, defaults.seed), (0, 1));
         assert_eq!(
@@ -221,7 +221,7 @@ mod tests {
             "--no-null",
             "--table",
         ]);
-        assert_eq!(parsed.workload, Workload::Churn);
+        assert_eq!(parsed.workload, crate::load::CHURN);
         assert_eq!(
             (parsed.connections, parsed.depth, parsed.idle),
             (7, 16, 9900)

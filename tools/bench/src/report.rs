@@ -43,7 +43,7 @@ pub(crate) fn steady_title(shape: &Steady, graph: usize) -> String {
     };
     format!(
         "{}, {} connections, depth {}, {} idle, {:?}, graph of {} packages; {latency}",
-        shape.workload.name(),
+        shape.workload.name,
         shape.connections,
         shape.depth,
         shape.idle,

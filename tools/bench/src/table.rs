@@ -170,17 +170,17 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     let mut rows = Vec::new();
     // Workload, connections, depth, least share of the null server's rate.
     let cases = [
-        (Workload::Query, 1, 1, 0.90),
-        (Workload::Query, 100, 1, 0.95),
-        (Workload::Query, 100, 16, 0.92),
-        (Workload::Churn, 100, 1, 0.95),
+        (load::QUERY, 1, 1, 0.90),
+        (load::QUERY, 100, 1, 0.95),
+        (load::QUERY, 100, 16, 0.92),
+        (load::CHURN, 100, 1, 0.95),
     ];
     let mut query_100 = None;
     for (workload, connections, depth, minimum) in cases {
         let plural = if connections == 1 { "" } else { "s" };
         let measure = format!(
             "`{}`, {connections} connection{plural}, depth {depth}",
-            workload.name()
+            workload.name
         );
         let target = format!("≥ {minimum:.2} × null");
         let shape = steady(options, workload, connections, depth, 0, &names);
@@ -192,7 +192,7 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
             ("", &real_run),
             ("null: ", &null_run),
         ));
-        if workload == Workload::Query && connections == 100 && depth == 1 {
+        if workload == load::QUERY && connections == 100 && depth == 1 {
             query_100 = Some((real_run, null_run));
         }
     }
@@ -232,7 +232,7 @@ fn metrics_cost_rows(options: &Options, null_server: &NullServer) -> Result<Vec<
     };
     let mut rows = Vec::new();
     for depth in [1, 16] {
-        let shape = steady(options, Workload::Query, 100, depth, 0, &names);
+        let shape = steady(options, load::QUERY, 100, depth, 0, &names);
         let [with, without] = compare_two(&[&metered, &plain], &shape, graph.len())?;
         rows.push(rate_row(
             format!("metrics cost, `query`, 100 connections, depth {depth}"),
@@ -253,7 +253,7 @@ fn crowd_row(
     without_idle: &Measured,
 ) -> Result<Row, String> {
     thread::sleep(SETTLE);
-    let shape = steady(options, Workload::Query, CROWD_BUSY, 1, CROWD_IDLE, names);
+    let shape = steady(options, load::QUERY, CROWD_BUSY, 1, CROWD_IDLE, names);
     let crowded = compare(&[real], &shape, &steady_title(&shape, graph_size))?
         .pop()
         .ok_or_else(|| "no run".to_string())?;
@@ -280,7 +280,7 @@ fn crowd_row(
 /// memory only: three servers, preloaded alike, measured interleaved.
 fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     let (graph, names) = preload_graph(options);
-    let shape = steady(options, Workload::Churn, 100, 1, 0, &names);
+    let shape = steady(options, load::CHURN, 100, 1, 0, &names);
     let never_dir = scratch("churn-never")?;
     let always_dir = scratch("churn-always")?;
     let servers = [
@@ -341,9 +341,9 @@ fn big_graph(options: &Options) -> Vec<Package> {
 
 /// Loads `graph` over one pipelined connection; INDEX/s of the first pass.
 fn bulk_load(subject: &Subject, graph: &[Package]) -> Result<f64, String> {
-    let loaded = load::index_all(subject.addr, graph)
+    let elapsed = load::index_all(subject.addr, graph)
         .map_err(|e| format!("{}: loading: {e}", subject.label))?;
-    let per_second = loaded.answers.len() as f64 / loaded.elapsed.as_secs_f64().max(1e-9);
+    let per_second = graph.len() as f64 / elapsed.as_secs_f64().max(1e-9);
     let (label, count) = (subject.label, thousands(graph.len() as u64));
     eprintln!(
         "{label}: loaded {count} packages: {} INDEX/s",

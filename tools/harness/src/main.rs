@@ -80,8 +80,8 @@ fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
                 let _ = writeln!(
                     out,
                     "step {}/5 {}: {} requests ({} broken), at most {} rounds, {:.2}s",
-                    step.number(),
-                    step.title(),
+                    step.number,
+                    step.title,
                     totals.requests,
                     totals.broken,
                     totals.rounds,

@@ -16,22 +16,22 @@ const FLAGS: &[Flag] = &[
     Flag::value(
         "seed",
         "",
-        "seeds the split, the broken messages and --count's graph; none: the clock, printed",
+        "seeds the split, the broken messages, --count; none: the clock",
     ),
     Flag::value(
         "unluckiness",
         "5",
-        "percent of INDEX messages replaced by a broken one, 0 to 99",
+        "percent of INDEX messages sent broken, 0 to 99",
     ),
     Flag::value(
         "packages",
         "",
-        "Homebrew-style list (`name: dep dep`); none: the embedded one, the official harness's",
+        "Homebrew-style list (`name: dep dep`); none: the embedded one",
     ),
     Flag::value(
         "count",
         "",
-        "instead of a list, a generated graph of this many Homebrew-like packages",
+        "instead of a list, a generated graph of this many packages",
     ),
 ];
 

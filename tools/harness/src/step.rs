@@ -1,6 +1,6 @@
 //! The five steps and the clients that run them.
 
-use crate::report::{answer_text, Failure};
+use crate::report::Failure;
 use package_indexer::{connect_to, Connection, Response};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,69 +18,66 @@ pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest pause after a round in which nothing of a segment succeeded.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
-/// The five steps, in the order they run.
+/// One of the five steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    RemoveBefore,
-    Index,
-    QueryIndexed,
-    RemoveAfter,
-    QueryRemoved,
-}
-
-/// What a step wants from each package's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Goal {
-    /// Resend until `OK`; `FAIL` means "not yet".
-    RetryUntilOk,
-    /// One message per package; this answer and no other.
-    Expect(Response),
+pub(crate) struct Step {
+    /// 1 to 5, the order they run in.
+    pub(crate) number: usize,
+    pub(crate) title: &'static str,
+    /// `REMOVE`, `INDEX` or `QUERY`, sent for every package.
+    command: &'static str,
+    /// What the step wants from each package's answer: `None`, resend
+    /// until `OK` (`FAIL` means "not yet"); else one message per package,
+    /// and this answer and no other.
+    expect: Option<Response>,
 }
 
 impl Step {
     pub(crate) const ALL: [Step; 5] = [
-        Step::RemoveBefore,
-        Step::Index,
-        Step::QueryIndexed,
-        Step::RemoveAfter,
-        Step::QueryRemoved,
+        Step::new(1, "remove every package until OK", "REMOVE", None),
+        Step::new(2, "index every package until OK", "INDEX", None),
+        Step::new(
+            3,
+            "query every package, expecting OK",
+            "QUERY",
+            Some(Response::Ok),
+        ),
+        Step::new(4, "remove every package again until OK", "REMOVE", None),
+        Step::new(
+            5,
+            "query every package, expecting FAIL",
+            "QUERY",
+            Some(Response::Fail),
+        ),
     ];
 
-    pub(crate) fn number(self) -> usize {
-        1 + Step::ALL.iter().position(|&step| step == self).unwrap_or(0)
-    }
-
-    pub(crate) fn title(self) -> &'static str {
-        match self {
-            Step::RemoveBefore => "remove every package until OK",
-            Step::Index => "index every package until OK",
-            Step::QueryIndexed => "query every package, expecting OK",
-            Step::RemoveAfter => "remove every package again until OK",
-            Step::QueryRemoved => "query every package, expecting FAIL",
-        }
-    }
-
-    fn goal(self) -> Goal {
-        match self {
-            Step::RemoveBefore | Step::Index | Step::RemoveAfter => Goal::RetryUntilOk,
-            Step::QueryIndexed => Goal::Expect(Response::Ok),
-            Step::QueryRemoved => Goal::Expect(Response::Fail),
+    const fn new(
+        number: usize,
+        title: &'static str,
+        command: &'static str,
+        expect: Option<Response>,
+    ) -> Step {
+        Step {
+            number,
+            title,
+            command,
+            expect,
         }
     }
 
     /// The well-formed message this step sends for `package`.
     fn message(self, package: &Package) -> String {
-        match self {
-            Step::Index => format!("INDEX|{}|{}", package.name, package.dependencies.join(",")),
-            Step::RemoveBefore | Step::RemoveAfter => format!("REMOVE|{}|", package.name),
-            Step::QueryIndexed | Step::QueryRemoved => format!("QUERY|{}|", package.name),
-        }
+        let dependencies = match self.command {
+            "INDEX" => package.dependencies.join(","),
+            _ => String::new(),
+        };
+        format!("{}|{}|{dependencies}", self.command, package.name)
     }
 
     /// Whether this step sometimes sends a broken message instead, as the
     /// official harness's index step does.
     fn is_unlucky(self) -> bool {
-        self == Step::Index
+        self.command == "INDEX"
     }
 }
 
@@ -212,9 +209,9 @@ impl<'a> StepRun<'a> {
         let result = connect_to(self.target, self.addresses, ANSWER_DEADLINE)
             .map(Connection::new)
             .map_err(|problem| self.failure(client, None, problem))
-            .and_then(|mut connection| match self.step.goal() {
-                Goal::RetryUntilOk => self.retry_until_ok(&mut connection, client, segment, rng),
-                Goal::Expect(answer) => self.expect_each(&mut connection, client, segment, answer),
+            .and_then(|mut connection| match self.step.expect {
+                None => self.retry_until_ok(&mut connection, client, segment, rng),
+                Some(answer) => self.expect_each(&mut connection, client, segment, answer),
             });
         if result.is_err() {
             self.abort.store(true, Ordering::Relaxed);
@@ -280,9 +277,7 @@ impl<'a> StepRun<'a> {
                     STALL_LIMIT.as_secs(),
                     pending.len()
                 );
-                if let (Step::RemoveBefore | Step::RemoveAfter, Some(last)) =
-                    (self.step, pending.last())
-                {
+                if let (Some(last), "REMOVE") = (pending.last(), self.step.command) {
                     problem += &blockers(connection, self.packages, &last.name);
                 }
                 return Err(self.failure(client, last_refused_message, problem));
@@ -328,11 +323,8 @@ impl<'a> StepRun<'a> {
         if answer == wanted {
             return Ok(());
         }
-        let problem = format!(
-            "expected {}, got {}",
-            answer_text(wanted),
-            answer_text(answer)
-        );
+        let text = |r: Response| String::from_utf8_lossy(r.as_bytes()).trim_end().to_string();
+        let problem = format!("expected {}, got {}", text(wanted), text(answer));
         Err(self.failure(client, Some(message.to_string()), problem))
     }
 
@@ -448,7 +440,7 @@ mod tests {
             name: "emacs".to_string(),
             dependencies: vec!["elisp".to_string(), "gnutls".to_string()],
         };
-        assert!(is_well_formed(&Step::Index.message(&package)));
+        assert!(is_well_formed(&Step::ALL[1].message(&package)));
         let mut rng = Rng::new(1);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..500 {

@@ -78,28 +78,19 @@ fn steady(
     }
 }
 
-/// [`compare`] of two subjects, titled by the shape.
-fn compare_two(
-    subjects: &[&Subject; 2],
+/// Runs `shape` on the subjects, interleaved, and prints the report to stderr.
+fn compare<const N: usize>(
+    subjects: [&Subject; N],
     shape: &Steady,
     graph: usize,
-) -> Result<[Measured; 2], String> {
-    let measured = compare(subjects, shape, &steady_title(shape, graph))?;
+) -> Result<[Measured; N], String> {
+    let measured = interleave(&subjects, shape)?;
+    let labels = subjects.iter().map(|s| s.label);
+    let labelled: Vec<(&str, Measured)> = labels.zip(measured.iter().cloned()).collect();
+    eprintln!("{}", runs(&steady_title(shape, graph), &labelled));
     measured
         .try_into()
-        .map_err(|_| "expected two runs".to_string())
-}
-
-/// Runs `shape` on the subjects, interleaved, and prints the report to stderr.
-fn compare(subjects: &[&Subject], shape: &Steady, title: &str) -> Result<Vec<Measured>, String> {
-    let measured = interleave(subjects, shape)?;
-    let labelled: Vec<(&str, Measured)> = subjects
-        .iter()
-        .map(|s| s.label)
-        .zip(measured.iter().cloned())
-        .collect();
-    eprintln!("{}", runs(title, &labelled));
-    Ok(measured)
+        .map_err(|_| "a run is missing".to_string())
 }
 
 /// A rate against a reference rate, met at `minimum` times the reference;
@@ -184,7 +175,7 @@ fn steady_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
         );
         let target = format!("≥ {minimum:.2} × null");
         let shape = steady(options, workload, connections, depth, 0, &names);
-        let [real_run, null_run] = compare_two(&both, &shape, graph.len())?;
+        let [real_run, null_run] = compare(both, &shape, graph.len())?;
         rows.push(rate_row(
             measure,
             target,
@@ -233,7 +224,7 @@ fn metrics_cost_rows(options: &Options, null_server: &NullServer) -> Result<Vec<
     let mut rows = Vec::new();
     for depth in [1, 16] {
         let shape = steady(options, load::QUERY, 100, depth, 0, &names);
-        let [with, without] = compare_two(&[&metered, &plain], &shape, graph.len())?;
+        let [with, without] = compare([&metered, &plain], &shape, graph.len())?;
         rows.push(rate_row(
             format!("metrics cost, `query`, 100 connections, depth {depth}"),
             "≥ 0.97 × without (under 3%)".into(),
@@ -254,9 +245,7 @@ fn crowd_row(
 ) -> Result<Row, String> {
     thread::sleep(SETTLE);
     let shape = steady(options, load::QUERY, CROWD_BUSY, 1, CROWD_IDLE, names);
-    let crowded = compare(&[real], &shape, &steady_title(&shape, graph_size))?
-        .pop()
-        .ok_or_else(|| "no run".to_string())?;
+    let [crowded] = compare([real], &shape, graph_size)?;
     let (served, held) = crowded.idle_served.unwrap_or((0, CROWD_IDLE));
     let rss = crowded.memory.resident_bytes;
     let ratio_value = rate(&crowded) / rate(without_idle).max(1e-9);
@@ -281,29 +270,24 @@ fn crowd_row(
 fn durable_churn_rows(options: &Options) -> Result<Vec<Row>, String> {
     let (graph, names) = preload_graph(options);
     let shape = steady(options, load::CHURN, 100, 1, 0, &names);
-    let never_dir = scratch("churn-never")?;
-    let always_dir = scratch("churn-always")?;
+    let (never_dir, always_dir) = (scratch("churn-never")?, scratch("churn-always")?);
     let servers = [
         start_real(options, &[])?,
         start_real(options, &data_dir_args(&never_dir, "never"))?,
         start_real(options, &data_dir_args(&always_dir, "always"))?,
     ];
     let labels = ["memory only", "--fsync never", "--fsync always"];
-    let subjects: Vec<Subject> = servers
-        .iter()
-        .zip(labels)
-        .map(|(server, label)| Subject {
-            label,
-            ..Subject::real(server)
-        })
-        .collect();
-    let subjects: Vec<&Subject> = subjects.iter().collect();
+    let subjects = [0, 1, 2].map(|i| Subject {
+        label: labels[i],
+        ..Subject::real(&servers[i])
+    });
+    let subjects = [&subjects[0], &subjects[1], &subjects[2]];
     preload(&subjects, &graph)?;
-    let measured = compare(&subjects, &shape, &steady_title(&shape, graph.len()))?;
-    let memory_only = &measured[0];
+    let [memory_only, never, always] = compare(subjects, &shape, graph.len())?;
+    let memory_only = &memory_only;
     let cases = [
-        ("never", "≥ 0.95 × memory only", 0.95, &measured[1]),
-        ("always", "≥ 0.80 × memory only", 0.80, &measured[2]),
+        ("never", "≥ 0.95 × memory only", 0.95, &never),
+        ("always", "≥ 0.80 × memory only", 0.80, &always),
     ];
     Ok(cases
         .into_iter()

@@ -229,27 +229,16 @@ impl Rng {
 }
 
 /// The dependency-count distribution of the packages in the Homebrew dump
-/// that have any: (cumulative fraction, count) points, interpolated linearly.
-/// About 43% of all packages have none; see [`NO_DEPENDENCY_PERCENT`].
-const DEPENDENCY_COUNT_QUANTILES: [(f64, f64); 18] = [
-    (0.0, 1.0),
-    (0.10, 1.0),
-    (0.20, 2.0),
-    (0.30, 2.0),
-    (0.40, 3.0),
-    (0.50, 4.0),
-    (0.60, 6.0),
-    (0.70, 8.0),
-    (0.80, 16.0),
-    (0.85, 26.0),
-    (0.90, 40.0),
-    (0.93, 48.0),
-    (0.95, 54.0),
-    (0.97, 61.0),
-    (0.98, 69.0),
-    (0.99, 78.0),
-    (0.995, 85.0),
-    (1.0, 110.0),
+/// that have any: at each cumulative fraction, the count, interpolated
+/// linearly between them. About 43% of all packages have none; see
+/// [`NO_DEPENDENCY_PERCENT`].
+const DEPENDENCY_FRACTIONS: [f64; 18] = [
+    0.0, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99,
+    0.995, 1.0,
+];
+const DEPENDENCY_COUNTS: [f64; 18] = [
+    1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 26.0, 40.0, 48.0, 54.0, 61.0, 69.0, 78.0, 85.0,
+    110.0,
 ];
 
 /// Chance that a package which could have dependencies has none. Homebrew
@@ -310,13 +299,13 @@ fn dependency_count(rng: &mut Rng) -> usize {
         return 0;
     }
     let u = rng.unit();
-    let upper = DEPENDENCY_COUNT_QUANTILES
+    let upper = DEPENDENCY_FRACTIONS
         .iter()
-        .position(|&(fraction, _)| fraction > u)
-        .unwrap_or(DEPENDENCY_COUNT_QUANTILES.len() - 1)
+        .position(|&fraction| fraction > u)
+        .unwrap_or(DEPENDENCY_FRACTIONS.len() - 1)
         .max(1);
-    let (f0, c0) = DEPENDENCY_COUNT_QUANTILES[upper - 1];
-    let (f1, c1) = DEPENDENCY_COUNT_QUANTILES[upper];
+    let (f0, f1) = (DEPENDENCY_FRACTIONS[upper - 1], DEPENDENCY_FRACTIONS[upper]);
+    let (c0, c1) = (DEPENDENCY_COUNTS[upper - 1], DEPENDENCY_COUNTS[upper]);
     let count = c0 + (c1 - c0) * (u - f0) / (f1 - f0);
     count.round().max(1.0) as usize
 }

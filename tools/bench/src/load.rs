@@ -1,11 +1,6 @@
-//! The workloads: what each benchmark client sends, for how long, and what
-//! is measured while it does.
-//!
-//! - Steady workloads (`query`, `churn`, `mixed`): every connection sends a
-//!   batch of `depth` lines, waits for their answers, and repeats until the
-//!   duration is over; each round trip's latency is recorded.
-//! - Pipelined loading: one connection writes every `INDEX` line while it
-//!   reads the answers, the fastest way to fill a server.
+//! The workloads: the steady ones (`query`, `churn`, `mixed`: every
+//! connection sends a batch of `depth` lines, waits for the answers, and
+//! again until the duration is over), and pipelined loading.
 
 use crate::latency::Latencies;
 use crate::target::Meter;
@@ -27,30 +22,6 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// A connection to `addr` for one batch at a time.
 pub(crate) fn open(addr: SocketAddr) -> Result<Connection, String> {
     connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE).map(Connection::new)
-}
-
-/// Answers received, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Answers {
-    pub ok: u64,
-    pub fail: u64,
-    pub error: u64,
-}
-
-impl Answers {
-    fn count(&mut self, answer: Response) {
-        *match answer {
-            Response::Ok => &mut self.ok,
-            Response::Fail => &mut self.fail,
-            Response::Error => &mut self.error,
-        } += 1;
-    }
-
-    fn add(&mut self, other: &Answers) {
-        self.ok += other.ok;
-        self.fail += other.fail;
-        self.error += other.error;
-    }
 }
 
 /// A steady workload: its name, and the percent of its lines that are
@@ -156,7 +127,8 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Per request at depth 1, per batch round trip above.
     pub latency: Latencies,
-    pub answers: Answers,
+    /// Answers received: `OK`, `FAIL`, `ERROR`.
+    pub answers: [u64; 3],
     pub cpu_seconds: Option<f64>,
     /// At the end of the run, connections still open.
     pub memory: ProcessStatus,
@@ -174,7 +146,9 @@ impl Measured {
         self.requests += other.requests;
         self.elapsed += other.elapsed;
         self.latency.merge(&other.latency);
-        self.answers.add(&other.answers);
+        for (mine, theirs) in self.answers.iter_mut().zip(other.answers) {
+            *mine += theirs;
+        }
         self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -287,7 +261,9 @@ fn drive(
         let sent = Instant::now();
         let answers = &mut stats.answers;
         let exchanged = client.send(&batch);
-        if let Err(e) = exchanged.and_then(|()| client.read_answers(depth, |a| answers.count(a))) {
+        if let Err(e) =
+            exchanged.and_then(|()| client.read_answers(depth, |a| answers[a as usize] += 1))
+        {
             return (client, stats, Some(e.to_string()));
         }
         stats.latency.record(sent.elapsed());
@@ -297,46 +273,30 @@ fn drive(
 }
 
 fn open_idle(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>, String> {
-    let mut idle = Vec::with_capacity(count);
-    for _ in 0..count {
-        let stream = TcpStream::connect(addr).map_err(|e| {
-            format!(
-                "opened {} of {count} idle connections to {addr}: {e}",
-                idle.len()
-            )
-        })?;
-        idle.push(stream);
-    }
-    Ok(idle)
+    (0..count)
+        .map(|n| {
+            let opened = TcpStream::connect(addr);
+            opened.map_err(|e| format!("opened {n} of {count} idle connections to {addr}: {e}"))
+        })
+        .collect()
 }
 
 /// How many idle connections still answer: one `QUERY` on each, all sent
 /// before any answer is read, all answers due within one deadline.
 fn check_idle(idle: Vec<TcpStream>) -> usize {
-    let sent: Vec<TcpStream> = idle
+    let query = |mut stream: TcpStream| stream.write_all(b"QUERY|bench-idle|\n").map(|()| stream);
+    let mut sent: Vec<Connection> = idle
         .into_iter()
-        .filter_map(|mut stream| {
-            stream
-                .write_all(b"QUERY|bench-idle|\n")
-                .ok()
-                .map(|()| stream)
-        })
+        .filter_map(|stream| query(stream).ok().map(Connection::new))
         .collect();
     let deadline = Instant::now() + ANSWER_DEADLINE;
-    sent.into_iter()
-        .filter(|stream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(clone) = stream.try_clone() else {
-                return false;
-            };
-            let mut client = Connection::new(clone);
-            let answered = client
-                .stream()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .and_then(|()| client.read_answers(1, |_| {}));
-            answered.is_ok()
-        })
-        .count()
+    let answered = |client: &mut Connection| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Some(left.max(Duration::from_millis(1)));
+        let ready = client.stream().set_read_timeout(timeout);
+        ready.and_then(|()| client.read_answers(1, |_| {})).is_ok()
+    };
+    sent.iter_mut().map(answered).filter(|&ok| ok).count()
 }
 
 /// The answers of a pipelined pass, in order.
@@ -496,7 +456,7 @@ mod tests {
         let measured = run_steady(server.addr, &shape, &Meter::Null(&server)).unwrap();
         assert!(measured.requests > 0);
         assert_eq!(measured.requests % 4, 0);
-        assert_eq!(measured.answers.ok, measured.requests);
+        assert_eq!(measured.answers[0], measured.requests);
         assert_eq!(measured.latency.count() * 4, measured.requests);
         assert_eq!(measured.idle_served, Some((3, 3)));
         index_all(server.addr, &fixed_fanout_graph(1000, 3, 1)).unwrap();

@@ -1,14 +1,6 @@
 //! `package-indexer-bench`: measures package-indexer against a null server
-//! (`docs/tools.md#the-benchmark`).
-//!
-//! The null server has the real server's thread-per-connection design but
-//! answers `OK\n` to every line without parsing or indexing: the most this
-//! design can do on this machine. Both get the same workload in one run, and
-//! the report gives both figures and their ratio: requests/s, latency
-//! percentiles measured by the clients, the server's CPU seconds and memory.
-//!
-//! `--table` runs the standard table of targets and prints it as
-//! Markdown for BENCHMARKS.md; see [`table`].
+//! under the same load (`docs/tools.md`, "The benchmark"; how each figure is
+//! measured: BENCHMARKS.md). `--table` runs the standard table ([`table`]).
 
 mod latency;
 mod load;

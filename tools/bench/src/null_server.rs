@@ -1,15 +1,9 @@
-//! The null server: the fastest this design can answer. Same shape as the
-//! real server (an acceptor thread, one thread per connection with a small
-//! stack, blocking reads into a buffer, one write per batch of input that
-//! arrived together) but no parsing and no index: every line is answered
-//! `OK\n`.
-//!
-//! It runs inside the benchmark process; its threads are named so their CPU
-//! time can be told apart from the load generator's.
-//!
-//! Given a [`Metrics`], it also does the server's per-line metrics work (one
-//! clock reading and one `record_request` per line), so that comparing the
-//! two null servers measures what metrics cost and nothing else.
+//! The null server: the real server's shape (an acceptor thread, a thread
+//! per connection with a small stack, blocking reads, one write per batch of
+//! input) answering `OK\n` to every line, with no parsing and no index. It
+//! runs in the benchmark process, its threads named apart so that their CPU
+//! time can be read. Given a [`Metrics`], it also does the server's per-line
+//! metrics work, so that two of them measure what metrics cost.
 
 use package_indexer::{Command, Metrics, Response};
 use std::fs;

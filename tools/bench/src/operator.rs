@@ -1,19 +1,7 @@
-//! The operator's reads at `--load-packages` packages: how long a writer
-//! waits while `/v1/packages` inspections of a hub run back to back.
-//!
-//! The graph is the memory row's (three dependencies each on earlier
-//! packages) with every tenth package also depending on `pkg0`, a hub with
-//! a tenth of all packages as dependents.
-//!
-//! The waits are measured in this process on the server's own [`Store`],
-//! the code the admin routes call: a writer thread times every `INDEX` and
-//! `REMOVE` it executes (the lock wait included) while this thread inspects,
-//! and the same writer alone gives the baseline. From each time it takes
-//! away what the writer spent ready to run but not running (its run-queue
-//! wait, from `/proc/thread-self/schedstat`): on two shared cores,
-//! preemption alone makes writes of tens of milliseconds, which no lock
-//! causes. Through a server process the figure would add the network and
-//! the scheduling of its other threads as well.
+//! The operator's reads: how long a writer waits while `/v1/packages`
+//! inspections of a hub run back to back, measured in this process on the
+//! server's own [`Store`], the code the admin routes call. BENCHMARKS.md
+//! says how, and why each write's run-queue wait is taken away.
 
 use crate::latency::Latencies;
 use crate::load::fixed_fanout_graph;

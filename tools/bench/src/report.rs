@@ -117,15 +117,12 @@ pub(crate) fn runs(title: &str, results: &[(&str, Measured)]) -> String {
         row(&mut out, "ratio", &ratios(real, null));
     }
     for (label, measured) in results {
-        let answers = measured.answers;
+        let [ok, fail, error] = measured.answers.map(thousands);
         let _ = write!(
             out,
-            "  {label}: {} requests in {:.2} s; answers ok {}, fail {}, error {}",
+            "  {label}: {} requests in {:.2} s; answers ok {ok}, fail {fail}, error {error}",
             thousands(measured.requests),
             measured.elapsed.as_secs_f64(),
-            thousands(answers.ok),
-            thousands(answers.fail),
-            thousands(answers.error)
         );
         if let Some((served, held)) = measured.idle_served {
             let _ = write!(out, "; idle connections served {served} of {held}");

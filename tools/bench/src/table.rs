@@ -1,10 +1,6 @@
 //! The standard table (`--table`): one row per target, printed as Markdown for
-//! BENCHMARKS.md. Each run's full report goes to stderr as it finishes.
-//!
-//! Every row runs on a fresh or freshly preloaded server so that rows do not
-//! disturb each other: the steady rows share one memory-only server loaded
-//! with the generated graph; the durability, memory and restart rows each
-//! start their own.
+//! BENCHMARKS.md; each run's full report goes to stderr as it finishes. Each
+//! section starts its own servers, so that rows do not disturb each other.
 
 use crate::load::{self, Measured, Steady, Workload};
 use crate::null_server::NullServer;

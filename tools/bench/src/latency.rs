@@ -19,6 +19,11 @@ impl Latencies {
         self.0.len() as u64
     }
 
+    /// How many samples are longer than `limit`.
+    pub fn count_over(&self, limit: Duration) -> u64 {
+        self.0.iter().filter(|&&sample| sample > limit).count() as u64
+    }
+
     /// The latency below which `percent` of the samples fall (the nearest
     /// rank); `None` without samples.
     // A float rank of at most the sample count; the cast saturates.
@@ -55,6 +60,7 @@ mod tests {
         more.record(Duration::from_secs(1));
         latencies.merge(&more);
         assert_eq!(latencies.count(), 1001);
+        assert_eq!(latencies.count_over(Duration::from_micros(990)), 11);
         assert_eq!(latencies.percentile(100.0), Some(Duration::from_secs(1)));
     }
 }

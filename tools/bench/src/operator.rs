@@ -8,7 +8,7 @@ use crate::load::fixed_fanout_graph;
 use crate::options::Options;
 use crate::report::{millis, thousands};
 use crate::table::Row;
-use package_indexer::{parse_line, write_request, Command, PackageName, Request, Store};
+use package_indexer::{parse_line, write_request, Command, PackageName, Request, Response, Store};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +44,17 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let store = Store::default();
     let started = Instant::now();
     for package in &graph {
-        execute(&store, Command::Index, &package.name, &package.dependencies)?;
+        let mut line = Vec::new();
+        write_request(
+            &mut line,
+            Command::Index,
+            &package.name,
+            &package.dependencies,
+        );
+        let executed = store.execute(&request(&line)?).map_err(|e| e.to_string())?;
+        if executed.outcome.response() != Response::Ok {
+            return Err(format!("{}: {:?}", package.name, executed.outcome));
+        }
     }
     let packages = thousands(graph.len() as u64);
     let dependents = thousands(hub_dependents as u64);
@@ -77,27 +87,8 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
         measured: waits(&inspecting),
         reference: format!("writer alone: {}", write_waits(&alone)),
         ratio: String::new(),
-        met: inspecting.longest <= STALL_TARGET,
+        met: inspecting.writes.count_over(STALL_TARGET) == 0,
     }])
-}
-
-/// Executes one request on `store`, which must answer `OK`.
-fn execute(
-    store: &Store,
-    command: Command,
-    name: &str,
-    dependencies: &[String],
-) -> Result<(), String> {
-    let mut line = Vec::new();
-    write_request(&mut line, command, name, dependencies);
-    let request = request(&line)?;
-    let executed = store
-        .execute(&request)
-        .map_err(|e| format!("{name}: {e}"))?;
-    match executed.outcome.response() {
-        package_indexer::Response::Ok => Ok(()),
-        _ => Err(format!("{name}: {:?}", executed.outcome)),
-    }
 }
 
 /// A request line (its newline included) parsed.
@@ -106,13 +97,9 @@ fn request(line: &[u8]) -> Result<Request<'_>, String> {
     parse_line(line).map_err(|e| format!("{}: {e:?}", String::from_utf8_lossy(line)))
 }
 
-/// How long each write took while a reader ran.
+/// How long each write and each read took while both ran.
 struct Waits {
     writes: Latencies,
-    longest: Duration,
-    /// Writes that took longer than [`STALL_TARGET`].
-    over_target: u64,
-    /// How long each read took.
     reads: Latencies,
 }
 
@@ -154,8 +141,7 @@ fn writer_waits(
                 .iter()
                 .map(|l| request(l))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (mut writes, mut longest, mut over_target) =
-                (Latencies::default(), Duration::ZERO, 0);
+            let mut writes = Latencies::default();
             while running.load(Ordering::Relaxed) {
                 for request in &requests {
                     let queued_before = run_queue_nanos(&schedstat);
@@ -170,16 +156,9 @@ fn writer_waits(
                     // scheduler's, not the lock's.
                     let took = wall.saturating_sub(Duration::from_nanos(queued.unwrap_or(0)));
                     writes.record(took);
-                    longest = longest.max(took);
-                    over_target += u64::from(took > STALL_TARGET);
                 }
             }
-            Ok::<_, String>(Waits {
-                writes,
-                longest,
-                over_target,
-                reads: Latencies::default(),
-            })
+            Ok::<_, String>(writes)
         });
         let started = Instant::now();
         let mut read_result = Ok(());
@@ -197,8 +176,8 @@ fn writer_waits(
         (writer.join(), read_result)
     });
     read_result?;
-    let waits = writer.map_err(|_| "the writer panicked".to_string())??;
-    Ok(Waits { reads, ..waits })
+    let writes = writer.map_err(|_| "the writer panicked".to_string())??;
+    Ok(Waits { writes, reads })
 }
 
 /// Nanoseconds the thread has waited on a run queue (ready to run, not
@@ -215,8 +194,8 @@ fn run_queue_nanos(schedstat: &File) -> Option<u64> {
 fn write_waits(waits: &Waits) -> String {
     format!(
         "longest {}, {} of {} over 2 ms, p99.99 {}",
-        millis(Some(waits.longest)),
-        thousands(waits.over_target),
+        millis(waits.writes.percentile(100.0)),
+        thousands(waits.writes.count_over(STALL_TARGET)),
         thousands(waits.writes.count()),
         millis(waits.writes.percentile(99.99)),
     )

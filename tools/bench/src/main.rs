@@ -29,18 +29,12 @@ fn main() -> ExitCode {
 
 /// Runs the table or the one workload the options ask for.
 fn measure(options: Options) -> ExitCode {
-    let result = if options.table {
-        table::run(&options)
-    } else {
-        run_one(&options)
+    let run = if options.table { table::run } else { run_one };
+    let Err(reason) = run(&options) else {
+        return ExitCode::SUCCESS;
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            eprintln!("{PROGRAM}: {reason}");
-            ExitCode::FAILURE
-        }
-    }
+    eprintln!("{PROGRAM}: {reason}");
+    ExitCode::FAILURE
 }
 
 /// A server under test.
@@ -71,18 +65,10 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// The `package-indexer` binary: `--server`, or the one next to this one.
-pub fn server_binary(options: &Options) -> Result<std::path::PathBuf, String> {
-    match &options.server {
-        Some(binary) => Ok(binary.clone()),
-        None => target::default_server_binary(),
-    }
-}
-
 /// Starts the real server with `args` after the options' `--server-args`.
 pub fn start_real(options: &Options, args: &[String]) -> Result<RealServer, String> {
     let all: Vec<String> = options.server_args.iter().chain(args).cloned().collect();
-    RealServer::spawn(&server_binary(options)?, &all)
+    RealServer::spawn(&target::server_binary(options)?, &all)
 }
 
 /// The graph preloaded for the steady workloads, generated like Homebrew,
@@ -133,12 +119,8 @@ fn flush_dirty_pages() {
 }
 
 fn run_one(options: &Options) -> Result<(), String> {
-    let null = match options.null {
-        true => Some(
-            NullServer::start(None).map_err(|e| format!("cannot start the null server: {e}"))?,
-        ),
-        false => None,
-    };
+    let null = options.null.then(|| NullServer::start(None)).transpose();
+    let null = null.map_err(|e| format!("cannot start the null server: {e}"))?;
     let spawned;
     let real = match &options.addr {
         Some(addr) => Subject {

@@ -15,10 +15,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-/// Every null server thread's name starts with one of these, so each
-/// server's CPU time can be read apart from the other's.
-const THREAD_PREFIX: &str = "null-";
-const METERED_THREAD_PREFIX: &str = "nullm-";
 /// As in the real server.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
@@ -39,11 +35,8 @@ impl NullServer {
         let addr = listener.local_addr()?;
         let ended_nanos = Arc::new(AtomicU64::new(0));
         let nanos = Arc::clone(&ended_nanos);
-        let thread_prefix = if metrics.is_some() {
-            METERED_THREAD_PREFIX
-        } else {
-            THREAD_PREFIX
-        };
+        // Each server's CPU time is read from its threads, named apart.
+        let thread_prefix = metrics.as_ref().map_or("null-", |_| "nullm-");
         thread::Builder::new()
             .name(format!("{thread_prefix}accept"))
             .spawn(move || accept_loop(listener, nanos, metrics, thread_prefix))?;

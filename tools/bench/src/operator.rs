@@ -16,7 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 use workload::{Package, Rng};
 
-/// Every this many packages, one also depends on the hub.
+/// The hub: the first package of the graph, and every this many packages
+/// also depends on it.
+const HUB: &str = "pkg0";
 const HUB_EVERY: usize = 10;
 /// Dependencies of each package besides the hub.
 const FANOUT: usize = 3;
@@ -27,20 +29,13 @@ const STALL_TARGET: Duration = Duration::from_millis(2);
 
 pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let mut graph = fixed_fanout_graph(options.load_packages, FANOUT, options.seed);
-    let hub = graph
-        .first()
-        .ok_or("no packages to measure with")?
-        .name
-        .clone();
+    let on_hub = |p: &Package| p.dependencies.iter().any(|d| d == HUB);
     for package in graph.iter_mut().skip(1).step_by(HUB_EVERY) {
-        if !package.dependencies.contains(&hub) {
-            package.dependencies.push(hub.clone());
+        if !on_hub(package) {
+            package.dependencies.push(HUB.into());
         }
     }
-    let hub_dependents = graph
-        .iter()
-        .filter(|p| p.dependencies.contains(&hub))
-        .count();
+    let hub_dependents = graph.iter().filter(|p| on_hub(p)).count();
     let store = Store::default();
     let started = Instant::now();
     for package in &graph {
@@ -59,19 +54,19 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let packages = thousands(graph.len() as u64);
     let dependents = thousands(hub_dependents as u64);
     eprintln!(
-        "operator rows: {packages} packages indexed in this process in {:.1} s; {dependents} depend on {hub}",
+        "operator rows: {packages} packages indexed in this process in {:.1} s; {dependents} depend on {HUB}",
         started.elapsed().as_secs_f64(),
     );
-    let hub_name = PackageName::new(hub.as_bytes()).ok_or("the hub's name is invalid")?;
+    let hub = PackageName::new(HUB.as_bytes()).ok_or("the hub's name is invalid")?;
     // The writer's own packages may depend on the hub too.
     let expected = hub_dependents..=hub_dependents + WRITER_NAMES;
     let inspect = || {
-        let found = store.inspect(hub_name).map_or(0, |i| i.dependents.len());
+        let found = store.inspect(hub).map_or(0, |i| i.dependents.len());
         if expected.contains(&found) {
             Ok(())
         } else {
             Err(format!(
-                "an inspection found {found} dependents of {hub}, not {expected:?}"
+                "an inspection found {found} dependents of {HUB}, not {expected:?}"
             ))
         }
     };

@@ -8,9 +8,7 @@ use crate::operator;
 use crate::options::Options;
 use crate::report::{megabytes, millis, ratio, runs, steady_title, thousands, whole};
 use crate::target::RealServer;
-use crate::{
-    flush_dirty_pages, interleave, preload, preload_graph, server_binary, start_real, Subject,
-};
+use crate::{flush_dirty_pages, interleave, preload, preload_graph, start_real, Subject};
 use package_indexer::{Metrics, Response};
 use std::fmt::Write;
 use std::path::Path;
@@ -390,7 +388,7 @@ fn load_command_row(options: &Options) -> Result<Vec<Row>, String> {
         .collect();
     std::fs::write(&list, lines.concat())
         .map_err(|e| format!("cannot write {}: {e}", list.display()))?;
-    let binary = server_binary(options)?;
+    let binary = crate::target::server_binary(options)?;
     let (mut bulk, mut command) = (Vec::new(), Vec::new());
     for with_command in [false, true, true, false, false, true] {
         flush_dirty_pages();

@@ -3,6 +3,7 @@
 //! server; plus how to read their CPU time and memory.
 
 use crate::null_server::NullServer;
+use crate::options::Options;
 use package_indexer::procfs::{process_cpu_seconds, process_status, ProcessStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,8 +58,12 @@ pub struct RealServer {
     pub startup: Duration,
 }
 
-/// The `package-indexer` binary next to this one (both are built together).
-pub(crate) fn default_server_binary() -> Result<PathBuf, String> {
+/// The `package-indexer` binary: `--server`, or the one next to this one
+/// (both are built together).
+pub(crate) fn server_binary(options: &Options) -> Result<PathBuf, String> {
+    if let Some(binary) = &options.server {
+        return Ok(binary.clone());
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let binary = exe.with_file_name("package-indexer");
     match binary.is_file() {

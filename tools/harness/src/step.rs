@@ -202,143 +202,30 @@ impl<'a> StepRun<'a> {
 
     fn run_client(
         &self,
-        client: usize,
+        number: usize,
         segment: &[&Package],
         rng: &mut Rng,
     ) -> Result<ClientStats, Failure> {
-        let result = connect_to(self.target, self.addresses, ANSWER_DEADLINE)
-            .map(Connection::new)
-            .map_err(|problem| self.failure(client, None, problem))
-            .and_then(|mut connection| match self.step.expect {
-                None => self.retry_until_ok(&mut connection, client, segment, rng),
-                Some(answer) => self.expect_each(&mut connection, client, segment, answer),
+        let connected = connect_to(self.target, self.addresses, ANSWER_DEADLINE);
+        let result = connected
+            .map_err(|problem| self.failure(number, None, problem))
+            .and_then(|stream| {
+                let mut client = Client {
+                    run: self,
+                    number,
+                    connection: Connection::new(stream),
+                    stats: ClientStats::default(),
+                };
+                match self.step.expect {
+                    None => client.retry_until_ok(segment, rng)?,
+                    Some(answer) => client.expect_each(segment, answer)?,
+                }
+                Ok(client.stats)
             });
         if result.is_err() {
             self.abort.store(true, Ordering::Relaxed);
         }
         result
-    }
-
-    fn retry_until_ok(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        segment: &[&Package],
-        rng: &mut Rng,
-    ) -> Result<ClientStats, Failure> {
-        let mut stats = ClientStats::default();
-        let mut pending: Vec<&Package> = segment.to_vec();
-        // The step-wide count of accepted packages, and when it last moved.
-        let mut accepted = (self.accepted.load(Ordering::Relaxed), Instant::now());
-        let mut backoff = Duration::ZERO;
-        while !pending.is_empty() {
-            stats.rounds += 1;
-            let before = pending.len();
-            let mut refused = Vec::new();
-            let mut last_refused_message = None;
-            for package in pending {
-                if self.abort.load(Ordering::Relaxed) {
-                    return Ok(stats);
-                }
-                if self.step.is_unlucky() && rng.percent(self.unluckiness) {
-                    let broken = broken_message(rng, package);
-                    self.check_answer(connection, client, &broken, Response::Error, &mut stats)?;
-                    stats.broken += 1;
-                    refused.push(package);
-                    continue;
-                }
-                let message = self.step.message(package);
-                match self.send(connection, client, &message, &mut stats)? {
-                    Response::Ok => {
-                        self.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Response::Fail => {
-                        refused.push(package);
-                        last_refused_message = Some(message);
-                    }
-                    Response::Error => {
-                        let problem = "expected OK or FAIL, got ERROR".to_string();
-                        return Err(self.failure(client, Some(message), problem));
-                    }
-                }
-            }
-            pending = refused;
-            if pending.len() < before {
-                backoff = Duration::ZERO;
-                continue;
-            }
-            let now = self.accepted.load(Ordering::Relaxed);
-            if now != accepted.0 {
-                accepted = (now, Instant::now());
-            } else if accepted.1.elapsed() >= STALL_LIMIT {
-                let mut problem = format!(
-                    "FAIL, and no client had a package accepted for {}s; \
-                     {} package(s) of this client still refused",
-                    STALL_LIMIT.as_secs(),
-                    pending.len()
-                );
-                if let (Some(last), "REMOVE") = (pending.last(), self.step.command) {
-                    problem += &blockers(connection, self.packages, &last.name);
-                }
-                return Err(self.failure(client, last_refused_message, problem));
-            }
-            // Waiting on other clients: pause rather than hammer the server.
-            backoff = (backoff * 2).clamp(Duration::from_millis(1), MAX_BACKOFF);
-            thread::sleep(backoff);
-        }
-        Ok(stats)
-    }
-
-    fn expect_each(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        segment: &[&Package],
-        wanted: Response,
-    ) -> Result<ClientStats, Failure> {
-        let mut stats = ClientStats {
-            rounds: 1,
-            ..ClientStats::default()
-        };
-        for package in segment {
-            if self.abort.load(Ordering::Relaxed) {
-                break;
-            }
-            let message = self.step.message(package);
-            self.check_answer(connection, client, &message, wanted, &mut stats)?;
-        }
-        Ok(stats)
-    }
-
-    /// Sends `message` and fails unless the answer is `wanted`.
-    fn check_answer(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        message: &str,
-        wanted: Response,
-        stats: &mut ClientStats,
-    ) -> Result<(), Failure> {
-        let answer = self.send(connection, client, message, stats)?;
-        if answer == wanted {
-            return Ok(());
-        }
-        let text = |r: Response| String::from_utf8_lossy(r.as_bytes()).trim_end().to_string();
-        let problem = format!("expected {}, got {}", text(wanted), text(answer));
-        Err(self.failure(client, Some(message.to_string()), problem))
-    }
-
-    fn send(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        message: &str,
-        stats: &mut ClientStats,
-    ) -> Result<Response, Failure> {
-        stats.requests += 1;
-        connection
-            .ask(message.as_bytes())
-            .map_err(|e| self.failure(client, Some(message.to_string()), e.to_string()))
     }
 
     fn failure(&self, client: usize, sent: Option<String>, problem: String) -> Failure {
@@ -348,6 +235,113 @@ impl<'a> StepRun<'a> {
             sent,
             problem,
         }
+    }
+}
+
+/// One client of a step: its connection and what it did.
+struct Client<'r, 'a> {
+    run: &'r StepRun<'a>,
+    number: usize,
+    connection: Connection,
+    stats: ClientStats,
+}
+
+impl Client<'_, '_> {
+    fn retry_until_ok(&mut self, segment: &[&Package], rng: &mut Rng) -> Result<(), Failure> {
+        let run = self.run;
+        let mut pending: Vec<&Package> = segment.to_vec();
+        // The step-wide count of accepted packages, and when it last moved.
+        let mut accepted = (run.accepted.load(Ordering::Relaxed), Instant::now());
+        let mut backoff = Duration::ZERO;
+        while !pending.is_empty() {
+            self.stats.rounds += 1;
+            let before = pending.len();
+            let mut refused = Vec::new();
+            let mut last_refused_message = None;
+            for package in pending {
+                if run.abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                if run.step.is_unlucky() && rng.percent(run.unluckiness) {
+                    self.check_answer(&broken_message(rng, package), Response::Error)?;
+                    self.stats.broken += 1;
+                    refused.push(package);
+                    continue;
+                }
+                let message = run.step.message(package);
+                match self.send(&message)? {
+                    Response::Ok => {
+                        run.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Response::Fail => {
+                        refused.push(package);
+                        last_refused_message = Some(message);
+                    }
+                    Response::Error => {
+                        return Err(self.fail(&message, "expected OK or FAIL, got ERROR".into()));
+                    }
+                }
+            }
+            pending = refused;
+            if pending.len() < before {
+                backoff = Duration::ZERO;
+                continue;
+            }
+            let now = run.accepted.load(Ordering::Relaxed);
+            if now != accepted.0 {
+                accepted = (now, Instant::now());
+            } else if accepted.1.elapsed() >= STALL_LIMIT {
+                let mut problem = format!(
+                    "FAIL, and no client had a package accepted for {}s; \
+                     {} package(s) of this client still refused",
+                    STALL_LIMIT.as_secs(),
+                    pending.len()
+                );
+                if let (Some(last), "REMOVE") = (pending.last(), run.step.command) {
+                    problem += &blockers(&mut self.connection, run.packages, &last.name);
+                }
+                return Err(run.failure(self.number, last_refused_message, problem));
+            }
+            // Waiting on other clients: pause rather than hammer the server.
+            backoff = (backoff * 2).clamp(Duration::from_millis(1), MAX_BACKOFF);
+            thread::sleep(backoff);
+        }
+        Ok(())
+    }
+
+    fn expect_each(&mut self, segment: &[&Package], wanted: Response) -> Result<(), Failure> {
+        self.stats.rounds = 1;
+        for package in segment {
+            if self.run.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            self.check_answer(&self.run.step.message(package), wanted)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `message` and fails unless the answer is `wanted`.
+    fn check_answer(&mut self, message: &str, wanted: Response) -> Result<(), Failure> {
+        let answer = self.send(message)?;
+        if answer == wanted {
+            return Ok(());
+        }
+        let text = |r: Response| String::from_utf8_lossy(r.as_bytes()).trim_end().to_string();
+        Err(self.fail(
+            message,
+            format!("expected {}, got {}", text(wanted), text(answer)),
+        ))
+    }
+
+    fn send(&mut self, message: &str) -> Result<Response, Failure> {
+        self.stats.requests += 1;
+        let answer = self.connection.ask(message.as_bytes());
+        answer.map_err(|e| self.fail(message, e.to_string()))
+    }
+
+    fn fail(&self, sent: &str, problem: String) -> Failure {
+        self.run
+            .failure(self.number, Some(sent.to_string()), problem)
     }
 }
 

@@ -33,20 +33,18 @@ pub struct Workload {
     query_percent: u32,
 }
 
-pub(crate) const QUERY: Workload = Workload {
-    name: "query",
-    query_percent: 100,
-};
-pub(crate) const CHURN: Workload = Workload {
-    name: "churn",
-    query_percent: 0,
-};
-pub(crate) const MIXED: Workload = Workload {
-    name: "mixed",
-    query_percent: 90,
-};
+pub(crate) const QUERY: Workload = Workload::new("query", 100);
+pub(crate) const CHURN: Workload = Workload::new("churn", 0);
+pub(crate) const MIXED: Workload = Workload::new("mixed", 90);
 
 impl Workload {
+    const fn new(name: &'static str, query_percent: u32) -> Workload {
+        Workload {
+            name,
+            query_percent,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Workload> {
         [QUERY, CHURN, MIXED].into_iter().find(|w| w.name == name)
     }

@@ -79,24 +79,19 @@ fn accept_loop(
     thread_prefix: &'static str,
 ) {
     for stream in listener.incoming() {
-        let Ok(stream) = stream else {
-            // Out of descriptors or a connection reset before accept: the
-            // client sees it; back off a little and keep serving the others.
-            thread::sleep(std::time::Duration::from_millis(10));
-            continue;
-        };
-        let nanos = Arc::clone(&ended_nanos);
-        let metrics = metrics.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{thread_prefix}conn"))
-            .stack_size(CONNECTION_STACK_BYTES)
-            .spawn(move || {
+        let (nanos, metrics) = (Arc::clone(&ended_nanos), metrics.clone());
+        let spawned = stream.and_then(|stream| {
+            let thread = thread::Builder::new().name(format!("{thread_prefix}conn"));
+            thread.stack_size(CONNECTION_STACK_BYTES).spawn(move || {
                 // Errors end the connection, as a client disconnecting does.
                 let _ = serve(stream, metrics.as_deref());
                 let own = cpu_nanos(Path::new("/proc/thread-self/schedstat"));
                 nanos.fetch_add(own.unwrap_or(0), Ordering::SeqCst);
-            });
+            })
+        });
         if spawned.is_err() {
+            // Out of descriptors or threads: the client sees it; back off a
+            // little and keep serving the others.
             thread::sleep(std::time::Duration::from_millis(10));
         }
     }
@@ -123,9 +118,7 @@ fn serve(mut stream: TcpStream, metrics: Option<&Metrics>) -> io::Result<()> {
         }
         if lines > 0 {
             output.clear();
-            for _ in 0..lines {
-                output.extend_from_slice(b"OK\n");
-            }
+            (0..lines).for_each(|_| output.extend_from_slice(b"OK\n"));
             stream.write_all(&output)?;
         }
     }

@@ -66,11 +66,11 @@ struct Requests {
 }
 
 impl Requests {
-    fn new(workload: Workload, graph: Arc<[String]>, connection: usize, seed: u64) -> Requests {
+    fn new(shape: &Steady, connection: usize) -> Requests {
         Requests {
-            rng: Rng::new(seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            graph,
-            query_percent: workload.query_percent,
+            rng: Rng::new(shape.seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            graph: Arc::clone(&shape.graph),
+            query_percent: shape.workload.query_percent,
             connection,
             churn_step: 0,
             dependencies: Vec::with_capacity(CHURN_DEPENDENCIES),
@@ -147,17 +147,13 @@ impl Measured {
         for (mine, theirs) in self.answers.iter_mut().zip(other.answers) {
             *mine += theirs;
         }
-        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
+        let cpu = [self.cpu_seconds, other.cpu_seconds].into_iter().flatten();
+        self.cpu_seconds = cpu.reduce(|a, b| a + b);
         if other.memory.resident_bytes.is_some() {
             self.memory = other.memory;
         }
-        self.idle_served = match (self.idle_served, other.idle_served) {
-            (Some((s1, h1)), Some((s2, h2))) => Some((s1 + s2, h1 + h2)),
-            (a, b) => a.or(b),
-        };
+        let idle = [self.idle_served, other.idle_served].into_iter().flatten();
+        self.idle_served = idle.reduce(|(s1, h1), (s2, h2)| (s1 + s2, h1 + h2));
     }
 }
 
@@ -168,14 +164,12 @@ pub(crate) fn run_steady(
     meter: &Meter,
 ) -> Result<Measured, String> {
     let idle = open_idle(addr, shape.idle)?;
-    let mut clients = Vec::with_capacity(shape.connections);
-    for _ in 0..shape.connections {
-        let client = open(addr).map_err(|e| {
-            let (opened, wanted) = (clients.len(), shape.connections);
-            format!("opened {opened} of {wanted} connections to {addr}: {e}")
-        })?;
-        clients.push(client);
-    }
+    let wanted = shape.connections;
+    let clients = (0..wanted)
+        .map(|n| {
+            open(addr).map_err(|e| format!("opened {n} of {wanted} connections to {addr}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // Clients wait on `start` until the meter's first sample is taken.
     let (start, stop) = (RwLock::new(()), AtomicBool::new(false));
     let held = start.write().map_err(|_| "start lock poisoned")?;
@@ -184,12 +178,7 @@ pub(crate) fn run_steady(
     let (before, finished) = thread::scope(|scope| {
         let mut workers = Vec::with_capacity(clients.len());
         for (connection, client) in clients.into_iter().enumerate() {
-            let requests = Requests::new(
-                shape.workload,
-                Arc::clone(&shape.graph),
-                connection,
-                shape.seed,
-            );
+            let requests = Requests::new(shape, connection);
             let (start, stop) = (&start, &stop);
             let spawned = thread::Builder::new().spawn_scoped(scope, move || {
                 drop(start.read());
@@ -381,6 +370,19 @@ mod tests {
     use super::*;
     use crate::null_server::NullServer;
 
+    /// Two connections, depth 4, three idle, 50 ms over `graph`.
+    fn shape(workload: Workload, graph: &[&str], seed: u64) -> Steady {
+        Steady {
+            workload,
+            connections: 2,
+            depth: 4,
+            idle: 3,
+            duration: Duration::from_millis(50),
+            graph: graph.iter().map(|name| name.to_string()).collect(),
+            seed,
+        }
+    }
+
     #[test]
     fn workload_names_round_trip() {
         for workload in [QUERY, CHURN, MIXED] {
@@ -391,8 +393,7 @@ mod tests {
 
     #[test]
     fn churn_indexes_then_removes_its_own_leaves() {
-        let graph: Arc<[String]> = vec!["a".to_string()].into();
-        let mut requests = Requests::new(CHURN, graph, 7, 1);
+        let mut requests = Requests::new(&shape(CHURN, &["a"], 1), 7);
         let mut out = Vec::new();
         for _ in 0..4 {
             requests.push_line(&mut out);
@@ -412,8 +413,7 @@ mod tests {
 
     #[test]
     fn query_lines_name_graph_packages() {
-        let graph: Arc<[String]> = vec!["x".to_string(), "y".to_string()].into();
-        let mut requests = Requests::new(QUERY, graph, 0, 3);
+        let mut requests = Requests::new(&shape(QUERY, &["x", "y"], 3), 0);
         let mut out = Vec::new();
         for _ in 0..20 {
             requests.push_line(&mut out);
@@ -442,15 +442,7 @@ mod tests {
     #[test]
     fn steady_and_pipelined_runs_against_the_null_server() {
         let server = NullServer::start(None).unwrap();
-        let shape = Steady {
-            workload: MIXED,
-            connections: 2,
-            depth: 4,
-            idle: 3,
-            duration: Duration::from_millis(50),
-            graph: vec!["a".to_string()].into(),
-            seed: 9,
-        };
+        let shape = shape(MIXED, &["a"], 9);
         let measured = run_steady(server.addr, &shape, &Meter::Null(&server)).unwrap();
         assert!(measured.requests > 0);
         assert_eq!(measured.requests % 4, 0);

@@ -6,20 +6,16 @@ pub(crate) use package_indexer::thousands;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// A rate or other measured figure, rounded to a whole number, with
+/// A measured figure rounded to a whole number (the cast saturates), with
 /// thousands separators.
-// Rounding a measured float to a whole number is the point here; the cast
-// saturates at the ends of the range.
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) fn whole(value: f64) -> String {
     thousands(value.round() as u64)
 }
 
 pub(crate) fn millis(latency: Option<Duration>) -> String {
-    latency.map_or_else(
-        || "n/a".into(),
-        |d| format!("{:.3} ms", d.as_secs_f64() * 1e3),
-    )
+    let millis = latency.map(|d| d.as_secs_f64() * 1e3);
+    millis.map_or_else(|| "n/a".into(), |ms| format!("{ms:.3} ms"))
 }
 
 /// Bytes in MB (10^6), as the targets are written.

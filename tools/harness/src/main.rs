@@ -26,15 +26,10 @@ fn main() -> ExitCode {
 /// Loads the packages (a list that cannot be used is bad usage: exit 2),
 /// then runs the steps on them, reporting to stdout.
 fn load_and_run(options: Options) -> ExitCode {
-    let packages = match options.source.load() {
-        Ok(packages) => packages,
-        Err(reason) => return UsageError(reason).report(PROGRAM),
-    };
-    let mut out = io::stdout().lock();
-    if run(&options, &packages, &mut out) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match options.source.load() {
+        Err(reason) => UsageError(reason).report(PROGRAM),
+        Ok(packages) if run(&options, &packages, &mut io::stdout().lock()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
     }
 }
 

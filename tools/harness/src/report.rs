@@ -16,12 +16,9 @@ pub(crate) fn report_failures(out: &mut impl Write, step: Step, failures: &[Fail
     for failure in failures.iter().take(MAX_PRINTED_FAILURES) {
         let _ = writeln!(out, "FAIL {failure}");
     }
-    if failures.len() > MAX_PRINTED_FAILURES {
-        let _ = writeln!(
-            out,
-            "... and {} more",
-            failures.len() - MAX_PRINTED_FAILURES
-        );
+    let more = failures.len().saturating_sub(MAX_PRINTED_FAILURES);
+    if more > 0 {
+        let _ = writeln!(out, "... and {more} more");
     }
     let _ = writeln!(
         out,

@@ -175,7 +175,7 @@ pub(crate) fn run_steady(
     let held = start.write().map_err(|_| "start lock poisoned")?;
     let mut measured = Measured::default();
     let mut failures = Vec::new();
-    let (before, finished) = thread::scope(|scope| {
+    let (cpu_before, finished) = thread::scope(|scope| {
         let mut workers = Vec::with_capacity(clients.len());
         for (connection, client) in clients.into_iter().enumerate() {
             let requests = Requests::new(shape, connection);
@@ -189,7 +189,7 @@ pub(crate) fn run_steady(
                 Err(e) => failures.push(format!("cannot start client thread {connection}: {e}")),
             }
         }
-        let before = meter.sample();
+        let (cpu_before, _) = meter.sample();
         drop(held);
         let started = Instant::now();
         if failures.is_empty() {
@@ -208,21 +208,18 @@ pub(crate) fn run_steady(
             }
         }
         measured.elapsed = started.elapsed();
-        (before, finished)
+        (cpu_before, finished)
     });
     // Sampled with the connections still open.
-    let after = meter.sample();
+    let (cpu_after, memory) = meter.sample();
     if let Some(first) = failures.first() {
         let (failed, all) = (failures.len(), shape.connections);
         return Err(format!(
             "{failed} of {all} connections failed; first: {first}"
         ));
     }
-    measured.cpu_seconds = after
-        .cpu_seconds
-        .zip(before.cpu_seconds)
-        .map(|(a, b)| a - b);
-    measured.memory = after.memory;
+    measured.cpu_seconds = cpu_after.zip(cpu_before).map(|(a, b)| a - b);
+    measured.memory = memory;
     if shape.idle > 0 {
         measured.idle_served = Some((check_idle(idle), shape.idle));
     }

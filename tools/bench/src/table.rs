@@ -27,6 +27,7 @@ const LOAD_FANOUT: usize = 3;
 /// starts with none left over (it needs all of `--max-connections`).
 const SETTLE: Duration = Duration::from_millis(300);
 
+#[derive(Default)]
 pub(crate) struct Row {
     pub(crate) measure: String,
     pub(crate) target: String,
@@ -38,13 +39,12 @@ pub(crate) struct Row {
 
 impl Row {
     fn failed(measure: &str, reason: &str) -> Row {
+        let measured = format!("not measured: {reason}");
+        let measure = measure.to_string();
         Row {
-            measure: measure.to_string(),
-            target: String::new(),
-            measured: format!("not measured: {reason}"),
-            reference: String::new(),
-            ratio: String::new(),
-            met: false,
+            measure,
+            measured,
+            ..Row::default()
         }
     }
 }
@@ -332,7 +332,7 @@ fn memory_rows(options: &Options, null_server: &NullServer) -> Result<Vec<Row>, 
     let server = start_real(options, &[])?;
     let real = Subject::real(&server);
     let rss = || {
-        let memory = real.meter.sample().memory;
+        let (_, memory) = real.meter.sample();
         memory
             .resident_bytes
             .ok_or("cannot read the server's memory")
@@ -470,9 +470,8 @@ fn restart_row(options: &Options) -> Result<Vec<Row>, String> {
         ),
         target: "< 1 s".into(),
         measured: format!("{startup:.2} s from spawn to the start line"),
-        reference: String::new(),
-        ratio: String::new(),
         met: startup < 1.0,
+        ..Row::default()
     }])
 }
 

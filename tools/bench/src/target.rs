@@ -27,25 +27,16 @@ pub enum Meter<'a> {
     Unknown,
 }
 
-/// A server's resource use at one moment.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Usage {
-    pub cpu_seconds: Option<f64>,
-    pub memory: ProcessStatus,
-}
-
 impl Meter<'_> {
-    pub fn sample(&self) -> Usage {
+    /// The server's CPU seconds so far and its memory now.
+    pub fn sample(&self) -> (Option<f64>, ProcessStatus) {
         match self {
-            Meter::Process(pid) => Usage {
-                cpu_seconds: process_cpu_seconds(&pid.to_string()),
-                memory: process_status(&pid.to_string()),
-            },
-            Meter::Null(server) => Usage {
-                cpu_seconds: Some(server.cpu_seconds()),
-                memory: process_status("self"),
-            },
-            Meter::Unknown => Usage::default(),
+            Meter::Process(pid) => {
+                let pid = pid.to_string();
+                (process_cpu_seconds(&pid), process_status(&pid))
+            }
+            Meter::Null(server) => (Some(server.cpu_seconds()), process_status("self")),
+            Meter::Unknown => (None, ProcessStatus::default()),
         }
     }
 }

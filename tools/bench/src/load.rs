@@ -135,7 +135,8 @@ pub struct Measured {
 }
 
 impl Measured {
-    pub fn requests_per_second(&self) -> f64 {
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -469,7 +470,7 @@ mod tests {
         second.latency.record(Duration::from_micros(5));
         first.absorb(second);
         assert_eq!(first.requests, 40);
-        assert_eq!(first.requests_per_second(), 20.0);
+        assert_eq!(first.rate(), 20.0);
         assert_eq!(first.cpu_seconds, Some(1.5));
         assert_eq!(first.idle_served, Some((5, 6)));
         assert_eq!(first.latency.count(), 2);

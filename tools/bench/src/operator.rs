@@ -38,17 +38,19 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let hub_dependents = graph.iter().filter(|p| on_hub(p)).count();
     let store = Store::default();
     let started = Instant::now();
+    let mut lines = Vec::new();
     for package in &graph {
-        let mut line = Vec::new();
         write_request(
-            &mut line,
+            &mut lines,
             Command::Index,
             &package.name,
             &package.dependencies,
         );
-        let executed = store.execute(&request(&line)?).map_err(|e| e.to_string())?;
+    }
+    for request in requests(&lines)? {
+        let executed = store.execute(&request).map_err(|e| e.to_string())?;
         if executed.outcome.response() != Response::Ok {
-            return Err(format!("{}: {:?}", package.name, executed.outcome));
+            return Err(format!("{}: {:?}", request.package, executed.outcome));
         }
     }
     let packages = thousands(graph.len() as u64);
@@ -62,13 +64,8 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     let expected = hub_dependents..=hub_dependents + WRITER_NAMES;
     let inspect = || {
         let found = store.inspect(hub).map_or(0, |i| i.dependents.len());
-        if expected.contains(&found) {
-            Ok(())
-        } else {
-            Err(format!(
-                "an inspection found {found} dependents of {HUB}, not {expected:?}"
-            ))
-        }
+        let wrong = || format!("an inspection found {found} dependents of {HUB}, not {expected:?}");
+        expected.contains(&found).then_some(()).ok_or_else(wrong)
     };
     let alone = writer_waits(&store, &graph, options, None)?;
     let inspecting = writer_waits(&store, &graph, options, Some(&inspect))?;
@@ -86,10 +83,12 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
     }])
 }
 
-/// A request line (its newline included) parsed.
-fn request(line: &[u8]) -> Result<Request<'_>, String> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    parse_line(line).map_err(|e| format!("{}: {e:?}", String::from_utf8_lossy(line)))
+/// Every request of `lines`, parsed.
+fn requests(lines: &[u8]) -> Result<Vec<Request<'_>>, String> {
+    let lines = lines.split(|&b| b == b'\n').filter(|line| !line.is_empty());
+    let parse =
+        |line| parse_line(line).map_err(|e| format!("{}: {e:?}", String::from_utf8_lossy(line)));
+    lines.map(parse).collect()
 }
 
 /// How long each write and each read took while both ran.
@@ -119,10 +118,8 @@ fn writer_waits(
             }
         }
         let name = format!("operator-writer-{k}");
-        let (mut index, mut remove) = (Vec::new(), Vec::new());
-        write_request(&mut index, Command::Index, &name, &dependencies);
-        write_request::<&str>(&mut remove, Command::Remove, &name, &[]);
-        lines.extend([index, remove]);
+        write_request(&mut lines, Command::Index, &name, &dependencies);
+        write_request::<&str>(&mut lines, Command::Remove, &name, &[]);
     }
     let running = AtomicBool::new(true);
     let mut reads = Latencies::default();
@@ -132,10 +129,7 @@ fn writer_waits(
             // the one that opened them.
             let schedstat = File::open("/proc/thread-self/schedstat")
                 .map_err(|e| format!("cannot read this thread's schedstat: {e}"))?;
-            let requests = lines
-                .iter()
-                .map(|l| request(l))
-                .collect::<Result<Vec<_>, _>>()?;
+            let requests = requests(&lines)?;
             let mut writes = Latencies::default();
             while running.load(Ordering::Relaxed) {
                 for request in &requests {

@@ -60,7 +60,7 @@ fn seconds(latency: Option<Duration>) -> Option<f64> {
 
 fn columns(measured: &Measured) -> Vec<String> {
     let bytes = |b: Option<u64>| b.map_or_else(|| "n/a".into(), megabytes);
-    let mut cells = vec![whole(measured.requests_per_second())];
+    let mut cells = vec![whole(measured.rate())];
     cells.extend(PERCENTILES.map(|p| millis(measured.latency.percentile(p))));
     cells.push(
         measured
@@ -73,10 +73,7 @@ fn columns(measured: &Measured) -> Vec<String> {
 }
 
 fn ratios(real: &Measured, null: &Measured) -> Vec<String> {
-    let mut cells = vec![ratio(
-        Some(real.requests_per_second()),
-        Some(null.requests_per_second()),
-    )];
+    let mut cells = vec![ratio(Some(real.rate()), Some(null.rate()))];
     cells.extend(PERCENTILES.map(|p| {
         ratio(
             seconds(real.latency.percentile(p)),

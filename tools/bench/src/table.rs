@@ -49,10 +49,6 @@ impl Row {
     }
 }
 
-fn rate(measured: &Measured) -> f64 {
-    measured.requests_per_second()
-}
-
 fn steady(
     options: &Options,
     workload: Workload,
@@ -99,10 +95,10 @@ fn rate_row(
     Row {
         measure,
         target,
-        measured: format!("{label}{} req/s", whole(rate(measured))),
-        reference: format!("{reference_label}{} req/s", whole(rate(reference))),
-        ratio: ratio(Some(rate(measured)), Some(rate(reference))),
-        met: rate(measured) >= minimum * rate(reference),
+        measured: format!("{label}{} req/s", whole(measured.rate())),
+        reference: format!("{reference_label}{} req/s", whole(reference.rate())),
+        ratio: ratio(Some(measured.rate()), Some(reference.rate())),
+        met: measured.rate() >= minimum * reference.rate(),
     }
 }
 
@@ -238,7 +234,7 @@ fn crowd_row(
     let [crowded] = compare([real], &shape, graph_size)?;
     let (served, held) = crowded.idle_served.unwrap_or((0, CROWD_IDLE));
     let rss = crowded.memory.resident_bytes;
-    let ratio_value = rate(&crowded) / rate(without_idle).max(1e-9);
+    let ratio_value = crowded.rate() / without_idle.rate().max(1e-9);
     Ok(Row {
         measure: "10,000 connections at once (9,900 idle, 100 busy)".into(),
         target: "all served, RSS ≤ 100 MB, busy ≥ 0.9 × without idle".into(),
@@ -247,10 +243,10 @@ fn crowd_row(
             thousands(served as u64),
             thousands(held as u64),
             rss.map_or_else(|| "n/a".into(), megabytes),
-            whole(rate(&crowded))
+            whole(crowded.rate())
         ),
-        reference: format!("without idle: {} req/s", whole(rate(without_idle))),
-        ratio: ratio(Some(rate(&crowded)), Some(rate(without_idle))),
+        reference: format!("without idle: {} req/s", whole(without_idle.rate())),
+        ratio: ratio(Some(crowded.rate()), Some(without_idle.rate())),
         met: served == held && rss.is_some_and(|r| r <= 100_000_000) && ratio_value >= 0.9,
     })
 }

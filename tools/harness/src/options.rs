@@ -113,12 +113,11 @@ impl Options {
 /// A default seed that differs between runs; it is printed so that a failing
 /// run can be repeated with `--seed`.
 fn seed_from_clock() -> u64 {
-    SystemTime::now()
+    let elapsed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        // Seconds and nanoseconds together make a seed that changes fast.
-        .map_or(0, |elapsed| {
-            elapsed.as_secs().wrapping_mul(1_000_000_000) ^ u64::from(elapsed.subsec_nanos())
-        })
+        .unwrap_or_default();
+    // Seconds and nanoseconds together make a seed that changes fast.
+    elapsed.as_secs().wrapping_mul(1_000_000_000) ^ u64::from(elapsed.subsec_nanos())
 }
 
 #[cfg(test)]

@@ -111,10 +111,12 @@ pub(crate) struct ClientStats {
 
 impl ClientStats {
     /// Sums counts; rounds keep the maximum, the step's critical path.
-    fn add(&mut self, other: &ClientStats) {
-        self.requests += other.requests;
-        self.broken += other.broken;
-        self.rounds = self.rounds.max(other.rounds);
+    fn add(self, other: ClientStats) -> ClientStats {
+        ClientStats {
+            requests: self.requests + other.requests,
+            broken: self.broken + other.broken,
+            rounds: self.rounds.max(other.rounds),
+        }
     }
 }
 
@@ -185,19 +187,14 @@ impl<'a> StepRun<'a> {
                 })
                 .collect()
         });
-        let mut totals = ClientStats::default();
-        let mut failures = Vec::new();
-        for result in results {
-            match result {
-                Ok(stats) => totals.add(&stats),
-                Err(failure) => failures.push(failure),
-            }
+        let (passed, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        if !failed.is_empty() {
+            return Err(failed.into_iter().filter_map(Result::err).collect());
         }
-        if failures.is_empty() {
-            Ok(totals)
-        } else {
-            Err(failures)
-        }
+        Ok(passed
+            .into_iter()
+            .flatten()
+            .fold(ClientStats::default(), ClientStats::add))
     }
 
     fn run_client(

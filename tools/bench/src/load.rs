@@ -1,18 +1,13 @@
-//! The workloads: what each benchmark client sends, for how long, and what
-//! is measured while it does.
-//!
-//! - Steady workloads (`query`, `churn`, `mixed`): every connection sends a
-//!   batch of `depth` lines, waits for their answers, and repeats until the
-//!   duration is over; each round trip's latency is recorded.
-//! - `harness`: the official harness's five steps (`docs/tools.md`),
-//!   repeated until the duration is over, fresh connections for every step.
-//! - Pipelined loading: one connection writes every `INDEX` line while it
-//!   reads the answers, the fastest way to fill a server.
+//! The workloads: the steady ones (`query`, `churn`, `mixed`: every
+//! connection sends a batch of `depth` lines, waits for the answers, and
+//! again until the duration is over), and pipelined loading.
 
-use crate::latency::Histogram;
-use crate::procfs::Memory;
+use crate::latency::Latencies;
 use crate::target::Meter;
-use package_indexer::{connect_to, write_request, AnswerSink, Command, Connection, Response};
+use package_indexer::procfs::ProcessStatus;
+use package_indexer::{
+    connect_to, write_request, AnswerSink, Command, Connection, Response, Sender,
+};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,72 +20,33 @@ use workload::{Package, Rng};
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A connection to `addr` for one batch at a time.
-fn open(addr: SocketAddr) -> Result<Connection, String> {
+pub(crate) fn open(addr: SocketAddr) -> Result<Connection, String> {
     connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE).map(Connection::new)
 }
 
-/// Answers received, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Answers {
-    pub ok: u64,
-    pub fail: u64,
-    pub error: u64,
-}
-
-impl Answers {
-    pub fn count(&mut self, answer: Response) {
-        match answer {
-            Response::Ok => self.ok += 1,
-            Response::Fail => self.fail += 1,
-            Response::Error => self.error += 1,
-        }
-    }
-
-    fn add(&mut self, other: &Answers) {
-        self.ok += other.ok;
-        self.fail += other.fail;
-        self.error += other.error;
-    }
-}
-
+/// A steady workload: its name, and the percent of its lines that are
+/// `QUERY`s of random packages of the preloaded graph; the others churn,
+/// `INDEX` then `REMOVE` of leaves of each connection's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// `QUERY` of random packages of the preloaded graph.
-    Query,
-    /// `INDEX` then `REMOVE` of leaf packages, names of each connection's own.
-    Churn,
-    /// 90% `query`, 10% `churn`.
-    Mixed,
-    /// The harness's five steps.
-    Harness,
+pub struct Workload {
+    pub name: &'static str,
+    query_percent: u32,
 }
+
+pub(crate) const QUERY: Workload = Workload::new("query", 100);
+pub(crate) const CHURN: Workload = Workload::new("churn", 0);
+pub(crate) const MIXED: Workload = Workload::new("mixed", 90);
 
 impl Workload {
+    const fn new(name: &'static str, query_percent: u32) -> Workload {
+        Workload {
+            name,
+            query_percent,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Workload> {
-        match name {
-            "query" => Some(Workload::Query),
-            "churn" => Some(Workload::Churn),
-            "mixed" => Some(Workload::Mixed),
-            "harness" => Some(Workload::Harness),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::Query => "query",
-            Workload::Churn => "churn",
-            Workload::Mixed => "mixed",
-            Workload::Harness => "harness",
-        }
-    }
-
-    fn query_percent(self) -> u32 {
-        match self {
-            Workload::Query => 100,
-            Workload::Mixed => 90,
-            Workload::Churn | Workload::Harness => 0,
-        }
+        [QUERY, CHURN, MIXED].into_iter().find(|w| w.name == name)
     }
 }
 
@@ -110,11 +66,11 @@ struct Requests {
 }
 
 impl Requests {
-    fn new(workload: Workload, graph: Arc<[String]>, connection: usize, seed: u64) -> Requests {
+    fn new(shape: &Steady, connection: usize) -> Requests {
         Requests {
-            rng: Rng::new(seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            graph,
-            query_percent: workload.query_percent(),
+            rng: Rng::new(shape.seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            graph: Arc::clone(&shape.graph),
+            query_percent: shape.workload.query_percent,
             connection,
             churn_step: 0,
             dependencies: Vec::with_capacity(CHURN_DEPENDENCIES),
@@ -168,19 +124,19 @@ pub struct Measured {
     pub requests: u64,
     pub elapsed: Duration,
     /// Per request at depth 1, per batch round trip above.
-    pub latency: Histogram,
-    pub answers: Answers,
+    pub latency: Latencies,
+    /// Answers received: `OK`, `FAIL`, `ERROR`.
+    pub answers: [u64; 3],
     pub cpu_seconds: Option<f64>,
     /// At the end of the run, connections still open.
-    pub memory: Option<Memory>,
+    pub memory: ProcessStatus,
     /// Idle connections that answered a `QUERY` after the run, of those held.
     pub idle_served: Option<(usize, usize)>,
-    /// Complete harness runs (five steps each).
-    pub harness_runs: u64,
 }
 
 impl Measured {
-    pub fn requests_per_second(&self) -> f64 {
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -189,31 +145,17 @@ impl Measured {
         self.requests += other.requests;
         self.elapsed += other.elapsed;
         self.latency.merge(&other.latency);
-        self.answers.add(&other.answers);
-        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        self.memory = other.memory.or(self.memory);
-        self.idle_served = match (self.idle_served, other.idle_served) {
-            (Some((s1, h1)), Some((s2, h2))) => Some((s1 + s2, h1 + h2)),
-            (a, b) => a.or(b),
-        };
-        self.harness_runs += other.harness_runs;
+        for (mine, theirs) in self.answers.iter_mut().zip(other.answers) {
+            *mine += theirs;
+        }
+        let cpu = [self.cpu_seconds, other.cpu_seconds].into_iter().flatten();
+        self.cpu_seconds = cpu.reduce(|a, b| a + b);
+        if other.memory.resident_bytes.is_some() {
+            self.memory = other.memory;
+        }
+        let idle = [self.idle_served, other.idle_served].into_iter().flatten();
+        self.idle_served = idle.reduce(|(s1, h1), (s2, h2)| (s1 + s2, h1 + h2));
     }
-
-    fn add_client(&mut self, client: &ClientStats) {
-        self.requests += client.requests;
-        self.latency.merge(&client.latency);
-        self.answers.add(&client.answers);
-    }
-}
-
-#[derive(Default)]
-struct ClientStats {
-    requests: u64,
-    latency: Histogram,
-    answers: Answers,
 }
 
 /// Runs a steady workload against the server at `addr`.
@@ -223,85 +165,62 @@ pub(crate) fn run_steady(
     meter: &Meter,
 ) -> Result<Measured, String> {
     let idle = open_idle(addr, shape.idle)?;
-    let mut clients = Vec::with_capacity(shape.connections);
-    for _ in 0..shape.connections {
-        let client = open(addr).map_err(|e| {
-            format!(
-                "opened {} of {} connections to {addr}: {e}",
-                clients.len(),
-                shape.connections
-            )
-        })?;
-        clients.push(client);
-    }
-    // Clients block on `start` until the meter's first sample is taken.
-    let start = Arc::new(RwLock::new(()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let held = start
-        .write()
-        .map_err(|_| "start lock poisoned".to_string())?;
-    let mut workers = Vec::with_capacity(clients.len());
-    let mut spawn_error = None;
-    for (connection, client) in clients.into_iter().enumerate() {
-        let requests = Requests::new(
-            shape.workload,
-            Arc::clone(&shape.graph),
-            connection,
-            shape.seed,
-        );
-        let (gate, halt, depth) = (Arc::clone(&start), Arc::clone(&stop), shape.depth);
-        let spawned = thread::Builder::new()
-            .name("bench-client".into())
-            .spawn(move || {
-                drop(gate.read());
-                drive(client, requests, depth, &halt)
-            });
-        match spawned {
-            Ok(worker) => workers.push(worker),
-            Err(e) => {
-                spawn_error = Some(format!("cannot start client thread {connection}: {e}"));
-                stop.store(true, Ordering::SeqCst);
-                break;
-            }
-        }
-    }
-    let before = meter.sample();
-    drop(held);
-    let started = Instant::now();
-    if spawn_error.is_none() {
-        thread::sleep(shape.duration);
-    }
-    stop.store(true, Ordering::SeqCst);
+    let wanted = shape.connections;
+    let clients = (0..wanted)
+        .map(|n| {
+            open(addr).map_err(|e| format!("opened {n} of {wanted} connections to {addr}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Clients wait on `start` until the meter's first sample is taken.
+    let (start, stop) = (RwLock::new(()), AtomicBool::new(false));
+    let held = start.write().map_err(|_| "start lock poisoned")?;
     let mut measured = Measured::default();
-    let mut finished = Vec::with_capacity(workers.len());
     let mut failures = Vec::new();
-    for worker in workers {
-        match worker.join() {
-            Ok((client, stats, None)) => {
-                measured.add_client(&stats);
-                finished.push(client);
+    let (cpu_before, finished) = thread::scope(|scope| {
+        let mut workers = Vec::with_capacity(clients.len());
+        for (connection, client) in clients.into_iter().enumerate() {
+            let requests = Requests::new(shape, connection);
+            let (start, stop) = (&start, &stop);
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
+                drop(start.read());
+                drive(client, requests, shape.depth, stop)
+            });
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => failures.push(format!("cannot start client thread {connection}: {e}")),
             }
-            Ok((_, _, Some(error))) => failures.push(error),
-            Err(_) => failures.push("a client thread panicked".to_string()),
         }
-    }
-    measured.elapsed = started.elapsed();
-    let after = meter.sample();
-    if let Some(error) = spawn_error {
-        return Err(error);
-    }
+        let (cpu_before, _) = meter.sample();
+        drop(held);
+        let started = Instant::now();
+        if failures.is_empty() {
+            thread::sleep(shape.duration);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let mut finished = Vec::with_capacity(workers.len());
+        for worker in workers {
+            match worker.join() {
+                Ok((client, stats, None)) => {
+                    measured.absorb(stats);
+                    finished.push(client);
+                }
+                Ok((_, _, Some(error))) => failures.push(error),
+                Err(_) => failures.push("a client thread panicked".to_string()),
+            }
+        }
+        measured.elapsed = started.elapsed();
+        (cpu_before, finished)
+    });
+    // Sampled with the connections still open.
+    let (cpu_after, memory) = meter.sample();
     if let Some(first) = failures.first() {
+        let (failed, all) = (failures.len(), shape.connections);
         return Err(format!(
-            "{} of {} connections failed; first: {first}",
-            failures.len(),
-            shape.connections
+            "{failed} of {all} connections failed; first: {first}"
         ));
     }
-    measured.cpu_seconds = after
-        .cpu_seconds
-        .zip(before.cpu_seconds)
-        .map(|(a, b)| a - b);
-    measured.memory = after.memory;
+    measured.cpu_seconds = cpu_after.zip(cpu_before).map(|(a, b)| a - b);
+    measured.memory = memory;
     if shape.idle > 0 {
         measured.idle_served = Some((check_idle(idle), shape.idle));
     }
@@ -316,8 +235,8 @@ fn drive(
     mut requests: Requests,
     depth: usize,
     stop: &AtomicBool,
-) -> (Connection, ClientStats, Option<String>) {
-    let mut stats = ClientStats::default();
+) -> (Connection, Measured, Option<String>) {
+    let mut stats = Measured::default();
     let mut batch = Vec::with_capacity(depth * 64);
     while !stop.load(Ordering::Relaxed) {
         batch.clear();
@@ -327,7 +246,9 @@ fn drive(
         let sent = Instant::now();
         let answers = &mut stats.answers;
         let exchanged = client.send(&batch);
-        if let Err(e) = exchanged.and_then(|()| client.read_answers(depth, |a| answers.count(a))) {
+        if let Err(e) =
+            exchanged.and_then(|()| client.read_answers(depth, |a| answers[a as usize] += 1))
+        {
             return (client, stats, Some(e.to_string()));
         }
         stats.latency.record(sent.elapsed());
@@ -337,201 +258,33 @@ fn drive(
 }
 
 fn open_idle(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>, String> {
-    let mut idle = Vec::with_capacity(count);
-    for _ in 0..count {
-        let stream = TcpStream::connect(addr).map_err(|e| {
-            format!(
-                "opened {} of {count} idle connections to {addr}: {e}",
-                idle.len()
-            )
-        })?;
-        idle.push(stream);
-    }
-    Ok(idle)
+    (0..count)
+        .map(|n| {
+            let opened = TcpStream::connect(addr);
+            opened.map_err(|e| format!("opened {n} of {count} idle connections to {addr}: {e}"))
+        })
+        .collect()
 }
 
 /// How many idle connections still answer: one `QUERY` on each, all sent
 /// before any answer is read, all answers due within one deadline.
 fn check_idle(idle: Vec<TcpStream>) -> usize {
-    let sent: Vec<TcpStream> = idle
+    let query = |mut stream: TcpStream| stream.write_all(b"QUERY|bench-idle|\n").map(|()| stream);
+    let mut sent: Vec<Connection> = idle
         .into_iter()
-        .filter_map(|mut stream| {
-            stream
-                .write_all(b"QUERY|bench-idle|\n")
-                .ok()
-                .map(|()| stream)
-        })
+        .filter_map(|stream| query(stream).ok().map(Connection::new))
         .collect();
     let deadline = Instant::now() + ANSWER_DEADLINE;
-    sent.into_iter()
-        .filter(|stream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(clone) = stream.try_clone() else {
-                return false;
-            };
-            let mut client = Connection::new(clone);
-            let answered = client
-                .stream()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .and_then(|()| client.read_answers(1, |_| {}));
-            answered.is_ok()
-        })
-        .count()
+    let answered = |client: &mut Connection| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Some(left.max(Duration::from_millis(1)));
+        let ready = client.stream().set_read_timeout(timeout);
+        ready.and_then(|()| client.read_answers(1, |_| {})).is_ok()
+    };
+    sent.iter_mut().map(answered).filter(|&ok| ok).count()
 }
 
-/// The official harness's steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    RemoveAll,
-    IndexAll,
-    QueryIndexed,
-    RemoveAgain,
-    QueryRemoved,
-}
-
-const STEPS: [Step; 5] = [
-    Step::RemoveAll,
-    Step::IndexAll,
-    Step::QueryIndexed,
-    Step::RemoveAgain,
-    Step::QueryRemoved,
-];
-
-/// The harness's default share of broken messages in the index step.
-const UNLUCKY_PERCENT: u32 = 5;
-/// A retrying step that makes no progress for this long has failed.
-const STALL_LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs the harness's five steps with `concurrency` clients, again and
-/// again until `duration` has passed (at least once).
-pub(crate) fn run_harness(
-    addr: SocketAddr,
-    packages: &[Package],
-    concurrency: usize,
-    duration: Duration,
-    seed: u64,
-    meter: &Meter,
-) -> Result<Measured, String> {
-    let mut rng = Rng::new(seed);
-    let mut order: Vec<usize> = (0..packages.len()).collect();
-    let mut measured = Measured::default();
-    let before = meter.sample();
-    let started = Instant::now();
-    while measured.harness_runs == 0 || started.elapsed() < duration {
-        rng.shuffle(&mut order);
-        let segment = order.len().div_ceil(concurrency.max(1)).max(1);
-        for step in STEPS {
-            let stats = thread::scope(|scope| {
-                let workers: Vec<_> = order
-                    .chunks(segment)
-                    .enumerate()
-                    .map(|(client, chunk)| {
-                        let client_seed = rng.next_u64() ^ client as u64;
-                        scope.spawn(move || run_step(addr, step, packages, chunk, client_seed))
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|_| Err("a client thread panicked".into()))
-                    })
-                    .collect::<Vec<_>>()
-            });
-            for client in stats {
-                measured.add_client(&client.map_err(|e| format!("harness step {step:?}: {e}"))?);
-            }
-        }
-        measured.harness_runs += 1;
-    }
-    measured.elapsed = started.elapsed();
-    let after = meter.sample();
-    measured.cpu_seconds = after
-        .cpu_seconds
-        .zip(before.cpu_seconds)
-        .map(|(a, b)| a - b);
-    measured.memory = after.memory;
-    Ok(measured)
-}
-
-/// One client's share of one step, on a fresh connection.
-fn run_step(
-    addr: SocketAddr,
-    step: Step,
-    packages: &[Package],
-    segment: &[usize],
-    seed: u64,
-) -> Result<ClientStats, String> {
-    let mut client = open(addr)?;
-    let mut rng = Rng::new(seed);
-    let mut stats = ClientStats::default();
-    let mut line = Vec::with_capacity(256);
-    let mut remaining: Vec<usize> = segment.to_vec();
-    let retries = matches!(step, Step::RemoveAll | Step::IndexAll | Step::RemoveAgain);
-    let mut last_progress = Instant::now();
-    while !remaining.is_empty() {
-        let mut refused = Vec::new();
-        for &index in &remaining {
-            let package = &packages[index];
-            line.clear();
-            let unlucky = step == Step::IndexAll && rng.percent(UNLUCKY_PERCENT);
-            match step {
-                _ if unlucky => write_request::<&str>(
-                    &mut line,
-                    Command::Index,
-                    &format!("{}=elisp", package.name),
-                    &[],
-                ),
-                Step::IndexAll => write_request(
-                    &mut line,
-                    Command::Index,
-                    &package.name,
-                    &package.dependencies,
-                ),
-                Step::RemoveAll | Step::RemoveAgain => {
-                    write_request::<&str>(&mut line, Command::Remove, &package.name, &[])
-                }
-                Step::QueryIndexed | Step::QueryRemoved => {
-                    write_request::<&str>(&mut line, Command::Query, &package.name, &[])
-                }
-            }
-            let sent = Instant::now();
-            let answer = client
-                .ask(line.strip_suffix(b"\n").unwrap_or(&line))
-                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(&line).trim_end()))?;
-            stats.latency.record(sent.elapsed());
-            stats.requests += 1;
-            stats.answers.count(answer);
-            if unlucky || (retries && answer != Response::Ok) {
-                refused.push(index);
-            }
-        }
-        if !retries {
-            break;
-        }
-        if refused.len() < remaining.len() {
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() > STALL_LIMIT {
-            return Err(format!(
-                "no progress for {STALL_LIMIT:?}, {} packages left",
-                refused.len()
-            ));
-        } else {
-            // Waiting for other clients' packages: let them run.
-            thread::sleep(Duration::from_millis(1));
-        }
-        remaining = refused;
-    }
-    Ok(stats)
-}
-
-/// One pipelined load: how long it took and every answer in order.
-pub(crate) struct Pipelined {
-    pub elapsed: Duration,
-    pub answers: Vec<Response>,
-}
-
-/// The answers of a pipelined load, in order.
+/// The answers of a pipelined pass, in order.
 struct Collect(Vec<Response>);
 
 impl AnswerSink for Collect {
@@ -541,35 +294,12 @@ impl AnswerSink for Collect {
     }
 }
 
-/// Writes every line of `requests` (`lines` of them) on one connection
-/// while reading the answers, with no bound on the lines in flight.
-pub(crate) fn pipeline(
-    addr: SocketAddr,
-    requests: Vec<u8>,
-    lines: usize,
-) -> Result<Pipelined, String> {
-    let stream = connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE)?;
-    let mut answers = Collect(Vec::with_capacity(lines));
-    let started = Instant::now();
-    let outcome = package_indexer::pipeline(
-        &stream,
-        u64::MAX,
-        |sender| sender.send(&requests, lines as u64),
-        &mut answers,
-    );
-    if !outcome.complete() {
-        return Err(format!("{addr}: {}", outcome.problems.join("; ")));
-    }
-    Ok(Pipelined {
-        elapsed: started.elapsed(),
-        answers: answers.0,
-    })
-}
-
-/// Indexes every package over one pipelined connection, resending those
-/// refused (a dependency came later in the list) until all are in. Returns
-/// the first pass: its time and size are the loading rate.
-pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipelined, String> {
+/// Indexes every package over one pipelined connection (every line written
+/// while the answers are read, no bound on the lines in flight), resending
+/// those refused (a dependency came later in the list) until all are in.
+/// Returns the time of the first pass, which sent every package: the
+/// loading rate.
+pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Duration, String> {
     let mut remaining: Vec<&Package> = packages.iter().collect();
     let mut first_pass = None;
     while !remaining.is_empty() {
@@ -582,21 +312,28 @@ pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Pipeli
                 &package.dependencies,
             );
         }
-        let pass = pipeline(addr, requests, remaining.len())?;
+        let stream = connect_to(&addr.to_string(), &[addr], ANSWER_DEADLINE)?;
+        let mut answers = Collect(Vec::with_capacity(remaining.len()));
+        let started = Instant::now();
+        let lines = remaining.len() as u64;
+        let send = |sender: &mut Sender| sender.send(&requests, lines);
+        let outcome = package_indexer::pipeline(&stream, u64::MAX, send, &mut answers);
+        if !outcome.complete() {
+            return Err(format!("{addr}: {}", outcome.problems.join("; ")));
+        }
+        first_pass.get_or_insert(started.elapsed());
         let refused: Vec<&Package> = remaining
             .iter()
-            .zip(&pass.answers)
-            .filter(|(_, &answer)| answer != Response::Ok)
+            .zip(answers.0)
+            .filter(|&(_, answer)| answer != Response::Ok)
             .map(|(&package, _)| package)
             .collect();
         if refused.len() == remaining.len() {
+            let (count, first) = (refused.len(), &refused[0].name);
             return Err(format!(
-                "the server refused all of the last {} packages, e.g. {}",
-                refused.len(),
-                refused[0].name
+                "the server refused all of the last {count} packages, e.g. {first}"
             ));
         }
-        first_pass.get_or_insert(pass);
         remaining = refused;
     }
     first_pass.ok_or_else(|| "no packages to index".to_string())
@@ -631,23 +368,30 @@ mod tests {
     use super::*;
     use crate::null_server::NullServer;
 
+    /// Two connections, depth 4, three idle, 50 ms over `graph`.
+    fn shape(workload: Workload, graph: &[&str], seed: u64) -> Steady {
+        Steady {
+            workload,
+            connections: 2,
+            depth: 4,
+            idle: 3,
+            duration: Duration::from_millis(50),
+            graph: graph.iter().map(|name| name.to_string()).collect(),
+            seed,
+        }
+    }
+
     #[test]
     fn workload_names_round_trip() {
-        for workload in [
-            Workload::Query,
-            Workload::Churn,
-            Workload::Mixed,
-            Workload::Harness,
-        ] {
-            assert_eq!(Workload::parse(workload.name()), Some(workload));
+        for workload in [QUERY, CHURN, MIXED] {
+            assert_eq!(Workload::parse(workload.name), Some(workload));
         }
         assert_eq!(Workload::parse("Query"), None);
     }
 
     #[test]
     fn churn_indexes_then_removes_its_own_leaves() {
-        let graph: Arc<[String]> = vec!["a".to_string()].into();
-        let mut requests = Requests::new(Workload::Churn, graph, 7, 1);
+        let mut requests = Requests::new(&shape(CHURN, &["a"], 1), 7);
         let mut out = Vec::new();
         for _ in 0..4 {
             requests.push_line(&mut out);
@@ -667,8 +411,7 @@ mod tests {
 
     #[test]
     fn query_lines_name_graph_packages() {
-        let graph: Arc<[String]> = vec!["x".to_string(), "y".to_string()].into();
-        let mut requests = Requests::new(Workload::Query, graph, 0, 3);
+        let mut requests = Requests::new(&shape(QUERY, &["x", "y"], 3), 0);
         let mut out = Vec::new();
         for _ in 0..20 {
             requests.push_line(&mut out);
@@ -697,23 +440,14 @@ mod tests {
     #[test]
     fn steady_and_pipelined_runs_against_the_null_server() {
         let server = NullServer::start(None).unwrap();
-        let shape = Steady {
-            workload: Workload::Mixed,
-            connections: 2,
-            depth: 4,
-            idle: 3,
-            duration: Duration::from_millis(50),
-            graph: vec!["a".to_string()].into(),
-            seed: 9,
-        };
-        let measured = run_steady(server.addr(), &shape, &Meter::Null(&server)).unwrap();
+        let shape = shape(MIXED, &["a"], 9);
+        let measured = run_steady(server.addr, &shape, &Meter::Null(&server)).unwrap();
         assert!(measured.requests > 0);
         assert_eq!(measured.requests % 4, 0);
-        assert_eq!(measured.answers.ok, measured.requests);
+        assert_eq!(measured.answers[0], measured.requests);
         assert_eq!(measured.latency.count() * 4, measured.requests);
         assert_eq!(measured.idle_served, Some((3, 3)));
-        let loaded = index_all(server.addr(), &fixed_fanout_graph(1000, 3, 1)).unwrap();
-        assert_eq!(loaded.answers.len(), 1000);
+        index_all(server.addr, &fixed_fanout_graph(1000, 3, 1)).unwrap();
     }
 
     #[test]
@@ -736,40 +470,21 @@ mod tests {
         second.latency.record(Duration::from_micros(5));
         first.absorb(second);
         assert_eq!(first.requests, 40);
-        assert_eq!(first.requests_per_second(), 20.0);
+        assert_eq!(first.rate(), 20.0);
         assert_eq!(first.cpu_seconds, Some(1.5));
         assert_eq!(first.idle_served, Some((5, 6)));
         assert_eq!(first.latency.count(), 2);
     }
 
     #[test]
-    fn harness_runs_all_steps_once_at_least() {
-        let server = NullServer::start(None).unwrap();
-        let packages = fixed_fanout_graph(50, 2, 3);
-        let measured = run_harness(
-            server.addr(),
-            &packages,
-            4,
-            Duration::ZERO,
-            1,
-            &Meter::Null(&server),
-        )
-        .unwrap();
-        assert_eq!(measured.harness_runs, 1);
-        // Against a server that says OK to everything, each step is one pass
-        // plus the unlucky index messages' retries.
-        assert!(measured.requests >= 250, "{}", measured.requests);
-    }
-
-    #[test]
-    fn pipeline_reports_a_server_that_hangs_up() {
+    fn loading_reports_a_server_that_hangs_up() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let closer = thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             drop(stream);
         });
-        let error = pipeline(addr, b"QUERY|a|\n".to_vec(), 1).err().unwrap();
+        let error = index_all(addr, &fixed_fanout_graph(1, 0, 1)).unwrap_err();
         assert!(error.contains(&addr.to_string()), "{error}");
         closer.join().unwrap();
     }

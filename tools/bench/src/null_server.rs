@@ -1,36 +1,26 @@
-//! The null server: the fastest this design can answer. Same shape as the
-//! real server (an acceptor thread, one thread per connection with a small
-//! stack, blocking reads into a buffer, one write per batch of input that
-//! arrived together) but no parsing and no index: every line is answered
-//! `OK\n`.
-//!
-//! It runs inside the benchmark process; its threads are named so their CPU
-//! time can be told apart from the load generator's.
-//!
-//! Given a [`Metrics`], it also does the server's per-line metrics work (one
-//! clock reading and one `record_request` per line), so that comparing the
-//! two null servers measures what metrics cost and nothing else.
+//! The null server: the real server's shape (an acceptor thread, a thread
+//! per connection with a small stack, blocking reads, one write per batch of
+//! input) answering `OK\n` to every line, with no parsing and no index. It
+//! runs in the benchmark process, its threads named apart so that their CPU
+//! time can be read. Given a [`Metrics`], it also does the server's per-line
+//! metrics work, so that two of them measure what metrics cost.
 
-use crate::procfs;
-use package_indexer::Metrics;
-use package_indexer::{Command, Response};
+use package_indexer::{Command, Metrics, Response};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-/// Every null server thread's name starts with one of these, so each
-/// server's CPU time can be read apart from the other's.
-const THREAD_PREFIX: &str = "null-";
-const METERED_THREAD_PREFIX: &str = "nullm-";
 /// As in the real server.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
 
 pub struct NullServer {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     thread_prefix: &'static str,
     /// CPU nanoseconds of connection threads that have ended, which `/proc`
     /// no longer lists.
@@ -45,11 +35,8 @@ impl NullServer {
         let addr = listener.local_addr()?;
         let ended_nanos = Arc::new(AtomicU64::new(0));
         let nanos = Arc::clone(&ended_nanos);
-        let thread_prefix = if metrics.is_some() {
-            METERED_THREAD_PREFIX
-        } else {
-            THREAD_PREFIX
-        };
+        // Each server's CPU time is read from its threads, named apart.
+        let thread_prefix = metrics.as_ref().map_or("null-", |_| "nullm-");
         thread::Builder::new()
             .name(format!("{thread_prefix}accept"))
             .spawn(move || accept_loop(listener, nanos, metrics, thread_prefix))?;
@@ -60,15 +47,29 @@ impl NullServer {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// CPU seconds used by the null server's threads so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let live = procfs::own_threads_cpu_nanos(self.thread_prefix);
+        let live: u64 = fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| {
+                // A thread may end between listing and reading: skip it.
+                let name = fs::read_to_string(task.path().join("comm")).ok()?;
+                name.starts_with(self.thread_prefix).then_some(())?;
+                cpu_nanos(&task.path().join("schedstat"))
+            })
+            .sum();
         (live + self.ended_nanos.load(Ordering::SeqCst)) as f64 / 1e9
     }
+}
+
+/// CPU nanoseconds from a thread's `schedstat` (its first field): the
+/// scheduler's exact figure, where `stat` has whole clock ticks, too coarse
+/// for many short-lived threads.
+fn cpu_nanos(schedstat: &Path) -> Option<u64> {
+    let text = fs::read_to_string(schedstat).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 fn accept_loop(
@@ -78,23 +79,19 @@ fn accept_loop(
     thread_prefix: &'static str,
 ) {
     for stream in listener.incoming() {
-        let Ok(stream) = stream else {
-            // Out of descriptors or a connection reset before accept: the
-            // client sees it; back off a little and keep serving the others.
-            thread::sleep(std::time::Duration::from_millis(10));
-            continue;
-        };
-        let nanos = Arc::clone(&ended_nanos);
-        let metrics = metrics.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{thread_prefix}conn"))
-            .stack_size(CONNECTION_STACK_BYTES)
-            .spawn(move || {
+        let (nanos, metrics) = (Arc::clone(&ended_nanos), metrics.clone());
+        let spawned = stream.and_then(|stream| {
+            let thread = thread::Builder::new().name(format!("{thread_prefix}conn"));
+            thread.stack_size(CONNECTION_STACK_BYTES).spawn(move || {
                 // Errors end the connection, as a client disconnecting does.
                 let _ = serve(stream, metrics.as_deref());
-                nanos.fetch_add(procfs::current_thread_cpu_nanos(), Ordering::SeqCst);
-            });
+                let own = cpu_nanos(Path::new("/proc/thread-self/schedstat"));
+                nanos.fetch_add(own.unwrap_or(0), Ordering::SeqCst);
+            })
+        });
         if spawned.is_err() {
+            // Out of descriptors or threads: the client sees it; back off a
+            // little and keep serving the others.
             thread::sleep(std::time::Duration::from_millis(10));
         }
     }
@@ -121,9 +118,7 @@ fn serve(mut stream: TcpStream, metrics: Option<&Metrics>) -> io::Result<()> {
         }
         if lines > 0 {
             output.clear();
-            for _ in 0..lines {
-                output.extend_from_slice(b"OK\n");
-            }
+            (0..lines).for_each(|_| output.extend_from_slice(b"OK\n"));
             stream.write_all(&output)?;
         }
     }
@@ -137,7 +132,7 @@ mod tests {
     #[test]
     fn answers_ok_to_every_line_including_split_ones() {
         let server = NullServer::start(Some(Arc::new(Metrics::new()))).unwrap();
-        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        let mut stream = TcpStream::connect(server.addr).unwrap();
         stream.write_all(b"QUERY|a|\nINDEX|b|a\nREM").unwrap();
         stream.flush().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -149,5 +144,6 @@ mod tests {
             assert_eq!(line, "OK\n");
         }
         assert!(server.cpu_seconds() >= 0.0);
+        assert!(cpu_nanos(Path::new("/proc/thread-self/schedstat")).is_some());
     }
 }

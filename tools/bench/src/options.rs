@@ -29,9 +29,6 @@ pub struct Options {
     pub addr: Option<String>,
     /// The real server's binary; by default the one next to this binary.
     pub server: Option<PathBuf>,
-    /// Homebrew-style list for the harness workload instead of the
-    /// embedded one.
-    pub brew: Option<PathBuf>,
     pub seed: u64,
     /// Measure the null server too.
     pub null: bool,
@@ -44,48 +41,23 @@ const MAX_DEPTH: usize = 1_000_000;
 const MAX_PACKAGES: usize = 100_000_000;
 
 const FLAGS: &[Flag] = &[
-    Flag::value("workload", "query", "query | churn | mixed | harness"),
-    Flag::value("connections", "100", "busy connections (harness: concurrency)"),
-    Flag::value(
-        "depth",
-        "1",
-        "requests per batch (pipelining); latency is then per batch round trip",
-    ),
+    Flag::value("workload", "query", "query | churn | mixed"),
+    Flag::value("connections", "100", "busy connections"),
+    Flag::value("depth", "1", "requests per batch; latency is per batch round trip"),
     Flag::value("idle", "0", "extra connections held open without traffic"),
     Flag::value("duration", "5s", "length of each run: 500ms, 5s, 1m"),
     Flag::value("packages", "10000", "size of the preloaded graph"),
-    Flag::value(
-        "load-packages",
-        "1000000",
-        "packages of the table's load, memory and restart rows",
-    ),
-    Flag::value(
-        "server-args",
-        "",
-        "extra arguments for the real server, space-separated, e.g. \"--data-dir /tmp/x --fsync never\"",
-    ),
-    Flag::value(
-        "addr",
-        "",
-        "HOST:PORT of a running server to measure (no CPU or memory figures)",
-    ),
-    Flag::value(
-        "server",
-        "",
-        "the server binary; none: package-indexer next to this one",
-    ),
-    Flag::value(
-        "brew",
-        "",
-        "Homebrew-style list for the harness workload; none: the embedded one, the official harness's",
-    ),
+    Flag::value("load-packages", "1000000", "packages of the load, memory and restart rows"),
+    Flag::value("server-args", "", "extra server arguments, e.g. \"--data-dir /tmp/x\""),
+    Flag::value("addr", "", "HOST:PORT of a running server (no CPU or memory figures)"),
+    Flag::value("server", "", "the server binary; none: the one next to this one"),
     Flag::value("seed", "1", "seed of the generated graphs and request mix"),
     Flag::switch("no-null", "skip the null server"),
     Flag::switch("table", "run the standard table and print it as Markdown"),
     Flag::value(
         "sections",
         "",
-        "the table's sections to run, comma-separated: steady, metrics, harness, durable, memory, load, restart, operator; none: all",
+        "the table's sections to run, comma-separated: steady, metrics, durable, memory, load, restart, operator; none: all",
     ),
 ];
 
@@ -138,11 +110,7 @@ impl Options {
                         .then_some(keys)
                 },
             )?,
-            workload: values.parse(
-                "workload",
-                "query, churn, mixed or harness",
-                Workload::parse,
-            )?,
+            workload: values.parse("workload", "query, churn or mixed", Workload::parse)?,
             connections: values.count("connections", 1..=MAX_CONNECTIONS)?,
             depth: values.count("depth", 1..=MAX_DEPTH)?,
             idle: values.count("idle", 0..=MAX_CONNECTIONS)?,
@@ -159,7 +127,6 @@ impl Options {
                 .map(|_| values.address("addr"))
                 .transpose()?,
             server: values.optional("server").map(PathBuf::from),
-            brew: values.optional("brew").map(PathBuf::from),
             seed: values.count("seed", 0..=u64::MAX)?,
             null: !values.switch("no-null"),
         })
@@ -187,17 +154,14 @@ mod tests {
     #[test]
     fn defaults() {
         let defaults = from_args(&[]);
-        assert_eq!(defaults.workload, Workload::Query);
+        assert_eq!(defaults.workload, crate::load::QUERY);
         assert_eq!(defaults.connections, 100);
         assert_eq!((defaults.idle, defaults.seed), (0, 1));
         assert_eq!(
             (defaults.packages, defaults.load_packages),
             (10_000, 1_000_000)
         );
-        assert_eq!(
-            (defaults.addr, defaults.server, defaults.brew),
-            (None, None, None)
-        );
+        assert_eq!((defaults.addr, defaults.server), (None, None));
         assert!(defaults.server_args.is_empty());
         assert_eq!(defaults.depth, 1);
         assert_eq!(defaults.duration, Duration::from_secs(5));
@@ -232,13 +196,12 @@ mod tests {
             "--addr=localhost:8080",
             "--server",
             "/bin/x",
-            "--brew=b.txt",
             "--seed",
             "42",
             "--no-null",
             "--table",
         ]);
-        assert_eq!(parsed.workload, Workload::Churn);
+        assert_eq!(parsed.workload, crate::load::CHURN);
         assert_eq!(
             (parsed.connections, parsed.depth, parsed.idle),
             (7, 16, 9900)
@@ -251,7 +214,6 @@ mod tests {
         );
         assert_eq!(parsed.addr.as_deref(), Some("localhost:8080"));
         assert_eq!(parsed.server, Some(PathBuf::from("/bin/x")));
-        assert_eq!(parsed.brew, Some(PathBuf::from("b.txt")));
         assert_eq!(parsed.seed, 42);
         assert!(!parsed.null && parsed.table);
     }
@@ -276,7 +238,7 @@ mod tests {
             ),
             (
                 &["--workload", "write"],
-                "'write' for --workload: expected query, churn, mixed or harness",
+                "'write' for --workload: expected query, churn or mixed",
             ),
             (
                 &["--addr", "nowhere"],

@@ -6,20 +6,16 @@ pub(crate) use package_indexer::thousands;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// A rate or other measured figure, rounded to a whole number, with
+/// A measured figure rounded to a whole number (the cast saturates), with
 /// thousands separators.
-// Rounding a measured float to a whole number is the point here; the cast
-// saturates at the ends of the range.
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) fn whole(value: f64) -> String {
     thousands(value.round() as u64)
 }
 
 pub(crate) fn millis(latency: Option<Duration>) -> String {
-    latency.map_or_else(
-        || "n/a".into(),
-        |d| format!("{:.3} ms", d.as_secs_f64() * 1e3),
-    )
+    let millis = latency.map(|d| d.as_secs_f64() * 1e3);
+    millis.map_or_else(|| "n/a".into(), |ms| format!("{ms:.3} ms"))
 }
 
 /// Bytes in MB (10^6), as the targets are written.
@@ -43,7 +39,7 @@ pub(crate) fn steady_title(shape: &Steady, graph: usize) -> String {
     };
     format!(
         "{}, {} connections, depth {}, {} idle, {:?}, graph of {} packages; {latency}",
-        shape.workload.name(),
+        shape.workload.name,
         shape.connections,
         shape.depth,
         shape.idle,
@@ -52,54 +48,40 @@ pub(crate) fn steady_title(shape: &Steady, graph: usize) -> String {
     )
 }
 
-const HEADER: [&str; 7] = [
-    "requests/s",
-    "p50",
-    "p99",
-    "p99.9",
-    "cpu s",
-    "rss",
-    "peak rss",
-];
+/// The report's columns, `|`-separated.
+const HEADER: &str = "requests/s|p50|p99|p99.9|cpu s|rss|peak rss";
 
-fn columns(measured: &Measured) -> [String; 7] {
-    let memory = measured.memory;
-    [
-        whole(measured.requests_per_second()),
-        millis(measured.latency.percentile(50.0)),
-        millis(measured.latency.percentile(99.0)),
-        millis(measured.latency.percentile(99.9)),
-        measured
-            .cpu_seconds
-            .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
-        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.rss)),
-        memory.map_or_else(|| "n/a".into(), |m| megabytes(m.peak_rss)),
-    ]
-}
+/// The latency percentiles every report gives.
+const PERCENTILES: [f64; 3] = [50.0, 99.0, 99.9];
 
 fn seconds(latency: Option<Duration>) -> Option<f64> {
     latency.map(|d| d.as_secs_f64())
 }
 
-fn ratios(real: &Measured, null: &Measured) -> [String; 7] {
-    let percentile = |p| {
+fn columns(measured: &Measured) -> Vec<String> {
+    let bytes = |b: Option<u64>| b.map_or_else(|| "n/a".into(), megabytes);
+    let mut cells = vec![whole(measured.rate())];
+    cells.extend(PERCENTILES.map(|p| millis(measured.latency.percentile(p))));
+    cells.push(
+        measured
+            .cpu_seconds
+            .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
+    );
+    cells.push(bytes(measured.memory.resident_bytes));
+    cells.push(bytes(measured.memory.peak_resident_bytes));
+    cells
+}
+
+fn ratios(real: &Measured, null: &Measured) -> Vec<String> {
+    let mut cells = vec![ratio(Some(real.rate()), Some(null.rate()))];
+    cells.extend(PERCENTILES.map(|p| {
         ratio(
             seconds(real.latency.percentile(p)),
             seconds(null.latency.percentile(p)),
         )
-    };
-    [
-        ratio(
-            Some(real.requests_per_second()),
-            Some(null.requests_per_second()),
-        ),
-        percentile(50.0),
-        percentile(99.0),
-        percentile(99.9),
-        ratio(real.cpu_seconds, null.cpu_seconds),
-        String::new(),
-        String::new(),
-    ]
+    }));
+    cells.push(ratio(real.cpu_seconds, null.cpu_seconds));
+    cells
 }
 
 fn row(out: &mut String, label: &str, cells: &[String]) {
@@ -113,7 +95,11 @@ fn row(out: &mut String, label: &str, cells: &[String]) {
 /// One run's figures per server, and the ratio of the first to the second.
 pub(crate) fn runs(title: &str, results: &[(&str, Measured)]) -> String {
     let mut out = format!("{title}\n");
-    row(&mut out, "", &HEADER.map(String::from));
+    row(
+        &mut out,
+        "",
+        &HEADER.split('|').map(String::from).collect::<Vec<_>>(),
+    );
     for (label, measured) in results {
         row(&mut out, label, &columns(measured));
     }
@@ -121,19 +107,13 @@ pub(crate) fn runs(title: &str, results: &[(&str, Measured)]) -> String {
         row(&mut out, "ratio", &ratios(real, null));
     }
     for (label, measured) in results {
-        let answers = measured.answers;
+        let [ok, fail, error] = measured.answers.map(thousands);
         let _ = write!(
             out,
-            "  {label}: {} requests in {:.2} s; answers ok {}, fail {}, error {}",
+            "  {label}: {} requests in {:.2} s; answers ok {ok}, fail {fail}, error {error}",
             thousands(measured.requests),
             measured.elapsed.as_secs_f64(),
-            thousands(answers.ok),
-            thousands(answers.fail),
-            thousands(answers.error)
         );
-        if measured.harness_runs > 0 {
-            let _ = write!(out, "; {} harness runs", measured.harness_runs);
-        }
         if let Some((served, held)) = measured.idle_served {
             let _ = write!(out, "; idle connections served {served} of {held}");
         }

@@ -3,7 +3,8 @@
 //! server; plus how to read their CPU time and memory.
 
 use crate::null_server::NullServer;
-use crate::procfs::{self, Memory};
+use crate::options::Options;
+use package_indexer::procfs::{process_cpu_seconds, process_status, ProcessStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -26,28 +27,16 @@ pub enum Meter<'a> {
     Unknown,
 }
 
-/// A server's resource use at one moment.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Usage {
-    pub cpu_seconds: Option<f64>,
-    pub memory: Option<Memory>,
-}
-
 impl Meter<'_> {
-    pub fn sample(&self) -> Usage {
+    /// The server's CPU seconds so far and its memory now.
+    pub fn sample(&self) -> (Option<f64>, ProcessStatus) {
         match self {
             Meter::Process(pid) => {
                 let pid = pid.to_string();
-                Usage {
-                    cpu_seconds: package_indexer::procfs::process_cpu_seconds(&pid),
-                    memory: procfs::process_memory(&pid),
-                }
+                (process_cpu_seconds(&pid), process_status(&pid))
             }
-            Meter::Null(server) => Usage {
-                cpu_seconds: Some(server.cpu_seconds()),
-                memory: procfs::process_memory("self"),
-            },
-            Meter::Unknown => Usage::default(),
+            Meter::Null(server) => (Some(server.cpu_seconds()), process_status("self")),
+            Meter::Unknown => (None, ProcessStatus::default()),
         }
     }
 }
@@ -55,62 +44,51 @@ impl Meter<'_> {
 /// The real server, started by us.
 pub struct RealServer {
     child: Child,
-    addr: SocketAddr,
-    /// Its admin listener, when `--admin-addr` turned one on.
-    admin_addr: Option<SocketAddr>,
+    pub addr: SocketAddr,
     /// From spawn to the start line on stderr.
     pub startup: Duration,
 }
 
-/// The `package-indexer` binary next to this one (both are built together).
-pub(crate) fn default_server_binary() -> Result<PathBuf, String> {
+/// The `package-indexer` binary: `--server`, or the one next to this one
+/// (both are built together).
+pub(crate) fn server_binary(options: &Options) -> Result<PathBuf, String> {
+    if let Some(binary) = &options.server {
+        return Ok(binary.clone());
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let binary = exe.with_file_name("package-indexer");
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(format!(
-            "{} not found: build it first (cargo build --release)",
+    match binary.is_file() {
+        true => Ok(binary),
+        false => Err(format!(
+            "{} not found: build it first (make build)",
             binary.display()
-        ))
+        )),
     }
 }
 
 impl RealServer {
     /// Starts the server on an ephemeral loopback port, without an admin
-    /// listener unless `extra_args` asks for one, and waits for its start
-    /// line; its log lines are copied to our stderr.
+    /// listener, and waits for its start line; its log lines are copied to
+    /// our stderr.
     pub fn spawn(binary: &Path, extra_args: &[String]) -> Result<RealServer, String> {
         let mut command = Command::new(binary);
         command
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "off"])
             .args(extra_args);
         let started = Instant::now();
-        let server =
-            workload::start_server(command, |line| eprintln!("  server: {line}"), START_TIMEOUT)
-                .map_err(|status| match status {
-                    Some(status) => {
-                        format!("{} exited with {status} before listening", binary.display())
-                    }
-                    None => format!(
-                        "{} did not listen within {START_TIMEOUT:?}",
-                        binary.display()
-                    ),
-                })?;
+        let on_line = |line: &str| eprintln!("  server: {line}");
+        let server = workload::start_server(command, on_line, START_TIMEOUT).map_err(|status| {
+            let binary = binary.display();
+            match status {
+                Some(status) => format!("{binary} exited with {status} before listening"),
+                None => format!("{binary} did not listen within {START_TIMEOUT:?}"),
+            }
+        })?;
         Ok(RealServer {
             child: server.child,
             addr: server.addr,
-            admin_addr: server.admin_addr,
             startup: started.elapsed(),
         })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
     }
 
     pub fn meter(&self) -> Meter<'static> {
@@ -121,11 +99,8 @@ impl RealServer {
     /// restart measures loading, not crash recovery of a half-written log.
     pub fn stop(mut self) -> Result<(), String> {
         let pid = self.child.id().to_string();
-        let signalled = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !signalled.success() {
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status();
+        if !signalled.is_ok_and(|status| status.success()) {
             return Err(format!("kill -TERM {pid} failed"));
         }
         let deadline = Instant::now() + STOP_TIMEOUT;

@@ -1,42 +1,8 @@
 //! `package-indexer-harness`: drives a server the way the challenge's
-//! official test harness does (`docs/tools.md`, "How the official harness
-//! drives a server") and says whether it held up.
-//!
-//! The packages (by default the Homebrew list the official harness embeds,
-//! built in here too; another list with `--packages FILE`; or, with
-//! `--count N`, a graph of N packages of the same shape generated from
-//! `--seed`) are shuffled and split into
-//! `--concurrency` segments, one client per segment. Five steps run one after
-//! another, each with fresh connections:
-//!
-//! 1. `REMOVE` every package, repeating until all answer `OK`;
-//! 2. `INDEX` every package, repeating until all answer `OK`; with
-//!    probability `--unluckiness` percent a broken message is sent in place
-//!    of a package's command and must be answered `ERROR`;
-//! 3. `QUERY` every package, expecting `OK`;
-//! 4. `REMOVE` every package again, repeating until all answer `OK`;
-//! 5. `QUERY` every package, expecting `FAIL`.
-//!
-//! "Repeating" resends, round after round, the packages of the segment not
-//! yet answered `OK` (their dependencies or dependents may belong to other
-//! clients). A round in which nothing of the segment succeeded is followed by
-//! a short pause, and a step fails instead of spinning for ever when no
-//! client had a package accepted for [`step::STALL_LIMIT`].
-//!
-//! Every message is one line followed by `\n`; every answer must be exactly
-//! `OK`, `FAIL` or `ERROR` within [`step::ANSWER_DEADLINE`]. Any other answer, a
-//! closed connection or a timeout fails the run. The first failing step stops
-//! the run; its failures are printed with the step, the client, the message
-//! sent and what came back, and for a removal refused for good, what the
-//! server says still depends on the package.
-//!
-//! Defaults follow the official harness (the Homebrew list,
-//! `--concurrency 10`, `--unluckiness 5`, port 8080) except `--seed`, which
-//! comes from the clock and is printed, so that repeated runs cover
-//! different splits, broken messages and generated graphs.
-//!
-//! Exit status: 0 after `All tests passed!`, 1 when a check failed, 2 for bad
-//! usage (flags, unreadable or invalid `--packages` file).
+//! official test harness does and says whether it held up. What it sends
+//! and checks, its flags and its exit statuses are in `docs/tools.md`
+//! ("How the official harness drives a server", "The harness"): exit 0
+//! after `All tests passed!`, 1 when a check failed, 2 for bad usage.
 
 mod options;
 mod report;
@@ -60,15 +26,10 @@ fn main() -> ExitCode {
 /// Loads the packages (a list that cannot be used is bad usage: exit 2),
 /// then runs the steps on them, reporting to stdout.
 fn load_and_run(options: Options) -> ExitCode {
-    let packages = match options.source.load() {
-        Ok(packages) => packages,
-        Err(reason) => return UsageError(reason).report(PROGRAM),
-    };
-    let mut out = io::stdout().lock();
-    if run(&options, &packages, &mut out) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match options.source.load() {
+        Err(reason) => UsageError(reason).report(PROGRAM),
+        Ok(packages) if run(&options, &packages, &mut io::stdout().lock()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
     }
 }
 
@@ -114,8 +75,8 @@ fn run(options: &Options, packages: &[Package], out: &mut impl Write) -> bool {
                 let _ = writeln!(
                     out,
                     "step {}/5 {}: {} requests ({} broken), at most {} rounds, {:.2}s",
-                    step.number(),
-                    step.title(),
+                    step.number,
+                    step.title,
                     totals.requests,
                     totals.broken,
                     totals.rounds,

@@ -16,22 +16,22 @@ const FLAGS: &[Flag] = &[
     Flag::value(
         "seed",
         "",
-        "seeds the split, the broken messages and --count's graph; none: the clock, printed",
+        "seeds the split, the broken messages, --count; none: the clock",
     ),
     Flag::value(
         "unluckiness",
         "5",
-        "percent of INDEX messages replaced by a broken one, 0 to 99",
+        "percent of INDEX messages sent broken, 0 to 99",
     ),
     Flag::value(
         "packages",
         "",
-        "Homebrew-style list (`name: dep dep`); none: the embedded one, the official harness's",
+        "Homebrew-style list (`name: dep dep`); none: the embedded one",
     ),
     Flag::value(
         "count",
         "",
-        "instead of a list, a generated graph of this many Homebrew-like packages",
+        "instead of a list, a generated graph of this many packages",
     ),
 ];
 
@@ -113,12 +113,11 @@ impl Options {
 /// A default seed that differs between runs; it is printed so that a failing
 /// run can be repeated with `--seed`.
 fn seed_from_clock() -> u64 {
-    SystemTime::now()
+    let elapsed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        // Seconds and nanoseconds together make a seed that changes fast.
-        .map_or(0, |elapsed| {
-            elapsed.as_secs().wrapping_mul(1_000_000_000) ^ u64::from(elapsed.subsec_nanos())
-        })
+        .unwrap_or_default();
+    // Seconds and nanoseconds together make a seed that changes fast.
+    elapsed.as_secs().wrapping_mul(1_000_000_000) ^ u64::from(elapsed.subsec_nanos())
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! What a failing run prints.
 
 use crate::step::Step;
-use package_indexer::Response;
 use std::fmt;
 use std::io::Write;
 
@@ -17,18 +16,15 @@ pub(crate) fn report_failures(out: &mut impl Write, step: Step, failures: &[Fail
     for failure in failures.iter().take(MAX_PRINTED_FAILURES) {
         let _ = writeln!(out, "FAIL {failure}");
     }
-    if failures.len() > MAX_PRINTED_FAILURES {
-        let _ = writeln!(
-            out,
-            "... and {} more",
-            failures.len() - MAX_PRINTED_FAILURES
-        );
+    let more = failures.len().saturating_sub(MAX_PRINTED_FAILURES);
+    if more > 0 {
+        let _ = writeln!(out, "... and {more} more");
     }
     let _ = writeln!(
         out,
         "FAILED at step {}/5 ({}): {} client(s) failed; repeat with --seed {seed}",
-        step.number(),
-        step.title(),
+        step.number,
+        step.title,
         failures.len()
     );
 }
@@ -44,7 +40,7 @@ pub(crate) struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {}/5, client {}: ", self.step.number(), self.client)?;
+        write!(f, "step {}/5, client {}: ", self.step.number, self.client)?;
         if let Some(sent) = &self.sent {
             write!(f, "sent {:?}: ", shorten(sent))?;
         }
@@ -62,14 +58,6 @@ fn shorten(message: &str) -> String {
         end -= 1;
     }
     format!("{}... ({} bytes)", &message[..end], message.len())
-}
-
-pub(crate) fn answer_text(answer: Response) -> &'static str {
-    match answer {
-        Response::Ok => "OK",
-        Response::Fail => "FAIL",
-        Response::Error => "ERROR",
-    }
 }
 
 #[cfg(test)]

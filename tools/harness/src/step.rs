@@ -1,6 +1,6 @@
 //! The five steps and the clients that run them.
 
-use crate::report::{answer_text, Failure};
+use crate::report::Failure;
 use package_indexer::{connect_to, Connection, Response};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,75 +18,66 @@ pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest pause after a round in which nothing of a segment succeeded.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
-/// The five steps, in the order they run.
+/// One of the five steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    RemoveBefore,
-    Index,
-    QueryIndexed,
-    RemoveAfter,
-    QueryRemoved,
-}
-
-/// What a step wants from each package's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Goal {
-    /// Resend until `OK`; `FAIL` means "not yet".
-    RetryUntilOk,
-    /// One message per package; this answer and no other.
-    Expect(Response),
+pub(crate) struct Step {
+    /// 1 to 5, the order they run in.
+    pub(crate) number: usize,
+    pub(crate) title: &'static str,
+    /// `REMOVE`, `INDEX` or `QUERY`, sent for every package.
+    command: &'static str,
+    /// What the step wants from each package's answer: `None`, resend
+    /// until `OK` (`FAIL` means "not yet"); else one message per package,
+    /// and this answer and no other.
+    expect: Option<Response>,
 }
 
 impl Step {
     pub(crate) const ALL: [Step; 5] = [
-        Step::RemoveBefore,
-        Step::Index,
-        Step::QueryIndexed,
-        Step::RemoveAfter,
-        Step::QueryRemoved,
+        Step::new(1, "remove every package until OK", "REMOVE", None),
+        Step::new(2, "index every package until OK", "INDEX", None),
+        Step::new(
+            3,
+            "query every package, expecting OK",
+            "QUERY",
+            Some(Response::Ok),
+        ),
+        Step::new(4, "remove every package again until OK", "REMOVE", None),
+        Step::new(
+            5,
+            "query every package, expecting FAIL",
+            "QUERY",
+            Some(Response::Fail),
+        ),
     ];
 
-    pub(crate) fn number(self) -> usize {
-        match self {
-            Step::RemoveBefore => 1,
-            Step::Index => 2,
-            Step::QueryIndexed => 3,
-            Step::RemoveAfter => 4,
-            Step::QueryRemoved => 5,
-        }
-    }
-
-    pub(crate) fn title(self) -> &'static str {
-        match self {
-            Step::RemoveBefore => "remove every package until OK",
-            Step::Index => "index every package until OK",
-            Step::QueryIndexed => "query every package, expecting OK",
-            Step::RemoveAfter => "remove every package again until OK",
-            Step::QueryRemoved => "query every package, expecting FAIL",
-        }
-    }
-
-    fn goal(self) -> Goal {
-        match self {
-            Step::RemoveBefore | Step::Index | Step::RemoveAfter => Goal::RetryUntilOk,
-            Step::QueryIndexed => Goal::Expect(Response::Ok),
-            Step::QueryRemoved => Goal::Expect(Response::Fail),
+    const fn new(
+        number: usize,
+        title: &'static str,
+        command: &'static str,
+        expect: Option<Response>,
+    ) -> Step {
+        Step {
+            number,
+            title,
+            command,
+            expect,
         }
     }
 
     /// The well-formed message this step sends for `package`.
     fn message(self, package: &Package) -> String {
-        match self {
-            Step::Index => format!("INDEX|{}|{}", package.name, package.dependencies.join(",")),
-            Step::RemoveBefore | Step::RemoveAfter => format!("REMOVE|{}|", package.name),
-            Step::QueryIndexed | Step::QueryRemoved => format!("QUERY|{}|", package.name),
-        }
+        let dependencies = match self.command {
+            "INDEX" => package.dependencies.join(","),
+            _ => String::new(),
+        };
+        format!("{}|{}|{dependencies}", self.command, package.name)
     }
 
     /// Whether this step sometimes sends a broken message instead, as the
     /// official harness's index step does.
     fn is_unlucky(self) -> bool {
-        self == Step::Index
+        self.command == "INDEX"
     }
 }
 
@@ -120,10 +111,12 @@ pub(crate) struct ClientStats {
 
 impl ClientStats {
     /// Sums counts; rounds keep the maximum, the step's critical path.
-    fn add(&mut self, other: &ClientStats) {
-        self.requests += other.requests;
-        self.broken += other.broken;
-        self.rounds = self.rounds.max(other.rounds);
+    fn add(self, other: ClientStats) -> ClientStats {
+        ClientStats {
+            requests: self.requests + other.requests,
+            broken: self.broken + other.broken,
+            rounds: self.rounds.max(other.rounds),
+        }
     }
 }
 
@@ -194,161 +187,42 @@ impl<'a> StepRun<'a> {
                 })
                 .collect()
         });
-        let mut totals = ClientStats::default();
-        let mut failures = Vec::new();
-        for result in results {
-            match result {
-                Ok(stats) => totals.add(&stats),
-                Err(failure) => failures.push(failure),
-            }
+        let (passed, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        if !failed.is_empty() {
+            return Err(failed.into_iter().filter_map(Result::err).collect());
         }
-        if failures.is_empty() {
-            Ok(totals)
-        } else {
-            Err(failures)
-        }
+        Ok(passed
+            .into_iter()
+            .flatten()
+            .fold(ClientStats::default(), ClientStats::add))
     }
 
     fn run_client(
         &self,
-        client: usize,
+        number: usize,
         segment: &[&Package],
         rng: &mut Rng,
     ) -> Result<ClientStats, Failure> {
-        let result = connect_to(self.target, self.addresses, ANSWER_DEADLINE)
-            .map(Connection::new)
-            .map_err(|problem| self.failure(client, None, problem))
-            .and_then(|mut connection| match self.step.goal() {
-                Goal::RetryUntilOk => self.retry_until_ok(&mut connection, client, segment, rng),
-                Goal::Expect(answer) => self.expect_each(&mut connection, client, segment, answer),
+        let connected = connect_to(self.target, self.addresses, ANSWER_DEADLINE);
+        let result = connected
+            .map_err(|problem| self.failure(number, None, problem))
+            .and_then(|stream| {
+                let mut client = Client {
+                    run: self,
+                    number,
+                    connection: Connection::new(stream),
+                    stats: ClientStats::default(),
+                };
+                match self.step.expect {
+                    None => client.retry_until_ok(segment, rng)?,
+                    Some(answer) => client.expect_each(segment, answer)?,
+                }
+                Ok(client.stats)
             });
         if result.is_err() {
             self.abort.store(true, Ordering::Relaxed);
         }
         result
-    }
-
-    fn retry_until_ok(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        segment: &[&Package],
-        rng: &mut Rng,
-    ) -> Result<ClientStats, Failure> {
-        let mut stats = ClientStats::default();
-        let mut pending: Vec<&Package> = segment.to_vec();
-        let mut stall = StallWatch::new(self.accepted.load(Ordering::Relaxed));
-        let mut backoff = Duration::ZERO;
-        while !pending.is_empty() {
-            stats.rounds += 1;
-            let before = pending.len();
-            let mut refused = Vec::new();
-            let mut last_refused_message = None;
-            for package in pending {
-                if self.abort.load(Ordering::Relaxed) {
-                    return Ok(stats);
-                }
-                if self.step.is_unlucky() && rng.percent(self.unluckiness) {
-                    let broken = broken_message(rng, package);
-                    self.check_answer(connection, client, &broken, Response::Error, &mut stats)?;
-                    stats.broken += 1;
-                    refused.push(package);
-                    continue;
-                }
-                let message = self.step.message(package);
-                match self.send(connection, client, &message, &mut stats)? {
-                    Response::Ok => {
-                        self.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Response::Fail => {
-                        refused.push(package);
-                        last_refused_message = Some(message);
-                    }
-                    Response::Error => {
-                        let problem = "expected OK or FAIL, got ERROR".to_string();
-                        return Err(self.failure(client, Some(message), problem));
-                    }
-                }
-            }
-            pending = refused;
-            if pending.len() < before {
-                backoff = Duration::ZERO;
-                continue;
-            }
-            if stall.stalled(self.accepted.load(Ordering::Relaxed)) {
-                let mut problem = format!(
-                    "FAIL, and no client had a package accepted for {}s; \
-                     {} package(s) of this client still refused",
-                    STALL_LIMIT.as_secs(),
-                    pending.len()
-                );
-                if let (Step::RemoveBefore | Step::RemoveAfter, Some(last)) =
-                    (self.step, pending.last())
-                {
-                    problem += &blockers(connection, self.packages, &last.name);
-                }
-                return Err(self.failure(client, last_refused_message, problem));
-            }
-            // Waiting on other clients: pause rather than hammer the server.
-            backoff = (backoff * 2).clamp(Duration::from_millis(1), MAX_BACKOFF);
-            thread::sleep(backoff);
-        }
-        Ok(stats)
-    }
-
-    fn expect_each(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        segment: &[&Package],
-        wanted: Response,
-    ) -> Result<ClientStats, Failure> {
-        let mut stats = ClientStats {
-            rounds: 1,
-            ..ClientStats::default()
-        };
-        for package in segment {
-            if self.abort.load(Ordering::Relaxed) {
-                break;
-            }
-            let message = self.step.message(package);
-            self.check_answer(connection, client, &message, wanted, &mut stats)?;
-        }
-        Ok(stats)
-    }
-
-    /// Sends `message` and fails unless the answer is `wanted`.
-    fn check_answer(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        message: &str,
-        wanted: Response,
-        stats: &mut ClientStats,
-    ) -> Result<(), Failure> {
-        let answer = self.send(connection, client, message, stats)?;
-        if answer == wanted {
-            return Ok(());
-        }
-        let problem = format!(
-            "expected {}, got {}",
-            answer_text(wanted),
-            answer_text(answer)
-        );
-        Err(self.failure(client, Some(message.to_string()), problem))
-    }
-
-    fn send(
-        &self,
-        connection: &mut Connection,
-        client: usize,
-        message: &str,
-        stats: &mut ClientStats,
-    ) -> Result<Response, Failure> {
-        stats.requests += 1;
-        connection
-            .ask(message.as_bytes())
-            .map_err(|e| self.failure(client, Some(message.to_string()), e.to_string()))
     }
 
     fn failure(&self, client: usize, sent: Option<String>, problem: String) -> Failure {
@@ -358,6 +232,113 @@ impl<'a> StepRun<'a> {
             sent,
             problem,
         }
+    }
+}
+
+/// One client of a step: its connection and what it did.
+struct Client<'r, 'a> {
+    run: &'r StepRun<'a>,
+    number: usize,
+    connection: Connection,
+    stats: ClientStats,
+}
+
+impl Client<'_, '_> {
+    fn retry_until_ok(&mut self, segment: &[&Package], rng: &mut Rng) -> Result<(), Failure> {
+        let run = self.run;
+        let mut pending: Vec<&Package> = segment.to_vec();
+        // The step-wide count of accepted packages, and when it last moved.
+        let mut accepted = (run.accepted.load(Ordering::Relaxed), Instant::now());
+        let mut backoff = Duration::ZERO;
+        while !pending.is_empty() {
+            self.stats.rounds += 1;
+            let before = pending.len();
+            let mut refused = Vec::new();
+            let mut last_refused_message = None;
+            for package in pending {
+                if run.abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                if run.step.is_unlucky() && rng.percent(run.unluckiness) {
+                    self.check_answer(&broken_message(rng, package), Response::Error)?;
+                    self.stats.broken += 1;
+                    refused.push(package);
+                    continue;
+                }
+                let message = run.step.message(package);
+                match self.send(&message)? {
+                    Response::Ok => {
+                        run.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Response::Fail => {
+                        refused.push(package);
+                        last_refused_message = Some(message);
+                    }
+                    Response::Error => {
+                        return Err(self.fail(&message, "expected OK or FAIL, got ERROR".into()));
+                    }
+                }
+            }
+            pending = refused;
+            if pending.len() < before {
+                backoff = Duration::ZERO;
+                continue;
+            }
+            let now = run.accepted.load(Ordering::Relaxed);
+            if now != accepted.0 {
+                accepted = (now, Instant::now());
+            } else if accepted.1.elapsed() >= STALL_LIMIT {
+                let mut problem = format!(
+                    "FAIL, and no client had a package accepted for {}s; \
+                     {} package(s) of this client still refused",
+                    STALL_LIMIT.as_secs(),
+                    pending.len()
+                );
+                if let (Some(last), "REMOVE") = (pending.last(), run.step.command) {
+                    problem += &blockers(&mut self.connection, run.packages, &last.name);
+                }
+                return Err(run.failure(self.number, last_refused_message, problem));
+            }
+            // Waiting on other clients: pause rather than hammer the server.
+            backoff = (backoff * 2).clamp(Duration::from_millis(1), MAX_BACKOFF);
+            thread::sleep(backoff);
+        }
+        Ok(())
+    }
+
+    fn expect_each(&mut self, segment: &[&Package], wanted: Response) -> Result<(), Failure> {
+        self.stats.rounds = 1;
+        for package in segment {
+            if self.run.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            self.check_answer(&self.run.step.message(package), wanted)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `message` and fails unless the answer is `wanted`.
+    fn check_answer(&mut self, message: &str, wanted: Response) -> Result<(), Failure> {
+        let answer = self.send(message)?;
+        if answer == wanted {
+            return Ok(());
+        }
+        let text = |r: Response| String::from_utf8_lossy(r.as_bytes()).trim_end().to_string();
+        Err(self.fail(
+            message,
+            format!("expected {}, got {}", text(wanted), text(answer)),
+        ))
+    }
+
+    fn send(&mut self, message: &str) -> Result<Response, Failure> {
+        self.stats.requests += 1;
+        let answer = self.connection.ask(message.as_bytes());
+        answer.map_err(|e| self.fail(message, e.to_string()))
+    }
+
+    fn fail(&self, sent: &str, problem: String) -> Failure {
+        self.run
+            .failure(self.number, Some(sent.to_string()), problem)
     }
 }
 
@@ -392,31 +373,6 @@ fn blockers(connection: &mut Connection, packages: &[Package], name: &str) -> St
         indexed.len(),
         indexed[..shown].join(", ")
     )
-}
-
-/// Notices when the step-wide count of accepted packages stops moving.
-struct StallWatch {
-    seen: usize,
-    since: Instant,
-}
-
-impl StallWatch {
-    fn new(accepted: usize) -> StallWatch {
-        StallWatch {
-            seen: accepted,
-            since: Instant::now(),
-        }
-    }
-
-    /// True once `accepted` has not changed for [`STALL_LIMIT`].
-    fn stalled(&mut self, accepted: usize) -> bool {
-        if accepted != self.seen {
-            self.seen = accepted;
-            self.since = Instant::now();
-            return false;
-        }
-        self.since.elapsed() >= STALL_LIMIT
-    }
 }
 
 #[cfg(test)]
@@ -475,7 +431,7 @@ mod tests {
             name: "emacs".to_string(),
             dependencies: vec!["elisp".to_string(), "gnutls".to_string()],
         };
-        assert!(is_well_formed(&Step::Index.message(&package)));
+        assert!(is_well_formed(&Step::ALL[1].message(&package)));
         let mut rng = Rng::new(1);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..500 {

@@ -1,23 +1,10 @@
-//! Workloads for the harness and the benchmark: package graphs to feed a server.
-//!
-//! Three [`Source`]s give the same [`Package`] list:
-//!
-//! - [`HOMEBREW_LIST`], the list the challenge's official harness embeds
-//!   (3,370 Homebrew packages, `data/brew-dependencies.txt`), built in;
-//! - a Homebrew-style list in a file (`name: dep dep dep` per line, the
-//!   format of [`package_indexer::package_list`]), read by [`parse_list`];
-//! - [`generate`], a synthetic graph of the same shape from a seed, of any
-//!   size.
-//!
-//! Both return a set that is *closed* (every dependency is itself a package)
-//! and *acyclic*, so that indexing in a suitable order always succeeds and
-//! removing in the reverse order always empties the server.
-//!
-//! [`Rng`] is a small seeded generator (splitmix64) shared by the generator
-//! and the tools, so a seed printed by a run reproduces it exactly.
-//!
-//! [`start_server`] starts a server and reads its start line, and
-//! [`TempDir`] is a scratch directory, for the bench and the tests.
+//! Package graphs for the harness and the benchmark, each a closed (every
+//! dependency is itself a package), acyclic [`Package`] list: the Homebrew
+//! list the official harness embeds ([`HOMEBREW_LIST`]), a list of that
+//! format in a file ([`parse_list`]), or one generated from a seed in the
+//! same shape ([`generate`]). [`Rng`] is the seeded generator the tools
+//! share, so a printed seed repeats a run. [`start_server`] and [`TempDir`]
+//! start a server and hold a scratch directory for the bench and the tests.
 
 mod launch;
 
@@ -128,61 +115,50 @@ pub fn parse_list(text: &str) -> Result<Vec<Package>, ListError> {
 /// Finds one dependency cycle in a closed package set, as the names along it
 /// with the first repeated at the end; `None` when the graph is acyclic.
 fn find_cycle(packages: &[Package]) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Unvisited,
-        OnPath,
-        Done,
-    }
-    let position: HashMap<&str, usize> = packages
+    let index: HashMap<&str, usize> = packages
         .iter()
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    let edges: Vec<Vec<usize>> = packages
-        .iter()
-        .map(|p| {
-            p.dependencies
-                .iter()
-                .filter_map(|d| position.get(d.as_str()).copied())
-                .collect()
-        })
+    let dependencies = |i: usize| {
+        let names = packages[i].dependencies.iter();
+        names.filter_map(|d| index.get(d.as_str()).copied())
+    };
+    // Kahn's algorithm: peel off the packages whose dependencies are all peeled.
+    let mut waiting: Vec<usize> = (0..packages.len())
+        .map(|i| dependencies(i).count())
         .collect();
-    let mut marks = vec![Mark::Unvisited; packages.len()];
-    for start in 0..packages.len() {
-        if marks[start] != Mark::Unvisited {
-            continue;
-        }
-        // Iterative depth-first search: (node, next edge to follow).
-        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-        marks[start] = Mark::OnPath;
-        while let Some(top) = path.last_mut() {
-            let (node, next) = *top;
-            if let Some(&target) = edges[node].get(next) {
-                top.1 += 1;
-                match marks[target] {
-                    Mark::Unvisited => {
-                        marks[target] = Mark::OnPath;
-                        path.push((target, 0));
-                    }
-                    Mark::OnPath => {
-                        let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[from..]
-                            .iter()
-                            .map(|&(n, _)| packages[n].name.clone())
-                            .collect();
-                        cycle.push(packages[target].name.clone());
-                        return Some(cycle);
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                marks[node] = Mark::Done;
-                path.pop();
+    let mut dependents = vec![Vec::new(); packages.len()];
+    for i in 0..packages.len() {
+        dependencies(i).for_each(|d| dependents[d].push(i));
+    }
+    let mut ready: Vec<usize> = (0..packages.len()).filter(|&i| waiting[i] == 0).collect();
+    while let Some(peeled) = ready.pop() {
+        for &dependent in &dependents[peeled] {
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                ready.push(dependent);
             }
         }
     }
-    None
+    // The rest lies on a cycle or depends on one: follow unpeeled
+    // dependencies until one comes round again.
+    let mut path = vec![(0..packages.len()).find(|&i| waiting[i] > 0)?];
+    let mut on_path = vec![None; packages.len()];
+    loop {
+        let last = *path.last()?;
+        on_path[last] = Some(path.len() - 1);
+        let next = dependencies(last).find(|&d| waiting[d] > 0)?;
+        path.push(next);
+        if let Some(at) = on_path[next] {
+            return Some(
+                path[at..]
+                    .iter()
+                    .map(|&i| packages[i].name.clone())
+                    .collect(),
+            );
+        }
+    }
 }
 
 /// A small, fast, seeded pseudo-random generator (splitmix64).
@@ -253,27 +229,16 @@ impl Rng {
 }
 
 /// The dependency-count distribution of the packages in the Homebrew dump
-/// that have any: (cumulative fraction, count) points, interpolated linearly.
-/// About 43% of all packages have none; see [`NO_DEPENDENCY_PERCENT`].
-const DEPENDENCY_COUNT_QUANTILES: [(f64, f64); 18] = [
-    (0.0, 1.0),
-    (0.10, 1.0),
-    (0.20, 2.0),
-    (0.30, 2.0),
-    (0.40, 3.0),
-    (0.50, 4.0),
-    (0.60, 6.0),
-    (0.70, 8.0),
-    (0.80, 16.0),
-    (0.85, 26.0),
-    (0.90, 40.0),
-    (0.93, 48.0),
-    (0.95, 54.0),
-    (0.97, 61.0),
-    (0.98, 69.0),
-    (0.99, 78.0),
-    (0.995, 85.0),
-    (1.0, 110.0),
+/// that have any: at each cumulative fraction, the count, interpolated
+/// linearly between them. About 43% of all packages have none; see
+/// [`NO_DEPENDENCY_PERCENT`].
+const DEPENDENCY_FRACTIONS: [f64; 18] = [
+    0.0, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99,
+    0.995, 1.0,
+];
+const DEPENDENCY_COUNTS: [f64; 18] = [
+    1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 26.0, 40.0, 48.0, 54.0, 61.0, 69.0, 78.0, 85.0,
+    110.0,
 ];
 
 /// Chance that a package which could have dependencies has none. Homebrew
@@ -334,13 +299,13 @@ fn dependency_count(rng: &mut Rng) -> usize {
         return 0;
     }
     let u = rng.unit();
-    let upper = DEPENDENCY_COUNT_QUANTILES
+    let upper = DEPENDENCY_FRACTIONS
         .iter()
-        .position(|&(fraction, _)| fraction > u)
-        .unwrap_or(DEPENDENCY_COUNT_QUANTILES.len() - 1)
+        .position(|&fraction| fraction > u)
+        .unwrap_or(DEPENDENCY_FRACTIONS.len() - 1)
         .max(1);
-    let (f0, c0) = DEPENDENCY_COUNT_QUANTILES[upper - 1];
-    let (f1, c1) = DEPENDENCY_COUNT_QUANTILES[upper];
+    let (f0, f1) = (DEPENDENCY_FRACTIONS[upper - 1], DEPENDENCY_FRACTIONS[upper]);
+    let (c0, c1) = (DEPENDENCY_COUNTS[upper - 1], DEPENDENCY_COUNTS[upper]);
     let count = c0 + (c1 - c0) * (u - f0) / (f1 - f0);
     count.round().max(1.0) as usize
 }

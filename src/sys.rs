@@ -12,15 +12,14 @@ use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::raw::c_int;
+use std::os::fd::RawFd;
+use std::os::raw::{c_int, c_short, c_ulong};
 use std::time::Duration;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("written for Linux (sigset_t, rlimit and socket option layouts and values)");
 
-// ---------------------------------------------------------------------------
 // Signals
-// ---------------------------------------------------------------------------
 
 const SIGHUP: c_int = 1;
 const SIGINT: c_int = 2;
@@ -46,8 +45,6 @@ struct Timespec {
 }
 
 extern "C" {
-    fn sigemptyset(set: *mut SigSet) -> c_int;
-    fn sigaddset(set: *mut SigSet, signum: c_int) -> c_int;
     fn pthread_sigmask(how: c_int, set: *const SigSet, old_set: *mut SigSet) -> c_int;
     /// The `info` argument (a `siginfo_t *`) is always passed null here.
     fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const Timespec) -> c_int;
@@ -69,13 +66,13 @@ pub enum Signal {
     User2,
 }
 
-/// Every signal [`block_signals`] takes over, with its number.
-const COLLECTED: [(c_int, Signal); 5] = [
-    (SIGTERM, Signal::Terminate),
-    (SIGINT, Signal::Interrupt),
-    (SIGHUP, Signal::Hangup),
-    (SIGUSR1, Signal::User1),
-    (SIGUSR2, Signal::User2),
+/// Every signal [`block_signals`] takes over, with its number and name.
+const COLLECTED: [(c_int, Signal, &str); 5] = [
+    (SIGTERM, Signal::Terminate, "SIGTERM"),
+    (SIGINT, Signal::Interrupt, "SIGINT"),
+    (SIGHUP, Signal::Hangup, "SIGHUP"),
+    (SIGUSR1, Signal::User1, "SIGUSR1"),
+    (SIGUSR2, Signal::User2, "SIGUSR2"),
 ];
 
 impl Signal {
@@ -87,13 +84,8 @@ impl Signal {
 
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Signal::Terminate => "SIGTERM",
-            Signal::Interrupt => "SIGINT",
-            Signal::Hangup => "SIGHUP",
-            Signal::User1 => "SIGUSR1",
-            Signal::User2 => "SIGUSR2",
-        })
+        let name = COLLECTED.iter().find(|(_, signal, _)| signal == self);
+        f.write_str(name.map_or("?", |(_, _, name)| name))
     }
 }
 
@@ -114,16 +106,9 @@ pub struct Signals {
 /// would kill the process without a graceful stop.
 pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
-    // SAFETY: `set` is a live, writable `sigset_t`-sized value owned by this
-    // frame; these functions only write within it and keep no pointer.
-    let added = unsafe {
-        sigemptyset(&mut set) == 0
-            && COLLECTED
-                .iter()
-                .all(|&(signum, _)| sigaddset(&mut set, signum) == 0)
-    };
-    if !added {
-        return Err(io::Error::last_os_error());
+    // Signal N is bit N - 1, as `sigaddset` sets it in glibc and musl.
+    for (signum, _, _) in COLLECTED {
+        set.bits[0] |= 1 << (signum - 1);
     }
     // SAFETY: `set` is initialised above and outlives the call; a null old
     // set tells the function not to report the previous mask.
@@ -156,16 +141,14 @@ impl Signals {
                 }
             }
             // Only the collected signals are in the set.
-            if let Some(&(_, signal)) = COLLECTED.iter().find(|&&(number, _)| number == signum) {
+            if let Some(&(_, signal, _)) = COLLECTED.iter().find(|(number, ..)| *number == signum) {
                 return Ok(Some(signal));
             }
         }
     }
 }
 
-// ---------------------------------------------------------------------------
 // Clock ticks
-// ---------------------------------------------------------------------------
 
 /// `_SC_CLK_TCK`, the same in glibc and musl.
 const SC_CLK_TCK: c_int = 2;
@@ -182,9 +165,7 @@ pub(crate) fn clock_ticks_per_second() -> Option<u64> {
     u64::try_from(ticks).ok().filter(|&ticks| ticks > 0)
 }
 
-// ---------------------------------------------------------------------------
 // Listen backlog
-// ---------------------------------------------------------------------------
 
 extern "C" {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
@@ -218,9 +199,7 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
     }
 }
 
-// ---------------------------------------------------------------------------
 // Open-files limit (RLIMIT_NOFILE)
-// ---------------------------------------------------------------------------
 
 const RLIMIT_NOFILE: c_int = 7;
 
@@ -288,9 +267,7 @@ impl OpenFilesLimit {
     }
 }
 
-// ---------------------------------------------------------------------------
 // TCP keepalive
-// ---------------------------------------------------------------------------
 
 const SOL_SOCKET: c_int = 1;
 const SO_KEEPALIVE: c_int = 9;
@@ -358,92 +335,76 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
     }
 }
 
-// ---------------------------------------------------------------------------
-// poll(2): readiness of many non-blocking sockets from one thread, for the
-// admin listener's event loop. A module of its own, so that its imports and
-// tests stay apart from the rest of the file.
-// ---------------------------------------------------------------------------
+// poll(2), for the admin listener's loop
 
-pub(crate) use readiness::{poll, PollFd, POLLIN, POLLOUT};
+/// Readable, or (on a listener) a connection is waiting to be accepted.
+pub(crate) const POLLIN: c_short = 0x001;
+/// Writable without blocking.
+pub(crate) const POLLOUT: c_short = 0x004;
 
-mod readiness {
-    use std::io;
-    use std::os::fd::RawFd;
-    use std::os::raw::{c_int, c_short, c_ulong};
-    use std::time::Duration;
+/// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PollFd {
+    fd: c_int,
+    events: c_short,
+    revents: c_short,
+}
 
-    /// Readable, or (on a listener) a connection is waiting to be accepted.
-    pub(crate) const POLLIN: c_short = 0x001;
-    /// Writable without blocking.
-    pub(crate) const POLLOUT: c_short = 0x004;
-
-    /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct PollFd {
-        fd: c_int,
-        events: c_short,
-        revents: c_short,
-    }
-
-    impl PollFd {
-        /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
-        pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
-            PollFd {
-                fd,
-                events,
-                revents: 0,
-            }
-        }
-
-        /// An entry the kernel skips (its descriptor is negative): it keeps
-        /// its place in the set without being watched.
-        pub(crate) fn ignored() -> PollFd {
-            PollFd::new(-1, 0)
-        }
-
-        /// What the last [`poll`] reported for this entry: some of the
-        /// requested events, or an error, hang-up or closed descriptor,
-        /// which are reported whether asked for or not: any nonzero value
-        /// means the descriptor wants attention.
-        pub(crate) fn revents(&self) -> c_short {
-            self.revents
+impl PollFd {
+    /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
+    pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
+        PollFd {
+            fd,
+            events,
+            revents: 0,
         }
     }
 
-    extern "C" {
-        #[link_name = "poll"]
-        fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+    /// An entry the kernel skips (its descriptor is negative): it keeps
+    /// its place in the set without being watched.
+    pub(crate) fn ignored() -> PollFd {
+        PollFd::new(-1, 0)
     }
 
-    /// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
-    /// no limit), and returns how many entries have events. The timeout is
-    /// rounded up to whole milliseconds, so the wait never ends early. A
-    /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
-    pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout_ms = match timeout {
-            None => -1,
-            Some(timeout) => {
-                let millis = timeout.as_nanos().div_ceil(1_000_000);
-                c_int::try_from(millis).unwrap_or(c_int::MAX)
-            }
-        };
-        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
-        let count = fds.len() as c_ulong;
-        // SAFETY: `fds` is an exclusively borrowed slice of `count`
-        // `#[repr(C)]` `struct pollfd` values that outlives the call; the
-        // kernel writes only their `revents` fields and keeps no pointer. A
-        // descriptor that is not open is reported as `POLLNVAL`, never read
-        // through.
-        let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
-        // Only the error, -1, does not fit.
-        usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+    /// What the last [`poll`] reported: nonzero when the descriptor wants
+    /// attention (an event asked for, or an error or hang-up, which are
+    /// reported whether asked for or not).
+    pub(crate) fn revents(&self) -> c_short {
+        self.revents
     }
 }
 
-// ---------------------------------------------------------------------------
+extern "C" {
+    #[link_name = "poll"]
+    fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+}
+
+/// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
+/// no limit), and returns how many entries have events. The timeout is
+/// rounded up to whole milliseconds, so the wait never ends early. A
+/// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
+pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let timeout_ms = match timeout {
+        None => -1,
+        Some(timeout) => {
+            let millis = timeout.as_nanos().div_ceil(1_000_000);
+            c_int::try_from(millis).unwrap_or(c_int::MAX)
+        }
+    };
+    // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
+    let count = fds.len() as c_ulong;
+    // SAFETY: `fds` is an exclusively borrowed slice of `count`
+    // `#[repr(C)]` `struct pollfd` values that outlives the call; the
+    // kernel writes only their `revents` fields and keeps no pointer. A
+    // descriptor that is not open is reported as `POLLNVAL`, never read
+    // through.
+    let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
+    // Only the error, -1, does not fit.
+    usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+}
+
 // Huge pages
-// ---------------------------------------------------------------------------
 
 pub(crate) use huge_pages::advise_huge_pages;
 
@@ -493,9 +454,7 @@ mod huge_pages {
     }
 }
 
-// ---------------------------------------------------------------------------
 // Prefetching
-// ---------------------------------------------------------------------------
 
 /// Asks the CPU to start bringing the cache line that holds `value` into
 /// its caches, and returns at once: code that knows which lines it will
@@ -564,9 +523,9 @@ mod tests {
 
     #[test]
     fn signals_display_by_their_names() {
-        let names: Vec<String> = COLLECTED.iter().map(|(_, s)| s.to_string()).collect();
+        let names: Vec<String> = COLLECTED.iter().map(|(_, s, _)| s.to_string()).collect();
         assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
-        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s)| s.stops()).collect();
+        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s, _)| s.stops()).collect();
         assert_eq!(stopping, [true, true, false, false, false]);
     }
 
@@ -629,7 +588,7 @@ mod tests {
 
 #[cfg(test)]
 mod readiness_tests {
-    use super::readiness::*;
+    use super::*;
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;

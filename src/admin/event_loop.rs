@@ -26,47 +26,25 @@ const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Bytes taken from a socket per `read`.
 const READ_CHUNK_BYTES: usize = 4096;
 
-/// Places in the poll set before the connections'.
-const STOP_SLOT: usize = 0;
-const LISTENER_SLOT: usize = 1;
-const FIRST_CONNECTION_SLOT: usize = 2;
-
 pub(super) struct EventLoop {
-    listener: TcpListener,
-    stop_watch: UnixStream,
-    state: AdminState,
-    limits: AdminLimits,
+    pub(super) listener: TcpListener,
+    /// Readable once [`AdminServer::stop`](super::AdminServer::stop)
+    /// closes its other end.
+    pub(super) stop_watch: UnixStream,
+    pub(super) state: AdminState,
+    pub(super) limits: AdminLimits,
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
-    connections: VecDeque<Connection>,
-    /// The threads answering jobs.
-    workers: Workers,
+    pub(super) connections: VecDeque<Connection>,
+    pub(super) workers: Workers,
     /// While set, the listener is left out of the poll set.
-    accept_paused_until: Option<Instant>,
+    pub(super) accept_paused_until: Option<Instant>,
     /// Accepts failed in a row; the first is logged as a warning, the end
     /// of the run once.
-    failed_accepts: u64,
+    pub(super) failed_accepts: u64,
 }
 
 impl EventLoop {
-    pub(super) fn new(
-        listener: TcpListener,
-        stop_watch: UnixStream,
-        state: AdminState,
-        limits: AdminLimits,
-    ) -> EventLoop {
-        EventLoop {
-            listener,
-            stop_watch,
-            state,
-            limits,
-            connections: VecDeque::new(),
-            workers: Workers::default(),
-            accept_paused_until: None,
-            failed_accepts: 0,
-        }
-    }
-
     /// Serves until the stop signal's other end is closed.
     pub(super) fn run(mut self) {
         let mut poll_set = Vec::new();
@@ -96,12 +74,13 @@ impl EventLoop {
                     continue;
                 }
             }
-            if poll_set[STOP_SLOT].revents() != 0 {
+            // The stop signal's entry is first, the listener's second.
+            if poll_set[0].revents() != 0 {
                 self.workers.stop();
                 return;
             }
-            self.serve_ready(&poll_set[FIRST_CONNECTION_SLOT..]);
-            if poll_set[LISTENER_SLOT].revents() != 0 {
+            self.serve_ready(&poll_set[2..]);
+            if poll_set[1].revents() != 0 {
                 self.accept_waiting();
             }
         }
@@ -221,7 +200,7 @@ impl EventLoop {
 }
 
 /// One admin client, from its accept until its answer is sent.
-struct Connection {
+pub(super) struct Connection {
     stream: TcpStream,
     deadline: Instant,
     stage: Stage,

@@ -1,6 +1,6 @@
 //! The admin server driven through real sockets.
 
-use super::reply::TEXT_CONTENT_TYPE;
+use super::routes::TEXT_CONTENT_TYPE;
 use super::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

@@ -21,11 +21,6 @@ compile_error!("written for Linux (sigset_t, rlimit and socket option layouts an
 
 // Signals
 
-const SIGHUP: c_int = 1;
-const SIGINT: c_int = 2;
-const SIGUSR1: c_int = 10;
-const SIGUSR2: c_int = 12;
-const SIGTERM: c_int = 15;
 const SIG_BLOCK: c_int = 0;
 const EINTR: c_int = 4;
 const EAGAIN: c_int = 11;
@@ -66,13 +61,13 @@ pub enum Signal {
     User2,
 }
 
-/// Every signal [`block_signals`] takes over, with its number and name.
+/// Every signal [`block_signals`] takes over: its number on Linux, and its name.
 const COLLECTED: [(c_int, Signal, &str); 5] = [
-    (SIGTERM, Signal::Terminate, "SIGTERM"),
-    (SIGINT, Signal::Interrupt, "SIGINT"),
-    (SIGHUP, Signal::Hangup, "SIGHUP"),
-    (SIGUSR1, Signal::User1, "SIGUSR1"),
-    (SIGUSR2, Signal::User2, "SIGUSR2"),
+    (15, Signal::Terminate, "SIGTERM"),
+    (2, Signal::Interrupt, "SIGINT"),
+    (1, Signal::Hangup, "SIGHUP"),
+    (10, Signal::User1, "SIGUSR1"),
+    (12, Signal::User2, "SIGUSR2"),
 ];
 
 impl Signal {
@@ -404,7 +399,9 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
     usize::try_from(ready).map_err(|_| io::Error::last_os_error())
 }
 
+// ---------------------------------------------------------------------------
 // Huge pages
+// ---------------------------------------------------------------------------
 
 pub(crate) use huge_pages::advise_huge_pages;
 

@@ -80,13 +80,8 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Serves admin requests on `listener` with the default [`AdminLimits`].
-    pub fn start(listener: TcpListener, state: AdminState) -> io::Result<AdminServer> {
-        AdminServer::start_with_limits(listener, state, AdminLimits::default())
-    }
-
-    /// [`start`](Self::start) with explicit limits.
-    pub fn start_with_limits(
+    /// Serves admin requests on `listener` within `limits`.
+    pub fn start(
         listener: TcpListener,
         state: AdminState,
         limits: AdminLimits,

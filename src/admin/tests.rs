@@ -34,7 +34,7 @@ fn start_serving(
         render_metrics: Box::new(render),
         store,
     };
-    let server = AdminServer::start_with_limits(listener, state, limits).unwrap();
+    let server = AdminServer::start(listener, state, limits).unwrap();
     (server, ready)
 }
 

@@ -19,7 +19,7 @@
 //! | --- | --- |
 //! | `name.rs` | [`PackageName`] and [`Dependencies`]: names validated once, where bytes enter |
 //! | `protocol.rs` | a line -> [`Request`] ([`parse_line`]), [`Response`] -> bytes; pure, total, zero-copy |
-//! | `index/` | [`Indexer`], the dependency graph laid out for the cache: a tag table, 24-byte nodes with short names inline, compact edge lists, dependent counts, staged lookups for runs of commands; no I/O, no locks |
+//! | `index/` | [`Indexer`], the dependency graph laid out for the cache: a tag table, 24-byte nodes with short names inline, each package's dependencies and dependents in one run of ids, staged lookups for runs of commands; no I/O, no locks |
 //! | `store.rs` | [`Store`]: the one `Arc<RwLock<Indexer>>` every connection shares, and the durable side it owns |
 //! | `durability/` | `--data-dir`: recovery, the compactor thread, snapshots, one owner for all of it; `wal.rs` is the whole durable write path: the append, the group commit, the sync and who waits for it |
 //! | `server.rs` | [`Server`]: the listener, one thread per connection, limits, graceful stop |
@@ -96,7 +96,7 @@ pub use durability::{
     DurabilityEvent, DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail,
 };
 pub use figures::thousands;
-pub use index::{Indexer, Outcome, Refusal};
+pub use index::{IndexOutcome, Indexer, Refusal};
 pub use metrics::{IndexGauges, Metrics, RejectReason};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};
 pub use protocol::{parse_line, write_request, Command, Malformed, ParseError, Request, Response};

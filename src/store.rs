@@ -12,14 +12,13 @@
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
 //!
-//! Two reads serve the operator rather than clients, and neither may stall
-//! writers for long: [`Store::inspect`] finds a package's dependents in
-//! chunks, taking the read lock once per chunk, and [`Store::export`]
-//! holds it only to copy the index.
+//! Two reads serve the operator rather than clients: [`Store::inspect`]
+//! holds the read lock once, as long as it takes to copy one package's
+//! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
-use crate::index::{Found, Indexer, Outcome, SharedIndex};
+use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -44,7 +43,7 @@ pub struct Store {
 /// What executing a request did, and what its answer must wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Executed {
-    pub outcome: Outcome,
+    pub outcome: IndexOutcome,
     pub wait_for: LogPosition,
 }
 
@@ -57,14 +56,6 @@ pub struct Inspection {
     /// What depends on it, sorted by name (as bytes).
     pub dependents: Vec<String>,
 }
-
-/// Ids a dependents scan covers per hold of the read lock: about 0.1 ms
-/// (see BENCHMARKS.md), well under the 2 ms a writer may be kept waiting.
-const SCAN_CHUNK_IDS: u32 = 32 * 1024;
-/// Chunked scans tried before the one that holds the lock throughout: each
-/// is spoilt only by the inspected package being removed, or more edges
-/// changing than the index remembers, while it ran.
-const SCAN_ATTEMPTS: usize = 3;
 
 impl Store {
     /// A memory-only store holding `indexer`.
@@ -144,10 +135,10 @@ impl Store {
             .as_deref()
             .map(|durable| durable.wal.last_appended())
             .unwrap_or_default();
-        let packages = run.iter().map(|request| request.package);
-        index.query_run(packages, |outcome| {
+        for request in run {
+            let outcome = index.query(request.package);
             executed.push(Executed { outcome, wait_for });
-        });
+        }
     }
 
     /// A run of changes under one write lock, each logged right after it is
@@ -188,59 +179,18 @@ impl Store {
     }
 
     /// The package's dependencies and dependents at one moment, or `None`
-    /// when it is not indexed.
-    ///
-    /// The index keeps only dependent *counts*, so the dependents are found
-    /// by scanning every package's dependency list, 32,768 ids
-    /// (`SCAN_CHUNK_IDS`) per hold of the read lock; writers run between
-    /// the chunks. At the end of the last chunk, under the same hold, the
-    /// index names the packages that gained or lost a dependency on the
-    /// package since the scan began, and which of them depend on it now;
-    /// with those corrected, what the chunks found is exactly the
-    /// package's dependents at that moment. A scan is started again only
-    /// when the package was removed meanwhile or more edges changed than
-    /// the index remembers (65,536); after three such scans
-    /// (`SCAN_ATTEMPTS`), one holds the read lock throughout: about 3 ms
-    /// per million packages.
+    /// when it is not indexed: one hold of the read lock, as long as it
+    /// takes to copy their names into two buffers.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
-        self.inspect_in_chunks(package, SCAN_CHUNK_IDS)
-    }
-
-    /// [`Store::inspect`] with chunks of `chunk_ids` ids.
-    fn inspect_in_chunks(&self, package: PackageName<'_>, chunk_ids: u32) -> Option<Inspection> {
-        let mut found = Found::default();
-        for _ in 0..SCAN_ATTEMPTS {
-            found.clear();
-            let scan = self.index.read().start_dependents_scan(package)?;
-            let mut next = 0u32;
-            loop {
-                found.make_room(&scan);
-                let index = self.index.read_after_writers();
-                let end = next.saturating_add(chunk_ids);
-                index.dependents_within(&scan, next..end, &mut found);
-                next = end;
-                if next < index.id_end() {
-                    continue;
-                }
-                let Some(changed) = index.dependents_changed_since(&scan, package) else {
-                    break;
-                };
-                let dependencies = names_of(index.dependencies_of(package)?);
-                drop(index);
-                found.apply(&changed);
-                return Some(Inspection::new(package, dependencies, &found));
-            }
-        }
-        found.clear();
-        if let Some(scan) = self.index.read().start_dependents_scan(package) {
-            found.make_room(&scan);
-        }
         let index = self.index.read();
-        let scan = index.start_dependents_scan(package)?;
-        index.dependents_within(&scan, 0..index.id_end(), &mut found);
-        let dependencies = names_of(index.dependencies_of(package)?);
+        let dependencies = Copied::of(index.dependencies_of(package)?);
+        let dependents = Copied::of(index.dependents_of(package)?);
         drop(index);
-        Some(Inspection::new(package, dependencies, &found))
+        Some(Inspection {
+            name: package.to_string(),
+            dependencies: dependencies.sorted(),
+            dependents: dependents.sorted(),
+        })
     }
 
     /// The whole index as a package list (`name: dep dep`, one package a
@@ -290,25 +240,41 @@ impl Store {
     }
 }
 
-impl Inspection {
-    fn new(package: PackageName<'_>, dependencies: Vec<String>, dependents: &Found) -> Self {
-        let mut listed = Vec::with_capacity(dependents.len());
-        listed.extend(dependents.names().map(str::to_string));
-        let mut dependents = listed;
-        dependents.sort_unstable();
-        Inspection {
-            name: package.to_string(),
-            dependencies,
-            dependents,
-        }
-    }
+/// Names copied out of the index into one buffer, so that the lock is not
+/// held while each gets an allocation of its own.
+struct Copied {
+    text: String,
+    ends: Vec<usize>,
 }
 
-/// Owned copies of `names`, sorted.
-fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut names: Vec<String> = names.map(str::to_string).collect();
-    names.sort_unstable();
-    names
+impl Copied {
+    fn of<'a>(names: impl Iterator<Item = &'a str>) -> Copied {
+        let mut copied = Copied {
+            text: String::new(),
+            ends: Vec::new(),
+        };
+        for name in names {
+            copied.text.push_str(name);
+            copied.ends.push(copied.text.len());
+        }
+        copied
+    }
+
+    /// The names, sorted as bytes. Each is keyed by its first eight bytes
+    /// as one number, which settles most comparisons without a visit to
+    /// the heap.
+    fn sorted(&self) -> Vec<String> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        let names = starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end]);
+        let mut keyed: Vec<(u64, &str)> = names.map(|n| (name_prefix(n.as_bytes()), n)).collect();
+        keyed.sort_unstable();
+        keyed
+            .into_iter()
+            .map(|(_, name)| name.to_string())
+            .collect()
+    }
 }
 
 /// Whether `command` takes the write lock.
@@ -340,13 +306,13 @@ mod tests {
         PackageName::new(text.as_bytes()).unwrap()
     }
 
-    fn index(store: &Store, package: &str, deps: &str) -> Outcome {
+    fn index(store: &Store, package: &str, deps: &str) -> IndexOutcome {
         let line = format!("INDEX|{package}|{deps}\n");
         let request = crate::protocol::parse_line(line.trim_end().as_bytes()).unwrap();
         store.execute(&request).unwrap().outcome
     }
 
-    fn remove(store: &Store, package: &str) -> Outcome {
+    fn remove(store: &Store, package: &str) -> IndexOutcome {
         let line = format!("REMOVE|{package}|");
         let request = crate::protocol::parse_line(line.as_bytes()).unwrap();
         store.execute(&request).unwrap().outcome
@@ -356,16 +322,13 @@ mod tests {
     fn inspect_lists_both_directions_sorted() {
         let store = Store::default();
         for (package, deps) in [("z", ""), ("b", ""), ("y", "z,b"), ("a", "y,z"), ("c", "y")] {
-            assert_eq!(index(&store, package, deps), Outcome::Added);
+            assert_eq!(index(&store, package, deps), IndexOutcome::Added);
         }
         let inspected = store.inspect(name("y")).unwrap();
         assert_eq!(inspected.name, "y");
         assert_eq!(inspected.dependencies, ["b", "z"]);
         assert_eq!(inspected.dependents, ["a", "c"]);
-        assert_eq!(
-            store.inspect_in_chunks(name("z"), 1).unwrap().dependents,
-            ["a", "y"]
-        );
+        assert_eq!(store.inspect(name("z")).unwrap().dependents, ["a", "y"]);
         assert!(store.inspect(name("missing")).is_none());
         assert_eq!(store.export(), "b:\nz:\ny: b z\na: y z\nc: y\n");
     }
@@ -374,8 +337,8 @@ mod tests {
     fn inspect_answers_a_state_the_index_passed_through() {
         // A writer indexes dependents d00..d15 of `base` in order, then
         // removes them in order, over and over: every state has as
-        // dependents a run d_i..d_j of consecutive numbers. Scans of one id
-        // a chunk race it; what they answer must still be such a run.
+        // dependents a run d_i..d_j of consecutive numbers. Inspections
+        // race it; what they answer must still be such a run.
         let store = Store::default();
         index(&store, "base", "");
         for filler in 0..40 {
@@ -402,7 +365,7 @@ mod tests {
                 numbers.len() == dependents.len() && numbers.windows(2).all(|w| w[1] == w[0] + 1)
             };
             let wrong = (0..2_000)
-                .filter_map(|_| store.inspect_in_chunks(name("base"), 1))
+                .filter_map(|_| store.inspect(name("base")))
                 .find(|inspected| !is_run(&inspected.dependents));
             // Stopped before asserting, so a failure does not leave the
             // scope waiting for the writer forever.

@@ -6,7 +6,7 @@
 
 use package_indexer::PackageName;
 use package_indexer::Response;
-use package_indexer::{Indexer, Outcome};
+use package_indexer::{IndexOutcome, Indexer};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,7 +68,7 @@ fn valid(name: &str) -> PackageName<'_> {
     PackageName::new(name.as_bytes()).unwrap()
 }
 
-fn run(index: &mut Indexer, op: &Op) -> Outcome {
+fn run(index: &mut Indexer, op: &Op) -> IndexOutcome {
     match op {
         Op::Index(name, deps) => index.index(valid(name), deps.iter().map(|d| valid(d))),
         Op::Remove(name) => index.remove(valid(name)),
@@ -102,13 +102,17 @@ proptest! {
                 let mut got: Vec<&str> = index.dependencies_of(valid(name)).unwrap().collect();
                 got.sort_unstable();
                 prop_assert_eq!(got, deps.iter().map(String::as_str).collect::<Vec<_>>());
+                let mut got: Vec<&str> = index.dependents_of(valid(name)).unwrap().collect();
+                got.sort_unstable();
+                let needed_by = model.packages.iter().filter(|(_, deps)| deps.contains(name));
+                prop_assert_eq!(got, needed_by.map(|(n, _)| n.as_str()).collect::<Vec<_>>());
             }
         }
         // Rejecting cycles keeps the index removable: reverse topological
         // order empties it.
         let order: Vec<String> = index.topological().map(|(n, _)| n.to_string()).collect();
         for name in order.iter().rev() {
-            prop_assert_eq!(index.remove(valid(name)), Outcome::Removed);
+            prop_assert_eq!(index.remove(valid(name)), IndexOutcome::Removed);
         }
         prop_assert_eq!(index.packages(), 0);
         prop_assert_eq!(index.dependencies(), 0);
@@ -125,7 +129,7 @@ fn names_the_index_cannot_keep_cannot_be_made() {
     let longest = [b'z'; 255];
     let mut index = Indexer::new();
     let name = PackageName::new(&longest).unwrap();
-    assert_eq!(index.index(name, std::iter::empty()), Outcome::Added);
-    assert_eq!(index.query(name), Outcome::Found);
+    assert_eq!(index.index(name, std::iter::empty()), IndexOutcome::Added);
+    assert_eq!(index.query(name), IndexOutcome::Found);
     assert_eq!(index.check_invariants(), Ok(()));
 }

@@ -272,16 +272,16 @@ impl Replay for Replayer<'_> {
 }
 
 impl RunItem for LoggedChange<'_> {
-    fn step(&self) -> index::Step<'_, impl Iterator<Item = PackageName<'_>>> {
+    fn command(&self) -> index::IndexCommand<'_, impl Iterator<Item = PackageName<'_>>> {
         match *self {
             LoggedChange::Index {
                 package,
                 dependencies,
-            } => index::Step::Index {
+            } => index::IndexCommand::Index {
                 package,
                 dependencies: dependencies.iter().copied(),
             },
-            LoggedChange::Remove { package } => index::Step::Remove(package),
+            LoggedChange::Remove { package } => index::IndexCommand::Remove(package),
         }
     }
 }

@@ -1,118 +1,209 @@
-//! Arenas: one array holding the runs of every package (its dependency
-//! list, or a name too long for its node), each run named by its start
-//! and length in the package's node.
+//! Arenas: one array holding a run for every package (its edges, or a name
+//! too long for its node), each run named by its start in the package's
+//! node and its length.
 //!
-//! Removing a package or replacing a run leaves its old run dead in
-//! place; the arena is compacted once the dead entries outweigh the live
-//! ones, so memory tracks the size of the index, not its history. A
-//! compaction visits every node, so it also waits for at least one dead
-//! entry per node: otherwise an arena with few live runs (long names, in
-//! an index of short ones) was compacted every few thousand removals, each
-//! time walking a million nodes under the write lock (about 1 ms).
+//! A run has room for its length rounded up to a size class: 1, 2, 3, 4,
+//! 6, 8, 12, 16, ..., each a power of two or three quarters of one, so a
+//! run wastes at most a third of its room, and one that grows a step at a
+//! time moves only when it outgrows its class. A run given up goes on its
+//! class's free list, where the next run of that class takes it: nothing
+//! is ever compacted, and no change walks the nodes. Memory follows the
+//! largest the index has been, class by class.
 
-use super::node::Node;
+/// The room of a run of `len` items.
+pub(super) fn room(len: usize) -> usize {
+    if len <= 2 {
+        return len;
+    }
+    let power = len.next_power_of_two();
+    if len <= power / 4 * 3 {
+        power / 4 * 3
+    } else {
+        power
+    }
+}
 
-/// An arena is compacted only past this many dead entries, so small
-/// indexes never bother.
-pub(super) const MIN_GARBAGE_TO_COMPACT: usize = 64 * 1024;
+/// The free list of runs of room `room` (a size class).
+fn class(room: usize) -> usize {
+    if room <= 2 {
+        return room;
+    }
+    let power = room.next_power_of_two();
+    2 * power.trailing_zeros() as usize - usize::from(room != power)
+}
 
-/// Runs of `T` owned by nodes, and how many entries are dead.
+/// Runs of `T`, and the starts of the free ones by class.
 #[derive(Debug, Default)]
 pub(super) struct Arena<T> {
     items: Vec<T>,
-    dead: usize,
+    free: Vec<Vec<u32>>,
+    free_items: usize,
 }
 
 impl<T: Clone> Clone for Arena<T> {
     fn clone(&self) -> Self {
         Arena {
             items: self.items.clone(),
-            dead: self.dead,
+            free: self.free.clone(),
+            free_items: self.free_items,
         }
     }
 
     /// Reuses the room this arena has (see [`Arena::touched`]).
     fn clone_from(&mut self, source: &Self) {
         self.items.clone_from(&source.items);
-        self.dead = source.dead;
+        self.free.clone_from(&source.free);
+        self.free_items = source.free_items;
     }
 }
 
-/// Where a node's run lies in an arena, and how the node is told it moved:
-/// one for dependency lists, one for long names.
-pub(super) struct Runs {
-    pub(super) of: fn(&Node) -> Option<(u32, usize)>,
-    pub(super) moved: fn(&mut Node, u32),
-}
-
-impl<T: Copy> Arena<T> {
-    /// An arena of `len` copies of `value`, each written so its pages are
-    /// really there (a zeroed `vec!` may get untouched pages from the
-    /// kernel), for `clone_from` to fill.
-    pub(super) fn touched(len: usize, value: T) -> Arena<T> {
+impl<T: Copy + Default> Arena<T> {
+    /// An arena of `len` items, each written so its pages are really there
+    /// (a zeroed `vec!` may get untouched pages from the kernel), for
+    /// `clone_from` to fill.
+    pub(super) fn touched(len: usize) -> Arena<T> {
         let mut items = Vec::with_capacity(len);
-        items.resize(len, value);
-        Arena { items, dead: 0 }
+        items.resize(len, T::default());
+        Arena {
+            items,
+            ..Arena::default()
+        }
     }
 
-    /// Entries, live and dead.
+    /// Items, in runs and free.
     pub(super) fn len(&self) -> usize {
         self.items.len()
     }
 
-    /// Dead entries.
-    pub(super) fn dead(&self) -> usize {
-        self.dead
+    /// Items in free runs.
+    pub(super) fn free(&self) -> usize {
+        self.free_items
     }
 
-    /// Appends `run`; its start, or `None` when the arena would outgrow
-    /// the 32-bit offsets nodes keep.
-    pub(super) fn push(&mut self, run: &[T]) -> Option<u32> {
+    /// True when `items` more can be taken, whatever the free lists hold,
+    /// without outgrowing the 32-bit starts nodes keep.
+    pub(super) fn has_room_for(&self, items: usize) -> bool {
+        self.items.len().saturating_add(items) <= u32::MAX as usize
+    }
+
+    /// The start of a run with room for `len` items, holding whatever it
+    /// held; `None` when the arena would outgrow 32-bit starts.
+    fn take(&mut self, len: usize) -> Option<u32> {
+        let room = room(len);
+        if let Some(start) = self.free.get_mut(class(room)).and_then(Vec::pop) {
+            self.free_items -= room;
+            return Some(start);
+        }
         let start = u32::try_from(self.items.len()).ok()?;
-        u32::try_from(self.items.len() + run.len()).ok()?;
-        self.items.extend_from_slice(run);
+        u32::try_from(self.items.len() + room).ok()?;
+        self.items.resize(self.items.len() + room, T::default());
         Some(start)
     }
 
+    /// A new run holding `items`; its start.
+    pub(super) fn push(&mut self, items: &[T]) -> Option<u32> {
+        let start = self.take(items.len())?;
+        self.run_mut(start, items.len()).copy_from_slice(items);
+        Some(start)
+    }
+
+    /// Gives up the run of `len` items at `start`.
+    pub(super) fn give_up(&mut self, start: u32, len: usize) {
+        self.free_room(start, room(len));
+    }
+
+    fn free_room(&mut self, start: u32, room: usize) {
+        if room == 0 {
+            return;
+        }
+        let class = class(room);
+        if self.free.len() <= class {
+            self.free.resize_with(class + 1, Vec::new);
+        }
+        self.free[class].push(start);
+        self.free_items += room;
+    }
+
+    /// Makes the run of `len` items at `start` hold `new_len`, keeping its
+    /// first items; its start, which moves when it outgrows its room.
+    /// Shrinking never fails: the room it no longer needs is given up in
+    /// place, in pieces that are powers of two. `None` (nothing changed)
+    /// when a run that must move cannot be taken.
+    pub(super) fn resize(&mut self, start: u32, len: usize, new_len: usize) -> Option<u32> {
+        let (old_room, new_room) = (room(len), room(new_len));
+        if new_room <= old_room {
+            let mut at = start as usize + new_room;
+            let end = start as usize + old_room;
+            while at < end {
+                let piece = 1 << (end - at).ilog2();
+                // Below the run's own end, which fit in a u32.
+                self.free_room(u32::try_from(at).unwrap_or(u32::MAX), piece);
+                at += piece;
+            }
+            return Some(start);
+        }
+        let moved = self.take(new_len)?;
+        let kept = len.min(new_len);
+        let from = start as usize;
+        self.items.copy_within(from..from + kept, moved as usize);
+        self.free_room(start, old_room);
+        Some(moved)
+    }
+
     pub(super) fn run(&self, start: u32, len: usize) -> &[T] {
-        let start = start as usize;
-        &self.items[start..start + len]
+        &self.items[start as usize..start as usize + len]
     }
 
     pub(super) fn run_mut(&mut self, start: u32, len: usize) -> &mut [T] {
-        let start = start as usize;
-        &mut self.items[start..start + len]
+        &mut self.items[start as usize..start as usize + len]
     }
 
-    /// The entry at `at`, for prefetching.
+    /// The item at `at`, for prefetching.
     pub(super) fn get(&self, at: u32) -> Option<&T> {
         self.items.get(at as usize)
     }
+}
 
-    /// Counts `len` entries of a run no node owns any more.
-    pub(super) fn discard(&mut self, len: usize) {
-        self.dead += len;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_are_powers_of_two_or_three_quarters_of_one() {
+        let rooms: Vec<usize> = (0..=17).map(room).collect();
+        assert_eq!(
+            rooms,
+            [0, 1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16, 24]
+        );
+        for len in 1..5_000 {
+            let room = room(len);
+            assert!(room >= len && (room - len) * 3 <= room, "{len}");
+        }
+        let classes: Vec<usize> = [1, 2, 3, 4, 6, 8, 12, 16].map(class).to_vec();
+        assert_eq!(classes, (1..=8).collect::<Vec<_>>());
     }
 
-    /// Once dead entries outweigh live ones, copies each live node's run
-    /// into a packed arena and tells the node where it went.
-    pub(super) fn compact_if_worthwhile(&mut self, nodes: &mut [Node], runs: &Runs) {
-        let enough = MIN_GARBAGE_TO_COMPACT.max(nodes.len());
-        if self.dead <= enough || self.dead * 2 <= self.items.len() {
-            return;
-        }
-        let mut packed = Vec::with_capacity(self.items.len() - self.dead);
-        for node in nodes.iter_mut() {
-            let Some((start, len)) = (runs.of)(node) else {
-                continue;
-            };
-            // Packing only moves runs down: every new start is below the
-            // old one, which fit in a u32.
-            let moved = u32::try_from(packed.len()).unwrap_or(start);
-            packed.extend_from_slice(self.run(start, len));
-            (runs.moved)(node, moved);
-        }
-        self.items = packed;
-        self.dead = 0;
+    #[test]
+    fn runs_given_up_are_taken_again_and_shrinking_frees_the_tail() {
+        let mut arena: Arena<u32> = Arena::default();
+        let a = arena.push(&[1, 2, 3, 4, 5]).unwrap();
+        assert_eq!(arena.len(), 6);
+        let b = arena.push(&[9]).unwrap();
+        // Growing past its room moves a run; its old room is free.
+        let a = arena.resize(a, 5, 7).unwrap();
+        assert_eq!(arena.run(a, 5), [1, 2, 3, 4, 5]);
+        assert_eq!((arena.len(), arena.free()), (15, 6));
+        // A run of that class takes the freed room.
+        let c = arena.push(&[7; 6]).unwrap();
+        assert_eq!((c, arena.free()), (0, 0));
+        // Shrinking from 8 to 3 gives up 4 and 1 in place.
+        assert_eq!(arena.resize(a, 7, 3), Some(a));
+        assert_eq!(arena.free(), 5);
+        assert_eq!(arena.push(&[8; 4]), Some(a + 3));
+        assert_eq!(arena.push(&[6]), Some(a + 7));
+        arena.give_up(b, 1);
+        assert_eq!(arena.run(b, 1), [9]);
+        assert_eq!(arena.free(), 1);
+        assert_eq!(arena.len(), 15);
     }
 }

@@ -7,46 +7,41 @@
 //! | file | what |
 //! | --- | --- |
 //! | `table.rs` | the name table: a name's hash to candidate ids, in 64-byte buckets of 1-byte tags and 4-byte ids |
-//! | `node.rs` | a package's 24-byte node: its dependency run, its dependent count, its name (up to 11 bytes inline) |
-//! | `arena.rs` | the arenas of dependency lists and of longer names, compacted once mostly dead |
-//! | `cycle.rs` | the cycle search, its marks in a bitset beside the nodes |
-//! | `dependents.rs` | who depends on a package: chunked scans and the ring of recent edge changes |
+//! | `node.rs` | a package's 24-byte node: where its edges lie, how many of each kind, its name (up to 11 bytes inline) |
+//! | `arena.rs` | the arenas of edges and of longer names: runs in size classes, with free lists |
 //! | `run.rs` | runs of commands with their lookups staged: hash, prefetch buckets, prefetch nodes, execute |
 //!
 //! Every indexed name is interned to a `u32` id, the index of its node.
-//! Each package's dependency list is a sorted, de-duplicated run of ids in
-//! one shared edge arena. A package keeps only the *count* of packages
-//! that depend on it, which is all `REMOVE` needs; who they are is found by
-//! scanning ([`Indexer::dependents_within`]). A cycle search runs only when
-//! a re-index adds edges the package did not have before.
+//! A package's edges are one run of ids in the edges arena: its
+//! dependencies, sorted and de-duplicated, then the packages that depend
+//! on it. So `REMOVE` refuses a package that has dependents, and
+//! `/v1/packages` names them, by reading that one run. A cycle search runs
+//! only when a re-index adds edges the package did not have before.
 //!
 //! At 1,000,000 packages of 3 dependencies and names of up to 11 bytes, a
-//! package costs 24 bytes of node, 12 of edges and 8.4 of table (5.3 bytes
-//! a slot, the table between seven sixteenths and seven eighths full).
+//! package costs 24 bytes of node, 8.4 of table (5.3 bytes a slot, the
+//! table between seven sixteenths and seven eighths full) and its run:
+//! 3 dependencies and, on average, 3 dependents, in a room a sixth larger.
 
 mod arena;
-mod cycle;
-mod dependents;
 mod node;
 mod run;
 mod table;
 
-pub(crate) use dependents::Found;
-pub(crate) use run::{RunItem, Step};
+pub(crate) use run::{IndexCommand, RunItem};
 
 use crate::name::PackageName;
 use crate::protocol::Response;
-use arena::Arena;
-use cycle::Marks;
-use dependents::EdgeChanges;
-use node::{Key, Node, DEPENDENCY_RUNS, NAME_RUNS};
+use arena::{room, Arena};
+use node::Node;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use table::NameTable;
 
-/// What a command did to the index.
+/// What a command did to the index, or found in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum IndexOutcome {
     /// A new package was indexed.
     Added,
     /// An indexed package got a different dependency list.
@@ -76,15 +71,21 @@ pub enum Refusal {
     CapacityExceeded,
 }
 
-impl Outcome {
+impl IndexOutcome {
     /// The answer sent to the client.
     pub fn response(self) -> Response {
-        Response::ok_if(!matches!(self, Outcome::Refused(_) | Outcome::NotFound))
+        Response::ok_if(!matches!(
+            self,
+            IndexOutcome::Refused(_) | IndexOutcome::NotFound
+        ))
     }
 
     /// True when the index state changed (what a durable log must record).
     pub fn changed(self) -> bool {
-        matches!(self, Outcome::Added | Outcome::Replaced | Outcome::Removed)
+        matches!(
+            self,
+            IndexOutcome::Added | IndexOutcome::Replaced | IndexOutcome::Removed
+        )
     }
 }
 
@@ -95,52 +96,21 @@ impl Outcome {
 /// panics mid-change on client input, and refusing every later request
 /// would turn one bug into an outage.
 #[derive(Clone, Default)]
-pub(crate) struct SharedIndex(Arc<Locked>);
-
-#[derive(Default)]
-struct Locked {
-    index: RwLock<Indexer>,
-    /// Held by a writer from before it asks for the write lock until it
-    /// has it. A reader that takes the read lock again and again (a
-    /// chunked scan) passes through it before each hold, so a waiting
-    /// writer gets in between the holds: without it the reader, running
-    /// on, took the lock back before the woken writer could, and the
-    /// writer waited for the whole scan (2.6 to 5 ms at a million
-    /// packages).
-    writer_turn: Mutex<()>,
-}
+pub(crate) struct SharedIndex(Arc<RwLock<Indexer>>);
 
 impl SharedIndex {
     pub(crate) fn new(indexer: Indexer) -> SharedIndex {
-        SharedIndex(Arc::new(Locked {
-            index: RwLock::new(indexer),
-            writer_turn: Mutex::new(()),
-        }))
+        SharedIndex(Arc::new(RwLock::new(indexer)))
     }
 
-    /// Shared access: queries, gauges, copies for snapshots.
+    /// Shared access: queries, gauges, inspections, copies for snapshots.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Indexer> {
-        self.0.index.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Shared access after any writer already waiting: for a reader that
-    /// holds the lock many times in a row.
-    pub(crate) fn read_after_writers(&self) -> RwLockReadGuard<'_, Indexer> {
-        drop(self.writer_turn());
-        self.read()
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Exclusive access: changes.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
-        let _turn = self.writer_turn();
-        self.0.index.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn writer_turn(&self) -> MutexGuard<'_, ()> {
-        self.0
-            .writer_turn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of the index at one moment, and what `under_lock` returns
@@ -154,7 +124,7 @@ impl SharedIndex {
         let mut copy = Indexer::with_room_for(sizes);
         let index = self.read();
         let result = under_lock(&index);
-        copy.copy_from(&index);
+        copy.clone_from(&index);
         drop(index);
         (copy, result)
     }
@@ -178,7 +148,7 @@ struct Hashed<'a> {
 }
 
 /// The package index.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Indexer {
     hasher: RandomState,
     table: NameTable,
@@ -190,11 +160,31 @@ pub struct Indexer {
     edges: Arena<u32>,
     packages: usize,
     dependencies: usize,
-    marks: Marks,
     /// Reused buffers, so a command allocates nothing once warm.
-    scratch_deps: Vec<u32>,
+    scratch_ids: Vec<u32>,
     scratch_stack: Vec<u32>,
-    edge_changes: EdgeChanges,
+    scratch_seen: HashSet<u32>,
+}
+
+impl Clone for Indexer {
+    fn clone(&self) -> Self {
+        let mut copy = Indexer::new();
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Makes this index a copy of `source`, reusing the room it has (see
+    /// `with_room_for`); the scratch buffers are not copied.
+    fn clone_from(&mut self, source: &Self) {
+        self.hasher = source.hasher.clone();
+        self.table.clone_from(&source.table);
+        self.nodes.clone_from(&source.nodes);
+        self.free_ids.clone_from(&source.free_ids);
+        self.names.clone_from(&source.names);
+        self.edges.clone_from(&source.edges);
+        self.packages = source.packages;
+        self.dependencies = source.dependencies;
+    }
 }
 
 impl Default for Indexer {
@@ -214,10 +204,9 @@ impl Indexer {
             edges: Arena::default(),
             packages: 0,
             dependencies: 0,
-            marks: Marks::default(),
-            scratch_deps: Vec::new(),
+            scratch_ids: Vec::new(),
             scratch_stack: Vec::new(),
-            edge_changes: EdgeChanges::default(),
+            scratch_seen: HashSet::new(),
         }
     }
 
@@ -232,7 +221,7 @@ impl Indexer {
     }
 
     /// An empty index whose arrays have room for an index of `sizes`, in
-    /// memory already written; [`Indexer::copy_from`] fills it.
+    /// memory already written, for `clone_from` to fill.
     fn with_room_for(sizes: Sizes) -> Indexer {
         let mut free_ids = Vec::with_capacity(sizes.free_ids);
         free_ids.resize(sizes.free_ids, 1);
@@ -242,23 +231,10 @@ impl Indexer {
             table: NameTable::touched(sizes.buckets),
             nodes,
             free_ids,
-            names: Arena::touched(sizes.names, 1),
-            edges: Arena::touched(sizes.edges, 1),
+            names: Arena::touched(sizes.names),
+            edges: Arena::touched(sizes.edges),
             ..Indexer::new()
         }
-    }
-
-    /// Makes this index a copy of `source`, reusing the room it has.
-    fn copy_from(&mut self, source: &Indexer) {
-        self.hasher = source.hasher.clone();
-        self.table.clone_from(&source.table);
-        self.nodes.clone_from(&source.nodes);
-        self.free_ids.clone_from(&source.free_ids);
-        self.names.clone_from(&source.names);
-        self.edges.clone_from(&source.edges);
-        self.packages = source.packages;
-        self.dependencies = source.dependencies;
-        self.edge_changes.clone_from(&source.edge_changes);
     }
 
     /// Makes room for `additional` more packages, so that adding them
@@ -284,21 +260,16 @@ impl Indexer {
     }
 
     /// `QUERY`: whether `package` is indexed.
-    pub fn query(&self, package: PackageName<'_>) -> Outcome {
+    pub fn query(&self, package: PackageName<'_>) -> IndexOutcome {
         self.query_hashed(self.hashed(package))
     }
 
-    fn query_hashed(&self, package: Hashed<'_>) -> Outcome {
+    fn query_hashed(&self, package: Hashed<'_>) -> IndexOutcome {
         if self.find(package).is_some() {
-            Outcome::Found
+            IndexOutcome::Found
         } else {
-            Outcome::NotFound
+            IndexOutcome::NotFound
         }
-    }
-
-    /// True when `package` is indexed.
-    pub fn contains(&self, package: PackageName<'_>) -> bool {
-        self.query(package) == Outcome::Found
     }
 
     /// The dependencies of an indexed package, each once, in no set order.
@@ -310,35 +281,48 @@ impl Indexer {
         Some(self.deps(id).iter().map(|&dep| self.name(dep)))
     }
 
+    /// The packages that depend on an indexed package, each once, in no
+    /// set order. O(their number).
+    pub fn dependents_of(
+        &self,
+        package: PackageName<'_>,
+    ) -> Option<impl Iterator<Item = &str> + '_> {
+        let id = self.find(self.hashed(package))?;
+        Some(self.dependents(id).iter().map(|&dep| self.name(dep)))
+    }
+
     /// `INDEX`: adds `package` or replaces its dependency list.
     pub fn index<'a>(
         &mut self,
         package: PackageName<'_>,
-        deps: impl Iterator<Item = PackageName<'a>>,
-    ) -> Outcome {
+        dependencies: impl Iterator<Item = PackageName<'a>>,
+    ) -> IndexOutcome {
         self.execute(
-            Step::Index {
+            IndexCommand::Index {
                 package,
-                dependencies: deps,
+                dependencies,
             },
             None,
         )
     }
 
     /// `REMOVE`: drops `package` unless another package depends on it.
-    pub fn remove(&mut self, package: PackageName<'_>) -> Outcome {
-        self.execute(Step::<std::iter::Empty<_>>::Remove(package), None)
+    pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
+        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), None)
     }
 
     fn index_hashed<'a>(
         &mut self,
         package: Hashed<'_>,
         deps: impl Iterator<Item = Hashed<'a>>,
-    ) -> Outcome {
-        let mut wanted = std::mem::take(&mut self.scratch_deps);
-        let outcome = self.index_with(package, deps, &mut wanted);
+    ) -> IndexOutcome {
+        let mut wanted = std::mem::take(&mut self.scratch_ids);
+        let mut stack = std::mem::take(&mut self.scratch_stack);
+        let outcome = self.index_with(package, deps, &mut wanted, &mut stack);
         wanted.clear();
-        self.scratch_deps = wanted;
+        stack.clear();
+        self.scratch_ids = wanted;
+        self.scratch_stack = stack;
         outcome
     }
 
@@ -347,129 +331,182 @@ impl Indexer {
         package: Hashed<'_>,
         deps: impl Iterator<Item = Hashed<'a>>,
         wanted: &mut Vec<u32>,
-    ) -> Outcome {
+        stack: &mut Vec<u32>,
+    ) -> IndexOutcome {
         for dep in deps {
             // Names that differ mostly differ in their hashes too.
             if dep.hash == package.hash && dep.name == package.name {
-                return Outcome::Refused(Refusal::SelfDependency);
+                return IndexOutcome::Refused(Refusal::SelfDependency);
             }
             match self.find(dep) {
                 Some(id) => wanted.push(id),
-                None => return Outcome::Refused(Refusal::MissingDependency),
+                None => return IndexOutcome::Refused(Refusal::MissingDependency),
             }
         }
         wanted.sort_unstable();
         wanted.dedup();
         match self.find(package) {
             None => self.add(package, wanted),
-            Some(id) => self.replace(id, wanted),
+            Some(id) => self.replace(id, wanted, stack),
         }
     }
 
-    fn add(&mut self, package: Hashed<'_>, deps: &[u32]) -> Outcome {
+    fn add(&mut self, package: Hashed<'_>, deps: &[u32]) -> IndexOutcome {
+        if !self.has_room_for(deps, room(deps.len())) || self.nodes.len() >= u32::MAX as usize {
+            return IndexOutcome::Refused(Refusal::CapacityExceeded);
+        }
+        let Some(mut node) = Node::named(package.name, &mut self.names) else {
+            return IndexOutcome::Refused(Refusal::CapacityExceeded);
+        };
         if self.table.is_full() {
             self.rebuild_table(self.packages.saturating_mul(2));
         }
-        let Some(id) = self.allocate_id() else {
-            return Outcome::Refused(Refusal::CapacityExceeded);
-        };
-        let Some((deps_start, deps_len)) =
-            self.edges.push(deps).zip(u32::try_from(deps.len()).ok())
-        else {
-            self.free_ids.push(id);
-            return Outcome::Refused(Refusal::CapacityExceeded);
-        };
-        let Some(mut node) = Node::named(package.name, &mut self.names) else {
-            self.edges.discard(deps.len());
-            self.free_ids.push(id);
-            return Outcome::Refused(Refusal::CapacityExceeded);
-        };
-        for &dep in deps {
-            self.nodes[dep as usize].dependents += 1;
-            self.edge_changes.note(dep, id);
-        }
-        node.deps_start = deps_start;
-        node.deps_len = deps_len;
+        let id = self.free_ids.pop().unwrap_or_else(|| {
+            self.nodes.push(Node::default());
+            // Below u32::MAX, checked above.
+            u32::try_from(self.nodes.len() - 1).unwrap_or(u32::MAX)
+        });
+        // Room checked above.
+        node.edges = self.edges.push(deps).unwrap_or_default();
+        node.dependencies = u32::try_from(deps.len()).unwrap_or_default();
         self.nodes[id as usize] = node;
+        for &dep in deps {
+            self.add_dependent(dep, id);
+        }
         self.table.insert(package.hash, id);
         self.packages += 1;
         self.dependencies += deps.len();
-        Outcome::Added
+        IndexOutcome::Added
     }
 
-    fn replace(&mut self, id: u32, wanted: &[u32]) -> Outcome {
-        if self.deps(id) == wanted {
-            return Outcome::Unchanged;
+    /// Re-indexes `id` with `wanted`, using `stack` for the cycle search
+    /// and then for the new run.
+    fn replace(&mut self, id: u32, wanted: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
+        let old = self.deps(id);
+        if old == wanted {
+            return IndexOutcome::Unchanged;
         }
-        let mut stack = std::mem::take(&mut self.scratch_stack);
-        stack.extend(sorted_difference(wanted, self.deps(id)));
-        let cycle = !stack.is_empty() && self.reaches(&mut stack, id);
-        stack.clear();
-        self.scratch_stack = stack;
-        if cycle {
-            return Outcome::Refused(Refusal::Cycle);
+        stack.extend(wanted.iter().filter(|dep| old.binary_search(dep).is_err()));
+        if !stack.is_empty() && self.reaches(stack, id) {
+            return IndexOutcome::Refused(Refusal::Cycle);
         }
-        let Ok(wanted_len) = u32::try_from(wanted.len()) else {
-            return Outcome::Refused(Refusal::CapacityExceeded);
-        };
         let node = self.nodes[id as usize];
-        let old_len = node.deps_len as usize;
-        let deps_start = if wanted.len() <= old_len {
-            // Shrinking or same size: reuse the run in place.
-            self.edges.discard(old_len - wanted.len());
-            node.deps_start
-        } else {
-            let Some(start) = self.edges.push(wanted) else {
-                return Outcome::Refused(Refusal::CapacityExceeded);
-            };
-            self.edges.discard(old_len);
-            start
-        };
-        let old = self.edges.run(node.deps_start, old_len);
-        for dep in sorted_difference(old, wanted).chain(sorted_difference(wanted, old)) {
-            self.edge_changes.note(dep, id);
+        let own_room = room(wanted.len() + node.dependents as usize);
+        if !self.has_room_for(wanted, own_room) {
+            return IndexOutcome::Refused(Refusal::CapacityExceeded);
         }
-        for &dep in old {
-            self.nodes[dep as usize].dependents -= 1;
+        // The package's own run stays where it is until it is rewritten
+        // below: only the runs of its old and new dependencies change.
+        let old_len = node.dependencies as usize;
+        for at in 0..old_len {
+            let dep = self.edges.run(node.edges, old_len)[at];
+            if wanted.binary_search(&dep).is_err() {
+                self.remove_dependent(dep, id);
+            }
         }
         for &dep in wanted {
-            self.nodes[dep as usize].dependents += 1;
+            if self.deps(id).binary_search(&dep).is_err() {
+                self.add_dependent(dep, id);
+            }
         }
+        // The new run: the wanted dependencies, then the dependents.
+        stack.clear();
+        stack.extend_from_slice(wanted);
+        stack.extend_from_slice(self.dependents(id));
+        let (start, len) = (node.edges, node.edge_count());
+        // Room checked above.
+        let start = self.edges.resize(start, len, stack.len()).unwrap_or(start);
         self.edges
-            .run_mut(deps_start, wanted.len())
-            .copy_from_slice(wanted);
+            .run_mut(start, stack.len())
+            .copy_from_slice(stack);
         let node = &mut self.nodes[id as usize];
-        node.deps_start = deps_start;
-        node.deps_len = wanted_len;
+        node.edges = start;
+        node.dependencies = u32::try_from(wanted.len()).unwrap_or_default();
         self.dependencies = self.dependencies + wanted.len() - old_len;
-        self.compact_if_worthwhile();
-        Outcome::Replaced
+        IndexOutcome::Replaced
     }
 
-    fn remove_hashed(&mut self, package: Hashed<'_>) -> Outcome {
+    fn remove_hashed(&mut self, package: Hashed<'_>) -> IndexOutcome {
         let Some(id) = self.find(package) else {
-            return Outcome::Absent;
+            return IndexOutcome::Absent;
         };
         let node = self.nodes[id as usize];
         if node.dependents > 0 {
-            return Outcome::Refused(Refusal::HasDependents);
+            return IndexOutcome::Refused(Refusal::HasDependents);
         }
-        let deps_len = node.deps_len as usize;
-        for &dep in self.edges.run(node.deps_start, deps_len) {
-            self.nodes[dep as usize].dependents -= 1;
-            self.edge_changes.note(dep, id);
+        let deps = node.dependencies as usize;
+        for at in 0..deps {
+            let dep = self.edges.run(node.edges, deps)[at];
+            self.remove_dependent(dep, id);
         }
         self.table.remove(package.hash, id);
-        if let Some((_, len)) = node.name_run() {
-            self.names.discard(len);
+        if let Some((start, len)) = node.name_run() {
+            self.names.give_up(start, len);
         }
-        self.edges.discard(deps_len);
+        self.edges.give_up(node.edges, deps);
         self.nodes[id as usize] = Node::default();
         self.free_ids.push(id);
         self.packages -= 1;
-        self.dependencies -= deps_len;
-        self.compact_if_worthwhile();
-        Outcome::Removed
+        self.dependencies -= deps;
+        IndexOutcome::Removed
+    }
+
+    /// True when the edges arena can take a run of `own_room` for the
+    /// package and one more dependent for each of `deps`, had every run
+    /// to move.
+    fn has_room_for(&self, deps: &[u32], own_room: usize) -> bool {
+        let grown = deps.iter().map(|&dep| {
+            let node = &self.nodes[dep as usize];
+            room(node.edge_count() + 1)
+        });
+        self.edges.has_room_for(grown.sum::<usize>() + own_room)
+    }
+
+    /// Records that `source` depends on `target`; the caller checked the
+    /// arena's room ([`Indexer::has_room_for`]).
+    fn add_dependent(&mut self, target: u32, source: u32) {
+        let node = &mut self.nodes[target as usize];
+        let len = node.edge_count();
+        node.edges = self
+            .edges
+            .resize(node.edges, len, len + 1)
+            .unwrap_or(node.edges);
+        node.dependents += 1;
+        self.edges.run_mut(node.edges, len + 1)[len] = source;
+    }
+
+    /// Records that `source` no longer depends on `target`.
+    fn remove_dependent(&mut self, target: u32, source: u32) {
+        let node = &mut self.nodes[target as usize];
+        let len = node.edge_count();
+        let run = self.edges.run_mut(node.edges, len);
+        let dependents = &mut run[node.dependencies as usize..];
+        // From the end: the newest dependents are the likeliest to go.
+        if let Some(at) = dependents.iter().rposition(|&id| id == source) {
+            dependents.swap(at, dependents.len() - 1);
+        }
+        // Shrinking never moves a run.
+        self.edges.resize(node.edges, len, len - 1);
+        node.dependents -= 1;
+    }
+
+    /// True when `target` is reachable along dependency edges from any id
+    /// on `stack` (which is used up as the search's work list).
+    fn reaches(&mut self, stack: &mut Vec<u32>, target: u32) -> bool {
+        let mut seen = std::mem::take(&mut self.scratch_seen);
+        let mut found = false;
+        while let Some(id) = stack.pop() {
+            if id == target {
+                found = true;
+                break;
+            }
+            if seen.insert(id) {
+                stack.extend_from_slice(self.deps(id));
+            }
+        }
+        seen.clear();
+        self.scratch_seen = seen;
+        found
     }
 
     /// Every indexed package with its dependencies, dependencies first, so
@@ -525,32 +562,21 @@ impl Indexer {
         }
     }
 
-    /// Ids of every indexed package, dependencies first.
+    /// Ids of every indexed package, dependencies first: each once all
+    /// its dependencies are out.
     fn topological_ids(&self) -> Vec<u32> {
-        let mut order = Vec::with_capacity(self.packages);
-        let mut emitted = vec![false; self.nodes.len()];
-        // Iterative depth-first post-order: (node, next dependency to visit).
-        let mut stack: Vec<(u32, u32)> = Vec::new();
-        for root in self.node_ids() {
-            if !self.nodes[root as usize].is_live() || emitted[root as usize] {
-                continue;
-            }
-            stack.push((root, 0));
-            while let Some((id, next)) = stack.pop() {
-                let deps = self.deps(id);
-                match deps.get(next as usize) {
-                    Some(&dep) => {
-                        stack.push((id, next + 1));
-                        if !emitted[dep as usize] {
-                            stack.push((dep, 0));
-                        }
-                    }
-                    None => {
-                        if !emitted[id as usize] {
-                            emitted[id as usize] = true;
-                            order.push(id);
-                        }
-                    }
+        let mut waiting: Vec<u32> = self.nodes.iter().map(|node| node.dependencies).collect();
+        let live = self
+            .node_ids()
+            .filter(|&id| self.nodes[id as usize].is_live());
+        let mut order: Vec<u32> = live.filter(|&id| waiting[id as usize] == 0).collect();
+        let mut next = 0;
+        while let Some(&id) = order.get(next) {
+            next += 1;
+            for &dependent in self.dependents(id) {
+                waiting[dependent as usize] -= 1;
+                if waiting[dependent as usize] == 0 {
+                    order.push(dependent);
                 }
             }
         }
@@ -560,16 +586,18 @@ impl Indexer {
     /// Checks every invariant of the structure; O(size). For tests and
     /// for verifying a recovered index.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut dependents = vec![0u32; self.nodes.len()];
-        let (mut packages, mut edges, mut long_name_bytes) = (0, 0, 0);
+        // Every edge as (target, source), from the dependency lists and
+        // from the lists of dependents: the same set.
+        let (mut forward, mut backward) = (Vec::new(), Vec::new());
+        let (mut packages, mut edges, mut name_room, mut edge_room) = (0, 0, 0, 0);
         for id in self.node_ids() {
             let node = &self.nodes[id as usize];
             if !node.is_live() {
                 continue;
             }
             packages += 1;
-            node.check_name(&self.names)?;
-            long_name_bytes += node.name_run().map_or(0, |(_, len)| len);
+            name_room += node.name_run().map_or(0, |(_, len)| room(len));
+            edge_room += room(node.edge_count());
             let Some(name) = PackageName::new(self.name_bytes(id)) else {
                 return Err(format!("node {id} holds an invalid name"));
             };
@@ -584,23 +612,19 @@ impl Indexer {
                 if !self.nodes.get(dep as usize).is_some_and(Node::is_live) {
                     return Err(format!("{name} depends on a package that is not indexed"));
                 }
-                dependents[dep as usize] += 1;
+                forward.push((dep, id));
                 edges += 1;
             }
+            backward.extend(self.dependents(id).iter().map(|&source| (id, source)));
         }
-        for id in self.node_ids() {
-            let node = &self.nodes[id as usize];
-            if node.is_live() && node.dependents != dependents[id as usize] {
-                return Err(format!("{}: dependent count is wrong", self.name(id)));
-            }
+        forward.sort_unstable();
+        backward.sort_unstable();
+        if forward != backward {
+            return Err("the lists of dependents and of dependencies differ".to_string());
         }
         if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
             return Err("package, edge or name-table counts are wrong".to_string());
         }
-        self.table.check(|id| {
-            let node = self.nodes.get(id as usize).filter(|node| node.is_live())?;
-            Some(self.hasher.hash_one(node.name(&self.names)))
-        })?;
         let free = self.free_ids.iter().filter(|&&id| {
             self.nodes
                 .get(id as usize)
@@ -609,12 +633,12 @@ impl Indexer {
         if free.count() + packages != self.nodes.len() {
             return Err("free ids and live nodes do not add up to the ids".to_string());
         }
-        if self.edges.len() != self.edges.dead() + edges
-            || self.names.len() != self.names.dead() + long_name_bytes
+        if self.edges.len() != self.edges.free() + edge_room
+            || self.names.len() != self.names.free() + name_room
         {
-            return Err("an arena's live and dead entries do not add up".to_string());
+            return Err("an arena's runs and free runs do not add up".to_string());
         }
-        if !self.marks.is_clear() {
+        if !self.scratch_seen.is_empty() {
             return Err("a cycle search left marks behind".to_string());
         }
         if self.topological().count() != packages {
@@ -649,23 +673,31 @@ impl Indexer {
         self.nodes[id as usize].name(&self.names)
     }
 
-    fn deps(&self, id: u32) -> &[u32] {
+    /// The package's run: its dependencies, then its dependents.
+    fn run(&self, id: u32) -> &[u32] {
         let node = &self.nodes[id as usize];
-        self.edges.run(node.deps_start, node.deps_len as usize)
+        self.edges.run(node.edges, node.edge_count())
+    }
+
+    fn deps(&self, id: u32) -> &[u32] {
+        &self.run(id)[..self.nodes[id as usize].dependencies as usize]
+    }
+
+    fn dependents(&self, id: u32) -> &[u32] {
+        &self.run(id)[self.nodes[id as usize].dependencies as usize..]
     }
 
     /// Every id ever allocated, live or free.
     fn node_ids(&self) -> std::ops::Range<u32> {
-        // `allocate_id` never lets the count pass `u32::MAX`.
+        // `add` never lets the count pass `u32::MAX`.
         0..u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
     }
 
     fn find(&self, name: Hashed<'_>) -> Option<u32> {
-        let key = Key::new(name.name);
+        let bytes = name.name.as_bytes();
         self.table.find(name.hash, |id| {
-            self.nodes
-                .get(id as usize)
-                .is_some_and(|node| node.bears(&key, &self.names))
+            let node = self.nodes.get(id as usize);
+            node.is_some_and(|node| node.name(&self.names) == bytes)
         })
     }
 
@@ -694,87 +726,26 @@ impl Indexer {
             .for_each(|&(hash, id)| table.insert(hash, id));
         self.table = table;
     }
-
-    // ---- arenas ----
-
-    fn allocate_id(&mut self) -> Option<u32> {
-        if let Some(id) = self.free_ids.pop() {
-            return Some(id);
-        }
-        let id = u32::try_from(self.nodes.len()).ok()?;
-        self.nodes.push(Node::default());
-        Some(id)
-    }
-
-    fn compact_if_worthwhile(&mut self) {
-        self.names
-            .compact_if_worthwhile(&mut self.nodes, &NAME_RUNS);
-        self.edges
-            .compact_if_worthwhile(&mut self.nodes, &DEPENDENCY_RUNS);
-        // The free list and the name table are not shrunk: both are bounded
-        // by the peak size, which is memory the index once needed anyway.
-    }
 }
 
 /// The first eight bytes of a name as a number that orders as the names
 /// do (name bytes are never zero, so a shorter name orders first).
-fn name_prefix(name: &[u8]) -> u64 {
+pub(crate) fn name_prefix(name: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let len = name.len().min(8);
     bytes[..len].copy_from_slice(&name[..len]);
     u64::from_be_bytes(bytes)
 }
 
-/// Items of sorted `a` that are not in sorted `b`.
-fn sorted_difference<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
-    let mut rest = b;
-    a.iter().copied().filter(move |&x| {
-        let skip = rest.partition_point(|&y| y < x);
-        rest = &rest[skip..];
-        rest.first() != Some(&x)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arena::MIN_GARBAGE_TO_COMPACT;
-    use dependents::RECENT_EDGE_CHANGES;
-
-    #[test]
-    fn a_waiting_writer_gets_in_between_the_holds_of_a_repeated_reader() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::time::Duration;
-        const HOLDS: usize = 40;
-        let shared = SharedIndex::default();
-        let holds = AtomicUsize::new(0);
-        let holds_when_written = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                for _ in 0..HOLDS {
-                    let _index = shared.read_after_writers();
-                    holds.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            });
-            while holds.load(Ordering::SeqCst) == 0 {
-                std::thread::yield_now();
-            }
-            let _index = shared.write();
-            holds.load(Ordering::SeqCst)
-        });
-        // The writer waits for the hold in progress (and perhaps the one
-        // that began as it arrived), not for the reader to finish.
-        assert!(
-            holds_when_written <= 3,
-            "the writer got in after {holds_when_written} of {HOLDS} holds"
-        );
-    }
 
     fn name(text: &str) -> PackageName<'_> {
         PackageName::new(text.as_bytes()).unwrap()
     }
 
-    fn index(ix: &mut Indexer, package: &str, deps: &[&str]) -> Outcome {
+    fn index(ix: &mut Indexer, package: &str, deps: &[&str]) -> IndexOutcome {
         let outcome = ix.index(name(package), deps.iter().map(|d| name(d)));
         ix.check_invariants().unwrap();
         outcome
@@ -783,11 +754,11 @@ mod tests {
     #[test]
     fn add_query_remove() {
         let mut ix = Indexer::new();
-        assert_eq!(ix.query(name("a")), Outcome::NotFound);
-        assert_eq!(index(&mut ix, "a", &[]), Outcome::Added);
-        assert_eq!(ix.query(name("a")), Outcome::Found);
-        assert_eq!(ix.remove(name("a")), Outcome::Removed);
-        assert_eq!(ix.remove(name("a")), Outcome::Absent);
+        assert_eq!(ix.query(name("a")), IndexOutcome::NotFound);
+        assert_eq!(index(&mut ix, "a", &[]), IndexOutcome::Added);
+        assert_eq!(ix.query(name("a")), IndexOutcome::Found);
+        assert_eq!(ix.remove(name("a")), IndexOutcome::Removed);
+        assert_eq!(ix.remove(name("a")), IndexOutcome::Absent);
         assert_eq!(ix.packages(), 0);
     }
 
@@ -796,17 +767,17 @@ mod tests {
         let mut ix = Indexer::new();
         assert_eq!(
             index(&mut ix, "b", &["a"]),
-            Outcome::Refused(Refusal::MissingDependency)
+            IndexOutcome::Refused(Refusal::MissingDependency)
         );
-        assert!(!ix.contains(name("b")));
+        assert_eq!(ix.query(name("b")), IndexOutcome::NotFound);
         index(&mut ix, "a", &[]);
-        assert_eq!(index(&mut ix, "b", &["a"]), Outcome::Added);
+        assert_eq!(index(&mut ix, "b", &["a"]), IndexOutcome::Added);
         assert_eq!(
             ix.remove(name("a")),
-            Outcome::Refused(Refusal::HasDependents)
+            IndexOutcome::Refused(Refusal::HasDependents)
         );
-        assert_eq!(ix.remove(name("b")), Outcome::Removed);
-        assert_eq!(ix.remove(name("a")), Outcome::Removed);
+        assert_eq!(ix.remove(name("b")), IndexOutcome::Removed);
+        assert_eq!(ix.remove(name("a")), IndexOutcome::Removed);
     }
 
     #[test]
@@ -815,8 +786,8 @@ mod tests {
         index(&mut ix, "a", &[]);
         index(&mut ix, "b", &["a", "a", "a"]);
         assert_eq!(ix.dependencies(), 1);
-        assert_eq!(ix.remove(name("b")), Outcome::Removed);
-        assert_eq!(ix.remove(name("a")), Outcome::Removed);
+        assert_eq!(ix.remove(name("b")), IndexOutcome::Removed);
+        assert_eq!(ix.remove(name("a")), IndexOutcome::Removed);
     }
 
     #[test]
@@ -824,12 +795,12 @@ mod tests {
         let mut ix = Indexer::new();
         assert_eq!(
             index(&mut ix, "a", &["a"]),
-            Outcome::Refused(Refusal::SelfDependency)
+            IndexOutcome::Refused(Refusal::SelfDependency)
         );
         index(&mut ix, "a", &[]);
         assert_eq!(
             index(&mut ix, "a", &["a"]),
-            Outcome::Refused(Refusal::SelfDependency)
+            IndexOutcome::Refused(Refusal::SelfDependency)
         );
     }
 
@@ -839,15 +810,15 @@ mod tests {
         index(&mut ix, "a", &[]);
         index(&mut ix, "b", &[]);
         index(&mut ix, "c", &["a"]);
-        assert_eq!(index(&mut ix, "c", &["a"]), Outcome::Unchanged);
-        assert_eq!(index(&mut ix, "c", &["b"]), Outcome::Replaced);
-        assert_eq!(ix.remove(name("a")), Outcome::Removed);
+        assert_eq!(index(&mut ix, "c", &["a"]), IndexOutcome::Unchanged);
+        assert_eq!(index(&mut ix, "c", &["b"]), IndexOutcome::Replaced);
+        assert_eq!(ix.remove(name("a")), IndexOutcome::Removed);
         assert_eq!(
             ix.remove(name("b")),
-            Outcome::Refused(Refusal::HasDependents)
+            IndexOutcome::Refused(Refusal::HasDependents)
         );
-        assert_eq!(index(&mut ix, "c", &[]), Outcome::Replaced);
-        assert_eq!(ix.remove(name("b")), Outcome::Removed);
+        assert_eq!(index(&mut ix, "c", &[]), IndexOutcome::Replaced);
+        assert_eq!(ix.remove(name("b")), IndexOutcome::Removed);
     }
 
     #[test]
@@ -858,14 +829,14 @@ mod tests {
         index(&mut ix, "c", &["b"]);
         assert_eq!(
             index(&mut ix, "a", &["c"]),
-            Outcome::Refused(Refusal::Cycle)
+            IndexOutcome::Refused(Refusal::Cycle)
         );
         assert_eq!(
             index(&mut ix, "a", &["b"]),
-            Outcome::Refused(Refusal::Cycle)
+            IndexOutcome::Refused(Refusal::Cycle)
         );
         index(&mut ix, "d", &[]);
-        assert_eq!(index(&mut ix, "a", &["d"]), Outcome::Replaced);
+        assert_eq!(index(&mut ix, "a", &["d"]), IndexOutcome::Replaced);
         assert_eq!(
             ix.dependencies_of(name("a")).unwrap().collect::<Vec<_>>(),
             ["d"]
@@ -882,47 +853,29 @@ mod tests {
         index(&mut ix, "z", &["z2"]);
         let mut rebuilt = Indexer::new();
         for (package, deps) in ix.topological() {
-            assert_eq!(rebuilt.index(name(package), deps.map(name)), Outcome::Added);
+            assert_eq!(
+                rebuilt.index(name(package), deps.map(name)),
+                IndexOutcome::Added
+            );
         }
         rebuilt.check_invariants().unwrap();
         assert_eq!(rebuilt.packages(), 4);
         assert_eq!(rebuilt.dependencies(), ix.dependencies());
     }
 
-    /// The dependents of `package` a scan finds in chunks of `chunk` ids,
-    /// with `between(ix, chunk number)` changing the index after each
-    /// chunk, brought up to its end; sorted. `None` when the scan cannot
-    /// be ended.
-    fn scan_dependents(
-        ix: &mut Indexer,
-        package: &str,
-        chunk: u32,
-        between: &mut dyn FnMut(&mut Indexer, u32),
-    ) -> Option<Vec<String>> {
-        let scan = ix.start_dependents_scan(name(package)).unwrap();
-        let mut found = Found::default();
-        let mut next = 0;
-        let mut chunks = 0;
-        while next < ix.id_end() {
-            ix.dependents_within(&scan, next..next.saturating_add(chunk), &mut found);
-            next = next.saturating_add(chunk);
-            between(ix, chunks);
-            chunks += 1;
-        }
-        let changed = ix.dependents_changed_since(&scan, name(package))?;
-        found.apply(&changed);
-        let mut names: Vec<String> = found.names().map(str::to_string).collect();
+    /// The dependents of `package`, sorted.
+    fn dependents(ix: &Indexer, package: &str) -> Vec<String> {
+        let mut names: Vec<String> = ix
+            .dependents_of(name(package))
+            .unwrap()
+            .map(str::to_string)
+            .collect();
         names.sort();
-        Some(names)
-    }
-
-    /// The dependents of `package` by a scan with nothing changing.
-    fn dependents(ix: &mut Indexer, package: &str) -> Vec<String> {
-        scan_dependents(ix, package, u32::MAX, &mut |_, _| {}).unwrap()
+        names
     }
 
     #[test]
-    fn scans_find_dependents_in_any_chunks() {
+    fn dependents_follow_every_change() {
         let mut ix = Indexer::new();
         index(&mut ix, "base", &[]);
         index(&mut ix, "other", &[]);
@@ -938,90 +891,21 @@ mod tests {
             .filter(|i| i % 3 != 0)
             .map(|i| format!("p{i:02}"))
             .collect();
-        for chunk in [1, 7, 64, u32::MAX] {
-            let found = scan_dependents(&mut ix, "base", chunk, &mut |_, _| {});
-            assert_eq!(found.as_ref(), Some(&expected));
-        }
-        assert_eq!(dependents(&mut ix, "p01"), Vec::<String>::new());
-        assert!(ix.start_dependents_scan(name("missing")).is_none());
-    }
-
-    #[test]
-    fn a_scan_is_brought_up_to_its_end_whatever_changed_meanwhile() {
-        // Between chunks of one id, packages q0..q11 are indexed with
-        // dependencies drawn from {base, other, an earlier q}, re-indexed
-        // and removed at random (so ids are freed and reused): whatever
-        // the chunks saw, the corrected scan is exactly what a scan with
-        // nothing changing finds at the end.
-        let mut ix = Indexer::new();
-        index(&mut ix, "base", &[]);
-        index(&mut ix, "other", &[]);
-        let mut seed = 7u64;
-        let mut random = move |bound: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % bound
-        };
-        for _ in 0..300 {
-            let mut change = |ix: &mut Indexer, _chunk: u32| {
-                let q = random(12);
-                let package = format!("q{q}");
-                if random(3) == 0 {
-                    ix.remove(name(&package));
-                    return;
-                }
-                let mut deps = Vec::new();
-                for (candidate, odds) in [("base".to_string(), 2), ("other".into(), 3)] {
-                    if random(odds) == 0 {
-                        deps.push(candidate);
-                    }
-                }
-                if q > 0 && random(2) == 0 {
-                    deps.push(format!("q{}", random(q)));
-                }
-                ix.index(name(&package), deps.iter().map(|d| name(d)));
-            };
-            let scanned = scan_dependents(&mut ix, "base", 1, &mut change).unwrap();
-            ix.check_invariants().unwrap();
-            assert_eq!(scanned, dependents(&mut ix, "base"));
-        }
-    }
-
-    #[test]
-    fn a_scan_cannot_end_when_the_package_moved_or_the_ring_was_outrun() {
-        let mut ix = Indexer::new();
-        index(&mut ix, "base", &[]);
-        index(&mut ix, "other", &[]);
-        index(&mut ix, "spacer", &[]);
-        // Removed and indexed again under another id: the scan looked for
-        // the old one.
-        let moved = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
-            if chunk == 0 {
-                ix.remove(name("base"));
-                ix.remove(name("spacer"));
-                ix.index(name("base"), std::iter::empty());
-            }
-        });
-        assert_eq!(moved, None);
-        let outrun = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
-            if chunk == 0 {
-                for _ in 0..RECENT_EDGE_CHANGES / 2 {
-                    ix.index(name("leaf"), [name("other")].into_iter());
-                    ix.remove(name("leaf"));
-                }
-            }
-        });
-        assert_eq!(outrun, Some(vec![]));
-        let outrun = scan_dependents(&mut ix, "base", 1, &mut |ix, chunk| {
-            if chunk == 0 {
-                for _ in 0..=RECENT_EDGE_CHANGES / 2 {
-                    ix.index(name("leaf"), [name("other")].into_iter());
-                    ix.remove(name("leaf"));
-                }
-            }
-        });
-        assert_eq!(outrun, None);
+        assert_eq!(dependents(&ix, "base"), expected);
+        assert_eq!(dependents(&ix, "other").len(), 50);
+        assert_eq!(dependents(&ix, "p01"), Vec::<String>::new());
+        assert!(ix.dependents_of(name("missing")).is_none());
+        // Re-indexed without `base`, removed, indexed again onto it.
+        index(&mut ix, "p01", &["other"]);
+        assert_eq!(ix.remove(name("p02")), IndexOutcome::Removed);
+        index(&mut ix, "p03", &["base", "p04"]);
+        let mut expected: Vec<String> = expected
+            .into_iter()
+            .filter(|p| p != "p01" && p != "p02")
+            .collect();
+        expected.insert(0, "p03".to_string());
+        assert_eq!(dependents(&ix, "base"), expected);
+        assert_eq!(dependents(&ix, "p04"), ["p03"]);
     }
 
     /// The index's packages and their dependencies, as text (for the
@@ -1066,49 +950,20 @@ mod tests {
     }
 
     #[test]
-    fn arenas_compact_under_churn() {
+    fn arenas_stay_small_under_churn() {
         let mut ix = Indexer::new();
         index(&mut ix, "base", &[]);
-        for round in 0..50_000 {
-            let package = format!("package-{round}");
-            assert_eq!(index(&mut ix, &package, &["base"]), Outcome::Added);
-            assert_eq!(ix.remove(name(&package)), Outcome::Removed);
-        }
-        ix.check_invariants().unwrap();
-        assert!(ix.names.len() < 2 * MIN_GARBAGE_TO_COMPACT);
-        assert!(ix.edges.len() < 2 * MIN_GARBAGE_TO_COMPACT);
-        assert_eq!(ix.nodes.len(), 2);
-    }
-
-    #[test]
-    fn a_compaction_waits_for_a_dead_entry_per_node() {
-        const SHORT: usize = 3 * MIN_GARBAGE_TO_COMPACT;
-        let mut ix = Indexer::new();
-        // Unchecked, one by one (the helper checks every invariant each time).
-        for i in 0..SHORT {
-            ix.index(name(&format!("s{i}")), std::iter::empty());
-        }
-        // Long names live in the arena; short ones in their nodes.
         let long = "a-name-too-long-for-its-node";
-        let removals_for = |bytes: usize| bytes.div_ceil(long.len());
-        for _ in 0..removals_for(SHORT) - 1 {
-            ix.index(name(long), std::iter::empty());
-            ix.remove(name(long));
+        for round in 0..5_000 {
+            let package = format!("{long}-{round}");
+            assert_eq!(index(&mut ix, &package, &["base"]), IndexOutcome::Added);
+            assert_eq!(ix.remove(name(&package)), IndexOutcome::Removed);
         }
-        assert!(
-            ix.names.dead() > MIN_GARBAGE_TO_COMPACT,
-            "past the old threshold"
-        );
-        assert!(ix.names.dead() <= SHORT, "not compacted yet");
-        for _ in 0..2 {
-            ix.index(name(long), std::iter::empty());
-            ix.remove(name(long));
-        }
-        assert!(
-            ix.names.len() < SHORT,
-            "compacted once a dead byte per node"
-        );
         ix.check_invariants().unwrap();
+        // One run of each of the two rooms the names need (32 and 48).
+        assert_eq!(ix.names.len(), 80);
+        assert!(ix.edges.len() <= 8, "{}", ix.edges.len());
+        assert_eq!(ix.nodes.len(), 2);
     }
 
     #[test]
@@ -1118,19 +973,20 @@ mod tests {
             ix.index(name(&format!("p{i}")), std::iter::empty());
         }
         for i in (0..5_000).step_by(3) {
-            assert_eq!(ix.remove(name(&format!("p{i}"))), Outcome::Removed);
+            assert_eq!(ix.remove(name(&format!("p{i}"))), IndexOutcome::Removed);
         }
         ix.check_invariants().unwrap();
         for i in 0..5_000 {
-            assert_eq!(ix.contains(name(&format!("p{i}"))), i % 3 != 0, "p{i}");
+            let found = ix.query(name(&format!("p{i}"))) == IndexOutcome::Found;
+            assert_eq!(found, i % 3 != 0, "p{i}");
         }
     }
 
     #[test]
-    fn long_names_alike_in_their_first_bytes_survive_growth_removal_and_compaction() {
+    fn long_names_alike_in_their_first_bytes_survive_growth_removal_and_reuse() {
         // 1,000 names of 200 to 255 bytes, all starting alike, so that only
-        // the arena tells them apart; removing two of three leaves over
-        // 64 KiB of dead name bytes, which compacts the arena.
+        // the arena tells them apart; removing two of three frees their
+        // runs, which indexing them again takes back.
         let long = |i: usize| format!("{}-{i}", "n".repeat(200 + i % 50));
         let mut ix = Indexer::new();
         index(&mut ix, "short", &[]);
@@ -1141,26 +997,22 @@ mod tests {
                 deps.push(long(i - 3));
             }
             let outcome = ix.index(name(&long(i)), deps.iter().map(|d| name(d)));
-            assert_eq!(outcome, Outcome::Added);
+            assert_eq!(outcome, IndexOutcome::Added);
         }
         ix.check_invariants().unwrap();
         let before = ix.names.len();
         for i in (0..1_000).filter(|i| i % 3 != 0) {
-            assert_eq!(ix.remove(name(&long(i))), Outcome::Removed, "{i}");
+            assert_eq!(ix.remove(name(&long(i))), IndexOutcome::Removed, "{i}");
         }
         ix.check_invariants().unwrap();
-        assert!(ix.names.len() < before / 2, "the names arena was compacted");
         for i in 0..1_000 {
-            assert_eq!(ix.contains(name(&long(i))), i % 3 == 0, "{i}");
+            let found = ix.query(name(&long(i))) == IndexOutcome::Found;
+            assert_eq!(found, i % 3 == 0, "{i}");
         }
-        assert!(ix.contains(name("short")));
-    }
-
-    #[test]
-    fn difference_of_sorted_lists() {
-        let d: Vec<u32> = sorted_difference(&[1, 3, 5, 7], &[2, 3, 7, 9]).collect();
-        assert_eq!(d, [1, 5]);
-        assert_eq!(sorted_difference(&[], &[1]).count(), 0);
-        assert_eq!(sorted_difference(&[4], &[]).collect::<Vec<_>>(), [4]);
+        assert_eq!(ix.query(name("short")), IndexOutcome::Found);
+        for i in (0..1_000).filter(|i| i % 3 != 0) {
+            assert_eq!(index(&mut ix, &long(i), &["short"]), IndexOutcome::Added);
+        }
+        assert_eq!(ix.names.len(), before, "the free runs were taken again");
     }
 }

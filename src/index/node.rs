@@ -1,81 +1,39 @@
-//! A package's node: 24 bytes holding where its dependency list lies, how
-//! many packages depend on it, and its name.
+//! A package's node: 24 bytes holding where its edges lie, how many there
+//! are of each kind, and its name.
 //!
 //! A name of up to 11 bytes (most package names: 89% of Homebrew's, every
 //! one of the benchmark's) lives in the node itself, so a lookup reads the
 //! table's bucket and then the node, and compares the name without a
-//! third cache miss. A longer name lives in the names arena; its node
-//! keeps the arena offset and the name's first 7 bytes, so a lookup
-//! reads the arena only when those match too.
-//!
-//! A free id's node has a name length of 0 (names are 1 to 255 bytes).
+//! third cache miss. A longer name lives in the names arena, and its node
+//! keeps its start there. A free id's node has a name length of 0 (names
+//! are 1 to 255 bytes).
 
-use super::arena::{Arena, Runs};
+use super::arena::Arena;
 use crate::name::PackageName;
 use crate::sys;
 
 /// Name bytes a node holds itself.
 pub(super) const INLINE_NAME: usize = 11;
-/// Bytes of a long name's arena offset, kept at the front of the node's
-/// name field.
-const OFFSET: usize = 4;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Node {
-    pub(super) deps_start: u32,
-    pub(super) deps_len: u32,
-    /// Number of indexed packages that list this one as a dependency.
+    /// Where the package's run lies in the edges arena: its dependencies,
+    /// sorted, then the packages that depend on it, in no order.
+    pub(super) edges: u32,
+    pub(super) dependencies: u32,
     pub(super) dependents: u32,
     name_len: u8,
-    /// The name when it fits; otherwise its offset in the names arena
-    /// (little-endian) and then its first bytes.
+    /// The name when it fits; otherwise its start in the names arena
+    /// (little-endian).
     name: [u8; INLINE_NAME],
 }
 
 const _: () = assert!(std::mem::size_of::<Node>() == 24);
 
-/// A name as nodes compare it: its length and first bytes laid out as a
-/// node holds a short name (zero-padded), so that the comparison is a few
-/// loads, not a call.
-pub(super) struct Key<'a> {
-    bytes: &'a [u8],
-    len: u8,
-    head: [u8; INLINE_NAME],
-}
-
-impl<'a> Key<'a> {
-    pub(super) fn new(name: PackageName<'a>) -> Key<'a> {
-        let bytes = name.as_bytes();
-        let mut head = [0; INLINE_NAME];
-        let len = bytes.len().min(INLINE_NAME);
-        head[..len].copy_from_slice(&bytes[..len]);
-        Key {
-            bytes,
-            len: name.len_u8(),
-            head,
-        }
-    }
-}
-
-/// Where a dependency list lies in the edges arena.
-pub(super) const DEPENDENCY_RUNS: Runs = Runs {
-    of: |node| {
-        node.is_live()
-            .then_some((node.deps_start, node.deps_len as usize))
-    },
-    moved: |node, start| node.deps_start = start,
-};
-
-/// Where a long name lies in the names arena.
-pub(super) const NAME_RUNS: Runs = Runs {
-    of: Node::name_run,
-    moved: Node::move_name,
-};
-
 impl Node {
-    /// A node named `name` with no dependencies yet, keeping the name in
-    /// `names` when it is too long for the node; `None` when the arena
-    /// cannot take it.
+    /// A node named `name` with no edges yet, keeping the name in `names`
+    /// when it is too long for the node; `None` when the arena cannot take
+    /// it.
     pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Option<Node> {
         let bytes = name.as_bytes();
         let mut node = Node {
@@ -85,10 +43,14 @@ impl Node {
         if bytes.len() <= INLINE_NAME {
             node.name[..bytes.len()].copy_from_slice(bytes);
         } else {
-            node.move_name(names.push(bytes)?);
-            node.name[OFFSET..].copy_from_slice(&bytes[..INLINE_NAME - OFFSET]);
+            node.name[..4].copy_from_slice(&names.push(bytes)?.to_le_bytes());
         }
         Some(node)
+    }
+
+    /// Items of its run: dependencies and dependents.
+    pub(super) fn edge_count(&self) -> usize {
+        self.dependencies as usize + self.dependents as usize
     }
 
     pub(super) fn is_live(&self) -> bool {
@@ -99,14 +61,8 @@ impl Node {
     /// the node.
     pub(super) fn name_run(&self) -> Option<(u32, usize)> {
         let len = usize::from(self.name_len);
-        let mut offset = [0; OFFSET];
-        offset.copy_from_slice(&self.name[..OFFSET]);
-        (len > INLINE_NAME).then_some((u32::from_le_bytes(offset), len))
-    }
-
-    /// Records that the name now starts at `start` in the names arena.
-    fn move_name(&mut self, start: u32) {
-        self.name[..OFFSET].copy_from_slice(&start.to_le_bytes());
+        let [a, b, c, d, ..] = self.name;
+        (len > INLINE_NAME).then_some((u32::from_le_bytes([a, b, c, d]), len))
     }
 
     /// The name's bytes.
@@ -117,42 +73,11 @@ impl Node {
         }
     }
 
-    /// True when the node is named `key`'s name; reads the names arena
-    /// only when the length and the first bytes already match.
-    pub(super) fn bears(&self, key: &Key<'_>, names: &Arena<u8>) -> bool {
-        if self.name_len != key.len {
-            return false;
-        }
-        match self.name_run() {
-            Some((start, len)) => {
-                self.name[OFFSET..] == key.head[..INLINE_NAME - OFFSET]
-                    && names.run(start, len) == key.bytes
-            }
-            // Both are padded with zeros past the name.
-            None => self.name == key.head,
-        }
-    }
-
     /// Starts loading the node into the cache: both lines, when it
     /// straddles two (a quarter of the nodes do).
     pub(super) fn prefetch(&self) {
         sys::prefetch(self);
         sys::prefetch(&self.name[INLINE_NAME - 1]);
-    }
-
-    /// Checks that a long name's first bytes are those in the arena.
-    pub(super) fn check_name(&self, names: &Arena<u8>) -> Result<(), String> {
-        match self.name_run() {
-            Some((start, len)) if start as usize + len > names.len() => {
-                Err("a long name lies past the end of the names arena".to_string())
-            }
-            Some((start, len))
-                if names.run(start, len)[..INLINE_NAME - OFFSET] != self.name[OFFSET..] =>
-            {
-                Err("a long name's first bytes differ from the arena's".to_string())
-            }
-            _ => Ok(()),
-        }
     }
 }
 
@@ -174,41 +99,10 @@ mod tests {
             let node = Node::named(name(&text), &mut names).unwrap();
             assert!(node.is_live());
             assert_eq!(node.name(&names), text.as_bytes());
-            assert!(node.bears(&Key::new(name(&text)), &names));
             assert_eq!(node.name_run().is_some(), len > INLINE_NAME);
-            node.check_name(&names).unwrap();
-            // Same length, a different last byte: told apart.
-            let mut other = text.clone().into_bytes();
-            *other.last_mut().unwrap() = b'Z';
-            let other = String::from_utf8(other).unwrap();
-            assert!(!node.bears(&Key::new(name(&other)), &names));
-            // Same first bytes, one byte shorter or longer: told apart by
-            // the length.
-            if len > 1 {
-                assert!(!node.bears(&Key::new(name(&text[..len - 1])), &names));
-            }
-            if len < 255 {
-                let longer = format!("{text}x");
-                assert!(!node.bears(&Key::new(name(&longer)), &names));
-            }
         }
-        // Only the long names took arena bytes.
-        assert_eq!(names.len(), 12 + 100 + 254 + 255);
+        // Only the long names took arena bytes (rounded up to their rooms).
+        assert_eq!(names.len(), 12 + 128 + 256 + 256);
         assert!(!Node::default().is_live());
-    }
-
-    #[test]
-    fn a_long_name_moves_with_its_run() {
-        let mut names = Arena::default();
-        let _ = Node::named(name(&"x".repeat(40)), &mut names).unwrap();
-        let text = format!("{}tail", "b".repeat(30));
-        let mut node = Node::named(name(&text), &mut names).unwrap();
-        let (start, len) = node.name_run().unwrap();
-        assert_eq!((start, len), (40, 34));
-        let mut packed = Arena::default();
-        let moved = packed.push(names.run(start, len)).unwrap();
-        (NAME_RUNS.moved)(&mut node, moved);
-        assert_eq!(node.name(&packed), text.as_bytes());
-        assert!(node.bears(&Key::new(name(&text)), &packed));
     }
 }

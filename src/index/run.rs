@@ -1,27 +1,23 @@
 //! Runs of commands with their lookups staged, so that their cache misses
 //! overlap instead of each waiting for the one before.
 //!
-//! A lookup is two dependent misses (the table's bucket, then the node it
-//! names) and a third for a name too long for its node. Taken one after
-//! another at ~170 ns each, they are most of what an `INDEX` costs once
-//! the index outgrows the caches. A run takes its commands a window of up
-//! to `STAGED_NAMES` names at a time:
+//! A lookup is two dependent misses (the table's bucket, then the node),
+//! most of what an `INDEX` costs once the index outgrows the caches. A run
+//! takes its commands a window of up to `STAGED_NAMES` names at a time:
 //!
 //! 1. hash every name of the window once (the hashes are kept) and start
 //!    loading each one's home bucket;
 //! 2. read the buckets, now arriving, and start loading the nodes of the
 //!    ids whose tags match;
-//! 3. start loading the arena bytes of those nodes' long names;
+//! 3. start loading the arena bytes of those nodes' long names, and the
+//!    end of their runs of edges, where a new dependent goes;
 //! 4. run the window's commands in order, with the hashes of step 1.
 //!
 //! Steps 1 to 3 only read and prefetch; step 4 looks every name up again
 //! as it runs, so a command sees exactly what it would see run alone,
-//! whatever the commands before it in the run changed: a package indexed
-//! by one line and named as a dependency by the next, or removed by it, is
-//! found or not found as it would be one line at a time. The prefetches
-//! of a name that an earlier command added were simply wasted.
+//! whatever the commands before it in the run changed.
 
-use super::{Hashed, Indexer, Outcome};
+use super::{Hashed, IndexOutcome, Indexer};
 use crate::name::PackageName;
 use crate::protocol::{Command, Request};
 use crate::sys;
@@ -34,7 +30,7 @@ const STAGED_NAMES: usize = 32;
 
 /// One command as the index runs it.
 #[derive(Clone, Debug)]
-pub(crate) enum Step<'p, D> {
+pub(crate) enum IndexCommand<'p, D> {
     /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
         package: PackageName<'p>,
@@ -48,18 +44,18 @@ pub(crate) enum Step<'p, D> {
 /// requests, recovery the changes it reads back from its files.
 pub(crate) trait RunItem {
     /// The command; called once to stage its lookups and once to run it.
-    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>>;
+    fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>>;
 }
 
 impl RunItem for Request<'_> {
-    fn step(&self) -> Step<'_, impl Iterator<Item = PackageName<'_>>> {
+    fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>> {
         match self.command {
-            Command::Index => Step::Index {
+            Command::Index => IndexCommand::Index {
                 package: self.package,
                 dependencies: self.dependencies.iter(),
             },
-            Command::Remove => Step::Remove(self.package),
-            Command::Query => Step::Query(self.package),
+            Command::Remove => IndexCommand::Remove(self.package),
+            Command::Query => IndexCommand::Query(self.package),
         }
     }
 }
@@ -82,7 +78,7 @@ impl Indexer {
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],
-        mut done: impl FnMut(&S, Outcome) -> Result<(), E>,
+        mut done: impl FnMut(&S, IndexOutcome) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut window = Window {
             hashes: [0; STAGED_NAMES],
@@ -94,7 +90,7 @@ impl Indexer {
             self.stage(rest, &mut window);
             if window.commands == 0 {
                 // More names than a window holds: hashed as it runs.
-                let outcome = self.execute(first.step(), None);
+                let outcome = self.execute(first.command(), None);
                 done(first, outcome)?;
                 rest = &rest[1..];
                 continue;
@@ -102,39 +98,13 @@ impl Indexer {
             let (staged, after) = rest.split_at(window.commands);
             let mut start = 0;
             for (command, &end) in staged.iter().zip(&window.ends) {
-                let outcome = self.execute(command.step(), Some(&window.hashes[start..end]));
+                let outcome = self.execute(command.command(), Some(&window.hashes[start..end]));
                 start = end;
                 done(command, outcome)?;
             }
             rest = after;
         }
         Ok(())
-    }
-
-    /// `QUERY` of each of `packages`, in order, with the lookups staged;
-    /// `answer` gets each outcome. Only reads, so a read lock will do.
-    pub(crate) fn query_run<'p>(
-        &self,
-        packages: impl Iterator<Item = PackageName<'p>> + Clone,
-        mut answer: impl FnMut(Outcome),
-    ) {
-        let mut hashes = [0; STAGED_NAMES];
-        let mut rest = packages;
-        loop {
-            let mut staged = 0;
-            for (package, hash) in rest.clone().zip(&mut hashes) {
-                *hash = self.hasher.hash_one(package.as_bytes());
-                self.table.prefetch(*hash);
-                staged += 1;
-            }
-            if staged == 0 {
-                return;
-            }
-            self.prefetch_candidates(&hashes[..staged]);
-            for (name, &hash) in rest.by_ref().take(staged).zip(&hashes) {
-                answer(self.query_hashed(Hashed { name, hash }));
-            }
-        }
     }
 
     /// Steps 1 to 3 for as many of `run`'s first commands as fit in a
@@ -144,12 +114,12 @@ impl Indexer {
         window.commands = 0;
         'commands: for command in run {
             let start = staged;
-            let (package, dependencies) = match command.step() {
-                Step::Index {
+            let (package, dependencies) = match command.command() {
+                IndexCommand::Index {
                     package,
                     dependencies,
                 } => (package, Some(dependencies)),
-                Step::Remove(package) | Step::Query(package) => (package, None),
+                IndexCommand::Remove(package) | IndexCommand::Query(package) => (package, None),
             };
             for name in std::iter::once(package).chain(dependencies.into_iter().flatten()) {
                 let Some(slot) = window.hashes.get_mut(staged) else {
@@ -169,7 +139,8 @@ impl Indexer {
     }
 
     /// Steps 2 and 3: the nodes of the ids each hash's bucket names, then
-    /// the bytes of their names that live in the arena.
+    /// the bytes of their names that live in the arena and the end of
+    /// their runs of edges.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {
@@ -180,9 +151,16 @@ impl Indexer {
         }
         for &hash in hashes {
             self.table.candidates(hash, |id| {
-                let long_name = self.nodes.get(id as usize).and_then(|node| node.name_run());
-                if let Some(byte) = long_name.and_then(|(start, _)| self.names.get(start)) {
+                let Some(node) = self.nodes.get(id as usize) else {
+                    return;
+                };
+                if let Some(byte) = node.name_run().and_then(|(start, _)| self.names.get(start)) {
                     sys::prefetch(byte);
+                }
+                // Where a new dependent goes.
+                let end = node.edges as usize + node.edge_count();
+                if let Some(edge) = self.edges.get(u32::try_from(end).unwrap_or(u32::MAX)) {
+                    sys::prefetch(edge);
                 }
             });
         }
@@ -192,9 +170,9 @@ impl Indexer {
     /// (those of a window) or, without them, hashing each name as it goes.
     pub(super) fn execute<'d>(
         &mut self,
-        step: Step<'_, impl Iterator<Item = PackageName<'d>>>,
+        step: IndexCommand<'_, impl Iterator<Item = PackageName<'d>>>,
         staged: Option<&[u64]>,
-    ) -> Outcome {
+    ) -> IndexOutcome {
         let hasher = self.hasher.clone();
         let mut staged = staged.unwrap_or_default().iter();
         let mut hashed = move |name: PackageName<'_>| {
@@ -204,7 +182,7 @@ impl Indexer {
                 .unwrap_or_else(|| hasher.hash_one(name.as_bytes()))
         };
         match step {
-            Step::Index {
+            IndexCommand::Index {
                 package,
                 dependencies,
             } => {
@@ -218,11 +196,11 @@ impl Indexer {
                 });
                 self.index_hashed(package, dependencies)
             }
-            Step::Remove(package) => self.remove_hashed(Hashed {
+            IndexCommand::Remove(package) => self.remove_hashed(Hashed {
                 name: package,
                 hash: hashed(package),
             }),
-            Step::Query(package) => self.query_hashed(Hashed {
+            IndexCommand::Query(package) => self.query_hashed(Hashed {
                 name: package,
                 hash: hashed(package),
             }),
@@ -292,7 +270,7 @@ mod tests {
     }
 
     /// One command at a time, through the public API.
-    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> Outcome {
+    fn one_by_one(index: &mut Indexer, request: &Request<'_>) -> IndexOutcome {
         match request.command {
             Command::Index => index.index(request.package, request.dependencies.iter()),
             Command::Remove => index.remove(request.package),
@@ -318,10 +296,9 @@ mod tests {
                 one_by_one(&mut single, request);
                 one_by_one(&mut staged, request);
             }
-            let expected: Vec<Outcome> =
+            let expected: Vec<IndexOutcome> =
                 requests.iter().map(|request| one_by_one(&mut single, request)).collect();
-            // Runs of the lengths `cuts` gives, in turn; a run of queries
-            // only also goes through the read-only path.
+            // Runs of the lengths `cuts` gives, in turn.
             let mut got = Vec::new();
             let mut rest = &requests[..];
             for &cut in cuts.iter().cycle() {
@@ -329,18 +306,12 @@ mod tests {
                     break;
                 }
                 let (run, after) = rest.split_at(cut.min(rest.len()));
-                if run.iter().all(|request| request.command == Command::Query) && cut % 2 == 0 {
-                    staged.query_run(run.iter().map(|request| request.package), |outcome| {
+                staged
+                    .execute_run(run, |_, outcome| {
                         got.push(outcome);
-                    });
-                } else {
-                    staged
-                        .execute_run(run, |_, outcome| {
-                            got.push(outcome);
-                            Ok::<_, ()>(())
-                        })
-                        .unwrap();
-                }
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap();
                 prop_assert_eq!(staged.check_invariants(), Ok(()));
                 rest = after;
             }
@@ -360,7 +331,7 @@ mod tests {
         let mut ran = Vec::new();
         let stopped = index.execute_run(&requests, |request, outcome| {
             ran.push(request.package.to_string());
-            assert_eq!(outcome, Outcome::Added);
+            assert_eq!(outcome, IndexOutcome::Added);
             if request.package == "b" {
                 Err("log failed")
             } else {
@@ -369,8 +340,14 @@ mod tests {
         });
         assert_eq!(stopped, Err("log failed"));
         assert_eq!(ran, ["a", "b"]);
-        assert!(index.contains(PackageName::new(b"b").unwrap()));
-        assert!(!index.contains(PackageName::new(b"c").unwrap()));
+        assert_eq!(
+            index.query(PackageName::new(b"b").unwrap()),
+            IndexOutcome::Found
+        );
+        assert_eq!(
+            index.query(PackageName::new(b"c").unwrap()),
+            IndexOutcome::NotFound
+        );
     }
 
     #[test]
@@ -396,9 +373,9 @@ mod tests {
         assert_eq!(
             tail,
             [
-                Outcome::Added,
-                Outcome::Refused(super::super::Refusal::HasDependents),
-                Outcome::Found
+                IndexOutcome::Added,
+                IndexOutcome::Refused(super::super::Refusal::HasDependents),
+                IndexOutcome::Found
             ]
         );
         assert_eq!(index.dependencies(), deps.len());

@@ -118,11 +118,7 @@ impl NameTable {
     pub(super) fn with_room_for(entries: usize) -> NameTable {
         // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
-        let buckets = needed.max(MIN_BUCKETS).next_power_of_two();
-        NameTable {
-            buckets: vec![EMPTY_BUCKET; buckets],
-            len: 0,
-        }
+        NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
     }
 
     /// Entries held.
@@ -135,14 +131,11 @@ impl NameTable {
         self.buckets.len()
     }
 
-    /// An empty table of `buckets` buckets, written so its pages are there.
+    /// An empty table of `buckets` buckets, each written (the buckets are
+    /// not zeros to `vec!`), so its pages are there.
     pub(super) fn touched(buckets: usize) -> NameTable {
-        let mut table = Vec::with_capacity(buckets);
-        table.resize(buckets, EMPTY_BUCKET);
-        NameTable {
-            buckets: table,
-            len: 0,
-        }
+        let buckets = vec![EMPTY_BUCKET; buckets];
+        NameTable { buckets, len: 0 }
     }
 
     /// Entries this table holds before it must grow: seven eighths of its
@@ -249,51 +242,53 @@ impl NameTable {
         }
         true
     }
-
-    /// Checks that every entry is where its hash puts it, under its tag,
-    /// once, and that the counts of passed entries are right; `hash_of`
-    /// gives the hash of an id's name, `None` for an id that bears none.
-    pub(super) fn check(&self, hash_of: impl Fn(u32) -> Option<u64>) -> Result<(), String> {
-        let mut passed = vec![0u32; self.buckets.len()];
-        let mut held = std::collections::HashSet::new();
-        for (at, bucket) in self.buckets.iter().enumerate() {
-            for slot in (0..SLOTS).filter(|&slot| bucket.tags[slot] != FREE) {
-                let id = bucket.ids[slot];
-                if !held.insert(id) {
-                    return Err(format!("the name table holds {id} twice"));
-                }
-                let Some(hash) = hash_of(id) else {
-                    return Err(format!("the name table holds {id}, which is not indexed"));
-                };
-                if bucket.tags[slot] != tag(hash) {
-                    return Err(format!("the name table holds {id} under another tag"));
-                }
-                let mut before = self.home(hash);
-                while before != at {
-                    passed[before] += 1;
-                    before = (before + 1) & self.mask();
-                }
-            }
-        }
-        if held.len() != self.len {
-            return Err(format!(
-                "the name table counts {} entries and holds {}",
-                self.len,
-                held.len()
-            ));
-        }
-        let counted = self.buckets.iter().map(|bucket| bucket.passed);
-        if !counted.eq(passed.iter().copied()) {
-            return Err("the name table's counts of passed entries are wrong".to_string());
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    impl NameTable {
+        /// Checks that every entry is where its hash puts it, under its tag,
+        /// once, and that the counts of passed entries are right; `hash_of`
+        /// gives the hash of an id's name, `None` for an id that bears none.
+        fn check(&self, hash_of: impl Fn(u32) -> Option<u64>) -> Result<(), String> {
+            let mut passed = vec![0u32; self.buckets.len()];
+            let mut held = std::collections::HashSet::new();
+            for (at, bucket) in self.buckets.iter().enumerate() {
+                for slot in (0..SLOTS).filter(|&slot| bucket.tags[slot] != FREE) {
+                    let id = bucket.ids[slot];
+                    if !held.insert(id) {
+                        return Err(format!("the name table holds {id} twice"));
+                    }
+                    let Some(hash) = hash_of(id) else {
+                        return Err(format!("the name table holds {id}, which is not indexed"));
+                    };
+                    if bucket.tags[slot] != tag(hash) {
+                        return Err(format!("the name table holds {id} under another tag"));
+                    }
+                    let mut before = self.home(hash);
+                    while before != at {
+                        passed[before] += 1;
+                        before = (before + 1) & self.mask();
+                    }
+                }
+            }
+            if held.len() != self.len {
+                return Err(format!(
+                    "the name table counts {} entries and holds {}",
+                    self.len,
+                    held.len()
+                ));
+            }
+            let counted = self.buckets.iter().map(|bucket| bucket.passed);
+            if !counted.eq(passed.iter().copied()) {
+                return Err("the name table's counts of passed entries are wrong".to_string());
+            }
+            Ok(())
+        }
+    }
 
     /// A hash whose home is bucket `home` (of any table this small) and
     /// whose tag is `tag`.

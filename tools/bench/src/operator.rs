@@ -135,7 +135,7 @@ pub(crate) fn rows(options: &Options) -> Result<Vec<Row>, String> {
             verdict: verdict(inspecting.longest <= STALL_TARGET),
         },
         Row {
-            measure: "the same while the writer adds and removes dependents of that package (each scan corrected at its end for the writer's changes)".to_string(),
+            measure: "the same while the writer adds and removes dependents of that package".to_string(),
             target: "shown".into(),
             measured: waits(&inspecting_hub),
             reference: baseline.clone(),

@@ -46,10 +46,7 @@ impl Level {
 
     /// The level `--log-level` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Level> {
-        Level::NAMES
-            .into_iter()
-            .find(|&(_, n)| n == name)
-            .map(|(level, _)| level)
+        named(&Level::NAMES, name)
     }
 }
 
@@ -65,10 +62,7 @@ impl Format {
 
     /// The format `--log-format` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Format> {
-        Format::NAMES
-            .into_iter()
-            .find(|&(_, n)| n == name)
-            .map(|(format, _)| format)
+        named(&Format::NAMES, name)
     }
 }
 
@@ -76,6 +70,14 @@ impl Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(Format::NAMES[*self as usize].1)
     }
+}
+
+/// The entry of a table of names that `name` names.
+fn named<T: Copy>(names: &[(T, &str)], name: &str) -> Option<T> {
+    names
+        .iter()
+        .find(|entry| entry.1 == name)
+        .map(|entry| entry.0)
 }
 
 /// The format and level, once set.

@@ -74,20 +74,19 @@ fn seconds(nanos: u64) -> f64 {
 }
 
 /// A histogram over fixed bucket bounds in microseconds. Each observation
-/// increments exactly one (non-cumulative) slot; rendering accumulates.
-struct Histogram<const N: usize> {
-    bounds: &'static [u64; N],
-    within: [AtomicU64; N],
-    beyond_last: AtomicU64,
+/// increments exactly one (non-cumulative) count; rendering accumulates.
+struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bound, then one for the values above the last.
+    counts: Vec<AtomicU64>,
     sum_nanos: AtomicU64,
 }
 
-impl<const N: usize> Histogram<N> {
-    fn new(bounds: &'static [u64; N]) -> Self {
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Self {
         Histogram {
             bounds,
-            within: [const { AtomicU64::new(0) }; N],
-            beyond_last: AtomicU64::new(0),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
         }
     }
@@ -97,8 +96,7 @@ impl<const N: usize> Histogram<N> {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         // Prometheus buckets count values <= their bound.
         let slot = self.bounds.partition_point(|&bound| bound * 1000 < nanos);
-        let count = self.within.get(slot).unwrap_or(&self.beyond_last);
-        count.fetch_add(times, Relaxed);
+        self.counts[slot].fetch_add(times, Relaxed);
         self.sum_nanos
             .fetch_add(nanos.saturating_mul(times), Relaxed);
     }
@@ -106,14 +104,15 @@ impl<const N: usize> Histogram<N> {
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
     /// or a rendered label list and its comma, such as `command="index",`.
     fn render(&self, name: &str, labels: &str, out: &mut String) -> fmt::Result {
+        let bounds = self
+            .bounds
+            .iter()
+            .map(|bound| seconds(bound * 1000).to_string());
         let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.within) {
+        for (le, count) in bounds.chain(["+Inf".to_owned()]).zip(&self.counts) {
             cumulative += count.load(Relaxed);
-            let le = seconds(bound * 1000);
             writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}")?;
         }
-        cumulative += self.beyond_last.load(Relaxed);
-        writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}")?;
         let sum = seconds(self.sum_nanos.load(Relaxed));
         let labels = labels.strip_suffix(',').map(|l| format!("{{{l}}}"));
         let labels = labels.unwrap_or_default();
@@ -143,7 +142,7 @@ impl RequestTally {
 pub struct Metrics {
     started: Duration,
     requests: [[AtomicU64; RESULT_LABELS.len()]; COMMAND_LABELS.len()],
-    request_durations: [Histogram<{ REQUEST_BUCKETS.len() }>; COMMAND_LABELS.len()],
+    request_durations: [Histogram; COMMAND_LABELS.len()],
     connections_total: AtomicU64,
     // Signed so a mismatched close shows up as a negative value rather
     // than as 2^64 - 1.
@@ -157,7 +156,7 @@ pub struct Metrics {
     max_connections: AtomicU64,
     max_line_bytes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
-    fsync_durations: Histogram<{ FSYNC_BUCKETS.len() }>,
+    fsync_durations: Histogram,
 }
 
 impl Default for Metrics {

@@ -94,10 +94,7 @@ impl EventLoop {
             .is_some_and(|oldest| oldest.deadline <= now)
         {
             self.connections.pop_front();
-            log::debug(
-                "admin connection dropped",
-                &[("reason", &"deadline passed")],
-            );
+            dropped("deadline passed");
         }
     }
 
@@ -123,7 +120,7 @@ impl EventLoop {
             }
             match connection.advance(state, limits) {
                 Progress::Pending => true,
-                Progress::Answered => false,
+                Progress::Done => false,
                 Progress::HandOff(job) => match workers.start(&connection.stream, job, limits) {
                     // The worker has a socket of its own.
                     Ok(()) => false,
@@ -135,10 +132,6 @@ impl EventLoop {
                         true
                     }
                 },
-                Progress::Dropped(reason) => {
-                    log::debug("admin connection dropped", &[("reason", &reason)]);
-                    false
-                }
             }
         });
     }
@@ -180,7 +173,7 @@ impl EventLoop {
     /// places are taken.
     fn admit(&mut self, stream: TcpStream) {
         if let Err(error) = stream.set_nonblocking(true) {
-            log::debug("admin connection dropped", &[("reason", &error)]);
+            dropped(format!("{error}"));
             return;
         }
         if self.connections.len() >= self.limits.max_connections
@@ -217,10 +210,8 @@ enum Stage {
 enum Progress {
     /// Keep it and wait for the socket to be ready again.
     Pending,
-    /// The whole answer is sent: close it.
-    Answered,
-    /// Close it without a complete answer, for the reason given.
-    Dropped(Cow<'static, str>),
+    /// Close it: its answer is sent, or it was dropped.
+    Done,
     /// Its answer is a job: hand its socket to a worker.
     HandOff(Job),
 }
@@ -243,7 +234,7 @@ impl Connection {
                     Answer::Later(job) => return Progress::HandOff(job),
                 },
                 Ok(None) => return Progress::Pending,
-                Err(reason) => return Progress::Dropped(reason),
+                Err(reason) => return dropped(reason),
             }
         }
         match &mut self.stage {
@@ -301,14 +292,20 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> Progress {
     while *sent < answer.len() {
         match stream.write(&answer[*sent..]) {
-            Ok(0) => return Progress::Dropped("the client stopped receiving".into()),
+            Ok(0) => return dropped("the client stopped receiving"),
             Ok(written) => *sent += written,
             Err(error) if error.kind() == ErrorKind::WouldBlock => return Progress::Pending,
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(error) => return Progress::Dropped(format!("write failed: {error}").into()),
+            Err(error) => return dropped(format!("write failed: {error}")),
         }
     }
     // The client may be gone already; there is no one to tell.
     let _ = stream.shutdown(Shutdown::Write);
-    Progress::Answered
+    Progress::Done
+}
+
+/// Logs why a connection is closed without its whole answer.
+fn dropped(reason: impl Into<Cow<'static, str>>) -> Progress {
+    log::debug("admin connection dropped", &[("reason", &reason.into())]);
+    Progress::Done
 }

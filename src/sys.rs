@@ -187,11 +187,7 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
     // whole call and so stays open; listen(2) takes no pointers.
-    if unsafe { listen(listener.as_raw_fd(), backlog) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    succeeded(unsafe { listen(listener.as_raw_fd(), backlog) })
 }
 
 // Open-files limit (RLIMIT_NOFILE)
@@ -229,9 +225,7 @@ impl OpenFilesLimit {
         let mut limit = Rlimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
         // the call writes within it and keeps no pointer.
-        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        succeeded(unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) })?;
         Ok(OpenFilesLimit {
             soft: limit.current,
             hard: limit.maximum,
@@ -243,18 +237,13 @@ impl OpenFilesLimit {
     /// `select(2)`, and a server of one descriptor per connection needs more.
     /// Returns the limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
-        if self.soft == self.hard {
-            return Ok(self);
-        }
         let limit = Rlimit {
             current: self.hard,
             maximum: self.hard,
         };
         // SAFETY: `limit` is an initialised `struct rlimit` that outlives the
         // call; the call only reads it.
-        if unsafe { setrlimit(RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        succeeded(unsafe { setrlimit(RLIMIT_NOFILE, &limit) })?;
         Ok(OpenFilesLimit {
             soft: self.hard,
             hard: self.hard,
@@ -311,18 +300,16 @@ const INT_OPTION_LEN: u32 = 4;
 
 fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> io::Result<()> {
     let value = c_int::try_from(value).unwrap_or(c_int::MAX);
-    let length = INT_OPTION_LEN;
+    let (fd, pointer) = (stream.as_raw_fd(), (&value as *const c_int).cast());
     // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
-    // kernel reads `length` bytes from `value`, a live `int` of that size.
-    let status = unsafe {
-        setsockopt(
-            stream.as_raw_fd(),
-            level,
-            name,
-            (&value as *const c_int).cast(),
-            length,
-        )
-    };
+    // kernel reads `INT_OPTION_LEN` bytes from `value`, a live `int` of that
+    // size.
+    succeeded(unsafe { setsockopt(fd, level, name, pointer, INT_OPTION_LEN) })
+}
+
+/// The outcome of a call that returns 0 on success and -1 with `errno` set
+/// on failure.
+fn succeeded(status: c_int) -> io::Result<()> {
     if status == 0 {
         Ok(())
     } else {

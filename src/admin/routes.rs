@@ -128,7 +128,9 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> Answer {
     };
     let inspection = match path.strip_prefix("/v1/packages/") {
         Some(segment) => Some((segment, Form::Json)),
-        None => (path.strip_prefix("/v1/text/packages/")).map(|segment| (segment, Form::Text)),
+        None => path
+            .strip_prefix("/v1/text/packages/")
+            .map(|segment| (segment, Form::Text)),
     };
     let reply = match (path, inspection, state.store.get()) {
         ("/healthz", _, _) => Reply::text("200 OK", "ok\n".into()),
@@ -149,21 +151,22 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> Answer {
             return later(JobKind::Export, Box::new(export));
         }
         (_, Some((_, form)), None) => refusal(form, "503 Service Unavailable", "loading", None),
+        // The name is checked here, so that a bad one is told so even
+        // while the workers are busy.
         (_, Some((segment, form)), Some(store)) => {
-            // Checked here, so that a bad name is told so even while the
-            // workers are busy.
-            let name = percent_decode(segment).filter(|name| PackageName::new(name).is_some());
-            let Some(name) = name else {
-                let what = "invalid package name";
-                return Answer::Now(
-                    refusal(form, "400 Bad Request", what, Some(segment)).encode(head_only),
-                );
-            };
-            let store = store.clone();
-            return later(
-                JobKind::Inspect,
-                Box::new(move || inspect(&store, &name, form)),
-            );
+            match percent_decode(segment).filter(|name| PackageName::new(name).is_some()) {
+                None => refusal(
+                    form,
+                    "400 Bad Request",
+                    "invalid package name",
+                    Some(segment),
+                ),
+                Some(name) => {
+                    let store = store.clone();
+                    let inspect = move || inspect(&store, &name, form);
+                    return later(JobKind::Inspect, Box::new(inspect));
+                }
+            }
         }
         (_, None, _) => Reply::text("404 Not Found", "not found\n".into()),
     };

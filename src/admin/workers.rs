@@ -44,11 +44,15 @@ impl Workers {
             )
         }
         .encode(job.head_only);
-        let (finished, running) = self.running.drain(..).partition(|w| w.thread.is_finished());
+        // Threads that ended are joined here, when a new one may start.
+        let (ended, running): (Vec<Worker>, _) = self
+            .running
+            .drain(..)
+            .partition(|worker| worker.thread.is_finished());
         self.running = running;
-        finished
-            .into_iter()
-            .for_each(|w: Worker| join_worker(w.thread));
+        for worker in ended {
+            join_worker(worker.thread);
+        }
         let same_kind = self
             .running
             .iter()

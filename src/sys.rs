@@ -237,6 +237,10 @@ impl OpenFilesLimit {
     /// `select(2)`, and a server of one descriptor per connection needs more.
     /// Returns the limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
+        // Nothing to ask, so nothing that could fail.
+        if self.soft == self.hard {
+            return Ok(self);
+        }
         let limit = Rlimit {
             current: self.hard,
             maximum: self.hard,

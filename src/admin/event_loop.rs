@@ -26,27 +26,46 @@ const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Bytes taken from a socket per `read`.
 const READ_CHUNK_BYTES: usize = 4096;
 
-pub(super) struct EventLoop {
-    pub(super) listener: TcpListener,
+struct EventLoop {
+    listener: TcpListener,
     /// Readable once [`AdminServer::stop`](super::AdminServer::stop)
     /// closes its other end.
-    pub(super) stop_watch: UnixStream,
-    pub(super) state: AdminState,
-    pub(super) limits: AdminLimits,
+    stop_watch: UnixStream,
+    state: AdminState,
+    limits: AdminLimits,
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
-    pub(super) connections: VecDeque<Connection>,
-    pub(super) workers: Workers,
+    connections: VecDeque<Connection>,
+    workers: Workers,
     /// While set, the listener is left out of the poll set.
-    pub(super) accept_paused_until: Option<Instant>,
+    accept_paused_until: Option<Instant>,
     /// Accepts failed in a row; the first is logged as a warning, the end
     /// of the run once.
-    pub(super) failed_accepts: u64,
+    failed_accepts: u64,
+}
+
+/// Serves `listener` until `stop_watch` turns readable.
+pub(super) fn serve(
+    listener: TcpListener,
+    stop_watch: UnixStream,
+    state: AdminState,
+    limits: AdminLimits,
+) {
+    let event_loop = EventLoop {
+        listener,
+        stop_watch,
+        state,
+        limits,
+        connections: VecDeque::new(),
+        workers: Workers::default(),
+        accept_paused_until: None,
+        failed_accepts: 0,
+    };
+    event_loop.run();
 }
 
 impl EventLoop {
-    /// Serves until the stop signal's other end is closed.
-    pub(super) fn run(mut self) {
+    fn run(mut self) {
         let mut poll_set = Vec::new();
         loop {
             let now = Instant::now();
@@ -193,7 +212,7 @@ impl EventLoop {
 }
 
 /// One admin client, from its accept until its answer is sent.
-pub(super) struct Connection {
+struct Connection {
     stream: TcpStream,
     deadline: Instant,
     stage: Stage,

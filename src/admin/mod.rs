@@ -16,15 +16,12 @@ mod workers;
 
 use crate::log;
 use crate::store::Store;
-use event_loop::EventLoop;
-use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-use workers::Workers;
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
@@ -89,19 +86,9 @@ impl AdminServer {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let (stop_signal, stop_watch) = UnixStream::pair()?;
-        let event_loop = EventLoop {
-            listener,
-            stop_watch,
-            state,
-            limits,
-            connections: VecDeque::new(),
-            workers: Workers::default(),
-            accept_paused_until: None,
-            failed_accepts: 0,
-        };
         let thread = thread::Builder::new()
             .name("admin".to_owned())
-            .spawn(move || event_loop.run())?;
+            .spawn(move || event_loop::serve(listener, stop_watch, state, limits))?;
         Ok(AdminServer {
             local_addr,
             stop_signal: Some(stop_signal),

@@ -408,7 +408,7 @@ fn start_admin(
     if let Some(limit) = fd_limit {
         limits.max_connections = admin_connections(limit);
     }
-    AdminServer::start_with_limits(listener, state, limits).map_err(cannot)
+    AdminServer::start(listener, state, limits).map_err(cannot)
 }
 
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a

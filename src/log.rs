@@ -1,16 +1,8 @@
 //! Structured logging to stderr, one event per line, in logfmt-style text or
-//! JSON.
-//!
-//! The format and level are set once by [`init`] (the first call wins) and
-//! default to text at `info`. Each event is built into one string and handed
-//! to stderr with a single `write_all`, so lines from different threads never
-//! interleave. Timestamps are RFC 3339 UTC with milliseconds, computed here
-//! from [`SystemTime`] so the crate needs no date library.
-//!
-//! ```text
-//! ts=2026-11-23T02:30:00.123Z level=info msg="listening" addr=127.0.0.1:8080 max_connections=10000
-//! {"ts":"2026-11-23T02:30:00.123Z","level":"info","msg":"listening","addr":"127.0.0.1:8080","max_connections":10000}
-//! ```
+//! JSON (`docs/lifecycle.md#logs`). Each event is built into one string and
+//! written with one `write_all`, so lines from different threads never
+//! interleave; timestamps are computed here, so the crate needs no date
+//! library.
 //!
 //! A field's value is a [`FieldValue`]: numbers and booleans are written
 //! bare in JSON, everything else as a string. Types that log as their
@@ -44,41 +36,48 @@ pub enum Level {
 }
 
 impl Level {
+    /// In the order of the variants.
+    const NAMES: [(Level, &'static str); 4] = [
+        (Level::Error, "error"),
+        (Level::Warn, "warn"),
+        (Level::Info, "info"),
+        (Level::Debug, "debug"),
+    ];
+
     /// The level `--log-level` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Level> {
-        [Level::Error, Level::Warn, Level::Info, Level::Debug]
-            .into_iter()
-            .find(|level| level.to_string() == name)
+        named(&Level::NAMES, name)
     }
 }
 
 impl Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-        })
+        f.write_str(Level::NAMES[*self as usize].1)
     }
 }
 
 impl Format {
+    /// In the order of the variants.
+    const NAMES: [(Format, &'static str); 2] = [(Format::Text, "text"), (Format::Json, "json")];
+
     /// The format `--log-format` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Format> {
-        [Format::Text, Format::Json]
-            .into_iter()
-            .find(|format| format.to_string() == name)
+        named(&Format::NAMES, name)
     }
 }
 
 impl Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Text => "text",
-            Format::Json => "json",
-        })
+        f.write_str(Format::NAMES[*self as usize].1)
     }
+}
+
+/// The entry of a table of names that `name` names.
+fn named<T: Copy>(names: &[(T, &str)], name: &str) -> Option<T> {
+    names
+        .iter()
+        .find(|entry| entry.1 == name)
+        .map(|entry| entry.0)
 }
 
 /// The format and level, once set.

@@ -74,20 +74,19 @@ fn seconds(nanos: u64) -> f64 {
 }
 
 /// A histogram over fixed bucket bounds in microseconds. Each observation
-/// increments exactly one (non-cumulative) slot; rendering accumulates.
-struct Histogram<const N: usize> {
-    bounds: &'static [u64; N],
-    within: [AtomicU64; N],
-    beyond_last: AtomicU64,
+/// increments exactly one (non-cumulative) count; rendering accumulates.
+struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bound, then one for the values above the last.
+    counts: Vec<AtomicU64>,
     sum_nanos: AtomicU64,
 }
 
-impl<const N: usize> Histogram<N> {
-    fn new(bounds: &'static [u64; N]) -> Self {
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Self {
         Histogram {
             bounds,
-            within: [const { AtomicU64::new(0) }; N],
-            beyond_last: AtomicU64::new(0),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
         }
     }
@@ -97,8 +96,7 @@ impl<const N: usize> Histogram<N> {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         // Prometheus buckets count values <= their bound.
         let slot = self.bounds.partition_point(|&bound| bound * 1000 < nanos);
-        let count = self.within.get(slot).unwrap_or(&self.beyond_last);
-        count.fetch_add(times, Relaxed);
+        self.counts[slot].fetch_add(times, Relaxed);
         self.sum_nanos
             .fetch_add(nanos.saturating_mul(times), Relaxed);
     }
@@ -106,14 +104,15 @@ impl<const N: usize> Histogram<N> {
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
     /// or a rendered label list and its comma, such as `command="index",`.
     fn render(&self, name: &str, labels: &str, out: &mut String) -> fmt::Result {
+        let bounds = self
+            .bounds
+            .iter()
+            .map(|bound| seconds(bound * 1000).to_string());
         let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.within) {
+        for (le, count) in bounds.chain(["+Inf".to_owned()]).zip(&self.counts) {
             cumulative += count.load(Relaxed);
-            let le = seconds(bound * 1000);
             writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}")?;
         }
-        cumulative += self.beyond_last.load(Relaxed);
-        writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}")?;
         let sum = seconds(self.sum_nanos.load(Relaxed));
         let labels = labels.strip_suffix(',').map(|l| format!("{{{l}}}"));
         let labels = labels.unwrap_or_default();
@@ -143,7 +142,7 @@ impl RequestTally {
 pub struct Metrics {
     started: Duration,
     requests: [[AtomicU64; RESULT_LABELS.len()]; COMMAND_LABELS.len()],
-    request_durations: [Histogram<{ REQUEST_BUCKETS.len() }>; COMMAND_LABELS.len()],
+    request_durations: [Histogram; COMMAND_LABELS.len()],
     connections_total: AtomicU64,
     // Signed so a mismatched close shows up as a negative value rather
     // than as 2^64 - 1.
@@ -157,7 +156,7 @@ pub struct Metrics {
     max_connections: AtomicU64,
     max_line_bytes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
-    fsync_durations: Histogram<{ FSYNC_BUCKETS.len() }>,
+    fsync_durations: Histogram,
 }
 
 impl Default for Metrics {
@@ -329,130 +328,113 @@ impl Metrics {
         )?;
 
         let load = |value: &AtomicU64| value.load(Relaxed);
-        let snapshot = f64::from_bits(load(&self.last_snapshot_seconds_bits));
-        let status = process_status("self");
-        let (cpu, fds) = (process_cpu_seconds("self"), open_fds());
-        let max_fds = OpenFilesLimit::current().ok().map(|limit| limit.soft);
-        let series: [(&str, &str, &str, Option<&dyn Display>); 19] = [
+        let (cpu, status) = (process_cpu_seconds("self"), process_status("self"));
+        let (fds, max_fds) = (open_fds(), OpenFilesLimit::current().ok().map(|l| l.soft));
+        let counters: [(&str, &str, Option<&dyn Display>); 6] = [
             (
                 "package_indexer_connections_total",
-                "counter",
                 "Connections accepted and served.",
                 Some(&load(&self.connections_total)),
             ),
             (
-                "package_indexer_connections_active",
-                "gauge",
-                "Connections being served now.",
-                Some(&self.connections_active.load(Relaxed)),
-            ),
-            (
-                "package_indexer_packages",
-                "gauge",
-                "Packages in the index.",
-                Some(&index.packages),
-            ),
-            (
-                "package_indexer_dependencies",
-                "gauge",
-                "Dependency edges in the index.",
-                Some(&index.dependencies),
-            ),
-            (
                 "package_indexer_durability_errors_total",
-                "counter",
                 "Failed writes, syncs or compactions of durable state.",
                 Some(&load(&self.durability_errors)),
             ),
             (
                 "package_indexer_data_dir_rewrites_total",
-                "counter",
                 "Times files of the data directory were found missing and written again from memory.",
                 Some(&load(&self.data_dir_rewrites)),
             ),
             (
-                "package_indexer_log_bytes",
-                "gauge",
-                "Size of the durable log on disk.",
-                Some(&load(&self.log_bytes)),
-            ),
-            (
-                "package_indexer_max_connections",
-                "gauge",
-                "Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
-                Some(&load(&self.max_connections)),
-            ),
-            (
-                "package_indexer_max_line_bytes",
-                "gauge",
-                "Longest request line accepted, newline included (--max-line-bytes).",
-                Some(&load(&self.max_line_bytes)),
-            ),
-            (
                 "package_indexer_log_appends_total",
-                "counter",
                 "Changes appended to the durable log.",
                 Some(&load(&self.log_appends)),
             ),
             (
                 "package_indexer_log_writes_total",
-                "counter",
                 "write(2) batches that carried the appended changes to the log.",
                 Some(&load(&self.log_writes)),
             ),
             (
+                "process_cpu_seconds_total",
+                "User and system CPU time spent, in seconds.",
+                cpu.as_ref().map(|seconds| seconds as &dyn Display),
+            ),
+        ];
+        let gauges: [(&str, &str, Option<&dyn Display>); 13] = [
+            (
+                "package_indexer_connections_active",
+                "Connections being served now.",
+                Some(&self.connections_active.load(Relaxed)),
+            ),
+            (
+                "package_indexer_packages",
+                "Packages in the index.",
+                Some(&index.packages),
+            ),
+            (
+                "package_indexer_dependencies",
+                "Dependency edges in the index.",
+                Some(&index.dependencies),
+            ),
+            (
+                "package_indexer_log_bytes",
+                "Size of the durable log on disk.",
+                Some(&load(&self.log_bytes)),
+            ),
+            (
+                "package_indexer_max_connections",
+                "Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
+                Some(&load(&self.max_connections)),
+            ),
+            (
+                "package_indexer_max_line_bytes",
+                "Longest request line accepted, newline included (--max-line-bytes).",
+                Some(&load(&self.max_line_bytes)),
+            ),
+            (
                 "package_indexer_last_snapshot_timestamp_seconds",
-                "gauge",
                 "Unix time of the last completed snapshot; 0 if none.",
-                Some(&snapshot),
+                Some(&f64::from_bits(load(&self.last_snapshot_seconds_bits))),
             ),
             (
                 "process_start_time_seconds",
-                "gauge",
                 "Start time of the process since the Unix epoch.",
                 Some(&(self.started.as_millis() as f64 / 1000.0)),
             ),
             (
-                "process_cpu_seconds_total",
-                "counter",
-                "User and system CPU time spent, in seconds.",
-                cpu.as_ref().map(|s| s as &dyn Display),
-            ),
-            (
                 "process_virtual_memory_bytes",
-                "gauge",
                 "Virtual memory size.",
-                status.virtual_bytes.as_ref().map(|b| b as &dyn Display),
+                shown(&status.virtual_bytes),
             ),
             (
                 "process_resident_memory_bytes",
-                "gauge",
                 "Resident memory size.",
-                status.resident_bytes.as_ref().map(|b| b as &dyn Display),
+                shown(&status.resident_bytes),
             ),
             (
                 "process_open_fds",
-                "gauge",
                 "Open file descriptors.",
-                fds.as_ref().map(|n| n as &dyn Display),
+                shown(&fds),
             ),
             (
                 "process_max_fds",
-                "gauge",
                 "Most file descriptors the process may open.",
-                max_fds.as_ref().map(|n| n as &dyn Display),
+                shown(&max_fds),
             ),
             (
                 "process_threads",
-                "gauge",
                 "OS threads in the process.",
-                status.threads.as_ref().map(|n| n as &dyn Display),
+                shown(&status.threads),
             ),
         ];
-        for (name, kind, help, value) in series {
-            if let Some(value) = value {
-                family(out, name, kind, help)?;
-                writeln!(out, "{name} {value}")?;
+        for (kind, series) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
+            for &(name, help, value) in series {
+                if let Some(value) = value {
+                    family(out, name, kind, help)?;
+                    writeln!(out, "{name} {value}")?;
+                }
             }
         }
         Ok(())
@@ -463,6 +445,11 @@ impl Metrics {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} {kind}")
+}
+
+/// A process figure, if `/proc` gave it.
+fn shown(value: &Option<u64>) -> Option<&dyn Display> {
+    value.as_ref().map(|value| value as &dyn Display)
 }
 
 fn open_fds() -> Option<u64> {

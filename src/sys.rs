@@ -12,21 +12,15 @@ use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::raw::c_int;
+use std::os::fd::RawFd;
+use std::os::raw::{c_int, c_short, c_ulong};
 use std::time::Duration;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("written for Linux (sigset_t, rlimit and socket option layouts and values)");
 
-// ---------------------------------------------------------------------------
 // Signals
-// ---------------------------------------------------------------------------
 
-const SIGHUP: c_int = 1;
-const SIGINT: c_int = 2;
-const SIGUSR1: c_int = 10;
-const SIGUSR2: c_int = 12;
-const SIGTERM: c_int = 15;
 const SIG_BLOCK: c_int = 0;
 const EINTR: c_int = 4;
 const EAGAIN: c_int = 11;
@@ -46,8 +40,6 @@ struct Timespec {
 }
 
 extern "C" {
-    fn sigemptyset(set: *mut SigSet) -> c_int;
-    fn sigaddset(set: *mut SigSet, signum: c_int) -> c_int;
     fn pthread_sigmask(how: c_int, set: *const SigSet, old_set: *mut SigSet) -> c_int;
     /// The `info` argument (a `siginfo_t *`) is always passed null here.
     fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const Timespec) -> c_int;
@@ -69,13 +61,13 @@ pub enum Signal {
     User2,
 }
 
-/// Every signal [`block_signals`] takes over, with its number.
-const COLLECTED: [(c_int, Signal); 5] = [
-    (SIGTERM, Signal::Terminate),
-    (SIGINT, Signal::Interrupt),
-    (SIGHUP, Signal::Hangup),
-    (SIGUSR1, Signal::User1),
-    (SIGUSR2, Signal::User2),
+/// Every signal [`block_signals`] takes over: its number on Linux, and its name.
+const COLLECTED: [(c_int, Signal, &str); 5] = [
+    (15, Signal::Terminate, "SIGTERM"),
+    (2, Signal::Interrupt, "SIGINT"),
+    (1, Signal::Hangup, "SIGHUP"),
+    (10, Signal::User1, "SIGUSR1"),
+    (12, Signal::User2, "SIGUSR2"),
 ];
 
 impl Signal {
@@ -87,13 +79,8 @@ impl Signal {
 
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Signal::Terminate => "SIGTERM",
-            Signal::Interrupt => "SIGINT",
-            Signal::Hangup => "SIGHUP",
-            Signal::User1 => "SIGUSR1",
-            Signal::User2 => "SIGUSR2",
-        })
+        let name = COLLECTED.iter().find(|(_, signal, _)| signal == self);
+        f.write_str(name.map_or("?", |(_, _, name)| name))
     }
 }
 
@@ -114,16 +101,9 @@ pub struct Signals {
 /// would kill the process without a graceful stop.
 pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
-    // SAFETY: `set` is a live, writable `sigset_t`-sized value owned by this
-    // frame; these functions only write within it and keep no pointer.
-    let added = unsafe {
-        sigemptyset(&mut set) == 0
-            && COLLECTED
-                .iter()
-                .all(|&(signum, _)| sigaddset(&mut set, signum) == 0)
-    };
-    if !added {
-        return Err(io::Error::last_os_error());
+    // Signal N is bit N - 1, as `sigaddset` sets it in glibc and musl.
+    for (signum, _, _) in COLLECTED {
+        set.bits[0] |= 1 << (signum - 1);
     }
     // SAFETY: `set` is initialised above and outlives the call; a null old
     // set tells the function not to report the previous mask.
@@ -156,16 +136,14 @@ impl Signals {
                 }
             }
             // Only the collected signals are in the set.
-            if let Some(&(_, signal)) = COLLECTED.iter().find(|&&(number, _)| number == signum) {
+            if let Some(&(_, signal, _)) = COLLECTED.iter().find(|(number, ..)| *number == signum) {
                 return Ok(Some(signal));
             }
         }
     }
 }
 
-// ---------------------------------------------------------------------------
 // Clock ticks
-// ---------------------------------------------------------------------------
 
 /// `_SC_CLK_TCK`, the same in glibc and musl.
 const SC_CLK_TCK: c_int = 2;
@@ -182,9 +160,7 @@ pub(crate) fn clock_ticks_per_second() -> Option<u64> {
     u64::try_from(ticks).ok().filter(|&ticks| ticks > 0)
 }
 
-// ---------------------------------------------------------------------------
 // Listen backlog
-// ---------------------------------------------------------------------------
 
 extern "C" {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
@@ -211,16 +187,10 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
     // whole call and so stays open; listen(2) takes no pointers.
-    if unsafe { listen(listener.as_raw_fd(), backlog) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    succeeded(unsafe { listen(listener.as_raw_fd(), backlog) })
 }
 
-// ---------------------------------------------------------------------------
 // Open-files limit (RLIMIT_NOFILE)
-// ---------------------------------------------------------------------------
 
 const RLIMIT_NOFILE: c_int = 7;
 
@@ -255,9 +225,7 @@ impl OpenFilesLimit {
         let mut limit = Rlimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
         // the call writes within it and keeps no pointer.
-        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        succeeded(unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) })?;
         Ok(OpenFilesLimit {
             soft: limit.current,
             hard: limit.maximum,
@@ -269,6 +237,7 @@ impl OpenFilesLimit {
     /// `select(2)`, and a server of one descriptor per connection needs more.
     /// Returns the limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
+        // Nothing to ask, so nothing that could fail.
         if self.soft == self.hard {
             return Ok(self);
         }
@@ -278,9 +247,7 @@ impl OpenFilesLimit {
         };
         // SAFETY: `limit` is an initialised `struct rlimit` that outlives the
         // call; the call only reads it.
-        if unsafe { setrlimit(RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        succeeded(unsafe { setrlimit(RLIMIT_NOFILE, &limit) })?;
         Ok(OpenFilesLimit {
             soft: self.hard,
             hard: self.hard,
@@ -288,9 +255,7 @@ impl OpenFilesLimit {
     }
 }
 
-// ---------------------------------------------------------------------------
 // TCP keepalive
-// ---------------------------------------------------------------------------
 
 const SOL_SOCKET: c_int = 1;
 const SO_KEEPALIVE: c_int = 9;
@@ -339,18 +304,16 @@ const INT_OPTION_LEN: u32 = 4;
 
 fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> io::Result<()> {
     let value = c_int::try_from(value).unwrap_or(c_int::MAX);
-    let length = INT_OPTION_LEN;
+    let (fd, pointer) = (stream.as_raw_fd(), (&value as *const c_int).cast());
     // SAFETY: the descriptor belongs to `stream`, borrowed for the call; the
-    // kernel reads `length` bytes from `value`, a live `int` of that size.
-    let status = unsafe {
-        setsockopt(
-            stream.as_raw_fd(),
-            level,
-            name,
-            (&value as *const c_int).cast(),
-            length,
-        )
-    };
+    // kernel reads `INT_OPTION_LEN` bytes from `value`, a live `int` of that
+    // size.
+    succeeded(unsafe { setsockopt(fd, level, name, pointer, INT_OPTION_LEN) })
+}
+
+/// The outcome of a call that returns 0 on success and -1 with `errno` set
+/// on failure.
+fn succeeded(status: c_int) -> io::Result<()> {
     if status == 0 {
         Ok(())
     } else {
@@ -358,87 +321,73 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
     }
 }
 
-// ---------------------------------------------------------------------------
-// poll(2): readiness of many non-blocking sockets from one thread, for the
-// admin listener's event loop. A module of its own, so that its imports and
-// tests stay apart from the rest of the file.
-// ---------------------------------------------------------------------------
+// poll(2), for the admin listener's loop
 
-pub(crate) use readiness::{poll, PollFd, POLLIN, POLLOUT};
+/// Readable, or (on a listener) a connection is waiting to be accepted.
+pub(crate) const POLLIN: c_short = 0x001;
+/// Writable without blocking.
+pub(crate) const POLLOUT: c_short = 0x004;
 
-mod readiness {
-    use std::io;
-    use std::os::fd::RawFd;
-    use std::os::raw::{c_int, c_short, c_ulong};
-    use std::time::Duration;
+/// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PollFd {
+    fd: c_int,
+    events: c_short,
+    revents: c_short,
+}
 
-    /// Readable, or (on a listener) a connection is waiting to be accepted.
-    pub(crate) const POLLIN: c_short = 0x001;
-    /// Writable without blocking.
-    pub(crate) const POLLOUT: c_short = 0x004;
-
-    /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct PollFd {
-        fd: c_int,
-        events: c_short,
-        revents: c_short,
-    }
-
-    impl PollFd {
-        /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
-        pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
-            PollFd {
-                fd,
-                events,
-                revents: 0,
-            }
-        }
-
-        /// An entry the kernel skips (its descriptor is negative): it keeps
-        /// its place in the set without being watched.
-        pub(crate) fn ignored() -> PollFd {
-            PollFd::new(-1, 0)
-        }
-
-        /// What the last [`poll`] reported for this entry: some of the
-        /// requested events, or an error, hang-up or closed descriptor,
-        /// which are reported whether asked for or not: any nonzero value
-        /// means the descriptor wants attention.
-        pub(crate) fn revents(&self) -> c_short {
-            self.revents
+impl PollFd {
+    /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
+    pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
+        PollFd {
+            fd,
+            events,
+            revents: 0,
         }
     }
 
-    extern "C" {
-        #[link_name = "poll"]
-        fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+    /// An entry the kernel skips (its descriptor is negative): it keeps
+    /// its place in the set without being watched.
+    pub(crate) fn ignored() -> PollFd {
+        PollFd::new(-1, 0)
     }
 
-    /// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
-    /// no limit), and returns how many entries have events. The timeout is
-    /// rounded up to whole milliseconds, so the wait never ends early. A
-    /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
-    pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout_ms = match timeout {
-            None => -1,
-            Some(timeout) => {
-                let millis = timeout.as_nanos().div_ceil(1_000_000);
-                c_int::try_from(millis).unwrap_or(c_int::MAX)
-            }
-        };
-        // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
-        let count = fds.len() as c_ulong;
-        // SAFETY: `fds` is an exclusively borrowed slice of `count`
-        // `#[repr(C)]` `struct pollfd` values that outlives the call; the
-        // kernel writes only their `revents` fields and keeps no pointer. A
-        // descriptor that is not open is reported as `POLLNVAL`, never read
-        // through.
-        let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
-        // Only the error, -1, does not fit.
-        usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+    /// What the last [`poll`] reported: nonzero when the descriptor wants
+    /// attention (an event asked for, or an error or hang-up, which are
+    /// reported whether asked for or not).
+    pub(crate) fn revents(&self) -> c_short {
+        self.revents
     }
+}
+
+extern "C" {
+    #[link_name = "poll"]
+    fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+}
+
+/// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
+/// no limit), and returns how many entries have events. The timeout is
+/// rounded up to whole milliseconds, so the wait never ends early. A
+/// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
+pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let timeout_ms = match timeout {
+        None => -1,
+        Some(timeout) => {
+            let millis = timeout.as_nanos().div_ceil(1_000_000);
+            c_int::try_from(millis).unwrap_or(c_int::MAX)
+        }
+    };
+    // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
+    let count = fds.len() as c_ulong;
+    // SAFETY: `fds` is an exclusively borrowed slice of `count`
+    // `#[repr(C)]` `struct pollfd` values that outlives the call; the
+    // kernel writes only their `revents` fields and keeps no pointer. A
+    // descriptor that is not open is reported as `POLLNVAL`, never read
+    // through.
+    let ready = unsafe { c_poll(fds.as_mut_ptr(), count, timeout_ms) };
+    // Only the error, -1, does not fit.
+    usize::try_from(ready).map_err(|_| io::Error::last_os_error())
 }
 
 // ---------------------------------------------------------------------------
@@ -493,9 +442,7 @@ mod huge_pages {
     }
 }
 
-// ---------------------------------------------------------------------------
 // Prefetching
-// ---------------------------------------------------------------------------
 
 /// Asks the CPU to start bringing the cache line that holds `value` into
 /// its caches, and returns at once: code that knows which lines it will
@@ -564,9 +511,9 @@ mod tests {
 
     #[test]
     fn signals_display_by_their_names() {
-        let names: Vec<String> = COLLECTED.iter().map(|(_, s)| s.to_string()).collect();
+        let names: Vec<String> = COLLECTED.iter().map(|(_, s, _)| s.to_string()).collect();
         assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
-        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s)| s.stops()).collect();
+        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s, _)| s.stops()).collect();
         assert_eq!(stopping, [true, true, false, false, false]);
     }
 
@@ -629,7 +576,7 @@ mod tests {
 
 #[cfg(test)]
 mod readiness_tests {
-    use super::readiness::*;
+    use super::*;
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;

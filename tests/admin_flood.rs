@@ -7,7 +7,7 @@
 mod common;
 
 use common::{http, ServerProcess, StalledHeads};
-use package_indexer::{AdminServer, AdminState};
+use package_indexer::{AdminLimits, AdminServer, AdminState};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
@@ -49,7 +49,7 @@ fn a_thousand_renewed_stalled_heads_do_not_delay_health_probes() {
         store: Arc::default(),
         render_metrics: Box::new(|out| out.push_str("up 1\n")),
     };
-    let server = AdminServer::start(listener, state).unwrap();
+    let server = AdminServer::start(listener, state, AdminLimits::default()).unwrap();
     let addr = server.local_addr();
     let flood = StalledHeads::hold(addr, STALLED);
     assert_probes_answer_in_time(addr, "/healthz", (200, "ok\n"));

@@ -7,7 +7,7 @@
 
 mod common;
 
-use package_indexer::{AdminServer, AdminState};
+use package_indexer::{AdminLimits, AdminServer, AdminState};
 use package_indexer::{Command, Response};
 use package_indexer::{IndexGauges, Metrics, RejectReason};
 use std::net::TcpListener;
@@ -27,7 +27,7 @@ fn scrape(metrics: Arc<Metrics>) -> common::HttpAnswer {
             metrics.render(index, out)
         }),
     };
-    let server = AdminServer::start(listener, state).unwrap();
+    let server = AdminServer::start(listener, state, AdminLimits::default()).unwrap();
     let answer = common::http_answer(server.local_addr(), "GET", "/metrics");
     server.stop();
     answer

@@ -26,20 +26,16 @@ const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Bytes taken from a socket per `read`.
 const READ_CHUNK_BYTES: usize = 4096;
 
-/// Places in the poll set before the connections'.
-const STOP_SLOT: usize = 0;
-const LISTENER_SLOT: usize = 1;
-const FIRST_CONNECTION_SLOT: usize = 2;
-
-pub(super) struct EventLoop {
+struct EventLoop {
     listener: TcpListener,
+    /// Readable once [`AdminServer::stop`](super::AdminServer::stop)
+    /// closes its other end.
     stop_watch: UnixStream,
     state: AdminState,
     limits: AdminLimits,
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
     connections: VecDeque<Connection>,
-    /// The threads answering jobs.
     workers: Workers,
     /// While set, the listener is left out of the poll set.
     accept_paused_until: Option<Instant>,
@@ -48,27 +44,28 @@ pub(super) struct EventLoop {
     failed_accepts: u64,
 }
 
-impl EventLoop {
-    pub(super) fn new(
-        listener: TcpListener,
-        stop_watch: UnixStream,
-        state: AdminState,
-        limits: AdminLimits,
-    ) -> EventLoop {
-        EventLoop {
-            listener,
-            stop_watch,
-            state,
-            limits,
-            connections: VecDeque::new(),
-            workers: Workers::default(),
-            accept_paused_until: None,
-            failed_accepts: 0,
-        }
-    }
+/// Serves `listener` until `stop_watch` turns readable.
+pub(super) fn serve(
+    listener: TcpListener,
+    stop_watch: UnixStream,
+    state: AdminState,
+    limits: AdminLimits,
+) {
+    let event_loop = EventLoop {
+        listener,
+        stop_watch,
+        state,
+        limits,
+        connections: VecDeque::new(),
+        workers: Workers::default(),
+        accept_paused_until: None,
+        failed_accepts: 0,
+    };
+    event_loop.run();
+}
 
-    /// Serves until the stop signal's other end is closed.
-    pub(super) fn run(mut self) {
+impl EventLoop {
+    fn run(mut self) {
         let mut poll_set = Vec::new();
         loop {
             let now = Instant::now();
@@ -96,12 +93,13 @@ impl EventLoop {
                     continue;
                 }
             }
-            if poll_set[STOP_SLOT].revents() != 0 {
+            // The stop signal's entry is first, the listener's second.
+            if poll_set[0].revents() != 0 {
                 self.workers.stop();
                 return;
             }
-            self.serve_ready(&poll_set[FIRST_CONNECTION_SLOT..]);
-            if poll_set[LISTENER_SLOT].revents() != 0 {
+            self.serve_ready(&poll_set[2..]);
+            if poll_set[1].revents() != 0 {
                 self.accept_waiting();
             }
         }
@@ -115,10 +113,7 @@ impl EventLoop {
             .is_some_and(|oldest| oldest.deadline <= now)
         {
             self.connections.pop_front();
-            log::debug(
-                "admin connection dropped",
-                &[("reason", &"deadline passed")],
-            );
+            dropped("deadline passed");
         }
     }
 
@@ -144,7 +139,7 @@ impl EventLoop {
             }
             match connection.advance(state, limits) {
                 Progress::Pending => true,
-                Progress::Answered => false,
+                Progress::Done => false,
                 Progress::HandOff(job) => match workers.start(&connection.stream, job, limits) {
                     // The worker has a socket of its own.
                     Ok(()) => false,
@@ -156,10 +151,6 @@ impl EventLoop {
                         true
                     }
                 },
-                Progress::Dropped(reason) => {
-                    log::debug("admin connection dropped", &[("reason", &reason)]);
-                    false
-                }
             }
         });
     }
@@ -201,7 +192,7 @@ impl EventLoop {
     /// places are taken.
     fn admit(&mut self, stream: TcpStream) {
         if let Err(error) = stream.set_nonblocking(true) {
-            log::debug("admin connection dropped", &[("reason", &error)]);
+            dropped(format!("{error}"));
             return;
         }
         if self.connections.len() >= self.limits.max_connections
@@ -238,10 +229,8 @@ enum Stage {
 enum Progress {
     /// Keep it and wait for the socket to be ready again.
     Pending,
-    /// The whole answer is sent: close it.
-    Answered,
-    /// Close it without a complete answer, for the reason given.
-    Dropped(Cow<'static, str>),
+    /// Close it: its answer is sent, or it was dropped.
+    Done,
     /// Its answer is a job: hand its socket to a worker.
     HandOff(Job),
 }
@@ -264,7 +253,7 @@ impl Connection {
                     Answer::Later(job) => return Progress::HandOff(job),
                 },
                 Ok(None) => return Progress::Pending,
-                Err(reason) => return Progress::Dropped(reason),
+                Err(reason) => return dropped(reason),
             }
         }
         match &mut self.stage {
@@ -322,14 +311,20 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> Progress {
     while *sent < answer.len() {
         match stream.write(&answer[*sent..]) {
-            Ok(0) => return Progress::Dropped("the client stopped receiving".into()),
+            Ok(0) => return dropped("the client stopped receiving"),
             Ok(written) => *sent += written,
             Err(error) if error.kind() == ErrorKind::WouldBlock => return Progress::Pending,
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(error) => return Progress::Dropped(format!("write failed: {error}").into()),
+            Err(error) => return dropped(format!("write failed: {error}")),
         }
     }
     // The client may be gone already; there is no one to tell.
     let _ = stream.shutdown(Shutdown::Write);
-    Progress::Answered
+    Progress::Done
+}
+
+/// Logs why a connection is closed without its whole answer.
+fn dropped(reason: impl Into<Cow<'static, str>>) -> Progress {
+    log::debug("admin connection dropped", &[("reason", &reason.into())]);
+    Progress::Done
 }

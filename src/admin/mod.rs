@@ -1,34 +1,21 @@
 //! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and the
-//! operator's `/v1` API, on the standard library alone. What it answers,
-//! and its limits, are in `docs/admin-http.md`.
+//! operator's `/v1` API (`docs/admin-http.md`).
 //!
-//! # One thread, one `poll(2)` loop: no client can starve it
-//!
-//! One thread polls the listener, every connection still sending its head
-//! or receiving its answer, and one end of a socket pair whose other end
-//! [`AdminServer::stop`] closes. A stalled head costs a descriptor and at
-//! most [`AdminLimits::max_request_bytes`], not a thread, so thousands may
-//! wait at once; when the set is full the oldest is closed for the
-//! newcomer. A probe's head arrives right behind its connect and is
-//! answered at once, so clients renewing stalled heads push out each
-//! other, not the probes. `poll` rather than `epoll`: the set is rebuilt
-//! from the connections each turn, with no registration to keep in step,
-//! and a turn over the full set costs about a quarter of a millisecond.
-//!
-//! Routes answer on the loop with a complete body, so they must take
-//! microseconds; the two that take longer (`/v1/packages/NAME`, `/v1/export`)
-//! return a job, which a worker thread produces and sends on a blocking
-//! duplicate of the socket, so it never holds up a probe.
+//! One thread polls (`poll(2)`) the listener, every connection still
+//! sending its head or receiving its answer, and a stop signal: a stalled
+//! client costs a descriptor and a small buffer, never a thread, so none
+//! can starve a probe. `poll` rather than `epoll`: the set is rebuilt each
+//! turn, with no registration to keep in step, and a turn over the full
+//! set costs about a quarter of a millisecond. The two routes that take
+//! longer than a probe may wait are answered by worker threads.
 
 mod event_loop;
-mod reply;
 mod request;
 mod routes;
 mod workers;
 
 use crate::log;
 use crate::store::Store;
-use event_loop::EventLoop;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
@@ -90,13 +77,8 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Serves admin requests on `listener` with the default [`AdminLimits`].
-    pub fn start(listener: TcpListener, state: AdminState) -> io::Result<AdminServer> {
-        AdminServer::start_with_limits(listener, state, AdminLimits::default())
-    }
-
-    /// [`start`](Self::start) with explicit limits.
-    pub fn start_with_limits(
+    /// Serves admin requests on `listener` within `limits`.
+    pub fn start(
         listener: TcpListener,
         state: AdminState,
         limits: AdminLimits,
@@ -104,10 +86,9 @@ impl AdminServer {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let (stop_signal, stop_watch) = UnixStream::pair()?;
-        let event_loop = EventLoop::new(listener, stop_watch, state, limits);
         let thread = thread::Builder::new()
             .name("admin".to_owned())
-            .spawn(move || event_loop.run())?;
+            .spawn(move || event_loop::serve(listener, stop_watch, state, limits))?;
         Ok(AdminServer {
             local_addr,
             stop_signal: Some(stop_signal),
@@ -120,25 +101,19 @@ impl AdminServer {
     }
 
     /// Ends the loop, which closes the listener and every pending
-    /// connection, and waits for the thread to finish.
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
+    /// connection, and waits for the thread to finish (as dropping does).
+    pub fn stop(self) {}
+}
 
-    fn stop_and_join(&mut self) {
+impl Drop for AdminServer {
+    /// An owner that returns early (a failed start) still stops the thread.
+    fn drop(&mut self) {
         drop(self.stop_signal.take());
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 log::error("the admin thread panicked", &[]);
             }
         }
-    }
-}
-
-impl Drop for AdminServer {
-    /// An owner that returns early (a failed start) still stops the thread.
-    fn drop(&mut self) {
-        self.stop_and_join();
     }
 }
 

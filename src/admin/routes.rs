@@ -1,7 +1,6 @@
 //! What each admin path answers: at once on the loop, or as a job for a
 //! worker when it takes longer than a probe may wait.
 
-use super::reply::{encode, Reply, METRICS_CONTENT_TYPE};
 use super::request::{parse_request_line, percent_decode, RequestLine};
 use super::AdminState;
 use crate::json;
@@ -10,17 +9,59 @@ use crate::name::PackageName;
 use crate::store::{Inspection, Store};
 use std::panic::{self, AssertUnwindSafe};
 
-/// Where the inspection routes begin, JSON and text; the package's name
-/// follows.
-const PACKAGES_PREFIX: &str = "/v1/packages/";
-const TEXT_PACKAGES_PREFIX: &str = "/v1/text/packages/";
+pub(super) const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
-/// The form of an inspection's answer, errors included.
-#[derive(Clone, Copy)]
-enum Form {
-    Json,
-    /// For a person, as `package-indexer show` prints it.
-    Text,
+/// An answer with a complete body.
+pub(super) struct Reply {
+    pub(super) status: &'static str,
+    pub(super) content_type: &'static str,
+    /// Header lines beyond the usual ones, each ending in `\r\n`.
+    pub(super) extra_headers: &'static str,
+    pub(super) body: String,
+}
+
+impl Reply {
+    pub(super) fn text(status: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: TEXT_CONTENT_TYPE,
+            extra_headers: "",
+            body,
+        }
+    }
+
+    /// The status line and headers, up to their blank line.
+    pub(super) fn head(&self) -> String {
+        format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            self.extra_headers
+        )
+    }
+
+    /// The bytes on the wire; `head_only` (a `HEAD` request) keeps the
+    /// headers, `Content-Length` included, and drops the body.
+    pub(super) fn encode(&self, head_only: bool) -> Vec<u8> {
+        let mut bytes = self.head().into_bytes();
+        if !head_only {
+            bytes.extend_from_slice(self.body.as_bytes());
+        }
+        bytes
+    }
+}
+
+/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
+/// workers, so exports cannot keep inspections out.
+///
+/// [`AdminLimits::max_jobs`]: super::AdminLimits::max_jobs
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum JobKind {
+    /// `/v1/packages/NAME` and `/v1/text/packages/NAME`.
+    Inspect,
+    /// `/v1/export`.
+    Export,
 }
 
 /// A reply produced on a worker thread rather than on the loop.
@@ -31,26 +72,18 @@ pub(super) struct Job {
     pub(super) head_only: bool,
 }
 
-/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
-/// workers, so exports cannot keep inspections out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum JobKind {
-    /// `/v1/packages/NAME`.
-    Inspect,
-    /// `/v1/export`.
-    Export,
-}
-
 /// What a request head gets: its answer's bytes, or a job to produce them.
 pub(super) enum Answer {
     Now(Vec<u8>),
     Later(Job),
 }
 
-/// What a route gives.
-enum Routed {
-    Now(Reply),
-    Later(JobKind, Box<dyn FnOnce() -> Reply + Send>),
+/// The form of an inspection's answer, errors included.
+#[derive(Clone, Copy)]
+enum Form {
+    Json,
+    /// For a person, as `package-indexer show` prints it.
+    Text,
 }
 
 /// Answers one request head.
@@ -58,24 +91,17 @@ pub(super) fn respond(head: &[u8], state: &AdminState) -> Answer {
     let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
     let reply = match parse_request_line(request_line) {
-        RequestLine::Malformed => Reply::text("400 Bad Request", "bad request\n"),
+        RequestLine::Malformed => Reply::text("400 Bad Request", "bad request\n".into()),
         RequestLine::OtherMethod => Reply {
             extra_headers: "Allow: GET, HEAD\r\n",
-            ..Reply::text("405 Method Not Allowed", "method not allowed\n")
+            ..Reply::text("405 Method Not Allowed", "method not allowed\n".into())
         },
-        RequestLine::Get { path, head_only } => match guarded(path, || route(path, state)) {
-            Some(Routed::Now(reply)) => return Answer::Now(encode(&reply, head_only)),
-            Some(Routed::Later(kind, produce)) => {
-                return Answer::Later(Job {
-                    kind,
-                    produce,
-                    head_only,
-                })
-            }
-            None => internal_error(),
-        },
+        RequestLine::Get { path, head_only } => {
+            return guarded(path, || route(path, head_only, state))
+                .unwrap_or_else(|| Answer::Now(internal_error().encode(false)))
+        }
     };
-    Answer::Now(encode(&reply, false))
+    Answer::Now(reply.encode(false))
 }
 
 /// Runs `answer` for `path`; `None` when it panicked (and was logged).
@@ -88,108 +114,102 @@ pub(super) fn guarded<T>(path: &str, answer: impl FnOnce() -> T) -> Option<T> {
 }
 
 pub(super) fn internal_error() -> Reply {
-    Reply::text("500 Internal Server Error", "internal error\n")
+    Reply::text("500 Internal Server Error", "internal error\n".into())
 }
 
-/// The answer to a `GET` of `path` (a `HEAD` sends its headers).
-fn route(path: &str, state: &AdminState) -> Routed {
-    let reply = match path {
-        "/healthz" => Reply::text("200 OK", "ok\n"),
-        "/readyz" if (state.ready)() => Reply::text("200 OK", "ready\n"),
-        "/readyz" => Reply::text("503 Service Unavailable", "not ready\n"),
-        "/metrics" => {
+/// The answer to a `GET` of `path`, or to a `HEAD` (`head_only`).
+fn route(path: &str, head_only: bool, state: &AdminState) -> Answer {
+    let later = |kind, produce: Box<dyn FnOnce() -> Reply + Send>| {
+        Answer::Later(Job {
+            kind,
+            produce,
+            head_only,
+        })
+    };
+    let inspection = match path.strip_prefix("/v1/packages/") {
+        Some(segment) => Some((segment, Form::Json)),
+        None => path
+            .strip_prefix("/v1/text/packages/")
+            .map(|segment| (segment, Form::Text)),
+    };
+    let reply = match (path, inspection, state.store.get()) {
+        ("/healthz", _, _) => Reply::text("200 OK", "ok\n".into()),
+        ("/readyz", _, _) if (state.ready)() => Reply::text("200 OK", "ready\n".into()),
+        ("/readyz", _, _) => Reply::text("503 Service Unavailable", "not ready\n".into()),
+        ("/metrics", _, _) => {
             let mut body = String::with_capacity(16 * 1024);
             (state.render_metrics)(&mut body);
             Reply {
-                status: "200 OK",
-                content_type: METRICS_CONTENT_TYPE,
-                extra_headers: "",
-                body,
+                content_type: "text/plain; version=0.0.4",
+                ..Reply::text("200 OK", body)
             }
         }
-        "/v1/export" => match state.store.get() {
-            Some(store) => {
-                let store = store.clone();
-                return Routed::Later(JobKind::Export, Box::new(move || export(&store)));
-            }
-            None => loading(),
-        },
-        _ => match inspection_target(path) {
-            Some((segment, form)) => match (state.store.get(), package_name(segment)) {
-                (None, _) => refusal(form, "503 Service Unavailable", "loading", None),
-                (Some(_), None) => refusal(
+        ("/v1/export", _, None) => refusal(Form::Json, "503 Service Unavailable", "loading", None),
+        ("/v1/export", _, Some(store)) => {
+            let store = store.clone();
+            let export = move || Reply::text("200 OK", store.export());
+            return later(JobKind::Export, Box::new(export));
+        }
+        (_, Some((_, form)), None) => refusal(form, "503 Service Unavailable", "loading", None),
+        // The name is checked here, so that a bad one is told so even
+        // while the workers are busy.
+        (_, Some((segment, form)), Some(store)) => {
+            match percent_decode(segment).filter(|name| PackageName::new(name).is_some()) {
+                None => refusal(
                     form,
                     "400 Bad Request",
                     "invalid package name",
                     Some(segment),
                 ),
-                (Some(store), Some(name)) => {
+                Some(name) => {
                     let store = store.clone();
-                    return Routed::Later(
-                        JobKind::Inspect,
-                        Box::new(move || inspect(&store, &name, form)),
-                    );
+                    let inspect = move || inspect(&store, &name, form);
+                    return later(JobKind::Inspect, Box::new(inspect));
                 }
-            },
-            None => Reply::text("404 Not Found", "not found\n"),
-        },
+            }
+        }
+        (_, None, _) => Reply::text("404 Not Found", "not found\n".into()),
     };
-    Routed::Now(reply)
-}
-
-/// The rest of an inspection path and the form it asks for.
-fn inspection_target(path: &str) -> Option<(&str, Form)> {
-    match path.strip_prefix(PACKAGES_PREFIX) {
-        Some(segment) => Some((segment, Form::Json)),
-        None => path
-            .strip_prefix(TEXT_PACKAGES_PREFIX)
-            .map(|segment| (segment, Form::Text)),
-    }
+    Answer::Now(reply.encode(head_only))
 }
 
 /// An inspection refused: `{"error": what, "name": name}`, or `what` as a
 /// line of text.
 fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> Reply {
-    match form {
-        Form::Json => Reply::json_error(status, what, name),
-        Form::Text => Reply::text(status, &format!("{what}\n")),
+    if let Form::Text = form {
+        return Reply::text(status, format!("{what}\n"));
     }
-}
-
-/// The package name a `/v1/packages/` path names: the rest of the path
-/// (names may hold `/`), percent-decoded; `None` when it is not one.
-fn package_name(segment: &str) -> Option<String> {
-    let decoded = percent_decode(segment)?;
-    PackageName::new(&decoded).map(|name| name.as_str().to_string())
-}
-
-/// The `/v1` answer while the data directory is still loading.
-fn loading() -> Reply {
-    Reply::json_error("503 Service Unavailable", "loading", None)
+    let mut body = String::from("{\"error\":");
+    json::write_string(&mut body, what);
+    if let Some(name) = name {
+        body.push_str(",\"name\":");
+        json::write_string(&mut body, name);
+    }
+    body.push_str("}\n");
+    Reply {
+        content_type: "application/json",
+        ..Reply::text(status, body)
+    }
 }
 
 /// `/v1/packages/NAME`, on a worker: the package's dependencies and
-/// dependents; `name` was validated on the loop.
-fn inspect(store: &Store, name: &str, form: Form) -> Reply {
-    let Some(name) = PackageName::new(name.as_bytes()) else {
-        return refusal(form, "400 Bad Request", "invalid package name", Some(name));
-    };
-    match (store.inspect(name), form) {
-        (Some(inspection), Form::Json) => Reply::json("200 OK", inspection_json(&inspection)),
-        (Some(inspection), Form::Text) => Reply::text("200 OK", &inspection_text(&inspection)),
-        (None, _) => refusal(form, "404 Not Found", "not indexed", Some(name.as_str())),
+/// dependents; `name` was checked on the loop.
+fn inspect(store: &Store, name: &[u8], form: Form) -> Reply {
+    let inspection = PackageName::new(name).and_then(|name| store.inspect(name));
+    match (inspection, form) {
+        (Some(inspection), Form::Json) => Reply {
+            content_type: "application/json",
+            ..Reply::text("200 OK", inspection_json(&inspection))
+        },
+        (Some(inspection), Form::Text) => Reply::text("200 OK", inspection_text(&inspection)),
+        (None, _) => {
+            let name = String::from_utf8_lossy(name);
+            refusal(form, "404 Not Found", "not indexed", Some(&name))
+        }
     }
 }
 
-/// What `package-indexer show` prints:
-///
-/// ```text
-/// openssl@3
-/// depends on (1): ca-certificates
-/// needed by (2): curl, python@3.12
-/// ```
-///
-/// An empty list shows as `depends on (0)`.
+/// What `package-indexer show` prints (`docs/admin-http.md#v1textpackagesname`).
 fn inspection_text(inspection: &Inspection) -> String {
     let counted = |label: &str, names: &[String]| match names {
         [] => format!("{label} (0)\n"),
@@ -205,9 +225,7 @@ fn inspection_text(inspection: &Inspection) -> String {
 
 /// `{"name": ..., "dependencies": [...], "dependents": [...]}` and a newline.
 fn inspection_json(inspection: &Inspection) -> String {
-    let names = inspection.dependencies.len() + inspection.dependents.len();
-    let mut body = String::with_capacity(64 + names * 16);
-    body.push_str("{\"name\":");
+    let mut body = String::from("{\"name\":");
     json::write_string(&mut body, &inspection.name);
     body.push_str(",\"dependencies\":");
     json::write_strings(
@@ -218,12 +236,4 @@ fn inspection_json(inspection: &Inspection) -> String {
     json::write_strings(&mut body, inspection.dependents.iter().map(String::as_str));
     body.push_str("}\n");
     body
-}
-
-/// `/v1/export`, on a worker: the whole index as a package list.
-fn export(store: &Store) -> Reply {
-    Reply {
-        body: store.export(),
-        ..Reply::text("200 OK", "")
-    }
 }

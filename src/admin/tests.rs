@@ -1,6 +1,6 @@
 //! The admin server driven through real sockets.
 
-use super::reply::TEXT_CONTENT_TYPE;
+use super::routes::TEXT_CONTENT_TYPE;
 use super::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -34,7 +34,7 @@ fn start_serving(
         render_metrics: Box::new(render),
         store,
     };
-    let server = AdminServer::start_with_limits(listener, state, limits).unwrap();
+    let server = AdminServer::start(listener, state, limits).unwrap();
     (server, ready)
 }
 

@@ -1,17 +1,13 @@
 //! The threads that answer jobs, so a slow answer holds up no probe.
 
-use super::reply::{encode, head, Reply};
-use super::routes::{guarded, internal_error, Job, JobKind};
+use super::routes::{guarded, internal_error, Job, JobKind, Reply};
 use super::AdminLimits;
 use crate::log;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-
-/// What a job beyond [`AdminLimits::max_jobs`] is told: wait a second, then ask again.
-const JOB_RETRY_AFTER: &str = "Retry-After: 1\r\n";
 
 /// The threads answering jobs, each with a duplicate of its client's
 /// socket through which [`Workers::stop`] cuts it off.
@@ -40,17 +36,23 @@ impl Workers {
         job: Job,
         limits: &AdminLimits,
     ) -> Result<(), Vec<u8>> {
-        self.join_finished();
-        let busy = || {
-            let reply = Reply {
-                extra_headers: JOB_RETRY_AFTER,
-                ..Reply::text(
-                    "503 Service Unavailable",
-                    "busy: too many answers in progress\n",
-                )
-            };
-            encode(&reply, job.head_only)
-        };
+        let busy = Reply {
+            extra_headers: "Retry-After: 1\r\n",
+            ..Reply::text(
+                "503 Service Unavailable",
+                "busy: too many answers in progress\n".into(),
+            )
+        }
+        .encode(job.head_only);
+        // Threads that ended are joined here, when a new one may start.
+        let (ended, running): (Vec<Worker>, _) = self
+            .running
+            .drain(..)
+            .partition(|worker| worker.thread.is_finished());
+        self.running = running;
+        for worker in ended {
+            join_worker(worker.thread);
+        }
         let same_kind = self
             .running
             .iter()
@@ -58,46 +60,16 @@ impl Workers {
             .count();
         if same_kind >= limits.max_jobs {
             log::debug("admin job refused", &[("reason", &"busy")]);
-            return Err(busy());
+            return Err(busy);
         }
-        let started = stream
-            .try_clone()
-            .and_then(|worker_side| Ok((worker_side, stream.try_clone()?)))
-            .and_then(|(worker_side, stop_side)| {
-                worker_side.set_nonblocking(false)?;
-                worker_side.set_write_timeout(Some(limits.job_write_stall))?;
-                let (head_only, produce) = (job.head_only, job.produce);
-                let done = Arc::new(AtomicBool::new(false));
-                let finished = Arc::clone(&done);
-                let thread = thread::Builder::new()
-                    .name("admin-job".to_owned())
-                    .spawn(move || answer_job(worker_side, produce, head_only, &finished))?;
-                Ok(Worker {
-                    thread,
-                    stream: stop_side,
-                    kind: job.kind,
-                    done,
-                })
-            });
-        match started {
+        match spawn_worker(stream, job, limits) {
             Ok(worker) => {
                 self.running.push(worker);
                 Ok(())
             }
             Err(error) => {
                 log::warn("cannot start an admin job", &[("error", &error)]);
-                Err(busy())
-            }
-        }
-    }
-
-    fn join_finished(&mut self) {
-        let mut index = 0;
-        while index < self.running.len() {
-            if self.running[index].thread.is_finished() {
-                join_worker(self.running.swap_remove(index).thread);
-            } else {
-                index += 1;
+                Err(busy)
             }
         }
     }
@@ -113,6 +85,23 @@ impl Workers {
     }
 }
 
+fn spawn_worker(stream: &TcpStream, job: Job, limits: &AdminLimits) -> io::Result<Worker> {
+    let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
+    worker_side.set_nonblocking(false)?;
+    worker_side.set_write_timeout(Some(limits.job_write_stall))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let (finished, kind) = (Arc::clone(&done), job.kind);
+    let thread = thread::Builder::new()
+        .name("admin-job".to_owned())
+        .spawn(move || answer_job(worker_side, job, &finished))?;
+    Ok(Worker {
+        thread,
+        stream: stop_side,
+        kind,
+        done,
+    })
+}
+
 fn join_worker(thread: JoinHandle<()>) {
     if thread.join().is_err() {
         log::error("an admin job thread panicked", &[]);
@@ -120,15 +109,11 @@ fn join_worker(thread: JoinHandle<()>) {
 }
 
 /// A worker's life: produce the reply, send it, close.
-fn answer_job(
-    mut stream: TcpStream,
-    produce: Box<dyn FnOnce() -> Reply + Send>,
-    head_only: bool,
-    done: &AtomicBool,
-) {
-    let reply = guarded("job", produce).unwrap_or_else(internal_error);
-    let sent = stream.write_all(head(&reply).as_bytes()).and_then(|()| {
-        if head_only {
+fn answer_job(mut stream: TcpStream, job: Job, done: &AtomicBool) {
+    let reply = guarded("job", job.produce).unwrap_or_else(internal_error);
+    // Head and body apart: an export's body is not copied again.
+    let sent = stream.write_all(reply.head().as_bytes()).and_then(|()| {
+        if job.head_only {
             Ok(())
         } else {
             stream.write_all(reply.body.as_bytes())

@@ -148,7 +148,10 @@ fn strict_refuses_what_the_list_does_not_hold_on_a_fresh_server() {
         lines[3].split(" in ").next(),
         Some("indexed 3,359 of 3,368 packages")
     );
-    assert!(lines[3].ends_with("; 9 skipped (can never be indexed)"), "{lines:?}");
+    assert!(
+        lines[3].ends_with("; 9 skipped (can never be indexed)"),
+        "{lines:?}"
+    );
     assert_eq!(lines.len(), 4, "{lines:?}");
     let mut client = server.connect();
     assert_eq!(client.ask("QUERY|duplicity|"), "FAIL");
@@ -167,7 +170,11 @@ fn unlisted_as_leaves_is_accepted_and_changes_nothing() {
         "{lines:?}"
     );
     assert!(lines[2].starts_with("indexed 2 of 2 packages"), "{lines:?}");
-    let both = load(&server, &["--unlisted-as-leaves", "--strict", "-"], b"a: b\n");
+    let both = load(
+        &server,
+        &["--unlisted-as-leaves", "--strict", "-"],
+        b"a: b\n",
+    );
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
     assert!(stderr(&both).contains("contradict"), "{}", stderr(&both));
 }

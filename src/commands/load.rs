@@ -58,6 +58,11 @@ const PROGRAM: &str = "package-indexer load";
 /// Bytes of request lines gathered before one write.
 const SEND_CHUNK: usize = 64 * 1024;
 
+/// What an answer other than `OK` to an `INDEX` line means.
+const REFUSED: &str = "refused (FAIL: a dependency is not on the server after all, \
+                       or the package would close a cycle with packages already there)";
+const MALFORMED: &str = "malformed (ERROR: the line is longer than the server's --max-line-bytes)";
+
 /// Moves to the start of the line and erases it (VT100: every terminal).
 const ERASE_LINE: &str = "\r\x1b[K";
 
@@ -111,16 +116,11 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
             say(&format!("{source}: {error}"));
         }
         let more = errors.len().saturating_sub(plan::MAX_REPORTED);
-        let more = if more > 0 {
-            format!(" ({more} more not shown)")
-        } else {
-            String::new()
-        };
-        let lines = if errors.len() == 1 { "line" } else { "lines" };
-        format!(
-            "{source}: {} {lines} at fault{more}; nothing was sent",
-            errors.len()
-        )
+        let more = (more > 0)
+            .then(|| format!(" ({more} more not shown)"))
+            .unwrap_or_default();
+        let lines = plan::count(errors.len(), "line", "lines");
+        format!("{source}: {lines} at fault{more}; nothing was sent")
     })?;
     let unlisted: Vec<u32> = list.unlisted().collect();
     let (answers, outcome) = exchange(addr, &unlisted, false, |out, id| {
@@ -129,7 +129,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     if !outcome.complete() {
         let problems = outcome.problems.join("; ");
         return Err(format!(
-            "asking for the names the list has no line for: {problems}; nothing was indexed"
+            "asking for the names without a line: {problems}; nothing was indexed"
         ));
     }
     // Every answer but `OK` says the server lacks the name.
@@ -143,21 +143,14 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         say(&line);
     }
     let ids = [&leaves[..], &order.send].concat();
-    let terminal = io::stderr().is_terminal();
-    let (answers, outcome) = exchange(addr, &ids, terminal, |out, id| {
-        list.push_index_line(out, id)
-    })?;
-    let mut summary = String::new();
-    for (answer, what, code, why) in [
-        (Response::Fail, "refused", "FAIL", "a dependency is not on the server after all, or the package would close a cycle with packages already there"),
-        (Response::Error, "malformed", "ERROR", "the line is longer than the server's --max-line-bytes"),
-    ] {
-        let at = answers.not_ok.iter().filter(|&&(_, a)| a == answer);
-        let names: Vec<&str> = at.filter_map(|&(at, _)| Some(list.name(*ids.get(at)?))).collect();
-        if !names.is_empty() {
-            let names_shown = plan::some_names(names.len(), names.iter().copied());
-            say(&format!("{what} ({code}: {why}): {names_shown}"));
-            summary += &format!("; {} {what} ({code})", thousands(names.len() as u64));
+    let push_line = |out: &mut Vec<u8>, id| list.push_index_line(out, id);
+    let (answers, outcome) = exchange(addr, &ids, io::stderr().is_terminal(), push_line)?;
+    let not_ok = |answer| answers.not_ok.iter().filter(move |&&(_, a)| a == answer);
+    for (answer, what) in [(Response::Fail, REFUSED), (Response::Error, MALFORMED)] {
+        let names = not_ok(answer).filter_map(|&(at, _)| Some(list.name(*ids.get(at)?)));
+        let count = not_ok(answer).count();
+        if count > 0 {
+            say(&format!("{what}: {}", plan::some_names(count, names)));
         }
     }
     for problem in &outcome.problems {
@@ -165,42 +158,35 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     }
     if !leaves.is_empty() {
         let names = plan::some_names(leaves.len(), leaves.iter().map(|&id| list.name(id)));
-        let have = if leaves.len() == 1 {
-            "dependency has"
-        } else {
-            "dependencies have"
-        };
+        let have = plan::count(leaves.len(), "dependency has", "dependencies have");
         say(&format!(
-            "{} {have} no line of their own; indexed as packages without dependencies: {names}",
-            leaves.len()
+            "{have} no line of their own; indexed as packages without dependencies: {names}"
         ));
     }
-    let (skipped, unanswered) = (order.skipped() as u64, ids.len() as u64 - outcome.answered);
-    if skipped > 0 {
-        summary.insert_str(
-            0,
-            &format!("; {} skipped (can never be indexed)", thousands(skipped)),
-        );
-    }
-    if unanswered > 0 {
-        summary += &format!("; {} unanswered (connection lost)", thousands(unanswered));
-    }
-    let listed = (leaves.len() + list.len()) as u64;
-    let elapsed = started.elapsed();
-    let (ok, rate) = (
+    let (listed, elapsed) = ((leaves.len() + list.len()) as u64, started.elapsed());
+    let mut summary = format!(
+        "indexed {} of {} packages in {:.2} s ({}/s)",
         thousands(answers.ok),
-        thousands(per_second(answers.ok, elapsed)),
+        thousands(listed),
+        elapsed.as_secs_f64(),
+        thousands(per_second(answers.ok, elapsed))
     );
-    let seconds = elapsed.as_secs_f64();
-    let summary = format!(
-        "indexed {ok} of {} packages in {seconds:.2} s ({rate}/s){summary}",
-        thousands(listed)
-    );
-    if answers.ok == listed {
-        Ok(summary)
-    } else {
-        Err(summary)
+    for (count, what) in [
+        (order.skipped() as u64, "skipped (can never be indexed)"),
+        (not_ok(Response::Fail).count() as u64, "refused (FAIL)"),
+        (not_ok(Response::Error).count() as u64, "malformed (ERROR)"),
+        (
+            ids.len() as u64 - outcome.answered,
+            "unanswered (connection lost)",
+        ),
+    ] {
+        if count > 0 {
+            summary += &format!("; {} {what}", thousands(count));
+        }
     }
+    (answers.ok == listed)
+        .then_some(summary.clone())
+        .ok_or(summary)
 }
 
 /// Sends a line for each of `ids`, written by `push_line`, pipelined on a

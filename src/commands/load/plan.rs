@@ -1,6 +1,5 @@
-//! A package list read into numbers, and the order to index it in: the
-//! names get ids ([`Interner`]), Kahn's algorithm orders the packages, and
-//! Tarjan's finds the cycles among those it could not order.
+//! A package list read into numbers ([`List::read`]), and the order to
+//! index it in ([`order`]).
 
 use crate::package_list::{parse_line_into, ListError};
 use crate::sys::prefetch;
@@ -11,8 +10,11 @@ pub(super) const MAX_REPORTED: usize = 20;
 /// An id that is none.
 const NONE: u32 = u32::MAX;
 
-/// `n` as an id or text offset: [`List::read`] takes at most 4 GiB of text,
-/// and every count and offset here is below its length.
+/// How many names ahead of its lookup a name's slot is fetched.
+const AHEAD: usize = 16;
+
+/// `n` as an id or text offset: every one is below the text's length,
+/// which [`List::read`] keeps under 4 GiB.
 #[allow(clippy::cast_possible_truncation)]
 fn to_u32(n: usize) -> u32 {
     n as u32
@@ -34,15 +36,10 @@ fn hash(name: &[u8]) -> u64 {
     state
 }
 
-/// The top half of a hash, kept in a [`Slot`] (the bottom picks the slot).
-#[allow(clippy::cast_possible_truncation)]
-fn tag(hash: u64) -> u32 {
-    (hash >> 32) as u32
-}
-
-/// One name in the [`Interner`]'s table: its tag, its id and where it is in
-/// the text, so that a probe reads nothing else.
-#[derive(Clone, Copy)]
+/// One name in the table that gives names their ids: the top half of its
+/// hash, its id, and where it is in the text (`len` 0 for an empty slot),
+/// so that a probe reads nothing else.
+#[derive(Clone, Copy, Default)]
 struct Slot {
     tag: u32,
     id: u32,
@@ -50,85 +47,75 @@ struct Slot {
     len: u32,
 }
 
-const EMPTY: Slot = Slot {
-    tag: 0,
-    id: NONE,
-    at: 0,
-    len: 0,
-};
-
-/// How many names ahead of its lookup a name's slot is fetched.
-const AHEAD: usize = 16;
-
-/// Gives every distinct name an id, in the order first seen: open
-/// addressing with linear probing, the table at most half full. With a
-/// million names nearly every probe misses the cache, so each lookup runs
-/// [`AHEAD`] names behind a fetch of its slot, and half as far behind one
-/// of the text that slot names: the misses overlap instead of queueing
-/// (three times faster than std's `HashMap` on the bench's list).
-struct Interner<'a> {
-    text: &'a [u8],
-    slots: Vec<Slot>,
-    /// By id: the name.
-    names: Vec<&'a str>,
+impl Slot {
+    /// Whether this slot ends the probe for `name`: it is empty, or holds it.
+    #[allow(clippy::cast_possible_truncation)] // the tag is the top half
+    fn ends_probe(self, text: &[u8], hash: u64, name: &[u8]) -> bool {
+        self.len == 0
+            || (self.tag == (hash >> 32) as u32
+                && &text[self.at as usize..][..self.len as usize] == name)
+    }
 }
 
-impl<'a> Interner<'a> {
-    /// The id of each of `names`, every one a slice of the text.
-    fn ids(&mut self, names: &[&'a str]) -> Vec<u32> {
-        let hashes: Vec<u64> = names.iter().map(|name| hash(name.as_bytes())).collect();
-        let mut ids = Vec::with_capacity(names.len());
-        for (i, (&name, &hash)) in names.iter().zip(&hashes).enumerate() {
-            if self.names.len() * 2 >= self.slots.len() {
-                self.grow();
-            }
-            let mask = self.slots.len() - 1;
-            if let Some(&ahead) = hashes.get(i + AHEAD) {
-                prefetch(&self.slots[ahead as usize & mask]);
-            }
-            if let Some(&ahead) = hashes.get(i + AHEAD / 2) {
-                let slot = self.slots[ahead as usize & mask];
-                if slot.tag == tag(ahead) && slot.id != NONE {
-                    prefetch(&self.text[slot.at as usize]);
-                }
-            }
-            let mut at = hash as usize & mask;
-            while self.slots[at].id != NONE {
-                let slot = self.slots[at];
-                if slot.tag == tag(hash)
-                    && &self.text[slot.at as usize..][..slot.len as usize] == name.as_bytes()
-                {
-                    break;
-                }
-                at = (at + 1) & mask;
-            }
-            if self.slots[at].id == NONE {
-                self.slots[at] = Slot {
-                    tag: tag(hash),
-                    id: to_u32(self.names.len()),
-                    at: to_u32(name.as_ptr().addr() - self.text.as_ptr().addr()),
-                    len: to_u32(name.len()),
-                };
-                self.names.push(name);
-            }
-            ids.push(self.slots[at].id);
-        }
-        ids
+/// The slot of `name` in `slots` (open addressing, linear probing): the one
+/// holding it, or the empty one where it goes.
+fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
+    let mut at = hash as usize & (slots.len() - 1);
+    while !slots[at].ends_probe(text, hash, name) {
+        at = (at + 1) & (slots.len() - 1);
     }
+    at
+}
 
-    /// Doubles the table.
-    fn grow(&mut self) {
-        let mut slots = vec![EMPTY; (self.slots.len() * 2).max(1024)];
-        let mask = slots.len() - 1;
-        for slot in self.slots.iter().filter(|slot| slot.id != NONE) {
-            let mut at = hash(&self.text[slot.at as usize..][..slot.len as usize]) as usize & mask;
-            while slots[at].id != NONE {
-                at = (at + 1) & mask;
+/// Gives each of `tokens` (slices of `text`) the id of its name in `names`,
+/// adding those first seen, with `slots` kept at most half full.
+///
+/// With a million names nearly every probe misses the cache, so each runs
+/// [`AHEAD`] tokens behind a fetch of its first slot, and half as far behind
+/// one of the text that slot names: the misses overlap instead of queueing
+/// (three times faster than std's `HashMap` on the bench's list).
+fn intern<'a>(
+    text: &'a [u8],
+    slots: &mut Vec<Slot>,
+    names: &mut Vec<&'a str>,
+    tokens: &[&'a str],
+) -> Vec<u32> {
+    let hashes: Vec<u64> = tokens.iter().map(|name| hash(name.as_bytes())).collect();
+    let mut ids = Vec::with_capacity(tokens.len());
+    for (i, (&name, &hash)) in tokens.iter().zip(&hashes).enumerate() {
+        if names.len() * 2 >= slots.len() {
+            let mut bigger = vec![Slot::default(); (slots.len() * 2).max(1024)];
+            for slot in slots.iter().filter(|slot| slot.len > 0) {
+                let name = &text[slot.at as usize..][..slot.len as usize];
+                let at = probe(&bigger, text, self::hash(name), name);
+                bigger[at] = *slot;
             }
-            slots[at] = *slot;
+            *slots = bigger;
         }
-        self.slots = slots;
+        let mask = slots.len() - 1;
+        if let Some(&ahead) = hashes.get(i + AHEAD) {
+            prefetch(&slots[ahead as usize & mask]);
+        }
+        if let Some(&ahead) = hashes.get(i + AHEAD / 2) {
+            prefetch(&text[slots[ahead as usize & mask].at as usize]);
+        }
+        let at = probe(slots, text, hash, name.as_bytes());
+        if slots[at].len == 0 {
+            #[allow(clippy::cast_possible_truncation)] // the tag is the top half
+            let tag = (hash >> 32) as u32;
+            let (id, len) = (to_u32(names.len()), to_u32(name.len()));
+            let offset = to_u32(name.as_ptr().addr() - text.as_ptr().addr());
+            slots[at] = Slot {
+                tag,
+                id,
+                at: offset,
+                len,
+            };
+            names.push(name);
+        }
+        ids.push(slots[at].id);
     }
+    ids
 }
 
 /// A list that parsed: each package once, every name numbered (its id).
@@ -175,15 +162,15 @@ impl<'a> List<'a> {
             }
         }
         starts.push(named.len());
-        let mut interner = Interner {
-            text,
-            slots: vec![EMPTY; (packages.len() * 2 + 2).next_power_of_two()],
-            names: Vec::with_capacity(packages.len()),
-        };
+        let mut slots = vec![Slot::default(); (packages.len() * 2 + 2).next_power_of_two()];
+        let mut names = Vec::with_capacity(packages.len());
         // Named first, the packages get the ids 0, 1, ... in the list's
         // order, but for a name listed again, which gets its first line's.
         let mut first_lines = Vec::with_capacity(packages.len());
-        for (package, id) in interner.ids(&packages).into_iter().enumerate() {
+        for (package, id) in intern(text, &mut slots, &mut names, &packages)
+            .into_iter()
+            .enumerate()
+        {
             let (line, name) = (lines[package], packages[package]);
             match first_lines.get(id as usize) {
                 None => first_lines.push(line),
@@ -199,9 +186,9 @@ impl<'a> List<'a> {
             errors.sort_by_key(|error| error.line);
             return Err(errors);
         }
-        let dependencies = interner.ids(&named);
+        let dependencies = intern(text, &mut slots, &mut names, &named);
         Ok(List {
-            names: interner.names,
+            names,
             starts,
             dependencies,
         })
@@ -266,32 +253,30 @@ pub(super) struct Order {
 /// Orders `list` by dependencies and finds what can never be indexed;
 /// `missing` are the ids of names without a line that will never be met.
 ///
-/// One depth-first walk from each package in the list's order, Tarjan's
-/// algorithm: it closes each strongly connected group only after every
-/// group it depends on, so the lone packages come out in an order to send
-/// (a list already in dependency order, as `export` writes one, keeps its
-/// order), and each larger group is a knot of cycles. A lone package is
-/// blocked when a dependency is missing, in a knot, or blocked.
+/// Tarjan's algorithm, a depth-first walk from each package in the list's
+/// order: it closes each strongly connected group after every group it
+/// depends on, so the lone packages come out in an order to send (a list
+/// in dependency order, as `export` writes one, keeps its order), and each
+/// larger group is a knot of cycles. A lone package is blocked when a
+/// dependency is missing, in a knot, or blocked.
 pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let packages = list.len();
     let mut blocked = vec![false; list.names.len()];
     for &id in missing {
         blocked[id as usize] = true;
     }
-    // By package: when the walk reached it, the earliest package it leads
-    // back to, and whether it is still in `stack` (its group not closed).
-    let (mut reached, mut low, mut open) = (
-        vec![NONE; packages],
-        vec![0; packages],
-        vec![false; packages],
-    );
-    let (mut stack, mut next, mut order, mut groups) = (vec![], 0, Order::default(), vec![]);
+    // By package: when the walk reached it, the earliest package still open
+    // that it leads back to, whether it is open (on `stack`, its group not
+    // closed), and its place on a cycle's path.
+    let (mut reached, mut low) = (vec![NONE; packages], vec![0; packages]);
+    let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
+    let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
     for root in 0..to_u32(packages) {
-        // (package, how many of its dependencies were followed)
-        let mut walk = vec![(root, 0)];
         if reached[root as usize] != NONE {
             continue;
         }
+        // (package, how many of its dependencies were followed)
+        let mut walk = vec![(root, 0)];
         while let Some(&mut (package, ref mut followed)) = walk.last_mut() {
             let p = package as usize;
             if reached[p] == NONE {
@@ -312,26 +297,46 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             if let Some(&(caller, _)) = walk.last() {
                 low[caller as usize] = low[caller as usize].min(low[p]);
             }
-            if low[p] == reached[p] {
-                let at = stack.iter().rposition(|&member| member == package);
-                let mut group = stack.split_off(at.unwrap_or(0));
-                for &member in &group {
-                    open[member as usize] = false;
-                    blocked[member as usize] = group.len() > 1;
-                }
-                if group.len() > 1 {
-                    group.sort_unstable();
-                    groups.push(group);
-                } else if list
-                    .dependencies(package)
-                    .iter()
-                    .any(|&d| blocked[d as usize])
-                {
-                    blocked[p] = true;
-                    order.blocked.push(package);
+            if low[p] != reached[p] {
+                continue;
+            }
+            let group = stack.split_off(stack.iter().rposition(|&m| m == package).unwrap_or(0));
+            let deps = |q: u32| list.dependencies(q).iter().copied();
+            if group.len() == 1 {
+                open[p] = false;
+                blocked[p] = deps(package).any(|d| blocked[d as usize]);
+                let to = if blocked[p] {
+                    &mut order.blocked
                 } else {
-                    order.send.push(package);
+                    &mut order.send
+                };
+                to.push(package);
+                continue;
+            }
+            // Every member has a dependency in the group (open, reached
+            // since `package`): following those must come back round.
+            let in_group =
+                |d: u32| open.get(d as usize) == Some(&true) && reached[d as usize] >= reached[p];
+            let mut path = vec![package];
+            step[p] = 0;
+            while let Some(next) = path
+                .last()
+                .and_then(|&last| deps(last).find(|&d| in_group(d)))
+            {
+                let at = step[next as usize];
+                if at != NONE {
+                    let cycle = [&path[at as usize..], &[next]].concat();
+                    let off_cycle = |&m: &u32| step[m as usize] == NONE || step[m as usize] < at;
+                    order
+                        .cycles
+                        .push((cycle, group.iter().copied().filter(off_cycle).collect()));
+                    break;
                 }
+                step[next as usize] = to_u32(path.len());
+                path.push(next);
+            }
+            for &member in &group {
+                (open[member as usize], blocked[member as usize]) = (false, true);
             }
         }
     }
@@ -350,39 +355,6 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         .map(|&id| (id, std::mem::take(&mut needed_by[id as usize])));
     order.missing = missing.filter(|(_, by)| !by.is_empty()).collect();
     order.blocked.sort_unstable();
-    groups.sort_unstable_by_key(|group| group[0]);
-    // In a knot every member has a dependency in it: following those from
-    // its first package must come back round, to one of them.
-    let mut group_of = vec![NONE; packages];
-    for (g, group) in groups.iter().enumerate() {
-        for &member in group {
-            group_of[member as usize] = to_u32(g);
-        }
-    }
-    let mut step = vec![NONE; packages];
-    for (g, group) in groups.into_iter().enumerate() {
-        let mut path = vec![group[0]];
-        step[group[0] as usize] = 0;
-        while let Some(&next) = path.last().and_then(|&last| {
-            let mut deps = list.dependencies(last).iter();
-            deps.find(|&&d| group_of.get(d as usize) == Some(&to_u32(g)))
-        }) {
-            let at = step[next as usize];
-            if at != NONE {
-                let cycle = [&path[at as usize..], &[next]].concat();
-                let before = |&p: &u32| step[p as usize] == NONE || step[p as usize] < at;
-                order
-                    .cycles
-                    .push((cycle, group.iter().copied().filter(before).collect()));
-                break;
-            }
-            step[next as usize] = to_u32(path.len());
-            path.push(next);
-        }
-        for &member in &group {
-            step[member as usize] = NONE;
-        }
-    }
     order
 }
 
@@ -427,17 +399,19 @@ impl Order {
         }
         more(&mut lines, self.cycles.len(), "dependency cycles");
         if !self.blocked.is_empty() {
-            let count = self.blocked.len();
-            let (noun, names) = (
-                if count == 1 { "package" } else { "packages" },
-                names(&self.blocked),
-            );
+            let count = count(self.blocked.len(), "package", "packages");
+            let names = names(&self.blocked);
             lines.push(format!(
-                "{count} {noun} depending on those cannot be indexed either: {names}"
+                "{count} depending on those cannot be indexed either: {names}"
             ));
         }
         lines
     }
+}
+
+/// `n` and the noun, singular or plural.
+pub(super) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The first [`MAX_REPORTED`] of `count` names, comma-separated, and how

@@ -10,7 +10,7 @@ use super::connection::{self, AnswerSink, Outcome, Sender, WriteError};
 use super::Subcommand;
 use crate::figures::thousands;
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
-use crate::protocol::Response;
+use crate::protocol::{write_request, Command, Response};
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,16 +20,11 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     usage: " FILE|-",
     summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
               exit 0 when all of it is",
-    details: "Reads a package list (`name: dep dep`, one package a line, as `export`
-writes it; - reads stdin), checks all of it, and indexes it in dependency
-order on the server at --addr. A name with no line of its own is a package
-without dependencies: those the server lacks are indexed first, and named.
-Before anything is sent, it names every line at fault (then it sends
-nothing), missing dependency and dependency cycle, and every package that
-depends on those (skipped). Loading a list twice succeeds twice.
-
-Exit status: 0 when every package was answered OK; 1 when not; 2 for bad
-usage.
+    details: "Checks the whole list (as `export` writes it), then indexes it in dependency
+order. A name with no line of its own is a package without dependencies:
+those the server lacks are indexed first, and named. Lines at fault stop it
+before anything is sent; missing dependencies, cycles and what depends on
+them are named and skipped. Exit 0 when every package was answered OK.
 ",
     command_line: &CommandLine {
         flags: &[
@@ -84,15 +79,13 @@ fn run(values: &Values) -> ExitCode {
         say("--unlisted-as-leaves changes nothing (every list is read that way) and will go");
     }
     let source = values.operands().first().map_or("-", String::as_str);
-    match load(source, &addr, strict) {
-        Ok(summary) => {
-            say(&summary);
-            ExitCode::SUCCESS
-        }
-        Err(reason) => {
-            say(&reason);
-            ExitCode::FAILURE
-        }
+    let outcome = load(source, &addr, strict);
+    let (Ok(said) | Err(said)) = &outcome;
+    say(said);
+    if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -123,9 +116,9 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         format!("{source}: {lines} at fault{more}; nothing was sent")
     })?;
     let unlisted: Vec<u32> = list.unlisted().collect();
-    let (answers, outcome) = exchange(addr, &unlisted, false, |out, id| {
-        out.extend_from_slice(format!("QUERY|{}|\n", list.name(id)).as_bytes());
-    })?;
+    let query =
+        |out: &mut Vec<u8>, id| write_request::<&str>(out, Command::Query, list.name(id), &[]);
+    let (answers, outcome) = exchange(addr, &unlisted, false, query)?;
     if !outcome.complete() {
         let problems = outcome.problems.join("; ");
         return Err(format!(
@@ -139,7 +132,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         .filter_map(|&(at, _)| unlisted.get(at).copied());
     let (leaves, missing): (Vec<u32>, Vec<u32>) = absent.partition(|_| !strict);
     let order = plan::order(&list, &missing);
-    for line in order.report(&list) {
+    for line in &order.report {
         say(&line);
     }
     let ids = [&leaves[..], &order.send].concat();
@@ -164,21 +157,19 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         ));
     }
     let (listed, elapsed) = ((leaves.len() + list.len()) as u64, started.elapsed());
-    let mut summary = format!(
-        "indexed {} of {} packages in {:.2} s ({}/s)",
+    let (ok, all, seconds) = (
         thousands(answers.ok),
         thousands(listed),
         elapsed.as_secs_f64(),
-        thousands(per_second(answers.ok, elapsed))
     );
+    let rate = thousands(per_second(answers.ok, elapsed));
+    let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
+    let unanswered = ids.len() as u64 - outcome.answered;
     for (count, what) in [
-        (order.skipped() as u64, "skipped (can never be indexed)"),
+        (order.skipped as u64, "skipped (can never be indexed)"),
         (not_ok(Response::Fail).count() as u64, "refused (FAIL)"),
         (not_ok(Response::Error).count() as u64, "malformed (ERROR)"),
-        (
-            ids.len() as u64 - outcome.answered,
-            "unanswered (connection lost)",
-        ),
+        (unanswered, "unanswered (connection lost)"),
     ] {
         if count > 0 {
             summary += &format!("; {} {what}", thousands(count));
@@ -198,14 +189,10 @@ fn exchange(
     terminal: bool,
     push_line: impl Fn(&mut Vec<u8>, u32) + Sync,
 ) -> Result<(Answers, Outcome), String> {
-    let (total, started) = (ids.len() as u64, Instant::now());
+    let progress = terminal.then(|| (ids.len() as u64, Instant::now()));
     let mut answers = Answers {
-        ok: 0,
-        not_ok: Vec::new(),
-        terminal,
-        total,
-        started,
-        drawn: None,
+        progress,
+        ..Answers::default()
     };
     if ids.is_empty() {
         return Ok((answers, Outcome::default()));
@@ -231,25 +218,22 @@ fn exchange(
     Ok((answers, outcome))
 }
 
-/// The answers of one exchange (`OK`s counted, the others kept by line),
-/// and on a terminal, its progress line.
+/// The answers of one exchange: `OK`s counted, the others kept by line.
+#[derive(Default)]
 struct Answers {
     ok: u64,
     not_ok: Vec<(usize, Response)>,
-    terminal: bool,
-    total: u64,
-    started: Instant,
-    /// When the progress line was last drawn.
+    /// On a terminal: the lines to answer, when they started, and when the
+    /// progress line was last drawn.
+    progress: Option<(u64, Instant)>,
     drawn: Option<Instant>,
 }
 
 impl AnswerSink for Answers {
     fn answer(&mut self, index: u64, answer: Response) -> io::Result<()> {
-        match answer {
-            Response::Ok => self.ok += 1,
-            _ => self
-                .not_ok
-                .push((usize::try_from(index).unwrap_or(usize::MAX), answer)),
+        match (answer, usize::try_from(index)) {
+            (Response::Ok, _) => self.ok += 1,
+            (_, at) => self.not_ok.push((at.unwrap_or(usize::MAX), answer)),
         }
         Ok(())
     }
@@ -258,13 +242,12 @@ impl AnswerSink for Answers {
     /// first answers: even a short load shows it is moving.
     fn after_read(&mut self, answered: u64) -> io::Result<()> {
         let now = Instant::now();
-        if self.terminal
-            && self
-                .drawn
-                .is_none_or(|at| now - at >= Duration::from_millis(250))
-        {
+        let due = self
+            .drawn
+            .is_none_or(|at| now - at >= Duration::from_millis(250));
+        if let Some((total, started)) = self.progress.filter(|_| due) {
             self.drawn = Some(now);
-            let line = progress_line(answered, self.total, now - self.started);
+            let line = progress_line(answered, total, now - started);
             // A courtesy: a terminal that refuses it stops nothing.
             let _ = write!(io::stderr().lock(), "{ERASE_LINE}{line}");
         }

@@ -2,6 +2,7 @@
 //! index it in ([`order`]).
 
 use crate::package_list::{parse_line_into, ListError};
+use crate::protocol::{write_request, Command};
 use crate::sys::prefetch;
 
 /// Problems of each kind named one by one; the rest are counted.
@@ -20,9 +21,8 @@ fn to_u32(n: usize) -> u32 {
     n as u32
 }
 
-/// A name's hash: its 8-byte words, each folded in by a 128-bit
-/// multiplication whose halves are xored, so that every input bit reaches
-/// every output bit. The names come from a file the operator chose:
+/// A name's hash: its 8-byte words, each folded in by a 128-bit product
+/// whose halves are xored. The names come from a file the operator chose:
 /// defending against crafted collisions would buy nothing.
 #[allow(clippy::cast_possible_truncation)] // folding the halves is the point
 fn hash(name: &[u8]) -> u64 {
@@ -36,9 +36,14 @@ fn hash(name: &[u8]) -> u64 {
     state
 }
 
-/// One name in the table that gives names their ids: the top half of its
-/// hash, its id, and where it is in the text (`len` 0 for an empty slot),
-/// so that a probe reads nothing else.
+/// The top half of a hash, kept in its [`Slot`] (the bottom picks the slot).
+#[allow(clippy::cast_possible_truncation)]
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// A name in the table that gives names their ids, with where it is in the
+/// text (`len` 0: an empty slot), so that a probe reads nothing else.
 #[derive(Clone, Copy, Default)]
 struct Slot {
     tag: u32,
@@ -47,22 +52,17 @@ struct Slot {
     len: u32,
 }
 
-impl Slot {
-    /// Whether this slot ends the probe for `name`: it is empty, or holds it.
-    #[allow(clippy::cast_possible_truncation)] // the tag is the top half
-    fn ends_probe(self, text: &[u8], hash: u64, name: &[u8]) -> bool {
-        self.len == 0
-            || (self.tag == (hash >> 32) as u32
-                && &text[self.at as usize..][..self.len as usize] == name)
-    }
-}
-
 /// The slot of `name` in `slots` (open addressing, linear probing): the one
 /// holding it, or the empty one where it goes.
 fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
-    let mut at = hash as usize & (slots.len() - 1);
-    while !slots[at].ends_probe(text, hash, name) {
-        at = (at + 1) & (slots.len() - 1);
+    let (mask, tag) = (slots.len() - 1, tag(hash));
+    let mut at = hash as usize & mask;
+    while let Slot { len: 1.., .. } = slots[at] {
+        let held = &text[slots[at].at as usize..][..slots[at].len as usize];
+        if slots[at].tag == tag && held == name {
+            break;
+        }
+        at = (at + 1) & mask;
     }
     at
 }
@@ -101,9 +101,7 @@ fn intern<'a>(
         }
         let at = probe(slots, text, hash, name.as_bytes());
         if slots[at].len == 0 {
-            #[allow(clippy::cast_possible_truncation)] // the tag is the top half
-            let tag = (hash >> 32) as u32;
-            let (id, len) = (to_u32(names.len()), to_u32(name.len()));
+            let (tag, id, len) = (tag(hash), to_u32(names.len()), to_u32(name.len()));
             let offset = to_u32(name.as_ptr().addr() - text.as_ptr().addr());
             slots[at] = Slot {
                 tag,
@@ -144,13 +142,7 @@ impl<'a> List<'a> {
         // Every dependency as written, package after package.
         let (mut named, mut dependencies): (Vec<&str>, _) = (vec![], vec![]);
         for (index, line) in text.split(|&byte| byte == b'\n').enumerate() {
-            let parsed = std::str::from_utf8(line)
-                .map_err(|_| ListError {
-                    line: index + 1,
-                    reason: "not valid UTF-8".into(),
-                })
-                .and_then(|line| parse_line_into(index + 1, line, &mut dependencies));
-            match parsed {
+            match parse_line_into(index + 1, line, &mut dependencies) {
                 Ok(Some(name)) => {
                     packages.push(name.as_str());
                     lines.push(index + 1);
@@ -167,10 +159,8 @@ impl<'a> List<'a> {
         // Named first, the packages get the ids 0, 1, ... in the list's
         // order, but for a name listed again, which gets its first line's.
         let mut first_lines = Vec::with_capacity(packages.len());
-        for (package, id) in intern(text, &mut slots, &mut names, &packages)
-            .into_iter()
-            .enumerate()
-        {
+        let ids = intern(text, &mut slots, &mut names, &packages);
+        for (package, id) in ids.into_iter().enumerate() {
             let (line, name) = (lines[package], packages[package]);
             match first_lines.get(id as usize) {
                 None => first_lines.push(line),
@@ -220,34 +210,19 @@ impl<'a> List<'a> {
 
     /// Appends `INDEX|name|dep,dep\n` for `id`.
     pub(super) fn push_index_line(&self, out: &mut Vec<u8>, id: u32) {
-        out.extend_from_slice(b"INDEX|");
-        out.extend_from_slice(self.name(id).as_bytes());
-        out.push(b'|');
-        for (i, &dependency) in self.dependencies(id).iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(self.name(dependency).as_bytes());
-        }
-        out.push(b'\n');
+        let mut dependencies = Vec::new();
+        dependencies.extend(self.dependencies(id).iter().map(|&d| self.name(d)));
+        write_request(out, Command::Index, self.name(id), &dependencies);
     }
 }
 
-/// What to send, in what order, and what can never be indexed.
+/// The packages to index, each after its listed dependencies; how many
+/// can never be, and why, a line per problem.
 #[derive(Debug, Default)]
 pub(super) struct Order {
-    /// Packages to index, each after its listed dependencies.
     pub(super) send: Vec<u32>,
-    /// Each dependency (id) neither listed nor on the server, with the
-    /// packages that name it.
-    pub(super) missing: Vec<(u32, Vec<u32>)>,
-    /// Each group of packages that depend on each other in a circle: one
-    /// cycle through them (its first package again at the end), and the
-    /// group's other members.
-    pub(super) cycles: Vec<(Vec<u32>, Vec<u32>)>,
-    /// The other packages that can never be indexed: they depend, directly
-    /// or not, on a missing dependency or a cycle.
-    pub(super) blocked: Vec<u32>,
+    pub(super) skipped: usize,
+    pub(super) report: Vec<String>,
 }
 
 /// Orders `list` by dependencies and finds what can never be indexed;
@@ -271,6 +246,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let (mut reached, mut low) = (vec![NONE; packages], vec![0; packages]);
     let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
     let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
+    let (mut blocked_packages, mut cycles) = (vec![], vec![]);
     for root in 0..to_u32(packages) {
         if reached[root as usize] != NONE {
             continue;
@@ -306,7 +282,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
                 open[p] = false;
                 blocked[p] = deps(package).any(|d| blocked[d as usize]);
                 let to = if blocked[p] {
-                    &mut order.blocked
+                    &mut blocked_packages
                 } else {
                     &mut order.send
                 };
@@ -327,9 +303,8 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
                 if at != NONE {
                     let cycle = [&path[at as usize..], &[next]].concat();
                     let off_cycle = |&m: &u32| step[m as usize] == NONE || step[m as usize] < at;
-                    order
-                        .cycles
-                        .push((cycle, group.iter().copied().filter(off_cycle).collect()));
+                    let others: Vec<u32> = group.iter().copied().filter(off_cycle).collect();
+                    cycles.push((cycle, others));
                     break;
                 }
                 step[next as usize] = to_u32(path.len());
@@ -350,63 +325,56 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             needed_by[d as usize].push(package);
         }
     }
-    let missing = missing
+    let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
+    let report = &mut order.report;
+    let needed = missing
         .iter()
-        .map(|&id| (id, std::mem::take(&mut needed_by[id as usize])));
-    order.missing = missing.filter(|(_, by)| !by.is_empty()).collect();
-    order.blocked.sort_unstable();
-    order
-}
-
-impl Order {
-    /// How many listed packages can never be indexed.
-    pub(super) fn skipped(&self) -> usize {
-        let in_cycles: usize = self.cycles.iter().map(|(c, o)| c.len() - 1 + o.len()).sum();
-        self.blocked.len() + in_cycles
+        .filter(|&&id| !needed_by[id as usize].is_empty());
+    for &id in needed.clone().take(MAX_REPORTED) {
+        let (name, by) = (list.name(id), names(&needed_by[id as usize]));
+        report.push(format!(
+            "missing dependency {name} (not in the list, not on the server), needed by {by}"
+        ));
     }
-
-    /// One line per problem, names listed up to [`MAX_REPORTED`].
-    pub(super) fn report(&self, list: &List) -> Vec<String> {
-        let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
-        let more = |lines: &mut Vec<String>, count: usize, what: &str| {
-            if count > MAX_REPORTED {
-                lines.push(format!("and {} more {what}", count - MAX_REPORTED));
-            }
+    if let Some(more) = needed.count().checked_sub(MAX_REPORTED).filter(|&n| n > 0) {
+        report.push(format!("and {more} more missing dependencies"));
+    }
+    for (cycle, others) in cycles.iter().take(MAX_REPORTED) {
+        let path = |ids: &[u32]| {
+            ids.iter()
+                .map(|&id| list.name(id))
+                .collect::<Vec<_>>()
+                .join(" -> ")
         };
-        let mut lines = Vec::new();
-        for (name, needed_by) in self.missing.iter().take(MAX_REPORTED) {
-            lines.push(format!(
-                "missing dependency {} (not in the list, not on the server), needed by {}",
-                list.name(*name),
-                names(needed_by)
-            ));
-        }
-        more(&mut lines, self.missing.len(), "missing dependencies");
-        for (cycle, others) in self.cycles.iter().take(MAX_REPORTED) {
-            let path = |ids: &[u32]| ids.iter().map(|&id| list.name(id)).collect::<Vec<_>>();
-            let mut line = match cycle.len() - 1 {
-                n if n > MAX_REPORTED => format!(
-                    "dependency cycle of {n} packages: {} -> ... -> {}",
-                    path(&cycle[..MAX_REPORTED]).join(" -> "),
-                    list.name(cycle[0])
-                ),
-                _ => format!("dependency cycle: {}", path(cycle).join(" -> ")),
-            };
-            if !others.is_empty() {
-                line += &format!("; tangled with it in further cycles: {}", names(others));
+        report.push(match cycle.len() - 1 {
+            n if n > MAX_REPORTED => {
+                let (path, first) = (path(&cycle[..MAX_REPORTED]), list.name(cycle[0]));
+                format!("dependency cycle of {n} packages: {path} -> ... -> {first}")
             }
-            lines.push(line);
+            _ => format!("dependency cycle: {}", path(cycle)),
+        });
+        if !others.is_empty() {
+            let line = report.len() - 1;
+            report[line] += &format!("; tangled with it in further cycles: {}", names(others));
         }
-        more(&mut lines, self.cycles.len(), "dependency cycles");
-        if !self.blocked.is_empty() {
-            let count = count(self.blocked.len(), "package", "packages");
-            let names = names(&self.blocked);
-            lines.push(format!(
-                "{count} depending on those cannot be indexed either: {names}"
-            ));
-        }
-        lines
     }
+    if let Some(more) = cycles.len().checked_sub(MAX_REPORTED).filter(|&n| n > 0) {
+        report.push(format!("and {more} more dependency cycles"));
+    }
+    blocked_packages.sort_unstable();
+    if !blocked_packages.is_empty() {
+        let count = count(blocked_packages.len(), "package", "packages");
+        let names = names(&blocked_packages);
+        report.push(format!(
+            "{count} depending on those cannot be indexed either: {names}"
+        ));
+    }
+    let in_cycles: usize = cycles
+        .iter()
+        .map(|(cycle, others)| cycle.len() - 1 + others.len())
+        .sum();
+    order.skipped = blocked_packages.len() + in_cycles;
+    order
 }
 
 /// `n` and the noun, singular or plural.

@@ -35,11 +35,7 @@ them are named and skipped. Exit 0 when every package was answered OK.
                  it is a missing dependency, and what needs it is skipped",
             )
             .without_variable(),
-            Flag::switch(
-                "unlisted-as-leaves",
-                "changes nothing (the default reading); will go",
-            )
-            .without_variable(),
+            Flag::switch("unlisted-as-leaves", "changes nothing; will go").without_variable(),
         ],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,
@@ -92,18 +88,13 @@ fn run(values: &Values) -> ExitCode {
 /// Loads the list at `source` into the server at `addr`. The summary line
 /// when every package was indexed; else the summary, or why nothing was.
 fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
-    let started = Instant::now();
-    let mut text = Vec::new();
+    let (started, mut text) = (Instant::now(), Vec::new());
+    let shown = if source == "-" { "stdin" } else { source };
     match source {
         "-" => io::stdin().lock().read_to_end(&mut text),
         _ => std::fs::File::open(source).and_then(|mut file| file.read_to_end(&mut text)),
     }
-    .map_err(|e| {
-        format!(
-            "cannot read {}: {e}",
-            if source == "-" { "stdin" } else { source }
-        )
-    })?;
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
     let list = plan::List::read(&text).map_err(|errors| {
         for error in errors.iter().take(plan::MAX_REPORTED) {
             say(&format!("{source}: {error}"));
@@ -122,14 +113,14 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     if !outcome.complete() {
         let problems = outcome.problems.join("; ");
         return Err(format!(
-            "asking for the names without a line: {problems}; nothing was indexed"
+            "asking for names without a line: {problems}; nothing was sent"
         ));
     }
     // Every answer but `OK` says the server lacks the name.
     let absent = answers
         .not_ok
         .iter()
-        .filter_map(|&(at, _)| unlisted.get(at).copied());
+        .filter_map(|&(at, _)| unlisted.get(at));
     let (leaves, missing): (Vec<u32>, Vec<u32>) = absent.partition(|_| !strict);
     let order = plan::order(&list, &missing);
     for line in &order.report {

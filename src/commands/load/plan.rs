@@ -246,7 +246,8 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let (mut reached, mut low) = (vec![NONE; packages], vec![0; packages]);
     let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
     let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
-    let (mut blocked_packages, mut cycles) = (vec![], vec![]);
+    let (mut blocked_packages, mut knots, mut knot_lines) = (vec![], 0, vec![]);
+    let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
     for root in 0..to_u32(packages) {
         if reached[root as usize] != NONE {
             continue;
@@ -291,20 +292,31 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             }
             // Every member has a dependency in the group (open, reached
             // since `package`): following those must come back round.
-            let in_group =
-                |d: u32| open.get(d as usize) == Some(&true) && reached[d as usize] >= reached[p];
+            let in_group = |d: u32| open[d as usize] && reached[d as usize] >= reached[p];
             let mut path = vec![package];
-            step[p] = 0;
+            (step[p], knots, order.skipped) = (0, knots + 1, order.skipped + group.len());
             while let Some(next) = path
                 .last()
-                .and_then(|&last| deps(last).find(|&d| in_group(d)))
+                .and_then(|&last| deps(last).find(|&d| (d as usize) < packages && in_group(d)))
             {
                 let at = step[next as usize];
-                if at != NONE {
-                    let cycle = [&path[at as usize..], &[next]].concat();
+                if at != NONE && knots <= MAX_REPORTED {
+                    let cycle = &path[at as usize..];
+                    let shown = cycle.iter().take(MAX_REPORTED).map(|&m| list.name(m));
+                    let (shown, first) = (shown.collect::<Vec<_>>().join(" -> "), list.name(next));
+                    let (of, cut) = match cycle.len() {
+                        n if n > MAX_REPORTED => (format!(" of {n} packages"), " -> ..."),
+                        _ => (String::new(), ""),
+                    };
+                    let mut line = format!("dependency cycle{of}: {shown}{cut} -> {first}");
                     let off_cycle = |&m: &u32| step[m as usize] == NONE || step[m as usize] < at;
                     let others: Vec<u32> = group.iter().copied().filter(off_cycle).collect();
-                    cycles.push((cycle, others));
+                    if !others.is_empty() {
+                        line += &format!("; tangled with it in further cycles: {}", names(&others));
+                    }
+                    knot_lines.push(line);
+                }
+                if at != NONE {
                     break;
                 }
                 step[next as usize] = to_u32(path.len());
@@ -320,46 +332,33 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
         for &d in list
             .dependencies(package)
             .iter()
-            .filter(|&&d| d as usize >= packages)
+            .filter(|&&d| d >= to_u32(packages))
         {
             needed_by[d as usize].push(package);
         }
     }
-    let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
     let report = &mut order.report;
-    let needed = missing
+    let needed: Vec<u32> = missing
         .iter()
-        .filter(|&&id| !needed_by[id as usize].is_empty());
-    for &id in needed.clone().take(MAX_REPORTED) {
+        .copied()
+        .filter(|&id| !needed_by[id as usize].is_empty())
+        .collect();
+    for &id in needed.iter().take(MAX_REPORTED) {
         let (name, by) = (list.name(id), names(&needed_by[id as usize]));
         report.push(format!(
             "missing dependency {name} (not in the list, not on the server), needed by {by}"
         ));
     }
-    if let Some(more) = needed.count().checked_sub(MAX_REPORTED).filter(|&n| n > 0) {
-        report.push(format!("and {more} more missing dependencies"));
-    }
-    for (cycle, others) in cycles.iter().take(MAX_REPORTED) {
-        let path = |ids: &[u32]| {
-            ids.iter()
-                .map(|&id| list.name(id))
-                .collect::<Vec<_>>()
-                .join(" -> ")
-        };
-        report.push(match cycle.len() - 1 {
-            n if n > MAX_REPORTED => {
-                let (path, first) = (path(&cycle[..MAX_REPORTED]), list.name(cycle[0]));
-                format!("dependency cycle of {n} packages: {path} -> ... -> {first}")
-            }
-            _ => format!("dependency cycle: {}", path(cycle)),
-        });
-        if !others.is_empty() {
-            let line = report.len() - 1;
-            report[line] += &format!("; tangled with it in further cycles: {}", names(others));
+    for (count, what) in [
+        (needed.len(), "missing dependencies"),
+        (knots, "dependency cycles"),
+    ] {
+        if what.starts_with('d') {
+            report.append(&mut knot_lines);
         }
-    }
-    if let Some(more) = cycles.len().checked_sub(MAX_REPORTED).filter(|&n| n > 0) {
-        report.push(format!("and {more} more dependency cycles"));
+        if count > MAX_REPORTED {
+            report.push(format!("and {} more {what}", count - MAX_REPORTED));
+        }
     }
     blocked_packages.sort_unstable();
     if !blocked_packages.is_empty() {
@@ -369,11 +368,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             "{count} depending on those cannot be indexed either: {names}"
         ));
     }
-    let in_cycles: usize = cycles
-        .iter()
-        .map(|(cycle, others)| cycle.len() - 1 + others.len())
-        .sum();
-    order.skipped = blocked_packages.len() + in_cycles;
+    order.skipped += blocked_packages.len();
     order
 }
 

@@ -100,9 +100,10 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
             say(&format!("{source}: {error}"));
         }
         let more = errors.len().saturating_sub(plan::MAX_REPORTED);
-        let more = (more > 0)
-            .then(|| format!(" ({more} more not shown)"))
-            .unwrap_or_default();
+        let more = match more {
+            0 => String::new(),
+            more => format!(" ({more} more not shown)"),
+        };
         let lines = plan::count(errors.len(), "line", "lines");
         format!("{source}: {lines} at fault{more}; nothing was sent")
     })?;
@@ -124,7 +125,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     let (leaves, missing): (Vec<u32>, Vec<u32>) = absent.partition(|_| !strict);
     let order = plan::order(&list, &missing);
     for line in &order.report {
-        say(&line);
+        say(line);
     }
     let ids = [&leaves[..], &order.send].concat();
     let push_line = |out: &mut Vec<u8>, id| list.push_index_line(out, id);

@@ -54,6 +54,7 @@ struct Slot {
 
 /// The slot of `name` in `slots` (open addressing, linear probing): the one
 /// holding it, or the empty one where it goes.
+#[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
 fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
     let (mask, tag) = (slots.len() - 1, tag(hash));
     let mut at = hash as usize & mask;
@@ -74,6 +75,7 @@ fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
 /// [`AHEAD`] tokens behind a fetch of its first slot, and half as far behind
 /// one of the text that slot names: the misses overlap instead of queueing
 /// (three times faster than std's `HashMap` on the bench's list).
+#[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
 fn intern<'a>(
     text: &'a [u8],
     slots: &mut Vec<Slot>,
@@ -246,7 +248,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let (mut reached, mut low) = (vec![NONE; packages], vec![0; packages]);
     let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
     let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
-    let (mut blocked_packages, mut knots, mut knot_lines) = (vec![], 0, vec![]);
+    let (mut lone, mut knot_lines) = (vec![], vec![]);
     let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
     for root in 0..to_u32(packages) {
         if reached[root as usize] != NONE {
@@ -282,41 +284,34 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             if group.len() == 1 {
                 open[p] = false;
                 blocked[p] = deps(package).any(|d| blocked[d as usize]);
-                let to = if blocked[p] {
-                    &mut blocked_packages
-                } else {
-                    &mut order.send
-                };
-                to.push(package);
+                lone.push(package);
                 continue;
             }
             // Every member has a dependency in the group (open, reached
             // since `package`): following those must come back round.
             let in_group = |d: u32| open[d as usize] && reached[d as usize] >= reached[p];
             let mut path = vec![package];
-            (step[p], knots, order.skipped) = (0, knots + 1, order.skipped + group.len());
+            (step[p], order.skipped) = (0, order.skipped + group.len());
             while let Some(next) = path
                 .last()
                 .and_then(|&last| deps(last).find(|&d| (d as usize) < packages && in_group(d)))
             {
                 let at = step[next as usize];
-                if at != NONE && knots <= MAX_REPORTED {
+                if at != NONE {
                     let cycle = &path[at as usize..];
                     let shown = cycle.iter().take(MAX_REPORTED).map(|&m| list.name(m));
                     let (shown, first) = (shown.collect::<Vec<_>>().join(" -> "), list.name(next));
-                    let (of, cut) = match cycle.len() {
+                    let (of, and_so_on) = match cycle.len() {
                         n if n > MAX_REPORTED => (format!(" of {n} packages"), " -> ..."),
                         _ => (String::new(), ""),
                     };
-                    let mut line = format!("dependency cycle{of}: {shown}{cut} -> {first}");
+                    let mut line = format!("dependency cycle{of}: {shown}{and_so_on} -> {first}");
                     let off_cycle = |&m: &u32| step[m as usize] == NONE || step[m as usize] < at;
                     let others: Vec<u32> = group.iter().copied().filter(off_cycle).collect();
                     if !others.is_empty() {
                         line += &format!("; tangled with it in further cycles: {}", names(&others));
                     }
                     knot_lines.push(line);
-                }
-                if at != NONE {
                     break;
                 }
                 step[next as usize] = to_u32(path.len());
@@ -329,47 +324,44 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     }
     let mut needed_by = vec![Vec::new(); list.names.len()];
     for package in (0..to_u32(packages)).filter(|&p| blocked[p as usize]) {
-        for &d in list
-            .dependencies(package)
-            .iter()
-            .filter(|&&d| d >= to_u32(packages))
-        {
+        for &d in list.dependencies(package) {
             needed_by[d as usize].push(package);
         }
     }
-    let report = &mut order.report;
-    let needed: Vec<u32> = missing
+    let mut missing_lines = Vec::new();
+    for &id in missing
         .iter()
-        .copied()
-        .filter(|&id| !needed_by[id as usize].is_empty())
-        .collect();
-    for &id in needed.iter().take(MAX_REPORTED) {
+        .filter(|&&id| !needed_by[id as usize].is_empty())
+    {
         let (name, by) = (list.name(id), names(&needed_by[id as usize]));
-        report.push(format!(
+        missing_lines.push(format!(
             "missing dependency {name} (not in the list, not on the server), needed by {by}"
         ));
     }
-    for (count, what) in [
-        (needed.len(), "missing dependencies"),
-        (knots, "dependency cycles"),
-    ] {
-        if what.starts_with('d') {
-            report.append(&mut knot_lines);
-        }
-        if count > MAX_REPORTED {
-            report.push(format!("and {} more {what}", count - MAX_REPORTED));
-        }
-    }
+    order.report = cut(missing_lines, "missing dependencies");
+    order.report.extend(cut(knot_lines, "dependency cycles"));
+    let (mut blocked_packages, send): (Vec<u32>, _) =
+        lone.into_iter().partition(|&p| blocked[p as usize]);
+    order.send = send;
     blocked_packages.sort_unstable();
     if !blocked_packages.is_empty() {
         let count = count(blocked_packages.len(), "package", "packages");
         let names = names(&blocked_packages);
-        report.push(format!(
-            "{count} depending on those cannot be indexed either: {names}"
-        ));
+        let line = format!("{count} depending on those cannot be indexed either: {names}");
+        order.report.push(line);
     }
     order.skipped += blocked_packages.len();
     order
+}
+
+/// The first [`MAX_REPORTED`] of `lines`, and how many more `what` there are.
+fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
+    if lines.len() > MAX_REPORTED {
+        let more = lines.len() - MAX_REPORTED;
+        lines.truncate(MAX_REPORTED);
+        lines.push(format!("and {more} more {what}"));
+    }
+    lines
 }
 
 /// `n` and the noun, singular or plural.

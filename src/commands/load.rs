@@ -78,11 +78,8 @@ fn run(values: &Values) -> ExitCode {
     let outcome = load(source, &addr, strict);
     let (Ok(said) | Err(said)) = &outcome;
     say(said);
-    if outcome.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    // 0 when every package was indexed, 1 when not.
+    ExitCode::from(u8::from(outcome.is_err()))
 }
 
 /// Loads the list at `source` into the server at `addr`. The summary line

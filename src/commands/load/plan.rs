@@ -52,6 +52,12 @@ struct Slot {
     len: u32,
 }
 
+impl Slot {
+    fn new(tag: u32, id: u32, at: u32, len: u32) -> Slot {
+        Slot { tag, id, at, len }
+    }
+}
+
 /// The slot of `name` in `slots` (open addressing, linear probing): the one
 /// holding it, or the empty one where it goes.
 #[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
@@ -103,14 +109,8 @@ fn intern<'a>(
         }
         let at = probe(slots, text, hash, name.as_bytes());
         if slots[at].len == 0 {
-            let (tag, id, len) = (tag(hash), to_u32(names.len()), to_u32(name.len()));
             let offset = to_u32(name.as_ptr().addr() - text.as_ptr().addr());
-            slots[at] = Slot {
-                tag,
-                id,
-                at: offset,
-                len,
-            };
+            slots[at] = Slot::new(tag(hash), to_u32(names.len()), offset, to_u32(name.len()));
             names.push(name);
         }
         ids.push(slots[at].id);

@@ -129,6 +129,9 @@ pub(super) struct List<'a> {
     starts: Vec<usize>,
     /// The ids of each package's dependencies, package after package.
     dependencies: Vec<u32>,
+    /// The packages' `INDEX` lines, one after another, each written while
+    /// its line was in cache, and where each ends: sending copies them.
+    requests: (Vec<u8>, Vec<usize>),
 }
 
 impl<'a> List<'a> {
@@ -143,6 +146,7 @@ impl<'a> List<'a> {
         let (mut errors, mut packages, mut lines, mut starts) = (vec![], vec![], vec![], vec![]);
         // Every dependency as written, package after package.
         let (mut named, mut dependencies): (Vec<&str>, _) = (vec![], vec![]);
+        let mut requests = (Vec::with_capacity(text.len() + text.len() / 4), vec![]);
         for (index, line) in text.split(|&byte| byte == b'\n').enumerate() {
             match parse_line_into(index + 1, line, &mut dependencies) {
                 Ok(Some(name)) => {
@@ -150,6 +154,13 @@ impl<'a> List<'a> {
                     lines.push(index + 1);
                     starts.push(named.len());
                     named.extend(dependencies.iter().map(|name| name.as_str()));
+                    write_request(
+                        &mut requests.0,
+                        Command::Index,
+                        name.as_str(),
+                        &dependencies,
+                    );
+                    requests.1.push(requests.0.len());
                 }
                 Ok(None) => {}
                 Err(error) => errors.push(error),
@@ -183,6 +194,7 @@ impl<'a> List<'a> {
             names,
             starts,
             dependencies,
+            requests,
         })
     }
 
@@ -212,9 +224,16 @@ impl<'a> List<'a> {
 
     /// Appends `INDEX|name|dep,dep\n` for `id`.
     pub(super) fn push_index_line(&self, out: &mut Vec<u8>, id: u32) {
-        let mut dependencies = Vec::new();
-        dependencies.extend(self.dependencies(id).iter().map(|&d| self.name(d)));
-        write_request(out, Command::Index, self.name(id), &dependencies);
+        let (lines, ends) = &self.requests;
+        match ends.get(id as usize) {
+            Some(&end) => {
+                let start = (id as usize)
+                    .checked_sub(1)
+                    .map_or(0, |before| ends[before]);
+                out.extend_from_slice(&lines[start..end]);
+            }
+            None => write_request::<&str>(out, Command::Index, self.name(id), &[]),
+        }
     }
 }
 

@@ -46,27 +46,29 @@ impl std::error::Error for ListError {}
 /// names, and a package may not depend on itself: a server refuses both.
 pub fn parse_line(number: usize, line: &str) -> Result<Option<Entry<'_>>, ListError> {
     let mut dependencies = Vec::new();
-    let name = parse_line_into(number, line, &mut dependencies)?;
+    let name = parse_line_into(number, line.as_bytes(), &mut dependencies)?;
     Ok(name.map(|name| Entry { name, dependencies }))
 }
 
-/// [`parse_line`] for a reader of many lines: the package's name is
-/// returned and its dependencies go into `dependencies` (cleared first),
-/// so that no line allocates.
+/// [`parse_line`] for a reader of many lines, which may not be UTF-8 (an
+/// error): the package's name is returned and its dependencies go into
+/// `dependencies` (cleared first), so that no line allocates.
 pub fn parse_line_into<'a>(
     number: usize,
-    line: &'a str,
+    line: &'a [u8],
     dependencies: &mut Vec<PackageName<'a>>,
 ) -> Result<Option<PackageName<'a>>, ListError> {
     dependencies.clear();
-    let content = line.trim();
-    if content.is_empty() {
-        return Ok(None);
-    }
     let refuse = |reason: String| ListError {
         line: number,
         reason,
     };
+    let content = std::str::from_utf8(line)
+        .map_err(|_| refuse("not valid UTF-8".into()))?
+        .trim();
+    if content.is_empty() {
+        return Ok(None);
+    }
     let (name, rest) = content
         .split_once(':')
         .ok_or_else(|| refuse("expected `name: dep dep ...` (no `:` found)".to_string()))?;
@@ -135,11 +137,13 @@ mod tests {
         let parsed = entry("emacs:\u{a0}gnutls\u{2003}libxml2\x0Bzlib\x0C");
         assert_eq!(parsed.dependencies, ["gnutls", "libxml2", "zlib"]);
         let mut reused = vec![PackageName::new(b"stale").unwrap()];
-        let name = parse_line_into(1, "a: b c b", &mut reused).unwrap();
+        let name = parse_line_into(1, b"a: b c b", &mut reused).unwrap();
         assert_eq!(name.unwrap(), "a");
         assert_eq!(reused, ["b", "c"]);
-        assert_eq!(parse_line_into(2, "  ", &mut reused), Ok(None));
+        assert_eq!(parse_line_into(2, b"  ", &mut reused), Ok(None));
         assert!(reused.is_empty());
+        let error = parse_line_into(3, b"a: \xff", &mut reused).unwrap_err();
+        assert_eq!(error.to_string(), "line 3: not valid UTF-8");
     }
 
     #[test]

@@ -390,58 +390,6 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
     usize::try_from(ready).map_err(|_| io::Error::last_os_error())
 }
 
-// ---------------------------------------------------------------------------
-// Huge pages
-// ---------------------------------------------------------------------------
-
-pub(crate) use huge_pages::advise_huge_pages;
-
-mod huge_pages {
-    use std::os::raw::{c_int, c_void};
-
-    /// `MADV_HUGEPAGE` from `<sys/mman.h>`: the same value on every Linux
-    /// architecture.
-    const MADV_HUGEPAGE: c_int = 14;
-
-    /// The page size rounded to: 4 KiB, x86_64's and the usual aarch64
-    /// one. On a kernel with larger pages the call below fails (the range
-    /// is not aligned) and nothing changes.
-    const PAGE: usize = 4096;
-
-    extern "C" {
-        fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
-    }
-
-    /// Asks the kernel to back the whole pages of `vec`'s allocation (its
-    /// capacity, not only its length) with transparent huge pages, where
-    /// the system allows them (`enabled` set to `madvise` or `always`): a
-    /// large array written once and then read at random takes 512 times
-    /// fewer page faults and far fewer TLB misses. Call it before the pages
-    /// are first written. A hint: when it cannot be followed, nothing
-    /// changes.
-    pub(crate) fn advise_huge_pages<T>(vec: &mut Vec<T>) {
-        let bytes = vec.capacity().saturating_mul(std::mem::size_of::<T>());
-        let start = vec.as_mut_ptr().cast::<u8>();
-        let first = start.addr().next_multiple_of(PAGE) - start.addr();
-        let end = (start.addr() + bytes) / PAGE * PAGE;
-        let Some(length) = end.checked_sub(start.addr() + first).filter(|&n| n > 0) else {
-            return;
-        };
-        // SAFETY: `[start + first, start + first + length)` lies within the
-        // allocation that `vec`, borrowed exclusively for the call, owns.
-        // MADV_HUGEPAGE only changes how the kernel backs those pages: never
-        // their contents, nor whether they are mapped; the kernel keeps no
-        // pointer. A failure (EINVAL where THP is not built in) is ignored.
-        let _ = unsafe {
-            madvise(
-                start.wrapping_add(first).cast::<c_void>(),
-                length,
-                MADV_HUGEPAGE,
-            )
-        };
-    }
-}
-
 // Prefetching
 
 /// Asks the CPU to start bringing the cache line that holds `value` into
@@ -599,24 +547,5 @@ mod readiness_tests {
         assert_eq!(poll(&mut fds, None).unwrap(), 1);
         assert_eq!(fds[0].revents() & POLLIN, POLLIN);
         assert_eq!(fds[1].revents(), 0);
-    }
-}
-
-#[cfg(test)]
-mod huge_pages_tests {
-    use super::huge_pages::*;
-
-    #[test]
-    fn advised_memory_keeps_its_contents_and_any_size_is_fine() {
-        let mut big: Vec<u64> = Vec::with_capacity(1 << 20);
-        advise_huge_pages(&mut big);
-        big.extend(0..1 << 20);
-        assert!(big.iter().enumerate().all(|(i, &v)| v == i as u64));
-        for capacity in [0, 1, 4095, 4096, 8193] {
-            let mut small: Vec<u8> = Vec::with_capacity(capacity);
-            small.push(7);
-            advise_huge_pages(&mut small);
-            assert_eq!(small, [7]);
-        }
     }
 }

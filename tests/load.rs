@@ -59,20 +59,22 @@ fn answering(client: &mut Client, names: &[String], answer: &str) -> Vec<String>
 }
 
 #[test]
-fn the_homebrew_list_loads_into_a_fresh_server_and_again() {
+fn the_homebrew_list_loads_whole_into_a_fresh_server_and_again() {
     let text = std::fs::read_to_string(BREW_LIST).unwrap();
     let names = every_name(&text);
     assert_eq!(names.len(), 3370);
     let server = ServerProcess::start(&[]);
 
-    // Two of its dependencies have no line (`gpg`, `docbook2X`): read as
-    // the harness reads it, they are indexed first, as leaves.
-    let first = load(&server, &["--unlisted-as-leaves", BREW_LIST], b"");
+    // Two of its dependencies have no line (`gpg`, `docbook2X`): as the
+    // official harness reads the list, they are packages without
+    // dependencies, indexed first and named.
+    let first = load(&server, &[BREW_LIST], b"");
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let lines = said(&first);
     assert_eq!(
         lines[0],
-        "indexing first, as packages without dependencies: gpg, docbook2X"
+        "2 dependencies have no line of their own; \
+         indexed as packages without dependencies: gpg, docbook2X"
     );
     assert!(
         lines[1].starts_with("indexed 3,370 of 3,370 packages in "),
@@ -85,10 +87,11 @@ fn the_homebrew_list_loads_into_a_fresh_server_and_again() {
     );
     let mut client = server.connect();
     assert_eq!(answering(&mut client, &names, "OK").len(), 3370);
+    assert_eq!(client.ask("INDEX|gpg|"), "OK", "gpg has no dependencies");
 
-    // Again: every INDEX is answered OK, the server holds `gpg` and
-    // `docbook2X` now, and nothing is indexed as a leaf a second time.
-    for args in [&["--unlisted-as-leaves", BREW_LIST][..], &[BREW_LIST]] {
+    // Again, strict or not: every INDEX is answered OK, and the server
+    // holds `gpg` and `docbook2X` now, so nothing is indexed for them.
+    for args in [&[BREW_LIST][..], &["--strict", BREW_LIST]] {
         let again = load(&server, args, b"");
         assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
         let lines = said(&again);
@@ -102,9 +105,29 @@ fn the_homebrew_list_loads_into_a_fresh_server_and_again() {
 }
 
 #[test]
-fn without_the_switch_a_fresh_server_lacks_what_the_list_does_not_hold() {
+fn a_name_without_a_line_that_the_server_holds_keeps_its_dependencies() {
     let server = ServerProcess::start(&[]);
-    let strict = load(&server, &[BREW_LIST], b"");
+    let mut client = server.connect();
+    assert_eq!(client.ask("INDEX|base|"), "OK");
+    assert_eq!(client.ask("INDEX|held|base"), "OK");
+    let output = load(&server, &["-"], b"top: held fresh\n");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = said(&output);
+    assert_eq!(
+        lines[0],
+        "1 dependency has no line of their own; \
+         indexed as packages without dependencies: fresh"
+    );
+    assert!(lines[1].starts_with("indexed 2 of 2 packages"), "{lines:?}");
+    // `held` still depends on `base`: removing `base` is refused.
+    assert_eq!(client.ask("REMOVE|base|"), "FAIL");
+    assert_eq!(client.ask("QUERY|top|"), "OK");
+}
+
+#[test]
+fn strict_refuses_what_the_list_does_not_hold_on_a_fresh_server() {
+    let server = ServerProcess::start(&[]);
+    let strict = load(&server, &["--strict", BREW_LIST], b"");
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
     let lines = said(&strict);
     assert!(
@@ -125,9 +148,35 @@ fn without_the_switch_a_fresh_server_lacks_what_the_list_does_not_hold() {
         lines[3].split(" in ").next(),
         Some("indexed 3,359 of 3,368 packages")
     );
+    assert!(
+        lines[3].ends_with("; 9 skipped (can never be indexed)"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 4, "{lines:?}");
     let mut client = server.connect();
     assert_eq!(client.ask("QUERY|duplicity|"), "FAIL");
+    assert_eq!(client.ask("QUERY|gpg|"), "FAIL");
     assert_eq!(client.ask("QUERY|ffmpeg|"), "OK");
+}
+
+#[test]
+fn unlisted_as_leaves_is_accepted_and_changes_nothing() {
+    let server = ServerProcess::start(&[]);
+    let output = load(&server, &["--unlisted-as-leaves", "-"], b"a: b\n");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = said(&output);
+    assert!(
+        lines[0].starts_with("--unlisted-as-leaves changes nothing"),
+        "{lines:?}"
+    );
+    assert!(lines[2].starts_with("indexed 2 of 2 packages"), "{lines:?}");
+    let both = load(
+        &server,
+        &["--unlisted-as-leaves", "--strict", "-"],
+        b"a: b\n",
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    assert!(stderr(&both).contains("contradict"), "{}", stderr(&both));
 }
 
 #[test]
@@ -147,7 +196,7 @@ solo:
     let file = dir.path().join("list.txt");
     std::fs::write(&file, list).unwrap();
     let server = ServerProcess::start(&[]);
-    let output = load(&server, &[file.to_str().unwrap()], b"");
+    let output = load(&server, &["--strict", file.to_str().unwrap()], b"");
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(
         said(&output)[..3],
@@ -267,20 +316,24 @@ fn usage_and_unreadable_files() {
 fn on_a_terminal_a_progress_line_is_drawn_then_erased() {
     let server = ServerProcess::start(&[]);
     let addr = server.addr.to_string();
-    let args = ["load", "--addr", &addr, "--unlisted-as-leaves", BREW_LIST];
+    let args = ["load", "--addr", &addr, BREW_LIST];
     let Some(output) = in_terminal(&args, b"") else {
         return;
     };
     assert_eq!(output.status.code(), Some(0));
     let screen = String::from_utf8_lossy(&output.stdout).into_owned();
-    // Drawn in place (carriage return, erase line), then erased for the
-    // summary.
+    // Drawn in place (carriage return, erase line), then erased for what
+    // follows: the names indexed without a line, then the summary.
     let drawn = screen.find("\r\x1b[Kindexed ").expect(&screen);
     let progress = &screen[drawn..];
     assert!(progress.contains(" of 3,370 ("), "{screen:?}");
     assert!(progress.contains("/s, "), "{screen:?}");
     assert!(
-        progress.contains("\r\x1b[Kpackage-indexer load: indexed 3,370 of 3,370 packages in "),
+        progress.contains("\r\x1b[Kpackage-indexer load: 2 dependencies have no line"),
+        "{screen:?}"
+    );
+    assert!(
+        progress.contains("package-indexer load: indexed 3,370 of 3,370 packages in "),
         "{screen:?}"
     );
 }

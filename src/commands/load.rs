@@ -1,80 +1,41 @@
 //! `package-indexer load FILE|-`: bulk load, and the restore step of a
-//! backup. Reads a Homebrew-style list (`name: dep dep`, one package a
-//! line, as `export` writes), orders it by dependencies, says by name what
-//! can never be indexed before sending anything, then sends the rest as
-//! pipelined `INDEX` lines on one connection.
-//!
-//! 1. The whole list is read and checked first ([`plan::List::read`]): a
-//!    line that does not parse, or a package listed twice, is named with
-//!    its line number, and nothing is sent (exit 1). Refusing a second line
-//!    for a package, rather than letting the last one win, keeps a
-//!    hand-edited list from silently meaning something other than it says.
-//! 2. Dependencies without a line of their own must already be on the
-//!    server: they are asked for with pipelined `QUERY` lines. With
-//!    `--unlisted-as-leaves`, those the server lacks are indexed first as
-//!    packages without dependencies, which is how the harness reads the
-//!    Homebrew list (two of its dependencies have no line).
-//! 3. [`plan::order`] puts each package after its dependencies. A missing
-//!    dependency, a cycle (with the packages on it) and everything that
-//!    depends on those are reported, and skipped.
-//! 4. The rest goes out as `INDEX` lines in that order, with at most
-//!    [`connection::LINES_IN_FLIGHT`] unanswered; every answer is counted.
-//!
-//! Exit 0 when every package of the list was answered `OK` (indexing a
-//! package again with the same dependencies is `OK`, so loading a list
-//! twice succeeds twice); 1 when anything was skipped, refused (`FAIL`),
-//! malformed (`ERROR`), or the connection failed; 2 for bad usage.
+//! backup. The whole list is read and checked ([`plan::List::read`]), the
+//! names without a line of their own are asked for (`QUERY`), the list is
+//! ordered and what can never be indexed is named ([`plan::order`]), all
+//! before the first `INDEX` goes out. The rules: `docs/command-line.md`.
 
 mod plan;
-mod progress;
 
-use super::connection::{self, AnswerSink, Sender, WriteError};
+use super::connection::{self, AnswerSink, PipelineOutcome, Sender, WriteError};
 use super::Subcommand;
-use crate::flags::{CommandLine, Flag, Operands, Values};
-use crate::protocol::Response;
-use plan::{List, Order};
-use progress::{Progress, Summary};
-use std::io::{self, IsTerminal, Read};
-use std::net::TcpStream;
+use crate::figures::thousands;
+use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
+use crate::protocol::{write_request, Command, Response};
+use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "load",
     usage: " FILE|-",
     summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
               exit 0 when all of it is",
-    details: "Reads a package list (`name: dep dep`, one package a line; - reads stdin),
-as `export` writes it, and indexes it on the server at --addr.
-
-The whole list is read and checked first: a line that does not parse, or a
-package listed twice (refused, naming both lines), is named and nothing is
-sent. The dependencies that have no line of their own are asked for
-(QUERY); the list is ordered so that every package comes after its
-dependencies, and what can never be indexed is named before anything is
-sent: a dependency neither listed nor on the server, each dependency cycle,
-and every package depending on those. The rest goes out as pipelined INDEX
-lines on one connection; every package answered FAIL or ERROR is named. A
-progress line on a terminal, one summary line in any case, on stderr.
-
-Indexing a package again with the same dependencies is answered OK: loading
-a list twice succeeds twice, and running it again after a failure is safe.
-load never removes a package.
-
-Exit status: 0 when every package of the list was answered OK; 1 when not
-(a line at fault, packages skipped, refused or malformed, the server
-unreachable or gone midway); 2 for bad usage.
+    details: "Checks the whole list (as `export` writes it), then indexes it in dependency
+order. A name with no line of its own is a package without dependencies:
+those the server lacks are indexed first, and named. Lines at fault stop it
+before anything is sent; missing dependencies, cycles and what depends on
+them are named and skipped. Exit 0 when every package was answered OK.
 ",
     command_line: &CommandLine {
         flags: &[
             connection::ADDR_FLAG,
             Flag::switch(
-                "unlisted-as-leaves",
-                "index a dependency that has no line and is not on the server as a package \
-                 without dependencies (as the harness reads the Homebrew list), instead of \
-                 skipping what needs it",
+                "strict",
+                "refuse a name with no line of its own that the server lacks: \
+                 it is a missing dependency, and what needs it is skipped",
             )
             .without_variable(),
+            Flag::switch("unlisted-as-leaves", "changes nothing; will go").without_variable(),
         ],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,
@@ -85,8 +46,16 @@ unreachable or gone midway); 2 for bad usage.
 
 const PROGRAM: &str = "package-indexer load";
 
-/// Bytes of `INDEX` lines gathered before one write.
+/// Bytes of request lines gathered before one write.
 const SEND_CHUNK: usize = 64 * 1024;
+
+/// What an answer other than `OK` to an `INDEX` line means.
+const REFUSED: &str = "refused (FAIL: a dependency is not on the server after all, \
+                       or the package would close a cycle with packages already there)";
+const MALFORMED: &str = "malformed (ERROR: the line is longer than the server's --max-line-bytes)";
+
+/// Moves to the start of the line and erases it (VT100: every terminal).
+const ERASE_LINE: &str = "\r\x1b[K";
 
 fn say(message: &str) {
     eprintln!("{PROGRAM}: {message}");
@@ -97,254 +66,204 @@ fn run(values: &Values) -> ExitCode {
         Ok(addr) => addr,
         Err(error) => return error.report(PROGRAM),
     };
-    let source = values.operands().first().map_or("-", String::as_str);
-    match load(source, &addr, values.switch("unlisted-as-leaves")) {
-        Ok(summary) => {
-            say(&summary.to_string());
-            if summary.all_indexed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    let strict = values.switch("strict");
+    if values.switch("unlisted-as-leaves") {
+        if strict {
+            let reason = "--strict and --unlisted-as-leaves contradict each other";
+            return UsageError(reason.into()).report(PROGRAM);
         }
-        Err(reason) => {
-            say(&reason);
-            ExitCode::FAILURE
-        }
+        say("--unlisted-as-leaves changes nothing (every list is read that way) and will go");
     }
+    let source = values.operands().first().map_or("-", String::as_str);
+    let outcome = load(source, &addr, strict);
+    let (Ok(said) | Err(said)) = &outcome;
+    say(said);
+    // 0 when every package was indexed, 1 when not.
+    ExitCode::from(u8::from(outcome.is_err()))
 }
 
-/// Loads the list at `source` into the server at `addr`; the error is why
-/// nothing was sent.
-fn load(source: &str, addr: &str, unlisted_as_leaves: bool) -> Result<Summary, String> {
-    let started = Instant::now();
-    let text = read_source(source)?;
-    let list = List::read(&text).map_err(|errors| {
-        for error in &errors.first {
+/// Loads the list at `source` into the server at `addr`. The summary line
+/// when every package was indexed; else the summary, or why nothing was.
+fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
+    let (started, mut text) = (Instant::now(), Vec::new());
+    let shown = if source == "-" { "stdin" } else { source };
+    match source {
+        "-" => io::stdin().lock().read_to_end(&mut text),
+        _ => std::fs::File::open(source).and_then(|mut file| file.read_to_end(&mut text)),
+    }
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let list = plan::List::read(&text).map_err(|errors| {
+        for error in errors.iter().take(plan::MAX_REPORTED) {
             say(&format!("{source}: {error}"));
         }
-        let more = errors.total - errors.first.len();
-        let more = if more > 0 {
-            format!(" ({more} more not shown)")
-        } else {
-            String::new()
+        let more = errors.len().saturating_sub(plan::MAX_REPORTED);
+        let more = match more {
+            0 => String::new(),
+            more => format!(" ({more} more not shown)"),
         };
-        format!(
-            "{source}: {} at fault{more}; nothing was sent",
-            plan::count(errors.total, "line", "lines")
-        )
+        let lines = plan::count(errors.len(), "line", "lines");
+        format!("{source}: {lines} at fault{more}; nothing was sent")
     })?;
-    let missing = missing_from_server(addr, &list)?;
-    let (leaves, missing) = if unlisted_as_leaves {
-        (missing, Vec::new())
-    } else {
-        (Vec::new(), missing)
-    };
-    let order = plan::order(&list, &missing);
-    if !leaves.is_empty() {
-        say(&format!(
-            "indexing first, as packages without dependencies: {}",
-            plan::some_names(leaves.len(), leaves.iter().map(|&id| list.name(id)))
-        ));
-    }
-    for line in order.report(&list) {
-        say(&line);
-    }
-    let stream = connection::connect(addr)?;
-    let mut summary = send(&stream, &list, &leaves, &order);
-    summary.elapsed = started.elapsed();
-    Ok(summary)
-}
-
-/// The whole list: a file, or stdin for `-`.
-fn read_source(source: &str) -> Result<Vec<u8>, String> {
-    if source == "-" {
-        let mut text = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut text)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        Ok(text)
-    } else {
-        let fail = |e: io::Error| format!("cannot read {source}: {e}");
-        let mut file = std::fs::File::open(source).map_err(fail)?;
-        let size = file.metadata().map_err(fail)?.len();
-        // One more byte, so that reading to the end needs no second buffer.
-        let mut text = plan::huge(usize::try_from(size).unwrap_or(0).saturating_add(1));
-        file.read_to_end(&mut text).map_err(fail)?;
-        Ok(text)
-    }
-}
-
-/// Of the dependencies without a line in the list, those the server does
-/// not hold either, asked with `QUERY` on a connection of its own (a
-/// pipeline ends its connection).
-fn missing_from_server(addr: &str, list: &List) -> Result<Vec<u32>, String> {
-    let unlisted = list.unlisted();
-    if unlisted.is_empty() {
-        return Ok(unlisted);
-    }
-    let stream = connection::connect(addr)?;
-    let mut answers = Answers::default();
-    let outcome = connection::pipeline(
-        &stream,
-        connection::LINES_IN_FLIGHT,
-        |sender| {
-            send_lines(sender, &unlisted, |out, id| {
-                out.extend_from_slice(b"QUERY|");
-                out.extend_from_slice(list.name(id).as_bytes());
-                out.extend_from_slice(b"|\n");
-            })
-        },
-        &mut answers,
-    );
+    let unlisted: Vec<u32> = list.unlisted().collect();
+    let query =
+        |out: &mut Vec<u8>, id| write_request::<&str>(out, Command::Query, list.name(id), &[]);
+    let (answers, outcome) = exchange(addr, &unlisted, false, query)?;
     if !outcome.complete() {
+        let problems = outcome.problems.join("; ");
         return Err(format!(
-            "asking the server for the dependencies the list does not hold: {}; nothing was indexed",
-            outcome.problems.join("; ")
+            "asking for names without a line: {problems}; nothing was sent"
         ));
     }
-    let on_server = answers.ok_at(unlisted.len());
-    Ok(unlisted
-        .into_iter()
-        .zip(on_server)
-        .filter(|&(_, present)| !present)
-        .map(|(id, _)| id)
-        .collect())
-}
-
-/// Formats `ids` with `push_line` into chunks of about [`SEND_CHUNK`]
-/// bytes and sends them.
-fn send_lines(
-    sender: &mut Sender,
-    ids: &[u32],
-    push_line: impl Fn(&mut Vec<u8>, u32),
-) -> Result<(), WriteError> {
-    let mut chunk = Vec::with_capacity(SEND_CHUNK + 1024);
-    let mut lines = 0;
-    for &id in ids {
-        push_line(&mut chunk, id);
-        lines += 1;
-        if chunk.len() >= SEND_CHUNK {
-            sender.send(&chunk, lines)?;
-            chunk.clear();
-            lines = 0;
-        }
+    // Every answer but `OK` says the server lacks the name.
+    let absent = answers
+        .not_ok
+        .iter()
+        .filter_map(|&(at, _)| unlisted.get(at));
+    let (leaves, missing): (Vec<u32>, Vec<u32>) = absent.partition(|_| !strict);
+    let order = plan::order(&list, &missing);
+    for line in &order.report {
+        say(line);
     }
-    if lines > 0 {
-        sender.send(&chunk, lines)?;
-    }
-    Ok(())
-}
-
-/// Sends `leaves` (ids of names to index without dependencies), then
-/// `order`'s packages, as `INDEX` lines, and counts the answers.
-fn send(stream: &TcpStream, list: &List, leaves: &[u32], order: &Order) -> Summary {
-    let total = (leaves.len() + order.send.len()) as u64;
-    let mut answers = Answers {
-        progress: Some(Progress::new(total, io::stderr().is_terminal())),
-        ..Answers::default()
-    };
-    let outcome = connection::pipeline(
-        stream,
-        connection::LINES_IN_FLIGHT,
-        |sender| {
-            send_lines(sender, leaves, |out, id| {
-                out.extend_from_slice(b"INDEX|");
-                out.extend_from_slice(list.name(id).as_bytes());
-                out.extend_from_slice(b"|\n");
-            })?;
-            send_lines(sender, &order.send, |out, package| {
-                list.push_index_line(out, package)
-            })
-        },
-        &mut answers,
-    );
-    if let Some(progress) = &mut answers.progress {
-        progress.clear();
-    }
-    // The name on line `index` of what was sent.
-    let sent_name = |index: u64| {
-        let index = usize::try_from(index).ok()?;
-        match index.checked_sub(leaves.len()) {
-            None => leaves.get(index).map(|&id| list.name(id)),
-            Some(at) => order.send.get(at).map(|&p| list.package_name(p)),
-        }
-    };
-    for (answer, meaning) in [
-        (
-            Response::Fail,
-            "refused (FAIL: a dependency is not on the server after all, \
-             or the package would close a cycle with packages already there)",
-        ),
-        (
-            Response::Error,
-            "malformed (ERROR: the line is longer than the server's --max-line-bytes)",
-        ),
-    ] {
-        let names: Vec<&str> = answers
-            .not_ok
-            .iter()
-            .filter(|&&(_, a)| a == answer)
-            .filter_map(|&(index, _)| sent_name(index))
-            .collect();
-        if !names.is_empty() {
-            say(&format!(
-                "{meaning}: {}",
-                plan::some_names(names.len(), names.into_iter())
-            ));
+    let ids = [&leaves[..], &order.send].concat();
+    let push_line = |out: &mut Vec<u8>, id| list.push_index_line(out, id);
+    let (answers, outcome) = exchange(addr, &ids, io::stderr().is_terminal(), push_line)?;
+    let not_ok = |answer| answers.not_ok.iter().filter(move |&&(_, a)| a == answer);
+    for (answer, what) in [(Response::Fail, REFUSED), (Response::Error, MALFORMED)] {
+        let names = not_ok(answer).filter_map(|&(at, _)| Some(list.name(*ids.get(at)?)));
+        let count = not_ok(answer).count();
+        if count > 0 {
+            say(&format!("{what}: {}", plan::some_names(count, names)));
         }
     }
     for problem in &outcome.problems {
         say(problem);
     }
-    let count = |answer| answers.not_ok.iter().filter(|&&(_, a)| a == answer).count() as u64;
-    Summary {
-        listed: (leaves.len() + list.len()) as u64,
-        indexed: answers.ok,
-        skipped: order.skipped() as u64,
-        refused: count(Response::Fail),
-        malformed: count(Response::Error),
-        unanswered: total - outcome.answered,
-        elapsed: std::time::Duration::ZERO,
+    if !leaves.is_empty() {
+        let names = plan::some_names(leaves.len(), leaves.iter().map(|&id| list.name(id)));
+        let have = plan::count(leaves.len(), "dependency has", "dependencies have");
+        say(&format!(
+            "{have} no line of their own; indexed as packages without dependencies: {names}"
+        ));
     }
+    let (listed, elapsed) = ((leaves.len() + list.len()) as u64, started.elapsed());
+    let (ok, all, seconds) = (
+        thousands(answers.ok),
+        thousands(listed),
+        elapsed.as_secs_f64(),
+    );
+    let rate = thousands(per_second(answers.ok, elapsed));
+    let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
+    let unanswered = ids.len() as u64 - outcome.answered;
+    for (count, what) in [
+        (order.skipped as u64, "skipped (can never be indexed)"),
+        (not_ok(Response::Fail).count() as u64, "refused (FAIL)"),
+        (not_ok(Response::Error).count() as u64, "malformed (ERROR)"),
+        (unanswered, "unanswered (connection lost)"),
+    ] {
+        if count > 0 {
+            summary += &format!("; {} {what}", thousands(count));
+        }
+    }
+    (answers.ok == listed)
+        .then_some(summary.clone())
+        .ok_or(summary)
+}
+
+/// Sends a line for each of `ids`, written by `push_line`, pipelined on a
+/// connection of its own, and gathers the answers, with a progress line
+/// when `terminal`; no ids, no connection.
+fn exchange(
+    addr: &str,
+    ids: &[u32],
+    terminal: bool,
+    push_line: impl Fn(&mut Vec<u8>, u32) + Sync,
+) -> Result<(Answers, PipelineOutcome), String> {
+    let progress = terminal.then(|| (ids.len() as u64, Instant::now()));
+    let mut answers = Answers {
+        progress,
+        ..Answers::default()
+    };
+    if ids.is_empty() {
+        return Ok((answers, PipelineOutcome::default()));
+    }
+    let stream = connection::connect(addr)?;
+    let write = |sender: &mut Sender| -> Result<(), WriteError> {
+        let (mut chunk, mut lines) = (Vec::with_capacity(SEND_CHUNK + 1024), 0);
+        for (i, &id) in ids.iter().enumerate() {
+            push_line(&mut chunk, id);
+            lines += 1;
+            if chunk.len() >= SEND_CHUNK || i + 1 == ids.len() {
+                sender.send(&chunk, lines)?;
+                chunk.clear();
+                lines = 0;
+            }
+        }
+        Ok(())
+    };
+    let outcome = connection::pipeline(&stream, connection::LINES_IN_FLIGHT, write, &mut answers);
+    if answers.drawn.is_some() {
+        eprint!("{ERASE_LINE}");
+    }
+    Ok((answers, outcome))
 }
 
 /// The answers of one exchange: `OK`s counted, the others kept by line.
 #[derive(Default)]
 struct Answers {
     ok: u64,
-    not_ok: Vec<(u64, Response)>,
-    progress: Option<Progress>,
-}
-
-impl Answers {
-    /// For each of `lines` lines, whether it was answered `OK`.
-    fn ok_at(&self, lines: usize) -> Vec<bool> {
-        let mut ok = vec![true; lines];
-        for &(index, _) in &self.not_ok {
-            if let Some(slot) = usize::try_from(index).ok().and_then(|i| ok.get_mut(i)) {
-                *slot = false;
-            }
-        }
-        ok
-    }
+    not_ok: Vec<(usize, Response)>,
+    /// On a terminal: the lines to answer, when they started, and when the
+    /// progress line was last drawn.
+    progress: Option<(u64, Instant)>,
+    drawn: Option<Instant>,
 }
 
 impl AnswerSink for Answers {
     fn answer(&mut self, index: u64, answer: Response) -> io::Result<()> {
-        if answer == Response::Ok {
-            self.ok += 1;
-        } else {
-            self.not_ok.push((index, answer));
+        match (answer, usize::try_from(index)) {
+            (Response::Ok, _) => self.ok += 1,
+            (_, at) => self.not_ok.push((at.unwrap_or(usize::MAX), answer)),
         }
         Ok(())
     }
 
+    /// Redraws the progress line four times a second, and at once after the
+    /// first answers: even a short load shows it is moving.
     fn after_read(&mut self, answered: u64) -> io::Result<()> {
-        if let Some(progress) = &mut self.progress {
-            progress.update(answered);
+        let now = Instant::now();
+        let due = self
+            .drawn
+            .is_none_or(|at| now - at >= Duration::from_millis(250));
+        if let Some((total, started)) = self.progress.filter(|_| due) {
+            self.drawn = Some(now);
+            let line = progress_line(answered, total, now - started);
+            // A courtesy: a terminal that refuses it stops nothing.
+            let _ = write!(io::stderr().lock(), "{ERASE_LINE}{line}");
         }
         Ok(())
     }
 }
+
+/// `indexed 512,000 of 1,000,000 (51%), 480,000/s, 1 s left`.
+fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
+    let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+    let rate = per_second(done, elapsed);
+    let left = match total.saturating_sub(done).checked_div(rate) {
+        _ if done >= total => "under 1 s left".to_string(),
+        None => "time left unknown".to_string(),
+        Some(0) => "under 1 s left".to_string(),
+        Some(s @ 1..60) => format!("{s} s left"),
+        Some(s) => format!("{} min {} s left", s / 60, s % 60),
+    };
+    let (done, total, rate) = (thousands(done), thousands(total), thousands(rate));
+    format!("indexed {done} of {total} ({percent}%), {rate}/s, {left}")
+}
+
+/// `count` per second of `elapsed`, rounded down; 0 for no time.
+fn per_second(count: u64, elapsed: Duration) -> u64 {
+    let rate = (u128::from(count) * 1_000_000).checked_div(elapsed.as_micros());
+    rate.map_or(0, |rate| u64::try_from(rate).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

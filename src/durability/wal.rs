@@ -1,41 +1,32 @@
 //! Group commit: where a change is appended to the log, where the sync is
-//! issued, and who waits for it.
+//! issued, and who waits for it (`docs/durability.md`, "Writing and group
+//! commit").
 //!
 //! 1. Under the index write lock, [`Wal::appender`] encodes each change
 //!    into an in-memory buffer and returns its [`LogPosition`]. Log order
 //!    is the order the index made the changes in, and no disk I/O happens
 //!    under that lock.
-//! 2. After releasing the lock, the thread holding the answers calls
-//!    [`Wal::wait_durable`] with the newest position they could reveal,
-//!    and only then writes them to its socket. So the thread that waits
-//!    for a sync is always the one that sends the answers: no other thread
-//!    ever holds them.
-//! 3. The first waiter that finds no batch being written leads one
-//!    (`lead`): it takes everything appended so far, `write(2)`s it,
-//!    `fdatasync`s it with [`Fsync::Always`], publishes the highest
-//!    position now durable, and wakes the waiters the batch covered and the
-//!    oldest one it did not, to lead the next batch. Everything appended
-//!    meanwhile goes out with that next batch in one go: that is the group
-//!    commit. With [`Fsync::Never`] a batch is durable once written.
-//!
-//! Who waits is a list of [`Waiter`]s, each a position and the thread
-//! parked until the log covers it: a one-shot reply. A woken thread reads
-//! the durable position from an atomic and goes on to send its answers
-//! without taking any lock, so the end of a batch that covered a hundred
-//! connections costs its leader a hundred wake-ups and nothing more.
+//! 2. After releasing the lock, the connection's thread calls
+//!    [`Wal::wait_durable`] with the newest position its answers could
+//!    reveal, and only then writes them to its socket: the thread that
+//!    waits for a sync is the one that sends the answers.
+//! 3. A waiter that finds no batch being written leads one (`lead`): it
+//!    takes everything appended so far, `write(2)`s it, `fdatasync`s it
+//!    with [`Fsync::Always`], publishes the highest position now durable
+//!    and wakes every waiter. Those not covered wait again, and the first
+//!    of them to run leads the next batch, which carries everything
+//!    appended meanwhile: one sync serves every waiting connection.
 //!
 //! A failed write or sync is final (after a failed `fsync` the kernel may
-//! have dropped the dirty pages, so retrying could report success for lost
-//! data): the failure is kept once ([`Wal::fail`]), every waiter not
-//! already covered gets it, every later call fails with it, and the owner
-//! hears it once ([`DurabilityEvent::Failed`]).
+//! have dropped the dirty pages, so a retry could report success for lost
+//! data): every waiter and every later call gets the failure, and the
+//! owner hears it once ([`DurabilityEvent::Failed`]).
 //!
 //! Files that vanish are not a failure: the index in memory holds every
 //! change. With [`Fsync::Always`] each batch checks, after its sync, that
 //! the log and the snapshot are still the files at their paths; the
-//! compactor checks the directory too, every second, in either mode
-//! ([`Wal::missing_files`]). Once files are found missing, no batch is
-//! led and nothing more becomes durable until the compactor has written
+//! compactor checks the directory too, every second ([`Wal::missing_files`]).
+//! Once files are missing, no batch is led until the compactor has written
 //! the index as a fresh snapshot and log ([`Wal::prepare_restore`],
 //! [`Wal::switch_restored`], [`Wal::restored`]).
 //!
@@ -46,8 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, Thread};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::compactor::CompactionSignal;
@@ -81,10 +71,13 @@ pub(crate) struct Wal {
     /// The position of the newest append: written under `pending` (and the
     /// index write lock), read without a lock.
     appended: AtomicU64,
-    /// The file being written; taken only by the thread that leads a batch
-    /// (`CommitState::writing`), so batches reach the file in order.
+    /// The file being written; taken only by the thread that leads a batch,
+    /// so batches reach the file in order.
     writer: Mutex<Writer>,
     commit: Mutex<CommitState>,
+    /// Notified when a batch ends, when the files are restored and when
+    /// the log fails.
+    committed: Condvar,
     /// `CommitState::durable`, readable without the lock.
     durable: AtomicU64,
     /// Set once; from then on nothing new becomes durable.
@@ -94,12 +87,10 @@ pub(crate) struct Wal {
     active: Mutex<Generation>,
     snapshot_bytes: AtomicU64,
     /// Bytes in the log file receiving appends, counting the buffer:
-    /// written only under `pending`, read without it by writers checking
-    /// for room after each batch.
+    /// written only under `pending`.
     log_bytes: AtomicU64,
     batches_written: AtomicU64,
     syncs: AtomicU64,
-    bytes_written: AtomicU64,
     /// The directory stays locked until the log is dropped (and is locked
     /// again when it was made again).
     lock: Mutex<DirLock>,
@@ -116,33 +107,20 @@ pub struct LogStats {
     pub batches_written: u64,
     /// `fdatasync` calls.
     pub syncs: u64,
-    pub bytes_written: u64,
     /// Bytes in the log file receiving appends.
     pub log_bytes: u64,
 }
 
 /// Where group commit stands; a waiter decides under this lock whether to
-/// lead a batch or to park until one covers it.
+/// lead a batch or to wait for one.
 struct CommitState {
     /// The highest position durable so far.
     durable: LogPosition,
-    /// The last position the batch being written covers, while one is.
-    writing: Option<LogPosition>,
-    /// The threads parked until the log covers their position, oldest
-    /// first.
-    waiters: Vec<Waiter>,
+    /// A batch is being written.
+    writing: bool,
     /// Why files must be written again, from when that was found until
     /// they are: meanwhile no batch is led.
     lost: Option<String>,
-}
-
-/// A thread parked in [`Wal::wait_durable`] until the log covers
-/// `position`. It is removed from the list and unparked exactly once: when
-/// a batch covers it, when it is the oldest left and is to lead the next
-/// batch, or when the log fails.
-struct Waiter {
-    position: LogPosition,
-    thread: Thread,
 }
 
 struct Writer {
@@ -166,11 +144,11 @@ impl Watched {
         let id = FileId::at(&path)?;
         Ok(Watched { path, id })
     }
+}
 
-    /// Fails when `path` no longer names the file: deleted or replaced.
-    fn check(&self) -> io::Result<()> {
-        files::check_same(&self.path, self.id)
-    }
+/// Fails when a watched file's path no longer names it: deleted or replaced.
+fn check(file: Option<&Watched>) -> io::Result<()> {
+    file.map_or(Ok(()), |file| files::check_same(&file.path, file.id))
 }
 
 /// Appends to the log with its buffer locked (see [`Wal::appender`]).
@@ -211,17 +189,6 @@ enum Failure {
     Closed,
 }
 
-impl Failure {
-    fn to_error(&self) -> io::Error {
-        match self {
-            Failure::Io { kind, message } => {
-                io::Error::new(*kind, format!("write-ahead log failed earlier: {message}"))
-            }
-            Failure::Closed => io::Error::other("write-ahead log is closed"),
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The sections under these locks cannot leave the data half-changed, so
     // a panic elsewhere while holding one does not make the data unusable.
@@ -233,9 +200,9 @@ impl Wal {
     /// or creates the first one, writes an empty first snapshot for a
     /// directory that has none (so that its log, once deleted, is found
     /// missing rather than taken for a new directory), and removes files the
-    /// newest snapshot made obsolete. `observe` hears, on whichever thread
-    /// wrote, how long each sync took and, once, the error that failed the
-    /// log; `compaction` is signalled when the log outgrows its snapshot.
+    /// newest snapshot made obsolete. `observe` hears every sync and, once,
+    /// the error that failed the log; `compaction` is signalled when the log
+    /// outgrows its snapshot.
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,
@@ -290,10 +257,10 @@ impl Wal {
             }),
             commit: Mutex::new(CommitState {
                 durable: LogPosition(0),
-                writing: None,
-                waiters: Vec::new(),
+                writing: false,
                 lost: None,
             }),
+            committed: Condvar::new(),
             durable: AtomicU64::new(0),
             failure: OnceLock::new(),
             active: Mutex::new(generation),
@@ -301,7 +268,6 @@ impl Wal {
             log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
             lock: Mutex::new(dir_lock),
         })
     }
@@ -318,7 +284,11 @@ impl Wal {
     /// The error that failed (or closed) the log, if it did.
     fn check_alive(&self) -> io::Result<()> {
         match self.failure.get() {
-            Some(failure) => Err(failure.to_error()),
+            Some(Failure::Io { kind, message }) => Err(io::Error::new(
+                *kind,
+                format!("write-ahead log failed earlier: {message}"),
+            )),
+            Some(Failure::Closed) => Err(io::Error::other("write-ahead log is closed")),
             None => Ok(()),
         }
     }
@@ -330,54 +300,50 @@ impl Wal {
         LogPosition(self.appended.load(Ordering::Relaxed))
     }
 
-    /// Blocks until the change at `position` (and all before it) is durable
-    /// as the [`Fsync`] mode defines it, or returns the error that failed
-    /// the log. Leads the batch itself when nobody else is writing one.
-    pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        loop {
-            if self.durable() >= position {
-                return Ok(());
-            }
-            let commit = lock(&self.commit);
-            if commit.durable >= position {
-                return Ok(());
-            }
-            self.check_alive()?;
-            if commit.writing.is_none() && commit.lost.is_none() {
-                self.lead(commit, None, false)?;
-            } else {
-                self.park(commit, position);
-            }
-        }
-    }
-
     /// The highest position durable so far.
     fn durable(&self) -> LogPosition {
         LogPosition(self.durable.load(Ordering::Acquire))
     }
 
-    /// Joins the waiters for `position` and sleeps until woken (see
-    /// [`Waiter`]).
-    fn park(&self, mut commit: MutexGuard<'_, CommitState>, position: LogPosition) {
-        let thread = thread::current();
-        commit.waiters.push(Waiter { position, thread });
-        drop(commit);
-        thread::park();
+    fn wait<'a>(&self, commit: MutexGuard<'a, CommitState>) -> MutexGuard<'a, CommitState> {
+        self.committed
+            .wait(commit)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks until the change at `position` (and all before it) is durable
+    /// as the [`Fsync`] mode defines it, or returns the error that failed
+    /// the log. Leads the batch itself when nobody else is writing one.
+    pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
+        while self.durable() < position {
+            let mut commit = lock(&self.commit);
+            loop {
+                if commit.durable >= position {
+                    return Ok(());
+                }
+                self.check_alive()?;
+                if !commit.writing && commit.lost.is_none() {
+                    break;
+                }
+                commit = self.wait(commit);
+            }
+            self.lead(commit, None, false)?;
+        }
+        Ok(())
     }
 
     /// Waits until no batch is being written, then writes one (see `lead`).
-    fn lead_when_free(&self, mut next_file: Option<File>, force_sync: bool) -> io::Result<()> {
+    fn lead_when_free(&self, next_file: Option<File>, force_sync: bool) -> io::Result<()> {
+        let mut commit = lock(&self.commit);
         loop {
-            let commit = lock(&self.commit);
             self.check_alive()?;
             if let Some(lost) = &commit.lost {
                 return Err(io::Error::new(io::ErrorKind::NotFound, lost.clone()));
             }
-            if commit.writing.is_none() {
-                return self.lead(commit, next_file.take(), force_sync);
+            if !commit.writing {
+                return self.lead(commit, next_file, force_sync);
             }
-            // Never covered: woken as the oldest waiter left after a batch.
-            self.park(commit, LogPosition(u64::MAX));
+            commit = self.wait(commit);
         }
     }
 
@@ -397,7 +363,7 @@ impl Wal {
             std::mem::swap(&mut *pending, &mut writer.spare);
             (self.last_appended(), self.log_bytes())
         };
-        commit.writing = Some(last);
+        commit.writing = true;
         drop(commit);
 
         let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
@@ -411,13 +377,13 @@ impl Wal {
         // Bytes synced to a file that is no longer at its path may be lost
         // with it: find out before anyone is told they are durable.
         let lost = match written {
-            Ok(_) if self.fsync == Fsync::Always => log.check().and(check(snapshot)).err(),
+            Ok(_) if self.fsync == Fsync::Always => {
+                check(Some(log)).and(check(snapshot.as_ref())).err()
+            }
             _ => None,
         };
         if !spare.is_empty() {
             self.batches_written.fetch_add(1, Ordering::Relaxed);
-            self.bytes_written
-                .fetch_add(spare.len() as u64, Ordering::Relaxed);
         }
         spare.clear();
         if spare.capacity() > SPARE_CAPACITY_LIMIT {
@@ -431,19 +397,17 @@ impl Wal {
             self.fail_with(error);
         }
         let mut commit = lock(&self.commit);
-        commit.writing = None;
+        commit.writing = false;
         match lost {
             _ if written.is_err() => {}
             Some(error) => {
                 commit.lost.get_or_insert_with(|| error.to_string());
                 self.compaction.request();
             }
-            None => {
-                commit.durable = commit.durable.max(last);
-                self.durable.store(commit.durable.0, Ordering::Release);
-            }
+            None => self.publish(&mut commit, last),
         }
-        self.wake_waiters(commit);
+        drop(commit);
+        self.committed.notify_all();
         if let Some(took) = written? {
             self.syncs.fetch_add(1, Ordering::Relaxed);
             (self.observe)(DurabilityEvent::Synced(took));
@@ -454,28 +418,10 @@ impl Wal {
         Ok(())
     }
 
-    /// Wakes the waiters the durable position covers and, unless files
-    /// are lost, the oldest it does not, to lead the next batch (first, so
-    /// that the disk idles least).
-    fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
-        let durable = commit.durable;
-        let mut woken = Vec::new();
-        if commit.lost.is_none() {
-            if let Some(next) = commit.waiters.iter().position(|w| w.position > durable) {
-                woken.push(commit.waiters.remove(next).thread);
-            }
-        }
-        commit.waiters.retain(|waiter| {
-            let covered = waiter.position <= durable;
-            if covered {
-                woken.push(waiter.thread.clone());
-            }
-            !covered
-        });
-        drop(commit);
-        for thread in woken {
-            thread.unpark();
-        }
+    /// Marks everything up to `position` durable.
+    fn publish(&self, commit: &mut CommitState, position: LogPosition) {
+        commit.durable = commit.durable.max(position);
+        self.durable.store(commit.durable.0, Ordering::Release);
     }
 
     /// Fails the log for good with `error`, and reports it if it is the
@@ -496,10 +442,8 @@ impl Wal {
         let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
-        let waiters = std::mem::take(&mut lock(&self.commit).waiters);
-        for waiter in waiters {
-            waiter.thread.unpark();
-        }
+        drop(lock(&self.commit));
+        self.committed.notify_all();
         first
     }
 
@@ -516,7 +460,7 @@ impl Wal {
         }
         let checked = lock(&self.lock).check_in_place(&self.dir).and_then(|()| {
             let writer = lock(&self.writer);
-            writer.log.check().and(check(&writer.snapshot))
+            check(Some(&writer.log)).and(check(writer.snapshot.as_ref()))
         });
         checked.err().map(|error| error.to_string())
     }
@@ -526,15 +470,12 @@ impl Wal {
     /// the one being written, makes the directory again and locks it if it
     /// is not the one locked, and creates the next log in it.
     pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
-        loop {
-            let mut commit = lock(&self.commit);
-            commit.lost.get_or_insert_with(|| why.to_owned());
-            if commit.writing.is_none() {
-                break;
-            }
-            drop(commit);
-            thread::sleep(Duration::from_millis(1));
+        let mut commit = lock(&self.commit);
+        commit.lost.get_or_insert_with(|| why.to_owned());
+        while commit.writing {
+            commit = self.wait(commit);
         }
+        drop(commit);
         fs::create_dir_all(&self.dir)?;
         let mut dir_lock = lock(&self.lock);
         if dir_lock.check_in_place(&self.dir).is_err() {
@@ -578,9 +519,9 @@ impl Wal {
     pub(crate) fn restored(&self, position: LogPosition) {
         let mut commit = lock(&self.commit);
         commit.lost = None;
-        commit.durable = commit.durable.max(position);
-        self.durable.store(commit.durable.0, Ordering::Release);
-        self.wake_waiters(commit);
+        self.publish(&mut commit, position);
+        drop(commit);
+        self.committed.notify_all();
     }
 
     /// Counters for metrics.
@@ -590,7 +531,6 @@ impl Wal {
             durable: self.durable().0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
-            bytes_written: self.bytes_written.load(Ordering::Relaxed),
             log_bytes: self.log_bytes(),
         }
     }
@@ -722,11 +662,6 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     let started = Instant::now();
     file.sync_data()?;
     Ok(Some(started.elapsed()))
-}
-
-/// [`Watched::check`] for a file that may not be watched.
-fn check(file: &Option<Watched>) -> io::Result<()> {
-    file.as_ref().map_or(Ok(()), Watched::check)
 }
 
 /// Appends the seal naming `next` to the log at `path`, durably: this

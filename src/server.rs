@@ -316,13 +316,27 @@ impl Shared {
         Some(connections)
     }
 
+    /// Accepts until the stop, then admits every connection already
+    /// waiting in the backlog without blocking (clients that may have sent
+    /// lines before the stop: closing the listener would reset them), as
+    /// stopping connections.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut emptying = false;
+        let mut from_backlog = 0;
         loop {
             match listener.accept() {
-                // Served even when the stop has begun (then as a stopping
-                // connection): it may be a client with lines to answer.
+                // Linux does not pass the listener's O_NONBLOCK on to an
+                // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    self.admit(stream, addr);
+                    if self.admit(stream, addr) && emptying {
+                        from_backlog += 1;
+                    }
+                }
+                Err(err) if emptying && err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) if is_passing_accept_error(&err) => {}
+                Err(err) if emptying => {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    break;
                 }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
@@ -332,11 +346,14 @@ impl Shared {
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
             }
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
+            if !emptying && self.stopping.load(Ordering::SeqCst) {
+                emptying = true;
+                if let Err(err) = listener.set_nonblocking(true) {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    break;
+                }
             }
         }
-        let from_backlog = self.accept_backlog(&listener);
         // Closing the listener now resets only connections that complete
         // their handshake after the backlog was found empty.
         drop(listener);
@@ -345,36 +362,6 @@ impl Shared {
         connections.from_backlog = from_backlog;
         drop(connections);
         self.changed.notify_all();
-    }
-
-    /// At a stop: admits every connection already waiting in the backlog
-    /// (clients that connected, and maybe sent lines, before the stop), as
-    /// stopping connections; returns how many there were. Without this,
-    /// closing the listener would reset them with none of their lines
-    /// answered.
-    fn accept_backlog(self: &Arc<Self>, listener: &TcpListener) -> usize {
-        if let Err(err) = listener.set_nonblocking(true) {
-            log::warn("cannot empty the listen backlog", &[("error", &err)]);
-            return 0;
-        }
-        let mut accepted = 0;
-        loop {
-            match listener.accept() {
-                // Linux does not pass the listener's O_NONBLOCK on to an
-                // accepted socket: it is blocking, like every other.
-                Ok((stream, addr)) => {
-                    if self.admit(stream, addr) {
-                        accepted += 1;
-                    }
-                }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return accepted,
-                Err(err) if is_passing_accept_error(&err) => {}
-                Err(err) => {
-                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
-                    return accepted;
-                }
-            }
-        }
     }
 
     /// Unblocks `accept` with a connection of our own, so the acceptor sees

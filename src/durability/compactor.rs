@@ -11,9 +11,9 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::wal::Wal;
-use super::{DurabilityEvent, Observer};
-use crate::index::{Indexer, SharedIndex};
+use super::wal::{NextWalFile, Wal};
+use super::{DurabilityEvent, LogPosition, Observer};
+use crate::index::SharedIndex;
 
 /// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -137,8 +137,8 @@ impl Compaction {
     }
 
     /// Rotates the log, copies the index and writes the snapshot; reports
-    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`] and returns the
-    /// same outcome.
+    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`]
+    /// and returns the same outcome.
     pub(crate) fn run(&self) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
@@ -146,23 +146,21 @@ impl Compaction {
         }
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
-        let compacted = self.rotate_and_copy().and_then(|(generation, copy)| {
-            // Writers held back by a full log go on as soon as it rotated.
-            self.signal.note(true);
-            let snapshot_bytes = self.wal.write_snapshot(generation, copy.topological())?;
-            Ok((snapshot_bytes, copy.packages()))
-        });
-        if compacted.is_err() {
-            self.signal.note(false);
-        }
+        let compacted = self
+            .wal
+            .prepare_rotation()
+            .and_then(|next| self.switch(next));
         match &compacted {
-            Ok((snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
+            Ok((_, snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
                 took: started.elapsed(),
                 log_bytes,
                 snapshot_bytes: *snapshot_bytes,
                 packages: *packages,
             }),
-            Err(error) => (self.observe)(DurabilityEvent::CompactionFailed(error)),
+            Err(error) => {
+                self.signal.note(false);
+                (self.observe)(DurabilityEvent::CompactionFailed(error));
+            }
         }
         compacted.map(drop)
     }
@@ -186,16 +184,13 @@ impl Compaction {
     fn restore(&self, why: String) -> io::Result<()> {
         let _closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let restored = self.wal.prepare_restore(&why).and_then(|next| {
-            let (copy, switched) = self.index.copy_with(|_| self.wal.switch_restored(next));
-            let (generation, position) = switched?;
-            self.wal.write_snapshot(generation, copy.topological())?;
-            Ok((position, copy.packages()))
-        });
-        match restored {
-            Ok((position, packages)) => {
+        match self
+            .wal
+            .prepare_restore(&why)
+            .and_then(|next| self.switch(next))
+        {
+            Ok((position, _, packages)) => {
                 self.wal.restored(position);
-                self.signal.note(true);
                 (self.observe)(DurabilityEvent::Restored {
                     missing: &why,
                     took: started.elapsed(),
@@ -210,15 +205,18 @@ impl Compaction {
         }
     }
 
-    /// Switches to a new log and copies the index in one critical section,
-    /// so every change before the copy is in the older logs and every
-    /// change after it in the new one.
-    fn rotate_and_copy(&self) -> io::Result<(super::Generation, Indexer)> {
-        // The next log file and the copy's memory are made before taking
-        // the lock, so writers wait only for the switch and the copy.
-        let next = self.wal.prepare_rotation()?;
-        let (copy, generation) = self.index.copy_with(|_| self.wal.rotate_to(next));
-        Ok((generation?, copy))
+    /// Switches to the log `next` and copies the index in one critical
+    /// section (see [`Wal::switch_to`]; the copy's memory is made before the
+    /// lock is taken), then writes the snapshot from the copy with no lock
+    /// held. Returns the position the snapshot makes durable, its size and
+    /// the packages in it.
+    fn switch(&self, next: NextWalFile<'_>) -> io::Result<(LogPosition, u64, usize)> {
+        let (copy, switched) = self.index.copy_with(|_| self.wal.switch_to(next));
+        let (generation, position) = switched?;
+        // Writers held back by a full log go on as soon as it switched.
+        self.signal.note(true);
+        let bytes = self.wal.write_snapshot(generation, copy.topological())?;
+        Ok((position, bytes, copy.packages()))
     }
 }
 

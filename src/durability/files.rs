@@ -139,21 +139,15 @@ pub(super) struct FileId {
 }
 
 impl FileId {
-    pub(super) fn of(file: &File) -> io::Result<FileId> {
-        Ok(FileId::from(file.metadata()?))
-    }
-
-    pub(super) fn at(path: &Path) -> io::Result<FileId> {
-        Ok(FileId::from(fs::metadata(path)?))
-    }
-}
-
-impl From<fs::Metadata> for FileId {
-    fn from(metadata: fs::Metadata) -> FileId {
+    fn of(metadata: &fs::Metadata) -> FileId {
         FileId {
             device: metadata.dev(),
             inode: metadata.ino(),
         }
+    }
+
+    pub(super) fn at(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::of(&fs::metadata(path)?))
     }
 }
 
@@ -203,7 +197,7 @@ impl DirLock {
         };
         let dir_file = File::open(dir).map_err(io(dir))?;
         dir_file.try_lock().map_err(held(dir))?;
-        let dir_id = FileId::of(&dir_file).map_err(io(dir))?;
+        let dir_id = FileId::of(&dir_file.metadata().map_err(io(dir))?);
         let path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .write(true)

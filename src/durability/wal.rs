@@ -28,10 +28,11 @@
 //! compactor checks the directory too, every second ([`Wal::missing_files`]).
 //! Once files are missing, no batch is led until the compactor has written
 //! the index as a fresh snapshot and log ([`Wal::prepare_restore`],
-//! [`Wal::switch_restored`], [`Wal::restored`]).
+//! [`Wal::switch_to`], [`Wal::restored`]).
 //!
 //! A batch that leaves the log larger than its snapshot asks the compactor
-//! for a compaction, which rotates the log here ([`Wal::rotate_to`]).
+//! for a compaction, which rotates the log here ([`Wal::prepare_rotation`],
+//! [`Wal::switch_to`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -490,30 +491,6 @@ impl Wal {
         self.prepare_rotation()
     }
 
-    /// Switches appends to `next`, dropping what was appended and not yet
-    /// written. Call it under the index read lock and copy the index under
-    /// the same hold: the copy holds every change dropped. Returns the
-    /// generation of the snapshot to write from the copy, and the newest
-    /// position, which that snapshot makes durable.
-    pub(crate) fn switch_restored(
-        &self,
-        next: NextWalFile<'_>,
-    ) -> io::Result<(Generation, LogPosition)> {
-        let NextWalFile {
-            mut current,
-            file,
-            header_len,
-        } = next;
-        let generation = current.next();
-        let mut writer = lock(&self.writer);
-        writer.log = Watched::at(files::path(&self.dir, Kind::Log, generation))?;
-        writer.file = file;
-        lock(&self.pending).clear();
-        self.log_bytes.store(header_len, Ordering::Relaxed);
-        *current = generation;
-        Ok((generation, self.last_appended()))
-    }
-
     /// The last step: the snapshot is written and synced, so everything up
     /// to `position` is durable; batches go on.
     pub(crate) fn restored(&self, position: LogPosition) {
@@ -563,7 +540,7 @@ impl Wal {
         )
     }
 
-    /// Creates and syncs the next log file, ahead of [`Wal::rotate_to`], so
+    /// Creates and syncs the next log file, ahead of [`Wal::switch_to`], so
     /// that no file system work happens while the caller holds the index
     /// lock. The returned value holds the rotation lock until it is used,
     /// so a second rotation cannot prepare the same file meanwhile.
@@ -579,35 +556,46 @@ impl Wal {
     }
 
     /// Switches appends to `next` and returns its generation, which is the
-    /// generation of the snapshot to write next. Call it while holding the
-    /// index read lock and take the snapshot contents under the same lock:
-    /// then every change before them is in the older logs and every change
-    /// after them in the new one. Returns once every record before the
-    /// switch is written and synced.
-    pub(crate) fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
+    /// generation of the snapshot to write next, and the newest position.
+    /// Call it while holding the index read lock and take the snapshot
+    /// contents under the same lock: then every change before them is in
+    /// the older logs and every change after them in the new one. A
+    /// rotation returns once every record before the switch is written and
+    /// synced, the old log ending with a seal naming `next`; a restore
+    /// drops what was appended and not yet written, which the contents
+    /// hold, and the snapshot makes everything up to the position durable.
+    pub(crate) fn switch_to(&self, next: NextWalFile<'_>) -> io::Result<(Generation, LogPosition)> {
         let NextWalFile {
             mut current,
             file,
             header_len,
         } = next;
         self.check_alive()?;
+        let generation = current.next();
+        let log = Watched::at(files::path(&self.dir, Kind::Log, generation))?;
         // No append can come in between: the caller holds the index read
-        // lock, and appends happen under its write lock. The seal goes out
-        // with the last batch of the old file, before the switch.
-        let next = current.next();
+        // lock, and appends happen under its write lock.
+        let restoring = lock(&self.commit).lost.is_some();
         {
             let mut pending = lock(&self.pending);
-            record::encode_seal(&mut pending, next.value())?;
+            if restoring {
+                pending.clear();
+            } else {
+                record::encode_seal(&mut pending, generation.value())?;
+            }
             self.log_bytes.store(header_len, Ordering::Relaxed);
         }
-        let log = Watched::at(files::path(&self.dir, Kind::Log, next))?;
-        self.lead_when_free(Some(file), true)?;
+        if restoring {
+            lock(&self.writer).file = file;
+        } else {
+            self.lead_when_free(Some(file), true)?;
+        }
         lock(&self.writer).log = log;
-        *current = next;
-        Ok(next)
+        *current = generation;
+        Ok((generation, self.last_appended()))
     }
 
-    /// Writes the snapshot for `generation` (from [`Wal::rotate_to`]) from
+    /// Writes the snapshot for `generation` (from [`Wal::switch_to`]) from
     /// `packages`, dependencies before dependents, then deletes the files it
     /// supersedes. Readers and writers of the log carry on meanwhile.
     /// Returns the snapshot's size.

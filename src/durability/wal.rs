@@ -197,13 +197,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Wal {
-    /// Opens the log after [`super::recover`]: continues the newest log file
-    /// or creates the first one, writes an empty first snapshot for a
-    /// directory that has none (so that its log, once deleted, is found
-    /// missing rather than taken for a new directory), and removes files the
-    /// newest snapshot made obsolete. `observe` hears every sync and, once,
-    /// the error that failed the log; `compaction` is signalled when the log
-    /// outgrows its snapshot.
+    /// Opens the log after [`super::recover`], making the changes
+    /// `docs/durability.md` lists under "What a start changes". An empty
+    /// first snapshot lets a deleted log be found missing rather than taken
+    /// for a new directory.
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,

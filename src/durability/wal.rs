@@ -12,10 +12,16 @@
 //!    waits for a sync is the one that sends the answers.
 //! 3. A waiter that finds no batch being written leads one (`lead`): it
 //!    takes everything appended so far, `write(2)`s it, `fdatasync`s it
-//!    with [`Fsync::Always`], publishes the highest position now durable
-//!    and wakes every waiter. Those not covered wait again, and the first
-//!    of them to run leads the next batch, which carries everything
-//!    appended meanwhile: one sync serves every waiting connection.
+//!    with [`Fsync::Always`], publishes the highest position now durable,
+//!    and wakes the waiters the batch covered and the oldest one it did
+//!    not, to lead the next batch, which carries everything appended
+//!    meanwhile: one sync serves every waiting connection.
+//!
+//! Who waits is a list of [`Waiter`]s, each a position and its parked
+//! thread, so a batch wakes exactly the threads it serves; a woken thread
+//! reads the durable position from an atomic and sends its answers without
+//! taking a lock. (One condition variable, waking every waiter onto the
+//! lock after every batch, measured 10-20% slower: BENCHMARKS.md.)
 //!
 //! A failed write or sync is final (after a failed `fsync` the kernel may
 //! have dropped the dirty pages, so a retry could report success for lost
@@ -38,7 +44,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::compactor::CompactionSignal;
@@ -76,9 +83,6 @@ pub(crate) struct Wal {
     /// so batches reach the file in order.
     writer: Mutex<Writer>,
     commit: Mutex<CommitState>,
-    /// Notified when a batch ends, when the files are restored and when
-    /// the log fails.
-    committed: Condvar,
     /// `CommitState::durable`, readable without the lock.
     durable: AtomicU64,
     /// Set once; from then on nothing new becomes durable.
@@ -113,15 +117,27 @@ pub struct LogStats {
 }
 
 /// Where group commit stands; a waiter decides under this lock whether to
-/// lead a batch or to wait for one.
+/// lead a batch or to park until one covers it.
 struct CommitState {
     /// The highest position durable so far.
     durable: LogPosition,
     /// A batch is being written.
     writing: bool,
+    /// The threads parked until the log covers their position, oldest
+    /// first.
+    waiters: Vec<Waiter>,
     /// Why files must be written again, from when that was found until
     /// they are: meanwhile no batch is led.
     lost: Option<String>,
+}
+
+/// A thread parked in [`Wal::wait_durable`] until the log covers
+/// `position`. It is removed from the list and unparked exactly once: when
+/// a batch covers it, when it is the oldest left and is to lead the next
+/// batch, or when the log fails.
+struct Waiter {
+    position: LogPosition,
+    thread: Thread,
 }
 
 struct Writer {
@@ -256,9 +272,9 @@ impl Wal {
             commit: Mutex::new(CommitState {
                 durable: LogPosition(0),
                 writing: false,
+                waiters: Vec::new(),
                 lost: None,
             }),
-            committed: Condvar::new(),
             durable: AtomicU64::new(0),
             failure: OnceLock::new(),
             active: Mutex::new(generation),
@@ -303,45 +319,49 @@ impl Wal {
         LogPosition(self.durable.load(Ordering::Acquire))
     }
 
-    fn wait<'a>(&self, commit: MutexGuard<'a, CommitState>) -> MutexGuard<'a, CommitState> {
-        self.committed
-            .wait(commit)
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Blocks until the change at `position` (and all before it) is durable
     /// as the [`Fsync`] mode defines it, or returns the error that failed
     /// the log. Leads the batch itself when nobody else is writing one.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        while self.durable() < position {
-            let mut commit = lock(&self.commit);
-            loop {
-                if commit.durable >= position {
-                    return Ok(());
-                }
-                self.check_alive()?;
-                if !commit.writing && commit.lost.is_none() {
-                    break;
-                }
-                commit = self.wait(commit);
+        loop {
+            if self.durable() >= position {
+                return Ok(());
             }
-            self.lead(commit, None, false)?;
+            let commit = lock(&self.commit);
+            if commit.durable >= position {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if !commit.writing && commit.lost.is_none() {
+                self.lead(commit, None, false)?;
+            } else {
+                self.park(commit, position);
+            }
         }
-        Ok(())
+    }
+
+    /// Joins the waiters for `position` and sleeps until woken (see
+    /// [`Waiter`]).
+    fn park(&self, mut commit: MutexGuard<'_, CommitState>, position: LogPosition) {
+        let thread = thread::current();
+        commit.waiters.push(Waiter { position, thread });
+        drop(commit);
+        thread::park();
     }
 
     /// Waits until no batch is being written, then writes one (see `lead`).
-    fn lead_when_free(&self, next_file: Option<File>, force_sync: bool) -> io::Result<()> {
-        let mut commit = lock(&self.commit);
+    fn lead_when_free(&self, mut next_file: Option<File>, force_sync: bool) -> io::Result<()> {
         loop {
+            let commit = lock(&self.commit);
             self.check_alive()?;
             if let Some(lost) = &commit.lost {
                 return Err(io::Error::new(io::ErrorKind::NotFound, lost.clone()));
             }
             if !commit.writing {
-                return self.lead(commit, next_file, force_sync);
+                return self.lead(commit, next_file.take(), force_sync);
             }
-            commit = self.wait(commit);
+            // Never covered: woken as the oldest waiter left after a batch.
+            self.park(commit, LogPosition(u64::MAX));
         }
     }
 
@@ -404,8 +424,7 @@ impl Wal {
             }
             None => self.publish(&mut commit, last),
         }
-        drop(commit);
-        self.committed.notify_all();
+        self.wake_waiters(commit);
         if let Some(took) = written? {
             self.syncs.fetch_add(1, Ordering::Relaxed);
             (self.observe)(DurabilityEvent::Synced(took));
@@ -420,6 +439,29 @@ impl Wal {
     fn publish(&self, commit: &mut CommitState, position: LogPosition) {
         commit.durable = commit.durable.max(position);
         self.durable.store(commit.durable.0, Ordering::Release);
+    }
+
+    /// Wakes the waiters the durable position covers and, unless files
+    /// are lost, the oldest it does not, to lead the next batch.
+    fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
+        let durable = commit.durable;
+        let mut woken = Vec::new();
+        if commit.lost.is_none() {
+            if let Some(next) = commit.waiters.iter().position(|w| w.position > durable) {
+                woken.push(commit.waiters.remove(next).thread);
+            }
+        }
+        commit.waiters.retain(|waiter| {
+            let covered = waiter.position <= durable;
+            if covered {
+                woken.push(waiter.thread.clone());
+            }
+            !covered
+        });
+        drop(commit);
+        for thread in woken {
+            thread.unpark();
+        }
     }
 
     /// Fails the log for good with `error`, and reports it if it is the
@@ -440,8 +482,10 @@ impl Wal {
         let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
-        drop(lock(&self.commit));
-        self.committed.notify_all();
+        let waiters = std::mem::take(&mut lock(&self.commit).waiters);
+        for waiter in waiters {
+            waiter.thread.unpark();
+        }
         first
     }
 
@@ -468,12 +512,15 @@ impl Wal {
     /// the one being written, makes the directory again and locks it if it
     /// is not the one locked, and creates the next log in it.
     pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
-        let mut commit = lock(&self.commit);
-        commit.lost.get_or_insert_with(|| why.to_owned());
-        while commit.writing {
-            commit = self.wait(commit);
+        loop {
+            let mut commit = lock(&self.commit);
+            commit.lost.get_or_insert_with(|| why.to_owned());
+            if !commit.writing {
+                break;
+            }
+            drop(commit);
+            thread::sleep(Duration::from_millis(1));
         }
-        drop(commit);
         fs::create_dir_all(&self.dir)?;
         let mut dir_lock = lock(&self.lock);
         if dir_lock.check_in_place(&self.dir).is_err() {
@@ -494,8 +541,7 @@ impl Wal {
         let mut commit = lock(&self.commit);
         commit.lost = None;
         self.publish(&mut commit, position);
-        drop(commit);
-        self.committed.notify_all();
+        self.wake_waiters(commit);
     }
 
     /// Counters for metrics.

@@ -1,19 +1,10 @@
 //! The process lifecycle (`docs/lifecycle.md`): start, serve, stop on a
 //! signal.
 //!
-//! Start: bind both listeners (a failure is a one-line error, exit 1), start
-//! accepting, report ready, log one line with the address, version and
-//! settings. Stop, on the first `SIGTERM`/`SIGINT`: report not ready, stop
-//! accepting, let connections answer what they received, wait at most
-//! `--shutdown-timeout`, log one line, exit 0. A second signal exits at
-//! once with status 1. `SIGHUP`, `SIGUSR1` and `SIGUSR2` are logged as a
-//! warning and otherwise ignored, at any time.
-//!
 //! Everything that must end the process reaches the main thread: signals
 //! through `sigtimedwait`, and a failure of the data directory through one
-//! channel ([`Failures`]), which the main thread looks at between waits of
-//! at most [`INTERRUPT_CHECK`]. A failure exits 1 with one line; no other
-//! thread ends the process.
+//! channel ([`Failures`]), which it looks at between waits of at most
+//! [`INTERRUPT_CHECK`]. No other thread ends the process.
 
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
@@ -44,12 +35,11 @@ impl fmt::Display for RuntimeError {
 /// Failures that must end the process, as they reach the main thread.
 type Failures = Receiver<String>;
 
-/// What ends serving early.
+/// What ends serving: `SIGTERM` or `SIGINT`, or a failure reported on the
+/// [`Failures`] channel (exit 1).
 enum Interruption {
-    /// `SIGTERM` or `SIGINT`.
     Signal(Signal),
-    /// A failure reported on the [`Failures`] channel.
-    Failure(String),
+    Failure(RuntimeError),
 }
 
 /// A server that is up: what the stop needs.
@@ -69,11 +59,10 @@ pub(crate) fn run(
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
     let serving = start(config, &metrics)?;
-    let signal = match next_interruption(&signals, &serving.failures)? {
-        Interruption::Signal(signal) => signal,
-        Interruption::Failure(failure) => return Err(RuntimeError(failure)),
-    };
-    stop(serving, config, &signals, signal)
+    match next_interruption(&signals, &serving.failures) {
+        Interruption::Signal(signal) => stop(serving, config, &signals, signal),
+        Interruption::Failure(failure) => Err(failure),
+    }
 }
 
 /// Binds both listeners (before loading: a taken port fails at once, and
@@ -191,19 +180,17 @@ fn stop(
     );
     let mut interrupted = None;
     let report = running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(signals, &failures, Duration::ZERO).transpose();
+        interrupted = pending_interruption(signals, &failures, Duration::ZERO);
         interrupted.is_some()
     });
-    let report = match (report, interrupted) {
-        (Some(report), _) => report,
-        (None, Some(Ok(Interruption::Signal(second)))) => {
-            return Err(RuntimeError(format!(
-                "second signal ({second}): exiting at once"
-            )))
-        }
-        (None, Some(Ok(Interruption::Failure(failure)))) => return Err(RuntimeError(failure)),
-        (None, Some(Err(err))) => return Err(err),
-        (None, None) => return Err(RuntimeError("the stop was cut short".into())),
+    let Some(report) = report else {
+        return Err(match interrupted {
+            Some(Interruption::Signal(second)) => {
+                RuntimeError(format!("second signal ({second}): exiting at once"))
+            }
+            Some(Interruption::Failure(failure)) => failure,
+            None => RuntimeError("the stop was cut short".into()),
+        });
     };
     store
         .close()
@@ -227,10 +214,10 @@ fn stop(
 }
 
 /// Waits for `SIGTERM` or `SIGINT` or a reported failure.
-fn next_interruption(signals: &Signals, failures: &Failures) -> Result<Interruption, RuntimeError> {
+fn next_interruption(signals: &Signals, failures: &Failures) -> Interruption {
     loop {
-        if let Some(interruption) = pending_interruption(signals, failures, INTERRUPT_CHECK)? {
-            return Ok(interruption);
+        if let Some(interruption) = pending_interruption(signals, failures, INTERRUPT_CHECK) {
+            return interruption;
         }
     }
 }
@@ -242,20 +229,20 @@ fn pending_interruption(
     signals: &Signals,
     failures: &Failures,
     wait: Duration,
-) -> Result<Option<Interruption>, RuntimeError> {
+) -> Option<Interruption> {
     if let Ok(failure) = failures.try_recv() {
-        return Ok(Some(Interruption::Failure(failure)));
+        return Some(Interruption::Failure(RuntimeError(failure)));
     }
-    let signal = signals
-        .wait_for(wait)
-        .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
-    match signal {
-        Some(signal) if signal.stops() => Ok(Some(Interruption::Signal(signal))),
-        Some(signal) => {
+    match signals.wait_for(wait) {
+        Ok(Some(signal)) if signal.stops() => Some(Interruption::Signal(signal)),
+        Ok(Some(signal)) => {
             log::warn("ignoring signal", &[("signal", &signal)]);
-            Ok(None)
+            None
         }
-        None => Ok(None),
+        Ok(None) => None,
+        Err(err) => Some(Interruption::Failure(RuntimeError(format!(
+            "cannot wait for signals: {err}"
+        )))),
     }
 }
 
@@ -285,12 +272,8 @@ fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Descriptors the process opens after its start besides protocol and
-/// admin connections, at most, at once: the data directory's (a new log
-/// and the directory during a rotation, a snapshot being written and the
-/// directory during a compaction, a rewrite of the whole directory: 8),
-/// the admin workers' sockets (two jobs of each of two kinds: 4), the
-/// `/proc` files `/metrics` reads (2), and the two ends of the connection
-/// that wakes the acceptor at a stop (2).
+/// admin connections, at most, at once (`docs/lifecycle.md`, "File
+/// descriptors", says which).
 const RESERVED_FOR_THE_PROCESS: u64 = 16;
 
 /// Admin connections pending at once under an open-files limit of `limit`:
@@ -310,10 +293,9 @@ fn fd_ceiling(limit: u64) -> u64 {
 }
 
 /// Protocol connections served at once at most under the open-files limit
-/// `limit`, with the descriptors open now (the start's: listeners, data
-/// directory, standard streams) taken: `--max-connections`, or fewer when
-/// the limit leaves less room (with a warning). A limit that leaves room
-/// for none refuses the start.
+/// `limit`, with the descriptors open now taken: `--max-connections`, or
+/// fewer (with a warning). A limit that leaves room for none refuses the
+/// start.
 fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
     let ceiling = fd_ceiling(limit);
     let open = open_fds_below(ceiling);

@@ -1,40 +1,22 @@
-//! The protocol listener: connection threads, limits and graceful shutdown.
+//! The protocol listener: an acceptor thread, a thread per connection,
+//! limits and graceful stop (`docs/lifecycle.md`, `docs/protocol.md`).
 //!
-//! One acceptor thread hands each accepted stream to its own named OS thread
-//! with a small stack. A connection thread reads into a bounded buffer,
-//! answers every complete line in it, and sends the answers of the whole
-//! batch with one write, then reads again. With `--data-dir` it first waits
-//! until the log covers every change the answers could reveal (the group
-//! commit of `durability/wal.rs`). So pipelined requests are answered in
-//! order, and a client that never reads stalls only itself (its thread
-//! blocks in `write` until `--write-timeout`).
+//! A connection's life: accept, admit (or refuse: the limit, the
+//! descriptor reserve, no thread), then read into a bounded buffer, answer
+//! every complete line in it in batches, send the answers, read again. With
+//! `--data-dir`, answers are sent only once the log covers every change
+//! they could reveal: this thread waits for that itself
+//! ([`crate::durability::Wal::wait_durable`]). A client that never reads
+//! stalls only its own thread, until `--write-timeout`.
 //!
-//! Memory per connection is bounded by `--max-line-bytes` for input and by
-//! [`MAX_PENDING_OUTPUT`] for answers: an oversized line is answered `ERROR`
-//! as soon as it passes the limit and the rest of it is dropped unread
-//! into any buffer that keeps it. Reads start at 4 KiB and grow to 64 KiB
-//! while they come back full (a client streaming a pipeline). A
-//! connection that has had nothing to answer for a second gives its
-//! buffers back and waits for input with none (`peek` into one byte on its
-//! stack), so an idle connection costs its thread's stack and a few small
-//! allocations of the standard library, no buffer.
-//!
-//! File descriptors: a protocol connection may never take a descriptor
-//! numbered at or above [`ConnectionLimits::fd_ceiling`], which the start
-//! sets to keep the highest numbers below the open-files limit.
-//! Linux always hands out the lowest free number, so an accepted socket
-//! numbered that high means every lower number is taken; it is closed at
-//! once and counted as `reason="fds"`. A protocol flood therefore leaves
-//! the admin listener, the data directory and the log their descriptors.
-//!
-//! Stopping: connections that completed the handshake but still wait in the
-//! listen backlog when the stop begins are accepted too and served as
-//! stopping ones: they answer the complete lines that already arrived.
+//! A connection idle for [`LINGER`] gives its buffers back and waits for
+//! input with none (`peek` into one byte on its stack): an idle connection
+//! costs its thread and no buffer (BENCHMARKS.md).
 
 use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
-use crate::protocol::{self, Command, Request, Response};
+use crate::protocol::{self, Response};
 use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
@@ -73,9 +55,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The largest buffer reads grow to while they come back full (and no
 /// larger than `--max-line-bytes`, so a complete line never exceeds it).
 const MAX_READ_BUFFER: usize = 64 * 1024;
-/// Most lines parsed and executed in one pass: the requests of a batch are
-/// held until its answers are written, so this bounds that memory, and it
-/// is the longest run of requests under one hold of the index lock.
+/// Most requests parsed and executed in one pass: the longest run of
+/// requests under one hold of the index lock.
 const BATCH_LINES: usize = MAX_RUN;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
@@ -335,13 +316,27 @@ impl Shared {
         Some(connections)
     }
 
+    /// Accepts until the stop, then admits every connection already
+    /// waiting in the backlog without blocking (clients that may have sent
+    /// lines before the stop: closing the listener would reset them), as
+    /// stopping connections.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut emptying = false;
+        let mut from_backlog = 0;
         loop {
             match listener.accept() {
-                // Served even when the stop has begun (then as a stopping
-                // connection): it may be a client with lines to answer.
+                // Linux does not pass the listener's O_NONBLOCK on to an
+                // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    self.admit(stream, addr);
+                    if self.admit(stream, addr) && emptying {
+                        from_backlog += 1;
+                    }
+                }
+                Err(err) if emptying && err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) if is_passing_accept_error(&err) => {}
+                Err(err) if emptying => {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    break;
                 }
                 Err(err) if is_out_of_resources(&err) => {
                     // Out of file descriptors: back off instead of spinning;
@@ -351,11 +346,14 @@ impl Shared {
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
             }
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
+            if !emptying && self.stopping.load(Ordering::SeqCst) {
+                emptying = true;
+                if let Err(err) = listener.set_nonblocking(true) {
+                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
+                    break;
+                }
             }
         }
-        let from_backlog = self.accept_backlog(&listener);
         // Closing the listener now resets only connections that complete
         // their handshake after the backlog was found empty.
         drop(listener);
@@ -364,36 +362,6 @@ impl Shared {
         connections.from_backlog = from_backlog;
         drop(connections);
         self.changed.notify_all();
-    }
-
-    /// At a stop: admits every connection already waiting in the backlog
-    /// (clients that connected, and maybe sent lines, before the stop), as
-    /// stopping connections; returns how many there were. Without this,
-    /// closing the listener would reset them with none of their lines
-    /// answered.
-    fn accept_backlog(self: &Arc<Self>, listener: &TcpListener) -> usize {
-        if let Err(err) = listener.set_nonblocking(true) {
-            log::warn("cannot empty the listen backlog", &[("error", &err)]);
-            return 0;
-        }
-        let mut accepted = 0;
-        loop {
-            match listener.accept() {
-                // Linux does not pass the listener's O_NONBLOCK on to an
-                // accepted socket: it is blocking, like every other.
-                Ok((stream, addr)) => {
-                    if self.admit(stream, addr) {
-                        accepted += 1;
-                    }
-                }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return accepted,
-                Err(err) if is_passing_accept_error(&err) => {}
-                Err(err) => {
-                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
-                    return accepted;
-                }
-            }
-        }
     }
 
     /// Unblocks `accept` with a connection of our own, so the acceptor sees
@@ -506,26 +474,6 @@ fn is_out_of_resources(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// A line of a batch that did not parse: it is answered `ERROR` after the
-/// first `requests_before` requests of its batch.
-struct Malformed {
-    requests_before: usize,
-    /// The command, when the line named a valid one (for the metrics).
-    command: Option<Command>,
-}
-
-/// `spare`, emptied, as a vector for requests borrowed from anywhere: the
-/// requests of a batch borrow the read buffer, which the next read
-/// overwrites, so the vector lives on between batches only empty. (Collecting
-/// an emptied vector's iterator into one of a same-sized type reuses its
-/// allocation.)
-// `filter` cannot do it: the point is the item type's new lifetime.
-#[allow(clippy::unnecessary_filter_map)]
-fn recycle<'b>(mut spare: Vec<Request<'_>>) -> Vec<Request<'b>> {
-    spare.clear();
-    spare.into_iter().filter_map(|_| None).collect()
-}
-
 /// One client's session.
 struct Session<'a> {
     shared: &'a Shared,
@@ -539,11 +487,8 @@ struct Session<'a> {
     filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
-    /// The batch being answered: its requests (empty between batches, kept
-    /// for the allocation), its lines that did not parse, what the store
-    /// did for each request, and the counts for the metrics.
-    requests: Vec<Request<'static>>,
-    malformed: Vec<Malformed>,
+    /// What the store did for each request of the batch being answered
+    /// (kept between batches for the allocation), and the metrics' counts.
     executed: Vec<Executed>,
     tally: RequestTally,
     output: Vec<u8>,
@@ -573,8 +518,6 @@ impl<'a> Session<'a> {
             end: 0,
             filled: false,
             discarding: false,
-            requests: Vec::new(),
-            malformed: Vec::new(),
             executed: Vec::new(),
             tally: RequestTally::default(),
             output: Vec::new(),
@@ -619,79 +562,63 @@ impl<'a> Session<'a> {
             self.discarding = false;
             last_line = Some(Instant::now());
         }
-        // The end of one batch is the start of the next, until answers are
-        // sent: two clock readings for the first batch of a read, one for
-        // each further batch.
-        let mut clock = None;
         while self.input[self.start..self.end].contains(&b'\n') {
-            let started = clock.unwrap_or_else(Instant::now);
-            let finished = self.answer_batch(started)?;
-            last_line = Some(finished);
-            clock = Some(finished);
+            last_line = Some(self.answer_batch()?);
             if self.output.len() >= MAX_PENDING_OUTPUT {
                 self.flush()?;
-                clock = None;
             }
         }
         Ok(last_line)
     }
 
-    /// Answers the next batch of complete lines: parses each once, runs the
-    /// requests through the store (a lock per run of same-kind commands),
-    /// appends the answers to `output` in order and publishes the batch's
-    /// metrics at once. Every request of the batch is recorded with the
-    /// batch's duration, from `started` to when its last answer was ready;
-    /// returns that moment.
-    fn answer_batch(&mut self, started: Instant) -> io::Result<Instant> {
+    /// Answers the next batch of complete lines: up to [`BATCH_LINES`]
+    /// requests, run through the store (a lock per run of same-kind
+    /// commands), or one line that does not parse, answered `ERROR`. The
+    /// answers go to `output` in order; every request of the batch is
+    /// recorded in the metrics with the batch's duration. Returns when the
+    /// last answer was ready.
+    fn answer_batch(&mut self) -> io::Result<Instant> {
+        let started = Instant::now();
         let input = &self.input[..self.end];
-        let mut requests = recycle(std::mem::take(&mut self.requests));
+        let mut requests = Vec::new();
         let mut at = self.start;
-        let mut lines = 0;
-        while lines < BATCH_LINES {
+        while requests.len() < BATCH_LINES {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
                 break;
             };
-            match protocol::parse_line(&input[at..at + newline]) {
+            let parsed = protocol::parse_line(&input[at..at + newline]);
+            if parsed.is_err() && !requests.is_empty() {
+                // Answered as a batch of its own, after these.
+                break;
+            }
+            at += newline + 1;
+            match parsed {
                 Ok(request) => requests.push(request),
                 Err(err) => {
                     log::debug(
                         "malformed request",
                         &[("peer", &self.peer.addr), ("reason", &err)],
                     );
-                    self.malformed.push(Malformed {
-                        requests_before: requests.len(),
-                        command: err.command,
-                    });
+                    self.output.extend_from_slice(Response::Error.as_bytes());
+                    self.tally.count(err.command, Response::Error);
+                    break;
                 }
             }
-            at += newline + 1;
-            lines += 1;
         }
         self.shared
             .store
             .execute_all(&requests, &mut self.executed)?;
-        let mut malformed = self.malformed.iter().peekable();
-        for (position, (request, executed)) in requests.iter().zip(&self.executed).enumerate() {
-            while let Some(line) = malformed.next_if(|line| line.requests_before == position) {
-                self.output.extend_from_slice(Response::Error.as_bytes());
-                self.tally.count(line.command, Response::Error);
-            }
+        for (request, executed) in requests.iter().zip(&self.executed) {
             let response = executed.outcome.response();
             self.output.extend_from_slice(response.as_bytes());
             self.tally.count(Some(request.command), response);
             self.wait_for = self.wait_for.max(executed.wait_for);
         }
-        for line in malformed {
-            self.output.extend_from_slice(Response::Error.as_bytes());
-            self.tally.count(line.command, Response::Error);
-        }
         let finished = Instant::now();
         self.shared
             .metrics
             .record_batch(&mut self.tally, finished - started);
-        self.malformed.clear();
         self.executed.clear();
-        self.requests = recycle(requests);
         self.start = at;
         Ok(finished)
     }
@@ -809,8 +736,6 @@ impl<'a> Session<'a> {
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
-        self.requests = Vec::new();
-        self.malformed = Vec::new();
         self.executed = Vec::new();
         self.start = 0;
         self.end = 0;
@@ -956,11 +881,7 @@ mod tests {
     }
 
     fn holds_buffers(connection: &Session<'_>) -> bool {
-        connection.input.capacity()
-            + connection.output.capacity()
-            + connection.requests.capacity()
-            + connection.executed.capacity()
-            + connection.malformed.capacity()
+        connection.input.capacity() + connection.output.capacity() + connection.executed.capacity()
             > 0
     }
 

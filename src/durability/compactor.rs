@@ -1,29 +1,19 @@
-//! The compactor: one thread, started, signalled and joined by the durable
-//! store that owns it.
+//! The compactor thread: started, signalled and joined by [`super::Durable`].
 //!
-//! It sleeps until the log's writer says the log outgrew its snapshot
+//! It sleeps until a batch finds the log outgrew its snapshot
 //! ([`CompactionSignal::request`]), then rotates the log and copies the
-//! index under the index read lock (writers wait only for the switch and
-//! the copy) and writes the snapshot from the copy with no lock held.
-//!
-//! It also wakes every [`WATCH_INTERVAL`] to check that the directory, the
-//! log and the snapshot are still the files at their paths. When one is
-//! gone or replaced (or a batch found so), it writes the index as a fresh
-//! snapshot and log, making the directory again if it must, while the log
-//! acknowledges nothing ([`Compaction::restore`]); only if that fails does
-//! the log fail.
-//!
-//! Stopping waits for a compaction in progress to finish, so the owner can
-//! close the log afterwards without pulling it from under a rotation.
+//! index under the read lock and writes the snapshot from the copy with no
+//! lock held. Every [`WATCH_INTERVAL`] it also checks that the files are
+//! still at their paths, and writes them again when they are not
+//! ([`Compaction::restore`]).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::wal::Wal;
-use super::{DurabilityEvent, Observer};
-use crate::index::{Indexer, SharedIndex};
+use super::wal::{NextWalFile, Wal};
+use super::{DurabilityEvent, LogPosition, Observer};
+use crate::index::SharedIndex;
 
 /// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,17 +21,13 @@ pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// keeps every change meanwhile, so only disk use grows.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// How the writer and the owner reach the compactor thread, and how writers
-/// held back by a full log learn that it was rotated.
+/// How the log and the owner reach the compactor thread, and how writers
+/// held back by a full log learn that it was rotated: one condition
+/// variable, notified at every change of the state.
 #[derive(Default)]
 pub(crate) struct CompactionSignal {
-    /// Set by the writer, cleared by the compactor when it starts; checked
-    /// without the lock so a writer over the threshold pays one load.
-    wanted: AtomicBool,
     state: Mutex<SignalState>,
-    wake: Condvar,
-    /// Signalled at every rotation and when compactions start failing.
-    rotated: Condvar,
+    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -64,17 +50,16 @@ enum Wake {
 impl CompactionSignal {
     /// Asks for a compaction; cheap when one is already asked for.
     pub(crate) fn request(&self) {
-        if self.wanted.swap(true, Ordering::AcqRel) {
-            return;
+        let mut state = self.lock();
+        if !state.wanted {
+            state.wanted = true;
+            self.changed.notify_all();
         }
-        self.lock().wanted = true;
-        self.wake.notify_one();
     }
 
     pub(super) fn stop(&self) {
         self.lock().stopping = true;
-        self.wake.notify_one();
-        self.rotated.notify_all();
+        self.changed.notify_all();
     }
 
     /// Holds the caller while `full()` says the log is past its cap, until
@@ -88,11 +73,7 @@ impl CompactionSignal {
         self.request();
         let mut state = self.lock();
         while full() && !state.failing && !state.stopping {
-            state = self
-                .rotated
-                .wait_timeout(state, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = self.wait(state, Duration::from_millis(100));
         }
     }
 
@@ -100,39 +81,40 @@ impl CompactionSignal {
     /// waiting for room.
     fn note(&self, compacted: bool) {
         self.lock().failing = !compacted;
-        self.rotated.notify_all();
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, SignalState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits up to `timeout` for a request or the stop; a stop wins.
-    fn wait(&self, timeout: Duration) -> Wake {
-        let state = self.lock();
-        let (mut state, _) = self
-            .wake
-            .wait_timeout_while(state, timeout, |s| !s.wanted && !s.stopping)
-            .unwrap_or_else(PoisonError::into_inner);
-        if state.stopping {
-            Wake::Stop
-        } else if state.wanted {
-            state.wanted = false;
-            self.wanted.store(false, Ordering::Release);
-            Wake::Compact
-        } else {
-            Wake::Watch
-        }
+    fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, SignalState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, SignalState> {
+        let waited = self.changed.wait_timeout(state, timeout);
+        waited.unwrap_or_else(PoisonError::into_inner).0
     }
 
-    /// Sleeps for `pause` unless told to stop first; true when stopping.
-    fn pause(&self, pause: Duration) -> bool {
-        let state = self.lock();
-        let (state, _) = self
-            .wake
-            .wait_timeout_while(state, pause, |s| !s.stopping)
-            .unwrap_or_else(PoisonError::into_inner);
-        state.stopping
+    /// Waits up to `timeout` for a request or the stop (a stop wins); with
+    /// `requests` false, for the stop only.
+    fn next(&self, timeout: Duration, requests: bool) -> Wake {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.stopping {
+                return Wake::Stop;
+            }
+            if requests && state.wanted {
+                state.wanted = false;
+                return Wake::Compact;
+            }
+            match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => state = self.wait(state, left),
+                _ => return Wake::Watch,
+            }
+        }
     }
 }
 
@@ -155,8 +137,8 @@ impl Compaction {
     }
 
     /// Rotates the log, copies the index and writes the snapshot; reports
-    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`] and returns the
-    /// same outcome.
+    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`]
+    /// and returns the same outcome.
     pub(crate) fn run(&self) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
@@ -164,23 +146,21 @@ impl Compaction {
         }
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
-        let compacted = self.rotate_and_copy().and_then(|(generation, copy)| {
-            // Writers held back by a full log go on as soon as it rotated.
-            self.signal.note(true);
-            let snapshot_bytes = self.wal.write_snapshot(generation, copy.topological())?;
-            Ok((snapshot_bytes, copy.packages()))
-        });
-        if compacted.is_err() {
-            self.signal.note(false);
-        }
+        let compacted = self
+            .wal
+            .prepare_rotation()
+            .and_then(|next| self.switch(next));
         match &compacted {
-            Ok((snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
+            Ok((_, snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
                 took: started.elapsed(),
                 log_bytes,
                 snapshot_bytes: *snapshot_bytes,
                 packages: *packages,
             }),
-            Err(error) => (self.observe)(DurabilityEvent::CompactionFailed(error)),
+            Err(error) => {
+                self.signal.note(false);
+                (self.observe)(DurabilityEvent::CompactionFailed(error));
+            }
         }
         compacted.map(drop)
     }
@@ -204,16 +184,13 @@ impl Compaction {
     fn restore(&self, why: String) -> io::Result<()> {
         let _closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let restored = self.wal.prepare_restore(&why).and_then(|next| {
-            let (copy, switched) = self.index.copy_with(|_| self.wal.switch_restored(next));
-            let (generation, position) = switched?;
-            self.wal.write_snapshot(generation, copy.topological())?;
-            Ok((position, copy.packages()))
-        });
-        match restored {
-            Ok((position, packages)) => {
+        match self
+            .wal
+            .prepare_restore(&why)
+            .and_then(|next| self.switch(next))
+        {
+            Ok((position, _, packages)) => {
                 self.wal.restored(position);
-                self.signal.note(true);
                 (self.observe)(DurabilityEvent::Restored {
                     missing: &why,
                     took: started.elapsed(),
@@ -228,15 +205,18 @@ impl Compaction {
         }
     }
 
-    /// Switches to a new log and copies the index in one critical section,
-    /// so every change before the copy is in the older logs and every
-    /// change after it in the new one.
-    fn rotate_and_copy(&self) -> io::Result<(super::Generation, Indexer)> {
-        // The next log file and the copy's memory are made before taking
-        // the lock, so writers wait only for the switch and the copy.
-        let next = self.wal.prepare_rotation()?;
-        let (copy, generation) = self.index.copy_with(|_| self.wal.rotate_to(next));
-        Ok((generation?, copy))
+    /// Switches to the log `next` and copies the index in one critical
+    /// section (see [`Wal::switch_to`]; the copy's memory is made before the
+    /// lock is taken), then writes the snapshot from the copy with no lock
+    /// held. Returns the position the snapshot makes durable, its size and
+    /// the packages in it.
+    fn switch(&self, next: NextWalFile<'_>) -> io::Result<(LogPosition, u64, usize)> {
+        let (copy, switched) = self.index.copy_with(|_| self.wal.switch_to(next));
+        let (generation, position) = switched?;
+        // Writers held back by a full log go on as soon as it switched.
+        self.signal.note(true);
+        let bytes = self.wal.write_snapshot(generation, copy.topological())?;
+        Ok((position, bytes, copy.packages()))
     }
 }
 
@@ -244,7 +224,7 @@ impl Compaction {
 pub(super) fn run(compaction: &Compaction) {
     let (wal, signal) = (&compaction.wal, &compaction.signal);
     loop {
-        let wake = signal.wait(WATCH_INTERVAL);
+        let wake = signal.next(WATCH_INTERVAL, true);
         // Before a stop too: the close then syncs files that exist.
         if let Some(why) = compaction.missing_files() {
             if compaction.restore(why).is_err() {
@@ -257,7 +237,7 @@ pub(super) fn run(compaction: &Compaction) {
                 // A compaction that found files missing is not retried:
                 // the next turn writes them again.
                 if compaction.run().is_err() && wal.missing_files().is_none() {
-                    if signal.pause(RETRY_AFTER_FAILURE) {
+                    if signal.next(RETRY_AFTER_FAILURE, false) == Wake::Stop {
                         return;
                     }
                     // The request that failed still stands.
@@ -272,20 +252,21 @@ pub(super) fn run(compaction: &Compaction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread;
 
     #[test]
     fn a_stop_wins_over_a_request_and_requests_coalesce() {
         let signal = CompactionSignal::default();
-        assert_eq!(signal.wait(Duration::from_millis(1)), Wake::Watch);
+        assert_eq!(signal.next(Duration::from_millis(1), true), Wake::Watch);
         signal.request();
         signal.request();
-        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Compact);
-        assert_eq!(signal.wait(Duration::from_millis(1)), Wake::Watch);
+        assert_eq!(signal.next(Duration::from_secs(5), true), Wake::Compact);
+        assert_eq!(signal.next(Duration::from_millis(1), true), Wake::Watch);
         signal.request();
         signal.stop();
-        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Stop);
-        assert!(signal.pause(Duration::from_secs(5)));
+        assert_eq!(signal.next(Duration::from_secs(5), true), Wake::Stop);
+        assert_eq!(signal.next(Duration::from_secs(5), false), Wake::Stop);
     }
 
     #[test]
@@ -298,7 +279,7 @@ mod tests {
             thread::spawn(move || signal.wait_for_room(|| full.load(Ordering::SeqCst)))
         };
         // The waiter asked for a compaction, and waits for the rotation.
-        assert_eq!(signal.wait(Duration::from_secs(5)), Wake::Compact);
+        assert_eq!(signal.next(Duration::from_secs(5), true), Wake::Compact);
         assert!(!waiter.is_finished());
         full.store(false, Ordering::SeqCst);
         signal.note(true);

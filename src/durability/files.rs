@@ -31,8 +31,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// record), `<file>.cut-<offset>` by `repair`.
 pub(super) const SAVED_TORN: &str = "torn-";
 pub(super) const SAVED_CUT: &str = "cut-";
-/// Locked (with the directory itself) while a process uses the directory;
-/// servers before format 2 lock only this file.
+/// Locked (with the directory itself) while a process uses the directory.
 const LOCK_FILE: &str = "LOCK";
 
 /// A data file found in the directory.
@@ -117,12 +116,9 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     Ok(listing)
 }
 
-/// An exclusive hold on a data directory, released when dropped.
-///
-/// The `flock` is taken on the directory itself, so deleting a file cannot
-/// release it, and also on the `LOCK` file inside, which is what servers
-/// before format 2 lock, so old and new servers keep out of each other's
-/// way too.
+/// An exclusive hold on a data directory, released when dropped: a `flock`
+/// on the directory itself, which deleting a file cannot release, and on
+/// its `LOCK` file (`docs/durability.md`, "The directory lock").
 #[derive(Debug)]
 pub(super) struct DirLock {
     _dir: File,
@@ -139,21 +135,15 @@ pub(super) struct FileId {
 }
 
 impl FileId {
-    pub(super) fn of(file: &File) -> io::Result<FileId> {
-        Ok(FileId::from(file.metadata()?))
-    }
-
-    pub(super) fn at(path: &Path) -> io::Result<FileId> {
-        Ok(FileId::from(fs::metadata(path)?))
-    }
-}
-
-impl From<fs::Metadata> for FileId {
-    fn from(metadata: fs::Metadata) -> FileId {
+    fn of(metadata: &fs::Metadata) -> FileId {
         FileId {
             device: metadata.dev(),
             inode: metadata.ino(),
         }
+    }
+
+    pub(super) fn at(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::of(&fs::metadata(path)?))
     }
 }
 
@@ -203,7 +193,7 @@ impl DirLock {
         };
         let dir_file = File::open(dir).map_err(io(dir))?;
         dir_file.try_lock().map_err(held(dir))?;
-        let dir_id = FileId::of(&dir_file).map_err(io(dir))?;
+        let dir_id = FileId::of(&dir_file.metadata().map_err(io(dir))?);
         let path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .write(true)

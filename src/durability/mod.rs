@@ -1,40 +1,15 @@
-//! Durable state for `--data-dir` (`docs/durability.md`): a write-ahead log
-//! with group commit, snapshots that compact it, and crash recovery, all
-//! owned by one value, [`Durable`].
+//! Durable state for `--data-dir`; the contract (files, formats, group
+//! commit, compaction, recovery, repair) is `docs/durability.md`.
 //!
-//! The directory holds `log-<gen>.pi` and `snapshot-<gen>.pi` files.
-//! `snapshot-<g>` holds the index as it was after every change in the logs
-//! before `log-<g>`, so the state is the newest snapshot plus the logs from
-//! its generation on. New files are written under a `.tmp` name, synced and
-//! renamed into place, so a file under its final name is always complete up
-//! to its records.
+//! [`Durable`] owns a data directory while a server runs: [`Durable::open`]
+//! locks it and replays it into a new index ([`recovery`]), continues the
+//! newest log ([`wal`], which is the whole write path: append, group
+//! commit, sync and who waits) and starts the [`compactor`] thread;
+//! [`Durable::close`] stops and joins that thread, then syncs the log.
 //!
-//! The life of a data directory, all of it driven by [`Durable`]:
-//!
-//! 1. [`Durable::open`] locks the directory, replays snapshot and logs into
-//!    a new index ([`recovery`] refuses damage and missing files, and cuts a
-//!    torn last record after saving it), continues the newest log
-//!    ([`wal`]) and starts the [`compactor`] thread.
-//! 2. The store logs changes through [`Wal::appender`] under the index
-//!    write lock; after releasing it, the connection's thread waits in
-//!    [`Durable::wait_durable`] until the log covers what its answers
-//!    reveal, then sends them. [`wal`] is the whole of that path: the
-//!    append, the group commit, the sync and who waits for it.
-//! 3. When a batch leaves the log larger than its snapshot, the writer
-//!    signals the compactor, which rotates the log and copies the index
-//!    under the read lock, then writes the snapshot; older files are
-//!    deleted. Every second it also checks that the directory, the log and
-//!    the snapshot are still the files at their paths, and writes them
-//!    again from the index when they are not.
-//! 4. [`Durable::close`] stops and joins the compactor, then writes and
-//!    syncs what is left of the log.
-//!
-//! What is damage is decided in one place, [`survey`]: it reads every file
-//! in replay order and collects every problem. A start fails on the first
-//! one it refuses; offline, with no server holding the directory,
-//! `package-indexer check` ([`examine`]) prints them all, and
-//! `package-indexer repair` ([`repair()`]) cuts at the first one, saving the
-//! cut bytes, and surveys again until a start would load the directory.
+//! What is damage is decided in one place, [`survey`]: a start fails on the
+//! first problem it refuses, `check` ([`examine`]) prints them all, and
+//! `repair` ([`repair()`]) cuts at the first one until a start would load.
 
 mod compactor;
 mod crc32c;
@@ -121,8 +96,7 @@ impl DurableOptions {
 }
 
 /// The durable side of a store: the one owner of its write-ahead log and
-/// of the compactor thread, which it starts, signals (through the log) and
-/// joins. Failures leave it one way: the observer given to `open`.
+/// of the compactor thread. Failures leave it one way: the observer.
 pub(crate) struct Durable {
     pub(crate) wal: Arc<Wal>,
     pub(crate) compaction: Arc<Compaction>,

@@ -1,46 +1,44 @@
 //! Group commit: where a change is appended to the log, where the sync is
-//! issued, and who waits for it.
+//! issued, and who waits for it (`docs/durability.md`, "Writing and group
+//! commit").
 //!
 //! 1. Under the index write lock, [`Wal::appender`] encodes each change
 //!    into an in-memory buffer and returns its [`LogPosition`]. Log order
 //!    is the order the index made the changes in, and no disk I/O happens
 //!    under that lock.
-//! 2. After releasing the lock, the thread holding the answers calls
-//!    [`Wal::wait_durable`] with the newest position they could reveal,
-//!    and only then writes them to its socket. So the thread that waits
-//!    for a sync is always the one that sends the answers: no other thread
-//!    ever holds them.
-//! 3. The first waiter that finds no batch being written leads one
-//!    (`lead`): it takes everything appended so far, `write(2)`s it,
-//!    `fdatasync`s it with [`Fsync::Always`], publishes the highest
-//!    position now durable, and wakes the waiters the batch covered and the
-//!    oldest one it did not, to lead the next batch. Everything appended
-//!    meanwhile goes out with that next batch in one go: that is the group
-//!    commit. With [`Fsync::Never`] a batch is durable once written.
+//! 2. After releasing the lock, the connection's thread calls
+//!    [`Wal::wait_durable`] with the newest position its answers could
+//!    reveal, and only then writes them to its socket: the thread that
+//!    waits for a sync is the one that sends the answers.
+//! 3. A waiter that finds no batch being written leads one (`lead`): it
+//!    takes everything appended so far, `write(2)`s it, `fdatasync`s it
+//!    with [`Fsync::Always`], publishes the highest position now durable,
+//!    and wakes the waiters the batch covered and the oldest one it did
+//!    not, to lead the next batch, which carries everything appended
+//!    meanwhile: one sync serves every waiting connection.
 //!
-//! Who waits is a list of [`Waiter`]s, each a position and the thread
-//! parked until the log covers it: a one-shot reply. A woken thread reads
-//! the durable position from an atomic and goes on to send its answers
-//! without taking any lock, so the end of a batch that covered a hundred
-//! connections costs its leader a hundred wake-ups and nothing more.
+//! Who waits is a list of [`Waiter`]s, each a position and its parked
+//! thread, so a batch wakes exactly the threads it serves; a woken thread
+//! reads the durable position from an atomic and sends its answers without
+//! taking a lock. (One condition variable, waking every waiter onto the
+//! lock after every batch, measured 10-20% slower: BENCHMARKS.md.)
 //!
 //! A failed write or sync is final (after a failed `fsync` the kernel may
-//! have dropped the dirty pages, so retrying could report success for lost
-//! data): the failure is kept once ([`Wal::fail`]), every waiter not
-//! already covered gets it, every later call fails with it, and the owner
-//! hears it once ([`DurabilityEvent::Failed`]).
+//! have dropped the dirty pages, so a retry could report success for lost
+//! data): every waiter and every later call gets the failure, and the
+//! owner hears it once ([`DurabilityEvent::Failed`]).
 //!
 //! Files that vanish are not a failure: the index in memory holds every
 //! change. With [`Fsync::Always`] each batch checks, after its sync, that
 //! the log and the snapshot are still the files at their paths; the
-//! compactor checks the directory too, every second, in either mode
-//! ([`Wal::missing_files`]). Once files are found missing, no batch is
-//! led and nothing more becomes durable until the compactor has written
+//! compactor checks the directory too, every second ([`Wal::missing_files`]).
+//! Once files are missing, no batch is led until the compactor has written
 //! the index as a fresh snapshot and log ([`Wal::prepare_restore`],
-//! [`Wal::switch_restored`], [`Wal::restored`]).
+//! [`Wal::switch_to`], [`Wal::restored`]).
 //!
 //! A batch that leaves the log larger than its snapshot asks the compactor
-//! for a compaction, which rotates the log here ([`Wal::rotate_to`]).
+//! for a compaction, which rotates the log here ([`Wal::prepare_rotation`],
+//! [`Wal::switch_to`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -81,8 +79,8 @@ pub(crate) struct Wal {
     /// The position of the newest append: written under `pending` (and the
     /// index write lock), read without a lock.
     appended: AtomicU64,
-    /// The file being written; taken only by the thread that leads a batch
-    /// (`CommitState::writing`), so batches reach the file in order.
+    /// The file being written; taken only by the thread that leads a batch,
+    /// so batches reach the file in order.
     writer: Mutex<Writer>,
     commit: Mutex<CommitState>,
     /// `CommitState::durable`, readable without the lock.
@@ -94,12 +92,10 @@ pub(crate) struct Wal {
     active: Mutex<Generation>,
     snapshot_bytes: AtomicU64,
     /// Bytes in the log file receiving appends, counting the buffer:
-    /// written only under `pending`, read without it by writers checking
-    /// for room after each batch.
+    /// written only under `pending`.
     log_bytes: AtomicU64,
     batches_written: AtomicU64,
     syncs: AtomicU64,
-    bytes_written: AtomicU64,
     /// The directory stays locked until the log is dropped (and is locked
     /// again when it was made again).
     lock: Mutex<DirLock>,
@@ -116,7 +112,6 @@ pub struct LogStats {
     pub batches_written: u64,
     /// `fdatasync` calls.
     pub syncs: u64,
-    pub bytes_written: u64,
     /// Bytes in the log file receiving appends.
     pub log_bytes: u64,
 }
@@ -126,8 +121,8 @@ pub struct LogStats {
 struct CommitState {
     /// The highest position durable so far.
     durable: LogPosition,
-    /// The last position the batch being written covers, while one is.
-    writing: Option<LogPosition>,
+    /// A batch is being written.
+    writing: bool,
     /// The threads parked until the log covers their position, oldest
     /// first.
     waiters: Vec<Waiter>,
@@ -166,11 +161,11 @@ impl Watched {
         let id = FileId::at(&path)?;
         Ok(Watched { path, id })
     }
+}
 
-    /// Fails when `path` no longer names the file: deleted or replaced.
-    fn check(&self) -> io::Result<()> {
-        files::check_same(&self.path, self.id)
-    }
+/// Fails when a watched file's path no longer names it: deleted or replaced.
+fn check(file: Option<&Watched>) -> io::Result<()> {
+    file.map_or(Ok(()), |file| files::check_same(&file.path, file.id))
 }
 
 /// Appends to the log with its buffer locked (see [`Wal::appender`]).
@@ -211,17 +206,6 @@ enum Failure {
     Closed,
 }
 
-impl Failure {
-    fn to_error(&self) -> io::Error {
-        match self {
-            Failure::Io { kind, message } => {
-                io::Error::new(*kind, format!("write-ahead log failed earlier: {message}"))
-            }
-            Failure::Closed => io::Error::other("write-ahead log is closed"),
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The sections under these locks cannot leave the data half-changed, so
     // a panic elsewhere while holding one does not make the data unusable.
@@ -229,13 +213,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Wal {
-    /// Opens the log after [`super::recover`]: continues the newest log file
-    /// or creates the first one, writes an empty first snapshot for a
-    /// directory that has none (so that its log, once deleted, is found
-    /// missing rather than taken for a new directory), and removes files the
-    /// newest snapshot made obsolete. `observe` hears, on whichever thread
-    /// wrote, how long each sync took and, once, the error that failed the
-    /// log; `compaction` is signalled when the log outgrows its snapshot.
+    /// Opens the log after [`super::recover`], making the changes
+    /// `docs/durability.md` lists under "What a start changes". An empty
+    /// first snapshot lets a deleted log be found missing rather than taken
+    /// for a new directory.
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,
@@ -290,7 +271,7 @@ impl Wal {
             }),
             commit: Mutex::new(CommitState {
                 durable: LogPosition(0),
-                writing: None,
+                writing: false,
                 waiters: Vec::new(),
                 lost: None,
             }),
@@ -301,7 +282,6 @@ impl Wal {
             log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
             lock: Mutex::new(dir_lock),
         })
     }
@@ -318,7 +298,11 @@ impl Wal {
     /// The error that failed (or closed) the log, if it did.
     fn check_alive(&self) -> io::Result<()> {
         match self.failure.get() {
-            Some(failure) => Err(failure.to_error()),
+            Some(Failure::Io { kind, message }) => Err(io::Error::new(
+                *kind,
+                format!("write-ahead log failed earlier: {message}"),
+            )),
+            Some(Failure::Closed) => Err(io::Error::other("write-ahead log is closed")),
             None => Ok(()),
         }
     }
@@ -328,6 +312,11 @@ impl Wal {
     /// every change that lock has let through.
     pub(crate) fn last_appended(&self) -> LogPosition {
         LogPosition(self.appended.load(Ordering::Relaxed))
+    }
+
+    /// The highest position durable so far.
+    fn durable(&self) -> LogPosition {
+        LogPosition(self.durable.load(Ordering::Acquire))
     }
 
     /// Blocks until the change at `position` (and all before it) is durable
@@ -343,17 +332,12 @@ impl Wal {
                 return Ok(());
             }
             self.check_alive()?;
-            if commit.writing.is_none() && commit.lost.is_none() {
+            if !commit.writing && commit.lost.is_none() {
                 self.lead(commit, None, false)?;
             } else {
                 self.park(commit, position);
             }
         }
-    }
-
-    /// The highest position durable so far.
-    fn durable(&self) -> LogPosition {
-        LogPosition(self.durable.load(Ordering::Acquire))
     }
 
     /// Joins the waiters for `position` and sleeps until woken (see
@@ -373,7 +357,7 @@ impl Wal {
             if let Some(lost) = &commit.lost {
                 return Err(io::Error::new(io::ErrorKind::NotFound, lost.clone()));
             }
-            if commit.writing.is_none() {
+            if !commit.writing {
                 return self.lead(commit, next_file.take(), force_sync);
             }
             // Never covered: woken as the oldest waiter left after a batch.
@@ -397,7 +381,7 @@ impl Wal {
             std::mem::swap(&mut *pending, &mut writer.spare);
             (self.last_appended(), self.log_bytes())
         };
-        commit.writing = Some(last);
+        commit.writing = true;
         drop(commit);
 
         let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
@@ -411,13 +395,13 @@ impl Wal {
         // Bytes synced to a file that is no longer at its path may be lost
         // with it: find out before anyone is told they are durable.
         let lost = match written {
-            Ok(_) if self.fsync == Fsync::Always => log.check().and(check(snapshot)).err(),
+            Ok(_) if self.fsync == Fsync::Always => {
+                check(Some(log)).and(check(snapshot.as_ref())).err()
+            }
             _ => None,
         };
         if !spare.is_empty() {
             self.batches_written.fetch_add(1, Ordering::Relaxed);
-            self.bytes_written
-                .fetch_add(spare.len() as u64, Ordering::Relaxed);
         }
         spare.clear();
         if spare.capacity() > SPARE_CAPACITY_LIMIT {
@@ -431,17 +415,14 @@ impl Wal {
             self.fail_with(error);
         }
         let mut commit = lock(&self.commit);
-        commit.writing = None;
+        commit.writing = false;
         match lost {
             _ if written.is_err() => {}
             Some(error) => {
                 commit.lost.get_or_insert_with(|| error.to_string());
                 self.compaction.request();
             }
-            None => {
-                commit.durable = commit.durable.max(last);
-                self.durable.store(commit.durable.0, Ordering::Release);
-            }
+            None => self.publish(&mut commit, last),
         }
         self.wake_waiters(commit);
         if let Some(took) = written? {
@@ -454,9 +435,14 @@ impl Wal {
         Ok(())
     }
 
+    /// Marks everything up to `position` durable.
+    fn publish(&self, commit: &mut CommitState, position: LogPosition) {
+        commit.durable = commit.durable.max(position);
+        self.durable.store(commit.durable.0, Ordering::Release);
+    }
+
     /// Wakes the waiters the durable position covers and, unless files
-    /// are lost, the oldest it does not, to lead the next batch (first, so
-    /// that the disk idles least).
+    /// are lost, the oldest it does not, to lead the next batch.
     fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
         let durable = commit.durable;
         let mut woken = Vec::new();
@@ -516,7 +502,7 @@ impl Wal {
         }
         let checked = lock(&self.lock).check_in_place(&self.dir).and_then(|()| {
             let writer = lock(&self.writer);
-            writer.log.check().and(check(&writer.snapshot))
+            check(Some(&writer.log)).and(check(writer.snapshot.as_ref()))
         });
         checked.err().map(|error| error.to_string())
     }
@@ -529,7 +515,7 @@ impl Wal {
         loop {
             let mut commit = lock(&self.commit);
             commit.lost.get_or_insert_with(|| why.to_owned());
-            if commit.writing.is_none() {
+            if !commit.writing {
                 break;
             }
             drop(commit);
@@ -549,37 +535,12 @@ impl Wal {
         self.prepare_rotation()
     }
 
-    /// Switches appends to `next`, dropping what was appended and not yet
-    /// written. Call it under the index read lock and copy the index under
-    /// the same hold: the copy holds every change dropped. Returns the
-    /// generation of the snapshot to write from the copy, and the newest
-    /// position, which that snapshot makes durable.
-    pub(crate) fn switch_restored(
-        &self,
-        next: NextWalFile<'_>,
-    ) -> io::Result<(Generation, LogPosition)> {
-        let NextWalFile {
-            mut current,
-            file,
-            header_len,
-        } = next;
-        let generation = current.next();
-        let mut writer = lock(&self.writer);
-        writer.log = Watched::at(files::path(&self.dir, Kind::Log, generation))?;
-        writer.file = file;
-        lock(&self.pending).clear();
-        self.log_bytes.store(header_len, Ordering::Relaxed);
-        *current = generation;
-        Ok((generation, self.last_appended()))
-    }
-
     /// The last step: the snapshot is written and synced, so everything up
     /// to `position` is durable; batches go on.
     pub(crate) fn restored(&self, position: LogPosition) {
         let mut commit = lock(&self.commit);
         commit.lost = None;
-        commit.durable = commit.durable.max(position);
-        self.durable.store(commit.durable.0, Ordering::Release);
+        self.publish(&mut commit, position);
         self.wake_waiters(commit);
     }
 
@@ -590,7 +551,6 @@ impl Wal {
             durable: self.durable().0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
-            bytes_written: self.bytes_written.load(Ordering::Relaxed),
             log_bytes: self.log_bytes(),
         }
     }
@@ -623,7 +583,7 @@ impl Wal {
         )
     }
 
-    /// Creates and syncs the next log file, ahead of [`Wal::rotate_to`], so
+    /// Creates and syncs the next log file, ahead of [`Wal::switch_to`], so
     /// that no file system work happens while the caller holds the index
     /// lock. The returned value holds the rotation lock until it is used,
     /// so a second rotation cannot prepare the same file meanwhile.
@@ -639,35 +599,46 @@ impl Wal {
     }
 
     /// Switches appends to `next` and returns its generation, which is the
-    /// generation of the snapshot to write next. Call it while holding the
-    /// index read lock and take the snapshot contents under the same lock:
-    /// then every change before them is in the older logs and every change
-    /// after them in the new one. Returns once every record before the
-    /// switch is written and synced.
-    pub(crate) fn rotate_to(&self, next: NextWalFile<'_>) -> io::Result<Generation> {
+    /// generation of the snapshot to write next, and the newest position.
+    /// Call it while holding the index read lock and take the snapshot
+    /// contents under the same lock: then every change before them is in
+    /// the older logs and every change after them in the new one. A
+    /// rotation returns once every record before the switch is written and
+    /// synced, the old log ending with a seal naming `next`; a restore
+    /// drops what was appended and not yet written, which the contents
+    /// hold, and the snapshot makes everything up to the position durable.
+    pub(crate) fn switch_to(&self, next: NextWalFile<'_>) -> io::Result<(Generation, LogPosition)> {
         let NextWalFile {
             mut current,
             file,
             header_len,
         } = next;
         self.check_alive()?;
+        let generation = current.next();
+        let log = Watched::at(files::path(&self.dir, Kind::Log, generation))?;
         // No append can come in between: the caller holds the index read
-        // lock, and appends happen under its write lock. The seal goes out
-        // with the last batch of the old file, before the switch.
-        let next = current.next();
+        // lock, and appends happen under its write lock.
+        let restoring = lock(&self.commit).lost.is_some();
         {
             let mut pending = lock(&self.pending);
-            record::encode_seal(&mut pending, next.value())?;
+            if restoring {
+                pending.clear();
+            } else {
+                record::encode_seal(&mut pending, generation.value())?;
+            }
             self.log_bytes.store(header_len, Ordering::Relaxed);
         }
-        let log = Watched::at(files::path(&self.dir, Kind::Log, next))?;
-        self.lead_when_free(Some(file), true)?;
+        if restoring {
+            lock(&self.writer).file = file;
+        } else {
+            self.lead_when_free(Some(file), true)?;
+        }
         lock(&self.writer).log = log;
-        *current = next;
-        Ok(next)
+        *current = generation;
+        Ok((generation, self.last_appended()))
     }
 
-    /// Writes the snapshot for `generation` (from [`Wal::rotate_to`]) from
+    /// Writes the snapshot for `generation` (from [`Wal::switch_to`]) from
     /// `packages`, dependencies before dependents, then deletes the files it
     /// supersedes. Readers and writers of the log carry on meanwhile.
     /// Returns the snapshot's size.
@@ -722,11 +693,6 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     let started = Instant::now();
     file.sync_data()?;
     Ok(Some(started.elapsed()))
-}
-
-/// [`Watched::check`] for a file that may not be watched.
-fn check(file: &Option<Watched>) -> io::Result<()> {
-    file.as_ref().map_or(Ok(()), Watched::check)
 }
 
 /// Appends the seal naming `next` to the log at `path`, durably: this

@@ -36,7 +36,7 @@ fn open_counting_failures(dir: &std::path::Path, fsync: Fsync) -> (Wal, Arc<Atom
 /// index.
 fn restore(wal: &Wal, why: &str, packages: &[&str]) {
     let next = wal.prepare_restore(why).unwrap();
-    let (generation, position) = wal.switch_restored(next).unwrap();
+    let (generation, position) = wal.switch_to(next).unwrap();
     let contents = packages.iter().map(|&p| (p, [""; 0]));
     wal.write_snapshot(generation, contents).unwrap();
     wal.restored(position);

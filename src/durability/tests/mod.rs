@@ -111,7 +111,7 @@ impl From<LoggedChange<'_>> for OwnedChange {
 
 /// Switches `wal` to its next log file, as a compaction's first half does.
 pub(super) fn rotate(wal: &Wal) -> io::Result<Generation> {
-    wal.rotate_to(wal.prepare_rotation()?)
+    Ok(wal.switch_to(wal.prepare_rotation()?)?.0)
 }
 
 /// A log of `a` rotated once in `dir`: log-1 holds `a` and its seal,

@@ -279,7 +279,7 @@ impl RunItem for LoggedChange<'_> {
                 dependencies,
             } => index::Step::Index {
                 package,
-                dependencies: dependencies.iter().copied(),
+                dependencies: dependencies.iter(),
             },
             LoggedChange::Remove { package } => index::Step::Remove(package),
         }

@@ -348,14 +348,6 @@ struct Surveyor<'a, F> {
     tear: Option<Tear>,
 }
 
-/// What [`scan`] found at an offset.
-enum Scanned<'r> {
-    /// A record that decodes.
-    Record(Record<'r>),
-    /// Bytes holding no valid record, with a valid record after them.
-    Damaged(String),
-}
-
 impl<F: Replay> Surveyor<'_, F> {
     /// Records a problem; any but a torn last record ends the replay.
     fn found(&mut self, file: &Path, offset: Option<usize>, problem: Problem, reason: String) {
@@ -453,32 +445,30 @@ impl<F: Replay> Surveyor<'_, F> {
         if let Some(packages) = record::snapshot_packages(&data) {
             self.apply.expect(packages);
         }
-        let mut ended = false;
-        let tail = scan(&data, |window| {
-            self.judge_window(&mut file, window, |file, at, record| match record {
-                _ if ended => Err("record after the snapshot's end marker".to_owned()),
-                Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
-                Record::Change(LoggedChange::Remove { .. }) => {
-                    Err("REMOVE record in a snapshot".to_owned())
-                }
-                Record::SnapshotEnd { records } if records == file.changes => {
-                    ended = true;
-                    file.end_marker_at = Some(at as u64);
-                    Ok(None)
-                }
-                Record::SnapshotEnd { records } => Err(format!(
-                    "end marker counts {records} packages, the snapshot holds {}",
-                    file.changes
-                )),
-                Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
-            });
+        let tail = self.walk(&mut file, &data, |file, at, record| match record {
+            _ if file.end_marker_at.is_some() => {
+                Err("record after the snapshot's end marker".to_owned())
+            }
+            Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
+            Record::Change(LoggedChange::Remove { .. }) => {
+                Err("REMOVE record in a snapshot".to_owned())
+            }
+            Record::SnapshotEnd { records } if records == file.changes => {
+                file.end_marker_at = Some(at as u64);
+                Ok(None)
+            }
+            Record::SnapshotEnd { records } => Err(format!(
+                "end marker counts {records} packages, the snapshot holds {}",
+                file.changes
+            )),
+            Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
         });
         // Snapshots are complete before they get their name: even a
         // cut-short record is damage here.
         if let Some((offset, reason)) = tail {
             self.stretch(&mut file, offset, reason);
         }
-        if !ended {
+        if file.end_marker_at.is_none() {
             let reason = "snapshot ends without its end marker".to_owned();
             self.damaged(&mut file, data.len(), reason);
         }
@@ -492,65 +482,79 @@ impl<F: Replay> Surveyor<'_, F> {
             return Ok(());
         };
         let next = log.generation.next();
-        let tail = scan(&data, |window| {
-            self.judge_window(&mut file, window, |file, at, record| {
-                log_record(file, at, record, next)
-            });
+        let tail = self.walk(&mut file, &data, |file, at, record| {
+            log_record(file, at, record, next)
         });
         self.log_end(&mut file, &data, tail, later)?;
         self.files.push(file);
         Ok(())
     }
 
-    /// Judges a window of one file's scanned records with `judge`, which
-    /// says what a record means in that file (a change to replay, a marker,
-    /// or damage, given as its reason). Consecutive changes are replayed as
-    /// one run; after the file's first damage nothing more is judged, and
-    /// changes are only counted.
-    fn judge_window<'r>(
+    /// Walks the records of `file` (read whole as `data`, its header
+    /// checked) in order. `judge` says what a record means in that file: a
+    /// change to replay, a marker, or damage (its reason). Consecutive
+    /// changes are replayed as one run. Invalid bytes that a valid record
+    /// follows are a damaged stretch, and the walk resumes at that record.
+    /// After the file's first damage nothing more is judged, and changes
+    /// are only counted. Returns the invalid bytes at the end that no valid
+    /// record follows, if any: their offset and what is wrong with them.
+    fn walk<'r>(
         &mut self,
         file: &mut SurveyedFile,
-        window: &[(usize, Scanned<'r>)],
+        data: &'r [u8],
         mut judge: impl FnMut(
             &mut SurveyedFile,
             usize,
             Record<'r>,
         ) -> Result<Option<LoggedChange<'r>>, String>,
-    ) {
+    ) -> Option<(usize, String)> {
         let mut run = Run::default();
-        for (at, scanned) in window {
-            let at = *at;
-            let record = match scanned {
-                Scanned::Damaged(reason) => {
+        let mut at = record::HEADER_LEN;
+        let tail = loop {
+            let (decoded, next) = match record::next_frame(data, at) {
+                Frame::End => break None,
+                Frame::Record { payload, next } => (record::decode(payload), next),
+                Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
+                    Some(valid) => {
+                        let reason = format!("{reason}, and a valid record follows at byte {valid}");
+                        (Err(reason), valid)
+                    }
+                    None => break Some((at, reason)),
+                },
+            };
+            let record = match decoded {
+                Ok(record) => record,
+                Err(reason) => {
                     self.flush(file, &mut run);
-                    self.stretch(file, at, reason.clone());
+                    self.stretch(file, at, reason);
+                    at = next;
                     continue;
                 }
-                Scanned::Record(record) => *record,
             };
             let is_change = matches!(record, Record::Change(_));
             if !is_change {
                 // A marker is judged against the changes counted before it.
                 self.flush(file, &mut run);
             }
-            if file.damage.is_none() {
-                match judge(file, at, record) {
-                    Ok(Some(change)) => {
-                        run.push(at, change);
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(reason) => {
+            match file.damage.is_none().then(|| judge(file, at, record)) {
+                Some(Ok(Some(change))) => {
+                    run.offsets.push(at);
+                    run.changes.push(change);
+                    if run.changes.len() == RUN_LEN {
                         self.flush(file, &mut run);
-                        self.damaged(file, at, reason);
                     }
                 }
+                Some(Err(reason)) => {
+                    self.flush(file, &mut run);
+                    self.damaged(file, at, reason);
+                    file.changes += u64::from(is_change);
+                }
+                Some(Ok(None)) | None => file.changes += u64::from(is_change),
             }
-            if is_change {
-                file.changes += 1;
-            }
-        }
+            at = next;
+        };
         self.flush(file, &mut run);
+        tail
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
@@ -650,9 +654,9 @@ fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryErro
     Ok(None)
 }
 
-/// Records framed and decoded before they are visited, so that the
-/// changes among them reach `apply` as one run.
-const WINDOW: usize = 256;
+/// Changes passed to `apply` at a time, at most: enough for the index to
+/// stage their lookups together, few enough to keep little in memory.
+const RUN_LEN: usize = 256;
 
 /// Consecutive changes of one file not yet passed to `apply`, with the
 /// offset of each.
@@ -660,65 +664,4 @@ const WINDOW: usize = 256;
 struct Run<'r> {
     offsets: Vec<usize>,
     changes: Vec<LoggedChange<'r>>,
-}
-
-impl<'r> Run<'r> {
-    fn push(&mut self, at: usize, change: LoggedChange<'r>) {
-        self.offsets.push(at);
-        self.changes.push(change);
-    }
-}
-
-/// Walks the records of `data` (a whole file whose header was checked),
-/// passing them to `visit` a window at a time, in order: each record that
-/// decodes, and each stretch of invalid bytes that a valid record follows
-/// as damage (resuming at that record). Returns the invalid bytes at the
-/// end that no valid record follows, if any: their offset and what is
-/// wrong with them.
-fn scan(data: &[u8], mut visit: impl FnMut(&[(usize, Scanned<'_>)])) -> Option<(usize, String)> {
-    let mut names = Vec::new();
-    let mut decoded = Vec::with_capacity(WINDOW);
-    let mut at = record::HEADER_LEN;
-    loop {
-        names.clear();
-        let mut end = None;
-        while decoded.len() < WINDOW {
-            match record::next_frame(data, at) {
-                Frame::Record { payload, next } => {
-                    decoded.push((at, record::decode_into(payload, &mut names)));
-                    at = next;
-                }
-                Frame::End => {
-                    end = Some(None);
-                    break;
-                }
-                Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
-                    Some(valid) => {
-                        let reason =
-                            format!("{reason}, and a valid record follows at byte {valid}");
-                        decoded.push((at, Err(reason)));
-                        at = valid;
-                    }
-                    None => {
-                        end = Some(Some((at, reason)));
-                        break;
-                    }
-                },
-            }
-        }
-        let window: Vec<(usize, Scanned<'_>)> = decoded
-            .drain(..)
-            .map(|(at, decoded)| {
-                let scanned = match decoded {
-                    Ok(decoded) => Scanned::Record(decoded.record(&names)),
-                    Err(reason) => Scanned::Damaged(reason),
-                };
-                (at, scanned)
-            })
-            .collect();
-        visit(&window);
-        if let Some(tail) = end {
-            return tail;
-        }
-    }
 }

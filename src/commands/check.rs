@@ -14,9 +14,7 @@
 //! files of a running server are a moving target); 2 for bad usage.
 
 use super::Subcommand;
-use crate::durability::{
-    self, file_name, Examined, Kind, Leftover, LeftoverKind, Problem, SurveyedFile,
-};
+use crate::durability::{self, file_name, Examined, Kind, Problem, SurveyedFile};
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -118,7 +116,9 @@ pub(super) fn print_report(
     };
     print_section(out, "problems", findings(true))?;
     print_section(out, "warnings", findings(false))?;
-    let leftovers = survey.leftovers.iter().map(describe_leftover).collect();
+    let leftovers = (survey.leftovers.iter())
+        .map(|(file, what)| format!("{}: {what}", file_name(file)))
+        .collect();
     print_section(out, "other files", leftovers)?;
     writeln!(out, "{}", verdict(examined))
 }
@@ -157,19 +157,6 @@ fn describe_file(file: &SurveyedFile) -> String {
         "{name}: {} bytes, format {version}, {contents}{damage}",
         file.len
     )
-}
-
-/// A file that is not data, and what becomes of it.
-fn describe_leftover(leftover: &Leftover) -> String {
-    let what = match leftover.kind {
-        LeftoverKind::Temporary => "left by an interrupted write; a start deletes it",
-        LeftoverKind::Stale => "older than the newest snapshot; a start deletes it",
-        LeftoverKind::Saved => {
-            "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-             keep them until you know what they held"
-        }
-    };
-    format!("{}: {what}", file_name(&leftover.file))
 }
 
 /// A titled list, left out when it has no lines.

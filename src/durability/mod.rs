@@ -67,7 +67,7 @@ pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, Step};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Leftover, LeftoverKind, Problem, Replay, Survey, SurveyedFile};
+pub(crate) use survey::{file_name, Problem, Replay, Survey, SurveyedFile};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.

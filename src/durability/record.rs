@@ -539,10 +539,7 @@ mod tests {
         let Frame::Record { payload, .. } = next_frame(&out, 0) else {
             panic!("no frame");
         };
-        assert_eq!(
-            decode(payload),
-            Ok(Record::Seal { next: 7 })
-        );
+        assert_eq!(decode(payload), Ok(Record::Seal { next: 7 }));
     }
 
     #[test]

@@ -1,15 +1,11 @@
 //! Reading and judging the files of a data directory: the one place that
-//! decides what is damage (the rules: `docs/durability.md#what-a-start-refuses`).
-//! A start ([`super::recover`]) fails on the first problem it refuses; the
-//! offline `check` prints every finding; `repair` cuts at the first and
-//! surveys again.
+//! decides what is damage (`docs/durability.md#what-a-start-refuses`). A
+//! start fails on the first problem it refuses, `check` prints every one,
+//! `repair` cuts at the first and surveys again.
 //!
-//! A survey reads the files in replay order and passes every change to
-//! `apply` until the first refused problem; from there it reads on without
-//! applying, so that it reports every damaged stretch of every file
-//! (resuming at the next valid record) and counts what a cut at each file's
-//! first damage would drop. Each file is read whole, so that records are
-//! decoded in place without copying names.
+//! Changes go to `apply` until the first refused problem; from there the
+//! files are read on without applying, to report every damaged stretch and
+//! count what a cut at each file's first damage would drop.
 
 use std::fmt;
 use std::fs;
@@ -30,12 +26,10 @@ pub(crate) struct Survey {
     pub(crate) files: Vec<SurveyedFile>,
     /// Every problem, in replay order (and by offset within a file).
     pub(crate) findings: Vec<Finding>,
-    /// Files that play no part in the state but are worth a word.
-    pub(crate) leftovers: Vec<Leftover>,
+    /// Files that play no part in the state, and what becomes of them.
+    pub(crate) leftovers: Vec<(PathBuf, &'static str)>,
     /// What was read and replayed (`elapsed` is the caller's to set).
     pub(crate) stats: LoadStats,
-    /// The torn last record a start cuts off, if any.
-    pub(super) tear: Option<Tear>,
 }
 
 impl Survey {
@@ -92,23 +86,6 @@ pub(crate) struct Damage {
     pub(crate) changes_before: u64,
     /// Stretches of bytes from there on that hold no intact record.
     pub(crate) stretches: u64,
-}
-
-impl SurveyedFile {
-    fn new(file: &DataFile, kind: Kind, len: usize) -> SurveyedFile {
-        SurveyedFile {
-            path: file.path.clone(),
-            kind,
-            generation: file.generation,
-            len: len as u64,
-            version: None,
-            changes: 0,
-            seal_at: None,
-            end_marker_at: None,
-            damage: None,
-            torn_at: None,
-        }
-    }
 }
 
 /// What is wrong at a place in a data directory.
@@ -169,44 +146,21 @@ impl Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.problem {
-            Problem::Torn => write!(
-                f,
-                "{}: torn last record at byte {}: {}",
-                self.file.display(),
-                self.offset.unwrap_or(0),
-                self.reason
-            ),
+            Problem::Torn => {
+                let offset = self.offset.unwrap_or(0);
+                write!(
+                    f,
+                    "{}: torn last record at byte {offset}: {}; a start cuts them off, saving them as {}.{}{offset}",
+                    self.file.display(),
+                    self.reason,
+                    file_name(&self.file),
+                    files::SAVED_TORN,
+                )
+            }
             // Worded as a refused start words it.
             Problem::Damaged | Problem::Missing(_) => self.to_error().fmt(f),
         }
     }
-}
-
-/// A file in the directory that is not part of the state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Leftover {
-    pub(crate) file: PathBuf,
-    pub(crate) kind: LeftoverKind,
-}
-
-/// Why a file is not part of the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeftoverKind {
-    /// A write interrupted before its rename; a start deletes it.
-    Temporary,
-    /// A log or snapshot older than the newest snapshot; a start deletes it.
-    Stale,
-    /// Bytes a start (`.torn-`) or `repair` (`.cut-`) cut off a file.
-    Saved,
-}
-
-/// Invalid bytes at the end of a log, with no valid record after them.
-#[derive(Debug)]
-pub(super) struct Tear {
-    pub(super) path: PathBuf,
-    pub(super) offset: usize,
-    pub(super) reason: String,
-    pub(super) bytes: Vec<u8>,
 }
 
 /// The last part of `path`, for messages.
@@ -227,9 +181,7 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
     let listing = files::list(dir).map_err(io_error(dir))?;
     let snapshot = listing.snapshots.last();
     let base = snapshot.map_or(Generation::FIRST, |snapshot| snapshot.generation);
-    let chain: Vec<&DataFile> = listing
-        .logs
-        .iter()
+    let chain: Vec<&DataFile> = (listing.logs.iter())
         .filter(|log| log.generation >= base)
         .collect();
     let mut surveyor = Surveyor {
@@ -239,58 +191,33 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         files: Vec::with_capacity(chain.len() + 1),
         findings: Vec::new(),
         stats: LoadStats::default(),
-        tear: None,
     };
-
-    match (snapshot, chain.first()) {
-        (Some(snapshot), first) => {
-            surveyor.snapshot(snapshot)?;
-            match first {
-                None => surveyor.missing(
-                    Kind::Log,
-                    base,
-                    Missing::Newest,
-                    format!("snapshot-{base}.pi is continued by it, and no later log exists"),
-                ),
-                Some(first) if first.generation != base => surveyor.missing(
-                    Kind::Log,
-                    base,
-                    Missing::Needed,
-                    format!(
-                        "snapshot-{base}.pi is continued by it, and {} cannot follow the snapshot without it",
-                        file_name(&first.path)
-                    ),
-                ),
-                Some(_) => {}
-            }
-        }
-        (None, Some(first)) if first.generation != base => surveyor.missing(
-            Kind::Snapshot,
-            first.generation,
-            Missing::Needed,
-            format!(
-                "{} continues it, and the logs before it are gone too",
-                file_name(&first.path)
-            ),
-        ),
-        (None, _) => {}
+    if let Some(snapshot) = snapshot {
+        surveyor.snapshot(snapshot)?;
     }
+    // Each log must follow the one before it, and the first the snapshot.
+    let mut expected = base;
     for (at, log) in chain.iter().enumerate() {
-        if let Some(previous) = at.checked_sub(1).map(|previous| chain[previous]) {
-            let expected = previous.generation.next();
-            if log.generation != expected {
-                surveyor.missing(
-                    Kind::Log,
-                    expected,
-                    Missing::Needed,
-                    format!("{} cannot be replayed without it", file_name(&log.path)),
+        let name = file_name(&log.path);
+        if log.generation != expected {
+            if snapshot.is_none() && at == 0 {
+                let reason = format!("{name} continues it, and the logs before it are gone too");
+                surveyor.missing(Kind::Snapshot, log.generation, Missing::Needed, reason);
+            } else if at == 0 {
+                let reason = format!(
+                    "snapshot-{base}.pi is continued by it, and {name} cannot follow the snapshot without it"
                 );
+                surveyor.missing(Kind::Log, base, Missing::Needed, reason);
+            } else {
+                let reason = format!("{name} cannot be replayed without it");
+                surveyor.missing(Kind::Log, expected, Missing::Needed, reason);
             }
         }
         surveyor.log(log, &chain[at + 1..])?;
+        expected = log.generation.next();
     }
-    if let Some(last) = surveyor.files.last() {
-        if last.kind == Kind::Log && last.seal_at.is_some() {
+    match surveyor.files.last() {
+        Some(last) if last.kind == Kind::Log && last.seal_at.is_some() => {
             let next = last.generation.next();
             let reason = format!(
                 "{} was sealed when log-{next}.pi was started",
@@ -298,41 +225,41 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
             );
             surveyor.missing(Kind::Log, next, Missing::Newest, reason);
         }
+        Some(_) if chain.is_empty() => {
+            let reason = format!("snapshot-{base}.pi is continued by it, and no later log exists");
+            surveyor.missing(Kind::Log, base, Missing::Newest, reason);
+        }
+        _ => {}
     }
-
+    let stale = (listing.snapshots.iter().chain(&listing.logs))
+        .filter(|file| file.generation < base)
+        .map(|file| {
+            (
+                file.path.clone(),
+                "older than the newest snapshot; a start deletes it",
+            )
+        });
+    let temporary = (listing.temporaries.into_iter())
+        .map(|file| (file, "left by an interrupted write; a start deletes it"));
+    let saved = listing.saved.into_iter().map(|file| {
+        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                    keep them until you know what they held";
+        (file, what)
+    });
+    let leftovers = stale.chain(temporary).chain(saved).collect();
     let Surveyor {
         files,
         findings,
         stats,
-        tear,
         ..
     } = surveyor;
     Ok(Survey {
         base,
         files,
         findings,
-        leftovers: leftovers(&listing, base),
+        leftovers,
         stats,
-        tear,
     })
-}
-
-/// The files of `listing` that play no part in the state from `base` on.
-fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
-    let stale = (listing.snapshots.iter().chain(&listing.logs))
-        .filter(|file| file.generation < base)
-        .map(|file| (&file.path, LeftoverKind::Stale));
-    let temporary = listing
-        .temporaries
-        .iter()
-        .map(|file| (file, LeftoverKind::Temporary));
-    let saved = listing.saved.iter().map(|file| (file, LeftoverKind::Saved));
-    (stale.chain(temporary).chain(saved))
-        .map(|(file, kind)| Leftover {
-            file: file.clone(),
-            kind,
-        })
-        .collect()
 }
 
 /// The survey under way.
@@ -345,7 +272,6 @@ struct Surveyor<'a, F> {
     files: Vec<SurveyedFile>,
     findings: Vec<Finding>,
     stats: LoadStats,
-    tear: Option<Tear>,
 }
 
 impl<F: Replay> Surveyor<'_, F> {
@@ -426,7 +352,18 @@ impl<F: Replay> Surveyor<'_, F> {
     ) -> Result<Option<(Vec<u8>, SurveyedFile)>, RecoveryError> {
         let data = fs::read(&file.path).map_err(io_error(&file.path))?;
         self.stats.bytes += data.len() as u64;
-        let mut surveyed = SurveyedFile::new(file, kind, data.len());
+        let mut surveyed = SurveyedFile {
+            path: file.path.clone(),
+            kind,
+            generation: file.generation,
+            len: data.len() as u64,
+            version: None,
+            changes: 0,
+            seal_at: None,
+            end_marker_at: None,
+            damage: None,
+            torn_at: None,
+        };
         match record::check_header(&data, record::magic(kind)) {
             Ok(version) => surveyed.version = Some(version),
             Err(reason) => {
@@ -516,7 +453,8 @@ impl<F: Replay> Surveyor<'_, F> {
                 Frame::Record { payload, next } => (record::decode(payload), next),
                 Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
                     Some(valid) => {
-                        let reason = format!("{reason}, and a valid record follows at byte {valid}");
+                        let reason =
+                            format!("{reason}, and a valid record follows at byte {valid}");
                         (Err(reason), valid)
                     }
                     None => break Some((at, reason)),
@@ -596,28 +534,15 @@ impl<F: Replay> Surveyor<'_, F> {
                 );
                 self.damaged(file, data.len(), reason);
             }
-            (Some((offset, reason)), None) => self.torn(file, data, offset, reason),
+            (Some((offset, reason)), None) => {
+                // A start cuts it off and saves it.
+                file.torn_at = Some(offset as u64);
+                let what = format!("{} bytes: {reason}", data.len() - offset);
+                self.found(&file.path, Some(offset), Problem::Torn, what);
+            }
             (None, None) => {}
         }
         Ok(())
-    }
-
-    /// Records a torn last record: a start cuts it off and saves it.
-    fn torn(&mut self, file: &mut SurveyedFile, data: &[u8], offset: usize, reason: String) {
-        file.torn_at = Some(offset as u64);
-        let (name, bytes) = (file_name(&file.path), data.len() - offset);
-        let saved_as = format!("{name}.{}{offset}", files::SAVED_TORN);
-        let what =
-            format!("{bytes} bytes: {reason}; a start cuts them off, saving them as {saved_as}");
-        self.found(&file.path, Some(offset), Problem::Torn, what);
-        if self.tear.is_none() {
-            self.tear = Some(Tear {
-                path: file.path.clone(),
-                offset,
-                reason,
-                bytes: data[offset..].to_vec(),
-            });
-        }
     }
 }
 

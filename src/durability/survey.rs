@@ -193,7 +193,7 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         stats: LoadStats::default(),
     };
     if let Some(snapshot) = snapshot {
-        surveyor.snapshot(snapshot)?;
+        surveyor.file(snapshot, Kind::Snapshot, &[])?;
     }
     // Each log must follow the one before it, and the first the snapshot.
     let mut expected = base;
@@ -213,7 +213,7 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
                 surveyor.missing(Kind::Log, expected, Missing::Needed, reason);
             }
         }
-        surveyor.log(log, &chain[at + 1..])?;
+        surveyor.file(log, Kind::Log, &chain[at + 1..])?;
         expected = log.generation.next();
     }
     match surveyor.files.last() {
@@ -375,76 +375,47 @@ impl<F: Replay> Surveyor<'_, F> {
         Ok(Some((data, surveyed)))
     }
 
-    fn snapshot(&mut self, snapshot: &DataFile) -> Result<(), RecoveryError> {
-        let Some((data, mut file)) = self.read(snapshot, Kind::Snapshot)? else {
+    /// Surveys one file of the state; `later` are the logs after it.
+    fn file(
+        &mut self,
+        found: &DataFile,
+        kind: Kind,
+        later: &[&DataFile],
+    ) -> Result<(), RecoveryError> {
+        let Some((data, mut file)) = self.read(found, kind)? else {
             return Ok(());
         };
-        if let Some(packages) = record::snapshot_packages(&data) {
+        let packages = record::snapshot_packages(&data).filter(|_| kind == Kind::Snapshot);
+        if let Some(packages) = packages {
             self.apply.expect(packages);
         }
-        let tail = self.walk(&mut file, &data, |file, at, record| match record {
-            _ if file.end_marker_at.is_some() => {
-                Err("record after the snapshot's end marker".to_owned())
+        let tail = self.walk(&mut file, &data);
+        match kind {
+            Kind::Log => self.log_end(&mut file, &data, tail, later)?,
+            Kind::Snapshot => {
+                // Snapshots are complete before they get their name: even a
+                // cut-short record is damage here.
+                if let Some((offset, reason)) = tail {
+                    self.stretch(&mut file, offset, reason);
+                }
+                if file.end_marker_at.is_none() {
+                    let reason = "snapshot ends without its end marker".to_owned();
+                    self.damaged(&mut file, data.len(), reason);
+                }
             }
-            Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
-            Record::Change(LoggedChange::Remove { .. }) => {
-                Err("REMOVE record in a snapshot".to_owned())
-            }
-            Record::SnapshotEnd { records } if records == file.changes => {
-                file.end_marker_at = Some(at as u64);
-                Ok(None)
-            }
-            Record::SnapshotEnd { records } => Err(format!(
-                "end marker counts {records} packages, the snapshot holds {}",
-                file.changes
-            )),
-            Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
-        });
-        // Snapshots are complete before they get their name: even a
-        // cut-short record is damage here.
-        if let Some((offset, reason)) = tail {
-            self.stretch(&mut file, offset, reason);
         }
-        if file.end_marker_at.is_none() {
-            let reason = "snapshot ends without its end marker".to_owned();
-            self.damaged(&mut file, data.len(), reason);
-        }
-        self.files.push(file);
-        Ok(())
-    }
-
-    /// Surveys one log; `later` are the logs after it.
-    fn log(&mut self, log: &DataFile, later: &[&DataFile]) -> Result<(), RecoveryError> {
-        let Some((data, mut file)) = self.read(log, Kind::Log)? else {
-            return Ok(());
-        };
-        let next = log.generation.next();
-        let tail = self.walk(&mut file, &data, |file, at, record| {
-            log_record(file, at, record, next)
-        });
-        self.log_end(&mut file, &data, tail, later)?;
         self.files.push(file);
         Ok(())
     }
 
     /// Walks the records of `file` (read whole as `data`, its header
-    /// checked) in order. `judge` says what a record means in that file: a
-    /// change to replay, a marker, or damage (its reason). Consecutive
+    /// checked) in order, each judged by [`meaning`]. Consecutive
     /// changes are replayed as one run. Invalid bytes that a valid record
     /// follows are a damaged stretch, and the walk resumes at that record.
     /// After the file's first damage nothing more is judged, and changes
     /// are only counted. Returns the invalid bytes at the end that no valid
     /// record follows, if any: their offset and what is wrong with them.
-    fn walk<'r>(
-        &mut self,
-        file: &mut SurveyedFile,
-        data: &'r [u8],
-        mut judge: impl FnMut(
-            &mut SurveyedFile,
-            usize,
-            Record<'r>,
-        ) -> Result<Option<LoggedChange<'r>>, String>,
-    ) -> Option<(usize, String)> {
+    fn walk<'r>(&mut self, file: &mut SurveyedFile, data: &'r [u8]) -> Option<(usize, String)> {
         let mut run = Run::default();
         let mut at = record::HEADER_LEN;
         let tail = loop {
@@ -474,7 +445,7 @@ impl<F: Replay> Surveyor<'_, F> {
                 // A marker is judged against the changes counted before it.
                 self.flush(file, &mut run);
             }
-            match file.damage.is_none().then(|| judge(file, at, record)) {
+            match file.damage.is_none().then(|| meaning(file, at, record)) {
                 Some(Ok(Some(change))) => {
                     run.offsets.push(at);
                     run.changes.push(change);
@@ -546,17 +517,35 @@ impl<F: Replay> Surveyor<'_, F> {
     }
 }
 
-/// What one record of a log whose successor is log `next` means: a change
-/// is replayed, a seal must name `next` and be the last record.
-fn log_record<'r>(
+/// What a record means in `file`: a change to replay, a marker (`None`),
+/// or damage, given as its reason. A snapshot holds packages then its end
+/// marker; a log holds changes, then perhaps a seal naming the next log.
+fn meaning<'r>(
     file: &mut SurveyedFile,
     at: usize,
     record: Record<'r>,
-    next: Generation,
 ) -> Result<Option<LoggedChange<'r>>, String> {
+    let in_snapshot = file.kind == Kind::Snapshot;
+    let next = file.generation.next();
     match record {
+        _ if file.end_marker_at.is_some() => {
+            Err("record after the snapshot's end marker".to_owned())
+        }
         _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
+        Record::Change(LoggedChange::Remove { .. }) if in_snapshot => {
+            Err("REMOVE record in a snapshot".to_owned())
+        }
         Record::Change(change) => Ok(Some(change)),
+        Record::SnapshotEnd { records } if in_snapshot && records == file.changes => {
+            file.end_marker_at = Some(at as u64);
+            Ok(None)
+        }
+        Record::SnapshotEnd { records } if in_snapshot => Err(format!(
+            "end marker counts {records} packages, the snapshot holds {}",
+            file.changes
+        )),
+        Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+        Record::Seal { .. } if in_snapshot => Err("log seal in a snapshot".to_owned()),
         Record::Seal { next: named } if named == next.value() => {
             file.seal_at = Some(at as u64);
             Ok(None)
@@ -564,7 +553,6 @@ fn log_record<'r>(
         Record::Seal { next: named } => Err(format!(
             "the seal names log {named}, not the next one ({next})"
         )),
-        Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
     }
 }
 

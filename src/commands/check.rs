@@ -1,17 +1,8 @@
-//! `package-indexer check --data-dir D`: reads every file of a stopped
-//! server's data directory exactly as a start would (the same code judges
-//! it, and replays it into a real index) and changes nothing (the one file
-//! it may create is the empty `LOCK` of a directory no server ever used,
-//! since it takes the servers' lock). It prints
-//! each file, the packages and dependencies a start would load, and every
-//! problem with its file and byte offset.
-//!
-//! Exit 0 when a start loads the directory; a torn last record is a
-//! warning, not a failure, because a start cuts it off by itself (saving
-//! its bytes) and it was never acknowledged. Exit 1 when a start refuses
-//! the directory (damage, a missing file), when it cannot be read, when it
-//! does not exist (it is never created) or when a server holds it (the
-//! files of a running server are a moving target); 2 for bad usage.
+//! `package-indexer check --data-dir D` (`docs/command-line.md#check`):
+//! prints what a start would make of a stopped server's data directory,
+//! judged by the same code and replayed into a real index. It changes
+//! nothing: the one file it may create is the empty `LOCK` of a directory
+//! no server ever used, since it takes the servers' lock.
 
 use super::Subcommand;
 use crate::durability::{self, file_name, Examined, Kind, Problem, SurveyedFile};
@@ -129,33 +120,19 @@ fn describe_file(file: &SurveyedFile) -> String {
     let Some(version) = file.version else {
         return format!("{name}: {} bytes, unreadable header", file.len);
     };
-    let contents = match file.kind {
-        Kind::Snapshot => format!(
-            "{} packages, {}",
-            file.changes,
-            if file.end_marker_at.is_some() {
-                "ended"
-            } else {
-                "no end marker"
-            }
-        ),
-        Kind::Log => format!(
-            "{} changes, {}",
-            file.changes,
-            if file.seal_at.is_some() {
-                "sealed"
-            } else {
-                "not sealed"
-            }
-        ),
+    let (what, end) = match file.kind {
+        Kind::Snapshot if file.end_marker_at.is_some() => ("packages", "ended"),
+        Kind::Snapshot => ("packages", "no end marker"),
+        Kind::Log if file.seal_at.is_some() => ("changes", "sealed"),
+        Kind::Log => ("changes", "not sealed"),
     };
     let damage = file
         .damage
         .map(|damage| format!(", damaged from byte {}", damage.offset))
         .unwrap_or_default();
     format!(
-        "{name}: {} bytes, format {version}, {contents}{damage}",
-        file.len
+        "{name}: {} bytes, format {version}, {} {what}, {end}{damage}",
+        file.len, file.changes
     )
 }
 

@@ -65,7 +65,7 @@ pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
-pub(crate) use repair::{repair, Step};
+pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
 pub(crate) use survey::{file_name, Problem, Replay, Survey, SurveyedFile};
 

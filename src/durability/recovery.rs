@@ -152,34 +152,31 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
 /// Locks `dir` for a tool that reads or repairs it offline: unlike a
 /// start, it never creates the directory.
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
+    match directory_exists(dir)? {
+        true => lock(dir),
+        false => Err(RecoveryError::NotADirectory {
+            path: dir.to_owned(),
+            exists: false,
+        }),
+    }
+}
+
+/// Whether `dir` is a directory; an error if it names something else.
+fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
     match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => lock(dir),
-        Ok(_) => Err(not_a_directory(dir)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            Err(RecoveryError::NotADirectory {
-                path: dir.to_owned(),
-                exists: false,
-            })
-        }
+        Ok(metadata) if metadata.is_dir() => Ok(true),
+        Ok(_) => Err(RecoveryError::NotADirectory {
+            path: dir.to_owned(),
+            exists: true,
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(io_error(dir)(error)),
     }
 }
 
-/// `dir` names something other than a directory.
-fn not_a_directory(dir: &Path) -> RecoveryError {
-    RecoveryError::NotADirectory {
-        path: dir.to_owned(),
-        exists: true,
-    }
-}
-
-/// Loads the state kept in `dir`, creating the directory if it is missing,
-/// and passes every change to `apply` in order, runs of consecutive
-/// changes at a time: the snapshot's packages (dependencies first) as
-/// `Index` changes, then the logged changes. If `apply` refuses a change
-/// (the index would not accept it, so the files are inconsistent),
-/// recovery stops with damage at that record.
-/// Takes an exclusive lock on the directory that the returned value keeps.
+/// Loads the state kept in `dir` (created if missing), replaying it into
+/// `apply` as [`survey::survey`] does; the returned value keeps the
+/// directory's exclusive lock.
 pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     create_dir(dir)?;
@@ -236,10 +233,8 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
 /// Creates `dir` if missing, durably: a directory entry lost in a crash
 /// would take every file in it along.
 fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => return Ok(()),
-        Ok(_) => return Err(not_a_directory(dir)),
-        Err(_) => {}
+    if directory_exists(dir)? {
+        return Ok(());
     }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let parent = match dir.parent() {

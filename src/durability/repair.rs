@@ -23,7 +23,7 @@ const MAX_ROUNDS: usize = 64;
 
 /// One change `repair` made.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub(crate) enum RepairStep {
     /// A file was cut.
     Cut(Cut),
     /// A missing newest log was created, empty.
@@ -94,7 +94,10 @@ impl fmt::Display for RepairError {
 /// Repairs `dir` (which must exist, and which no server may hold) until a
 /// start would load it, telling `report` each change as it is made.
 /// Returns the directory as it now is.
-pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examined, RepairError> {
+pub(crate) fn repair(
+    dir: &Path,
+    mut report: impl FnMut(&RepairStep),
+) -> Result<Examined, RepairError> {
     let _lock = recovery::lock_existing(dir)?;
     let mut previous: Option<Finding> = None;
     let mut round = 0;
@@ -125,7 +128,11 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
 
 /// Cuts the file `damaged` names at its first damage, and every later log
 /// after a damaged log to its header.
-fn cut_damage(dir: &Path, survey: &Survey, damaged: &Finding) -> Result<Vec<Step>, RecoveryError> {
+fn cut_damage(
+    dir: &Path,
+    survey: &Survey,
+    damaged: &Finding,
+) -> Result<Vec<RepairStep>, RecoveryError> {
     let position = survey
         .files
         .iter()
@@ -158,7 +165,7 @@ fn cut_damage(dir: &Path, survey: &Survey, damaged: &Finding) -> Result<Vec<Step
             }
         }
     }
-    Ok(steps.into_iter().map(Step::Cut).collect())
+    Ok(steps.into_iter().map(RepairStep::Cut).collect())
 }
 
 /// Ends the history at the last file the directory holds when the newest
@@ -168,11 +175,17 @@ fn close_history(
     dir: &Path,
     survey: &Survey,
     missing: &Finding,
-) -> Result<Vec<Step>, RecoveryError> {
+) -> Result<Vec<RepairStep>, RecoveryError> {
     if let Some(last) = survey.files.last() {
         if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
             let why = format!("{missing}; what it held is lost, and its seal is cut off");
-            return Ok(vec![Step::Cut(cut(dir, last, seal_at, last.changes, why)?)]);
+            return Ok(vec![RepairStep::Cut(cut(
+                dir,
+                last,
+                seal_at,
+                last.changes,
+                why,
+            )?)]);
         }
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
@@ -181,7 +194,7 @@ fn close_history(
         keep_owner(out, &owner)
     })
     .map_err(io_error(&missing.file))?;
-    Ok(vec![Step::Created {
+    Ok(vec![RepairStep::Created {
         file: missing.file.clone(),
         why: format!("{missing}; what it held is lost, and an empty log continues the snapshot"),
     }])

@@ -2,19 +2,20 @@
 //!
 //! Reflected polynomial 0x82F63B78, initial value and final xor all ones, the
 //! same parameters as iSCSI, ext4 and SSE4.2's `crc32` instruction, so values
-//! can be checked with common tools. One table, a byte at a time: records are
-//! short, and reading them is not where a start spends its time.
+//! can be checked with common tools. Slicing-by-8: eight tables built at
+//! compile time let the main loop fold eight bytes per step instead of one.
 
 const POLYNOMIAL: u32 = 0x82F6_3B78;
 
-/// The CRC contribution of each byte value, built at compile time.
-static TABLE: [u32; 256] = build_table();
+/// `TABLES[0]` is the classic byte-at-a-time table; `TABLES[k][b]` is the CRC
+/// contribution of byte `b` followed by `k` zero bytes.
+static TABLES: [[u32; 256]; 8] = build_tables();
 
 // `byte` is below 256, so `byte as u32` keeps it whole (`u32::from` is not
 // available in a const fn).
 #[allow(clippy::cast_possible_truncation)]
-const fn build_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn build_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
     let mut byte = 0;
     while byte < 256 {
         let mut crc = byte as u32;
@@ -27,17 +28,43 @@ const fn build_table() -> [u32; 256] {
             };
             bit += 1;
         }
-        table[byte] = crc;
+        tables[0][byte] = crc;
         byte += 1;
     }
-    table
+    let mut byte = 0;
+    while byte < 256 {
+        let mut slice = 1;
+        while slice < 8 {
+            let previous = tables[slice - 1][byte];
+            tables[slice][byte] = (previous >> 8) ^ tables[0][(previous & 0xFF) as usize];
+            slice += 1;
+        }
+        byte += 1;
+    }
+    tables
 }
 
 /// The CRC-32C of `data`.
 pub(super) fn checksum(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &byte| {
-        (crc >> 8) ^ TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize]
-    })
+    let t = &TABLES;
+    let mut crc = !0u32;
+    let mut blocks = data.chunks_exact(8);
+    for block in &mut blocks {
+        let low = crc ^ u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+        let high = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+        crc = t[7][(low & 0xFF) as usize]
+            ^ t[6][((low >> 8) & 0xFF) as usize]
+            ^ t[5][((low >> 16) & 0xFF) as usize]
+            ^ t[4][(low >> 24) as usize]
+            ^ t[3][(high & 0xFF) as usize]
+            ^ t[2][((high >> 8) & 0xFF) as usize]
+            ^ t[1][((high >> 16) & 0xFF) as usize]
+            ^ t[0][(high >> 24) as usize];
+    }
+    for &byte in blocks.remainder() {
+        crc = (crc >> 8) ^ t[0][((crc ^ u32::from(byte)) & 0xFF) as usize];
+    }
+    !crc
 }
 
 #[cfg(test)]
@@ -87,7 +114,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn table_matches_bitwise(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn slicing_matches_bitwise(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(checksum(&data), bitwise(&data));
         }
     }

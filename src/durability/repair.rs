@@ -116,11 +116,12 @@ pub(crate) fn repair(
         if round == MAX_ROUNDS || previous.as_ref() == Some(&refusal) {
             return Err(RepairError::Stuck(refusal));
         }
-        let steps = match refusal.problem {
-            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal)?,
-            Problem::Damaged | Problem::Torn => cut_damage(dir, &examined.survey, &refusal)?,
-        };
-        steps.iter().for_each(&mut report);
+        match refusal.problem {
+            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal, &mut report)?,
+            Problem::Damaged | Problem::Torn => {
+                cut_damage(dir, &examined.survey, &refusal, &mut report)?
+            }
+        }
         previous = Some(refusal);
         round += 1;
     }
@@ -132,26 +133,21 @@ fn cut_damage(
     dir: &Path,
     survey: &Survey,
     damaged: &Finding,
-) -> Result<Vec<RepairStep>, RecoveryError> {
-    let position = survey
-        .files
-        .iter()
-        .position(|file| file.path == damaged.file);
-    let Some(position) = position else {
-        return Ok(Vec::new());
+    report: &mut impl FnMut(&RepairStep),
+) -> Result<(), RecoveryError> {
+    let position = (survey.files.iter()).position(|file| file.path == damaged.file);
+    let Some((position, Some(damage))) = position.map(|at| (at, survey.files[at].damage)) else {
+        return Ok(());
     };
     let file = &survey.files[position];
-    let Some(damage) = file.damage else {
-        return Ok(Vec::new());
-    };
-    let first = cut(
+    let why = damaged.to_string();
+    report(&RepairStep::Cut(cut(
         dir,
         file,
         damage.offset,
         damage.changes_before,
-        damaged.to_string(),
-    )?;
-    let mut steps = vec![first];
+        why,
+    )?));
     if file.kind == Kind::Log {
         let header = record::HEADER_LEN as u64;
         let why = format!(
@@ -161,11 +157,11 @@ fn cut_damage(
         );
         for later in &survey.files[position + 1..] {
             if later.len > header || later.version.is_none() {
-                steps.push(cut(dir, later, header, 0, why.clone())?);
+                report(&RepairStep::Cut(cut(dir, later, header, 0, why.clone())?));
             }
         }
     }
-    Ok(steps.into_iter().map(RepairStep::Cut).collect())
+    Ok(())
 }
 
 /// Ends the history at the last file the directory holds when the newest
@@ -175,17 +171,19 @@ fn close_history(
     dir: &Path,
     survey: &Survey,
     missing: &Finding,
-) -> Result<Vec<RepairStep>, RecoveryError> {
+    report: &mut impl FnMut(&RepairStep),
+) -> Result<(), RecoveryError> {
     if let Some(last) = survey.files.last() {
         if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
             let why = format!("{missing}; what it held is lost, and its seal is cut off");
-            return Ok(vec![RepairStep::Cut(cut(
+            report(&RepairStep::Cut(cut(
                 dir,
                 last,
                 seal_at,
                 last.changes,
                 why,
-            )?)]);
+            )?));
+            return Ok(());
         }
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
@@ -194,10 +192,11 @@ fn close_history(
         keep_owner(out, &owner)
     })
     .map_err(io_error(&missing.file))?;
-    Ok(vec![RepairStep::Created {
+    report(&RepairStep::Created {
         file: missing.file.clone(),
         why: format!("{missing}; what it held is lost, and an empty log continues the snapshot"),
-    }])
+    });
+    Ok(())
 }
 
 /// Saves the bytes of `file` from `offset` on beside it, then rewrites it

@@ -415,7 +415,7 @@ impl<F: Replay> Surveyor<'_, F> {
     /// After the file's first damage nothing more is judged, and changes
     /// are only counted. Returns the invalid bytes at the end that no valid
     /// record follows, if any: their offset and what is wrong with them.
-    fn walk<'r>(&mut self, file: &mut SurveyedFile, data: &'r [u8]) -> Option<(usize, String)> {
+    fn walk(&mut self, file: &mut SurveyedFile, data: &[u8]) -> Option<(usize, String)> {
         let mut run = Run::default();
         let mut at = record::HEADER_LEN;
         let tail = loop {

@@ -1,22 +1,11 @@
-//! `package-indexer check --data-dir D`: reads every file of a stopped
-//! server's data directory exactly as a start would (the same code judges
-//! it, and replays it into a real index) and changes nothing (the one file
-//! it may create is the empty `LOCK` of a directory no server ever used,
-//! since it takes the servers' lock). It prints
-//! each file, the packages and dependencies a start would load, and every
-//! problem with its file and byte offset.
-//!
-//! Exit 0 when a start loads the directory; a torn last record is a
-//! warning, not a failure, because a start cuts it off by itself (saving
-//! its bytes) and it was never acknowledged. Exit 1 when a start refuses
-//! the directory (damage, a missing file), when it cannot be read, when it
-//! does not exist (it is never created) or when a server holds it (the
-//! files of a running server are a moving target); 2 for bad usage.
+//! `package-indexer check --data-dir D` (`docs/command-line.md#check`):
+//! prints what a start would make of a stopped server's data directory,
+//! judged by the same code and replayed into a real index. It changes
+//! nothing: the one file it may create is the empty `LOCK` of a directory
+//! no server ever used, since it takes the servers' lock.
 
 use super::Subcommand;
-use crate::durability::{
-    self, file_name, Examined, Kind, Leftover, LeftoverKind, Problem, SurveyedFile,
-};
+use crate::durability::{self, file_name, Examined, Kind, Problem, SurveyedFile};
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -118,7 +107,9 @@ pub(super) fn print_report(
     };
     print_section(out, "problems", findings(true))?;
     print_section(out, "warnings", findings(false))?;
-    let leftovers = survey.leftovers.iter().map(describe_leftover).collect();
+    let leftovers = (survey.leftovers.iter())
+        .map(|(file, what)| format!("{}: {what}", file_name(file)))
+        .collect();
     print_section(out, "other files", leftovers)?;
     writeln!(out, "{}", verdict(examined))
 }
@@ -129,47 +120,20 @@ fn describe_file(file: &SurveyedFile) -> String {
     let Some(version) = file.version else {
         return format!("{name}: {} bytes, unreadable header", file.len);
     };
-    let contents = match file.kind {
-        Kind::Snapshot => format!(
-            "{} packages, {}",
-            file.changes,
-            if file.end_marker_at.is_some() {
-                "ended"
-            } else {
-                "no end marker"
-            }
-        ),
-        Kind::Log => format!(
-            "{} changes, {}",
-            file.changes,
-            if file.seal_at.is_some() {
-                "sealed"
-            } else {
-                "not sealed"
-            }
-        ),
+    let (what, end) = match file.kind {
+        Kind::Snapshot if file.end_marker_at.is_some() => ("packages", "ended"),
+        Kind::Snapshot => ("packages", "no end marker"),
+        Kind::Log if file.seal_at.is_some() => ("changes", "sealed"),
+        Kind::Log => ("changes", "not sealed"),
     };
     let damage = file
         .damage
         .map(|damage| format!(", damaged from byte {}", damage.offset))
         .unwrap_or_default();
     format!(
-        "{name}: {} bytes, format {version}, {contents}{damage}",
-        file.len
+        "{name}: {} bytes, format {version}, {} {what}, {end}{damage}",
+        file.len, file.changes
     )
-}
-
-/// A file that is not data, and what becomes of it.
-fn describe_leftover(leftover: &Leftover) -> String {
-    let what = match leftover.kind {
-        LeftoverKind::Temporary => "left by an interrupted write; a start deletes it",
-        LeftoverKind::Stale => "older than the newest snapshot; a start deletes it",
-        LeftoverKind::Saved => {
-            "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-             keep them until you know what they held"
-        }
-    };
-    format!("{}: {what}", file_name(&leftover.file))
 }
 
 /// A titled list, left out when it has no lines.

@@ -4,7 +4,7 @@
 
 use super::check::{data_dir, print_report, report_error, COMMAND_LINE};
 use super::Subcommand;
-use crate::durability::{self, file_name, Step};
+use crate::durability::{self, file_name, RepairStep};
 use crate::flags::Values;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -42,7 +42,7 @@ fn run(values: &Values) -> ExitCode {
     let mut steps = 0;
     let repaired = durability::repair(&dir, |step| {
         steps += 1;
-        if let Step::Cut(cut) = step {
+        if let RepairStep::Cut(cut) = step {
             dropped += cut.dropped();
         }
         // A report that cannot be printed must not stop a repair half-way.
@@ -69,9 +69,9 @@ fn run(values: &Values) -> ExitCode {
 }
 
 /// One line (and its reason) for each change made.
-fn print_step(out: &mut impl Write, step: &Step) -> io::Result<()> {
+fn print_step(out: &mut impl Write, step: &RepairStep) -> io::Result<()> {
     match step {
-        Step::Cut(cut) => {
+        RepairStep::Cut(cut) => {
             write!(
                 out,
                 "cut {} at byte {}: dropped {} records ({} intact, {} damaged)",
@@ -93,7 +93,7 @@ fn print_step(out: &mut impl Write, step: &Step) -> io::Result<()> {
             }
             writeln!(out, "  because {}", cut.why)
         }
-        Step::Created { file, why } => {
+        RepairStep::Created { file, why } => {
             writeln!(out, "created {}, empty", file_name(file))?;
             writeln!(out, "  because {why}")
         }

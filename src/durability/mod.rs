@@ -40,9 +40,9 @@ pub(crate) use files::{write_atomically, Kind};
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
-pub(crate) use repair::{repair, Step};
+pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Leftover, LeftoverKind, Problem, Replay, Survey, SurveyedFile};
+pub(crate) use survey::{file_name, Problem, Replay, Survey, SurveyedFile};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.
@@ -253,7 +253,7 @@ impl RunItem for LoggedChange<'_> {
                 dependencies,
             } => index::IndexCommand::Index {
                 package,
-                dependencies: dependencies.iter().copied(),
+                dependencies: dependencies.iter(),
             },
             LoggedChange::Remove { package } => index::IndexCommand::Remove(package),
         }

@@ -3,7 +3,6 @@
 //! bytes are specified in `docs/durability.md#file-format`.
 
 use std::io;
-use std::ops::Range;
 
 use super::crc32c;
 use super::files::Kind;
@@ -48,10 +47,28 @@ pub(crate) enum LoggedChange<'a> {
     /// The package is added or its dependency list replaced.
     Index {
         package: PackageName<'a>,
-        dependencies: &'a [PackageName<'a>],
+        dependencies: LoggedNames<'a>,
     },
     /// The package is removed.
     Remove { package: PackageName<'a> },
+}
+
+/// The dependency names of a logged `INDEX`, left as encoded (each a
+/// length byte and the name) and checked once, when the record is decoded:
+/// no record needs a buffer of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoggedNames<'a>(&'a [u8]);
+
+impl<'a> LoggedNames<'a> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = PackageName<'a>> + Clone + 'a {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let (&len, tail) = rest.split_first()?;
+            let (name, tail) = tail.split_at_checked(usize::from(len))?;
+            rest = tail;
+            PackageName::new(name)
+        })
+    }
 }
 
 /// A decoded record payload.
@@ -208,81 +225,32 @@ fn invalid(reason: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, reason)
 }
 
-/// A decoded payload whose dependency names were appended to a buffer
-/// that several records share ([`decode_into`]); [`Decoded::record`] makes
-/// it a [`Record`] once the buffer is complete.
-#[derive(Clone, Debug)]
-pub(super) enum Decoded<'p> {
-    Index {
-        package: PackageName<'p>,
-        /// Where its dependencies lie in the shared buffer.
-        dependencies: Range<usize>,
-    },
-    Other(Record<'p>),
-}
-
-impl<'p> Decoded<'p> {
-    /// The record, its dependencies read from `names`, the buffer they
-    /// were appended to.
-    pub(super) fn record<'v>(&self, names: &'v [PackageName<'p>]) -> Record<'v>
-    where
-        'p: 'v,
-    {
-        match self {
-            Decoded::Index {
-                package,
-                dependencies,
-            } => Record::Change(LoggedChange::Index {
-                package: *package,
-                dependencies: &names[dependencies.clone()],
-            }),
-            Decoded::Other(record) => *record,
-        }
-    }
-}
-
-/// Decodes one payload (already checked against its CRC), appending its
-/// dependency names to `names`, which several records may share; on an
-/// error `names` is left as it was.
-pub(super) fn decode_into<'p>(
-    payload: &'p [u8],
-    names: &mut Vec<PackageName<'p>>,
-) -> Result<Decoded<'p>, String> {
-    let first = names.len();
-    let decoded = decode_payload(payload, names);
-    if decoded.is_err() {
-        names.truncate(first);
-    }
-    decoded
-}
-
-fn decode_payload<'p>(
-    payload: &'p [u8],
-    names: &mut Vec<PackageName<'p>>,
-) -> Result<Decoded<'p>, String> {
+/// Decodes one payload (already checked against its CRC).
+pub(super) fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
     let mut reader = PayloadReader { rest: payload };
-    let decoded = match reader.array::<1>()?[0] {
+    let record = match reader.array::<1>()?[0] {
         KIND_INDEX => {
             let package = reader.name()?;
             let count = u32::from_le_bytes(reader.array()?);
-            let first = names.len();
+            let names = reader.rest;
             for _ in 0..count {
-                names.push(reader.name()?);
+                reader.name()?;
             }
-            Decoded::Index {
+            let names = &names[..names.len() - reader.rest.len()];
+            Record::Change(LoggedChange::Index {
                 package,
-                dependencies: first..names.len(),
-            }
+                dependencies: LoggedNames(names),
+            })
         }
-        KIND_REMOVE => Decoded::Other(Record::Change(LoggedChange::Remove {
+        KIND_REMOVE => Record::Change(LoggedChange::Remove {
             package: reader.name()?,
-        })),
-        KIND_SNAPSHOT_END => Decoded::Other(Record::SnapshotEnd {
+        }),
+        KIND_SNAPSHOT_END => Record::SnapshotEnd {
             records: u64::from_le_bytes(reader.array()?),
-        }),
-        KIND_SEAL => Decoded::Other(Record::Seal {
+        },
+        KIND_SEAL => Record::Seal {
             next: u64::from_le_bytes(reader.array()?),
-        }),
+        },
         kind => return Err(format!("unknown record kind {kind}")),
     };
     if !reader.rest.is_empty() {
@@ -291,7 +259,7 @@ fn decode_payload<'p>(
             reader.rest.len()
         ));
     }
-    Ok(decoded)
+    Ok(record)
 }
 
 struct PayloadReader<'a> {
@@ -330,8 +298,7 @@ pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
     let Frame::Record { payload, .. } = next_frame(data, at) else {
         return None;
     };
-    let Ok(Decoded::Other(Record::SnapshotEnd { records })) = decode_into(payload, &mut Vec::new())
-    else {
+    let Ok(Record::SnapshotEnd { records }) = decode(payload) else {
         return None;
     };
     let records = usize::try_from(records).ok()?;
@@ -400,8 +367,6 @@ pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
 /// garbage is rejected after a few bytes and the search stays linear in
 /// practice.
 pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
-    // Only the first record that decodes adds names: the search ends there.
-    let mut names = Vec::new();
     (from..data.len()).find(|&at| {
         let rest = &data[at..];
         let Some(header) = rest.get(..RECORD_HEADER_LEN) else {
@@ -412,7 +377,7 @@ pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
         let Some(payload) = rest[RECORD_HEADER_LEN..].get(..len) else {
             return false;
         };
-        len > 0 && decode_into(payload, &mut names).is_ok() && crc32c::checksum(payload) == crc
+        len > 0 && decode(payload).is_ok() && crc32c::checksum(payload) == crc
     })
 }
 
@@ -421,16 +386,6 @@ mod tests {
     use super::*;
     use crate::durability::tests::OwnedChange;
     use proptest::prelude::*;
-
-    /// Decodes one payload, its dependency names in `dependencies`.
-    fn decode<'p: 'v, 'v>(
-        payload: &'p [u8],
-        dependencies: &'v mut Vec<PackageName<'p>>,
-    ) -> Result<Record<'v>, String> {
-        dependencies.clear();
-        let decoded = decode_into(payload, dependencies)?;
-        Ok(decoded.record(dependencies))
-    }
 
     fn name() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._+@/-]{1,255}"
@@ -481,8 +436,7 @@ mod tests {
             loop {
                 match next_frame(&bytes, at) {
                     Frame::Record { payload, next } => {
-                        let mut dependencies = Vec::new();
-                        match decode(payload, &mut dependencies).unwrap() {
+                        match decode(payload).unwrap() {
                             Record::Change(change) => decoded.push(OwnedChange::from(change)),
                             other => panic!("unexpected {other:?}"),
                         }
@@ -526,9 +480,8 @@ mod tests {
         let Frame::Record { payload, .. } = next_frame(&out, 0) else {
             panic!("no record");
         };
-        let mut dependencies = Vec::new();
         assert_eq!(
-            decode(payload, &mut dependencies),
+            decode(payload),
             Ok(Record::SnapshotEnd { records: 1_000_000 })
         );
     }
@@ -575,7 +528,7 @@ mod tests {
         let Frame::Record { payload, .. } = next_frame(&out, 0) else {
             panic!("no frame");
         };
-        assert!(decode(payload, &mut Vec::new()).is_err());
+        assert!(decode(payload).is_err());
         assert_eq!(find_valid_record(&out, 0), None);
     }
 
@@ -586,10 +539,7 @@ mod tests {
         let Frame::Record { payload, .. } = next_frame(&out, 0) else {
             panic!("no frame");
         };
-        assert_eq!(
-            decode(payload, &mut Vec::new()),
-            Ok(Record::Seal { next: 7 })
-        );
+        assert_eq!(decode(payload), Ok(Record::Seal { next: 7 }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DirLock, Kind, LockError};
-use super::survey::{self, Replay, Survey, Tear};
+use super::survey::{self, Problem, Replay, Survey};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -55,6 +55,7 @@ pub struct TornTail {
     /// Where the dropped record started; the file now ends here.
     pub offset: u64,
     pub dropped_bytes: u64,
+    /// What was wrong with them, byte count first.
     pub reason: String,
     pub saved_to: PathBuf,
 }
@@ -63,10 +64,9 @@ impl fmt::Display for TornTail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: cut a torn last record at byte {} ({} bytes: {}); the cut bytes are in {}",
+            "{}: cut a torn last record at byte {} ({}); the cut bytes are in {}",
             self.file.display(),
             self.offset,
-            self.dropped_bytes,
             self.reason,
             self.saved_to.display()
         )
@@ -152,34 +152,31 @@ pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
 /// Locks `dir` for a tool that reads or repairs it offline: unlike a
 /// start, it never creates the directory.
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
+    match directory_exists(dir)? {
+        true => lock(dir),
+        false => Err(RecoveryError::NotADirectory {
+            path: dir.to_owned(),
+            exists: false,
+        }),
+    }
+}
+
+/// Whether `dir` is a directory; an error if it names something else.
+fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
     match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => lock(dir),
-        Ok(_) => Err(not_a_directory(dir)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            Err(RecoveryError::NotADirectory {
-                path: dir.to_owned(),
-                exists: false,
-            })
-        }
+        Ok(metadata) if metadata.is_dir() => Ok(true),
+        Ok(_) => Err(RecoveryError::NotADirectory {
+            path: dir.to_owned(),
+            exists: true,
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(io_error(dir)(error)),
     }
 }
 
-/// `dir` names something other than a directory.
-fn not_a_directory(dir: &Path) -> RecoveryError {
-    RecoveryError::NotADirectory {
-        path: dir.to_owned(),
-        exists: true,
-    }
-}
-
-/// Loads the state kept in `dir`, creating the directory if it is missing,
-/// and passes every change to `apply` in order, runs of consecutive
-/// changes at a time: the snapshot's packages (dependencies first) as
-/// `Index` changes, then the logged changes. If `apply` refuses a change
-/// (the index would not accept it, so the files are inconsistent),
-/// recovery stops with damage at that record.
-/// Takes an exclusive lock on the directory that the returned value keeps.
+/// Loads the state kept in `dir` (created if missing), replaying it into
+/// `apply` as [`survey::survey`] does; the returned value keeps the
+/// directory's exclusive lock.
 pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     create_dir(dir)?;
@@ -192,11 +189,19 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
         base,
         files,
         mut stats,
-        tear,
+        findings,
         ..
     } = surveyed;
-    let torn_tail = match &tear {
-        Some(tear) => Some(save_and_cut(dir, tear)?),
+    let torn = findings
+        .iter()
+        .find(|finding| finding.problem == Problem::Torn);
+    let torn_tail = match torn {
+        Some(torn) => Some(save_and_cut(
+            dir,
+            &torn.file,
+            torn.offset.unwrap_or(0),
+            &torn.reason,
+        )?),
         None => None,
     };
     let snapshot = files.iter().find(|file| file.kind == Kind::Snapshot);
@@ -208,13 +213,9 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
         .filter(|log| log.seal_at.is_none())
         .map(|log| (log.generation, log.path.clone()))
         .collect();
-    let active_log = logs.last().map(|log| {
-        let len = match &tear {
-            Some(tear) if tear.path == log.path => tear.offset as u64,
-            _ => log.len,
-        };
-        (log.generation, len)
-    });
+    let active_log = logs
+        .last()
+        .map(|log| (log.generation, log.torn_at.unwrap_or(log.len)));
     stats.elapsed = started.elapsed();
     Ok(Recovered {
         dir: dir.to_owned(),
@@ -232,10 +233,8 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
 /// Creates `dir` if missing, durably: a directory entry lost in a crash
 /// would take every file in it along.
 fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => return Ok(()),
-        Ok(_) => return Err(not_a_directory(dir)),
-        Err(_) => {}
+    if directory_exists(dir)? {
+        return Ok(());
     }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let parent = match dir.parent() {
@@ -245,25 +244,32 @@ fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
     files::sync_dir(parent).map_err(io_error(parent))
 }
 
-/// Saves the torn bytes beside their log (`log-<g>.pi.torn-<offset>`),
-/// durably, then cuts the log there, durably.
-fn save_and_cut(dir: &Path, tear: &Tear) -> Result<TornTail, RecoveryError> {
-    let suffix = format!("{}{}", files::SAVED_TORN, tear.offset);
-    let saved_to =
-        files::save_beside(&tear.path, &suffix, &tear.bytes).map_err(io_error(&tear.path))?;
+/// Saves the torn bytes from `offset` on beside their log
+/// (`log-<g>.pi.torn-<offset>`), durably, then cuts the log there, durably.
+fn save_and_cut(
+    dir: &Path,
+    path: &Path,
+    offset: u64,
+    reason: &str,
+) -> Result<TornTail, RecoveryError> {
+    let data = fs::read(path).map_err(io_error(path))?;
+    let torn = data
+        .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
+        .unwrap_or_default();
+    let suffix = format!("{}{offset}", files::SAVED_TORN);
+    let saved_to = files::save_beside(path, &suffix, torn).map_err(io_error(path))?;
     files::sync_dir(dir).map_err(io_error(dir))?;
     let file = OpenOptions::new()
         .write(true)
-        .open(&tear.path)
-        .map_err(io_error(&tear.path))?;
-    file.set_len(tear.offset as u64)
-        .map_err(io_error(&tear.path))?;
-    file.sync_all().map_err(io_error(&tear.path))?;
+        .open(path)
+        .map_err(io_error(path))?;
+    file.set_len(offset).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
     Ok(TornTail {
-        file: tear.path.clone(),
-        offset: tear.offset as u64,
-        dropped_bytes: tear.bytes.len() as u64,
-        reason: tear.reason.clone(),
+        file: path.to_owned(),
+        offset,
+        dropped_bytes: torn.len() as u64,
+        reason: reason.to_owned(),
         saved_to,
     })
 }

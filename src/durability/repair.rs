@@ -23,7 +23,7 @@ const MAX_ROUNDS: usize = 64;
 
 /// One change `repair` made.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub(crate) enum RepairStep {
     /// A file was cut.
     Cut(Cut),
     /// A missing newest log was created, empty.
@@ -94,7 +94,10 @@ impl fmt::Display for RepairError {
 /// Repairs `dir` (which must exist, and which no server may hold) until a
 /// start would load it, telling `report` each change as it is made.
 /// Returns the directory as it now is.
-pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examined, RepairError> {
+pub(crate) fn repair(
+    dir: &Path,
+    mut report: impl FnMut(&RepairStep),
+) -> Result<Examined, RepairError> {
     let _lock = recovery::lock_existing(dir)?;
     let mut previous: Option<Finding> = None;
     let mut round = 0;
@@ -113,11 +116,12 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
         if round == MAX_ROUNDS || previous.as_ref() == Some(&refusal) {
             return Err(RepairError::Stuck(refusal));
         }
-        let steps = match refusal.problem {
-            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal)?,
-            Problem::Damaged | Problem::Torn => cut_damage(dir, &examined.survey, &refusal)?,
-        };
-        steps.iter().for_each(&mut report);
+        match refusal.problem {
+            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal, &mut report)?,
+            Problem::Damaged | Problem::Torn => {
+                cut_damage(dir, &examined.survey, &refusal, &mut report)?
+            }
+        }
         previous = Some(refusal);
         round += 1;
     }
@@ -125,26 +129,25 @@ pub(crate) fn repair(dir: &Path, mut report: impl FnMut(&Step)) -> Result<Examin
 
 /// Cuts the file `damaged` names at its first damage, and every later log
 /// after a damaged log to its header.
-fn cut_damage(dir: &Path, survey: &Survey, damaged: &Finding) -> Result<Vec<Step>, RecoveryError> {
-    let position = survey
-        .files
-        .iter()
-        .position(|file| file.path == damaged.file);
-    let Some(position) = position else {
-        return Ok(Vec::new());
+fn cut_damage(
+    dir: &Path,
+    survey: &Survey,
+    damaged: &Finding,
+    report: &mut impl FnMut(&RepairStep),
+) -> Result<(), RecoveryError> {
+    let position = (survey.files.iter()).position(|file| file.path == damaged.file);
+    let Some((position, Some(damage))) = position.map(|at| (at, survey.files[at].damage)) else {
+        return Ok(());
     };
     let file = &survey.files[position];
-    let Some(damage) = file.damage else {
-        return Ok(Vec::new());
-    };
-    let first = cut(
+    let why = damaged.to_string();
+    report(&RepairStep::Cut(cut(
         dir,
         file,
         damage.offset,
         damage.changes_before,
-        damaged.to_string(),
-    )?;
-    let mut steps = vec![first];
+        why,
+    )?));
     if file.kind == Kind::Log {
         let header = record::HEADER_LEN as u64;
         let why = format!(
@@ -154,11 +157,11 @@ fn cut_damage(dir: &Path, survey: &Survey, damaged: &Finding) -> Result<Vec<Step
         );
         for later in &survey.files[position + 1..] {
             if later.len > header || later.version.is_none() {
-                steps.push(cut(dir, later, header, 0, why.clone())?);
+                report(&RepairStep::Cut(cut(dir, later, header, 0, why.clone())?));
             }
         }
     }
-    Ok(steps.into_iter().map(Step::Cut).collect())
+    Ok(())
 }
 
 /// Ends the history at the last file the directory holds when the newest
@@ -168,11 +171,19 @@ fn close_history(
     dir: &Path,
     survey: &Survey,
     missing: &Finding,
-) -> Result<Vec<Step>, RecoveryError> {
+    report: &mut impl FnMut(&RepairStep),
+) -> Result<(), RecoveryError> {
     if let Some(last) = survey.files.last() {
         if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
             let why = format!("{missing}; what it held is lost, and its seal is cut off");
-            return Ok(vec![Step::Cut(cut(dir, last, seal_at, last.changes, why)?)]);
+            report(&RepairStep::Cut(cut(
+                dir,
+                last,
+                seal_at,
+                last.changes,
+                why,
+            )?));
+            return Ok(());
         }
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
@@ -181,10 +192,11 @@ fn close_history(
         keep_owner(out, &owner)
     })
     .map_err(io_error(&missing.file))?;
-    Ok(vec![Step::Created {
+    report(&RepairStep::Created {
         file: missing.file.clone(),
         why: format!("{missing}; what it held is lost, and an empty log continues the snapshot"),
-    }])
+    });
+    Ok(())
 }
 
 /// Saves the bytes of `file` from `offset` on beside it, then rewrites it

@@ -1,15 +1,11 @@
 //! Reading and judging the files of a data directory: the one place that
-//! decides what is damage (the rules: `docs/durability.md#what-a-start-refuses`).
-//! A start ([`super::recover`]) fails on the first problem it refuses; the
-//! offline `check` prints every finding; `repair` cuts at the first and
-//! surveys again.
+//! decides what is damage (`docs/durability.md#what-a-start-refuses`). A
+//! start fails on the first problem it refuses, `check` prints every one,
+//! `repair` cuts at the first and surveys again.
 //!
-//! A survey reads the files in replay order and passes every change to
-//! `apply` until the first refused problem; from there it reads on without
-//! applying, so that it reports every damaged stretch of every file
-//! (resuming at the next valid record) and counts what a cut at each file's
-//! first damage would drop. Each file is read whole, so that records are
-//! decoded in place without copying names.
+//! Changes go to `apply` until the first refused problem; from there the
+//! files are read on without applying, to report every damaged stretch and
+//! count what a cut at each file's first damage would drop.
 
 use std::fmt;
 use std::fs;
@@ -30,12 +26,10 @@ pub(crate) struct Survey {
     pub(crate) files: Vec<SurveyedFile>,
     /// Every problem, in replay order (and by offset within a file).
     pub(crate) findings: Vec<Finding>,
-    /// Files that play no part in the state but are worth a word.
-    pub(crate) leftovers: Vec<Leftover>,
+    /// Files that play no part in the state, and what becomes of them.
+    pub(crate) leftovers: Vec<(PathBuf, &'static str)>,
     /// What was read and replayed (`elapsed` is the caller's to set).
     pub(crate) stats: LoadStats,
-    /// The torn last record a start cuts off, if any.
-    pub(super) tear: Option<Tear>,
 }
 
 impl Survey {
@@ -92,23 +86,6 @@ pub(crate) struct Damage {
     pub(crate) changes_before: u64,
     /// Stretches of bytes from there on that hold no intact record.
     pub(crate) stretches: u64,
-}
-
-impl SurveyedFile {
-    fn new(file: &DataFile, kind: Kind, len: usize) -> SurveyedFile {
-        SurveyedFile {
-            path: file.path.clone(),
-            kind,
-            generation: file.generation,
-            len: len as u64,
-            version: None,
-            changes: 0,
-            seal_at: None,
-            end_marker_at: None,
-            damage: None,
-            torn_at: None,
-        }
-    }
 }
 
 /// What is wrong at a place in a data directory.
@@ -169,44 +146,21 @@ impl Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.problem {
-            Problem::Torn => write!(
-                f,
-                "{}: torn last record at byte {}: {}",
-                self.file.display(),
-                self.offset.unwrap_or(0),
-                self.reason
-            ),
+            Problem::Torn => {
+                let offset = self.offset.unwrap_or(0);
+                write!(
+                    f,
+                    "{}: torn last record at byte {offset}: {}; a start cuts them off, saving them as {}.{}{offset}",
+                    self.file.display(),
+                    self.reason,
+                    file_name(&self.file),
+                    files::SAVED_TORN,
+                )
+            }
             // Worded as a refused start words it.
             Problem::Damaged | Problem::Missing(_) => self.to_error().fmt(f),
         }
     }
-}
-
-/// A file in the directory that is not part of the state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Leftover {
-    pub(crate) file: PathBuf,
-    pub(crate) kind: LeftoverKind,
-}
-
-/// Why a file is not part of the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeftoverKind {
-    /// A write interrupted before its rename; a start deletes it.
-    Temporary,
-    /// A log or snapshot older than the newest snapshot; a start deletes it.
-    Stale,
-    /// Bytes a start (`.torn-`) or `repair` (`.cut-`) cut off a file.
-    Saved,
-}
-
-/// Invalid bytes at the end of a log, with no valid record after them.
-#[derive(Debug)]
-pub(super) struct Tear {
-    pub(super) path: PathBuf,
-    pub(super) offset: usize,
-    pub(super) reason: String,
-    pub(super) bytes: Vec<u8>,
 }
 
 /// The last part of `path`, for messages.
@@ -227,9 +181,7 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
     let listing = files::list(dir).map_err(io_error(dir))?;
     let snapshot = listing.snapshots.last();
     let base = snapshot.map_or(Generation::FIRST, |snapshot| snapshot.generation);
-    let chain: Vec<&DataFile> = listing
-        .logs
-        .iter()
+    let chain: Vec<&DataFile> = (listing.logs.iter())
         .filter(|log| log.generation >= base)
         .collect();
     let mut surveyor = Surveyor {
@@ -239,58 +191,33 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         files: Vec::with_capacity(chain.len() + 1),
         findings: Vec::new(),
         stats: LoadStats::default(),
-        tear: None,
     };
-
-    match (snapshot, chain.first()) {
-        (Some(snapshot), first) => {
-            surveyor.snapshot(snapshot)?;
-            match first {
-                None => surveyor.missing(
-                    Kind::Log,
-                    base,
-                    Missing::Newest,
-                    format!("snapshot-{base}.pi is continued by it, and no later log exists"),
-                ),
-                Some(first) if first.generation != base => surveyor.missing(
-                    Kind::Log,
-                    base,
-                    Missing::Needed,
-                    format!(
-                        "snapshot-{base}.pi is continued by it, and {} cannot follow the snapshot without it",
-                        file_name(&first.path)
-                    ),
-                ),
-                Some(_) => {}
-            }
-        }
-        (None, Some(first)) if first.generation != base => surveyor.missing(
-            Kind::Snapshot,
-            first.generation,
-            Missing::Needed,
-            format!(
-                "{} continues it, and the logs before it are gone too",
-                file_name(&first.path)
-            ),
-        ),
-        (None, _) => {}
+    if let Some(snapshot) = snapshot {
+        surveyor.file(snapshot, Kind::Snapshot, &[])?;
     }
+    // Each log must follow the one before it, and the first the snapshot.
+    let mut expected = base;
     for (at, log) in chain.iter().enumerate() {
-        if let Some(previous) = at.checked_sub(1).map(|previous| chain[previous]) {
-            let expected = previous.generation.next();
-            if log.generation != expected {
-                surveyor.missing(
-                    Kind::Log,
-                    expected,
-                    Missing::Needed,
-                    format!("{} cannot be replayed without it", file_name(&log.path)),
+        let name = file_name(&log.path);
+        if log.generation != expected {
+            if snapshot.is_none() && at == 0 {
+                let reason = format!("{name} continues it, and the logs before it are gone too");
+                surveyor.missing(Kind::Snapshot, log.generation, Missing::Needed, reason);
+            } else if at == 0 {
+                let reason = format!(
+                    "snapshot-{base}.pi is continued by it, and {name} cannot follow the snapshot without it"
                 );
+                surveyor.missing(Kind::Log, base, Missing::Needed, reason);
+            } else {
+                let reason = format!("{name} cannot be replayed without it");
+                surveyor.missing(Kind::Log, expected, Missing::Needed, reason);
             }
         }
-        surveyor.log(log, &chain[at + 1..])?;
+        surveyor.file(log, Kind::Log, &chain[at + 1..])?;
+        expected = log.generation.next();
     }
-    if let Some(last) = surveyor.files.last() {
-        if last.kind == Kind::Log && last.seal_at.is_some() {
+    match surveyor.files.last() {
+        Some(last) if last.kind == Kind::Log && last.seal_at.is_some() => {
             let next = last.generation.next();
             let reason = format!(
                 "{} was sealed when log-{next}.pi was started",
@@ -298,41 +225,41 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
             );
             surveyor.missing(Kind::Log, next, Missing::Newest, reason);
         }
+        Some(_) if chain.is_empty() => {
+            let reason = format!("snapshot-{base}.pi is continued by it, and no later log exists");
+            surveyor.missing(Kind::Log, base, Missing::Newest, reason);
+        }
+        _ => {}
     }
-
+    let stale = (listing.snapshots.iter().chain(&listing.logs))
+        .filter(|file| file.generation < base)
+        .map(|file| {
+            (
+                file.path.clone(),
+                "older than the newest snapshot; a start deletes it",
+            )
+        });
+    let temporary = (listing.temporaries.into_iter())
+        .map(|file| (file, "left by an interrupted write; a start deletes it"));
+    let saved = listing.saved.into_iter().map(|file| {
+        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                    keep them until you know what they held";
+        (file, what)
+    });
+    let leftovers = stale.chain(temporary).chain(saved).collect();
     let Surveyor {
         files,
         findings,
         stats,
-        tear,
         ..
     } = surveyor;
     Ok(Survey {
         base,
         files,
         findings,
-        leftovers: leftovers(&listing, base),
+        leftovers,
         stats,
-        tear,
     })
-}
-
-/// The files of `listing` that play no part in the state from `base` on.
-fn leftovers(listing: &files::Listing, base: Generation) -> Vec<Leftover> {
-    let stale = (listing.snapshots.iter().chain(&listing.logs))
-        .filter(|file| file.generation < base)
-        .map(|file| (&file.path, LeftoverKind::Stale));
-    let temporary = listing
-        .temporaries
-        .iter()
-        .map(|file| (file, LeftoverKind::Temporary));
-    let saved = listing.saved.iter().map(|file| (file, LeftoverKind::Saved));
-    (stale.chain(temporary).chain(saved))
-        .map(|(file, kind)| Leftover {
-            file: file.clone(),
-            kind,
-        })
-        .collect()
 }
 
 /// The survey under way.
@@ -345,15 +272,6 @@ struct Surveyor<'a, F> {
     files: Vec<SurveyedFile>,
     findings: Vec<Finding>,
     stats: LoadStats,
-    tear: Option<Tear>,
-}
-
-/// What [`scan`] found at an offset.
-enum Scanned<'r> {
-    /// A record that decodes.
-    Record(Record<'r>),
-    /// Bytes holding no valid record, with a valid record after them.
-    Damaged(String),
 }
 
 impl<F: Replay> Surveyor<'_, F> {
@@ -434,7 +352,18 @@ impl<F: Replay> Surveyor<'_, F> {
     ) -> Result<Option<(Vec<u8>, SurveyedFile)>, RecoveryError> {
         let data = fs::read(&file.path).map_err(io_error(&file.path))?;
         self.stats.bytes += data.len() as u64;
-        let mut surveyed = SurveyedFile::new(file, kind, data.len());
+        let mut surveyed = SurveyedFile {
+            path: file.path.clone(),
+            kind,
+            generation: file.generation,
+            len: data.len() as u64,
+            version: None,
+            changes: 0,
+            seal_at: None,
+            end_marker_at: None,
+            damage: None,
+            torn_at: None,
+        };
         match record::check_header(&data, record::magic(kind)) {
             Ok(version) => surveyed.version = Some(version),
             Err(reason) => {
@@ -446,111 +375,95 @@ impl<F: Replay> Surveyor<'_, F> {
         Ok(Some((data, surveyed)))
     }
 
-    fn snapshot(&mut self, snapshot: &DataFile) -> Result<(), RecoveryError> {
-        let Some((data, mut file)) = self.read(snapshot, Kind::Snapshot)? else {
+    /// Surveys one file of the state; `later` are the logs after it.
+    fn file(
+        &mut self,
+        found: &DataFile,
+        kind: Kind,
+        later: &[&DataFile],
+    ) -> Result<(), RecoveryError> {
+        let Some((data, mut file)) = self.read(found, kind)? else {
             return Ok(());
         };
-        if let Some(packages) = record::snapshot_packages(&data) {
+        let packages = record::snapshot_packages(&data).filter(|_| kind == Kind::Snapshot);
+        if let Some(packages) = packages {
             self.apply.expect(packages);
         }
-        let mut ended = false;
-        let tail = scan(&data, |window| {
-            self.judge_window(&mut file, window, |file, at, record| match record {
-                _ if ended => Err("record after the snapshot's end marker".to_owned()),
-                Record::Change(change @ LoggedChange::Index { .. }) => Ok(Some(change)),
-                Record::Change(LoggedChange::Remove { .. }) => {
-                    Err("REMOVE record in a snapshot".to_owned())
+        let tail = self.walk(&mut file, &data);
+        match kind {
+            Kind::Log => self.log_end(&mut file, &data, tail, later)?,
+            Kind::Snapshot => {
+                // Snapshots are complete before they get their name: even a
+                // cut-short record is damage here.
+                if let Some((offset, reason)) = tail {
+                    self.stretch(&mut file, offset, reason);
                 }
-                Record::SnapshotEnd { records } if records == file.changes => {
-                    ended = true;
-                    file.end_marker_at = Some(at as u64);
-                    Ok(None)
+                if file.end_marker_at.is_none() {
+                    let reason = "snapshot ends without its end marker".to_owned();
+                    self.damaged(&mut file, data.len(), reason);
                 }
-                Record::SnapshotEnd { records } => Err(format!(
-                    "end marker counts {records} packages, the snapshot holds {}",
-                    file.changes
-                )),
-                Record::Seal { .. } => Err("log seal in a snapshot".to_owned()),
-            });
-        });
-        // Snapshots are complete before they get their name: even a
-        // cut-short record is damage here.
-        if let Some((offset, reason)) = tail {
-            self.stretch(&mut file, offset, reason);
-        }
-        if !ended {
-            let reason = "snapshot ends without its end marker".to_owned();
-            self.damaged(&mut file, data.len(), reason);
+            }
         }
         self.files.push(file);
         Ok(())
     }
 
-    /// Surveys one log; `later` are the logs after it.
-    fn log(&mut self, log: &DataFile, later: &[&DataFile]) -> Result<(), RecoveryError> {
-        let Some((data, mut file)) = self.read(log, Kind::Log)? else {
-            return Ok(());
-        };
-        let next = log.generation.next();
-        let tail = scan(&data, |window| {
-            self.judge_window(&mut file, window, |file, at, record| {
-                log_record(file, at, record, next)
-            });
-        });
-        self.log_end(&mut file, &data, tail, later)?;
-        self.files.push(file);
-        Ok(())
-    }
-
-    /// Judges a window of one file's scanned records with `judge`, which
-    /// says what a record means in that file (a change to replay, a marker,
-    /// or damage, given as its reason). Consecutive changes are replayed as
-    /// one run; after the file's first damage nothing more is judged, and
-    /// changes are only counted.
-    fn judge_window<'r>(
-        &mut self,
-        file: &mut SurveyedFile,
-        window: &[(usize, Scanned<'r>)],
-        mut judge: impl FnMut(
-            &mut SurveyedFile,
-            usize,
-            Record<'r>,
-        ) -> Result<Option<LoggedChange<'r>>, String>,
-    ) {
+    /// Walks the records of `file` (read whole as `data`, its header
+    /// checked) in order, each judged by [`meaning`]. Consecutive
+    /// changes are replayed as one run. Invalid bytes that a valid record
+    /// follows are a damaged stretch, and the walk resumes at that record.
+    /// After the file's first damage nothing more is judged, and changes
+    /// are only counted. Returns the invalid bytes at the end that no valid
+    /// record follows, if any: their offset and what is wrong with them.
+    fn walk(&mut self, file: &mut SurveyedFile, data: &[u8]) -> Option<(usize, String)> {
         let mut run = Run::default();
-        for (at, scanned) in window {
-            let at = *at;
-            let record = match scanned {
-                Scanned::Damaged(reason) => {
+        let mut at = record::HEADER_LEN;
+        let tail = loop {
+            let (decoded, next) = match record::next_frame(data, at) {
+                Frame::End => break None,
+                Frame::Record { payload, next } => (record::decode(payload), next),
+                Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
+                    Some(valid) => {
+                        let reason =
+                            format!("{reason}, and a valid record follows at byte {valid}");
+                        (Err(reason), valid)
+                    }
+                    None => break Some((at, reason)),
+                },
+            };
+            let record = match decoded {
+                Ok(record) => record,
+                Err(reason) => {
                     self.flush(file, &mut run);
-                    self.stretch(file, at, reason.clone());
+                    self.stretch(file, at, reason);
+                    at = next;
                     continue;
                 }
-                Scanned::Record(record) => *record,
             };
             let is_change = matches!(record, Record::Change(_));
             if !is_change {
                 // A marker is judged against the changes counted before it.
                 self.flush(file, &mut run);
             }
-            if file.damage.is_none() {
-                match judge(file, at, record) {
-                    Ok(Some(change)) => {
-                        run.push(at, change);
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(reason) => {
+            match file.damage.is_none().then(|| meaning(file, at, record)) {
+                Some(Ok(Some(change))) => {
+                    run.offsets.push(at);
+                    run.changes.push(change);
+                    if run.changes.len() == RUN_LEN {
                         self.flush(file, &mut run);
-                        self.damaged(file, at, reason);
                     }
                 }
+                Some(Err(reason)) => {
+                    self.flush(file, &mut run);
+                    self.damaged(file, at, reason);
+                    file.changes += u64::from(is_change);
+                }
+                Some(Ok(None)) | None => file.changes += u64::from(is_change),
             }
-            if is_change {
-                file.changes += 1;
-            }
-        }
+            at = next;
+        };
         self.flush(file, &mut run);
+        tail
     }
 
     /// Judges how a log ends: `tail` is the stretch after its last valid
@@ -592,42 +505,47 @@ impl<F: Replay> Surveyor<'_, F> {
                 );
                 self.damaged(file, data.len(), reason);
             }
-            (Some((offset, reason)), None) => self.torn(file, data, offset, reason),
+            (Some((offset, reason)), None) => {
+                // A start cuts it off and saves it.
+                file.torn_at = Some(offset as u64);
+                let what = format!("{} bytes: {reason}", data.len() - offset);
+                self.found(&file.path, Some(offset), Problem::Torn, what);
+            }
             (None, None) => {}
         }
         Ok(())
     }
-
-    /// Records a torn last record: a start cuts it off and saves it.
-    fn torn(&mut self, file: &mut SurveyedFile, data: &[u8], offset: usize, reason: String) {
-        file.torn_at = Some(offset as u64);
-        let (name, bytes) = (file_name(&file.path), data.len() - offset);
-        let saved_as = format!("{name}.{}{offset}", files::SAVED_TORN);
-        let what =
-            format!("{bytes} bytes: {reason}; a start cuts them off, saving them as {saved_as}");
-        self.found(&file.path, Some(offset), Problem::Torn, what);
-        if self.tear.is_none() {
-            self.tear = Some(Tear {
-                path: file.path.clone(),
-                offset,
-                reason,
-                bytes: data[offset..].to_vec(),
-            });
-        }
-    }
 }
 
-/// What one record of a log whose successor is log `next` means: a change
-/// is replayed, a seal must name `next` and be the last record.
-fn log_record<'r>(
+/// What a record means in `file`: a change to replay, a marker (`None`),
+/// or damage, given as its reason. A snapshot holds packages then its end
+/// marker; a log holds changes, then perhaps a seal naming the next log.
+fn meaning<'r>(
     file: &mut SurveyedFile,
     at: usize,
     record: Record<'r>,
-    next: Generation,
 ) -> Result<Option<LoggedChange<'r>>, String> {
+    let in_snapshot = file.kind == Kind::Snapshot;
+    let next = file.generation.next();
     match record {
+        _ if file.end_marker_at.is_some() => {
+            Err("record after the snapshot's end marker".to_owned())
+        }
         _ if file.seal_at.is_some() => Err("a record after the log's seal".to_owned()),
+        Record::Change(LoggedChange::Remove { .. }) if in_snapshot => {
+            Err("REMOVE record in a snapshot".to_owned())
+        }
         Record::Change(change) => Ok(Some(change)),
+        Record::SnapshotEnd { records } if in_snapshot && records == file.changes => {
+            file.end_marker_at = Some(at as u64);
+            Ok(None)
+        }
+        Record::SnapshotEnd { records } if in_snapshot => Err(format!(
+            "end marker counts {records} packages, the snapshot holds {}",
+            file.changes
+        )),
+        Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
+        Record::Seal { .. } if in_snapshot => Err("log seal in a snapshot".to_owned()),
         Record::Seal { next: named } if named == next.value() => {
             file.seal_at = Some(at as u64);
             Ok(None)
@@ -635,7 +553,6 @@ fn log_record<'r>(
         Record::Seal { next: named } => Err(format!(
             "the seal names log {named}, not the next one ({next})"
         )),
-        Record::SnapshotEnd { .. } => Err("snapshot end marker in a log".to_owned()),
     }
 }
 
@@ -650,9 +567,9 @@ fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryErro
     Ok(None)
 }
 
-/// Records framed and decoded before they are visited, so that the
-/// changes among them reach `apply` as one run.
-const WINDOW: usize = 256;
+/// Changes passed to `apply` at a time, at most: enough for the index to
+/// stage their lookups together, few enough to keep little in memory.
+const RUN_LEN: usize = 256;
 
 /// Consecutive changes of one file not yet passed to `apply`, with the
 /// offset of each.
@@ -660,65 +577,4 @@ const WINDOW: usize = 256;
 struct Run<'r> {
     offsets: Vec<usize>,
     changes: Vec<LoggedChange<'r>>,
-}
-
-impl<'r> Run<'r> {
-    fn push(&mut self, at: usize, change: LoggedChange<'r>) {
-        self.offsets.push(at);
-        self.changes.push(change);
-    }
-}
-
-/// Walks the records of `data` (a whole file whose header was checked),
-/// passing them to `visit` a window at a time, in order: each record that
-/// decodes, and each stretch of invalid bytes that a valid record follows
-/// as damage (resuming at that record). Returns the invalid bytes at the
-/// end that no valid record follows, if any: their offset and what is
-/// wrong with them.
-fn scan(data: &[u8], mut visit: impl FnMut(&[(usize, Scanned<'_>)])) -> Option<(usize, String)> {
-    let mut names = Vec::new();
-    let mut decoded = Vec::with_capacity(WINDOW);
-    let mut at = record::HEADER_LEN;
-    loop {
-        names.clear();
-        let mut end = None;
-        while decoded.len() < WINDOW {
-            match record::next_frame(data, at) {
-                Frame::Record { payload, next } => {
-                    decoded.push((at, record::decode_into(payload, &mut names)));
-                    at = next;
-                }
-                Frame::End => {
-                    end = Some(None);
-                    break;
-                }
-                Frame::Invalid(reason) => match record::find_valid_record(data, at + 1) {
-                    Some(valid) => {
-                        let reason =
-                            format!("{reason}, and a valid record follows at byte {valid}");
-                        decoded.push((at, Err(reason)));
-                        at = valid;
-                    }
-                    None => {
-                        end = Some(Some((at, reason)));
-                        break;
-                    }
-                },
-            }
-        }
-        let window: Vec<(usize, Scanned<'_>)> = decoded
-            .drain(..)
-            .map(|(at, decoded)| {
-                let scanned = match decoded {
-                    Ok(decoded) => Scanned::Record(decoded.record(&names)),
-                    Err(reason) => Scanned::Damaged(reason),
-                };
-                (at, scanned)
-            })
-            .collect();
-        visit(&window);
-        if let Some(tail) = end {
-            return tail;
-        }
-    }
 }

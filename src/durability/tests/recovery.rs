@@ -552,7 +552,7 @@ fn replay_alone(index: &mut Indexer, change: LoggedChange<'_>) -> Result<(), Str
         LoggedChange::Index {
             package,
             dependencies,
-        } => index.index(package, dependencies.iter().copied()),
+        } => index.index(package, dependencies.iter()),
         LoggedChange::Remove { package } => index.remove(package),
     };
     if outcome.changed() {

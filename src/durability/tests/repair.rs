@@ -11,7 +11,7 @@ use super::{
     write_log, OwnedChange, ScratchDir,
 };
 use crate::durability::record::{self, HEADER_LEN};
-use crate::durability::repair::{repair, Cut, RepairError, Step};
+use crate::durability::repair::{repair, Cut, RepairError, RepairStep};
 use crate::durability::{file_name, Fsync, Kind};
 
 /// Repairs `dir`, returning the cuts made; panics on anything else.
@@ -21,7 +21,7 @@ fn cuts(dir: &Path) -> Vec<Cut> {
     steps
         .into_iter()
         .map(|step| match step {
-            Step::Cut(cut) => cut,
+            RepairStep::Cut(cut) => cut,
             other => panic!("expected only cuts, got {other:?}"),
         })
         .collect()
@@ -256,7 +256,7 @@ fn every_flipped_or_cut_byte_is_repaired_to_a_directory_that_starts() {
             repaired += usize::from(!steps.is_empty());
             let mut cut_files = Vec::new();
             for step in &steps {
-                let Step::Cut(cut) = step else {
+                let RepairStep::Cut(cut) = step else {
                     panic!("{what}: {step:?}");
                 };
                 let file = file_name(&cut.file);

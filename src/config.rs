@@ -37,13 +37,8 @@ pub struct Config {
     pub log_level: log::Level,
 }
 
-/// What the server's command line asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    Serve(Config),
-    Help,
-    Version,
-}
+/// What the server's command line asks for: to serve, help or the version.
+pub type Invocation = Parsed<Config>;
 
 /// The admin listener's address by default, which the subcommands that
 /// talk to it use too.
@@ -116,14 +111,13 @@ const FLAGS: &[Flag] = &[
 /// (`PACKAGE_INDEXER_...`) but feed none of its flags: a misspelt one would
 /// otherwise be ignored without a word.
 pub(crate) fn unknown_variables(variables: impl IntoIterator<Item = String>) -> Vec<String> {
-    let prefix = COMMAND_LINE.env_prefix.unwrap_or_default();
     let known: Vec<String> = FLAGS
         .iter()
         .filter_map(|flag| COMMAND_LINE.variable_of(flag))
         .collect();
     let mut unknown: Vec<String> = variables
         .into_iter()
-        .filter(|name| name.starts_with(prefix) && !known.contains(name))
+        .filter(|name| name.starts_with("PACKAGE_INDEXER_") && !known.contains(name))
         .collect();
     unknown.sort();
     unknown
@@ -151,11 +145,9 @@ pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Result<Option<String>, UsageError>,
 ) -> Result<Invocation, UsageError> {
-    match COMMAND_LINE.parse(args, env)? {
-        Parsed::Run(values) => Config::from_values(&values).map(Invocation::Serve),
-        Parsed::Help => Ok(Invocation::Help),
-        Parsed::Version => Ok(Invocation::Version),
-    }
+    COMMAND_LINE
+        .parse(args, env)?
+        .try_map(|values| Config::from_values(&values))
 }
 
 impl Config {
@@ -237,7 +229,7 @@ mod tests {
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
         match parse_with(args, env).unwrap() {
-            Invocation::Serve(config) => config,
+            Invocation::Run(config) => config,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -1,10 +1,7 @@
 //! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`]
-//! (`docs/command-line.md#server-flags`).
-//!
-//! Every setting is read from `--name value` (or `--name=value`), else from
-//! the variable `PACKAGE_INDEXER_<NAME>`, else from its default, by
-//! [`flags`](crate::flags). Parsing is pure: the caller passes the arguments
-//! and an environment lookup, so tests need no process state.
+//! (`docs/command-line.md#server-flags`), read by [`flags`](crate::flags).
+//! Parsing is pure: the caller passes the arguments and an environment
+//! lookup, so tests need no process state.
 
 use crate::durability::Fsync;
 pub(crate) use crate::flags::UsageError;

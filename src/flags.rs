@@ -127,8 +127,6 @@ impl fmt::Display for UsageError {
     }
 }
 
-impl std::error::Error for UsageError {}
-
 impl UsageError {
     /// Prints `program: reason (see --help)` on stderr; the exit status 2.
     pub fn report(&self, program: &str) -> ExitCode {
@@ -301,27 +299,20 @@ impl CommandLine {
     pub fn help(&self) -> String {
         let mut text = String::new();
         for flag in self.flags {
-            let spelt = match flag.short {
-                Some(letter) => format!("-{letter}, --{}", flag.name),
-                None => format!("--{}", flag.name),
-            };
-            text.push_str(&format!("  {spelt:<20} {}", flag.help));
+            let short = flag.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+            text += &format!("  {:<20} {}", format!("{short}--{}", flag.name), flag.help);
             if flag.takes_value {
-                let default = if flag.default.is_empty() {
-                    "none"
-                } else {
-                    flag.default
-                };
-                text.push_str(&format!(" (default: {default}"));
-                if let Some(var) = self.variable_of(flag) {
-                    text.push_str(&format!("; env {var}"));
-                }
-                text.push(')');
+                let default = Some(flag.default).filter(|d| !d.is_empty());
+                let variable = self.variable_of(flag).map(|v| format!("; env {v}"));
+                text += &format!(
+                    " (default: {}{})",
+                    default.unwrap_or("none"),
+                    variable.unwrap_or_default()
+                );
             }
             text.push('\n');
         }
-        text.push_str("  --help, --version\n");
-        text
+        text + "  --help, --version\n"
     }
 }
 

@@ -1,14 +1,7 @@
-//! The Homebrew-style package list: one package a line, its name, a colon,
-//! then the names of its dependencies separated by whitespace.
-//!
-//! ```text
-//! ffmpeg: lame  libvpx x264
-//! lame:
-//! ```
-//!
-//! This module reads and writes single lines. What a whole list must
-//! satisfy (each package once, no cycles, ...) is for its user to say,
-//! with a [`ListError`] naming the line.
+//! The Homebrew-style package list (`ffmpeg: lame x264`, one package a
+//! line: `docs/command-line.md#load`), read and written one line at a time.
+//! What a whole list must satisfy (each package once, no cycles, ...) is
+//! for its user to say, with a [`ListError`] naming the line.
 
 use crate::name::PackageName;
 use std::fmt;
@@ -35,8 +28,6 @@ impl fmt::Display for ListError {
         write!(f, "line {}: {}", self.line, self.reason)
     }
 }
-
-impl std::error::Error for ListError {}
 
 /// Parses line `number` (1-based) of a list; `Ok(None)` for a blank line.
 ///

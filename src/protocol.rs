@@ -109,8 +109,6 @@ impl fmt::Display for ParseError {
 
 crate::log::as_text!(ParseError);
 
-impl std::error::Error for ParseError {}
-
 /// Parses one line, given without its `\n`; a single trailing `\r` is
 /// stripped first.
 pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {

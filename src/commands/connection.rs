@@ -311,7 +311,7 @@ impl Sender<'_> {
 }
 
 /// How a pipelined exchange ended.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PipelineOutcome {
     pub sent: u64,
     pub answered: u64,
@@ -341,36 +341,26 @@ where
 {
     let flight = Flight::default();
     thread::scope(|scope| {
-        let writer = thread::Builder::new()
-            .name("writer".into())
-            .spawn_scoped(scope, || {
-                let mut sender = Sender {
-                    stream,
-                    flight: &flight,
-                    window: window.max(1),
-                    broken: false,
-                };
-                let result = write(&mut sender);
-                // The end of our lines: the server answers them all, then
-                // closes, which ends the reader. After a failure, both
-                // halves, so the reader does not wait for answers to
-                // lines never sent.
-                let how = match result {
-                    Ok(()) => Shutdown::Write,
-                    Err(_) => Shutdown::Both,
-                };
-                let _ = stream.shutdown(how);
-                result.map_err(|error| (error, sender.broken))
-            });
-        let writer = match writer {
-            Ok(writer) => writer,
-            Err(error) => {
-                return PipelineOutcome {
-                    problems: vec![format!("cannot start the writer thread: {error}")],
-                    ..PipelineOutcome::default()
-                }
-            }
-        };
+        // A thread the system cannot start is the one panic here: a tool
+        // without threads has nothing better to do.
+        let writer = scope.spawn(|| {
+            let mut sender = Sender {
+                stream,
+                flight: &flight,
+                window: window.max(1),
+                broken: false,
+            };
+            let result = write(&mut sender);
+            // The end of our lines: the server answers them all, then
+            // closes, which ends the reader. After a failure, both halves,
+            // so the reader does not wait for answers to lines never sent.
+            let how = match result {
+                Ok(()) => Shutdown::Write,
+                Err(_) => Shutdown::Both,
+            };
+            let _ = stream.shutdown(how);
+            result.map_err(|error| (error, sender.broken))
+        });
         let read = read_answers(stream, &flight, writer.thread(), sink);
         flight.reader_stopped.store(true, Ordering::Release);
         writer.thread().unpark();

@@ -85,7 +85,7 @@ pub fn connect_to(
 }
 
 /// A connection to the server at `addr` (`HOST:PORT`, by [`resolve`]'s
-/// rule), waiting [`ANSWER_TIMEOUT`] for an answer owed.
+/// rule), waiting `ANSWER_TIMEOUT` for an answer owed.
 pub fn connect(addr: &str) -> Result<TcpStream, String> {
     let stream = connect_to(addr, &resolve(addr)?, CONNECT_TIMEOUT)?;
     stream

@@ -2,7 +2,7 @@
 //! subcommands ([`crate::commands`]), chosen by the first argument; a first
 //! argument that is neither a flag nor a subcommand is an unknown command.
 
-use crate::config::{self, Invocation};
+use crate::config;
 use crate::flags;
 use crate::metrics::Metrics;
 use crate::{app, commands, log, sys};
@@ -41,31 +41,22 @@ fn serve(args: Vec<String>) -> ExitCode {
     let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());
-    let config = match config::parse(args, flags::process_variable) {
-        Ok(Invocation::Serve(config)) => config,
-        Ok(Invocation::Help) => {
-            print!("{}", config::help());
-            return ExitCode::SUCCESS;
+    let parsed = config::parse(args, flags::process_variable);
+    flags::answer("package-indexer", parsed, config::help, |config| {
+        log::init(config.log_format, config.log_level);
+        let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        for variable in config::unknown_variables(variables) {
+            log::warn("unknown variable ignored", &[("variable", &variable)]);
         }
-        Ok(Invocation::Version) => {
-            println!("package-indexer {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+        let result = signals
+            .map_err(|err| app::RuntimeError(format!("cannot block signals: {err}")))
+            .and_then(|signals| app::run(&config, signals, metrics));
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                log::error(&err.0, &[]);
+                ExitCode::FAILURE
+            }
         }
-        Err(err) => return err.report("package-indexer"),
-    };
-    log::init(config.log_format, config.log_level);
-    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
-    for variable in config::unknown_variables(variables) {
-        log::warn("unknown variable ignored", &[("variable", &variable)]);
-    }
-    let result = signals
-        .map_err(|err| app::RuntimeError(format!("cannot block signals: {err}")))
-        .and_then(|signals| app::run(&config, signals, metrics));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            log::error(&err.0, &[]);
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -1,10 +1,7 @@
 //! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`]
-//! (`docs/command-line.md#server-flags`).
-//!
-//! Every setting is read from `--name value` (or `--name=value`), else from
-//! the variable `PACKAGE_INDEXER_<NAME>`, else from its default, by
-//! [`flags`](crate::flags). Parsing is pure: the caller passes the arguments
-//! and an environment lookup, so tests need no process state.
+//! (`docs/command-line.md#server-flags`), read by [`flags`](crate::flags).
+//! Parsing is pure: the caller passes the arguments and an environment
+//! lookup, so tests need no process state.
 
 use crate::durability::Fsync;
 pub(crate) use crate::flags::UsageError;
@@ -37,13 +34,8 @@ pub struct Config {
     pub log_level: log::Level,
 }
 
-/// What the server's command line asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    Serve(Config),
-    Help,
-    Version,
-}
+/// What the server's command line asks for: to serve, help or the version.
+pub type Invocation = Parsed<Config>;
 
 /// The admin listener's address by default, which the subcommands that
 /// talk to it use too.
@@ -116,14 +108,13 @@ const FLAGS: &[Flag] = &[
 /// (`PACKAGE_INDEXER_...`) but feed none of its flags: a misspelt one would
 /// otherwise be ignored without a word.
 pub(crate) fn unknown_variables(variables: impl IntoIterator<Item = String>) -> Vec<String> {
-    let prefix = COMMAND_LINE.env_prefix.unwrap_or_default();
     let known: Vec<String> = FLAGS
         .iter()
         .filter_map(|flag| COMMAND_LINE.variable_of(flag))
         .collect();
     let mut unknown: Vec<String> = variables
         .into_iter()
-        .filter(|name| name.starts_with(prefix) && !known.contains(name))
+        .filter(|name| name.starts_with("PACKAGE_INDEXER_") && !known.contains(name))
         .collect();
     unknown.sort();
     unknown
@@ -151,11 +142,9 @@ pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Result<Option<String>, UsageError>,
 ) -> Result<Invocation, UsageError> {
-    match COMMAND_LINE.parse(args, env)? {
-        Parsed::Run(values) => Config::from_values(&values).map(Invocation::Serve),
-        Parsed::Help => Ok(Invocation::Help),
-        Parsed::Version => Ok(Invocation::Version),
-    }
+    COMMAND_LINE
+        .parse(args, env)?
+        .try_map(|values| Config::from_values(&values))
 }
 
 impl Config {
@@ -237,7 +226,7 @@ mod tests {
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
         match parse_with(args, env).unwrap() {
-            Invocation::Serve(config) => config,
+            Invocation::Run(config) => config,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -127,8 +127,6 @@ impl fmt::Display for UsageError {
     }
 }
 
-impl std::error::Error for UsageError {}
-
 impl UsageError {
     /// Prints `program: reason (see --help)` on stderr; the exit status 2.
     pub fn report(&self, program: &str) -> ExitCode {
@@ -203,98 +201,87 @@ impl CommandLine {
         args: impl IntoIterator<Item = String>,
         env: impl Fn(&str) -> Result<Option<String>, UsageError>,
     ) -> Result<Parsed, UsageError> {
-        let mut values = Values::defaults(self.flags);
-        for (index, flag) in self.flags.iter().enumerate() {
-            let Some(variable) = self.variable_of(flag) else {
-                continue;
-            };
-            if let Some(value) = env(&variable)? {
-                values.values[index] = (value, Some(variable));
-            }
+        let mut values = Values {
+            flags: self.flags,
+            values: Vec::with_capacity(self.flags.len()),
+            operands: Vec::new(),
+        };
+        for flag in self.flags {
+            let variable = self.variable_of(flag);
+            values
+                .values
+                .push(match variable.as_deref().map(&env).transpose()? {
+                    Some(Some(value)) => (value, variable),
+                    _ => (flag.default.to_string(), None),
+                });
         }
         let mut args = args.into_iter();
         let mut only_operands = false;
         while let Some(arg) = args.next() {
             if only_operands || !arg.starts_with('-') || arg == "-" {
-                values.add_operand(self.operands, arg)?;
+                let room = match self.operands {
+                    Operands::None => false,
+                    Operands::One(_) => values.operands.is_empty(),
+                    Operands::Any(_) => true,
+                };
+                if !room {
+                    return Err(UsageError(format!("unexpected argument '{arg}'")));
+                }
+                values.operands.push(arg);
                 continue;
             }
             if arg == "--" {
                 only_operands = true;
                 continue;
             }
-            if self.spells(&arg, "h", "help") {
+            // `--name`; `-x` for a one-letter form, or `-name` with `single_dash`.
+            let (long, body) = match arg.strip_prefix("--") {
+                Some(body) => (true, body),
+                None => (false, &arg[1..]),
+            };
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (body, None),
+            };
+            let by_name = long || self.single_dash;
+            let letter = |c: char| !long && name.len() == 1 && name.starts_with(c);
+            if inline.is_none() && (by_name && name == "help" || letter('h')) {
                 return Ok(Parsed::Help);
             }
-            if self.spells(&arg, "V", "version") {
+            if inline.is_none() && (by_name && name == "version" || letter('V')) {
                 return Ok(Parsed::Version);
             }
-            let Some((index, inline)) = self.find_flag(&arg)? else {
-                return Err(UsageError(format!("unexpected argument '{arg}'")));
+            let found = self
+                .flags
+                .iter()
+                .position(|flag| by_name && flag.name == name || flag.short.is_some_and(letter));
+            let Some(index) = found else {
+                return Err(UsageError(if by_name {
+                    format!("unknown flag '--{name}'")
+                } else if name.len() == 1 {
+                    format!("unknown flag '{arg}'")
+                } else {
+                    format!("unexpected argument '{arg}'")
+                }));
             };
             let flag = &self.flags[index];
-            let name = flag.name;
             let value = match (flag.takes_value, inline) {
-                (false, None) => SWITCH_ON.to_string(),
+                // Any value but the empty one says the switch is on.
+                (false, None) => "on".to_string(),
                 (false, Some(_)) => {
-                    return Err(UsageError(format!("flag '--{name}' takes no value")));
+                    return Err(UsageError(format!("flag '--{}' takes no value", flag.name)));
                 }
-                (true, inline) => match inline.or_else(|| args.next()) {
-                    Some(value) => value,
-                    None => return Err(UsageError(format!("flag '--{name}' needs a value"))),
-                },
+                (true, inline) => inline
+                    .or_else(|| args.next())
+                    .ok_or_else(|| UsageError(format!("flag '--{}' needs a value", flag.name)))?,
             };
             values.values[index] = (value, None);
         }
-        if let Operands::One(name) = self.operands {
-            if values.operands.is_empty() {
-                return Err(UsageError(format!("missing {name}")));
+        match self.operands {
+            Operands::One(name) if values.operands.is_empty() => {
+                Err(UsageError(format!("missing {name}")))
             }
-        }
-        Ok(Parsed::Run(values))
-    }
-
-    /// The flag `arg` spells (`--name`, `-name` with `single_dash`, or a
-    /// flag's `-letter`), with the value given after `=`; `None` when `arg`
-    /// spells no flag at all.
-    fn find_flag(&self, arg: &str) -> Result<Option<(usize, Option<String>)>, UsageError> {
-        let long = arg.strip_prefix("--");
-        let single = arg.strip_prefix('-').filter(|_| long.is_none());
-        let Some(body) = long.or(single) else {
-            return Ok(None);
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (body, None),
-        };
-        let mut letters = name.chars();
-        let letter = letters.next().filter(|_| letters.next().is_none());
-        let by_name = || self.flags.iter().position(|f| f.name == name);
-        let found = match (long, letter) {
-            (Some(_), _) => by_name(),
-            (None, Some(letter)) => self
-                .flags
-                .iter()
-                .position(|f| f.short == Some(letter))
-                .or_else(|| by_name().filter(|_| self.single_dash)),
-            (None, None) if self.single_dash => by_name(),
-            (None, None) => return Ok(None),
-        };
-        match found {
-            Some(index) => Ok(Some((index, inline))),
-            None if long.is_some() || self.single_dash => {
-                Err(UsageError(format!("unknown flag '--{name}'")))
-            }
-            None => Err(UsageError(format!("unknown flag '{arg}'"))),
-        }
-    }
-
-    /// Whether `arg` is `-short` or `--long` (or `-long` with `single_dash`).
-    fn spells(&self, arg: &str, short: &str, long: &str) -> bool {
-        match (arg.strip_prefix("--"), arg.strip_prefix('-')) {
-            (Some(name), _) => name == long,
-            (None, Some(name)) => name == short || (self.single_dash && name == long),
-            (None, None) => false,
+            _ => Ok(Parsed::Run(values)),
         }
     }
 
@@ -312,32 +299,22 @@ impl CommandLine {
     pub fn help(&self) -> String {
         let mut text = String::new();
         for flag in self.flags {
-            let spelt = match flag.short {
-                Some(letter) => format!("-{letter}, --{}", flag.name),
-                None => format!("--{}", flag.name),
-            };
-            text.push_str(&format!("  {spelt:<20} {}", flag.help));
+            let short = flag.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+            text += &format!("  {:<20} {}", format!("{short}--{}", flag.name), flag.help);
             if flag.takes_value {
-                let default = if flag.default.is_empty() {
-                    "none"
-                } else {
-                    flag.default
-                };
-                text.push_str(&format!(" (default: {default}"));
-                if let Some(var) = self.variable_of(flag) {
-                    text.push_str(&format!("; env {var}"));
-                }
-                text.push(')');
+                let default = Some(flag.default).filter(|d| !d.is_empty());
+                let variable = self.variable_of(flag).map(|v| format!("; env {v}"));
+                text += &format!(
+                    " (default: {}{})",
+                    default.unwrap_or("none"),
+                    variable.unwrap_or_default()
+                );
             }
             text.push('\n');
         }
-        text.push_str("  --help, --version\n");
-        text
+        text + "  --help, --version\n"
     }
 }
-
-/// What a given switch holds (any non-empty string would do).
-const SWITCH_ON: &str = "on";
 
 /// The value of each flag of a command line: from the arguments, else the
 /// variable, else the default; empty when none gave one.
@@ -350,33 +327,10 @@ pub struct Values {
 }
 
 impl Values {
-    fn defaults(flags: &'static [Flag]) -> Values {
-        Values {
-            flags,
-            values: flags
-                .iter()
-                .map(|f| (f.default.to_string(), None))
-                .collect(),
-            operands: Vec::new(),
-        }
-    }
-
     /// The value of `--name` and the variable it came from, if any.
     fn entry(&self, name: &str) -> Option<&(String, Option<String>)> {
         let index = self.flags.iter().position(|f| f.name == name)?;
         self.values.get(index)
-    }
-
-    fn add_operand(&mut self, allowed: Operands, operand: String) -> Result<(), UsageError> {
-        match allowed {
-            Operands::One(_) if self.operands.is_empty() => {}
-            Operands::Any(_) => {}
-            Operands::One(_) | Operands::None => {
-                return Err(UsageError(format!("unexpected argument '{operand}'")));
-            }
-        }
-        self.operands.push(operand);
-        Ok(())
     }
 
     /// The operands, in the order given.
@@ -454,18 +408,13 @@ impl Values {
 
 /// Parses `250ms`, `10s` or `5m`; zero is refused.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return None;
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        _ => return None,
     };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
     let millis = number.parse::<u64>().ok()?.checked_mul(unit_ms)?;
     (millis > 0).then(|| Duration::from_millis(millis))
 }

@@ -88,9 +88,9 @@ pub use admin::{AdminLimits, AdminServer, AdminState};
 pub use cli::main;
 pub use commands::connection::{
     connect, connect_to, pipeline, resolve, AnswerSink, Connection, PipelineOutcome, Sender,
-    WriteError, ANSWER_TIMEOUT, LINES_IN_FLIGHT,
+    WriteError, LINES_IN_FLIGHT,
 };
-pub use commands::http::{http_get, http_request, HttpAnswer, HttpError};
+pub use commands::http::{http_get, HttpAnswer};
 pub use config::{parse as parse_command_line, Config, Invocation};
 pub use durability::{
     DurabilityEvent, DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail,

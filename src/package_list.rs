@@ -1,14 +1,7 @@
-//! The Homebrew-style package list: one package a line, its name, a colon,
-//! then the names of its dependencies separated by whitespace.
-//!
-//! ```text
-//! ffmpeg: lame  libvpx x264
-//! lame:
-//! ```
-//!
-//! This module reads and writes single lines. What a whole list must
-//! satisfy (each package once, no cycles, ...) is for its user to say,
-//! with a [`ListError`] naming the line.
+//! The Homebrew-style package list (`ffmpeg: lame x264`, one package a
+//! line: `docs/command-line.md#load`), read and written one line at a time.
+//! What a whole list must satisfy (each package once, no cycles, ...) is
+//! for its user to say, with a [`ListError`] naming the line.
 
 use crate::name::PackageName;
 use std::fmt;
@@ -35,8 +28,6 @@ impl fmt::Display for ListError {
         write!(f, "line {}: {}", self.line, self.reason)
     }
 }
-
-impl std::error::Error for ListError {}
 
 /// Parses line `number` (1-based) of a list; `Ok(None)` for a blank line.
 ///
@@ -88,17 +79,8 @@ pub fn parse_line_into<'a>(
         }
         Ok(())
     };
-    if rest.is_ascii() {
-        // Several times faster than decoding characters, and the same
-        // split: on ASCII, `char::is_whitespace` holds for exactly these.
-        let space = |byte: &u8| matches!(byte, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r');
-        for word in rest.as_bytes().split(space).filter(|word| !word.is_empty()) {
-            add(word)?;
-        }
-    } else {
-        for word in rest.split_whitespace() {
-            add(word.as_bytes())?;
-        }
+    for word in rest.split_whitespace() {
+        add(word.as_bytes())?;
     }
     Ok(Some(name))
 }
@@ -133,7 +115,7 @@ mod tests {
 
     #[test]
     fn unicode_spaces_separate_names_as_ascii_ones_do() {
-        // A no-break space and an em space outside the ASCII fast path.
+        // A no-break space and an em space separate names too.
         let parsed = entry("emacs:\u{a0}gnutls\u{2003}libxml2\x0Bzlib\x0C");
         assert_eq!(parsed.dependencies, ["gnutls", "libxml2", "zlib"]);
         let mut reused = vec![PackageName::new(b"stale").unwrap()];

@@ -28,12 +28,9 @@ impl Command {
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Command> {
-        match bytes {
-            b"INDEX" => Some(Command::Index),
-            b"REMOVE" => Some(Command::Remove),
-            b"QUERY" => Some(Command::Query),
-            _ => None,
-        }
+        [Command::Index, Command::Remove, Command::Query]
+            .into_iter()
+            .find(|command| command.as_str().as_bytes() == bytes)
     }
 }
 
@@ -73,18 +70,14 @@ pub struct Request<'a> {
     pub dependencies: Dependencies<'a>,
 }
 
-/// Why a line is malformed. Each kind is answered `ERROR`.
+/// Why a line is malformed (its `Display` says it). Each kind is answered
+/// `ERROR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
-    /// Not exactly three `|`-separated fields.
     FieldCount,
-    /// The first field is not `INDEX`, `REMOVE` or `QUERY`.
     UnknownCommand,
-    /// The package field is empty, too long or holds a forbidden byte.
     BadPackage,
-    /// The dependency field has an empty entry or a forbidden byte.
     BadDependencies,
-    /// `REMOVE` or `QUERY` carried dependencies.
     UnexpectedDependencies,
 }
 
@@ -115,8 +108,6 @@ impl fmt::Display for ParseError {
 }
 
 crate::log::as_text!(ParseError);
-
-impl std::error::Error for ParseError {}
 
 /// Parses one line, given without its `\n`; a single trailing `\r` is
 /// stripped first.

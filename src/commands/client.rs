@@ -37,8 +37,8 @@ or closed before the last answer; 2 for bad usage.
 
 const PROGRAM: &str = "package-indexer client";
 
-/// Bytes of stdin read and sent at once.
-const STDIN_CHUNK: usize = 64 * 1024;
+/// Bytes read and sent at once.
+const CHUNK: usize = 64 * 1024;
 
 fn run(values: &Values) -> ExitCode {
     let addr = match values.address("addr") {
@@ -54,10 +54,7 @@ fn run(values: &Values) -> ExitCode {
     }
     let stream = match connection::connect(&addr) {
         Ok(stream) => stream,
-        Err(reason) => {
-            eprintln!("{PROGRAM}: {reason}");
-            return ExitCode::FAILURE;
-        }
+        Err(reason) => return super::fail(PROGRAM, reason),
     };
     let result = if lines.is_empty() && io::stdin().is_terminal() {
         prompt(Connection::new(stream), &addr)
@@ -66,53 +63,44 @@ fn run(values: &Values) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("{PROGRAM}: {problem}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(problems) => super::fail(PROGRAM, problems.join(&format!("\n{PROGRAM}: "))),
     }
 }
 
 /// Sends `lines`, or stdin when there are none, and prints the answers.
 fn pipelined(stream: &TcpStream, lines: &[String]) -> Result<(), Vec<String>> {
+    let operands: Vec<u8> = lines
+        .iter()
+        .flat_map(|line| line.bytes().chain([b'\n']))
+        .collect();
     let mut printer = Printer(BufWriter::new(io::stdout().lock()));
     let outcome = connection::pipeline(
         stream,
         connection::LINES_IN_FLIGHT,
-        |sender| {
-            if lines.is_empty() {
-                copy_stdin(sender)
-            } else {
-                let mut bytes = Vec::new();
-                for line in lines {
-                    bytes.extend_from_slice(line.as_bytes());
-                    bytes.push(b'\n');
-                }
-                sender.send(&bytes, lines.len() as u64)
-            }
+        |sender| match lines.is_empty() {
+            true => copy(io::stdin().lock(), sender),
+            false => copy(&operands[..], sender),
         },
         &mut printer,
     );
-    let flushed = printer.0.flush();
-    if outcome.complete() && flushed.is_ok() {
-        return Ok(());
-    }
     let mut problems = outcome.problems;
-    if let Err(error) = flushed {
+    if let Err(error) = printer.0.flush() {
         problems.push(format!("writing the answers: {error}"));
     }
-    Err(problems)
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
-/// Sends stdin as it comes, counting its lines.
-fn copy_stdin(sender: &mut Sender) -> io::Result<()> {
-    let mut stdin = io::stdin().lock();
-    let mut buffer = vec![0u8; STDIN_CHUNK];
+/// Sends `input` as it comes, counting its lines; a last line without its
+/// newline gets one.
+fn copy(mut input: impl Read, sender: &mut Sender) -> io::Result<()> {
+    let mut buffer = vec![0u8; CHUNK];
     let mut ends_a_line = true;
     loop {
-        let read = match stdin.read(&mut buffer) {
+        let read = match input.read(&mut buffer) {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,

@@ -1,26 +1,23 @@
 //! The protocol client of the subcommands, the harness, the bench and the
-//! tests: the address rule, one answer scanner, a [`Connection`] for one
-//! request or batch at a time, and [`pipeline`], which drives one
-//! connection with two threads, a writer that sends request lines with a
-//! bounded window of lines in flight and a reader that takes the answers
-//! back in order.
+//! tests: the address rule, one answer scanner that checks every byte, a
+//! [`Connection`] for one request or batch at a time, and [`pipeline`]: a
+//! writer thread sends lines with a bounded window of them unanswered while
+//! the caller's thread reads the answers back in order.
 //!
 //! The window keeps every answer the server owes us small enough to sit in
 //! the sockets' buffers: if our reader stalls (a terminal paused with
 //! Ctrl-S, a slow stdout), the server's writes still complete, so its
-//! `--write-timeout` never cuts the connection, and neither side holds more
-//! than the window.
+//! `--write-timeout` never cuts the connection.
 
 use crate::flags::Flag;
 use crate::protocol::Response;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-/// The `--addr` flag of every tool that speaks the protocol. Also read from
-/// `PACKAGE_INDEXER_ADDR`, so a tool run beside a configured server finds it.
+/// The `--addr` flag of every tool that speaks the protocol.
 pub(crate) const ADDR_FLAG: Flag = Flag::value(
     "addr",
     "127.0.0.1:8080",
@@ -35,12 +32,9 @@ pub const LINES_IN_FLIGHT: u64 = 16 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a reader waits for an answer it is owed before calling the
-/// server stuck, unless told otherwise. Far above any pause a healthy
-/// server makes (a slow `fsync`), so only a hung server trips it.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Bytes read from the socket at once.
-const READ_BUFFER: usize = 64 * 1024;
+/// server stuck. Far above any pause a healthy server makes (a slow
+/// `fsync`), so only a hung server trips it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (`0.0.0.0`,
 /// `[::]`, as a server's own `--addr` often is) standing for this host's
@@ -49,25 +43,20 @@ pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
     let found: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
-        .map(this_host_if_unspecified)
+        .map(|mut target| {
+            if target.ip().is_unspecified() {
+                target.set_ip(match target {
+                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            target
+        })
         .collect();
     if found.is_empty() {
         return Err(format!("{addr} resolves to no address"));
     }
     Ok(found)
-}
-
-/// `addr` with an unspecified IP replaced by the loopback address of its
-/// family.
-fn this_host_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        let loopback = match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        };
-        addr.set_ip(loopback);
-    }
-    addr
 }
 
 /// A connection to the first of `targets` that accepts within `timeout`
@@ -78,27 +67,25 @@ pub fn connect_to(
     targets: &[SocketAddr],
     timeout: Duration,
 ) -> Result<TcpStream, String> {
-    let fail = |reason: &dyn std::fmt::Display| format!("cannot connect to {addr}: {reason}");
     let mut last_error = None;
     for target in targets {
         match TcpStream::connect_timeout(target, timeout) {
             Ok(stream) => {
-                stream.set_nodelay(true).map_err(|e| fail(&e))?;
-                stream
-                    .set_read_timeout(Some(timeout))
-                    .map_err(|e| fail(&e))?;
-                return Ok(stream);
+                let ready = stream.set_nodelay(true);
+                last_error = match ready.and_then(|()| stream.set_read_timeout(Some(timeout))) {
+                    Ok(()) => return Ok(stream),
+                    Err(error) => Some(error),
+                };
             }
             Err(error) => last_error = Some(error),
         }
     }
-    Err(fail(
-        &last_error.map_or("no address to try".into(), |e| e.to_string()),
-    ))
+    let reason = last_error.map_or("no address to try".into(), |e| e.to_string());
+    Err(format!("cannot connect to {addr}: {reason}"))
 }
 
 /// A connection to the server at `addr` (`HOST:PORT`, by [`resolve`]'s
-/// rule), waiting [`ANSWER_TIMEOUT`] for an answer owed.
+/// rule), waiting `ANSWER_TIMEOUT` for an answer owed.
 pub fn connect(addr: &str) -> Result<TcpStream, String> {
     let stream = connect_to(addr, &resolve(addr)?, CONNECT_TIMEOUT)?;
     stream
@@ -107,43 +94,81 @@ pub fn connect(addr: &str) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
-/// Splits the bytes a server sends into answers, across reads; anything
+/// Reads a server's answers, checking every byte, across reads: anything
 /// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
-#[derive(Debug, Default)]
-struct AnswerScanner {
-    /// The answer being read, known from its first byte; `None` at the
-    /// start of a line.
-    current: Option<Response>,
-    /// Bytes of it read so far.
-    at: usize,
+struct AnswerReader {
+    /// The answer being read, known from its first byte, and the bytes of
+    /// it read so far; `None` at the start of a line.
+    current: Option<(Response, usize)>,
+    buffer: Box<[u8]>,
 }
 
-impl AnswerScanner {
-    /// Calls `on_answer` for every answer completed in `bytes`.
-    fn scan(&mut self, bytes: &[u8], mut on_answer: impl FnMut(Response)) -> io::Result<()> {
-        for &byte in bytes {
-            let current = match self.current {
-                Some(current) => current,
-                None => match byte {
-                    b'O' => Response::Ok,
-                    b'F' => Response::Fail,
-                    b'E' => Response::Error,
-                    _ => return Err(not_an_answer(byte)),
-                },
-            };
-            let expected = current.as_bytes();
-            if expected[self.at] != byte {
-                return Err(not_an_answer(byte));
-            }
-            self.at += 1;
-            self.current = Some(current);
-            if self.at == expected.len() {
-                (self.current, self.at) = (None, 0);
-                on_answer(current);
-            }
+impl AnswerReader {
+    fn new(buffer_bytes: usize) -> AnswerReader {
+        AnswerReader {
+            current: None,
+            buffer: vec![0; buffer_bytes].into_boxed_slice(),
         }
-        Ok(())
     }
+
+    /// Reads once and calls `on_answer` for every answer completed; false
+    /// at the end of the stream. A timeout is an error only when an answer
+    /// is `owed`.
+    fn read(
+        &mut self,
+        stream: &TcpStream,
+        owed: bool,
+        on_answer: impl FnMut(Response),
+    ) -> io::Result<bool> {
+        let read = loop {
+            match (&*stream).read(&mut self.buffer) {
+                Ok(read) => break read,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if owed {
+                        let waited = stream.read_timeout().ok().flatten().unwrap_or_default();
+                        return Err(io::Error::new(
+                            ErrorKind::TimedOut,
+                            format!("no answer from the server within {waited:?}"),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        scan(&mut self.current, &self.buffer[..read], on_answer)?;
+        Ok(read > 0)
+    }
+}
+
+/// Calls `on_answer` for every answer completed in `bytes`, `current` being
+/// the one under way.
+fn scan(
+    current: &mut Option<(Response, usize)>,
+    bytes: &[u8],
+    mut on_answer: impl FnMut(Response),
+) -> io::Result<()> {
+    for &byte in bytes {
+        let (answer, at) = match *current {
+            Some(under_way) => under_way,
+            None => match byte {
+                b'O' => (Response::Ok, 0),
+                b'F' => (Response::Fail, 0),
+                b'E' => (Response::Error, 0),
+                _ => return Err(not_an_answer(byte)),
+            },
+        };
+        let expected = answer.as_bytes();
+        if expected[at] != byte {
+            return Err(not_an_answer(byte));
+        }
+        *current = Some((answer, at + 1));
+        if at + 1 == expected.len() {
+            *current = None;
+            on_answer(answer);
+        }
+    }
+    Ok(())
 }
 
 fn not_an_answer(byte: u8) -> io::Error {
@@ -156,32 +181,11 @@ fn not_an_answer(byte: u8) -> io::Error {
     )
 }
 
-/// One read; 0 at the end of the stream. A timeout is an error only when
-/// an answer is `owed`.
-fn read_some(stream: &TcpStream, buffer: &mut [u8], owed: bool) -> io::Result<usize> {
-    loop {
-        match (&*stream).read(buffer) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if owed {
-                    let waited = stream.read_timeout().ok().flatten().unwrap_or_default();
-                    return Err(io::Error::new(
-                        ErrorKind::TimedOut,
-                        format!("no answer from the server within {waited:?}"),
-                    ));
-                }
-            }
-            other => return other,
-        }
-    }
-}
-
 /// A connection used one request, or one batch, at a time: send, then read
 /// the answers owed.
 pub struct Connection {
     stream: TcpStream,
-    scanner: AnswerScanner,
-    buffer: Box<[u8]>,
+    reader: AnswerReader,
 }
 
 impl Connection {
@@ -189,10 +193,9 @@ impl Connection {
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
-            scanner: AnswerScanner::default(),
             // Small: the harness holds one per client, and answers are
             // six bytes at most.
-            buffer: vec![0; 4 * 1024].into_boxed_slice(),
+            reader: AnswerReader::new(4 * 1024),
         }
     }
 
@@ -213,19 +216,18 @@ impl Connection {
     ) -> io::Result<()> {
         let mut received = 0;
         while received < count {
-            let read = read_some(&self.stream, &mut self.buffer, true)?;
-            if read == 0 {
+            let open = self.reader.read(&self.stream, true, |answer| {
+                received += 1;
+                on_answer(answer);
+            })?;
+            if !open {
                 return Err(io::Error::new(
                     ErrorKind::UnexpectedEof,
                     "the server closed the connection",
                 ));
             }
-            self.scanner.scan(&self.buffer[..read], |answer| {
-                received += 1;
-                on_answer(answer);
-            })?;
         }
-        if received > count || self.scanner.current.is_some() {
+        if received > count || self.reader.current.is_some() {
             return Err(io::Error::new(
                 ErrorKind::InvalidData,
                 format!("the server sent more than {count} answers to {count} lines"),
@@ -339,36 +341,26 @@ where
 {
     let flight = Flight::default();
     thread::scope(|scope| {
-        let writer = thread::Builder::new()
-            .name("writer".into())
-            .spawn_scoped(scope, || {
-                let mut sender = Sender {
-                    stream,
-                    flight: &flight,
-                    window: window.max(1),
-                    broken: false,
-                };
-                let result = write(&mut sender);
-                // The end of our lines: the server answers them all, then
-                // closes, which ends the reader. After a failure, both
-                // halves, so the reader does not wait for answers to
-                // lines never sent.
-                let how = match result {
-                    Ok(()) => Shutdown::Write,
-                    Err(_) => Shutdown::Both,
-                };
-                let _ = stream.shutdown(how);
-                (result, sender.broken)
-            });
-        let writer = match writer {
-            Ok(writer) => writer,
-            Err(error) => {
-                return PipelineOutcome {
-                    problems: vec![format!("cannot start the writer thread: {error}")],
-                    ..PipelineOutcome::default()
-                }
-            }
-        };
+        // A thread the system cannot start is the one panic here: a tool
+        // without threads has nothing better to do.
+        let writer = scope.spawn(|| {
+            let mut sender = Sender {
+                stream,
+                flight: &flight,
+                window: window.max(1),
+                broken: false,
+            };
+            let result = write(&mut sender);
+            // The end of our lines: the server answers them all, then
+            // closes, which ends the reader. After a failure, both halves,
+            // so the reader does not wait for answers to lines never sent.
+            let how = match result {
+                Ok(()) => Shutdown::Write,
+                Err(_) => Shutdown::Both,
+            };
+            let _ = stream.shutdown(how);
+            result.map_err(|error| (error, sender.broken))
+        });
         let read = read_answers(stream, &flight, writer.thread(), sink);
         flight.reader_stopped.store(true, Ordering::Release);
         writer.thread().unpark();
@@ -376,31 +368,36 @@ where
             // Unblocks a writer stuck on a server that stopped reading.
             let _ = stream.shutdown(Shutdown::Both);
         }
-        let written = writer.join();
-        let mut outcome = PipelineOutcome {
-            sent: flight.sent.load(Ordering::Acquire),
-            answered: flight.answered.load(Ordering::Acquire),
-            problems: Vec::new(),
-        };
+        let (sent, answered) = (
+            flight.sent.load(Ordering::Acquire),
+            flight.answered.load(Ordering::Acquire),
+        );
+        let mut problems = Vec::new();
+        // A failed send is usually the consequence of a close the reader
+        // reports better; the writer's own failure (`reading stdin: ...`)
+        // comes first.
+        let mut send_failure = None;
+        match writer.join() {
+            Ok(Ok(())) => {}
+            Ok(Err((error, true))) => send_failure = Some(format!("sending: {error}")),
+            Ok(Err((error, false))) => problems.push(error.to_string()),
+            Err(_) => problems.push("the writer thread panicked".into()),
+        }
         if let Err(error) = read {
-            outcome.problems.push(error);
-        } else if outcome.answered < outcome.sent {
-            outcome.problems.push(format!(
-                "the server closed the connection after answering {} of {} lines",
-                outcome.answered, outcome.sent
+            problems.push(error);
+        } else if answered < sent {
+            problems.push(format!(
+                "the server closed the connection after answering {answered} of {sent} lines"
             ));
         }
-        match written {
-            Ok((Ok(()), _)) => {}
-            // Usually the consequence of a close the reader reports.
-            Ok((Err(error), true)) if outcome.problems.is_empty() => {
-                outcome.problems.push(format!("sending: {error}"));
-            }
-            Ok((Err(_), true)) => {}
-            Ok((Err(error), false)) => outcome.problems.insert(0, error.to_string()),
-            Err(_) => outcome.problems.push("the writer thread panicked".into()),
+        if problems.is_empty() {
+            problems.extend(send_failure);
         }
-        outcome
+        PipelineOutcome {
+            sent,
+            answered,
+            problems,
+        }
     })
 }
 
@@ -411,25 +408,22 @@ fn read_answers(
     writer: &thread::Thread,
     sink: &mut dyn AnswerSink,
 ) -> Result<(), String> {
-    let mut buffer = vec![0u8; READ_BUFFER];
-    let mut scanner = AnswerScanner::default();
+    let mut reader = AnswerReader::new(64 * 1024);
     let mut answered = 0u64;
     loop {
         let owed = flight.sent.load(Ordering::Acquire) > answered;
-        let read =
-            read_some(stream, &mut buffer, owed).map_err(|e| format!("reading answers: {e}"))?;
-        if read == 0 {
-            return Ok(());
-        }
         let mut sink_error = None;
-        scanner
-            .scan(&buffer[..read], |answer| {
+        let open = reader
+            .read(stream, owed, |answer| {
                 if sink_error.is_none() {
                     sink_error = sink.answer(answered, answer).err();
                 }
                 answered += 1;
             })
             .map_err(|e| format!("reading answers: {e}"))?;
+        if !open {
+            return Ok(());
+        }
         if answered > flight.sent.load(Ordering::Acquire) {
             return Err(format!(
                 "the server sent {answered} answers to {} lines",
@@ -453,30 +447,28 @@ mod tests {
 
     #[test]
     fn scans_answers_split_across_reads_and_refuses_others() {
-        let mut scanner = AnswerScanner::default();
+        let mut current = None;
         let mut seen = Vec::new();
         for part in [&b"OK\nFA"[..], b"IL\nERR", b"OR\n", b"OK\n"] {
-            scanner.scan(part, |a| seen.push(a)).unwrap();
+            scan(&mut current, part, |a| seen.push(a)).unwrap();
         }
         use Response::{Error, Fail, Ok};
         assert_eq!(seen, [Ok, Fail, Error, Ok]);
         for bad in [&b"HTTP/1.1 400\r\n"[..], b"OKAY\n", b"FAIL\r\n", b"\n"] {
-            let error = AnswerScanner::default().scan(bad, |_| {}).unwrap_err();
+            let error = scan(&mut None, bad, |_| {}).unwrap_err();
             assert!(error.to_string().contains("where an answer"), "{error}");
         }
     }
 
     #[test]
     fn unspecified_addresses_mean_this_host() {
-        let v4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert_eq!(
-            this_host_if_unspecified(v4),
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        let v6: SocketAddr = "[::]:1".parse().unwrap();
-        assert_eq!(this_host_if_unspecified(v6), "[::1]:1".parse().unwrap());
-        let other: SocketAddr = "10.1.2.3:9".parse().unwrap();
-        assert_eq!(this_host_if_unspecified(other), other);
+        for (given, meant) in [
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::]:1", "[::1]:1"),
+            ("10.1.2.3:9", "10.1.2.3:9"),
+        ] {
+            assert_eq!(resolve(given).unwrap(), [meant.parse().unwrap()]);
+        }
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! `package-indexer export [-o FILE]`: a point-in-time copy of a running
 //! server's index from its admin listener's `/v1/export`; see `details`.
 
-use super::http::{self, HttpError};
-use super::Subcommand;
+use super::{http, Subcommand};
 use crate::durability::write_atomically;
 use crate::flags::{CommandLine, Flag, Operands, Values};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "export",
@@ -49,68 +47,38 @@ Content-Length, the file cannot be written); 2 for bad usage.
 
 const PROGRAM: &str = "package-indexer export";
 
+/// Nothing is written before the whole answer is in, and only if it is a
+/// 200; the error names the address or the file at fault.
 fn run(values: &Values) -> ExitCode {
-    let parsed = values
-        .address("admin-addr")
-        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
-    let (admin_addr, timeout) = match parsed {
-        Ok(parsed) => parsed,
-        Err(error) => return error.report(PROGRAM),
+    let (addr, answer) = match http::ask_admin(PROGRAM, values, "/v1/export") {
+        Ok(asked) => asked,
+        Err(status) => return status,
     };
-    match export(&admin_addr, timeout, values.optional("output")) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            eprintln!("{PROGRAM}: {reason}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Copies the export to `output` (through a temporary, renamed when
-/// whole) or to stdout; the error is one line, naming the address or
-/// the file at fault. Nothing is written before the server answers 200.
-fn export(admin_addr: &str, timeout: Duration, output: Option<&str>) -> Result<(), String> {
-    let answer = http::http_get(admin_addr, "/v1/export", timeout).map_err(|e| e.to_string())?;
     if answer.status != 200 {
-        let (status, line) = (answer.status, answer.status_line.clone());
-        let body = answer.text().unwrap_or_default();
-        let hint = if status == 503 {
-            " (busy or still loading: try again)"
-        } else {
-            ""
+        let hint = match answer.status {
+            503 => " (busy or still loading: try again)",
+            _ => "",
         };
-        return Err(format!(
-            "{admin_addr} answered '{line}': {}{hint}",
-            body.trim()
-        ));
+        let (line, body) = (&answer.status_line, answer.text());
+        return super::fail(
+            PROGRAM,
+            format!("{addr} answered '{line}': {}{hint}", body.trim()),
+        );
     }
-    let copy = |out: &mut dyn Write| -> Result<(), HttpError> {
-        let mut out = BufWriter::new(out);
-        answer.copy_body(&mut out)?;
-        out.flush().map_err(HttpError::Write)
-    };
-    match output {
-        None => copy(&mut io::stdout().lock()).map_err(|error| match error {
-            HttpError::Write(error) => format!("writing standard output: {error}"),
-            error => error.to_string(),
-        }),
-        Some(file) => {
-            let mut transfer = Ok(());
-            let written = write_atomically(Path::new(file), |out| {
-                transfer = copy(out);
-                match &transfer {
-                    Ok(()) => Ok(()),
-                    Err(HttpError::Write(error)) => {
-                        Err(io::Error::new(error.kind(), error.to_string()))
-                    }
-                    Err(_) => Err(io::Error::other("the transfer failed")),
-                }
-            });
-            match (transfer, written) {
-                (Err(HttpError::Write(_)) | Ok(()), Err(error)) => Err(format!("{file}: {error}")),
-                (Err(error), _) => Err(error.to_string()),
-                (Ok(()), Ok(_)) => Ok(()),
-            }
+    let written = match values.optional("output") {
+        None => {
+            let mut stdout = io::stdout().lock();
+            stdout
+                .write_all(&answer.body)
+                .and_then(|()| stdout.flush())
+                .map_err(|error| format!("writing standard output: {error}"))
         }
+        Some(file) => write_atomically(Path::new(file), |out| out.write_all(&answer.body))
+            .map(drop)
+            .map_err(|error| format!("{file}: {error}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => super::fail(PROGRAM, reason),
     }
 }

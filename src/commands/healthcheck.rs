@@ -1,6 +1,5 @@
 //! `package-indexer healthcheck`: asks the admin listener's `/readyz`, so a
-//! container needs no HTTP client of its own. Exit 0 when ready, 1 when not
-//! (or unreachable), 2 for bad usage.
+//! container needs no HTTP client of its own.
 
 use super::{http, Subcommand};
 use crate::flags::{CommandLine, Operands, Values};
@@ -23,23 +22,11 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
 const PROGRAM: &str = "package-indexer healthcheck";
 
 fn run(values: &Values) -> ExitCode {
-    let parsed = values
-        .address("admin-addr")
-        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
-    let (admin_addr, timeout) = match parsed {
-        Ok(parsed) => parsed,
-        Err(error) => return error.report(PROGRAM),
-    };
-    match http::http_get(&admin_addr, "/readyz", timeout) {
-        Ok(answer) if answer.status == 200 => ExitCode::SUCCESS,
-        Ok(answer) => {
-            let status = answer.status_line;
-            eprintln!("{PROGRAM}: {admin_addr} answered '{status}'");
-            ExitCode::FAILURE
+    match http::ask_admin(PROGRAM, values, "/readyz") {
+        Ok((_, answer)) if answer.status == 200 => ExitCode::SUCCESS,
+        Ok((addr, answer)) => {
+            super::fail(PROGRAM, format!("{addr} answered '{}'", answer.status_line))
         }
-        Err(error) => {
-            eprintln!("{PROGRAM}: {error}");
-            ExitCode::FAILURE
-        }
+        Err(status) => status,
     }
 }

@@ -1,14 +1,14 @@
-//! The HTTP client for the admin listener, of the subcommands, the bench and
-//! the tests: one request, whose answer (`Content-Length`, then the
-//! connection closes: `docs/admin-http.md#answers`) is read to its stated
-//! length, so a cut-off transfer is an error, never a short file.
+//! The HTTP client for the admin listener, of the subcommands and the bench:
+//! one `GET`, whose answer (`Content-Length`, then the connection closes:
+//! `docs/admin-http.md#answers`) is read whole, to its stated length, so a
+//! cut-off transfer is an error, never a short copy.
 
 use super::connection::{connect_to, resolve};
 use crate::config::DEFAULT_ADMIN_ADDR;
-use crate::flags::Flag;
-use std::fmt;
+use crate::flags::{Flag, Values};
+use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Where the admin listener is: the flag of every subcommand that asks it.
@@ -31,36 +31,7 @@ pub(super) const fn timeout_flag(default: &'static str) -> Flag {
 /// Largest answer head read, status line and headers.
 const MAX_HEAD_BYTES: u64 = 64 * 1024;
 
-/// Why a request got no usable answer; each says the address in one line.
-#[derive(Debug)]
-pub enum HttpError {
-    /// Nothing accepted the connection (the line names the address).
-    Connect(String),
-    /// Connected, but nothing came within the timeout.
-    NoAnswer { addr: String, timeout: Duration },
-    /// The connection failed, or the answer is not HTTP as the admin
-    /// listener writes it (a protocol port answers `ERROR`).
-    Broken { addr: String, reason: String },
-    /// Writing the body where it was to go failed.
-    Write(io::Error),
-}
-
-impl fmt::Display for HttpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HttpError::Connect(line) => f.write_str(line),
-            HttpError::NoAnswer { addr, timeout } => write!(
-                f,
-                "no answer from {addr} within {} s (is that the admin address?)",
-                timeout.as_secs_f64()
-            ),
-            HttpError::Broken { addr, reason } => write!(f, "{addr}: {reason}"),
-            HttpError::Write(error) => write!(f, "writing the answer: {error}"),
-        }
-    }
-}
-
-/// An answer whose head has been read; its body is still to come.
+/// A whole answer.
 pub struct HttpAnswer {
     /// `HTTP/1.1 200 OK`.
     pub status_line: String,
@@ -68,80 +39,10 @@ pub struct HttpAnswer {
     pub status: u16,
     /// Every header, name and value, in order.
     pub headers: Vec<(String, String)>,
-    addr: String,
-    timeout: Duration,
-    body: BufReader<TcpStream>,
-}
-
-/// Sends `METHOD path` to the admin listener at `addr` and reads the
-/// answer's head. `timeout` bounds the connect and each read and write
-/// (a server computing a large answer sends nothing until it is done).
-pub fn http_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    timeout: Duration,
-) -> Result<HttpAnswer, HttpError> {
-    let targets = resolve(addr).map_err(HttpError::Connect)?;
-    let mut stream = connect_to(addr, &targets, timeout).map_err(HttpError::Connect)?;
-    let sent = stream.set_write_timeout(Some(timeout)).and_then(|()| {
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-    });
-    let mut answer = HttpAnswer {
-        status_line: String::new(),
-        status: 0,
-        headers: Vec::new(),
-        addr: addr.to_string(),
-        timeout,
-        body: BufReader::new(stream),
-    };
-    sent.map_err(|e| answer.failed(e))?;
-    answer.read_head()?;
-    Ok(answer)
-}
-
-/// [`http_request`] with `GET`.
-pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, HttpError> {
-    http_request(addr, "GET", path, timeout)
+    pub body: Vec<u8>,
 }
 
 impl HttpAnswer {
-    /// Reads the status line and headers, up to the empty line.
-    fn read_head(&mut self) -> Result<(), HttpError> {
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            (&mut self.body)
-                .take(MAX_HEAD_BYTES)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| self.failed(e))?;
-            if !line.ends_with(b"\n") {
-                return Err(self.broken("the answer ended within its head"));
-            }
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            if self.status_line.is_empty() {
-                self.status = match text.strip_prefix("HTTP/1.") {
-                    Some(rest) => rest.get(2..5).and_then(|code| code.parse().ok()),
-                    None => None,
-                }
-                .ok_or_else(|| {
-                    self.broken(&format!(
-                        "answered {text:?}, not HTTP (is that the admin address?)"
-                    ))
-                })?;
-                self.status_line = text;
-            } else if text.is_empty() {
-                return Ok(());
-            } else if let Some((name, value)) = text.split_once(':') {
-                self.headers
-                    .push((name.to_string(), value.trim().to_string()));
-            }
-        }
-    }
-
     /// The value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -150,61 +51,97 @@ impl HttpAnswer {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Copies the body to `out` and returns its length; fails if the
-    /// connection ends before `Content-Length` bytes.
-    pub fn copy_body(mut self, out: &mut impl Write) -> Result<u64, HttpError> {
-        let Some(length) = self.header("Content-Length").and_then(|v| v.parse().ok()) else {
-            return Err(self.broken("the answer has no Content-Length"));
-        };
-        let mut buffer = vec![0u8; 64 * 1024];
-        let mut copied: u64 = 0;
-        while copied < length {
-            let want = usize::try_from(length - copied)
-                .map_or(buffer.len(), |left| left.min(buffer.len()));
-            let read = match self.body.read(&mut buffer[..want]) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => return Err(self.failed(error)),
-            };
-            out.write_all(&buffer[..read]).map_err(HttpError::Write)?;
-            copied += read as u64;
-        }
-        if copied < length {
-            return Err(self.broken(&format!(
-                "the answer was cut off after {copied} of {length} bytes"
-            )));
-        }
-        Ok(copied)
+    /// The body as text, for a person.
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
     }
+}
 
-    /// The whole body as text.
-    pub fn text(self) -> Result<String, HttpError> {
-        let mut body = Vec::new();
-        let addr = self.addr.clone();
-        self.copy_body(&mut body)?;
-        String::from_utf8(body).map_err(|_| HttpError::Broken {
-            addr,
-            reason: "the answer is not UTF-8 text".into(),
+/// Sends `GET path` to the admin listener at `addr` and reads the whole
+/// answer. `timeout` bounds the connect and each read and write (a server
+/// computing a large answer sends nothing until it is done). The error is
+/// one line naming `addr`; no caller decides by its kind.
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+    let failed = |error: io::Error| match error.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
+            "no answer from {addr} within {} s (is that the admin address?)",
+            timeout.as_secs_f64()
+        ),
+        _ => format!("{addr}: {error}"),
+    };
+    let mut stream = connect_to(addr, &resolve(addr)?, timeout)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| {
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
         })
-    }
-
-    fn broken(&self, reason: &str) -> HttpError {
-        HttpError::Broken {
-            addr: self.addr.clone(),
-            reason: reason.to_string(),
+        .map_err(failed)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = HttpAnswer {
+        status_line: String::new(),
+        status: 0,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        (&mut reader)
+            .take(MAX_HEAD_BYTES)
+            .read_until(b'\n', &mut line)
+            .map_err(failed)?;
+        if !line.ends_with(b"\n") {
+            return Err(format!("{addr}: the answer ended within its head"));
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if answer.status == 0 {
+            let code = text.strip_prefix("HTTP/1.").and_then(|rest| rest.get(2..5));
+            answer.status = code.and_then(|code| code.parse().ok()).ok_or_else(|| {
+                format!("{addr}: answered {text:?}, not HTTP (is that the admin address?)")
+            })?;
+            answer.status_line = text;
+        } else if text.is_empty() {
+            break;
+        } else if let Some((name, value)) = text.split_once(':') {
+            answer
+                .headers
+                .push((name.to_string(), value.trim().to_string()));
         }
     }
+    let Some(length) = answer.header("Content-Length").and_then(|v| v.parse().ok()) else {
+        return Err(format!("{addr}: the answer has no Content-Length"));
+    };
+    reader
+        .take(length)
+        .read_to_end(&mut answer.body)
+        .map_err(failed)?;
+    if (answer.body.len() as u64) < length {
+        return Err(format!(
+            "{addr}: the answer was cut off after {} of {length} bytes",
+            answer.body.len()
+        ));
+    }
+    Ok(answer)
+}
 
-    /// An I/O failure, a timeout told as such.
-    fn failed(&self, error: io::Error) -> HttpError {
-        match error.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => HttpError::NoAnswer {
-                addr: self.addr.clone(),
-                timeout: self.timeout,
-            },
-            _ => self.broken(&error.to_string()),
-        }
+/// `GET path` from the admin listener of a subcommand's `--admin-addr`,
+/// within its `--timeout`, with that address; bad usage, or no usable
+/// answer, is reported for `program` and becomes its exit status.
+pub(super) fn ask_admin(
+    program: &str,
+    values: &Values,
+    path: &str,
+) -> Result<(String, HttpAnswer), ExitCode> {
+    let parsed = values
+        .address("admin-addr")
+        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
+    let (addr, timeout) = parsed.map_err(|error| error.report(program))?;
+    match http_get(&addr, path, timeout) {
+        Ok(answer) => Ok((addr, answer)),
+        Err(error) => Err(super::fail(program, error)),
     }
 }
 
@@ -244,13 +181,13 @@ mod tests {
         assert_eq!(answer.status, 404);
         assert_eq!(answer.status_line, "HTTP/1.1 404 Not Found");
         assert_eq!(answer.header("Content-Length"), Some("5"));
-        assert_eq!(answer.text().unwrap(), "hello");
+        assert_eq!(answer.body, b"hello");
     }
 
     #[test]
     fn a_short_body_is_an_error() {
         let addr = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
-        let error = http_get(&addr, "/x", TIMEOUT).unwrap().text().unwrap_err();
+        let error = http_get(&addr, "/x", TIMEOUT).err().unwrap();
         assert!(
             error.to_string().contains("cut off after 5 of 10"),
             "{error}"
@@ -264,11 +201,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n",
         ] {
             let addr = answering(raw);
-            let answer = http_get(&addr, "/x", TIMEOUT).and_then(HttpAnswer::text);
-            assert!(answer.is_err(), "{raw:?}");
+            assert!(http_get(&addr, "/x", TIMEOUT).is_err(), "{raw:?}");
         }
         let addr = answering(b"ERROR\nERROR\n");
-        let error = http_get(&addr, "/x", TIMEOUT).err().unwrap().to_string();
+        let error = http_get(&addr, "/x", TIMEOUT).err().unwrap();
         assert!(
             error.ends_with("answered \"ERROR\", not HTTP (is that the admin address?)"),
             "{error}"
@@ -280,7 +216,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let timeout = Duration::from_millis(200);
-        let error = http_get(&addr, "/x", timeout).err().unwrap().to_string();
+        let error = http_get(&addr, "/x", timeout).err().unwrap();
         assert_eq!(
             error,
             format!("no answer from {addr} within 0.2 s (is that the admin address?)")

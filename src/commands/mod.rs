@@ -1,11 +1,6 @@
 //! The operator's tools, each a subcommand of the one binary in a file of
-//! its own: `package-indexer COMMAND [ARGS]`.
-//!
-//! Each parses its own command line with [`crate::flags`]; a flag it shares
-//! with the server (`--addr`, `--admin-addr`, `--data-dir`) is also read
-//! from the server's `PACKAGE_INDEXER_*` variable, so a tool run beside a
-//! configured server finds it. Each returns the process's exit status: 0
-//! when it did what was asked, 1 when it could not, 2 for bad usage.
+//! its own: `package-indexer COMMAND [ARGS]`. How they read flags and
+//! variables, and their exit statuses: `docs/command-line.md#subcommands`.
 
 mod check;
 mod client;
@@ -17,7 +12,8 @@ mod load;
 mod repair;
 mod show;
 
-use crate::flags::{CommandLine, Values};
+use crate::flags::{self, CommandLine, Values};
+use std::fmt::Display;
 use std::process::ExitCode;
 
 /// One subcommand.
@@ -30,7 +26,6 @@ pub(crate) struct Subcommand {
     /// What its own `--help` says after the usage line; empty for nothing.
     details: &'static str,
     command_line: &'static CommandLine,
-    /// Runs it with its flags and operands.
     run: fn(&Values) -> ExitCode,
 }
 
@@ -66,15 +61,19 @@ pub(crate) fn summary() -> String {
         .collect()
 }
 
+/// Prints `program: reason` on stderr; the exit status 1.
+fn fail(program: &str, reason: impl Display) -> ExitCode {
+    eprintln!("{program}: {reason}");
+    ExitCode::FAILURE
+}
+
 impl Subcommand {
     /// Parses `args` (those after the subcommand's name) and runs it; help,
     /// version and bad usage are answered here.
     pub(crate) fn run(&self, args: Vec<String>) -> ExitCode {
-        let parsed = self
-            .command_line
-            .parse(args, crate::flags::process_variable);
+        let parsed = self.command_line.parse(args, flags::process_variable);
         let program = format!("package-indexer {}", self.name);
-        crate::flags::answer(
+        flags::answer(
             &program,
             parsed,
             || self.help(),
@@ -83,16 +82,15 @@ impl Subcommand {
     }
 
     fn help(&self) -> String {
-        let details = if self.details.is_empty() {
+        let (name, details) = (self.name, self.details);
+        let details = if details.is_empty() {
             String::new()
         } else {
-            format!("\n{}", self.details)
+            format!("\n{details}")
         };
         format!(
-            "package-indexer {}: {}\n\nUsage:\n  package-indexer {} [FLAGS]{}\n{details}\nFlags:\n{}",
-            self.name,
+            "package-indexer {name}: {}\n\nUsage:\n  package-indexer {name} [FLAGS]{}\n{details}\nFlags:\n{}",
             self.summary,
-            self.name,
             self.usage,
             self.command_line.help()
         )

@@ -1,7 +1,5 @@
 //! `package-indexer show NAME`: what the index holds about one package, for
-//! a person, as the admin listener's `/v1/text/packages/NAME` says it. Exit 0 when it
-//! is indexed, 1 when it is not (or the server cannot be asked), 2 for bad
-//! usage.
+//! a person, as the admin listener's `/v1/text/packages/NAME` says it.
 
 use super::{http, Subcommand};
 use crate::flags::{CommandLine, Operands, UsageError, Values};
@@ -34,35 +32,27 @@ const PROGRAM: &str = "package-indexer show";
 
 fn run(values: &Values) -> ExitCode {
     let operand = values.operands().first().map_or("", String::as_str);
-    let parsed = values
-        .address("admin-addr")
-        .and_then(|addr| Ok((addr, values.duration("timeout")?)));
-    let (admin_addr, timeout, name) = match (parsed, PackageName::new(operand.as_bytes())) {
-        (Ok((addr, timeout)), Some(name)) => (addr, timeout, name),
-        (Err(error), _) => return error.report(PROGRAM),
-        (_, None) => {
-            return UsageError(format!("invalid package name '{operand}'")).report(PROGRAM)
-        }
+    let Some(name) = PackageName::new(operand.as_bytes()) else {
+        return UsageError(format!("invalid package name '{operand}'")).report(PROGRAM);
     };
     // Every name byte may stand in a path as it is.
-    let answer = http::http_get(&admin_addr, &format!("/v1/text/packages/{name}"), timeout)
-        .and_then(|answer| Ok((answer.status, answer.text()?)));
-    match answer {
-        Ok((200, text)) => {
-            print!("{text}");
+    match http::ask_admin(PROGRAM, values, &format!("/v1/text/packages/{name}")) {
+        Ok((_, answer)) if answer.status == 200 => {
+            print!("{}", answer.text());
             ExitCode::SUCCESS
         }
-        Ok((404, _)) => {
+        Ok((_, answer)) if answer.status == 404 => {
             println!("{name}: not indexed");
             ExitCode::FAILURE
         }
-        Ok((status, body)) => {
-            eprintln!("{PROGRAM}: {admin_addr} answered {status}: {}", body.trim());
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("{PROGRAM}: {error}");
-            ExitCode::FAILURE
-        }
+        Ok((addr, answer)) => super::fail(
+            PROGRAM,
+            format!(
+                "{addr} answered {}: {}",
+                answer.status,
+                answer.text().trim()
+            ),
+        ),
+        Err(status) => status,
     }
 }

@@ -65,15 +65,19 @@ fn every_crash_state_recovers_a_prefix_holding_every_acknowledged_change() {
     let trace = fs::read_to_string(&trace_path).unwrap();
     let recorded = Recorded::parse(&trace, &root_path, &data);
     let history = History::new(&recorded.log_changes(), &sent);
-    let collected = replay(&recorded, &history);
     let scratch = Scratch::new(root.path());
-    let outcome = recover_all(&collected, &history, &scratch.0);
+    let mut checker = Checker::new(&history, &scratch.0);
+    replay(&recorded, &history, &mut checker);
+    let Checker {
+        points,
+        pairs,
+        outcome,
+        ..
+    } = checker;
     println!(
-        "crash states checked: {} distinct ({} at {} crash points of {} traced operations; \
-         {} changes, {} compactions; {} refused); trace {:.1?}, total {:.1?}",
-        collected.states.len(),
-        collected.pairs,
-        collected.points,
+        "crash states checked: {} distinct ({pairs} at {points} crash points of {} traced \
+         operations; {} changes, {} compactions; {} refused); trace {:.1?}, total {:.1?}",
+        outcome.recovered + outcome.refused.len(),
         recorded.steps.len(),
         history.changes.len(),
         recorded.compactions(),
@@ -81,10 +85,12 @@ fn every_crash_state_recovers_a_prefix_holding_every_acknowledged_change() {
         traced,
         started.elapsed()
     );
-    assert!(outcome.wrong.is_empty(), "{:#?}", outcome.wrong);
-    assert!(outcome.refused.is_empty(), "refused crash states: {:#?}", outcome.refused);
-    assert_eq!(outcome.recovered, collected.states.len());
-    assert!(collected.states.len() >= 10_000, "too few crash states");
+    assert!(
+        outcome.refused.is_empty(),
+        "refused crash states: {:#?}",
+        outcome.refused
+    );
+    assert!(outcome.recovered >= 10_000, "too few crash states");
     assert!(recorded.compactions() >= 10, "too few compactions");
 }
 
@@ -128,10 +134,15 @@ fn serve(dir: &Path) {
         tcp_keepalive: None,
         fd_ceiling: None,
     };
-    let server = Server::bind("127.0.0.1:0", limits, store.clone(), Arc::new(Metrics::new()))
-        .unwrap()
-        .start()
-        .unwrap();
+    let server = Server::bind(
+        "127.0.0.1:0",
+        limits,
+        store.clone(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap()
+    .start()
+    .unwrap();
     println!("{READY} {}", server.local_addr());
     std::io::stdout().flush().unwrap();
     std::io::stdin().read_to_end(&mut Vec::new()).unwrap();
@@ -191,7 +202,10 @@ fn run_traced_workload(strace: &Path, data: &Path, trace_path: &Path) -> Vec<Sen
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "the traced server failed: {status}\n{rest}");
+    assert!(
+        status.success(),
+        "the traced server failed: {status}\n{rest}"
+    );
     sent
 }
 
@@ -296,9 +310,18 @@ enum Entry {
     /// The data directory was made.
     MadeDataDir,
     /// `name` now names the new file `file`.
-    Created { name: String, file: usize },
-    Renamed { from: String, to: String, file: usize },
-    Unlinked { name: String },
+    Created {
+        name: String,
+        file: usize,
+    },
+    Renamed {
+        from: String,
+        to: String,
+        file: usize,
+    },
+    Unlinked {
+        name: String,
+    },
 }
 
 impl Entry {
@@ -320,17 +343,29 @@ enum Op {
 /// One operation of the record, in the order they took effect.
 #[derive(Clone, Debug)]
 enum Step {
-    Op { file: usize, op: Op },
+    Op {
+        file: usize,
+        op: Op,
+    },
     /// A sync of `file` returned: it covers the file's first `covered`
     /// operations (those done before the sync was called).
-    Sync { file: usize, covered: usize },
+    Sync {
+        file: usize,
+        covered: usize,
+    },
     /// A sync of a directory returned, covering its first `covered` entry
     /// changes.
-    SyncDir { dir: Dir, covered: usize },
+    SyncDir {
+        dir: Dir,
+        covered: usize,
+    },
     Entry(Entry),
     /// The server handed `answers` to the connection whose client port is
     /// `port`: from here on they may have reached the client.
-    Answered { port: u16, answers: usize },
+    Answered {
+        port: u16,
+        answers: usize,
+    },
 }
 
 /// What an open descriptor refers to.
@@ -487,9 +522,7 @@ impl Parser {
                     "answers: {text:?}"
                 );
                 let answers = text.matches('\n').count();
-                self.recorded
-                    .steps
-                    .push(Step::Answered { port, answers });
+                self.recorded.steps.push(Step::Answered { port, answers });
                 None
             }
             "sendmsg" | "writev" => {
@@ -625,7 +658,10 @@ impl Parser {
                 let to = self.in_data(&string_arg(to));
                 match (from, to) {
                     (Some(from), Some(to)) => {
-                        let file = *self.live.get(&from).unwrap_or_else(|| panic!("{from} is not there: {text}"));
+                        let file = *self
+                            .live
+                            .get(&from)
+                            .unwrap_or_else(|| panic!("{from} is not there: {text}"));
                         self.entry(Entry::Renamed { from, to, file });
                     }
                     (None, None) => {}
@@ -754,7 +790,12 @@ fn parse_call(text: &str) -> Call<'_> {
 /// The client's port of a socket argument (`5<TCP:[a:1->b:2]>`).
 fn client_port(arg: &str) -> Option<u16> {
     let peer = arg.split_once("<TCP:[")?.1.split_once("->")?.1;
-    peer.trim_end_matches(">").trim_end_matches(']').rsplit_once(':')?.1.parse().ok()
+    peer.trim_end_matches(">")
+        .trim_end_matches(']')
+        .rsplit_once(':')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// A quoted string argument, unescaped.
@@ -875,7 +916,10 @@ impl History {
             let by = &sent[connection];
             let mine = positions.entry(by.port).or_default();
             let expected = by.lines.get(mine.len()).map(String::as_str);
-            assert_eq!(Some(canonical(change).as_str()), expected.map(canonical).as_deref());
+            assert_eq!(
+                Some(canonical(change).as_str()),
+                expected.map(canonical).as_deref()
+            );
             mine.push(i + 1);
             let mut fields = change.split('|');
             let (command, package) = (fields.next().unwrap(), fields.next().unwrap());
@@ -897,7 +941,11 @@ impl History {
         }
         for by in sent {
             let logged = positions.get(&by.port).map_or(0, Vec::len);
-            assert_eq!(logged, by.lines.len(), "changes acknowledged but not logged");
+            assert_eq!(
+                logged,
+                by.lines.len(),
+                "changes acknowledged but not logged"
+            );
         }
         History {
             changes: changes.to_vec(),
@@ -944,10 +992,9 @@ enum Tear {
 /// operations it holds, and whether the last one is torn.
 type CrashState = Vec<(String, usize, usize, Tear)>;
 
-/// Replays the record, collecting every crash state before each operation
+/// Replays the record, checking every crash state before each operation
 /// and at the end.
-fn replay(recorded: &Recorded, history: &History) -> Collected {
-    let mut collected = Collected::default();
+fn replay(recorded: &Recorded, history: &History, checker: &mut Checker<'_>) {
     let mut model = Model::default();
     let mut answered: HashMap<u16, usize> = HashMap::new();
     let mut required = 0;
@@ -963,7 +1010,7 @@ fn replay(recorded: &Recorded, history: &History) -> Collected {
             continue;
         }
         if changed {
-            collected.point(&model, required);
+            checker.point(&model, required);
         }
         changed = true;
         match step {
@@ -1004,33 +1051,66 @@ fn replay(recorded: &Recorded, history: &History) -> Collected {
             Step::Answered { .. } => unreachable!(),
         }
     }
-    collected.point(&model, required);
-    collected
+    checker.point(&model, required);
+    checker.flush();
+    for (port, answers) in answered {
+        assert_eq!(answers, history.positions[&port].len(), "answers traced");
+    }
 }
 
-/// The crash states met while replaying the record, each kept once with
-/// the most changes acknowledged at any point where it can occur.
-#[derive(Default)]
-struct Collected {
-    index: HashMap<CrashState, usize>,
-    /// Each distinct state: its files' bytes, and what it must hold.
-    states: Vec<(CrashState, Vec<(String, Vec<u8>)>, usize)>,
+/// Distinct crash states waiting to be recovered, at most.
+const BATCH: usize = 2_000;
+
+/// What became of a distinct crash state.
+#[derive(Clone, Copy)]
+enum Status {
+    /// Waiting in the batch, at this place.
+    Waiting(usize),
+    /// Recovered: the longest prefix of the history it holds, or `None`
+    /// when the start refused it.
+    Recovered(Option<usize>),
+}
+
+/// The crash states met while replaying the record, each recovered once,
+/// a batch at a time on a few threads, and judged at every point where it
+/// can occur against the changes acknowledged by then.
+struct Checker<'h> {
+    history: &'h History,
+    scratch: PathBuf,
+    seen: HashMap<CrashState, Status>,
+    /// The batch: each state, its files' bytes, and the most changes
+    /// acknowledged at a point where it occurs.
+    batch: Vec<(CrashState, Vec<(String, Vec<u8>)>, usize)>,
     points: usize,
     pairs: usize,
+    outcome: Outcome,
 }
 
-impl Collected {
+impl<'h> Checker<'h> {
+    fn new(history: &'h History, scratch: &Path) -> Checker<'h> {
+        Checker {
+            history,
+            scratch: scratch.to_owned(),
+            seen: HashMap::new(),
+            batch: Vec::new(),
+            points: 0,
+            pairs: 0,
+            outcome: Outcome::default(),
+        }
+    }
+
     /// Every crash state of `model`, which must hold the first `required`
     /// changes.
     fn point(&mut self, model: &Model, required: usize) {
         self.points += 1;
         for state in crash_states(model) {
             self.pairs += 1;
-            match self.index.get(&state) {
-                Some(&id) => {
-                    let must = &mut self.states[id].2;
+            match self.seen.get(&state).copied() {
+                Some(Status::Waiting(at)) => {
+                    let must = &mut self.batch[at].2;
                     *must = (*must).max(required);
                 }
+                Some(Status::Recovered(kept)) => judge(&state, kept, required, &mut self.outcome),
                 None => {
                     let files = state
                         .iter()
@@ -1038,11 +1118,70 @@ impl Collected {
                             (name.clone(), contents(model, *file, *held, *tear))
                         })
                         .collect();
-                    self.index.insert(state.clone(), self.states.len());
-                    self.states.push((state, files, required));
+                    self.seen
+                        .insert(state.clone(), Status::Waiting(self.batch.len()));
+                    self.batch.push((state, files, required));
                 }
             }
         }
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Recovers the batch; fails the test at once on anything wrong.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let threads = thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let (history, scratch) = (self.history, &self.scratch);
+        let results: Vec<Vec<(usize, Result<usize, String>)>> = thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|worker| {
+                    let dir = scratch.join(worker.to_string());
+                    let batch = &batch;
+                    scope.spawn(move || {
+                        let mine = batch.iter().enumerate().skip(worker).step_by(threads);
+                        mine.map(|(at, (state, files, _))| {
+                            (at, recover(&dir, state, files, history))
+                        })
+                        .collect()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for (at, result) in results.into_iter().flatten() {
+            let (state, _, required) = &batch[at];
+            let kept = match result {
+                Ok(kept) => {
+                    self.outcome.recovered += 1;
+                    Some(kept)
+                }
+                Err(refusal) => {
+                    self.outcome.refused.push(refusal);
+                    None
+                }
+            };
+            self.seen.insert(state.clone(), Status::Recovered(kept));
+            judge(state, kept, *required, &mut self.outcome);
+        }
+        let wrong = &self.outcome.wrong;
+        assert!(
+            wrong.is_empty(),
+            "{} crash states recovered wrong, the first: {:#?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+}
+
+/// Notes a state that recovered fewer than `required` changes.
+fn judge(state: &CrashState, kept: Option<usize>, required: usize, outcome: &mut Outcome) {
+    if let Some(kept) = kept.filter(|&kept| kept < required) {
+        outcome.wrong.push(format!(
+            "holds the first {kept} changes, but {required} were acknowledged: {}",
+            describe(state)
+        ));
     }
 }
 
@@ -1052,51 +1191,22 @@ struct Outcome {
     recovered: usize,
     /// Each refusal's line, with the state refused.
     refused: Vec<String>,
-    /// Each state that lost an acknowledged change or recovered something
-    /// that is not a prefix of the history.
+    /// Each state that lost an acknowledged change, recovered something
+    /// that is not a prefix of the history, or was refused without naming
+    /// a file in one line.
     wrong: Vec<String>,
 }
 
-/// Starts a store on every collected state, on a few threads, each in a
-/// scratch directory of its own under `scratch`.
-fn recover_all(collected: &Collected, history: &History, scratch: &Path) -> Outcome {
-    let threads = thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let outcomes: Vec<Outcome> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|worker| {
-                let dir = scratch.join(worker.to_string());
-                scope.spawn(move || {
-                    let mut outcome = Outcome::default();
-                    let mine = collected.states.iter().skip(worker).step_by(threads);
-                    for (state, files, required) in mine {
-                        recover(&dir, state, files, *required, history, &mut outcome);
-                    }
-                    outcome
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
-    let mut all = Outcome::default();
-    for outcome in outcomes {
-        all.recovered += outcome.recovered;
-        all.refused.extend(outcome.refused);
-        all.wrong.extend(outcome.wrong);
-    }
-    all
-}
-
-/// Starts a store on one crash state, in `dir`: it must refuse with one
-/// line naming a file, or hold a prefix of the history at least `required`
-/// changes long.
+/// Starts a store on one crash state, in `dir`: returns the longest
+/// prefix of the history it holds, or the refusal's line. Fails the test
+/// when it recovers something that is not a prefix of the history, or
+/// refuses without one line naming a file.
 fn recover(
     dir: &Path,
     state: &CrashState,
     files: &[(String, Vec<u8>)],
-    required: usize,
     history: &History,
-    outcome: &mut Outcome,
-) {
+) -> Result<usize, String> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
     for (name, bytes) in files {
@@ -1108,7 +1218,6 @@ fn recover(
     };
     match Store::open(dir, options, Arc::new(|_| {})) {
         Ok((store, _)) => {
-            outcome.recovered += 1;
             let recovered: State = store
                 .read()
                 .topological()
@@ -1120,17 +1229,12 @@ fn recover(
                 .prefixes
                 .get(&fingerprint(&recovered))
                 .and_then(|lengths| lengths.iter().max().copied());
-            match kept {
-                None => outcome.wrong.push(format!(
+            Ok(kept.unwrap_or_else(|| {
+                panic!(
                     "recovered an index that no prefix of the history holds: {}",
                     describe(state)
-                )),
-                Some(kept) if kept < required => outcome.wrong.push(format!(
-                    "holds the first {kept} changes, but {required} were acknowledged: {}",
-                    describe(state)
-                )),
-                Some(_) => {}
-            }
+                )
+            }))
         }
         Err(error) => {
             let line = error.to_string();
@@ -1138,12 +1242,11 @@ fn recover(
                 error,
                 RecoveryError::Damaged { .. } | RecoveryError::Missing { .. }
             ) && line.starts_with(dir.to_str().unwrap());
-            if line.contains('\n') || !names_a_file {
-                outcome
-                    .wrong
-                    .push(format!("refused without naming a file: {line}"));
-            }
-            outcome.refused.push(format!("{line}: {}", describe(state)));
+            assert!(
+                names_a_file && !line.contains('\n'),
+                "refused without one line naming a file: {line}"
+            );
+            Err(format!("{line}: {}", describe(state)))
         }
     }
 }
@@ -1190,12 +1293,19 @@ fn crash_states(model: &Model) -> Vec<CrashState> {
     let pending: Vec<usize> = (0..model.entries.len())
         .filter(|&i| !model.entries[i].1)
         .collect();
-    assert!(pending.len() < 16, "{} directory changes pending", pending.len());
+    assert!(
+        pending.len() < 16,
+        "{} directory changes pending",
+        pending.len()
+    );
     let mut states = Vec::new();
     for subset in 0u32..1 << pending.len() {
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         let mut data_dir = false;
-        let mut chosen = pending.iter().map(|&i| (i, false)).collect::<HashMap<_, _>>();
+        let mut chosen = pending
+            .iter()
+            .map(|&i| (i, false))
+            .collect::<HashMap<_, _>>();
         for (bit, i) in pending.iter().enumerate() {
             chosen.insert(*i, subset & (1 << bit) != 0);
         }

@@ -70,13 +70,15 @@ fn every_crash_state_recovers_a_prefix_holding_every_acknowledged_change() {
     replay(&recorded, &history, &mut checker);
     let Checker {
         points,
+        sampled_points,
         pairs,
         outcome,
         ..
     } = checker;
     println!(
-        "crash states checked: {} distinct ({pairs} at {points} crash points of {} traced \
-         operations; {} changes, {} compactions; {} refused); trace {:.1?}, total {:.1?}",
+        "crash states checked: {} distinct ({pairs} at {points} crash points, {sampled_points} \
+         of them sampled, of {} traced operations; {} changes, {} compactions; {} refused); \
+         trace {:.1?}, total {:.1?}",
         outcome.recovered + outcome.refused.len(),
         recorded.steps.len(),
         history.changes.len(),
@@ -479,9 +481,11 @@ struct Parser {
 
 impl Parser {
     fn line(&mut self, line: &str) {
+        // The thread's id, padded to a width.
         let Some((pid, rest)) = line.split_once(' ') else {
             return;
         };
+        let rest = rest.trim_start();
         if rest.starts_with("+++") || rest.starts_with("---") {
             return;
         }
@@ -1082,6 +1086,8 @@ struct Checker<'h> {
     /// acknowledged at a point where it occurs.
     batch: Vec<(CrashState, Vec<(String, Vec<u8>)>, usize)>,
     points: usize,
+    /// Points with more crash states than are built at one point.
+    sampled_points: usize,
     pairs: usize,
     outcome: Outcome,
 }
@@ -1094,6 +1100,7 @@ impl<'h> Checker<'h> {
             seen: HashMap::new(),
             batch: Vec::new(),
             points: 0,
+            sampled_points: 0,
             pairs: 0,
             outcome: Outcome::default(),
         }
@@ -1103,7 +1110,9 @@ impl<'h> Checker<'h> {
     /// changes.
     fn point(&mut self, model: &Model, required: usize) {
         self.points += 1;
-        for state in crash_states(model) {
+        let (states, sampled) = crash_states(model);
+        self.sampled_points += usize::from(sampled);
+        for state in states {
             self.pairs += 1;
             match self.seen.get(&state).copied() {
                 Some(Status::Waiting(at)) => {
@@ -1289,7 +1298,7 @@ fn contents(model: &Model, file: usize, held: usize, tear: Tear) -> Vec<u8> {
 /// [`MOST_STATES_PER_POINT`]): each directory change not yet synced may or
 /// may not have happened; each file holds its synced operations plus any
 /// in-order prefix of the later ones, whose last write may be torn.
-fn crash_states(model: &Model) -> Vec<CrashState> {
+fn crash_states(model: &Model) -> (Vec<CrashState>, bool) {
     let pending: Vec<usize> = (0..model.entries.len())
         .filter(|&i| !model.entries[i].1)
         .collect();
@@ -1299,6 +1308,7 @@ fn crash_states(model: &Model) -> Vec<CrashState> {
         pending.len()
     );
     let mut states = Vec::new();
+    let mut sampled = false;
     for subset in 0u32..1 << pending.len() {
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         let mut data_dir = false;
@@ -1353,6 +1363,7 @@ fn crash_states(model: &Model) -> Vec<CrashState> {
         }
         let total: usize = choices.iter().map(Vec::len).product();
         let stride = total.div_ceil(MOST_STATES_PER_POINT).max(1);
+        sampled |= stride > 1;
         let mut n = 0;
         while n < total {
             let mut rest = n;
@@ -1369,5 +1380,5 @@ fn crash_states(model: &Model) -> Vec<CrashState> {
             n += stride;
         }
     }
-    states
+    (states, sampled)
 }

@@ -39,7 +39,7 @@ const TEST_NAME: &str = "every_crash_state_recovers_a_prefix_holding_every_ackno
 /// Connections changing the index at once, each with packages of its own.
 const CONNECTIONS: usize = 3;
 /// Rounds of pipelined changes per connection.
-const ROUNDS: usize = 320;
+const ROUNDS: usize = 450;
 /// A log this small is compacted as soon as it outgrows its snapshot.
 const COMPACT_AT_LEAST: u64 = 512;
 /// The most crash states built at one point of the trace; more are
@@ -231,6 +231,10 @@ impl Random {
 fn drive(addr: SocketAddr, connection: usize) -> Sent {
     let stream = TcpStream::connect(addr).unwrap();
     let port = stream.local_addr().unwrap().port();
+    // An answer that never comes fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ (connection as u64 + 1) * 0x1000_0001);
@@ -288,7 +292,9 @@ fn drive(addr: SocketAddr, connection: usize) -> Sent {
         writer.write_all(batch.as_bytes()).unwrap();
         for line in &lines[lines.len() - count..] {
             let mut answer = String::new();
-            reader.read_line(&mut answer).unwrap();
+            if let Err(error) = reader.read_line(&mut answer) {
+                panic!("connection {connection}: no answer to {line}: {error}");
+            }
             assert_eq!(answer, "OK\n", "{line}");
         }
     }

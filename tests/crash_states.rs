@@ -237,7 +237,7 @@ fn drive(addr: SocketAddr, connection: usize) -> Sent {
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ (connection as u64 + 1) * 0x1000_0001);
+    let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ ((connection as u64 + 1) * 0x1000_0001));
     // Package number -> its dependencies' numbers (always smaller).
     let mut packages: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut next = 0;
@@ -449,10 +449,8 @@ impl Recorded {
             }
         }
         let mut changes = Vec::new();
-        let mut expected_generation = 1;
-        for (generation, file) in logs {
+        for (expected_generation, (generation, file)) in (1..).zip(logs) {
             assert_eq!(generation, expected_generation, "a log is missing");
-            expected_generation += 1;
             decode_log(&self.final_bytes(file), &mut changes);
         }
         changes
@@ -1071,6 +1069,10 @@ fn replay(recorded: &Recorded, history: &History, checker: &mut Checker<'_>) {
 /// Distinct crash states waiting to be recovered, at most.
 const BATCH: usize = 2_000;
 
+/// A crash state waiting to be recovered: the state, its files' names
+/// and bytes, and the most changes acknowledged at a point where it occurs.
+type Waiting = (CrashState, Vec<(String, Vec<u8>)>, usize);
+
 /// What became of a distinct crash state.
 #[derive(Clone, Copy)]
 enum Status {
@@ -1090,7 +1092,7 @@ struct Checker<'h> {
     seen: HashMap<CrashState, Status>,
     /// The batch: each state, its files' bytes, and the most changes
     /// acknowledged at a point where it occurs.
-    batch: Vec<(CrashState, Vec<(String, Vec<u8>)>, usize)>,
+    batch: Vec<Waiting>,
     points: usize,
     /// Points with more crash states than are built at one point.
     sampled_points: usize,

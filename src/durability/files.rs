@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::recovery::{io_error, RecoveryError};
 use super::Generation;
 
 /// The two kinds of data file.
@@ -165,19 +166,6 @@ impl Watched {
     }
 }
 
-/// Why a directory could not be locked.
-#[derive(Debug)]
-pub(super) enum LockError {
-    /// Another process holds it.
-    Held {
-        path: PathBuf,
-    },
-    Io {
-        path: PathBuf,
-        source: io::Error,
-    },
-}
-
 /// How long a lock found held is tried again before the directory is
 /// reported in use: a process that forks (to run a command) shares its
 /// descriptors, and with them its locks, with the child until that execs.
@@ -186,19 +174,15 @@ const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 impl DirLock {
     /// Takes the lock, trying again for up to [`LOCK_RETRY_FOR`] while
     /// another process holds it.
-    pub(super) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| LockError::Io { path, source }
-        };
-        let dir_file = File::open(dir).map_err(io(dir))?;
+    pub(super) fn acquire(dir: &Path) -> Result<DirLock, RecoveryError> {
+        let dir_file = File::open(dir).map_err(io_error(dir))?;
         let path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io(&path))?;
+            .map_err(io_error(&path))?;
         let give_up = Instant::now() + LOCK_RETRY_FOR;
         for (file, path) in [(&dir_file, dir), (&lock_file, &path)] {
             loop {
@@ -209,14 +193,14 @@ impl DirLock {
                     }
                     Err(TryLockError::WouldBlock) => {
                         let path = path.to_owned();
-                        return Err(LockError::Held { path });
+                        return Err(RecoveryError::Locked { path });
                     }
-                    Err(TryLockError::Error(source)) => return Err(io(path)(source)),
+                    Err(TryLockError::Error(source)) => return Err(io_error(path)(source)),
                 }
             }
         }
         Ok(DirLock {
-            dir: Watched::at(dir.to_owned()).map_err(io(dir))?,
+            dir: Watched::at(dir.to_owned()).map_err(io_error(dir))?,
             _dir: dir_file,
             _lock_file: lock_file,
         })

@@ -21,7 +21,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::compactor::CompactionSignal;
-use super::files::{self, DirLock, Kind, LockError, Watched};
+use super::files::{self, DirLock, Kind, Watched};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
@@ -463,12 +463,7 @@ impl Wal {
         fs::create_dir_all(&self.dir)?;
         let mut dir_lock = lock(&self.lock);
         if dir_lock.dir.check().is_err() {
-            *dir_lock = DirLock::acquire(&self.dir).map_err(|error| match error {
-                LockError::Io { source, .. } => source,
-                LockError::Held { path } => {
-                    io::Error::other(format!("{} was locked by another process", path.display()))
-                }
-            })?;
+            *dir_lock = DirLock::acquire(&self.dir).map_err(io::Error::other)?;
         }
         drop(dir_lock);
         self.prepare_rotation()

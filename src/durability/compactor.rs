@@ -124,7 +124,6 @@ pub(crate) struct Compaction {
     pub(super) wal: Arc<Wal>,
     pub(super) index: SharedIndex,
     pub(super) observe: Arc<Observer>,
-    pub(super) signal: Arc<CompactionSignal>,
     /// Held while compacting; true once closed.
     pub(super) closed: Mutex<bool>,
 }
@@ -188,7 +187,7 @@ impl Compaction {
             }
             (Err(error), Some(_)) => self.wal.fail_with(error),
             (Err(error), None) => {
-                self.signal.note(false);
+                self.wal.signal.note(false);
                 (self.observe)(DurabilityEvent::CompactionFailed(error));
             }
         }
@@ -204,7 +203,7 @@ impl Compaction {
         let (copy, switched) = self.index.copy_with(|_| self.wal.switch_to(next));
         let (generation, position) = switched?;
         // Writers held back by a full log go on as soon as it switched.
-        self.signal.note(true);
+        self.wal.signal.note(true);
         let bytes = self.wal.write_snapshot(generation, copy.topological())?;
         Ok((position, bytes, copy.packages()))
     }
@@ -212,7 +211,7 @@ impl Compaction {
 
 /// The compactor thread's life, until [`CompactionSignal::stop`].
 pub(super) fn run(compaction: &Compaction) {
-    let (wal, signal) = (&compaction.wal, &compaction.signal);
+    let (wal, signal) = (&compaction.wal, &compaction.wal.signal);
     loop {
         let wake = signal.next(WATCH_INTERVAL, true);
         // Before a stop too: the close then syncs files that exist.

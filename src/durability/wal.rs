@@ -43,7 +43,8 @@ pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
     observe: Arc<Observer>,
-    compaction: Arc<CompactionSignal>,
+    /// How batches ask for a compaction, and writers wait for one.
+    pub(super) signal: CompactionSignal,
     /// A log smaller than this is never compacted.
     compact_at_least: u64,
     /// Encoded changes not yet handed to a batch.
@@ -174,7 +175,6 @@ impl Wal {
         recovered: Recovered,
         options: &DurableOptions,
         observe: Arc<Observer>,
-        compaction: Arc<CompactionSignal>,
     ) -> io::Result<Wal> {
         let Recovered {
             dir,
@@ -212,7 +212,7 @@ impl Wal {
             dir,
             fsync: options.fsync,
             observe,
-            compaction,
+            signal: CompactionSignal::default(),
             compact_at_least: options.compact_at_least,
             pending: Mutex::new(Vec::new()),
             appended: AtomicU64::new(0),
@@ -367,7 +367,7 @@ impl Wal {
             _ if written.is_err() => {}
             Some(error) => {
                 commit.lost.get_or_insert_with(|| error.to_string());
-                self.compaction.request();
+                self.signal.request();
             }
             None => self.publish(last),
         }
@@ -377,7 +377,7 @@ impl Wal {
             (self.observe)(DurabilityEvent::Synced(took));
         }
         if self.needs_compaction() {
-            self.compaction.request();
+            self.signal.request();
         }
         Ok(())
     }

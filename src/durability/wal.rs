@@ -81,8 +81,6 @@ pub(crate) struct Wal {
 pub struct LogStats {
     /// Changes appended.
     pub appended: u64,
-    /// Changes durable.
-    pub durable: u64,
     /// `write(2)` batches: with many writers each holds many changes.
     pub batches_written: u64,
     /// `fdatasync` calls.
@@ -454,12 +452,15 @@ impl Wal {
     /// the one being written, makes the directory again and locks it if it
     /// is not the one locked, and creates the next log in it.
     pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
-        lock(&self.commit)
-            .lost
-            .get_or_insert_with(|| why.to_owned());
-        // No batch is led from now on; a leader holds the writer from
-        // before it marks a batch being written until the batch is written.
-        drop(lock(&self.writer));
+        loop {
+            let mut commit = lock(&self.commit);
+            commit.lost.get_or_insert_with(|| why.to_owned());
+            if !commit.writing {
+                break;
+            }
+            drop(commit);
+            thread::sleep(Duration::from_millis(1));
+        }
         fs::create_dir_all(&self.dir)?;
         let mut dir_lock = lock(&self.lock);
         if dir_lock.dir.check().is_err() {
@@ -482,7 +483,6 @@ impl Wal {
     pub(crate) fn stats(&self) -> LogStats {
         LogStats {
             appended: self.last_appended().0,
-            durable: self.durable().0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             log_bytes: self.log_bytes(),

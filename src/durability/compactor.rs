@@ -124,7 +124,6 @@ pub(crate) struct Compaction {
     pub(super) wal: Arc<Wal>,
     pub(super) index: SharedIndex,
     pub(super) observe: Arc<Observer>,
-    pub(super) signal: Arc<CompactionSignal>,
     /// Held while compacting; true once closed.
     pub(super) closed: Mutex<bool>,
 }
@@ -140,69 +139,59 @@ impl Compaction {
     /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`]
     /// and returns the same outcome.
     pub(crate) fn run(&self) -> io::Result<()> {
+        self.write_index(false)
+    }
+
+    /// With `restore`, first checks the files are in place
+    /// ([`Wal::missing_files`]) and, when they are not, writes the index as
+    /// a fresh snapshot and log while no batch is led: every change
+    /// acknowledged so far is in them, and the next is acknowledged only
+    /// once they are synced. That reports [`DurabilityEvent::Restored`],
+    /// and its failure fails the log. Without, compacts (see [`Self::run`]).
+    fn write_index(&self, restore: bool) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));
         }
+        let missing = if restore {
+            match self.wal.missing_files() {
+                Some(why) => Some(why),
+                None => return Ok(()),
+            }
+        } else {
+            None
+        };
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
-        let compacted = self
-            .wal
-            .prepare_rotation()
-            .and_then(|next| self.switch(next));
-        match &compacted {
-            Ok((_, snapshot_bytes, packages)) => (self.observe)(DurabilityEvent::Compacted {
-                took: started.elapsed(),
-                log_bytes,
-                snapshot_bytes: *snapshot_bytes,
-                packages: *packages,
-            }),
-            Err(error) => {
-                self.signal.note(false);
+        let next = match &missing {
+            Some(why) => self.wal.prepare_restore(why),
+            None => self.wal.prepare_rotation(),
+        };
+        let written = next.and_then(|next| self.switch(next));
+        match (&written, &missing) {
+            (Ok((position, _, packages)), Some(why)) => {
+                self.wal.restored(*position);
+                (self.observe)(DurabilityEvent::Restored {
+                    missing: why,
+                    took: started.elapsed(),
+                    packages: *packages,
+                });
+            }
+            (Ok((_, snapshot_bytes, packages)), None) => {
+                (self.observe)(DurabilityEvent::Compacted {
+                    took: started.elapsed(),
+                    log_bytes,
+                    snapshot_bytes: *snapshot_bytes,
+                    packages: *packages,
+                })
+            }
+            (Err(error), Some(_)) => self.wal.fail_with(error),
+            (Err(error), None) => {
+                self.wal.signal.note(false);
                 (self.observe)(DurabilityEvent::CompactionFailed(error));
             }
         }
-        compacted.map(drop)
-    }
-
-    /// Why the files must be written again, if they must (see
-    /// [`Wal::missing_files`]); never while a compaction runs, which
-    /// replaces files itself.
-    fn missing_files(&self) -> Option<String> {
-        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        if *closed {
-            return None;
-        }
-        self.wal.missing_files()
-    }
-
-    /// Writes the index as a fresh snapshot and log after `why` (the
-    /// directory, the log or the snapshot was found gone or replaced),
-    /// while no batch is led: every change acknowledged so far is in them,
-    /// and the next is acknowledged only once they are synced. Reports
-    /// [`DurabilityEvent::Restored`]; a failure fails the log.
-    fn restore(&self, why: String) -> io::Result<()> {
-        let _closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        let started = Instant::now();
-        match self
-            .wal
-            .prepare_restore(&why)
-            .and_then(|next| self.switch(next))
-        {
-            Ok((position, _, packages)) => {
-                self.wal.restored(position);
-                (self.observe)(DurabilityEvent::Restored {
-                    missing: &why,
-                    took: started.elapsed(),
-                    packages,
-                });
-                Ok(())
-            }
-            Err(error) => {
-                self.wal.fail_with(&error);
-                Err(error)
-            }
-        }
+        written.map(drop)
     }
 
     /// Switches to the log `next` and copies the index in one critical
@@ -214,7 +203,7 @@ impl Compaction {
         let (copy, switched) = self.index.copy_with(|_| self.wal.switch_to(next));
         let (generation, position) = switched?;
         // Writers held back by a full log go on as soon as it switched.
-        self.signal.note(true);
+        self.wal.signal.note(true);
         let bytes = self.wal.write_snapshot(generation, copy.topological())?;
         Ok((position, bytes, copy.packages()))
     }
@@ -222,14 +211,12 @@ impl Compaction {
 
 /// The compactor thread's life, until [`CompactionSignal::stop`].
 pub(super) fn run(compaction: &Compaction) {
-    let (wal, signal) = (&compaction.wal, &compaction.signal);
+    let (wal, signal) = (&compaction.wal, &compaction.wal.signal);
     loop {
         let wake = signal.next(WATCH_INTERVAL, true);
         // Before a stop too: the close then syncs files that exist.
-        if let Some(why) = compaction.missing_files() {
-            if compaction.restore(why).is_err() {
-                return;
-            }
+        if compaction.write_index(true).is_err() {
+            return;
         }
         match wake {
             Wake::Stop => return,

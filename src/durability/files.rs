@@ -5,7 +5,10 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use super::recovery::{io_error, RecoveryError};
 use super::Generation;
 
 /// The two kinds of data file.
@@ -124,94 +127,83 @@ pub(super) struct DirLock {
     _dir: File,
     _lock_file: File,
     /// The directory locked, to notice it being deleted or replaced.
-    dir_id: FileId,
+    pub(super) dir: Watched,
 }
 
-/// A file's identity: its device and inode, the same whatever its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FileId {
+/// A file at a path, as it was when this process made or opened it.
+#[derive(Debug)]
+pub(super) struct Watched {
+    path: PathBuf,
     device: u64,
     inode: u64,
 }
 
-impl FileId {
-    fn of(metadata: &fs::Metadata) -> FileId {
-        FileId {
+impl Watched {
+    pub(super) fn at(path: PathBuf) -> io::Result<Watched> {
+        let metadata = fs::metadata(&path)?;
+        Ok(Watched {
+            path,
             device: metadata.dev(),
             inode: metadata.ino(),
+        })
+    }
+
+    /// Fails unless the path still names the file watched: a deleted or
+    /// replaced file is an error that says which.
+    pub(super) fn check(&self) -> io::Result<()> {
+        let path = self.path.display();
+        match fs::metadata(&self.path) {
+            Ok(found) if (found.dev(), found.ino()) == (self.device, self.inode) => Ok(()),
+            Ok(_) => Err(io::Error::other(format!(
+                "{path} was replaced while in use"
+            ))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{path} was deleted while in use"),
+            )),
+            Err(error) => Err(error),
         }
     }
-
-    pub(super) fn at(path: &Path) -> io::Result<FileId> {
-        Ok(FileId::of(&fs::metadata(path)?))
-    }
 }
 
-/// Fails unless `path` still names the file `expected`: a deleted or
-/// replaced file is an error that says which.
-pub(super) fn check_same(path: &Path, expected: FileId) -> io::Result<()> {
-    match FileId::at(path) {
-        Ok(found) if found == expected => Ok(()),
-        Ok(_) => Err(io::Error::other(format!(
-            "{} was replaced while in use",
-            path.display()
-        ))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{} was deleted while in use", path.display()),
-        )),
-        Err(error) => Err(error),
-    }
-}
-
-/// Why a directory could not be locked.
-#[derive(Debug)]
-pub(super) enum LockError {
-    /// Another process holds it.
-    Held {
-        path: PathBuf,
-    },
-    Io {
-        path: PathBuf,
-        source: io::Error,
-    },
-}
+/// How long a lock found held is tried again before the directory is
+/// reported in use: a process that forks (to run a command) shares its
+/// descriptors, and with them its locks, with the child until that execs.
+const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 
 impl DirLock {
-    /// Takes the lock without waiting.
-    pub(super) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
-        let held = |path: &Path| {
-            let path = path.to_owned();
-            move |error| match error {
-                TryLockError::WouldBlock => LockError::Held { path },
-                TryLockError::Error(source) => LockError::Io { path, source },
-            }
-        };
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| LockError::Io { path, source }
-        };
-        let dir_file = File::open(dir).map_err(io(dir))?;
-        dir_file.try_lock().map_err(held(dir))?;
-        let dir_id = FileId::of(&dir_file.metadata().map_err(io(dir))?);
+    /// Takes the lock, trying again for up to [`LOCK_RETRY_FOR`] while
+    /// another process holds it.
+    pub(super) fn acquire(dir: &Path) -> Result<DirLock, RecoveryError> {
+        let dir_file = File::open(dir).map_err(io_error(dir))?;
         let path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io(&path))?;
-        lock_file.try_lock().map_err(held(&path))?;
+            .map_err(io_error(&path))?;
+        let give_up = Instant::now() + LOCK_RETRY_FOR;
+        for (file, path) in [(&dir_file, dir), (&lock_file, &path)] {
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(TryLockError::WouldBlock) => {
+                        let path = path.to_owned();
+                        return Err(RecoveryError::Locked { path });
+                    }
+                    Err(TryLockError::Error(source)) => return Err(io_error(path)(source)),
+                }
+            }
+        }
         Ok(DirLock {
+            dir: Watched::at(dir.to_owned()).map_err(io_error(dir))?,
             _dir: dir_file,
             _lock_file: lock_file,
-            dir_id,
         })
-    }
-
-    /// Fails when `dir` no longer names the directory that was locked.
-    pub(super) fn check_in_place(&self, dir: &Path) -> io::Result<()> {
-        check_same(dir, self.dir_id)
     }
 }
 
@@ -254,18 +246,6 @@ pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result
 /// Makes renames and removals in `dir` durable.
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// Creates the data file `kind`/`generation` atomically (see
-/// [`write_atomically`]). Returns the file, open for writing at its end,
-/// and its length.
-pub(super) fn install(
-    dir: &Path,
-    kind: Kind,
-    generation: Generation,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<(File, u64)> {
-    write_atomically(&path(dir, kind, generation), fill)
 }
 
 /// Creates `final_path` atomically: `fill` writes it under a temporary

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crate::index::{self, Indexer, RunItem, SharedIndex};
 use crate::name::PackageName;
-use compactor::{Compaction, CompactionSignal};
+use compactor::Compaction;
 
 pub use self::wal::LogPosition;
 pub(crate) use self::wal::LogStats;
@@ -132,20 +132,13 @@ impl Durable {
             source,
         };
         let index = SharedIndex::new(indexer);
-        let signal = Arc::new(CompactionSignal::default());
-        let wal = Wal::open(
-            recovered,
-            &options,
-            Arc::clone(&observe),
-            Arc::clone(&signal),
-        )
-        .map(Arc::new)
-        .map_err(cannot)?;
+        let wal = Wal::open(recovered, &options, Arc::clone(&observe))
+            .map(Arc::new)
+            .map_err(cannot)?;
         let compaction = Arc::new(Compaction {
             wal: Arc::clone(&wal),
             index: index.clone(),
             observe,
-            signal,
             closed: Mutex::new(false),
         });
         let compactor = thread::Builder::new().name("compactor".into()).spawn({
@@ -166,7 +159,7 @@ impl Durable {
     /// churn at full speed.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         self.wal.wait_durable(position)?;
-        (self.compaction.signal).wait_for_room(|| self.wal.over_cap());
+        self.wal.signal.wait_for_room(|| self.wal.over_cap());
         Ok(())
     }
 
@@ -181,7 +174,7 @@ impl Durable {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(compactor) = compactor {
-            self.compaction.signal.stop();
+            self.wal.signal.stop();
             // A panic there was reported by the panic hook already.
             let _ = compactor.join();
         }

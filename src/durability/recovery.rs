@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::files::{self, DirLock, Kind, LockError};
+use super::files::{self, DirLock, Kind};
 use super::survey::{self, Problem, Replay, Survey};
 use super::Generation;
 
@@ -141,12 +141,9 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError +
     }
 }
 
-/// Takes the exclusive lock on `dir` without waiting.
+/// Takes the exclusive lock on `dir` ([`DirLock::acquire`]).
 pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
-    DirLock::acquire(dir).map_err(|error| match error {
-        LockError::Held { path } => RecoveryError::Locked { path },
-        LockError::Io { path, source } => RecoveryError::Io { path, source },
-    })
+    DirLock::acquire(dir)
 }
 
 /// Locks `dir` for a tool that reads or repairs it offline: unlike a

@@ -187,7 +187,7 @@ fn close_history(
         }
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
-    files::install(dir, Kind::Log, survey.base, |out| {
+    files::write_atomically(&files::path(dir, Kind::Log, survey.base), |out| {
         out.write_all(&record::header(record::LOG_MAGIC))?;
         keep_owner(out, &owner)
     })
@@ -231,7 +231,7 @@ fn cut(
     if let Some(packages) = closed_with {
         record::encode_snapshot_end(&mut kept, packages).map_err(io_error(path))?;
     }
-    files::install(dir, file.kind, file.generation, |out| {
+    files::write_atomically(&files::path(dir, file.kind, file.generation), |out| {
         out.write_all(&kept)?;
         out.set_permissions(original.permissions())?;
         keep_owner(out, &original)

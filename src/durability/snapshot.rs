@@ -43,21 +43,22 @@ pub(super) fn write<'p, D>(
 where
     D: IntoIterator<Item = &'p str>,
 {
-    let (_, bytes) = files::install(dir, Kind::Snapshot, generation, |file| {
-        let mut chunk = Vec::with_capacity(WRITE_CHUNK);
-        chunk.extend_from_slice(&record::header(record::SNAPSHOT_MAGIC));
-        let mut records: u64 = 0;
-        for (package, dependencies) in packages {
-            record::encode_index(&mut chunk, package, dependencies)?;
-            records += 1;
-            if chunk.len() >= WRITE_CHUNK {
-                file.write_all(&chunk)?;
-                chunk.clear();
+    let (_, bytes) =
+        files::write_atomically(&files::path(dir, Kind::Snapshot, generation), |file| {
+            let mut chunk = Vec::with_capacity(WRITE_CHUNK);
+            chunk.extend_from_slice(&record::header(record::SNAPSHOT_MAGIC));
+            let mut records: u64 = 0;
+            for (package, dependencies) in packages {
+                record::encode_index(&mut chunk, package, dependencies)?;
+                records += 1;
+                if chunk.len() >= WRITE_CHUNK {
+                    file.write_all(&chunk)?;
+                    chunk.clear();
+                }
             }
-        }
-        record::encode_snapshot_end(&mut chunk, records)?;
-        file.write_all(&chunk)
-    })?;
+            record::encode_snapshot_end(&mut chunk, records)?;
+            file.write_all(&chunk)
+        })?;
     files::remove_older_than(dir, generation, false)?;
     Ok(bytes)
 }

@@ -1,21 +1,5 @@
-//! Group commit: where a change is appended to the log, where the sync is
-//! issued, and who waits for it (`docs/durability.md`, "Writing and group
-//! commit").
-//!
-//! 1. Under the index write lock, [`Wal::appender`] encodes each change
-//!    into an in-memory buffer and returns its [`LogPosition`]. Log order
-//!    is the order the index made the changes in, and no disk I/O happens
-//!    under that lock.
-//! 2. After releasing the lock, the connection's thread calls
-//!    [`Wal::wait_durable`] with the newest position its answers could
-//!    reveal, and only then writes them to its socket: the thread that
-//!    waits for a sync is the one that sends the answers.
-//! 3. A waiter that finds no batch being written leads one (`lead`): it
-//!    takes everything appended so far, `write(2)`s it, `fdatasync`s it
-//!    with [`Fsync::Always`], publishes the highest position now durable,
-//!    and wakes the waiters the batch covered and the oldest one it did
-//!    not, to lead the next batch, which carries everything appended
-//!    meanwhile: one sync serves every waiting connection.
+//! The write-ahead log: append, group commit, sync and who waits
+//! (`docs/durability.md`, "Writing and group commit").
 //!
 //! Who waits is a list of [`Waiter`]s, each a position and its parked
 //! thread, so a batch wakes exactly the threads it serves; a woken thread
@@ -23,22 +7,10 @@
 //! taking a lock. (One condition variable, waking every waiter onto the
 //! lock after every batch, measured 10-20% slower: BENCHMARKS.md.)
 //!
-//! A failed write or sync is final (after a failed `fsync` the kernel may
-//! have dropped the dirty pages, so a retry could report success for lost
-//! data): every waiter and every later call gets the failure, and the
-//! owner hears it once ([`DurabilityEvent::Failed`]).
-//!
 //! Files that vanish are not a failure: the index in memory holds every
-//! change. With [`Fsync::Always`] each batch checks, after its sync, that
-//! the log and the snapshot are still the files at their paths; the
-//! compactor checks the directory too, every second ([`Wal::missing_files`]).
-//! Once files are missing, no batch is led until the compactor has written
-//! the index as a fresh snapshot and log ([`Wal::prepare_restore`],
-//! [`Wal::switch_to`], [`Wal::restored`]).
-//!
-//! A batch that leaves the log larger than its snapshot asks the compactor
-//! for a compaction, which rotates the log here ([`Wal::prepare_rotation`],
-//! [`Wal::switch_to`]).
+//! change. Once a batch or the compactor finds them missing, no batch is
+//! led until the compactor has written the index as a fresh snapshot and
+//! log ([`Wal::prepare_restore`], [`Wal::restored`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -49,7 +21,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::compactor::CompactionSignal;
-use super::files::{self, DirLock, FileId, Kind, LockError};
+use super::files::{self, DirLock, Kind, Watched};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
@@ -71,7 +43,8 @@ pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
     observe: Arc<Observer>,
-    compaction: Arc<CompactionSignal>,
+    /// How batches ask for a compaction, and writers wait for one.
+    pub(super) signal: CompactionSignal,
     /// A log smaller than this is never compacted.
     compact_at_least: u64,
     /// Encoded changes not yet handed to a batch.
@@ -83,10 +56,12 @@ pub(crate) struct Wal {
     /// so batches reach the file in order.
     writer: Mutex<Writer>,
     commit: Mutex<CommitState>,
-    /// `CommitState::durable`, readable without the lock.
+    /// The highest position durable so far: raised under `commit`, read
+    /// without it.
     durable: AtomicU64,
-    /// Set once; from then on nothing new becomes durable.
-    failure: OnceLock<Failure>,
+    /// Set once, to the error that failed the log or to `None` when it
+    /// closed; from then on nothing new becomes durable.
+    failure: OnceLock<Option<io::Error>>,
     /// The generation of the log receiving appends; the mutex also
     /// serialises rotations.
     active: Mutex<Generation>,
@@ -106,8 +81,6 @@ pub(crate) struct Wal {
 pub struct LogStats {
     /// Changes appended.
     pub appended: u64,
-    /// Changes durable.
-    pub durable: u64,
     /// `write(2)` batches: with many writers each holds many changes.
     pub batches_written: u64,
     /// `fdatasync` calls.
@@ -119,8 +92,6 @@ pub struct LogStats {
 /// Where group commit stands; a waiter decides under this lock whether to
 /// lead a batch or to park until one covers it.
 struct CommitState {
-    /// The highest position durable so far.
-    durable: LogPosition,
     /// A batch is being written.
     writing: bool,
     /// The threads parked until the log covers their position, oldest
@@ -150,22 +121,12 @@ struct Writer {
     snapshot: Option<Watched>,
 }
 
-/// A file at a path, as it was when this process wrote it.
-struct Watched {
-    path: PathBuf,
-    id: FileId,
-}
-
-impl Watched {
-    fn at(path: PathBuf) -> io::Result<Watched> {
-        let id = FileId::at(&path)?;
-        Ok(Watched { path, id })
+impl Writer {
+    /// Fails when the log or the snapshot is no longer the file at its path.
+    fn check(&self) -> io::Result<()> {
+        self.log.check()?;
+        self.snapshot.as_ref().map_or(Ok(()), Watched::check)
     }
-}
-
-/// Fails when a watched file's path no longer names it: deleted or replaced.
-fn check(file: Option<&Watched>) -> io::Result<()> {
-    file.map_or(Ok(()), |file| files::check_same(&file.path, file.id))
 }
 
 /// Appends to the log with its buffer locked (see [`Wal::appender`]).
@@ -197,15 +158,6 @@ pub(crate) struct NextWalFile<'a> {
     header_len: u64,
 }
 
-#[derive(Debug)]
-enum Failure {
-    Io {
-        kind: io::ErrorKind,
-        message: String,
-    },
-    Closed,
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The sections under these locks cannot leave the data half-changed, so
     // a panic elsewhere while holding one does not make the data unusable.
@@ -221,7 +173,6 @@ impl Wal {
         recovered: Recovered,
         options: &DurableOptions,
         observe: Arc<Observer>,
-        compaction: Arc<CompactionSignal>,
     ) -> io::Result<Wal> {
         let Recovered {
             dir,
@@ -259,7 +210,7 @@ impl Wal {
             dir,
             fsync: options.fsync,
             observe,
-            compaction,
+            signal: CompactionSignal::default(),
             compact_at_least: options.compact_at_least,
             pending: Mutex::new(Vec::new()),
             appended: AtomicU64::new(0),
@@ -270,7 +221,6 @@ impl Wal {
                 snapshot,
             }),
             commit: Mutex::new(CommitState {
-                durable: LogPosition(0),
                 writing: false,
                 waiters: Vec::new(),
                 lost: None,
@@ -298,11 +248,11 @@ impl Wal {
     /// The error that failed (or closed) the log, if it did.
     fn check_alive(&self) -> io::Result<()> {
         match self.failure.get() {
-            Some(Failure::Io { kind, message }) => Err(io::Error::new(
-                *kind,
-                format!("write-ahead log failed earlier: {message}"),
+            Some(Some(error)) => Err(io::Error::new(
+                error.kind(),
+                format!("write-ahead log failed earlier: {error}"),
             )),
-            Some(Failure::Closed) => Err(io::Error::other("write-ahead log is closed")),
+            Some(None) => Err(io::Error::other("write-ahead log is closed")),
             None => Ok(()),
         }
     }
@@ -328,12 +278,12 @@ impl Wal {
                 return Ok(());
             }
             let commit = lock(&self.commit);
-            if commit.durable >= position {
+            if self.durable() >= position {
                 return Ok(());
             }
             self.check_alive()?;
             if !commit.writing && commit.lost.is_none() {
-                self.lead(commit, None, false)?;
+                self.lead(commit, None, self.fsync == Fsync::Always)?;
             } else {
                 self.park(commit, position);
             }
@@ -349,8 +299,9 @@ impl Wal {
         thread::park();
     }
 
-    /// Waits until no batch is being written, then writes one (see `lead`).
-    fn lead_when_free(&self, mut next_file: Option<File>, force_sync: bool) -> io::Result<()> {
+    /// Waits until no batch is being written, then writes and syncs one
+    /// (see `lead`).
+    fn lead_when_free(&self, mut next_file: Option<File>) -> io::Result<()> {
         loop {
             let commit = lock(&self.commit);
             self.check_alive()?;
@@ -358,54 +309,48 @@ impl Wal {
                 return Err(io::Error::new(io::ErrorKind::NotFound, lost.clone()));
             }
             if !commit.writing {
-                return self.lead(commit, next_file.take(), force_sync);
+                return self.lead(commit, next_file.take(), true);
             }
             // Never covered: woken as the oldest waiter left after a batch.
             self.park(commit, LogPosition(u64::MAX));
         }
     }
 
-    /// Writes everything appended so far as the next batch, syncing when
-    /// the mode, a switch to `next_file` or `force_sync` asks for it, then
-    /// publishes the new durable position. The caller holds `commit` and no
-    /// batch is being written.
+    /// Writes everything appended so far as the next batch, syncing it
+    /// when `sync`, then switches to `next_file` and publishes the new
+    /// durable position. The caller holds `commit` and no batch is being
+    /// written.
     fn lead(
         &self,
         mut commit: MutexGuard<'_, CommitState>,
         next_file: Option<File>,
-        force_sync: bool,
+        sync: bool,
     ) -> io::Result<()> {
         let mut writer = lock(&self.writer);
-        let (last, log_bytes) = {
+        let last = {
             let mut pending = lock(&self.pending);
             std::mem::swap(&mut *pending, &mut writer.spare);
-            (self.last_appended(), self.log_bytes())
+            self.last_appended()
         };
         commit.writing = true;
         drop(commit);
 
-        let sync = self.fsync == Fsync::Always || next_file.is_some() || force_sync;
-        let Writer {
-            file,
-            spare,
-            log,
-            snapshot,
-        } = &mut *writer;
-        let written = write_batch(file, spare, sync);
+        let written = {
+            let Writer { file, spare, .. } = &mut *writer;
+            write_batch(file, spare, sync)
+        };
         // Bytes synced to a file that is no longer at its path may be lost
         // with it: find out before anyone is told they are durable.
         let lost = match written {
-            Ok(_) if self.fsync == Fsync::Always => {
-                check(Some(log)).and(check(snapshot.as_ref())).err()
-            }
+            Ok(_) if self.fsync == Fsync::Always => writer.check().err(),
             _ => None,
         };
-        if !spare.is_empty() {
+        if !writer.spare.is_empty() {
             self.batches_written.fetch_add(1, Ordering::Relaxed);
         }
-        spare.clear();
-        if spare.capacity() > SPARE_CAPACITY_LIMIT {
-            *spare = Vec::new();
+        writer.spare.clear();
+        if writer.spare.capacity() > SPARE_CAPACITY_LIMIT {
+            writer.spare = Vec::new();
         }
         if let (Ok(_), Some(file)) = (&written, next_file) {
             writer.file = file;
@@ -420,31 +365,31 @@ impl Wal {
             _ if written.is_err() => {}
             Some(error) => {
                 commit.lost.get_or_insert_with(|| error.to_string());
-                self.compaction.request();
+                self.signal.request();
             }
-            None => self.publish(&mut commit, last),
+            None => self.publish(last),
         }
         self.wake_waiters(commit);
         if let Some(took) = written? {
             self.syncs.fetch_add(1, Ordering::Relaxed);
             (self.observe)(DurabilityEvent::Synced(took));
         }
-        if self.compaction_due(log_bytes) {
-            self.compaction.request();
+        if self.needs_compaction() {
+            self.signal.request();
         }
         Ok(())
     }
 
-    /// Marks everything up to `position` durable.
-    fn publish(&self, commit: &mut CommitState, position: LogPosition) {
-        commit.durable = commit.durable.max(position);
-        self.durable.store(commit.durable.0, Ordering::Release);
+    /// Marks everything up to `position` durable. Called holding `commit`,
+    /// under which a waiter checks the position before it parks.
+    fn publish(&self, position: LogPosition) {
+        self.durable.fetch_max(position.0, Ordering::Release);
     }
 
     /// Wakes the waiters the durable position covers and, unless files
     /// are lost, the oldest it does not, to lead the next batch.
     fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
-        let durable = commit.durable;
+        let durable = self.durable();
         let mut woken = Vec::new();
         if commit.lost.is_none() {
             if let Some(next) = commit.waiters.iter().position(|w| w.position > durable) {
@@ -467,10 +412,7 @@ impl Wal {
     /// Fails the log for good with `error`, and reports it if it is the
     /// first failure.
     pub(crate) fn fail_with(&self, error: &io::Error) {
-        let first = self.fail(Failure::Io {
-            kind: error.kind(),
-            message: error.to_string(),
-        });
+        let first = self.fail(Some(io::Error::new(error.kind(), error.to_string())));
         if first {
             (self.observe)(DurabilityEvent::Failed(error));
         }
@@ -478,7 +420,7 @@ impl Wal {
 
     /// Fails the log for good and wakes everyone waiting on it; true when
     /// this was the first failure (a later one changes nothing).
-    fn fail(&self, failure: Failure) -> bool {
+    fn fail(&self, failure: Option<io::Error>) -> bool {
         let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
@@ -500,10 +442,8 @@ impl Wal {
         if let Some(lost) = &lock(&self.commit).lost {
             return Some(lost.clone());
         }
-        let checked = lock(&self.lock).check_in_place(&self.dir).and_then(|()| {
-            let writer = lock(&self.writer);
-            check(Some(&writer.log)).and(check(writer.snapshot.as_ref()))
-        });
+        let checked = lock(&self.lock).dir.check();
+        let checked = checked.and_then(|()| lock(&self.writer).check());
         checked.err().map(|error| error.to_string())
     }
 
@@ -523,13 +463,8 @@ impl Wal {
         }
         fs::create_dir_all(&self.dir)?;
         let mut dir_lock = lock(&self.lock);
-        if dir_lock.check_in_place(&self.dir).is_err() {
-            *dir_lock = DirLock::acquire(&self.dir).map_err(|error| match error {
-                LockError::Io { source, .. } => source,
-                LockError::Held { path } => {
-                    io::Error::other(format!("{} was locked by another process", path.display()))
-                }
-            })?;
+        if dir_lock.dir.check().is_err() {
+            *dir_lock = DirLock::acquire(&self.dir).map_err(io::Error::other)?;
         }
         drop(dir_lock);
         self.prepare_rotation()
@@ -540,7 +475,7 @@ impl Wal {
     pub(crate) fn restored(&self, position: LogPosition) {
         let mut commit = lock(&self.commit);
         commit.lost = None;
-        self.publish(&mut commit, position);
+        self.publish(position);
         self.wake_waiters(commit);
     }
 
@@ -548,7 +483,6 @@ impl Wal {
     pub(crate) fn stats(&self) -> LogStats {
         LogStats {
             appended: self.last_appended().0,
-            durable: self.durable().0,
             batches_written: self.batches_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             log_bytes: self.log_bytes(),
@@ -562,7 +496,11 @@ impl Wal {
 
     /// Whether the log has outgrown the snapshot ([`snapshot::should_compact`]).
     pub(crate) fn needs_compaction(&self) -> bool {
-        self.compaction_due(self.log_bytes())
+        snapshot::should_compact(
+            self.log_bytes(),
+            self.snapshot_bytes.load(Ordering::Relaxed),
+            self.compact_at_least,
+        )
     }
 
     /// Whether the log has grown past [`snapshot::log_cap`]: writers should
@@ -573,14 +511,6 @@ impl Wal {
             self.compact_at_least,
         );
         self.log_bytes() > cap
-    }
-
-    fn compaction_due(&self, log_bytes: u64) -> bool {
-        snapshot::should_compact(
-            log_bytes,
-            self.snapshot_bytes.load(Ordering::Relaxed),
-            self.compact_at_least,
-        )
     }
 
     /// Creates and syncs the next log file, ahead of [`Wal::switch_to`], so
@@ -631,7 +561,7 @@ impl Wal {
         if restoring {
             lock(&self.writer).file = file;
         } else {
-            self.lead_when_free(Some(file), true)?;
+            self.lead_when_free(Some(file))?;
         }
         lock(&self.writer).log = log;
         *current = generation;
@@ -664,12 +594,12 @@ impl Wal {
     /// later appends and waits fail. Returns the error that failed the log,
     /// if any. Dropping the log does the same.
     pub(crate) fn close(&self) -> io::Result<()> {
-        match self.lead_when_free(None, true) {
+        match self.lead_when_free(None) {
             Ok(()) => {
-                self.fail(Failure::Closed);
+                self.fail(None);
                 Ok(())
             }
-            Err(_) if matches!(self.failure.get(), Some(Failure::Closed)) => Ok(()),
+            Err(_) if matches!(self.failure.get(), Some(None)) => Ok(()),
             Err(error) => Err(error),
         }
     }
@@ -707,7 +637,7 @@ fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
 
 /// Creates log `generation` holding only its header, durably.
 fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)> {
-    files::install(dir, Kind::Log, generation, |file| {
+    files::write_atomically(&files::path(dir, Kind::Log, generation), |file| {
         file.write_all(&record::header(record::LOG_MAGIC))
     })
 }

@@ -8,7 +8,6 @@ use std::thread;
 use std::time::Duration;
 
 use super::{index, recover_changes, with_change, ScratchDir};
-use crate::durability::compactor::CompactionSignal;
 use crate::durability::{DurabilityEvent, DurableOptions, Fsync, Wal};
 
 /// Opens the log of a fresh `dir`; returns it with the count of failures
@@ -22,13 +21,7 @@ fn open_counting_failures(dir: &std::path::Path, fsync: Fsync) -> (Wal, Arc<Atom
             counted.fetch_add(1, Ordering::SeqCst);
         }
     };
-    let wal = Wal::open(
-        recovered,
-        &DurableOptions::new(fsync),
-        Arc::new(observe),
-        Arc::new(CompactionSignal::default()),
-    )
-    .unwrap();
+    let wal = Wal::open(recovered, &DurableOptions::new(fsync), Arc::new(observe)).unwrap();
     (wal, failures)
 }
 

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::compactor::CompactionSignal;
 use super::record::LoggedChange;
 use super::recovery::Recovered;
 use super::{
@@ -154,7 +153,6 @@ pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
         recovered,
         &DurableOptions::new(fsync),
         Arc::new(fail_on_error),
-        Arc::new(CompactionSignal::default()),
     )
     .unwrap()
 }

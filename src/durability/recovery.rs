@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DirLock, Kind, LockError};
-use super::survey::{self, Problem, Replay, Survey};
+use super::survey::{self, Finding, Problem, Replay, Survey};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -196,12 +196,7 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
         .iter()
         .find(|finding| finding.problem == Problem::Torn);
     let torn_tail = match torn {
-        Some(torn) => Some(save_and_cut(
-            dir,
-            &torn.file,
-            torn.offset.unwrap_or(0),
-            &torn.reason,
-        )?),
+        Some(torn) => Some(save_and_cut(dir, torn)?),
         None => None,
     };
     let snapshot = files.iter().find(|file| file.kind == Kind::Snapshot);
@@ -244,14 +239,10 @@ fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
     files::sync_dir(parent).map_err(io_error(parent))
 }
 
-/// Saves the torn bytes from `offset` on beside their log
+/// Saves the bytes of a torn last record beside their log
 /// (`log-<g>.pi.torn-<offset>`), durably, then cuts the log there, durably.
-fn save_and_cut(
-    dir: &Path,
-    path: &Path,
-    offset: u64,
-    reason: &str,
-) -> Result<TornTail, RecoveryError> {
+fn save_and_cut(dir: &Path, finding: &Finding) -> Result<TornTail, RecoveryError> {
+    let (path, offset) = (&finding.file, finding.offset.unwrap_or(0));
     let data = fs::read(path).map_err(io_error(path))?;
     let torn = data
         .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
@@ -269,7 +260,7 @@ fn save_and_cut(
         file: path.to_owned(),
         offset,
         dropped_bytes: torn.len() as u64,
-        reason: reason.to_owned(),
+        reason: finding.reason.clone(),
         saved_to,
     })
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::files::{self, Kind};
 use super::record;
 use super::recovery::{self, io_error, RecoveryError};
-use super::survey::{file_name, Finding, Missing, Problem, Survey, SurveyedFile};
+use super::survey::{file_name, Finding, Problem, Survey, SurveyedFile};
 use super::{examine_locked, Examined};
 
 /// Rounds of survey and cut before giving up: each round cuts every file
@@ -106,7 +106,7 @@ pub(crate) fn repair(
         // Checked before any cut, wherever it is: nothing is changed for
         // a directory that needs the operator's decision.
         let findings = &examined.survey.findings;
-        let needed = Problem::Missing(Missing::Needed);
+        let needed = Problem::Missing { newest: false };
         if let Some(finding) = findings.iter().find(|finding| finding.problem == needed) {
             return Err(RepairError::Missing(finding.clone()));
         }
@@ -117,7 +117,7 @@ pub(crate) fn repair(
             return Err(RepairError::Stuck(refusal));
         }
         match refusal.problem {
-            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal, &mut report)?,
+            Problem::Missing { .. } => close_history(dir, &examined.survey, &refusal, &mut report)?,
             Problem::Damaged | Problem::Torn => {
                 cut_damage(dir, &examined.survey, &refusal, &mut report)?
             }
@@ -156,7 +156,7 @@ fn cut_damage(
             damage.offset
         );
         for later in &survey.files[position + 1..] {
-            if later.len > header || later.version.is_none() {
+            if later.len > header || later.header_damaged() {
                 report(&RepairStep::Cut(cut(dir, later, header, 0, why.clone())?));
             }
         }
@@ -188,7 +188,7 @@ fn close_history(
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
     files::install(dir, Kind::Log, survey.base, |out| {
-        out.write_all(&record::header(record::LOG_MAGIC))?;
+        out.write_all(&record::header(Kind::Log))?;
         keep_owner(out, &owner)
     })
     .map_err(io_error(&missing.file))?;
@@ -222,7 +222,7 @@ fn cut(
         None
     };
     let mut kept = if at < record::HEADER_LEN {
-        record::header(record::magic(file.kind)).to_vec()
+        record::header(file.kind).to_vec()
     } else {
         data[..at].to_vec()
     };

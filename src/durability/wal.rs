@@ -708,7 +708,7 @@ fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
 /// Creates log `generation` holding only its header, durably.
 fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)> {
     files::install(dir, Kind::Log, generation, |file| {
-        file.write_all(&record::header(record::LOG_MAGIC))
+        file.write_all(&record::header(Kind::Log))
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DirLock, Kind, LockError};
-use super::survey::{self, Finding, Problem, Replay, Survey};
+use super::survey::{self, Finding, Problem, Replay};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -141,37 +141,41 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError +
     }
 }
 
-/// Takes the exclusive lock on `dir` without waiting.
-pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
+/// Locks `dir` for a tool that reads or repairs it offline: unlike a
+/// start, it never creates the directory.
+pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
+    lock(dir, false)
+}
+
+/// Takes the exclusive lock on `dir` without waiting, creating the
+/// directory first if it is missing and `create` says so.
+fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
+    let not_a_directory = |exists| RecoveryError::NotADirectory {
+        path: dir.to_owned(),
+        exists,
+    };
+    match fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => return Err(not_a_directory(true)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && create => {
+            // Durably: a directory entry lost in a crash would take every
+            // file in it along.
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+            let parent = match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            files::sync_dir(parent).map_err(io_error(parent))?;
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(not_a_directory(false))
+        }
+        Err(error) => return Err(io_error(dir)(error)),
+    }
     DirLock::acquire(dir).map_err(|error| match error {
         LockError::Held { path } => RecoveryError::Locked { path },
         LockError::Io { path, source } => RecoveryError::Io { path, source },
     })
-}
-
-/// Locks `dir` for a tool that reads or repairs it offline: unlike a
-/// start, it never creates the directory.
-pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
-    match directory_exists(dir)? {
-        true => lock(dir),
-        false => Err(RecoveryError::NotADirectory {
-            path: dir.to_owned(),
-            exists: false,
-        }),
-    }
-}
-
-/// Whether `dir` is a directory; an error if it names something else.
-fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
-    match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => Ok(true),
-        Ok(_) => Err(RecoveryError::NotADirectory {
-            path: dir.to_owned(),
-            exists: true,
-        }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(io_error(dir)(error)),
-    }
 }
 
 /// Loads the state kept in `dir` (created if missing), replaying it into
@@ -179,64 +183,37 @@ fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
 /// directory's exclusive lock.
 pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
-    create_dir(dir)?;
-    let lock = lock(dir)?;
-    let surveyed = survey::survey(dir, apply)?;
-    if let Some(refusal) = surveyed.refusal() {
+    let lock = lock(dir, true)?;
+    let survey = survey::survey(dir, apply)?;
+    if let Some(refusal) = survey.refusal() {
         return Err(refusal.to_error());
     }
-    let Survey {
-        base,
-        files,
-        mut stats,
-        findings,
-        ..
-    } = surveyed;
-    let torn = findings
-        .iter()
-        .find(|finding| finding.problem == Problem::Torn);
-    let torn_tail = match torn {
-        Some(torn) => Some(save_and_cut(dir, torn)?),
-        None => None,
-    };
-    let snapshot = files.iter().find(|file| file.kind == Kind::Snapshot);
-    let logs: Vec<_> = files.iter().filter(|file| file.kind == Kind::Log).collect();
-    let unsealed = logs
-        .iter()
-        .rev()
-        .skip(1)
+    let torn_tail = (survey.findings.iter())
+        .find(|finding| finding.problem == Problem::Torn)
+        .map(|torn| save_and_cut(dir, torn))
+        .transpose()?;
+    let snapshot = survey.files.iter().find(|file| file.kind == Kind::Snapshot);
+    let logs: Vec<_> = (survey.files.iter())
+        .filter(|file| file.kind == Kind::Log)
+        .collect();
+    let unsealed = (logs.iter().rev().skip(1))
         .filter(|log| log.seal_at.is_none())
         .map(|log| (log.generation, log.path.clone()))
         .collect();
-    let active_log = logs
-        .last()
-        .map(|log| (log.generation, log.torn_at.unwrap_or(log.len)));
-    stats.elapsed = started.elapsed();
     Ok(Recovered {
         dir: dir.to_owned(),
         lock,
-        base,
+        base: survey.base,
         has_snapshot: snapshot.is_some(),
-        active_log,
+        active_log: (logs.last()).map(|log| (log.generation, log.torn_at.unwrap_or(log.len))),
         unsealed,
         snapshot_bytes: snapshot.map_or(0, |snapshot| snapshot.len),
         torn_tail,
-        stats,
+        stats: LoadStats {
+            elapsed: started.elapsed(),
+            ..survey.stats
+        },
     })
-}
-
-/// Creates `dir` if missing, durably: a directory entry lost in a crash
-/// would take every file in it along.
-fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    if directory_exists(dir)? {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let parent = match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    files::sync_dir(parent).map_err(io_error(parent))
 }
 
 /// Saves the bytes of a torn last record beside their log

@@ -34,7 +34,6 @@ pub(crate) enum RepairStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cut {
     pub(crate) file: PathBuf,
-    pub(crate) kind: Kind,
     pub(crate) offset: u64,
     /// Where the bytes from `offset` on were saved; `None` when there were
     /// none.
@@ -242,7 +241,6 @@ fn cut(
         file.damage.map_or(0, |damage| damage.stretches) + u64::from(file.torn_at.is_some());
     Ok(Cut {
         file: path.clone(),
-        kind: file.kind,
         offset,
         saved_to,
         intact: file.changes - changes_before,

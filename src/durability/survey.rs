@@ -304,28 +304,19 @@ impl<F: Replay> Surveyor<'_, F> {
         self.found(&path, None, Problem::Missing { newest }, reason);
     }
 
-    /// Damage found at `at` by a rule about the file's records: a problem
-    /// of its own only if it is the file's first.
-    fn damaged(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_none() {
-            file.damage = Some(Damage {
-                offset: at as u64,
-                changes_before: file.changes,
-                stretches: 0,
-            });
+    /// Damage at `at`: a `stretch` of bytes that hold no intact record is
+    /// a problem of its own; a broken rule about the file's records is one
+    /// only if it is the file's first damage.
+    fn damaged(&mut self, file: &mut SurveyedFile, at: usize, stretch: bool, reason: String) {
+        let first = file.damage.is_none();
+        let damage = file.damage.get_or_insert(Damage {
+            offset: at as u64,
+            changes_before: file.changes,
+            stretches: 0,
+        });
+        damage.stretches += u64::from(stretch);
+        if first || stretch {
             self.found(&file.path, Some(at), Problem::Damaged, reason);
-        }
-    }
-
-    /// Bytes from `at` that hold no intact record: each such stretch is a
-    /// problem of its own.
-    fn stretch(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        match &mut file.damage {
-            Some(_) => self.found(&file.path, Some(at), Problem::Damaged, reason),
-            None => self.damaged(file, at, reason),
-        }
-        if let Some(damage) = &mut file.damage {
-            damage.stretches += 1;
         }
     }
 
@@ -349,7 +340,7 @@ impl<F: Replay> Surveyor<'_, F> {
         }
         file.changes += applied as u64;
         if let Some((place, reason)) = refused {
-            self.damaged(file, run.offsets[place], reason);
+            self.damaged(file, run.offsets[place], false, reason);
         }
         file.changes += (run.changes.len() - applied) as u64;
         run.offsets.clear();
@@ -378,7 +369,7 @@ impl<F: Replay> Surveyor<'_, F> {
         };
         if let Err(reason) = record::check_header(&data, kind) {
             // Nothing in it can be framed: all of it is one damaged stretch.
-            self.stretch(&mut file, 0, reason);
+            self.damaged(&mut file, 0, true, reason);
             self.survey.files.push(file);
             return Ok(());
         }
@@ -393,11 +384,11 @@ impl<F: Replay> Surveyor<'_, F> {
                 // Snapshots are complete before they get their name: even a
                 // cut-short record is damage here.
                 if let Some((offset, reason)) = tail {
-                    self.stretch(&mut file, offset, reason);
+                    self.damaged(&mut file, offset, true, reason);
                 }
                 if file.end_marker_at.is_none() {
                     let reason = "snapshot ends without its end marker".to_owned();
-                    self.damaged(&mut file, data.len(), reason);
+                    self.damaged(&mut file, data.len(), false, reason);
                 }
             }
         }
@@ -432,7 +423,7 @@ impl<F: Replay> Surveyor<'_, F> {
                 Ok(record) => record,
                 Err(reason) => {
                     self.flush(file, &mut run);
-                    self.stretch(file, at, reason);
+                    self.damaged(file, at, true, reason);
                     at = next;
                     continue;
                 }
@@ -452,7 +443,7 @@ impl<F: Replay> Surveyor<'_, F> {
                 }
                 Some(Err(reason)) => {
                     self.flush(file, &mut run);
-                    self.damaged(file, at, reason);
+                    self.damaged(file, at, false, reason);
                     file.changes += u64::from(is_change);
                 }
                 Some(Ok(None)) | None => file.changes += u64::from(is_change),
@@ -482,7 +473,7 @@ impl<F: Replay> Surveyor<'_, F> {
                     None => format!("{reason} after the log's seal"),
                     Some(_) => reason,
                 };
-                self.stretch(file, offset, reason);
+                self.damaged(file, offset, true, reason);
                 None
             }
             tail => tail,
@@ -494,13 +485,13 @@ impl<F: Replay> Surveyor<'_, F> {
         match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {
                 let reason = format!("{reason}, yet {later} holds records after it");
-                self.stretch(file, offset, reason);
+                self.damaged(file, offset, true, reason);
             }
             (None, Some(later)) => {
                 let reason = format!(
                     "the log ends without the seal a rotation writes, yet {later} holds records after it"
                 );
-                self.damaged(file, data.len(), reason);
+                self.damaged(file, data.len(), false, reason);
             }
             (Some((offset, reason)), None) => {
                 // A start cuts it off and saves it.

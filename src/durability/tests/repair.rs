@@ -151,7 +151,7 @@ fn a_snapshot_without_its_end_marker_gets_one_and_loses_nothing() {
 
     let cuts = cuts(dir);
     assert_eq!(cuts.len(), 1, "{cuts:?}");
-    assert_eq!(cuts[0].kind, Kind::Snapshot);
+    assert_eq!(cuts[0].file, path);
     assert_eq!(cuts[0].offset, end_marker as u64);
     assert_eq!((cuts[0].saved_to.as_ref(), cuts[0].dropped()), (None, 0));
     assert_eq!(cuts[0].closed_with, Some(2));

@@ -140,13 +140,8 @@ fn cut_damage(
     };
     let file = &survey.files[position];
     let why = damaged.to_string();
-    report(&RepairStep::Cut(cut(
-        dir,
-        file,
-        damage.offset,
-        damage.changes_before,
-        why,
-    )?));
+    let first = cut(dir, file, damage.offset, damage.changes_before, why)?;
+    report(&RepairStep::Cut(first));
     if file.kind == Kind::Log {
         let header = record::HEADER_LEN as u64;
         let why = format!(
@@ -172,18 +167,12 @@ fn close_history(
     missing: &Finding,
     report: &mut impl FnMut(&RepairStep),
 ) -> Result<(), RecoveryError> {
-    if let Some(last) = survey.files.last() {
-        if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
-            let why = format!("{missing}; what it held is lost, and its seal is cut off");
-            report(&RepairStep::Cut(cut(
-                dir,
-                last,
-                seal_at,
-                last.changes,
-                why,
-            )?));
-            return Ok(());
-        }
+    // Only a log has a seal.
+    if let Some((last, Some(seal_at))) = survey.files.last().map(|last| (last, last.seal_at)) {
+        let why = format!("{missing}; what it held is lost, and its seal is cut off");
+        let step = cut(dir, last, seal_at, last.changes, why)?;
+        report(&RepairStep::Cut(step));
+        return Ok(());
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
     files::install(dir, Kind::Log, survey.base, |out| {

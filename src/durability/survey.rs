@@ -465,24 +465,20 @@ impl<F: Replay> Surveyor<'_, F> {
         tail: Option<(usize, String)>,
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
-        let sealed = file.seal_at.is_some();
-        let tear = match tail {
-            Some((offset, reason)) if sealed || file.damage.is_some() => {
+        let open = file.seal_at.is_none() && file.damage.is_none();
+        let continued = match open {
+            true => first_with_content(later)?,
+            false => None,
+        };
+        match (tail, continued) {
+            (Some((offset, reason)), _) if !open => {
                 // Nothing is ever written to a log after its seal.
                 let reason = match file.damage {
                     None => format!("{reason} after the log's seal"),
                     Some(_) => reason,
                 };
                 self.damaged(file, offset, true, reason);
-                None
             }
-            tail => tail,
-        };
-        let continued = match !sealed && file.damage.is_none() {
-            true => first_with_content(later)?,
-            false => None,
-        };
-        match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {
                 let reason = format!("{reason}, yet {later} holds records after it");
                 self.damaged(file, offset, true, reason);

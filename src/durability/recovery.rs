@@ -82,14 +82,9 @@ pub enum RecoveryError {
     Io { path: PathBuf, source: io::Error },
     /// Another process holds the directory.
     Locked { path: PathBuf },
-    /// A file is damaged in a way no crash can explain.
-    Damaged {
-        file: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    /// A file the state needs is not there.
-    Missing { file: PathBuf, reason: String },
+    /// A file is damaged in a way no crash can explain, or a file the
+    /// state needs is not there.
+    Refused(Finding),
     /// `--data-dir` names something that is not a directory (or, for an
     /// offline tool, nothing).
     NotADirectory { path: PathBuf, exists: bool },
@@ -105,14 +100,7 @@ impl fmt::Display for RecoveryError {
                  that holds it first",
                 path.display()
             ),
-            RecoveryError::Damaged {
-                file,
-                offset,
-                reason,
-            } => write!(f, "{}: damaged at byte {offset}: {reason}", file.display()),
-            RecoveryError::Missing { file, reason } => {
-                write!(f, "{}: file is missing: {reason}", file.display())
-            }
+            RecoveryError::Refused(finding) => finding.fmt(f),
             RecoveryError::NotADirectory { path, exists } => {
                 let what = if *exists {
                     "not a directory"
@@ -186,7 +174,7 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
     let lock = lock(dir, true)?;
     let survey = survey::survey(dir, apply)?;
     if let Some(refusal) = survey.refusal() {
-        return Err(refusal.to_error());
+        return Err(RecoveryError::Refused(refusal.clone()));
     }
     let torn_tail = (survey.findings.iter())
         .find(|finding| finding.problem == Problem::Torn)

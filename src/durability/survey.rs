@@ -120,7 +120,7 @@ pub(crate) struct Damage {
 
 /// What is wrong at a place in a data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Problem {
+pub enum Problem {
     /// Bytes no crash explains, or a change the index refuses: a start
     /// refuses the directory.
     Damaged,
@@ -133,14 +133,15 @@ pub(crate) enum Problem {
     Torn,
 }
 
-/// One problem found.
+/// One problem found: what a start refuses, `check` prints and `repair`
+/// acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub(crate) file: PathBuf,
+pub struct Finding {
+    pub file: PathBuf,
     /// Where in the file; `None` for a missing file.
-    pub(crate) offset: Option<u64>,
-    pub(crate) problem: Problem,
-    pub(crate) reason: String,
+    pub offset: Option<u64>,
+    pub problem: Problem,
+    pub reason: String,
 }
 
 impl Finding {
@@ -148,39 +149,21 @@ impl Finding {
     pub(crate) fn refuses(&self) -> bool {
         self.problem != Problem::Torn
     }
-
-    /// The error a start fails with for it.
-    pub(crate) fn to_error(&self) -> RecoveryError {
-        match self.problem {
-            Problem::Missing { .. } => RecoveryError::Missing {
-                file: self.file.clone(),
-                reason: self.reason.clone(),
-            },
-            Problem::Damaged | Problem::Torn => RecoveryError::Damaged {
-                file: self.file.clone(),
-                offset: self.offset.unwrap_or(0),
-                reason: self.reason.clone(),
-            },
-        }
-    }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, reason) = (self.file.display(), &self.reason);
+        let offset = self.offset.unwrap_or(0);
         match self.problem {
-            Problem::Torn => {
-                let offset = self.offset.unwrap_or(0);
-                write!(
-                    f,
-                    "{}: torn last record at byte {offset}: {}; a start cuts them off, saving them as {}.{}{offset}",
-                    self.file.display(),
-                    self.reason,
-                    file_name(&self.file),
-                    files::SAVED_TORN,
-                )
-            }
-            // Worded as a refused start words it.
-            Problem::Damaged | Problem::Missing { .. } => self.to_error().fmt(f),
+            Problem::Damaged => write!(f, "{file}: damaged at byte {offset}: {reason}"),
+            Problem::Missing { .. } => write!(f, "{file}: file is missing: {reason}"),
+            Problem::Torn => write!(
+                f,
+                "{file}: torn last record at byte {offset}: {reason}; a start cuts them off, saving them as {}.{}{offset}",
+                file_name(&self.file),
+                files::SAVED_TORN,
+            ),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! no server ever used, since it takes the servers' lock.
 
 use super::Subcommand;
-use crate::durability::{self, file_name, Examined, Kind, Problem, SurveyedFile};
+use crate::durability::{self, file_name, Examined, Problem};
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ pub(super) fn print_report(
     let survey = &examined.survey;
     writeln!(out, "data directory {}", dir.display())?;
     for file in &survey.files {
-        writeln!(out, "  {}", describe_file(file))?;
+        writeln!(out, "  {file}")?;
     }
     let findings = |refusing: bool| {
         survey
@@ -112,28 +112,6 @@ pub(super) fn print_report(
         .collect();
     print_section(out, "other files", leftovers)?;
     writeln!(out, "{}", verdict(examined))
-}
-
-/// One data file: its size, format and contents, and where damage begins.
-fn describe_file(file: &SurveyedFile) -> String {
-    let name = file_name(&file.path);
-    let Some(version) = file.version else {
-        return format!("{name}: {} bytes, unreadable header", file.len);
-    };
-    let (what, end) = match file.kind {
-        Kind::Snapshot if file.end_marker_at.is_some() => ("packages", "ended"),
-        Kind::Snapshot => ("packages", "no end marker"),
-        Kind::Log if file.seal_at.is_some() => ("changes", "sealed"),
-        Kind::Log => ("changes", "not sealed"),
-    };
-    let damage = file
-        .damage
-        .map(|damage| format!(", damaged from byte {}", damage.offset))
-        .unwrap_or_default();
-    format!(
-        "{name}: {} bytes, format {version}, {} {what}, {end}{damage}",
-        file.len, file.changes
-    )
 }
 
 /// A titled list, left out when it has no lines.

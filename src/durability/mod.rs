@@ -36,13 +36,13 @@ use compactor::Compaction;
 pub use self::wal::LogPosition;
 pub(crate) use self::wal::LogStats;
 pub(crate) use self::wal::Wal;
-pub(crate) use files::{write_atomically, Kind};
+pub(crate) use files::write_atomically;
 pub(crate) use record::{Change, LoggedChange};
 pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Problem, Replay, Survey, SurveyedFile};
+pub(crate) use survey::{file_name, Problem, Replay, Survey};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.

@@ -14,10 +14,6 @@ pub(super) const HEADER_LEN: usize = 12;
 pub(super) const RECORD_HEADER_LEN: usize = 8;
 /// The format version this build writes, and the only one it reads.
 pub(super) const FORMAT_VERSION: u32 = 2;
-/// Magic at the start of a write-ahead log file.
-pub(super) const LOG_MAGIC: [u8; 8] = *b"PKIXLOG\n";
-/// Magic at the start of a snapshot file.
-pub(super) const SNAPSHOT_MAGIC: [u8; 8] = *b"PKIXSNP\n";
 /// Larger payloads are refused when encoding and taken as damage when
 /// reading: far above any line the protocol accepts, far below anything that
 /// could exhaust memory by accident.
@@ -85,36 +81,35 @@ pub(super) enum Record<'a> {
 }
 
 /// The magic that starts every file of `kind`.
-pub(super) fn magic(kind: Kind) -> [u8; 8] {
+fn magic(kind: Kind) -> [u8; 8] {
     match kind {
-        Kind::Log => LOG_MAGIC,
-        Kind::Snapshot => SNAPSHOT_MAGIC,
+        Kind::Log => *b"PKIXLOG\n",
+        Kind::Snapshot => *b"PKIXSNP\n",
     }
 }
 
-/// The header that starts every file of the given type.
-pub(super) fn header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
+/// The header that starts every file of `kind`.
+pub(super) fn header(kind: Kind) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
-    header[..8].copy_from_slice(&magic);
+    header[..8].copy_from_slice(&magic(kind));
     header[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     header
 }
 
-/// Checks that `data` starts with a header of the expected type and the
-/// version this build reads, and returns that version; the error says what
-/// is wrong.
-pub(super) fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
+/// Checks that `data` starts with the header of `kind` in the version this
+/// build reads; the error says what is wrong.
+pub(super) fn check_header(data: &[u8], kind: Kind) -> Result<(), String> {
     if data.len() < HEADER_LEN {
         return Err(format!(
             "file header cut short ({} of {HEADER_LEN} bytes)",
             data.len()
         ));
     }
-    if data[..8] != magic {
+    if data[..8] != magic(kind) {
         return Err(format!(
             "unknown file type (magic {:02x?}, expected {:02x?})",
             &data[..8],
-            magic
+            magic(kind)
         ));
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
@@ -123,7 +118,7 @@ pub(super) fn check_header(data: &[u8], magic: [u8; 8]) -> Result<u32, String> {
             "unsupported format version {version} (this build reads version {FORMAT_VERSION})"
         ));
     }
-    Ok(version)
+    Ok(())
 }
 
 /// Appends the record for `change` to `out`; see [`encode_index`].
@@ -544,14 +539,14 @@ mod tests {
 
     #[test]
     fn headers_are_checked() {
-        let good = header(LOG_MAGIC);
-        assert_eq!(check_header(&good, LOG_MAGIC), Ok(FORMAT_VERSION));
-        assert!(check_header(&good, SNAPSHOT_MAGIC).is_err());
-        assert!(check_header(&good[..5], LOG_MAGIC).is_err());
+        let good = header(Kind::Log);
+        assert_eq!(check_header(&good, Kind::Log), Ok(()));
+        assert!(check_header(&good, Kind::Snapshot).is_err());
+        assert!(check_header(&good[..5], Kind::Log).is_err());
         for version in [1, 3] {
             let mut other = good;
             other[8] = version;
-            let reason = check_header(&other, LOG_MAGIC).unwrap_err();
+            let reason = check_header(&other, Kind::Log).unwrap_err();
             assert!(reason.contains(&format!("version {version} ")), "{reason}");
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, DirLock, Kind};
-use super::survey::{self, Problem, Replay, Survey};
+use super::survey::{self, Finding, Problem, Replay};
 use super::Generation;
 
 /// The state found by [`recover`], to hand to [`super::Wal::open`].
@@ -82,14 +82,9 @@ pub enum RecoveryError {
     Io { path: PathBuf, source: io::Error },
     /// Another process holds the directory.
     Locked { path: PathBuf },
-    /// A file is damaged in a way no crash can explain.
-    Damaged {
-        file: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    /// A file the state needs is not there.
-    Missing { file: PathBuf, reason: String },
+    /// A file is damaged in a way no crash can explain, or a file the
+    /// state needs is not there.
+    Refused(Finding),
     /// `--data-dir` names something that is not a directory (or, for an
     /// offline tool, nothing).
     NotADirectory { path: PathBuf, exists: bool },
@@ -105,14 +100,7 @@ impl fmt::Display for RecoveryError {
                  that holds it first",
                 path.display()
             ),
-            RecoveryError::Damaged {
-                file,
-                offset,
-                reason,
-            } => write!(f, "{}: damaged at byte {offset}: {reason}", file.display()),
-            RecoveryError::Missing { file, reason } => {
-                write!(f, "{}: file is missing: {reason}", file.display())
-            }
+            RecoveryError::Refused(finding) => finding.fmt(f),
             RecoveryError::NotADirectory { path, exists } => {
                 let what = if *exists {
                     "not a directory"
@@ -141,34 +129,38 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError +
     }
 }
 
-/// Takes the exclusive lock on `dir` ([`DirLock::acquire`]).
-pub(super) fn lock(dir: &Path) -> Result<DirLock, RecoveryError> {
-    DirLock::acquire(dir)
-}
-
 /// Locks `dir` for a tool that reads or repairs it offline: unlike a
 /// start, it never creates the directory.
 pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
-    match directory_exists(dir)? {
-        true => lock(dir),
-        false => Err(RecoveryError::NotADirectory {
-            path: dir.to_owned(),
-            exists: false,
-        }),
-    }
+    lock(dir, false)
 }
 
-/// Whether `dir` is a directory; an error if it names something else.
-fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
+/// Takes the exclusive lock on `dir` without waiting, creating the
+/// directory first if it is missing and `create` says so.
+fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
+    let not_a_directory = |exists| RecoveryError::NotADirectory {
+        path: dir.to_owned(),
+        exists,
+    };
     match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => Ok(true),
-        Ok(_) => Err(RecoveryError::NotADirectory {
-            path: dir.to_owned(),
-            exists: true,
-        }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(io_error(dir)(error)),
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => return Err(not_a_directory(true)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && create => {
+            // Durably: a directory entry lost in a crash would take every
+            // file in it along.
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+            let parent = match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            files::sync_dir(parent).map_err(io_error(parent))?;
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(not_a_directory(false))
+        }
+        Err(error) => return Err(io_error(dir)(error)),
     }
+    DirLock::acquire(dir)
 }
 
 /// Loads the state kept in `dir` (created if missing), replaying it into
@@ -176,79 +168,43 @@ fn directory_exists(dir: &Path) -> Result<bool, RecoveryError> {
 /// directory's exclusive lock.
 pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
-    create_dir(dir)?;
-    let lock = lock(dir)?;
-    let surveyed = survey::survey(dir, apply)?;
-    if let Some(refusal) = surveyed.refusal() {
-        return Err(refusal.to_error());
+    let lock = lock(dir, true)?;
+    let survey = survey::survey(dir, apply)?;
+    if let Some(refusal) = survey.refusal() {
+        return Err(RecoveryError::Refused(refusal.clone()));
     }
-    let Survey {
-        base,
-        files,
-        mut stats,
-        findings,
-        ..
-    } = surveyed;
-    let torn = findings
-        .iter()
-        .find(|finding| finding.problem == Problem::Torn);
-    let torn_tail = match torn {
-        Some(torn) => Some(save_and_cut(
-            dir,
-            &torn.file,
-            torn.offset.unwrap_or(0),
-            &torn.reason,
-        )?),
-        None => None,
-    };
-    let snapshot = files.iter().find(|file| file.kind == Kind::Snapshot);
-    let logs: Vec<_> = files.iter().filter(|file| file.kind == Kind::Log).collect();
-    let unsealed = logs
-        .iter()
-        .rev()
-        .skip(1)
+    let torn_tail = (survey.findings.iter())
+        .find(|finding| finding.problem == Problem::Torn)
+        .map(|torn| save_and_cut(dir, torn))
+        .transpose()?;
+    let snapshot = survey.files.iter().find(|file| file.kind == Kind::Snapshot);
+    let logs: Vec<_> = (survey.files.iter())
+        .filter(|file| file.kind == Kind::Log)
+        .collect();
+    let unsealed = (logs.iter().rev().skip(1))
         .filter(|log| log.seal_at.is_none())
         .map(|log| (log.generation, log.path.clone()))
         .collect();
-    let active_log = logs
-        .last()
-        .map(|log| (log.generation, log.torn_at.unwrap_or(log.len)));
-    stats.elapsed = started.elapsed();
     Ok(Recovered {
         dir: dir.to_owned(),
         lock,
-        base,
+        base: survey.base,
         has_snapshot: snapshot.is_some(),
-        active_log,
+        active_log: (logs.last()).map(|log| (log.generation, log.torn_at.unwrap_or(log.len))),
         unsealed,
         snapshot_bytes: snapshot.map_or(0, |snapshot| snapshot.len),
         torn_tail,
-        stats,
+        stats: LoadStats {
+            elapsed: started.elapsed(),
+            ..survey.stats
+        },
     })
 }
 
-/// Creates `dir` if missing, durably: a directory entry lost in a crash
-/// would take every file in it along.
-fn create_dir(dir: &Path) -> Result<(), RecoveryError> {
-    if directory_exists(dir)? {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let parent = match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    files::sync_dir(parent).map_err(io_error(parent))
-}
-
-/// Saves the torn bytes from `offset` on beside their log
+/// Saves the bytes of a torn last record beside their log
 /// (`log-<g>.pi.torn-<offset>`), durably, then cuts the log there, durably.
-fn save_and_cut(
-    dir: &Path,
-    path: &Path,
-    offset: u64,
-    reason: &str,
-) -> Result<TornTail, RecoveryError> {
+fn save_and_cut(dir: &Path, finding: &Finding) -> Result<TornTail, RecoveryError> {
+    let (path, offset) = (&finding.file, finding.offset.unwrap_or(0));
     let data = fs::read(path).map_err(io_error(path))?;
     let torn = data
         .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
@@ -266,7 +222,7 @@ fn save_and_cut(
         file: path.to_owned(),
         offset,
         dropped_bytes: torn.len() as u64,
-        reason: reason.to_owned(),
+        reason: finding.reason.clone(),
         saved_to,
     })
 }

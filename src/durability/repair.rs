@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::files::{self, Kind};
 use super::record;
 use super::recovery::{self, io_error, RecoveryError};
-use super::survey::{file_name, Finding, Missing, Problem, Survey, SurveyedFile};
+use super::survey::{file_name, Finding, Problem, Survey, SurveyedFile};
 use super::{examine_locked, Examined};
 
 /// Rounds of survey and cut before giving up: each round cuts every file
@@ -34,7 +34,6 @@ pub(crate) enum RepairStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cut {
     pub(crate) file: PathBuf,
-    pub(crate) kind: Kind,
     pub(crate) offset: u64,
     /// Where the bytes from `offset` on were saved; `None` when there were
     /// none.
@@ -106,7 +105,7 @@ pub(crate) fn repair(
         // Checked before any cut, wherever it is: nothing is changed for
         // a directory that needs the operator's decision.
         let findings = &examined.survey.findings;
-        let needed = Problem::Missing(Missing::Needed);
+        let needed = Problem::Missing { newest: false };
         if let Some(finding) = findings.iter().find(|finding| finding.problem == needed) {
             return Err(RepairError::Missing(finding.clone()));
         }
@@ -117,7 +116,7 @@ pub(crate) fn repair(
             return Err(RepairError::Stuck(refusal));
         }
         match refusal.problem {
-            Problem::Missing(_) => close_history(dir, &examined.survey, &refusal, &mut report)?,
+            Problem::Missing { .. } => close_history(dir, &examined.survey, &refusal, &mut report)?,
             Problem::Damaged | Problem::Torn => {
                 cut_damage(dir, &examined.survey, &refusal, &mut report)?
             }
@@ -141,13 +140,8 @@ fn cut_damage(
     };
     let file = &survey.files[position];
     let why = damaged.to_string();
-    report(&RepairStep::Cut(cut(
-        dir,
-        file,
-        damage.offset,
-        damage.changes_before,
-        why,
-    )?));
+    let first = cut(dir, file, damage.offset, damage.changes_before, why)?;
+    report(&RepairStep::Cut(first));
     if file.kind == Kind::Log {
         let header = record::HEADER_LEN as u64;
         let why = format!(
@@ -156,7 +150,7 @@ fn cut_damage(
             damage.offset
         );
         for later in &survey.files[position + 1..] {
-            if later.len > header || later.version.is_none() {
+            if later.len > header || later.header_damaged() {
                 report(&RepairStep::Cut(cut(dir, later, header, 0, why.clone())?));
             }
         }
@@ -173,22 +167,16 @@ fn close_history(
     missing: &Finding,
     report: &mut impl FnMut(&RepairStep),
 ) -> Result<(), RecoveryError> {
-    if let Some(last) = survey.files.last() {
-        if let (Kind::Log, Some(seal_at)) = (last.kind, last.seal_at) {
-            let why = format!("{missing}; what it held is lost, and its seal is cut off");
-            report(&RepairStep::Cut(cut(
-                dir,
-                last,
-                seal_at,
-                last.changes,
-                why,
-            )?));
-            return Ok(());
-        }
+    // Only a log has a seal.
+    if let Some((last, Some(seal_at))) = survey.files.last().map(|last| (last, last.seal_at)) {
+        let why = format!("{missing}; what it held is lost, and its seal is cut off");
+        let step = cut(dir, last, seal_at, last.changes, why)?;
+        report(&RepairStep::Cut(step));
+        return Ok(());
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
     files::write_atomically(&files::path(dir, Kind::Log, survey.base), |out| {
-        out.write_all(&record::header(record::LOG_MAGIC))?;
+        out.write_all(&record::header(Kind::Log))?;
         keep_owner(out, &owner)
     })
     .map_err(io_error(&missing.file))?;
@@ -222,7 +210,7 @@ fn cut(
         None
     };
     let mut kept = if at < record::HEADER_LEN {
-        record::header(record::magic(file.kind)).to_vec()
+        record::header(file.kind).to_vec()
     } else {
         data[..at].to_vec()
     };
@@ -242,7 +230,6 @@ fn cut(
         file.damage.map_or(0, |damage| damage.stretches) + u64::from(file.torn_at.is_some());
     Ok(Cut {
         file: path.clone(),
-        kind: file.kind,
         offset,
         saved_to,
         intact: file.changes - changes_before,

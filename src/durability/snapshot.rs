@@ -46,7 +46,7 @@ where
     let (_, bytes) =
         files::write_atomically(&files::path(dir, Kind::Snapshot, generation), |file| {
             let mut chunk = Vec::with_capacity(WRITE_CHUNK);
-            chunk.extend_from_slice(&record::header(record::SNAPSHOT_MAGIC));
+            chunk.extend_from_slice(&record::header(Kind::Snapshot));
             let mut records: u64 = 0;
             for (package, dependencies) in packages {
                 record::encode_index(&mut chunk, package, dependencies)?;

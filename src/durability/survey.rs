@@ -60,9 +60,6 @@ pub(crate) struct SurveyedFile {
     pub(crate) kind: Kind,
     pub(crate) generation: Generation,
     pub(crate) len: u64,
-    /// The format version in its header; `None` when the header is
-    /// unreadable.
-    pub(crate) version: Option<u32>,
     /// Change records that read intact: a snapshot's packages, a log's
     /// `INDEX` and `REMOVE` records.
     pub(crate) changes: u64,
@@ -74,6 +71,39 @@ pub(crate) struct SurveyedFile {
     pub(crate) damage: Option<Damage>,
     /// Where a torn last record starts, if the log ends with one.
     pub(crate) torn_at: Option<u64>,
+}
+
+impl SurveyedFile {
+    /// Whether its header is unreadable, which leaves nothing in it readable.
+    pub(crate) fn header_damaged(&self) -> bool {
+        self.damage.is_some_and(|damage| damage.offset == 0)
+    }
+}
+
+impl fmt::Display for SurveyedFile {
+    /// Its size, format and contents, and where damage begins.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, len) = (file_name(&self.path), self.len);
+        if self.header_damaged() {
+            return write!(f, "{name}: {len} bytes, unreadable header");
+        }
+        let (what, end) = match self.kind {
+            Kind::Snapshot if self.end_marker_at.is_some() => ("packages", "ended"),
+            Kind::Snapshot => ("packages", "no end marker"),
+            Kind::Log if self.seal_at.is_some() => ("changes", "sealed"),
+            Kind::Log => ("changes", "not sealed"),
+        };
+        let changes = self.changes;
+        let version = record::FORMAT_VERSION;
+        write!(
+            f,
+            "{name}: {len} bytes, format {version}, {changes} {what}, {end}"
+        )?;
+        match self.damage {
+            Some(damage) => write!(f, ", damaged from byte {}", damage.offset),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Where a file's damage starts and what lies from there on.
@@ -90,35 +120,28 @@ pub(crate) struct Damage {
 
 /// What is wrong at a place in a data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Problem {
+pub enum Problem {
     /// Bytes no crash explains, or a change the index refuses: a start
     /// refuses the directory.
     Damaged,
     /// A file the state needs is not there: a start refuses the directory.
-    Missing(Missing),
+    /// `newest` when it is the newest log, named by the snapshot or by the
+    /// seal of the log before it, which no file after it needs.
+    Missing { newest: bool },
     /// A torn last record: a start cuts it off, after saving its bytes
     /// beside the log, and loads the rest.
     Torn,
 }
 
-/// Which file is missing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Missing {
-    /// The newest log, named by the snapshot or by the seal of the log
-    /// before it; no file after it needs it.
-    Newest,
-    /// A file that the files after it need.
-    Needed,
-}
-
-/// One problem found.
+/// One problem found: what a start refuses, `check` prints and `repair`
+/// acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub(crate) file: PathBuf,
+pub struct Finding {
+    pub file: PathBuf,
     /// Where in the file; `None` for a missing file.
-    pub(crate) offset: Option<u64>,
-    pub(crate) problem: Problem,
-    pub(crate) reason: String,
+    pub offset: Option<u64>,
+    pub problem: Problem,
+    pub reason: String,
 }
 
 impl Finding {
@@ -126,39 +149,21 @@ impl Finding {
     pub(crate) fn refuses(&self) -> bool {
         self.problem != Problem::Torn
     }
-
-    /// The error a start fails with for it.
-    pub(crate) fn to_error(&self) -> RecoveryError {
-        match self.problem {
-            Problem::Missing(_) => RecoveryError::Missing {
-                file: self.file.clone(),
-                reason: self.reason.clone(),
-            },
-            Problem::Damaged | Problem::Torn => RecoveryError::Damaged {
-                file: self.file.clone(),
-                offset: self.offset.unwrap_or(0),
-                reason: self.reason.clone(),
-            },
-        }
-    }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, reason) = (self.file.display(), &self.reason);
+        let offset = self.offset.unwrap_or(0);
         match self.problem {
-            Problem::Torn => {
-                let offset = self.offset.unwrap_or(0);
-                write!(
-                    f,
-                    "{}: torn last record at byte {offset}: {}; a start cuts them off, saving them as {}.{}{offset}",
-                    self.file.display(),
-                    self.reason,
-                    file_name(&self.file),
-                    files::SAVED_TORN,
-                )
-            }
-            // Worded as a refused start words it.
-            Problem::Damaged | Problem::Missing(_) => self.to_error().fmt(f),
+            Problem::Damaged => write!(f, "{file}: damaged at byte {offset}: {reason}"),
+            Problem::Missing { .. } => write!(f, "{file}: file is missing: {reason}"),
+            Problem::Torn => write!(
+                f,
+                "{file}: torn last record at byte {offset}: {reason}; a start cuts them off, saving them as {}.{}{offset}",
+                file_name(&self.file),
+                files::SAVED_TORN,
+            ),
         }
     }
 }
@@ -184,13 +189,34 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
     let chain: Vec<&DataFile> = (listing.logs.iter())
         .filter(|log| log.generation >= base)
         .collect();
+    let stale = (listing.snapshots.iter().chain(&listing.logs))
+        .filter(|file| file.generation < base)
+        .map(|file| {
+            let what = "older than the newest snapshot; a start deletes it";
+            (file.path.clone(), what)
+        });
+    let temporary = (listing.temporaries.iter()).map(|file| {
+        (
+            file.clone(),
+            "left by an interrupted write; a start deletes it",
+        )
+    });
+    let saved = listing.saved.iter().map(|file| {
+        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                    keep them until you know what they held";
+        (file.clone(), what)
+    });
     let mut surveyor = Surveyor {
         dir,
         apply: &mut apply,
         replaying: true,
-        files: Vec::with_capacity(chain.len() + 1),
-        findings: Vec::new(),
-        stats: LoadStats::default(),
+        survey: Survey {
+            base,
+            files: Vec::with_capacity(chain.len() + 1),
+            findings: Vec::new(),
+            leftovers: stale.chain(temporary).chain(saved).collect(),
+            stats: LoadStats::default(),
+        },
     };
     if let Some(snapshot) = snapshot {
         surveyor.file(snapshot, Kind::Snapshot, &[])?;
@@ -202,64 +228,36 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         if log.generation != expected {
             if snapshot.is_none() && at == 0 {
                 let reason = format!("{name} continues it, and the logs before it are gone too");
-                surveyor.missing(Kind::Snapshot, log.generation, Missing::Needed, reason);
+                surveyor.missing(Kind::Snapshot, log.generation, false, reason);
             } else if at == 0 {
                 let reason = format!(
                     "snapshot-{base}.pi is continued by it, and {name} cannot follow the snapshot without it"
                 );
-                surveyor.missing(Kind::Log, base, Missing::Needed, reason);
+                surveyor.missing(Kind::Log, base, false, reason);
             } else {
                 let reason = format!("{name} cannot be replayed without it");
-                surveyor.missing(Kind::Log, expected, Missing::Needed, reason);
+                surveyor.missing(Kind::Log, expected, false, reason);
             }
         }
         surveyor.file(log, Kind::Log, &chain[at + 1..])?;
         expected = log.generation.next();
     }
-    match surveyor.files.last() {
+    match surveyor.survey.files.last() {
         Some(last) if last.kind == Kind::Log && last.seal_at.is_some() => {
             let next = last.generation.next();
             let reason = format!(
                 "{} was sealed when log-{next}.pi was started",
                 file_name(&last.path)
             );
-            surveyor.missing(Kind::Log, next, Missing::Newest, reason);
+            surveyor.missing(Kind::Log, next, true, reason);
         }
         Some(_) if chain.is_empty() => {
             let reason = format!("snapshot-{base}.pi is continued by it, and no later log exists");
-            surveyor.missing(Kind::Log, base, Missing::Newest, reason);
+            surveyor.missing(Kind::Log, base, true, reason);
         }
         _ => {}
     }
-    let stale = (listing.snapshots.iter().chain(&listing.logs))
-        .filter(|file| file.generation < base)
-        .map(|file| {
-            (
-                file.path.clone(),
-                "older than the newest snapshot; a start deletes it",
-            )
-        });
-    let temporary = (listing.temporaries.into_iter())
-        .map(|file| (file, "left by an interrupted write; a start deletes it"));
-    let saved = listing.saved.into_iter().map(|file| {
-        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-                    keep them until you know what they held";
-        (file, what)
-    });
-    let leftovers = stale.chain(temporary).chain(saved).collect();
-    let Surveyor {
-        files,
-        findings,
-        stats,
-        ..
-    } = surveyor;
-    Ok(Survey {
-        base,
-        files,
-        findings,
-        leftovers,
-        stats,
-    })
+    Ok(surveyor.survey)
 }
 
 /// The survey under way.
@@ -269,16 +267,14 @@ struct Surveyor<'a, F> {
     /// Whether changes still go to `apply`: until the first refused
     /// problem.
     replaying: bool,
-    files: Vec<SurveyedFile>,
-    findings: Vec<Finding>,
-    stats: LoadStats,
+    survey: Survey,
 }
 
 impl<F: Replay> Surveyor<'_, F> {
     /// Records a problem; any but a torn last record ends the replay.
     fn found(&mut self, file: &Path, offset: Option<usize>, problem: Problem, reason: String) {
         self.replaying &= problem == Problem::Torn;
-        self.findings.push(Finding {
+        self.survey.findings.push(Finding {
             file: file.to_owned(),
             offset: offset.map(|at| at as u64),
             problem,
@@ -286,33 +282,24 @@ impl<F: Replay> Surveyor<'_, F> {
         });
     }
 
-    fn missing(&mut self, kind: Kind, generation: Generation, missing: Missing, reason: String) {
+    fn missing(&mut self, kind: Kind, generation: Generation, newest: bool, reason: String) {
         let path = files::path(self.dir, kind, generation);
-        self.found(&path, None, Problem::Missing(missing), reason);
+        self.found(&path, None, Problem::Missing { newest }, reason);
     }
 
-    /// Damage found at `at` by a rule about the file's records: a problem
-    /// of its own only if it is the file's first.
-    fn damaged(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        if file.damage.is_none() {
-            file.damage = Some(Damage {
-                offset: at as u64,
-                changes_before: file.changes,
-                stretches: 0,
-            });
+    /// Damage at `at`: a `stretch` of bytes that hold no intact record is
+    /// a problem of its own; a broken rule about the file's records is one
+    /// only if it is the file's first damage.
+    fn damaged(&mut self, file: &mut SurveyedFile, at: usize, stretch: bool, reason: String) {
+        let first = file.damage.is_none();
+        let damage = file.damage.get_or_insert(Damage {
+            offset: at as u64,
+            changes_before: file.changes,
+            stretches: 0,
+        });
+        damage.stretches += u64::from(stretch);
+        if first || stretch {
             self.found(&file.path, Some(at), Problem::Damaged, reason);
-        }
-    }
-
-    /// Bytes from `at` that hold no intact record: each such stretch is a
-    /// problem of its own.
-    fn stretch(&mut self, file: &mut SurveyedFile, at: usize, reason: String) {
-        match &mut file.damage {
-            Some(_) => self.found(&file.path, Some(at), Problem::Damaged, reason),
-            None => self.damaged(file, at, reason),
-        }
-        if let Some(damage) = &mut file.damage {
-            damage.stretches += 1;
         }
     }
 
@@ -329,50 +316,18 @@ impl<F: Replay> Surveyor<'_, F> {
             .map_or(run.changes.len(), |(place, _)| *place);
         if replaying {
             let counter = match file.kind {
-                Kind::Snapshot => &mut self.stats.snapshot_records,
-                Kind::Log => &mut self.stats.log_records,
+                Kind::Snapshot => &mut self.survey.stats.snapshot_records,
+                Kind::Log => &mut self.survey.stats.log_records,
             };
             *counter += applied as u64;
         }
         file.changes += applied as u64;
         if let Some((place, reason)) = refused {
-            self.damaged(file, run.offsets[place], reason);
+            self.damaged(file, run.offsets[place], false, reason);
         }
         file.changes += (run.changes.len() - applied) as u64;
         run.offsets.clear();
         run.changes.clear();
-    }
-
-    /// Reads `file` whole; `None` when its header is bad, which makes all
-    /// of it one damaged stretch (nothing in it can be framed).
-    fn read(
-        &mut self,
-        file: &DataFile,
-        kind: Kind,
-    ) -> Result<Option<(Vec<u8>, SurveyedFile)>, RecoveryError> {
-        let data = fs::read(&file.path).map_err(io_error(&file.path))?;
-        self.stats.bytes += data.len() as u64;
-        let mut surveyed = SurveyedFile {
-            path: file.path.clone(),
-            kind,
-            generation: file.generation,
-            len: data.len() as u64,
-            version: None,
-            changes: 0,
-            seal_at: None,
-            end_marker_at: None,
-            damage: None,
-            torn_at: None,
-        };
-        match record::check_header(&data, record::magic(kind)) {
-            Ok(version) => surveyed.version = Some(version),
-            Err(reason) => {
-                self.stretch(&mut surveyed, 0, reason);
-                self.files.push(surveyed);
-                return Ok(None);
-            }
-        }
-        Ok(Some((data, surveyed)))
     }
 
     /// Surveys one file of the state; `later` are the logs after it.
@@ -382,9 +337,25 @@ impl<F: Replay> Surveyor<'_, F> {
         kind: Kind,
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
-        let Some((data, mut file)) = self.read(found, kind)? else {
-            return Ok(());
+        let data = fs::read(&found.path).map_err(io_error(&found.path))?;
+        self.survey.stats.bytes += data.len() as u64;
+        let mut file = SurveyedFile {
+            path: found.path.clone(),
+            kind,
+            generation: found.generation,
+            len: data.len() as u64,
+            changes: 0,
+            seal_at: None,
+            end_marker_at: None,
+            damage: None,
+            torn_at: None,
         };
+        if let Err(reason) = record::check_header(&data, kind) {
+            // Nothing in it can be framed: all of it is one damaged stretch.
+            self.damaged(&mut file, 0, true, reason);
+            self.survey.files.push(file);
+            return Ok(());
+        }
         let packages = record::snapshot_packages(&data).filter(|_| kind == Kind::Snapshot);
         if let Some(packages) = packages {
             self.apply.expect(packages);
@@ -396,15 +367,15 @@ impl<F: Replay> Surveyor<'_, F> {
                 // Snapshots are complete before they get their name: even a
                 // cut-short record is damage here.
                 if let Some((offset, reason)) = tail {
-                    self.stretch(&mut file, offset, reason);
+                    self.damaged(&mut file, offset, true, reason);
                 }
                 if file.end_marker_at.is_none() {
                     let reason = "snapshot ends without its end marker".to_owned();
-                    self.damaged(&mut file, data.len(), reason);
+                    self.damaged(&mut file, data.len(), false, reason);
                 }
             }
         }
-        self.files.push(file);
+        self.survey.files.push(file);
         Ok(())
     }
 
@@ -435,7 +406,7 @@ impl<F: Replay> Surveyor<'_, F> {
                 Ok(record) => record,
                 Err(reason) => {
                     self.flush(file, &mut run);
-                    self.stretch(file, at, reason);
+                    self.damaged(file, at, true, reason);
                     at = next;
                     continue;
                 }
@@ -455,7 +426,7 @@ impl<F: Replay> Surveyor<'_, F> {
                 }
                 Some(Err(reason)) => {
                     self.flush(file, &mut run);
-                    self.damaged(file, at, reason);
+                    self.damaged(file, at, false, reason);
                     file.changes += u64::from(is_change);
                 }
                 Some(Ok(None)) | None => file.changes += u64::from(is_change),
@@ -477,33 +448,29 @@ impl<F: Replay> Surveyor<'_, F> {
         tail: Option<(usize, String)>,
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
-        let sealed = file.seal_at.is_some();
-        let tear = match tail {
-            Some((offset, reason)) if sealed || file.damage.is_some() => {
+        let open = file.seal_at.is_none() && file.damage.is_none();
+        let continued = match open {
+            true => first_with_content(later)?,
+            false => None,
+        };
+        match (tail, continued) {
+            (Some((offset, reason)), _) if !open => {
                 // Nothing is ever written to a log after its seal.
                 let reason = match file.damage {
                     None => format!("{reason} after the log's seal"),
                     Some(_) => reason,
                 };
-                self.stretch(file, offset, reason);
-                None
+                self.damaged(file, offset, true, reason);
             }
-            tail => tail,
-        };
-        let continued = match !sealed && file.damage.is_none() {
-            true => first_with_content(later)?,
-            false => None,
-        };
-        match (tear, continued) {
             (Some((offset, reason)), Some(later)) => {
                 let reason = format!("{reason}, yet {later} holds records after it");
-                self.stretch(file, offset, reason);
+                self.damaged(file, offset, true, reason);
             }
             (None, Some(later)) => {
                 let reason = format!(
                     "the log ends without the seal a rotation writes, yet {later} holds records after it"
                 );
-                self.damaged(file, data.len(), reason);
+                self.damaged(file, data.len(), false, reason);
             }
             (Some((offset, reason)), None) => {
                 // A start cuts it off and saves it.

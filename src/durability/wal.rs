@@ -638,7 +638,7 @@ fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
 /// Creates log `generation` holding only its header, durably.
 fn create_log_file(dir: &Path, generation: Generation) -> io::Result<(File, u64)> {
     files::write_atomically(&files::path(dir, Kind::Log, generation), |file| {
-        file.write_all(&record::header(record::LOG_MAGIC))
+        file.write_all(&record::header(Kind::Log))
     })
 }
 

@@ -12,7 +12,7 @@ use super::{
     rotated_once, sample_changes, wal_after, with_change, write_log, ScratchDir,
 };
 use super::{each_change, OwnedChange};
-use crate::durability::survey::survey;
+use crate::durability::survey::{survey, Finding, Problem};
 use crate::durability::{examine, recover, Examined, Fsync, LoggedChange, RecoveryError, Wal};
 use crate::index::Indexer;
 
@@ -80,7 +80,14 @@ fn a_log_cut_at_any_byte_recovers_exactly_a_prefix_and_takes_new_appends() {
             // so a short header is damage, not a torn write.
             let error = recover_changes(dir).unwrap_err();
             assert!(
-                matches!(error, RecoveryError::Damaged { offset: 0, .. }),
+                matches!(
+                    error,
+                    RecoveryError::Refused(Finding {
+                        problem: Problem::Damaged,
+                        offset: Some(0),
+                        ..
+                    })
+                ),
                 "cut {cut}: {error}"
             );
             continue;
@@ -127,9 +134,14 @@ fn damage_in_the_middle_refuses_naming_file_and_offset_and_changes_nothing() {
 
         let error = recover_changes(dir).unwrap_err();
         match &error {
-            RecoveryError::Damaged { file, offset, .. } => {
+            RecoveryError::Refused(Finding {
+                problem: Problem::Damaged,
+                file,
+                offset,
+                ..
+            }) => {
                 assert_eq!(file, &path, "{what}");
-                assert_eq!(*offset, damaged_record, "{what}");
+                assert_eq!(*offset, Some(damaged_record), "{what}");
             }
             other => panic!("{what}: expected damage, got {other}"),
         }
@@ -167,12 +179,13 @@ fn a_change_the_index_refuses_stops_recovery_at_that_record() {
     )
     .unwrap_err();
     match &error {
-        RecoveryError::Damaged {
+        RecoveryError::Refused(Finding {
+            problem: Problem::Damaged,
             file,
             offset,
             reason,
-        } => {
-            assert_eq!((file, *offset), (&path, boundaries[2]));
+        }) => {
+            assert_eq!((file, *offset), (&path, Some(boundaries[2])));
             assert!(reason.contains("not indexed"), "{reason}");
         }
         other => panic!("expected damage, got {other}"),
@@ -197,7 +210,14 @@ fn an_unknown_format_version_is_refused() {
         let error = recover_changes(dir).unwrap_err();
         let message = error.to_string();
         assert!(
-            matches!(error, RecoveryError::Damaged { offset: 0, .. }),
+            matches!(
+                error,
+                RecoveryError::Refused(Finding {
+                    problem: Problem::Damaged,
+                    offset: Some(0),
+                    ..
+                })
+            ),
             "{message}"
         );
         assert!(
@@ -231,7 +251,14 @@ fn a_torn_record_followed_by_records_in_a_newer_log_is_damage() {
     drop(log);
     let (old, end) = tear_first_log(dir);
     match recover_changes(dir).unwrap_err() {
-        RecoveryError::Damaged { file, offset, .. } => assert_eq!((file, offset), (old, end)),
+        RecoveryError::Refused(Finding {
+            problem: Problem::Damaged,
+            file,
+            offset,
+            ..
+        }) => {
+            assert_eq!((file, offset), (old, Some(end)))
+        }
         other => panic!("expected damage, got {other}"),
     }
 }
@@ -286,7 +313,11 @@ fn a_snapshot_without_its_end_marker_is_damage() {
     for cut in [bytes.len() - 17, bytes.len() - 5] {
         fs::write(&path, &bytes[..cut]).unwrap();
         match recover_changes(dir).unwrap_err() {
-            RecoveryError::Damaged { file, .. } => assert_eq!(file, path),
+            RecoveryError::Refused(Finding {
+                problem: Problem::Damaged,
+                file,
+                ..
+            }) => assert_eq!(file, path),
             other => panic!("expected damage, got {other}"),
         }
     }
@@ -471,8 +502,12 @@ fn a_bit_flipped_in_the_length_of_any_record_but_the_last_refuses() {
             fs::write(dir.path().join("log-1.pi"), &bytes).unwrap();
             let before = contents(dir.path());
             match recover_changes(dir.path()) {
-                Err(RecoveryError::Damaged { offset, .. }) => {
-                    assert_eq!(offset, start, "record {record}, bit {bit}")
+                Err(RecoveryError::Refused(Finding {
+                    problem: Problem::Damaged,
+                    offset,
+                    ..
+                })) => {
+                    assert_eq!(offset, Some(start), "record {record}, bit {bit}")
                 }
                 other => panic!("record {record}, bit {bit}: {other:?}"),
             }
@@ -491,7 +526,12 @@ fn a_sealed_newest_log_means_the_next_one_is_missing() {
     fs::remove_file(dir.join("log-2.pi")).unwrap();
     let before = contents(dir);
     match recover_changes(dir).unwrap_err() {
-        RecoveryError::Missing { file, reason } => {
+        RecoveryError::Refused(Finding {
+            problem: Problem::Missing { .. },
+            file,
+            reason,
+            ..
+        }) => {
             assert_eq!(file, dir.join("log-2.pi"));
             assert!(reason.contains("log-1.pi was sealed"), "{reason}");
         }
@@ -511,7 +551,13 @@ fn a_snapshot_without_the_log_that_continues_it_is_refused() {
     assert_eq!(names, ["log-1.pi", "snapshot-1.pi"]);
     fs::remove_file(dir.join("log-1.pi")).unwrap();
     match recover_changes(dir).unwrap_err() {
-        RecoveryError::Missing { file, .. } => assert_eq!(file, dir.join("log-1.pi")),
+        RecoveryError::Refused(Finding {
+            problem: Problem::Missing { .. },
+            file,
+            ..
+        }) => {
+            assert_eq!(file, dir.join("log-1.pi"))
+        }
         other => panic!("expected a missing file, got {other}"),
     }
 }

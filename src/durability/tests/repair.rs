@@ -10,9 +10,10 @@ use super::{
     append, contents, index, open_wal, recover_changes, remove, rotate, sample_changes, wal_after,
     write_log, OwnedChange, ScratchDir,
 };
+use crate::durability::files::Kind;
 use crate::durability::record::{self, HEADER_LEN};
 use crate::durability::repair::{repair, Cut, RepairError, RepairStep};
-use crate::durability::{file_name, Fsync, Kind};
+use crate::durability::{file_name, Fsync};
 
 /// Repairs `dir`, returning the cuts made; panics on anything else.
 fn cuts(dir: &Path) -> Vec<Cut> {
@@ -127,7 +128,7 @@ fn a_damaged_header_is_replaced_and_the_whole_file_saved() {
         fs::read(cuts[0].saved_to.as_ref().unwrap()).unwrap(),
         damaged
     );
-    assert_eq!(fs::read(&path).unwrap(), record::header(record::LOG_MAGIC));
+    assert_eq!(fs::read(&path).unwrap(), record::header(Kind::Log));
     assert!(recover_changes(dir).unwrap().0.is_empty());
 }
 
@@ -150,7 +151,7 @@ fn a_snapshot_without_its_end_marker_gets_one_and_loses_nothing() {
 
     let cuts = cuts(dir);
     assert_eq!(cuts.len(), 1, "{cuts:?}");
-    assert_eq!(cuts[0].kind, Kind::Snapshot);
+    assert_eq!(cuts[0].file, path);
     assert_eq!(cuts[0].offset, end_marker as u64);
     assert_eq!((cuts[0].saved_to.as_ref(), cuts[0].dropped()), (None, 0));
     assert_eq!(cuts[0].closed_with, Some(2));

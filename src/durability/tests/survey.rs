@@ -4,7 +4,7 @@
 use std::fs;
 
 use super::{contents, each_change, recover_changes, sample_changes, write_log, ScratchDir};
-use crate::durability::survey::{survey, Damage, Problem};
+use crate::durability::survey::{survey, Damage, Finding, Problem};
 use crate::durability::RecoveryError;
 
 #[test]
@@ -56,8 +56,13 @@ fn every_damaged_stretch_is_reported_and_the_replay_stops_at_the_first() {
     assert_eq!(file.changes, changes.len() as u64 - 2);
 
     match recover_changes(dir).unwrap_err() {
-        RecoveryError::Damaged { file, offset, .. } => {
-            assert_eq!((file, offset), (path, boundaries[2]))
+        RecoveryError::Refused(Finding {
+            problem: Problem::Damaged,
+            file,
+            offset,
+            ..
+        }) => {
+            assert_eq!((file, offset), (path, Some(boundaries[2])))
         }
         other => panic!("expected damage, got {other}"),
     }

@@ -274,7 +274,7 @@ fn raise_fd_limit() -> Option<u64> {
 /// Descriptors the process opens after its start besides protocol and
 /// admin connections, at most, at once (`docs/lifecycle.md`, "File
 /// descriptors", says which).
-const RESERVED_FOR_THE_PROCESS: u64 = 16;
+const RESERVED_FOR_THE_PROCESS: u64 = 14;
 
 /// Admin connections pending at once under an open-files limit of `limit`:
 /// a sixteenth of it, and no more than the admin listener's own cap, so

@@ -142,10 +142,6 @@ struct Shared {
     connections: Mutex<Connections>,
     /// Signalled whenever a connection ends, and when the acceptor is done.
     changed: Condvar,
-    /// The local address of the connection that wakes the acceptor at a
-    /// stop, so that it is not served. Locked from before that connection
-    /// is made until its address is here: an acceptor holding it waits.
-    waker: Mutex<Option<SocketAddr>>,
 }
 
 #[derive(Default)]
@@ -179,6 +175,7 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -189,7 +186,6 @@ impl Server {
                 stopping: AtomicBool::new(false),
                 connections: Mutex::new(Connections::default()),
                 changed: Condvar::new(),
-                waker: Mutex::new(None),
             }),
         })
     }
@@ -239,7 +235,6 @@ impl Running {
                 .filter(|d| !d.is_zero())
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.wake_acceptor();
         let connections = self.shared.lock_connections();
         let mut connections = self.shared.wait_until(
             connections,
@@ -317,24 +312,36 @@ impl Shared {
     }
 
     /// Accepts until the stop, then admits every connection already
-    /// waiting in the backlog without blocking (clients that may have sent
-    /// lines before the stop: closing the listener would reset them), as
-    /// stopping connections.
+    /// waiting in the backlog (clients that may have sent lines before the
+    /// stop: closing the listener would reset them), as stopping
+    /// connections. The listener is non-blocking: between accepts the
+    /// thread waits in `poll` at most [`INTERRUPT_CHECK`], and looks at
+    /// the stop flag.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let mut emptying = false;
         let mut from_backlog = 0;
+        let mut watched = [sys::PollFd::new(listener.as_raw_fd(), sys::POLLIN)];
         loop {
+            // Read before `accept`: what it finds after the flag was set
+            // was already waiting.
+            let stopping = self.stopping.load(Ordering::SeqCst);
             match listener.accept() {
                 // Linux does not pass the listener's O_NONBLOCK on to an
                 // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    if self.admit(stream, addr) && emptying {
-                        from_backlog += 1;
+                    self.admit(stream, addr);
+                    from_backlog += usize::from(stopping);
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    if stopping {
+                        break;
+                    }
+                    if let Err(err) = sys::poll(&mut watched, Some(INTERRUPT_CHECK)) {
+                        log::warn("accept poll failed", &[("error", &err)]);
+                        thread::sleep(INTERRUPT_CHECK);
                     }
                 }
-                Err(err) if emptying && err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if is_passing_accept_error(&err) => {}
-                Err(err) if emptying => {
+                Err(err) if stopping => {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
@@ -345,13 +352,6 @@ impl Shared {
                     thread::sleep(Duration::from_millis(50));
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
-            }
-            if !emptying && self.stopping.load(Ordering::SeqCst) {
-                emptying = true;
-                if let Err(err) = listener.set_nonblocking(true) {
-                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
-                    break;
-                }
             }
         }
         // Closing the listener now resets only connections that complete
@@ -364,37 +364,9 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Unblocks `accept` with a connection of our own, so the acceptor sees
-    /// the stop flag, empties the backlog and drops the listener.
-    fn wake_acceptor(&self) {
-        let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut addr = self.local_addr;
-        if addr.ip().is_unspecified() {
-            let loopback = match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            };
-            addr.set_ip(loopback);
-        }
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(stream) => *waker = stream.local_addr().ok(),
-            Err(err) => log::warn("could not wake the acceptor", &[("error", &err)]),
-        }
-    }
-
-    /// Whether the connection from `addr` is the stop's wake-up connection
-    /// (only asked once the stop has begun; until then there is none).
-    fn is_waker(&self, addr: SocketAddr) -> bool {
-        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        *waker == Some(addr)
-    }
-
-    /// Admits `stream` unless it is the stop's own wake-up connection;
-    /// returns whether it was a client's.
-    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
-        if self.stopping.load(Ordering::SeqCst) && self.is_waker(addr) {
-            return false;
-        }
+    /// Serves `stream` on a thread of its own, or refuses it (the limit,
+    /// the descriptor reserve, no thread).
+    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
             .limits
             .fd_ceiling
@@ -406,7 +378,7 @@ impl Shared {
                 "connection refused: file descriptors reserved",
                 &[("peer", &addr)],
             );
-            return true;
+            return;
         }
         let peer = Arc::new(Peer {
             stream,
@@ -416,13 +388,13 @@ impl Shared {
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
-                return true;
+                return;
             }
             if connections.open.len() >= self.limits.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
-                return true;
+                return;
             }
             let id = connections.next_id;
             connections.next_id += 1;
@@ -450,7 +422,6 @@ impl Shared {
             self.end(id);
             self.metrics.connection_rejected(RejectReason::Resources);
         }
-        true
     }
 
     fn end(&self, id: u64) {
@@ -860,6 +831,7 @@ mod tests {
         )
         .unwrap();
         let client = TcpStream::connect(server.local_addr()).unwrap();
+        server.listener.set_nonblocking(false).unwrap();
         let (stream, addr) = server.listener.accept().unwrap();
         let peer = Arc::new(Peer {
             stream,

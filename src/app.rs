@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, LogGauges, Metrics};
-use crate::server::{self, ConnectionLimits, Running, Server, INTERRUPT_CHECK};
+use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
@@ -44,7 +44,7 @@ enum Interruption {
 
 /// A server that is up: what the stop needs.
 struct Serving {
-    running: Running,
+    running: Server,
     store: Store,
     /// Dropped on an early return, which stops its thread too.
     admin: Option<AdminServer>,
@@ -102,9 +102,7 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         None => config.max_connections,
     };
     metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
-    let running = Server::from_listener(listener, limits, store.clone(), Arc::clone(metrics))
-        .map_err(cannot_listen)?
-        .start()
+    let running = Server::start(listener, limits, store.clone(), Arc::clone(metrics))
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
     let serving = Serving {

@@ -21,7 +21,7 @@ use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -108,14 +108,8 @@ impl From<&Config> for ConnectionLimits {
     }
 }
 
-/// A bound listener, not yet accepting.
+/// A protocol listener and its acceptor thread.
 pub struct Server {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-}
-
-/// A server whose acceptor thread is running.
-pub struct Running {
     shared: Arc<Shared>,
     acceptor: JoinHandle<()>,
 }
@@ -157,18 +151,9 @@ struct Connections {
 }
 
 impl Server {
-    /// Binds the protocol listener; fails like `bind(2)` (address in use…).
-    pub fn bind(
-        addr: impl ToSocketAddrs,
-        limits: ConnectionLimits,
-        store: Store,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<Server> {
-        Server::from_listener(TcpListener::bind(addr)?, limits, store, metrics)
-    }
-
-    /// Serves on a listener bound by the caller.
-    pub fn from_listener(
+    /// Starts accepting on `listener`, bound by the caller, on a thread of
+    /// its own.
+    pub fn start(
         listener: TcpListener,
         limits: ConnectionLimits,
         store: Store,
@@ -176,36 +161,22 @@ impl Server {
     ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                store,
-                metrics,
-                limits,
-                local_addr,
-                stopping: AtomicBool::new(false),
-                connections: Mutex::new(Connections::default()),
-                changed: Condvar::new(),
-            }),
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// Starts accepting on a thread of its own.
-    pub fn start(self) -> io::Result<Running> {
-        let Server { listener, shared } = self;
+        let shared = Arc::new(Shared {
+            store,
+            metrics,
+            limits,
+            local_addr,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(Connections::default()),
+            changed: Condvar::new(),
+        });
         let acceptor = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || acceptor.accept_loop(listener))?;
-        Ok(Running { shared, acceptor })
+        Ok(Server { shared, acceptor })
     }
-}
 
-impl Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
@@ -814,7 +785,7 @@ mod tests {
 
     /// A connection thread's state, driven by hand: the server side of a
     /// connection from `client`, with an idle timeout of `idle`.
-    fn connection_parts(idle: Duration) -> (Server, Arc<Peer>, TcpStream) {
+    fn connection_parts(idle: Duration) -> (Shared, Arc<Peer>, TcpStream) {
         let limits = ConnectionLimits {
             max_connections: 10,
             max_line_bytes: 65_536,
@@ -823,22 +794,25 @@ mod tests {
             tcp_keepalive: None,
             fd_ceiling: None,
         };
-        let server = Server::bind(
-            "127.0.0.1:0",
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local_addr = listener.local_addr().unwrap();
+        let shared = Shared {
+            store: Store::default(),
+            metrics: Arc::new(Metrics::new()),
             limits,
-            Store::default(),
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
-        let client = TcpStream::connect(server.local_addr()).unwrap();
-        server.listener.set_nonblocking(false).unwrap();
-        let (stream, addr) = server.listener.accept().unwrap();
+            local_addr,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(Connections::default()),
+            changed: Condvar::new(),
+        };
+        let client = TcpStream::connect(local_addr).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
         let peer = Arc::new(Peer {
             stream,
             addr,
             reading: AtomicBool::new(false),
         });
-        (server, peer, client)
+        (shared, peer, client)
     }
 
     /// One turn of `Session::serve`'s loop from a read; the bytes read.
@@ -860,7 +834,7 @@ mod tests {
     #[test]
     fn an_idle_connection_holds_no_buffer() {
         let (server, peer, mut client) = connection_parts(Duration::from_millis(300));
-        let mut connection = Session::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server, &peer).unwrap();
         assert!(!holds_buffers(&connection), "a new connection");
 
         client.write_all(b"INDEX|a|\nQUERY|a|\n").unwrap();
@@ -881,7 +855,7 @@ mod tests {
     fn reads_grow_while_they_come_back_full_and_shrink_after() {
         const LINES: usize = 20_000;
         let (server, peer, client) = connection_parts(Duration::from_secs(30));
-        let mut connection = Session::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server, &peer).unwrap();
         let pipeline = "QUERY|some-package|\n".repeat(LINES);
         let sent = pipeline.len();
         let writer = {

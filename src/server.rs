@@ -55,9 +55,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The largest buffer reads grow to while they come back full (and no
 /// larger than `--max-line-bytes`, so a complete line never exceeds it).
 const MAX_READ_BUFFER: usize = 64 * 1024;
-/// Most requests parsed and executed in one pass: the longest run of
-/// requests under one hold of the index lock.
-const BATCH_LINES: usize = MAX_RUN;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
@@ -474,7 +471,9 @@ impl<'a> Session<'a> {
         loop {
             let last_line = self.answer_complete_lines()?;
             self.flush()?;
-            if self.discarding || self.partial_line_too_long() {
+            // Without its newline, a partial line of `--max-line-bytes`
+            // is already at least one byte too long.
+            if self.discarding || self.end - self.start >= self.shared.limits.max_line_bytes {
                 self.refuse_long_line()?;
             } else {
                 self.keep_partial_line();
@@ -488,7 +487,7 @@ impl<'a> Session<'a> {
     }
 
     /// Answers every complete line in the buffer, a batch of at most
-    /// [`BATCH_LINES`] at a time; returns when the last one was done, if
+    /// [`MAX_RUN`] at a time; returns when the last one was done, if
     /// there was one.
     fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
         let mut last_line = None;
@@ -513,7 +512,7 @@ impl<'a> Session<'a> {
         Ok(last_line)
     }
 
-    /// Answers the next batch of complete lines: up to [`BATCH_LINES`]
+    /// Answers the next batch of complete lines: up to [`MAX_RUN`]
     /// requests, run through the store (a lock per run of same-kind
     /// commands), or one line that does not parse, answered `ERROR`. The
     /// answers go to `output` in order; every request of the batch is
@@ -524,7 +523,7 @@ impl<'a> Session<'a> {
         let input = &self.input[..self.end];
         let mut requests = Vec::new();
         let mut at = self.start;
-        while requests.len() < BATCH_LINES {
+        while requests.len() < MAX_RUN {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
                 break;
             };
@@ -610,13 +609,6 @@ impl<'a> Session<'a> {
             self.stream.set_write_timeout(Some(timeout))?;
         }
         result
-    }
-
-    /// Whether the bytes after the last complete line already make a line
-    /// over `--max-line-bytes`: without their newline, they are at least one
-    /// byte short of the line's length.
-    fn partial_line_too_long(&self) -> bool {
-        self.end - self.start >= self.shared.limits.max_line_bytes
     }
 
     /// Answers `ERROR` for a line past the limit, once, and drops its bytes:

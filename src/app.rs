@@ -2,23 +2,23 @@
 //! signal.
 //!
 //! Everything that must end the process reaches the main thread: signals
-//! through `sigtimedwait`, and a failure of the data directory through one
-//! channel ([`Failures`]), which it looks at between waits of at most
-//! [`INTERRUPT_CHECK`]. No other thread ends the process.
+//! through `sigtimedwait`, and a failure of the data directory as the log
+//! keeps it once it happens ([`Store::check_alive`]), which it looks at
+//! between waits of at most [`INTERRUPT_CHECK`]. No other thread ends the
+//! process.
 
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, LogGauges, Metrics};
-use crate::server::{self, ConnectionLimits, Running, Server, INTERRUPT_CHECK};
+use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,11 +32,8 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-/// Failures that must end the process, as they reach the main thread.
-type Failures = Receiver<String>;
-
-/// What ends serving: `SIGTERM` or `SIGINT`, or a failure reported on the
-/// [`Failures`] channel (exit 1).
+/// What ends serving: `SIGTERM` or `SIGINT`, or a failure of the data
+/// directory (exit 1).
 enum Interruption {
     Signal(Signal),
     Failure(RuntimeError),
@@ -44,12 +41,11 @@ enum Interruption {
 
 /// A server that is up: what the stop needs.
 struct Serving {
-    running: Running,
+    running: Server,
     store: Store,
     /// Dropped on an early return, which stops its thread too.
     admin: Option<AdminServer>,
     ready: Arc<AtomicBool>,
-    failures: Failures,
 }
 
 /// Runs the server until a signal stops it.
@@ -59,7 +55,7 @@ pub(crate) fn run(
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
     let serving = start(config, &metrics)?;
-    match next_interruption(&signals, &serving.failures) {
+    match next_interruption(&signals, &serving.store) {
         Interruption::Signal(signal) => stop(serving, config, &signals, signal),
         Interruption::Failure(failure) => Err(failure),
     }
@@ -87,9 +83,8 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         }
         None => None,
     };
-    let (report_failure, failures) = mpsc::channel();
     let store = match &config.data_dir {
-        Some(dir) => open_durable(dir, config.fsync, metrics, report_failure)?,
+        Some(dir) => open_durable(dir, config.fsync, metrics)?,
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
@@ -102,9 +97,7 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         None => config.max_connections,
     };
     metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
-    let running = Server::from_listener(listener, limits, store.clone(), Arc::clone(metrics))
-        .map_err(cannot_listen)?
-        .start()
+    let running = Server::start(listener, limits, store.clone(), Arc::clone(metrics))
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
     let serving = Serving {
@@ -112,7 +105,6 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         store,
         admin,
         ready,
-        failures,
     };
     log_start_line(config, &serving, listen_backlog, fd_limit);
     Ok(serving)
@@ -168,7 +160,6 @@ fn stop(
         store,
         admin,
         ready,
-        failures,
     } = serving;
     ready.store(false, Ordering::SeqCst);
     log::info(
@@ -180,7 +171,7 @@ fn stop(
     );
     let mut interrupted = None;
     let report = running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(signals, &failures, Duration::ZERO);
+        interrupted = pending_interruption(signals, &store, Duration::ZERO);
         interrupted.is_some()
     });
     let Some(report) = report else {
@@ -213,24 +204,23 @@ fn stop(
     Ok(())
 }
 
-/// Waits for `SIGTERM` or `SIGINT` or a reported failure.
-fn next_interruption(signals: &Signals, failures: &Failures) -> Interruption {
+/// Waits for `SIGTERM` or `SIGINT` or a failure of the data directory.
+fn next_interruption(signals: &Signals, store: &Store) -> Interruption {
     loop {
-        if let Some(interruption) = pending_interruption(signals, failures, INTERRUPT_CHECK) {
+        if let Some(interruption) = pending_interruption(signals, store, INTERRUPT_CHECK) {
             return interruption;
         }
     }
 }
 
-/// A reported failure, or `SIGTERM` or `SIGINT` arriving within `wait`;
-/// stray signals that would otherwise have ended the process are logged and
-/// ignored.
-fn pending_interruption(
-    signals: &Signals,
-    failures: &Failures,
-    wait: Duration,
-) -> Option<Interruption> {
-    if let Ok(failure) = failures.try_recv() {
+/// A failure of the data directory, or `SIGTERM` or `SIGINT` arriving
+/// within `wait`; stray signals that would otherwise have ended the process
+/// are logged and ignored.
+fn pending_interruption(signals: &Signals, store: &Store, wait: Duration) -> Option<Interruption> {
+    if let Err(err) = store.check_alive() {
+        // Memory is now ahead of the disk, and the log answers no more
+        // waits: the process ends, and the restart recovers from the disk.
+        let failure = format!("the data directory failed; exiting: {err}");
         return Some(Interruption::Failure(RuntimeError(failure)));
     }
     match signals.wait_for(wait) {
@@ -274,7 +264,7 @@ fn raise_fd_limit() -> Option<u64> {
 /// Descriptors the process opens after its start besides protocol and
 /// admin connections, at most, at once (`docs/lifecycle.md`, "File
 /// descriptors", says which).
-const RESERVED_FOR_THE_PROCESS: u64 = 16;
+const RESERVED_FOR_THE_PROCESS: u64 = 14;
 
 /// Admin connections pending at once under an open-files limit of `limit`:
 /// a sixteenth of it, and no more than the admin listener's own cap, so
@@ -396,16 +386,10 @@ fn start_admin(
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a
 /// one-line error naming the file and offset; a torn last record is a
 /// warning.
-fn open_durable(
-    dir: &Path,
-    fsync: Fsync,
-    metrics: &Arc<Metrics>,
-    report_failure: Sender<String>,
-) -> Result<Store, RuntimeError> {
+fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
     let observer_metrics = Arc::clone(metrics);
-    let observe = Arc::new(move |event: DurabilityEvent<'_>| {
-        durability_event(&observer_metrics, &report_failure, event)
-    });
+    let observe =
+        Arc::new(move |event: DurabilityEvent<'_>| durability_event(&observer_metrics, event));
     let (store, loaded) = Store::open(dir, durability::DurableOptions::new(fsync), observe)
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
     if let Some(torn) = &loaded.torn_tail {
@@ -427,21 +411,11 @@ fn open_durable(
 }
 
 /// What the server does with each event of its data directory.
-fn durability_event(
-    metrics: &Metrics,
-    report_failure: &Sender<String>,
-    event: DurabilityEvent<'_>,
-) {
+fn durability_event(metrics: &Metrics, event: DurabilityEvent<'_>) {
     match event {
         DurabilityEvent::Synced(took) => metrics.record_fsync(took),
-        DurabilityEvent::Failed(err) => {
-            // Memory is now ahead of the disk, and the log answers no more
-            // waits: the main thread ends the process, and the restart
-            // recovers from what is on disk. The receiver is gone only when
-            // the process is already ending.
-            metrics.durability_error();
-            let _ = report_failure.send(format!("the data directory failed; exiting: {err}"));
-        }
+        // The log keeps the failure; the main thread finds it there.
+        DurabilityEvent::Failed(_) => metrics.durability_error(),
         DurabilityEvent::Compacted {
             took,
             log_bytes,

@@ -21,7 +21,7 @@ use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -55,9 +55,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The largest buffer reads grow to while they come back full (and no
 /// larger than `--max-line-bytes`, so a complete line never exceeds it).
 const MAX_READ_BUFFER: usize = 64 * 1024;
-/// Most requests parsed and executed in one pass: the longest run of
-/// requests under one hold of the index lock.
-const BATCH_LINES: usize = MAX_RUN;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Answers are sent once this many bytes are waiting, even mid-batch.
@@ -108,14 +105,8 @@ impl From<&Config> for ConnectionLimits {
     }
 }
 
-/// A bound listener, not yet accepting.
+/// A protocol listener and its acceptor thread.
 pub struct Server {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-}
-
-/// A server whose acceptor thread is running.
-pub struct Running {
     shared: Arc<Shared>,
     acceptor: JoinHandle<()>,
 }
@@ -142,10 +133,6 @@ struct Shared {
     connections: Mutex<Connections>,
     /// Signalled whenever a connection ends, and when the acceptor is done.
     changed: Condvar,
-    /// The local address of the connection that wakes the acceptor at a
-    /// stop, so that it is not served. Locked from before that connection
-    /// is made until its address is here: an acceptor holding it waits.
-    waker: Mutex<Option<SocketAddr>>,
 }
 
 #[derive(Default)]
@@ -161,55 +148,32 @@ struct Connections {
 }
 
 impl Server {
-    /// Binds the protocol listener; fails like `bind(2)` (address in use…).
-    pub fn bind(
-        addr: impl ToSocketAddrs,
-        limits: ConnectionLimits,
-        store: Store,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<Server> {
-        Server::from_listener(TcpListener::bind(addr)?, limits, store, metrics)
-    }
-
-    /// Serves on a listener bound by the caller.
-    pub fn from_listener(
+    /// Starts accepting on `listener`, bound by the caller, on a thread of
+    /// its own.
+    pub fn start(
         listener: TcpListener,
         limits: ConnectionLimits,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                store,
-                metrics,
-                limits,
-                local_addr,
-                stopping: AtomicBool::new(false),
-                connections: Mutex::new(Connections::default()),
-                changed: Condvar::new(),
-                waker: Mutex::new(None),
-            }),
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// Starts accepting on a thread of its own.
-    pub fn start(self) -> io::Result<Running> {
-        let Server { listener, shared } = self;
+        listener.set_nonblocking(true)?;
+        let shared = Arc::new(Shared {
+            store,
+            metrics,
+            limits,
+            local_addr,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(Connections::default()),
+            changed: Condvar::new(),
+        });
         let acceptor = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || acceptor.accept_loop(listener))?;
-        Ok(Running { shared, acceptor })
+        Ok(Server { shared, acceptor })
     }
-}
 
-impl Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
@@ -239,7 +203,6 @@ impl Running {
                 .filter(|d| !d.is_zero())
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.wake_acceptor();
         let connections = self.shared.lock_connections();
         let mut connections = self.shared.wait_until(
             connections,
@@ -317,24 +280,36 @@ impl Shared {
     }
 
     /// Accepts until the stop, then admits every connection already
-    /// waiting in the backlog without blocking (clients that may have sent
-    /// lines before the stop: closing the listener would reset them), as
-    /// stopping connections.
+    /// waiting in the backlog (clients that may have sent lines before the
+    /// stop: closing the listener would reset them), as stopping
+    /// connections. The listener is non-blocking: between accepts the
+    /// thread waits in `poll` at most [`INTERRUPT_CHECK`], and looks at
+    /// the stop flag.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let mut emptying = false;
         let mut from_backlog = 0;
+        let mut watched = [sys::PollFd::new(listener.as_raw_fd(), sys::POLLIN)];
         loop {
+            // Read before `accept`: what it finds after the flag was set
+            // was already waiting.
+            let stopping = self.stopping.load(Ordering::SeqCst);
             match listener.accept() {
                 // Linux does not pass the listener's O_NONBLOCK on to an
                 // accepted socket: it is blocking, like every other.
                 Ok((stream, addr)) => {
-                    if self.admit(stream, addr) && emptying {
-                        from_backlog += 1;
+                    self.admit(stream, addr);
+                    from_backlog += usize::from(stopping);
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    if stopping {
+                        break;
+                    }
+                    if let Err(err) = sys::poll(&mut watched, Some(INTERRUPT_CHECK)) {
+                        log::warn("accept poll failed", &[("error", &err)]);
+                        thread::sleep(INTERRUPT_CHECK);
                     }
                 }
-                Err(err) if emptying && err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if is_passing_accept_error(&err) => {}
-                Err(err) if emptying => {
+                Err(err) if stopping => {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
@@ -345,13 +320,6 @@ impl Shared {
                     thread::sleep(Duration::from_millis(50));
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
-            }
-            if !emptying && self.stopping.load(Ordering::SeqCst) {
-                emptying = true;
-                if let Err(err) = listener.set_nonblocking(true) {
-                    log::warn("cannot empty the listen backlog", &[("error", &err)]);
-                    break;
-                }
             }
         }
         // Closing the listener now resets only connections that complete
@@ -364,37 +332,9 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Unblocks `accept` with a connection of our own, so the acceptor sees
-    /// the stop flag, empties the backlog and drops the listener.
-    fn wake_acceptor(&self) {
-        let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut addr = self.local_addr;
-        if addr.ip().is_unspecified() {
-            let loopback = match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            };
-            addr.set_ip(loopback);
-        }
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(stream) => *waker = stream.local_addr().ok(),
-            Err(err) => log::warn("could not wake the acceptor", &[("error", &err)]),
-        }
-    }
-
-    /// Whether the connection from `addr` is the stop's wake-up connection
-    /// (only asked once the stop has begun; until then there is none).
-    fn is_waker(&self, addr: SocketAddr) -> bool {
-        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        *waker == Some(addr)
-    }
-
-    /// Admits `stream` unless it is the stop's own wake-up connection;
-    /// returns whether it was a client's.
-    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) -> bool {
-        if self.stopping.load(Ordering::SeqCst) && self.is_waker(addr) {
-            return false;
-        }
+    /// Serves `stream` on a thread of its own, or refuses it (the limit,
+    /// the descriptor reserve, no thread).
+    fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
             .limits
             .fd_ceiling
@@ -406,7 +346,7 @@ impl Shared {
                 "connection refused: file descriptors reserved",
                 &[("peer", &addr)],
             );
-            return true;
+            return;
         }
         let peer = Arc::new(Peer {
             stream,
@@ -416,13 +356,13 @@ impl Shared {
         let id = {
             let mut connections = self.lock_connections();
             if connections.closed {
-                return true;
+                return;
             }
             if connections.open.len() >= self.limits.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
-                return true;
+                return;
             }
             let id = connections.next_id;
             connections.next_id += 1;
@@ -450,7 +390,6 @@ impl Shared {
             self.end(id);
             self.metrics.connection_rejected(RejectReason::Resources);
         }
-        true
     }
 
     fn end(&self, id: u64) {
@@ -532,7 +471,9 @@ impl<'a> Session<'a> {
         loop {
             let last_line = self.answer_complete_lines()?;
             self.flush()?;
-            if self.discarding || self.partial_line_too_long() {
+            // Without its newline, a partial line of `--max-line-bytes`
+            // is already at least one byte too long.
+            if self.discarding || self.end - self.start >= self.shared.limits.max_line_bytes {
                 self.refuse_long_line()?;
             } else {
                 self.keep_partial_line();
@@ -546,7 +487,7 @@ impl<'a> Session<'a> {
     }
 
     /// Answers every complete line in the buffer, a batch of at most
-    /// [`BATCH_LINES`] at a time; returns when the last one was done, if
+    /// [`MAX_RUN`] at a time; returns when the last one was done, if
     /// there was one.
     fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
         let mut last_line = None;
@@ -571,7 +512,7 @@ impl<'a> Session<'a> {
         Ok(last_line)
     }
 
-    /// Answers the next batch of complete lines: up to [`BATCH_LINES`]
+    /// Answers the next batch of complete lines: up to [`MAX_RUN`]
     /// requests, run through the store (a lock per run of same-kind
     /// commands), or one line that does not parse, answered `ERROR`. The
     /// answers go to `output` in order; every request of the batch is
@@ -582,7 +523,7 @@ impl<'a> Session<'a> {
         let input = &self.input[..self.end];
         let mut requests = Vec::new();
         let mut at = self.start;
-        while requests.len() < BATCH_LINES {
+        while requests.len() < MAX_RUN {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
                 break;
             };
@@ -668,13 +609,6 @@ impl<'a> Session<'a> {
             self.stream.set_write_timeout(Some(timeout))?;
         }
         result
-    }
-
-    /// Whether the bytes after the last complete line already make a line
-    /// over `--max-line-bytes`: without their newline, they are at least one
-    /// byte short of the line's length.
-    fn partial_line_too_long(&self) -> bool {
-        self.end - self.start >= self.shared.limits.max_line_bytes
     }
 
     /// Answers `ERROR` for a line past the limit, once, and drops its bytes:
@@ -843,7 +777,7 @@ mod tests {
 
     /// A connection thread's state, driven by hand: the server side of a
     /// connection from `client`, with an idle timeout of `idle`.
-    fn connection_parts(idle: Duration) -> (Server, Arc<Peer>, TcpStream) {
+    fn connection_parts(idle: Duration) -> (Shared, Arc<Peer>, TcpStream) {
         let limits = ConnectionLimits {
             max_connections: 10,
             max_line_bytes: 65_536,
@@ -852,21 +786,25 @@ mod tests {
             tcp_keepalive: None,
             fd_ceiling: None,
         };
-        let server = Server::bind(
-            "127.0.0.1:0",
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local_addr = listener.local_addr().unwrap();
+        let shared = Shared {
+            store: Store::default(),
+            metrics: Arc::new(Metrics::new()),
             limits,
-            Store::default(),
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
-        let client = TcpStream::connect(server.local_addr()).unwrap();
-        let (stream, addr) = server.listener.accept().unwrap();
+            local_addr,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(Connections::default()),
+            changed: Condvar::new(),
+        };
+        let client = TcpStream::connect(local_addr).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
         let peer = Arc::new(Peer {
             stream,
             addr,
             reading: AtomicBool::new(false),
         });
-        (server, peer, client)
+        (shared, peer, client)
     }
 
     /// One turn of `Session::serve`'s loop from a read; the bytes read.
@@ -888,7 +826,7 @@ mod tests {
     #[test]
     fn an_idle_connection_holds_no_buffer() {
         let (server, peer, mut client) = connection_parts(Duration::from_millis(300));
-        let mut connection = Session::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server, &peer).unwrap();
         assert!(!holds_buffers(&connection), "a new connection");
 
         client.write_all(b"INDEX|a|\nQUERY|a|\n").unwrap();
@@ -909,7 +847,7 @@ mod tests {
     fn reads_grow_while_they_come_back_full_and_shrink_after() {
         const LINES: usize = 20_000;
         let (server, peer, client) = connection_parts(Duration::from_secs(30));
-        let mut connection = Session::new(&server.shared, &peer).unwrap();
+        let mut connection = Session::new(&server, &peer).unwrap();
         let pipeline = "QUERY|some-package|\n".repeat(LINES);
         let sent = pipeline.len();
         let writer = {

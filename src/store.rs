@@ -173,6 +173,14 @@ impl Store {
         }
     }
 
+    /// The error that failed the log for good, if it has: nothing more
+    /// is acknowledged, and the process must end. Never fails in memory.
+    pub fn check_alive(&self) -> io::Result<()> {
+        self.durable
+            .as_deref()
+            .map_or(Ok(()), |durable| durable.wal.check_alive())
+    }
+
     /// Shared access, for gauges and inspection.
     pub fn read(&self) -> RwLockReadGuard<'_, Indexer> {
         self.index.read()

@@ -9,9 +9,9 @@ use common::Client;
 
 use package_indexer::Metrics;
 use package_indexer::Store;
-use package_indexer::{ConnectionLimits, Running, Server};
+use package_indexer::{ConnectionLimits, Server};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -28,20 +28,13 @@ fn limits() -> ConnectionLimits {
     }
 }
 
-fn start(limits: ConnectionLimits) -> Running {
-    Server::bind(
-        "127.0.0.1:0",
-        limits,
-        Store::default(),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap()
-    .start()
-    .unwrap()
+fn start(limits: ConnectionLimits) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    Server::start(listener, limits, Store::default(), Arc::new(Metrics::new())).unwrap()
 }
 
 /// A client of the in-process server.
-fn connect(server: &Running) -> Client {
+fn connect(server: &Server) -> Client {
     Client::connect(server.local_addr())
 }
 

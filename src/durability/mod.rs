@@ -96,7 +96,7 @@ impl DurableOptions {
 }
 
 /// The durable side of a store: the one owner of its write-ahead log and
-/// of the compactor thread. Failures leave it one way: the observer.
+/// of the compactor thread. A failure of the log stays in it ([`Wal::check_alive`]).
 pub(crate) struct Durable {
     pub(crate) wal: Arc<Wal>,
     pub(crate) compaction: Arc<Compaction>,

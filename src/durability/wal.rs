@@ -246,7 +246,7 @@ impl Wal {
     }
 
     /// The error that failed (or closed) the log, if it did.
-    fn check_alive(&self) -> io::Result<()> {
+    pub(crate) fn check_alive(&self) -> io::Result<()> {
         match self.failure.get() {
             Some(Some(error)) => Err(io::Error::new(
                 error.kind(),

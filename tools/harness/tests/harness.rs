@@ -9,7 +9,7 @@
 use package_indexer::Metrics;
 use package_indexer::Store;
 use package_indexer::{parse_command_line, Invocation};
-use package_indexer::{ConnectionLimits, Running, Server};
+use package_indexer::{ConnectionLimits, Server};
 use package_indexer::{DurabilityEvent, DurableOptions, Fsync};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ const HARNESS: &str = env!("CARGO_BIN_EXE_package-indexer-harness");
 /// A server on an ephemeral loopback port with the default limits, stopped
 /// when dropped; a data directory is closed and removed then too.
 struct TestServer {
-    running: Option<Running>,
+    running: Option<Server>,
     store: Store,
     data_dir: Option<PathBuf>,
     /// Failures the data directory reported (writes, syncs, compactions).
@@ -62,10 +62,9 @@ impl TestServer {
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let metrics = Arc::new(Metrics::new());
-        let server =
-            Server::from_listener(listener, default_limits(), store.clone(), metrics).unwrap();
+        let server = Server::start(listener, default_limits(), store.clone(), metrics).unwrap();
         TestServer {
-            running: Some(server.start().unwrap()),
+            running: Some(server),
             store,
             data_dir,
             durability_failures,

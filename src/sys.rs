@@ -119,17 +119,15 @@ impl Signals {
             // a valid timespec that outlives the call; a null `info` asks
             // for no details, which the function allows.
             let signum = unsafe { sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
-            if signum < 0 {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(EAGAIN) => return Ok(None),
-                    Some(EINTR) => continue,
-                    _ => return Err(error),
-                }
-            }
-            // Only the collected signals are in the set.
-            if COLLECTED.iter().any(|(number, _)| *number == signum) {
+            if signum >= 0 {
+                // Only the collected signals are in the set.
                 return Ok(Some(Signal { number: signum }));
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(EAGAIN) => return Ok(None),
+                Some(EINTR) => {}
+                _ => return Err(error),
             }
         }
     }

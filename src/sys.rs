@@ -45,7 +45,7 @@ extern "C" {
     fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const Timespec) -> c_int;
 }
 
-/// A signal received from outside, one of [`COLLECTED`].
+/// A signal received from outside, one of those [`block_signals`] blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signal {
     number: c_int,

@@ -252,38 +252,24 @@ fn write_text_value(value: &str, out: &mut String) {
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;
-/// Days in a 400-year Gregorian cycle, after which the calendar repeats.
-const DAYS_PER_400_YEARS: u64 = 146_097;
 
-fn is_leap_year(year: u64) -> bool {
-    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
-}
-
-/// Converts days since 1970-01-01 to a (year, month, day) civil date.
+/// Converts days since 1970-01-01 to a (year, month, day) civil date. The
+/// years counted here start on 1 March, so a leap day ends its year, and
+/// come in eras of 400 years, after which the calendar repeats.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // The Gregorian calendar repeats every 400 years counted from any year,
-    // so whole cycles are skipped first and at most 400 years are walked.
-    let mut year = 1970 + 400 * (days / DAYS_PER_400_YEARS);
-    let mut day_of_year = days % DAYS_PER_400_YEARS;
-    loop {
-        let year_length = if is_leap_year(year) { 366 } else { 365 };
-        if day_of_year < year_length {
-            break;
-        }
-        day_of_year -= year_length;
-        year += 1;
-    }
-    let february = if is_leap_year(year) { 29 } else { 28 };
-    let month_lengths = [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let mut month = 1;
-    for length in month_lengths {
-        if day_of_year < length {
-            break;
-        }
-        day_of_year -= length;
-        month += 1;
-    }
-    (year, month, day_of_year + 1)
+    // 0000-03-01 is day 0; 1970-01-01 is 719,468 days later.
+    let days = days + 719_468;
+    let (era, day_of_era) = (days / 146_097, days % 146_097);
+    // Each 4th year has one more day, but not each 100th, save each 400th.
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March have 31, 30, 31, 30, 31 days, twice over, then
+    // January and February: 153 days in each five.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = (month_from_march + 2) % 12 + 1;
+    (era * 400 + year_of_era + u64::from(month <= 2), month, day)
 }
 
 /// Writes `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time since the Unix epoch.
@@ -304,6 +290,10 @@ fn write_timestamp(since_epoch: Duration, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_leap_year(year: u64) -> bool {
+        (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
+    }
 
     fn timestamp(seconds: u64, millis: u64) -> String {
         let mut out = String::new();

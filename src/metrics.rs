@@ -330,112 +330,95 @@ impl Metrics {
         let load = |value: &AtomicU64| value.load(Relaxed);
         let (cpu, status) = (process_cpu_seconds("self"), process_status("self"));
         let (fds, max_fds) = (open_fds(), OpenFilesLimit::current().ok().map(|l| l.soft));
-        let counters: [(&str, &str, Option<&dyn Display>); 6] = [
+        // Each row: the name, type and HELP text, then the value, which is
+        // left out when `/proc` cannot give it.
+        let series: [(&str, Option<&dyn Display>); 19] = [
             (
-                "package_indexer_connections_total",
-                "Connections accepted and served.",
+                "package_indexer_connections_total counter Connections accepted and served.",
                 Some(&load(&self.connections_total)),
             ),
             (
-                "package_indexer_durability_errors_total",
-                "Failed writes, syncs or compactions of durable state.",
+                "package_indexer_durability_errors_total counter Failed writes, syncs or compactions of durable state.",
                 Some(&load(&self.durability_errors)),
             ),
             (
-                "package_indexer_data_dir_rewrites_total",
-                "Times files of the data directory were found missing and written again from memory.",
+                "package_indexer_data_dir_rewrites_total counter Times files of the data directory were found missing and written again from memory.",
                 Some(&load(&self.data_dir_rewrites)),
             ),
             (
-                "package_indexer_log_appends_total",
-                "Changes appended to the durable log.",
+                "package_indexer_log_appends_total counter Changes appended to the durable log.",
                 Some(&load(&self.log_appends)),
             ),
             (
-                "package_indexer_log_writes_total",
-                "write(2) batches that carried the appended changes to the log.",
+                "package_indexer_log_writes_total counter write(2) batches that carried the appended changes to the log.",
                 Some(&load(&self.log_writes)),
             ),
             (
-                "process_cpu_seconds_total",
-                "User and system CPU time spent, in seconds.",
+                "process_cpu_seconds_total counter User and system CPU time spent, in seconds.",
                 cpu.as_ref().map(|seconds| seconds as &dyn Display),
             ),
-        ];
-        let gauges: [(&str, &str, Option<&dyn Display>); 13] = [
             (
-                "package_indexer_connections_active",
-                "Connections being served now.",
+                "package_indexer_connections_active gauge Connections being served now.",
                 Some(&self.connections_active.load(Relaxed)),
             ),
             (
-                "package_indexer_packages",
-                "Packages in the index.",
+                "package_indexer_packages gauge Packages in the index.",
                 Some(&index.packages),
             ),
             (
-                "package_indexer_dependencies",
-                "Dependency edges in the index.",
+                "package_indexer_dependencies gauge Dependency edges in the index.",
                 Some(&index.dependencies),
             ),
             (
-                "package_indexer_log_bytes",
-                "Size of the durable log on disk.",
+                "package_indexer_log_bytes gauge Size of the durable log on disk.",
                 Some(&load(&self.log_bytes)),
             ),
             (
-                "package_indexer_max_connections",
-                "Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
+                "package_indexer_max_connections gauge Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
                 Some(&load(&self.max_connections)),
             ),
             (
-                "package_indexer_max_line_bytes",
-                "Longest request line accepted, newline included (--max-line-bytes).",
+                "package_indexer_max_line_bytes gauge Longest request line accepted, newline included (--max-line-bytes).",
                 Some(&load(&self.max_line_bytes)),
             ),
             (
-                "package_indexer_last_snapshot_timestamp_seconds",
-                "Unix time of the last completed snapshot; 0 if none.",
+                "package_indexer_last_snapshot_timestamp_seconds gauge Unix time of the last completed snapshot; 0 if none.",
                 Some(&f64::from_bits(load(&self.last_snapshot_seconds_bits))),
             ),
             (
-                "process_start_time_seconds",
-                "Start time of the process since the Unix epoch.",
+                "process_start_time_seconds gauge Start time of the process since the Unix epoch.",
                 Some(&(self.started.as_millis() as f64 / 1000.0)),
             ),
             (
-                "process_virtual_memory_bytes",
-                "Virtual memory size.",
+                "process_virtual_memory_bytes gauge Virtual memory size.",
                 shown(&status.virtual_bytes),
             ),
             (
-                "process_resident_memory_bytes",
-                "Resident memory size.",
+                "process_resident_memory_bytes gauge Resident memory size.",
                 shown(&status.resident_bytes),
             ),
             (
-                "process_open_fds",
-                "Open file descriptors.",
+                "process_open_fds gauge Open file descriptors.",
                 shown(&fds),
             ),
             (
-                "process_max_fds",
-                "Most file descriptors the process may open.",
+                "process_max_fds gauge Most file descriptors the process may open.",
                 shown(&max_fds),
             ),
             (
-                "process_threads",
-                "OS threads in the process.",
+                "process_threads gauge OS threads in the process.",
                 shown(&status.threads),
             ),
         ];
-        for (kind, series) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
-            for &(name, help, value) in series {
-                if let Some(value) = value {
-                    family(out, name, kind, help)?;
-                    writeln!(out, "{name} {value}")?;
-                }
-            }
+        for (spec, value) in series {
+            let mut spec = spec.splitn(3, ' ');
+            let (Some(name), Some(kind), Some(help), Some(value)) =
+                (spec.next(), spec.next(), spec.next(), value)
+            else {
+                continue;
+            };
+            family(out, name, kind, help)?;
+            writeln!(out, "{name} {value}")?;
         }
         Ok(())
     }

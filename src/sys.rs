@@ -45,42 +45,34 @@ extern "C" {
     fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const Timespec) -> c_int;
 }
 
-/// A signal received from outside.
+/// A signal received from outside, one of those [`block_signals`] blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// `SIGTERM`, as sent by `kill`, init systems and container runtimes.
-    Terminate,
-    /// `SIGINT`, as sent by Ctrl-C.
-    Interrupt,
-    /// `SIGHUP`: a closed terminal, or an operator used to daemons that
-    /// reload on it. There is nothing to reload.
-    Hangup,
-    /// `SIGUSR1`, meaningless to this server.
-    User1,
-    /// `SIGUSR2`, meaningless to this server.
-    User2,
+pub struct Signal {
+    number: c_int,
 }
 
-/// Every signal [`block_signals`] takes over: its number on Linux, and its name.
-const COLLECTED: [(c_int, Signal, &str); 5] = [
-    (15, Signal::Terminate, "SIGTERM"),
-    (2, Signal::Interrupt, "SIGINT"),
-    (1, Signal::Hangup, "SIGHUP"),
-    (10, Signal::User1, "SIGUSR1"),
-    (12, Signal::User2, "SIGUSR2"),
+/// Every signal [`block_signals`] takes over, with its number on Linux:
+/// the two that stop the server (sent by `kill`, init systems, container
+/// runtimes and Ctrl-C), then three that mean nothing to it.
+const COLLECTED: [(c_int, &str); 5] = [
+    (15, "SIGTERM"),
+    (2, "SIGINT"),
+    (1, "SIGHUP"),
+    (10, "SIGUSR1"),
+    (12, "SIGUSR2"),
 ];
 
 impl Signal {
     /// True for the signals that ask the server to stop.
     pub fn stops(self) -> bool {
-        matches!(self, Signal::Terminate | Signal::Interrupt)
+        matches!(self.number, 15 | 2)
     }
 }
 
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = COLLECTED.iter().find(|(_, signal, _)| signal == self);
-        f.write_str(name.map_or("?", |(_, _, name)| name))
+        let name = COLLECTED.iter().find(|(number, _)| *number == self.number);
+        f.write_str(name.map_or("?", |(_, name)| name))
     }
 }
 
@@ -102,7 +94,7 @@ pub struct Signals {
 pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
     // Signal N is bit N - 1, as `sigaddset` sets it in glibc and musl.
-    for (signum, _, _) in COLLECTED {
+    for (signum, _) in COLLECTED {
         set.bits[0] |= 1 << (signum - 1);
     }
     // SAFETY: `set` is initialised above and outlives the call; a null old
@@ -127,17 +119,15 @@ impl Signals {
             // a valid timespec that outlives the call; a null `info` asks
             // for no details, which the function allows.
             let signum = unsafe { sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
-            if signum < 0 {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(EAGAIN) => return Ok(None),
-                    Some(EINTR) => continue,
-                    _ => return Err(error),
-                }
+            if signum >= 0 {
+                // Only the collected signals are in the set.
+                return Ok(Some(Signal { number: signum }));
             }
-            // Only the collected signals are in the set.
-            if let Some(&(_, signal, _)) = COLLECTED.iter().find(|(number, ..)| *number == signum) {
-                return Ok(Some(signal));
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(EAGAIN) => return Ok(None),
+                Some(EINTR) => {}
+                _ => return Err(error),
             }
         }
     }
@@ -459,9 +449,10 @@ mod tests {
 
     #[test]
     fn signals_display_by_their_names() {
-        let names: Vec<String> = COLLECTED.iter().map(|(_, s, _)| s.to_string()).collect();
+        let signals = COLLECTED.map(|(number, _)| Signal { number });
+        let names = signals.map(|signal| signal.to_string());
         assert_eq!(names, ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"]);
-        let stopping: Vec<bool> = COLLECTED.iter().map(|(_, s, _)| s.stops()).collect();
+        let stopping = signals.map(Signal::stops);
         assert_eq!(stopping, [true, true, false, false, false]);
     }
 

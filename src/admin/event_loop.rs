@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::raw::c_short;
 use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -80,7 +79,11 @@ impl EventLoop {
                 Some(_) => PollFd::ignored(),
             });
             poll_set.extend(self.connections.iter().map(|connection| {
-                PollFd::new(connection.stream.as_raw_fd(), connection.waits_for())
+                let events = match connection.stage {
+                    Stage::Receiving { .. } => POLLIN,
+                    Stage::Sending { .. } => POLLOUT,
+                };
+                PollFd::new(connection.stream.as_raw_fd(), events)
             }));
             match sys::poll(&mut poll_set, self.next_timer(now)) {
                 Ok(_) => {}
@@ -236,13 +239,6 @@ enum Progress {
 }
 
 impl Connection {
-    fn waits_for(&self) -> c_short {
-        match self.stage {
-            Stage::Receiving { .. } => POLLIN,
-            Stage::Sending { .. } => POLLOUT,
-        }
-    }
-
     /// Does what the socket allows now: reads more of the head and, once it
     /// is complete, answers; or sends more of the answer.
     fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {

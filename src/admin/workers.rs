@@ -1,11 +1,11 @@
 //! The threads that answer jobs, so a slow answer holds up no probe.
 
-use super::routes::{guarded, internal_error, Job, JobKind, Reply};
+use super::routes::{guarded, internal_error, Job, Reply};
 use super::AdminLimits;
 use crate::log;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -13,17 +13,11 @@ use std::thread::{self, JoinHandle};
 /// socket through which [`Workers::stop`] cuts it off.
 #[derive(Default)]
 pub(super) struct Workers {
-    running: Vec<Worker>,
-}
-
-struct Worker {
-    thread: JoinHandle<()>,
-    /// A duplicate of the client's socket.
-    stream: TcpStream,
-    kind: JobKind,
-    /// Set once the answer is sent (or failed): the place is free, though
-    /// the thread may still be ending.
-    done: Arc<AtomicBool>,
+    running: Vec<(JoinHandle<()>, TcpStream)>,
+    /// Answers being sent, by [`JobKind`](super::routes::JobKind); a worker
+    /// gives its place back once its answer is sent, though its thread may
+    /// still be ending.
+    sending: [Arc<AtomicUsize>; 2],
 }
 
 impl Workers {
@@ -45,29 +39,24 @@ impl Workers {
         }
         .encode(job.head_only);
         // Threads that ended are joined here, when a new one may start.
-        let (ended, running): (Vec<Worker>, _) = self
-            .running
-            .drain(..)
-            .partition(|worker| worker.thread.is_finished());
+        let (ended, running) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|(thread, _)| thread.is_finished());
         self.running = running;
-        for worker in ended {
-            join_worker(worker.thread);
-        }
-        let same_kind = self
-            .running
-            .iter()
-            .filter(|w| w.kind == job.kind && !w.done.load(Ordering::Acquire))
-            .count();
-        if same_kind >= limits.max_jobs {
+        stop_workers(ended);
+        let sending = Arc::clone(&self.sending[job.kind as usize]);
+        if sending.fetch_add(1, Ordering::AcqRel) >= limits.max_jobs {
+            sending.fetch_sub(1, Ordering::AcqRel);
             log::debug("admin job refused", &[("reason", &"busy")]);
             return Err(busy);
         }
-        match spawn_worker(stream, job, limits) {
+        match spawn_worker(stream, job, limits, Arc::clone(&sending)) {
             Ok(worker) => {
                 self.running.push(worker);
                 Ok(())
             }
             Err(error) => {
+                sending.fetch_sub(1, Ordering::AcqRel);
                 log::warn("cannot start an admin job", &[("error", &error)]);
                 Err(busy)
             }
@@ -77,39 +66,37 @@ impl Workers {
     /// Cuts every worker's client off, which ends its writes at once, and
     /// waits for each to finish.
     pub(super) fn stop(&mut self) {
-        for worker in self.running.drain(..) {
-            // The client may be gone already.
-            let _ = worker.stream.shutdown(Shutdown::Both);
-            join_worker(worker.thread);
+        stop_workers(std::mem::take(&mut self.running));
+    }
+}
+
+fn stop_workers(workers: Vec<(JoinHandle<()>, TcpStream)>) {
+    for (thread, stream) in workers {
+        // The client may be gone already.
+        let _ = stream.shutdown(Shutdown::Both);
+        if thread.join().is_err() {
+            log::error("an admin job thread panicked", &[]);
         }
     }
 }
 
-fn spawn_worker(stream: &TcpStream, job: Job, limits: &AdminLimits) -> io::Result<Worker> {
+fn spawn_worker(
+    stream: &TcpStream,
+    job: Job,
+    limits: &AdminLimits,
+    sending: Arc<AtomicUsize>,
+) -> io::Result<(JoinHandle<()>, TcpStream)> {
     let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
     worker_side.set_nonblocking(false)?;
     worker_side.set_write_timeout(Some(limits.job_write_stall))?;
-    let done = Arc::new(AtomicBool::new(false));
-    let (finished, kind) = (Arc::clone(&done), job.kind);
     let thread = thread::Builder::new()
         .name("admin-job".to_owned())
-        .spawn(move || answer_job(worker_side, job, &finished))?;
-    Ok(Worker {
-        thread,
-        stream: stop_side,
-        kind,
-        done,
-    })
-}
-
-fn join_worker(thread: JoinHandle<()>) {
-    if thread.join().is_err() {
-        log::error("an admin job thread panicked", &[]);
-    }
+        .spawn(move || answer_job(worker_side, job, &sending))?;
+    Ok((thread, stop_side))
 }
 
 /// A worker's life: produce the reply, send it, close.
-fn answer_job(mut stream: TcpStream, job: Job, done: &AtomicBool) {
+fn answer_job(mut stream: TcpStream, job: Job, sending: &AtomicUsize) {
     let reply = guarded("job", job.produce).unwrap_or_else(internal_error);
     // Head and body apart: an export's body is not copied again.
     let sent = stream.write_all(reply.head().as_bytes()).and_then(|()| {
@@ -121,7 +108,7 @@ fn answer_job(mut stream: TcpStream, job: Job, done: &AtomicBool) {
     });
     // Before the client can see the end of its answer, so that its next
     // request finds this worker's place free.
-    done.store(true, Ordering::Release);
+    sending.fetch_sub(1, Ordering::AcqRel);
     // Either way the connection ends here, whatever other descriptors of
     // it remain; the client may be gone already, with no one to tell.
     match sent {

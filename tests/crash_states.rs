@@ -136,15 +136,8 @@ fn serve(dir: &Path) {
         tcp_keepalive: None,
         fd_ceiling: None,
     };
-    let server = Server::bind(
-        "127.0.0.1:0",
-        limits,
-        store.clone(),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap()
-    .start()
-    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Server::start(listener, limits, store.clone(), Arc::new(Metrics::new())).unwrap();
     println!("{READY} {}", server.local_addr());
     std::io::stdout().flush().unwrap();
     std::io::stdin().read_to_end(&mut Vec::new()).unwrap();

@@ -20,12 +20,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     usage: " FILE|-",
     summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
               exit 0 when all of it is",
-    details: "Checks the whole list (as `export` writes it), then indexes it in dependency
-order. A name with no line of its own is a package without dependencies:
-those the server lacks are indexed first, and named. Lines at fault stop it
-before anything is sent; missing dependencies, cycles and what depends on
-them are named and skipped. Exit 0 when every package was answered OK.
-",
     command_line: &CommandLine {
         flags: &[
             connection::ADDR_FLAG,

@@ -87,16 +87,12 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     }
     .map_err(|e| format!("cannot read {shown}: {e}"))?;
     let list = plan::List::read(&text).map_err(|errors| {
-        for error in errors.iter().take(plan::MAX_REPORTED) {
-            say(&format!("{source}: {error}"));
+        let lines = errors.iter().map(|error| format!("{source}: {error}"));
+        for line in plan::cut(lines.collect(), "lines at fault") {
+            say(&line);
         }
-        let more = errors.len().saturating_sub(plan::MAX_REPORTED);
-        let more = match more {
-            0 => String::new(),
-            more => format!(" ({more} more not shown)"),
-        };
         let lines = plan::count(errors.len(), "line", "lines");
-        format!("{source}: {lines} at fault{more}; nothing was sent")
+        format!("{source}: {lines} at fault; nothing was sent")
     })?;
     let unlisted: Vec<u32> = list.unlisted().collect();
     let query =
@@ -242,12 +238,12 @@ impl AnswerSink for Answers {
 fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
     let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
     let rate = per_second(done, elapsed);
-    let left = match total.saturating_sub(done).checked_div(rate) {
-        _ if done >= total => "under 1 s left".to_string(),
-        None => "time left unknown".to_string(),
-        Some(0) => "under 1 s left".to_string(),
-        Some(s @ 1..60) => format!("{s} s left"),
-        Some(s) => format!("{} min {} s left", s / 60, s % 60),
+    let remaining = total.saturating_sub(done);
+    let left = match remaining.checked_div(rate) {
+        Some(s @ 60..) => format!("{} min {} s left", s / 60, s % 60),
+        Some(s @ 1..) => format!("{s} s left"),
+        None if remaining > 0 => "time left unknown".to_string(),
+        _ => "under 1 s left".to_string(),
     };
     let (done, total, rate) = (thousands(done), thousands(total), thousands(rate));
     format!("indexed {done} of {total} ({percent}%), {rate}/s, {left}")

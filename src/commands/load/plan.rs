@@ -52,12 +52,6 @@ struct Slot {
     len: u32,
 }
 
-impl Slot {
-    fn new(tag: u32, id: u32, at: u32, len: u32) -> Slot {
-        Slot { tag, id, at, len }
-    }
-}
-
 /// The slot of `name` in `slots` (open addressing, linear probing): the one
 /// holding it, or the empty one where it goes.
 #[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
@@ -109,8 +103,12 @@ fn intern<'a>(
         }
         let at = probe(slots, text, hash, name.as_bytes());
         if slots[at].len == 0 {
-            let offset = to_u32(name.as_ptr().addr() - text.as_ptr().addr());
-            slots[at] = Slot::new(tag(hash), to_u32(names.len()), offset, to_u32(name.len()));
+            slots[at] = Slot {
+                tag: tag(hash),
+                id: to_u32(names.len()),
+                at: to_u32(name.as_ptr().addr() - text.as_ptr().addr()),
+                len: to_u32(name.len()),
+            };
             names.push(name);
         }
         ids.push(slots[at].id);
@@ -341,23 +339,21 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             }
         }
     }
-    let mut needed_by = vec![Vec::new(); list.names.len()];
-    for package in (0..to_u32(packages)).filter(|&p| blocked[p as usize]) {
-        for &d in list.dependencies(package) {
-            needed_by[d as usize].push(package);
-        }
-    }
-    let mut missing_lines = Vec::new();
-    for &id in missing
-        .iter()
-        .filter(|&&id| !needed_by[id as usize].is_empty())
-    {
-        let (name, by) = (list.name(id), names(&needed_by[id as usize]));
-        missing_lines.push(format!(
-            "missing dependency {name} (not in the list, not on the server), needed by {by}"
-        ));
-    }
-    order.report = cut(missing_lines, "missing dependencies");
+    // (missing name, blocked package needing it): only missing names are
+    // unlisted and blocked.
+    let mut needs: Vec<(u32, u32)> = (0..to_u32(packages))
+        .filter(|&p| blocked[p as usize])
+        .flat_map(|p| list.dependencies(p).iter().map(move |&d| (d, p)))
+        .filter(|&(d, _)| d as usize >= packages && blocked[d as usize])
+        .collect();
+    needs.sort_unstable();
+    let missing_lines = needs.chunk_by(|a, b| a.0 == b.0).map(|group| {
+        let by: Vec<u32> = group.iter().map(|&(_, p)| p).collect();
+        let name = list.name(group[0].0);
+        let by = names(&by);
+        format!("missing dependency {name} (not in the list, not on the server), needed by {by}")
+    });
+    order.report = cut(missing_lines.collect(), "missing dependencies");
     order.report.extend(cut(knot_lines, "dependency cycles"));
     let (mut blocked_packages, send): (Vec<u32>, _) =
         lone.into_iter().partition(|&p| blocked[p as usize]);
@@ -374,7 +370,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
 }
 
 /// The first [`MAX_REPORTED`] of `lines`, and how many more `what` there are.
-fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
+pub(super) fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
     if lines.len() > MAX_REPORTED {
         let more = lines.len() - MAX_REPORTED;
         lines.truncate(MAX_REPORTED);

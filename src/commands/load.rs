@@ -114,22 +114,25 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     for line in &order.report {
         say(line);
     }
+    let skipped = list.len() - order.send.len();
     let ids = [&leaves[..], &order.send].concat();
     let push_line = |out: &mut Vec<u8>, id| list.push_index_line(out, id);
     let (answers, outcome) = exchange(addr, &ids, io::stderr().is_terminal(), push_line)?;
-    let not_ok = |answer| answers.not_ok.iter().filter(move |&&(_, a)| a == answer);
-    for (answer, what) in [(Response::Fail, REFUSED), (Response::Error, MALFORMED)] {
-        let names = not_ok(answer).filter_map(|&(at, _)| Some(list.name(*ids.get(at)?)));
-        let count = not_ok(answer).count();
-        if count > 0 {
-            say(&format!("{what}: {}", plan::some_names(count, names)));
+    let not_ok = |answer| -> Vec<u32> {
+        let at = answers.not_ok.iter().filter(|&&(_, a)| a == answer);
+        at.filter_map(|&(at, _)| ids.get(at).copied()).collect()
+    };
+    let (refused, malformed) = (not_ok(Response::Fail), not_ok(Response::Error));
+    for (ids, what) in [(&refused, REFUSED), (&malformed, MALFORMED)] {
+        if !ids.is_empty() {
+            say(&format!("{what}: {}", list.some_names(ids)));
         }
     }
     for problem in &outcome.problems {
         say(problem);
     }
     if !leaves.is_empty() {
-        let names = plan::some_names(leaves.len(), leaves.iter().map(|&id| list.name(id)));
+        let names = list.some_names(&leaves);
         let have = plan::count(leaves.len(), "dependency has", "dependencies have");
         say(&format!(
             "{have} no line of their own; indexed as packages without dependencies: {names}"
@@ -145,9 +148,9 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
     let unanswered = ids.len() as u64 - outcome.answered;
     for (count, what) in [
-        (order.skipped as u64, "skipped (can never be indexed)"),
-        (not_ok(Response::Fail).count() as u64, "refused (FAIL)"),
-        (not_ok(Response::Error).count() as u64, "malformed (ERROR)"),
+        (skipped as u64, "skipped (can never be indexed)"),
+        (refused.len() as u64, "refused (FAIL)"),
+        (malformed.len() as u64, "malformed (ERROR)"),
         (unanswered, "unanswered (connection lost)"),
     ] {
         if count > 0 {

@@ -6,7 +6,7 @@
 
 mod plan;
 
-use super::connection::{self, AnswerSink, PipelineOutcome, Sender, WriteError};
+use super::connection::{self, AnswerSink, PipelineOutcome, Sender};
 use super::Subcommand;
 use crate::figures::thousands;
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
@@ -180,7 +180,7 @@ fn exchange(
         return Ok((answers, PipelineOutcome::default()));
     }
     let stream = connection::connect(addr)?;
-    let write = |sender: &mut Sender| -> Result<(), WriteError> {
+    let write = |sender: &mut Sender| -> io::Result<()> {
         let (mut chunk, mut lines) = (Vec::with_capacity(SEND_CHUNK + 1024), 0);
         for (i, &id) in ids.iter().enumerate() {
             push_line(&mut chunk, id);

@@ -88,7 +88,7 @@ pub use admin::{AdminLimits, AdminServer, AdminState};
 pub use cli::main;
 pub use commands::connection::{
     connect, connect_to, pipeline, resolve, AnswerSink, Connection, PipelineOutcome, Sender,
-    WriteError, LINES_IN_FLIGHT,
+    LINES_IN_FLIGHT,
 };
 pub use commands::http::{http_get, HttpAnswer};
 pub use config::{parse as parse_command_line, Config, Invocation};

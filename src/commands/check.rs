@@ -15,22 +15,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "check",
     usage: "",
     summary: "report every problem in a stopped server's --data-dir; exit 0 when a start loads it",
-    details: "Reads every file of the data directory as a server start would (the same code
-judges it, replaying it into a real index) and changes nothing. Prints each
-file (size, format version, changes or packages, sealed or ended), every
-problem with its file and byte offset (worded as a refused start words it),
-files a start ignores or deletes, and the packages and dependencies a start
-loads (when it refuses, those before the first problem), or that the
-directory holds no data file at all (perhaps it is not the server's).
-
-Exit status: 0 when a start loads the directory; a torn last record is only
-a warning, since a start cuts it off by itself (saving it as FILE.torn-N)
-and it was never acknowledged. 1 when a start refuses it (damage, a missing
-file), when it cannot be read, when it does not exist (it is never
-created), or when a server holds it (stop the server first). 2 for bad
-usage. `package-indexer repair` cuts a refused directory back to what still
-replays.
-",
     command_line: &COMMAND_LINE,
     run,
 };

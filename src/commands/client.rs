@@ -1,5 +1,5 @@
 //! `package-indexer client [LINE ...]`: talks the line protocol, so that
-//! neither a person nor a script needs `nc`; what it does is its `details`.
+//! neither a person nor a script needs `nc` (`docs/command-line.md#client`).
 
 use super::connection::{self, AnswerSink, Connection, Sender};
 use super::Subcommand;
@@ -13,19 +13,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "client",
     usage: " [LINE ...]",
     summary: "send request lines (the arguments, else stdin's) and print each answer; a prompt on a terminal",
-    details: "Sends each LINE as one request line, or without LINEs the lines of stdin
-(pipelined), to the server at --addr, and prints each answer (OK, FAIL,
-ERROR) in order, one a line. On a terminal, without LINEs, it is a prompt:
-each line typed is sent and its answer printed; an empty line sends
-nothing; Ctrl-D or Ctrl-C ends.
-
-Bytes go out as they are: the server judges each line (one that is not
-UTF-8, or longer than its --max-line-bytes, is answered ERROR). A last line
-of stdin without its newline gets one.
-
-Exit status: 0 when every line was answered; 1 when the connection failed
-or closed before the last answer; 2 for bad usage.
-",
     command_line: &CommandLine {
         flags: &[connection::ADDR_FLAG],
         env_prefix: Some("PACKAGE_INDEXER_"),

@@ -276,10 +276,6 @@ pub struct Sender<'a> {
     broken: bool,
 }
 
-/// What a pipeline's writer fails with: a send's error, or its own
-/// (`reading stdin: ...`), said in one line.
-pub type WriteError = io::Error;
-
 impl Sender<'_> {
     /// Sends `bytes`, which hold `lines` whole lines, once the window has
     /// room for them (or nothing is in flight, so a batch larger than the
@@ -330,6 +326,8 @@ impl PipelineOutcome {
 /// most `window` lines in flight, while this thread reads the answers into
 /// `sink`; once `write` returns, the writing half is shut down and the
 /// answers are read to the end of the stream, which ends the connection.
+/// `write` fails with a send's error or its own (`reading stdin: ...`), in
+/// one line.
 pub fn pipeline<W>(
     stream: &TcpStream,
     window: u64,

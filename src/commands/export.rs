@@ -1,5 +1,5 @@
 //! `package-indexer export [-o FILE]`: a point-in-time copy of a running
-//! server's index from its admin listener's `/v1/export`; see `details`.
+//! server's index from its admin listener's `/v1/export` (`docs/command-line.md#export`).
 
 use super::{http, Subcommand};
 use crate::durability::write_atomically;
@@ -12,20 +12,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "export",
     usage: "",
     summary: "copy a running server's index as a package list (a backup `load` restores)",
-    details: "Asks a running server's admin listener (GET /v1/export) for a point-in-time
-copy of its index: one package a line (`name: dep dep`), every package
-after all its dependencies, ordered by the length of its dependency chain
-and then by name, so the same index always gives the same bytes. The
-server holds its lock only to copy the index (about 7 ms per million
-packages). `package-indexer load FILE` restores it into a fresh server.
-
-With -o FILE the copy is written to FILE.tmp beside FILE, synced, renamed
-to FILE and the directory synced: FILE is whole or untouched.
-
-Exit status: 0 when the whole copy was written; 1 when not (the server
-cannot be asked or is busy, the transfer was cut short of its
-Content-Length, the file cannot be written); 2 for bad usage.
-",
     command_line: &CommandLine {
         flags: &[
             http::ADMIN_ADDR,

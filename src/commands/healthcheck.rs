@@ -9,7 +9,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "healthcheck",
     usage: "",
     summary: "ask a server's /readyz; exit 0 when it is ready, 1 otherwise",
-    details: "",
     command_line: &CommandLine {
         flags: &[http::ADMIN_ADDR, http::timeout_flag("3s")],
         env_prefix: Some("PACKAGE_INDEXER_"),

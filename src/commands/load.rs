@@ -6,7 +6,7 @@
 
 mod plan;
 
-use super::connection::{self, AnswerSink, PipelineOutcome, Sender, WriteError};
+use super::connection::{self, AnswerSink, PipelineOutcome, Sender};
 use super::Subcommand;
 use crate::figures::thousands;
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
@@ -20,12 +20,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     usage: " FILE|-",
     summary: "index a Homebrew-style list (`name: dep dep`; - is stdin) in dependency order; \
               exit 0 when all of it is",
-    details: "Checks the whole list (as `export` writes it), then indexes it in dependency
-order. A name with no line of its own is a package without dependencies:
-those the server lacks are indexed first, and named. Lines at fault stop it
-before anything is sent; missing dependencies, cycles and what depends on
-them are named and skipped. Exit 0 when every package was answered OK.
-",
     command_line: &CommandLine {
         flags: &[
             connection::ADDR_FLAG,
@@ -93,16 +87,12 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     }
     .map_err(|e| format!("cannot read {shown}: {e}"))?;
     let list = plan::List::read(&text).map_err(|errors| {
-        for error in errors.iter().take(plan::MAX_REPORTED) {
-            say(&format!("{source}: {error}"));
+        let lines = errors.iter().map(|error| format!("{source}: {error}"));
+        for line in plan::cut(lines.collect(), "lines at fault") {
+            say(&line);
         }
-        let more = errors.len().saturating_sub(plan::MAX_REPORTED);
-        let more = match more {
-            0 => String::new(),
-            more => format!(" ({more} more not shown)"),
-        };
         let lines = plan::count(errors.len(), "line", "lines");
-        format!("{source}: {lines} at fault{more}; nothing was sent")
+        format!("{source}: {lines} at fault; nothing was sent")
     })?;
     let unlisted: Vec<u32> = list.unlisted().collect();
     let query =
@@ -124,22 +114,25 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     for line in &order.report {
         say(line);
     }
+    let skipped = list.len() - order.send.len();
     let ids = [&leaves[..], &order.send].concat();
     let push_line = |out: &mut Vec<u8>, id| list.push_index_line(out, id);
     let (answers, outcome) = exchange(addr, &ids, io::stderr().is_terminal(), push_line)?;
-    let not_ok = |answer| answers.not_ok.iter().filter(move |&&(_, a)| a == answer);
-    for (answer, what) in [(Response::Fail, REFUSED), (Response::Error, MALFORMED)] {
-        let names = not_ok(answer).filter_map(|&(at, _)| Some(list.name(*ids.get(at)?)));
-        let count = not_ok(answer).count();
-        if count > 0 {
-            say(&format!("{what}: {}", plan::some_names(count, names)));
+    let not_ok = |answer| -> Vec<u32> {
+        let at = answers.not_ok.iter().filter(|&&(_, a)| a == answer);
+        at.filter_map(|&(at, _)| ids.get(at).copied()).collect()
+    };
+    let (refused, malformed) = (not_ok(Response::Fail), not_ok(Response::Error));
+    for (ids, what) in [(&refused, REFUSED), (&malformed, MALFORMED)] {
+        if !ids.is_empty() {
+            say(&format!("{what}: {}", list.some_names(ids)));
         }
     }
     for problem in &outcome.problems {
         say(problem);
     }
     if !leaves.is_empty() {
-        let names = plan::some_names(leaves.len(), leaves.iter().map(|&id| list.name(id)));
+        let names = list.some_names(&leaves);
         let have = plan::count(leaves.len(), "dependency has", "dependencies have");
         say(&format!(
             "{have} no line of their own; indexed as packages without dependencies: {names}"
@@ -155,9 +148,9 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
     let unanswered = ids.len() as u64 - outcome.answered;
     for (count, what) in [
-        (order.skipped as u64, "skipped (can never be indexed)"),
-        (not_ok(Response::Fail).count() as u64, "refused (FAIL)"),
-        (not_ok(Response::Error).count() as u64, "malformed (ERROR)"),
+        (skipped as u64, "skipped (can never be indexed)"),
+        (refused.len() as u64, "refused (FAIL)"),
+        (malformed.len() as u64, "malformed (ERROR)"),
         (unanswered, "unanswered (connection lost)"),
     ] {
         if count > 0 {
@@ -187,7 +180,7 @@ fn exchange(
         return Ok((answers, PipelineOutcome::default()));
     }
     let stream = connection::connect(addr)?;
-    let write = |sender: &mut Sender| -> Result<(), WriteError> {
+    let write = |sender: &mut Sender| -> io::Result<()> {
         let (mut chunk, mut lines) = (Vec::with_capacity(SEND_CHUNK + 1024), 0);
         for (i, &id) in ids.iter().enumerate() {
             push_line(&mut chunk, id);
@@ -248,12 +241,12 @@ impl AnswerSink for Answers {
 fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
     let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
     let rate = per_second(done, elapsed);
-    let left = match total.saturating_sub(done).checked_div(rate) {
-        _ if done >= total => "under 1 s left".to_string(),
-        None => "time left unknown".to_string(),
-        Some(0) => "under 1 s left".to_string(),
-        Some(s @ 1..60) => format!("{s} s left"),
-        Some(s) => format!("{} min {} s left", s / 60, s % 60),
+    let remaining = total.saturating_sub(done);
+    let left = match remaining.checked_div(rate) {
+        Some(s @ 60..) => format!("{} min {} s left", s / 60, s % 60),
+        Some(s @ 1..) => format!("{s} s left"),
+        None if remaining > 0 => "time left unknown".to_string(),
+        _ => "under 1 s left".to_string(),
     };
     let (done, total, rate) = (thousands(done), thousands(total), thousands(rate));
     format!("indexed {done} of {total} ({percent}%), {rate}/s, {left}")

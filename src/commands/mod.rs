@@ -21,10 +21,8 @@ pub(crate) struct Subcommand {
     pub(crate) name: &'static str,
     /// Its operands, as `--help` shows them after the name.
     usage: &'static str,
-    /// One line for the server's `--help`.
+    /// One line for the server's `--help`, and the first of its own.
     summary: &'static str,
-    /// What its own `--help` says after the usage line; empty for nothing.
-    details: &'static str,
     command_line: &'static CommandLine,
     run: fn(&Values) -> ExitCode,
 }
@@ -81,15 +79,12 @@ impl Subcommand {
         )
     }
 
+    /// The summary, the usage and the flags; the rest is in the docs.
     fn help(&self) -> String {
-        let (name, details) = (self.name, self.details);
-        let details = if details.is_empty() {
-            String::new()
-        } else {
-            format!("\n{details}")
-        };
+        let name = self.name;
         format!(
-            "package-indexer {name}: {}\n\nUsage:\n  package-indexer {name} [FLAGS]{}\n{details}\nFlags:\n{}",
+            "package-indexer {name}: {}\n\nUsage:\n  package-indexer {name} [FLAGS]{}\n\n\
+             Flags:\n{}\nDetails and exit statuses: docs/command-line.md#{name}\n",
             self.summary,
             self.usage,
             self.command_line.help()

@@ -13,19 +13,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "repair",
     usage: "",
     summary: "cut a stopped server's damaged --data-dir to what still replays; keeps the cut bytes",
-    details: "Keeps the longest history the data directory can still replay, judged by the
-same code as a server start, and saves every byte it cuts off a file beside
-it as FILE.cut-OFFSET before rewriting the file atomically. It prints each
-cut with the records it dropped, the total, and a check of the result. It
-never deletes a snapshot, and changes nothing for a missing file other than
-the newest log. Keep a copy of the directory first. The rules, case by case:
-docs/durability.md#repair.
-
-Exit status: 0 when a start now loads the directory (also when there was
-nothing to repair); 1 when it could not get there, or the directory does
-not exist (it is never created), or a server holds it (stop the server
-first); 2 for bad usage.
-",
     command_line: &COMMAND_LINE,
     run,
 };

@@ -10,15 +10,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
     name: "show",
     usage: " NAME",
     summary: "show a package's dependencies and the packages that depend on it",
-    details: "Asks a running server's admin listener (GET /v1/text/packages/NAME) and prints
-the package, `depends on (N): a, b` and `needed by (N): c, d`, both lists
-sorted: the index at one moment. `needed by` lists what makes a REMOVE of
-the package answer FAIL.
-
-Exit status: 0 when the package is indexed; 1 when it is not (`NAME: not
-indexed`) or the server cannot be asked; 2 for bad usage, a NAME that is
-not a package name included.
-",
     command_line: &CommandLine {
         flags: &[http::ADMIN_ADDR, http::timeout_flag("10s")],
         env_prefix: Some("PACKAGE_INDEXER_"),

@@ -1,6 +1,10 @@
 //! A package list read into numbers ([`List::read`]), and the order to
 //! index it in ([`order`]).
 
+// Every id and text offset is below the text's length, which
+// [`List::read`] keeps under 4 GiB, and a hash is folded on purpose.
+#![allow(clippy::cast_possible_truncation)]
+
 use crate::package_list::{parse_line_into, ListError};
 use crate::protocol::{write_request, Command};
 use crate::sys::prefetch;
@@ -14,17 +18,9 @@ const NONE: u32 = u32::MAX;
 /// How many names ahead of its lookup a name's slot is fetched.
 const AHEAD: usize = 16;
 
-/// `n` as an id or text offset: every one is below the text's length,
-/// which [`List::read`] keeps under 4 GiB.
-#[allow(clippy::cast_possible_truncation)]
-fn to_u32(n: usize) -> u32 {
-    n as u32
-}
-
 /// A name's hash: its 8-byte words, each folded in by a 128-bit product
 /// whose halves are xored. The names come from a file the operator chose:
 /// defending against crafted collisions would buy nothing.
-#[allow(clippy::cast_possible_truncation)] // folding the halves is the point
 fn hash(name: &[u8]) -> u64 {
     let mut state = name.len() as u64;
     for chunk in name.chunks(8) {
@@ -37,7 +33,6 @@ fn hash(name: &[u8]) -> u64 {
 }
 
 /// The top half of a hash, kept in its [`Slot`] (the bottom picks the slot).
-#[allow(clippy::cast_possible_truncation)]
 fn tag(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
@@ -52,15 +47,8 @@ struct Slot {
     len: u32,
 }
 
-impl Slot {
-    fn new(tag: u32, id: u32, at: u32, len: u32) -> Slot {
-        Slot { tag, id, at, len }
-    }
-}
-
 /// The slot of `name` in `slots` (open addressing, linear probing): the one
 /// holding it, or the empty one where it goes.
-#[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
 fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
     let (mask, tag) = (slots.len() - 1, tag(hash));
     let mut at = hash as usize & mask;
@@ -81,7 +69,6 @@ fn probe(slots: &[Slot], text: &[u8], hash: u64, name: &[u8]) -> usize {
 /// [`AHEAD`] tokens behind a fetch of its first slot, and half as far behind
 /// one of the text that slot names: the misses overlap instead of queueing
 /// (three times faster than std's `HashMap` on the bench's list).
-#[allow(clippy::cast_possible_truncation)] // the hash's low bits pick the slot
 fn intern<'a>(
     text: &'a [u8],
     slots: &mut Vec<Slot>,
@@ -109,8 +96,12 @@ fn intern<'a>(
         }
         let at = probe(slots, text, hash, name.as_bytes());
         if slots[at].len == 0 {
-            let offset = to_u32(name.as_ptr().addr() - text.as_ptr().addr());
-            slots[at] = Slot::new(tag(hash), to_u32(names.len()), offset, to_u32(name.len()));
+            slots[at] = Slot {
+                tag: tag(hash),
+                id: names.len() as u32,
+                at: (name.as_ptr().addr() - text.as_ptr().addr()) as u32,
+                len: name.len() as u32,
+            };
             names.push(name);
         }
         ids.push(slots[at].id);
@@ -208,6 +199,20 @@ impl<'a> List<'a> {
         self.names[id as usize]
     }
 
+    /// The names of the first [`MAX_REPORTED`] of `ids`, comma-separated,
+    /// and how many more there are.
+    pub(super) fn some_names(&self, ids: &[u32]) -> String {
+        let shown: Vec<&str> = ids
+            .iter()
+            .take(MAX_REPORTED)
+            .map(|&id| self.name(id))
+            .collect();
+        match ids.len() - shown.len() {
+            0 => shown.join(", "),
+            more => format!("{} and {more} more", shown.join(", ")),
+        }
+    }
+
     /// The ids of `id`'s dependencies (none for a name without a line).
     fn dependencies(&self, id: u32) -> &[u32] {
         let id = id as usize;
@@ -219,7 +224,7 @@ impl<'a> List<'a> {
 
     /// The ids of the dependencies without a line of their own.
     pub(super) fn unlisted(&self) -> std::ops::Range<u32> {
-        to_u32(self.len())..to_u32(self.names.len())
+        self.len() as u32..self.names.len() as u32
     }
 
     /// Appends `INDEX|name|dep,dep\n` for `id`.
@@ -237,12 +242,11 @@ impl<'a> List<'a> {
     }
 }
 
-/// The packages to index, each after its listed dependencies; how many
-/// can never be, and why, a line per problem.
+/// The packages to index, each after its listed dependencies, and why the
+/// others can never be, a line per problem.
 #[derive(Debug, Default)]
 pub(super) struct Order {
     pub(super) send: Vec<u32>,
-    pub(super) skipped: usize,
     pub(super) report: Vec<String>,
 }
 
@@ -268,8 +272,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
     let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
     let (mut lone, mut knot_lines) = (vec![], vec![]);
-    let names = |ids: &[u32]| some_names(ids.len(), ids.iter().map(|&id| list.name(id)));
-    for root in 0..to_u32(packages) {
+    for root in 0..packages as u32 {
         if reached[root as usize] != NONE {
             continue;
         }
@@ -310,7 +313,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             // since `package`): following those must come back round.
             let in_group = |d: u32| open[d as usize] && reached[d as usize] >= reached[p];
             let mut path = vec![package];
-            (step[p], order.skipped) = (0, order.skipped + group.len());
+            step[p] = 0;
             while let Some(next) = path
                 .last()
                 .and_then(|&last| deps(last).find(|&d| (d as usize) < packages && in_group(d)))
@@ -328,12 +331,15 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
                     let off_cycle = |&m: &u32| step[m as usize] == NONE || step[m as usize] < at;
                     let others: Vec<u32> = group.iter().copied().filter(off_cycle).collect();
                     if !others.is_empty() {
-                        line += &format!("; tangled with it in further cycles: {}", names(&others));
+                        line += &format!(
+                            "; tangled with it in further cycles: {}",
+                            list.some_names(&others)
+                        );
                     }
                     knot_lines.push(line);
                     break;
                 }
-                step[next as usize] = to_u32(path.len());
+                step[next as usize] = path.len() as u32;
                 path.push(next);
             }
             for &member in &group {
@@ -341,23 +347,21 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             }
         }
     }
-    let mut needed_by = vec![Vec::new(); list.names.len()];
-    for package in (0..to_u32(packages)).filter(|&p| blocked[p as usize]) {
-        for &d in list.dependencies(package) {
-            needed_by[d as usize].push(package);
-        }
-    }
-    let mut missing_lines = Vec::new();
-    for &id in missing
-        .iter()
-        .filter(|&&id| !needed_by[id as usize].is_empty())
-    {
-        let (name, by) = (list.name(id), names(&needed_by[id as usize]));
-        missing_lines.push(format!(
-            "missing dependency {name} (not in the list, not on the server), needed by {by}"
-        ));
-    }
-    order.report = cut(missing_lines, "missing dependencies");
+    // (missing name, blocked package needing it): only missing names are
+    // unlisted and blocked.
+    let mut needs: Vec<(u32, u32)> = (0..packages as u32)
+        .filter(|&p| blocked[p as usize])
+        .flat_map(|p| list.dependencies(p).iter().map(move |&d| (d, p)))
+        .filter(|&(d, _)| d as usize >= packages && blocked[d as usize])
+        .collect();
+    needs.sort_unstable();
+    let missing_lines = needs.chunk_by(|a, b| a.0 == b.0).map(|group| {
+        let by: Vec<u32> = group.iter().map(|&(_, p)| p).collect();
+        let name = list.name(group[0].0);
+        let by = list.some_names(&by);
+        format!("missing dependency {name} (not in the list, not on the server), needed by {by}")
+    });
+    order.report = cut(missing_lines.collect(), "missing dependencies");
     order.report.extend(cut(knot_lines, "dependency cycles"));
     let (mut blocked_packages, send): (Vec<u32>, _) =
         lone.into_iter().partition(|&p| blocked[p as usize]);
@@ -365,16 +369,15 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     blocked_packages.sort_unstable();
     if !blocked_packages.is_empty() {
         let count = count(blocked_packages.len(), "package", "packages");
-        let names = names(&blocked_packages);
+        let names = list.some_names(&blocked_packages);
         let line = format!("{count} depending on those cannot be indexed either: {names}");
         order.report.push(line);
     }
-    order.skipped += blocked_packages.len();
     order
 }
 
 /// The first [`MAX_REPORTED`] of `lines`, and how many more `what` there are.
-fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
+pub(super) fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
     if lines.len() > MAX_REPORTED {
         let more = lines.len() - MAX_REPORTED;
         lines.truncate(MAX_REPORTED);
@@ -386,16 +389,6 @@ fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
 /// `n` and the noun, singular or plural.
 pub(super) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The first [`MAX_REPORTED`] of `count` names, comma-separated, and how
-/// many more there are.
-pub(super) fn some_names<'n>(count: usize, names: impl Iterator<Item = &'n str>) -> String {
-    let shown: Vec<&str> = names.take(MAX_REPORTED).collect();
-    match count - shown.len() {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ fn names<'a>(list: &List<'a>, ids: &[u32]) -> Vec<&'a str> {
 }
 
 fn id(list: &List, name: &str) -> u32 {
-    (0..to_u32(list.names.len()))
+    (0..list.names.len() as u32)
         .find(|&id| list.name(id) == name)
         .unwrap()
 }
@@ -27,7 +27,7 @@ fn orders_dependencies_first_walking_from_the_list_order() {
     let list = read("app: lib  zlib lib\n\nlib: zlib\nzlib:\ntool:\r\n");
     let order = order(&list, &[]);
     assert_eq!(names(&list, &order.send), ["zlib", "lib", "app", "tool"]);
-    assert_eq!(order.skipped, 0);
+    assert_eq!(order.send.len(), list.len());
     assert!(order.report.is_empty());
     assert_eq!(
         index_lines(&list, &order.send),
@@ -85,7 +85,7 @@ z: x
     let missing = [id(&list, "missing"), id(&list, "other")];
     let order = order(&list, &missing);
     assert_eq!(names(&list, &order.send), ["base", "ok"]);
-    assert_eq!(order.skipped, 10);
+    assert_eq!(list.len() - order.send.len(), 10);
     assert_eq!(
         order.report,
         [
@@ -228,7 +228,7 @@ fn a_shuffled_list_is_sent_whole_each_package_after_its_dependencies() {
     for (at, &package) in first.send.iter().enumerate() {
         position[package as usize] = at;
     }
-    for package in 0..to_u32(packages) {
+    for package in 0..packages as u32 {
         for &dependency in list.dependencies(package) {
             assert!(position[dependency as usize] < position[package as usize]);
         }

@@ -1,7 +1,7 @@
 //! The admin thread's loop: one `poll(2)` over the stop signal, the
 //! listener and every pending connection; the parent module says why.
 
-use super::routes::{respond, Answer, Job};
+use super::routes::{respond, Job, RouteAnswer};
 use super::workers::Workers;
 use super::{AdminLimits, AdminState};
 use crate::log;
@@ -34,7 +34,7 @@ struct EventLoop {
     limits: AdminLimits,
     /// In accept order, which is also deadline order: the front is the
     /// oldest, first to expire and first to be evicted.
-    connections: VecDeque<Connection>,
+    connections: VecDeque<AdminConnection>,
     workers: Workers,
     /// While set, the listener is left out of the poll set.
     accept_paused_until: Option<Instant>,
@@ -206,7 +206,7 @@ impl EventLoop {
                 &[("limit", &self.limits.max_connections)],
             );
         }
-        self.connections.push_back(Connection {
+        self.connections.push_back(AdminConnection {
             stream,
             deadline: Instant::now() + self.limits.request_deadline,
             stage: Stage::Receiving { head: Vec::new() },
@@ -215,7 +215,7 @@ impl EventLoop {
 }
 
 /// One admin client, from its accept until its answer is sent.
-struct Connection {
+struct AdminConnection {
     stream: TcpStream,
     deadline: Instant,
     stage: Stage,
@@ -228,7 +228,7 @@ enum Stage {
     Sending { answer: Vec<u8>, sent: usize },
 }
 
-/// What the loop does with a connection after [`Connection::advance`].
+/// What the loop does with a connection after [`AdminConnection::advance`].
 enum Progress {
     /// Keep it and wait for the socket to be ready again.
     Pending,
@@ -238,15 +238,15 @@ enum Progress {
     HandOff(Job),
 }
 
-impl Connection {
+impl AdminConnection {
     /// Does what the socket allows now: reads more of the head and, once it
     /// is complete, answers; or sends more of the answer.
     fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {
         if let Stage::Receiving { head } = &mut self.stage {
             match receive_head(&mut self.stream, head, limits.max_request_bytes) {
                 Ok(Some(head_end)) => match respond(&head[..head_end], state) {
-                    Answer::Now(answer) => self.stage = Stage::Sending { answer, sent: 0 },
-                    Answer::Later(job) => return Progress::HandOff(job),
+                    RouteAnswer::Now(answer) => self.stage = Stage::Sending { answer, sent: 0 },
+                    RouteAnswer::Later(job) => return Progress::HandOff(job),
                 },
                 Ok(None) => return Progress::Pending,
                 Err(reason) => return dropped(reason),

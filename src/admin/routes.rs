@@ -73,7 +73,7 @@ pub(super) struct Job {
 }
 
 /// What a request head gets: its answer's bytes, or a job to produce them.
-pub(super) enum Answer {
+pub(super) enum RouteAnswer {
     Now(Vec<u8>),
     Later(Job),
 }
@@ -87,7 +87,7 @@ enum Form {
 }
 
 /// Answers one request head.
-pub(super) fn respond(head: &[u8], state: &AdminState) -> Answer {
+pub(super) fn respond(head: &[u8], state: &AdminState) -> RouteAnswer {
     let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
     let reply = match parse_request_line(request_line) {
@@ -98,10 +98,10 @@ pub(super) fn respond(head: &[u8], state: &AdminState) -> Answer {
         },
         RequestLine::Get { path, head_only } => {
             return guarded(path, || route(path, head_only, state))
-                .unwrap_or_else(|| Answer::Now(internal_error().encode(false)))
+                .unwrap_or_else(|| RouteAnswer::Now(internal_error().encode(false)))
         }
     };
-    Answer::Now(reply.encode(false))
+    RouteAnswer::Now(reply.encode(false))
 }
 
 /// Runs `answer` for `path`; `None` when it panicked (and was logged).
@@ -118,9 +118,9 @@ pub(super) fn internal_error() -> Reply {
 }
 
 /// The answer to a `GET` of `path`, or to a `HEAD` (`head_only`).
-fn route(path: &str, head_only: bool, state: &AdminState) -> Answer {
+fn route(path: &str, head_only: bool, state: &AdminState) -> RouteAnswer {
     let later = |kind, produce: Box<dyn FnOnce() -> Reply + Send>| {
-        Answer::Later(Job {
+        RouteAnswer::Later(Job {
             kind,
             produce,
             head_only,
@@ -170,7 +170,7 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> Answer {
         }
         (_, None, _) => Reply::text("404 Not Found", "not found\n".into()),
     };
-    Answer::Now(reply.encode(head_only))
+    RouteAnswer::Now(reply.encode(head_only))
 }
 
 /// An inspection refused: `{"error": what, "name": name}`, or `what` as a

@@ -40,27 +40,10 @@ pub(super) struct Arena<T> {
     free_items: usize,
 }
 
-impl<T: Clone> Clone for Arena<T> {
-    fn clone(&self) -> Self {
-        Arena {
-            items: self.items.clone(),
-            free: self.free.clone(),
-            free_items: self.free_items,
-        }
-    }
-
-    /// Reuses the room this arena has (see [`Arena::touched`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.items.clone_from(&source.items);
-        self.free.clone_from(&source.free);
-        self.free_items = source.free_items;
-    }
-}
-
 impl<T: Copy + Default> Arena<T> {
     /// An arena of `len` items, each written so its pages are really there
     /// (a zeroed `vec!` may get untouched pages from the kernel), for
-    /// `clone_from` to fill.
+    /// `copy_from` to fill.
     pub(super) fn touched(len: usize) -> Arena<T> {
         let mut items = Vec::with_capacity(len);
         items.resize(len, T::default());
@@ -68,6 +51,14 @@ impl<T: Copy + Default> Arena<T> {
             items,
             ..Arena::default()
         }
+    }
+
+    /// Makes this arena a copy of `source`, reusing the room it has (see
+    /// [`Arena::touched`]).
+    pub(super) fn copy_from(&mut self, source: &Self) {
+        self.items.clone_from(&source.items);
+        self.free.clone_from(&source.free);
+        self.free_items = source.free_items;
     }
 
     /// Items, in runs and free.

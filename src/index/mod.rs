@@ -1,8 +1,6 @@
 //! The dependency graph, with the semantics of `docs/protocol.md#answers`:
-//! no I/O, no locks.
-//!
-//! Laid out for millions of packages, and for the cache: a lookup of a
-//! name costs two cache misses, and a run of commands overlaps them.
+//! no I/O, no locks. What each piece of its layout buys is measured in
+//! `BENCHMARKS.md` ("The index: reverse edges, and what each piece buys").
 //!
 //! | file | what |
 //! | --- | --- |
@@ -14,14 +12,7 @@
 //! Every indexed name is interned to a `u32` id, the index of its node.
 //! A package's edges are one run of ids in the edges arena: its
 //! dependencies, sorted and de-duplicated, then the packages that depend
-//! on it. So `REMOVE` refuses a package that has dependents, and
-//! `/v1/packages` names them, by reading that one run. A cycle search runs
-//! only when a re-index adds edges the package did not have before.
-//!
-//! At 1,000,000 packages of 3 dependencies and names of up to 11 bytes, a
-//! package costs 24 bytes of node, 8.4 of table (5.3 bytes a slot, the
-//! table between seven sixteenths and seven eighths full) and its run:
-//! 3 dependencies and, on average, 3 dependents, in a room a sixth larger.
+//! on it, so `REMOVE` and `/v1/packages` read that one run.
 
 mod arena;
 mod node;
@@ -124,7 +115,7 @@ impl SharedIndex {
         let mut copy = Indexer::with_room_for(sizes);
         let index = self.read();
         let result = under_lock(&index);
-        copy.clone_from(&index);
+        copy.copy_from(&index);
         drop(index);
         (copy, result)
     }
@@ -166,27 +157,6 @@ pub struct Indexer {
     scratch_seen: HashSet<u32>,
 }
 
-impl Clone for Indexer {
-    fn clone(&self) -> Self {
-        let mut copy = Indexer::new();
-        copy.clone_from(self);
-        copy
-    }
-
-    /// Makes this index a copy of `source`, reusing the room it has (see
-    /// `with_room_for`); the scratch buffers are not copied.
-    fn clone_from(&mut self, source: &Self) {
-        self.hasher = source.hasher.clone();
-        self.table.clone_from(&source.table);
-        self.nodes.clone_from(&source.nodes);
-        self.free_ids.clone_from(&source.free_ids);
-        self.names.clone_from(&source.names);
-        self.edges.clone_from(&source.edges);
-        self.packages = source.packages;
-        self.dependencies = source.dependencies;
-    }
-}
-
 impl Default for Indexer {
     fn default() -> Self {
         Indexer::new()
@@ -197,7 +167,7 @@ impl Indexer {
     pub fn new() -> Indexer {
         Indexer {
             hasher: RandomState::new(),
-            table: NameTable::default(),
+            table: NameTable::with_room_for(0),
             nodes: Vec::new(),
             free_ids: Vec::new(),
             names: Arena::default(),
@@ -221,7 +191,7 @@ impl Indexer {
     }
 
     /// An empty index whose arrays have room for an index of `sizes`, in
-    /// memory already written, for `clone_from` to fill.
+    /// memory already written, for `copy_from` to fill.
     fn with_room_for(sizes: Sizes) -> Indexer {
         let mut free_ids = Vec::with_capacity(sizes.free_ids);
         free_ids.resize(sizes.free_ids, 1);
@@ -235,6 +205,19 @@ impl Indexer {
             edges: Arena::touched(sizes.edges),
             ..Indexer::new()
         }
+    }
+
+    /// Makes this index a copy of `source`, reusing the room it has (see
+    /// `with_room_for`); the scratch buffers are not copied.
+    fn copy_from(&mut self, source: &Self) {
+        self.hasher = source.hasher.clone();
+        self.table.copy_from(&source.table);
+        self.nodes.clone_from(&source.nodes);
+        self.free_ids.clone_from(&source.free_ids);
+        self.names.copy_from(&source.names);
+        self.edges.copy_from(&source.edges);
+        self.packages = source.packages;
+        self.dependencies = source.dependencies;
     }
 
     /// Makes room for `additional` more packages, so that adding them
@@ -265,10 +248,9 @@ impl Indexer {
     }
 
     fn query_hashed(&self, package: Hashed<'_>) -> IndexOutcome {
-        if self.find(package).is_some() {
-            IndexOutcome::Found
-        } else {
-            IndexOutcome::NotFound
+        match self.find(package) {
+            Some(_) => IndexOutcome::Found,
+            None => IndexOutcome::NotFound,
         }
     }
 
@@ -302,13 +284,13 @@ impl Indexer {
                 package,
                 dependencies,
             },
-            None,
+            &[],
         )
     }
 
     /// `REMOVE`: drops `package` unless another package depends on it.
     pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
-        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), None)
+        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
     }
 
     fn index_hashed<'a>(

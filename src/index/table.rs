@@ -86,31 +86,10 @@ pub(super) struct NameTable {
     len: usize,
 }
 
-impl Clone for NameTable {
-    fn clone(&self) -> Self {
-        NameTable {
-            buckets: self.buckets.clone(),
-            len: self.len,
-        }
-    }
-
-    /// Reuses the room this table has (see [`NameTable::touched`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.buckets.clone_from(&source.buckets);
-        self.len = source.len;
-    }
-}
-
 /// A name's tag: its hash's top byte, never [`FREE`].
 #[allow(clippy::cast_possible_truncation)] // the top byte, on purpose
 fn tag(hash: u64) -> u8 {
     ((hash >> 56) as u8).max(1)
-}
-
-impl Default for NameTable {
-    fn default() -> Self {
-        NameTable::with_room_for(0)
-    }
 }
 
 impl NameTable {
@@ -119,6 +98,13 @@ impl NameTable {
         // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
         NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
+    }
+
+    /// Makes this table a copy of `source`, reusing the room it has (see
+    /// [`NameTable::touched`]).
+    pub(super) fn copy_from(&mut self, source: &Self) {
+        self.buckets.clone_from(&source.buckets);
+        self.len = source.len;
     }
 
     /// Entries held.
@@ -412,7 +398,7 @@ mod tests {
 
     #[test]
     fn room_is_seven_eighths_of_the_slots() {
-        assert_eq!(NameTable::default().buckets(), MIN_BUCKETS);
+        assert_eq!(NameTable::with_room_for(0).buckets(), MIN_BUCKETS);
         let table = NameTable::with_room_for(1_000_000);
         assert_eq!(table.buckets(), 1 << 17);
         assert!(table.room() >= 1_000_000);

@@ -55,9 +55,8 @@ impl RunItem for Request<'_> {
     }
 }
 
-/// The hashes of a window's names, in the order its commands name them
-/// (each command's package, then its dependencies), and where each
-/// command's end.
+/// The hashes of a window's names (each command's package, then its
+/// dependencies), and where each command's end.
 struct Window {
     hashes: [u64; STAGED_NAMES],
     ends: [usize; STAGED_NAMES],
@@ -66,10 +65,9 @@ struct Window {
 
 impl Indexer {
     /// Runs the commands of `run` in order, each exactly as it would run
-    /// alone, with their lookups staged (see the module's documentation),
-    /// and calls `done` with each command and its outcome right after it
-    /// ran (the store logs the change there, before the next command
-    /// runs). Stops at the first error `done` returns, and returns it.
+    /// alone, and calls `done` with each command and its outcome right
+    /// after it ran (the store logs the change there). Stops at the first
+    /// error `done` returns, and returns it.
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],

@@ -323,19 +323,18 @@ impl Indexer {
         wanted.sort_unstable();
         wanted.dedup();
         match self.find(package) {
-            None => self.add(package, wanted),
+            None => self.add(package, wanted, stack),
             Some(id) => self.replace(id, wanted, stack),
         }
     }
 
-    fn add(&mut self, package: Hashed<'_>, deps: &[u32]) -> IndexOutcome {
+    fn add(&mut self, package: Hashed<'_>, deps: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
         if !self.has_room_for(deps, room(deps.len()))
             || !self.names.has_room_for(usize::from(u8::MAX))
             || self.nodes.len() >= u32::MAX as usize
         {
             return IndexOutcome::Refused(Refusal::CapacityExceeded);
         }
-        let mut node = Node::named(package.name, &mut self.names);
         if self.table.is_full() {
             self.rebuild_table(self.packages.saturating_mul(2));
         }
@@ -344,15 +343,12 @@ impl Indexer {
             // Below u32::MAX, checked above.
             u32::try_from(self.nodes.len() - 1).unwrap_or(u32::MAX)
         });
-        node.edges = self.edges.push(deps);
-        node.dependencies = u32::try_from(deps.len()).unwrap_or_default();
-        self.nodes[id as usize] = node;
-        for &dep in deps {
-            self.add_dependent(dep, id);
-        }
+        self.nodes[id as usize] = Node::named(package.name, &mut self.names);
         self.table.insert(package.hash, id);
         self.packages += 1;
-        self.dependencies += deps.len();
+        // Nothing depends on a new package, so it cannot close a cycle, and
+        // the room was checked above.
+        self.replace(id, deps, stack);
         IndexOutcome::Added
     }
 
@@ -363,11 +359,15 @@ impl Indexer {
         if old == wanted {
             return IndexOutcome::Unchanged;
         }
-        stack.extend(wanted.iter().filter(|dep| old.binary_search(dep).is_err()));
-        if !stack.is_empty() && self.reaches(stack, id) {
-            return IndexOutcome::Refused(Refusal::Cycle);
-        }
         let node = self.nodes[id as usize];
+        // A cycle needs a path back to `id`, so a package that nothing
+        // depends on cannot close one.
+        if node.dependents > 0 {
+            stack.extend(wanted.iter().filter(|dep| old.binary_search(dep).is_err()));
+            if self.reaches(stack, id) {
+                return IndexOutcome::Refused(Refusal::Cycle);
+            }
+        }
         let own_room = room(wanted.len() + node.dependents as usize);
         if !self.has_room_for(wanted, own_room) {
             return IndexOutcome::Refused(Refusal::CapacityExceeded);
@@ -659,27 +659,13 @@ impl Indexer {
     }
 
     /// Replaces the name table by one with room for `packages`, hashing
-    /// every name again in id order, a window of names at a time so that
-    /// the misses of their buckets overlap.
+    /// every name again (in id order, so the nodes are read front to back).
     fn rebuild_table(&mut self, packages: usize) {
-        const WINDOW: usize = 32;
         let mut table = NameTable::with_room_for(packages.max(self.packages));
         let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
-        let mut window = [(0, 0); WINDOW];
-        let mut filled = 0;
         for (id, node) in live {
-            let hash = self.hasher.hash_one(node.name(&self.names));
-            table.prefetch(hash);
-            window[filled] = (hash, id);
-            filled += 1;
-            if filled == WINDOW {
-                window.iter().for_each(|&(hash, id)| table.insert(hash, id));
-                filled = 0;
-            }
+            table.insert(self.hasher.hash_one(node.name(&self.names)), id);
         }
-        window[..filled]
-            .iter()
-            .for_each(|&(hash, id)| table.insert(hash, id));
         self.table = table;
     }
 }

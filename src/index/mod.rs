@@ -137,7 +137,7 @@ struct Hashed<'a> {
 }
 
 /// The package index.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Indexer {
     hasher: RandomState,
     table: NameTable,
@@ -152,30 +152,11 @@ pub struct Indexer {
     /// Reused buffers, so a command allocates nothing once warm.
     scratch_ids: Vec<u32>,
     scratch_stack: Vec<u32>,
-    scratch_seen: HashSet<u32>,
-}
-
-impl Default for Indexer {
-    fn default() -> Self {
-        Indexer::new()
-    }
 }
 
 impl Indexer {
     pub fn new() -> Indexer {
-        Indexer {
-            hasher: RandomState::new(),
-            table: NameTable::with_room_for(0),
-            nodes: Vec::new(),
-            free_ids: Vec::new(),
-            names: Arena::default(),
-            edges: Arena::default(),
-            packages: 0,
-            dependencies: 0,
-            scratch_ids: Vec::new(),
-            scratch_stack: Vec::new(),
-            scratch_seen: HashSet::new(),
-        }
+        Indexer::default()
     }
 
     fn sizes(&self) -> Sizes {
@@ -465,21 +446,17 @@ impl Indexer {
 
     /// True when `target` is reachable along dependency edges from any id
     /// on `stack` (which is used up as the search's work list).
-    fn reaches(&mut self, stack: &mut Vec<u32>, target: u32) -> bool {
-        let mut seen = std::mem::take(&mut self.scratch_seen);
-        let mut found = false;
+    fn reaches(&self, stack: &mut Vec<u32>, target: u32) -> bool {
+        let mut seen = HashSet::new();
         while let Some(id) = stack.pop() {
             if id == target {
-                found = true;
-                break;
+                return true;
             }
             if seen.insert(id) {
                 stack.extend_from_slice(self.deps(id));
             }
         }
-        seen.clear();
-        self.scratch_seen = seen;
-        found
+        false
     }
 
     /// Every indexed package with its dependencies, dependencies first, so
@@ -556,9 +533,9 @@ impl Indexer {
     /// for verifying a recovered index.
     pub fn check_invariants(&self) -> Result<(), String> {
         // Every edge as (target, source), from the dependency lists and
-        // from the lists of dependents: the same set.
+        // from the lists of dependents (of live packages only): the same set.
         let (mut forward, mut backward) = (Vec::new(), Vec::new());
-        let (mut packages, mut edges, mut name_room, mut edge_room) = (0, 0, 0, 0);
+        let (mut packages, mut name_room, mut edge_room) = (0, 0, 0);
         for (id, node) in (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live()) {
             packages += 1;
             name_room += node.name_run().map_or(0, |(_, len)| room(len));
@@ -573,13 +550,7 @@ impl Indexer {
             if deps.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!("{name}: dependency list not sorted and unique"));
             }
-            for &dep in deps {
-                if !self.nodes.get(dep as usize).is_some_and(Node::is_live) {
-                    return Err(format!("{name} depends on a package that is not indexed"));
-                }
-                forward.push((dep, id));
-                edges += 1;
-            }
+            forward.extend(deps.iter().map(|&dep| (dep, id)));
             backward.extend(self.dependents(id).iter().map(|&source| (id, source)));
         }
         forward.sort_unstable();
@@ -587,24 +558,21 @@ impl Indexer {
         if forward != backward {
             return Err("the lists of dependents and of dependencies differ".to_string());
         }
+        let edges = forward.len();
         if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
             return Err("package, edge or name-table counts are wrong".to_string());
         }
-        let free = self.free_ids.iter().filter(|&&id| {
-            self.nodes
-                .get(id as usize)
-                .is_some_and(|node| !node.is_live())
-        });
-        if free.count() + packages != self.nodes.len() {
+        let free = self
+            .free_ids
+            .iter()
+            .filter_map(|&id| self.nodes.get(id as usize));
+        if free.filter(|node| !node.is_live()).count() + packages != self.nodes.len() {
             return Err("free ids and live nodes do not add up to the ids".to_string());
         }
         if self.edges.len() != self.edges.free() + edge_room
             || self.names.len() != self.names.free() + name_room
         {
             return Err("an arena's runs and free runs do not add up".to_string());
-        }
-        if !self.scratch_seen.is_empty() {
-            return Err("a cycle search left marks behind".to_string());
         }
         if self.topological().count() != packages {
             return Err("topological walk missed packages".to_string());

@@ -57,6 +57,12 @@ fn tag(hash: u64) -> u8 {
     ((hash >> 56) as u8).max(1)
 }
 
+impl Default for NameTable {
+    fn default() -> Self {
+        NameTable::with_room_for(0)
+    }
+}
+
 impl NameTable {
     /// An empty table that holds `entries` entries without growing.
     pub(super) fn with_room_for(entries: usize) -> NameTable {
@@ -356,7 +362,7 @@ mod tests {
 
     #[test]
     fn room_is_seven_eighths_of_the_slots() {
-        assert_eq!(NameTable::with_room_for(0).buckets(), MIN_BUCKETS);
+        assert_eq!(NameTable::default().buckets(), MIN_BUCKETS);
         let table = NameTable::with_room_for(1_000_000);
         assert_eq!(table.buckets(), 1 << 17);
         assert!(table.room() >= 1_000_000);

@@ -95,12 +95,8 @@ impl<T: Copy + Default> Arena<T> {
         start
     }
 
-    /// Gives up the run of `len` items at `start`.
-    pub(super) fn give_up(&mut self, start: u32, len: usize) {
-        self.free_room(start, room(len));
-    }
-
-    fn free_room(&mut self, start: u32, room: usize) {
+    /// Gives up the run with room for `room` items at `start`.
+    pub(super) fn give_up(&mut self, start: u32, room: usize) {
         if room == 0 {
             return;
         }
@@ -124,7 +120,7 @@ impl<T: Copy + Default> Arena<T> {
             while at < end {
                 let piece = 1 << (end - at).ilog2();
                 // Below the run's own end, which fit in a u32.
-                self.free_room(u32::try_from(at).unwrap_or(u32::MAX), piece);
+                self.give_up(u32::try_from(at).unwrap_or(u32::MAX), piece);
                 at += piece;
             }
             return start;
@@ -133,7 +129,7 @@ impl<T: Copy + Default> Arena<T> {
         let kept = len.min(new_len);
         let from = start as usize;
         self.items.copy_within(from..from + kept, moved as usize);
-        self.free_room(start, old_room);
+        self.give_up(start, old_room);
         moved
     }
 

@@ -398,9 +398,9 @@ impl Indexer {
         }
         self.table.remove(package.hash, id);
         if let Some((start, len)) = node.name_run() {
-            self.names.give_up(start, len);
+            self.names.give_up(start, room(len));
         }
-        self.edges.give_up(node.edges, deps);
+        self.edges.give_up(node.edges, room(deps));
         self.nodes[id as usize] = Node::default();
         self.free_ids.push(id);
         self.packages -= 1;

@@ -55,14 +55,6 @@ impl RunItem for Request<'_> {
     }
 }
 
-/// The hashes of a window's names (each command's package, then its
-/// dependencies), and where each command's end.
-struct Window {
-    hashes: [u64; STAGED_NAMES],
-    ends: [usize; STAGED_NAMES],
-    commands: usize,
-}
-
 impl Indexer {
     /// Runs the commands of `run` in order, each exactly as it would run
     /// alone, and calls `done` with each command and its outcome right
@@ -73,21 +65,16 @@ impl Indexer {
         run: &[S],
         mut done: impl FnMut(&S, IndexOutcome) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut window = Window {
-            hashes: [0; STAGED_NAMES],
-            ends: [0; STAGED_NAMES],
-            commands: 0,
-        };
+        let (mut hashes, mut ends) = ([0; STAGED_NAMES], [0; STAGED_NAMES]);
         let mut rest = run;
         while !rest.is_empty() {
-            self.stage(rest, &mut window);
             // A command naming more than a window holds runs alone,
             // hashing its names as it goes.
-            let commands = window.commands.max(1);
-            let (staged, after) = rest.split_at(commands);
+            let commands = self.stage(rest, &mut hashes, &mut ends).max(1);
+            let (window, after) = rest.split_at(commands);
             let mut start = 0;
-            for (command, &end) in staged.iter().zip(&window.ends) {
-                let outcome = self.execute(command.command(), &window.hashes[start..end]);
+            for (command, &end) in window.iter().zip(&ends) {
+                let outcome = self.execute(command.command(), &hashes[start..end]);
                 start = end;
                 done(command, outcome)?;
             }
@@ -97,11 +84,16 @@ impl Indexer {
     }
 
     /// Steps 1 and 2 for as many of `run`'s first commands as fit in a
-    /// window (none when the first alone names more than that).
-    fn stage<S: RunItem>(&self, run: &[S], window: &mut Window) {
-        let mut staged = 0;
-        window.commands = 0;
-        window.ends[0] = 0;
+    /// window (none when the first alone names more than that): their
+    /// names' hashes, where each command's end, and how many commands.
+    fn stage<S: RunItem>(
+        &self,
+        run: &[S],
+        hashes: &mut [u64; STAGED_NAMES],
+        ends: &mut [usize; STAGED_NAMES],
+    ) -> usize {
+        let (mut commands, mut staged) = (0, 0);
+        ends[0] = 0;
         'commands: for command in run {
             let start = staged;
             let (package, dependencies) = match command.command() {
@@ -112,7 +104,7 @@ impl Indexer {
                 IndexCommand::Remove(package) | IndexCommand::Query(package) => (package, None),
             };
             for name in std::iter::once(package).chain(dependencies.into_iter().flatten()) {
-                let Some(slot) = window.hashes.get_mut(staged) else {
+                let Some(slot) = hashes.get_mut(staged) else {
                     // The command does not fit: the next window starts
                     // with it (its buckets are on their way already).
                     staged = start;
@@ -122,10 +114,11 @@ impl Indexer {
                 self.table.prefetch(*slot);
                 staged += 1;
             }
-            window.ends[window.commands] = staged;
-            window.commands += 1;
+            ends[commands] = staged;
+            commands += 1;
         }
-        self.prefetch_candidates(&window.hashes[..staged]);
+        self.prefetch_candidates(&hashes[..staged]);
+        commands
     }
 
     /// Step 2: the nodes of the ids each hash's bucket names, then the end

@@ -120,7 +120,6 @@ impl SharedIndex {
 }
 
 /// How long each of an index's arrays is.
-#[derive(Clone, Copy, Debug)]
 struct Sizes {
     buckets: usize,
     nodes: usize,

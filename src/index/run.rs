@@ -24,7 +24,6 @@ use std::hash::BuildHasher;
 const STAGED_NAMES: usize = 32;
 
 /// One command as the index runs it.
-#[derive(Clone, Debug)]
 pub(crate) enum IndexCommand<'p, D> {
     /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
@@ -146,6 +145,8 @@ impl Indexer {
 
     /// Runs one command, taking its names' hashes in order from `staged`
     /// (those of a window) and hashing any names past them.
+    // The closure over `hashed` gives each name the package's lifetime.
+    #[allow(clippy::redundant_closure)]
     pub(super) fn execute<'d>(
         &mut self,
         command: IndexCommand<'_, impl Iterator<Item = PackageName<'d>>>,
@@ -153,26 +154,16 @@ impl Indexer {
     ) -> IndexOutcome {
         let hasher = self.hasher.clone();
         let mut staged = staged.iter();
-        let mut hash = move |name: PackageName<'_>| {
+        let mut hashed = move |name| {
             let hash = staged.next().copied();
-            hash.unwrap_or_else(|| hasher.hash_one(name.as_bytes()))
-        };
-        let mut hashed = |name| Hashed {
-            name,
-            hash: hash(name),
+            let hash = hash.unwrap_or_else(|| hasher.hash_one(PackageName::as_bytes(name)));
+            Hashed { name, hash }
         };
         match command {
             IndexCommand::Index {
                 package,
                 dependencies,
-            } => {
-                let package = hashed(package);
-                let dependencies = dependencies.map(move |name| Hashed {
-                    name,
-                    hash: hash(name),
-                });
-                self.index_hashed(package, dependencies)
-            }
+            } => self.index_hashed(hashed(package), dependencies.map(|name| hashed(name))),
             IndexCommand::Remove(package) => self.remove_hashed(hashed(package)),
             IndexCommand::Query(package) => self.query_hashed(hashed(package)),
         }

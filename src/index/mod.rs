@@ -109,23 +109,32 @@ impl SharedIndex {
     /// logs there). The copy's memory is written before that hold, so
     /// writers wait only while the bytes are copied.
     pub(crate) fn copy_with<R>(&self, under_lock: impl FnOnce(&Indexer) -> R) -> (Indexer, R) {
-        let sizes = self.read().sizes();
-        let mut copy = Indexer::with_room_for(sizes);
+        let (buckets, nodes, free_ids, names, edges) = {
+            let index = self.read();
+            (
+                index.table.buckets(),
+                index.nodes.len(),
+                index.free_ids.len(),
+                index.names.len(),
+                index.edges.len(),
+            )
+        };
+        // Every array written (`vec!` of zero integers would leave its pages
+        // untouched), for `copy_from` to fill.
+        let mut copy = Indexer {
+            table: NameTable::touched(buckets),
+            nodes: vec![Node::default(); nodes],
+            free_ids: vec![1; free_ids],
+            names: Arena::touched(names),
+            edges: Arena::touched(edges),
+            ..Indexer::default()
+        };
         let index = self.read();
         let result = under_lock(&index);
         copy.copy_from(&index);
         drop(index);
         (copy, result)
     }
-}
-
-/// How long each of an index's arrays is.
-struct Sizes {
-    buckets: usize,
-    nodes: usize,
-    free_ids: usize,
-    names: usize,
-    edges: usize,
 }
 
 /// A name with its hash, computed once.
@@ -158,32 +167,8 @@ impl Indexer {
         Indexer::default()
     }
 
-    fn sizes(&self) -> Sizes {
-        Sizes {
-            buckets: self.table.buckets(),
-            nodes: self.nodes.len(),
-            free_ids: self.free_ids.len(),
-            names: self.names.len(),
-            edges: self.edges.len(),
-        }
-    }
-
-    /// An empty index whose arrays have room for an index of `sizes`, in
-    /// memory already written, for `copy_from` to fill.
-    fn with_room_for(sizes: Sizes) -> Indexer {
-        Indexer {
-            table: NameTable::touched(sizes.buckets),
-            // Written (`vec!` of zero integers would leave pages untouched).
-            nodes: vec![Node::default(); sizes.nodes],
-            free_ids: vec![1; sizes.free_ids],
-            names: Arena::touched(sizes.names),
-            edges: Arena::touched(sizes.edges),
-            ..Indexer::new()
-        }
-    }
-
     /// Makes this index a copy of `source`, reusing the room it has (see
-    /// `with_room_for`); the scratch buffers are not copied.
+    /// `SharedIndex::copy_with`); the scratch buffers are not copied.
     fn copy_from(&mut self, source: &Self) {
         self.hasher = source.hasher.clone();
         self.table.copy_from(&source.table);

@@ -41,7 +41,7 @@ impl Bucket {
     /// Slots whose tag is `tag`, found without a loop: the twelve tags
     /// (and the count after them) read as one number, a byte equal to
     /// `tag` detected by the carry-free zero-byte test on their difference.
-    fn matching(&self, tag: u8) -> Slots {
+    fn matching(&self, tag: u8) -> impl Iterator<Item = usize> {
         const LOW_SEVEN: u128 = u128::from_le_bytes([0x7F; 16]);
         const TAG_BYTES: u128 = (1 << (SLOTS * 8)) - 1;
         let mut bytes = [0; 16];
@@ -49,24 +49,13 @@ impl Bucket {
         let differ = u128::from_le_bytes(bytes) ^ (u128::from_le_bytes([1; 16]) * u128::from(tag));
         // A byte's high bit ends set unless the byte is zero.
         let nonzero = ((differ & LOW_SEVEN) + LOW_SEVEN) | differ;
-        Slots(!(nonzero | LOW_SEVEN) & TAG_BYTES)
-    }
-}
-
-/// The slots of a bucket that [`Bucket::matching`] found: one high bit per
-/// matching byte.
-struct Slots(u128);
-
-impl Iterator for Slots {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
-            return None;
-        }
-        let slot = self.0.trailing_zeros() as usize / 8;
-        self.0 &= self.0 - 1;
-        Some(slot)
+        // One high bit per matching byte, taken lowest first.
+        let mut found = !(nonzero | LOW_SEVEN) & TAG_BYTES;
+        std::iter::from_fn(move || {
+            let slot = (found != 0).then(|| found.trailing_zeros() as usize / 8);
+            found &= found.wrapping_sub(1);
+            slot
+        })
     }
 }
 

@@ -2,13 +2,11 @@
 //! too long for its node), each run named by its start in the package's
 //! node and its length.
 //!
-//! A run has room for its length rounded up to a size class: 1, 2, 3, 4,
-//! 6, 8, 12, 16, ..., each a power of two or three quarters of one, so a
-//! run wastes at most a third of its room, and one that grows a step at a
-//! time moves only when it outgrows its class. A run given up goes on its
-//! class's free list, where the next run of that class takes it: nothing
-//! is ever compacted, and no change walks the nodes. Memory follows the
-//! largest the index has been, class by class.
+//! A run has room for its length rounded up to a size class (a power of
+//! two or three quarters of one), so one that grows a step at a time moves
+//! only when it outgrows its class. A run given up goes on its class's free
+//! list for the next run of that class: nothing is ever compacted, so no
+//! change walks the nodes.
 
 /// The room of a run of `len` items.
 pub(super) fn room(len: usize) -> usize {
@@ -40,27 +38,10 @@ pub(super) struct Arena<T> {
     free_items: usize,
 }
 
-impl<T: Clone> Clone for Arena<T> {
-    fn clone(&self) -> Self {
-        Arena {
-            items: self.items.clone(),
-            free: self.free.clone(),
-            free_items: self.free_items,
-        }
-    }
-
-    /// Reuses the room this arena has (see [`Arena::touched`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.items.clone_from(&source.items);
-        self.free.clone_from(&source.free);
-        self.free_items = source.free_items;
-    }
-}
-
 impl<T: Copy + Default> Arena<T> {
     /// An arena of `len` items, each written so its pages are really there
     /// (a zeroed `vec!` may get untouched pages from the kernel), for
-    /// `clone_from` to fill.
+    /// `copy_from` to fill.
     pub(super) fn touched(len: usize) -> Arena<T> {
         let mut items = Vec::with_capacity(len);
         items.resize(len, T::default());
@@ -68,6 +49,14 @@ impl<T: Copy + Default> Arena<T> {
             items,
             ..Arena::default()
         }
+    }
+
+    /// Makes this arena a copy of `source`, reusing the room it has (see
+    /// [`Arena::touched`]).
+    pub(super) fn copy_from(&mut self, source: &Self) {
+        self.items.clone_from(&source.items);
+        self.free.clone_from(&source.free);
+        self.free_items = source.free_items;
     }
 
     /// Items, in runs and free.
@@ -87,32 +76,27 @@ impl<T: Copy + Default> Arena<T> {
     }
 
     /// The start of a run with room for `len` items, holding whatever it
-    /// held; `None` when the arena would outgrow 32-bit starts.
-    fn take(&mut self, len: usize) -> Option<u32> {
+    /// held. Callers check [`Arena::has_room_for`] first.
+    fn take(&mut self, len: usize) -> u32 {
         let room = room(len);
         if let Some(start) = self.free.get_mut(class(room)).and_then(Vec::pop) {
             self.free_items -= room;
-            return Some(start);
+            return start;
         }
-        let start = u32::try_from(self.items.len()).ok()?;
-        u32::try_from(self.items.len() + room).ok()?;
-        self.items.resize(self.items.len() + room, T::default());
-        Some(start)
+        let start = self.items.len();
+        self.items.resize(start + room, T::default());
+        u32::try_from(start).unwrap_or(u32::MAX)
     }
 
     /// A new run holding `items`; its start.
-    pub(super) fn push(&mut self, items: &[T]) -> Option<u32> {
-        let start = self.take(items.len())?;
+    pub(super) fn push(&mut self, items: &[T]) -> u32 {
+        let start = self.take(items.len());
         self.run_mut(start, items.len()).copy_from_slice(items);
-        Some(start)
+        start
     }
 
-    /// Gives up the run of `len` items at `start`.
-    pub(super) fn give_up(&mut self, start: u32, len: usize) {
-        self.free_room(start, room(len));
-    }
-
-    fn free_room(&mut self, start: u32, room: usize) {
+    /// Gives up the run with room for `room` items at `start`.
+    pub(super) fn give_up(&mut self, start: u32, room: usize) {
         if room == 0 {
             return;
         }
@@ -126,10 +110,9 @@ impl<T: Copy + Default> Arena<T> {
 
     /// Makes the run of `len` items at `start` hold `new_len`, keeping its
     /// first items; its start, which moves when it outgrows its room.
-    /// Shrinking never fails: the room it no longer needs is given up in
-    /// place, in pieces that are powers of two. `None` (nothing changed)
-    /// when a run that must move cannot be taken.
-    pub(super) fn resize(&mut self, start: u32, len: usize, new_len: usize) -> Option<u32> {
+    /// Shrinking gives up the room no longer needed in place, in pieces
+    /// that are powers of two.
+    pub(super) fn resize(&mut self, start: u32, len: usize, new_len: usize) -> u32 {
         let (old_room, new_room) = (room(len), room(new_len));
         if new_room <= old_room {
             let mut at = start as usize + new_room;
@@ -137,17 +120,17 @@ impl<T: Copy + Default> Arena<T> {
             while at < end {
                 let piece = 1 << (end - at).ilog2();
                 // Below the run's own end, which fit in a u32.
-                self.free_room(u32::try_from(at).unwrap_or(u32::MAX), piece);
+                self.give_up(u32::try_from(at).unwrap_or(u32::MAX), piece);
                 at += piece;
             }
-            return Some(start);
+            return start;
         }
-        let moved = self.take(new_len)?;
+        let moved = self.take(new_len);
         let kept = len.min(new_len);
         let from = start as usize;
         self.items.copy_within(from..from + kept, moved as usize);
-        self.free_room(start, old_room);
-        Some(moved)
+        self.give_up(start, old_room);
+        moved
     }
 
     pub(super) fn run(&self, start: u32, len: usize) -> &[T] {
@@ -186,21 +169,21 @@ mod tests {
     #[test]
     fn runs_given_up_are_taken_again_and_shrinking_frees_the_tail() {
         let mut arena: Arena<u32> = Arena::default();
-        let a = arena.push(&[1, 2, 3, 4, 5]).unwrap();
+        let a = arena.push(&[1, 2, 3, 4, 5]);
         assert_eq!(arena.len(), 6);
-        let b = arena.push(&[9]).unwrap();
+        let b = arena.push(&[9]);
         // Growing past its room moves a run; its old room is free.
-        let a = arena.resize(a, 5, 7).unwrap();
+        let a = arena.resize(a, 5, 7);
         assert_eq!(arena.run(a, 5), [1, 2, 3, 4, 5]);
         assert_eq!((arena.len(), arena.free()), (15, 6));
         // A run of that class takes the freed room.
-        let c = arena.push(&[7; 6]).unwrap();
+        let c = arena.push(&[7; 6]);
         assert_eq!((c, arena.free()), (0, 0));
         // Shrinking from 8 to 3 gives up 4 and 1 in place.
-        assert_eq!(arena.resize(a, 7, 3), Some(a));
+        assert_eq!(arena.resize(a, 7, 3), a);
         assert_eq!(arena.free(), 5);
-        assert_eq!(arena.push(&[8; 4]), Some(a + 3));
-        assert_eq!(arena.push(&[6]), Some(a + 7));
+        assert_eq!(arena.push(&[8; 4]), a + 3);
+        assert_eq!(arena.push(&[6]), a + 7);
         arena.give_up(b, 1);
         assert_eq!(arena.run(b, 1), [9]);
         assert_eq!(arena.free(), 1);

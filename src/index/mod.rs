@@ -1,8 +1,6 @@
 //! The dependency graph, with the semantics of `docs/protocol.md#answers`:
-//! no I/O, no locks.
-//!
-//! Laid out for millions of packages, and for the cache: a lookup of a
-//! name costs two cache misses, and a run of commands overlaps them.
+//! no I/O, no locks. What each piece of its layout buys is measured in
+//! `BENCHMARKS.md` ("The index: reverse edges, and what each piece buys").
 //!
 //! | file | what |
 //! | --- | --- |
@@ -14,14 +12,7 @@
 //! Every indexed name is interned to a `u32` id, the index of its node.
 //! A package's edges are one run of ids in the edges arena: its
 //! dependencies, sorted and de-duplicated, then the packages that depend
-//! on it. So `REMOVE` refuses a package that has dependents, and
-//! `/v1/packages` names them, by reading that one run. A cycle search runs
-//! only when a re-index adds edges the package did not have before.
-//!
-//! At 1,000,000 packages of 3 dependencies and names of up to 11 bytes, a
-//! package costs 24 bytes of node, 8.4 of table (5.3 bytes a slot, the
-//! table between seven sixteenths and seven eighths full) and its run:
-//! 3 dependencies and, on average, 3 dependents, in a room a sixth larger.
+//! on it, so `REMOVE` and `/v1/packages` read that one run.
 
 mod arena;
 mod node;
@@ -115,29 +106,35 @@ impl SharedIndex {
 
     /// A copy of the index at one moment, and what `under_lock` returns
     /// when run in the same hold of the read lock (the compactor switches
-    /// logs there). The copy's memory is allocated and written before the
-    /// lock is taken for the copy (a first, brief hold reads the sizes), so
-    /// writers wait only while the bytes are copied, not while the kernel
-    /// hands out pages: 7 ms rather than 35 ms for a million packages.
+    /// logs there). The copy's memory is written before that hold, so
+    /// writers wait only while the bytes are copied.
     pub(crate) fn copy_with<R>(&self, under_lock: impl FnOnce(&Indexer) -> R) -> (Indexer, R) {
-        let sizes = self.read().sizes();
-        let mut copy = Indexer::with_room_for(sizes);
+        let (buckets, nodes, free_ids, names, edges) = {
+            let index = self.read();
+            (
+                index.table.buckets(),
+                index.nodes.len(),
+                index.free_ids.len(),
+                index.names.len(),
+                index.edges.len(),
+            )
+        };
+        // Every array written (`vec!` of zero integers would leave its pages
+        // untouched), for `copy_from` to fill.
+        let mut copy = Indexer {
+            table: NameTable::touched(buckets),
+            nodes: vec![Node::default(); nodes],
+            free_ids: vec![1; free_ids],
+            names: Arena::touched(names),
+            edges: Arena::touched(edges),
+            ..Indexer::default()
+        };
         let index = self.read();
         let result = under_lock(&index);
-        copy.clone_from(&index);
+        copy.copy_from(&index);
         drop(index);
         (copy, result)
     }
-}
-
-/// How long each of an index's arrays is.
-#[derive(Clone, Copy, Debug)]
-struct Sizes {
-    buckets: usize,
-    nodes: usize,
-    free_ids: usize,
-    names: usize,
-    edges: usize,
 }
 
 /// A name with its hash, computed once.
@@ -148,7 +145,7 @@ struct Hashed<'a> {
 }
 
 /// The package index.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Indexer {
     hasher: RandomState,
     table: NameTable,
@@ -163,78 +160,24 @@ pub struct Indexer {
     /// Reused buffers, so a command allocates nothing once warm.
     scratch_ids: Vec<u32>,
     scratch_stack: Vec<u32>,
-    scratch_seen: HashSet<u32>,
-}
-
-impl Clone for Indexer {
-    fn clone(&self) -> Self {
-        let mut copy = Indexer::new();
-        copy.clone_from(self);
-        copy
-    }
-
-    /// Makes this index a copy of `source`, reusing the room it has (see
-    /// `with_room_for`); the scratch buffers are not copied.
-    fn clone_from(&mut self, source: &Self) {
-        self.hasher = source.hasher.clone();
-        self.table.clone_from(&source.table);
-        self.nodes.clone_from(&source.nodes);
-        self.free_ids.clone_from(&source.free_ids);
-        self.names.clone_from(&source.names);
-        self.edges.clone_from(&source.edges);
-        self.packages = source.packages;
-        self.dependencies = source.dependencies;
-    }
-}
-
-impl Default for Indexer {
-    fn default() -> Self {
-        Indexer::new()
-    }
 }
 
 impl Indexer {
     pub fn new() -> Indexer {
-        Indexer {
-            hasher: RandomState::new(),
-            table: NameTable::default(),
-            nodes: Vec::new(),
-            free_ids: Vec::new(),
-            names: Arena::default(),
-            edges: Arena::default(),
-            packages: 0,
-            dependencies: 0,
-            scratch_ids: Vec::new(),
-            scratch_stack: Vec::new(),
-            scratch_seen: HashSet::new(),
-        }
+        Indexer::default()
     }
 
-    fn sizes(&self) -> Sizes {
-        Sizes {
-            buckets: self.table.buckets(),
-            nodes: self.nodes.len(),
-            free_ids: self.free_ids.len(),
-            names: self.names.len(),
-            edges: self.edges.len(),
-        }
-    }
-
-    /// An empty index whose arrays have room for an index of `sizes`, in
-    /// memory already written, for `clone_from` to fill.
-    fn with_room_for(sizes: Sizes) -> Indexer {
-        let mut free_ids = Vec::with_capacity(sizes.free_ids);
-        free_ids.resize(sizes.free_ids, 1);
-        let mut nodes = Vec::with_capacity(sizes.nodes);
-        nodes.resize(sizes.nodes, Node::default());
-        Indexer {
-            table: NameTable::touched(sizes.buckets),
-            nodes,
-            free_ids,
-            names: Arena::touched(sizes.names),
-            edges: Arena::touched(sizes.edges),
-            ..Indexer::new()
-        }
+    /// Makes this index a copy of `source`, reusing the room it has (see
+    /// `SharedIndex::copy_with`); the scratch buffers are not copied.
+    fn copy_from(&mut self, source: &Self) {
+        self.hasher = source.hasher.clone();
+        self.table.copy_from(&source.table);
+        self.nodes.clone_from(&source.nodes);
+        self.free_ids.clone_from(&source.free_ids);
+        self.names.copy_from(&source.names);
+        self.edges.copy_from(&source.edges);
+        self.packages = source.packages;
+        self.dependencies = source.dependencies;
     }
 
     /// Makes room for `additional` more packages, so that adding them
@@ -265,10 +208,9 @@ impl Indexer {
     }
 
     fn query_hashed(&self, package: Hashed<'_>) -> IndexOutcome {
-        if self.find(package).is_some() {
-            IndexOutcome::Found
-        } else {
-            IndexOutcome::NotFound
+        match self.find(package) {
+            Some(_) => IndexOutcome::Found,
+            None => IndexOutcome::NotFound,
         }
     }
 
@@ -302,13 +244,13 @@ impl Indexer {
                 package,
                 dependencies,
             },
-            None,
+            &[],
         )
     }
 
     /// `REMOVE`: drops `package` unless another package depends on it.
     pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
-        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), None)
+        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
     }
 
     fn index_hashed<'a>(
@@ -346,18 +288,18 @@ impl Indexer {
         wanted.sort_unstable();
         wanted.dedup();
         match self.find(package) {
-            None => self.add(package, wanted),
+            None => self.add(package, wanted, stack),
             Some(id) => self.replace(id, wanted, stack),
         }
     }
 
-    fn add(&mut self, package: Hashed<'_>, deps: &[u32]) -> IndexOutcome {
-        if !self.has_room_for(deps, room(deps.len())) || self.nodes.len() >= u32::MAX as usize {
+    fn add(&mut self, package: Hashed<'_>, deps: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
+        if !self.has_room_for(deps, room(deps.len()))
+            || !self.names.has_room_for(usize::from(u8::MAX))
+            || self.nodes.len() >= u32::MAX as usize
+        {
             return IndexOutcome::Refused(Refusal::CapacityExceeded);
         }
-        let Some(mut node) = Node::named(package.name, &mut self.names) else {
-            return IndexOutcome::Refused(Refusal::CapacityExceeded);
-        };
         if self.table.is_full() {
             self.rebuild_table(self.packages.saturating_mul(2));
         }
@@ -366,16 +308,12 @@ impl Indexer {
             // Below u32::MAX, checked above.
             u32::try_from(self.nodes.len() - 1).unwrap_or(u32::MAX)
         });
-        // Room checked above.
-        node.edges = self.edges.push(deps).unwrap_or_default();
-        node.dependencies = u32::try_from(deps.len()).unwrap_or_default();
-        self.nodes[id as usize] = node;
-        for &dep in deps {
-            self.add_dependent(dep, id);
-        }
+        self.nodes[id as usize] = Node::named(package.name, &mut self.names);
         self.table.insert(package.hash, id);
         self.packages += 1;
-        self.dependencies += deps.len();
+        // Nothing depends on a new package, so it cannot close a cycle, and
+        // the room was checked above.
+        self.replace(id, deps, stack);
         IndexOutcome::Added
     }
 
@@ -386,11 +324,15 @@ impl Indexer {
         if old == wanted {
             return IndexOutcome::Unchanged;
         }
-        stack.extend(wanted.iter().filter(|dep| old.binary_search(dep).is_err()));
-        if !stack.is_empty() && self.reaches(stack, id) {
-            return IndexOutcome::Refused(Refusal::Cycle);
-        }
         let node = self.nodes[id as usize];
+        // A cycle needs a path back to `id`, so a package that nothing
+        // depends on cannot close one.
+        if node.dependents > 0 {
+            stack.extend(wanted.iter().filter(|dep| old.binary_search(dep).is_err()));
+            if self.reaches(stack, id) {
+                return IndexOutcome::Refused(Refusal::Cycle);
+            }
+        }
         let own_room = room(wanted.len() + node.dependents as usize);
         if !self.has_room_for(wanted, own_room) {
             return IndexOutcome::Refused(Refusal::CapacityExceeded);
@@ -414,8 +356,7 @@ impl Indexer {
         stack.extend_from_slice(wanted);
         stack.extend_from_slice(self.dependents(id));
         let (start, len) = (node.edges, node.edge_count());
-        // Room checked above.
-        let start = self.edges.resize(start, len, stack.len()).unwrap_or(start);
+        let start = self.edges.resize(start, len, stack.len());
         self.edges
             .run_mut(start, stack.len())
             .copy_from_slice(stack);
@@ -441,9 +382,9 @@ impl Indexer {
         }
         self.table.remove(package.hash, id);
         if let Some((start, len)) = node.name_run() {
-            self.names.give_up(start, len);
+            self.names.give_up(start, room(len));
         }
-        self.edges.give_up(node.edges, deps);
+        self.edges.give_up(node.edges, room(deps));
         self.nodes[id as usize] = Node::default();
         self.free_ids.push(id);
         self.packages -= 1;
@@ -467,10 +408,7 @@ impl Indexer {
     fn add_dependent(&mut self, target: u32, source: u32) {
         let node = &mut self.nodes[target as usize];
         let len = node.edge_count();
-        node.edges = self
-            .edges
-            .resize(node.edges, len, len + 1)
-            .unwrap_or(node.edges);
+        node.edges = self.edges.resize(node.edges, len, len + 1);
         node.dependents += 1;
         self.edges.run_mut(node.edges, len + 1)[len] = source;
     }
@@ -492,25 +430,21 @@ impl Indexer {
 
     /// True when `target` is reachable along dependency edges from any id
     /// on `stack` (which is used up as the search's work list).
-    fn reaches(&mut self, stack: &mut Vec<u32>, target: u32) -> bool {
-        let mut seen = std::mem::take(&mut self.scratch_seen);
-        let mut found = false;
+    fn reaches(&self, stack: &mut Vec<u32>, target: u32) -> bool {
+        let mut seen = HashSet::new();
         while let Some(id) = stack.pop() {
             if id == target {
-                found = true;
-                break;
+                return true;
             }
             if seen.insert(id) {
                 stack.extend_from_slice(self.deps(id));
             }
         }
-        seen.clear();
-        self.scratch_seen = seen;
-        found
+        false
     }
 
     /// Every indexed package with its dependencies, dependencies first, so
-    /// that replaying the sequence as `INDEX` commands rebuilds the index.
+    /// that replaying them as `INDEX` commands rebuilds the index.
     pub fn topological(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> + '_ {
         self.topological_ids().into_iter().map(move |id| {
             let deps = self.deps(id).iter().map(move |&dep| self.name(dep));
@@ -518,13 +452,11 @@ impl Indexer {
         })
     }
 
-    /// Calls `each` with every indexed package and its dependencies, in an
-    /// order that depends on nothing but what is indexed (not on the order
-    /// it was indexed in): by the length of the longest chain of
-    /// dependencies below the package, then by name; each package's
-    /// dependencies sorted by name. So a package comes after all its
-    /// dependencies, and two indexes holding the same packages list them
-    /// alike. Names compare as bytes.
+    /// Calls `each` with every indexed package and its dependencies (sorted
+    /// by name), ordered by the length of the longest chain of
+    /// dependencies below the package, then by name (as bytes): so
+    /// dependencies come first, and two indexes holding the same packages
+    /// list them alike.
     pub fn for_each_listed<'a>(
         &'a self,
         mut each: impl FnMut(PackageName<'a>, &[PackageName<'a>]),
@@ -535,10 +467,9 @@ impl Indexer {
             let below = self.deps(id).iter().map(|&dep| height[dep as usize] + 1);
             height[id as usize] = below.max().unwrap_or(0);
         }
-        // Comparing names in the arena costs cache misses (a second for a
-        // million packages); keys holding the height and the first bytes of
-        // the name sort in a tenth of that, and only runs of equal keys
-        // need their whole names compared.
+        // Keys holding the height and the first bytes of the name sort
+        // without reading names (a tenth of the time for a million
+        // packages); only runs of equal keys compare whole names.
         let mut keys: Vec<(u32, u64, u32)> = order
             .into_iter()
             .map(|id| (height[id as usize], name_prefix(self.name_bytes(id)), id))
@@ -566,10 +497,9 @@ impl Indexer {
     /// its dependencies are out.
     fn topological_ids(&self) -> Vec<u32> {
         let mut waiting: Vec<u32> = self.nodes.iter().map(|node| node.dependencies).collect();
-        let live = self
-            .node_ids()
-            .filter(|&id| self.nodes[id as usize].is_live());
-        let mut order: Vec<u32> = live.filter(|&id| waiting[id as usize] == 0).collect();
+        let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
+        let roots = live.filter(|&(id, _)| waiting[id as usize] == 0);
+        let mut order: Vec<u32> = roots.map(|(id, _)| id).collect();
         let mut next = 0;
         while let Some(&id) = order.get(next) {
             next += 1;
@@ -587,14 +517,10 @@ impl Indexer {
     /// for verifying a recovered index.
     pub fn check_invariants(&self) -> Result<(), String> {
         // Every edge as (target, source), from the dependency lists and
-        // from the lists of dependents: the same set.
+        // from the lists of dependents (of live packages only): the same set.
         let (mut forward, mut backward) = (Vec::new(), Vec::new());
-        let (mut packages, mut edges, mut name_room, mut edge_room) = (0, 0, 0, 0);
-        for id in self.node_ids() {
-            let node = &self.nodes[id as usize];
-            if !node.is_live() {
-                continue;
-            }
+        let (mut packages, mut name_room, mut edge_room) = (0, 0, 0);
+        for (id, node) in (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live()) {
             packages += 1;
             name_room += node.name_run().map_or(0, |(_, len)| room(len));
             edge_room += room(node.edge_count());
@@ -608,13 +534,7 @@ impl Indexer {
             if deps.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!("{name}: dependency list not sorted and unique"));
             }
-            for &dep in deps {
-                if !self.nodes.get(dep as usize).is_some_and(Node::is_live) {
-                    return Err(format!("{name} depends on a package that is not indexed"));
-                }
-                forward.push((dep, id));
-                edges += 1;
-            }
+            forward.extend(deps.iter().map(|&dep| (dep, id)));
             backward.extend(self.dependents(id).iter().map(|&source| (id, source)));
         }
         forward.sort_unstable();
@@ -622,24 +542,21 @@ impl Indexer {
         if forward != backward {
             return Err("the lists of dependents and of dependencies differ".to_string());
         }
+        let edges = forward.len();
         if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
             return Err("package, edge or name-table counts are wrong".to_string());
         }
-        let free = self.free_ids.iter().filter(|&&id| {
-            self.nodes
-                .get(id as usize)
-                .is_some_and(|node| !node.is_live())
-        });
-        if free.count() + packages != self.nodes.len() {
+        let free = self
+            .free_ids
+            .iter()
+            .filter_map(|&id| self.nodes.get(id as usize));
+        if free.filter(|node| !node.is_live()).count() + packages != self.nodes.len() {
             return Err("free ids and live nodes do not add up to the ids".to_string());
         }
         if self.edges.len() != self.edges.free() + edge_room
             || self.names.len() != self.names.free() + name_room
         {
             return Err("an arena's runs and free runs do not add up".to_string());
-        }
-        if !self.scratch_seen.is_empty() {
-            return Err("a cycle search left marks behind".to_string());
         }
         if self.topological().count() != packages {
             return Err("topological walk missed packages".to_string());
@@ -657,9 +574,7 @@ impl Indexer {
     }
 
     fn name(&self, id: u32) -> &str {
-        // Names enter the index only as `PackageName`s, so they are valid
-        // UTF-8.
-        std::str::from_utf8(self.name_bytes(id)).unwrap_or_default()
+        self.package_name(id).map_or("", PackageName::as_str)
     }
 
     /// The name of an indexed package, as the type the rest of the crate
@@ -687,12 +602,6 @@ impl Indexer {
         &self.run(id)[self.nodes[id as usize].dependencies as usize..]
     }
 
-    /// Every id ever allocated, live or free.
-    fn node_ids(&self) -> std::ops::Range<u32> {
-        // `add` never lets the count pass `u32::MAX`.
-        0..u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
-    }
-
     fn find(&self, name: Hashed<'_>) -> Option<u32> {
         let bytes = name.name.as_bytes();
         self.table.find(name.hash, |id| {
@@ -702,28 +611,13 @@ impl Indexer {
     }
 
     /// Replaces the name table by one with room for `packages`, hashing
-    /// every name again: in id order, so the nodes are read front to back,
-    /// a window of names at a time, so the misses of their scattered
-    /// buckets overlap (a third of the time they took one by one).
+    /// every name again (in id order, so the nodes are read front to back).
     fn rebuild_table(&mut self, packages: usize) {
-        const WINDOW: usize = 32;
         let mut table = NameTable::with_room_for(packages.max(self.packages));
         let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
-        let mut window = [(0, 0); WINDOW];
-        let mut filled = 0;
         for (id, node) in live {
-            let hash = self.hasher.hash_one(node.name(&self.names));
-            table.prefetch(hash);
-            window[filled] = (hash, id);
-            filled += 1;
-            if filled == WINDOW {
-                window.iter().for_each(|&(hash, id)| table.insert(hash, id));
-                filled = 0;
-            }
+            table.insert(self.hasher.hash_one(node.name(&self.names)), id);
         }
-        window[..filled]
-            .iter()
-            .for_each(|&(hash, id)| table.insert(hash, id));
         self.table = table;
     }
 }

@@ -1,12 +1,8 @@
 //! A package's node: 24 bytes holding where its edges lie, how many there
-//! are of each kind, and its name.
-//!
-//! A name of up to 11 bytes (most package names: 89% of Homebrew's, every
-//! one of the benchmark's) lives in the node itself, so a lookup reads the
-//! table's bucket and then the node, and compares the name without a
-//! third cache miss. A longer name lives in the names arena, and its node
-//! keeps its start there. A free id's node has a name length of 0 (names
-//! are 1 to 255 bytes).
+//! are of each kind, and its name. A name of up to 11 bytes lives in the
+//! node itself, so a lookup compares it without a third cache miss; a
+//! longer one lives in the names arena. A free id's node has a name length
+//! of 0 (names are 1 to 255 bytes).
 
 use super::arena::Arena;
 use crate::name::PackageName;
@@ -32,9 +28,8 @@ const _: () = assert!(std::mem::size_of::<Node>() == 24);
 
 impl Node {
     /// A node named `name` with no edges yet, keeping the name in `names`
-    /// when it is too long for the node; `None` when the arena cannot take
-    /// it.
-    pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Option<Node> {
+    /// when it is too long for the node (the caller checked its room).
+    pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Node {
         let bytes = name.as_bytes();
         let mut node = Node {
             name_len: name.len_u8(),
@@ -43,9 +38,9 @@ impl Node {
         if bytes.len() <= INLINE_NAME {
             node.name[..bytes.len()].copy_from_slice(bytes);
         } else {
-            node.name[..4].copy_from_slice(&names.push(bytes)?.to_le_bytes());
+            node.name[..4].copy_from_slice(&names.push(bytes).to_le_bytes());
         }
-        Some(node)
+        node
     }
 
     /// Items of its run: dependencies and dependents.
@@ -96,7 +91,7 @@ mod tests {
             let text: String = (0..len)
                 .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap()))
                 .collect();
-            let node = Node::named(name(&text), &mut names).unwrap();
+            let node = Node::named(name(&text), &mut names);
             assert!(node.is_live());
             assert_eq!(node.name(&names), text.as_bytes());
             assert_eq!(node.name_run().is_some(), len > INLINE_NAME);

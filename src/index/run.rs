@@ -1,21 +1,16 @@
 //! Runs of commands with their lookups staged, so that their cache misses
-//! overlap instead of each waiting for the one before.
-//!
-//! A lookup is two dependent misses (the table's bucket, then the node),
-//! most of what an `INDEX` costs once the index outgrows the caches. A run
-//! takes its commands a window of up to `STAGED_NAMES` names at a time:
+//! overlap instead of each waiting for the one before. A run takes its
+//! commands a window of up to `STAGED_NAMES` names at a time:
 //!
 //! 1. hash every name of the window once (the hashes are kept) and start
 //!    loading each one's home bucket;
-//! 2. read the buckets, now arriving, and start loading the nodes of the
-//!    ids whose tags match;
-//! 3. start loading the arena bytes of those nodes' long names, and the
-//!    end of their runs of edges, where a new dependent goes;
-//! 4. run the window's commands in order, with the hashes of step 1.
+//! 2. read the buckets and start loading the nodes of the ids whose tags
+//!    match, then the end of those nodes' runs of edges, where a new
+//!    dependent goes;
+//! 3. run the window's commands in order, with the hashes of step 1.
 //!
-//! Steps 1 to 3 only read and prefetch; step 4 looks every name up again
-//! as it runs, so a command sees exactly what it would see run alone,
-//! whatever the commands before it in the run changed.
+//! Steps 1 and 2 only read and prefetch; step 3 looks every name up again
+//! as it runs, so a command sees exactly what it would see run alone.
 
 use super::{Hashed, IndexOutcome, Indexer};
 use crate::name::PackageName;
@@ -29,7 +24,6 @@ use std::hash::BuildHasher;
 const STAGED_NAMES: usize = 32;
 
 /// One command as the index runs it.
-#[derive(Clone, Debug)]
 pub(crate) enum IndexCommand<'p, D> {
     /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
@@ -60,45 +54,26 @@ impl RunItem for Request<'_> {
     }
 }
 
-/// The hashes of a window's names, in the order its commands name them
-/// (each command's package, then its dependencies), and where each
-/// command's end.
-struct Window {
-    hashes: [u64; STAGED_NAMES],
-    ends: [usize; STAGED_NAMES],
-    commands: usize,
-}
-
 impl Indexer {
     /// Runs the commands of `run` in order, each exactly as it would run
-    /// alone, with their lookups staged (see the module's documentation),
-    /// and calls `done` with each command and its outcome right after it
-    /// ran (the store logs the change there, before the next command
-    /// runs). Stops at the first error `done` returns, and returns it.
+    /// alone, and calls `done` with each command and its outcome right
+    /// after it ran (the store logs the change there). Stops at the first
+    /// error `done` returns, and returns it.
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],
         mut done: impl FnMut(&S, IndexOutcome) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut window = Window {
-            hashes: [0; STAGED_NAMES],
-            ends: [0; STAGED_NAMES],
-            commands: 0,
-        };
+        let (mut hashes, mut ends) = ([0; STAGED_NAMES], [0; STAGED_NAMES]);
         let mut rest = run;
-        while let Some(first) = rest.first() {
-            self.stage(rest, &mut window);
-            if window.commands == 0 {
-                // More names than a window holds: hashed as it runs.
-                let outcome = self.execute(first.command(), None);
-                done(first, outcome)?;
-                rest = &rest[1..];
-                continue;
-            }
-            let (staged, after) = rest.split_at(window.commands);
+        while !rest.is_empty() {
+            // A command naming more than a window holds runs alone,
+            // hashing its names as it goes.
+            let commands = self.stage(rest, &mut hashes, &mut ends).max(1);
+            let (window, after) = rest.split_at(commands);
             let mut start = 0;
-            for (command, &end) in staged.iter().zip(&window.ends) {
-                let outcome = self.execute(command.command(), Some(&window.hashes[start..end]));
+            for (command, &end) in window.iter().zip(&ends) {
+                let outcome = self.execute(command.command(), &hashes[start..end]);
                 start = end;
                 done(command, outcome)?;
             }
@@ -107,11 +82,17 @@ impl Indexer {
         Ok(())
     }
 
-    /// Steps 1 to 3 for as many of `run`'s first commands as fit in a
-    /// window (none when the first alone names more than that).
-    fn stage<S: RunItem>(&self, run: &[S], window: &mut Window) {
-        let mut staged = 0;
-        window.commands = 0;
+    /// Steps 1 and 2 for as many of `run`'s first commands as fit in a
+    /// window (none when the first alone names more than that): their
+    /// names' hashes, where each command's end, and how many commands.
+    fn stage<S: RunItem>(
+        &self,
+        run: &[S],
+        hashes: &mut [u64; STAGED_NAMES],
+        ends: &mut [usize; STAGED_NAMES],
+    ) -> usize {
+        let (mut commands, mut staged) = (0, 0);
+        ends[0] = 0;
         'commands: for command in run {
             let start = staged;
             let (package, dependencies) = match command.command() {
@@ -122,7 +103,7 @@ impl Indexer {
                 IndexCommand::Remove(package) | IndexCommand::Query(package) => (package, None),
             };
             for name in std::iter::once(package).chain(dependencies.into_iter().flatten()) {
-                let Some(slot) = window.hashes.get_mut(staged) else {
+                let Some(slot) = hashes.get_mut(staged) else {
                     // The command does not fit: the next window starts
                     // with it (its buckets are on their way already).
                     staged = start;
@@ -132,15 +113,15 @@ impl Indexer {
                 self.table.prefetch(*slot);
                 staged += 1;
             }
-            window.ends[window.commands] = staged;
-            window.commands += 1;
+            ends[commands] = staged;
+            commands += 1;
         }
-        self.prefetch_candidates(&window.hashes[..staged]);
+        self.prefetch_candidates(&hashes[..staged]);
+        commands
     }
 
-    /// Steps 2 and 3: the nodes of the ids each hash's bucket names, then
-    /// the bytes of their names that live in the arena and the end of
-    /// their runs of edges.
+    /// Step 2: the nodes of the ids each hash's bucket names, then the end
+    /// of their runs of edges.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {
@@ -154,10 +135,6 @@ impl Indexer {
                 let Some(node) = self.nodes.get(id as usize) else {
                     return;
                 };
-                if let Some(byte) = node.name_run().and_then(|(start, _)| self.names.get(start)) {
-                    sys::prefetch(byte);
-                }
-                // Where a new dependent goes.
                 let end = node.edges as usize + node.edge_count();
                 if let Some(edge) = self.edges.get(u32::try_from(end).unwrap_or(u32::MAX)) {
                     sys::prefetch(edge);
@@ -167,43 +144,28 @@ impl Indexer {
     }
 
     /// Runs one command, taking its names' hashes in order from `staged`
-    /// (those of a window) or, without them, hashing each name as it goes.
+    /// (those of a window) and hashing any names past them.
+    // The closure over `hashed` gives each name the package's lifetime.
+    #[allow(clippy::redundant_closure)]
     pub(super) fn execute<'d>(
         &mut self,
-        step: IndexCommand<'_, impl Iterator<Item = PackageName<'d>>>,
-        staged: Option<&[u64]>,
+        command: IndexCommand<'_, impl Iterator<Item = PackageName<'d>>>,
+        staged: &[u64],
     ) -> IndexOutcome {
         let hasher = self.hasher.clone();
-        let mut staged = staged.unwrap_or_default().iter();
-        let mut hashed = move |name: PackageName<'_>| {
-            staged
-                .next()
-                .copied()
-                .unwrap_or_else(|| hasher.hash_one(name.as_bytes()))
+        let mut staged = staged.iter();
+        let mut hashed = move |name| {
+            let hash = staged.next().copied();
+            let hash = hash.unwrap_or_else(|| hasher.hash_one(PackageName::as_bytes(name)));
+            Hashed { name, hash }
         };
-        match step {
+        match command {
             IndexCommand::Index {
                 package,
                 dependencies,
-            } => {
-                let package = Hashed {
-                    name: package,
-                    hash: hashed(package),
-                };
-                let dependencies = dependencies.map(|name| Hashed {
-                    name,
-                    hash: hashed(name),
-                });
-                self.index_hashed(package, dependencies)
-            }
-            IndexCommand::Remove(package) => self.remove_hashed(Hashed {
-                name: package,
-                hash: hashed(package),
-            }),
-            IndexCommand::Query(package) => self.query_hashed(Hashed {
-                name: package,
-                hash: hashed(package),
-            }),
+            } => self.index_hashed(hashed(package), dependencies.map(|name| hashed(name))),
+            IndexCommand::Remove(package) => self.remove_hashed(hashed(package)),
+            IndexCommand::Query(package) => self.query_hashed(hashed(package)),
         }
     }
 }

@@ -1,21 +1,12 @@
 //! The name table: from a name's hash to the ids of the packages that may
-//! bear it, one cache line per lookup.
+//! bear it, one 64-byte bucket per lookup. A name's home bucket is given
+//! by the low bits of its hash and its 1-byte tag by the top byte; a lookup
+//! compares only the ids whose tag matches, and goes on to the next bucket
+//! only while an entry once passed this one because it was full. Deleting
+//! counts those passes down again: no tombstones, no entries moved.
 //!
-//! A bucket is one 64-byte line: twelve 1-byte tags, twelve 4-byte ids and
-//! a count of the entries that passed it. A name's home bucket is given by
-//! the low bits of its hash and its tag by the top byte, so a lookup reads
-//! its home bucket and compares the ids of the slots whose tag matches (1
-//! in 21 of the occupied slots, by chance, at most load) and stops there
-//! unless an entry was once placed past this bucket because it was full:
-//! then it reads the next bucket too, and so on. Deleting a slot only
-//! counts the buckets its entry passed down again: no tombstones, no
-//! entries moved.
-//!
-//! The table does not hash names and cannot compare them: the index hands
-//! it hashes, and a test of whether an id bears the name looked for. It
-//! keeps no hashes either (a slot is five bytes, 5.3 with the count), so
-//! growing means hashing every name again: the index rebuilds it from its
-//! nodes, in id order, which reads them front to back.
+//! The table keeps no hashes (a slot is five bytes), so growing hashes
+//! every name again: the index rebuilds it from its nodes.
 
 use crate::sys;
 
@@ -50,7 +41,7 @@ impl Bucket {
     /// Slots whose tag is `tag`, found without a loop: the twelve tags
     /// (and the count after them) read as one number, a byte equal to
     /// `tag` detected by the carry-free zero-byte test on their difference.
-    fn matching(&self, tag: u8) -> Slots {
+    fn matching(&self, tag: u8) -> impl Iterator<Item = usize> {
         const LOW_SEVEN: u128 = u128::from_le_bytes([0x7F; 16]);
         const TAG_BYTES: u128 = (1 << (SLOTS * 8)) - 1;
         let mut bytes = [0; 16];
@@ -58,24 +49,13 @@ impl Bucket {
         let differ = u128::from_le_bytes(bytes) ^ (u128::from_le_bytes([1; 16]) * u128::from(tag));
         // A byte's high bit ends set unless the byte is zero.
         let nonzero = ((differ & LOW_SEVEN) + LOW_SEVEN) | differ;
-        Slots(!(nonzero | LOW_SEVEN) & TAG_BYTES)
-    }
-}
-
-/// The slots of a bucket that [`Bucket::matching`] found: one high bit per
-/// matching byte.
-struct Slots(u128);
-
-impl Iterator for Slots {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
-            return None;
-        }
-        let slot = self.0.trailing_zeros() as usize / 8;
-        self.0 &= self.0 - 1;
-        Some(slot)
+        // One high bit per matching byte, taken lowest first.
+        let mut found = !(nonzero | LOW_SEVEN) & TAG_BYTES;
+        std::iter::from_fn(move || {
+            let slot = (found != 0).then(|| found.trailing_zeros() as usize / 8);
+            found &= found.wrapping_sub(1);
+            slot
+        })
     }
 }
 
@@ -84,21 +64,6 @@ impl Iterator for Slots {
 pub(super) struct NameTable {
     buckets: Vec<Bucket>,
     len: usize,
-}
-
-impl Clone for NameTable {
-    fn clone(&self) -> Self {
-        NameTable {
-            buckets: self.buckets.clone(),
-            len: self.len,
-        }
-    }
-
-    /// Reuses the room this table has (see [`NameTable::touched`]).
-    fn clone_from(&mut self, source: &Self) {
-        self.buckets.clone_from(&source.buckets);
-        self.len = source.len;
-    }
 }
 
 /// A name's tag: its hash's top byte, never [`FREE`].
@@ -119,6 +84,13 @@ impl NameTable {
         // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
         NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
+    }
+
+    /// Makes this table a copy of `source`, reusing the room it has (see
+    /// [`NameTable::touched`]).
+    pub(super) fn copy_from(&mut self, source: &Self) {
+        self.buckets.clone_from(&source.buckets);
+        self.len = source.len;
     }
 
     /// Entries held.
@@ -159,15 +131,19 @@ impl NameTable {
     }
 
     /// The id of the entry with `hash` for which `bears` holds, if any.
-    pub(super) fn find(&self, hash: u64, mut bears: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(super) fn find(&self, hash: u64, bears: impl FnMut(u32) -> bool) -> Option<u32> {
+        let (at, slot) = self.locate(hash, bears)?;
+        Some(self.buckets[at].ids[slot])
+    }
+
+    /// The bucket and slot of the entry with `hash` for which `bears` holds.
+    fn locate(&self, hash: u64, mut bears: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
         let tag = tag(hash);
         let mut at = self.home(hash);
         loop {
             let bucket = &self.buckets[at];
-            for slot in bucket.matching(tag) {
-                if bears(bucket.ids[slot]) {
-                    return Some(bucket.ids[slot]);
-                }
+            if let Some(slot) = bucket.matching(tag).find(|&slot| bears(bucket.ids[slot])) {
+                return Some((at, slot));
             }
             if bucket.passed == 0 {
                 return None;
@@ -217,25 +193,14 @@ impl NameTable {
 
     /// Deletes the entry of `id` under `hash`; false when there is none.
     pub(super) fn remove(&mut self, hash: u64, id: u32) -> bool {
-        let tag = tag(hash);
-        let home = self.home(hash);
-        let mut at = home;
-        loop {
-            let bucket = &self.buckets[at];
-            let found = bucket.matching(tag).find(|&slot| bucket.ids[slot] == id);
-            if let Some(slot) = found {
-                self.buckets[at].tags[slot] = FREE;
-                self.len -= 1;
-                break;
-            }
-            if bucket.passed == 0 {
-                return false;
-            }
-            at = (at + 1) & self.mask();
-        }
+        let Some((at, slot)) = self.locate(hash, |candidate| candidate == id) else {
+            return false;
+        };
+        self.buckets[at].tags[slot] = FREE;
+        self.len -= 1;
         // The entry no longer passes the buckets between its home and its
         // slot.
-        let mut passed = home;
+        let mut passed = self.home(hash);
         while passed != at {
             self.buckets[passed].passed -= 1;
             passed = (passed + 1) & self.mask();

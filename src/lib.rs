@@ -35,7 +35,7 @@
 //! | `log.rs` | one event per line on stderr, text or JSON |
 //! | `figures.rs` | numbers written for people ([`thousands`]) |
 //! | `commands/` | the operator's tools, one subcommand a file (`healthcheck`, `show`, `export`, ...), and the client kit they share with the harness, the bench and the tests: [`Connection`] and [`pipeline`] for the protocol (`connection.rs`), [`http_get`] for the admin listener (`http.rs`) |
-//! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) |
+//! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) and the prefetch hint |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
 //! tools are crates of their own in the workspace, under `tools/`:

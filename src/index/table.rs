@@ -162,7 +162,8 @@ impl NameTable {
     pub(super) fn find(&self, hash: u64, mut bears: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag(hash);
         let mut at = self.home(hash);
-        loop {
+        // Churn can leave every bucket passed by some entry: one lap at most.
+        for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[at];
             for slot in bucket.matching(tag) {
                 if bears(bucket.ids[slot]) {
@@ -174,6 +175,7 @@ impl NameTable {
             }
             at = (at + 1) & self.mask();
         }
+        None
     }
 
     /// Starts loading the home bucket of `hash` into the cache.
@@ -220,6 +222,7 @@ impl NameTable {
         let tag = tag(hash);
         let home = self.home(hash);
         let mut at = home;
+        let mut laps = 0;
         loop {
             let bucket = &self.buckets[at];
             let found = bucket.matching(tag).find(|&slot| bucket.ids[slot] == id);
@@ -228,7 +231,9 @@ impl NameTable {
                 self.len -= 1;
                 break;
             }
-            if bucket.passed == 0 {
+            laps += 1;
+            // As in `find`: every bucket may be passed by some entry.
+            if bucket.passed == 0 || laps == self.buckets.len() {
                 return false;
             }
             at = (at + 1) & self.mask();
@@ -364,6 +369,29 @@ mod tests {
         }
         assert_eq!(table.len(), 0);
         assert!(table.buckets.iter().all(|bucket| bucket.passed == 0));
+    }
+
+    #[test]
+    fn a_lookup_ends_when_every_bucket_is_passed() {
+        let mut table = NameTable::with_room_for(40);
+        let mut names = HashMap::new();
+        // Each home fills its bucket and passes one entry on to the next;
+        // deleting its first entry then frees a slot, and the pass stays.
+        let mut id = 0u32;
+        for home in 0..4u64 {
+            let first = id;
+            for tag in 0..if home == 0 { 13 } else { 12 } {
+                table.insert(hash(home, 1 + tag), id);
+                names.insert(id, hash(home, 1 + tag));
+                id += 1;
+            }
+            assert!(table.remove(names[&first], first));
+            names.remove(&first);
+        }
+        assert!(table.buckets.iter().all(|bucket| bucket.passed > 0));
+        table.check(|id| names.get(&id).copied()).unwrap();
+        assert_eq!(lookup(&table, &names, hash(2, 200)), None);
+        assert!(!table.remove(hash(2, 200), 99));
     }
 
     #[test]

@@ -140,7 +140,8 @@ impl NameTable {
     fn locate(&self, hash: u64, mut bears: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
         let tag = tag(hash);
         let mut at = self.home(hash);
-        loop {
+        // Churn can leave every bucket passed by some entry: one lap at most.
+        for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[at];
             if let Some(slot) = bucket.matching(tag).find(|&slot| bears(bucket.ids[slot])) {
                 return Some((at, slot));
@@ -150,6 +151,7 @@ impl NameTable {
             }
             at = (at + 1) & self.mask();
         }
+        None
     }
 
     /// Starts loading the home bucket of `hash` into the cache.
@@ -329,6 +331,29 @@ mod tests {
         }
         assert_eq!(table.len(), 0);
         assert!(table.buckets.iter().all(|bucket| bucket.passed == 0));
+    }
+
+    #[test]
+    fn a_lookup_ends_when_every_bucket_is_passed() {
+        let mut table = NameTable::with_room_for(40);
+        let mut names = HashMap::new();
+        // Each home fills its bucket and passes one entry on to the next;
+        // deleting its first entry then frees a slot, and the pass stays.
+        let mut id = 0u32;
+        for home in 0..4u64 {
+            let first = id;
+            for tag in 0..if home == 0 { 13 } else { 12 } {
+                table.insert(hash(home, 1 + tag), id);
+                names.insert(id, hash(home, 1 + tag));
+                id += 1;
+            }
+            assert!(table.remove(names[&first], first));
+            names.remove(&first);
+        }
+        assert!(table.buckets.iter().all(|bucket| bucket.passed > 0));
+        table.check(|id| names.get(&id).copied()).unwrap();
+        assert_eq!(lookup(&table, &names, hash(2, 200)), None);
+        assert!(!table.remove(hash(2, 200), 99));
     }
 
     #[test]

@@ -512,6 +512,15 @@ impl Parser {
     fn start(&mut self, text: &str) -> Option<usize> {
         let (name, args, _) = split_call(text);
         match name {
+            // Forgotten when the close starts, not when it returns: another
+            // thread may get the same number from an open in between, and
+            // that handle must survive this close's return.
+            "close" => {
+                if let Some((fd, _)) = args.first()?.split_once('<') {
+                    self.handles.remove(&fd.parse().ok()?);
+                }
+                None
+            }
             "write" | "sendto" => {
                 let fd = args.first()?;
                 let port = client_port(fd)?;
@@ -593,11 +602,6 @@ impl Parser {
                 };
                 if let Some(handle) = handle {
                     self.handles.insert(fd, handle);
-                }
-            }
-            "close" => {
-                if let Some((fd, _)) = call.args[0].split_once('<') {
-                    self.handles.remove(&fd.parse().unwrap());
                 }
             }
             "write" | "pwrite64" => {
@@ -692,7 +696,8 @@ impl Parser {
                     assert!(self.in_data(&path).is_none(), "{text}");
                 }
             }
-            "sendto" | "sendmsg" | "writev" => {}
+            // Followed when it starts (see `start`).
+            "close" | "sendto" | "sendmsg" | "writev" => {}
             other => {
                 // Calls the model does not follow must not touch the data.
                 assert!(

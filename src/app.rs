@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, LogGauges, Metrics};
+use crate::procfs;
 use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
@@ -319,16 +320,8 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
 /// Descriptors open now numbered below `ceiling` (one inherited above it
 /// takes no room): the numbers protocol connections cannot have.
 fn open_fds_below(ceiling: u64) -> u64 {
-    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    let numbers: Vec<u64> = listing
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd < ceiling)
-        .collect();
-    // The listing's own descriptor is among them, and closed by now.
-    let still_open = |fd: &u64| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok();
-    numbers.iter().filter(|fd| still_open(fd)).count() as u64
+    let open = procfs::open_fds().unwrap_or_default();
+    open.iter().filter(|&&fd| fd < ceiling).count() as u64
 }
 
 /// What the admin listener reports: `/readyz` is 200 while `ready` is set

@@ -7,7 +7,7 @@
 //! while rendering, and a histogram's `_count` is the sum of its own buckets,
 //! so it always equals the `+Inf` bucket even while requests are recorded.
 
-use crate::procfs::{process_cpu_seconds, process_status};
+use crate::procfs::{self, process_cpu_seconds, process_status};
 use crate::protocol::{Command, Response};
 use crate::sys::OpenFilesLimit;
 use std::fmt::{self, Display, Write as _};
@@ -436,8 +436,7 @@ fn shown(value: &Option<u64>) -> Option<&dyn Display> {
 }
 
 fn open_fds() -> Option<u64> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-    Some(entries.count() as u64)
+    procfs::open_fds().map(|open| open.len() as u64)
 }
 
 #[cfg(test)]

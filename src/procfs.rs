@@ -1,5 +1,6 @@
-//! A process's CPU time and memory from `/proc`, for the server's metrics
-//! and the bench: one reader, in the units the kernel states.
+//! A process's CPU time, memory and open descriptors from `/proc`, for the
+//! server's metrics, its start and the bench: one reader, in the units the
+//! kernel states.
 
 use crate::sys::clock_ticks_per_second;
 use std::fs;
@@ -51,6 +52,18 @@ fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     let user: u64 = fields.nth(11)?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some(user + system)
+}
+
+/// The descriptors this process has open, by number (the listing's own
+/// descriptor, closed by the time this returns, left out); `None` when
+/// `/proc` cannot be read.
+pub(crate) fn open_fds() -> Option<Vec<u64>> {
+    let listing = fs::read_dir("/proc/self/fd").ok()?;
+    let numbers: Vec<u64> = listing
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let still_open = |fd: &&u64| fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok();
+    Some(numbers.iter().filter(still_open).copied().collect())
 }
 
 #[cfg(test)]

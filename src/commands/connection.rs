@@ -366,10 +366,6 @@ where
             // Unblocks a writer stuck on a server that stopped reading.
             let _ = stream.shutdown(Shutdown::Both);
         }
-        let (sent, answered) = (
-            flight.sent.load(Ordering::Acquire),
-            flight.answered.load(Ordering::Acquire),
-        );
         let mut problems = Vec::new();
         // A failed send is usually the consequence of a close the reader
         // reports better; the writer's own failure (`reading stdin: ...`)
@@ -381,6 +377,13 @@ where
             Ok(Err((error, false))) => problems.push(error.to_string()),
             Err(_) => problems.push("the writer thread panicked".into()),
         }
+        // Read after the writer is done: a server that hangs up before the
+        // writer has counted its first line must not look like one that
+        // answered every line sent.
+        let (sent, answered) = (
+            flight.sent.load(Ordering::Acquire),
+            flight.answered.load(Ordering::Acquire),
+        );
         if let Err(error) = read {
             problems.push(error);
         } else if answered < sent {

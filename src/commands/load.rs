@@ -89,7 +89,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     let query =
         |out: &mut Vec<u8>, id| write_request::<&str>(out, Command::Query, list.name(id), &[]);
     let (answers, outcome) = exchange(addr, &unlisted, false, query)?;
-    if !outcome.complete() {
+    if !outcome.problems.is_empty() {
         let problems = outcome.problems.join("; ");
         return Err(format!(
             "asking for names without a line: {problems}; nothing was sent"

@@ -49,6 +49,10 @@ pub(super) struct List<'a> {
     starts: Vec<usize>,
     /// The ids of each package's dependencies, package after package.
     dependencies: Vec<u32>,
+    /// The packages' `INDEX` lines, one after another, each written while
+    /// its line was in cache (writing them when sent costs a cache miss a
+    /// name), and where each starts, as `starts`.
+    requests: (Vec<u8>, Vec<usize>),
 }
 
 impl<'a> List<'a> {
@@ -63,6 +67,7 @@ impl<'a> List<'a> {
         let mut ids = HashMap::<&str, u32, BuildHasherDefault<NameHasher>>::default();
         let (mut errors, mut names) = (vec![], vec![]);
         let (mut first_lines, mut starts) = (vec![], vec![]);
+        let mut requests = (Vec::with_capacity(text.len() + text.len() / 4), vec![]);
         // Every dependency as written, package after package.
         let (mut named, mut dependencies): (Vec<&str>, _) = (vec![], vec![]);
         for (index, line) in text.split(|&byte| byte == b'\n').enumerate() {
@@ -82,6 +87,8 @@ impl<'a> List<'a> {
                     first_lines.push(number);
                     starts.push(named.len());
                     named.extend(dependencies.iter().map(|name| name.as_str()));
+                    requests.1.push(requests.0.len());
+                    write_request(&mut requests.0, Command::Index, name, &dependencies);
                 }
                 Entry::Occupied(slot) => {
                     let first = first_lines[*slot.get() as usize];
@@ -99,6 +106,7 @@ impl<'a> List<'a> {
             return Err(errors);
         }
         starts.push(named.len());
+        requests.1.push(requests.0.len());
         // The names without a line of their own get the next ids, in the
         // order first named.
         let dependencies = named
@@ -114,6 +122,7 @@ impl<'a> List<'a> {
             names,
             starts,
             dependencies,
+            requests,
         })
     }
 
@@ -157,12 +166,11 @@ impl<'a> List<'a> {
 
     /// Appends `INDEX|name|dep,dep\n` for `id`.
     pub(super) fn push_index_line(&self, out: &mut Vec<u8>, id: u32) {
-        let dependencies: Vec<&str> = self
-            .dependencies(id)
-            .iter()
-            .map(|&d| self.name(d))
-            .collect();
-        write_request(out, Command::Index, self.name(id), &dependencies);
+        let (lines, line_starts) = &self.requests;
+        match line_starts.get(id as usize..=id as usize + 1) {
+            Some(&[start, end]) => out.extend_from_slice(&lines[start..end]),
+            _ => write_request::<&str>(out, Command::Index, self.name(id), &[]),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! index it in ([`order`]).
 
 // Every id is below the text's length, which [`List::read`] keeps under
-// 4 GiB.
+// 4 GiB, and a hash is folded on purpose.
 #![allow(clippy::cast_possible_truncation)]
 
 use crate::package_list::{parse_line_into, ListError};
@@ -17,9 +17,10 @@ pub(super) const MAX_REPORTED: usize = 20;
 const NONE: u32 = u32::MAX;
 
 /// Hashes a name by its 8-byte words, each folded in by a 128-bit product
-/// whose halves are xored: several times faster than std's default on a
-/// million names. They come from a file the operator chose: defending
-/// against crafted collisions would buy nothing.
+/// whose halves are xored: with it, reading a list of a million packages
+/// takes about a quarter less CPU than with std's default hash. The names
+/// come from a file the operator chose: defending against crafted
+/// collisions would buy nothing.
 #[derive(Default)]
 struct NameHasher(u64);
 

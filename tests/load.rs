@@ -160,26 +160,6 @@ fn strict_refuses_what_the_list_does_not_hold_on_a_fresh_server() {
 }
 
 #[test]
-fn unlisted_as_leaves_is_accepted_and_changes_nothing() {
-    let server = ServerProcess::start(&[]);
-    let output = load(&server, &["--unlisted-as-leaves", "-"], b"a: b\n");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let lines = said(&output);
-    assert!(
-        lines[0].starts_with("--unlisted-as-leaves changes nothing"),
-        "{lines:?}"
-    );
-    assert!(lines[2].starts_with("indexed 2 of 2 packages"), "{lines:?}");
-    let both = load(
-        &server,
-        &["--unlisted-as-leaves", "--strict", "-"],
-        b"a: b\n",
-    );
-    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
-    assert!(stderr(&both).contains("contradict"), "{}", stderr(&both));
-}
-
-#[test]
 fn what_can_never_be_indexed_is_named_and_the_rest_is_indexed() {
     let list = "\
 top: mid cycle-a

@@ -316,12 +316,6 @@ pub struct PipelineOutcome {
     pub problems: Vec<String>,
 }
 
-impl PipelineOutcome {
-    pub fn complete(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
 /// Runs `write` on a writer thread that sends through a [`Sender`] with at
 /// most `window` lines in flight, while this thread reads the answers into
 /// `sink`; once `write` returns, the writing half is shut down and the
@@ -542,7 +536,7 @@ mod tests {
             },
             &mut sink,
         );
-        assert!(outcome.complete(), "{:?}", outcome.problems);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
         assert_eq!((outcome.sent, outcome.answered), (30, 30));
         assert_eq!(server.join().unwrap(), 30);
         let indexes: Vec<u64> = sink.0.iter().map(|&(i, _)| i).collect();

@@ -36,21 +36,10 @@ const PROGRAM: &str = "package-indexer export";
 /// Nothing is written before the whole answer is in, and only if it is a
 /// 200; the error names the address or the file at fault.
 fn run(values: &Values) -> ExitCode {
-    let (addr, answer) = match http::ask_admin(PROGRAM, values, "/v1/export") {
-        Ok(asked) => asked,
+    let answer = match http::ask_admin(PROGRAM, values, "/v1/export", &[200]) {
+        Ok(answer) => answer,
         Err(status) => return status,
     };
-    if answer.status != 200 {
-        let hint = match answer.status {
-            503 => " (busy or still loading: try again)",
-            _ => "",
-        };
-        let (line, body) = (&answer.status_line, answer.text());
-        return super::fail(
-            PROGRAM,
-            format!("{addr} answered '{line}': {}{hint}", body.trim()),
-        );
-    }
     let written = match values.optional("output") {
         None => {
             let mut stdout = io::stdout().lock();

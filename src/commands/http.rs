@@ -128,21 +128,30 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer,
 }
 
 /// `GET path` from the admin listener of a subcommand's `--admin-addr`,
-/// within its `--timeout`, with that address; bad usage, or no usable
-/// answer, is reported for `program` and becomes its exit status.
+/// within its `--timeout`: an answer with one of the `expected` statuses.
+/// Bad usage, no usable answer, or another status (with the body, which
+/// says why) is reported for `program` and becomes its exit status.
 pub(super) fn ask_admin(
     program: &str,
     values: &Values,
     path: &str,
-) -> Result<(String, HttpAnswer), ExitCode> {
+    expected: &[u16],
+) -> Result<HttpAnswer, ExitCode> {
     let parsed = values
         .address("admin-addr")
         .and_then(|addr| Ok((addr, values.duration("timeout")?)));
     let (addr, timeout) = parsed.map_err(|error| error.report(program))?;
-    match http_get(&addr, path, timeout) {
-        Ok(answer) => Ok((addr, answer)),
-        Err(error) => Err(super::fail(program, error)),
+    let answer = http_get(&addr, path, timeout).map_err(|error| super::fail(program, error))?;
+    if expected.contains(&answer.status) {
+        return Ok(answer);
     }
+    let hint = match answer.status {
+        503 => " (busy or still loading: try again)",
+        _ => "",
+    };
+    let (line, body) = (&answer.status_line, answer.text());
+    let reason = format!("{addr} answered '{line}': {}{hint}", body.trim());
+    Err(super::fail(program, reason))
 }
 
 #[cfg(test)]

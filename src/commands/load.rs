@@ -9,7 +9,7 @@ mod plan;
 use super::connection::{self, AnswerSink, PipelineOutcome, Sender};
 use super::Subcommand;
 use crate::figures::thousands;
-use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
+use crate::flags::{CommandLine, Flag, Operands, Values};
 use crate::protocol::{write_request, Command, Response};
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -29,7 +29,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
                  it is a missing dependency, and what needs it is skipped",
             )
             .without_variable(),
-            Flag::switch("unlisted-as-leaves", "changes nothing; will go").without_variable(),
         ],
         env_prefix: Some("PACKAGE_INDEXER_"),
         single_dash: false,
@@ -60,16 +59,8 @@ fn run(values: &Values) -> ExitCode {
         Ok(addr) => addr,
         Err(error) => return error.report(PROGRAM),
     };
-    let strict = values.switch("strict");
-    if values.switch("unlisted-as-leaves") {
-        if strict {
-            let reason = "--strict and --unlisted-as-leaves contradict each other";
-            return UsageError(reason.into()).report(PROGRAM);
-        }
-        say("--unlisted-as-leaves changes nothing (every list is read that way) and will go");
-    }
     let source = values.operands().first().map_or("-", String::as_str);
-    let outcome = load(source, &addr, strict);
+    let outcome = load(source, &addr, values.switch("strict"));
     let (Ok(said) | Err(said)) = &outcome;
     say(said);
     // 0 when every package was indexed, 1 when not.
@@ -98,7 +89,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     let query =
         |out: &mut Vec<u8>, id| write_request::<&str>(out, Command::Query, list.name(id), &[]);
     let (answers, outcome) = exchange(addr, &unlisted, false, query)?;
-    if !outcome.complete() {
+    if !outcome.problems.is_empty() {
         let problems = outcome.problems.join("; ");
         return Err(format!(
             "asking for names without a line: {problems}; nothing was sent"

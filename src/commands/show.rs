@@ -27,23 +27,16 @@ fn run(values: &Values) -> ExitCode {
         return UsageError(format!("invalid package name '{operand}'")).report(PROGRAM);
     };
     // Every name byte may stand in a path as it is.
-    match http::ask_admin(PROGRAM, values, &format!("/v1/text/packages/{name}")) {
-        Ok((_, answer)) if answer.status == 200 => {
+    let path = format!("/v1/text/packages/{name}");
+    match http::ask_admin(PROGRAM, values, &path, &[200, 404]) {
+        Ok(answer) if answer.status == 200 => {
             print!("{}", answer.text());
             ExitCode::SUCCESS
         }
-        Ok((_, answer)) if answer.status == 404 => {
+        Ok(_) => {
             println!("{name}: not indexed");
             ExitCode::FAILURE
         }
-        Ok((addr, answer)) => super::fail(
-            PROGRAM,
-            format!(
-                "{addr} answered {}: {}",
-                answer.status,
-                answer.text().trim()
-            ),
-        ),
         Err(status) => status,
     }
 }

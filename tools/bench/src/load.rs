@@ -318,7 +318,7 @@ pub(crate) fn index_all(addr: SocketAddr, packages: &[Package]) -> Result<Durati
         let lines = remaining.len() as u64;
         let send = |sender: &mut Sender| sender.send(&requests, lines);
         let outcome = package_indexer::pipeline(&stream, u64::MAX, send, &mut answers);
-        if !outcome.complete() {
+        if !outcome.problems.is_empty() {
             return Err(format!("{addr}: {}", outcome.problems.join("; ")));
         }
         first_pass.get_or_insert(started.elapsed());

@@ -252,13 +252,15 @@ fn a_shuffled_list_is_sent_whole_each_package_after_its_dependencies() {
 
 #[test]
 fn names_hash_apart() {
+    use std::hash::BuildHasher;
+    let hasher = BuildHasherDefault::<NameHasher>::default();
     let mut slots = std::collections::HashSet::new();
     for i in 0..1000 {
-        slots.insert(hash(format!("pkg{i:05}").as_bytes()) & 0xFFF);
+        slots.insert(hasher.hash_one(format!("pkg{i:05}")) & 0xFFF);
     }
     assert!(slots.len() > 800, "{}", slots.len());
-    let tags: std::collections::HashSet<u64> = (0..1000)
-        .map(|i| hash(format!("pkg{i}").as_bytes()) >> 32)
+    let tops: std::collections::HashSet<u64> = (0..1000)
+        .map(|i| hasher.hash_one(format!("pkg{i}")) >> 57)
         .collect();
-    assert_eq!(tags.len(), 1000);
+    assert!(tops.len() > 100, "{}", tops.len());
 }

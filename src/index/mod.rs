@@ -204,11 +204,7 @@ impl Indexer {
 
     /// `QUERY`: whether `package` is indexed.
     pub fn query(&self, package: PackageName<'_>) -> IndexOutcome {
-        self.query_hashed(self.hashed(package))
-    }
-
-    fn query_hashed(&self, package: Hashed<'_>) -> IndexOutcome {
-        match self.find(package) {
+        match self.find(self.hashed(package)) {
             Some(_) => IndexOutcome::Found,
             None => IndexOutcome::NotFound,
         }
@@ -260,37 +256,29 @@ impl Indexer {
     ) -> IndexOutcome {
         let mut wanted = std::mem::take(&mut self.scratch_ids);
         let mut stack = std::mem::take(&mut self.scratch_stack);
-        let outcome = self.index_with(package, deps, &mut wanted, &mut stack);
+        let outcome = 'outcome: {
+            for dep in deps {
+                // Names that differ mostly differ in their hashes too.
+                if dep.hash == package.hash && dep.name == package.name {
+                    break 'outcome IndexOutcome::Refused(Refusal::SelfDependency);
+                }
+                match self.find(dep) {
+                    Some(id) => wanted.push(id),
+                    None => break 'outcome IndexOutcome::Refused(Refusal::MissingDependency),
+                }
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            match self.find(package) {
+                None => self.add(package, &wanted, &mut stack),
+                Some(id) => self.replace(id, &wanted, &mut stack),
+            }
+        };
         wanted.clear();
         stack.clear();
         self.scratch_ids = wanted;
         self.scratch_stack = stack;
         outcome
-    }
-
-    fn index_with<'a>(
-        &mut self,
-        package: Hashed<'_>,
-        deps: impl Iterator<Item = Hashed<'a>>,
-        wanted: &mut Vec<u32>,
-        stack: &mut Vec<u32>,
-    ) -> IndexOutcome {
-        for dep in deps {
-            // Names that differ mostly differ in their hashes too.
-            if dep.hash == package.hash && dep.name == package.name {
-                return IndexOutcome::Refused(Refusal::SelfDependency);
-            }
-            match self.find(dep) {
-                Some(id) => wanted.push(id),
-                None => return IndexOutcome::Refused(Refusal::MissingDependency),
-            }
-        }
-        wanted.sort_unstable();
-        wanted.dedup();
-        match self.find(package) {
-            None => self.add(package, wanted, stack),
-            Some(id) => self.replace(id, wanted, stack),
-        }
     }
 
     fn add(&mut self, package: Hashed<'_>, deps: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {

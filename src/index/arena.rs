@@ -145,7 +145,7 @@ impl<T> Arena<T> {
         // The room of each class, the inverse of `class`.
         let room_of = |class: usize| match class {
             0..=2 => class,
-            _ if class % 2 == 0 => 1 << (class / 2),
+            _ if class.is_multiple_of(2) => 1 << (class / 2),
             _ => 3 << ((class - 3) / 2),
         };
         let runs = self.free.iter().enumerate();

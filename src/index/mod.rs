@@ -229,26 +229,6 @@ impl Indexer {
         Some(self.dependents(id).iter().map(|&dep| self.name(dep)))
     }
 
-    /// `INDEX`: adds `package` or replaces its dependency list.
-    pub fn index<'a>(
-        &mut self,
-        package: PackageName<'_>,
-        dependencies: impl Iterator<Item = PackageName<'a>>,
-    ) -> IndexOutcome {
-        self.execute(
-            IndexCommand::Index {
-                package,
-                dependencies,
-            },
-            &[],
-        )
-    }
-
-    /// `REMOVE`: drops `package` unless another package depends on it.
-    pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
-        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
-    }
-
     fn index_hashed<'a>(
         &mut self,
         package: Hashed<'_>,
@@ -570,6 +550,26 @@ pub(crate) fn name_prefix(name: &[u8]) -> u64 {
 
 #[cfg(test)]
 impl Indexer {
+    /// `INDEX`: adds `package` or replaces its dependency list.
+    pub fn index<'a>(
+        &mut self,
+        package: PackageName<'_>,
+        dependencies: impl Iterator<Item = PackageName<'a>>,
+    ) -> IndexOutcome {
+        self.execute(
+            IndexCommand::Index {
+                package,
+                dependencies,
+            },
+            &[],
+        )
+    }
+
+    /// `REMOVE`: drops `package` unless another package depends on it.
+    pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
+        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
+    }
+
     /// Checks every invariant of the structure; O(size).
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         // Every edge as (target, source), from the dependency lists and

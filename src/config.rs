@@ -4,8 +4,7 @@
 //! lookup, so tests need no process state.
 
 use crate::durability::Fsync;
-pub(crate) use crate::flags::UsageError;
-use crate::flags::{CommandLine, Flag, Operands, Parsed, Values};
+use crate::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
 use crate::log;
 use crate::sys::MAX_KEEPALIVE_VALUE;
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 //! through [`Values`], whose typed getters word every mistake the same way:
 //! `invalid value 'V' for --name: expected ...`.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
@@ -171,26 +172,18 @@ pub fn answer<T>(
 /// The process's arguments after the program name, which must be UTF-8
 /// (`env::args` would panic on one that is not).
 pub fn utf8_args() -> Result<Vec<String>, UsageError> {
-    std::env::args_os()
-        .skip(1)
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
-        })
-        .collect()
+    let refuse = |arg: OsString| UsageError(format!("argument {arg:?} is not valid UTF-8"));
+    let args = std::env::args_os().skip(1);
+    args.map(|arg| arg.into_string().map_err(refuse)).collect()
 }
 
 /// The process's variable `name` for [`CommandLine::parse`]: `None` when
 /// unset, bad usage when its value is not UTF-8 (rather than taking it as
 /// unset without a word).
 pub fn process_variable(name: &str) -> Result<Option<String>, UsageError> {
-    match std::env::var_os(name).map(std::ffi::OsString::into_string) {
-        None => Ok(None),
-        Some(Ok(value)) => Ok(Some(value)),
-        Some(Err(value)) => Err(UsageError(format!(
-            "the value {value:?} of {name} is not valid UTF-8"
-        ))),
-    }
+    let refuse = |value| UsageError(format!("the value {value:?} of {name} is not valid UTF-8"));
+    let value = std::env::var_os(name).map(OsString::into_string);
+    value.transpose().map_err(refuse)
 }
 
 impl CommandLine {

@@ -59,12 +59,6 @@ impl AsRef<str> for PackageName<'_> {
     }
 }
 
-impl PartialEq<&str> for PackageName<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
 impl fmt::Display for PackageName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
@@ -103,11 +97,6 @@ impl<'a> Dependencies<'a> {
         self.0.is_empty()
     }
 
-    /// The field as it appeared on the wire.
-    pub fn as_str(self) -> &'a str {
-        self.0
-    }
-
     /// Each listed name, in order, repeats included.
     pub fn iter(self) -> impl Iterator<Item = PackageName<'a>> + Clone + 'a {
         let field = self.0;
@@ -116,6 +105,21 @@ impl<'a> Dependencies<'a> {
             .split(',')
             .filter(move |_| !field.is_empty())
             .map(PackageName)
+    }
+}
+
+#[cfg(test)]
+impl PartialEq<&str> for PackageName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+#[cfg(test)]
+impl<'a> Dependencies<'a> {
+    /// The field as it appeared on the wire.
+    pub(crate) fn as_str(self) -> &'a str {
+        self.0
     }
 }
 

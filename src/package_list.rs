@@ -66,21 +66,15 @@ pub fn parse_line_into<'a>(
     let name = name.trim();
     let name = PackageName::new(name.as_bytes())
         .ok_or_else(|| refuse(format!("invalid package name {name:?}")))?;
-    let mut add = |dependency: &'a [u8]| {
-        let dependency = PackageName::new(dependency).ok_or_else(|| {
-            let shown = String::from_utf8_lossy(dependency);
-            refuse(format!("invalid dependency name {shown:?}"))
-        })?;
+    for word in rest.split_whitespace() {
+        let dependency = PackageName::new(word.as_bytes())
+            .ok_or_else(|| refuse(format!("invalid dependency name {word:?}")))?;
         if dependency == name {
             return Err(refuse(format!("package {name:?} depends on itself")));
         }
         if !dependencies.contains(&dependency) {
             dependencies.push(dependency);
         }
-        Ok(())
-    };
-    for word in rest.split_whitespace() {
-        add(word.as_bytes())?;
     }
     Ok(Some(name))
 }

@@ -39,8 +39,8 @@ proptest! {
         if let Ok(request) = parse_line(&line) {
             // Whatever parses is canonical: encoding it gives the input back.
             let mut encoded = Vec::new();
-            let (package, dependencies) = (request.package.as_str(), request.dependencies.as_str());
-            write_request(&mut encoded, request.command, package, &[dependencies]);
+            let dependencies: Vec<_> = request.dependencies.iter().collect();
+            write_request(&mut encoded, request.command, request.package.as_str(), &dependencies);
             let input = line.strip_suffix(b"\r").unwrap_or(&line);
             prop_assert_eq!(&encoded[..encoded.len() - 1], input);
         }

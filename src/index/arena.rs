@@ -35,7 +35,6 @@ fn class(room: usize) -> usize {
 pub(super) struct Arena<T> {
     items: Vec<T>,
     free: Vec<Vec<u32>>,
-    free_items: usize,
 }
 
 impl<T: Copy + Default> Arena<T> {
@@ -56,17 +55,11 @@ impl<T: Copy + Default> Arena<T> {
     pub(super) fn copy_from(&mut self, source: &Self) {
         self.items.clone_from(&source.items);
         self.free.clone_from(&source.free);
-        self.free_items = source.free_items;
     }
 
     /// Items, in runs and free.
     pub(super) fn len(&self) -> usize {
         self.items.len()
-    }
-
-    /// Items in free runs.
-    pub(super) fn free(&self) -> usize {
-        self.free_items
     }
 
     /// True when `items` more can be taken, whatever the free lists hold,
@@ -80,7 +73,6 @@ impl<T: Copy + Default> Arena<T> {
     fn take(&mut self, len: usize) -> u32 {
         let room = room(len);
         if let Some(start) = self.free.get_mut(class(room)).and_then(Vec::pop) {
-            self.free_items -= room;
             return start;
         }
         let start = self.items.len();
@@ -105,7 +97,6 @@ impl<T: Copy + Default> Arena<T> {
             self.free.resize_with(class + 1, Vec::new);
         }
         self.free[class].push(start);
-        self.free_items += room;
     }
 
     /// Makes the run of `len` items at `start` hold `new_len`, keeping its
@@ -144,6 +135,22 @@ impl<T: Copy + Default> Arena<T> {
     /// The item at `at`, for prefetching.
     pub(super) fn get(&self, at: u32) -> Option<&T> {
         self.items.get(at as usize)
+    }
+}
+
+#[cfg(test)]
+impl<T> Arena<T> {
+    /// Items in free runs.
+    pub(super) fn free(&self) -> usize {
+        // The room of each class, the inverse of `class`.
+        let room_of = |class: usize| match class {
+            0..=2 => class,
+            _ if class.is_multiple_of(2) => 1 << (class / 2),
+            _ => 3 << ((class - 3) / 2),
+        };
+        let runs = self.free.iter().enumerate();
+        runs.map(|(class, starts)| starts.len() * room_of(class))
+            .sum()
     }
 }
 

@@ -204,11 +204,7 @@ impl Indexer {
 
     /// `QUERY`: whether `package` is indexed.
     pub fn query(&self, package: PackageName<'_>) -> IndexOutcome {
-        self.query_hashed(self.hashed(package))
-    }
-
-    fn query_hashed(&self, package: Hashed<'_>) -> IndexOutcome {
-        match self.find(package) {
+        match self.find(self.hashed(package)) {
             Some(_) => IndexOutcome::Found,
             None => IndexOutcome::NotFound,
         }
@@ -233,26 +229,6 @@ impl Indexer {
         Some(self.dependents(id).iter().map(|&dep| self.name(dep)))
     }
 
-    /// `INDEX`: adds `package` or replaces its dependency list.
-    pub fn index<'a>(
-        &mut self,
-        package: PackageName<'_>,
-        dependencies: impl Iterator<Item = PackageName<'a>>,
-    ) -> IndexOutcome {
-        self.execute(
-            IndexCommand::Index {
-                package,
-                dependencies,
-            },
-            &[],
-        )
-    }
-
-    /// `REMOVE`: drops `package` unless another package depends on it.
-    pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
-        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
-    }
-
     fn index_hashed<'a>(
         &mut self,
         package: Hashed<'_>,
@@ -260,37 +236,29 @@ impl Indexer {
     ) -> IndexOutcome {
         let mut wanted = std::mem::take(&mut self.scratch_ids);
         let mut stack = std::mem::take(&mut self.scratch_stack);
-        let outcome = self.index_with(package, deps, &mut wanted, &mut stack);
+        let outcome = 'outcome: {
+            for dep in deps {
+                // Names that differ mostly differ in their hashes too.
+                if dep.hash == package.hash && dep.name == package.name {
+                    break 'outcome IndexOutcome::Refused(Refusal::SelfDependency);
+                }
+                match self.find(dep) {
+                    Some(id) => wanted.push(id),
+                    None => break 'outcome IndexOutcome::Refused(Refusal::MissingDependency),
+                }
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            match self.find(package) {
+                None => self.add(package, &wanted, &mut stack),
+                Some(id) => self.replace(id, &wanted, &mut stack),
+            }
+        };
         wanted.clear();
         stack.clear();
         self.scratch_ids = wanted;
         self.scratch_stack = stack;
         outcome
-    }
-
-    fn index_with<'a>(
-        &mut self,
-        package: Hashed<'_>,
-        deps: impl Iterator<Item = Hashed<'a>>,
-        wanted: &mut Vec<u32>,
-        stack: &mut Vec<u32>,
-    ) -> IndexOutcome {
-        for dep in deps {
-            // Names that differ mostly differ in their hashes too.
-            if dep.hash == package.hash && dep.name == package.name {
-                return IndexOutcome::Refused(Refusal::SelfDependency);
-            }
-            match self.find(dep) {
-                Some(id) => wanted.push(id),
-                None => return IndexOutcome::Refused(Refusal::MissingDependency),
-            }
-        }
-        wanted.sort_unstable();
-        wanted.dedup();
-        match self.find(package) {
-            None => self.add(package, wanted, stack),
-            Some(id) => self.replace(id, wanted, stack),
-        }
     }
 
     fn add(&mut self, package: Hashed<'_>, deps: &[u32], stack: &mut Vec<u32>) -> IndexOutcome {
@@ -513,57 +481,6 @@ impl Indexer {
         order
     }
 
-    /// Checks every invariant of the structure; O(size). For tests and
-    /// for verifying a recovered index.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        // Every edge as (target, source), from the dependency lists and
-        // from the lists of dependents (of live packages only): the same set.
-        let (mut forward, mut backward) = (Vec::new(), Vec::new());
-        let (mut packages, mut name_room, mut edge_room) = (0, 0, 0);
-        for (id, node) in (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live()) {
-            packages += 1;
-            name_room += node.name_run().map_or(0, |(_, len)| room(len));
-            edge_room += room(node.edge_count());
-            let Some(name) = PackageName::new(self.name_bytes(id)) else {
-                return Err(format!("node {id} holds an invalid name"));
-            };
-            if self.find(self.hashed(name)) != Some(id) {
-                return Err(format!("{name} is not reachable through the name table"));
-            }
-            let deps = self.deps(id);
-            if deps.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!("{name}: dependency list not sorted and unique"));
-            }
-            forward.extend(deps.iter().map(|&dep| (dep, id)));
-            backward.extend(self.dependents(id).iter().map(|&source| (id, source)));
-        }
-        forward.sort_unstable();
-        backward.sort_unstable();
-        if forward != backward {
-            return Err("the lists of dependents and of dependencies differ".to_string());
-        }
-        let edges = forward.len();
-        if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
-            return Err("package, edge or name-table counts are wrong".to_string());
-        }
-        let free = self
-            .free_ids
-            .iter()
-            .filter_map(|&id| self.nodes.get(id as usize));
-        if free.filter(|node| !node.is_live()).count() + packages != self.nodes.len() {
-            return Err("free ids and live nodes do not add up to the ids".to_string());
-        }
-        if self.edges.len() != self.edges.free() + edge_room
-            || self.names.len() != self.names.free() + name_room
-        {
-            return Err("an arena's runs and free runs do not add up".to_string());
-        }
-        if self.topological().count() != packages {
-            return Err("topological walk missed packages".to_string());
-        }
-        Ok(())
-    }
-
     // ---- names and the name table ----
 
     fn hashed<'a>(&self, name: PackageName<'a>) -> Hashed<'a> {
@@ -630,6 +547,84 @@ pub(crate) fn name_prefix(name: &[u8]) -> u64 {
     bytes[..len].copy_from_slice(&name[..len]);
     u64::from_be_bytes(bytes)
 }
+
+#[cfg(test)]
+impl Indexer {
+    /// `INDEX`: adds `package` or replaces its dependency list.
+    pub fn index<'a>(
+        &mut self,
+        package: PackageName<'_>,
+        dependencies: impl Iterator<Item = PackageName<'a>>,
+    ) -> IndexOutcome {
+        self.execute(
+            IndexCommand::Index {
+                package,
+                dependencies,
+            },
+            &[],
+        )
+    }
+
+    /// `REMOVE`: drops `package` unless another package depends on it.
+    pub fn remove(&mut self, package: PackageName<'_>) -> IndexOutcome {
+        self.execute(IndexCommand::<std::iter::Empty<_>>::Remove(package), &[])
+    }
+
+    /// Checks every invariant of the structure; O(size).
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        // Every edge as (target, source), from the dependency lists and
+        // from the lists of dependents (of live packages only): the same set.
+        let (mut forward, mut backward) = (Vec::new(), Vec::new());
+        let (mut packages, mut name_room, mut edge_room) = (0, 0, 0);
+        for (id, node) in (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live()) {
+            packages += 1;
+            name_room += node.name_run().map_or(0, |(_, len)| room(len));
+            edge_room += room(node.edge_count());
+            let Some(name) = PackageName::new(self.name_bytes(id)) else {
+                return Err(format!("node {id} holds an invalid name"));
+            };
+            if self.find(self.hashed(name)) != Some(id) {
+                return Err(format!("{name} is not reachable through the name table"));
+            }
+            let deps = self.deps(id);
+            if deps.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("{name}: dependency list not sorted and unique"));
+            }
+            forward.extend(deps.iter().map(|&dep| (dep, id)));
+            backward.extend(self.dependents(id).iter().map(|&source| (id, source)));
+        }
+        forward.sort_unstable();
+        backward.sort_unstable();
+        if forward != backward {
+            return Err("the lists of dependents and of dependencies differ".to_string());
+        }
+        let edges = forward.len();
+        if (packages, edges, self.table.len()) != (self.packages, self.dependencies, packages) {
+            return Err("package, edge or name-table counts are wrong".to_string());
+        }
+        let free = self
+            .free_ids
+            .iter()
+            .filter_map(|&id| self.nodes.get(id as usize));
+        if free.filter(|node| !node.is_live()).count() + packages != self.nodes.len() {
+            return Err("free ids and live nodes do not add up to the ids".to_string());
+        }
+        if self.edges.len() != self.edges.free() + edge_room
+            || self.names.len() != self.names.free() + name_room
+        {
+            return Err("an arena's runs and free runs do not add up".to_string());
+        }
+        if self.topological().count() != packages {
+            return Err("topological walk missed packages".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The naive model every random sequence of commands is checked against.
+#[cfg(test)]
+#[path = "tests/model.rs"]
+mod model;
 
 #[cfg(test)]
 mod tests {

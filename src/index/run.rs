@@ -165,7 +165,8 @@ impl Indexer {
                 dependencies,
             } => self.index_hashed(hashed(package), dependencies.map(|name| hashed(name))),
             IndexCommand::Remove(package) => self.remove_hashed(hashed(package)),
-            IndexCommand::Query(package) => self.query_hashed(hashed(package)),
+            // Queries run under the read lock, not in runs: not staged.
+            IndexCommand::Query(package) => self.query(package),
         }
     }
 }

@@ -93,11 +93,6 @@ impl NameTable {
         self.len = source.len;
     }
 
-    /// Entries held.
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Buckets, for sizing a copy.
     pub(super) fn buckets(&self) -> usize {
         self.buckets.len()
@@ -208,6 +203,14 @@ impl NameTable {
             passed = (passed + 1) & self.mask();
         }
         true
+    }
+}
+
+#[cfg(test)]
+impl NameTable {
+    /// Entries held.
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 }
 

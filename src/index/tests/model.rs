@@ -4,9 +4,9 @@
 //!
 //! The rules: `docs/protocol.md#answers`.
 
-use package_indexer::PackageName;
-use package_indexer::Response;
-use package_indexer::{IndexOutcome, Indexer};
+use super::{IndexOutcome, Indexer};
+use crate::name::PackageName;
+use crate::protocol::Response;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 

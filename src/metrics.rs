@@ -223,6 +223,11 @@ impl Metrics {
         self.connections_active.fetch_add(1, Relaxed);
     }
 
+    /// Connections being served now.
+    pub fn connections_active(&self) -> usize {
+        usize::try_from(self.connections_active.load(Relaxed)).unwrap_or(0)
+    }
+
     /// A connection counted by [`connection_opened`](Self::connection_opened) ended.
     pub fn connection_closed(&self) {
         self.connections_active.fetch_sub(1, Relaxed);

@@ -57,6 +57,14 @@ const LINGER: Duration = Duration::from_secs(1);
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+/// Connections per CPU above which connection threads stop preempting one
+/// another, and their clients, when input wakes them: with far more
+/// runnable threads than CPUs, each wake-up would interrupt a thread mid
+/// request (perhaps holding the index lock) for one that runs a few
+/// microseconds; waiting for the running thread's turn serves clients in
+/// turn and halves the server's CPU under the official harness
+/// (BENCHMARKS.md). With few connections a woken thread runs at once.
+const CROWDED_PER_CPU: usize = 16;
 /// Answers are sent once this many bytes are waiting, even mid-batch.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
@@ -129,6 +137,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     limits: ConnectionLimits,
     local_addr: SocketAddr,
+    /// More connections than this and connection threads stop preempting
+    /// on wake-up ([`CROWDED_PER_CPU`]).
+    crowded_above: usize,
     stopping: AtomicBool,
     connections: Mutex<Connections>,
     /// Signalled whenever a connection ends, and when the acceptor is done.
@@ -163,6 +174,7 @@ impl Server {
             metrics,
             limits,
             local_addr,
+            crowded_above: thread::available_parallelism().map_or(1, usize::from) * CROWDED_PER_CPU,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
             changed: Condvar::new(),
@@ -436,6 +448,8 @@ struct Session<'a> {
     last_line: Instant,
     /// The read timeout currently set on the socket.
     read_timeout: Duration,
+    /// Whether this thread waits for its turn when woken ([`CROWDED_PER_CPU`]).
+    crowded: bool,
 }
 
 impl<'a> Session<'a> {
@@ -463,6 +477,7 @@ impl<'a> Session<'a> {
             wait_for: LogPosition::default(),
             last_line: Instant::now(),
             read_timeout: limits.idle_timeout,
+            crowded: false,
         })
     }
 
@@ -479,6 +494,7 @@ impl<'a> Session<'a> {
                 self.keep_partial_line();
             }
             self.arm_idle_timeout(last_line)?;
+            self.follow_crowding();
             let Some(read) = self.read()? else {
                 return Ok(());
             };
@@ -609,6 +625,15 @@ impl<'a> Session<'a> {
             self.stream.set_write_timeout(Some(timeout))?;
         }
         result
+    }
+
+    /// Switches this thread's wake-up preemption when the number of
+    /// connections crosses [`CROWDED_PER_CPU`] per CPU; best effort.
+    fn follow_crowding(&mut self) {
+        let crowded = self.shared.metrics.connections_active() > self.shared.crowded_above;
+        if crowded != self.crowded && sys::set_wakeup_preemption(!crowded).is_ok() {
+            self.crowded = crowded;
+        }
     }
 
     /// Answers `ERROR` for a line past the limit, once, and drops its bytes:
@@ -793,6 +818,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             limits,
             local_addr,
+            crowded_above: 1,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
             changed: Condvar::new(),
@@ -886,5 +912,27 @@ mod tests {
         assert_eq!(connection.input.len(), INITIAL_READ_BUFFER);
         let answers = reader.join().unwrap();
         assert!(answers.iter().all(|&b| b"FAIL\n".contains(&b)));
+    }
+
+    /// The scheduling policy of the calling thread (field 41 of its stat).
+    fn own_policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn threads_stop_preempting_while_connections_crowd_the_cpus() {
+        let (shared, peer, _client) = connection_parts(Duration::from_secs(5));
+        let mut connection = Session::new(&shared, &peer).unwrap();
+        connection.follow_crowding();
+        assert_eq!(own_policy(), 0, "one connection is not a crowd");
+        shared.metrics.connection_opened();
+        shared.metrics.connection_opened();
+        connection.follow_crowding();
+        assert_eq!(own_policy(), 3, "SCHED_BATCH above the threshold");
+        shared.metrics.connection_closed();
+        connection.follow_crowding();
+        assert_eq!(own_policy(), 0, "back to SCHED_OTHER at the threshold");
     }
 }

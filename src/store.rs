@@ -1,9 +1,11 @@
 //! The shared state every connection works on: the one index and, with
 //! `--data-dir`, the durable side that owns its files.
 //!
-//! `QUERY` takes the read lock, `INDEX` and `REMOVE` the write lock; each
-//! command is one critical section, so all clients see one order of
-//! commands. A change is appended to the log's in-memory buffer inside the
+//! Each command is one critical section, so all clients see one order of
+//! commands. A command that leaves the index as it is (a `QUERY`, a refused
+//! or repeated `INDEX`, a refused `REMOVE` or one of a package not indexed)
+//! is answered under the read lock; only a real change takes the write
+//! lock. A change is appended to the log's in-memory buffer inside the
 //! same critical section (so the log's order is the index's order); waiting
 //! for it to reach the disk happens after the lock is released, once per
 //! batch of answers.
@@ -92,14 +94,13 @@ impl Store {
     }
 
     /// Runs `requests` in order, each as one atomic step, and appends what
-    /// each did to `executed`. Consecutive requests that take the same lock
-    /// run under one hold of it, at most `MAX_RUN` (256) of them, so a batch of
-    /// input costs a lock per run rather than per request while no other
-    /// connection waits longer than one run. Fails only when the log has
-    /// failed: then none of the answers may be sent.
-    ///
-    /// This is the seam for batched index work: a run hands the index a
-    /// slice of requests of one kind.
+    /// each did to `executed`, in runs of at most `MAX_RUN` (256): the
+    /// requests at the start of a run that change nothing are answered
+    /// under one hold of the read lock, the rest of the run under one hold
+    /// of the write lock. A batch of input costs a lock or two per run
+    /// rather than per request, and no other connection waits longer than
+    /// one run. Fails only when the log has failed: then none of the
+    /// answers may be sent.
     pub fn execute_all(
         &self,
         requests: &[Request<'_>],
@@ -107,41 +108,37 @@ impl Store {
     ) -> io::Result<()> {
         // Room for every result before any lock is taken.
         executed.reserve(requests.len());
-        let mut rest = requests;
-        while let Some(first) = rest.first() {
-            let changes = changes_index(first.command);
-            let len = rest
-                .iter()
-                .take(MAX_RUN)
-                .position(|request| changes_index(request.command) != changes)
-                .unwrap_or(rest.len().min(MAX_RUN));
-            let (run, after) = rest.split_at(len);
-            if changes {
-                self.run_changes(run, executed)?;
-            } else {
-                self.run_queries(run, executed);
+        for run in requests.chunks(MAX_RUN) {
+            let unchanged = self.answer_unchanged(run, executed);
+            if unchanged < run.len() {
+                self.run_changes(&run[unchanged..], executed)?;
             }
-            rest = after;
         }
         Ok(())
     }
 
-    /// A run of queries under one read lock. Each answer waits for the
-    /// newest change the lock let through.
-    fn run_queries(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) {
+    /// Answers, under one read lock, the requests at the start of `run`
+    /// that leave the index as it is (queries, refusals, repeats); returns
+    /// how many. Each answer waits for the newest change the lock let
+    /// through.
+    fn answer_unchanged(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> usize {
         let index = self.index.read();
         let wait_for = self
             .durable
             .as_deref()
             .map(|durable| durable.wal.last_appended())
             .unwrap_or_default();
+        let before = executed.len();
         for request in run {
-            let outcome = index.query(request.package);
+            let Some(outcome) = index.outcome_if_unchanged(request) else {
+                break;
+            };
             executed.push(Executed { outcome, wait_for });
         }
+        executed.len() - before
     }
 
-    /// A run of changes under one write lock, each logged right after it is
+    /// The rest of a run under one write lock, each change logged right after it is
     /// made (the log's buffer is taken once, at the run's first change).
     fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
         let mut index = self.index.write();
@@ -283,11 +280,6 @@ impl Copied {
             .map(|(_, name)| name.to_string())
             .collect()
     }
-}
-
-/// Whether `command` takes the write lock.
-fn changes_index(command: Command) -> bool {
-    command != Command::Query
 }
 
 /// The change `request` makes to the index if it succeeds (never called

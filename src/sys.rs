@@ -138,6 +138,35 @@ impl Signals {
 /// `_SC_CLK_TCK`, the same in glibc and musl.
 const SC_CLK_TCK: c_int = 2;
 
+// ---- wake-up preemption ----
+
+#[repr(C)]
+struct SchedParam {
+    priority: c_int,
+}
+
+const SCHED_OTHER: c_int = 0;
+const SCHED_BATCH: c_int = 3;
+
+extern "C" {
+    fn sched_setscheduler(pid: c_int, policy: c_int, param: *const SchedParam) -> c_int;
+}
+
+/// Whether the calling thread, once woken, may preempt the thread running
+/// on its CPU (`SCHED_OTHER`, the default) or waits for that thread's turn
+/// to end (`SCHED_BATCH`, same share of CPU time). Needs no privilege.
+pub(crate) fn set_wakeup_preemption(on: bool) -> io::Result<()> {
+    let param = SchedParam { priority: 0 };
+    let policy = if on { SCHED_OTHER } else { SCHED_BATCH };
+    // SAFETY: `param` is a valid `struct sched_param` that outlives the
+    // call; pid 0 names the calling thread.
+    if unsafe { sched_setscheduler(0, policy, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 extern "C" {
     fn sysconf(name: c_int) -> std::os::raw::c_long;
 }

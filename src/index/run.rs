@@ -87,7 +87,7 @@ impl Indexer {
     /// read lock this way, and only a real change waits for the write lock.
     pub(crate) fn outcome_if_unchanged<S: RunItem>(&self, command: &S) -> Option<IndexOutcome> {
         let (package, dependencies) = match command.command() {
-            IndexCommand::Query(package) => return Some(self.query_hashed(self.hashed(package))),
+            IndexCommand::Query(package) => return Some(self.query(package)),
             IndexCommand::Remove(package) => {
                 let id = self.find(self.hashed(package));
                 return match id.map(|id| self.nodes[id as usize].dependents) {

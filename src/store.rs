@@ -17,8 +17,9 @@
 //! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
-use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
+use crate::durability::{self, Change, Durable, Loaded, LogStats, RecoveryError};
 use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
+use crate::metrics::Metrics;
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -67,13 +68,14 @@ impl Store {
     }
 
     /// Opens the data directory `dir` (created if missing), rebuilding the
-    /// index it keeps; `observe` hears every event of its durable side.
+    /// index it keeps; its durable side counts syncs, failures and
+    /// compactions in `metrics`.
     pub fn open(
         dir: &Path,
         options: durability::DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Store, Loaded), RecoveryError> {
-        let (index, durable, loaded) = Durable::open(dir, options, observe)?;
+        let (index, durable, loaded) = Durable::open(dir, options, metrics)?;
         let store = Store {
             index,
             durable: Some(Arc::new(durable)),

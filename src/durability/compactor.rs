@@ -9,11 +9,13 @@
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wal::{NextWalFile, Wal};
-use super::{DurabilityEvent, LogPosition, Observer};
+use super::LogPosition;
+use crate::app::DurationText;
 use crate::index::SharedIndex;
+use crate::log;
 
 /// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -123,7 +125,6 @@ impl CompactionSignal {
 pub(crate) struct Compaction {
     pub(super) wal: Arc<Wal>,
     pub(super) index: SharedIndex,
-    pub(super) observe: Arc<Observer>,
     /// Held while compacting; true once closed.
     pub(super) closed: Mutex<bool>,
 }
@@ -135,9 +136,8 @@ impl Compaction {
         *self.closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
-    /// Rotates the log, copies the index and writes the snapshot; reports
-    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`]
-    /// and returns the same outcome.
+    /// Rotates the log, copies the index and writes the snapshot; logs and
+    /// counts the outcome, and returns it.
     pub(crate) fn run(&self) -> io::Result<()> {
         self.write_index(false)
     }
@@ -146,8 +146,7 @@ impl Compaction {
     /// ([`Wal::missing_files`]) and, when they are not, writes the index as
     /// a fresh snapshot and log while no batch is led: every change
     /// acknowledged so far is in them, and the next is acknowledged only
-    /// once they are synced. That reports [`DurabilityEvent::Restored`],
-    /// and its failure fails the log. Without, compacts (see [`Self::run`]).
+    /// once they are synced. Its failure fails the log. Without, compacts (see [`Self::run`]).
     fn write_index(&self, restore: bool) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
@@ -171,24 +170,38 @@ impl Compaction {
         match (&written, &missing) {
             (Ok((position, _, packages)), Some(why)) => {
                 self.wal.restored(*position);
-                (self.observe)(DurabilityEvent::Restored {
-                    missing: why,
-                    took: started.elapsed(),
-                    packages: *packages,
-                });
+                // Nothing acknowledged was lost: the files now hold the index.
+                self.wal.metrics.data_dir_rewritten();
+                log::error(
+                    "data directory files missing; wrote them again from memory",
+                    &[
+                        ("missing", why),
+                        ("elapsed", &DurationText(started.elapsed())),
+                        ("packages", packages),
+                    ],
+                );
             }
             (Ok((_, snapshot_bytes, packages)), None) => {
-                (self.observe)(DurabilityEvent::Compacted {
-                    took: started.elapsed(),
-                    log_bytes,
-                    snapshot_bytes: *snapshot_bytes,
-                    packages: *packages,
-                })
+                let now = SystemTime::now().duration_since(UNIX_EPOCH);
+                let now = now.map_or(0.0, |since| since.as_secs_f64());
+                self.wal.metrics.snapshot_written(now);
+                log::info(
+                    "compacted",
+                    &[
+                        ("elapsed", &DurationText(started.elapsed())),
+                        ("log_bytes", &log_bytes),
+                        ("snapshot_bytes", snapshot_bytes),
+                        ("packages", packages),
+                    ],
+                );
             }
             (Err(error), Some(_)) => self.wal.fail_with(error),
             (Err(error), None) => {
                 self.wal.signal.note(false);
-                (self.observe)(DurabilityEvent::CompactionFailed(error));
+                // The log keeps every change, so nothing is lost; disk use
+                // grows until a later attempt succeeds.
+                self.wal.metrics.durability_error();
+                log::error("compaction failed", &[("error", error)]);
             }
         }
         written.map(drop)

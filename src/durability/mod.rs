@@ -27,9 +27,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use crate::index::{self, Indexer, RunItem, SharedIndex};
+use crate::metrics::Metrics;
 use crate::name::PackageName;
 use compactor::Compaction;
 
@@ -43,39 +43,6 @@ pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
 pub(crate) use survey::{file_name, Problem, Replay, Survey};
-
-/// What the durable side reports to its owner, on whichever thread it
-/// happened: the only way its failures leave it.
-#[derive(Debug)]
-pub enum DurabilityEvent<'a> {
-    /// A batch was synced; the time `fdatasync` took.
-    Synced(Duration),
-    /// A write, a sync or a check of the files failed: nothing more will be
-    /// acknowledged. Reported once.
-    Failed(&'a io::Error),
-    /// A snapshot replaced the log.
-    Compacted {
-        took: Duration,
-        /// The log's size when the compaction started.
-        log_bytes: u64,
-        snapshot_bytes: u64,
-        packages: usize,
-    },
-    /// A compaction failed; the log keeps every change, and it is tried
-    /// again later.
-    CompactionFailed(&'a io::Error),
-    /// The directory, the log or the snapshot was found gone or replaced
-    /// (`missing` says which), and the index was written as a fresh
-    /// snapshot and log, with nothing acknowledged meanwhile.
-    Restored {
-        missing: &'a str,
-        took: Duration,
-        packages: usize,
-    },
-}
-
-/// Hears every [`DurabilityEvent`].
-pub(crate) type Observer = dyn Fn(DurabilityEvent<'_>) + Send + Sync;
 
 /// How a data directory is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +86,7 @@ impl Durable {
     pub(crate) fn open(
         dir: &Path,
         options: DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> Result<(SharedIndex, Durable, Loaded), RecoveryError> {
         let mut indexer = Indexer::new();
         let recovered = recover(dir, Replayer(&mut indexer))?;
@@ -132,13 +99,12 @@ impl Durable {
             source,
         };
         let index = SharedIndex::new(indexer);
-        let wal = Wal::open(recovered, &options, Arc::clone(&observe))
+        let wal = Wal::open(recovered, &options, metrics)
             .map(Arc::new)
             .map_err(cannot)?;
         let compaction = Arc::new(Compaction {
             wal: Arc::clone(&wal),
             index: index.clone(),
-            observe,
             closed: Mutex::new(false),
         });
         let compactor = thread::Builder::new().name("compactor".into()).spawn({
@@ -185,7 +151,7 @@ impl Durable {
 
 impl Drop for Durable {
     fn drop(&mut self) {
-        // Errors were already reported to the observer.
+        // Errors were already counted in the metrics.
         let _ = self.close();
     }
 }

@@ -25,7 +25,8 @@ use super::files::{self, DirLock, Kind, Watched};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
-use super::{DurabilityEvent, DurableOptions, Fsync, Generation, Observer};
+use super::{DurableOptions, Fsync, Generation};
+use crate::metrics::Metrics;
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
@@ -42,7 +43,8 @@ pub struct LogPosition(u64);
 pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
-    observe: Arc<Observer>,
+    /// Where syncs and failures are counted.
+    pub(super) metrics: Arc<Metrics>,
     /// How batches ask for a compaction, and writers wait for one.
     pub(super) signal: CompactionSignal,
     /// A log smaller than this is never compacted.
@@ -172,7 +174,7 @@ impl Wal {
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> io::Result<Wal> {
         let Recovered {
             dir,
@@ -209,7 +211,7 @@ impl Wal {
         Ok(Wal {
             dir,
             fsync: options.fsync,
-            observe,
+            metrics,
             signal: CompactionSignal::default(),
             compact_at_least: options.compact_at_least,
             pending: Mutex::new(Vec::new()),
@@ -372,7 +374,7 @@ impl Wal {
         self.wake_waiters(commit);
         if let Some(took) = written? {
             self.syncs.fetch_add(1, Ordering::Relaxed);
-            (self.observe)(DurabilityEvent::Synced(took));
+            self.metrics.record_fsync(took);
         }
         if self.needs_compaction() {
             self.signal.request();
@@ -409,12 +411,12 @@ impl Wal {
         }
     }
 
-    /// Fails the log for good with `error`, and reports it if it is the
-    /// first failure.
+    /// Fails the log for good with `error`, and counts it if it is the
+    /// first failure: the log keeps it, and the main thread finds it there.
     pub(crate) fn fail_with(&self, error: &io::Error) {
         let first = self.fail(Some(io::Error::new(error.kind(), error.to_string())));
         if first {
-            (self.observe)(DurabilityEvent::Failed(error));
+            self.metrics.durability_error();
         }
     }
 
@@ -607,7 +609,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        // Errors were already reported through `observe`.
+        // Errors were already counted in the metrics.
         let _ = self.close();
     }
 }

@@ -11,7 +11,7 @@ use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Fsync};
 use crate::log;
-use crate::metrics::{IndexGauges, LogGauges, Metrics};
+use crate::metrics::{IndexGauges, Metrics};
 use crate::procfs;
 use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
@@ -343,11 +343,7 @@ fn admin_state(
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {
                 if let Some(log) = store.log_stats() {
-                    metrics.set_log(LogGauges {
-                        bytes: log.log_bytes,
-                        appends: log.appended,
-                        writes: log.batches_written,
-                    });
+                    metrics.set_log(log);
                 }
                 let index = store.read();
                 gauges.packages = index.packages() as u64;

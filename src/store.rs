@@ -17,9 +17,9 @@
 //! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
-use crate::durability::{self, Change, Durable, Loaded, LogStats, RecoveryError};
+use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
 use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
-use crate::metrics::Metrics;
+use crate::metrics::{LogGauges, Metrics};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -229,8 +229,8 @@ impl Store {
     }
 
     /// The durable log's counters, with a data directory.
-    pub fn log_stats(&self) -> Option<LogStats> {
-        self.durable.as_deref().map(|durable| durable.wal.stats())
+    pub fn log_stats(&self) -> Option<LogGauges> {
+        self.durable.as_deref().map(|durable| durable.wal.gauges())
     }
 
     /// Compacts the data directory now, on the calling thread, as the

@@ -34,7 +34,6 @@ use crate::name::PackageName;
 use compactor::Compaction;
 
 pub use self::wal::LogPosition;
-pub(crate) use self::wal::LogStats;
 pub(crate) use self::wal::Wal;
 pub(crate) use files::write_atomically;
 pub(crate) use record::{Change, LoggedChange};

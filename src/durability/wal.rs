@@ -26,7 +26,7 @@ use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
 use super::{DurableOptions, Fsync, Generation};
-use crate::metrics::Metrics;
+use crate::metrics::{LogGauges, Metrics};
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
@@ -72,23 +72,9 @@ pub(crate) struct Wal {
     /// written only under `pending`.
     log_bytes: AtomicU64,
     batches_written: AtomicU64,
-    syncs: AtomicU64,
     /// The directory stays locked until the log is dropped (and is locked
     /// again when it was made again).
     lock: Mutex<DirLock>,
-}
-
-/// Counters of the log since it was opened, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// Changes appended.
-    pub appended: u64,
-    /// `write(2)` batches: with many writers each holds many changes.
-    pub batches_written: u64,
-    /// `fdatasync` calls.
-    pub syncs: u64,
-    /// Bytes in the log file receiving appends.
-    pub log_bytes: u64,
 }
 
 /// Where group commit stands; a waiter decides under this lock whether to
@@ -233,7 +219,6 @@ impl Wal {
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
             lock: Mutex::new(dir_lock),
         })
     }
@@ -373,7 +358,6 @@ impl Wal {
         }
         self.wake_waiters(commit);
         if let Some(took) = written? {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
             self.metrics.record_fsync(took);
         }
         if self.needs_compaction() {
@@ -481,13 +465,12 @@ impl Wal {
         self.wake_waiters(commit);
     }
 
-    /// Counters for metrics.
-    pub(crate) fn stats(&self) -> LogStats {
-        LogStats {
-            appended: self.last_appended().0,
-            batches_written: self.batches_written.load(Ordering::Relaxed),
-            syncs: self.syncs.load(Ordering::Relaxed),
-            log_bytes: self.log_bytes(),
+    /// The log's figures since it was opened, for metrics.
+    pub(crate) fn gauges(&self) -> LogGauges {
+        LogGauges {
+            bytes: self.log_bytes(),
+            appends: self.last_appended().0,
+            writes: self.batches_written.load(Ordering::Relaxed),
         }
     }
 

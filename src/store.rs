@@ -239,7 +239,7 @@ impl Store {
     pub fn compact(&self) -> io::Result<()> {
         self.durable
             .as_deref()
-            .map_or(Ok(()), |durable| durable.compaction.run())
+            .map_or(Ok(()), |durable| durable.compaction.compact(None))
     }
 
     /// Stops the durable side: the compactor is stopped and joined, then

@@ -137,29 +137,16 @@ impl Compaction {
     }
 
     /// Rotates the log, copies the index and writes the snapshot; logs and
-    /// counts the outcome, and returns it.
-    pub(crate) fn run(&self) -> io::Result<()> {
-        self.write_index(false)
-    }
-
-    /// With `restore`, first checks the files are in place
-    /// ([`Wal::missing_files`]) and, when they are not, writes the index as
-    /// a fresh snapshot and log while no batch is led: every change
+    /// counts the outcome, and returns it. With `missing` (files found
+    /// missing: [`Wal::missing_files`]), writes the index as a fresh
+    /// snapshot and log instead, while no batch is led: every change
     /// acknowledged so far is in them, and the next is acknowledged only
-    /// once they are synced. Its failure fails the log. Without, compacts (see [`Self::run`]).
-    fn write_index(&self, restore: bool) -> io::Result<()> {
+    /// once they are synced; its failure fails the log.
+    pub(crate) fn compact(&self, missing: Option<String>) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));
         }
-        let missing = if restore {
-            match self.wal.missing_files() {
-                Some(why) => Some(why),
-                None => return Ok(()),
-            }
-        } else {
-            None
-        };
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
         let next = match &missing {
@@ -228,7 +215,8 @@ pub(super) fn run(compaction: &Compaction) {
     loop {
         let wake = signal.next(WATCH_INTERVAL, true);
         // Before a stop too: the close then syncs files that exist.
-        if compaction.write_index(true).is_err() {
+        let missing = wal.missing_files();
+        if missing.is_some() && compaction.compact(missing).is_err() {
             return;
         }
         match wake {
@@ -236,7 +224,7 @@ pub(super) fn run(compaction: &Compaction) {
             Wake::Compact if wal.needs_compaction() => {
                 // A compaction that found files missing is not retried:
                 // the next turn writes them again.
-                if compaction.run().is_err() && wal.missing_files().is_none() {
+                if compaction.compact(None).is_err() && wal.missing_files().is_none() {
                     if signal.next(RETRY_AFTER_FAILURE, false) == Wake::Stop {
                         return;
                     }

@@ -271,7 +271,6 @@ pub(crate) fn write_atomically(
             .truncate(true)
             .open(&temp_path)?;
         fill(&mut file)?;
-        file.flush()?;
         file.sync_all()?;
         let len = file.metadata()?.len();
         fs::rename(&temp_path, final_path)?;

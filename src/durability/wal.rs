@@ -577,7 +577,7 @@ impl Wal {
 
     /// Writes and syncs everything appended (whatever the [`Fsync`] mode);
     /// later appends and waits fail. Returns the error that failed the log,
-    /// if any. Dropping the log does the same.
+    /// if any. [`super::Durable`] calls it when closed or dropped.
     pub(crate) fn close(&self) -> io::Result<()> {
         match self.lead_when_free(None) {
             Ok(()) => {
@@ -587,13 +587,6 @@ impl Wal {
             Err(_) if matches!(self.failure.get(), Some(None)) => Ok(()),
             Err(error) => Err(error),
         }
-    }
-}
-
-impl Drop for Wal {
-    fn drop(&mut self) {
-        // Errors were already counted in the metrics.
-        let _ = self.close();
     }
 }
 

@@ -75,7 +75,8 @@ impl CompactionSignal {
         self.request();
         let mut state = self.lock();
         while full() && !state.failing && !state.stopping {
-            state = self.wait(state, Duration::from_millis(100));
+            let waited = self.changed.wait_timeout(state, Duration::from_millis(100));
+            state = waited.unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -90,32 +91,18 @@ impl CompactionSignal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait<'a>(
-        &self,
-        state: MutexGuard<'a, SignalState>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, SignalState> {
-        let waited = self.changed.wait_timeout(state, timeout);
-        waited.unwrap_or_else(PoisonError::into_inner).0
-    }
-
     /// Waits up to `timeout` for a request or the stop (a stop wins); with
     /// `requests` false, for the stop only.
     fn next(&self, timeout: Duration, requests: bool) -> Wake {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
-            if state.stopping {
-                return Wake::Stop;
-            }
-            if requests && state.wanted {
-                state.wanted = false;
-                return Wake::Compact;
-            }
-            match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => state = self.wait(state, left),
-                _ => return Wake::Watch,
-            }
+        let idle = |state: &mut SignalState| !state.stopping && !(requests && state.wanted);
+        let waited = self.changed.wait_timeout_while(self.lock(), timeout, idle);
+        let mut state = waited.unwrap_or_else(PoisonError::into_inner).0;
+        if state.stopping {
+            Wake::Stop
+        } else if requests && std::mem::take(&mut state.wanted) {
+            Wake::Compact
+        } else {
+            Wake::Watch
         }
     }
 }
@@ -182,7 +169,7 @@ impl Compaction {
                     ],
                 );
             }
-            (Err(error), Some(_)) => self.wal.fail_with(error),
+            (Err(error), Some(_)) => self.wal.fail(Some(error)),
             (Err(error), None) => {
                 self.wal.signal.note(false);
                 // The log keeps every change, so nothing is lost; disk use

@@ -344,7 +344,7 @@ impl Wal {
         }
         drop(writer);
         if let Err(error) = &written {
-            self.fail_with(error);
+            self.fail(Some(error));
         }
         let mut commit = lock(&self.commit);
         commit.writing = false;
@@ -395,26 +395,21 @@ impl Wal {
         }
     }
 
-    /// Fails the log for good with `error`, and counts it if it is the
-    /// first failure: the log keeps it, and the main thread finds it there.
-    pub(crate) fn fail_with(&self, error: &io::Error) {
-        let first = self.fail(Some(io::Error::new(error.kind(), error.to_string())));
-        if first {
+    /// Fails the log for good with `error` (closes it, with `None`) and
+    /// wakes everyone waiting on it. Only the first call counts: the log
+    /// keeps its failure, counted in the metrics, for the main thread to
+    /// find.
+    pub(crate) fn fail(&self, error: Option<&io::Error>) {
+        let failure = error.map(|error| io::Error::new(error.kind(), error.to_string()));
+        if self.failure.set(failure).is_ok() && error.is_some() {
             self.metrics.durability_error();
         }
-    }
-
-    /// Fails the log for good and wakes everyone waiting on it; true when
-    /// this was the first failure (a later one changes nothing).
-    fn fail(&self, failure: Option<io::Error>) -> bool {
-        let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
         let waiters = std::mem::take(&mut lock(&self.commit).waiters);
         for waiter in waiters {
             waiter.thread.unpark();
         }
-        first
     }
 
     /// Why the files must be written again, if they must: a batch found

@@ -5,7 +5,7 @@
 //! index under the read lock and writes the snapshot from the copy with no
 //! lock held. Every [`WATCH_INTERVAL`] it also checks that the files are
 //! still at their paths, and writes them again when they are not
-//! ([`Compaction::restore`]).
+//! ([`Compaction::compact`]).
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};

@@ -94,7 +94,7 @@ impl CompactionSignal {
     /// Waits up to `timeout` for a request or the stop (a stop wins); with
     /// `requests` false, for the stop only.
     fn next(&self, timeout: Duration, requests: bool) -> Wake {
-        let idle = |state: &mut SignalState| !state.stopping && !(requests && state.wanted);
+        let idle = |state: &mut SignalState| !(state.stopping || requests && state.wanted);
         let waited = self.changed.wait_timeout_while(self.lock(), timeout, idle);
         let mut state = waited.unwrap_or_else(PoisonError::into_inner).0;
         if state.stopping {

@@ -170,7 +170,7 @@ impl Store {
     /// the caller sends the answers that wait for it only then.
     pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) => durable.wait_durable(position),
+            Some(durable) => durable.wal.wait_durable(position),
             None => Ok(()),
         }
     }

@@ -118,16 +118,6 @@ impl Durable {
         Ok((index, durable, loaded))
     }
 
-    /// Blocks until the log covers `position` ([`Wal::wait_durable`]);
-    /// then, if the log has grown past its cap, until the compactor has
-    /// rotated it: the back-pressure that keeps disk use bounded under
-    /// churn at full speed.
-    pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        self.wal.wait_durable(position)?;
-        self.wal.signal.wait_for_room(|| self.wal.over_cap());
-        Ok(())
-    }
-
     /// Stops and joins the compactor and waits for any compaction in
     /// progress (later ones are refused), then writes and syncs everything
     /// appended; later appends and waits fail. Returns the error that

@@ -259,14 +259,14 @@ impl Wal {
     /// Blocks until the change at `position` (and all before it) is durable
     /// as the [`Fsync`] mode defines it, or returns the error that failed
     /// the log. Leads the batch itself when nobody else is writing one.
+    /// Then, if the log has grown past its cap, waits until the compactor
+    /// has rotated it: the back-pressure that keeps disk use bounded under
+    /// churn at full speed.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        loop {
-            if self.durable() >= position {
-                return Ok(());
-            }
+        while self.durable() < position {
             let commit = lock(&self.commit);
             if self.durable() >= position {
-                return Ok(());
+                break;
             }
             self.check_alive()?;
             if !commit.writing && commit.lost.is_none() {
@@ -275,6 +275,8 @@ impl Wal {
                 self.park(commit, position);
             }
         }
+        self.signal.wait_for_room(|| self.over_cap());
+        Ok(())
     }
 
     /// Joins the waiters for `position` and sleeps until woken (see
@@ -485,7 +487,7 @@ impl Wal {
 
     /// Whether the log has grown past [`snapshot::log_cap`]: writers should
     /// wait for a rotation before taking more.
-    pub(crate) fn over_cap(&self) -> bool {
+    fn over_cap(&self) -> bool {
         let cap = snapshot::log_cap(
             self.snapshot_bytes.load(Ordering::Relaxed),
             self.compact_at_least,
@@ -587,9 +589,8 @@ impl Wal {
 
 /// Writes `batch`, then syncs when asked; returns how long the sync took.
 fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
-    if !batch.is_empty() {
-        file.write_all(batch)?;
-    }
+    // An empty batch makes no `write(2)` call.
+    file.write_all(batch)?;
     if !sync {
         return Ok(None);
     }

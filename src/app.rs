@@ -9,9 +9,9 @@
 
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
-use crate::durability::{self, DurabilityEvent, Fsync};
+use crate::durability::{self, Fsync};
 use crate::log;
-use crate::metrics::{IndexGauges, LogGauges, Metrics};
+use crate::metrics::{IndexGauges, Metrics};
 use crate::procfs;
 use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
@@ -21,7 +21,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
@@ -343,11 +343,7 @@ fn admin_state(
             let mut gauges = IndexGauges::default();
             if let Some(store) = store.get() {
                 if let Some(log) = store.log_stats() {
-                    metrics.set_log(LogGauges {
-                        bytes: log.log_bytes,
-                        appends: log.appended,
-                        writes: log.batches_written,
-                    });
+                    metrics.set_log(log);
                 }
                 let index = store.read();
                 gauges.packages = index.packages() as u64;
@@ -380,10 +376,8 @@ fn start_admin(
 /// one-line error naming the file and offset; a torn last record is a
 /// warning.
 fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
-    let observer_metrics = Arc::clone(metrics);
-    let observe =
-        Arc::new(move |event: DurabilityEvent<'_>| durability_event(&observer_metrics, event));
-    let (store, loaded) = Store::open(dir, durability::DurableOptions::new(fsync), observe)
+    let options = durability::DurableOptions::new(fsync);
+    let (store, loaded) = Store::open(dir, options, Arc::clone(metrics))
         .map_err(|err| RuntimeError(format!("cannot load the data directory: {err}")))?;
     if let Some(torn) = &loaded.torn_tail {
         log::warn("cut a torn last record", &[("detail", torn)]);
@@ -403,61 +397,10 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
     Ok(store)
 }
 
-/// What the server does with each event of its data directory.
-fn durability_event(metrics: &Metrics, event: DurabilityEvent<'_>) {
-    match event {
-        DurabilityEvent::Synced(took) => metrics.record_fsync(took),
-        // The log keeps the failure; the main thread finds it there.
-        DurabilityEvent::Failed(_) => metrics.durability_error(),
-        DurabilityEvent::Compacted {
-            took,
-            log_bytes,
-            snapshot_bytes,
-            packages,
-        } => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            metrics.snapshot_written(now);
-            log::info(
-                "compacted",
-                &[
-                    ("elapsed", &DurationText(took)),
-                    ("log_bytes", &log_bytes),
-                    ("snapshot_bytes", &snapshot_bytes),
-                    ("packages", &packages),
-                ],
-            );
-        }
-        DurabilityEvent::Restored {
-            missing,
-            took,
-            packages,
-        } => {
-            // Nothing acknowledged was lost: the files now hold the index.
-            metrics.data_dir_rewritten();
-            log::error(
-                "data directory files missing; wrote them again from memory",
-                &[
-                    ("missing", &missing),
-                    ("elapsed", &DurationText(took)),
-                    ("packages", &packages),
-                ],
-            );
-        }
-        DurabilityEvent::CompactionFailed(err) => {
-            // The log keeps every change, so nothing is lost; disk use grows
-            // until a later attempt succeeds.
-            metrics.durability_error();
-            log::error("compaction failed", &[("error", err)]);
-        }
-    }
-}
-
 crate::log::as_text!(DurationText);
 
 /// Shows a duration with the unit the flags use (`1500ms`, `30s`).
-struct DurationText(std::time::Duration);
+pub(crate) struct DurationText(pub(crate) std::time::Duration);
 
 impl fmt::Display for DurationText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -92,9 +92,7 @@ pub use commands::connection::{
 };
 pub use commands::http::{http_get, HttpAnswer};
 pub use config::{parse as parse_command_line, Config, Invocation};
-pub use durability::{
-    DurabilityEvent, DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail,
-};
+pub use durability::{DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail};
 pub use figures::thousands;
 pub use index::{IndexOutcome, Indexer, Refusal};
 pub use metrics::{IndexGauges, Metrics, RejectReason};

@@ -19,8 +19,9 @@
 //! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
-use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
+use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
 use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
+use crate::metrics::{LogGauges, Metrics};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -69,13 +70,14 @@ impl Store {
     }
 
     /// Opens the data directory `dir` (created if missing), rebuilding the
-    /// index it keeps; `observe` hears every event of its durable side.
+    /// index it keeps; its durable side counts syncs, failures and
+    /// compactions in `metrics`.
     pub fn open(
         dir: &Path,
         options: durability::DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Store, Loaded), RecoveryError> {
-        let (index, durable, loaded) = Durable::open(dir, options, observe)?;
+        let (index, durable, loaded) = Durable::open(dir, options, metrics)?;
         let store = Store {
             index,
             durable: Some(Arc::new(durable)),
@@ -165,7 +167,7 @@ impl Store {
     /// the caller sends the answers that wait for it only then.
     pub fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         match &self.durable {
-            Some(durable) => durable.wait_durable(position),
+            Some(durable) => durable.wal.wait_durable(position),
             None => Ok(()),
         }
     }
@@ -224,8 +226,8 @@ impl Store {
     }
 
     /// The durable log's counters, with a data directory.
-    pub fn log_stats(&self) -> Option<LogStats> {
-        self.durable.as_deref().map(|durable| durable.wal.stats())
+    pub fn log_stats(&self) -> Option<LogGauges> {
+        self.durable.as_deref().map(|durable| durable.wal.gauges())
     }
 
     /// Compacts the data directory now, on the calling thread, as the
@@ -234,7 +236,7 @@ impl Store {
     pub fn compact(&self) -> io::Result<()> {
         self.durable
             .as_deref()
-            .map_or(Ok(()), |durable| durable.compaction.run())
+            .map_or(Ok(()), |durable| durable.compaction.compact(None))
     }
 
     /// Stops the durable side: the compactor is stopped and joined, then

@@ -127,7 +127,7 @@ fn serve(dir: &Path) {
         fsync: Fsync::Always,
         compact_at_least: COMPACT_AT_LEAST,
     };
-    let (store, _) = Store::open(dir, options, Arc::new(|_| {})).unwrap();
+    let (store, _) = Store::open(dir, options, Arc::default()).unwrap();
     let limits = ConnectionLimits {
         max_connections: 16,
         max_line_bytes: 65_536,
@@ -1231,7 +1231,7 @@ fn recover(
         fsync: Fsync::Never,
         compact_at_least: u64::MAX,
     };
-    match Store::open(dir, options, Arc::new(|_| {})) {
+    match Store::open(dir, options, Arc::default()) {
         Ok((store, _)) => {
             let recovered: State = store
                 .read()

@@ -9,12 +9,11 @@ mod common;
 use common::{data_files, TempDir};
 use package_indexer::parse_line;
 use package_indexer::Store;
-use package_indexer::{DurabilityEvent, DurableOptions, Fsync, Loaded, RecoveryError};
+use package_indexer::{DurableOptions, Fsync, IndexGauges, Loaded, Metrics, RecoveryError};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ fn open(dir: &Path) -> Result<(Store, Loaded), RecoveryError> {
         fsync: Fsync::Never,
         compact_at_least: u64::MAX,
     };
-    Store::open(dir, options, Arc::new(|_| {}))
+    Store::open(dir, options, Arc::default())
 }
 
 fn run(store: &Store, line: &str) {
@@ -176,34 +175,27 @@ fn every_flipped_or_cut_byte_refuses_or_recovers_a_prefix_and_loses_nothing_sile
     );
 }
 
-/// What the durable side reported while a test ran.
-#[derive(Default)]
-struct Heard {
-    errors: Mutex<Vec<String>>,
-    compactions: AtomicUsize,
-    /// Compactions that finished after `close` was called.
-    finished_while_closing: AtomicUsize,
-    closing: AtomicBool,
+/// Compactions finished in `dir` so far: each writes the next snapshot
+/// after the first, empty one.
+fn compactions(dir: &Path) -> u64 {
+    let names = fs::read_dir(dir).unwrap().filter_map(|entry| {
+        let name = entry.ok()?.file_name().into_string().ok()?;
+        name.strip_prefix("snapshot-")?
+            .strip_suffix(".pi")?
+            .parse()
+            .ok()
+    });
+    names.max().unwrap_or(1) - 1
 }
 
-impl Heard {
-    fn hear(&self, event: DurabilityEvent<'_>) {
-        match event {
-            DurabilityEvent::Failed(error) | DurabilityEvent::CompactionFailed(error) => {
-                self.errors.lock().unwrap().push(error.to_string())
-            }
-            DurabilityEvent::Restored { missing, .. } => {
-                self.errors.lock().unwrap().push(missing.to_string())
-            }
-            DurabilityEvent::Compacted { .. } => {
-                self.compactions.fetch_add(1, Ordering::SeqCst);
-                if self.closing.load(Ordering::SeqCst) {
-                    self.finished_while_closing.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-            DurabilityEvent::Synced(_) => {}
-        }
-    }
+/// The value of the unlabelled series `name` in `metrics`' exposition.
+fn metric(metrics: &Metrics, name: &str) -> f64 {
+    let mut text = String::new();
+    metrics.render(IndexGauges::default(), &mut text);
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+    value.and_then(|value| value.parse().ok()).expect(name)
 }
 
 #[test]
@@ -213,14 +205,12 @@ fn a_stop_during_a_compaction_waits_for_it_reports_no_error_and_keeps_everything
     // A stop that happens to fall between two is tried again.
     for attempt in 1..=20 {
         let dir = TempDir::new("stop-compacting").unwrap();
-        let heard = Arc::new(Heard::default());
+        let metrics = Arc::new(Metrics::new());
         let options = DurableOptions {
             fsync: Fsync::Always,
             compact_at_least: 1,
         };
-        let listener = Arc::clone(&heard);
-        let observe = Arc::new(move |event: DurabilityEvent<'_>| listener.hear(event));
-        let (store, _) = Store::open(dir.path(), options, observe).unwrap();
+        let (store, _) = Store::open(dir.path(), options, Arc::clone(&metrics)).unwrap();
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let store = store.clone();
@@ -244,15 +234,19 @@ fn a_stop_during_a_compaction_waits_for_it_reports_no_error_and_keeps_everything
             })
             .collect();
         let started = Instant::now();
-        while heard.compactions.load(Ordering::SeqCst) < 20
-            && started.elapsed() < Duration::from_secs(30)
-        {
+        while compactions(dir.path()) < 20 && started.elapsed() < Duration::from_secs(30) {
             thread::sleep(Duration::from_millis(1));
         }
-        heard.closing.store(true, Ordering::SeqCst);
+        let before_closing = compactions(dir.path());
         store.close().unwrap();
+        let finished_while_closing = compactions(dir.path()) > before_closing;
         let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
-        assert_eq!(*heard.errors.lock().unwrap(), Vec::<String>::new());
+        for errors in [
+            "package_indexer_durability_errors_total",
+            "package_indexer_data_dir_rewrites_total",
+        ] {
+            assert_eq!(metric(&metrics, errors), 0.0, "{errors}");
+        }
         drop(store);
 
         let (store, _) = open(dir.path()).unwrap();
@@ -263,7 +257,7 @@ fn a_stop_during_a_compaction_waits_for_it_reports_no_error_and_keeps_everything
             let indexed = recovered.contains_key(&format!("w{w}"));
             assert!(indexed == acknowledged || indexed == cut_off, "w{w}");
         }
-        if heard.finished_while_closing.load(Ordering::SeqCst) > 0 {
+        if finished_while_closing {
             println!("the stop landed in a compaction on attempt {attempt}");
             return;
         }

@@ -5,15 +5,17 @@
 //! index under the read lock and writes the snapshot from the copy with no
 //! lock held. Every [`WATCH_INTERVAL`] it also checks that the files are
 //! still at their paths, and writes them again when they are not
-//! ([`Compaction::restore`]).
+//! ([`Compaction::compact`]).
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wal::{NextWalFile, Wal};
-use super::{DurabilityEvent, LogPosition, Observer};
+use super::LogPosition;
+use crate::app::DurationText;
 use crate::index::SharedIndex;
+use crate::log;
 
 /// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,7 +75,8 @@ impl CompactionSignal {
         self.request();
         let mut state = self.lock();
         while full() && !state.failing && !state.stopping {
-            state = self.wait(state, Duration::from_millis(100));
+            let waited = self.changed.wait_timeout(state, Duration::from_millis(100));
+            state = waited.unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -88,32 +91,18 @@ impl CompactionSignal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait<'a>(
-        &self,
-        state: MutexGuard<'a, SignalState>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, SignalState> {
-        let waited = self.changed.wait_timeout(state, timeout);
-        waited.unwrap_or_else(PoisonError::into_inner).0
-    }
-
     /// Waits up to `timeout` for a request or the stop (a stop wins); with
     /// `requests` false, for the stop only.
     fn next(&self, timeout: Duration, requests: bool) -> Wake {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
-            if state.stopping {
-                return Wake::Stop;
-            }
-            if requests && state.wanted {
-                state.wanted = false;
-                return Wake::Compact;
-            }
-            match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => state = self.wait(state, left),
-                _ => return Wake::Watch,
-            }
+        let idle = |state: &mut SignalState| !(state.stopping || requests && state.wanted);
+        let waited = self.changed.wait_timeout_while(self.lock(), timeout, idle);
+        let mut state = waited.unwrap_or_else(PoisonError::into_inner).0;
+        if state.stopping {
+            Wake::Stop
+        } else if requests && std::mem::take(&mut state.wanted) {
+            Wake::Compact
+        } else {
+            Wake::Watch
         }
     }
 }
@@ -123,7 +112,6 @@ impl CompactionSignal {
 pub(crate) struct Compaction {
     pub(super) wal: Arc<Wal>,
     pub(super) index: SharedIndex,
-    pub(super) observe: Arc<Observer>,
     /// Held while compacting; true once closed.
     pub(super) closed: Mutex<bool>,
 }
@@ -135,32 +123,17 @@ impl Compaction {
         *self.closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
-    /// Rotates the log, copies the index and writes the snapshot; reports
-    /// [`DurabilityEvent::Compacted`] or [`DurabilityEvent::CompactionFailed`]
-    /// and returns the same outcome.
-    pub(crate) fn run(&self) -> io::Result<()> {
-        self.write_index(false)
-    }
-
-    /// With `restore`, first checks the files are in place
-    /// ([`Wal::missing_files`]) and, when they are not, writes the index as
-    /// a fresh snapshot and log while no batch is led: every change
+    /// Rotates the log, copies the index and writes the snapshot; logs and
+    /// counts the outcome, and returns it. With `missing` (files found
+    /// missing: [`Wal::missing_files`]), writes the index as a fresh
+    /// snapshot and log instead, while no batch is led: every change
     /// acknowledged so far is in them, and the next is acknowledged only
-    /// once they are synced. That reports [`DurabilityEvent::Restored`],
-    /// and its failure fails the log. Without, compacts (see [`Self::run`]).
-    fn write_index(&self, restore: bool) -> io::Result<()> {
+    /// once they are synced; its failure fails the log.
+    pub(crate) fn compact(&self, missing: Option<String>) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
             return Err(io::Error::other("the data directory is closed"));
         }
-        let missing = if restore {
-            match self.wal.missing_files() {
-                Some(why) => Some(why),
-                None => return Ok(()),
-            }
-        } else {
-            None
-        };
         let started = Instant::now();
         let log_bytes = self.wal.log_bytes();
         let next = match &missing {
@@ -171,24 +144,38 @@ impl Compaction {
         match (&written, &missing) {
             (Ok((position, _, packages)), Some(why)) => {
                 self.wal.restored(*position);
-                (self.observe)(DurabilityEvent::Restored {
-                    missing: why,
-                    took: started.elapsed(),
-                    packages: *packages,
-                });
+                // Nothing acknowledged was lost: the files now hold the index.
+                self.wal.metrics.data_dir_rewritten();
+                log::error(
+                    "data directory files missing; wrote them again from memory",
+                    &[
+                        ("missing", why),
+                        ("elapsed", &DurationText(started.elapsed())),
+                        ("packages", packages),
+                    ],
+                );
             }
             (Ok((_, snapshot_bytes, packages)), None) => {
-                (self.observe)(DurabilityEvent::Compacted {
-                    took: started.elapsed(),
-                    log_bytes,
-                    snapshot_bytes: *snapshot_bytes,
-                    packages: *packages,
-                })
+                let now = SystemTime::now().duration_since(UNIX_EPOCH);
+                let now = now.map_or(0.0, |since| since.as_secs_f64());
+                self.wal.metrics.snapshot_written(now);
+                log::info(
+                    "compacted",
+                    &[
+                        ("elapsed", &DurationText(started.elapsed())),
+                        ("log_bytes", &log_bytes),
+                        ("snapshot_bytes", snapshot_bytes),
+                        ("packages", packages),
+                    ],
+                );
             }
-            (Err(error), Some(_)) => self.wal.fail_with(error),
+            (Err(error), Some(_)) => self.wal.fail(Some(error)),
             (Err(error), None) => {
                 self.wal.signal.note(false);
-                (self.observe)(DurabilityEvent::CompactionFailed(error));
+                // The log keeps every change, so nothing is lost; disk use
+                // grows until a later attempt succeeds.
+                self.wal.metrics.durability_error();
+                log::error("compaction failed", &[("error", error)]);
             }
         }
         written.map(drop)
@@ -215,7 +202,8 @@ pub(super) fn run(compaction: &Compaction) {
     loop {
         let wake = signal.next(WATCH_INTERVAL, true);
         // Before a stop too: the close then syncs files that exist.
-        if compaction.write_index(true).is_err() {
+        let missing = wal.missing_files();
+        if missing.is_some() && compaction.compact(missing).is_err() {
             return;
         }
         match wake {
@@ -223,7 +211,7 @@ pub(super) fn run(compaction: &Compaction) {
             Wake::Compact if wal.needs_compaction() => {
                 // A compaction that found files missing is not retried:
                 // the next turn writes them again.
-                if compaction.run().is_err() && wal.missing_files().is_none() {
+                if compaction.compact(None).is_err() && wal.missing_files().is_none() {
                     if signal.next(RETRY_AFTER_FAILURE, false) == Wake::Stop {
                         return;
                     }

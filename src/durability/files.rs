@@ -260,10 +260,9 @@ pub(crate) fn write_atomically(
     temp_name.push(TEMP_SUFFIX);
     let temp_path = PathBuf::from(temp_name);
     // A bare file name lives in the current directory.
-    let dir = match final_path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let dir = final_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty());
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -271,11 +270,10 @@ pub(crate) fn write_atomically(
             .truncate(true)
             .open(&temp_path)?;
         fill(&mut file)?;
-        file.flush()?;
         file.sync_all()?;
         let len = file.metadata()?.len();
         fs::rename(&temp_path, final_path)?;
-        sync_dir(dir)?;
+        sync_dir(dir.unwrap_or(Path::new(".")))?;
         Ok((file, len))
     })();
     if result.is_err() {

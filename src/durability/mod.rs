@@ -27,14 +27,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use crate::index::{self, Indexer, RunItem, SharedIndex};
+use crate::metrics::Metrics;
 use crate::name::PackageName;
 use compactor::Compaction;
 
 pub use self::wal::LogPosition;
-pub(crate) use self::wal::LogStats;
 pub(crate) use self::wal::Wal;
 pub(crate) use files::write_atomically;
 pub(crate) use record::{Change, LoggedChange};
@@ -43,39 +42,6 @@ pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
 pub(crate) use survey::{file_name, Problem, Replay, Survey};
-
-/// What the durable side reports to its owner, on whichever thread it
-/// happened: the only way its failures leave it.
-#[derive(Debug)]
-pub enum DurabilityEvent<'a> {
-    /// A batch was synced; the time `fdatasync` took.
-    Synced(Duration),
-    /// A write, a sync or a check of the files failed: nothing more will be
-    /// acknowledged. Reported once.
-    Failed(&'a io::Error),
-    /// A snapshot replaced the log.
-    Compacted {
-        took: Duration,
-        /// The log's size when the compaction started.
-        log_bytes: u64,
-        snapshot_bytes: u64,
-        packages: usize,
-    },
-    /// A compaction failed; the log keeps every change, and it is tried
-    /// again later.
-    CompactionFailed(&'a io::Error),
-    /// The directory, the log or the snapshot was found gone or replaced
-    /// (`missing` says which), and the index was written as a fresh
-    /// snapshot and log, with nothing acknowledged meanwhile.
-    Restored {
-        missing: &'a str,
-        took: Duration,
-        packages: usize,
-    },
-}
-
-/// Hears every [`DurabilityEvent`].
-pub(crate) type Observer = dyn Fn(DurabilityEvent<'_>) + Send + Sync;
 
 /// How a data directory is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +85,7 @@ impl Durable {
     pub(crate) fn open(
         dir: &Path,
         options: DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> Result<(SharedIndex, Durable, Loaded), RecoveryError> {
         let mut indexer = Indexer::new();
         let recovered = recover(dir, Replayer(&mut indexer))?;
@@ -132,13 +98,12 @@ impl Durable {
             source,
         };
         let index = SharedIndex::new(indexer);
-        let wal = Wal::open(recovered, &options, Arc::clone(&observe))
+        let wal = Wal::open(recovered, &options, metrics)
             .map(Arc::new)
             .map_err(cannot)?;
         let compaction = Arc::new(Compaction {
             wal: Arc::clone(&wal),
             index: index.clone(),
-            observe,
             closed: Mutex::new(false),
         });
         let compactor = thread::Builder::new().name("compactor".into()).spawn({
@@ -151,16 +116,6 @@ impl Durable {
             compactor: Mutex::new(Some(compactor.map_err(cannot)?)),
         };
         Ok((index, durable, loaded))
-    }
-
-    /// Blocks until the log covers `position` ([`Wal::wait_durable`]);
-    /// then, if the log has grown past its cap, until the compactor has
-    /// rotated it: the back-pressure that keeps disk use bounded under
-    /// churn at full speed.
-    pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        self.wal.wait_durable(position)?;
-        self.wal.signal.wait_for_room(|| self.wal.over_cap());
-        Ok(())
     }
 
     /// Stops and joins the compactor and waits for any compaction in
@@ -185,7 +140,7 @@ impl Durable {
 
 impl Drop for Durable {
     fn drop(&mut self) {
-        // Errors were already reported to the observer.
+        // Errors were already counted in the metrics.
         let _ = self.close();
     }
 }

@@ -25,7 +25,8 @@ use super::files::{self, DirLock, Kind, Watched};
 use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
-use super::{DurabilityEvent, DurableOptions, Fsync, Generation, Observer};
+use super::{DurableOptions, Fsync, Generation};
+use crate::metrics::{LogGauges, Metrics};
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
@@ -42,7 +43,8 @@ pub struct LogPosition(u64);
 pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
-    observe: Arc<Observer>,
+    /// Where syncs and failures are counted.
+    pub(super) metrics: Arc<Metrics>,
     /// How batches ask for a compaction, and writers wait for one.
     pub(super) signal: CompactionSignal,
     /// A log smaller than this is never compacted.
@@ -70,23 +72,9 @@ pub(crate) struct Wal {
     /// written only under `pending`.
     log_bytes: AtomicU64,
     batches_written: AtomicU64,
-    syncs: AtomicU64,
     /// The directory stays locked until the log is dropped (and is locked
     /// again when it was made again).
     lock: Mutex<DirLock>,
-}
-
-/// Counters of the log since it was opened, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// Changes appended.
-    pub appended: u64,
-    /// `write(2)` batches: with many writers each holds many changes.
-    pub batches_written: u64,
-    /// `fdatasync` calls.
-    pub syncs: u64,
-    /// Bytes in the log file receiving appends.
-    pub log_bytes: u64,
 }
 
 /// Where group commit stands; a waiter decides under this lock whether to
@@ -172,7 +160,7 @@ impl Wal {
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,
-        observe: Arc<Observer>,
+        metrics: Arc<Metrics>,
     ) -> io::Result<Wal> {
         let Recovered {
             dir,
@@ -209,7 +197,7 @@ impl Wal {
         Ok(Wal {
             dir,
             fsync: options.fsync,
-            observe,
+            metrics,
             signal: CompactionSignal::default(),
             compact_at_least: options.compact_at_least,
             pending: Mutex::new(Vec::new()),
@@ -231,7 +219,6 @@ impl Wal {
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             log_bytes: AtomicU64::new(log_bytes),
             batches_written: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
             lock: Mutex::new(dir_lock),
         })
     }
@@ -272,14 +259,14 @@ impl Wal {
     /// Blocks until the change at `position` (and all before it) is durable
     /// as the [`Fsync`] mode defines it, or returns the error that failed
     /// the log. Leads the batch itself when nobody else is writing one.
+    /// Then, if the log has grown past its cap, waits until the compactor
+    /// has rotated it: the back-pressure that keeps disk use bounded under
+    /// churn at full speed.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
-        loop {
-            if self.durable() >= position {
-                return Ok(());
-            }
+        while self.durable() < position {
             let commit = lock(&self.commit);
             if self.durable() >= position {
-                return Ok(());
+                break;
             }
             self.check_alive()?;
             if !commit.writing && commit.lost.is_none() {
@@ -288,6 +275,8 @@ impl Wal {
                 self.park(commit, position);
             }
         }
+        self.signal.wait_for_room(|| self.over_cap());
+        Ok(())
     }
 
     /// Joins the waiters for `position` and sleeps until woken (see
@@ -357,7 +346,7 @@ impl Wal {
         }
         drop(writer);
         if let Err(error) = &written {
-            self.fail_with(error);
+            self.fail(Some(error));
         }
         let mut commit = lock(&self.commit);
         commit.writing = false;
@@ -371,8 +360,7 @@ impl Wal {
         }
         self.wake_waiters(commit);
         if let Some(took) = written? {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            (self.observe)(DurabilityEvent::Synced(took));
+            self.metrics.record_fsync(took);
         }
         if self.needs_compaction() {
             self.signal.request();
@@ -409,26 +397,21 @@ impl Wal {
         }
     }
 
-    /// Fails the log for good with `error`, and reports it if it is the
-    /// first failure.
-    pub(crate) fn fail_with(&self, error: &io::Error) {
-        let first = self.fail(Some(io::Error::new(error.kind(), error.to_string())));
-        if first {
-            (self.observe)(DurabilityEvent::Failed(error));
+    /// Fails the log for good with `error` (closes it, with `None`) and
+    /// wakes everyone waiting on it. Only the first call counts: the log
+    /// keeps its failure, counted in the metrics, for the main thread to
+    /// find.
+    pub(crate) fn fail(&self, error: Option<&io::Error>) {
+        let failure = error.map(|error| io::Error::new(error.kind(), error.to_string()));
+        if self.failure.set(failure).is_ok() && error.is_some() {
+            self.metrics.durability_error();
         }
-    }
-
-    /// Fails the log for good and wakes everyone waiting on it; true when
-    /// this was the first failure (a later one changes nothing).
-    fn fail(&self, failure: Option<io::Error>) -> bool {
-        let first = self.failure.set(failure).is_ok();
         // Taking the lock orders this after any waiter's check of `failure`,
         // so none misses the wake-up.
         let waiters = std::mem::take(&mut lock(&self.commit).waiters);
         for waiter in waiters {
             waiter.thread.unpark();
         }
-        first
     }
 
     /// Why the files must be written again, if they must: a batch found
@@ -479,13 +462,12 @@ impl Wal {
         self.wake_waiters(commit);
     }
 
-    /// Counters for metrics.
-    pub(crate) fn stats(&self) -> LogStats {
-        LogStats {
-            appended: self.last_appended().0,
-            batches_written: self.batches_written.load(Ordering::Relaxed),
-            syncs: self.syncs.load(Ordering::Relaxed),
-            log_bytes: self.log_bytes(),
+    /// The log's figures since it was opened, for metrics.
+    pub(crate) fn gauges(&self) -> LogGauges {
+        LogGauges {
+            bytes: self.log_bytes(),
+            appends: self.last_appended().0,
+            writes: self.batches_written.load(Ordering::Relaxed),
         }
     }
 
@@ -505,7 +487,7 @@ impl Wal {
 
     /// Whether the log has grown past [`snapshot::log_cap`]: writers should
     /// wait for a rotation before taking more.
-    pub(crate) fn over_cap(&self) -> bool {
+    fn over_cap(&self) -> bool {
         let cap = snapshot::log_cap(
             self.snapshot_bytes.load(Ordering::Relaxed),
             self.compact_at_least,
@@ -592,7 +574,7 @@ impl Wal {
 
     /// Writes and syncs everything appended (whatever the [`Fsync`] mode);
     /// later appends and waits fail. Returns the error that failed the log,
-    /// if any. Dropping the log does the same.
+    /// if any. [`super::Durable`] calls it when closed or dropped.
     pub(crate) fn close(&self) -> io::Result<()> {
         match self.lead_when_free(None) {
             Ok(()) => {
@@ -605,18 +587,10 @@ impl Wal {
     }
 }
 
-impl Drop for Wal {
-    fn drop(&mut self) {
-        // Errors were already reported through `observe`.
-        let _ = self.close();
-    }
-}
-
 /// Writes `batch`, then syncs when asked; returns how long the sync took.
 fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
-    if !batch.is_empty() {
-        file.write_all(batch)?;
-    }
+    // An empty batch makes no `write(2)` call.
+    file.write_all(batch)?;
     if !sync {
         return Ok(None);
     }

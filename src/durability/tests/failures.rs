@@ -2,27 +2,27 @@
 //! are written again, and a failure of the log is final and said once.
 
 use std::fs;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use super::{index, recover_changes, with_change, ScratchDir};
-use crate::durability::{DurabilityEvent, DurableOptions, Fsync, Wal};
+use super::{index, metric, recover_changes, with_change, ScratchDir};
+use crate::durability::{DurableOptions, Fsync, Wal};
+use crate::metrics::Metrics;
 
-/// Opens the log of a fresh `dir`; returns it with the count of failures
-/// it reported.
-fn open_counting_failures(dir: &std::path::Path, fsync: Fsync) -> (Wal, Arc<AtomicUsize>) {
+/// Opens the log of a fresh `dir`; returns it with the metrics that count
+/// its failures.
+fn open_counting_failures(dir: &std::path::Path, fsync: Fsync) -> (Wal, Arc<Metrics>) {
     let (_, recovered) = recover_changes(dir).unwrap();
-    let failures = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&failures);
-    let observe = move |event: DurabilityEvent<'_>| {
-        if let DurabilityEvent::Failed(_) = event {
-            counted.fetch_add(1, Ordering::SeqCst);
-        }
-    };
-    let wal = Wal::open(recovered, &DurableOptions::new(fsync), Arc::new(observe)).unwrap();
-    (wal, failures)
+    let metrics = Arc::new(Metrics::new());
+    let options = DurableOptions::new(fsync);
+    let wal = Wal::open(recovered, &options, Arc::clone(&metrics)).unwrap();
+    (wal, metrics)
+}
+
+/// The failures counted in `metrics`.
+fn failures(metrics: &Metrics) -> f64 {
+    metric(metrics, "package_indexer_durability_errors_total")
 }
 
 /// Writes the files again as the compactor does, with `packages` for the
@@ -38,7 +38,7 @@ fn restore(wal: &Wal, why: &str, packages: &[&str]) {
 #[test]
 fn a_deleted_log_holds_acknowledgements_with_fsync_always_until_the_files_are_written_again() {
     let scratch = ScratchDir::new("deleted-log");
-    let (wal, failures) = open_counting_failures(scratch.path(), Fsync::Always);
+    let (wal, metrics) = open_counting_failures(scratch.path(), Fsync::Always);
     let wal = Arc::new(wal);
     let appended = with_change(&index("a", &[]), |change| wal.append(change)).unwrap();
     wal.wait_durable(appended).unwrap();
@@ -67,13 +67,13 @@ fn a_deleted_log_holds_acknowledgements_with_fsync_always_until_the_files_are_wr
     drop(wal);
     let (changes, _) = recover_changes(scratch.path()).unwrap();
     assert!(changes.len() >= 2, "{changes:?}");
-    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert_eq!(failures(&metrics), 0.0);
 }
 
 #[test]
 fn a_directory_replaced_while_in_use_is_found_and_made_again() {
     let scratch = ScratchDir::new("replaced-dir");
-    let (wal, failures) = open_counting_failures(scratch.path(), Fsync::Never);
+    let (wal, metrics) = open_counting_failures(scratch.path(), Fsync::Never);
     assert_eq!(wal.missing_files(), None);
     let moved = scratch.path().with_extension("moved");
     fs::rename(scratch.path(), &moved).unwrap();
@@ -87,6 +87,6 @@ fn a_directory_replaced_while_in_use_is_found_and_made_again() {
     drop(wal);
     let (changes, _) = recover_changes(scratch.path()).unwrap();
     assert!(changes.len() >= 2, "{changes:?}");
-    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert_eq!(failures(&metrics), 0.0);
     fs::remove_dir_all(&moved).unwrap();
 }

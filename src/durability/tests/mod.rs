@@ -17,9 +17,8 @@ use std::sync::Arc;
 
 use super::record::LoggedChange;
 use super::recovery::Recovered;
-use super::{
-    recover, Change, DurabilityEvent, DurableOptions, Fsync, Generation, RecoveryError, Replay, Wal,
-};
+use super::{recover, Change, DurableOptions, Fsync, Generation, RecoveryError, Replay, Wal};
+use crate::metrics::{IndexGauges, Metrics};
 use crate::name::{Dependencies, PackageName};
 use std::io;
 
@@ -115,7 +114,7 @@ pub(super) fn rotate(wal: &Wal) -> io::Result<Generation> {
 
 /// A log of `a` rotated once in `dir`: log-1 holds `a` and its seal,
 /// log-2 (still open) nothing yet.
-pub(super) fn rotated_once(dir: &Path) -> Wal {
+pub(super) fn rotated_once(dir: &Path) -> CheckedWal {
     let log = open_wal(dir, Fsync::Never);
     append(&log, &index("a", &[]));
     rotate(&log).unwrap();
@@ -137,24 +136,54 @@ pub(super) fn index_change<'a>(package: &'a str, dependencies: &'a str) -> Chang
 
 /// Opens the log of `dir` on its own, without a compactor: the tests rotate
 /// and snapshot by hand. Any failure of the log fails the test.
-pub(super) fn open_wal(dir: &Path, fsync: Fsync) -> Wal {
+pub(super) fn open_wal(dir: &Path, fsync: Fsync) -> CheckedWal {
     let (_, recovered) = recover_changes(dir).unwrap();
     wal_after(recovered, fsync)
 }
 
 /// Opens the log that `recovered` was found in, like [`open_wal`].
-pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> Wal {
-    let fail_on_error = |event: DurabilityEvent<'_>| {
-        if let DurabilityEvent::Failed(error) = event {
-            panic!("log failed: {error}")
+pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> CheckedWal {
+    let metrics = Arc::new(Metrics::new());
+    let wal = Wal::open(recovered, &DurableOptions::new(fsync), Arc::clone(&metrics));
+    CheckedWal {
+        wal: wal.unwrap(),
+        metrics,
+    }
+}
+
+/// The value of the unlabelled series `name` in `metrics`' exposition.
+pub(super) fn metric(metrics: &Metrics, name: &str) -> f64 {
+    let mut text = String::new();
+    metrics.render(IndexGauges::default(), &mut text);
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+    value.and_then(|value| value.parse().ok()).expect(name)
+}
+
+/// A log that fails the test if it failed, checked when it is closed on
+/// drop (its failures are counted in its metrics).
+pub(super) struct CheckedWal {
+    wal: Wal,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for CheckedWal {
+    type Target = Wal;
+
+    fn deref(&self) -> &Wal {
+        &self.wal
+    }
+}
+
+impl Drop for CheckedWal {
+    fn drop(&mut self) {
+        let _ = self.wal.close();
+        let failures = metric(&self.metrics, "package_indexer_durability_errors_total");
+        if failures > 0.0 && !std::thread::panicking() {
+            panic!("the log failed");
         }
-    };
-    Wal::open(
-        recovered,
-        &DurableOptions::new(fsync),
-        Arc::new(fail_on_error),
-    )
-    .unwrap()
+    }
 }
 
 /// Recovers `dir`, collecting the replayed changes.

@@ -6,15 +6,14 @@
 //!
 //! The harness: `docs/tools.md#the-harness`.
 
-use package_indexer::Metrics;
 use package_indexer::Store;
 use package_indexer::{parse_command_line, Invocation};
 use package_indexer::{ConnectionLimits, Server};
-use package_indexer::{DurabilityEvent, DurableOptions, Fsync};
+use package_indexer::{DurableOptions, Fsync};
+use package_indexer::{IndexGauges, Metrics};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +25,9 @@ struct TestServer {
     running: Option<Server>,
     store: Store,
     data_dir: Option<PathBuf>,
-    /// Failures the data directory reported (writes, syncs, compactions).
-    durability_failures: Arc<AtomicUsize>,
+    /// The server's metrics, which count the failures of the data
+    /// directory (writes, syncs, compactions).
+    metrics: Arc<Metrics>,
 }
 
 impl TestServer {
@@ -40,35 +40,35 @@ impl TestServer {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("harness-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let failures = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&failures);
-        let observe = Arc::new(move |event: DurabilityEvent<'_>| {
-            if matches!(
-                event,
-                DurabilityEvent::Failed(_) | DurabilityEvent::CompactionFailed(_)
-            ) {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let metrics = Arc::new(Metrics::new());
         let options = DurableOptions::new(Fsync::Always);
-        let (store, _loaded) = Store::open(&dir, options, observe).unwrap();
-        TestServer::serve(store, Some(dir), failures)
+        let (store, _loaded) = Store::open(&dir, options, Arc::clone(&metrics)).unwrap();
+        TestServer::serve(store, Some(dir), metrics)
     }
 
-    fn serve(
-        store: Store,
-        data_dir: Option<PathBuf>,
-        durability_failures: Arc<AtomicUsize>,
-    ) -> TestServer {
+    fn serve(store: Store, data_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let server = Server::start(listener, default_limits(), store.clone(), metrics).unwrap();
+        let server = Server::start(
+            listener,
+            default_limits(),
+            store.clone(),
+            Arc::clone(&metrics),
+        );
         TestServer {
-            running: Some(server),
+            running: Some(server.unwrap()),
             store,
             data_dir,
-            durability_failures,
+            metrics,
         }
+    }
+
+    /// The failures the data directory counted in the server's metrics.
+    fn durability_failures(&self) -> u64 {
+        let mut text = String::new();
+        self.metrics.render(IndexGauges::default(), &mut text);
+        let name = "package_indexer_durability_errors_total ";
+        let value = text.lines().find_map(|line| line.strip_prefix(name));
+        value.and_then(|value| value.parse().ok()).expect(name)
     }
 
     fn port(&self) -> u16 {
@@ -153,7 +153,7 @@ fn passes_at_concurrency_100_on_the_homebrew_list() {
 fn passes_against_a_durable_server() {
     let server = TestServer::durable("durable");
     run_harness(&server, &["--seed", "3"]);
-    assert_eq!(server.durability_failures.load(Ordering::SeqCst), 0);
+    assert_eq!(server.durability_failures(), 0);
     assert!(
         server.store.log_stats().is_some(),
         "a data directory is in use"

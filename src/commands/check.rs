@@ -39,13 +39,6 @@ pub(super) fn data_dir(values: &Values) -> Result<PathBuf, UsageError> {
         .ok_or_else(|| UsageError("missing --data-dir".to_owned()))
 }
 
-/// Prints `program: error` for a directory that could not be used;
-/// returns exit status 1.
-pub(super) fn report_error(program: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{program}: {error}");
-    ExitCode::FAILURE
-}
-
 fn run(values: &Values) -> ExitCode {
     const PROGRAM: &str = "package-indexer check";
     let dir = match data_dir(values) {
@@ -54,12 +47,10 @@ fn run(values: &Values) -> ExitCode {
     };
     let examined = match durability::examine(&dir) {
         Ok(examined) => examined,
-        Err(error) => return report_error(PROGRAM, &error),
+        Err(error) => return super::fail(PROGRAM, error),
     };
-    let printed = print_report(&mut io::stdout().lock(), &dir, &examined);
-    if let Err(error) = printed {
-        eprintln!("{PROGRAM}: cannot print the report: {error}");
-        return ExitCode::FAILURE;
+    if let Err(error) = print_report(&mut io::stdout().lock(), &dir, &examined) {
+        return super::fail(PROGRAM, format_args!("cannot print the report: {error}"));
     }
     if examined.survey.refusal().is_some() {
         ExitCode::FAILURE

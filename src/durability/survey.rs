@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::files::{self, DataFile, Kind};
 use super::record::{self, Frame, LoggedChange, Record};
-use super::recovery::{io_error, LoadStats, RecoveryError};
+use super::recovery::{io_error, RecoveryError};
 use super::Generation;
 
 /// Everything a survey found in a data directory.
@@ -28,8 +28,6 @@ pub(crate) struct Survey {
     pub(crate) findings: Vec<Finding>,
     /// Files that play no part in the state, and what becomes of them.
     pub(crate) leftovers: Vec<(PathBuf, &'static str)>,
-    /// What was read and replayed (`elapsed` is the caller's to set).
-    pub(crate) stats: LoadStats,
 }
 
 impl Survey {
@@ -176,6 +174,12 @@ pub(crate) fn file_name(path: &Path) -> String {
     )
 }
 
+/// What becomes of each kind of leftover, as `check` prints it.
+const STALE: &str = "older than the newest snapshot; a start deletes it";
+const TEMPORARY: &str = "left by an interrupted write; a start deletes it";
+const SAVED: &str = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                     keep them until you know what they held";
+
 /// Reads and judges every file of `dir` (which the caller has locked),
 /// passing the changes to `apply` in replay order, runs of consecutive
 /// changes at a time, until the first refused problem: the snapshot's
@@ -191,21 +195,9 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         .collect();
     let stale = (listing.snapshots.iter().chain(&listing.logs))
         .filter(|file| file.generation < base)
-        .map(|file| {
-            let what = "older than the newest snapshot; a start deletes it";
-            (file.path.clone(), what)
-        });
-    let temporary = (listing.temporaries.iter()).map(|file| {
-        (
-            file.clone(),
-            "left by an interrupted write; a start deletes it",
-        )
-    });
-    let saved = listing.saved.iter().map(|file| {
-        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-                    keep them until you know what they held";
-        (file.clone(), what)
-    });
+        .map(|file| (file.path.clone(), STALE));
+    let temporary = (listing.temporaries.iter()).map(|path| (path.clone(), TEMPORARY));
+    let saved = (listing.saved.iter()).map(|path| (path.clone(), SAVED));
     let mut surveyor = Surveyor {
         dir,
         apply: &mut apply,
@@ -215,7 +207,6 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
             files: Vec::with_capacity(chain.len() + 1),
             findings: Vec::new(),
             leftovers: stale.chain(temporary).chain(saved).collect(),
-            stats: LoadStats::default(),
         },
     };
     if let Some(snapshot) = snapshot {
@@ -314,13 +305,6 @@ impl<F: Replay> Surveyor<'_, F> {
         let applied = refused
             .as_ref()
             .map_or(run.changes.len(), |(place, _)| *place);
-        if replaying {
-            let counter = match file.kind {
-                Kind::Snapshot => &mut self.survey.stats.snapshot_records,
-                Kind::Log => &mut self.survey.stats.log_records,
-            };
-            *counter += applied as u64;
-        }
         file.changes += applied as u64;
         if let Some((place, reason)) = refused {
             self.damaged(file, run.offsets[place], false, reason);
@@ -338,7 +322,6 @@ impl<F: Replay> Surveyor<'_, F> {
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
         let data = fs::read(&found.path).map_err(io_error(&found.path))?;
-        self.survey.stats.bytes += data.len() as u64;
         let mut file = SurveyedFile {
             path: found.path.clone(),
             kind,

@@ -42,9 +42,7 @@ impl Survey {
 pub(crate) trait Replay {
     /// About `packages` packages are about to be replayed (a snapshot's
     /// count, from its end marker): room can be made for them at once.
-    fn expect(&mut self, packages: usize) {
-        let _ = packages;
-    }
+    fn expect(&mut self, packages: usize);
 
     /// Applies `changes` in order, up to the first it refuses: that one's
     /// place in `changes`, and why; none after it is applied.
@@ -314,7 +312,8 @@ impl<F: Replay> Surveyor<'_, F> {
         run.changes.clear();
     }
 
-    /// Surveys one file of the state; `later` are the logs after it.
+    /// Surveys one file of the state and judges how it ends; `later` are
+    /// the logs after it.
     fn file(
         &mut self,
         found: &DataFile,
@@ -344,19 +343,44 @@ impl<F: Replay> Surveyor<'_, F> {
             self.apply.expect(packages);
         }
         let tail = self.walk(&mut file, &data);
-        match kind {
-            Kind::Log => self.log_end(&mut file, &data, tail, later)?,
-            Kind::Snapshot => {
-                // Snapshots are complete before they get their name: even a
-                // cut-short record is damage here.
-                if let Some((offset, reason)) = tail {
-                    self.damaged(&mut file, offset, true, reason);
-                }
-                if file.end_marker_at.is_none() {
-                    let reason = "snapshot ends without its end marker".to_owned();
-                    self.damaged(&mut file, data.len(), false, reason);
-                }
+        // A torn end, or a log ending without its seal, is only possible
+        // when no later log holds anything (a crash during a rotation).
+        let open = kind == Kind::Log && file.seal_at.is_none() && file.damage.is_none();
+        let continued = match open {
+            true => first_with_content(later)?,
+            false => None,
+        };
+        match (tail, continued) {
+            (Some((offset, reason)), _) if !open => {
+                // Snapshots are complete before they get their name, and
+                // nothing is ever written to a log after its seal.
+                let reason = match (kind, file.damage) {
+                    (Kind::Log, None) => format!("{reason} after the log's seal"),
+                    _ => reason,
+                };
+                self.damaged(&mut file, offset, true, reason);
             }
+            (Some((offset, reason)), Some(later)) => {
+                let reason = format!("{reason}, yet {later} holds records after it");
+                self.damaged(&mut file, offset, true, reason);
+            }
+            (None, Some(later)) => {
+                let reason = format!(
+                    "the log ends without the seal a rotation writes, yet {later} holds records after it"
+                );
+                self.damaged(&mut file, data.len(), false, reason);
+            }
+            (Some((offset, reason)), None) => {
+                // A start cuts it off and saves it.
+                file.torn_at = Some(offset as u64);
+                let what = format!("{} bytes: {reason}", data.len() - offset);
+                self.found(&file.path, Some(offset), Problem::Torn, what);
+            }
+            (None, None) => {}
+        }
+        if kind == Kind::Snapshot && file.end_marker_at.is_none() {
+            let reason = "snapshot ends without its end marker".to_owned();
+            self.damaged(&mut file, data.len(), false, reason);
         }
         self.survey.files.push(file);
         Ok(())
@@ -418,52 +442,6 @@ impl<F: Replay> Surveyor<'_, F> {
         };
         self.flush(file, &mut run);
         tail
-    }
-
-    /// Judges how a log ends: `tail` is the stretch after its last valid
-    /// record, if any. A torn end, or a log ending without its seal, is
-    /// only possible when no later log holds anything (a crash during a
-    /// rotation); anything else is damage.
-    fn log_end(
-        &mut self,
-        file: &mut SurveyedFile,
-        data: &[u8],
-        tail: Option<(usize, String)>,
-        later: &[&DataFile],
-    ) -> Result<(), RecoveryError> {
-        let open = file.seal_at.is_none() && file.damage.is_none();
-        let continued = match open {
-            true => first_with_content(later)?,
-            false => None,
-        };
-        match (tail, continued) {
-            (Some((offset, reason)), _) if !open => {
-                // Nothing is ever written to a log after its seal.
-                let reason = match file.damage {
-                    None => format!("{reason} after the log's seal"),
-                    Some(_) => reason,
-                };
-                self.damaged(file, offset, true, reason);
-            }
-            (Some((offset, reason)), Some(later)) => {
-                let reason = format!("{reason}, yet {later} holds records after it");
-                self.damaged(file, offset, true, reason);
-            }
-            (None, Some(later)) => {
-                let reason = format!(
-                    "the log ends without the seal a rotation writes, yet {later} holds records after it"
-                );
-                self.damaged(file, data.len(), false, reason);
-            }
-            (Some((offset, reason)), None) => {
-                // A start cuts it off and saves it.
-                file.torn_at = Some(offset as u64);
-                let what = format!("{} bytes: {reason}", data.len() - offset);
-                self.found(&file.path, Some(offset), Problem::Torn, what);
-            }
-            (None, None) => {}
-        }
-        Ok(())
     }
 }
 

@@ -188,7 +188,8 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
     Ok(Recovered {
         dir: dir.to_owned(),
         lock,
-        base: survey.base,
+        // Nothing is missing: the state starts at its first file.
+        base: (survey.files.first()).map_or(Generation::FIRST, |first| first.generation),
         has_snapshot: snapshot.is_some(),
         active_log: (logs.last()).map(|log| (log.generation, log.torn_at.unwrap_or(log.len))),
         unsealed,

@@ -19,8 +19,6 @@ use super::Generation;
 /// Everything a survey found in a data directory.
 #[derive(Debug)]
 pub(crate) struct Survey {
-    /// Generation of the snapshot the state starts from (or the first).
-    pub(crate) base: Generation,
     /// The files the state is made of, in replay order: the newest
     /// snapshot, then the logs from its generation on.
     pub(crate) files: Vec<SurveyedFile>,
@@ -201,7 +199,6 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         apply: &mut apply,
         replaying: true,
         survey: Survey {
-            base,
             files: Vec::with_capacity(chain.len() + 1),
             findings: Vec::new(),
             leftovers: stale.chain(temporary).chain(saved).collect(),

@@ -42,7 +42,7 @@ pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Problem, Replay, Survey};
+pub(crate) use survey::{file_name, Replay, Survey};
 
 /// What the durable side reports to its owner, on whichever thread it
 /// happened: the only way its failures leave it.

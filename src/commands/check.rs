@@ -5,8 +5,9 @@
 //! no server ever used, since it takes the servers' lock.
 
 use super::Subcommand;
-use crate::durability::{self, file_name, Examined, Problem};
+use crate::durability::{self, file_name, Examined};
 use crate::flags::{CommandLine, Flag, Operands, UsageError, Values};
+use std::fmt::Display;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,13 +40,6 @@ pub(super) fn data_dir(values: &Values) -> Result<PathBuf, UsageError> {
         .ok_or_else(|| UsageError("missing --data-dir".to_owned()))
 }
 
-/// Prints `program: error` for a directory that could not be used;
-/// returns exit status 1.
-pub(super) fn report_error(program: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{program}: {error}");
-    ExitCode::FAILURE
-}
-
 fn run(values: &Values) -> ExitCode {
     const PROGRAM: &str = "package-indexer check";
     let dir = match data_dir(values) {
@@ -54,12 +48,10 @@ fn run(values: &Values) -> ExitCode {
     };
     let examined = match durability::examine(&dir) {
         Ok(examined) => examined,
-        Err(error) => return report_error(PROGRAM, &error),
+        Err(error) => return super::fail(PROGRAM, error),
     };
-    let printed = print_report(&mut io::stdout().lock(), &dir, &examined);
-    if let Err(error) = printed {
-        eprintln!("{PROGRAM}: cannot print the report: {error}");
-        return ExitCode::FAILURE;
+    if let Err(error) = print_report(&mut io::stdout().lock(), &dir, &examined) {
+        return super::fail(PROGRAM, format_args!("cannot print the report: {error}"));
     }
     if examined.survey.refusal().is_some() {
         ExitCode::FAILURE
@@ -81,25 +73,44 @@ pub(super) fn print_report(
     for file in &survey.files {
         writeln!(out, "  {file}")?;
     }
-    let findings = |refusing: bool| {
-        survey
-            .findings
-            .iter()
-            .filter(|finding| finding.refuses() == refusing)
-            .map(ToString::to_string)
-            .collect()
-    };
-    print_section(out, "problems", findings(true))?;
-    print_section(out, "warnings", findings(false))?;
-    let leftovers = (survey.leftovers.iter())
+    // What a start does not refuse is a torn last record, which it cuts.
+    let (problems, torn): (Vec<_>, Vec<_>) = survey
+        .findings
+        .iter()
+        .partition(|finding| finding.refuses());
+    print_section(out, "problems", &problems)?;
+    print_section(out, "warnings", &torn)?;
+    let leftovers: Vec<_> = (survey.leftovers.iter())
         .map(|(file, what)| format!("{}: {what}", file_name(file)))
         .collect();
-    print_section(out, "other files", leftovers)?;
-    writeln!(out, "{}", verdict(examined))
+    print_section(out, "other files", &leftovers)?;
+    let index = &examined.index;
+    let state = format!(
+        "{} packages and {} dependencies",
+        index.packages(),
+        index.dependencies()
+    );
+    let verdict = match problems.len() {
+        0 if survey.files.is_empty() => {
+            "ok: no data files (no server has written here); a start begins with an empty index"
+                .to_owned()
+        }
+        0 if !torn.is_empty() => {
+            format!("ok: a start cuts the torn last record off and loads {state}")
+        }
+        0 => format!("ok: a start loads {state}"),
+        count => format!(
+            "refused: a start refuses this directory ({count} problem{}); \
+             the records before the first one hold {state} \
+             (see `package-indexer repair --help`)",
+            if count == 1 { "" } else { "s" }
+        ),
+    };
+    writeln!(out, "{verdict}")
 }
 
 /// A titled list, left out when it has no lines.
-fn print_section(out: &mut impl Write, title: &str, lines: Vec<String>) -> io::Result<()> {
+fn print_section(out: &mut impl Write, title: &str, lines: &[impl Display]) -> io::Result<()> {
     if !lines.is_empty() {
         writeln!(out, "{title}:")?;
         for line in lines {
@@ -107,34 +118,4 @@ fn print_section(out: &mut impl Write, title: &str, lines: Vec<String>) -> io::R
         }
     }
     Ok(())
-}
-
-/// The last line: whether a start loads the directory, and what it holds.
-fn verdict(examined: &Examined) -> String {
-    let survey = &examined.survey;
-    let index = &examined.index;
-    let state = format!(
-        "{} packages and {} dependencies",
-        index.packages(),
-        index.dependencies()
-    );
-    match survey.refusal() {
-        None if survey.files.is_empty() => {
-            "ok: no data files (no server has written here); a start begins with an empty index"
-                .to_owned()
-        }
-        None if survey.findings.iter().any(|f| f.problem == Problem::Torn) => {
-            format!("ok: a start cuts the torn last record off and loads {state}")
-        }
-        None => format!("ok: a start loads {state}"),
-        Some(_) => {
-            let problems = survey.findings.iter().filter(|f| f.refuses()).count();
-            format!(
-                "refused: a start refuses this directory ({problems} problem{}); \
-                 the records before the first one hold {state} \
-                 (see `package-indexer repair --help`)",
-                if problems == 1 { "" } else { "s" }
-            )
-        }
-    }
 }

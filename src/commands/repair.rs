@@ -2,7 +2,7 @@
 //! prints each change `durability::repair` makes, then checks the directory
 //! again as `check` does.
 
-use super::check::{data_dir, print_report, report_error, COMMAND_LINE};
+use super::check::{data_dir, print_report, COMMAND_LINE};
 use super::Subcommand;
 use crate::durability::{self, file_name, RepairStep};
 use crate::flags::Values;
@@ -51,7 +51,7 @@ fn run(values: &Values) -> ExitCode {
     match repaired {
         Ok(_) if printed.is_ok() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
-        Err(error) => report_error(PROGRAM, &error),
+        Err(error) => super::fail(PROGRAM, error),
     }
 }
 

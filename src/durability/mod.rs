@@ -41,7 +41,7 @@ pub(crate) use recovery::recover;
 pub use recovery::{LoadStats, RecoveryError, TornTail};
 pub(crate) use repair::{repair, RepairStep};
 pub(crate) use snapshot::MIN_COMPACTION_LOG_BYTES;
-pub(crate) use survey::{file_name, Problem, Replay, Survey};
+pub(crate) use survey::{file_name, Replay, Survey};
 
 /// How a data directory is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,30 +24,21 @@ const KIND_REMOVE: u8 = 2;
 const KIND_SNAPSHOT_END: u8 = 3;
 const KIND_SEAL: u8 = 4;
 
-/// One state change of the index as the store logs it, borrowed from the
-/// request that made it.
+/// One state change of the index: as the store logs it, borrowed from the
+/// request that made it, or (as [`LoggedChange`]) as read back from a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Change<'a> {
+pub(crate) enum Change<'a, D = Dependencies<'a>> {
     /// The package is added or its dependency list replaced.
     Index {
         package: PackageName<'a>,
-        dependencies: Dependencies<'a>,
+        dependencies: D,
     },
     /// The package is removed.
     Remove { package: PackageName<'a> },
 }
 
 /// One state change read back from a file, as recovery replays it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LoggedChange<'a> {
-    /// The package is added or its dependency list replaced.
-    Index {
-        package: PackageName<'a>,
-        dependencies: LoggedNames<'a>,
-    },
-    /// The package is removed.
-    Remove { package: PackageName<'a> },
-}
+pub(crate) type LoggedChange<'a> = Change<'a, LoggedNames<'a>>;
 
 /// The dependency names of a logged `INDEX`, left as encoded (each a
 /// length byte and the name) and checked once, when the record is decoded:

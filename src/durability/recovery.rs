@@ -113,14 +113,7 @@ impl fmt::Display for RecoveryError {
     }
 }
 
-impl std::error::Error for RecoveryError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RecoveryError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for RecoveryError {}
 
 pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
     move |source| RecoveryError::Io {
@@ -185,19 +178,24 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
         .filter(|log| log.seal_at.is_none())
         .map(|log| (log.generation, log.path.clone()))
         .collect();
+    // Nothing was refused: every change read was replayed.
+    let stats = LoadStats {
+        snapshot_records: snapshot.map_or(0, |snapshot| snapshot.changes),
+        log_records: logs.iter().map(|log| log.changes).sum(),
+        bytes: survey.files.iter().map(|file| file.len).sum(),
+        elapsed: started.elapsed(),
+    };
     Ok(Recovered {
         dir: dir.to_owned(),
         lock,
-        base: survey.base,
+        // Nothing is missing: the state starts at its first file.
+        base: (survey.files.first()).map_or(Generation::FIRST, |first| first.generation),
         has_snapshot: snapshot.is_some(),
         active_log: (logs.last()).map(|log| (log.generation, log.torn_at.unwrap_or(log.len))),
         unsealed,
         snapshot_bytes: snapshot.map_or(0, |snapshot| snapshot.len),
         torn_tail,
-        stats: LoadStats {
-            elapsed: started.elapsed(),
-            ..survey.stats
-        },
+        stats,
     })
 }
 

@@ -175,7 +175,7 @@ fn close_history(
         return Ok(());
     }
     let owner = fs::metadata(dir).map_err(io_error(dir))?;
-    files::write_atomically(&files::path(dir, Kind::Log, survey.base), |out| {
+    files::write_atomically(&missing.file, |out| {
         out.write_all(&record::header(Kind::Log))?;
         keep_owner(out, &owner)
     })

@@ -13,14 +13,12 @@ use std::path::{Path, PathBuf};
 
 use super::files::{self, DataFile, Kind};
 use super::record::{self, Frame, LoggedChange, Record};
-use super::recovery::{io_error, LoadStats, RecoveryError};
+use super::recovery::{io_error, RecoveryError};
 use super::Generation;
 
 /// Everything a survey found in a data directory.
 #[derive(Debug)]
 pub(crate) struct Survey {
-    /// Generation of the snapshot the state starts from (or the first).
-    pub(crate) base: Generation,
     /// The files the state is made of, in replay order: the newest
     /// snapshot, then the logs from its generation on.
     pub(crate) files: Vec<SurveyedFile>,
@@ -28,8 +26,6 @@ pub(crate) struct Survey {
     pub(crate) findings: Vec<Finding>,
     /// Files that play no part in the state, and what becomes of them.
     pub(crate) leftovers: Vec<(PathBuf, &'static str)>,
-    /// What was read and replayed (`elapsed` is the caller's to set).
-    pub(crate) stats: LoadStats,
 }
 
 impl Survey {
@@ -44,9 +40,7 @@ impl Survey {
 pub(crate) trait Replay {
     /// About `packages` packages are about to be replayed (a snapshot's
     /// count, from its end marker): room can be made for them at once.
-    fn expect(&mut self, packages: usize) {
-        let _ = packages;
-    }
+    fn expect(&mut self, packages: usize);
 
     /// Applies `changes` in order, up to the first it refuses: that one's
     /// place in `changes`, and why; none after it is applied.
@@ -176,6 +170,12 @@ pub(crate) fn file_name(path: &Path) -> String {
     )
 }
 
+/// What becomes of each kind of leftover, as `check` prints it.
+const STALE: &str = "older than the newest snapshot; a start deletes it";
+const TEMPORARY: &str = "left by an interrupted write; a start deletes it";
+const SAVED: &str = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
+                     keep them until you know what they held";
+
 /// Reads and judges every file of `dir` (which the caller has locked),
 /// passing the changes to `apply` in replay order, runs of consecutive
 /// changes at a time, until the first refused problem: the snapshot's
@@ -191,31 +191,17 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
         .collect();
     let stale = (listing.snapshots.iter().chain(&listing.logs))
         .filter(|file| file.generation < base)
-        .map(|file| {
-            let what = "older than the newest snapshot; a start deletes it";
-            (file.path.clone(), what)
-        });
-    let temporary = (listing.temporaries.iter()).map(|file| {
-        (
-            file.clone(),
-            "left by an interrupted write; a start deletes it",
-        )
-    });
-    let saved = listing.saved.iter().map(|file| {
-        let what = "bytes an earlier start (.torn-) or repair (.cut-) cut off; \
-                    keep them until you know what they held";
-        (file.clone(), what)
-    });
+        .map(|file| (file.path.clone(), STALE));
+    let temporary = (listing.temporaries.iter()).map(|path| (path.clone(), TEMPORARY));
+    let saved = (listing.saved.iter()).map(|path| (path.clone(), SAVED));
     let mut surveyor = Surveyor {
         dir,
         apply: &mut apply,
         replaying: true,
         survey: Survey {
-            base,
             files: Vec::with_capacity(chain.len() + 1),
             findings: Vec::new(),
             leftovers: stale.chain(temporary).chain(saved).collect(),
-            stats: LoadStats::default(),
         },
     };
     if let Some(snapshot) = snapshot {
@@ -314,13 +300,6 @@ impl<F: Replay> Surveyor<'_, F> {
         let applied = refused
             .as_ref()
             .map_or(run.changes.len(), |(place, _)| *place);
-        if replaying {
-            let counter = match file.kind {
-                Kind::Snapshot => &mut self.survey.stats.snapshot_records,
-                Kind::Log => &mut self.survey.stats.log_records,
-            };
-            *counter += applied as u64;
-        }
         file.changes += applied as u64;
         if let Some((place, reason)) = refused {
             self.damaged(file, run.offsets[place], false, reason);
@@ -330,7 +309,8 @@ impl<F: Replay> Surveyor<'_, F> {
         run.changes.clear();
     }
 
-    /// Surveys one file of the state; `later` are the logs after it.
+    /// Surveys one file of the state and judges how it ends; `later` are
+    /// the logs after it.
     fn file(
         &mut self,
         found: &DataFile,
@@ -338,7 +318,6 @@ impl<F: Replay> Surveyor<'_, F> {
         later: &[&DataFile],
     ) -> Result<(), RecoveryError> {
         let data = fs::read(&found.path).map_err(io_error(&found.path))?;
-        self.survey.stats.bytes += data.len() as u64;
         let mut file = SurveyedFile {
             path: found.path.clone(),
             kind,
@@ -361,19 +340,44 @@ impl<F: Replay> Surveyor<'_, F> {
             self.apply.expect(packages);
         }
         let tail = self.walk(&mut file, &data);
-        match kind {
-            Kind::Log => self.log_end(&mut file, &data, tail, later)?,
-            Kind::Snapshot => {
-                // Snapshots are complete before they get their name: even a
-                // cut-short record is damage here.
-                if let Some((offset, reason)) = tail {
-                    self.damaged(&mut file, offset, true, reason);
-                }
-                if file.end_marker_at.is_none() {
-                    let reason = "snapshot ends without its end marker".to_owned();
-                    self.damaged(&mut file, data.len(), false, reason);
-                }
+        // A torn end, or a log ending without its seal, is only possible
+        // when no later log holds anything (a crash during a rotation).
+        let open = kind == Kind::Log && file.seal_at.is_none() && file.damage.is_none();
+        let continued = match open {
+            true => first_with_content(later)?,
+            false => None,
+        };
+        match (tail, continued) {
+            (Some((offset, reason)), _) if !open => {
+                // Snapshots are complete before they get their name, and
+                // nothing is ever written to a log after its seal.
+                let reason = match (kind, file.damage) {
+                    (Kind::Log, None) => format!("{reason} after the log's seal"),
+                    _ => reason,
+                };
+                self.damaged(&mut file, offset, true, reason);
             }
+            (Some((offset, reason)), Some(later)) => {
+                let reason = format!("{reason}, yet {later} holds records after it");
+                self.damaged(&mut file, offset, true, reason);
+            }
+            (None, Some(later)) => {
+                let reason = format!(
+                    "the log ends without the seal a rotation writes, yet {later} holds records after it"
+                );
+                self.damaged(&mut file, data.len(), false, reason);
+            }
+            (Some((offset, reason)), None) => {
+                // A start cuts it off and saves it.
+                file.torn_at = Some(offset as u64);
+                let what = format!("{} bytes: {reason}", data.len() - offset);
+                self.found(&file.path, Some(offset), Problem::Torn, what);
+            }
+            (None, None) => {}
+        }
+        if kind == Kind::Snapshot && file.end_marker_at.is_none() {
+            let reason = "snapshot ends without its end marker".to_owned();
+            self.damaged(&mut file, data.len(), false, reason);
         }
         self.survey.files.push(file);
         Ok(())
@@ -435,52 +439,6 @@ impl<F: Replay> Surveyor<'_, F> {
         };
         self.flush(file, &mut run);
         tail
-    }
-
-    /// Judges how a log ends: `tail` is the stretch after its last valid
-    /// record, if any. A torn end, or a log ending without its seal, is
-    /// only possible when no later log holds anything (a crash during a
-    /// rotation); anything else is damage.
-    fn log_end(
-        &mut self,
-        file: &mut SurveyedFile,
-        data: &[u8],
-        tail: Option<(usize, String)>,
-        later: &[&DataFile],
-    ) -> Result<(), RecoveryError> {
-        let open = file.seal_at.is_none() && file.damage.is_none();
-        let continued = match open {
-            true => first_with_content(later)?,
-            false => None,
-        };
-        match (tail, continued) {
-            (Some((offset, reason)), _) if !open => {
-                // Nothing is ever written to a log after its seal.
-                let reason = match file.damage {
-                    None => format!("{reason} after the log's seal"),
-                    Some(_) => reason,
-                };
-                self.damaged(file, offset, true, reason);
-            }
-            (Some((offset, reason)), Some(later)) => {
-                let reason = format!("{reason}, yet {later} holds records after it");
-                self.damaged(file, offset, true, reason);
-            }
-            (None, Some(later)) => {
-                let reason = format!(
-                    "the log ends without the seal a rotation writes, yet {later} holds records after it"
-                );
-                self.damaged(file, data.len(), false, reason);
-            }
-            (Some((offset, reason)), None) => {
-                // A start cuts it off and saves it.
-                file.torn_at = Some(offset as u64);
-                let what = format!("{} bytes: {reason}", data.len() - offset);
-                self.found(&file.path, Some(offset), Problem::Torn, what);
-            }
-            (None, None) => {}
-        }
-        Ok(())
     }
 }
 

@@ -207,8 +207,8 @@ impl DirLock {
     }
 }
 
-/// Saves `bytes` beside `path` as `<file name>.<suffix>`, durably (the
-/// directory entry is the caller's to sync), and returns where. An existing
+/// Saves `bytes` beside `path` as `<file name>.<suffix>`, durably (its
+/// directory entry too), and returns where. An existing
 /// file of that name with other contents is kept: the new one gets `.1`,
 /// `.2`, ... appended instead. Evidence is never overwritten.
 pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
@@ -229,6 +229,9 @@ pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result
             Ok(mut file) => {
                 file.write_all(bytes)?;
                 file.sync_all()?;
+                // Its name too, before the caller cuts the bytes from the
+                // original: a crash between the two must not lose both.
+                sync_dir(parent_dir(&target))?;
                 return Ok(target);
             }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
@@ -248,6 +251,13 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The directory `path` is in; a bare file name lives in the current one.
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Creates `final_path` atomically: `fill` writes it under a temporary
 /// name beside it (`.tmp` appended), then it is synced, renamed into place
 /// and its directory synced; on failure the temporary is removed. Returns
@@ -259,10 +269,6 @@ pub(crate) fn write_atomically(
     let mut temp_name = final_path.as_os_str().to_owned();
     temp_name.push(TEMP_SUFFIX);
     let temp_path = PathBuf::from(temp_name);
-    // A bare file name lives in the current directory.
-    let dir = final_path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty());
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -273,7 +279,7 @@ pub(crate) fn write_atomically(
         file.sync_all()?;
         let len = file.metadata()?.len();
         fs::rename(&temp_path, final_path)?;
-        sync_dir(dir.unwrap_or(Path::new(".")))?;
+        sync_dir(parent_dir(final_path))?;
         Ok((file, len))
     })();
     if result.is_err() {

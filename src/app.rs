@@ -11,7 +11,7 @@ use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
-use crate::metrics::{IndexGauges, LogGauges, Metrics};
+use crate::metrics::{Metrics, StoreGauges};
 use crate::procfs;
 use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
@@ -340,14 +340,12 @@ fn admin_state(
         ready: Box::new(move || ready.load(Ordering::SeqCst) && room.has_room()),
         store: loaded,
         render_metrics: Box::new(move |out| {
-            let mut gauges = IndexGauges::default();
+            let mut gauges = StoreGauges::default();
             if let Some(store) = store.get() {
                 if let Some(log) = store.log_stats() {
-                    metrics.set_log(LogGauges {
-                        bytes: log.log_bytes,
-                        appends: log.appended,
-                        writes: log.batches_written,
-                    });
+                    gauges.log_bytes = log.log_bytes;
+                    gauges.log_appends = log.appended;
+                    gauges.log_writes = log.batches_written;
                 }
                 let index = store.read();
                 gauges.packages = index.packages() as u64;

@@ -52,19 +52,19 @@ impl RejectReason {
     const LABELS: [&str; 3] = ["limit", "resources", "fds"];
 }
 
-/// The durable log's figures, supplied by whoever owns it.
+/// The store's figures at render time, supplied by whoever owns it: the
+/// index's sizes and the durable log's (zero without a data directory).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogGauges {
-    pub bytes: u64,
-    pub appends: u64,
-    pub writes: u64,
-}
-
-/// Sizes of the index at render time, supplied by whoever owns it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IndexGauges {
+pub struct StoreGauges {
     pub packages: u64,
     pub dependencies: u64,
+    /// The log file receiving changes, counting those not yet written.
+    pub log_bytes: u64,
+    /// Changes appended since start.
+    pub log_appends: u64,
+    /// The `write(2)` batches that carried them (appends per write shows
+    /// how well group commit batches).
+    pub log_writes: u64,
 }
 
 /// Nanoseconds as seconds, for a sample: integer nanoseconds over 1e9
@@ -150,9 +150,6 @@ pub struct Metrics {
     connections_rejected: [AtomicU64; RejectReason::LABELS.len()],
     durability_errors: AtomicU64,
     data_dir_rewrites: AtomicU64,
-    log_bytes: AtomicU64,
-    log_appends: AtomicU64,
-    log_writes: AtomicU64,
     max_connections: AtomicU64,
     max_line_bytes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
@@ -181,9 +178,6 @@ impl Metrics {
             connections_rejected: [const { AtomicU64::new(0) }; RejectReason::LABELS.len()],
             durability_errors: AtomicU64::new(0),
             data_dir_rewrites: AtomicU64::new(0),
-            log_bytes: AtomicU64::new(0),
-            log_appends: AtomicU64::new(0),
-            log_writes: AtomicU64::new(0),
             max_connections: AtomicU64::new(0),
             max_line_bytes: AtomicU64::new(0),
             last_snapshot_seconds_bits: AtomicU64::new(0f64.to_bits()),
@@ -244,15 +238,6 @@ impl Metrics {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
 
-    /// The durable log's figures as of now: its size on disk, the changes
-    /// appended and the `write(2)` batches that carried them since start
-    /// (appends per write shows how well group commit batches).
-    pub fn set_log(&self, log: LogGauges) {
-        self.log_bytes.store(log.bytes, Relaxed);
-        self.log_appends.store(log.appends, Relaxed);
-        self.log_writes.store(log.writes, Relaxed);
-    }
-
     /// The limits the server runs with, for alerts to compare against:
     /// the connections it serves at once at most (`--max-connections`, or
     /// fewer when the open-files limit leaves less room), and
@@ -283,12 +268,12 @@ impl Metrics {
     /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
     /// included) to `out`. Process metrics that `/proc/self` cannot provide
     /// are left out rather than failing the scrape.
-    pub fn render(&self, index: IndexGauges, out: &mut String) {
+    pub fn render(&self, store: StoreGauges, out: &mut String) {
         // Formatting into a String cannot fail.
-        let _ = self.write_exposition(index, out);
+        let _ = self.write_exposition(store, out);
     }
 
-    fn write_exposition(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
+    fn write_exposition(&self, store: StoreGauges, out: &mut String) -> fmt::Result {
         const REQUESTS: &str = "package_indexer_requests_total";
         let help = "Request lines answered, by command and answer.";
         family(out, REQUESTS, "counter", help)?;
@@ -329,7 +314,8 @@ impl Metrics {
 
         let load = |value: &AtomicU64| value.load(Relaxed);
         let (cpu, status) = (process_cpu_seconds("self"), process_status("self"));
-        let (fds, max_fds) = (open_fds(), OpenFilesLimit::current().ok().map(|l| l.soft));
+        let fds = procfs::open_fds().map(|open| open.len() as u64);
+        let max_fds = OpenFilesLimit::current().ok().map(|limit| limit.soft);
         // Each row: the name, type and HELP text, then the value, which is
         // left out when `/proc` cannot give it.
         let series: [(&str, Option<&dyn Display>); 19] = [
@@ -347,11 +333,11 @@ impl Metrics {
             ),
             (
                 "package_indexer_log_appends_total counter Changes appended to the durable log.",
-                Some(&load(&self.log_appends)),
+                Some(&store.log_appends),
             ),
             (
                 "package_indexer_log_writes_total counter write(2) batches that carried the appended changes to the log.",
-                Some(&load(&self.log_writes)),
+                Some(&store.log_writes),
             ),
             (
                 "process_cpu_seconds_total counter User and system CPU time spent, in seconds.",
@@ -363,15 +349,15 @@ impl Metrics {
             ),
             (
                 "package_indexer_packages gauge Packages in the index.",
-                Some(&index.packages),
+                Some(&store.packages),
             ),
             (
                 "package_indexer_dependencies gauge Dependency edges in the index.",
-                Some(&index.dependencies),
+                Some(&store.dependencies),
             ),
             (
                 "package_indexer_log_bytes gauge Size of the durable log on disk.",
-                Some(&load(&self.log_bytes)),
+                Some(&store.log_bytes),
             ),
             (
                 "package_indexer_max_connections gauge Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
@@ -433,10 +419,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
 /// A process figure, if `/proc` gave it.
 fn shown(value: &Option<u64>) -> Option<&dyn Display> {
     value.as_ref().map(|value| value as &dyn Display)
-}
-
-fn open_fds() -> Option<u64> {
-    procfs::open_fds().map(|open| open.len() as u64)
 }
 
 #[cfg(test)]
@@ -693,11 +675,6 @@ mod tests {
         metrics.connection_rejected(RejectReason::Resources);
         metrics.connection_rejected(RejectReason::Fds);
         metrics.durability_error();
-        metrics.set_log(LogGauges {
-            bytes: 4096,
-            appends: 30,
-            writes: 7,
-        });
         metrics.snapshot_written(1_795_401_000.5);
         metrics.record_fsync(us(3_000));
         metrics
@@ -706,9 +683,12 @@ mod tests {
     fn rendered(metrics: &Metrics) -> String {
         let mut text = String::new();
         metrics.render(
-            IndexGauges {
+            StoreGauges {
                 packages: 3,
                 dependencies: 2,
+                log_bytes: 4096,
+                log_appends: 30,
+                log_writes: 7,
             },
             &mut text,
         );

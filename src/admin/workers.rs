@@ -50,7 +50,17 @@ impl Workers {
             log::debug("admin job refused", &[("reason", &"busy")]);
             return Err(busy);
         }
-        match spawn_worker(stream, job, limits, Arc::clone(&sending)) {
+        let worker = || -> io::Result<_> {
+            let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
+            worker_side.set_nonblocking(false)?;
+            worker_side.set_write_timeout(Some(limits.job_write_stall))?;
+            let sending = Arc::clone(&sending);
+            let thread = thread::Builder::new()
+                .name("admin-job".to_owned())
+                .spawn(move || answer_job(worker_side, job, &sending))?;
+            Ok((thread, stop_side))
+        };
+        match worker() {
             Ok(worker) => {
                 self.running.push(worker);
                 Ok(())
@@ -78,21 +88,6 @@ fn stop_workers(workers: Vec<(JoinHandle<()>, TcpStream)>) {
             log::error("an admin job thread panicked", &[]);
         }
     }
-}
-
-fn spawn_worker(
-    stream: &TcpStream,
-    job: Job,
-    limits: &AdminLimits,
-    sending: Arc<AtomicUsize>,
-) -> io::Result<(JoinHandle<()>, TcpStream)> {
-    let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
-    worker_side.set_nonblocking(false)?;
-    worker_side.set_write_timeout(Some(limits.job_write_stall))?;
-    let thread = thread::Builder::new()
-        .name("admin-job".to_owned())
-        .spawn(move || answer_job(worker_side, job, &sending))?;
-    Ok((thread, stop_side))
 }
 
 /// A worker's life: produce the reply, send it, close.

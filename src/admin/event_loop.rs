@@ -50,7 +50,7 @@ pub(super) fn serve(
     state: AdminState,
     limits: AdminLimits,
 ) {
-    let event_loop = EventLoop {
+    EventLoop {
         listener,
         stop_watch,
         state,
@@ -59,8 +59,8 @@ pub(super) fn serve(
         workers: Workers::default(),
         accept_paused_until: None,
         failed_accepts: 0,
-    };
-    event_loop.run();
+    }
+    .run();
 }
 
 impl EventLoop {
@@ -97,12 +97,12 @@ impl EventLoop {
                 }
             }
             // The stop signal's entry is first, the listener's second.
-            if poll_set[0].revents() != 0 {
+            if poll_set[0].revents != 0 {
                 self.workers.stop();
                 return;
             }
             self.serve_ready(&poll_set[2..]);
-            if poll_set[1].revents() != 0 {
+            if poll_set[1].revents != 0 {
                 self.accept_waiting();
             }
         }
@@ -137,7 +137,7 @@ impl EventLoop {
         let (state, limits, workers) = (&self.state, &self.limits, &mut self.workers);
         let mut ready = ready.iter();
         self.connections.retain_mut(|connection| {
-            if ready.next().map_or(0, PollFd::revents) == 0 {
+            if ready.next().map_or(0, |entry| entry.revents) == 0 {
                 return true;
             }
             match connection.advance(state, limits) {

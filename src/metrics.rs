@@ -47,10 +47,8 @@ pub enum RejectReason {
     Fds,
 }
 
-impl RejectReason {
-    /// `reason` label values, in the order of [`RejectReason`].
-    const LABELS: [&str; 3] = ["limit", "resources", "fds"];
-}
+/// `reason` label values, in the order of [`RejectReason`].
+const REASON_LABELS: [&str; 3] = ["limit", "resources", "fds"];
 
 /// The store's figures at render time, supplied by whoever owns it: the
 /// index's sizes and the durable log's (zero without a data directory).
@@ -147,7 +145,7 @@ pub struct Metrics {
     // Signed so a mismatched close shows up as a negative value rather
     // than as 2^64 - 1.
     connections_active: AtomicI64,
-    connections_rejected: [AtomicU64; RejectReason::LABELS.len()],
+    connections_rejected: [AtomicU64; REASON_LABELS.len()],
     durability_errors: AtomicU64,
     data_dir_rewrites: AtomicU64,
     max_connections: AtomicU64,
@@ -175,7 +173,7 @@ impl Metrics {
             request_durations: std::array::from_fn(|_| Histogram::new(&REQUEST_BUCKETS)),
             connections_total: AtomicU64::new(0),
             connections_active: AtomicI64::new(0),
-            connections_rejected: [const { AtomicU64::new(0) }; RejectReason::LABELS.len()],
+            connections_rejected: [const { AtomicU64::new(0) }; REASON_LABELS.len()],
             durability_errors: AtomicU64::new(0),
             data_dir_rewrites: AtomicU64::new(0),
             max_connections: AtomicU64::new(0),
@@ -238,10 +236,8 @@ impl Metrics {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
 
-    /// The limits the server runs with, for alerts to compare against:
-    /// the connections it serves at once at most (`--max-connections`, or
-    /// fewer when the open-files limit leaves less room), and
-    /// `--max-line-bytes`.
+    /// The limits the server runs with, for alerts to compare against
+    /// (`docs/admin-http.md#connection-metrics`).
     pub fn set_limits(&self, max_connections: u64, max_line_bytes: u64) {
         self.max_connections.store(max_connections, Relaxed);
         self.max_line_bytes.store(max_line_bytes, Relaxed);
@@ -292,7 +288,7 @@ impl Metrics {
         const REJECTED: &str = "package_indexer_connections_rejected_total";
         let help = "Connections closed at once without being served, by reason.";
         family(out, REJECTED, "counter", help)?;
-        for (reason, count) in RejectReason::LABELS.iter().zip(&self.connections_rejected) {
+        for (reason, count) in REASON_LABELS.iter().zip(&self.connections_rejected) {
             writeln!(
                 out,
                 "{REJECTED}{{reason=\"{reason}\"}} {}",

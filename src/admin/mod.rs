@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
-    /// RouteAnswer of `/readyz`, asked once per request on the admin thread (so
+    /// Answer of `/readyz`, asked once per request on the admin thread (so
     /// it must not block): true while the server accepts connections and
     /// can take one more.
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,

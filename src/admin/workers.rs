@@ -39,11 +39,10 @@ impl Workers {
         }
         .encode(job.head_only);
         // Threads that ended are joined here, when a new one may start.
-        let (ended, running) = std::mem::take(&mut self.running)
-            .into_iter()
-            .partition(|(thread, _)| thread.is_finished());
-        self.running = running;
-        stop_workers(ended);
+        let ended = self
+            .running
+            .extract_if(.., |(thread, _)| thread.is_finished());
+        stop_workers(ended.collect());
         let sending = Arc::clone(&self.sending[job.kind as usize]);
         if sending.fetch_add(1, Ordering::AcqRel) >= limits.max_jobs {
             sending.fetch_sub(1, Ordering::AcqRel);

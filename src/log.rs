@@ -203,36 +203,29 @@ fn format_event(
     for (key, field) in fields {
         value.clear();
         let shape = field.write_to(&mut value);
-        if !json {
+        let quoted = if json {
+            line.push(',');
+            json::write_string(&mut line, key);
+            line.push(':');
+            shape == Shape::Text
+        } else {
             let _ = write!(line, " {key}=");
-            write_text_value(&value, &mut line);
-            continue;
-        }
-        line.push(',');
-        json::write_string(&mut line, key);
-        line.push(':');
-        match shape {
-            Shape::Bare => line.push_str(&value),
-            Shape::Text => json::write_string(&mut line, &value),
+            // Only when needed, and with JSON's escapes, which read well in
+            // logfmt too: a value can never break the line or the
+            // key=value structure.
+            value.is_empty()
+                || value
+                    .chars()
+                    .any(|c| matches!(c, ' ' | '"' | '=' | '\\') || c.is_control())
+        };
+        if quoted {
+            json::write_string(&mut line, &value);
+        } else {
+            line.push_str(&value);
         }
     }
     line.push_str(if json { "}\n" } else { "\n" });
     line
-}
-
-/// Writes a text-format value bare when that is unambiguous, quoted otherwise
-/// (with JSON's escapes, which read well in logfmt too: a value can never
-/// break the line or the key=value structure).
-fn write_text_value(value: &str, out: &mut String) {
-    let needs_quotes = value.is_empty()
-        || value
-            .chars()
-            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
-    if needs_quotes {
-        json::write_string(out, value);
-    } else {
-        out.push_str(value);
-    }
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;

@@ -11,8 +11,7 @@
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::raw::{c_int, c_short, c_ulong};
 use std::time::Duration;
 

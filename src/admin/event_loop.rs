@@ -22,6 +22,8 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Connections accepted per turn of the loop at most, so a burst of
 /// connects does not delay reading the ones already accepted.
 const MAX_ACCEPTS_PER_TURN: usize = 64;
+/// The longest request head, its closing blank line included.
+pub(super) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Bytes taken from a socket per `read`.
 const READ_CHUNK_BYTES: usize = 4096;
 
@@ -219,7 +221,7 @@ impl AdminConnection {
     /// is done, dropped or handed off.
     fn advance(&mut self, state: &AdminState, limits: &AdminLimits, workers: &mut Workers) -> bool {
         if let Stage::Receiving { head } = &mut self.stage {
-            let answer = match receive_head(&mut self.stream, head, limits.max_request_bytes) {
+            let answer = match receive_head(&mut self.stream, head, MAX_REQUEST_BYTES) {
                 Ok(None) => return true,
                 Err(reason) => return dropped(reason),
                 Ok(Some(head_end)) => match respond(&head[..head_end], state) {

@@ -44,8 +44,6 @@ pub struct AdminState {
 pub struct AdminLimits {
     /// From the accept to the last byte of an answer made on the loop.
     pub request_deadline: Duration,
-    /// The request head, its closing blank line included.
-    pub max_request_bytes: usize,
     /// Connections on the loop at once; a newcomer closes the oldest.
     pub max_connections: usize,
     /// Workers of one kind (inspections, exports) at once.
@@ -58,7 +56,6 @@ impl Default for AdminLimits {
     fn default() -> AdminLimits {
         AdminLimits {
             request_deadline: Duration::from_secs(5),
-            max_request_bytes: 8 * 1024,
             max_connections: 4096,
             max_jobs: 2,
             job_write_stall: Duration::from_secs(10),

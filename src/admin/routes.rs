@@ -57,10 +57,8 @@ impl Reply {
     }
 }
 
-/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
-/// workers, so exports cannot keep inspections out.
-///
-/// [`AdminLimits::max_jobs`]: super::AdminLimits::max_jobs
+/// What a job does; each kind has its own workers (`max_jobs` of them),
+/// so exports cannot keep inspections out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum JobKind {
     /// `/v1/packages/NAME` and `/v1/text/packages/NAME`.

@@ -93,13 +93,10 @@ fn stop_workers(workers: Vec<(JoinHandle<()>, TcpStream)>) {
 fn answer_job(mut stream: TcpStream, job: Job, sending: &AtomicUsize) {
     let reply = guarded("job", job.produce).unwrap_or_else(internal_error);
     // Head and body apart: an export's body is not copied again.
-    let sent = stream.write_all(reply.head().as_bytes()).and_then(|()| {
-        if job.head_only {
-            Ok(())
-        } else {
-            stream.write_all(reply.body.as_bytes())
-        }
-    });
+    let body = if job.head_only { "" } else { &reply.body };
+    let sent = stream
+        .write_all(reply.head().as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()));
     // Before the client can see the end of its answer, so that its next
     // request finds this worker's place free.
     sending.fetch_sub(1, Ordering::AcqRel);

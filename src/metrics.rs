@@ -51,17 +51,14 @@ pub enum RejectReason {
 const REASON_LABELS: [&str; 3] = ["limit", "resources", "fds"];
 
 /// The store's figures at render time, supplied by whoever owns it: the
-/// index's sizes and the durable log's (zero without a data directory).
+/// index's sizes and the durable log's, zero without a data directory
+/// (`docs/admin-http.md#durability-metrics` says what each counts).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreGauges {
     pub packages: u64,
     pub dependencies: u64,
-    /// The log file receiving changes, counting those not yet written.
     pub log_bytes: u64,
-    /// Changes appended since start.
     pub log_appends: u64,
-    /// The `write(2)` batches that carried them (appends per write shows
-    /// how well group commit batches).
     pub log_writes: u64,
 }
 

@@ -8,7 +8,7 @@ pub(super) fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let mut bytes = text.bytes();
     while let Some(byte) = bytes.next() {
         decoded.push(match byte {
-            b'%' => (hex_digit(bytes.next())? * 16 + hex_digit(bytes.next())?) as u8,
+            b'%' => u8::try_from(hex_digit(bytes.next())? * 16 + hex_digit(bytes.next())?).ok()?,
             byte => byte,
         });
     }

@@ -112,12 +112,10 @@ impl EventLoop {
 
     /// Closes every connection whose deadline has passed.
     fn expire(&mut self, now: Instant) {
-        while self
+        let expired = self
             .connections
-            .front()
-            .is_some_and(|oldest| oldest.deadline <= now)
-        {
-            self.connections.pop_front();
+            .partition_point(|connection| connection.deadline <= now);
+        for _ in self.connections.drain(..expired) {
             dropped("deadline passed");
         }
     }

@@ -67,10 +67,9 @@ impl Default for AdminLimits {
 /// [`stop`](Self::stop) (or drop) ends it.
 pub struct AdminServer {
     local_addr: SocketAddr,
-    /// Closing it makes the loop's end of the pair readable, which ends
-    /// the loop.
-    stop_signal: Option<UnixStream>,
-    thread: Option<JoinHandle<()>>,
+    /// The stop signal, whose closing makes the loop's end of the pair
+    /// readable, which ends the loop; and the loop's thread.
+    running: Option<(UnixStream, JoinHandle<()>)>,
 }
 
 impl AdminServer {
@@ -88,8 +87,7 @@ impl AdminServer {
             .spawn(move || event_loop::serve(listener, stop_watch, state, limits))?;
         Ok(AdminServer {
             local_addr,
-            stop_signal: Some(stop_signal),
-            thread: Some(thread),
+            running: Some((stop_signal, thread)),
         })
     }
 
@@ -105,8 +103,8 @@ impl AdminServer {
 impl Drop for AdminServer {
     /// An owner that returns early (a failed start) still stops the thread.
     fn drop(&mut self) {
-        drop(self.stop_signal.take());
-        if let Some(thread) = self.thread.take() {
+        if let Some((stop_signal, thread)) = self.running.take() {
+            drop(stop_signal);
             if thread.join().is_err() {
                 log::error("the admin thread panicked", &[]);
             }

@@ -194,10 +194,10 @@ impl Metrics {
         for (command, results) in tally.counts.iter_mut().enumerate() {
             let mut requests = 0;
             for (result, count) in results.iter_mut().enumerate() {
-                if *count > 0 {
-                    self.requests[command][result].fetch_add(u64::from(*count), Relaxed);
-                    requests += u64::from(*count);
-                    *count = 0;
+                let count = u64::from(std::mem::take(count));
+                if count > 0 {
+                    self.requests[command][result].fetch_add(count, Relaxed);
+                    requests += count;
                 }
             }
             if requests > 0 {

@@ -338,13 +338,9 @@ extern "C" {
 /// rounded up to whole milliseconds, so the wait never ends early. A
 /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
 pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let timeout_ms = match timeout {
-        None => -1,
-        Some(timeout) => {
-            let millis = timeout.as_nanos().div_ceil(1_000_000);
-            c_int::try_from(millis).unwrap_or(c_int::MAX)
-        }
-    };
+    let timeout_ms = timeout.map_or(-1, |timeout| {
+        c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+    });
     // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
     let count = fds.len() as c_ulong;
     // SAFETY: `fds` is an exclusively borrowed slice of `count`

@@ -11,7 +11,7 @@ use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Fsync};
 use crate::log;
-use crate::metrics::{IndexGauges, Metrics};
+use crate::metrics::Metrics;
 use crate::procfs;
 use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
 use crate::store::Store;
@@ -340,15 +340,7 @@ fn admin_state(
         ready: Box::new(move || ready.load(Ordering::SeqCst) && room.has_room()),
         store: loaded,
         render_metrics: Box::new(move |out| {
-            let mut gauges = IndexGauges::default();
-            if let Some(store) = store.get() {
-                if let Some(log) = store.log_stats() {
-                    metrics.set_log(log);
-                }
-                let index = store.read();
-                gauges.packages = index.packages() as u64;
-                gauges.dependencies = index.dependencies() as u64;
-            }
+            let gauges = store.get().map(Store::gauges).unwrap_or_default();
             metrics.render(gauges, out);
         }),
     }

@@ -95,7 +95,7 @@ pub use config::{parse as parse_command_line, Config, Invocation};
 pub use durability::{DurableOptions, Fsync, LoadStats, Loaded, RecoveryError, TornTail};
 pub use figures::thousands;
 pub use index::{IndexOutcome, Indexer, Refusal};
-pub use metrics::{IndexGauges, Metrics, RejectReason};
+pub use metrics::{Metrics, RejectReason, StoreGauges};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};
 pub use protocol::{parse_line, write_request, Command, Malformed, ParseError, Request, Response};
 pub use server::{ConnectionLimits, Server, ShutdownReport};

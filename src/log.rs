@@ -36,57 +36,41 @@ pub enum Level {
 }
 
 impl Level {
-    /// In the order of the variants.
-    const NAMES: [(Level, &'static str); 4] = [
-        (Level::Error, "error"),
-        (Level::Warn, "warn"),
-        (Level::Info, "info"),
-        (Level::Debug, "debug"),
-    ];
-
     /// The level `--log-level` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Level> {
-        named(&Level::NAMES, name)
+        let levels = [Level::Error, Level::Warn, Level::Info, Level::Debug];
+        levels.into_iter().find(|level| level.to_string() == name)
     }
 }
 
 impl Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Level::NAMES[*self as usize].1)
+        f.write_str(["error", "warn", "info", "debug"][*self as usize])
     }
 }
 
 impl Format {
-    /// In the order of the variants.
-    const NAMES: [(Format, &'static str); 2] = [(Format::Text, "text"), (Format::Json, "json")];
-
     /// The format `--log-format` names, if any.
     pub(crate) fn from_name(name: &str) -> Option<Format> {
-        named(&Format::NAMES, name)
+        [Format::Text, Format::Json]
+            .into_iter()
+            .find(|format| format.to_string() == name)
     }
 }
 
 impl Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Format::NAMES[*self as usize].1)
+        f.write_str(["text", "json"][*self as usize])
     }
-}
-
-/// The entry of a table of names that `name` names.
-fn named<T: Copy>(names: &[(T, &str)], name: &str) -> Option<T> {
-    names
-        .iter()
-        .find(|entry| entry.1 == name)
-        .map(|entry| entry.0)
 }
 
 /// The format and level, once set.
 static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
-/// Sets the process-wide format and level. Only the first call has an
-/// effect; it returns `false` when logging was already initialised.
-pub(crate) fn init(format: Format, level: Level) -> bool {
-    SETTINGS.set((format, level)).is_ok()
+/// Sets the process-wide format and level; only the first call has an
+/// effect.
+pub(crate) fn init(format: Format, level: Level) {
+    let _ = SETTINGS.set((format, level));
 }
 
 /// How JSON writes a field's value.
@@ -219,36 +203,29 @@ fn format_event(
     for (key, field) in fields {
         value.clear();
         let shape = field.write_to(&mut value);
-        if !json {
+        let quoted = if json {
+            line.push(',');
+            json::write_string(&mut line, key);
+            line.push(':');
+            shape == Shape::Text
+        } else {
             let _ = write!(line, " {key}=");
-            write_text_value(&value, &mut line);
-            continue;
-        }
-        line.push(',');
-        json::write_string(&mut line, key);
-        line.push(':');
-        match shape {
-            Shape::Bare => line.push_str(&value),
-            Shape::Text => json::write_string(&mut line, &value),
+            // Only when needed, and with JSON's escapes, which read well in
+            // logfmt too: a value can never break the line or the
+            // key=value structure.
+            value.is_empty()
+                || value
+                    .chars()
+                    .any(|c| matches!(c, ' ' | '"' | '=' | '\\') || c.is_control())
+        };
+        if quoted {
+            json::write_string(&mut line, &value);
+        } else {
+            line.push_str(&value);
         }
     }
     line.push_str(if json { "}\n" } else { "\n" });
     line
-}
-
-/// Writes a text-format value bare when that is unambiguous, quoted otherwise
-/// (with JSON's escapes, which read well in logfmt too: a value can never
-/// break the line or the key=value structure).
-fn write_text_value(value: &str, out: &mut String) {
-    let needs_quotes = value.is_empty()
-        || value
-            .chars()
-            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
-    if needs_quotes {
-        json::write_string(out, value);
-    } else {
-        out.push_str(value);
-    }
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;

@@ -47,24 +47,19 @@ pub enum RejectReason {
     Fds,
 }
 
-impl RejectReason {
-    /// `reason` label values, in the order of [`RejectReason`].
-    const LABELS: [&str; 3] = ["limit", "resources", "fds"];
-}
+/// `reason` label values, in the order of [`RejectReason`].
+const REASON_LABELS: [&str; 3] = ["limit", "resources", "fds"];
 
-/// The durable log's figures, supplied by whoever owns it.
+/// The store's figures at render time, supplied by whoever owns it: the
+/// index's sizes and the durable log's, zero without a data directory
+/// (`docs/admin-http.md#durability-metrics` says what each counts).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogGauges {
-    pub bytes: u64,
-    pub appends: u64,
-    pub writes: u64,
-}
-
-/// Sizes of the index at render time, supplied by whoever owns it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IndexGauges {
+pub struct StoreGauges {
     pub packages: u64,
     pub dependencies: u64,
+    pub log_bytes: u64,
+    pub log_appends: u64,
+    pub log_writes: u64,
 }
 
 /// Nanoseconds as seconds, for a sample: integer nanoseconds over 1e9
@@ -147,12 +142,9 @@ pub struct Metrics {
     // Signed so a mismatched close shows up as a negative value rather
     // than as 2^64 - 1.
     connections_active: AtomicI64,
-    connections_rejected: [AtomicU64; RejectReason::LABELS.len()],
+    connections_rejected: [AtomicU64; REASON_LABELS.len()],
     durability_errors: AtomicU64,
     data_dir_rewrites: AtomicU64,
-    log_bytes: AtomicU64,
-    log_appends: AtomicU64,
-    log_writes: AtomicU64,
     max_connections: AtomicU64,
     max_line_bytes: AtomicU64,
     last_snapshot_seconds_bits: AtomicU64,
@@ -178,12 +170,9 @@ impl Metrics {
             request_durations: std::array::from_fn(|_| Histogram::new(&REQUEST_BUCKETS)),
             connections_total: AtomicU64::new(0),
             connections_active: AtomicI64::new(0),
-            connections_rejected: [const { AtomicU64::new(0) }; RejectReason::LABELS.len()],
+            connections_rejected: [const { AtomicU64::new(0) }; REASON_LABELS.len()],
             durability_errors: AtomicU64::new(0),
             data_dir_rewrites: AtomicU64::new(0),
-            log_bytes: AtomicU64::new(0),
-            log_appends: AtomicU64::new(0),
-            log_writes: AtomicU64::new(0),
             max_connections: AtomicU64::new(0),
             max_line_bytes: AtomicU64::new(0),
             last_snapshot_seconds_bits: AtomicU64::new(0f64.to_bits()),
@@ -205,10 +194,10 @@ impl Metrics {
         for (command, results) in tally.counts.iter_mut().enumerate() {
             let mut requests = 0;
             for (result, count) in results.iter_mut().enumerate() {
-                if *count > 0 {
-                    self.requests[command][result].fetch_add(u64::from(*count), Relaxed);
-                    requests += u64::from(*count);
-                    *count = 0;
+                let count = u64::from(std::mem::take(count));
+                if count > 0 {
+                    self.requests[command][result].fetch_add(count, Relaxed);
+                    requests += count;
                 }
             }
             if requests > 0 {
@@ -249,19 +238,8 @@ impl Metrics {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
 
-    /// The durable log's figures as of now: its size on disk, the changes
-    /// appended and the `write(2)` batches that carried them since start
-    /// (appends per write shows how well group commit batches).
-    pub fn set_log(&self, log: LogGauges) {
-        self.log_bytes.store(log.bytes, Relaxed);
-        self.log_appends.store(log.appends, Relaxed);
-        self.log_writes.store(log.writes, Relaxed);
-    }
-
-    /// The limits the server runs with, for alerts to compare against:
-    /// the connections it serves at once at most (`--max-connections`, or
-    /// fewer when the open-files limit leaves less room), and
-    /// `--max-line-bytes`.
+    /// The limits the server runs with, for alerts to compare against
+    /// (`docs/admin-http.md#connection-metrics`).
     pub fn set_limits(&self, max_connections: u64, max_line_bytes: u64) {
         self.max_connections.store(max_connections, Relaxed);
         self.max_line_bytes.store(max_line_bytes, Relaxed);
@@ -288,12 +266,12 @@ impl Metrics {
     /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
     /// included) to `out`. Process metrics that `/proc/self` cannot provide
     /// are left out rather than failing the scrape.
-    pub fn render(&self, index: IndexGauges, out: &mut String) {
+    pub fn render(&self, store: StoreGauges, out: &mut String) {
         // Formatting into a String cannot fail.
-        let _ = self.write_exposition(index, out);
+        let _ = self.write_exposition(store, out);
     }
 
-    fn write_exposition(&self, index: IndexGauges, out: &mut String) -> fmt::Result {
+    fn write_exposition(&self, store: StoreGauges, out: &mut String) -> fmt::Result {
         const REQUESTS: &str = "package_indexer_requests_total";
         let help = "Request lines answered, by command and answer.";
         family(out, REQUESTS, "counter", help)?;
@@ -312,7 +290,7 @@ impl Metrics {
         const REJECTED: &str = "package_indexer_connections_rejected_total";
         let help = "Connections closed at once without being served, by reason.";
         family(out, REJECTED, "counter", help)?;
-        for (reason, count) in RejectReason::LABELS.iter().zip(&self.connections_rejected) {
+        for (reason, count) in REASON_LABELS.iter().zip(&self.connections_rejected) {
             writeln!(
                 out,
                 "{REJECTED}{{reason=\"{reason}\"}} {}",
@@ -334,7 +312,8 @@ impl Metrics {
 
         let load = |value: &AtomicU64| value.load(Relaxed);
         let (cpu, status) = (process_cpu_seconds("self"), process_status("self"));
-        let (fds, max_fds) = (open_fds(), OpenFilesLimit::current().ok().map(|l| l.soft));
+        let fds = procfs::open_fds().map(|open| open.len() as u64);
+        let max_fds = OpenFilesLimit::current().ok().map(|limit| limit.soft);
         // Each row: the name, type and HELP text, then the value, which is
         // left out when `/proc` cannot give it.
         let series: [(&str, Option<&dyn Display>); 19] = [
@@ -352,11 +331,11 @@ impl Metrics {
             ),
             (
                 "package_indexer_log_appends_total counter Changes appended to the durable log.",
-                Some(&load(&self.log_appends)),
+                Some(&store.log_appends),
             ),
             (
                 "package_indexer_log_writes_total counter write(2) batches that carried the appended changes to the log.",
-                Some(&load(&self.log_writes)),
+                Some(&store.log_writes),
             ),
             (
                 "process_cpu_seconds_total counter User and system CPU time spent, in seconds.",
@@ -368,15 +347,15 @@ impl Metrics {
             ),
             (
                 "package_indexer_packages gauge Packages in the index.",
-                Some(&index.packages),
+                Some(&store.packages),
             ),
             (
                 "package_indexer_dependencies gauge Dependency edges in the index.",
-                Some(&index.dependencies),
+                Some(&store.dependencies),
             ),
             (
                 "package_indexer_log_bytes gauge Size of the durable log on disk.",
-                Some(&load(&self.log_bytes)),
+                Some(&store.log_bytes),
             ),
             (
                 "package_indexer_max_connections gauge Connections served at once at most: --max-connections, or fewer if the open-files limit leaves less.",
@@ -438,10 +417,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
 /// A process figure, if `/proc` gave it.
 fn shown(value: &Option<u64>) -> Option<&dyn Display> {
     value.as_ref().map(|value| value as &dyn Display)
-}
-
-fn open_fds() -> Option<u64> {
-    procfs::open_fds().map(|open| open.len() as u64)
 }
 
 #[cfg(test)]
@@ -698,11 +673,6 @@ mod tests {
         metrics.connection_rejected(RejectReason::Resources);
         metrics.connection_rejected(RejectReason::Fds);
         metrics.durability_error();
-        metrics.set_log(LogGauges {
-            bytes: 4096,
-            appends: 30,
-            writes: 7,
-        });
         metrics.snapshot_written(1_795_401_000.5);
         metrics.record_fsync(us(3_000));
         metrics
@@ -711,9 +681,12 @@ mod tests {
     fn rendered(metrics: &Metrics) -> String {
         let mut text = String::new();
         metrics.render(
-            IndexGauges {
+            StoreGauges {
                 packages: 3,
                 dependencies: 2,
+                log_bytes: 4096,
+                log_appends: 30,
+                log_writes: 7,
             },
             &mut text,
         );

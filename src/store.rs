@@ -21,7 +21,7 @@
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
 use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
-use crate::metrics::{LogGauges, Metrics};
+use crate::metrics::{Metrics, StoreGauges};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -225,9 +225,18 @@ impl Store {
         text
     }
 
-    /// The durable log's counters, with a data directory.
-    pub fn log_stats(&self) -> Option<LogGauges> {
-        self.durable.as_deref().map(|durable| durable.wal.gauges())
+    /// The figures `/metrics` reports: the index's sizes and, with a data
+    /// directory, the durable log's counters.
+    pub fn gauges(&self) -> StoreGauges {
+        let mut gauges = self
+            .durable
+            .as_deref()
+            .map(|durable| durable.wal.gauges())
+            .unwrap_or_default();
+        let index = self.index.read();
+        gauges.packages = index.packages() as u64;
+        gauges.dependencies = index.dependencies() as u64;
+        gauges
     }
 
     /// Compacts the data directory now, on the calling thread, as the

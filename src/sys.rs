@@ -11,8 +11,7 @@
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::raw::{c_int, c_short, c_ulong};
 use std::time::Duration;
 
@@ -22,8 +21,6 @@ compile_error!("written for Linux (sigset_t, rlimit and socket option layouts an
 // Signals
 
 const SIG_BLOCK: c_int = 0;
-const EINTR: c_int = 4;
-const EAGAIN: c_int = 11;
 
 /// `sigset_t`: 1024 signal bits in both glibc and musl.
 #[repr(C)]
@@ -124,9 +121,9 @@ impl Signals {
                 return Ok(Some(Signal { number: signum }));
             }
             let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(EAGAIN) => return Ok(None),
-                Some(EINTR) => {}
+            match error.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => {}
                 _ => return Err(error),
             }
         }
@@ -185,13 +182,10 @@ extern "C" {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
 }
 
-/// Where Linux keeps the largest listen backlog it grants.
-const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
-
 /// The system's `net.core.somaxconn`: the kernel caps every listen backlog
 /// at it. `None` when it cannot be read (no `/proc`).
 pub(crate) fn somaxconn() -> Option<u32> {
-    std::fs::read_to_string(SOMAXCONN_PATH)
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .ok()?
         .trim()
         .parse()
@@ -213,23 +207,12 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
 
 const RLIMIT_NOFILE: c_int = 7;
 
-/// `struct rlimit`: two `rlim_t` (unsigned long, 64 bits on these targets).
+/// The process's limit on open file descriptors, laid out as C's `struct
+/// rlimit` (two `rlim_t`, unsigned long, 64 bits on these targets);
+/// `u64::MAX` is `RLIM_INFINITY`, no limit (which Linux never grants for
+/// this one: it caps the hard limit at `fs.nr_open`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct Rlimit {
-    current: u64,
-    maximum: u64,
-}
-
-extern "C" {
-    fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
-    fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
-}
-
-/// The process's limit on open file descriptors; `u64::MAX` is
-/// `RLIM_INFINITY`, no limit (which Linux never grants for this one: it
-/// caps the hard limit at `fs.nr_open`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct OpenFilesLimit {
     /// The limit in effect: descriptors are numbered below it, and opening
     /// one more fails with `EMFILE`.
@@ -238,17 +221,19 @@ pub(crate) struct OpenFilesLimit {
     pub hard: u64,
 }
 
+extern "C" {
+    fn getrlimit(resource: c_int, limit: *mut OpenFilesLimit) -> c_int;
+    fn setrlimit(resource: c_int, limit: *const OpenFilesLimit) -> c_int;
+}
+
 impl OpenFilesLimit {
     /// Reads the limit with `getrlimit(2)`.
     pub(crate) fn current() -> io::Result<OpenFilesLimit> {
-        let mut limit = Rlimit::default();
+        let mut limit = OpenFilesLimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
         // the call writes within it and keeps no pointer.
         succeeded(unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) })?;
-        Ok(OpenFilesLimit {
-            soft: limit.current,
-            hard: limit.maximum,
-        })
+        Ok(limit)
     }
 
     /// Raises the soft limit to the hard one, as Go's runtime does at start:
@@ -256,21 +241,17 @@ impl OpenFilesLimit {
     /// `select(2)`, and a server of one descriptor per connection needs more.
     /// Returns the limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
-        // Nothing to ask, so nothing that could fail.
-        if self.soft == self.hard {
-            return Ok(self);
-        }
-        let limit = Rlimit {
-            current: self.hard,
-            maximum: self.hard,
-        };
-        // SAFETY: `limit` is an initialised `struct rlimit` that outlives the
-        // call; the call only reads it.
-        succeeded(unsafe { setrlimit(RLIMIT_NOFILE, &limit) })?;
-        Ok(OpenFilesLimit {
+        let raised = OpenFilesLimit {
             soft: self.hard,
-            hard: self.hard,
-        })
+            ..self
+        };
+        // Nothing to ask when it is there already, so nothing that could fail.
+        if raised != self {
+            // SAFETY: `raised` is an initialised `struct rlimit` that
+            // outlives the call; the call only reads it.
+            succeeded(unsafe { setrlimit(RLIMIT_NOFILE, &raised) })?;
+        }
+        Ok(raised)
     }
 }
 
@@ -353,7 +334,10 @@ pub(crate) const POLLOUT: c_short = 0x004;
 pub(crate) struct PollFd {
     fd: c_int,
     events: c_short,
-    revents: c_short,
+    /// What the last [`poll`] reported: nonzero when the descriptor wants
+    /// attention (an event asked for, or an error or hang-up, which are
+    /// reported whether asked for or not).
+    pub(crate) revents: c_short,
 }
 
 impl PollFd {
@@ -371,13 +355,6 @@ impl PollFd {
     pub(crate) fn ignored() -> PollFd {
         PollFd::new(-1, 0)
     }
-
-    /// What the last [`poll`] reported: nonzero when the descriptor wants
-    /// attention (an event asked for, or an error or hang-up, which are
-    /// reported whether asked for or not).
-    pub(crate) fn revents(&self) -> c_short {
-        self.revents
-    }
 }
 
 extern "C" {
@@ -390,13 +367,9 @@ extern "C" {
 /// rounded up to whole milliseconds, so the wait never ends early. A
 /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
 pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let timeout_ms = match timeout {
-        None => -1,
-        Some(timeout) => {
-            let millis = timeout.as_nanos().div_ceil(1_000_000);
-            c_int::try_from(millis).unwrap_or(c_int::MAX)
-        }
-    };
+    let timeout_ms = timeout.map_or(-1, |timeout| {
+        c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+    });
     // `unsigned long` is as wide as `usize` on Linux: nothing is lost.
     let count = fds.len() as c_ulong;
     // SAFETY: `fds` is an exclusively borrowed slice of `count`
@@ -492,7 +465,7 @@ mod tests {
 
     #[test]
     fn rlimit_has_the_size_of_the_c_type() {
-        assert_eq!(std::mem::size_of::<Rlimit>(), 16);
+        assert_eq!(std::mem::size_of::<OpenFilesLimit>(), 16);
     }
 
     #[test]
@@ -565,7 +538,7 @@ mod readiness_tests {
         assert!(started.elapsed() >= Duration::from_millis(30));
         writer.write_all(b"x").unwrap();
         assert_eq!(poll(&mut fds, None).unwrap(), 1);
-        assert_eq!(fds[0].revents() & POLLIN, POLLIN);
-        assert_eq!(fds[1].revents(), 0);
+        assert_eq!(fds[0].revents & POLLIN, POLLIN);
+        assert_eq!(fds[1].revents, 0);
     }
 }

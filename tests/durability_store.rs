@@ -9,7 +9,7 @@ mod common;
 use common::{data_files, TempDir};
 use package_indexer::parse_line;
 use package_indexer::Store;
-use package_indexer::{DurableOptions, Fsync, IndexGauges, Loaded, Metrics, RecoveryError};
+use package_indexer::{DurableOptions, Fsync, Loaded, Metrics, RecoveryError, StoreGauges};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -191,7 +191,7 @@ fn compactions(dir: &Path) -> u64 {
 /// The value of the unlabelled series `name` in `metrics`' exposition.
 fn metric(metrics: &Metrics, name: &str) -> f64 {
     let mut text = String::new();
-    metrics.render(IndexGauges::default(), &mut text);
+    metrics.render(StoreGauges::default(), &mut text);
     let value = text
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));

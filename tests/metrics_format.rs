@@ -9,7 +9,7 @@ mod common;
 
 use package_indexer::{AdminLimits, AdminServer, AdminState};
 use package_indexer::{Command, Response};
-use package_indexer::{IndexGauges, Metrics, RejectReason};
+use package_indexer::{Metrics, RejectReason, StoreGauges};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +20,10 @@ fn scrape(metrics: Arc<Metrics>) -> common::HttpAnswer {
         ready: Box::new(|| true),
         store: Arc::default(),
         render_metrics: Box::new(move |out| {
-            let index = IndexGauges {
+            let index = StoreGauges {
                 packages: 10,
                 dependencies: 25,
+                ..StoreGauges::default()
             };
             metrics.render(index, out)
         }),

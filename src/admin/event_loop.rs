@@ -1,7 +1,7 @@
 //! The admin thread's loop: one `poll(2)` over the stop signal, the
 //! listener and every pending connection; the parent module says why.
 
-use super::routes::{respond, Job, RouteAnswer};
+use super::routes::{respond, RouteAnswer};
 use super::workers::Workers;
 use super::{AdminLimits, AdminState};
 use crate::log;
@@ -22,6 +22,8 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Connections accepted per turn of the loop at most, so a burst of
 /// connects does not delay reading the ones already accepted.
 const MAX_ACCEPTS_PER_TURN: usize = 64;
+/// The longest request head, its closing blank line included.
+pub(super) const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Bytes taken from a socket per `read`.
 const READ_CHUNK_BYTES: usize = 4096;
 
@@ -50,7 +52,7 @@ pub(super) fn serve(
     state: AdminState,
     limits: AdminLimits,
 ) {
-    let event_loop = EventLoop {
+    EventLoop {
         listener,
         stop_watch,
         state,
@@ -59,8 +61,8 @@ pub(super) fn serve(
         workers: Workers::default(),
         accept_paused_until: None,
         failed_accepts: 0,
-    };
-    event_loop.run();
+    }
+    .run();
 }
 
 impl EventLoop {
@@ -97,12 +99,12 @@ impl EventLoop {
                 }
             }
             // The stop signal's entry is first, the listener's second.
-            if poll_set[0].revents() != 0 {
+            if poll_set[0].revents != 0 {
                 self.workers.stop();
                 return;
             }
             self.serve_ready(&poll_set[2..]);
-            if poll_set[1].revents() != 0 {
+            if poll_set[1].revents != 0 {
                 self.accept_waiting();
             }
         }
@@ -110,12 +112,10 @@ impl EventLoop {
 
     /// Closes every connection whose deadline has passed.
     fn expire(&mut self, now: Instant) {
-        while self
+        let expired = self
             .connections
-            .front()
-            .is_some_and(|oldest| oldest.deadline <= now)
-        {
-            self.connections.pop_front();
+            .partition_point(|connection| connection.deadline <= now);
+        for _ in self.connections.drain(..expired) {
             dropped("deadline passed");
         }
     }
@@ -137,24 +137,8 @@ impl EventLoop {
         let (state, limits, workers) = (&self.state, &self.limits, &mut self.workers);
         let mut ready = ready.iter();
         self.connections.retain_mut(|connection| {
-            if ready.next().map_or(0, PollFd::revents) == 0 {
-                return true;
-            }
-            match connection.advance(state, limits) {
-                Progress::Pending => true,
-                Progress::Done => false,
-                Progress::HandOff(job) => match workers.start(&connection.stream, job, limits) {
-                    // The worker has a socket of its own.
-                    Ok(()) => false,
-                    Err(refusal) => {
-                        connection.stage = Stage::Sending {
-                            answer: refusal,
-                            sent: 0,
-                        };
-                        true
-                    }
-                },
-            }
+            let reported = ready.next().is_some_and(|entry| entry.revents != 0);
+            !reported || connection.advance(state, limits, workers)
         });
     }
 
@@ -228,33 +212,30 @@ enum Stage {
     Sending { answer: Vec<u8>, sent: usize },
 }
 
-/// What the loop does with a connection after [`AdminConnection::advance`].
-enum Progress {
-    /// Keep it and wait for the socket to be ready again.
-    Pending,
-    /// Close it: its answer is sent, or it was dropped.
-    Done,
-    /// Its answer is a job: hand its socket to a worker.
-    HandOff(Job),
-}
-
 impl AdminConnection {
     /// Does what the socket allows now: reads more of the head and, once it
-    /// is complete, answers; or sends more of the answer.
-    fn advance(&mut self, state: &AdminState, limits: &AdminLimits) -> Progress {
+    /// is complete, answers or hands a job to a worker; or sends more of the
+    /// answer. Returns whether the loop keeps the connection: false once it
+    /// is done, dropped or handed off.
+    fn advance(&mut self, state: &AdminState, limits: &AdminLimits, workers: &mut Workers) -> bool {
         if let Stage::Receiving { head } = &mut self.stage {
-            match receive_head(&mut self.stream, head, limits.max_request_bytes) {
-                Ok(Some(head_end)) => match respond(&head[..head_end], state) {
-                    RouteAnswer::Now(answer) => self.stage = Stage::Sending { answer, sent: 0 },
-                    RouteAnswer::Later(job) => return Progress::HandOff(job),
-                },
-                Ok(None) => return Progress::Pending,
+            let answer = match receive_head(&mut self.stream, head, MAX_REQUEST_BYTES) {
+                Ok(None) => return true,
                 Err(reason) => return dropped(reason),
-            }
+                Ok(Some(head_end)) => match respond(&head[..head_end], state) {
+                    RouteAnswer::Now(answer) => answer,
+                    RouteAnswer::Later(job) => match workers.start(&self.stream, job, limits) {
+                        // The worker has a socket of its own.
+                        Ok(()) => return false,
+                        Err(refusal) => refusal,
+                    },
+                },
+            };
+            self.stage = Stage::Sending { answer, sent: 0 };
         }
         match &mut self.stage {
             Stage::Sending { answer, sent } => send_answer(&mut self.stream, answer, sent),
-            Stage::Receiving { .. } => Progress::Pending,
+            Stage::Receiving { .. } => true,
         }
     }
 }
@@ -304,23 +285,25 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Writes what the socket takes now; once all is sent, ends the stream.
-fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> Progress {
+/// Returns whether there is more to send.
+fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> bool {
     while *sent < answer.len() {
         match stream.write(&answer[*sent..]) {
             Ok(0) => return dropped("the client stopped receiving"),
             Ok(written) => *sent += written,
-            Err(error) if error.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
             Err(error) => return dropped(format!("write failed: {error}")),
         }
     }
     // The client may be gone already; there is no one to tell.
     let _ = stream.shutdown(Shutdown::Write);
-    Progress::Done
+    false
 }
 
-/// Logs why a connection is closed without its whole answer.
-fn dropped(reason: impl Into<Cow<'static, str>>) -> Progress {
+/// Logs why a connection is closed without its whole answer; false, as
+/// the loop keeps it no longer.
+fn dropped(reason: impl Into<Cow<'static, str>>) -> bool {
     log::debug("admin connection dropped", &[("reason", &reason.into())]);
-    Progress::Done
+    false
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
-    /// RouteAnswer of `/readyz`, asked once per request on the admin thread (so
+    /// Answer of `/readyz`, asked once per request on the admin thread (so
     /// it must not block): true while the server accepts connections and
     /// can take one more.
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
@@ -44,8 +44,6 @@ pub struct AdminState {
 pub struct AdminLimits {
     /// From the accept to the last byte of an answer made on the loop.
     pub request_deadline: Duration,
-    /// The request head, its closing blank line included.
-    pub max_request_bytes: usize,
     /// Connections on the loop at once; a newcomer closes the oldest.
     pub max_connections: usize,
     /// Workers of one kind (inspections, exports) at once.
@@ -58,7 +56,6 @@ impl Default for AdminLimits {
     fn default() -> AdminLimits {
         AdminLimits {
             request_deadline: Duration::from_secs(5),
-            max_request_bytes: 8 * 1024,
             max_connections: 4096,
             max_jobs: 2,
             job_write_stall: Duration::from_secs(10),
@@ -70,10 +67,9 @@ impl Default for AdminLimits {
 /// [`stop`](Self::stop) (or drop) ends it.
 pub struct AdminServer {
     local_addr: SocketAddr,
-    /// Closing it makes the loop's end of the pair readable, which ends
-    /// the loop.
-    stop_signal: Option<UnixStream>,
-    thread: Option<JoinHandle<()>>,
+    /// The stop signal, whose closing makes the loop's end of the pair
+    /// readable, which ends the loop; and the loop's thread.
+    running: Option<(UnixStream, JoinHandle<()>)>,
 }
 
 impl AdminServer {
@@ -91,8 +87,7 @@ impl AdminServer {
             .spawn(move || event_loop::serve(listener, stop_watch, state, limits))?;
         Ok(AdminServer {
             local_addr,
-            stop_signal: Some(stop_signal),
-            thread: Some(thread),
+            running: Some((stop_signal, thread)),
         })
     }
 
@@ -108,8 +103,8 @@ impl AdminServer {
 impl Drop for AdminServer {
     /// An owner that returns early (a failed start) still stops the thread.
     fn drop(&mut self) {
-        drop(self.stop_signal.take());
-        if let Some(thread) = self.thread.take() {
+        if let Some((stop_signal, thread)) = self.running.take() {
+            drop(stop_signal);
             if thread.join().is_err() {
                 log::error("the admin thread panicked", &[]);
             }

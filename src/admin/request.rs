@@ -3,19 +3,14 @@
 /// `%XX` escapes decoded (RFC 3986 §2.1); `None` for a malformed one.
 /// Other bytes stay as they are (`+` is a plus, not a space, in a path).
 pub(super) fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let hex_digit = |byte: Option<u8>| char::from(byte?).to_digit(16);
     let mut decoded = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(byte) = bytes.next() {
-        if byte != b'%' {
-            decoded.push(byte);
-            continue;
-        }
-        let hex = [bytes.next()?, bytes.next()?];
-        // from_str_radix would take a sign: only hex digits will do.
-        if !hex.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        decoded.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        decoded.push(match byte {
+            b'%' => u8::try_from(hex_digit(bytes.next())? * 16 + hex_digit(bytes.next())?).ok()?,
+            byte => byte,
+        });
     }
     Some(decoded)
 }

@@ -10,6 +10,7 @@ use crate::store::{Inspection, Store};
 use std::panic::{self, AssertUnwindSafe};
 
 pub(super) const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// An answer with a complete body.
 pub(super) struct Reply {
@@ -21,13 +22,17 @@ pub(super) struct Reply {
 }
 
 impl Reply {
-    pub(super) fn text(status: &'static str, body: String) -> Reply {
+    fn new(status: &'static str, content_type: &'static str, body: String) -> Reply {
         Reply {
             status,
-            content_type: TEXT_CONTENT_TYPE,
+            content_type,
             extra_headers: "",
             body,
         }
+    }
+
+    pub(super) fn text(status: &'static str, body: String) -> Reply {
+        Reply::new(status, TEXT_CONTENT_TYPE, body)
     }
 
     /// The status line and headers, up to their blank line.
@@ -52,10 +57,8 @@ impl Reply {
     }
 }
 
-/// What a job does; each kind has its own [`AdminLimits::max_jobs`]
-/// workers, so exports cannot keep inspections out.
-///
-/// [`AdminLimits::max_jobs`]: super::AdminLimits::max_jobs
+/// What a job does; each kind has its own workers (`max_jobs` of them),
+/// so exports cannot keep inspections out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum JobKind {
     /// `/v1/packages/NAME` and `/v1/text/packages/NAME`.
@@ -139,10 +142,7 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> RouteAnswer {
         ("/metrics", _, _) => {
             let mut body = String::with_capacity(16 * 1024);
             (state.render_metrics)(&mut body);
-            Reply {
-                content_type: "text/plain; version=0.0.4",
-                ..Reply::text("200 OK", body)
-            }
+            Reply::new("200 OK", "text/plain; version=0.0.4", body)
         }
         ("/v1/export", _, None) => refusal(Form::Json, "503 Service Unavailable", "loading", None),
         ("/v1/export", _, Some(store)) => {
@@ -186,10 +186,7 @@ fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> 
         json::write_string(&mut body, name);
     }
     body.push_str("}\n");
-    Reply {
-        content_type: "application/json",
-        ..Reply::text(status, body)
-    }
+    Reply::new(status, JSON_CONTENT_TYPE, body)
 }
 
 /// `/v1/packages/NAME`, on a worker: the package's dependencies and
@@ -197,10 +194,9 @@ fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> 
 fn inspect(store: &Store, name: &[u8], form: Form) -> Reply {
     let inspection = PackageName::new(name).and_then(|name| store.inspect(name));
     match (inspection, form) {
-        (Some(inspection), Form::Json) => Reply {
-            content_type: "application/json",
-            ..Reply::text("200 OK", inspection_json(&inspection))
-        },
+        (Some(inspection), Form::Json) => {
+            Reply::new("200 OK", JSON_CONTENT_TYPE, inspection_json(&inspection))
+        }
         (Some(inspection), Form::Text) => Reply::text("200 OK", inspection_text(&inspection)),
         (None, _) => {
             let name = String::from_utf8_lossy(name);

@@ -314,7 +314,7 @@ fn request_of_length(len: usize) -> String {
 #[test]
 fn a_head_of_exactly_the_size_cap_is_served() {
     let (server, _) = start(AdminLimits::default());
-    let request = request_of_length(AdminLimits::default().max_request_bytes);
+    let request = request_of_length(event_loop::MAX_REQUEST_BYTES);
     assert_framed(
         &exchange(server.local_addr(), request.as_bytes()),
         "200 OK",
@@ -326,8 +326,8 @@ fn a_head_of_exactly_the_size_cap_is_served() {
 fn a_head_over_the_size_cap_is_closed_without_an_answer() {
     let (server, _) = start(AdminLimits::default());
     for len in [
-        AdminLimits::default().max_request_bytes + 1,
-        4 * AdminLimits::default().max_request_bytes,
+        event_loop::MAX_REQUEST_BYTES + 1,
+        4 * event_loop::MAX_REQUEST_BYTES,
     ] {
         let mut stream = connect(server.local_addr());
         // The server may close while the request is still being written.

@@ -39,18 +39,27 @@ impl Workers {
         }
         .encode(job.head_only);
         // Threads that ended are joined here, when a new one may start.
-        let (ended, running) = std::mem::take(&mut self.running)
-            .into_iter()
-            .partition(|(thread, _)| thread.is_finished());
-        self.running = running;
-        stop_workers(ended);
+        let ended = self
+            .running
+            .extract_if(.., |(thread, _)| thread.is_finished());
+        stop_workers(ended.collect());
         let sending = Arc::clone(&self.sending[job.kind as usize]);
         if sending.fetch_add(1, Ordering::AcqRel) >= limits.max_jobs {
             sending.fetch_sub(1, Ordering::AcqRel);
             log::debug("admin job refused", &[("reason", &"busy")]);
             return Err(busy);
         }
-        match spawn_worker(stream, job, limits, Arc::clone(&sending)) {
+        let worker = || -> io::Result<_> {
+            let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
+            worker_side.set_nonblocking(false)?;
+            worker_side.set_write_timeout(Some(limits.job_write_stall))?;
+            let sending = Arc::clone(&sending);
+            let thread = thread::Builder::new()
+                .name("admin-job".to_owned())
+                .spawn(move || answer_job(worker_side, job, &sending))?;
+            Ok((thread, stop_side))
+        };
+        match worker() {
             Ok(worker) => {
                 self.running.push(worker);
                 Ok(())
@@ -80,32 +89,14 @@ fn stop_workers(workers: Vec<(JoinHandle<()>, TcpStream)>) {
     }
 }
 
-fn spawn_worker(
-    stream: &TcpStream,
-    job: Job,
-    limits: &AdminLimits,
-    sending: Arc<AtomicUsize>,
-) -> io::Result<(JoinHandle<()>, TcpStream)> {
-    let (worker_side, stop_side) = (stream.try_clone()?, stream.try_clone()?);
-    worker_side.set_nonblocking(false)?;
-    worker_side.set_write_timeout(Some(limits.job_write_stall))?;
-    let thread = thread::Builder::new()
-        .name("admin-job".to_owned())
-        .spawn(move || answer_job(worker_side, job, &sending))?;
-    Ok((thread, stop_side))
-}
-
 /// A worker's life: produce the reply, send it, close.
 fn answer_job(mut stream: TcpStream, job: Job, sending: &AtomicUsize) {
     let reply = guarded("job", job.produce).unwrap_or_else(internal_error);
     // Head and body apart: an export's body is not copied again.
-    let sent = stream.write_all(reply.head().as_bytes()).and_then(|()| {
-        if job.head_only {
-            Ok(())
-        } else {
-            stream.write_all(reply.body.as_bytes())
-        }
-    });
+    let body = if job.head_only { "" } else { &reply.body };
+    let sent = stream
+        .write_all(reply.head().as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()));
     // Before the client can see the end of its answer, so that its next
     // request finds this worker's place free.
     sending.fetch_sub(1, Ordering::AcqRel);

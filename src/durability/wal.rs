@@ -26,7 +26,7 @@ use super::record::{self, Change};
 use super::recovery::Recovered;
 use super::snapshot;
 use super::{DurableOptions, Fsync, Generation};
-use crate::metrics::{LogGauges, Metrics};
+use crate::metrics::{Metrics, StoreGauges};
 
 /// A spare buffer that grew past this during a burst is dropped rather than
 /// kept around.
@@ -463,11 +463,12 @@ impl Wal {
     }
 
     /// The log's figures since it was opened, for metrics.
-    pub(crate) fn gauges(&self) -> LogGauges {
-        LogGauges {
-            bytes: self.log_bytes(),
-            appends: self.last_appended().0,
-            writes: self.batches_written.load(Ordering::Relaxed),
+    pub(crate) fn gauges(&self) -> StoreGauges {
+        StoreGauges {
+            log_bytes: self.log_bytes(),
+            log_appends: self.last_appended().0,
+            log_writes: self.batches_written.load(Ordering::Relaxed),
+            ..StoreGauges::default()
         }
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::record::LoggedChange;
 use super::recovery::Recovered;
 use super::{recover, Change, DurableOptions, Fsync, Generation, RecoveryError, Replay, Wal};
-use crate::metrics::{IndexGauges, Metrics};
+use crate::metrics::{Metrics, StoreGauges};
 use crate::name::{Dependencies, PackageName};
 use std::io;
 
@@ -154,7 +154,7 @@ pub(super) fn wal_after(recovered: Recovered, fsync: Fsync) -> CheckedWal {
 /// The value of the unlabelled series `name` in `metrics`' exposition.
 pub(super) fn metric(metrics: &Metrics, name: &str) -> f64 {
     let mut text = String::new();
-    metrics.render(IndexGauges::default(), &mut text);
+    metrics.render(StoreGauges::default(), &mut text);
     let value = text
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));

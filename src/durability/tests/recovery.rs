@@ -424,11 +424,11 @@ fn group_commit_makes_every_concurrent_append_durable_in_order() {
     }
     log.close().unwrap();
     let stats = log.gauges();
-    assert_eq!(stats.appends, (THREADS * APPENDS) as u64);
+    assert_eq!(stats.log_appends, (THREADS * APPENDS) as u64);
     // Every batch was synced, plus the final sync on close.
     let syncs = metric(&log.metrics, "package_indexer_fsync_duration_seconds_count");
-    assert_eq!(syncs, (stats.writes + 1) as f64);
-    assert!(stats.writes <= stats.appends);
+    assert_eq!(syncs, (stats.log_writes + 1) as f64);
+    assert!(stats.log_writes <= stats.log_appends);
     drop(log);
     let (changes, _) = recover_changes(scratch.path()).unwrap();
     assert_eq!(changes.len(), THREADS * APPENDS);

@@ -10,7 +10,7 @@ use package_indexer::Store;
 use package_indexer::{parse_command_line, Invocation};
 use package_indexer::{ConnectionLimits, Server};
 use package_indexer::{DurableOptions, Fsync};
-use package_indexer::{IndexGauges, Metrics};
+use package_indexer::{Metrics, StoreGauges};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -65,7 +65,7 @@ impl TestServer {
     /// The failures the data directory counted in the server's metrics.
     fn durability_failures(&self) -> u64 {
         let mut text = String::new();
-        self.metrics.render(IndexGauges::default(), &mut text);
+        self.metrics.render(StoreGauges::default(), &mut text);
         let name = "package_indexer_durability_errors_total ";
         let value = text.lines().find_map(|line| line.strip_prefix(name));
         value.and_then(|value| value.parse().ok()).expect(name)
@@ -155,7 +155,7 @@ fn passes_against_a_durable_server() {
     run_harness(&server, &["--seed", "3"]);
     assert_eq!(server.durability_failures(), 0);
     assert!(
-        server.store.log_stats().is_some(),
+        server.store.gauges().log_bytes > 0,
         "a data directory is in use"
     );
 }

@@ -18,7 +18,7 @@
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
-use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
+use crate::index::{IndexOutcome, Indexer, SharedIndex};
 use crate::name::PackageName;
 use crate::package_list::Entry;
 use crate::protocol::{Command, Request};
@@ -58,14 +58,6 @@ pub struct Inspection {
 }
 
 impl Store {
-    /// A memory-only store holding `indexer`.
-    pub fn new(indexer: Indexer) -> Store {
-        Store {
-            index: SharedIndex::new(indexer),
-            durable: None,
-        }
-    }
-
     /// Opens the data directory `dir` (created if missing), rebuilding the
     /// index it keeps; `observe` hears every event of its durable side.
     pub fn open(
@@ -109,17 +101,17 @@ impl Store {
         executed.reserve(requests.len());
         let mut rest = requests;
         while let Some(first) = rest.first() {
-            let changes = changes_index(first.command);
+            let queries = first.command == Command::Query;
             let len = rest
                 .iter()
                 .take(MAX_RUN)
-                .position(|request| changes_index(request.command) != changes)
+                .position(|request| (request.command == Command::Query) != queries)
                 .unwrap_or(rest.len().min(MAX_RUN));
             let (run, after) = rest.split_at(len);
-            if changes {
-                self.run_changes(run, executed)?;
-            } else {
+            if queries {
                 self.run_queries(run, executed);
+            } else {
+                self.run_changes(run, executed)?;
             }
             rest = after;
         }
@@ -191,13 +183,13 @@ impl Store {
     /// takes to copy their names into two buffers.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         let index = self.index.read();
-        let dependencies = Copied::of(index.dependencies_of(package)?);
-        let dependents = Copied::of(index.dependents_of(package)?);
+        let dependencies = lines(index.dependencies_of(package)?);
+        let dependents = lines(index.dependents_of(package)?);
         drop(index);
         Some(Inspection {
             name: package.to_string(),
-            dependencies: dependencies.sorted(),
-            dependents: dependents.sorted(),
+            dependencies: sorted(&dependencies),
+            dependents: sorted(&dependents),
         })
     }
 
@@ -248,46 +240,22 @@ impl Store {
     }
 }
 
-/// Names copied out of the index into one buffer, so that the lock is not
-/// held while each gets an allocation of its own.
-struct Copied {
-    text: String,
-    ends: Vec<usize>,
+/// `names` copied into one buffer, a line each (no name holds a newline):
+/// one allocation under the lock rather than one per name.
+fn lines<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    text
 }
 
-impl Copied {
-    fn of<'a>(names: impl Iterator<Item = &'a str>) -> Copied {
-        let mut copied = Copied {
-            text: String::new(),
-            ends: Vec::new(),
-        };
-        for name in names {
-            copied.text.push_str(name);
-            copied.ends.push(copied.text.len());
-        }
-        copied
-    }
-
-    /// The names, sorted as bytes. Each is keyed by its first eight bytes
-    /// as one number, which settles most comparisons without a visit to
-    /// the heap.
-    fn sorted(&self) -> Vec<String> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        let names = starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end]);
-        let mut keyed: Vec<(u64, &str)> = names.map(|n| (name_prefix(n.as_bytes()), n)).collect();
-        keyed.sort_unstable();
-        keyed
-            .into_iter()
-            .map(|(_, name)| name.to_string())
-            .collect()
-    }
-}
-
-/// Whether `command` takes the write lock.
-fn changes_index(command: Command) -> bool {
-    command != Command::Query
+/// The lines of `text`, sorted as bytes.
+fn sorted(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text.lines().map(str::to_owned).collect();
+    names.sort_unstable();
+    names
 }
 
 /// The change `request` makes to the index if it succeeds (never called
@@ -405,6 +373,10 @@ mod tests {
             .collect();
         let copied: Vec<String> = copy.topological().map(|(n, _)| n.to_string()).collect();
         assert_eq!(original, copied);
-        assert_eq!(Store::new(copy).export(), store.export());
+        let copied = Store {
+            index: SharedIndex::new(copy),
+            durable: None,
+        };
+        assert_eq!(copied.export(), store.export());
     }
 }

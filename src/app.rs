@@ -33,13 +33,6 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-/// What ends serving: `SIGTERM` or `SIGINT`, or a failure of the data
-/// directory (exit 1).
-enum Interruption {
-    Signal(Signal),
-    Failure(RuntimeError),
-}
-
 /// A server that is up: what the stop needs.
 struct Serving {
     running: Server,
@@ -56,10 +49,12 @@ pub(crate) fn run(
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
     let serving = start(config, &metrics)?;
-    match next_interruption(&signals, &serving.store) {
-        Interruption::Signal(signal) => stop(serving, config, &signals, signal),
-        Interruption::Failure(failure) => Err(failure),
-    }
+    let signal = loop {
+        if let Some(signal) = pending_interruption(&signals, &serving.store, INTERRUPT_CHECK)? {
+            break signal;
+        }
+    };
+    stop(serving, config, &signals, signal)
 }
 
 /// Binds both listeners (before loading: a taken port fails at once, and
@@ -77,13 +72,11 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
     let listener = bind(&config.addr, listen_backlog).map_err(cannot_listen)?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
-    let admin = match &config.admin_addr {
-        Some(addr) => {
-            let state = admin_state(&ready, &loaded, metrics);
-            Some(start_admin(addr, listen_backlog, fd_limit, state)?)
-        }
-        None => None,
-    };
+    let admin = config.admin_addr.as_ref().map(|addr| {
+        let state = admin_state(Arc::clone(&ready), Arc::clone(&loaded), Arc::clone(metrics));
+        start_admin(addr, listen_backlog, fd_limit, state)
+    });
+    let admin = admin.transpose()?;
     let store = match &config.data_dir {
         Some(dir) => open_durable(dir, config.fsync, metrics)?,
         None => Store::default(),
@@ -93,10 +86,9 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         fd_ceiling: fd_limit.map(fd_ceiling),
         ..ConnectionLimits::from(config)
     };
-    let served_at_most = match fd_limit {
-        Some(limit) => connections_at_most(limit, config.max_connections)?,
-        None => config.max_connections,
-    };
+    let served_at_most = fd_limit.map_or(Ok(config.max_connections), |limit| {
+        connections_at_most(limit, config.max_connections)
+    })?;
     metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
     let running = Server::start(listener, limits, store.clone(), Arc::clone(metrics))
         .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
@@ -156,41 +148,34 @@ fn stop(
     signals: &Signals,
     signal: Signal,
 ) -> Result<(), RuntimeError> {
-    let Serving {
-        running,
-        store,
-        admin,
-        ready,
-    } = serving;
-    ready.store(false, Ordering::SeqCst);
+    serving.ready.store(false, Ordering::SeqCst);
     log::info(
         "stopping",
         &[
             ("signal", &signal),
-            ("connections", &running.active_connections()),
+            ("connections", &serving.running.active_connections()),
         ],
     );
-    let mut interrupted = None;
-    let report = running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(signals, &store, Duration::ZERO);
-        interrupted.is_some()
+    let mut interrupted = Ok(None);
+    let report = serving.running.shutdown(config.shutdown_timeout, || {
+        interrupted = pending_interruption(signals, &serving.store, Duration::ZERO);
+        !matches!(interrupted, Ok(None))
     });
     let Some(report) = report else {
         return Err(match interrupted {
-            Some(Interruption::Signal(second)) => {
-                RuntimeError(format!("second signal ({second}): exiting at once"))
-            }
-            Some(Interruption::Failure(failure)) => failure,
-            None => RuntimeError("the stop was cut short".into()),
+            Ok(Some(second)) => RuntimeError(format!("second signal ({second}): exiting at once")),
+            Err(failure) => failure,
+            Ok(None) => RuntimeError("the stop was cut short".into()),
         });
     };
-    store
+    serving
+        .store
         .close()
         .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
     // Probes are answered (alive, not ready) through the whole drain and
     // the log's close; the admin thread ends just before "stopped", so that
     // line comes after the last answer the process gives on any port.
-    if let Some(admin) = admin {
+    if let Some(admin) = serving.admin {
         admin.stop();
     }
     log::info(
@@ -205,35 +190,29 @@ fn stop(
     Ok(())
 }
 
-/// Waits for `SIGTERM` or `SIGINT` or a failure of the data directory.
-fn next_interruption(signals: &Signals, store: &Store) -> Interruption {
-    loop {
-        if let Some(interruption) = pending_interruption(signals, store, INTERRUPT_CHECK) {
-            return interruption;
-        }
-    }
-}
-
-/// A failure of the data directory, or `SIGTERM` or `SIGINT` arriving
-/// within `wait`; stray signals that would otherwise have ended the process
-/// are logged and ignored.
-fn pending_interruption(signals: &Signals, store: &Store, wait: Duration) -> Option<Interruption> {
+/// What ends serving: `SIGTERM` or `SIGINT` arriving within `wait`, or a
+/// failure of the data directory (the error, exit 1). Stray signals that
+/// would otherwise have ended the process are logged and ignored.
+fn pending_interruption(
+    signals: &Signals,
+    store: &Store,
+    wait: Duration,
+) -> Result<Option<Signal>, RuntimeError> {
     if let Err(err) = store.check_alive() {
         // Memory is now ahead of the disk, and the log answers no more
         // waits: the process ends, and the restart recovers from the disk.
         let failure = format!("the data directory failed; exiting: {err}");
-        return Some(Interruption::Failure(RuntimeError(failure)));
+        return Err(RuntimeError(failure));
     }
-    match signals.wait_for(wait) {
-        Ok(Some(signal)) if signal.stops() => Some(Interruption::Signal(signal)),
-        Ok(Some(signal)) => {
+    let signal = signals
+        .wait_for(wait)
+        .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
+    match signal {
+        Some(signal) if !signal.stops() => {
             log::warn("ignoring signal", &[("signal", &signal)]);
-            None
+            Ok(None)
         }
-        Ok(None) => None,
-        Err(err) => Some(Interruption::Failure(RuntimeError(format!(
-            "cannot wait for signals: {err}"
-        )))),
+        stop => Ok(stop),
     }
 }
 
@@ -289,7 +268,10 @@ fn fd_ceiling(limit: u64) -> u64 {
 /// start.
 fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
     let ceiling = fd_ceiling(limit);
-    let open = open_fds_below(ceiling);
+    // Descriptors open now below the ceiling (one inherited above it takes
+    // no room): the numbers protocol connections cannot have.
+    let open = procfs::open_fds().unwrap_or_default();
+    let open = open.iter().filter(|&&fd| fd < ceiling).count() as u64;
     let room = ceiling.saturating_sub(open);
     if room == 0 {
         let enough = (limit..)
@@ -317,25 +299,16 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
     Ok(room.min(max_connections))
 }
 
-/// Descriptors open now numbered below `ceiling` (one inherited above it
-/// takes no room): the numbers protocol connections cannot have.
-fn open_fds_below(ceiling: u64) -> u64 {
-    let open = procfs::open_fds().unwrap_or_default();
-    open.iter().filter(|&&fd| fd < ceiling).count() as u64
-}
-
 /// What the admin listener reports: `/readyz` is 200 while `ready` is set
 /// and a protocol connection can be taken. Index gauges read zero, and the
 /// `/v1` routes answer 503, until `store` is set, once the data directory
 /// has loaded.
 fn admin_state(
-    ready: &Arc<AtomicBool>,
-    store: &Arc<OnceLock<Store>>,
-    metrics: &Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    loaded: Arc<OnceLock<Store>>,
+    metrics: Arc<Metrics>,
 ) -> AdminState {
-    let loaded = Arc::clone(store);
-    let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
-    let (ready, room) = (Arc::clone(ready), Arc::clone(&metrics));
+    let (store, room) = (Arc::clone(&loaded), Arc::clone(&metrics));
     AdminState {
         ready: Box::new(move || ready.load(Ordering::SeqCst) && room.has_room()),
         store: loaded,

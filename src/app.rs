@@ -82,10 +82,7 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    let limits = ConnectionLimits {
-        fd_ceiling: fd_limit.map(fd_ceiling),
-        ..ConnectionLimits::from(config)
-    };
+    let limits = ConnectionLimits::new(config, fd_limit.map(fd_ceiling));
     let served_at_most = fd_limit.map_or(Ok(config.max_connections), |limit| {
         connections_at_most(limit, config.max_connections)
     })?;

@@ -86,10 +86,10 @@ pub struct ConnectionLimits {
     pub fd_ceiling: Option<u64>,
 }
 
-impl From<&Config> for ConnectionLimits {
-    /// The limits the flags set; `fd_ceiling` is the caller's to set, from
-    /// the open-files limit in effect.
-    fn from(config: &Config) -> ConnectionLimits {
+impl ConnectionLimits {
+    /// The limits the flags set, with `fd_ceiling` from the open-files
+    /// limit in effect.
+    pub fn new(config: &Config, fd_ceiling: Option<u64>) -> ConnectionLimits {
         ConnectionLimits {
             max_connections: config.max_connections,
             max_line_bytes: config.max_line_bytes,
@@ -100,7 +100,7 @@ impl From<&Config> for ConnectionLimits {
                 interval: KEEPALIVE_INTERVAL,
                 probes: KEEPALIVE_PROBES,
             }),
-            fd_ceiling: None,
+            fd_ceiling,
         }
     }
 }
@@ -197,19 +197,12 @@ impl Server {
         mut interrupted: impl FnMut() -> bool,
     ) -> Option<ShutdownReport> {
         let started = Instant::now();
-        let time_left = || {
-            timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-        };
+        let deadline = started + timeout;
         self.shared.stopping.store(true, Ordering::SeqCst);
         let connections = self.shared.lock_connections();
-        let mut connections = self.shared.wait_until(
-            connections,
-            |c| c.acceptor_done,
-            &time_left,
-            &mut interrupted,
-        )?;
+        let mut connections =
+            self.shared
+                .wait_until(connections, |c| c.acceptor_done, deadline, &mut interrupted)?;
         connections.closed = true;
         let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
@@ -226,7 +219,7 @@ impl Server {
         let connections = self.shared.wait_until(
             connections,
             |c| c.open.is_empty(),
-            &time_left,
+            deadline,
             &mut interrupted,
         )?;
         let forced = connections.open.len();
@@ -255,18 +248,21 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until `done` holds or `time_left` says the time is up,
-    /// looking at `interrupted` at least every [`INTERRUPT_CHECK`]; `None`
-    /// when it says to give up.
+    /// Waits until `done` holds or the `deadline` passes, looking at
+    /// `interrupted` at least every [`INTERRUPT_CHECK`]; `None` when it says
+    /// to give up.
     fn wait_until<'a>(
         &self,
         mut connections: MutexGuard<'a, Connections>,
         done: fn(&Connections) -> bool,
-        time_left: &dyn Fn() -> Option<Duration>,
+        deadline: Instant,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Option<MutexGuard<'a, Connections>> {
         while !done(&connections) {
-            let Some(left) = time_left() else { break };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             connections = self
                 .changed
                 .wait_timeout(connections, left.min(INTERRUPT_CHECK))
@@ -417,7 +413,6 @@ fn is_out_of_resources(err: &io::Error) -> bool {
 struct Session<'a> {
     shared: &'a Shared,
     peer: &'a Arc<Peer>,
-    stream: &'a TcpStream,
     input: Vec<u8>,
     /// Unprocessed input is `input[start..end]`.
     start: usize,
@@ -451,7 +446,6 @@ impl<'a> Session<'a> {
         Ok(Session {
             shared,
             peer,
-            stream,
             input: Vec::new(),
             start: 0,
             end: 0,
@@ -527,14 +521,10 @@ impl<'a> Session<'a> {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
                 break;
             };
-            let parsed = protocol::parse_line(&input[at..at + newline]);
-            if parsed.is_err() && !requests.is_empty() {
-                // Answered as a batch of its own, after these.
-                break;
-            }
-            at += newline + 1;
-            match parsed {
+            match protocol::parse_line(&input[at..at + newline]) {
                 Ok(request) => requests.push(request),
+                // Answered as a batch of its own, after these.
+                Err(_) if !requests.is_empty() => break,
                 Err(err) => {
                     log::debug(
                         "malformed request",
@@ -542,9 +532,11 @@ impl<'a> Session<'a> {
                     );
                     self.output.extend_from_slice(Response::Error.as_bytes());
                     self.tally.count(err.command, Response::Error);
+                    at += newline + 1;
                     break;
                 }
             }
+            at += newline + 1;
         }
         self.shared
             .store
@@ -581,34 +573,32 @@ impl<'a> Session<'a> {
     /// Writes all of `bytes` within one `--write-timeout`: a client that
     /// reads a trickle cannot stretch the deadline write by write. The
     /// socket's timeout is touched only when a write comes back partial.
+    /// A failed send ends the connection, so the timeout is restored only
+    /// after one that succeeded.
     fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
         let timeout = self.shared.limits.write_timeout;
         let started = Instant::now();
         let mut shortened = false;
-        let mut stream = self.stream;
-        let result = loop {
+        let mut stream = &self.peer.stream;
+        loop {
             match stream.write(bytes) {
-                Ok(0) => break Err(ErrorKind::WriteZero.into()),
-                Ok(written) if written == bytes.len() => break Ok(()),
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(written) if written == bytes.len() => break,
                 Ok(written) => bytes = &bytes[written..],
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => break Err(err),
+                Err(err) => return Err(err),
             }
-            let Some(left) = timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-            else {
-                break Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
-            };
-            if let Err(err) = self.stream.set_write_timeout(Some(left)) {
-                break Err(err);
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
             }
+            stream.set_write_timeout(Some(left))?;
             shortened = true;
-        };
-        if shortened {
-            self.stream.set_write_timeout(Some(timeout))?;
         }
-        result
+        if shortened {
+            stream.set_write_timeout(Some(timeout))?;
+        }
+        Ok(())
     }
 
     /// Answers `ERROR` for a line past the limit, once, and drops its bytes:
@@ -698,7 +688,7 @@ impl<'a> Session<'a> {
             left.min(LINGER)
         };
         if wanted != self.read_timeout {
-            self.stream.set_read_timeout(Some(wanted))?;
+            self.peer.stream.set_read_timeout(Some(wanted))?;
             self.read_timeout = wanted;
         }
         Ok(())
@@ -716,7 +706,7 @@ impl<'a> Session<'a> {
             } else if self.input.is_empty() {
                 self.wait_for_input()
             } else {
-                self.stream.read(&mut self.input[self.end..])
+                (&self.peer.stream).read(&mut self.input[self.end..])
             };
             self.peer.reading.store(false, Ordering::SeqCst);
             match result {
@@ -742,11 +732,11 @@ impl<'a> Session<'a> {
     /// at), then takes a buffer and reads what arrived; 0 at end of stream.
     fn wait_for_input(&mut self) -> io::Result<usize> {
         let mut probe = [0u8; 1];
-        if self.stream.peek(&mut probe)? == 0 {
+        if self.peer.stream.peek(&mut probe)? == 0 {
             return Ok(0);
         }
         self.take_buffer();
-        self.stream.read(&mut self.input)
+        (&self.peer.stream).read(&mut self.input)
     }
 
     /// A buffer of the initial size for a connection that has none.
@@ -761,9 +751,9 @@ impl<'a> Session<'a> {
     /// nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
         self.take_buffer();
-        self.stream.set_nonblocking(true)?;
-        let result = self.stream.read(&mut self.input[self.end..]);
-        self.stream.set_nonblocking(false)?;
+        self.peer.stream.set_nonblocking(true)?;
+        let result = (&self.peer.stream).read(&mut self.input[self.end..]);
+        self.peer.stream.set_nonblocking(false)?;
         match result {
             Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(0),
             other => other,

@@ -11,10 +11,6 @@
 //! Every answer waits for the log to cover the newest change it could have
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
-//!
-//! Two reads serve the operator rather than clients: [`Store::inspect`]
-//! holds the read lock once, as long as it takes to copy one package's
-//! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, LogStats, Observer, RecoveryError};
@@ -202,18 +198,10 @@ impl Store {
     pub fn export(&self) -> String {
         let (copy, ()) = self.index.copy_with(|_| ());
         let mut text = String::with_capacity(copy.packages() * 16 + copy.dependencies() * 10);
-        // One buffer for every line's dependencies, lent to each entry.
-        let mut buffer = Vec::new();
         copy.for_each_listed(|name, dependencies| {
-            buffer.clear();
-            buffer.extend_from_slice(dependencies);
-            let entry = Entry {
-                name,
-                dependencies: std::mem::take(&mut buffer),
-            };
+            let dependencies = dependencies.to_vec();
             // Writing to a String cannot fail.
-            let _ = writeln!(text, "{entry}");
-            buffer = entry.dependencies;
+            let _ = writeln!(text, "{}", Entry { name, dependencies });
         });
         text
     }

@@ -91,7 +91,7 @@ impl Drop for TestServer {
 /// The limits the server binary runs with when given no flags.
 fn default_limits() -> ConnectionLimits {
     match parse_command_line(Vec::new(), |_| Ok(None)) {
-        Ok(Invocation::Run(config)) => ConnectionLimits::from(&config),
+        Ok(Invocation::Run(config)) => ConnectionLimits::new(&config, None),
         other => panic!("no default configuration: {other:?}"),
     }
 }

@@ -67,14 +67,19 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         .listen_backlog
         .or_else(sys::somaxconn)
         .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
-    let cannot_listen =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
-    let listener = bind(&config.addr, listen_backlog).map_err(cannot_listen)?;
+    let listener = bind(&config.addr, listen_backlog, "")?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
     let admin = config.admin_addr.as_ref().map(|addr| {
+        let listener = bind(addr, listen_backlog, " (admin)")?;
+        // Room for the pending connections the open-files limit keeps for it.
+        let mut limits = AdminLimits::default();
+        if let Some(limit) = fd_limit {
+            limits.max_connections = admin_connections(limit);
+        }
         let state = admin_state(Arc::clone(&ready), Arc::clone(&loaded), Arc::clone(metrics));
-        start_admin(addr, listen_backlog, fd_limit, state)
+        AdminServer::start(listener, state, limits)
+            .map_err(|err| RuntimeError(format!("cannot listen on {addr} (admin): {err}")))
     });
     let admin = admin.transpose()?;
     let store = match &config.data_dir {
@@ -215,10 +220,13 @@ fn pending_interruption(
 
 /// Binds `addr` and listens with `backlog`: std's own 128 overflows under
 /// bursts of connections, which then wait for SYN retries.
-fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    sys::set_listen_backlog(&listener, backlog)?;
-    Ok(listener)
+/// `what` names the listener in the error.
+fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeError> {
+    let listener = TcpListener::bind(addr).and_then(|listener| {
+        sys::set_listen_backlog(&listener, backlog)?;
+        Ok(listener)
+    });
+    listener.map_err(|err| RuntimeError(format!("cannot listen on {addr}{what}: {err}")))
 }
 
 /// Raises the open-files limit as far as allowed and returns the one in
@@ -326,24 +334,6 @@ fn admin_state(
             metrics.render(gauges, out);
         }),
     }
-}
-
-/// Starts the admin thread, with room for the pending connections the
-/// open-files limit `fd_limit` keeps for it.
-fn start_admin(
-    addr: &str,
-    backlog: u32,
-    fd_limit: Option<u64>,
-    state: AdminState,
-) -> Result<AdminServer, RuntimeError> {
-    let cannot =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
-    let listener = bind(addr, backlog).map_err(cannot)?;
-    let mut limits = AdminLimits::default();
-    if let Some(limit) = fd_limit {
-        limits.max_connections = admin_connections(limit);
-    }
-    AdminServer::start(listener, state, limits).map_err(cannot)
 }
 
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a

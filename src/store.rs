@@ -95,21 +95,14 @@ impl Store {
     ) -> io::Result<()> {
         // Room for every result before any lock is taken.
         executed.reserve(requests.len());
-        let mut rest = requests;
-        while let Some(first) = rest.first() {
-            let queries = first.command == Command::Query;
-            let len = rest
-                .iter()
-                .take(MAX_RUN)
-                .position(|request| (request.command == Command::Query) != queries)
-                .unwrap_or(rest.len().min(MAX_RUN));
-            let (run, after) = rest.split_at(len);
-            if queries {
+        let is_query = |request: &Request<'_>| request.command == Command::Query;
+        let runs = requests.chunk_by(|a, b| is_query(a) == is_query(b));
+        for run in runs.flat_map(|run| run.chunks(MAX_RUN)) {
+            if is_query(&run[0]) {
                 self.run_queries(run, executed);
             } else {
                 self.run_changes(run, executed)?;
             }
-            rest = after;
         }
         Ok(())
     }

@@ -42,7 +42,10 @@ struct Serving {
     ready: Arc<AtomicBool>,
 }
 
-/// Runs the server until a signal stops it.
+/// Runs the server until a signal stops it, then stops gracefully: not
+/// ready, drain the connections within `--shutdown-timeout`, flush the
+/// store, stop the admin listener, log one line. A second signal or a
+/// failure during the stop ends it at once.
 pub(crate) fn run(
     config: &Config,
     signals: Signals,
@@ -54,7 +57,46 @@ pub(crate) fn run(
             break signal;
         }
     };
-    stop(serving, config, &signals, signal)
+    serving.ready.store(false, Ordering::SeqCst);
+    log::info(
+        "stopping",
+        &[
+            ("signal", &signal),
+            ("connections", &serving.running.active_connections()),
+        ],
+    );
+    let mut interrupted = Ok(None);
+    let report = serving.running.shutdown(config.shutdown_timeout, || {
+        interrupted = pending_interruption(&signals, &serving.store, Duration::ZERO);
+        !matches!(interrupted, Ok(None))
+    });
+    let Some(report) = report else {
+        return Err(match interrupted {
+            Ok(Some(second)) => RuntimeError(format!("second signal ({second}): exiting at once")),
+            Err(failure) => failure,
+            Ok(None) => RuntimeError("the stop was cut short".into()),
+        });
+    };
+    serving
+        .store
+        .close()
+        .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    // Probes are answered (alive, not ready) through the whole drain and
+    // the log's close; the admin thread ends just before "stopped", so that
+    // line comes after the last answer the process gives on any port.
+    if let Some(admin) = serving.admin {
+        admin.stop();
+    }
+    log::info(
+        "stopped",
+        &[
+            ("drained", &report.drained),
+            ("forced", &report.forced),
+            ("from_backlog", &report.from_backlog),
+            ("elapsed", &DurationText(report.elapsed)),
+        ],
+    );
+    Ok(())
 }
 
 /// Binds both listeners (before loading: a taken port fails at once, and
@@ -139,57 +181,6 @@ fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_li
             ("log_level", &config.log_level),
         ],
     );
-}
-
-/// The graceful stop after `signal`: not ready, drain the connections
-/// within `--shutdown-timeout`, flush the store, stop the admin listener,
-/// log one line. A second signal or a failure during it ends it at once.
-fn stop(
-    serving: Serving,
-    config: &Config,
-    signals: &Signals,
-    signal: Signal,
-) -> Result<(), RuntimeError> {
-    serving.ready.store(false, Ordering::SeqCst);
-    log::info(
-        "stopping",
-        &[
-            ("signal", &signal),
-            ("connections", &serving.running.active_connections()),
-        ],
-    );
-    let mut interrupted = Ok(None);
-    let report = serving.running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(signals, &serving.store, Duration::ZERO);
-        !matches!(interrupted, Ok(None))
-    });
-    let Some(report) = report else {
-        return Err(match interrupted {
-            Ok(Some(second)) => RuntimeError(format!("second signal ({second}): exiting at once")),
-            Err(failure) => failure,
-            Ok(None) => RuntimeError("the stop was cut short".into()),
-        });
-    };
-    serving
-        .store
-        .close()
-        .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
-    // Probes are answered (alive, not ready) through the whole drain and
-    // the log's close; the admin thread ends just before "stopped", so that
-    // line comes after the last answer the process gives on any port.
-    if let Some(admin) = serving.admin {
-        admin.stop();
-    }
-    log::info(
-        "stopped",
-        &[
-            ("drained", &report.drained),
-            ("forced", &report.forced),
-            ("from_backlog", &report.from_backlog),
-            ("elapsed", &DurationText(report.elapsed)),
-        ],
-    );
-    Ok(())
 }
 
 /// What ends serving: `SIGTERM` or `SIGINT` arriving within `wait`, or a

@@ -223,13 +223,9 @@ fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeErro
 /// Raises the open-files limit as far as allowed and returns the one in
 /// effect.
 fn raise_fd_limit() -> Option<u64> {
-    let limit = match OpenFilesLimit::current() {
-        Ok(limit) => limit,
-        Err(err) => {
-            log::warn("cannot read the open-files limit", &[("error", &err)]);
-            return None;
-        }
-    };
+    let limit = OpenFilesLimit::current()
+        .inspect_err(|err| log::warn("cannot read the open-files limit", &[("error", err)]))
+        .ok()?;
     let limit = limit.raise_soft_to_hard().unwrap_or_else(|err| {
         log::warn("cannot raise the open-files limit", &[("error", &err)]);
         limit

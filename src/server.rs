@@ -183,14 +183,10 @@ impl Server {
         self.shared.lock_connections().open.len()
     }
 
-    /// Graceful stop: stops accepting (after taking in the connections
-    /// already waiting in the backlog), lets every connection answer the
-    /// complete lines it has received, closes idle ones, and waits up to
-    /// `timeout` before closing whatever is left.
-    ///
-    /// Between waits of at most 100 ms, `interrupted` says
-    /// whether to give up at once (a second signal, a failed disk): then
-    /// the connections are left as they are and `None` is returned.
+    /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
+    /// is left after `timeout`. Between waits of at most [`INTERRUPT_CHECK`],
+    /// `interrupted` says whether to give up at once (a second signal, a
+    /// failed disk): then `None`, and the connections are left as they are.
     pub fn shutdown(
         self,
         timeout: Duration,
@@ -309,9 +305,10 @@ impl Shared {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
-                Err(err) if is_out_of_resources(&err) => {
-                    // Out of file descriptors: back off instead of spinning;
-                    // the pending connection stays in the backlog.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or
+                // memory. Back off instead of spinning; the pending
+                // connection stays in the backlog.
+                Err(err) if matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12)) => {
                     log::warn("accept failed", &[("error", &err)]);
                     thread::sleep(Duration::from_millis(50));
                 }
@@ -402,11 +399,6 @@ pub(crate) fn is_passing_accept_error(err: &io::Error) -> bool {
         err.kind(),
         ErrorKind::Interrupted | ErrorKind::ConnectionAborted
     )
-}
-
-fn is_out_of_resources(err: &io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
-    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
 /// One client's session.

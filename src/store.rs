@@ -99,27 +99,19 @@ impl Store {
         let runs = requests.chunk_by(|a, b| is_query(a) == is_query(b));
         for run in runs.flat_map(|run| run.chunks(MAX_RUN)) {
             if is_query(&run[0]) {
-                self.run_queries(run, executed);
+                // Each answer waits for the newest change the lock let through.
+                let index = self.index.read();
+                let durable = self.durable.as_deref();
+                let wait_for = durable.map(|d| d.wal.last_appended()).unwrap_or_default();
+                executed.extend(run.iter().map(|request| Executed {
+                    outcome: index.query(request.package),
+                    wait_for,
+                }));
             } else {
                 self.run_changes(run, executed)?;
             }
         }
         Ok(())
-    }
-
-    /// A run of queries under one read lock. Each answer waits for the
-    /// newest change the lock let through.
-    fn run_queries(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) {
-        let index = self.index.read();
-        let wait_for = self
-            .durable
-            .as_deref()
-            .map(|durable| durable.wal.last_appended())
-            .unwrap_or_default();
-        for request in run {
-            let outcome = index.query(request.package);
-            executed.push(Executed { outcome, wait_for });
-        }
     }
 
     /// A run of changes under one write lock, each logged right after it is

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
 use crate::protocol::{self, Response};
-use crate::store::{Executed, LogPosition, Store, MAX_RUN};
+use crate::store::{LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -413,9 +413,7 @@ struct Session<'a> {
     filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
-    /// What the store did for each request of the batch being answered
-    /// (kept between batches for the allocation), and the metrics' counts.
-    executed: Vec<Executed>,
+    /// The metrics' counts of the batch being answered.
     tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
@@ -443,7 +441,6 @@ impl<'a> Session<'a> {
             end: 0,
             filled: false,
             discarding: false,
-            executed: Vec::new(),
             tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
@@ -507,7 +504,7 @@ impl<'a> Session<'a> {
     fn answer_batch(&mut self) -> io::Result<Instant> {
         let started = Instant::now();
         let input = &self.input[..self.end];
-        let mut requests = Vec::new();
+        let (mut requests, mut executed) = (Vec::new(), Vec::new());
         let mut at = self.start;
         while requests.len() < MAX_RUN {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
@@ -530,10 +527,8 @@ impl<'a> Session<'a> {
             }
             at += newline + 1;
         }
-        self.shared
-            .store
-            .execute_all(&requests, &mut self.executed)?;
-        for (request, executed) in requests.iter().zip(&self.executed) {
+        self.shared.store.execute_all(&requests, &mut executed)?;
+        for (request, executed) in requests.iter().zip(&executed) {
             let response = executed.outcome.response();
             self.output.extend_from_slice(response.as_bytes());
             self.tally.count(Some(request.command), response);
@@ -543,7 +538,6 @@ impl<'a> Session<'a> {
         self.shared
             .metrics
             .record_batch(&mut self.tally, finished - started);
-        self.executed.clear();
         self.start = at;
         Ok(finished)
     }
@@ -652,7 +646,6 @@ impl<'a> Session<'a> {
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
-        self.executed = Vec::new();
         self.start = 0;
         self.end = 0;
         self.filled = false;
@@ -801,8 +794,7 @@ mod tests {
     }
 
     fn holds_buffers(connection: &Session<'_>) -> bool {
-        connection.input.capacity() + connection.output.capacity() + connection.executed.capacity()
-            > 0
+        connection.input.capacity() + connection.output.capacity() > 0
     }
 
     #[test]

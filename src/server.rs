@@ -184,7 +184,7 @@ impl Server {
     }
 
     /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
-    /// is left after `timeout`. Between waits of at most [`INTERRUPT_CHECK`],
+    /// is left after `timeout`. Between waits of at most 100 ms,
     /// `interrupted` says whether to give up at once (a second signal, a
     /// failed disk): then `None`, and the connections are left as they are.
     pub fn shutdown(

@@ -13,7 +13,7 @@ use crate::durability::{self, DurabilityEvent, Fsync};
 use crate::log;
 use crate::metrics::{IndexGauges, LogGauges, Metrics};
 use crate::procfs;
-use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
+use crate::server::{self, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
@@ -129,13 +129,19 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    let limits = ConnectionLimits::new(config, fd_limit.map(fd_ceiling));
     let served_at_most = fd_limit.map_or(Ok(config.max_connections), |limit| {
         connections_at_most(limit, config.max_connections)
     })?;
     metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
-    let running = Server::start(listener, limits, store.clone(), Arc::clone(metrics))
-        .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
+    let ceiling = fd_limit.map(fd_ceiling);
+    let running = Server::start(
+        listener,
+        config,
+        ceiling,
+        store.clone(),
+        Arc::clone(metrics),
+    )
+    .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
     let serving = Serving {
         running,

@@ -100,6 +100,6 @@ pub use index::{IndexOutcome, Indexer, Refusal};
 pub use metrics::{IndexGauges, Metrics, RejectReason};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};
 pub use protocol::{parse_line, write_request, Command, Malformed, ParseError, Request, Response};
-pub use server::{ConnectionLimits, Server, ShutdownReport};
+pub use server::{Server, ShutdownReport};
 pub use store::{Executed, Inspection, LogPosition, Store};
 pub use sys::{block_signals, Signal, Signals};

@@ -71,40 +71,6 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// while a live one on a slow path has a minute to answer.
 pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
-/// The per-connection limits the server flags set
-/// (`docs/command-line.md#server-flags`).
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    pub max_line_bytes: usize,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-    /// Keepalive for every protocol connection; `None` leaves it off.
-    pub tcp_keepalive: Option<Keepalive>,
-    /// A connection whose descriptor number is at or above this is closed
-    /// at once; `None` for no such check.
-    pub fd_ceiling: Option<u64>,
-}
-
-impl ConnectionLimits {
-    /// The limits the flags set, with `fd_ceiling` from the open-files
-    /// limit in effect.
-    pub fn new(config: &Config, fd_ceiling: Option<u64>) -> ConnectionLimits {
-        ConnectionLimits {
-            max_connections: config.max_connections,
-            max_line_bytes: config.max_line_bytes,
-            idle_timeout: config.idle_timeout,
-            write_timeout: config.write_timeout,
-            tcp_keepalive: config.tcp_keepalive.map(|idle| Keepalive {
-                idle,
-                interval: KEEPALIVE_INTERVAL,
-                probes: KEEPALIVE_PROBES,
-            }),
-            fd_ceiling,
-        }
-    }
-}
-
 /// A protocol listener and its acceptor thread.
 pub struct Server {
     shared: Arc<Shared>,
@@ -127,7 +93,11 @@ pub struct ShutdownReport {
 struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
-    limits: ConnectionLimits,
+    /// The flags, which set the connection limits and timeouts.
+    config: Config,
+    /// A connection whose descriptor number is at or above this is closed
+    /// at once; `None` for no such check.
+    fd_ceiling: Option<u64>,
     local_addr: SocketAddr,
     stopping: AtomicBool,
     connections: Mutex<Connections>,
@@ -149,10 +119,12 @@ struct Connections {
 
 impl Server {
     /// Starts accepting on `listener`, bound by the caller, on a thread of
-    /// its own.
+    /// its own, with the limits `config` sets and `fd_ceiling` from the
+    /// open-files limit in effect.
     pub fn start(
         listener: TcpListener,
-        limits: ConnectionLimits,
+        config: &Config,
+        fd_ceiling: Option<u64>,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
@@ -161,7 +133,8 @@ impl Server {
         let shared = Arc::new(Shared {
             store,
             metrics,
-            limits,
+            config: config.clone(),
+            fd_ceiling,
             local_addr,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
@@ -329,7 +302,6 @@ impl Shared {
     /// the descriptor reserve, no thread).
     fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
-            .limits
             .fd_ceiling
             .is_some_and(|ceiling| u64::try_from(stream.as_raw_fd()).unwrap_or(0) >= ceiling)
         {
@@ -351,7 +323,7 @@ impl Shared {
             if connections.closed {
                 return;
             }
-            if connections.open.len() >= self.limits.max_connections {
+            if connections.open.len() >= self.config.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
@@ -425,14 +397,19 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Session<'a>> {
-        let limits = &shared.limits;
+        let config = &shared.config;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
-        if let Some(keepalive) = limits.tcp_keepalive {
+        if let Some(idle) = config.tcp_keepalive {
+            let keepalive = Keepalive {
+                idle,
+                interval: KEEPALIVE_INTERVAL,
+                probes: KEEPALIVE_PROBES,
+            };
             sys::set_tcp_keepalive(stream, keepalive)?;
         }
-        stream.set_read_timeout(Some(limits.idle_timeout))?;
-        stream.set_write_timeout(Some(limits.write_timeout))?;
+        stream.set_read_timeout(Some(config.idle_timeout))?;
+        stream.set_write_timeout(Some(config.write_timeout))?;
         Ok(Session {
             shared,
             peer,
@@ -445,7 +422,7 @@ impl<'a> Session<'a> {
             output: Vec::new(),
             wait_for: LogPosition::default(),
             last_line: Instant::now(),
-            read_timeout: limits.idle_timeout,
+            read_timeout: config.idle_timeout,
         })
     }
 
@@ -456,7 +433,7 @@ impl<'a> Session<'a> {
             self.flush()?;
             // Without its newline, a partial line of `--max-line-bytes`
             // is already at least one byte too long.
-            if self.discarding || self.end - self.start >= self.shared.limits.max_line_bytes {
+            if self.discarding || self.end - self.start >= self.shared.config.max_line_bytes {
                 self.refuse_long_line()?;
             } else {
                 self.keep_partial_line();
@@ -562,7 +539,7 @@ impl<'a> Session<'a> {
     /// A failed send ends the connection, so the timeout is restored only
     /// after one that succeeded.
     fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
-        let timeout = self.shared.limits.write_timeout;
+        let timeout = self.shared.config.write_timeout;
         let started = Instant::now();
         let mut shortened = false;
         let mut stream = &self.peer.stream;
@@ -595,7 +572,7 @@ impl<'a> Session<'a> {
             self.shared
                 .metrics
                 .record_request(None, Response::Error, Duration::ZERO);
-            let limit = self.shared.limits.max_line_bytes;
+            let limit = self.shared.config.max_line_bytes;
             log::debug(
                 "line too long",
                 &[("peer", &self.peer.addr), ("limit", &limit)],
@@ -621,7 +598,7 @@ impl<'a> Session<'a> {
             return;
         }
         let len = self.input.len();
-        let limit = self.shared.limits.max_line_bytes;
+        let limit = self.shared.config.max_line_bytes;
         let wanted = if partial == len {
             // Below the limit, or refused already: room to grow.
             (len * 2).min(limit)
@@ -657,7 +634,7 @@ impl<'a> Session<'a> {
     /// changes: when a read brought no complete line, which normal clients
     /// rarely cause, and when a connection takes or gives back its buffers.
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
-        let idle = self.shared.limits.idle_timeout;
+        let idle = self.shared.config.idle_timeout;
         let left = if let Some(at) = last_line {
             self.last_line = at;
             idle
@@ -727,7 +704,7 @@ impl<'a> Session<'a> {
     /// A buffer of the initial size for a connection that has none.
     fn take_buffer(&mut self) {
         if self.input.is_empty() {
-            let len = INITIAL_READ_BUFFER.min(self.shared.limits.max_line_bytes);
+            let len = INITIAL_READ_BUFFER.min(self.shared.config.max_line_bytes);
             self.input = vec![0; len];
         }
     }
@@ -753,20 +730,23 @@ mod tests {
     /// A connection thread's state, driven by hand: the server side of a
     /// connection from `client`, with an idle timeout of `idle`.
     fn connection_parts(idle: Duration) -> (Shared, Arc<Peer>, TcpStream) {
-        let limits = ConnectionLimits {
-            max_connections: 10,
-            max_line_bytes: 65_536,
+        let args = ["--write-timeout", "5s", "--tcp-keepalive", "off"];
+        let args = args.map(String::from);
+        let Ok(crate::config::Invocation::Run(config)) = crate::config::parse(args, |_| Ok(None))
+        else {
+            panic!("the test's flags do not parse");
+        };
+        let config = Config {
             idle_timeout: idle,
-            write_timeout: Duration::from_secs(5),
-            tcp_keepalive: None,
-            fd_ceiling: None,
+            ..config
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local_addr = listener.local_addr().unwrap();
         let shared = Shared {
             store: Store::default(),
             metrics: Arc::new(Metrics::new()),
-            limits,
+            config,
+            fd_ceiling: None,
             local_addr,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),

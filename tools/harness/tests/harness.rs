@@ -9,7 +9,7 @@
 use package_indexer::Metrics;
 use package_indexer::Store;
 use package_indexer::{parse_command_line, Invocation};
-use package_indexer::{ConnectionLimits, Server};
+use package_indexer::{Config, Server};
 use package_indexer::{DurabilityEvent, DurableOptions, Fsync};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -62,7 +62,8 @@ impl TestServer {
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let metrics = Arc::new(Metrics::new());
-        let server = Server::start(listener, default_limits(), store.clone(), metrics).unwrap();
+        let config = default_config();
+        let server = Server::start(listener, &config, None, store.clone(), metrics).unwrap();
         TestServer {
             running: Some(server),
             store,
@@ -88,10 +89,10 @@ impl Drop for TestServer {
     }
 }
 
-/// The limits the server binary runs with when given no flags.
-fn default_limits() -> ConnectionLimits {
+/// The settings the server binary runs with when given no flags.
+fn default_config() -> Config {
     match parse_command_line(Vec::new(), |_| Ok(None)) {
-        Ok(Invocation::Run(config)) => ConnectionLimits::new(&config, None),
+        Ok(Invocation::Run(config)) => config,
         other => panic!("no default configuration: {other:?}"),
     }
 }

@@ -13,7 +13,7 @@ use crate::durability::{self, Fsync};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::procfs;
-use crate::server::{self, ConnectionLimits, Server, INTERRUPT_CHECK};
+use crate::server::{self, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
 use std::fmt;
@@ -33,13 +33,6 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-/// What ends serving: `SIGTERM` or `SIGINT`, or a failure of the data
-/// directory (exit 1).
-enum Interruption {
-    Signal(Signal),
-    Failure(RuntimeError),
-}
-
 /// A server that is up: what the stop needs.
 struct Serving {
     running: Server,
@@ -49,17 +42,61 @@ struct Serving {
     ready: Arc<AtomicBool>,
 }
 
-/// Runs the server until a signal stops it.
+/// Runs the server until a signal stops it, then stops gracefully: not
+/// ready, drain the connections within `--shutdown-timeout`, flush the
+/// store, stop the admin listener, log one line. A second signal or a
+/// failure during the stop ends it at once.
 pub(crate) fn run(
     config: &Config,
     signals: Signals,
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
     let serving = start(config, &metrics)?;
-    match next_interruption(&signals, &serving.store) {
-        Interruption::Signal(signal) => stop(serving, config, &signals, signal),
-        Interruption::Failure(failure) => Err(failure),
+    let signal = loop {
+        if let Some(signal) = pending_interruption(&signals, &serving.store, INTERRUPT_CHECK)? {
+            break signal;
+        }
+    };
+    serving.ready.store(false, Ordering::SeqCst);
+    log::info(
+        "stopping",
+        &[
+            ("signal", &signal),
+            ("connections", &serving.running.active_connections()),
+        ],
+    );
+    let mut interrupted = Ok(None);
+    let report = serving.running.shutdown(config.shutdown_timeout, || {
+        interrupted = pending_interruption(&signals, &serving.store, Duration::ZERO);
+        !matches!(interrupted, Ok(None))
+    });
+    let Some(report) = report else {
+        return Err(match interrupted {
+            Ok(Some(second)) => RuntimeError(format!("second signal ({second}): exiting at once")),
+            Err(failure) => failure,
+            Ok(None) => RuntimeError("the stop was cut short".into()),
+        });
+    };
+    serving
+        .store
+        .close()
+        .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
+    // Probes are answered (alive, not ready) through the whole drain and
+    // the log's close; the admin thread ends just before "stopped", so that
+    // line comes after the last answer the process gives on any port.
+    if let Some(admin) = serving.admin {
+        admin.stop();
     }
+    log::info(
+        "stopped",
+        &[
+            ("drained", &report.drained),
+            ("forced", &report.forced),
+            ("from_backlog", &report.from_backlog),
+            ("elapsed", &DurationText(report.elapsed)),
+        ],
+    );
+    Ok(())
 }
 
 /// Binds both listeners (before loading: a taken port fails at once, and
@@ -72,34 +109,39 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
         .listen_backlog
         .or_else(sys::somaxconn)
         .unwrap_or(server::FALLBACK_LISTEN_BACKLOG);
-    let cannot_listen =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {}: {err}", config.addr));
-    let listener = bind(&config.addr, listen_backlog).map_err(cannot_listen)?;
+    let listener = bind(&config.addr, listen_backlog, "")?;
     let ready = Arc::new(AtomicBool::new(false));
     let loaded: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
-    let admin = match &config.admin_addr {
-        Some(addr) => {
-            let state = admin_state(&ready, &loaded, metrics);
-            Some(start_admin(addr, listen_backlog, fd_limit, state)?)
+    let admin = config.admin_addr.as_ref().map(|addr| {
+        let listener = bind(addr, listen_backlog, " (admin)")?;
+        // Room for the pending connections the open-files limit keeps for it.
+        let mut limits = AdminLimits::default();
+        if let Some(limit) = fd_limit {
+            limits.max_connections = admin_connections(limit);
         }
-        None => None,
-    };
+        let state = admin_state(Arc::clone(&ready), Arc::clone(&loaded), Arc::clone(metrics));
+        AdminServer::start(listener, state, limits)
+            .map_err(|err| RuntimeError(format!("cannot listen on {addr} (admin): {err}")))
+    });
+    let admin = admin.transpose()?;
     let store = match &config.data_dir {
         Some(dir) => open_durable(dir, config.fsync, metrics)?,
         None => Store::default(),
     };
     let _ = loaded.set(store.clone());
-    let limits = ConnectionLimits {
-        fd_ceiling: fd_limit.map(fd_ceiling),
-        ..ConnectionLimits::from(config)
-    };
-    let served_at_most = match fd_limit {
-        Some(limit) => connections_at_most(limit, config.max_connections)?,
-        None => config.max_connections,
-    };
+    let served_at_most = fd_limit.map_or(Ok(config.max_connections), |limit| {
+        connections_at_most(limit, config.max_connections)
+    })?;
     metrics.set_limits(served_at_most as u64, config.max_line_bytes as u64);
-    let running = Server::start(listener, limits, store.clone(), Arc::clone(metrics))
-        .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
+    let ceiling = fd_limit.map(fd_ceiling);
+    let running = Server::start(
+        listener,
+        config,
+        ceiling,
+        store.clone(),
+        Arc::clone(metrics),
+    )
+    .map_err(|err| RuntimeError(format!("cannot start the acceptor: {err}")))?;
     ready.store(true, Ordering::SeqCst);
     let serving = Serving {
         running,
@@ -147,114 +189,49 @@ fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_li
     );
 }
 
-/// The graceful stop after `signal`: not ready, drain the connections
-/// within `--shutdown-timeout`, flush the store, stop the admin listener,
-/// log one line. A second signal or a failure during it ends it at once.
-fn stop(
-    serving: Serving,
-    config: &Config,
+/// What ends serving: `SIGTERM` or `SIGINT` arriving within `wait`, or a
+/// failure of the data directory (the error, exit 1). Stray signals that
+/// would otherwise have ended the process are logged and ignored.
+fn pending_interruption(
     signals: &Signals,
-    signal: Signal,
-) -> Result<(), RuntimeError> {
-    let Serving {
-        running,
-        store,
-        admin,
-        ready,
-    } = serving;
-    ready.store(false, Ordering::SeqCst);
-    log::info(
-        "stopping",
-        &[
-            ("signal", &signal),
-            ("connections", &running.active_connections()),
-        ],
-    );
-    let mut interrupted = None;
-    let report = running.shutdown(config.shutdown_timeout, || {
-        interrupted = pending_interruption(signals, &store, Duration::ZERO);
-        interrupted.is_some()
-    });
-    let Some(report) = report else {
-        return Err(match interrupted {
-            Some(Interruption::Signal(second)) => {
-                RuntimeError(format!("second signal ({second}): exiting at once"))
-            }
-            Some(Interruption::Failure(failure)) => failure,
-            None => RuntimeError("the stop was cut short".into()),
-        });
-    };
-    store
-        .close()
-        .map_err(|err| RuntimeError(format!("cannot flush the data directory: {err}")))?;
-    // Probes are answered (alive, not ready) through the whole drain and
-    // the log's close; the admin thread ends just before "stopped", so that
-    // line comes after the last answer the process gives on any port.
-    if let Some(admin) = admin {
-        admin.stop();
-    }
-    log::info(
-        "stopped",
-        &[
-            ("drained", &report.drained),
-            ("forced", &report.forced),
-            ("from_backlog", &report.from_backlog),
-            ("elapsed", &DurationText(report.elapsed)),
-        ],
-    );
-    Ok(())
-}
-
-/// Waits for `SIGTERM` or `SIGINT` or a failure of the data directory.
-fn next_interruption(signals: &Signals, store: &Store) -> Interruption {
-    loop {
-        if let Some(interruption) = pending_interruption(signals, store, INTERRUPT_CHECK) {
-            return interruption;
-        }
-    }
-}
-
-/// A failure of the data directory, or `SIGTERM` or `SIGINT` arriving
-/// within `wait`; stray signals that would otherwise have ended the process
-/// are logged and ignored.
-fn pending_interruption(signals: &Signals, store: &Store, wait: Duration) -> Option<Interruption> {
+    store: &Store,
+    wait: Duration,
+) -> Result<Option<Signal>, RuntimeError> {
     if let Err(err) = store.check_alive() {
         // Memory is now ahead of the disk, and the log answers no more
         // waits: the process ends, and the restart recovers from the disk.
         let failure = format!("the data directory failed; exiting: {err}");
-        return Some(Interruption::Failure(RuntimeError(failure)));
+        return Err(RuntimeError(failure));
     }
-    match signals.wait_for(wait) {
-        Ok(Some(signal)) if signal.stops() => Some(Interruption::Signal(signal)),
-        Ok(Some(signal)) => {
+    let signal = signals
+        .wait_for(wait)
+        .map_err(|err| RuntimeError(format!("cannot wait for signals: {err}")))?;
+    match signal {
+        Some(signal) if !signal.stops() => {
             log::warn("ignoring signal", &[("signal", &signal)]);
-            None
+            Ok(None)
         }
-        Ok(None) => None,
-        Err(err) => Some(Interruption::Failure(RuntimeError(format!(
-            "cannot wait for signals: {err}"
-        )))),
+        stop => Ok(stop),
     }
 }
 
 /// Binds `addr` and listens with `backlog`: std's own 128 overflows under
 /// bursts of connections, which then wait for SYN retries.
-fn bind(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    sys::set_listen_backlog(&listener, backlog)?;
-    Ok(listener)
+/// `what` names the listener in the error.
+fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeError> {
+    let listener = TcpListener::bind(addr).and_then(|listener| {
+        sys::set_listen_backlog(&listener, backlog)?;
+        Ok(listener)
+    });
+    listener.map_err(|err| RuntimeError(format!("cannot listen on {addr}{what}: {err}")))
 }
 
 /// Raises the open-files limit as far as allowed and returns the one in
 /// effect.
 fn raise_fd_limit() -> Option<u64> {
-    let limit = match OpenFilesLimit::current() {
-        Ok(limit) => limit,
-        Err(err) => {
-            log::warn("cannot read the open-files limit", &[("error", &err)]);
-            return None;
-        }
-    };
+    let limit = OpenFilesLimit::current()
+        .inspect_err(|err| log::warn("cannot read the open-files limit", &[("error", err)]))
+        .ok()?;
     let limit = limit.raise_soft_to_hard().unwrap_or_else(|err| {
         log::warn("cannot raise the open-files limit", &[("error", &err)]);
         limit
@@ -289,7 +266,10 @@ fn fd_ceiling(limit: u64) -> u64 {
 /// start.
 fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
     let ceiling = fd_ceiling(limit);
-    let open = open_fds_below(ceiling);
+    // Descriptors open now below the ceiling (one inherited above it takes
+    // no room): the numbers protocol connections cannot have.
+    let open = procfs::open_fds().unwrap_or_default();
+    let open = open.iter().filter(|&&fd| fd < ceiling).count() as u64;
     let room = ceiling.saturating_sub(open);
     if room == 0 {
         let enough = (limit..)
@@ -317,25 +297,16 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
     Ok(room.min(max_connections))
 }
 
-/// Descriptors open now numbered below `ceiling` (one inherited above it
-/// takes no room): the numbers protocol connections cannot have.
-fn open_fds_below(ceiling: u64) -> u64 {
-    let open = procfs::open_fds().unwrap_or_default();
-    open.iter().filter(|&&fd| fd < ceiling).count() as u64
-}
-
 /// What the admin listener reports: `/readyz` is 200 while `ready` is set
 /// and a protocol connection can be taken. Index gauges read zero, and the
 /// `/v1` routes answer 503, until `store` is set, once the data directory
 /// has loaded.
 fn admin_state(
-    ready: &Arc<AtomicBool>,
-    store: &Arc<OnceLock<Store>>,
-    metrics: &Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    loaded: Arc<OnceLock<Store>>,
+    metrics: Arc<Metrics>,
 ) -> AdminState {
-    let loaded = Arc::clone(store);
-    let (store, metrics) = (Arc::clone(store), Arc::clone(metrics));
-    let (ready, room) = (Arc::clone(ready), Arc::clone(&metrics));
+    let (store, room) = (Arc::clone(&loaded), Arc::clone(&metrics));
     AdminState {
         ready: Box::new(move || ready.load(Ordering::SeqCst) && room.has_room()),
         store: loaded,
@@ -344,24 +315,6 @@ fn admin_state(
             metrics.render(gauges, out);
         }),
     }
-}
-
-/// Starts the admin thread, with room for the pending connections the
-/// open-files limit `fd_limit` keeps for it.
-fn start_admin(
-    addr: &str,
-    backlog: u32,
-    fd_limit: Option<u64>,
-    state: AdminState,
-) -> Result<AdminServer, RuntimeError> {
-    let cannot =
-        |err: std::io::Error| RuntimeError(format!("cannot listen on {addr} (admin): {err}"));
-    let listener = bind(addr, backlog).map_err(cannot)?;
-    let mut limits = AdminLimits::default();
-    if let Some(limit) = fd_limit {
-        limits.max_connections = admin_connections(limit);
-    }
-    AdminServer::start(listener, state, limits).map_err(cannot)
 }
 
 /// Rebuilds the index from `dir` and opens it for writing. Damage is a

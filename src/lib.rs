@@ -98,6 +98,6 @@ pub use index::{IndexOutcome, Indexer, Refusal};
 pub use metrics::{Metrics, RejectReason, StoreGauges};
 pub use name::{Dependencies, PackageName, MAX_NAME_BYTES};
 pub use protocol::{parse_line, write_request, Command, Malformed, ParseError, Request, Response};
-pub use server::{ConnectionLimits, Server, ShutdownReport};
+pub use server::{Server, ShutdownReport};
 pub use store::{Executed, Inspection, LogPosition, Store};
 pub use sys::{block_signals, Signal, Signals};

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
 use crate::protocol::{self, Response};
-use crate::store::{Executed, LogPosition, Store, MAX_RUN};
+use crate::store::{LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -79,40 +79,6 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// while a live one on a slow path has a minute to answer.
 pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
-/// The per-connection limits the server flags set
-/// (`docs/command-line.md#server-flags`).
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    pub max_line_bytes: usize,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-    /// Keepalive for every protocol connection; `None` leaves it off.
-    pub tcp_keepalive: Option<Keepalive>,
-    /// A connection whose descriptor number is at or above this is closed
-    /// at once; `None` for no such check.
-    pub fd_ceiling: Option<u64>,
-}
-
-impl From<&Config> for ConnectionLimits {
-    /// The limits the flags set; `fd_ceiling` is the caller's to set, from
-    /// the open-files limit in effect.
-    fn from(config: &Config) -> ConnectionLimits {
-        ConnectionLimits {
-            max_connections: config.max_connections,
-            max_line_bytes: config.max_line_bytes,
-            idle_timeout: config.idle_timeout,
-            write_timeout: config.write_timeout,
-            tcp_keepalive: config.tcp_keepalive.map(|idle| Keepalive {
-                idle,
-                interval: KEEPALIVE_INTERVAL,
-                probes: KEEPALIVE_PROBES,
-            }),
-            fd_ceiling: None,
-        }
-    }
-}
-
 /// A protocol listener and its acceptor thread.
 pub struct Server {
     shared: Arc<Shared>,
@@ -135,7 +101,11 @@ pub struct ShutdownReport {
 struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
-    limits: ConnectionLimits,
+    /// The flags, which set the connection limits and timeouts.
+    config: Config,
+    /// A connection whose descriptor number is at or above this is closed
+    /// at once; `None` for no such check.
+    fd_ceiling: Option<u64>,
     local_addr: SocketAddr,
     /// More connections than this and connection threads stop preempting
     /// on wake-up ([`CROWDED_PER_CPU`]).
@@ -160,10 +130,12 @@ struct Connections {
 
 impl Server {
     /// Starts accepting on `listener`, bound by the caller, on a thread of
-    /// its own.
+    /// its own, with the limits `config` sets and `fd_ceiling` from the
+    /// open-files limit in effect.
     pub fn start(
         listener: TcpListener,
-        limits: ConnectionLimits,
+        config: &Config,
+        fd_ceiling: Option<u64>,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
@@ -172,7 +144,8 @@ impl Server {
         let shared = Arc::new(Shared {
             store,
             metrics,
-            limits,
+            config: config.clone(),
+            fd_ceiling,
             local_addr,
             crowded_above: thread::available_parallelism().map_or(1, usize::from) * CROWDED_PER_CPU,
             stopping: AtomicBool::new(false),
@@ -195,33 +168,22 @@ impl Server {
         self.shared.lock_connections().open.len()
     }
 
-    /// Graceful stop: stops accepting (after taking in the connections
-    /// already waiting in the backlog), lets every connection answer the
-    /// complete lines it has received, closes idle ones, and waits up to
-    /// `timeout` before closing whatever is left.
-    ///
-    /// Between waits of at most 100 ms, `interrupted` says
-    /// whether to give up at once (a second signal, a failed disk): then
-    /// the connections are left as they are and `None` is returned.
+    /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
+    /// is left after `timeout`. Between waits of at most 100 ms,
+    /// `interrupted` says whether to give up at once (a second signal, a
+    /// failed disk): then `None`, and the connections are left as they are.
     pub fn shutdown(
         self,
         timeout: Duration,
         mut interrupted: impl FnMut() -> bool,
     ) -> Option<ShutdownReport> {
         let started = Instant::now();
-        let time_left = || {
-            timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-        };
+        let deadline = started + timeout;
         self.shared.stopping.store(true, Ordering::SeqCst);
         let connections = self.shared.lock_connections();
-        let mut connections = self.shared.wait_until(
-            connections,
-            |c| c.acceptor_done,
-            &time_left,
-            &mut interrupted,
-        )?;
+        let mut connections =
+            self.shared
+                .wait_until(connections, |c| c.acceptor_done, deadline, &mut interrupted)?;
         connections.closed = true;
         let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
@@ -238,7 +200,7 @@ impl Server {
         let connections = self.shared.wait_until(
             connections,
             |c| c.open.is_empty(),
-            &time_left,
+            deadline,
             &mut interrupted,
         )?;
         let forced = connections.open.len();
@@ -267,18 +229,21 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until `done` holds or `time_left` says the time is up,
-    /// looking at `interrupted` at least every [`INTERRUPT_CHECK`]; `None`
-    /// when it says to give up.
+    /// Waits until `done` holds or the `deadline` passes, looking at
+    /// `interrupted` at least every [`INTERRUPT_CHECK`]; `None` when it says
+    /// to give up.
     fn wait_until<'a>(
         &self,
         mut connections: MutexGuard<'a, Connections>,
         done: fn(&Connections) -> bool,
-        time_left: &dyn Fn() -> Option<Duration>,
+        deadline: Instant,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Option<MutexGuard<'a, Connections>> {
         while !done(&connections) {
-            let Some(left) = time_left() else { break };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             connections = self
                 .changed
                 .wait_timeout(connections, left.min(INTERRUPT_CHECK))
@@ -325,9 +290,10 @@ impl Shared {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
-                Err(err) if is_out_of_resources(&err) => {
-                    // Out of file descriptors: back off instead of spinning;
-                    // the pending connection stays in the backlog.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or
+                // memory. Back off instead of spinning; the pending
+                // connection stays in the backlog.
+                Err(err) if matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12)) => {
                     log::warn("accept failed", &[("error", &err)]);
                     thread::sleep(Duration::from_millis(50));
                 }
@@ -348,7 +314,6 @@ impl Shared {
     /// the descriptor reserve, no thread).
     fn admit(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         if self
-            .limits
             .fd_ceiling
             .is_some_and(|ceiling| u64::try_from(stream.as_raw_fd()).unwrap_or(0) >= ceiling)
         {
@@ -370,7 +335,7 @@ impl Shared {
             if connections.closed {
                 return;
             }
-            if connections.open.len() >= self.limits.max_connections {
+            if connections.open.len() >= self.config.max_connections {
                 drop(connections);
                 self.metrics.connection_rejected(RejectReason::Limit);
                 log::debug("connection refused: limit reached", &[("peer", &addr)]);
@@ -420,16 +385,10 @@ pub(crate) fn is_passing_accept_error(err: &io::Error) -> bool {
     )
 }
 
-fn is_out_of_resources(err: &io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
-    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
-}
-
 /// One client's session.
 struct Session<'a> {
     shared: &'a Shared,
     peer: &'a Arc<Peer>,
-    stream: &'a TcpStream,
     input: Vec<u8>,
     /// Unprocessed input is `input[start..end]`.
     start: usize,
@@ -438,9 +397,7 @@ struct Session<'a> {
     filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
-    /// What the store did for each request of the batch being answered
-    /// (kept between batches for the allocation), and the metrics' counts.
-    executed: Vec<Executed>,
+    /// The metrics' counts of the batch being answered.
     tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
@@ -454,29 +411,32 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(shared: &'a Shared, peer: &'a Arc<Peer>) -> io::Result<Session<'a>> {
-        let limits = &shared.limits;
+        let config = &shared.config;
         let stream = &peer.stream;
         stream.set_nodelay(true)?;
-        if let Some(keepalive) = limits.tcp_keepalive {
+        if let Some(idle) = config.tcp_keepalive {
+            let keepalive = Keepalive {
+                idle,
+                interval: KEEPALIVE_INTERVAL,
+                probes: KEEPALIVE_PROBES,
+            };
             sys::set_tcp_keepalive(stream, keepalive)?;
         }
-        stream.set_read_timeout(Some(limits.idle_timeout))?;
-        stream.set_write_timeout(Some(limits.write_timeout))?;
+        stream.set_read_timeout(Some(config.idle_timeout))?;
+        stream.set_write_timeout(Some(config.write_timeout))?;
         Ok(Session {
             shared,
             peer,
-            stream,
             input: Vec::new(),
             start: 0,
             end: 0,
             filled: false,
             discarding: false,
-            executed: Vec::new(),
             tally: RequestTally::default(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
             last_line: Instant::now(),
-            read_timeout: limits.idle_timeout,
+            read_timeout: config.idle_timeout,
             crowded: false,
         })
     }
@@ -488,7 +448,7 @@ impl<'a> Session<'a> {
             self.flush()?;
             // Without its newline, a partial line of `--max-line-bytes`
             // is already at least one byte too long.
-            if self.discarding || self.end - self.start >= self.shared.limits.max_line_bytes {
+            if self.discarding || self.end - self.start >= self.shared.config.max_line_bytes {
                 self.refuse_long_line()?;
             } else {
                 self.keep_partial_line();
@@ -537,20 +497,16 @@ impl<'a> Session<'a> {
     fn answer_batch(&mut self) -> io::Result<Instant> {
         let started = Instant::now();
         let input = &self.input[..self.end];
-        let mut requests = Vec::new();
+        let (mut requests, mut executed) = (Vec::new(), Vec::new());
         let mut at = self.start;
         while requests.len() < MAX_RUN {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
                 break;
             };
-            let parsed = protocol::parse_line(&input[at..at + newline]);
-            if parsed.is_err() && !requests.is_empty() {
-                // Answered as a batch of its own, after these.
-                break;
-            }
-            at += newline + 1;
-            match parsed {
+            match protocol::parse_line(&input[at..at + newline]) {
                 Ok(request) => requests.push(request),
+                // Answered as a batch of its own, after these.
+                Err(_) if !requests.is_empty() => break,
                 Err(err) => {
                     log::debug(
                         "malformed request",
@@ -558,14 +514,14 @@ impl<'a> Session<'a> {
                     );
                     self.output.extend_from_slice(Response::Error.as_bytes());
                     self.tally.count(err.command, Response::Error);
+                    at += newline + 1;
                     break;
                 }
             }
+            at += newline + 1;
         }
-        self.shared
-            .store
-            .execute_all(&requests, &mut self.executed)?;
-        for (request, executed) in requests.iter().zip(&self.executed) {
+        self.shared.store.execute_all(&requests, &mut executed)?;
+        for (request, executed) in requests.iter().zip(&executed) {
             let response = executed.outcome.response();
             self.output.extend_from_slice(response.as_bytes());
             self.tally.count(Some(request.command), response);
@@ -575,7 +531,6 @@ impl<'a> Session<'a> {
         self.shared
             .metrics
             .record_batch(&mut self.tally, finished - started);
-        self.executed.clear();
         self.start = at;
         Ok(finished)
     }
@@ -597,34 +552,32 @@ impl<'a> Session<'a> {
     /// Writes all of `bytes` within one `--write-timeout`: a client that
     /// reads a trickle cannot stretch the deadline write by write. The
     /// socket's timeout is touched only when a write comes back partial.
+    /// A failed send ends the connection, so the timeout is restored only
+    /// after one that succeeded.
     fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
-        let timeout = self.shared.limits.write_timeout;
+        let timeout = self.shared.config.write_timeout;
         let started = Instant::now();
         let mut shortened = false;
-        let mut stream = self.stream;
-        let result = loop {
+        let mut stream = &self.peer.stream;
+        loop {
             match stream.write(bytes) {
-                Ok(0) => break Err(ErrorKind::WriteZero.into()),
-                Ok(written) if written == bytes.len() => break Ok(()),
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(written) if written == bytes.len() => break,
                 Ok(written) => bytes = &bytes[written..],
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => break Err(err),
+                Err(err) => return Err(err),
             }
-            let Some(left) = timeout
-                .checked_sub(started.elapsed())
-                .filter(|d| !d.is_zero())
-            else {
-                break Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
-            };
-            if let Err(err) = self.stream.set_write_timeout(Some(left)) {
-                break Err(err);
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
             }
+            stream.set_write_timeout(Some(left))?;
             shortened = true;
-        };
-        if shortened {
-            self.stream.set_write_timeout(Some(timeout))?;
         }
-        result
+        if shortened {
+            stream.set_write_timeout(Some(timeout))?;
+        }
+        Ok(())
     }
 
     /// Switches this thread's wake-up preemption when the number of
@@ -644,7 +597,7 @@ impl<'a> Session<'a> {
             self.shared
                 .metrics
                 .record_request(None, Response::Error, Duration::ZERO);
-            let limit = self.shared.limits.max_line_bytes;
+            let limit = self.shared.config.max_line_bytes;
             log::debug(
                 "line too long",
                 &[("peer", &self.peer.addr), ("limit", &limit)],
@@ -670,7 +623,7 @@ impl<'a> Session<'a> {
             return;
         }
         let len = self.input.len();
-        let limit = self.shared.limits.max_line_bytes;
+        let limit = self.shared.config.max_line_bytes;
         let wanted = if partial == len {
             // Below the limit, or refused already: room to grow.
             (len * 2).min(limit)
@@ -695,7 +648,6 @@ impl<'a> Session<'a> {
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
-        self.executed = Vec::new();
         self.start = 0;
         self.end = 0;
         self.filled = false;
@@ -707,7 +659,7 @@ impl<'a> Session<'a> {
     /// changes: when a read brought no complete line, which normal clients
     /// rarely cause, and when a connection takes or gives back its buffers.
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
-        let idle = self.shared.limits.idle_timeout;
+        let idle = self.shared.config.idle_timeout;
         let left = if let Some(at) = last_line {
             self.last_line = at;
             idle
@@ -723,7 +675,7 @@ impl<'a> Session<'a> {
             left.min(LINGER)
         };
         if wanted != self.read_timeout {
-            self.stream.set_read_timeout(Some(wanted))?;
+            self.peer.stream.set_read_timeout(Some(wanted))?;
             self.read_timeout = wanted;
         }
         Ok(())
@@ -741,7 +693,7 @@ impl<'a> Session<'a> {
             } else if self.input.is_empty() {
                 self.wait_for_input()
             } else {
-                self.stream.read(&mut self.input[self.end..])
+                (&self.peer.stream).read(&mut self.input[self.end..])
             };
             self.peer.reading.store(false, Ordering::SeqCst);
             match result {
@@ -767,17 +719,17 @@ impl<'a> Session<'a> {
     /// at), then takes a buffer and reads what arrived; 0 at end of stream.
     fn wait_for_input(&mut self) -> io::Result<usize> {
         let mut probe = [0u8; 1];
-        if self.stream.peek(&mut probe)? == 0 {
+        if self.peer.stream.peek(&mut probe)? == 0 {
             return Ok(0);
         }
         self.take_buffer();
-        self.stream.read(&mut self.input)
+        (&self.peer.stream).read(&mut self.input)
     }
 
     /// A buffer of the initial size for a connection that has none.
     fn take_buffer(&mut self) {
         if self.input.is_empty() {
-            let len = INITIAL_READ_BUFFER.min(self.shared.limits.max_line_bytes);
+            let len = INITIAL_READ_BUFFER.min(self.shared.config.max_line_bytes);
             self.input = vec![0; len];
         }
     }
@@ -786,9 +738,9 @@ impl<'a> Session<'a> {
     /// nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
         self.take_buffer();
-        self.stream.set_nonblocking(true)?;
-        let result = self.stream.read(&mut self.input[self.end..]);
-        self.stream.set_nonblocking(false)?;
+        self.peer.stream.set_nonblocking(true)?;
+        let result = (&self.peer.stream).read(&mut self.input[self.end..]);
+        self.peer.stream.set_nonblocking(false)?;
         match result {
             Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(0),
             other => other,
@@ -803,20 +755,23 @@ mod tests {
     /// A connection thread's state, driven by hand: the server side of a
     /// connection from `client`, with an idle timeout of `idle`.
     fn connection_parts(idle: Duration) -> (Shared, Arc<Peer>, TcpStream) {
-        let limits = ConnectionLimits {
-            max_connections: 10,
-            max_line_bytes: 65_536,
+        let args = ["--write-timeout", "5s", "--tcp-keepalive", "off"];
+        let args = args.map(String::from);
+        let Ok(crate::config::Invocation::Run(config)) = crate::config::parse(args, |_| Ok(None))
+        else {
+            panic!("the test's flags do not parse");
+        };
+        let config = Config {
             idle_timeout: idle,
-            write_timeout: Duration::from_secs(5),
-            tcp_keepalive: None,
-            fd_ceiling: None,
+            ..config
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local_addr = listener.local_addr().unwrap();
         let shared = Shared {
             store: Store::default(),
             metrics: Arc::new(Metrics::new()),
-            limits,
+            config,
+            fd_ceiling: None,
             local_addr,
             crowded_above: 1,
             stopping: AtomicBool::new(false),
@@ -845,8 +800,7 @@ mod tests {
     }
 
     fn holds_buffers(connection: &Session<'_>) -> bool {
-        connection.input.capacity() + connection.output.capacity() + connection.executed.capacity()
-            > 0
+        connection.input.capacity() + connection.output.capacity() > 0
     }
 
     #[test]

@@ -13,14 +13,10 @@
 //! Every answer waits for the log to cover the newest change it could have
 //! observed, queries included: an answer never reveals a change that a
 //! crash could still take back.
-//!
-//! Two reads serve the operator rather than clients: [`Store::inspect`]
-//! holds the read lock once, as long as it takes to copy one package's
-//! names, and [`Store::export`] only to copy the index.
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
-use crate::index::{name_prefix, IndexOutcome, Indexer, SharedIndex};
+use crate::index::{IndexOutcome, Indexer, SharedIndex};
 use crate::metrics::{Metrics, StoreGauges};
 use crate::name::PackageName;
 use crate::package_list::Entry;
@@ -61,14 +57,6 @@ pub struct Inspection {
 }
 
 impl Store {
-    /// A memory-only store holding `indexer`.
-    pub fn new(indexer: Indexer) -> Store {
-        Store {
-            index: SharedIndex::new(indexer),
-            durable: None,
-        }
-    }
-
     /// Opens the data directory `dir` (created if missing), rebuilding the
     /// index it keeps; its durable side counts syncs, failures and
     /// compactions in `metrics`.
@@ -190,13 +178,13 @@ impl Store {
     /// takes to copy their names into two buffers.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         let index = self.index.read();
-        let dependencies = Copied::of(index.dependencies_of(package)?);
-        let dependents = Copied::of(index.dependents_of(package)?);
+        let dependencies = lines(index.dependencies_of(package)?);
+        let dependents = lines(index.dependents_of(package)?);
         drop(index);
         Some(Inspection {
             name: package.to_string(),
-            dependencies: dependencies.sorted(),
-            dependents: dependents.sorted(),
+            dependencies: sorted(&dependencies),
+            dependents: sorted(&dependents),
         })
     }
 
@@ -209,18 +197,10 @@ impl Store {
     pub fn export(&self) -> String {
         let (copy, ()) = self.index.copy_with(|_| ());
         let mut text = String::with_capacity(copy.packages() * 16 + copy.dependencies() * 10);
-        // One buffer for every line's dependencies, lent to each entry.
-        let mut buffer = Vec::new();
         copy.for_each_listed(|name, dependencies| {
-            buffer.clear();
-            buffer.extend_from_slice(dependencies);
-            let entry = Entry {
-                name,
-                dependencies: std::mem::take(&mut buffer),
-            };
+            let dependencies = dependencies.to_vec();
             // Writing to a String cannot fail.
-            let _ = writeln!(text, "{entry}");
-            buffer = entry.dependencies;
+            let _ = writeln!(text, "{}", Entry { name, dependencies });
         });
         text
     }
@@ -256,41 +236,22 @@ impl Store {
     }
 }
 
-/// Names copied out of the index into one buffer, so that the lock is not
-/// held while each gets an allocation of its own.
-struct Copied {
-    text: String,
-    ends: Vec<usize>,
+/// `names` copied into one buffer, a line each (no name holds a newline):
+/// one allocation under the lock rather than one per name.
+fn lines<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    text
 }
 
-impl Copied {
-    fn of<'a>(names: impl Iterator<Item = &'a str>) -> Copied {
-        let mut copied = Copied {
-            text: String::new(),
-            ends: Vec::new(),
-        };
-        for name in names {
-            copied.text.push_str(name);
-            copied.ends.push(copied.text.len());
-        }
-        copied
-    }
-
-    /// The names, sorted as bytes. Each is keyed by its first eight bytes
-    /// as one number, which settles most comparisons without a visit to
-    /// the heap.
-    fn sorted(&self) -> Vec<String> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        let names = starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end]);
-        let mut keyed: Vec<(u64, &str)> = names.map(|n| (name_prefix(n.as_bytes()), n)).collect();
-        keyed.sort_unstable();
-        keyed
-            .into_iter()
-            .map(|(_, name)| name.to_string())
-            .collect()
-    }
+/// The lines of `text`, sorted as bytes.
+fn sorted(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text.lines().map(str::to_owned).collect();
+    names.sort_unstable();
+    names
 }
 
 /// The change `request` makes to the index if it succeeds (never called
@@ -408,6 +369,10 @@ mod tests {
             .collect();
         let copied: Vec<String> = copy.topological().map(|(n, _)| n.to_string()).collect();
         assert_eq!(original, copied);
-        assert_eq!(Store::new(copy).export(), store.export());
+        let copied = Store {
+            index: SharedIndex::new(copy),
+            durable: None,
+        };
+        assert_eq!(copied.export(), store.export());
     }
 }

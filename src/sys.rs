@@ -280,10 +280,10 @@ extern "C" {
 /// unanswered ones. Each field is whole seconds (or a count) the kernel
 /// accepts: 1 to 32767.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    pub idle: Duration,
-    pub interval: Duration,
-    pub probes: u32,
+pub(crate) struct Keepalive {
+    pub(crate) idle: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) probes: u32,
 }
 
 /// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and

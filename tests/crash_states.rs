@@ -16,7 +16,7 @@ mod common;
 
 use common::{external_tool, TempDir};
 use package_indexer::{
-    ConnectionLimits, DurableOptions, Fsync, Metrics, RecoveryError, Server, Store,
+    parse_command_line, DurableOptions, Fsync, Invocation, Metrics, RecoveryError, Server, Store,
 };
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -128,16 +128,15 @@ fn serve(dir: &Path) {
         compact_at_least: COMPACT_AT_LEAST,
     };
     let (store, _) = Store::open(dir, options, Arc::default()).unwrap();
-    let limits = ConnectionLimits {
-        max_connections: 16,
-        max_line_bytes: 65_536,
-        idle_timeout: Duration::from_secs(60),
-        write_timeout: Duration::from_secs(10),
-        tcp_keepalive: None,
-        fd_ceiling: None,
+    let args = ["--max-connections", "16", "--idle-timeout", "60s"];
+    let args = args.into_iter().chain(["--tcp-keepalive", "off"]);
+    let Ok(Invocation::Run(config)) = parse_command_line(args.map(String::from), |_| Ok(None))
+    else {
+        panic!("the child's flags do not parse");
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = Server::start(listener, limits, store.clone(), Arc::new(Metrics::new())).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let server = Server::start(listener, &config, None, store.clone(), metrics).unwrap();
     println!("{READY} {}", server.local_addr());
     std::io::stdout().flush().unwrap();
     std::io::stdin().read_to_end(&mut Vec::new()).unwrap();

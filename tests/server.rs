@@ -9,7 +9,7 @@ use common::Client;
 
 use package_indexer::Metrics;
 use package_indexer::Store;
-use package_indexer::{ConnectionLimits, Server};
+use package_indexer::{parse_command_line, Config, Invocation, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,20 +17,27 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn limits() -> ConnectionLimits {
-    ConnectionLimits {
-        max_connections: 100,
-        max_line_bytes: 65_536,
-        idle_timeout: Duration::from_secs(30),
-        write_timeout: Duration::from_secs(5),
-        tcp_keepalive: None,
-        fd_ceiling: None,
+fn limits() -> Config {
+    let args = [
+        "--max-connections",
+        "100",
+        "--idle-timeout",
+        "30s",
+        "--write-timeout",
+        "5s",
+        "--tcp-keepalive",
+        "off",
+    ];
+    match parse_command_line(args.map(String::from), |_| Ok(None)) {
+        Ok(Invocation::Run(config)) => config,
+        other => panic!("the test's flags do not parse: {other:?}"),
     }
 }
 
-fn start(limits: ConnectionLimits) -> Server {
+fn start(limits: Config) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    Server::start(listener, limits, Store::default(), Arc::new(Metrics::new())).unwrap()
+    let metrics = Arc::new(Metrics::new());
+    Server::start(listener, &limits, None, Store::default(), metrics).unwrap()
 }
 
 /// A client of the in-process server.
@@ -95,7 +102,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn oversized_lines_get_one_error_and_are_skipped() {
-    let server = start(ConnectionLimits {
+    let server = start(Config {
         max_line_bytes: 64,
         ..limits()
     });
@@ -128,7 +135,7 @@ fn a_line_cut_by_close_is_not_executed() {
 
 #[test]
 fn connections_over_the_limit_are_closed_at_once() {
-    let server = start(ConnectionLimits {
+    let server = start(Config {
         max_connections: 2,
         ..limits()
     });
@@ -148,7 +155,7 @@ fn connections_over_the_limit_are_closed_at_once() {
 
 #[test]
 fn idle_and_trickling_connections_are_closed() {
-    let server = start(ConnectionLimits {
+    let server = start(Config {
         idle_timeout: Duration::from_millis(300),
         ..limits()
     });
@@ -170,7 +177,7 @@ fn idle_and_trickling_connections_are_closed() {
 
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_others_are_served() {
-    let server = start(ConnectionLimits {
+    let server = start(Config {
         write_timeout: Duration::from_millis(300),
         ..limits()
     });

@@ -8,7 +8,7 @@
 
 use package_indexer::Store;
 use package_indexer::{parse_command_line, Invocation};
-use package_indexer::{ConnectionLimits, Server};
+use package_indexer::{Config, Server};
 use package_indexer::{DurableOptions, Fsync};
 use package_indexer::{Metrics, StoreGauges};
 use std::net::TcpListener;
@@ -48,12 +48,8 @@ impl TestServer {
 
     fn serve(store: Store, data_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = Server::start(
-            listener,
-            default_limits(),
-            store.clone(),
-            Arc::clone(&metrics),
-        );
+        let config = default_config();
+        let server = Server::start(listener, &config, None, store.clone(), Arc::clone(&metrics));
         TestServer {
             running: Some(server.unwrap()),
             store,
@@ -88,10 +84,10 @@ impl Drop for TestServer {
     }
 }
 
-/// The limits the server binary runs with when given no flags.
-fn default_limits() -> ConnectionLimits {
+/// The settings the server binary runs with when given no flags.
+fn default_config() -> Config {
     match parse_command_line(Vec::new(), |_| Ok(None)) {
-        Ok(Invocation::Run(config)) => ConnectionLimits::from(&config),
+        Ok(Invocation::Run(config)) => config,
         other => panic!("no default configuration: {other:?}"),
     }
 }

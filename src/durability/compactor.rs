@@ -182,8 +182,7 @@ impl Compaction {
     }
 }
 
-pub(super) fn run
-(compaction: &Compaction) {
+pub(super) fn run(compaction: &Compaction) {
     let (wal, signal) = (&compaction.wal, &compaction.wal.signal);
     loop {
         let wake = signal.next(WATCH_INTERVAL, true);

@@ -281,7 +281,6 @@ pub(crate) fn write_atomically(
 /// Deletes every log and snapshot older than `generation`, and temporaries
 /// when `with_temporaries` (only while no snapshot is being written). A
 /// failure costs disk space, not correctness: recovery ignores stale files.
-
 pub(super) fn remove_older_than(
     dir: &Path,
     generation: Generation,

@@ -198,8 +198,7 @@ impl RunItem for LoggedChange<'_> {
 pub(crate) struct Generation(u64);
 
 impl Generation {
-    pub(crate) const FIRST
-: Generation = Generation(1);
+    pub(crate) const FIRST: Generation = Generation(1);
 
     pub(crate) fn value(self) -> u64 {
         self.0

@@ -26,10 +26,12 @@ const KIND_SEAL: u8 = 4;
 /// or (as [`LoggedChange`]) from a file read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Change<'a, D = Dependencies<'a>> {
+    /// The package is added or its dependency list replaced.
     Index {
         package: PackageName<'a>,
         dependencies: D,
     },
+    /// The package is removed.
     Remove { package: PackageName<'a> },
 }
 
@@ -332,7 +334,6 @@ pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
 /// valid record after them are damage, never a torn write (a crash cuts
 /// only a log's end). Every offset is tried, as damage may shift record
 /// boundaries; decoding before the checksum rejects garbage in a few bytes.
-
 pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
     (from..data.len()).find(|&at| {
         let rest = &data[at..];

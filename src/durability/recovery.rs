@@ -72,6 +72,7 @@ crate::log::as_text!(TornTail);
 /// Why the state could not be loaded. Nothing in the directory was changed.
 #[derive(Debug)]
 pub enum RecoveryError {
+    /// Reading, creating or cutting a file failed.
     Io { path: PathBuf, source: io::Error },
     /// Another process holds the directory.
     Locked { path: PathBuf },

@@ -20,6 +20,7 @@ const MAX_ROUNDS: usize = 64;
 /// One change `repair` made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RepairStep {
+    /// A file was cut.
     Cut(Cut),
     /// A missing newest log was created, empty.
     Created { file: PathBuf, why: String },
@@ -229,7 +230,6 @@ fn cut(
 
 /// Gives `file` the owner of `like`: repair run as root must not leave the
 /// server's files to root, which the server could then not write.
-
 fn keep_owner(file: &File, like: &Metadata) -> io::Result<()> {
     let current = file.metadata()?;
     if (current.uid(), current.gid()) == (like.uid(), like.gid()) {

@@ -473,7 +473,6 @@ fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryErro
 const RUN_LEN: usize = 256;
 
 /// Changes of one file not yet passed to `apply`, with their offsets.
-
 #[derive(Default)]
 struct Run<'r> {
     offsets: Vec<usize>,

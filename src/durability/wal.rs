@@ -350,7 +350,6 @@ impl Wal {
         Ok(())
     }
 
-
     /// Wakes the waiters the durable position covers and, unless files
     /// are lost, the oldest it does not, to lead the next batch.
     fn wake_waiters(&self, mut commit: MutexGuard<'_, CommitState>) {
@@ -563,7 +562,6 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
 }
 
 /// Seals the log at `path` durably, finishing a rotation a crash cut short.
-
 fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
     let mut seal = Vec::new();
     record::encode_seal(&mut seal, next.value())?;

@@ -102,15 +102,12 @@ pub(crate) struct Damage {
 /// What is wrong at a place in a data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem {
-    /// Bytes no crash explains, or a change the index refuses: a start
-    /// refuses the directory.
+    /// Bytes no crash explains, or a change the index refuses.
     Damaged,
-    /// A file the state needs is not there: a start refuses the directory.
-    /// `newest` when it is the newest log, named by the snapshot or by the
-    /// seal of the log before it, which no file after it needs.
+    /// A file the state needs; `newest` when it is the newest log, which no
+    /// file after it needs.
     Missing { newest: bool },
-    /// A torn last record: a start cuts it off, after saving its bytes
-    /// beside the log, and loads the rest.
+    /// A torn last record: a start saves and cuts it, and loads the rest.
     Torn,
 }
 
@@ -255,9 +252,8 @@ impl<F: Replay> Surveyor<'_, F> {
         self.found(&path, None, Problem::Missing { newest }, reason);
     }
 
-    /// Damage at `at`: a `stretch` of bytes that hold no intact record is
-    /// a problem of its own; a broken rule about the file's records is one
-    /// only if it is the file's first damage.
+    /// Damage at `at`: each `stretch` without an intact record is a problem
+    /// of its own; a broken rule is one only as the file's first damage.
     fn damaged(&mut self, file: &mut SurveyedFile, at: usize, stretch: bool, reason: String) {
         let first = file.damage.is_none();
         let damage = file.damage.get_or_insert(Damage {
@@ -348,7 +344,6 @@ impl<F: Replay> Surveyor<'_, F> {
                 self.damaged(&mut file, data.len(), false, reason);
             }
             (Some((offset, reason)), None) => {
-                // A start cuts it off and saves it.
                 file.torn_at = Some(offset as u64);
                 let what = format!("{} bytes: {reason}", data.len() - offset);
                 self.found(&file.path, Some(offset), Problem::Torn, what);

@@ -269,8 +269,7 @@ impl Wal {
         thread::park();
     }
 
-    /// Waits until no batch is being written, then writes and syncs one
-    /// (see `lead`).
+    /// Leads a synced batch once none is being written.
     fn lead_when_free(&self, mut next_file: Option<File>) -> io::Result<()> {
         loop {
             let commit = lock(&self.commit);
@@ -424,8 +423,7 @@ impl Wal {
         self.prepare_rotation()
     }
 
-    /// The snapshot is synced: everything up to `position` is durable, and
-    /// batches go on.
+    /// The snapshot is synced: everything up to `position` is durable.
     pub(crate) fn restored(&self, position: LogPosition) {
         let mut commit = lock(&self.commit);
         commit.lost = None;
@@ -551,8 +549,8 @@ impl Wal {
 
 /// Writes `batch`, then syncs when asked; returns how long the sync took.
 fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
-    // An empty batch makes no `write(2)` call.
     file.write_all(batch)?;
+
     if !sync {
         return Ok(None);
     }

@@ -114,9 +114,8 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     Ok(listing)
 }
 
-/// An exclusive hold on a data directory, released when dropped: a `flock`
-/// on the directory itself, which deleting a file cannot release, and on
-/// its `LOCK` file (`docs/durability.md`, "The directory lock").
+/// A `flock` on the directory, which deleting a file cannot release, and
+/// on its `LOCK` file (`docs/durability.md`, "The directory lock").
 #[derive(Debug)]
 pub(super) struct DirLock {
     _dir: File,
@@ -248,9 +247,8 @@ pub(super) fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Creates `final_path` atomically and durably: `fill` writes it under a
-/// temporary name, which is synced and renamed. Returns the file, open at
-/// its end, and its length.
+/// Creates `final_path` atomically and durably from what `fill` writes;
+/// returns the file, open at its end, and its length.
 pub(crate) fn write_atomically(
     final_path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,

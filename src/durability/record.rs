@@ -264,9 +264,8 @@ impl<'a> PayloadReader<'a> {
     }
 }
 
-/// The package count of a snapshot's valid end marker, capped at what the
-/// file could hold (the smallest `INDEX` record is 15 bytes), so a damaged
-/// count asks for no more room than the file's size justifies.
+/// A valid end marker's package count, capped at what the file could hold
+/// (`INDEX` records take at least 15 bytes) against a damaged count.
 pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
     const END_MARKER_LEN: usize = RECORD_HEADER_LEN + 1 + 8;
     let at = data.len().checked_sub(END_MARKER_LEN)?;

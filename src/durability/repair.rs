@@ -148,9 +148,8 @@ fn cut_damage(
     Ok(())
 }
 
-/// Ends the history at the last file the directory holds when the newest
-/// log is missing: cuts off the seal that names it, or creates an empty log
-/// to continue the snapshot.
+/// The newest log is missing: cuts off the seal that names it, or creates
+/// it empty to continue the snapshot.
 fn close_history(
     dir: &Path,
     survey: &Survey,

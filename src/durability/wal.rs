@@ -229,9 +229,8 @@ impl Wal {
         }
     }
 
-    /// The position of the newest append: a reader that wants what it saw
-    /// to be durable waits for this. Read under the index lock, it covers
-    /// every change that lock has let through.
+    /// The newest append's position: read under the index lock, it covers
+    /// every change a reader there could have seen.
     pub(crate) fn last_appended(&self) -> LogPosition {
         LogPosition(self.appended.load(Ordering::Relaxed))
     }
@@ -401,9 +400,8 @@ impl Wal {
         checked.err().map(|error| error.to_string())
     }
 
-    /// Starts writing the files again after `why` ([`Wal::missing_files`]):
-    /// holds every batch, waits for the one being written, remakes and
-    /// relocks the directory if needed, and creates the next log.
+    /// Starts writing the files again ([`Wal::missing_files`]): holds every
+    /// batch, remakes and relocks the directory if needed, creates a log.
     pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
         loop {
             let mut commit = lock(&self.commit);

@@ -1,8 +1,6 @@
 //! `package-indexer check --data-dir D` (`docs/command-line.md#check`):
-//! prints what a start would make of a stopped server's data directory,
-//! judged by the same code and replayed into a real index. It changes
-//! nothing: the one file it may create is the empty `LOCK` of a directory
-//! no server ever used, since it takes the servers' lock.
+//! what a start would make of a stopped server's data directory. It changes
+//! nothing but may create the empty `LOCK`, since it takes the servers' lock.
 
 use super::Subcommand;
 use crate::durability::{self, file_name, Examined};
@@ -32,7 +30,7 @@ pub(super) const COMMAND_LINE: CommandLine = CommandLine {
     operands: Operands::None,
 };
 
-/// The `--data-dir` of an offline tool, which has no default.
+/// An offline tool's `--data-dir`, which has no default.
 pub(super) fn data_dir(values: &Values) -> Result<PathBuf, UsageError> {
     values
         .optional("data-dir")
@@ -60,9 +58,8 @@ fn run(values: &Values) -> ExitCode {
     }
 }
 
-/// Prints what `examined` holds: its files, its problems and the state a
-/// start loads (or, when a start refuses it, the state before the first
-/// problem).
+/// Prints `examined`: its files, its problems and the state a start loads
+/// (or, when refused, the state before the first problem).
 pub(super) fn print_report(
     out: &mut impl Write,
     dir: &Path,
@@ -73,7 +70,6 @@ pub(super) fn print_report(
     for file in &survey.files {
         writeln!(out, "  {file}")?;
     }
-    // What a start does not refuse is a torn last record, which it cuts.
     let (problems, torn): (Vec<_>, Vec<_>) = survey
         .findings
         .iter()
@@ -109,7 +105,7 @@ pub(super) fn print_report(
     writeln!(out, "{verdict}")
 }
 
-/// A titled list, left out when it has no lines.
+/// A titled list, left out when empty.
 fn print_section(out: &mut impl Write, title: &str, lines: &[impl Display]) -> io::Result<()> {
     if !lines.is_empty() {
         writeln!(out, "{title}:")?;

@@ -1,6 +1,5 @@
 //! `package-indexer repair --data-dir D` (`docs/command-line.md#repair`):
-//! prints each change `durability::repair` makes, then checks the directory
-//! again as `check` does.
+//! prints each change made, then checks the directory again.
 
 use super::check::{data_dir, print_report, COMMAND_LINE};
 use super::Subcommand;
@@ -55,7 +54,6 @@ fn run(values: &Values) -> ExitCode {
     }
 }
 
-/// One line (and its reason) for each change made.
 fn print_step(out: &mut impl Write, step: &RepairStep) -> io::Result<()> {
     match step {
         RepairStep::Cut(cut) => {

@@ -1,11 +1,7 @@
-//! The compactor thread: started, signalled and joined by [`super::Durable`].
-//!
-//! It sleeps until a batch finds the log outgrew its snapshot
-//! ([`CompactionSignal::request`]), then rotates the log and copies the
-//! index under the read lock and writes the snapshot from the copy with no
-//! lock held. Every [`WATCH_INTERVAL`] it also checks that the files are
-//! still at their paths, and writes them again when they are not
-//! ([`Compaction::compact`]).
+//! The compactor thread (`docs/durability.md`, "Compaction"): on request it
+//! rotates the log and copies the index under the read lock, then writes the
+//! snapshot with no lock held; every [`WATCH_INTERVAL`] it checks that the
+//! files are still at their paths and writes them again when they are not.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -17,15 +13,13 @@ use crate::app::DurationText;
 use crate::index::SharedIndex;
 use crate::log;
 
-/// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a failed compaction waits before the next attempt: the log
 /// keeps every change meanwhile, so only disk use grows.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// How the log and the owner reach the compactor thread, and how writers
-/// held back by a full log learn that it was rotated: one condition
-/// variable, notified at every change of the state.
+/// How the log and the owner wake the compactor thread, and writers held
+/// back by a full log learn it was rotated.
 #[derive(Default)]
 pub(crate) struct CompactionSignal {
     state: Mutex<SignalState>,
@@ -64,10 +58,9 @@ impl CompactionSignal {
         self.changed.notify_all();
     }
 
-    /// Holds the caller while `full()` says the log is past its cap, until
-    /// the compactor rotates it. Gives up when compactions are failing (a
-    /// full disk must not stall every writer) or the compactor stops, and
-    /// checks again at least every 100 ms.
+    /// Holds the caller while `full()`, until the compactor rotates the log.
+    /// Gives up when compactions fail (a full disk must not stall every
+    /// writer) or the compactor stops.
     pub(crate) fn wait_for_room(&self, full: impl Fn() -> bool) {
         if !full() {
             return;
@@ -80,8 +73,7 @@ impl CompactionSignal {
         }
     }
 
-    /// Records a rotation, or a failed compaction, and wakes the writers
-    /// waiting for room.
+    /// Records a rotation or a failed compaction; wakes writers waiting.
     fn note(&self, compacted: bool) {
         self.lock().failing = !compacted;
         self.changed.notify_all();
@@ -107,8 +99,7 @@ impl CompactionSignal {
     }
 }
 
-/// What a compaction works on, shared by the compactor thread and whoever
-/// asks for one directly; one compaction runs at a time.
+/// What a compaction works on; one compaction runs at a time.
 pub(crate) struct Compaction {
     pub(super) wal: Arc<Wal>,
     pub(super) index: SharedIndex,
@@ -117,18 +108,15 @@ pub(crate) struct Compaction {
 }
 
 impl Compaction {
-    /// Waits for a compaction in progress, then refuses any later one: the
-    /// log is about to be closed.
+    /// Waits for a compaction in progress and refuses later ones.
     pub(super) fn close(&self) {
         *self.closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// Rotates the log, copies the index and writes the snapshot; logs and
-    /// counts the outcome, and returns it. With `missing` (files found
-    /// missing: [`Wal::missing_files`]), writes the index as a fresh
-    /// snapshot and log instead, while no batch is led: every change
-    /// acknowledged so far is in them, and the next is acknowledged only
-    /// once they are synced; its failure fails the log.
+    /// counts the outcome. With `missing` ([`Wal::missing_files`]), writes
+    /// the index as a fresh snapshot and log while no batch is led; a
+    /// failure then fails the log.
     pub(crate) fn compact(&self, missing: Option<String>) -> io::Result<()> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
         if *closed {
@@ -181,11 +169,9 @@ impl Compaction {
         written.map(drop)
     }
 
-    /// Switches to the log `next` and copies the index in one critical
-    /// section (see [`Wal::switch_to`]; the copy's memory is made before the
-    /// lock is taken), then writes the snapshot from the copy with no lock
-    /// held. Returns the position the snapshot makes durable, its size and
-    /// the packages in it.
+    /// Switches to `next` and copies the index under one hold of the read
+    /// lock ([`Wal::switch_to`]), then writes the snapshot with no lock held.
+    /// Returns the position it makes durable, its size and its packages.
     fn switch(&self, next: NextWalFile<'_>) -> io::Result<(LogPosition, u64, usize)> {
         let (copy, switched) = self.index.copy_with(|_| self.wal.switch_to(next));
         let (generation, position) = switched?;
@@ -196,7 +182,6 @@ impl Compaction {
     }
 }
 
-/// The compactor thread's life, until [`CompactionSignal::stop`].
 pub(super) fn run(compaction: &Compaction) {
     let (wal, signal) = (&compaction.wal, &compaction.wal.signal);
     loop {

@@ -1,5 +1,4 @@
-//! Names, listing, locking and atomic creation of the files in a data
-//! directory.
+//! Names, listing, locking and atomic creation of a data directory's files.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 use super::recovery::{io_error, RecoveryError};
 use super::Generation;
 
-/// The two kinds of data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Log,
@@ -29,15 +27,13 @@ impl Kind {
 
 const SUFFIX: &str = ".pi";
 const TEMP_SUFFIX: &str = ".tmp";
-/// What follows a data file's name in the names of the bytes cut off it
-/// and saved beside it: `<file>.torn-<offset>` by a start (a torn last
-/// record), `<file>.cut-<offset>` by `repair`.
+/// Bytes cut off a data file are saved beside it as `<file>.torn-<offset>`
+/// by a start (a torn last record), `<file>.cut-<offset>` by `repair`.
 pub(super) const SAVED_TORN: &str = "torn-";
 pub(super) const SAVED_CUT: &str = "cut-";
 /// Locked (with the directory itself) while a process uses the directory.
 const LOCK_FILE: &str = "LOCK";
 
-/// A data file found in the directory.
 #[derive(Debug)]
 pub(super) struct DataFile {
     pub generation: Generation,
@@ -69,8 +65,8 @@ fn parse(name: &str) -> Option<(Kind, Generation)> {
     })
 }
 
-/// Whether `name` is that of bytes saved beside a data file
-/// (`log-3.pi.torn-120`, `snapshot-2.pi.cut-12.1`).
+/// Whether `name` is that of saved bytes (`log-3.pi.torn-120`,
+/// `snapshot-2.pi.cut-12.1`).
 fn is_saved(name: &str) -> bool {
     name.split_once(&format!("{SUFFIX}."))
         .is_some_and(|(stem, saved)| {
@@ -88,8 +84,7 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        // Only files are data files; a directory under such a name is not
-        // ours to read or delete.
+        // A directory under such a name is not ours to read or delete.
         if !entry.file_type()?.is_file() {
             continue;
         }
@@ -119,9 +114,8 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     Ok(listing)
 }
 
-/// An exclusive hold on a data directory, released when dropped: a `flock`
-/// on the directory itself, which deleting a file cannot release, and on
-/// its `LOCK` file (`docs/durability.md`, "The directory lock").
+/// A `flock` on the directory, which deleting a file cannot release, and
+/// on its `LOCK` file (`docs/durability.md`, "The directory lock").
 #[derive(Debug)]
 pub(super) struct DirLock {
     _dir: File,
@@ -148,8 +142,7 @@ impl Watched {
         })
     }
 
-    /// Fails unless the path still names the file watched: a deleted or
-    /// replaced file is an error that says which.
+    /// Fails, saying how, unless the path still names the file watched.
     pub(super) fn check(&self) -> io::Result<()> {
         let path = self.path.display();
         match fs::metadata(&self.path) {
@@ -166,14 +159,11 @@ impl Watched {
     }
 }
 
-/// How long a lock found held is tried again before the directory is
-/// reported in use: a process that forks (to run a command) shares its
-/// descriptors, and with them its locks, with the child until that execs.
+/// How long a held lock is retried: a process that forks shares its locks
+/// with the child until that execs.
 const LOCK_RETRY_FOR: Duration = Duration::from_millis(200);
 
 impl DirLock {
-    /// Takes the lock, trying again for up to [`LOCK_RETRY_FOR`] while
-    /// another process holds it.
     pub(super) fn acquire(dir: &Path) -> Result<DirLock, RecoveryError> {
         let dir_file = File::open(dir).map_err(io_error(dir))?;
         let path = dir.join(LOCK_FILE);
@@ -207,10 +197,9 @@ impl DirLock {
     }
 }
 
-/// Saves `bytes` beside `path` as `<file name>.<suffix>`, durably (its
-/// directory entry too), and returns where. An existing
-/// file of that name with other contents is kept: the new one gets `.1`,
-/// `.2`, ... appended instead. Evidence is never overwritten.
+/// Saves `bytes` beside `path` as `<file name>.<suffix>`, durably, and
+/// returns where. Evidence is never overwritten: if that name holds other
+/// bytes, `.1`, `.2`, ... is appended.
 pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
     let mut base = path.as_os_str().to_owned();
     base.push(".");
@@ -252,16 +241,14 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The directory `path` is in; a bare file name lives in the current one.
-fn parent_dir(path: &Path) -> &Path {
+pub(super) fn parent_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
 }
 
-/// Creates `final_path` atomically: `fill` writes it under a temporary
-/// name beside it (`.tmp` appended), then it is synced, renamed into place
-/// and its directory synced; on failure the temporary is removed. Returns
-/// the file, open for writing at its end, and its length.
+/// Creates `final_path` atomically and durably from what `fill` writes;
+/// returns the file, open at its end, and its length.
 pub(crate) fn write_atomically(
     final_path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
@@ -289,10 +276,9 @@ pub(crate) fn write_atomically(
     result
 }
 
-/// Deletes every log and snapshot older than `generation`, and leftover
-/// temporaries when `with_temporaries` (only safe when no snapshot is being
-/// written). Stale files are ignored by recovery, so a failure here costs
-/// disk space, not correctness.
+/// Deletes every log and snapshot older than `generation`, and temporaries
+/// when `with_temporaries` (only while no snapshot is being written). A
+/// failure costs disk space, not correctness: recovery ignores stale files.
 pub(super) fn remove_older_than(
     dir: &Path,
     generation: Generation,

@@ -1,15 +1,10 @@
-//! Durable state for `--data-dir`; the contract (files, formats, group
-//! commit, compaction, recovery, repair) is `docs/durability.md`.
+//! Durable state for `--data-dir`; the contract is `docs/durability.md`.
 //!
-//! [`Durable`] owns a data directory while a server runs: [`Durable::open`]
-//! locks it and replays it into a new index ([`recovery`]), continues the
-//! newest log ([`wal`], which is the whole write path: append, group
-//! commit, sync and who waits) and starts the [`compactor`] thread;
-//! [`Durable::close`] stops and joins that thread, then syncs the log.
-//!
-//! What is damage is decided in one place, [`survey`]: a start fails on the
-//! first problem it refuses, `check` ([`examine`]) prints them all, and
-//! `repair` ([`repair()`]) cuts at the first one until a start would load.
+//! [`Durable::open`] locks and replays a directory ([`recovery`]), continues
+//! its newest log ([`wal`]: the whole write path, sync and who waits) and
+//! starts the [`compactor`]. What is damage is decided once, in [`survey`]:
+//! a start fails on the first problem it refuses, `check` ([`examine`])
+//! prints them all, `repair` ([`repair()`]) cuts until a start would load.
 
 mod compactor;
 mod crc32c;
@@ -47,7 +42,7 @@ pub(crate) use survey::{file_name, Replay, Survey};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurableOptions {
     pub fsync: Fsync,
-    /// A log smaller than this is never compacted.
+    /// A smaller log is never compacted.
     pub compact_at_least: u64,
 }
 
@@ -61,12 +56,10 @@ impl DurableOptions {
     }
 }
 
-/// The durable side of a store: the one owner of its write-ahead log and
-/// of the compactor thread. A failure of the log stays in it ([`Wal::check_alive`]).
+/// The durable side of a store: owns its log and the compactor thread.
 pub(crate) struct Durable {
     pub(crate) wal: Arc<Wal>,
     pub(crate) compaction: Arc<Compaction>,
-    /// Taken (stopped and joined) by [`Durable::close`].
     compactor: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -80,8 +73,7 @@ pub struct Loaded {
 
 impl Durable {
     /// Rebuilds the index kept in `dir` (created if missing) and opens the
-    /// directory for writing: the returned index is the one to serve, and
-    /// the compactor already watches it.
+    /// directory for writing; the returned index is the one to serve.
     pub(crate) fn open(
         dir: &Path,
         options: DurableOptions,
@@ -118,10 +110,7 @@ impl Durable {
         Ok((index, durable, loaded))
     }
 
-    /// Stops and joins the compactor and waits for any compaction in
-    /// progress (later ones are refused), then writes and syncs everything
-    /// appended; later appends and waits fail. Returns the error that
-    /// failed the log, if any.
+    /// Stops and joins the compactor, then closes the log ([`Wal::close`]).
     pub(crate) fn close(&self) -> io::Result<()> {
         let compactor = self
             .compactor
@@ -146,18 +135,16 @@ impl Drop for Durable {
 }
 
 /// A data directory as the offline tools see it: its survey, and the index
-/// its files replay to up to the first problem a start refuses (all of it
-/// when there is none).
+/// its files replay to, up to the first problem a start refuses.
 pub(crate) struct Examined {
     pub(crate) survey: Survey,
     pub(crate) index: Indexer,
 }
 
-/// Reads and judges every file of `dir` as a start would, replaying into
-/// a real index, without changing anything (`check`). The directory must
-/// exist and no server may hold it.
+/// Judges every file of `dir` as a start would, without changing anything
+/// (`check`). The directory must exist and no server may hold it.
 pub(crate) fn examine(dir: &Path) -> Result<Examined, RecoveryError> {
-    let _lock = recovery::lock_existing(dir)?;
+    let _lock = recovery::lock(dir, false)?;
     examine_locked(dir)
 }
 
@@ -168,10 +155,8 @@ fn examine_locked(dir: &Path) -> Result<Examined, RecoveryError> {
     Ok(Examined { survey, index })
 }
 
-/// Replays recovered changes into an index, a run at a time, with their
-/// lookups staged as the request path's are; a change the index refuses
-/// means the files do not describe a state this server could have
-/// reached.
+/// Replays changes into an index a run at a time; a change the index
+/// refuses means the files describe no state this server could reach.
 struct Replayer<'a>(&'a mut Indexer);
 
 impl Replay for Replayer<'_> {
@@ -213,7 +198,6 @@ impl RunItem for LoggedChange<'_> {
 pub(crate) struct Generation(u64);
 
 impl Generation {
-    /// The first generation of a fresh directory.
     pub(crate) const FIRST: Generation = Generation(1);
 
     pub(crate) fn value(self) -> u64 {

@@ -1,6 +1,5 @@
-//! The on-disk encoding shared by log and snapshot files: a 12-byte header
-//! (magic, format version), then records framed by length and CRC-32C. The
-//! bytes are specified in `docs/durability.md#file-format`.
+//! The encoding of log and snapshot files: a header, then records framed by
+//! length and CRC-32C (`docs/durability.md#file-format`).
 
 use std::io;
 
@@ -8,15 +7,14 @@ use super::crc32c;
 use super::files::Kind;
 use crate::name::{Dependencies, PackageName};
 
-/// Bytes in a file header: magic then version.
+/// Magic then version.
 pub(super) const HEADER_LEN: usize = 12;
-/// Bytes before a record's payload: length then checksum.
+/// Length then checksum.
 pub(super) const RECORD_HEADER_LEN: usize = 8;
-/// The format version this build writes, and the only one it reads.
+/// The only version this build writes and reads.
 pub(super) const FORMAT_VERSION: u32 = 2;
-/// Larger payloads are refused when encoding and taken as damage when
-/// reading: far above any line the protocol accepts, far below anything that
-/// could exhaust memory by accident.
+/// Far above any line the protocol accepts, far below what could exhaust
+/// memory: larger payloads are refused when encoding, damage when reading.
 pub(super) const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 
 const KIND_INDEX: u8 = 1;
@@ -24,8 +22,8 @@ const KIND_REMOVE: u8 = 2;
 const KIND_SNAPSHOT_END: u8 = 3;
 const KIND_SEAL: u8 = 4;
 
-/// One state change of the index: as the store logs it, borrowed from the
-/// request that made it, or (as [`LoggedChange`]) as read back from a file.
+/// One state change of the index, borrowed from the request that made it,
+/// or (as [`LoggedChange`]) from a file read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Change<'a, D = Dependencies<'a>> {
     /// The package is added or its dependency list replaced.
@@ -37,12 +35,10 @@ pub(crate) enum Change<'a, D = Dependencies<'a>> {
     Remove { package: PackageName<'a> },
 }
 
-/// One state change read back from a file, as recovery replays it.
 pub(crate) type LoggedChange<'a> = Change<'a, LoggedNames<'a>>;
 
-/// The dependency names of a logged `INDEX`, left as encoded (each a
-/// length byte and the name) and checked once, when the record is decoded:
-/// no record needs a buffer of its own.
+/// The dependency names of a logged `INDEX`, left as encoded and checked
+/// once, when decoded: no record needs a buffer of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LoggedNames<'a>(&'a [u8]);
 
@@ -58,7 +54,6 @@ impl<'a> LoggedNames<'a> {
     }
 }
 
-/// A decoded record payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Record<'a> {
     Change(LoggedChange<'a>),
@@ -71,7 +66,6 @@ pub(super) enum Record<'a> {
     },
 }
 
-/// The magic that starts every file of `kind`.
 fn magic(kind: Kind) -> [u8; 8] {
     match kind {
         Kind::Log => *b"PKIXLOG\n",
@@ -79,7 +73,6 @@ fn magic(kind: Kind) -> [u8; 8] {
     }
 }
 
-/// The header that starts every file of `kind`.
 pub(super) fn header(kind: Kind) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(&magic(kind));
@@ -87,8 +80,7 @@ pub(super) fn header(kind: Kind) -> [u8; HEADER_LEN] {
     header
 }
 
-/// Checks that `data` starts with the header of `kind` in the version this
-/// build reads; the error says what is wrong.
+/// Checks that `data` starts with the header of `kind` in this version.
 pub(super) fn check_header(data: &[u8], kind: Kind) -> Result<(), String> {
     if data.len() < HEADER_LEN {
         return Err(format!(
@@ -112,7 +104,7 @@ pub(super) fn check_header(data: &[u8], kind: Kind) -> Result<(), String> {
     Ok(())
 }
 
-/// Appends the record for `change` to `out`; see [`encode_index`].
+/// Appends the record for `change` to `out` (see [`encode_index`]).
 pub(super) fn encode_change(out: &mut Vec<u8>, change: &Change<'_>) -> io::Result<()> {
     match *change {
         Change::Index {
@@ -140,8 +132,7 @@ pub(super) fn encode_index<'d>(
     encode_record(out, |out| {
         out.push(KIND_INDEX);
         push_name(out, package)?;
-        // The count is patched in afterwards so dependencies can come from a
-        // one-pass iterator.
+        // Patched in afterwards, so dependencies can be a one-pass iterator.
         let count_at = out.len();
         out.extend_from_slice(&[0; 4]);
         let mut count: u32 = 0;
@@ -156,12 +147,11 @@ pub(super) fn encode_index<'d>(
     })
 }
 
-/// Appends the record that closes a snapshot of `records` packages.
 pub(super) fn encode_snapshot_end(out: &mut Vec<u8>, records: u64) -> io::Result<()> {
     encode_record(out, |out| push_u64_payload(out, KIND_SNAPSHOT_END, records))
 }
 
-/// Appends the record that seals a log: generation `next` continues it.
+/// Appends the seal that names `next` as the log continuing this one.
 pub(super) fn encode_seal(out: &mut Vec<u8>, next: u64) -> io::Result<()> {
     encode_record(out, |out| push_u64_payload(out, KIND_SEAL, next))
 }
@@ -274,10 +264,8 @@ impl<'a> PayloadReader<'a> {
     }
 }
 
-/// The package count a snapshot's end marker states, when the file ends
-/// with a valid one; never more than the file could hold (the smallest
-/// `INDEX` record is 15 bytes), so a damaged count asks for no more room
-/// than the file's size justifies.
+/// A valid end marker's package count, capped at what the file could hold
+/// (`INDEX` records take at least 15 bytes) against a damaged count.
 pub(super) fn snapshot_packages(data: &[u8]) -> Option<usize> {
     const END_MARKER_LEN: usize = RECORD_HEADER_LEN + 1 + 8;
     let at = data.len().checked_sub(END_MARKER_LEN)?;
@@ -298,9 +286,7 @@ pub(super) enum Frame<'a> {
     Record { payload: &'a [u8], next: usize },
     /// Clean end of the file.
     End,
-    /// No valid record starts here, for the reason given. Whether that is
-    /// a write cut short by a crash or damage depends on what follows: see
-    /// [`find_valid_record`].
+    /// Torn or damaged, depending on what follows ([`find_valid_record`]).
     Invalid(String),
 }
 
@@ -343,15 +329,10 @@ pub(super) fn next_frame(data: &[u8], at: usize) -> Frame<'_> {
     }
 }
 
-/// Where the first valid record after `from` starts, if there is one: a
-/// frame whose payload decodes and whose checksum matches. A crash cuts off
-/// the end of a log, so invalid bytes with a valid record after them are
-/// damage, never a torn write; this is what tells the two apart.
-///
-/// Every offset is tried, since damage may have moved the record
-/// boundaries. The payload is decoded before its checksum is computed, so
-/// garbage is rejected after a few bytes and the search stays linear in
-/// practice.
+/// Where the first valid record after `from` starts: invalid bytes with a
+/// valid record after them are damage, never a torn write (a crash cuts
+/// only a log's end). Every offset is tried, as damage may shift record
+/// boundaries; decoding before the checksum rejects garbage in a few bytes.
 pub(super) fn find_valid_record(data: &[u8], from: usize) -> Option<usize> {
     (from..data.len()).find(|&at| {
         let rest = &data[at..];

@@ -1,7 +1,6 @@
-//! Rebuilding the state from a data directory at start. Everything is
-//! judged by a [`survey`] before anything is changed: the first problem it
-//! refuses stops the start and nothing is written. The only change a start
-//! makes on its own is cutting a torn last record, after saving its bytes.
+//! Rebuilding the state from a data directory at start. A [`survey`] judges
+//! everything first: a refused problem stops the start with nothing
+//! written; a torn last record is cut, after its bytes are saved.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -17,20 +16,16 @@ use super::Generation;
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(super) dir: PathBuf,
-    /// Exclusive hold on the directory, kept for as long as the log is open.
+    /// Kept for as long as the log is open.
     pub(super) lock: DirLock,
     /// Generation of the snapshot the state starts from (or the first).
     pub(super) base: Generation,
-    /// Whether `snapshot-<base>` exists; a directory that has none gets an
-    /// empty one, so that from then on its log can never go missing unseen.
     pub(super) has_snapshot: bool,
-    /// The newest log and its length after recovery, if there is one.
+    /// The newest log and its length after recovery.
     pub(super) active_log: Option<(Generation, u64)>,
-    /// Older logs without the seal of a rotation that a crash cut short:
-    /// opening the log finishes that rotation by sealing them.
+    /// Older logs left unsealed by a rotation a crash cut short.
     pub(super) unsealed: Vec<(Generation, PathBuf)>,
     pub(super) snapshot_bytes: u64,
-    /// The torn last record that was cut off, if any: worth a warning.
     pub torn_tail: Option<TornTail>,
     pub stats: LoadStats,
 }
@@ -38,21 +33,20 @@ pub(crate) struct Recovered {
 /// What loading cost.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoadStats {
-    /// `INDEX` records read from the snapshot (its package count).
+    /// The snapshot's packages.
     pub snapshot_records: u64,
-    /// Changes replayed from the logs.
     pub log_records: u64,
     /// Bytes read from all files.
     pub bytes: u64,
     pub elapsed: Duration,
 }
 
-/// A record cut short by a crash and cut off the end of the log; its bytes
-/// were saved in `saved_to` first.
+/// A record cut short by a crash and cut off the end of the log, after its
+/// bytes were saved in `saved_to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     pub file: PathBuf,
-    /// Where the dropped record started; the file now ends here.
+    /// The file now ends here.
     pub offset: u64,
     pub dropped_bytes: u64,
     /// What was wrong with them, byte count first.
@@ -78,12 +72,11 @@ crate::log::as_text!(TornTail);
 /// Why the state could not be loaded. Nothing in the directory was changed.
 #[derive(Debug)]
 pub enum RecoveryError {
-    /// Reading (or creating, or cutting) a file failed.
+    /// Reading, creating or cutting a file failed.
     Io { path: PathBuf, source: io::Error },
     /// Another process holds the directory.
     Locked { path: PathBuf },
-    /// A file is damaged in a way no crash can explain, or a file the
-    /// state needs is not there.
+    /// Damage no crash explains, or a missing file the state needs.
     Refused(Finding),
     /// `--data-dir` names something that is not a directory (or, for an
     /// offline tool, nothing).
@@ -122,15 +115,9 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError +
     }
 }
 
-/// Locks `dir` for a tool that reads or repairs it offline: unlike a
-/// start, it never creates the directory.
-pub(super) fn lock_existing(dir: &Path) -> Result<DirLock, RecoveryError> {
-    lock(dir, false)
-}
-
-/// Takes the exclusive lock on `dir` without waiting, creating the
-/// directory first if it is missing and `create` says so.
-fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
+/// Takes the exclusive lock on `dir`, creating the directory first if it is
+/// missing and `create` (a start; never an offline tool) says so.
+pub(super) fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
     let not_a_directory = |exists| RecoveryError::NotADirectory {
         path: dir.to_owned(),
         exists,
@@ -142,10 +129,7 @@ fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
             // Durably: a directory entry lost in a crash would take every
             // file in it along.
             fs::create_dir_all(dir).map_err(io_error(dir))?;
-            let parent = match dir.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
+            let parent = files::parent_dir(dir);
             files::sync_dir(parent).map_err(io_error(parent))?;
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -156,9 +140,8 @@ fn lock(dir: &Path, create: bool) -> Result<DirLock, RecoveryError> {
     DirLock::acquire(dir)
 }
 
-/// Loads the state kept in `dir` (created if missing), replaying it into
-/// `apply` as [`survey::survey`] does; the returned value keeps the
-/// directory's exclusive lock.
+/// Loads the state kept in `dir` (created if missing) into `apply`; the
+/// returned value keeps the directory's lock.
 pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let lock = lock(dir, true)?;
@@ -168,7 +151,7 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
     }
     let torn_tail = (survey.findings.iter())
         .find(|finding| finding.problem == Problem::Torn)
-        .map(|torn| save_and_cut(dir, torn))
+        .map(save_and_cut)
         .transpose()?;
     let snapshot = survey.files.iter().find(|file| file.kind == Kind::Snapshot);
     let logs: Vec<_> = (survey.files.iter())
@@ -199,9 +182,9 @@ pub(crate) fn recover(dir: &Path, apply: impl Replay) -> Result<Recovered, Recov
     })
 }
 
-/// Saves the bytes of a torn last record beside their log
-/// (`log-<g>.pi.torn-<offset>`), durably, then cuts the log there, durably.
-fn save_and_cut(dir: &Path, finding: &Finding) -> Result<TornTail, RecoveryError> {
+/// Saves the bytes of a torn last record beside their log, durably, then
+/// cuts the log there, durably.
+fn save_and_cut(finding: &Finding) -> Result<TornTail, RecoveryError> {
     let (path, offset) = (&finding.file, finding.offset.unwrap_or(0));
     let data = fs::read(path).map_err(io_error(path))?;
     let torn = data
@@ -209,7 +192,7 @@ fn save_and_cut(dir: &Path, finding: &Finding) -> Result<TornTail, RecoveryError
         .unwrap_or_default();
     let suffix = format!("{}{offset}", files::SAVED_TORN);
     let saved_to = files::save_beside(path, &suffix, torn).map_err(io_error(path))?;
-    files::sync_dir(dir).map_err(io_error(dir))?;
+
     let file = OpenOptions::new()
         .write(true)
         .open(path)

@@ -1,9 +1,6 @@
-//! Repairing a data directory offline (`package-indexer repair`): surveyed
-//! exactly as a start surveys it, cut at the first problem a start refuses,
-//! and surveyed again, until a start would load it. What it does, case by
-//! case, is in `docs/durability.md#repair`. Every byte cut is first saved
-//! beside its file as `FILE.cut-OFFSET`, durably, and the file is then
-//! rewritten atomically; nothing is ever destroyed.
+//! Repairing a data directory offline (`docs/durability.md#repair`): survey,
+//! cut at the first problem a start refuses, survey again. Every byte cut is
+//! first saved beside its file, durably; the file is rewritten atomically.
 
 use std::fmt;
 use std::fs::{self, File, Metadata};
@@ -17,8 +14,7 @@ use super::recovery::{self, io_error, RecoveryError};
 use super::survey::{file_name, Finding, Problem, Survey, SurveyedFile};
 use super::{examine_locked, Examined};
 
-/// Rounds of survey and cut before giving up: each round cuts every file
-/// it touches shorter, so a directory that needs more is not converging.
+/// Each round shortens what it cuts: a directory needing more is stuck.
 const MAX_ROUNDS: usize = 64;
 
 /// One change `repair` made.
@@ -35,8 +31,7 @@ pub(crate) enum RepairStep {
 pub(crate) struct Cut {
     pub(crate) file: PathBuf,
     pub(crate) offset: u64,
-    /// Where the bytes from `offset` on were saved; `None` when there were
-    /// none.
+    /// `None` when no bytes followed `offset`.
     pub(crate) saved_to: Option<PathBuf>,
     /// Intact change records dropped (a snapshot's packages).
     pub(crate) intact: u64,
@@ -44,12 +39,10 @@ pub(crate) struct Cut {
     pub(crate) damaged: u64,
     /// The package count of the end marker a snapshot was closed with.
     pub(crate) closed_with: Option<u64>,
-    /// The problem that made the cut.
     pub(crate) why: String,
 }
 
 impl Cut {
-    /// Records dropped, damaged stretches included.
     pub(crate) fn dropped(&self) -> u64 {
         self.intact + self.damaged
     }
@@ -60,10 +53,8 @@ impl Cut {
 pub(crate) enum RepairError {
     /// The directory could not be locked, read or written.
     Failed(RecoveryError),
-    /// A missing file that repair does not replace; nothing was changed
-    /// for it.
+    /// A missing file repair does not replace; nothing was changed.
     Missing(Finding),
-    /// A problem that cutting did not clear.
     Stuck(Finding),
 }
 
@@ -90,14 +81,13 @@ impl fmt::Display for RepairError {
     }
 }
 
-/// Repairs `dir` (which must exist, and which no server may hold) until a
-/// start would load it, telling `report` each change as it is made.
-/// Returns the directory as it now is.
+/// Repairs `dir` (which must exist, unheld by any server) until a start
+/// would load it, telling `report` each change; returns it as it now is.
 pub(crate) fn repair(
     dir: &Path,
     mut report: impl FnMut(&RepairStep),
 ) -> Result<Examined, RepairError> {
-    let _lock = recovery::lock_existing(dir)?;
+    let _lock = recovery::lock(dir, false)?;
     let mut previous: Option<Finding> = None;
     let mut round = 0;
     loop {
@@ -126,8 +116,8 @@ pub(crate) fn repair(
     }
 }
 
-/// Cuts the file `damaged` names at its first damage, and every later log
-/// after a damaged log to its header.
+/// Cuts the file `damaged` names at its first damage and, for a log, every
+/// later log to its header.
 fn cut_damage(
     dir: &Path,
     survey: &Survey,
@@ -158,9 +148,8 @@ fn cut_damage(
     Ok(())
 }
 
-/// Ends the history at the last file the directory holds when the newest
-/// log is missing: cuts off the seal that names it, or creates an empty log
-/// to continue the snapshot.
+/// The newest log is missing: cuts off the seal that names it, or creates
+/// it empty to continue the snapshot.
 fn close_history(
     dir: &Path,
     survey: &Survey,
@@ -188,10 +177,9 @@ fn close_history(
 }
 
 /// Saves the bytes of `file` from `offset` on beside it, then rewrites it
-/// with the bytes before `offset` (a fresh header when the cut is inside
-/// the header) and, for a snapshot whose end marker is cut off, a new end
-/// marker counting the packages kept. `offset` is at or before the file's
-/// first damage, and `changes_before` change records lie before it.
+/// with the bytes before (a fresh header if it cut into the header) and a
+/// new end marker for a snapshot that lost its own, counting the
+/// `changes_before` kept. `offset` is at or before the first damage.
 fn cut(
     dir: &Path,
     file: &SurveyedFile,
@@ -239,9 +227,8 @@ fn cut(
     })
 }
 
-/// Gives `file` the owner of `like`: repair run as root (by `sudo`, or in a
-/// debug container) must not leave the server's files to root, or the
-/// server could no longer write them.
+/// Gives `file` the owner of `like`: repair run as root must not leave the
+/// server's files to root, which the server could then not write.
 fn keep_owner(file: &File, like: &Metadata) -> io::Result<()> {
     let current = file.metadata()?;
     if (current.uid(), current.gid()) == (like.uid(), like.gid()) {

@@ -7,16 +7,13 @@ use super::files::{self, Kind};
 use super::record;
 use super::Generation;
 
-/// Below this a log is never compacted (unless configured otherwise, as
-/// tests do): rewriting a tiny index on every few changes would cost more
-/// than the disk it saves.
+/// Below this a log is never compacted: rewriting a tiny index every few
+/// changes would cost more than the disk it saves.
 pub(crate) const MIN_COMPACTION_LOG_BYTES: u64 = 1 << 20;
 
-/// Whether a log of `log_bytes` has outgrown the snapshot of
-/// `snapshot_bytes` it follows, given the smallest log worth compacting.
-/// Compacting when the log reaches the size of the snapshot keeps the
-/// directory within about twice the size of the index (plus the minimum),
-/// whatever the number of commands ever sent.
+/// Whether the log has outgrown its snapshot: compacting then keeps the
+/// directory within about twice the index's size, however many commands
+/// were ever sent.
 pub(super) fn should_compact(log_bytes: u64, snapshot_bytes: u64, at_least: u64) -> bool {
     log_bytes >= at_least.max(snapshot_bytes)
 }
@@ -32,9 +29,9 @@ pub(crate) fn log_cap(snapshot_bytes: u64, at_least: u64) -> u64 {
 /// Bytes gathered before each `write(2)` of a snapshot.
 const WRITE_CHUNK: usize = 1 << 20;
 
-/// Writes `packages` (dependencies before dependents, as recovery replays
-/// them in order) as `snapshot-<generation>`, durably, then deletes the logs
-/// and snapshots it supersedes. Returns the snapshot's size in bytes.
+/// Writes `packages` (dependencies before dependents, the order replay
+/// needs) as snapshot `generation`, durably, then deletes the files it
+/// supersedes. Returns its size.
 pub(super) fn write<'p, D>(
     dir: &Path,
     generation: Generation,

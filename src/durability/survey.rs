@@ -1,11 +1,8 @@
 //! Reading and judging the files of a data directory: the one place that
-//! decides what is damage (`docs/durability.md#what-a-start-refuses`). A
-//! start fails on the first problem it refuses, `check` prints every one,
-//! `repair` cuts at the first and surveys again.
-//!
-//! Changes go to `apply` until the first refused problem; from there the
-//! files are read on without applying, to report every damaged stretch and
-//! count what a cut at each file's first damage would drop.
+//! decides what is damage (`docs/durability.md#what-a-start-refuses`).
+//! Changes go to `apply` until the first refused problem; the files are then
+//! read on without applying, to report every damaged stretch and count what
+//! a cut at each file's first damage would drop.
 
 use std::fmt;
 use std::fs;
@@ -19,18 +16,17 @@ use super::Generation;
 /// Everything a survey found in a data directory.
 #[derive(Debug)]
 pub(crate) struct Survey {
-    /// The files the state is made of, in replay order: the newest
-    /// snapshot, then the logs from its generation on.
+    /// In replay order: the newest snapshot, then the logs from its
+    /// generation on.
     pub(crate) files: Vec<SurveyedFile>,
-    /// Every problem, in replay order (and by offset within a file).
+    /// In replay order, and by offset within a file.
     pub(crate) findings: Vec<Finding>,
     /// Files that play no part in the state, and what becomes of them.
     pub(crate) leftovers: Vec<(PathBuf, &'static str)>,
 }
 
 impl Survey {
-    /// The first problem a start refuses, in replay order: the one it
-    /// fails with, and the one `repair` cuts at.
+    /// The first problem a start refuses: it fails with it, `repair` cuts it.
     pub(crate) fn refusal(&self) -> Option<&Finding> {
         self.findings.iter().find(|finding| finding.refuses())
     }
@@ -38,12 +34,11 @@ impl Survey {
 
 /// Where a survey's changes go, in replay order.
 pub(crate) trait Replay {
-    /// About `packages` packages are about to be replayed (a snapshot's
-    /// count, from its end marker): room can be made for them at once.
+    /// About `packages` packages (a snapshot's end marker's count) follow.
     fn expect(&mut self, packages: usize);
 
-    /// Applies `changes` in order, up to the first it refuses: that one's
-    /// place in `changes`, and why; none after it is applied.
+    /// Applies `changes` in order up to the first it refuses: its place in
+    /// `changes`, and why.
     fn apply(&mut self, changes: &[LoggedChange<'_>]) -> Result<(), (usize, String)>;
 }
 
@@ -54,16 +49,12 @@ pub(crate) struct SurveyedFile {
     pub(crate) kind: Kind,
     pub(crate) generation: Generation,
     pub(crate) len: u64,
-    /// Change records that read intact: a snapshot's packages, a log's
-    /// `INDEX` and `REMOVE` records.
+    /// Change records that read intact (a snapshot's packages).
     pub(crate) changes: u64,
-    /// Where the seal of a rotation starts, if the log has one.
     pub(crate) seal_at: Option<u64>,
-    /// Where the end marker starts, if the snapshot has a valid one.
+    /// Where a valid end marker starts.
     pub(crate) end_marker_at: Option<u64>,
-    /// The first damage, if any.
     pub(crate) damage: Option<Damage>,
-    /// Where a torn last record starts, if the log ends with one.
     pub(crate) torn_at: Option<u64>,
 }
 
@@ -75,7 +66,6 @@ impl SurveyedFile {
 }
 
 impl fmt::Display for SurveyedFile {
-    /// Its size, format and contents, and where damage begins.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (name, len) = (file_name(&self.path), self.len);
         if self.header_damaged() {
@@ -103,10 +93,7 @@ impl fmt::Display for SurveyedFile {
 /// Where a file's damage starts and what lies from there on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Damage {
-    /// Where the first damage starts: a start refuses there, `repair` cuts
-    /// there.
     pub(crate) offset: u64,
-    /// Change records before it.
     pub(crate) changes_before: u64,
     /// Stretches of bytes from there on that hold no intact record.
     pub(crate) stretches: u64,
@@ -115,20 +102,16 @@ pub(crate) struct Damage {
 /// What is wrong at a place in a data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem {
-    /// Bytes no crash explains, or a change the index refuses: a start
-    /// refuses the directory.
+    /// Bytes no crash explains, or a change the index refuses.
     Damaged,
-    /// A file the state needs is not there: a start refuses the directory.
-    /// `newest` when it is the newest log, named by the snapshot or by the
-    /// seal of the log before it, which no file after it needs.
+    /// A file the state needs; `newest` when it is the newest log, which no
+    /// file after it needs.
     Missing { newest: bool },
-    /// A torn last record: a start cuts it off, after saving its bytes
-    /// beside the log, and loads the rest.
+    /// A torn last record: a start saves and cuts it, and loads the rest.
     Torn,
 }
 
-/// One problem found: what a start refuses, `check` prints and `repair`
-/// acts on.
+/// One problem found, as `check` prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub file: PathBuf,
@@ -177,11 +160,9 @@ const SAVED: &str = "bytes an earlier start (.torn-) or repair (.cut-) cut off; 
                      keep them until you know what they held";
 
 /// Reads and judges every file of `dir` (which the caller has locked),
-/// passing the changes to `apply` in replay order, runs of consecutive
-/// changes at a time, until the first refused problem: the snapshot's
-/// packages (dependencies first) as `Index` changes, then the logged
-/// changes. A change `apply` refuses (the index would not accept it) is
-/// damage at that record. Fails only when a file cannot be read.
+/// passing the changes to `apply` in replay order, in runs, until the first
+/// refused problem; a change `apply` refuses is damage at that record.
+/// Fails only when a file cannot be read.
 pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, RecoveryError> {
     let listing = files::list(dir).map_err(io_error(dir))?;
     let snapshot = listing.snapshots.last();
@@ -246,12 +227,10 @@ pub(crate) fn survey(dir: &Path, mut apply: impl Replay) -> Result<Survey, Recov
     Ok(surveyor.survey)
 }
 
-/// The survey under way.
 struct Surveyor<'a, F> {
     dir: &'a Path,
     apply: &'a mut F,
-    /// Whether changes still go to `apply`: until the first refused
-    /// problem.
+    /// Until the first refused problem.
     replaying: bool,
     survey: Survey,
 }
@@ -273,9 +252,8 @@ impl<F: Replay> Surveyor<'_, F> {
         self.found(&path, None, Problem::Missing { newest }, reason);
     }
 
-    /// Damage at `at`: a `stretch` of bytes that hold no intact record is
-    /// a problem of its own; a broken rule about the file's records is one
-    /// only if it is the file's first damage.
+    /// Damage at `at`: each `stretch` without an intact record is a problem
+    /// of its own; a broken rule is one only as the file's first damage.
     fn damaged(&mut self, file: &mut SurveyedFile, at: usize, stretch: bool, reason: String) {
         let first = file.damage.is_none();
         let damage = file.damage.get_or_insert(Damage {
@@ -289,9 +267,8 @@ impl<F: Replay> Surveyor<'_, F> {
         }
     }
 
-    /// Passes the changes of `run` to `apply` while replaying, then counts
-    /// them as the file's; a change `apply` refuses is damage at its offset
-    /// (counted after the changes before it).
+    /// Passes `run` to `apply` while replaying and counts its changes; a
+    /// refused change is damage at its offset.
     fn flush(&mut self, file: &mut SurveyedFile, run: &mut Run<'_>) {
         let replaying = self.replaying && !run.changes.is_empty();
         let refused = replaying
@@ -309,8 +286,7 @@ impl<F: Replay> Surveyor<'_, F> {
         run.changes.clear();
     }
 
-    /// Surveys one file of the state and judges how it ends; `later` are
-    /// the logs after it.
+    /// Surveys one file and judges how it ends; `later` are the logs after it.
     fn file(
         &mut self,
         found: &DataFile,
@@ -368,7 +344,6 @@ impl<F: Replay> Surveyor<'_, F> {
                 self.damaged(&mut file, data.len(), false, reason);
             }
             (Some((offset, reason)), None) => {
-                // A start cuts it off and saves it.
                 file.torn_at = Some(offset as u64);
                 let what = format!("{} bytes: {reason}", data.len() - offset);
                 self.found(&file.path, Some(offset), Problem::Torn, what);
@@ -383,13 +358,10 @@ impl<F: Replay> Surveyor<'_, F> {
         Ok(())
     }
 
-    /// Walks the records of `file` (read whole as `data`, its header
-    /// checked) in order, each judged by [`meaning`]. Consecutive
-    /// changes are replayed as one run. Invalid bytes that a valid record
-    /// follows are a damaged stretch, and the walk resumes at that record.
-    /// After the file's first damage nothing more is judged, and changes
-    /// are only counted. Returns the invalid bytes at the end that no valid
-    /// record follows, if any: their offset and what is wrong with them.
+    /// Walks the records of `data` (header checked), each judged by
+    /// [`meaning`] until the file's first damage, then only counted. Invalid
+    /// bytes that a valid record follows are a damaged stretch; returns
+    /// those no valid record follows: their offset and what is wrong.
     fn walk(&mut self, file: &mut SurveyedFile, data: &[u8]) -> Option<(usize, String)> {
         let mut run = Run::default();
         let mut at = record::HEADER_LEN;
@@ -443,8 +415,7 @@ impl<F: Replay> Surveyor<'_, F> {
 }
 
 /// What a record means in `file`: a change to replay, a marker (`None`),
-/// or damage, given as its reason. A snapshot holds packages then its end
-/// marker; a log holds changes, then perhaps a seal naming the next log.
+/// or damage, given as its reason.
 fn meaning<'r>(
     file: &mut SurveyedFile,
     at: usize,
@@ -496,8 +467,7 @@ fn first_with_content(logs: &[&DataFile]) -> Result<Option<String>, RecoveryErro
 /// stage their lookups together, few enough to keep little in memory.
 const RUN_LEN: usize = 256;
 
-/// Consecutive changes of one file not yet passed to `apply`, with the
-/// offset of each.
+/// Changes of one file not yet passed to `apply`, with their offsets.
 #[derive(Default)]
 struct Run<'r> {
     offsets: Vec<usize>,

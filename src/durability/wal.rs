@@ -1,16 +1,15 @@
 //! The write-ahead log: append, group commit, sync and who waits
 //! (`docs/durability.md`, "Writing and group commit").
 //!
-//! Who waits is a list of [`Waiter`]s, each a position and its parked
-//! thread, so a batch wakes exactly the threads it serves; a woken thread
-//! reads the durable position from an atomic and sends its answers without
-//! taking a lock. (One condition variable, waking every waiter onto the
-//! lock after every batch, measured 10-20% slower: BENCHMARKS.md.)
+//! A connection thread appends under the index write lock, then calls
+//! [`Wal::wait_durable`] and sends its own answers once it returns. The
+//! first waiter that finds no batch in progress leads one (`lead`: one
+//! write, then `fdatasync` with `--fsync always`); the others park as
+//! [`Waiter`]s, and a batch unparks exactly those it covers (one condition
+//! variable waking all of them measured 10-20% slower: BENCHMARKS.md).
 //!
-//! Files that vanish are not a failure: the index in memory holds every
-//! change. Once a batch or the compactor finds them missing, no batch is
-//! led until the compactor has written the index as a fresh snapshot and
-//! log ([`Wal::prepare_restore`], [`Wal::restored`]).
+//! Vanished files fail nothing, as memory holds every change: no batch is
+//! led until the compactor has written them again ([`Wal::prepare_restore`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -28,14 +27,12 @@ use super::snapshot;
 use super::{DurableOptions, Fsync, Generation};
 use crate::metrics::{Metrics, StoreGauges};
 
-/// A spare buffer that grew past this during a burst is dropped rather than
-/// kept around.
+/// A spare buffer that grew past this in a burst is dropped, not kept.
 const SPARE_CAPACITY_LIMIT: usize = 16 << 20;
 
 /// A change's place in the log since it was opened: the n-th append is
-/// `LogPosition(n)`, and the default, 0, is "nothing". An answer may be sent
-/// once the log is durable up to the position of the newest change it
-/// could reveal.
+/// `LogPosition(n)`; the default, 0, is "nothing". An answer may be sent
+/// once the log is durable up to the newest change it could reveal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogPosition(u64);
 
@@ -43,11 +40,9 @@ pub struct LogPosition(u64);
 pub(crate) struct Wal {
     dir: PathBuf,
     fsync: Fsync,
-    /// Where syncs and failures are counted.
     pub(super) metrics: Arc<Metrics>,
     /// How batches ask for a compaction, and writers wait for one.
     pub(super) signal: CompactionSignal,
-    /// A log smaller than this is never compacted.
     compact_at_least: u64,
     /// Encoded changes not yet handed to a batch.
     pending: Mutex<Vec<u8>>,
@@ -64,29 +59,24 @@ pub(crate) struct Wal {
     /// Set once, to the error that failed the log or to `None` when it
     /// closed; from then on nothing new becomes durable.
     failure: OnceLock<Option<io::Error>>,
-    /// The generation of the log receiving appends; the mutex also
-    /// serialises rotations.
+    /// The generation receiving appends; the mutex also serialises rotations.
     active: Mutex<Generation>,
     snapshot_bytes: AtomicU64,
-    /// Bytes in the log file receiving appends, counting the buffer:
-    /// written only under `pending`.
+    /// Bytes in the active log, buffer included: written only under `pending`.
     log_bytes: AtomicU64,
     batches_written: AtomicU64,
-    /// The directory stays locked until the log is dropped (and is locked
-    /// again when it was made again).
+    /// Held until the log is dropped; taken again if the directory is remade.
     lock: Mutex<DirLock>,
 }
 
 /// Where group commit stands; a waiter decides under this lock whether to
 /// lead a batch or to park until one covers it.
 struct CommitState {
-    /// A batch is being written.
     writing: bool,
-    /// The threads parked until the log covers their position, oldest
-    /// first.
+    /// Oldest first.
     waiters: Vec<Waiter>,
-    /// Why files must be written again, from when that was found until
-    /// they are: meanwhile no batch is led.
+    /// Why files must be written again, until they are: meanwhile no batch
+    /// is led.
     lost: Option<String>,
 }
 
@@ -101,11 +91,10 @@ struct Waiter {
 
 struct Writer {
     file: File,
-    /// The buffer swapped in for the one being written, reused.
+    /// Swapped with `pending` to take a batch; reused.
     spare: Vec<u8>,
-    /// The log and the newest snapshot, to find them gone or replaced;
-    /// no snapshot while a newer one is being written, which supersedes it.
     log: Watched,
+    /// `None` while a newer snapshot, which supersedes it, is being written.
     snapshot: Option<Watched>,
 }
 
@@ -124,8 +113,7 @@ pub(crate) struct Appender<'a> {
 }
 
 impl Appender<'_> {
-    /// Encodes `change` and returns its position. Fails for names outside
-    /// 1..=255 bytes.
+    /// Encodes `change`; fails for names outside 1..=255 bytes.
     pub(crate) fn append(&mut self, change: &Change<'_>) -> io::Result<LogPosition> {
         let before = self.pending.len();
         record::encode_change(&mut self.pending, change)?;
@@ -139,8 +127,7 @@ impl Appender<'_> {
 
 /// A log file created for the next rotation (see [`Wal::prepare_rotation`]).
 pub(crate) struct NextWalFile<'a> {
-    /// The generation of the log receiving appends now, locked until the
-    /// switch.
+    /// The active generation, locked until the switch.
     current: MutexGuard<'a, Generation>,
     file: File,
     header_len: u64,
@@ -154,9 +141,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Wal {
     /// Opens the log after [`super::recover`], making the changes
-    /// `docs/durability.md` lists under "What a start changes". An empty
-    /// first snapshot lets a deleted log be found missing rather than taken
-    /// for a new directory.
+    /// `docs/durability.md` lists under "What a start changes".
     pub(crate) fn open(
         recovered: Recovered,
         options: &DurableOptions,
@@ -186,7 +171,8 @@ impl Wal {
                 (base, file, bytes)
             }
         };
-        // After the log: a snapshot is always continued by an existing log.
+        // After the log, so a snapshot is always continued by one. An empty
+        // first snapshot makes a deleted log missing, not a new directory.
         let snapshot_bytes = if has_snapshot {
             snapshot_bytes
         } else {
@@ -223,9 +209,8 @@ impl Wal {
         })
     }
 
-    /// Holds the buffer of appends for a run of changes made under one hold
-    /// of the index write lock, so the run takes this lock once. Fails once
-    /// the log has failed or closed.
+    /// Locks the append buffer for a run of changes made under one hold of
+    /// the index write lock. Fails once the log has failed or closed.
     pub(crate) fn appender(&self) -> io::Result<Appender<'_>> {
         let pending = lock(&self.pending);
         self.check_alive()?;
@@ -244,24 +229,20 @@ impl Wal {
         }
     }
 
-    /// The position of the newest append: a reader that wants what it saw
-    /// to be durable waits for this. Read under the index lock, it covers
-    /// every change that lock has let through.
+    /// The newest append's position: read under the index lock, it covers
+    /// every change a reader there could have seen.
     pub(crate) fn last_appended(&self) -> LogPosition {
         LogPosition(self.appended.load(Ordering::Relaxed))
     }
 
-    /// The highest position durable so far.
     fn durable(&self) -> LogPosition {
         LogPosition(self.durable.load(Ordering::Acquire))
     }
 
-    /// Blocks until the change at `position` (and all before it) is durable
-    /// as the [`Fsync`] mode defines it, or returns the error that failed
-    /// the log. Leads the batch itself when nobody else is writing one.
-    /// Then, if the log has grown past its cap, waits until the compactor
-    /// has rotated it: the back-pressure that keeps disk use bounded under
-    /// churn at full speed.
+    /// Blocks until everything up to `position` is durable as the [`Fsync`]
+    /// mode defines it (leading the batch when none is being written), or
+    /// returns the error that failed the log. Then, while the log is past its
+    /// cap, waits for the compactor to rotate it: disk use stays bounded.
     pub(crate) fn wait_durable(&self, position: LogPosition) -> io::Result<()> {
         while self.durable() < position {
             let commit = lock(&self.commit);
@@ -279,8 +260,7 @@ impl Wal {
         Ok(())
     }
 
-    /// Joins the waiters for `position` and sleeps until woken (see
-    /// [`Waiter`]).
+    /// Joins the waiters and sleeps until woken (see [`Waiter`]).
     fn park(&self, mut commit: MutexGuard<'_, CommitState>, position: LogPosition) {
         let thread = thread::current();
         commit.waiters.push(Waiter { position, thread });
@@ -288,8 +268,7 @@ impl Wal {
         thread::park();
     }
 
-    /// Waits until no batch is being written, then writes and syncs one
-    /// (see `lead`).
+    /// Leads a synced batch once none is being written.
     fn lead_when_free(&self, mut next_file: Option<File>) -> io::Result<()> {
         loop {
             let commit = lock(&self.commit);
@@ -305,10 +284,9 @@ impl Wal {
         }
     }
 
-    /// Writes everything appended so far as the next batch, syncing it
-    /// when `sync`, then switches to `next_file` and publishes the new
-    /// durable position. The caller holds `commit` and no batch is being
-    /// written.
+    /// Writes everything appended as the next batch, syncs it when `sync`,
+    /// switches to `next_file` and publishes the durable position. The
+    /// caller holds `commit` and no batch is being written.
     fn lead(
         &self,
         mut commit: MutexGuard<'_, CommitState>,
@@ -356,7 +334,9 @@ impl Wal {
                 commit.lost.get_or_insert_with(|| error.to_string());
                 self.signal.request();
             }
-            None => self.publish(last),
+            None => {
+                self.durable.fetch_max(last.0, Ordering::Release);
+            }
         }
         self.wake_waiters(commit);
         if let Some(took) = written? {
@@ -366,12 +346,6 @@ impl Wal {
             self.signal.request();
         }
         Ok(())
-    }
-
-    /// Marks everything up to `position` durable. Called holding `commit`,
-    /// under which a waiter checks the position before it parks.
-    fn publish(&self, position: LogPosition) {
-        self.durable.fetch_max(position.0, Ordering::Release);
     }
 
     /// Wakes the waiters the durable position covers and, unless files
@@ -398,9 +372,7 @@ impl Wal {
     }
 
     /// Fails the log for good with `error` (closes it, with `None`) and
-    /// wakes everyone waiting on it. Only the first call counts: the log
-    /// keeps its failure, counted in the metrics, for the main thread to
-    /// find.
+    /// wakes every waiter. Only the first call counts.
     pub(crate) fn fail(&self, error: Option<&io::Error>) {
         let failure = error.map(|error| io::Error::new(error.kind(), error.to_string()));
         if self.failure.set(failure).is_ok() && error.is_some() {
@@ -414,10 +386,8 @@ impl Wal {
         }
     }
 
-    /// Why the files must be written again, if they must: a batch found
-    /// the log or the snapshot gone or replaced, or now the directory, the
-    /// log or the snapshot is not the file at its path. `None` once the
-    /// log has failed or closed: then nothing is to be kept.
+    /// Why the files must be written again, if the directory, log or
+    /// snapshot is gone or replaced. `None` once the log has failed or closed.
     pub(crate) fn missing_files(&self) -> Option<String> {
         if self.check_alive().is_err() {
             return None;
@@ -430,10 +400,8 @@ impl Wal {
         checked.err().map(|error| error.to_string())
     }
 
-    /// The first step of writing the files again after `why` (see
-    /// [`Wal::missing_files`]): holds every batch from now on, waits for
-    /// the one being written, makes the directory again and locks it if it
-    /// is not the one locked, and creates the next log in it.
+    /// Starts writing the files again ([`Wal::missing_files`]): holds every
+    /// batch, remakes and relocks the directory if needed, creates a log.
     pub(crate) fn prepare_restore(&self, why: &str) -> io::Result<NextWalFile<'_>> {
         loop {
             let mut commit = lock(&self.commit);
@@ -453,16 +421,15 @@ impl Wal {
         self.prepare_rotation()
     }
 
-    /// The last step: the snapshot is written and synced, so everything up
-    /// to `position` is durable; batches go on.
+    /// The snapshot is synced: everything up to `position` is durable.
     pub(crate) fn restored(&self, position: LogPosition) {
         let mut commit = lock(&self.commit);
         commit.lost = None;
-        self.publish(position);
+        self.durable.fetch_max(position.0, Ordering::Release);
         self.wake_waiters(commit);
     }
 
-    /// The log's figures since it was opened, for metrics.
+    /// For metrics: counts since the log was opened.
     pub(crate) fn gauges(&self) -> StoreGauges {
         StoreGauges {
             log_bytes: self.log_bytes(),
@@ -486,8 +453,7 @@ impl Wal {
         )
     }
 
-    /// Whether the log has grown past [`snapshot::log_cap`]: writers should
-    /// wait for a rotation before taking more.
+    /// Whether writers should wait for a rotation ([`snapshot::log_cap`]).
     fn over_cap(&self) -> bool {
         let cap = snapshot::log_cap(
             self.snapshot_bytes.load(Ordering::Relaxed),
@@ -496,10 +462,8 @@ impl Wal {
         self.log_bytes() > cap
     }
 
-    /// Creates and syncs the next log file, ahead of [`Wal::switch_to`], so
-    /// that no file system work happens while the caller holds the index
-    /// lock. The returned value holds the rotation lock until it is used,
-    /// so a second rotation cannot prepare the same file meanwhile.
+    /// Creates the next log ahead of [`Wal::switch_to`], so no file system
+    /// work happens under the index lock. Holds the rotation lock until used.
     pub(crate) fn prepare_rotation(&self) -> io::Result<NextWalFile<'_>> {
         let current = lock(&self.active);
         self.check_alive()?;
@@ -511,15 +475,12 @@ impl Wal {
         })
     }
 
-    /// Switches appends to `next` and returns its generation, which is the
-    /// generation of the snapshot to write next, and the newest position.
-    /// Call it while holding the index read lock and take the snapshot
-    /// contents under the same lock: then every change before them is in
-    /// the older logs and every change after them in the new one. A
-    /// rotation returns once every record before the switch is written and
-    /// synced, the old log ending with a seal naming `next`; a restore
-    /// drops what was appended and not yet written, which the contents
-    /// hold, and the snapshot makes everything up to the position durable.
+    /// Switches appends to `next`; returns its generation (the next
+    /// snapshot's) and the newest position. Call it holding the index read
+    /// lock and copy the snapshot under the same hold, so each change is in
+    /// exactly one of the snapshot and the new log. A rotation returns once
+    /// the old log is written, sealed and synced; a restore drops unwritten
+    /// appends, which the snapshot holds.
     pub(crate) fn switch_to(&self, next: NextWalFile<'_>) -> io::Result<(Generation, LogPosition)> {
         let NextWalFile {
             mut current,
@@ -551,10 +512,8 @@ impl Wal {
         Ok((generation, self.last_appended()))
     }
 
-    /// Writes the snapshot for `generation` (from [`Wal::switch_to`]) from
-    /// `packages`, dependencies before dependents, then deletes the files it
-    /// supersedes. Readers and writers of the log carry on meanwhile.
-    /// Returns the snapshot's size.
+    /// Writes the snapshot for `generation` (from [`Wal::switch_to`]) while
+    /// appends carry on; returns its size (see [`snapshot::write`]).
     pub(crate) fn write_snapshot<'p, D>(
         &self,
         generation: Generation,
@@ -573,9 +532,8 @@ impl Wal {
         Ok(bytes)
     }
 
-    /// Writes and syncs everything appended (whatever the [`Fsync`] mode);
-    /// later appends and waits fail. Returns the error that failed the log,
-    /// if any. [`super::Durable`] calls it when closed or dropped.
+    /// Writes and syncs everything appended, whatever the [`Fsync`] mode;
+    /// later appends and waits fail. Returns the error that failed the log.
     pub(crate) fn close(&self) -> io::Result<()> {
         match self.lead_when_free(None) {
             Ok(()) => {
@@ -590,8 +548,8 @@ impl Wal {
 
 /// Writes `batch`, then syncs when asked; returns how long the sync took.
 fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
-    // An empty batch makes no `write(2)` call.
     file.write_all(batch)?;
+
     if !sync {
         return Ok(None);
     }
@@ -600,8 +558,7 @@ fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<D
     Ok(Some(started.elapsed()))
 }
 
-/// Appends the seal naming `next` to the log at `path`, durably: this
-/// finishes a rotation that a crash interrupted after `next` was created.
+/// Seals the log at `path` durably, finishing a rotation a crash cut short.
 fn seal_file(path: &Path, next: Generation) -> io::Result<()> {
     let mut seal = Vec::new();
     record::encode_seal(&mut seal, next.value())?;

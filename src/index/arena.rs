@@ -39,8 +39,7 @@ pub(super) struct Arena<T> {
 
 impl<T: Copy + Default> Arena<T> {
     /// An arena of `len` items, each written so its pages are really there
-    /// (a zeroed `vec!` may get untouched pages from the kernel), for
-    /// `copy_from` to fill.
+    /// (a zeroed `vec!` may get untouched pages from the kernel).
     pub(super) fn touched(len: usize) -> Arena<T> {
         let mut items = Vec::with_capacity(len);
         items.resize(len, T::default());
@@ -50,8 +49,7 @@ impl<T: Copy + Default> Arena<T> {
         }
     }
 
-    /// Makes this arena a copy of `source`, reusing the room it has (see
-    /// [`Arena::touched`]).
+    /// Makes this arena a copy of `source`, reusing the room it has.
     pub(super) fn copy_from(&mut self, source: &Self) {
         self.items.clone_from(&source.items);
         self.free.clone_from(&source.free);
@@ -87,7 +85,6 @@ impl<T: Copy + Default> Arena<T> {
         start
     }
 
-    /// Gives up the run with room for `room` items at `start`.
     pub(super) fn give_up(&mut self, start: u32, room: usize) {
         if room == 0 {
             return;

@@ -52,15 +52,13 @@ impl Node {
         self.name_len != 0
     }
 
-    /// Where the name lies in the names arena, when it is too long for
-    /// the node.
+    /// Where the name lies in the names arena, when it is too long for the node.
     pub(super) fn name_run(&self) -> Option<(u32, usize)> {
         let len = usize::from(self.name_len);
         let [a, b, c, d, ..] = self.name;
         (len > INLINE_NAME).then_some((u32::from_le_bytes([a, b, c, d]), len))
     }
 
-    /// The name's bytes.
     pub(super) fn name<'a>(&'a self, names: &'a Arena<u8>) -> &'a [u8] {
         match self.name_run() {
             Some((start, len)) => names.run(start, len),

@@ -56,9 +56,8 @@ impl RunItem for Request<'_> {
 
 impl Indexer {
     /// Runs the commands of `run` in order, each exactly as it would run
-    /// alone, and calls `done` with each command and its outcome right
-    /// after it ran (the store logs the change there). Stops at the first
-    /// error `done` returns, and returns it.
+    /// alone, calling `done` right after each (the store logs the change
+    /// there); stops at the first error `done` returns.
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],

@@ -81,13 +81,11 @@ impl Default for NameTable {
 impl NameTable {
     /// An empty table that holds `entries` entries without growing.
     pub(super) fn with_room_for(entries: usize) -> NameTable {
-        // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
         NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
     }
 
-    /// Makes this table a copy of `source`, reusing the room it has (see
-    /// [`NameTable::touched`]).
+    /// Makes this table a copy of `source`, reusing the room it has.
     pub(super) fn copy_from(&mut self, source: &Self) {
         self.buckets.clone_from(&source.buckets);
         self.len = source.len;
@@ -105,13 +103,11 @@ impl NameTable {
         NameTable { buckets, len: 0 }
     }
 
-    /// Entries this table holds before it must grow: seven eighths of its
-    /// slots, so probe runs stay short.
+    /// Entries held before growing: seven eighths of the slots keeps probe runs short.
     pub(super) fn room(&self) -> usize {
         self.buckets.len() * SLOTS / 8 * 7
     }
 
-    /// True when one more entry needs a larger table.
     pub(super) fn is_full(&self) -> bool {
         self.len >= self.room()
     }
@@ -195,8 +191,7 @@ impl NameTable {
         };
         self.buckets[at].tags[slot] = FREE;
         self.len -= 1;
-        // The entry no longer passes the buckets between its home and its
-        // slot.
+        // The entry no longer passes the buckets between its home and slot.
         let mut passed = self.home(hash);
         while passed != at {
             self.buckets[passed].passed -= 1;

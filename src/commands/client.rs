@@ -24,7 +24,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
 
 const PROGRAM: &str = "package-indexer client";
 
-/// Bytes read and sent at once.
 const CHUNK: usize = 64 * 1024;
 
 fn run(values: &Values) -> ExitCode {

@@ -28,12 +28,10 @@ pub(crate) const ADDR_FLAG: Flag = Flag::value(
 /// each) fit in the sockets' buffers, and the server is never short of work.
 pub const LINES_IN_FLIGHT: u64 = 16 * 1024;
 
-/// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a reader waits for an answer it is owed before calling the
-/// server stuck. Far above any pause a healthy server makes (a slow
-/// `fsync`), so only a hung server trips it.
+/// How long a reader waits for an answer owed: far above any pause of a
+/// healthy server (a slow `fsync`), so only a hung server trips it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (`0.0.0.0`,
@@ -316,12 +314,10 @@ pub struct PipelineOutcome {
     pub problems: Vec<String>,
 }
 
-/// Runs `write` on a writer thread that sends through a [`Sender`] with at
+/// Runs `write` on a writer thread sending through a [`Sender`] with at
 /// most `window` lines in flight, while this thread reads the answers into
-/// `sink`; once `write` returns, the writing half is shut down and the
-/// answers are read to the end of the stream, which ends the connection.
-/// `write` fails with a send's error or its own (`reading stdin: ...`), in
-/// one line.
+/// `sink` to the end of the stream; once `write` returns, the writing half
+/// is shut down. `write`'s own error is one line (`reading stdin: ...`).
 pub fn pipeline<W>(
     stream: &TcpStream,
     window: u64,

@@ -28,10 +28,11 @@ pub(super) const fn timeout_flag(default: &'static str) -> Flag {
     .without_variable()
 }
 
-/// Largest answer head read, status line and headers.
+/// Largest answer head read.
 const MAX_HEAD_BYTES: u64 = 64 * 1024;
 
 /// A whole answer.
+#[derive(Default)]
 pub struct HttpAnswer {
     /// `HTTP/1.1 200 OK`.
     pub status_line: String,
@@ -80,12 +81,7 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer,
         })
         .map_err(failed)?;
     let mut reader = BufReader::new(stream);
-    let mut answer = HttpAnswer {
-        status_line: String::new(),
-        status: 0,
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
+    let mut answer = HttpAnswer::default();
     let mut line = Vec::new();
     loop {
         line.clear();

@@ -63,7 +63,6 @@ fn run(values: &Values) -> ExitCode {
     let outcome = load(source, &addr, values.switch("strict"));
     let (Ok(said) | Err(said)) = &outcome;
     say(said);
-    // 0 when every package was indexed, 1 when not.
     ExitCode::from(u8::from(outcome.is_err()))
 }
 

@@ -16,7 +16,6 @@ use crate::flags::{self, CommandLine, Values};
 use std::fmt::Display;
 use std::process::ExitCode;
 
-/// One subcommand.
 pub(crate) struct Subcommand {
     pub(crate) name: &'static str,
     /// Its operands, as `--help` shows them after the name.
@@ -38,7 +37,6 @@ static SUBCOMMANDS: &[Subcommand] = &[
     repair::SUBCOMMAND,
 ];
 
-/// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {
     SUBCOMMANDS
         .iter()

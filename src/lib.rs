@@ -1,14 +1,10 @@
 //! # package-indexer
 //!
-//! A TCP server that keeps a consistent index of packages and their
-//! dependencies for many concurrent clients, and the operator tools that
-//! come with it, in one binary. Standard library only. What it promises is
-//! the contract in the repository's `docs/` folder, one page a subject:
-//! `docs/protocol.md` (the wire protocol), `docs/command-line.md` (flags,
-//! variables, subcommands, exit statuses), `docs/admin-http.md` (admin HTTP
-//! and every metric), `docs/durability.md` (`--data-dir`, the file format,
-//! recovery), `docs/lifecycle.md` (start, signals, stop, limits, logs) and
-//! `docs/tools.md` (the harness, the bench, the scripts).
+//! A TCP server keeping a consistent index of packages and their
+//! dependencies for many concurrent clients, and its operator tools, in one
+//! binary; standard library only. The contract is `docs/`, one page a
+//! subject: `protocol.md`, `command-line.md`, `admin-http.md`,
+//! `durability.md`, `lifecycle.md` and `tools.md`.
 //!
 //! ## Layout
 //!
@@ -38,10 +34,8 @@
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) and the prefetch hint |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
-//! tools are crates of their own in the workspace, under `tools/`:
-//! `package-indexer-harness` (the challenge's test harness),
-//! `package-indexer-bench` (the benchmark against a null server) and the
-//! package graphs they share (`workload`).
+//! workspace's tool crates are under `tools/`: the harness, the bench and
+//! the package graphs they share (`workload`).
 //!
 //! ## The life of a request
 //!
@@ -60,8 +54,7 @@
 //!    no further complete line, the thread waits until the log covers every
 //!    change they could reveal (one `fdatasync` serves every connection
 //!    waiting: `durability/wal.rs`), then sends them with one write.
-//! 5. [`Metrics`] counts the batch's requests and their latency with a few
-//!    relaxed atomic additions per batch.
+//! 5. [`Metrics`] counts the batch with a few relaxed atomic additions.
 
 mod admin;
 mod app;

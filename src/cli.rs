@@ -33,11 +33,9 @@ pub fn main() -> ExitCode {
     serve(args)
 }
 
-/// The server.
 fn serve(args: Vec<String>) -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
-    // only the main thread's `sigtimedwait` ever sees the signals the
-    // server handles.
+    // only the main thread's `sigtimedwait` sees the handled signals.
     let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());

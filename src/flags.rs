@@ -178,8 +178,7 @@ pub fn utf8_args() -> Result<Vec<String>, UsageError> {
 }
 
 /// The process's variable `name` for [`CommandLine::parse`]: `None` when
-/// unset, bad usage when its value is not UTF-8 (rather than taking it as
-/// unset without a word).
+/// unset, bad usage (not silence) when its value is not UTF-8.
 pub fn process_variable(name: &str) -> Result<Option<String>, UsageError> {
     let refuse = |value| UsageError(format!("the value {value:?} of {name} is not valid UTF-8"));
     let value = std::env::var_os(name).map(OsString::into_string);
@@ -320,7 +319,6 @@ pub struct Values {
 }
 
 impl Values {
-    /// The value of `--name` and the variable it came from, if any.
     fn entry(&self, name: &str) -> Option<&(String, Option<String>)> {
         let index = self.flags.iter().position(|f| f.name == name)?;
         self.values.get(index)

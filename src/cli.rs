@@ -1,6 +1,5 @@
-//! The command line of the one binary: the server, or one of the operator's
-//! subcommands ([`crate::commands`]), chosen by the first argument; a first
-//! argument that is neither a flag nor a subcommand is an unknown command.
+//! The binary's command line: the server, or a subcommand
+//! ([`crate::commands`]) named by the first argument.
 
 use crate::config;
 use crate::flags;

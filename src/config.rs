@@ -1,7 +1,6 @@
 //! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`]
-//! (`docs/command-line.md#server-flags`), read by [`flags`](crate::flags).
-//! Parsing is pure: the caller passes the arguments and an environment
-//! lookup, so tests need no process state.
+//! (`docs/command-line.md#server-flags`). Pure: the caller passes the
+//! arguments and a variable lookup, so tests need no process state.
 
 use crate::durability::Fsync;
 use crate::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
@@ -17,13 +16,11 @@ pub struct Config {
     /// `None` when the admin listener is `off`.
     pub admin_addr: Option<String>,
     pub max_connections: usize,
-    /// The protocol listener's backlog; `None` asks for the system's
-    /// `net.core.somaxconn`, read at start.
+    /// `None` asks for the system's `net.core.somaxconn`, read at start.
     pub listen_backlog: Option<u32>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
-    /// Idle time before TCP keepalive probes a protocol connection, in
-    /// whole seconds; `None` when `off`.
+    /// Idle time before keepalive probes, whole seconds; `None` when `off`.
     pub tcp_keepalive: Option<Duration>,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,

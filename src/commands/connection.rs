@@ -1,13 +1,9 @@
 //! The protocol client of the subcommands, the harness, the bench and the
-//! tests: the address rule, one answer scanner that checks every byte, a
-//! [`Connection`] for one request or batch at a time, and [`pipeline`]: a
-//! writer thread sends lines with a bounded window of them unanswered while
-//! the caller's thread reads the answers back in order.
-//!
-//! The window keeps every answer the server owes us small enough to sit in
-//! the sockets' buffers: if our reader stalls (a terminal paused with
-//! Ctrl-S, a slow stdout), the server's writes still complete, so its
-//! `--write-timeout` never cuts the connection.
+//! tests: a [`Connection`] for one request or batch at a time, and
+//! [`pipeline`], whose bounded window keeps every answer owed small enough
+//! to sit in the sockets' buffers: if our reader stalls (Ctrl-S, a slow
+//! stdout), the server's writes still complete and its `--write-timeout`
+//! never cuts the connection.
 
 use crate::flags::Flag;
 use crate::protocol::Response;
@@ -187,7 +183,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Takes over `stream`; an answer owed waits for its read timeout.
+    /// An answer owed waits for `stream`'s read timeout.
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
@@ -256,7 +252,7 @@ pub trait AnswerSink {
     }
 }
 
-/// Lines sent and answered on one connection, shared by its two threads.
+/// Shared by a connection's two threads.
 #[derive(Default)]
 struct Flight {
     sent: AtomicU64,

@@ -1,7 +1,6 @@
-//! The HTTP client for the admin listener, of the subcommands and the bench:
-//! one `GET`, whose answer (`Content-Length`, then the connection closes:
-//! `docs/admin-http.md#answers`) is read whole, to its stated length, so a
-//! cut-off transfer is an error, never a short copy.
+//! The admin listener's HTTP client: one `GET`, read whole to its
+//! `Content-Length` (`docs/admin-http.md#answers`), so a cut-off transfer
+//! is an error, never a short copy.
 
 use super::connection::{connect_to, resolve};
 use crate::config::DEFAULT_ADMIN_ADDR;
@@ -58,10 +57,9 @@ impl HttpAnswer {
     }
 }
 
-/// Sends `GET path` to the admin listener at `addr` and reads the whole
-/// answer. `timeout` bounds the connect and each read and write (a server
-/// computing a large answer sends nothing until it is done). The error is
-/// one line naming `addr`; no caller decides by its kind.
+/// `GET path` from the admin listener at `addr`. `timeout` bounds the
+/// connect and each read and write (a large answer comes only once done).
+/// The error is one line naming `addr`; no caller decides by its kind.
 pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
     let failed = |error: io::Error| match error.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
@@ -123,10 +121,9 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer,
     Ok(answer)
 }
 
-/// `GET path` from the admin listener of a subcommand's `--admin-addr`,
-/// within its `--timeout`: an answer with one of the `expected` statuses.
-/// Bad usage, no usable answer, or another status (with the body, which
-/// says why) is reported for `program` and becomes its exit status.
+/// `GET path` from a subcommand's `--admin-addr` within its `--timeout`,
+/// expecting one of `expected`; anything else is reported (with the body,
+/// which says why) and becomes the exit status.
 pub(super) fn ask_admin(
     program: &str,
     values: &Values,

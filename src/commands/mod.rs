@@ -1,6 +1,5 @@
-//! The operator's tools, each a subcommand of the one binary in a file of
-//! its own: `package-indexer COMMAND [ARGS]`. How they read flags and
-//! variables, and their exit statuses: `docs/command-line.md#subcommands`.
+//! The operator's tools, `package-indexer COMMAND [ARGS]`, one a file
+//! (`docs/command-line.md#subcommands`).
 
 mod check;
 mod client;

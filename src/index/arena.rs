@@ -1,14 +1,9 @@
-//! Arenas: one array holding a run for every package (its edges, or a name
-//! too long for its node), each run named by its start in the package's
-//! node and its length.
-//!
-//! A run has room for its length rounded up to a size class (a power of
-//! two or three quarters of one), so one that grows a step at a time moves
-//! only when it outgrows its class. A run given up goes on its class's free
-//! list for the next run of that class: nothing is ever compacted, so no
-//! change walks the nodes.
+//! Arenas: one array of runs (a package's edges, or a long name), each
+//! named by its start and length. A run's room is its length rounded up to
+//! a size class (a power of two or three quarters of one), so a growing run
+//! moves only when it outgrows its class. Runs given up go on their class's
+//! free list: nothing is compacted, so no change walks the nodes.
 
-/// The room of a run of `len` items.
 pub(super) fn room(len: usize) -> usize {
     if len <= 2 {
         return len;
@@ -30,7 +25,7 @@ fn class(room: usize) -> usize {
     2 * power.trailing_zeros() as usize - usize::from(room != power)
 }
 
-/// Runs of `T`, and the starts of the free ones by class.
+/// Runs of `T`, and the starts of free ones by class.
 #[derive(Debug, Default)]
 pub(super) struct Arena<T> {
     items: Vec<T>,
@@ -55,7 +50,6 @@ impl<T: Copy + Default> Arena<T> {
         self.free.clone_from(&source.free);
     }
 
-    /// Items, in runs and free.
     pub(super) fn len(&self) -> usize {
         self.items.len()
     }

@@ -9,10 +9,9 @@
 //! | `arena.rs` | the arenas of edges and of longer names: runs in size classes, with free lists |
 //! | `run.rs` | runs of commands with their lookups staged: hash, prefetch buckets, prefetch nodes, execute |
 //!
-//! Every indexed name is interned to a `u32` id, the index of its node.
-//! A package's edges are one run of ids in the edges arena: its
-//! dependencies, sorted and de-duplicated, then the packages that depend
-//! on it, so `REMOVE` and `/v1/packages` read that one run.
+//! Every name is interned to a `u32` id, the index of its node. A package's
+//! edges are one run of ids: its sorted dependencies, then its dependents,
+//! so `REMOVE` and `/v1/packages` read that one run.
 
 mod arena;
 mod node;
@@ -130,7 +129,6 @@ impl SharedIndex {
     }
 }
 
-/// A name with its hash, computed once.
 #[derive(Clone, Copy, Debug)]
 struct Hashed<'a> {
     name: PackageName<'a>,
@@ -486,7 +484,6 @@ impl Indexer {
         self.nodes[id as usize].name(&self.names)
     }
 
-    /// The package's run: its dependencies, then its dependents.
     fn run(&self, id: u32) -> &[u32] {
         let node = &self.nodes[id as usize];
         self.edges.run(node.edges, node.edge_count())

@@ -1,14 +1,11 @@
-//! A package's node: 24 bytes holding where its edges lie, how many there
-//! are of each kind, and its name. A name of up to 11 bytes lives in the
-//! node itself, so a lookup compares it without a third cache miss; a
-//! longer one lives in the names arena. A free id's node has a name length
-//! of 0 (names are 1 to 255 bytes).
+//! A package's 24-byte node. A name of up to 11 bytes lives inline, so a
+//! lookup compares it without a third cache miss; a longer one lives in the
+//! names arena. A free id's node has a name length of 0.
 
 use super::arena::Arena;
 use crate::name::PackageName;
 use crate::sys;
 
-/// Name bytes a node holds itself.
 pub(super) const INLINE_NAME: usize = 11;
 
 #[derive(Clone, Copy, Debug, Default)]

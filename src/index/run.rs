@@ -1,16 +1,10 @@
-//! Runs of commands with their lookups staged, so that their cache misses
-//! overlap instead of each waiting for the one before. A run takes its
-//! commands a window of up to `STAGED_NAMES` names at a time:
-//!
-//! 1. hash every name of the window once (the hashes are kept) and start
-//!    loading each one's home bucket;
-//! 2. read the buckets and start loading the nodes of the ids whose tags
-//!    match, then the end of those nodes' runs of edges, where a new
-//!    dependent goes;
-//! 3. run the window's commands in order, with the hashes of step 1.
-//!
-//! Steps 1 and 2 only read and prefetch; step 3 looks every name up again
-//! as it runs, so a command sees exactly what it would see run alone.
+//! Runs of commands with their lookups staged so their cache misses
+//! overlap, a window of up to `STAGED_NAMES` names at a time: 1. hash each
+//! name once and prefetch its home bucket; 2. prefetch the nodes whose tags
+//! match, then the ends of their edge runs (where a new dependent goes);
+//! 3. run the commands in order with those hashes. Steps 1 and 2 only
+//! read, and step 3 looks every name up again, so a command sees exactly
+//! what it would see run alone.
 
 use super::{Hashed, IndexOutcome, Indexer, Refusal};
 use crate::name::PackageName;
@@ -23,9 +17,7 @@ use std::hash::BuildHasher;
 /// bring (up to three each) stay in the first-level cache until used.
 const STAGED_NAMES: usize = 32;
 
-/// One command as the index runs it.
 pub(crate) enum IndexCommand<'p, D> {
-    /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
         package: PackageName<'p>,
         dependencies: D,
@@ -34,8 +26,7 @@ pub(crate) enum IndexCommand<'p, D> {
     Query(PackageName<'p>),
 }
 
-/// A command in a run: the request path hands the index protocol
-/// requests, recovery the changes it reads back from its files.
+/// A command in a run: a protocol request, or a change recovery read back.
 pub(crate) trait RunItem {
     /// The command; called once to stage its lookups and once to run it.
     fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>>;
@@ -131,8 +122,7 @@ impl Indexer {
     }
 
     /// Steps 1 and 2 for as many of `run`'s first commands as fit in a
-    /// window (none when the first alone names more than that): their
-    /// names' hashes, where each command's end, and how many commands.
+    /// window (maybe none): fills `hashes` and `ends`, returns how many.
     fn stage<S: RunItem>(
         &self,
         run: &[S],
@@ -168,8 +158,7 @@ impl Indexer {
         commands
     }
 
-    /// Step 2: the nodes of the ids each hash's bucket names, then the end
-    /// of their runs of edges.
+    /// Step 2.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {

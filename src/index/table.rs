@@ -1,12 +1,9 @@
-//! The name table: from a name's hash to the ids of the packages that may
-//! bear it, one 64-byte bucket per lookup. A name's home bucket is given
-//! by the low bits of its hash and its 1-byte tag by the top byte; a lookup
-//! compares only the ids whose tag matches, and goes on to the next bucket
-//! only while an entry once passed this one because it was full. Deleting
-//! counts those passes down again: no tombstones, no entries moved.
-//!
-//! The table keeps no hashes (a slot is five bytes), so growing hashes
-//! every name again: the index rebuilds it from its nodes.
+//! The name table: a name's hash to the ids that may bear it, one 64-byte
+//! bucket per lookup. The hash's low bits pick the home bucket, its top
+//! byte the tag; a lookup compares only ids whose tag matches, and goes on
+//! to the next bucket only while some entry passed this one when it was
+//! full. Deleting counts those passes down: no tombstones, no moves. Slots
+//! keep no hashes (five bytes each), so growing rehashes every name.
 
 use crate::sys;
 
@@ -17,7 +14,6 @@ const MIN_BUCKETS: usize = 2;
 /// The tag of a free slot; a name's tag is never 0.
 const FREE: u8 = 0;
 
-/// One cache line of the table.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {

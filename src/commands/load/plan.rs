@@ -40,11 +40,9 @@ impl Hasher for NameHasher {
 /// A list that parsed: each package once, every name numbered (its id).
 #[derive(Debug)]
 pub(super) struct List<'a> {
-    /// By id: the name. The packages come first, in the list's order; then
-    /// the dependencies without a line of their own, in the order named.
+    /// By id: the packages in list order, then the names without a line.
     names: Vec<&'a str>,
-    /// By package: where its dependencies start in `dependencies`; one
-    /// more entry ends the last package's.
+    /// By package, where its dependencies start; one more ends the last.
     starts: Vec<usize>,
     /// The ids of each package's dependencies, package after package.
     dependencies: Vec<u32>,
@@ -55,9 +53,8 @@ pub(super) struct List<'a> {
 }
 
 impl<'a> List<'a> {
-    /// Reads a whole list, a line at a time through [`parse_line_into`]. A
-    /// line that is not UTF-8 or does not parse, and a package listed a
-    /// second time, are errors naming their lines, in the list's order.
+    /// Reads a whole list; a line that does not parse and a package listed
+    /// twice are errors naming their lines, in list order.
     pub(super) fn read(text: &'a [u8]) -> Result<List<'a>, Vec<ListError>> {
         if u32::try_from(text.len()).is_err() {
             let reason = "a list may be at most 4 GiB".into();
@@ -179,14 +176,12 @@ pub(super) struct Order {
 }
 
 /// Orders `list` by dependencies and finds what can never be indexed;
-/// `missing` are the ids of names without a line that will never be met.
-///
-/// Tarjan's algorithm, a depth-first walk from each package in the list's
-/// order: it closes each strongly connected group after every group it
-/// depends on, so the lone packages come out in an order to send (a list
-/// in dependency order, as `export` writes one, keeps its order), and each
-/// larger group is a knot of cycles. A lone package is blocked when a
-/// dependency is missing, in a knot, or blocked.
+/// `missing` are names without a line that will never be met. Tarjan's
+/// algorithm, from each package in list order: each strongly connected
+/// group closes after those it depends on, so lone packages come out in an
+/// order to send (an exported list keeps its order) and larger groups are
+/// knots of cycles. A lone package is blocked when a dependency is missing,
+/// in a knot, or blocked.
 pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let packages = list.len();
     let mut blocked = vec![false; list.names.len()];

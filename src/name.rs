@@ -41,11 +41,6 @@ impl<'a> PackageName<'a> {
     pub fn as_bytes(self) -> &'a [u8] {
         self.0.as_bytes()
     }
-
-    /// The length, which fits in a byte.
-    pub fn len_u8(self) -> u8 {
-        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
-    }
 }
 
 impl AsRef<str> for PackageName<'_> {
@@ -126,7 +121,7 @@ mod tests {
         assert!(PackageName::new("a".repeat(256).as_bytes()).is_none());
         let longest = "a".repeat(255);
         assert_eq!(
-            PackageName::new(longest.as_bytes()).map(PackageName::len_u8),
+            PackageName::new(longest.as_bytes()).map(|name| name.as_str().len()),
             Some(255)
         );
         assert!(PackageName::new(b"A-Za-z0-9._+-@/").is_some());

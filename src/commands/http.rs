@@ -5,7 +5,6 @@
 use super::connection::{connect_to, resolve};
 use crate::config::DEFAULT_ADMIN_ADDR;
 use crate::flags::{Flag, Values};
-use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,11 +48,6 @@ impl HttpAnswer {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
-    }
-
-    /// The body as text, for a person.
-    pub fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.body)
     }
 }
 
@@ -142,7 +136,7 @@ pub(super) fn ask_admin(
         503 => " (busy or still loading: try again)",
         _ => "",
     };
-    let (line, body) = (&answer.status_line, answer.text());
+    let (line, body) = (&answer.status_line, String::from_utf8_lossy(&answer.body));
     let reason = format!("{addr} answered '{line}': {}{hint}", body.trim());
     Err(super::fail(program, reason))
 }

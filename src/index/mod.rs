@@ -32,19 +32,15 @@ use table::NameTable;
 /// What a command did to the index, or found in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IndexOutcome {
-    /// A new package was indexed.
     Added,
     /// An indexed package got a different dependency list.
     Replaced,
     /// An indexed package was indexed again with the same dependencies.
     Unchanged,
-    /// A package was removed.
     Removed,
     /// `REMOVE` of a package that was not indexed.
     Absent,
-    /// `QUERY` found the package.
     Found,
-    /// `QUERY` did not find the package.
     NotFound,
     /// The command was refused and changed nothing.
     Refused(Refusal),

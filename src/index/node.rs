@@ -29,7 +29,8 @@ impl Node {
     pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Node {
         let bytes = name.as_bytes();
         let mut node = Node {
-            name_len: name.len_u8(),
+            // 1 to 255 bytes.
+            name_len: u8::try_from(bytes.len()).unwrap_or(u8::MAX),
             ..Node::default()
         };
         if bytes.len() <= INLINE_NAME {

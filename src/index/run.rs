@@ -111,14 +111,10 @@ impl Indexer {
         let id = self.find(package).filter(|_| short)?;
         let ids = &mut ids[..len];
         ids.sort_unstable();
-        let mut distinct = 0;
-        for at in 0..ids.len() {
-            if at == 0 || ids[at] != ids[at - 1] {
-                ids[distinct] = ids[at];
-                distinct += 1;
-            }
-        }
-        (ids[..distinct] == *self.deps(id)).then_some(IndexOutcome::Unchanged)
+        let distinct = ids.chunk_by(|a, b| a == b).map(|run| run[0]);
+        distinct
+            .eq(self.deps(id).iter().copied())
+            .then_some(IndexOutcome::Unchanged)
     }
 
     /// Steps 1 and 2 for as many of `run`'s first commands as fit in a

@@ -83,7 +83,6 @@ pub struct CommandLine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operands {
     None,
-    /// Exactly one.
     One(&'static str),
     /// Any number, none included.
     Any(&'static str),

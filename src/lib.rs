@@ -42,18 +42,17 @@
 //! 1. The acceptor thread ([`Server`]) accepts a connection and, below
 //!    `--max-connections`, hands it to a new named thread with a small stack.
 //! 2. That thread reads into a buffer bounded by `--max-line-bytes` and
-//!    parses every complete line of the read once, in batches of up to 256
-//!    lines: [`parse_line`] validates the names into [`PackageName`]s
-//!    borrowed from the buffer.
-//! 3. [`Store::execute_all`] runs the batch's requests in order, taking the
-//!    read lock (`QUERY`) or the write lock (`INDEX`, `REMOVE`) once per run
-//!    of consecutive requests of one kind; with `--data-dir`, each change is
-//!    appended to the log's in-memory buffer inside the same critical
-//!    section, so the log's order is the index's order.
-//! 4. The answers' bytes go to an output buffer; when the input buffer holds
-//!    no further complete line, the thread waits until the log covers every
-//!    change they could reveal (one `fdatasync` serves every connection
-//!    waiting: `durability/wal.rs`), then sends them with one write.
+//!    parses the complete lines in batches of up to 256: [`parse_line`]
+//!    validates names into [`PackageName`]s borrowed from the buffer.
+//! 3. [`Store::execute_all`] runs the batch in order, in runs: the requests
+//!    at a run's start that change nothing under one read lock, the rest
+//!    under one write lock; with `--data-dir`, each change is appended to the
+//!    log's buffer in the same critical section, so the log's order is the
+//!    index's order.
+//! 4. The answers go to an output buffer; once no complete line is left,
+//!    the thread waits until the log covers every change they could reveal
+//!    (one `fdatasync` serves every waiting connection: `durability/wal.rs`),
+//!    then sends them with one write.
 //! 5. [`Metrics`] counts the batch with a few relaxed atomic additions.
 
 mod admin;

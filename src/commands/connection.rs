@@ -30,9 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// healthy server (a slow `fsync`), so only a hung server trips it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (`0.0.0.0`,
-/// `[::]`, as a server's own `--addr` often is) standing for this host's
-/// loopback address of its family. The error is one line naming `addr`.
+/// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (a server's
+/// own `--addr` often is) standing for loopback; the error names `addr`.
 pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
     let found: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -91,8 +90,7 @@ pub fn connect(addr: &str) -> Result<TcpStream, String> {
 /// Reads a server's answers, checking every byte, across reads: anything
 /// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
 struct AnswerReader {
-    /// The answer being read, known from its first byte, and the bytes of
-    /// it read so far; `None` at the start of a line.
+    /// The answer under way (known by its first byte) and its bytes read.
     current: Option<(Response, usize)>,
     buffer: Box<[u8]>,
 }
@@ -175,8 +173,7 @@ fn not_an_answer(byte: u8) -> io::Error {
     )
 }
 
-/// A connection used one request, or one batch, at a time: send, then read
-/// the answers owed.
+/// A connection used one request, or one batch, at a time.
 pub struct Connection {
     stream: TcpStream,
     reader: AnswerReader,
@@ -335,9 +332,8 @@ where
                 broken: false,
             };
             let result = write(&mut sender);
-            // The end of our lines: the server answers them all, then
-            // closes, which ends the reader. After a failure, both halves,
-            // so the reader does not wait for answers to lines never sent.
+            // The server answers every line, then closes, ending the reader;
+            // after a failure, both halves: no wait for lines never sent.
             let how = match result {
                 Ok(()) => Shutdown::Write,
                 Err(_) => Shutdown::Both,
@@ -353,9 +349,8 @@ where
             let _ = stream.shutdown(Shutdown::Both);
         }
         let mut problems = Vec::new();
-        // A failed send is usually the consequence of a close the reader
-        // reports better; the writer's own failure (`reading stdin: ...`)
-        // comes first.
+        // A failed send usually follows a close the reader reports better;
+        // the writer's own failure (`reading stdin: ...`) comes first.
         let mut send_failure = None;
         match writer.join() {
             Ok(Ok(())) => {}
@@ -363,9 +358,8 @@ where
             Ok(Err((error, false))) => problems.push(error.to_string()),
             Err(_) => problems.push("the writer thread panicked".into()),
         }
-        // Read after the writer is done: a server that hangs up before the
-        // writer has counted its first line must not look like one that
-        // answered every line sent.
+        // Read after the writer is done, so a server hanging up before the
+        // first line is counted does not look like one that answered all.
         let (sent, answered) = (
             flight.sent.load(Ordering::Acquire),
             flight.answered.load(Ordering::Acquire),

@@ -107,8 +107,7 @@ impl SharedIndex {
                 index.edges.len(),
             )
         };
-        // Every array written (`vec!` of zero integers would leave its pages
-        // untouched), for `copy_from` to fill.
+        // Written, not zeroed: `vec![0; n]` may leave its pages untouched.
         let mut copy = Indexer {
             table: NameTable::touched(buckets),
             nodes: vec![Node::default(); nodes],
@@ -344,9 +343,8 @@ impl Indexer {
         IndexOutcome::Removed
     }
 
-    /// True when the edges arena can take a run of `own_room` for the
-    /// package and one more dependent for each of `deps`, had every run
-    /// to move.
+    /// True when the edges arena can take `own_room` for the package and
+    /// one more dependent for each of `deps`, had every run to move.
     fn has_room_for(&self, deps: &[u32], own_room: usize) -> bool {
         let grown = deps.iter().map(|&dep| {
             let node = &self.nodes[dep as usize];

@@ -69,13 +69,8 @@ pub struct Dependencies<'a>(&'a str);
 impl<'a> Dependencies<'a> {
     /// `None` when an entry is empty or not a valid name.
     pub fn new(field: &'a [u8]) -> Option<Dependencies<'a>> {
-        if field.is_empty() {
-            return Some(Dependencies(""));
-        }
-        if !field
-            .split(|&b| b == b',')
-            .all(|entry| PackageName::new(entry).is_some())
-        {
+        let mut entries = field.split(|&b| b == b',');
+        if !field.is_empty() && !entries.all(|entry| PackageName::new(entry).is_some()) {
             return None;
         }
         std::str::from_utf8(field).ok().map(Dependencies)

@@ -72,9 +72,8 @@ impl Indexer {
         Ok(())
     }
 
-    /// What `command` does if it leaves the index as it is; `None` when it
-    /// would change it. A refused or repeated write is answered under the
-    /// read lock this way, and only a real change waits for the write lock.
+    /// What `command` does if it leaves the index as it is, `None` if not:
+    /// so only a real change waits for the write lock.
     pub(crate) fn outcome_if_unchanged<S: RunItem>(&self, command: &S) -> Option<IndexOutcome> {
         let (package, dependencies) = match command.command() {
             IndexCommand::Query(package) => return Some(self.query(package)),
@@ -176,8 +175,7 @@ impl Indexer {
         }
     }
 
-    /// Runs one command, taking its names' hashes in order from `staged`
-    /// (those of a window) and hashing any names past them.
+    /// Runs one command with its names' hashes from `staged`, hashing any past them.
     // The closure over `hashed` gives each name the package's lifetime.
     #[allow(clippy::redundant_closure)]
     pub(super) fn execute<'d>(

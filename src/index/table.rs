@@ -18,9 +18,8 @@ const FREE: u8 = 0;
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u8; SLOTS],
-    /// Entries that were placed past this bucket because it was full when
-    /// they were inserted, their home being this bucket or one before it.
-    /// A lookup goes on past a bucket only while this is nonzero.
+    /// Entries placed past this bucket, it being full, whose home is here
+    /// or before: a lookup goes on past a bucket only while this is nonzero.
     passed: u32,
     ids: [u32; SLOTS],
 }
@@ -92,8 +91,7 @@ impl NameTable {
         self.buckets.len()
     }
 
-    /// An empty table of `buckets` buckets, each written (the buckets are
-    /// not zeros to `vec!`), so its pages are there.
+    /// An empty table of `buckets` buckets, each written so its pages are there.
     pub(super) fn touched(buckets: usize) -> NameTable {
         let buckets = vec![EMPTY_BUCKET; buckets];
         NameTable { buckets, len: 0 }
@@ -146,9 +144,8 @@ impl NameTable {
         sys::prefetch(&self.buckets[self.home(hash)]);
     }
 
-    /// Calls `each` with the ids in the home bucket of `hash` whose tag
-    /// matches (the candidates a lookup will compare), and starts loading
-    /// the next bucket when a lookup may go on to it.
+    /// Calls `each` with the ids a lookup of `hash` compares first, and
+    /// starts loading the next bucket when a lookup may go on to it.
     pub(super) fn candidates(&self, hash: u64, mut each: impl FnMut(u32)) {
         let at = self.home(hash);
         let bucket = &self.buckets[at];
@@ -160,8 +157,7 @@ impl NameTable {
         }
     }
 
-    /// Adds `id` under `hash`. The caller makes room first (see
-    /// [`NameTable::is_full`]) and never adds an id twice.
+    /// Adds `id` under `hash`; the caller makes room first, and adds no id twice.
     pub(super) fn insert(&mut self, hash: u64, id: u32) {
         let tag = tag(hash);
         let mask = self.mask();

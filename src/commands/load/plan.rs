@@ -129,8 +129,7 @@ impl<'a> List<'a> {
         self.names[id as usize]
     }
 
-    /// The names of the first [`MAX_REPORTED`] of `ids`, comma-separated,
-    /// and how many more there are.
+    /// The first [`MAX_REPORTED`] names of `ids`, and how many more.
     pub(super) fn some_names(&self, ids: &[u32]) -> String {
         let shown: Vec<&str> = ids
             .iter()
@@ -167,8 +166,7 @@ impl<'a> List<'a> {
     }
 }
 
-/// The packages to index, each after its listed dependencies, and why the
-/// others can never be, a line per problem.
+/// The packages to send, in order, and a line per problem with the rest.
 #[derive(Debug, Default)]
 pub(super) struct Order {
     pub(super) send: Vec<u32>,

@@ -72,8 +72,7 @@ pub struct CommandLine {
     pub flags: &'static [Flag],
     /// Each flag is also read from `<env_prefix><NAME>`.
     pub env_prefix: Option<&'static str>,
-    /// Also accept `-name`, as Go's flag package does (the challenge's
-    /// official harness is written with it).
+    /// Also accept `-name`, as Go's flag package (the official harness's) does.
     pub single_dash: bool,
     /// The arguments it takes besides its flags.
     pub operands: Operands,
@@ -129,8 +128,7 @@ impl UsageError {
     }
 }
 
-/// A tool's `main`: parses the process's arguments with `parse`, then
-/// [`answer`]s.
+/// A tool's `main`: parses the process's arguments with `parse`, then [`answer`]s.
 pub fn tool_main<T>(
     program: &str,
     parse: impl FnOnce(Vec<String>) -> Result<Parsed<T>, UsageError>,

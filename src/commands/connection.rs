@@ -268,9 +268,8 @@ pub struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Sends `bytes`, which hold `lines` whole lines, once the window has
-    /// room for them (or nothing is in flight, so a batch larger than the
-    /// window still goes).
+    /// Sends `bytes` (`lines` whole lines) once the window has room, or
+    /// nothing is in flight (so a batch larger than the window still goes).
     pub fn send(&mut self, bytes: &[u8], lines: u64) -> io::Result<()> {
         loop {
             let sent = self.flight.sent.load(Ordering::Relaxed);

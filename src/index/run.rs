@@ -153,7 +153,7 @@ impl Indexer {
         commands
     }
 
-    /// Step 2.
+    /// Step 2: the candidates' nodes, then the ends of their edge runs.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {

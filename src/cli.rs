@@ -1,6 +1,5 @@
-//! The command line of the one binary: the server, or one of the operator's
-//! subcommands ([`crate::commands`]), chosen by the first argument; a first
-//! argument that is neither a flag nor a subcommand is an unknown command.
+//! The binary's command line: the server, or a subcommand
+//! ([`crate::commands`]) named by the first argument.
 
 use crate::config;
 use crate::flags;
@@ -33,11 +32,9 @@ pub fn main() -> ExitCode {
     serve(args)
 }
 
-/// The server.
 fn serve(args: Vec<String>) -> ExitCode {
     // Before any other thread exists, so every thread inherits the mask and
-    // only the main thread's `sigtimedwait` ever sees the signals the
-    // server handles.
+    // only the main thread's `sigtimedwait` sees the handled signals.
     let signals = sys::block_signals();
     // Taken at once: it is the process start time reported in metrics.
     let metrics = Arc::new(Metrics::new());

@@ -1,7 +1,6 @@
 //! Flags and `PACKAGE_INDEXER_*` variables -> [`Config`]
-//! (`docs/command-line.md#server-flags`), read by [`flags`](crate::flags).
-//! Parsing is pure: the caller passes the arguments and an environment
-//! lookup, so tests need no process state.
+//! (`docs/command-line.md#server-flags`). Pure: the caller passes the
+//! arguments and a variable lookup, so tests need no process state.
 
 use crate::durability::Fsync;
 use crate::flags::{CommandLine, Flag, Operands, Parsed, UsageError, Values};
@@ -17,13 +16,11 @@ pub struct Config {
     /// `None` when the admin listener is `off`.
     pub admin_addr: Option<String>,
     pub max_connections: usize,
-    /// The protocol listener's backlog; `None` asks for the system's
-    /// `net.core.somaxconn`, read at start.
+    /// `None` asks for the system's `net.core.somaxconn`, read at start.
     pub listen_backlog: Option<u32>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
-    /// Idle time before TCP keepalive probes a protocol connection, in
-    /// whole seconds; `None` when `off`.
+    /// Idle time before keepalive probes, whole seconds; `None` when `off`.
     pub tcp_keepalive: Option<Duration>,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -36,8 +33,7 @@ pub struct Config {
 /// What the server's command line asks for: to serve, help or the version.
 pub type Invocation = Parsed<Config>;
 
-/// The admin listener's address by default, which the subcommands that
-/// talk to it use too.
+/// The admin listener's default address, also the subcommands' default.
 pub(crate) const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8081";
 
 const FLAGS: &[Flag] = &[
@@ -103,9 +99,8 @@ const FLAGS: &[Flag] = &[
     Flag::value("log-level", "info", "`error`, `warn`, `info` or `debug`"),
 ];
 
-/// The names among `variables` that look like the server's
-/// (`PACKAGE_INDEXER_...`) but feed none of its flags: a misspelt one would
-/// otherwise be ignored without a word.
+/// The `PACKAGE_INDEXER_*` names among `variables` that feed no flag: a
+/// misspelt one would otherwise be ignored without a word.
 pub(crate) fn unknown_variables(variables: impl IntoIterator<Item = String>) -> Vec<String> {
     let known: Vec<String> = FLAGS
         .iter()
@@ -127,16 +122,16 @@ const COMMAND_LINE: CommandLine = CommandLine {
     operands: Operands::None,
 };
 
-/// Smallest accepted `--max-line-bytes`: room for a short request.
+/// Room for a short request.
 const MIN_LINE_BYTES: usize = 16;
-/// Largest accepted `--max-line-bytes`: a line is buffered whole.
+/// A line is buffered whole.
 const MAX_LINE_BYTES: usize = 64 << 20;
-/// Longest accepted `--tcp-keepalive`: the kernel's limit for the idle time.
+/// The kernel's limit for the keepalive idle time.
 const MAX_KEEPALIVE_SECONDS: u64 = MAX_KEEPALIVE_VALUE as u64;
-/// Largest accepted `--listen-backlog`; the kernel caps it lower anyway.
+/// The kernel caps the backlog lower anyway.
 const MAX_LISTEN_BACKLOG: u32 = 1 << 20;
 
-/// Parses the server's arguments (those after the program name).
+/// Parses the arguments after the program name.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Result<Option<String>, UsageError>,

@@ -1,8 +1,6 @@
-//! One small command-line parser for the server and its tools: a
-//! [`CommandLine`] is a table of [`Flag`]s read by the rules of
-//! `docs/command-line.md#how-flags-are-read`, and the `--help` lines come
-//! from the same table. Values stay strings until a program asks for one
-//! through [`Values`], whose typed getters word every mistake the same way:
+//! The command-line parser of the server and its tools: a [`CommandLine`]
+//! is a table of [`Flag`]s, read by `docs/command-line.md#how-flags-are-read`
+//! and shown by `--help`. [`Values`]' typed getters word every mistake alike:
 //! `invalid value 'V' for --name: expected ...`.
 
 use std::ffi::OsString;
@@ -17,17 +15,15 @@ use std::time::Duration;
 pub struct Flag {
     /// Without the leading `--`.
     pub name: &'static str,
-    /// The value used when neither the flag nor its variable gives one;
-    /// empty for none. Unused by switches.
+    /// Empty for none; unused by switches.
     pub default: &'static str,
     /// One line for `--help`.
     pub help: &'static str,
-    /// False for a switch, which is set by its presence alone.
+    /// False for a switch.
     pub takes_value: bool,
     /// A one-letter spelling, `-o` for `--output`; none by default.
     pub short: Option<char>,
-    /// Read from its variable too, when the command line has an
-    /// `env_prefix`; true by default.
+    /// Read from its variable too (given an `env_prefix`); true by default.
     pub from_variable: bool,
 }
 
@@ -74,11 +70,9 @@ impl Flag {
 #[derive(Clone, Copy, Debug)]
 pub struct CommandLine {
     pub flags: &'static [Flag],
-    /// Each flag is also read from `<env_prefix><NAME>`; `None` reads no
-    /// variables.
+    /// Each flag is also read from `<env_prefix><NAME>`.
     pub env_prefix: Option<&'static str>,
-    /// Also accept `-name`, as Go's flag package does (the challenge's
-    /// official harness is written with it).
+    /// Also accept `-name`, as Go's flag package (the official harness's) does.
     pub single_dash: bool,
     /// The arguments it takes besides its flags.
     pub operands: Operands,
@@ -88,15 +82,13 @@ pub struct CommandLine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operands {
     None,
-    /// Exactly one.
     One(&'static str),
     /// Any number, none included.
     Any(&'static str),
 }
 
-/// What the arguments ask for: to run with the flags' [`Values`] (or, once
-/// a program has read them, with its own settings), or for help or the
-/// version.
+/// What the arguments ask for: to run with the flags' [`Values`] (or a
+/// program's settings read from them), or help, or the version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed<T = Values> {
     Run(T),
@@ -136,8 +128,7 @@ impl UsageError {
     }
 }
 
-/// A tool's `main`: parses the process's arguments with `parse`, then
-/// [`answer`]s.
+/// A tool's `main`: parses the process's arguments with `parse`, then [`answer`]s.
 pub fn tool_main<T>(
     program: &str,
     parse: impl FnOnce(Vec<String>) -> Result<Parsed<T>, UsageError>,
@@ -178,8 +169,7 @@ pub fn utf8_args() -> Result<Vec<String>, UsageError> {
 }
 
 /// The process's variable `name` for [`CommandLine::parse`]: `None` when
-/// unset, bad usage when its value is not UTF-8 (rather than taking it as
-/// unset without a word).
+/// unset, bad usage (not silence) when its value is not UTF-8.
 pub fn process_variable(name: &str) -> Result<Option<String>, UsageError> {
     let refuse = |value| UsageError(format!("the value {value:?} of {name} is not valid UTF-8"));
     let value = std::env::var_os(name).map(OsString::into_string);
@@ -309,8 +299,7 @@ impl CommandLine {
     }
 }
 
-/// The value of each flag of a command line: from the arguments, else the
-/// variable, else the default; empty when none gave one.
+/// Each flag's value: from the arguments, else the variable, else the default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Values {
     flags: &'static [Flag],
@@ -320,7 +309,6 @@ pub struct Values {
 }
 
 impl Values {
-    /// The value of `--name` and the variable it came from, if any.
     fn entry(&self, name: &str) -> Option<&(String, Option<String>)> {
         let index = self.flags.iter().position(|f| f.name == name)?;
         self.values.get(index)
@@ -346,9 +334,8 @@ impl Values {
         !self.get(name).is_empty()
     }
 
-    /// The value of `--name` through `parse`; a value it refuses (`None`)
-    /// is a usage error that says what was `expected`, and names the
-    /// variable the value came from, if it came from one.
+    /// The value of `--name` through `parse`; a refusal is a usage error
+    /// saying what was `expected` and naming the variable it came from.
     pub fn parse<T>(
         &self,
         name: &str,
@@ -387,8 +374,7 @@ impl Values {
         )
     }
 
-    /// A `HOST:PORT` address: a non-empty host, a colon, a port number. The
-    /// host is not resolved here.
+    /// A `HOST:PORT` address, not resolved here.
     pub fn address(&self, name: &str) -> Result<String, UsageError> {
         self.parse(name, "HOST:PORT", |value| {
             value

@@ -1,6 +1,5 @@
-//! Just enough JSON (RFC 8259) for the admin API and the logs: strings
-//! written with every escape they need. The product writes JSON and never
-//! reads it; the tests read it with `jq`.
+//! Just enough JSON (RFC 8259) to write the admin API's and the logs'
+//! strings; the product never reads JSON.
 
 use std::fmt::Write;
 

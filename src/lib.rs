@@ -1,14 +1,10 @@
 //! # package-indexer
 //!
-//! A TCP server that keeps a consistent index of packages and their
-//! dependencies for many concurrent clients, and the operator tools that
-//! come with it, in one binary. Standard library only. What it promises is
-//! the contract in the repository's `docs/` folder, one page a subject:
-//! `docs/protocol.md` (the wire protocol), `docs/command-line.md` (flags,
-//! variables, subcommands, exit statuses), `docs/admin-http.md` (admin HTTP
-//! and every metric), `docs/durability.md` (`--data-dir`, the file format,
-//! recovery), `docs/lifecycle.md` (start, signals, stop, limits, logs) and
-//! `docs/tools.md` (the harness, the bench, the scripts).
+//! A TCP server keeping a consistent index of packages and their
+//! dependencies for many concurrent clients, and its operator tools, in one
+//! binary; standard library only. The contract is `docs/`, one page a
+//! subject: `protocol.md`, `command-line.md`, `admin-http.md`,
+//! `durability.md`, `lifecycle.md` and `tools.md`.
 //!
 //! ## Layout
 //!
@@ -38,30 +34,26 @@
 //! | `sys.rs` | the one place with `unsafe`: the system calls std lacks (signals, `poll`, the listen backlog, the open-files limit, TCP keepalive) and the prefetch hint |
 //!
 //! The binary (`src/bin/package-indexer.rs`) only calls [`main`]. The
-//! tools are crates of their own in the workspace, under `tools/`:
-//! `package-indexer-harness` (the challenge's test harness),
-//! `package-indexer-bench` (the benchmark against a null server) and the
-//! package graphs they share (`workload`).
+//! workspace's tool crates are under `tools/`: the harness, the bench and
+//! the package graphs they share (`workload`).
 //!
 //! ## The life of a request
 //!
 //! 1. The acceptor thread ([`Server`]) accepts a connection and, below
 //!    `--max-connections`, hands it to a new named thread with a small stack.
 //! 2. That thread reads into a buffer bounded by `--max-line-bytes` and
-//!    parses every complete line of the read once, in batches of up to 256
-//!    lines: [`parse_line`] validates the names into [`PackageName`]s
-//!    borrowed from the buffer.
-//! 3. [`Store::execute_all`] runs the batch's requests in order, taking the
-//!    read lock (`QUERY`) or the write lock (`INDEX`, `REMOVE`) once per run
-//!    of consecutive requests of one kind; with `--data-dir`, each change is
-//!    appended to the log's in-memory buffer inside the same critical
-//!    section, so the log's order is the index's order.
-//! 4. The answers' bytes go to an output buffer; when the input buffer holds
-//!    no further complete line, the thread waits until the log covers every
-//!    change they could reveal (one `fdatasync` serves every connection
-//!    waiting: `durability/wal.rs`), then sends them with one write.
-//! 5. [`Metrics`] counts the batch's requests and their latency with a few
-//!    relaxed atomic additions per batch.
+//!    parses the complete lines in batches of up to 256: [`parse_line`]
+//!    validates names into [`PackageName`]s borrowed from the buffer.
+//! 3. [`Store::execute_all`] runs the batch in order, in runs: the requests
+//!    at a run's start that change nothing under one read lock, the rest
+//!    under one write lock; with `--data-dir`, each change is appended to the
+//!    log's buffer in the same critical section, so the log's order is the
+//!    index's order.
+//! 4. The answers go to an output buffer; once no complete line is left,
+//!    the thread waits until the log covers every change they could reveal
+//!    (one `fdatasync` serves every waiting connection: `durability/wal.rs`),
+//!    then sends them with one write.
+//! 5. [`Metrics`] counts the batch with a few relaxed atomic additions.
 
 mod admin;
 mod app;

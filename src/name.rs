@@ -1,10 +1,6 @@
-//! Package names, validated once where they enter: the protocol parser, the
-//! log's record decoder and the admin API's path are the only places bytes
-//! become names, and each goes through [`PackageName::new`] or
-//! [`Dependencies::new`]. The index and the log take these types, so no
-//! code past the boundary can be handed an invalid name.
-//!
-//! A name cannot be made any other way:
+//! Package names, validated once where bytes enter (protocol parser, log
+//! decoder, admin path) by [`PackageName::new`] or [`Dependencies::new`], the
+//! only way to make one:
 //!
 //! ```compile_fail
 //! // The field is private: only validation builds a name.
@@ -21,13 +17,12 @@ pub const MAX_NAME_BYTES: usize = 255;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackageName<'a>(&'a str);
 
-/// True for bytes allowed in a package name.
 fn is_name_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'+' | b'-' | b'@' | b'/')
 }
 
 impl<'a> PackageName<'a> {
-    /// `bytes` as a package name, or `None` when they are not one.
+    /// `None` when `bytes` are not a valid name.
     pub fn new(bytes: &'a [u8]) -> Option<PackageName<'a>> {
         if bytes.is_empty()
             || bytes.len() > MAX_NAME_BYTES
@@ -45,11 +40,6 @@ impl<'a> PackageName<'a> {
 
     pub fn as_bytes(self) -> &'a [u8] {
         self.0.as_bytes()
-    }
-
-    /// The length in bytes, which is 1 to 255 and so fits in a byte.
-    pub fn len_u8(self) -> u8 {
-        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
     }
 }
 
@@ -72,22 +62,15 @@ impl fmt::Debug for PackageName<'_> {
 }
 
 /// A valid dependency field: empty, or package names separated by single
-/// commas, borrowed from the request line. Iterating yields each entry,
-/// repeats included.
+/// commas, borrowed from the request line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dependencies<'a>(&'a str);
 
 impl<'a> Dependencies<'a> {
-    /// `field` as a dependency list, or `None` when an entry is empty or not
-    /// a valid name.
+    /// `None` when an entry is empty or not a valid name.
     pub fn new(field: &'a [u8]) -> Option<Dependencies<'a>> {
-        if field.is_empty() {
-            return Some(Dependencies(""));
-        }
-        if !field
-            .split(|&b| b == b',')
-            .all(|entry| PackageName::new(entry).is_some())
-        {
+        let mut entries = field.split(|&b| b == b',');
+        if !field.is_empty() && !entries.all(|entry| PackageName::new(entry).is_some()) {
             return None;
         }
         std::str::from_utf8(field).ok().map(Dependencies)
@@ -133,7 +116,7 @@ mod tests {
         assert!(PackageName::new("a".repeat(256).as_bytes()).is_none());
         let longest = "a".repeat(255);
         assert_eq!(
-            PackageName::new(longest.as_bytes()).map(PackageName::len_u8),
+            PackageName::new(longest.as_bytes()).map(|name| name.as_str().len()),
             Some(255)
         );
         assert!(PackageName::new(b"A-Za-z0-9._+-@/").is_some());

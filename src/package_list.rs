@@ -6,9 +6,8 @@
 use crate::name::PackageName;
 use std::fmt;
 
-/// One package's line: its name, and the names of its dependencies each
-/// once, in the order written. Shown (`Display`) as the line it parses from,
-/// with single spaces.
+/// One package's line: its name, and its dependencies each once, in the
+/// order written. `Display` writes the line back with single spaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
     pub name: PackageName<'a>,
@@ -30,20 +29,16 @@ impl fmt::Display for ListError {
 }
 
 /// Parses line `number` (1-based) of a list; `Ok(None)` for a blank line.
-///
-/// Any amount of whitespace may surround the line and separate the names
-/// (the real dump has double spaces, trailing blanks and `\r\n` ends). A
-/// dependency written twice counts once. Names must be valid protocol
-/// names, and a package may not depend on itself: a server refuses both.
+/// Any whitespace separates names (the real dump has double spaces and
+/// `\r\n` ends); invalid names and self-dependencies are refused, as by a server.
 pub fn parse_line(number: usize, line: &str) -> Result<Option<Entry<'_>>, ListError> {
     let mut dependencies = Vec::new();
     let name = parse_line_into(number, line.as_bytes(), &mut dependencies)?;
     Ok(name.map(|name| Entry { name, dependencies }))
 }
 
-/// [`parse_line`] for a reader of many lines, which may not be UTF-8 (an
-/// error): the package's name is returned and its dependencies go into
-/// `dependencies` (cleared first), so that no line allocates.
+/// [`parse_line`] on bytes, the dependencies going into `dependencies`
+/// (cleared first), so that no line allocates.
 pub fn parse_line_into<'a>(
     number: usize,
     line: &'a [u8],

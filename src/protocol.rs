@@ -1,10 +1,6 @@
-//! Wire protocol: bytes -> [`Request`], [`Response`] -> bytes
-//! (`docs/protocol.md`).
-//!
-//! The parser is pure and total: every byte string maps to a request or a
-//! [`ParseError`], never a panic. Names in a request are validated into
-//! [`PackageName`] and [`Dependencies`], borrowed from the input line;
-//! nothing is copied.
+//! Wire protocol (`docs/protocol.md`): bytes -> [`Request`], [`Response`]
+//! -> bytes. The parser is total (a request or a [`ParseError`], never a
+//! panic) and zero-copy: names are validated in place into [`PackageName`]s.
 
 use crate::name::{Dependencies, PackageName};
 use std::fmt;
@@ -43,7 +39,7 @@ pub enum Response {
 }
 
 impl Response {
-    /// The bytes sent on the wire, newline included.
+    /// The wire bytes, newline included.
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
             Response::Ok => b"OK\n",
@@ -70,8 +66,7 @@ pub struct Request<'a> {
     pub dependencies: Dependencies<'a>,
 }
 
-/// Why a line is malformed (its `Display` says it). Each kind is answered
-/// `ERROR`.
+/// Why a line is malformed; each kind is answered `ERROR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
     FieldCount,
@@ -144,8 +139,7 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ParseError> {
     })
 }
 
-/// Appends the wire form of a request, newline included:
-/// `COMMAND|package|dep,dep`. Nothing is checked, so clients can send
+/// Appends `COMMAND|package|dep,dep\n`, unchecked, so clients can send
 /// names the server refuses.
 pub fn write_request<D: AsRef<str>>(
     out: &mut Vec<u8>,

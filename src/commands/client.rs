@@ -24,7 +24,6 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
 
 const PROGRAM: &str = "package-indexer client";
 
-/// Bytes read and sent at once.
 const CHUNK: usize = 64 * 1024;
 
 fn run(values: &Values) -> ExitCode {
@@ -43,19 +42,23 @@ fn run(values: &Values) -> ExitCode {
         Ok(stream) => stream,
         Err(reason) => return super::fail(PROGRAM, reason),
     };
-    let result = if lines.is_empty() && io::stdin().is_terminal() {
+    let problems = if lines.is_empty() && io::stdin().is_terminal() {
         prompt(Connection::new(stream), &addr)
+            .err()
+            .into_iter()
+            .collect()
     } else {
         pipelined(&stream, lines)
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(problems) => super::fail(PROGRAM, problems.join(&format!("\n{PROGRAM}: "))),
+    if problems.is_empty() {
+        return ExitCode::SUCCESS;
     }
+    super::fail(PROGRAM, problems.join(&format!("\n{PROGRAM}: ")))
 }
 
-/// Sends `lines`, or stdin when there are none, and prints the answers.
-fn pipelined(stream: &TcpStream, lines: &[String]) -> Result<(), Vec<String>> {
+/// Sends `lines`, or stdin when there are none, and prints the answers;
+/// the problems, if any.
+fn pipelined(stream: &TcpStream, lines: &[String]) -> Vec<String> {
     let operands: Vec<u8> = lines
         .iter()
         .flat_map(|line| line.bytes().chain([b'\n']))
@@ -74,11 +77,7 @@ fn pipelined(stream: &TcpStream, lines: &[String]) -> Result<(), Vec<String>> {
     if let Err(error) = printer.0.flush() {
         problems.push(format!("writing the answers: {error}"));
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 /// Sends `input` as it comes, counting its lines; a last line without its
@@ -120,7 +119,7 @@ impl AnswerSink for Printer<'_> {
 
 /// The interactive prompt (`ADDR> ` on stderr): one line, one answer,
 /// until the end of input.
-fn prompt(mut connection: Connection, addr: &str) -> Result<(), Vec<String>> {
+fn prompt(mut connection: Connection, addr: &str) -> Result<(), String> {
     let mut stdin = io::stdin().lock();
     let mut stdout = io::stdout();
     let mut line = Vec::new();
@@ -135,16 +134,16 @@ fn prompt(mut connection: Connection, addr: &str) -> Result<(), Vec<String>> {
             }
             Ok(_) => {}
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return Err(vec![format!("reading the terminal: {error}")]),
+            Err(error) => return Err(format!("reading the terminal: {error}")),
         }
         let request = line.strip_suffix(b"\n").unwrap_or(&line);
         if request.is_empty() {
             continue;
         }
-        let answer = connection.ask(request).map_err(|e| vec![e.to_string()])?;
+        let answer = connection.ask(request).map_err(|e| e.to_string())?;
         stdout
             .write_all(answer.as_bytes())
             .and_then(|()| stdout.flush())
-            .map_err(|e| vec![format!("writing the answer: {e}")])?;
+            .map_err(|e| format!("writing the answer: {e}"))?;
     }
 }

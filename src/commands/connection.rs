@@ -1,13 +1,9 @@
 //! The protocol client of the subcommands, the harness, the bench and the
-//! tests: the address rule, one answer scanner that checks every byte, a
-//! [`Connection`] for one request or batch at a time, and [`pipeline`]: a
-//! writer thread sends lines with a bounded window of them unanswered while
-//! the caller's thread reads the answers back in order.
-//!
-//! The window keeps every answer the server owes us small enough to sit in
-//! the sockets' buffers: if our reader stalls (a terminal paused with
-//! Ctrl-S, a slow stdout), the server's writes still complete, so its
-//! `--write-timeout` never cuts the connection.
+//! tests: a [`Connection`] for one request or batch at a time, and
+//! [`pipeline`], whose bounded window keeps every answer owed small enough
+//! to sit in the sockets' buffers: if our reader stalls (Ctrl-S, a slow
+//! stdout), the server's writes still complete and its `--write-timeout`
+//! never cuts the connection.
 
 use crate::flags::Flag;
 use crate::protocol::Response;
@@ -28,17 +24,14 @@ pub(crate) const ADDR_FLAG: Flag = Flag::value(
 /// each) fit in the sockets' buffers, and the server is never short of work.
 pub const LINES_IN_FLIGHT: u64 = 16 * 1024;
 
-/// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a reader waits for an answer it is owed before calling the
-/// server stuck. Far above any pause a healthy server makes (a slow
-/// `fsync`), so only a hung server trips it.
+/// How long a reader waits for an answer owed: far above any pause of a
+/// healthy server (a slow `fsync`), so only a hung server trips it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (`0.0.0.0`,
-/// `[::]`, as a server's own `--addr` often is) standing for this host's
-/// loopback address of its family. The error is one line naming `addr`.
+/// The addresses `addr` (`HOST:PORT`) names, an unspecified IP (a server's
+/// own `--addr` often is) standing for loopback; the error names `addr`.
 pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
     let found: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -97,8 +90,7 @@ pub fn connect(addr: &str) -> Result<TcpStream, String> {
 /// Reads a server's answers, checking every byte, across reads: anything
 /// but `OK\n`, `FAIL\n` and `ERROR\n` is refused.
 struct AnswerReader {
-    /// The answer being read, known from its first byte, and the bytes of
-    /// it read so far; `None` at the start of a line.
+    /// The answer under way (known by its first byte) and its bytes read.
     current: Option<(Response, usize)>,
     buffer: Box<[u8]>,
 }
@@ -181,15 +173,14 @@ fn not_an_answer(byte: u8) -> io::Error {
     )
 }
 
-/// A connection used one request, or one batch, at a time: send, then read
-/// the answers owed.
+/// A connection used one request, or one batch, at a time.
 pub struct Connection {
     stream: TcpStream,
     reader: AnswerReader,
 }
 
 impl Connection {
-    /// Takes over `stream`; an answer owed waits for its read timeout.
+    /// An answer owed waits for `stream`'s read timeout.
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
@@ -258,7 +249,7 @@ pub trait AnswerSink {
     }
 }
 
-/// Lines sent and answered on one connection, shared by its two threads.
+/// Shared by a connection's two threads.
 #[derive(Default)]
 struct Flight {
     sent: AtomicU64,
@@ -277,9 +268,8 @@ pub struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Sends `bytes`, which hold `lines` whole lines, once the window has
-    /// room for them (or nothing is in flight, so a batch larger than the
-    /// window still goes).
+    /// Sends `bytes` (`lines` whole lines) once the window has room, or
+    /// nothing is in flight (so a batch larger than the window still goes).
     pub fn send(&mut self, bytes: &[u8], lines: u64) -> io::Result<()> {
         loop {
             let sent = self.flight.sent.load(Ordering::Relaxed);
@@ -316,12 +306,10 @@ pub struct PipelineOutcome {
     pub problems: Vec<String>,
 }
 
-/// Runs `write` on a writer thread that sends through a [`Sender`] with at
+/// Runs `write` on a writer thread sending through a [`Sender`] with at
 /// most `window` lines in flight, while this thread reads the answers into
-/// `sink`; once `write` returns, the writing half is shut down and the
-/// answers are read to the end of the stream, which ends the connection.
-/// `write` fails with a send's error or its own (`reading stdin: ...`), in
-/// one line.
+/// `sink` to the end of the stream; once `write` returns, the writing half
+/// is shut down. `write`'s own error is one line (`reading stdin: ...`).
 pub fn pipeline<W>(
     stream: &TcpStream,
     window: u64,
@@ -343,9 +331,8 @@ where
                 broken: false,
             };
             let result = write(&mut sender);
-            // The end of our lines: the server answers them all, then
-            // closes, which ends the reader. After a failure, both halves,
-            // so the reader does not wait for answers to lines never sent.
+            // The server answers every line, then closes, ending the reader;
+            // after a failure, both halves: no wait for lines never sent.
             let how = match result {
                 Ok(()) => Shutdown::Write,
                 Err(_) => Shutdown::Both,
@@ -361,9 +348,8 @@ where
             let _ = stream.shutdown(Shutdown::Both);
         }
         let mut problems = Vec::new();
-        // A failed send is usually the consequence of a close the reader
-        // reports better; the writer's own failure (`reading stdin: ...`)
-        // comes first.
+        // A failed send usually follows a close the reader reports better;
+        // the writer's own failure (`reading stdin: ...`) comes first.
         let mut send_failure = None;
         match writer.join() {
             Ok(Ok(())) => {}
@@ -371,9 +357,8 @@ where
             Ok(Err((error, false))) => problems.push(error.to_string()),
             Err(_) => problems.push("the writer thread panicked".into()),
         }
-        // Read after the writer is done: a server that hangs up before the
-        // writer has counted its first line must not look like one that
-        // answered every line sent.
+        // Read after the writer is done, so a server hanging up before the
+        // first line is counted does not look like one that answered all.
         let (sent, answered) = (
             flight.sent.load(Ordering::Acquire),
             flight.answered.load(Ordering::Acquire),

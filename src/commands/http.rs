@@ -1,12 +1,10 @@
-//! The HTTP client for the admin listener, of the subcommands and the bench:
-//! one `GET`, whose answer (`Content-Length`, then the connection closes:
-//! `docs/admin-http.md#answers`) is read whole, to its stated length, so a
-//! cut-off transfer is an error, never a short copy.
+//! The admin listener's HTTP client: one `GET`, read whole to its
+//! `Content-Length` (`docs/admin-http.md#answers`), so a cut-off transfer
+//! is an error, never a short copy.
 
 use super::connection::{connect_to, resolve};
 use crate::config::DEFAULT_ADMIN_ADDR;
 use crate::flags::{Flag, Values};
-use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,10 +26,11 @@ pub(super) const fn timeout_flag(default: &'static str) -> Flag {
     .without_variable()
 }
 
-/// Largest answer head read, status line and headers.
+/// Largest answer head read.
 const MAX_HEAD_BYTES: u64 = 64 * 1024;
 
 /// A whole answer.
+#[derive(Default)]
 pub struct HttpAnswer {
     /// `HTTP/1.1 200 OK`.
     pub status_line: String,
@@ -50,17 +49,11 @@ impl HttpAnswer {
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
-
-    /// The body as text, for a person.
-    pub fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.body)
-    }
 }
 
-/// Sends `GET path` to the admin listener at `addr` and reads the whole
-/// answer. `timeout` bounds the connect and each read and write (a server
-/// computing a large answer sends nothing until it is done). The error is
-/// one line naming `addr`; no caller decides by its kind.
+/// `GET path` from the admin listener at `addr`. `timeout` bounds the
+/// connect and each read and write (a large answer comes only once done).
+/// The error is one line naming `addr`; no caller decides by its kind.
 pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
     let failed = |error: io::Error| match error.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
@@ -80,12 +73,7 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer,
         })
         .map_err(failed)?;
     let mut reader = BufReader::new(stream);
-    let mut answer = HttpAnswer {
-        status_line: String::new(),
-        status: 0,
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
+    let mut answer = HttpAnswer::default();
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -127,10 +115,9 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<HttpAnswer,
     Ok(answer)
 }
 
-/// `GET path` from the admin listener of a subcommand's `--admin-addr`,
-/// within its `--timeout`: an answer with one of the `expected` statuses.
-/// Bad usage, no usable answer, or another status (with the body, which
-/// says why) is reported for `program` and becomes its exit status.
+/// `GET path` from a subcommand's `--admin-addr` within its `--timeout`,
+/// expecting one of `expected`; anything else is reported (with the body,
+/// which says why) and becomes the exit status.
 pub(super) fn ask_admin(
     program: &str,
     values: &Values,
@@ -149,7 +136,7 @@ pub(super) fn ask_admin(
         503 => " (busy or still loading: try again)",
         _ => "",
     };
-    let (line, body) = (&answer.status_line, answer.text());
+    let (line, body) = (&answer.status_line, String::from_utf8_lossy(&answer.body));
     let reason = format!("{addr} answered '{line}': {}{hint}", body.trim());
     Err(super::fail(program, reason))
 }

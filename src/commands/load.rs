@@ -1,8 +1,6 @@
-//! `package-indexer load FILE|-`: bulk load, and the restore step of a
-//! backup. The whole list is read and checked ([`plan::List::read`]), the
-//! names without a line of their own are asked for (`QUERY`), the list is
-//! ordered and what can never be indexed is named ([`plan::order`]), all
-//! before the first `INDEX` goes out. The rules: `docs/command-line.md`.
+//! `package-indexer load FILE|-` (`docs/command-line.md#load`): the whole
+//! list is read and checked, names without a line are asked for (`QUERY`),
+//! and the list is ordered ([`plan::order`]), all before the first `INDEX`.
 
 mod plan;
 
@@ -63,7 +61,6 @@ fn run(values: &Values) -> ExitCode {
     let outcome = load(source, &addr, values.switch("strict"));
     let (Ok(said) | Err(said)) = &outcome;
     say(said);
-    // 0 when every package was indexed, 1 when not.
     ExitCode::from(u8::from(outcome.is_err()))
 }
 

@@ -1,6 +1,5 @@
-//! The operator's tools, each a subcommand of the one binary in a file of
-//! its own: `package-indexer COMMAND [ARGS]`. How they read flags and
-//! variables, and their exit statuses: `docs/command-line.md#subcommands`.
+//! The operator's tools, `package-indexer COMMAND [ARGS]`, one a file
+//! (`docs/command-line.md#subcommands`).
 
 mod check;
 mod client;
@@ -16,7 +15,6 @@ use crate::flags::{self, CommandLine, Values};
 use std::fmt::Display;
 use std::process::ExitCode;
 
-/// One subcommand.
 pub(crate) struct Subcommand {
     pub(crate) name: &'static str,
     /// Its operands, as `--help` shows them after the name.
@@ -38,7 +36,6 @@ static SUBCOMMANDS: &[Subcommand] = &[
     repair::SUBCOMMAND,
 ];
 
-/// The subcommand called `name`, if there is one.
 pub(crate) fn find(name: &str) -> Option<&'static Subcommand> {
     SUBCOMMANDS
         .iter()

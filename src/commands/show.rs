@@ -30,7 +30,7 @@ fn run(values: &Values) -> ExitCode {
     let path = format!("/v1/text/packages/{name}");
     match http::ask_admin(PROGRAM, values, &path, &[200, 404]) {
         Ok(answer) if answer.status == 200 => {
-            print!("{}", answer.text());
+            print!("{}", String::from_utf8_lossy(&answer.body));
             ExitCode::SUCCESS
         }
         Ok(_) => {

@@ -1,14 +1,9 @@
-//! Arenas: one array holding a run for every package (its edges, or a name
-//! too long for its node), each run named by its start in the package's
-//! node and its length.
-//!
-//! A run has room for its length rounded up to a size class (a power of
-//! two or three quarters of one), so one that grows a step at a time moves
-//! only when it outgrows its class. A run given up goes on its class's free
-//! list for the next run of that class: nothing is ever compacted, so no
-//! change walks the nodes.
+//! Arenas: one array of runs (a package's edges, or a long name), each
+//! named by its start and length. A run's room is its length rounded up to
+//! a size class (a power of two or three quarters of one), so a growing run
+//! moves only when it outgrows its class. Runs given up go on their class's
+//! free list: nothing is compacted, so no change walks the nodes.
 
-/// The room of a run of `len` items.
 pub(super) fn room(len: usize) -> usize {
     if len <= 2 {
         return len;
@@ -30,7 +25,7 @@ fn class(room: usize) -> usize {
     2 * power.trailing_zeros() as usize - usize::from(room != power)
 }
 
-/// Runs of `T`, and the starts of the free ones by class.
+/// Runs of `T`, and the starts of free ones by class.
 #[derive(Debug, Default)]
 pub(super) struct Arena<T> {
     items: Vec<T>,
@@ -39,8 +34,7 @@ pub(super) struct Arena<T> {
 
 impl<T: Copy + Default> Arena<T> {
     /// An arena of `len` items, each written so its pages are really there
-    /// (a zeroed `vec!` may get untouched pages from the kernel), for
-    /// `copy_from` to fill.
+    /// (a zeroed `vec!` may get untouched pages from the kernel).
     pub(super) fn touched(len: usize) -> Arena<T> {
         let mut items = Vec::with_capacity(len);
         items.resize(len, T::default());
@@ -50,14 +44,12 @@ impl<T: Copy + Default> Arena<T> {
         }
     }
 
-    /// Makes this arena a copy of `source`, reusing the room it has (see
-    /// [`Arena::touched`]).
+    /// Makes this arena a copy of `source`, reusing the room it has.
     pub(super) fn copy_from(&mut self, source: &Self) {
         self.items.clone_from(&source.items);
         self.free.clone_from(&source.free);
     }
 
-    /// Items, in runs and free.
     pub(super) fn len(&self) -> usize {
         self.items.len()
     }
@@ -87,7 +79,6 @@ impl<T: Copy + Default> Arena<T> {
         start
     }
 
-    /// Gives up the run with room for `room` items at `start`.
     pub(super) fn give_up(&mut self, start: u32, room: usize) {
         if room == 0 {
             return;

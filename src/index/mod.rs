@@ -9,10 +9,9 @@
 //! | `arena.rs` | the arenas of edges and of longer names: runs in size classes, with free lists |
 //! | `run.rs` | runs of commands with their lookups staged: hash, prefetch buckets, prefetch nodes, execute |
 //!
-//! Every indexed name is interned to a `u32` id, the index of its node.
-//! A package's edges are one run of ids in the edges arena: its
-//! dependencies, sorted and de-duplicated, then the packages that depend
-//! on it, so `REMOVE` and `/v1/packages` read that one run.
+//! Every name is interned to a `u32` id, the index of its node. A package's
+//! edges are one run of ids: its sorted dependencies, then its dependents,
+//! so `REMOVE` and `/v1/packages` read that one run.
 
 mod arena;
 mod node;
@@ -33,19 +32,15 @@ use table::NameTable;
 /// What a command did to the index, or found in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IndexOutcome {
-    /// A new package was indexed.
     Added,
     /// An indexed package got a different dependency list.
     Replaced,
     /// An indexed package was indexed again with the same dependencies.
     Unchanged,
-    /// A package was removed.
     Removed,
     /// `REMOVE` of a package that was not indexed.
     Absent,
-    /// `QUERY` found the package.
     Found,
-    /// `QUERY` did not find the package.
     NotFound,
     /// The command was refused and changed nothing.
     Refused(Refusal),
@@ -80,12 +75,8 @@ impl IndexOutcome {
     }
 }
 
-/// The one `Arc<RwLock<Indexer>>` that every connection, the compactor and
-/// the admin thread share.
-///
-/// A poisoned lock is recovered rather than propagated: the index never
-/// panics mid-change on client input, and refusing every later request
-/// would turn one bug into an outage.
+/// The one `Arc<RwLock<Indexer>>` every thread shares. A poisoned lock is
+/// recovered: refusing every later request would turn one bug into an outage.
 #[derive(Clone, Default)]
 pub(crate) struct SharedIndex(Arc<RwLock<Indexer>>);
 
@@ -94,19 +85,16 @@ impl SharedIndex {
         SharedIndex(Arc::new(RwLock::new(indexer)))
     }
 
-    /// Shared access: queries, gauges, inspections, copies for snapshots.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Indexer> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Exclusive access: changes.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Indexer> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A copy of the index at one moment, and what `under_lock` returns
-    /// when run in the same hold of the read lock (the compactor switches
-    /// logs there). The copy's memory is written before that hold, so
+    /// A copy of the index, and what `under_lock` returns in the same hold
+    /// of the read lock. The copy's memory is written before that hold, so
     /// writers wait only while the bytes are copied.
     pub(crate) fn copy_with<R>(&self, under_lock: impl FnOnce(&Indexer) -> R) -> (Indexer, R) {
         let (buckets, nodes, free_ids, names, edges) = {
@@ -119,8 +107,7 @@ impl SharedIndex {
                 index.edges.len(),
             )
         };
-        // Every array written (`vec!` of zero integers would leave its pages
-        // untouched), for `copy_from` to fill.
+        // Written, not zeroed: `vec![0; n]` may leave its pages untouched.
         let mut copy = Indexer {
             table: NameTable::touched(buckets),
             nodes: vec![Node::default(); nodes],
@@ -137,7 +124,6 @@ impl SharedIndex {
     }
 }
 
-/// A name with its hash, computed once.
 #[derive(Clone, Copy, Debug)]
 struct Hashed<'a> {
     name: PackageName<'a>,
@@ -167,8 +153,7 @@ impl Indexer {
         Indexer::default()
     }
 
-    /// Makes this index a copy of `source`, reusing the room it has (see
-    /// `SharedIndex::copy_with`); the scratch buffers are not copied.
+    /// Makes this index a copy of `source` in the room it has; scratch excluded.
     fn copy_from(&mut self, source: &Self) {
         self.hasher = source.hasher.clone();
         self.table.copy_from(&source.table);
@@ -180,9 +165,8 @@ impl Indexer {
         self.dependencies = source.dependencies;
     }
 
-    /// Makes room for `additional` more packages, so that adding them
-    /// neither grows the name table (which hashes every name again) nor
-    /// moves the nodes.
+    /// Makes room for `additional` more packages, so adding them neither
+    /// rehashes the name table nor moves the nodes.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let packages = self.packages.saturating_add(additional);
         if packages > self.table.room() {
@@ -319,7 +303,6 @@ impl Indexer {
                 self.add_dependent(dep, id);
             }
         }
-        // The new run: the wanted dependencies, then the dependents.
         stack.clear();
         stack.extend_from_slice(wanted);
         stack.extend_from_slice(self.dependents(id));
@@ -360,9 +343,8 @@ impl Indexer {
         IndexOutcome::Removed
     }
 
-    /// True when the edges arena can take a run of `own_room` for the
-    /// package and one more dependent for each of `deps`, had every run
-    /// to move.
+    /// True when the edges arena can take `own_room` for the package and
+    /// one more dependent for each of `deps`, had every run to move.
     fn has_room_for(&self, deps: &[u32], own_room: usize) -> bool {
         let grown = deps.iter().map(|&dep| {
             let node = &self.nodes[dep as usize];
@@ -371,8 +353,7 @@ impl Indexer {
         self.edges.has_room_for(grown.sum::<usize>() + own_room)
     }
 
-    /// Records that `source` depends on `target`; the caller checked the
-    /// arena's room ([`Indexer::has_room_for`]).
+    /// Records that `source` depends on `target`; the caller checked room.
     fn add_dependent(&mut self, target: u32, source: u32) {
         let node = &mut self.nodes[target as usize];
         let len = node.edge_count();
@@ -381,7 +362,6 @@ impl Indexer {
         self.edges.run_mut(node.edges, len + 1)[len] = source;
     }
 
-    /// Records that `source` no longer depends on `target`.
     fn remove_dependent(&mut self, target: u32, source: u32) {
         let node = &mut self.nodes[target as usize];
         let len = node.edge_count();
@@ -420,11 +400,9 @@ impl Indexer {
         })
     }
 
-    /// Calls `each` with every indexed package and its dependencies (sorted
-    /// by name), ordered by the length of the longest chain of
-    /// dependencies below the package, then by name (as bytes): so
-    /// dependencies come first, and two indexes holding the same packages
-    /// list them alike.
+    /// Calls `each` with every package and its sorted dependencies, ordered
+    /// by height in the graph, then name: dependencies first, and two
+    /// indexes holding the same packages list them alike.
     pub fn for_each_listed<'a>(
         &'a self,
         mut each: impl FnMut(PackageName<'a>, &[PackageName<'a>]),
@@ -461,8 +439,7 @@ impl Indexer {
         }
     }
 
-    /// Ids of every indexed package, dependencies first: each once all
-    /// its dependencies are out.
+    /// Ids of every indexed package, dependencies first.
     fn topological_ids(&self) -> Vec<u32> {
         let mut waiting: Vec<u32> = self.nodes.iter().map(|node| node.dependencies).collect();
         let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
@@ -481,8 +458,6 @@ impl Indexer {
         order
     }
 
-    // ---- names and the name table ----
-
     fn hashed<'a>(&self, name: PackageName<'a>) -> Hashed<'a> {
         Hashed {
             name,
@@ -494,18 +469,15 @@ impl Indexer {
         self.package_name(id).map_or("", PackageName::as_str)
     }
 
-    /// The name of an indexed package, as the type the rest of the crate
-    /// takes; always `Some` for a live id (names are validated on entry).
+    /// Always `Some` for a live id (names are validated on entry).
     fn package_name(&self, id: u32) -> Option<PackageName<'_>> {
         PackageName::new(self.name_bytes(id))
     }
 
-    /// The name's bytes, for comparisons that need no `&str`.
     fn name_bytes(&self, id: u32) -> &[u8] {
         self.nodes[id as usize].name(&self.names)
     }
 
-    /// The package's run: its dependencies, then its dependents.
     fn run(&self, id: u32) -> &[u32] {
         let node = &self.nodes[id as usize];
         self.edges.run(node.edges, node.edge_count())
@@ -527,8 +499,8 @@ impl Indexer {
         })
     }
 
-    /// Replaces the name table by one with room for `packages`, hashing
-    /// every name again (in id order, so the nodes are read front to back).
+    /// Rehashes every name into a table with room for `packages` (in id
+    /// order, so the nodes are read front to back).
     fn rebuild_table(&mut self, packages: usize) {
         let mut table = NameTable::with_room_for(packages.max(self.packages));
         let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());

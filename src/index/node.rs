@@ -1,14 +1,11 @@
-//! A package's node: 24 bytes holding where its edges lie, how many there
-//! are of each kind, and its name. A name of up to 11 bytes lives in the
-//! node itself, so a lookup compares it without a third cache miss; a
-//! longer one lives in the names arena. A free id's node has a name length
-//! of 0 (names are 1 to 255 bytes).
+//! A package's 24-byte node. A name of up to 11 bytes lives inline, so a
+//! lookup compares it without a third cache miss; a longer one lives in the
+//! names arena. A free id's node has a name length of 0.
 
 use super::arena::Arena;
 use crate::name::PackageName;
 use crate::sys;
 
-/// Name bytes a node holds itself.
 pub(super) const INLINE_NAME: usize = 11;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,7 +29,8 @@ impl Node {
     pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Node {
         let bytes = name.as_bytes();
         let mut node = Node {
-            name_len: name.len_u8(),
+            // 1 to 255 bytes.
+            name_len: u8::try_from(bytes.len()).unwrap_or(u8::MAX),
             ..Node::default()
         };
         if bytes.len() <= INLINE_NAME {
@@ -52,15 +50,13 @@ impl Node {
         self.name_len != 0
     }
 
-    /// Where the name lies in the names arena, when it is too long for
-    /// the node.
+    /// Where the name lies in the names arena, when it is too long for the node.
     pub(super) fn name_run(&self) -> Option<(u32, usize)> {
         let len = usize::from(self.name_len);
         let [a, b, c, d, ..] = self.name;
         (len > INLINE_NAME).then_some((u32::from_le_bytes([a, b, c, d]), len))
     }
 
-    /// The name's bytes.
     pub(super) fn name<'a>(&'a self, names: &'a Arena<u8>) -> &'a [u8] {
         match self.name_run() {
             Some((start, len)) => names.run(start, len),

@@ -1,16 +1,10 @@
-//! Runs of commands with their lookups staged, so that their cache misses
-//! overlap instead of each waiting for the one before. A run takes its
-//! commands a window of up to `STAGED_NAMES` names at a time:
-//!
-//! 1. hash every name of the window once (the hashes are kept) and start
-//!    loading each one's home bucket;
-//! 2. read the buckets and start loading the nodes of the ids whose tags
-//!    match, then the end of those nodes' runs of edges, where a new
-//!    dependent goes;
-//! 3. run the window's commands in order, with the hashes of step 1.
-//!
-//! Steps 1 and 2 only read and prefetch; step 3 looks every name up again
-//! as it runs, so a command sees exactly what it would see run alone.
+//! Runs of commands with their lookups staged so their cache misses
+//! overlap, a window of up to `STAGED_NAMES` names at a time: 1. hash each
+//! name once and prefetch its home bucket; 2. prefetch the nodes whose tags
+//! match, then the ends of their edge runs (where a new dependent goes);
+//! 3. run the commands in order with those hashes. Steps 1 and 2 only
+//! read, and step 3 looks every name up again, so a command sees exactly
+//! what it would see run alone.
 
 use super::{Hashed, IndexOutcome, Indexer, Refusal};
 use crate::name::PackageName;
@@ -23,9 +17,7 @@ use std::hash::BuildHasher;
 /// bring (up to three each) stay in the first-level cache until used.
 const STAGED_NAMES: usize = 32;
 
-/// One command as the index runs it.
 pub(crate) enum IndexCommand<'p, D> {
-    /// `INDEX` of `package` with the names `dependencies` yields.
     Index {
         package: PackageName<'p>,
         dependencies: D,
@@ -34,8 +26,7 @@ pub(crate) enum IndexCommand<'p, D> {
     Query(PackageName<'p>),
 }
 
-/// A command in a run: the request path hands the index protocol
-/// requests, recovery the changes it reads back from its files.
+/// A command in a run: a protocol request, or a change recovery read back.
 pub(crate) trait RunItem {
     /// The command; called once to stage its lookups and once to run it.
     fn command(&self) -> IndexCommand<'_, impl Iterator<Item = PackageName<'_>>>;
@@ -56,9 +47,8 @@ impl RunItem for Request<'_> {
 
 impl Indexer {
     /// Runs the commands of `run` in order, each exactly as it would run
-    /// alone, and calls `done` with each command and its outcome right
-    /// after it ran (the store logs the change there). Stops at the first
-    /// error `done` returns, and returns it.
+    /// alone, calling `done` right after each (the store logs the change
+    /// there); stops at the first error `done` returns.
     pub(crate) fn execute_run<S: RunItem, E>(
         &mut self,
         run: &[S],
@@ -82,9 +72,8 @@ impl Indexer {
         Ok(())
     }
 
-    /// What `command` does if it leaves the index as it is; `None` when it
-    /// would change it. A refused or repeated write is answered under the
-    /// read lock this way, and only a real change waits for the write lock.
+    /// What `command` does if it leaves the index as it is, `None` if not:
+    /// so only a real change waits for the write lock.
     pub(crate) fn outcome_if_unchanged<S: RunItem>(&self, command: &S) -> Option<IndexOutcome> {
         let (package, dependencies) = match command.command() {
             IndexCommand::Query(package) => return Some(self.query(package)),
@@ -121,19 +110,14 @@ impl Indexer {
         let id = self.find(package).filter(|_| short)?;
         let ids = &mut ids[..len];
         ids.sort_unstable();
-        let mut distinct = 0;
-        for at in 0..ids.len() {
-            if at == 0 || ids[at] != ids[at - 1] {
-                ids[distinct] = ids[at];
-                distinct += 1;
-            }
-        }
-        (ids[..distinct] == *self.deps(id)).then_some(IndexOutcome::Unchanged)
+        let distinct = ids.chunk_by(|a, b| a == b).map(|run| run[0]);
+        distinct
+            .eq(self.deps(id).iter().copied())
+            .then_some(IndexOutcome::Unchanged)
     }
 
     /// Steps 1 and 2 for as many of `run`'s first commands as fit in a
-    /// window (none when the first alone names more than that): their
-    /// names' hashes, where each command's end, and how many commands.
+    /// window (maybe none): fills `hashes` and `ends`, returns how many.
     fn stage<S: RunItem>(
         &self,
         run: &[S],
@@ -169,8 +153,7 @@ impl Indexer {
         commands
     }
 
-    /// Step 2: the nodes of the ids each hash's bucket names, then the end
-    /// of their runs of edges.
+    /// Step 2: the candidates' nodes, then the ends of their edge runs.
     fn prefetch_candidates(&self, hashes: &[u64]) {
         for &hash in hashes {
             self.table.candidates(hash, |id| {
@@ -192,8 +175,7 @@ impl Indexer {
         }
     }
 
-    /// Runs one command, taking its names' hashes in order from `staged`
-    /// (those of a window) and hashing any names past them.
+    /// Runs one command with its names' hashes from `staged`, hashing any past them.
     // The closure over `hashed` gives each name the package's lifetime.
     #[allow(clippy::redundant_closure)]
     pub(super) fn execute<'d>(

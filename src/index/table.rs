@@ -1,12 +1,9 @@
-//! The name table: from a name's hash to the ids of the packages that may
-//! bear it, one 64-byte bucket per lookup. A name's home bucket is given
-//! by the low bits of its hash and its 1-byte tag by the top byte; a lookup
-//! compares only the ids whose tag matches, and goes on to the next bucket
-//! only while an entry once passed this one because it was full. Deleting
-//! counts those passes down again: no tombstones, no entries moved.
-//!
-//! The table keeps no hashes (a slot is five bytes), so growing hashes
-//! every name again: the index rebuilds it from its nodes.
+//! The name table: a name's hash to the ids that may bear it, one 64-byte
+//! bucket per lookup. The hash's low bits pick the home bucket, its top
+//! byte the tag; a lookup compares only ids whose tag matches, and goes on
+//! to the next bucket only while some entry passed this one when it was
+//! full. Deleting counts those passes down: no tombstones, no moves. Slots
+//! keep no hashes (five bytes each), so growing rehashes every name.
 
 use crate::sys;
 
@@ -17,14 +14,12 @@ const MIN_BUCKETS: usize = 2;
 /// The tag of a free slot; a name's tag is never 0.
 const FREE: u8 = 0;
 
-/// One cache line of the table.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u8; SLOTS],
-    /// Entries that were placed past this bucket because it was full when
-    /// they were inserted, their home being this bucket or one before it.
-    /// A lookup goes on past a bucket only while this is nonzero.
+    /// Entries placed past this bucket, it being full, whose home is here
+    /// or before: a lookup goes on past a bucket only while this is nonzero.
     passed: u32,
     ids: [u32; SLOTS],
 }
@@ -81,13 +76,11 @@ impl Default for NameTable {
 impl NameTable {
     /// An empty table that holds `entries` entries without growing.
     pub(super) fn with_room_for(entries: usize) -> NameTable {
-        // A table is full at seven eighths of its slots.
         let needed = entries.saturating_mul(8).div_ceil(SLOTS * 7);
         NameTable::touched(needed.max(MIN_BUCKETS).next_power_of_two())
     }
 
-    /// Makes this table a copy of `source`, reusing the room it has (see
-    /// [`NameTable::touched`]).
+    /// Makes this table a copy of `source`, reusing the room it has.
     pub(super) fn copy_from(&mut self, source: &Self) {
         self.buckets.clone_from(&source.buckets);
         self.len = source.len;
@@ -98,20 +91,17 @@ impl NameTable {
         self.buckets.len()
     }
 
-    /// An empty table of `buckets` buckets, each written (the buckets are
-    /// not zeros to `vec!`), so its pages are there.
+    /// An empty table of `buckets` buckets, each written so its pages are there.
     pub(super) fn touched(buckets: usize) -> NameTable {
         let buckets = vec![EMPTY_BUCKET; buckets];
         NameTable { buckets, len: 0 }
     }
 
-    /// Entries this table holds before it must grow: seven eighths of its
-    /// slots, so probe runs stay short.
+    /// Entries held before growing: seven eighths of the slots keeps probe runs short.
     pub(super) fn room(&self) -> usize {
         self.buckets.len() * SLOTS / 8 * 7
     }
 
-    /// True when one more entry needs a larger table.
     pub(super) fn is_full(&self) -> bool {
         self.len >= self.room()
     }
@@ -154,9 +144,8 @@ impl NameTable {
         sys::prefetch(&self.buckets[self.home(hash)]);
     }
 
-    /// Calls `each` with the ids in the home bucket of `hash` whose tag
-    /// matches (the candidates a lookup will compare), and starts loading
-    /// the next bucket when a lookup may go on to it.
+    /// Calls `each` with the ids a lookup of `hash` compares first, and
+    /// starts loading the next bucket when a lookup may go on to it.
     pub(super) fn candidates(&self, hash: u64, mut each: impl FnMut(u32)) {
         let at = self.home(hash);
         let bucket = &self.buckets[at];
@@ -168,8 +157,7 @@ impl NameTable {
         }
     }
 
-    /// Adds `id` under `hash`. The caller makes room first (see
-    /// [`NameTable::is_full`]) and never adds an id twice.
+    /// Adds `id` under `hash`; the caller makes room first, and adds no id twice.
     pub(super) fn insert(&mut self, hash: u64, id: u32) {
         let tag = tag(hash);
         let mask = self.mask();
@@ -195,8 +183,7 @@ impl NameTable {
         };
         self.buckets[at].tags[slot] = FREE;
         self.len -= 1;
-        // The entry no longer passes the buckets between its home and its
-        // slot.
+        // The entry no longer passes the buckets between its home and slot.
         let mut passed = self.home(hash);
         while passed != at {
             self.buckets[passed].passed -= 1;

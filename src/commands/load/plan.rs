@@ -16,11 +16,9 @@ pub(super) const MAX_REPORTED: usize = 20;
 /// An id that is none.
 const NONE: u32 = u32::MAX;
 
-/// Hashes a name by its 8-byte words, each folded in by a 128-bit product
-/// whose halves are xored: with it, reading a list of a million packages
-/// takes about a quarter less CPU than with std's default hash. The names
-/// come from a file the operator chose: defending against crafted
-/// collisions would buy nothing.
+/// Folds a name's 8-byte words in by 128-bit products: a quarter less CPU
+/// than std's hash to read a million-package list. The operator chose the
+/// file, so defending against crafted collisions would buy nothing.
 #[derive(Default)]
 struct NameHasher(u64);
 
@@ -42,11 +40,9 @@ impl Hasher for NameHasher {
 /// A list that parsed: each package once, every name numbered (its id).
 #[derive(Debug)]
 pub(super) struct List<'a> {
-    /// By id: the name. The packages come first, in the list's order; then
-    /// the dependencies without a line of their own, in the order named.
+    /// By id: the packages in list order, then the names without a line.
     names: Vec<&'a str>,
-    /// By package: where its dependencies start in `dependencies`; one
-    /// more entry ends the last package's.
+    /// By package, where its dependencies start; one more ends the last.
     starts: Vec<usize>,
     /// The ids of each package's dependencies, package after package.
     dependencies: Vec<u32>,
@@ -57,9 +53,8 @@ pub(super) struct List<'a> {
 }
 
 impl<'a> List<'a> {
-    /// Reads a whole list, a line at a time through [`parse_line_into`]. A
-    /// line that is not UTF-8 or does not parse, and a package listed a
-    /// second time, are errors naming their lines, in the list's order.
+    /// Reads a whole list; a line that does not parse and a package listed
+    /// twice are errors naming their lines, in list order.
     pub(super) fn read(text: &'a [u8]) -> Result<List<'a>, Vec<ListError>> {
         if u32::try_from(text.len()).is_err() {
             let reason = "a list may be at most 4 GiB".into();
@@ -108,8 +103,7 @@ impl<'a> List<'a> {
         }
         starts.push(named.len());
         requests.1.push(requests.0.len());
-        // The names without a line of their own get the next ids, in the
-        // order first named.
+        // Names without a line of their own get the next ids, first named first.
         let dependencies = named
             .into_iter()
             .map(|name| {
@@ -127,18 +121,15 @@ impl<'a> List<'a> {
         })
     }
 
-    /// How many packages the list holds.
     pub(super) fn len(&self) -> usize {
         self.starts.len() - 1
     }
 
-    /// The name with id `id`.
     pub(super) fn name(&self, id: u32) -> &'a str {
         self.names[id as usize]
     }
 
-    /// The names of the first [`MAX_REPORTED`] of `ids`, comma-separated,
-    /// and how many more there are.
+    /// The first [`MAX_REPORTED`] names of `ids`, and how many more.
     pub(super) fn some_names(&self, ids: &[u32]) -> String {
         let shown: Vec<&str> = ids
             .iter()
@@ -175,8 +166,7 @@ impl<'a> List<'a> {
     }
 }
 
-/// The packages to index, each after its listed dependencies, and why the
-/// others can never be, a line per problem.
+/// The packages to send, in order, and a line per problem with the rest.
 #[derive(Debug, Default)]
 pub(super) struct Order {
     pub(super) send: Vec<u32>,
@@ -184,14 +174,12 @@ pub(super) struct Order {
 }
 
 /// Orders `list` by dependencies and finds what can never be indexed;
-/// `missing` are the ids of names without a line that will never be met.
-///
-/// Tarjan's algorithm, a depth-first walk from each package in the list's
-/// order: it closes each strongly connected group after every group it
-/// depends on, so the lone packages come out in an order to send (a list
-/// in dependency order, as `export` writes one, keeps its order), and each
-/// larger group is a knot of cycles. A lone package is blocked when a
-/// dependency is missing, in a knot, or blocked.
+/// `missing` are names without a line that will never be met. Tarjan's
+/// algorithm, from each package in list order: each strongly connected
+/// group closes after those it depends on, so lone packages come out in an
+/// order to send (an exported list keeps its order) and larger groups are
+/// knots of cycles. A lone package is blocked when a dependency is missing,
+/// in a knot, or blocked.
 pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let packages = list.len();
     let mut blocked = vec![false; list.names.len()];

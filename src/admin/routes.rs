@@ -101,7 +101,7 @@ pub(super) fn respond(head: &[u8], state: &AdminState) -> RouteAnswer {
         },
         RequestLine::Get { path, head_only } => {
             return guarded(path, || route(path, head_only, state))
-                .unwrap_or_else(|| RouteAnswer::Now(internal_error().encode(false)))
+                .unwrap_or_else(|| RouteAnswer::Now(internal_error().encode(head_only)))
         }
     };
     RouteAnswer::Now(reply.encode(false))

@@ -10,7 +10,7 @@
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Fsync};
-use crate::log;
+use crate::log::{self, DurationText};
 use crate::metrics::Metrics;
 use crate::procfs;
 use crate::server::{self, Server, INTERRUPT_CHECK};
@@ -340,20 +340,4 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
         ],
     );
     Ok(store)
-}
-
-crate::log::as_text!(DurationText);
-
-/// Shows a duration with the unit the flags use (`1500ms`, `30s`).
-pub(crate) struct DurationText(pub(crate) std::time::Duration);
-
-impl fmt::Display for DurationText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = self.0.as_millis();
-        if millis.is_multiple_of(1000) {
-            write!(f, "{}s", millis / 1000)
-        } else {
-            write!(f, "{millis}ms")
-        }
-    }
 }

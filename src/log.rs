@@ -142,8 +142,23 @@ as_text!(
     std::net::SocketAddr,
     std::path::Display<'_>,
     Level,
-    Format
+    Format,
+    DurationText
 );
+
+/// Shows a duration with the unit the flags use (`1500ms`, `30s`).
+pub(crate) struct DurationText(pub(crate) Duration);
+
+impl Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis.is_multiple_of(1000) {
+            write!(f, "{}s", millis / 1000)
+        } else {
+            write!(f, "{millis}ms")
+        }
+    }
+}
 
 /// Writes one event to stderr if `level` is enabled. Field keys should be
 /// plain identifiers; values are escaped as the format requires.
@@ -448,6 +463,22 @@ mod tests {
         assert_eq!(Format::from_name("xml"), None);
         assert_eq!(Level::Debug.to_string(), "debug");
         assert_eq!(Format::Json.to_string(), "json");
+    }
+
+    #[test]
+    fn durations_show_the_unit_the_flags_use() {
+        assert_eq!(DurationText(Duration::from_secs(30)).to_string(), "30s");
+        assert_eq!(
+            DurationText(Duration::from_millis(1_500)).to_string(),
+            "1500ms"
+        );
+        assert_eq!(DurationText(Duration::ZERO).to_string(), "0s");
+        let line = event(
+            Format::Json,
+            "m",
+            &[("elapsed", &DurationText(Duration::from_millis(7)))],
+        );
+        assert!(line.ends_with(",\"elapsed\":\"7ms\"}\n"), "{line}");
     }
 
     #[test]

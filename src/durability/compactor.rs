@@ -13,9 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wal::{NextWalFile, Wal};
 use super::LogPosition;
-use crate::app::DurationText;
 use crate::index::SharedIndex;
-use crate::log;
+use crate::log::{self, DurationText};
 
 /// How often the files are checked while nothing else wakes the thread.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,11 +1,7 @@
 //! The process lifecycle (`docs/lifecycle.md`): start, serve, stop on a
-//! signal.
-//!
-//! Everything that must end the process reaches the main thread: signals
-//! through `sigtimedwait`, and a failure of the data directory as the log
-//! keeps it once it happens ([`Store::check_alive`]), which it looks at
-//! between waits of at most [`INTERRUPT_CHECK`]. No other thread ends the
-//! process.
+//! signal. Only the main thread ends the process: it takes signals with
+//! `sigtimedwait` and looks at the data directory's health
+//! ([`Store::check_alive`]) between waits of at most [`INTERRUPT_CHECK`].
 
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
@@ -42,10 +38,9 @@ struct Serving {
     ready: Arc<AtomicBool>,
 }
 
-/// Runs the server until a signal stops it, then stops gracefully: not
-/// ready, drain the connections within `--shutdown-timeout`, flush the
-/// store, stop the admin listener, log one line. A second signal or a
-/// failure during the stop ends it at once.
+/// Runs the server until a signal stops it, then stops gracefully
+/// (`docs/lifecycle.md#graceful-stop`); a second signal or a failure during
+/// the stop ends it at once.
 pub(crate) fn run(
     config: &Config,
     signals: Signals,
@@ -226,8 +221,7 @@ fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeErro
     listener.map_err(|err| RuntimeError(format!("cannot listen on {addr}{what}: {err}")))
 }
 
-/// Raises the open-files limit as far as allowed and returns the one in
-/// effect.
+/// Raises the open-files limit as far as allowed; the one in effect.
 fn raise_fd_limit() -> Option<u64> {
     let limit = OpenFilesLimit::current()
         .inspect_err(|err| log::warn("cannot read the open-files limit", &[("error", err)]))
@@ -260,10 +254,9 @@ fn fd_ceiling(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64)
 }
 
-/// Protocol connections served at once at most under the open-files limit
-/// `limit`, with the descriptors open now taken: `--max-connections`, or
-/// fewer (with a warning). A limit that leaves room for none refuses the
-/// start.
+/// Protocol connections served at once under the open-files limit `limit`,
+/// with the descriptors open now taken: `--max-connections`, or fewer (with
+/// a warning); an error when none fit.
 fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
     let ceiling = fd_ceiling(limit);
     // Descriptors open now below the ceiling (one inherited above it takes
@@ -297,10 +290,9 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
     Ok(room.min(max_connections))
 }
 
-/// What the admin listener reports: `/readyz` is 200 while `ready` is set
-/// and a protocol connection can be taken. Index gauges read zero, and the
-/// `/v1` routes answer 503, until `store` is set, once the data directory
-/// has loaded.
+/// `/readyz` is 200 while `ready` is set and a protocol connection can be
+/// taken; until `loaded` is set, index gauges read zero and `/v1` answers 503.
+
 fn admin_state(
     ready: Arc<AtomicBool>,
     loaded: Arc<OnceLock<Store>>,

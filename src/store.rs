@@ -2,17 +2,13 @@
 //! `--data-dir`, the durable side that owns its files.
 //!
 //! Each command is one critical section, so all clients see one order of
-//! commands. A command that leaves the index as it is (a `QUERY`, a refused
-//! or repeated `INDEX`, a refused `REMOVE` or one of a package not indexed)
-//! is answered under the read lock; only a real change takes the write
-//! lock. A change is appended to the log's in-memory buffer inside the
-//! same critical section (so the log's order is the index's order); waiting
-//! for it to reach the disk happens after the lock is released, once per
-//! batch of answers.
-//!
-//! Every answer waits for the log to cover the newest change it could have
-//! observed, queries included: an answer never reveals a change that a
-//! crash could still take back.
+//! commands. A command that leaves the index as it is (a `QUERY`, a refusal,
+//! a repeat) is answered under the read lock; only a real change takes the
+//! write lock, and is appended to the log's buffer in the same critical
+//! section, so the log's order is the index's order. Every answer, queries
+//! included, waits (after the lock, once per batch) for the log to cover the
+//! newest change it could have observed: an answer never reveals a change
+//! that a crash could still take back.
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
@@ -83,14 +79,10 @@ impl Store {
             .ok_or_else(|| io::Error::other("a request ran without a result"))
     }
 
-    /// Runs `requests` in order, each as one atomic step, and appends what
-    /// each did to `executed`, in runs of at most `MAX_RUN` (256): the
-    /// requests at the start of a run that change nothing are answered
-    /// under one hold of the read lock, the rest of the run under one hold
-    /// of the write lock. A batch of input costs a lock or two per run
-    /// rather than per request, and no other connection waits longer than
-    /// one run. Fails only when the log has failed: then none of the
-    /// answers may be sent.
+    /// Runs `requests` in order, each as one atomic step, appending what each
+    /// did to `executed`. Per run of `MAX_RUN` (256), the leading requests that
+    /// change nothing share one read lock and the rest one write lock. Fails
+    /// only when the log has failed: then none of the answers may be sent.
     pub fn execute_all(
         &self,
         requests: &[Request<'_>],
@@ -128,7 +120,7 @@ impl Store {
         executed.len() - before
     }
 
-    /// The rest of a run under one write lock, each change logged right after it is
+    /// The rest of a run under one write lock, each change logged as it is
     /// made (the log's buffer is taken once, at the run's first change).
     fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
         let mut index = self.index.write();
@@ -188,12 +180,8 @@ impl Store {
         })
     }
 
-    /// The whole index as a package list (`name: dep dep`, one package a
-    /// line, in [`Indexer::for_each_listed`]'s order: every package after
-    /// its dependencies, and the same text for the same index whatever
-    /// order it was built in). A point-in-time copy: the read lock is held
-    /// only while the index is copied, as the compactor does; the text is
-    /// written from the copy.
+    /// The whole index as a package list, in [`Indexer::for_each_listed`]'s
+    /// order; the read lock is held only while the index is copied.
     pub fn export(&self) -> String {
         let (copy, ()) = self.index.copy_with(|_| ());
         let mut text = String::with_capacity(copy.packages() * 16 + copy.dependencies() * 10);
@@ -219,9 +207,8 @@ impl Store {
         gauges
     }
 
-    /// Compacts the data directory now, on the calling thread, as the
-    /// compactor does when the log outgrows its snapshot (waiting for a
-    /// compaction in progress first); nothing to do in memory.
+    /// Compacts the data directory now, on the calling thread (after any
+    /// compaction in progress); nothing to do in memory.
     pub fn compact(&self) -> io::Result<()> {
         self.durable
             .as_deref()
@@ -254,8 +241,9 @@ fn sorted(text: &str) -> Vec<String> {
     names
 }
 
-/// The change `request` makes to the index if it succeeds (never called
-/// for a `QUERY`, which changes nothing).
+/// The change `request` makes to the index if it succeeds (never asked of a
+/// `QUERY`).
+
 fn change<'a>(request: &Request<'a>) -> Change<'a> {
     match request.command {
         Command::Remove => Change::Remove {

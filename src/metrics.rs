@@ -50,9 +50,8 @@ pub enum RejectReason {
 /// `reason` label values, in the order of [`RejectReason`].
 const REASON_LABELS: [&str; 3] = ["limit", "resources", "fds"];
 
-/// The store's figures at render time, supplied by whoever owns it: the
-/// index's sizes and the durable log's, zero without a data directory
-/// (`docs/admin-http.md#durability-metrics` says what each counts).
+/// The store's figures at render time; the log's are zero without a data
+/// directory (`docs/admin-http.md#durability-metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreGauges {
     pub packages: u64,
@@ -116,9 +115,8 @@ impl Histogram {
     }
 }
 
-/// The requests of one batch of input, counted by the connection that
-/// answered them and published at once with [`Metrics::record_batch`]: the
-/// shared counters then take a few atomic additions per batch instead of
+/// One batch's request counts, published at once by
+/// [`Metrics::record_batch`]: a few atomic additions per batch instead of
 /// three per request.
 #[derive(Default)]
 pub(crate) struct RequestTally {
@@ -245,11 +243,10 @@ impl Metrics {
         self.max_line_bytes.store(max_line_bytes, Relaxed);
     }
 
-    /// Whether one more protocol connection can be served: fewer are
-    /// active than the most [`set_limits`](Self::set_limits) allows.
+    /// Whether fewer connections are active than
+    /// [`set_limits`](Self::set_limits) allows.
     pub(crate) fn has_room(&self) -> bool {
-        let active = u64::try_from(self.connections_active.load(Relaxed)).unwrap_or(0);
-        active < self.max_connections.load(Relaxed)
+        (self.connections_active() as u64) < self.max_connections.load(Relaxed)
     }
 
     /// A snapshot was completed at `unix_seconds`.
@@ -263,9 +260,9 @@ impl Metrics {
         self.fsync_durations.observe(elapsed, 1);
     }
 
-    /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
-    /// included) to `out`. Process metrics that `/proc/self` cannot provide
-    /// are left out rather than failing the scrape.
+    /// Appends the whole exposition to `out`. Process metrics that
+    /// `/proc/self` cannot provide are left out rather than failing the scrape.
+
     pub fn render(&self, store: StoreGauges, out: &mut String) {
         // Formatting into a String cannot fail.
         let _ = self.write_exposition(store, out);

@@ -81,13 +81,9 @@ pub struct Signals {
     set: SigSet,
 }
 
-/// Blocks `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` in the
-/// calling thread and, through inheritance, in every thread it spawns
-/// afterwards.
-///
-/// Call it first thing in `main`, before any thread is spawned: a thread
-/// created earlier keeps the default action and a signal delivered to it
-/// would kill the process without a graceful stop.
+/// Blocks the collected signals in the calling thread and every thread it
+/// spawns afterwards. Call it first in `main`: a signal delivered to a
+/// thread created earlier would kill the process without a graceful stop.
 pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
     // Signal N is bit N - 1, as `sigaddset` sets it in glibc and musl.
@@ -130,12 +126,7 @@ impl Signals {
     }
 }
 
-// Clock ticks
-
-/// `_SC_CLK_TCK`, the same in glibc and musl.
-const SC_CLK_TCK: c_int = 2;
-
-// ---- wake-up preemption ----
+// Wake-up preemption
 
 #[repr(C)]
 struct SchedParam {
@@ -157,12 +148,13 @@ pub(crate) fn set_wakeup_preemption(on: bool) -> io::Result<()> {
     let policy = if on { SCHED_OTHER } else { SCHED_BATCH };
     // SAFETY: `param` is a valid `struct sched_param` that outlives the
     // call; pid 0 names the calling thread.
-    if unsafe { sched_setscheduler(0, policy, &param) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    succeeded(unsafe { sched_setscheduler(0, policy, &param) })
 }
+
+// Clock ticks
+
+/// `_SC_CLK_TCK`, the same in glibc and musl.
+const SC_CLK_TCK: c_int = 2;
 
 extern "C" {
     fn sysconf(name: c_int) -> std::os::raw::c_long;
@@ -274,11 +266,9 @@ extern "C" {
     ) -> c_int;
 }
 
-/// When the kernel probes an idle connection, and how long it waits for a
-/// dead peer: it sends the first probe after `idle` without traffic, then
-/// one every `interval`, and resets the connection after `probes`
-/// unanswered ones. Each field is whole seconds (or a count) the kernel
-/// accepts: 1 to 32767.
+/// The kernel's first probe comes after `idle` without traffic, then one
+/// every `interval`; `probes` unanswered ones reset the connection. Each
+/// field is whole seconds (or a count) from 1 to [`MAX_KEEPALIVE_VALUE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Keepalive {
     pub(crate) idle: Duration,
@@ -287,7 +277,7 @@ pub(crate) struct Keepalive {
 }
 
 /// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
-/// `TCP_KEEPCNT` (seconds, seconds, probes).
+/// `TCP_KEEPCNT`.
 pub(crate) const MAX_KEEPALIVE_VALUE: u32 = 32_767;
 
 /// Turns keepalive on for `stream` with `timing`.
@@ -311,8 +301,8 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
     succeeded(unsafe { setsockopt(fd, level, name, pointer, INT_OPTION_LEN) })
 }
 
-/// The outcome of a call that returns 0 on success and -1 with `errno` set
-/// on failure.
+/// The outcome of a call that returns 0, or -1 with `errno` set.
+
 fn succeeded(status: c_int) -> io::Result<()> {
     if status == 0 {
         Ok(())
@@ -334,9 +324,8 @@ pub(crate) const POLLOUT: c_short = 0x004;
 pub(crate) struct PollFd {
     fd: c_int,
     events: c_short,
-    /// What the last [`poll`] reported: nonzero when the descriptor wants
-    /// attention (an event asked for, or an error or hang-up, which are
-    /// reported whether asked for or not).
+    /// What the last [`poll`] reported: nonzero for an event asked for, or
+    /// an error or hang-up (reported whether asked for or not).
     pub(crate) revents: c_short,
 }
 
@@ -384,12 +373,9 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
 
 // Prefetching
 
-/// Asks the CPU to start bringing the cache line that holds `value` into
-/// its caches, and returns at once: code that knows which lines it will
-/// read next (the index's staged lookups) issues these for many of them
-/// first, so their misses overlap instead of each waiting for the last. A
-/// hint with no effect on what the program computes; a no-op on other
-/// architectures.
+/// Asks the CPU to start loading the cache line that holds `value`, and
+/// returns at once: the index's staged lookups issue these for many lines
+/// first, so their misses overlap. A no-op on other architectures.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]

@@ -12,7 +12,6 @@ use std::panic::{self, AssertUnwindSafe};
 pub(super) const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 const JSON_CONTENT_TYPE: &str = "application/json";
 
-/// An answer with a complete body.
 pub(super) struct Reply {
     pub(super) status: &'static str,
     pub(super) content_type: &'static str,
@@ -46,8 +45,8 @@ impl Reply {
         )
     }
 
-    /// The bytes on the wire; `head_only` (a `HEAD` request) keeps the
-    /// headers, `Content-Length` included, and drops the body.
+    /// The bytes on the wire; `head_only` (`HEAD`) drops the body but keeps
+    /// its `Content-Length`.
     pub(super) fn encode(&self, head_only: bool) -> Vec<u8> {
         let mut bytes = self.head().into_bytes();
         if !head_only {
@@ -61,9 +60,7 @@ impl Reply {
 /// so exports cannot keep inspections out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum JobKind {
-    /// `/v1/packages/NAME` and `/v1/text/packages/NAME`.
     Inspect,
-    /// `/v1/export`.
     Export,
 }
 
@@ -173,8 +170,7 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> RouteAnswer {
     RouteAnswer::Now(reply.encode(head_only))
 }
 
-/// An inspection refused: `{"error": what, "name": name}`, or `what` as a
-/// line of text.
+/// An inspection refused: `{"error": what, "name": name}`, or `what` alone.
 fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> Reply {
     if let Form::Text = form {
         return Reply::text(status, format!("{what}\n"));
@@ -189,8 +185,8 @@ fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> 
     Reply::new(status, JSON_CONTENT_TYPE, body)
 }
 
-/// `/v1/packages/NAME`, on a worker: the package's dependencies and
-/// dependents; `name` was checked on the loop.
+/// `/v1/packages/NAME`, on a worker; `name` was checked on the loop.
+
 fn inspect(store: &Store, name: &[u8], form: Form) -> Reply {
     let inspection = PackageName::new(name).and_then(|name| store.inspect(name));
     match (inspection, form) {

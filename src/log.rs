@@ -1,13 +1,8 @@
 //! Structured logging to stderr, one event per line, in logfmt-style text or
-//! JSON (`docs/lifecycle.md#logs`). Each event is built into one string and
-//! written with one `write_all`, so lines from different threads never
-//! interleave; timestamps are computed here, so the crate needs no date
-//! library.
-//!
-//! A field's value is a [`FieldValue`]: numbers and booleans are written
-//! bare in JSON, everything else as a string. Types that log as their
-//! `Display` text say so with [`as_text!`](crate::log::as_text), next to
-//! their definition.
+//! JSON (`docs/lifecycle.md#logs`). Each event is written with one
+//! `write_all`, so lines from different threads never interleave. Types that
+//! log as their `Display` text say so with [`as_text!`](crate::log::as_text)
+//! next to their definition.
 
 use crate::json;
 use std::fmt::{self, Display, Write as _};
@@ -21,7 +16,7 @@ pub enum Format {
     /// `key=value` pairs, values quoted when they need it.
     Text,
     /// One JSON object per line: numbers and booleans bare, other values
-    /// as strings (`docs/lifecycle.md#logs`).
+    /// as strings.
     Json,
 }
 
@@ -67,8 +62,7 @@ impl Display for Format {
 /// The format and level, once set.
 static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
-/// Sets the process-wide format and level; only the first call has an
-/// effect.
+/// Sets the process-wide format and level; only the first call counts.
 pub(crate) fn init(format: Format, level: Level) {
     let _ = SETTINGS.set((format, level));
 }
@@ -160,8 +154,8 @@ impl Display for DurationText {
     }
 }
 
-/// Writes one event to stderr if `level` is enabled. Field keys should be
-/// plain identifiers; values are escaped as the format requires.
+/// Writes one event to stderr if `level` is enabled; keys should be plain
+/// identifiers.
 pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let (format, max_level) = *SETTINGS.get().unwrap_or(&(Format::Text, Level::Info));
     if level > max_level {
@@ -212,8 +206,8 @@ fn format_event(
         Format::Json => write!(line, "\",\"level\":\"{level}\",\"msg\":"),
     };
     json::write_string(&mut line, msg);
-    // A value is rendered into a reused scratch buffer because it must be
-    // inspected (text) or escaped (JSON) before it is written.
+    // Rendered apart first: it must be inspected (text) or escaped (JSON).
+
     let mut value = String::new();
     for (key, field) in fields {
         value.clear();

@@ -59,11 +59,10 @@ pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// `somaxconn` and it cannot be read: Linux's default since 5.4.
 pub(crate) const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
 
-/// Keepalive probes after `--tcp-keepalive` of silence come this often...
+/// Keepalive probes after `--tcp-keepalive` of silence come this often, and
+/// [`KEEPALIVE_PROBES`] unanswered ones close the connection: a dead peer is
+/// noticed a minute after the idle time, and a live one has that to answer.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// ...and this many unanswered ones close the connection: a dead peer is
-/// noticed about a minute after the idle time (two minutes by default),
-/// while a live one on a slow path has a minute to answer.
 pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
 /// A protocol listener and its acceptor thread.
@@ -154,9 +153,9 @@ impl Server {
     }
 
     /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
-    /// is left after `timeout`. Between waits of at most 100 ms,
-    /// `interrupted` says whether to give up at once (a second signal, a
-    /// failed disk): then `None`, and the connections are left as they are.
+    /// is left after `timeout`; `None` as soon as `interrupted` (asked at
+    /// least every 100 ms) says to give up, leaving the connections be.
+
     pub fn shutdown(
         self,
         timeout: Duration,
@@ -584,10 +583,9 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Moves an incomplete line to the front of the buffer and sizes the
-    /// buffer for the next read: larger for a long line, or while reads
-    /// come back full (a client streaming a pipeline: fewer reads per line),
-    /// back to the initial size when they do not.
+    /// Moves an incomplete line to the front of the buffer and sizes it for
+    /// the next read: larger for a long line or while reads come back full
+    /// (fewer reads for a pipeline), back to the initial size when not.
     fn keep_partial_line(&mut self) {
         let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
@@ -705,8 +703,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Reads what has already arrived without waiting for more; 0 when
-    /// nothing is waiting.
+    /// Reads what has already arrived; 0 when nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
         self.take_buffer();
         self.peer.stream.set_nonblocking(true)?;

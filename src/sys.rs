@@ -3,9 +3,8 @@
 //! block says why it is sound. Layouts and constants are those of Linux on
 //! x86_64 and aarch64, identical in glibc and musl.
 //!
-//! Signals are handled without handlers: the five collected ones are
-//! blocked in every thread (the mask is inherited, so [`block_signals`]
-//! runs before any other thread exists) and one thread takes them with
+//! Signals are handled without handlers: the collected ones are blocked in
+//! every thread ([`block_signals`]) and one thread takes them with
 //! `sigtimedwait(2)`, so no code ever runs in signal context.
 
 use std::fmt;
@@ -48,9 +47,8 @@ pub struct Signal {
     number: c_int,
 }
 
-/// Every signal [`block_signals`] takes over, with its number on Linux:
-/// the two that stop the server (sent by `kill`, init systems, container
-/// runtimes and Ctrl-C), then three that mean nothing to it.
+/// Every signal [`block_signals`] takes over, with its Linux number: the two
+/// that stop the server, then three that mean nothing to it.
 const COLLECTED: [(c_int, &str); 5] = [
     (15, "SIGTERM"),
     (2, "SIGINT"),
@@ -184,10 +182,8 @@ pub(crate) fn somaxconn() -> Option<u32> {
         .ok()
 }
 
-/// Sets how many connections that completed the handshake the kernel
-/// queues for `listener` before it is accepted from (std listens with 128).
-/// Linux applies a second `listen(2)` on a listening socket as a new
-/// backlog; it caps the value at `net.core.somaxconn`.
+/// Sets how many handshaken connections the kernel queues for `listener`
+/// (std listens with 128): Linux takes a second `listen(2)` as a new backlog.
 pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
@@ -200,9 +196,7 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
 const RLIMIT_NOFILE: c_int = 7;
 
 /// The process's limit on open file descriptors, laid out as C's `struct
-/// rlimit` (two `rlim_t`, unsigned long, 64 bits on these targets);
-/// `u64::MAX` is `RLIM_INFINITY`, no limit (which Linux never grants for
-/// this one: it caps the hard limit at `fs.nr_open`).
+/// rlimit` (two `rlim_t`, 64 bits on these targets).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct OpenFilesLimit {
@@ -228,10 +222,8 @@ impl OpenFilesLimit {
         Ok(limit)
     }
 
-    /// Raises the soft limit to the hard one, as Go's runtime does at start:
-    /// the soft default (often 1024) exists for programs that use
-    /// `select(2)`, and a server of one descriptor per connection needs more.
-    /// Returns the limit now in effect.
+    /// Raises the soft limit to the hard one, as Go's runtime does: the soft
+    /// default (often 1024) is for `select(2)` users. The limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
         let raised = OpenFilesLimit {
             soft: self.hard,
@@ -339,8 +331,7 @@ impl PollFd {
         }
     }
 
-    /// An entry the kernel skips (its descriptor is negative): it keeps
-    /// its place in the set without being watched.
+    /// An entry the kernel skips (a negative descriptor), keeping its place.
     pub(crate) fn ignored() -> PollFd {
         PollFd::new(-1, 0)
     }
@@ -351,10 +342,10 @@ extern "C" {
     fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
 }
 
-/// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
-/// no limit), and returns how many entries have events. The timeout is
-/// rounded up to whole milliseconds, so the wait never ends early. A
+/// Waits until an entry of `fds` is ready or `timeout` (rounded up to whole
+/// milliseconds; `None`: no limit) passes; how many entries have events. A
 /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
+
 pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
     let timeout_ms = timeout.map_or(-1, |timeout| {
         c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)

@@ -42,8 +42,8 @@ pub enum RejectReason {
     Limit,
     /// The OS refused a resource for it, such as a thread.
     Resources,
-    /// Serving it would have used a file descriptor kept for the admin
-    /// listener and the data directory: the open-files limit is near.
+    /// It would have used a descriptor kept for the admin listener and the
+    /// data directory.
     Fds,
 }
 
@@ -186,8 +186,8 @@ impl Metrics {
         self.request_durations[command].observe(elapsed, 1);
     }
 
-    /// Publishes a batch's requests and empties `tally`: every request in it
-    /// is observed with the same duration, `elapsed`.
+    /// Publishes a batch's requests, each observed as `elapsed`, and empties
+    /// `tally`.
     pub(crate) fn record_batch(&self, tally: &mut RequestTally, elapsed: Duration) {
         for (command, results) in tally.counts.iter_mut().enumerate() {
             let mut requests = 0;
@@ -230,8 +230,8 @@ impl Metrics {
         self.durability_errors.fetch_add(1, Relaxed);
     }
 
-    /// Files of the data directory were found gone or replaced and written
-    /// again from memory.
+    /// Files of the data directory were found gone and written again.
+
     pub fn data_dir_rewritten(&self) {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }

@@ -94,10 +94,9 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Binds both listeners (before loading: a taken port fails at once, and
-/// the admin listener answers, not ready, while a large data directory
-/// loads), opens the store, starts accepting, reports ready and logs the
-/// start line.
+/// Binds both listeners before loading (a taken port fails at once, and
+/// probes are answered, not ready, while a large data directory loads),
+/// then opens the store, starts accepting and reports ready.
 fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeError> {
     let fd_limit = raise_fd_limit();
     let listen_backlog = config
@@ -148,8 +147,7 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
     Ok(serving)
 }
 
-/// The one line a start logs: the addresses, the version and every setting
-/// in force.
+/// The start line: the addresses, the version and every setting in force.
 fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_limit: Option<u64>) {
     let admin_addr = serving
         .admin
@@ -184,9 +182,8 @@ fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_li
     );
 }
 
-/// What ends serving: `SIGTERM` or `SIGINT` arriving within `wait`, or a
-/// failure of the data directory (the error, exit 1). Stray signals that
-/// would otherwise have ended the process are logged and ignored.
+/// What ends serving: a stopping signal within `wait`, or a failure of the
+/// data directory (the error). Other collected signals are logged, ignored.
 fn pending_interruption(
     signals: &Signals,
     store: &Store,
@@ -210,9 +207,8 @@ fn pending_interruption(
     }
 }
 
-/// Binds `addr` and listens with `backlog`: std's own 128 overflows under
-/// bursts of connections, which then wait for SYN retries.
-/// `what` names the listener in the error.
+/// Binds `addr` with `backlog` (std's 128 overflows under bursts, which then
+/// wait for SYN retries); `what` names the listener in the error.
 fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeError> {
     let listener = TcpListener::bind(addr).and_then(|listener| {
         sys::set_listen_backlog(&listener, backlog)?;
@@ -233,15 +229,13 @@ fn raise_fd_limit() -> Option<u64> {
     Some(limit.soft)
 }
 
-/// Descriptors the process opens after its start besides protocol and
-/// admin connections, at most, at once (`docs/lifecycle.md`, "File
-/// descriptors", says which).
+/// Descriptors the process may open after its start besides connections
+/// (`docs/lifecycle.md`, "File descriptors", says which).
 const RESERVED_FOR_THE_PROCESS: u64 = 14;
 
 /// Admin connections pending at once under an open-files limit of `limit`:
-/// a sixteenth of it, and no more than the admin listener's own cap, so
-/// that probes fit beside protocol connections under any limit and an
-/// admin flood cannot take the data directory's descriptors.
+/// a sixteenth of it, at most the listener's own cap, so probes fit under
+/// any limit and an admin flood cannot take the data directory's descriptors.
 fn admin_connections(limit: u64) -> usize {
     let cap = AdminLimits::default().max_connections;
     usize::try_from(limit / 16).map_or(cap, |share| share.min(cap))
@@ -309,9 +303,9 @@ fn admin_state(
     }
 }
 
-/// Rebuilds the index from `dir` and opens it for writing. Damage is a
-/// one-line error naming the file and offset; a torn last record is a
-/// warning.
+/// Rebuilds the index from `dir` and opens it for writing; a torn last
+/// record is a warning.
+
 fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
     let options = durability::DurableOptions::new(fsync);
     let (store, loaded) = Store::open(dir, options, Arc::clone(metrics))

@@ -54,8 +54,7 @@ pub struct Inspection {
 
 impl Store {
     /// Opens the data directory `dir` (created if missing), rebuilding the
-    /// index it keeps; its durable side counts syncs, failures and
-    /// compactions in `metrics`.
+    /// index it keeps; syncs, failures and compactions count in `metrics`.
     pub fn open(
         dir: &Path,
         options: durability::DurableOptions,
@@ -99,10 +98,8 @@ impl Store {
         Ok(())
     }
 
-    /// Answers, under one read lock, the requests at the start of `run`
-    /// that leave the index as it is (queries, refusals, repeats); returns
-    /// how many. Each answer waits for the newest change the lock let
-    /// through.
+    /// Answers, under one read lock, the leading requests of `run` that
+    /// change nothing; how many. Each waits for the newest change logged.
     fn answer_unchanged(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> usize {
         let index = self.index.read();
         let wait_for = self
@@ -166,8 +163,7 @@ impl Store {
     }
 
     /// The package's dependencies and dependents at one moment, or `None`
-    /// when it is not indexed: one hold of the read lock, as long as it
-    /// takes to copy their names into two buffers.
+    /// when it is not indexed; the read lock is held only to copy the names.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         let index = self.index.read();
         let dependencies = lines(index.dependencies_of(package)?);
@@ -215,9 +211,9 @@ impl Store {
             .map_or(Ok(()), |durable| durable.compaction.compact(None))
     }
 
-    /// Stops the durable side: the compactor is stopped and joined, then
-    /// everything logged is written and synced; later changes fail. Returns
-    /// the error that failed the log, if any. Nothing to do in memory.
+    /// Stops the compactor, then writes and syncs everything logged; later
+    /// changes fail. The error that failed the log, if any.
+
     pub fn close(&self) -> io::Result<()> {
         self.durable.as_deref().map_or(Ok(()), Durable::close)
     }

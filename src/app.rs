@@ -242,8 +242,7 @@ fn admin_connections(limit: u64) -> usize {
 }
 
 /// The lowest descriptor number a protocol connection may not keep under an
-/// open-files limit of `limit`: those above are what the process and the
-/// admin listener may open after the start.
+/// open-files limit of `limit`: those above are for the process and admin.
 fn fd_ceiling(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64)
 }
@@ -286,7 +285,6 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
 
 /// `/readyz` is 200 while `ready` is set and a protocol connection can be
 /// taken; until `loaded` is set, index gauges read zero and `/v1` answers 503.
-
 fn admin_state(
     ready: Arc<AtomicBool>,
     loaded: Arc<OnceLock<Store>>,
@@ -305,7 +303,6 @@ fn admin_state(
 
 /// Rebuilds the index from `dir` and opens it for writing; a torn last
 /// record is a warning.
-
 fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
     let options = durability::DurableOptions::new(fsync);
     let (store, loaded) = Store::open(dir, options, Arc::clone(metrics))

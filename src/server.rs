@@ -155,7 +155,6 @@ impl Server {
     /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
     /// is left after `timeout`; `None` as soon as `interrupted` (asked at
     /// least every 100 ms) says to give up, leaving the connections be.
-
     pub fn shutdown(
         self,
         timeout: Duration,
@@ -212,9 +211,8 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until `done` holds or the `deadline` passes, looking at
-    /// `interrupted` at least every [`INTERRUPT_CHECK`]; `None` when it says
-    /// to give up.
+    /// Waits until `done` holds or `deadline` passes; `None` once
+    /// `interrupted` (asked every [`INTERRUPT_CHECK`]) says to give up.
     fn wait_until<'a>(
         &self,
         mut connections: MutexGuard<'a, Connections>,
@@ -241,8 +239,7 @@ impl Shared {
 
     /// Accepts until the stop, then admits every connection already waiting
     /// in the backlog (its client may have sent lines: closing the listener
-    /// would reset it). Between accepts it waits in `poll` at most
-    /// [`INTERRUPT_CHECK`].
+    /// would reset it). Polls at most [`INTERRUPT_CHECK`] between accepts.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut from_backlog = 0;
         let mut watched = [sys::PollFd::new(listener.as_raw_fd(), sys::POLLIN)];
@@ -271,9 +268,8 @@ impl Shared {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or
-                // memory. Back off instead of spinning; the pending
-                // connection stays in the backlog.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of
+                // spinning; the pending connection stays in the backlog.
                 Err(err) if matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12)) => {
                     log::warn("accept failed", &[("error", &err)]);
                     thread::sleep(Duration::from_millis(50));
@@ -468,8 +464,7 @@ impl<'a> Session<'a> {
     }
 
     /// Answers up to [`MAX_RUN`] complete lines into `output`, or one that
-    /// does not parse (`ERROR`); each is recorded with the batch's duration.
-    /// Returns when the last answer was ready.
+    /// does not parse (`ERROR`); returns when the last answer was ready.
     fn answer_batch(&mut self) -> io::Result<Instant> {
         let started = Instant::now();
         let input = &self.input[..self.end];
@@ -626,7 +621,6 @@ impl<'a> Session<'a> {
     /// Sets the read timeout to what is left of `--idle-timeout` since the
     /// last complete line, at most [`LINGER`] while buffers are held; the
     /// socket is touched only when that changes.
-
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
         let idle = self.shared.config.idle_timeout;
         let left = if let Some(at) = last_line {

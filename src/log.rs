@@ -207,7 +207,6 @@ fn format_event(
     };
     json::write_string(&mut line, msg);
     // Rendered apart first: it must be inspected (text) or escaped (JSON).
-
     let mut value = String::new();
     for (key, field) in fields {
         value.clear();

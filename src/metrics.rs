@@ -231,7 +231,6 @@ impl Metrics {
     }
 
     /// Files of the data directory were found gone and written again.
-
     pub fn data_dir_rewritten(&self) {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
@@ -262,7 +261,6 @@ impl Metrics {
 
     /// Appends the whole exposition to `out`. Process metrics that
     /// `/proc/self` cannot provide are left out rather than failing the scrape.
-
     pub fn render(&self, store: StoreGauges, out: &mut String) {
         // Formatting into a String cannot fail.
         let _ = self.write_exposition(store, out);

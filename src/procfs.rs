@@ -36,7 +36,6 @@ fn parse_status(text: &str) -> ProcessStatus {
 }
 
 /// User plus system CPU seconds of `pid`, all its threads, live and ended.
-
 pub fn process_cpu_seconds(pid: &str) -> Option<f64> {
     let ticks = stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
     Some(ticks as f64 / clock_ticks_per_second()? as f64)

@@ -213,7 +213,6 @@ impl Store {
 
     /// Stops the compactor, then writes and syncs everything logged; later
     /// changes fail. The error that failed the log, if any.
-
     pub fn close(&self) -> io::Result<()> {
         self.durable.as_deref().map_or(Ok(()), Durable::close)
     }
@@ -239,7 +238,6 @@ fn sorted(text: &str) -> Vec<String> {
 
 /// The change `request` makes to the index if it succeeds (never asked of a
 /// `QUERY`).
-
 fn change<'a>(request: &Request<'a>) -> Change<'a> {
     match request.command {
         Command::Remove => Change::Remove {

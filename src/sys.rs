@@ -294,7 +294,6 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
 }
 
 /// The outcome of a call that returns 0, or -1 with `errno` set.
-
 fn succeeded(status: c_int) -> io::Result<()> {
     if status == 0 {
         Ok(())
@@ -345,7 +344,6 @@ extern "C" {
 /// Waits until an entry of `fds` is ready or `timeout` (rounded up to whole
 /// milliseconds; `None`: no limit) passes; how many entries have events. A
 /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
-
 pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
     let timeout_ms = timeout.map_or(-1, |timeout| {
         c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)

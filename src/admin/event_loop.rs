@@ -297,7 +297,6 @@ fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> bool 
 }
 
 /// Logs why a connection is closed without its whole answer; false.
-
 fn dropped(reason: impl Into<Cow<'static, str>>) -> bool {
     log::debug("admin connection dropped", &[("reason", &reason.into())]);
     false

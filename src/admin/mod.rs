@@ -92,7 +92,6 @@ impl AdminServer {
 
     /// Ends the loop, closing the listener and every pending connection,
     /// and joins its thread (as dropping does).
-
     pub fn stop(self) {}
 }
 

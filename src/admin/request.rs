@@ -31,7 +31,6 @@ pub(super) enum RequestLine<'a> {
 /// Reads `METHOD TARGET HTTP/1.x`. The target must be in origin form
 /// (`/path?query`) or absolute form (`http://host:port/path?query`, or
 /// `https`; the host is ignored as RFC 9112 §3.2.2 asks).
-
 pub(super) fn parse_request_line(line: &[u8]) -> RequestLine<'_> {
     let Ok(line) = std::str::from_utf8(line) else {
         return RequestLine::Malformed;

@@ -186,7 +186,6 @@ fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> 
 }
 
 /// `/v1/packages/NAME`, on a worker; `name` was checked on the loop.
-
 fn inspect(store: &Store, name: &[u8], form: Form) -> Reply {
     let inspection = PackageName::new(name).and_then(|name| store.inspect(name));
     match (inspection, form) {

@@ -99,7 +99,6 @@ fn answer_job(mut stream: TcpStream, job: Job, sending: &AtomicUsize) {
     sending.fetch_sub(1, Ordering::AcqRel);
     // The connection ends here, whatever other descriptors of it remain;
     // the client may be gone already, with no one to tell.
-
     match sent {
         Ok(()) => drop(stream.shutdown(Shutdown::Write)),
         Err(error) => {

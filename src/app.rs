@@ -12,7 +12,6 @@ use crate::procfs;
 use crate::server::{self, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
-use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +21,6 @@ use std::time::Duration;
 /// Why the server could not run: one line, exit status 1.
 #[derive(Debug)]
 pub(crate) struct RuntimeError(pub String);
-
-impl fmt::Display for RuntimeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A server that is up: what the stop needs.
 struct Serving {

@@ -59,7 +59,6 @@ impl Display for Format {
     }
 }
 
-/// The format and level, once set.
 static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
 /// Sets the process-wide format and level; only the first call counts.
@@ -169,22 +168,18 @@ pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// Logs at [`Level::Error`].
 pub(crate) fn error(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Error, msg, fields);
 }
 
-/// Logs at [`Level::Warn`].
 pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Warn, msg, fields);
 }
 
-/// Logs at [`Level::Info`].
 pub(crate) fn info(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Info, msg, fields);
 }
 
-/// Logs at [`Level::Debug`].
 pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Debug, msg, fields);
 }

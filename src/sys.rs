@@ -213,7 +213,6 @@ extern "C" {
 }
 
 impl OpenFilesLimit {
-    /// Reads the limit with `getrlimit(2)`.
     pub(crate) fn current() -> io::Result<OpenFilesLimit> {
         let mut limit = OpenFilesLimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
@@ -272,7 +271,6 @@ pub(crate) struct Keepalive {
 /// `TCP_KEEPCNT`.
 pub(crate) const MAX_KEEPALIVE_VALUE: u32 = 32_767;
 
-/// Turns keepalive on for `stream` with `timing`.
 pub(crate) fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
     let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     set_int_option(stream, SOL_SOCKET, SO_KEEPALIVE, 1)?;
@@ -306,7 +304,6 @@ fn succeeded(status: c_int) -> io::Result<()> {
 
 /// Readable, or (on a listener) a connection is waiting to be accepted.
 pub(crate) const POLLIN: c_short = 0x001;
-/// Writable without blocking.
 pub(crate) const POLLOUT: c_short = 0x004;
 
 /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
@@ -321,7 +318,6 @@ pub(crate) struct PollFd {
 }
 
 impl PollFd {
-    /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
     pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
         PollFd {
             fd,

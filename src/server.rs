@@ -373,7 +373,6 @@ struct Session<'a> {
     filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
-    /// The metrics' counts of the batch being answered.
     tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.

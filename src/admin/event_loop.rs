@@ -69,9 +69,7 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             self.expire(now);
-            if self.accept_paused_until.is_some_and(|until| until <= now) {
-                self.accept_paused_until = None;
-            }
+            self.accept_paused_until = self.accept_paused_until.filter(|&until| until > now);
             poll_set.clear();
             poll_set.push(PollFd::new(self.stop_watch.as_raw_fd(), POLLIN));
             poll_set.push(match self.accept_paused_until {
@@ -108,7 +106,6 @@ impl EventLoop {
         }
     }
 
-    /// Closes every connection whose deadline has passed.
     fn expire(&mut self, now: Instant) {
         let expired = self
             .connections

@@ -86,7 +86,6 @@ enum Form {
     Text,
 }
 
-/// Answers one request head.
 pub(super) fn respond(head: &[u8], state: &AdminState) -> RouteAnswer {
     let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);

@@ -1,7 +1,6 @@
-//! The system calls the standard library does not offer, and the crate's
-//! only `unsafe` code: each call is declared here by hand and each `unsafe`
-//! block says why it is sound. Layouts and constants are those of Linux on
-//! x86_64 and aarch64, identical in glibc and musl.
+//! The system calls the standard library does not offer, declared by hand:
+//! the crate's only `unsafe` code. Layouts and constants are those of Linux
+//! on x86_64 and aarch64, identical in glibc and musl.
 //!
 //! Signals are handled without handlers: the collected ones are blocked in
 //! every thread ([`block_signals`]) and one thread takes them with

@@ -1,22 +1,17 @@
 //! The process lifecycle (`docs/lifecycle.md`): start, serve, stop on a
-//! signal.
-//!
-//! Everything that must end the process reaches the main thread: signals
-//! through `sigtimedwait`, and a failure of the data directory as the log
-//! keeps it once it happens ([`Store::check_alive`]), which it looks at
-//! between waits of at most [`INTERRUPT_CHECK`]. No other thread ends the
-//! process.
+//! signal. Only the main thread ends the process: it takes signals with
+//! `sigtimedwait` and looks at the data directory's health
+//! ([`Store::check_alive`]) between waits of at most [`INTERRUPT_CHECK`].
 
 use crate::admin::{AdminLimits, AdminServer, AdminState};
 use crate::config::Config;
 use crate::durability::{self, Fsync};
-use crate::log;
+use crate::log::{self, DurationText};
 use crate::metrics::Metrics;
 use crate::procfs;
 use crate::server::{self, Server, INTERRUPT_CHECK};
 use crate::store::Store;
 use crate::sys::{self, OpenFilesLimit, Signal, Signals};
-use std::fmt;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +22,6 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct RuntimeError(pub String);
 
-impl fmt::Display for RuntimeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A server that is up: what the stop needs.
 struct Serving {
     running: Server,
@@ -42,10 +31,9 @@ struct Serving {
     ready: Arc<AtomicBool>,
 }
 
-/// Runs the server until a signal stops it, then stops gracefully: not
-/// ready, drain the connections within `--shutdown-timeout`, flush the
-/// store, stop the admin listener, log one line. A second signal or a
-/// failure during the stop ends it at once.
+/// Runs the server until a signal stops it, then stops gracefully
+/// (`docs/lifecycle.md#graceful-stop`); a second signal or a failure during
+/// the stop ends it at once.
 pub(crate) fn run(
     config: &Config,
     signals: Signals,
@@ -99,10 +87,9 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Binds both listeners (before loading: a taken port fails at once, and
-/// the admin listener answers, not ready, while a large data directory
-/// loads), opens the store, starts accepting, reports ready and logs the
-/// start line.
+/// Binds both listeners before loading (a taken port fails at once, and
+/// probes are answered, not ready, while a large data directory loads),
+/// then opens the store, starts accepting and reports ready.
 fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeError> {
     let fd_limit = raise_fd_limit();
     let listen_backlog = config
@@ -153,8 +140,7 @@ fn start(config: &Config, metrics: &Arc<Metrics>) -> Result<Serving, RuntimeErro
     Ok(serving)
 }
 
-/// The one line a start logs: the addresses, the version and every setting
-/// in force.
+/// The start line: the addresses, the version and every setting in force.
 fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_limit: Option<u64>) {
     let admin_addr = serving
         .admin
@@ -189,9 +175,8 @@ fn log_start_line(config: &Config, serving: &Serving, listen_backlog: u32, fd_li
     );
 }
 
-/// What ends serving: `SIGTERM` or `SIGINT` arriving within `wait`, or a
-/// failure of the data directory (the error, exit 1). Stray signals that
-/// would otherwise have ended the process are logged and ignored.
+/// What ends serving: a stopping signal within `wait`, or a failure of the
+/// data directory (the error). Other collected signals are logged, ignored.
 fn pending_interruption(
     signals: &Signals,
     store: &Store,
@@ -215,9 +200,8 @@ fn pending_interruption(
     }
 }
 
-/// Binds `addr` and listens with `backlog`: std's own 128 overflows under
-/// bursts of connections, which then wait for SYN retries.
-/// `what` names the listener in the error.
+/// Binds `addr` with `backlog` (std's 128 overflows under bursts, which then
+/// wait for SYN retries); `what` names the listener in the error.
 fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeError> {
     let listener = TcpListener::bind(addr).and_then(|listener| {
         sys::set_listen_backlog(&listener, backlog)?;
@@ -226,8 +210,7 @@ fn bind(addr: &str, backlog: u32, what: &str) -> Result<TcpListener, RuntimeErro
     listener.map_err(|err| RuntimeError(format!("cannot listen on {addr}{what}: {err}")))
 }
 
-/// Raises the open-files limit as far as allowed and returns the one in
-/// effect.
+/// Raises the open-files limit as far as allowed; the one in effect.
 fn raise_fd_limit() -> Option<u64> {
     let limit = OpenFilesLimit::current()
         .inspect_err(|err| log::warn("cannot read the open-files limit", &[("error", err)]))
@@ -239,31 +222,27 @@ fn raise_fd_limit() -> Option<u64> {
     Some(limit.soft)
 }
 
-/// Descriptors the process opens after its start besides protocol and
-/// admin connections, at most, at once (`docs/lifecycle.md`, "File
-/// descriptors", says which).
+/// Descriptors the process may open after its start besides connections
+/// (`docs/lifecycle.md`, "File descriptors", says which).
 const RESERVED_FOR_THE_PROCESS: u64 = 14;
 
 /// Admin connections pending at once under an open-files limit of `limit`:
-/// a sixteenth of it, and no more than the admin listener's own cap, so
-/// that probes fit beside protocol connections under any limit and an
-/// admin flood cannot take the data directory's descriptors.
+/// a sixteenth of it, at most the listener's own cap, so probes fit under
+/// any limit and an admin flood cannot take the data directory's descriptors.
 fn admin_connections(limit: u64) -> usize {
     let cap = AdminLimits::default().max_connections;
     usize::try_from(limit / 16).map_or(cap, |share| share.min(cap))
 }
 
 /// The lowest descriptor number a protocol connection may not keep under an
-/// open-files limit of `limit`: those above are what the process and the
-/// admin listener may open after the start.
+/// open-files limit of `limit`: those above are for the process and admin.
 fn fd_ceiling(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_FOR_THE_PROCESS + admin_connections(limit) as u64)
 }
 
-/// Protocol connections served at once at most under the open-files limit
-/// `limit`, with the descriptors open now taken: `--max-connections`, or
-/// fewer (with a warning). A limit that leaves room for none refuses the
-/// start.
+/// Protocol connections served at once under the open-files limit `limit`,
+/// with the descriptors open now taken: `--max-connections`, or fewer (with
+/// a warning); an error when none fit.
 fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, RuntimeError> {
     let ceiling = fd_ceiling(limit);
     // Descriptors open now below the ceiling (one inherited above it takes
@@ -297,10 +276,8 @@ fn connections_at_most(limit: u64, max_connections: usize) -> Result<usize, Runt
     Ok(room.min(max_connections))
 }
 
-/// What the admin listener reports: `/readyz` is 200 while `ready` is set
-/// and a protocol connection can be taken. Index gauges read zero, and the
-/// `/v1` routes answer 503, until `store` is set, once the data directory
-/// has loaded.
+/// `/readyz` is 200 while `ready` is set and a protocol connection can be
+/// taken; until `loaded` is set, index gauges read zero and `/v1` answers 503.
 fn admin_state(
     ready: Arc<AtomicBool>,
     loaded: Arc<OnceLock<Store>>,
@@ -317,9 +294,8 @@ fn admin_state(
     }
 }
 
-/// Rebuilds the index from `dir` and opens it for writing. Damage is a
-/// one-line error naming the file and offset; a torn last record is a
-/// warning.
+/// Rebuilds the index from `dir` and opens it for writing; a torn last
+/// record is a warning.
 fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Store, RuntimeError> {
     let options = durability::DurableOptions::new(fsync);
     let (store, loaded) = Store::open(dir, options, Arc::clone(metrics))
@@ -340,20 +316,4 @@ fn open_durable(dir: &Path, fsync: Fsync, metrics: &Arc<Metrics>) -> Result<Stor
         ],
     );
     Ok(store)
-}
-
-crate::log::as_text!(DurationText);
-
-/// Shows a duration with the unit the flags use (`1500ms`, `30s`).
-pub(crate) struct DurationText(pub(crate) std::time::Duration);
-
-impl fmt::Display for DurationText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = self.0.as_millis();
-        if millis.is_multiple_of(1000) {
-            write!(f, "{}s", millis / 1000)
-        } else {
-            write!(f, "{millis}ms")
-        }
-    }
 }

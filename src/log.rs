@@ -1,13 +1,8 @@
 //! Structured logging to stderr, one event per line, in logfmt-style text or
-//! JSON (`docs/lifecycle.md#logs`). Each event is built into one string and
-//! written with one `write_all`, so lines from different threads never
-//! interleave; timestamps are computed here, so the crate needs no date
-//! library.
-//!
-//! A field's value is a [`FieldValue`]: numbers and booleans are written
-//! bare in JSON, everything else as a string. Types that log as their
-//! `Display` text say so with [`as_text!`](crate::log::as_text), next to
-//! their definition.
+//! JSON (`docs/lifecycle.md#logs`). Each event is written with one
+//! `write_all`, so lines from different threads never interleave. Types that
+//! log as their `Display` text say so with [`as_text!`](crate::log::as_text)
+//! next to their definition.
 
 use crate::json;
 use std::fmt::{self, Display, Write as _};
@@ -21,7 +16,7 @@ pub enum Format {
     /// `key=value` pairs, values quoted when they need it.
     Text,
     /// One JSON object per line: numbers and booleans bare, other values
-    /// as strings (`docs/lifecycle.md#logs`).
+    /// as strings.
     Json,
 }
 
@@ -64,11 +59,9 @@ impl Display for Format {
     }
 }
 
-/// The format and level, once set.
 static SETTINGS: OnceLock<(Format, Level)> = OnceLock::new();
 
-/// Sets the process-wide format and level; only the first call has an
-/// effect.
+/// Sets the process-wide format and level; only the first call counts.
 pub(crate) fn init(format: Format, level: Level) {
     let _ = SETTINGS.set((format, level));
 }
@@ -142,11 +135,26 @@ as_text!(
     std::net::SocketAddr,
     std::path::Display<'_>,
     Level,
-    Format
+    Format,
+    DurationText
 );
 
-/// Writes one event to stderr if `level` is enabled. Field keys should be
-/// plain identifiers; values are escaped as the format requires.
+/// Shows a duration with the unit the flags use (`1500ms`, `30s`).
+pub(crate) struct DurationText(pub(crate) Duration);
+
+impl Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis.is_multiple_of(1000) {
+            write!(f, "{}s", millis / 1000)
+        } else {
+            write!(f, "{millis}ms")
+        }
+    }
+}
+
+/// Writes one event to stderr if `level` is enabled; keys should be plain
+/// identifiers.
 pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let (format, max_level) = *SETTINGS.get().unwrap_or(&(Format::Text, Level::Info));
     if level > max_level {
@@ -160,22 +168,18 @@ pub(crate) fn log(level: Level, msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// Logs at [`Level::Error`].
 pub(crate) fn error(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Error, msg, fields);
 }
 
-/// Logs at [`Level::Warn`].
 pub(crate) fn warn(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Warn, msg, fields);
 }
 
-/// Logs at [`Level::Info`].
 pub(crate) fn info(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Info, msg, fields);
 }
 
-/// Logs at [`Level::Debug`].
 pub(crate) fn debug(msg: &str, fields: &[(&str, &dyn FieldValue)]) {
     log(Level::Debug, msg, fields);
 }
@@ -197,8 +201,7 @@ fn format_event(
         Format::Json => write!(line, "\",\"level\":\"{level}\",\"msg\":"),
     };
     json::write_string(&mut line, msg);
-    // A value is rendered into a reused scratch buffer because it must be
-    // inspected (text) or escaped (JSON) before it is written.
+    // Rendered apart first: it must be inspected (text) or escaped (JSON).
     let mut value = String::new();
     for (key, field) in fields {
         value.clear();
@@ -448,6 +451,22 @@ mod tests {
         assert_eq!(Format::from_name("xml"), None);
         assert_eq!(Level::Debug.to_string(), "debug");
         assert_eq!(Format::Json.to_string(), "json");
+    }
+
+    #[test]
+    fn durations_show_the_unit_the_flags_use() {
+        assert_eq!(DurationText(Duration::from_secs(30)).to_string(), "30s");
+        assert_eq!(
+            DurationText(Duration::from_millis(1_500)).to_string(),
+            "1500ms"
+        );
+        assert_eq!(DurationText(Duration::ZERO).to_string(), "0s");
+        let line = event(
+            Format::Json,
+            "m",
+            &[("elapsed", &DurationText(Duration::from_millis(7)))],
+        );
+        assert!(line.ends_with(",\"elapsed\":\"7ms\"}\n"), "{line}");
     }
 
     #[test]

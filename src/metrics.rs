@@ -42,17 +42,16 @@ pub enum RejectReason {
     Limit,
     /// The OS refused a resource for it, such as a thread.
     Resources,
-    /// Serving it would have used a file descriptor kept for the admin
-    /// listener and the data directory: the open-files limit is near.
+    /// It would have used a descriptor kept for the admin listener and the
+    /// data directory.
     Fds,
 }
 
 /// `reason` label values, in the order of [`RejectReason`].
 const REASON_LABELS: [&str; 3] = ["limit", "resources", "fds"];
 
-/// The store's figures at render time, supplied by whoever owns it: the
-/// index's sizes and the durable log's, zero without a data directory
-/// (`docs/admin-http.md#durability-metrics` says what each counts).
+/// The store's figures at render time; the log's are zero without a data
+/// directory (`docs/admin-http.md#durability-metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreGauges {
     pub packages: u64,
@@ -116,9 +115,8 @@ impl Histogram {
     }
 }
 
-/// The requests of one batch of input, counted by the connection that
-/// answered them and published at once with [`Metrics::record_batch`]: the
-/// shared counters then take a few atomic additions per batch instead of
+/// One batch's request counts, published at once by
+/// [`Metrics::record_batch`]: a few atomic additions per batch instead of
 /// three per request.
 #[derive(Default)]
 pub(crate) struct RequestTally {
@@ -188,8 +186,8 @@ impl Metrics {
         self.request_durations[command].observe(elapsed, 1);
     }
 
-    /// Publishes a batch's requests and empties `tally`: every request in it
-    /// is observed with the same duration, `elapsed`.
+    /// Publishes a batch's requests, each observed as `elapsed`, and empties
+    /// `tally`.
     pub(crate) fn record_batch(&self, tally: &mut RequestTally, elapsed: Duration) {
         for (command, results) in tally.counts.iter_mut().enumerate() {
             let mut requests = 0;
@@ -232,8 +230,7 @@ impl Metrics {
         self.durability_errors.fetch_add(1, Relaxed);
     }
 
-    /// Files of the data directory were found gone or replaced and written
-    /// again from memory.
+    /// Files of the data directory were found gone and written again.
     pub fn data_dir_rewritten(&self) {
         self.data_dir_rewrites.fetch_add(1, Relaxed);
     }
@@ -245,11 +242,10 @@ impl Metrics {
         self.max_line_bytes.store(max_line_bytes, Relaxed);
     }
 
-    /// Whether one more protocol connection can be served: fewer are
-    /// active than the most [`set_limits`](Self::set_limits) allows.
+    /// Whether fewer connections are active than
+    /// [`set_limits`](Self::set_limits) allows.
     pub(crate) fn has_room(&self) -> bool {
-        let active = u64::try_from(self.connections_active.load(Relaxed)).unwrap_or(0);
-        active < self.max_connections.load(Relaxed)
+        (self.connections_active() as u64) < self.max_connections.load(Relaxed)
     }
 
     /// A snapshot was completed at `unix_seconds`.
@@ -263,9 +259,8 @@ impl Metrics {
         self.fsync_durations.observe(elapsed, 1);
     }
 
-    /// Appends the whole exposition (every family, `# HELP` and `# TYPE`
-    /// included) to `out`. Process metrics that `/proc/self` cannot provide
-    /// are left out rather than failing the scrape.
+    /// Appends the whole exposition to `out`. Process metrics that
+    /// `/proc/self` cannot provide are left out rather than failing the scrape.
     pub fn render(&self, store: StoreGauges, out: &mut String) {
         // Formatting into a String cannot fail.
         let _ = self.write_exposition(store, out);

@@ -1,6 +1,5 @@
 //! A process's CPU time, memory and open descriptors from `/proc`, for the
-//! server's metrics, its start and the bench: one reader, in the units the
-//! kernel states.
+//! server's metrics, its start and the bench.
 
 use crate::sys::clock_ticks_per_second;
 use std::fs;
@@ -36,8 +35,7 @@ fn parse_status(text: &str) -> ProcessStatus {
     }
 }
 
-/// User plus system CPU time of `pid` (all its threads, live and ended),
-/// in seconds, from `/proc/PID/stat`.
+/// User plus system CPU seconds of `pid`, all its threads, live and ended.
 pub fn process_cpu_seconds(pid: &str) -> Option<f64> {
     let ticks = stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
     Some(ticks as f64 / clock_ticks_per_second()? as f64)

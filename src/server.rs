@@ -1,17 +1,11 @@
 //! The protocol listener: an acceptor thread, a thread per connection,
 //! limits and graceful stop (`docs/lifecycle.md`, `docs/protocol.md`).
 //!
-//! A connection's life: accept, admit (or refuse: the limit, the
-//! descriptor reserve, no thread), then read into a bounded buffer, answer
-//! every complete line in it in batches, send the answers, read again. With
-//! `--data-dir`, answers are sent only once the log covers every change
-//! they could reveal: this thread waits for that itself
+//! With `--data-dir`, a connection's thread sends its answers only once the
+//! log covers every change they could reveal
 //! ([`crate::durability::Wal::wait_durable`]). A client that never reads
-//! stalls only its own thread, until `--write-timeout`.
-//!
-//! A connection idle for [`LINGER`] gives its buffers back and waits for
-//! input with none (`peek` into one byte on its stack): an idle connection
-//! costs its thread and no buffer (BENCHMARKS.md).
+//! stalls only its own thread, until `--write-timeout`. An idle connection
+//! costs its thread and no buffer ([`LINGER`], BENCHMARKS.md).
 
 use crate::config::Config;
 use crate::log;
@@ -31,7 +25,6 @@ use std::time::{Duration, Instant};
 /// A connected client as the registry sees it.
 struct Peer {
     stream: TcpStream,
-    /// The client's address, as `accept` gave it.
     addr: SocketAddr,
     /// True while the connection thread is (about to be) blocked in `read`
     /// with every complete line it received already answered.
@@ -41,16 +34,12 @@ struct Peer {
 /// Stack of a connection thread: the serving loop keeps its buffers on the
 /// heap, so a small stack keeps ten thousand threads cheap.
 const CONNECTION_STACK_BYTES: usize = 128 * 1024;
-/// Read buffer a connection takes when input arrives; it grows up to
-/// `--max-line-bytes` for a long line, and up to [`MAX_READ_BUFFER`] while
-/// reads come back full, and shrinks back once neither holds.
+/// Read buffer a connection takes when input arrives (see
+/// [`Session::keep_partial_line`] for how it grows and shrinks).
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
-/// How long a connection with nothing to answer keeps its buffers while it
-/// waits for input before it gives them back. Freeing them after every
-/// answer would cost a system call (the wait without a buffer) and an
-/// allocation per request to a client that sends one request at a time;
-/// keeping them costs the memory only for connections that were busy in the
-/// last second.
+/// How long a connection with nothing to answer keeps its buffers before it
+/// gives them back: freeing them after every answer would cost a system call
+/// and an allocation per request to a client that sends one at a time.
 const LINGER: Duration = Duration::from_secs(1);
 /// The largest buffer reads grow to while they come back full (and no
 /// larger than `--max-line-bytes`, so a complete line never exceeds it).
@@ -58,12 +47,10 @@ const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// Connections per CPU above which connection threads stop preempting one
-/// another, and their clients, when input wakes them: with far more
-/// runnable threads than CPUs, each wake-up would interrupt a thread mid
-/// request (perhaps holding the index lock) for one that runs a few
-/// microseconds; waiting for the running thread's turn serves clients in
-/// turn and halves the server's CPU under the official harness
-/// (BENCHMARKS.md). With few connections a woken thread runs at once.
+/// another when input wakes them: with far more runnable threads than CPUs,
+/// each wake-up would interrupt a thread mid request (perhaps holding the
+/// index lock); waiting for its turn halves the server's CPU under the
+/// official harness (BENCHMARKS.md).
 const CROWDED_PER_CPU: usize = 16;
 /// Answers are sent once this many bytes are waiting, even mid-batch.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
@@ -72,11 +59,10 @@ pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// `somaxconn` and it cannot be read: Linux's default since 5.4.
 pub(crate) const FALLBACK_LISTEN_BACKLOG: u32 = 4096;
 
-/// Keepalive probes after `--tcp-keepalive` of silence come this often...
+/// Keepalive probes after `--tcp-keepalive` of silence come this often, and
+/// [`KEEPALIVE_PROBES`] unanswered ones close the connection: a dead peer is
+/// noticed a minute after the idle time, and a live one has that to answer.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// ...and this many unanswered ones close the connection: a dead peer is
-/// noticed about a minute after the idle time (two minutes by default),
-/// while a live one on a slow path has a minute to answer.
 pub(crate) const KEEPALIVE_PROBES: u32 = 6;
 
 /// A protocol listener and its acceptor thread.
@@ -101,7 +87,6 @@ pub struct ShutdownReport {
 struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
-    /// The flags, which set the connection limits and timeouts.
     config: Config,
     /// A connection whose descriptor number is at or above this is closed
     /// at once; `None` for no such check.
@@ -129,9 +114,8 @@ struct Connections {
 }
 
 impl Server {
-    /// Starts accepting on `listener`, bound by the caller, on a thread of
-    /// its own, with the limits `config` sets and `fd_ceiling` from the
-    /// open-files limit in effect.
+    /// Starts accepting on `listener` on a thread of its own; `fd_ceiling`
+    /// comes from the open-files limit in effect.
     pub fn start(
         listener: TcpListener,
         config: &Config,
@@ -169,9 +153,8 @@ impl Server {
     }
 
     /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
-    /// is left after `timeout`. Between waits of at most 100 ms,
-    /// `interrupted` says whether to give up at once (a second signal, a
-    /// failed disk): then `None`, and the connections are left as they are.
+    /// is left after `timeout`; `None` as soon as `interrupted` (asked at
+    /// least every 100 ms) says to give up, leaving the connections be.
     pub fn shutdown(
         self,
         timeout: Duration,
@@ -188,11 +171,10 @@ impl Server {
         let acceptor_done = connections.acceptor_done;
         let at_start = connections.open.len();
         for peer in connections.open.values() {
-            // Only a thread waiting in `read` needs waking: it has answered
-            // everything it received. A busy one sees `stopping` before it
-            // reads again. (Shutting the read side of a busy socket would
-            // make the kernel reset it when more data arrives, losing lines
-            // already received.)
+            // Only a thread waiting in `read` needs waking; a busy one sees
+            // `stopping` before it reads again. (Shutting the read side of a
+            // busy socket would make the kernel reset it when more data
+            // arrives, losing lines already received.)
             if peer.reading.load(Ordering::SeqCst) {
                 let _ = peer.stream.shutdown(Shutdown::Read);
             }
@@ -229,9 +211,8 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until `done` holds or the `deadline` passes, looking at
-    /// `interrupted` at least every [`INTERRUPT_CHECK`]; `None` when it says
-    /// to give up.
+    /// Waits until `done` holds or `deadline` passes; `None` once
+    /// `interrupted` (asked every [`INTERRUPT_CHECK`]) says to give up.
     fn wait_until<'a>(
         &self,
         mut connections: MutexGuard<'a, Connections>,
@@ -256,12 +237,9 @@ impl Shared {
         Some(connections)
     }
 
-    /// Accepts until the stop, then admits every connection already
-    /// waiting in the backlog (clients that may have sent lines before the
-    /// stop: closing the listener would reset them), as stopping
-    /// connections. The listener is non-blocking: between accepts the
-    /// thread waits in `poll` at most [`INTERRUPT_CHECK`], and looks at
-    /// the stop flag.
+    /// Accepts until the stop, then admits every connection already waiting
+    /// in the backlog (its client may have sent lines: closing the listener
+    /// would reset it). Polls at most [`INTERRUPT_CHECK`] between accepts.
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut from_backlog = 0;
         let mut watched = [sys::PollFd::new(listener.as_raw_fd(), sys::POLLIN)];
@@ -290,9 +268,8 @@ impl Shared {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or
-                // memory. Back off instead of spinning; the pending
-                // connection stays in the backlog.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of
+                // spinning; the pending connection stays in the backlog.
                 Err(err) if matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12)) => {
                     log::warn("accept failed", &[("error", &err)]);
                     thread::sleep(Duration::from_millis(50));
@@ -385,7 +362,6 @@ pub(crate) fn is_passing_accept_error(err: &io::Error) -> bool {
     )
 }
 
-/// One client's session.
 struct Session<'a> {
     shared: &'a Shared,
     peer: &'a Arc<Peer>,
@@ -397,7 +373,6 @@ struct Session<'a> {
     filled: bool,
     /// True while dropping the rest of an oversized line.
     discarding: bool,
-    /// The metrics' counts of the batch being answered.
     tally: RequestTally,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
@@ -462,9 +437,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Answers every complete line in the buffer, a batch of at most
-    /// [`MAX_RUN`] at a time; returns when the last one was done, if
-    /// there was one.
+    /// Answers every complete line in the buffer; returns when the last one
+    /// was done, if there was one.
     fn answer_complete_lines(&mut self) -> io::Result<Option<Instant>> {
         let mut last_line = None;
         if self.discarding {
@@ -488,12 +462,8 @@ impl<'a> Session<'a> {
         Ok(last_line)
     }
 
-    /// Answers the next batch of complete lines: up to [`MAX_RUN`]
-    /// requests, run through the store (a lock per run of same-kind
-    /// commands), or one line that does not parse, answered `ERROR`. The
-    /// answers go to `output` in order; every request of the batch is
-    /// recorded in the metrics with the batch's duration. Returns when the
-    /// last answer was ready.
+    /// Answers up to [`MAX_RUN`] complete lines into `output`, or one that
+    /// does not parse (`ERROR`); returns when the last answer was ready.
     fn answer_batch(&mut self) -> io::Result<Instant> {
         let started = Instant::now();
         let input = &self.input[..self.end];
@@ -535,9 +505,7 @@ impl<'a> Session<'a> {
         Ok(finished)
     }
 
-    /// Sends the answers waiting in `output` once the log covers every
-    /// change they could reveal: this thread waits for that sync itself
-    /// (see `durability/wal.rs`), then writes them.
+    /// Sends `output` once the log covers every change it could reveal.
     fn flush(&mut self) -> io::Result<()> {
         let wait_for = std::mem::take(&mut self.wait_for);
         if self.output.is_empty() {
@@ -551,9 +519,8 @@ impl<'a> Session<'a> {
 
     /// Writes all of `bytes` within one `--write-timeout`: a client that
     /// reads a trickle cannot stretch the deadline write by write. The
-    /// socket's timeout is touched only when a write comes back partial.
-    /// A failed send ends the connection, so the timeout is restored only
-    /// after one that succeeded.
+    /// socket's timeout is touched only after a partial write (a failed send
+    /// ends the connection, so only a successful one restores it).
     fn send(&self, mut bytes: &[u8]) -> io::Result<()> {
         let timeout = self.shared.config.write_timeout;
         let started = Instant::now();
@@ -610,10 +577,9 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Moves an incomplete line to the front of the buffer and sizes the
-    /// buffer for the next read: larger for a long line, or while reads
-    /// come back full (a client streaming a pipeline: fewer reads per line),
-    /// back to the initial size when they do not.
+    /// Moves an incomplete line to the front of the buffer and sizes it for
+    /// the next read: larger for a long line or while reads come back full
+    /// (fewer reads for a pipeline), back to the initial size when not.
     fn keep_partial_line(&mut self) {
         let partial = self.end - self.start;
         self.input.copy_within(self.start..self.end, 0);
@@ -642,9 +608,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Frees the buffers of a connection that has been idle for [`LINGER`]:
-    /// it holds no memory of its own while it waits (see
-    /// [`Session::wait_for_input`]).
+    /// Gives the buffers back ([`Session::wait_for_input`] needs none).
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
@@ -653,11 +617,9 @@ impl<'a> Session<'a> {
         self.filled = false;
     }
 
-    /// Keeps the read timeout equal to what is left of `--idle-timeout`
-    /// since the last complete line, and no longer than [`LINGER`] while
-    /// the connection holds buffers. Touches the socket only when that
-    /// changes: when a read brought no complete line, which normal clients
-    /// rarely cause, and when a connection takes or gives back its buffers.
+    /// Sets the read timeout to what is left of `--idle-timeout` since the
+    /// last complete line, at most [`LINGER`] while buffers are held; the
+    /// socket is touched only when that changes.
     fn arm_idle_timeout(&mut self, last_line: Option<Instant>) -> io::Result<()> {
         let idle = self.shared.config.idle_timeout;
         let left = if let Some(at) = last_line {
@@ -734,8 +696,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Reads what has already arrived without waiting for more; 0 when
-    /// nothing is waiting.
+    /// Reads what has already arrived; 0 when nothing is waiting.
     fn read_waiting_input(&mut self) -> io::Result<usize> {
         self.take_buffer();
         self.peer.stream.set_nonblocking(true)?;

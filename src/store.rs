@@ -2,17 +2,13 @@
 //! `--data-dir`, the durable side that owns its files.
 //!
 //! Each command is one critical section, so all clients see one order of
-//! commands. A command that leaves the index as it is (a `QUERY`, a refused
-//! or repeated `INDEX`, a refused `REMOVE` or one of a package not indexed)
-//! is answered under the read lock; only a real change takes the write
-//! lock. A change is appended to the log's in-memory buffer inside the
-//! same critical section (so the log's order is the index's order); waiting
-//! for it to reach the disk happens after the lock is released, once per
-//! batch of answers.
-//!
-//! Every answer waits for the log to cover the newest change it could have
-//! observed, queries included: an answer never reveals a change that a
-//! crash could still take back.
+//! commands. A command that leaves the index as it is (a `QUERY`, a refusal,
+//! a repeat) is answered under the read lock; only a real change takes the
+//! write lock, and is appended to the log's buffer in the same critical
+//! section, so the log's order is the index's order. Every answer, queries
+//! included, waits (after the lock, once per batch) for the log to cover the
+//! newest change it could have observed: an answer never reveals a change
+//! that a crash could still take back.
 
 pub use crate::durability::LogPosition;
 use crate::durability::{self, Change, Durable, Loaded, RecoveryError};
@@ -58,8 +54,7 @@ pub struct Inspection {
 
 impl Store {
     /// Opens the data directory `dir` (created if missing), rebuilding the
-    /// index it keeps; its durable side counts syncs, failures and
-    /// compactions in `metrics`.
+    /// index it keeps; syncs, failures and compactions count in `metrics`.
     pub fn open(
         dir: &Path,
         options: durability::DurableOptions,
@@ -83,14 +78,10 @@ impl Store {
             .ok_or_else(|| io::Error::other("a request ran without a result"))
     }
 
-    /// Runs `requests` in order, each as one atomic step, and appends what
-    /// each did to `executed`, in runs of at most `MAX_RUN` (256): the
-    /// requests at the start of a run that change nothing are answered
-    /// under one hold of the read lock, the rest of the run under one hold
-    /// of the write lock. A batch of input costs a lock or two per run
-    /// rather than per request, and no other connection waits longer than
-    /// one run. Fails only when the log has failed: then none of the
-    /// answers may be sent.
+    /// Runs `requests` in order, each as one atomic step, appending what each
+    /// did to `executed`. Per run of `MAX_RUN` (256), the leading requests that
+    /// change nothing share one read lock and the rest one write lock. Fails
+    /// only when the log has failed: then none of the answers may be sent.
     pub fn execute_all(
         &self,
         requests: &[Request<'_>],
@@ -107,10 +98,8 @@ impl Store {
         Ok(())
     }
 
-    /// Answers, under one read lock, the requests at the start of `run`
-    /// that leave the index as it is (queries, refusals, repeats); returns
-    /// how many. Each answer waits for the newest change the lock let
-    /// through.
+    /// Answers, under one read lock, the leading requests of `run` that
+    /// change nothing; how many. Each waits for the newest change logged.
     fn answer_unchanged(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> usize {
         let index = self.index.read();
         let wait_for = self
@@ -128,7 +117,7 @@ impl Store {
         executed.len() - before
     }
 
-    /// The rest of a run under one write lock, each change logged right after it is
+    /// The rest of a run under one write lock, each change logged as it is
     /// made (the log's buffer is taken once, at the run's first change).
     fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
         let mut index = self.index.write();
@@ -174,8 +163,7 @@ impl Store {
     }
 
     /// The package's dependencies and dependents at one moment, or `None`
-    /// when it is not indexed: one hold of the read lock, as long as it
-    /// takes to copy their names into two buffers.
+    /// when it is not indexed; the read lock is held only to copy the names.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         let index = self.index.read();
         let dependencies = lines(index.dependencies_of(package)?);
@@ -188,12 +176,8 @@ impl Store {
         })
     }
 
-    /// The whole index as a package list (`name: dep dep`, one package a
-    /// line, in [`Indexer::for_each_listed`]'s order: every package after
-    /// its dependencies, and the same text for the same index whatever
-    /// order it was built in). A point-in-time copy: the read lock is held
-    /// only while the index is copied, as the compactor does; the text is
-    /// written from the copy.
+    /// The whole index as a package list, in [`Indexer::for_each_listed`]'s
+    /// order; the read lock is held only while the index is copied.
     pub fn export(&self) -> String {
         let (copy, ()) = self.index.copy_with(|_| ());
         let mut text = String::with_capacity(copy.packages() * 16 + copy.dependencies() * 10);
@@ -219,18 +203,16 @@ impl Store {
         gauges
     }
 
-    /// Compacts the data directory now, on the calling thread, as the
-    /// compactor does when the log outgrows its snapshot (waiting for a
-    /// compaction in progress first); nothing to do in memory.
+    /// Compacts the data directory now, on the calling thread (after any
+    /// compaction in progress); nothing to do in memory.
     pub fn compact(&self) -> io::Result<()> {
         self.durable
             .as_deref()
             .map_or(Ok(()), |durable| durable.compaction.compact(None))
     }
 
-    /// Stops the durable side: the compactor is stopped and joined, then
-    /// everything logged is written and synced; later changes fail. Returns
-    /// the error that failed the log, if any. Nothing to do in memory.
+    /// Stops the compactor, then writes and syncs everything logged; later
+    /// changes fail. The error that failed the log, if any.
     pub fn close(&self) -> io::Result<()> {
         self.durable.as_deref().map_or(Ok(()), Durable::close)
     }
@@ -254,8 +236,8 @@ fn sorted(text: &str) -> Vec<String> {
     names
 }
 
-/// The change `request` makes to the index if it succeeds (never called
-/// for a `QUERY`, which changes nothing).
+/// The change `request` makes to the index if it succeeds (never asked of a
+/// `QUERY`).
 fn change<'a>(request: &Request<'a>) -> Change<'a> {
     match request.command {
         Command::Remove => Change::Remove {

@@ -1,11 +1,9 @@
-//! The system calls the standard library does not offer, and the crate's
-//! only `unsafe` code: each call is declared here by hand and each `unsafe`
-//! block says why it is sound. Layouts and constants are those of Linux on
-//! x86_64 and aarch64, identical in glibc and musl.
+//! The system calls the standard library does not offer, declared by hand:
+//! the crate's only `unsafe` code. Layouts and constants are those of Linux
+//! on x86_64 and aarch64, identical in glibc and musl.
 //!
-//! Signals are handled without handlers: the five collected ones are
-//! blocked in every thread (the mask is inherited, so [`block_signals`]
-//! runs before any other thread exists) and one thread takes them with
+//! Signals are handled without handlers: the collected ones are blocked in
+//! every thread ([`block_signals`]) and one thread takes them with
 //! `sigtimedwait(2)`, so no code ever runs in signal context.
 
 use std::fmt;
@@ -48,9 +46,8 @@ pub struct Signal {
     number: c_int,
 }
 
-/// Every signal [`block_signals`] takes over, with its number on Linux:
-/// the two that stop the server (sent by `kill`, init systems, container
-/// runtimes and Ctrl-C), then three that mean nothing to it.
+/// Every signal [`block_signals`] takes over, with its Linux number: the two
+/// that stop the server, then three that mean nothing to it.
 const COLLECTED: [(c_int, &str); 5] = [
     (15, "SIGTERM"),
     (2, "SIGINT"),
@@ -81,13 +78,9 @@ pub struct Signals {
     set: SigSet,
 }
 
-/// Blocks `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGUSR1` and `SIGUSR2` in the
-/// calling thread and, through inheritance, in every thread it spawns
-/// afterwards.
-///
-/// Call it first thing in `main`, before any thread is spawned: a thread
-/// created earlier keeps the default action and a signal delivered to it
-/// would kill the process without a graceful stop.
+/// Blocks the collected signals in the calling thread and every thread it
+/// spawns afterwards. Call it first in `main`: a signal delivered to a
+/// thread created earlier would kill the process without a graceful stop.
 pub fn block_signals() -> io::Result<Signals> {
     let mut set = SigSet { bits: [0; 16] };
     // Signal N is bit N - 1, as `sigaddset` sets it in glibc and musl.
@@ -130,12 +123,7 @@ impl Signals {
     }
 }
 
-// Clock ticks
-
-/// `_SC_CLK_TCK`, the same in glibc and musl.
-const SC_CLK_TCK: c_int = 2;
-
-// ---- wake-up preemption ----
+// Wake-up preemption
 
 #[repr(C)]
 struct SchedParam {
@@ -157,12 +145,13 @@ pub(crate) fn set_wakeup_preemption(on: bool) -> io::Result<()> {
     let policy = if on { SCHED_OTHER } else { SCHED_BATCH };
     // SAFETY: `param` is a valid `struct sched_param` that outlives the
     // call; pid 0 names the calling thread.
-    if unsafe { sched_setscheduler(0, policy, &param) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    succeeded(unsafe { sched_setscheduler(0, policy, &param) })
 }
+
+// Clock ticks
+
+/// `_SC_CLK_TCK`, the same in glibc and musl.
+const SC_CLK_TCK: c_int = 2;
 
 extern "C" {
     fn sysconf(name: c_int) -> std::os::raw::c_long;
@@ -192,10 +181,8 @@ pub(crate) fn somaxconn() -> Option<u32> {
         .ok()
 }
 
-/// Sets how many connections that completed the handshake the kernel
-/// queues for `listener` before it is accepted from (std listens with 128).
-/// Linux applies a second `listen(2)` on a listening socket as a new
-/// backlog; it caps the value at `net.core.somaxconn`.
+/// Sets how many handshaken connections the kernel queues for `listener`
+/// (std listens with 128): Linux takes a second `listen(2)` as a new backlog.
 pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, which is borrowed for the
@@ -208,9 +195,7 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Re
 const RLIMIT_NOFILE: c_int = 7;
 
 /// The process's limit on open file descriptors, laid out as C's `struct
-/// rlimit` (two `rlim_t`, unsigned long, 64 bits on these targets);
-/// `u64::MAX` is `RLIM_INFINITY`, no limit (which Linux never grants for
-/// this one: it caps the hard limit at `fs.nr_open`).
+/// rlimit` (two `rlim_t`, 64 bits on these targets).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct OpenFilesLimit {
@@ -227,7 +212,6 @@ extern "C" {
 }
 
 impl OpenFilesLimit {
-    /// Reads the limit with `getrlimit(2)`.
     pub(crate) fn current() -> io::Result<OpenFilesLimit> {
         let mut limit = OpenFilesLimit::default();
         // SAFETY: `limit` is a writable `struct rlimit` owned by this frame;
@@ -236,10 +220,8 @@ impl OpenFilesLimit {
         Ok(limit)
     }
 
-    /// Raises the soft limit to the hard one, as Go's runtime does at start:
-    /// the soft default (often 1024) exists for programs that use
-    /// `select(2)`, and a server of one descriptor per connection needs more.
-    /// Returns the limit now in effect.
+    /// Raises the soft limit to the hard one, as Go's runtime does: the soft
+    /// default (often 1024) is for `select(2)` users. The limit now in effect.
     pub(crate) fn raise_soft_to_hard(self) -> io::Result<OpenFilesLimit> {
         let raised = OpenFilesLimit {
             soft: self.hard,
@@ -274,11 +256,9 @@ extern "C" {
     ) -> c_int;
 }
 
-/// When the kernel probes an idle connection, and how long it waits for a
-/// dead peer: it sends the first probe after `idle` without traffic, then
-/// one every `interval`, and resets the connection after `probes`
-/// unanswered ones. Each field is whole seconds (or a count) the kernel
-/// accepts: 1 to 32767.
+/// The kernel's first probe comes after `idle` without traffic, then one
+/// every `interval`; `probes` unanswered ones reset the connection. Each
+/// field is whole seconds (or a count) from 1 to [`MAX_KEEPALIVE_VALUE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Keepalive {
     pub(crate) idle: Duration,
@@ -287,10 +267,9 @@ pub(crate) struct Keepalive {
 }
 
 /// Largest value Linux accepts for `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
-/// `TCP_KEEPCNT` (seconds, seconds, probes).
+/// `TCP_KEEPCNT`.
 pub(crate) const MAX_KEEPALIVE_VALUE: u32 = 32_767;
 
-/// Turns keepalive on for `stream` with `timing`.
 pub(crate) fn set_tcp_keepalive(stream: &TcpStream, timing: Keepalive) -> io::Result<()> {
     let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     set_int_option(stream, SOL_SOCKET, SO_KEEPALIVE, 1)?;
@@ -311,8 +290,7 @@ fn set_int_option(stream: &TcpStream, level: c_int, name: c_int, value: u32) -> 
     succeeded(unsafe { setsockopt(fd, level, name, pointer, INT_OPTION_LEN) })
 }
 
-/// The outcome of a call that returns 0 on success and -1 with `errno` set
-/// on failure.
+/// The outcome of a call that returns 0, or -1 with `errno` set.
 fn succeeded(status: c_int) -> io::Result<()> {
     if status == 0 {
         Ok(())
@@ -325,7 +303,6 @@ fn succeeded(status: c_int) -> io::Result<()> {
 
 /// Readable, or (on a listener) a connection is waiting to be accepted.
 pub(crate) const POLLIN: c_short = 0x001;
-/// Writable without blocking.
 pub(crate) const POLLOUT: c_short = 0x004;
 
 /// One entry of a `poll(2)` set: `struct pollfd`, laid out as in C.
@@ -334,14 +311,12 @@ pub(crate) const POLLOUT: c_short = 0x004;
 pub(crate) struct PollFd {
     fd: c_int,
     events: c_short,
-    /// What the last [`poll`] reported: nonzero when the descriptor wants
-    /// attention (an event asked for, or an error or hang-up, which are
-    /// reported whether asked for or not).
+    /// What the last [`poll`] reported: nonzero for an event asked for, or
+    /// an error or hang-up (reported whether asked for or not).
     pub(crate) revents: c_short,
 }
 
 impl PollFd {
-    /// Watches `fd` for `events` (`POLLIN`, `POLLOUT`, or both).
     pub(crate) fn new(fd: RawFd, events: c_short) -> PollFd {
         PollFd {
             fd,
@@ -350,8 +325,7 @@ impl PollFd {
         }
     }
 
-    /// An entry the kernel skips (its descriptor is negative): it keeps
-    /// its place in the set without being watched.
+    /// An entry the kernel skips (a negative descriptor), keeping its place.
     pub(crate) fn ignored() -> PollFd {
         PollFd::new(-1, 0)
     }
@@ -362,9 +336,8 @@ extern "C" {
     fn c_poll(fds: *mut PollFd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
 }
 
-/// Waits until an entry of `fds` is ready or `timeout` passes (`None`:
-/// no limit), and returns how many entries have events. The timeout is
-/// rounded up to whole milliseconds, so the wait never ends early. A
+/// Waits until an entry of `fds` is ready or `timeout` (rounded up to whole
+/// milliseconds; `None`: no limit) passes; how many entries have events. A
 /// signal handled meanwhile ends it with [`io::ErrorKind::Interrupted`].
 pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
     let timeout_ms = timeout.map_or(-1, |timeout| {
@@ -384,12 +357,9 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
 
 // Prefetching
 
-/// Asks the CPU to start bringing the cache line that holds `value` into
-/// its caches, and returns at once: code that knows which lines it will
-/// read next (the index's staged lookups) issues these for many of them
-/// first, so their misses overlap instead of each waiting for the last. A
-/// hint with no effect on what the program computes; a no-op on other
-/// architectures.
+/// Asks the CPU to start loading the cache line that holds `value`, and
+/// returns at once: the index's staged lookups issue these for many lines
+/// first, so their misses overlap. A no-op on other architectures.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]

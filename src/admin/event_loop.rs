@@ -16,8 +16,8 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the listener rests after a failed `accept` (for example out of
-/// file descriptors), so the loop does not spin while the condition lasts.
+/// How long the listener rests after a failed `accept` (out of descriptors,
+/// say), so the loop does not spin.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Connections accepted per turn of the loop at most, so a burst of
 /// connects does not delay reading the ones already accepted.
@@ -29,8 +29,7 @@ const READ_CHUNK_BYTES: usize = 4096;
 
 struct EventLoop {
     listener: TcpListener,
-    /// Readable once [`AdminServer::stop`](super::AdminServer::stop)
-    /// closes its other end.
+    /// Readable once [`AdminServer`](super::AdminServer) closes its other end.
     stop_watch: UnixStream,
     state: AdminState,
     limits: AdminLimits,
@@ -40,8 +39,7 @@ struct EventLoop {
     workers: Workers,
     /// While set, the listener is left out of the poll set.
     accept_paused_until: Option<Instant>,
-    /// Accepts failed in a row; the first is logged as a warning, the end
-    /// of the run once.
+    /// Accepts failed in a row: the first and the end of the run are logged.
     failed_accepts: u64,
 }
 
@@ -71,9 +69,7 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             self.expire(now);
-            if self.accept_paused_until.is_some_and(|until| until <= now) {
-                self.accept_paused_until = None;
-            }
+            self.accept_paused_until = self.accept_paused_until.filter(|&until| until > now);
             poll_set.clear();
             poll_set.push(PollFd::new(self.stop_watch.as_raw_fd(), POLLIN));
             poll_set.push(match self.accept_paused_until {
@@ -110,7 +106,6 @@ impl EventLoop {
         }
     }
 
-    /// Closes every connection whose deadline has passed.
     fn expire(&mut self, now: Instant) {
         let expired = self
             .connections
@@ -120,8 +115,7 @@ impl EventLoop {
         }
     }
 
-    /// How long `poll` may wait: until the oldest connection's deadline or
-    /// the end of an accept pause, whichever comes first.
+    /// How long `poll` may wait: until the next deadline or pause end.
     fn next_timer(&self, now: Instant) -> Option<Duration> {
         let deadline = self.connections.front().map(|oldest| oldest.deadline);
         [deadline, self.accept_paused_until]
@@ -175,8 +169,7 @@ impl EventLoop {
         }
     }
 
-    /// Adds a new connection, closing the oldest pending one when all
-    /// places are taken.
+    /// Adds a connection, closing the oldest when all places are taken.
     fn admit(&mut self, stream: TcpStream) {
         if let Err(error) = stream.set_nonblocking(true) {
             dropped(format!("{error}"));
@@ -213,10 +206,9 @@ enum Stage {
 }
 
 impl AdminConnection {
-    /// Does what the socket allows now: reads more of the head and, once it
-    /// is complete, answers or hands a job to a worker; or sends more of the
-    /// answer. Returns whether the loop keeps the connection: false once it
-    /// is done, dropped or handed off.
+    /// Reads more of the head and, once it is complete, answers or hands a
+    /// job to a worker; or sends more of the answer. Returns whether the loop
+    /// keeps the connection (not once it is done, dropped or handed off).
     fn advance(&mut self, state: &AdminState, limits: &AdminLimits, workers: &mut Workers) -> bool {
         if let Stage::Receiving { head } = &mut self.stage {
             let answer = match receive_head(&mut self.stream, head, MAX_REQUEST_BYTES) {
@@ -240,9 +232,9 @@ impl AdminConnection {
     }
 }
 
-/// Reads what the socket holds into `head`, and returns where the head
-/// ends (just past its blank line) once it has. Fails, naming why, when the
-/// client closes, the read fails or the head cannot fit in `max_bytes`.
+/// Reads what the socket holds into `head`; where the head ends (just past
+/// its blank line) once it has. Fails, naming why, on a close, a failed
+/// read or a head past `max_bytes`.
 fn receive_head(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
@@ -284,8 +276,8 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
     crlf.into_iter().chain(lf).min()
 }
 
-/// Writes what the socket takes now; once all is sent, ends the stream.
-/// Returns whether there is more to send.
+/// Writes what the socket takes now, ending the stream once all is sent;
+/// whether there is more to send.
 fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> bool {
     while *sent < answer.len() {
         match stream.write(&answer[*sent..]) {
@@ -301,8 +293,7 @@ fn send_answer(stream: &mut TcpStream, answer: &[u8], sent: &mut usize) -> bool 
     false
 }
 
-/// Logs why a connection is closed without its whole answer; false, as
-/// the loop keeps it no longer.
+/// Logs why a connection is closed without its whole answer; false.
 fn dropped(reason: impl Into<Cow<'static, str>>) -> bool {
     log::debug("admin connection dropped", &[("reason", &reason.into())]);
     false

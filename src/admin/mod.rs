@@ -1,13 +1,11 @@
 //! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and the
 //! operator's `/v1` API (`docs/admin-http.md`).
 //!
-//! One thread polls (`poll(2)`) the listener, every connection still
-//! sending its head or receiving its answer, and a stop signal: a stalled
-//! client costs a descriptor and a small buffer, never a thread, so none
-//! can starve a probe. `poll` rather than `epoll`: the set is rebuilt each
-//! turn, with no registration to keep in step, and a turn over the full
-//! set costs about a quarter of a millisecond. The two routes that take
-//! longer than a probe may wait are answered by worker threads.
+//! One thread polls the listener, every pending connection and a stop
+//! signal: a stalled client costs a descriptor and a small buffer, never a
+//! thread, so none can starve a probe. `poll` rather than `epoll`: no
+//! registration to keep in step, and a turn over the full set costs about a
+//! quarter of a millisecond. Slow routes are answered by worker threads.
 
 mod event_loop;
 mod request;
@@ -25,12 +23,10 @@ use std::time::Duration;
 
 /// What the admin endpoints report, supplied by the server.
 pub struct AdminState {
-    /// Answer of `/readyz`, asked once per request on the admin thread (so
-    /// it must not block): true while the server accepts connections and
-    /// can take one more.
+    /// `/readyz`: true while the server accepts connections and can take
+    /// one more. Called on the admin thread, so it must not block.
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
-    /// Appends the full Prometheus exposition to the buffer; called once
-    /// per `/metrics` request on the admin thread, so it must not block.
+    /// Appends the Prometheus exposition; must not block either.
     pub render_metrics: Box<dyn Fn(&mut String) + Send + Sync>,
     /// The index the `/v1` routes read, set once the server has loaded it;
     /// until then they answer 503.
@@ -67,8 +63,7 @@ impl Default for AdminLimits {
 /// [`stop`](Self::stop) (or drop) ends it.
 pub struct AdminServer {
     local_addr: SocketAddr,
-    /// The stop signal, whose closing makes the loop's end of the pair
-    /// readable, which ends the loop; and the loop's thread.
+    /// The stop signal (closing it ends the loop) and the loop's thread.
     running: Option<(UnixStream, JoinHandle<()>)>,
 }
 
@@ -95,8 +90,8 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Ends the loop, which closes the listener and every pending
-    /// connection, and waits for the thread to finish (as dropping does).
+    /// Ends the loop, closing the listener and every pending connection,
+    /// and joins its thread (as dropping does).
     pub fn stop(self) {}
 }
 

@@ -18,8 +18,7 @@ pub(super) fn percent_decode(text: &str) -> Option<Vec<u8>> {
 /// A request line as far as routing needs it.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum RequestLine<'a> {
-    /// `GET` (or `HEAD`, which wants the headers only) of a path, its query
-    /// dropped.
+    /// `GET` or `HEAD` of a path, its query dropped.
     Get {
         path: &'a str,
         head_only: bool,
@@ -29,10 +28,9 @@ pub(super) enum RequestLine<'a> {
     Malformed,
 }
 
-/// Reads `METHOD TARGET HTTP/1.x`. The target is in origin form
-/// (`/path?query`) or absolute form (`http://host:port/path?query`, also
-/// `https`, whose host is ignored as RFC 9112 §3.2.2 asks): the two forms
-/// a server must accept for these methods. Any other target is malformed.
+/// Reads `METHOD TARGET HTTP/1.x`. The target must be in origin form
+/// (`/path?query`) or absolute form (`http://host:port/path?query`, or
+/// `https`; the host is ignored as RFC 9112 §3.2.2 asks).
 pub(super) fn parse_request_line(line: &[u8]) -> RequestLine<'_> {
     let Ok(line) = std::str::from_utf8(line) else {
         return RequestLine::Malformed;

@@ -12,7 +12,6 @@ use std::panic::{self, AssertUnwindSafe};
 pub(super) const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 const JSON_CONTENT_TYPE: &str = "application/json";
 
-/// An answer with a complete body.
 pub(super) struct Reply {
     pub(super) status: &'static str,
     pub(super) content_type: &'static str,
@@ -46,8 +45,8 @@ impl Reply {
         )
     }
 
-    /// The bytes on the wire; `head_only` (a `HEAD` request) keeps the
-    /// headers, `Content-Length` included, and drops the body.
+    /// The bytes on the wire; `head_only` (`HEAD`) drops the body but keeps
+    /// its `Content-Length`.
     pub(super) fn encode(&self, head_only: bool) -> Vec<u8> {
         let mut bytes = self.head().into_bytes();
         if !head_only {
@@ -61,9 +60,7 @@ impl Reply {
 /// so exports cannot keep inspections out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum JobKind {
-    /// `/v1/packages/NAME` and `/v1/text/packages/NAME`.
     Inspect,
-    /// `/v1/export`.
     Export,
 }
 
@@ -89,7 +86,6 @@ enum Form {
     Text,
 }
 
-/// Answers one request head.
 pub(super) fn respond(head: &[u8], state: &AdminState) -> RouteAnswer {
     let request_line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
@@ -101,7 +97,7 @@ pub(super) fn respond(head: &[u8], state: &AdminState) -> RouteAnswer {
         },
         RequestLine::Get { path, head_only } => {
             return guarded(path, || route(path, head_only, state))
-                .unwrap_or_else(|| RouteAnswer::Now(internal_error().encode(false)))
+                .unwrap_or_else(|| RouteAnswer::Now(internal_error().encode(head_only)))
         }
     };
     RouteAnswer::Now(reply.encode(false))
@@ -173,8 +169,7 @@ fn route(path: &str, head_only: bool, state: &AdminState) -> RouteAnswer {
     RouteAnswer::Now(reply.encode(head_only))
 }
 
-/// An inspection refused: `{"error": what, "name": name}`, or `what` as a
-/// line of text.
+/// An inspection refused: `{"error": what, "name": name}`, or `what` alone.
 fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> Reply {
     if let Form::Text = form {
         return Reply::text(status, format!("{what}\n"));
@@ -189,8 +184,7 @@ fn refusal(form: Form, status: &'static str, what: &str, name: Option<&str>) -> 
     Reply::new(status, JSON_CONTENT_TYPE, body)
 }
 
-/// `/v1/packages/NAME`, on a worker: the package's dependencies and
-/// dependents; `name` was checked on the loop.
+/// `/v1/packages/NAME`, on a worker; `name` was checked on the loop.
 fn inspect(store: &Store, name: &[u8], form: Form) -> Reply {
     let inspection = PackageName::new(name).and_then(|name| store.inspect(name));
     match (inspection, form) {

@@ -445,6 +445,15 @@ fn a_panicking_route_answers_500_and_the_loop_goes_on() {
 }
 
 #[test]
+fn a_panicking_route_answers_head_without_a_body() {
+    let (server, _) = start_rendering(AdminLimits::default(), |_| panic!("render failed"));
+    let answer = exchange(server.local_addr(), b"HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(answer.status_line, "HTTP/1.1 500 Internal Server Error");
+    assert_eq!(answer.body, "");
+    assert_eq!(answer.header("Content-Length"), Some("15"));
+}
+
+#[test]
 fn stop_closes_the_listener_and_every_connection_and_joins() {
     let (server, _) = start(AdminLimits::default());
     let addr = server.local_addr();

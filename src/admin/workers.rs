@@ -14,16 +14,14 @@ use std::thread::{self, JoinHandle};
 #[derive(Default)]
 pub(super) struct Workers {
     running: Vec<(JoinHandle<()>, TcpStream)>,
-    /// Answers being sent, by [`JobKind`](super::routes::JobKind); a worker
-    /// gives its place back once its answer is sent, though its thread may
-    /// still be ending.
+    /// Answers being sent, by [`JobKind`](super::routes::JobKind); a place
+    /// is given back once the answer is sent, before the thread ends.
     sending: [Arc<AtomicUsize>; 2],
 }
 
 impl Workers {
-    /// Starts a worker for `job` on a duplicate of `stream`; when
-    /// `limits.max_jobs` already run, or no thread or descriptor is to be
-    /// had, gives back the answer to send instead (503).
+    /// Starts a worker for `job` on a duplicate of `stream`, or gives back
+    /// the 503 to send instead (`max_jobs` busy, no thread or descriptor).
     pub(super) fn start(
         &mut self,
         stream: &TcpStream,
@@ -72,8 +70,7 @@ impl Workers {
         }
     }
 
-    /// Cuts every worker's client off, which ends its writes at once, and
-    /// waits for each to finish.
+    /// Cuts every worker's client off, ending its writes, and joins each.
     pub(super) fn stop(&mut self) {
         stop_workers(std::mem::take(&mut self.running));
     }
@@ -100,8 +97,8 @@ fn answer_job(mut stream: TcpStream, job: Job, sending: &AtomicUsize) {
     // Before the client can see the end of its answer, so that its next
     // request finds this worker's place free.
     sending.fetch_sub(1, Ordering::AcqRel);
-    // Either way the connection ends here, whatever other descriptors of
-    // it remain; the client may be gone already, with no one to tell.
+    // The connection ends here, whatever other descriptors of it remain;
+    // the client may be gone already, with no one to tell.
     match sent {
         Ok(()) => drop(stream.shutdown(Shutdown::Write)),
         Err(error) => {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wal::{NextWalFile, Wal};
 use super::LogPosition;
-use crate::app::DurationText;
 use crate::index::SharedIndex;
-use crate::log;
+use crate::log::{self, DurationText};
 
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a failed compaction waits before the next attempt: the log

@@ -37,6 +37,26 @@ impl Hasher for NameHasher {
     }
 }
 
+/// A name as a map key: up to 16 bytes held in the key itself (name bytes
+/// are never zero), so that a lookup compares without a cache miss into the
+/// list's text: a third less CPU for a million-package list (BENCHMARKS.md).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum NameKey<'a> {
+    Short([u8; 16]),
+    Long(&'a str),
+}
+
+fn key(name: &str) -> NameKey<'_> {
+    let mut bytes = [0u8; 16];
+    match bytes.get_mut(..name.len()) {
+        Some(head) => {
+            head.copy_from_slice(name.as_bytes());
+            NameKey::Short(bytes)
+        }
+        None => NameKey::Long(name),
+    }
+}
+
 /// A list that parsed: each package once, every name numbered (its id).
 #[derive(Debug)]
 pub(super) struct List<'a> {
@@ -60,7 +80,9 @@ impl<'a> List<'a> {
             let reason = "a list may be at most 4 GiB".into();
             return Err(vec![ListError { line: 0, reason }]);
         }
-        let mut ids = HashMap::<&str, u32, BuildHasherDefault<NameHasher>>::default();
+        let lines = text.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let mut ids: HashMap<NameKey, u32, BuildHasherDefault<NameHasher>> =
+            HashMap::with_capacity_and_hasher(lines, BuildHasherDefault::default());
         let (mut errors, mut names) = (vec![], vec![]);
         let (mut first_lines, mut starts) = (vec![], vec![]);
         let mut requests = (Vec::with_capacity(text.len() + text.len() / 4), vec![]);
@@ -76,7 +98,7 @@ impl<'a> List<'a> {
                     continue;
                 }
             };
-            match ids.entry(name) {
+            match ids.entry(key(name)) {
                 Entry::Vacant(slot) => {
                     slot.insert(names.len() as u32);
                     names.push(name);
@@ -107,7 +129,7 @@ impl<'a> List<'a> {
         let dependencies = named
             .into_iter()
             .map(|name| {
-                *ids.entry(name).or_insert_with(|| {
+                *ids.entry(key(name)).or_insert_with(|| {
                     names.push(name);
                     names.len() as u32 - 1
                 })

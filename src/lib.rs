@@ -44,9 +44,9 @@
 //! 2. That thread reads into a buffer bounded by `--max-line-bytes` and
 //!    parses the complete lines in batches of up to 256: [`parse_line`]
 //!    validates names into [`PackageName`]s borrowed from the buffer.
-//! 3. [`Store::execute_all`] runs the batch in order, in runs: the requests
-//!    at a run's start that change nothing under one read lock, the rest
-//!    under one write lock; with `--data-dir`, each change is appended to the
+//! 3. [`Store::execute_all`] runs the batch in order, in runs of one kind:
+//!    queries under one read lock, changes under one write lock; with
+//!    `--data-dir`, each change is appended to the
 //!    log's buffer in the same critical section, so the log's order is the
 //!    index's order.
 //! 4. The answers go to an output buffer; once no complete line is left,

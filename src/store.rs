@@ -2,9 +2,8 @@
 //! `--data-dir`, the durable side that owns its files.
 //!
 //! Each command is one critical section, so all clients see one order of
-//! commands. A command that leaves the index as it is (a `QUERY`, a refusal,
-//! a repeat) is answered under the read lock; only a real change takes the
-//! write lock, and is appended to the log's buffer in the same critical
+//! commands. `QUERY` takes the read lock, `INDEX` and `REMOVE` the write
+//! lock; a change is appended to the log's buffer in the same critical
 //! section, so the log's order is the index's order. Every answer, queries
 //! included, waits (after the lock, once per batch) for the log to cover the
 //! newest change it could have observed: an answer never reveals a change
@@ -79,9 +78,10 @@ impl Store {
     }
 
     /// Runs `requests` in order, each as one atomic step, appending what each
-    /// did to `executed`. Per run of `MAX_RUN` (256), the leading requests that
-    /// change nothing share one read lock and the rest one write lock. Fails
-    /// only when the log has failed: then none of the answers may be sent.
+    /// did to `executed`. Consecutive requests that take the same lock run
+    /// under one hold of it, at most `MAX_RUN` (256) of them: a lock per run,
+    /// not per request. Fails only when the log has failed: then none of the
+    /// answers may be sent.
     pub fn execute_all(
         &self,
         requests: &[Request<'_>],
@@ -89,35 +89,26 @@ impl Store {
     ) -> io::Result<()> {
         // Room for every result before any lock is taken.
         executed.reserve(requests.len());
-        for run in requests.chunks(MAX_RUN) {
-            let unchanged = self.answer_unchanged(run, executed);
-            if unchanged < run.len() {
-                self.run_changes(&run[unchanged..], executed)?;
+        let is_query = |request: &Request<'_>| request.command == Command::Query;
+        let runs = requests.chunk_by(|a, b| is_query(a) == is_query(b));
+        for run in runs.flat_map(|run| run.chunks(MAX_RUN)) {
+            if is_query(&run[0]) {
+                // Each answer waits for the newest change the lock let through.
+                let index = self.index.read();
+                let durable = self.durable.as_deref();
+                let wait_for = durable.map(|d| d.wal.last_appended()).unwrap_or_default();
+                executed.extend(run.iter().map(|request| Executed {
+                    outcome: index.query(request.package),
+                    wait_for,
+                }));
+            } else {
+                self.run_changes(run, executed)?;
             }
         }
         Ok(())
     }
 
-    /// Answers, under one read lock, the leading requests of `run` that
-    /// change nothing; how many. Each waits for the newest change logged.
-    fn answer_unchanged(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> usize {
-        let index = self.index.read();
-        let wait_for = self
-            .durable
-            .as_deref()
-            .map(|durable| durable.wal.last_appended())
-            .unwrap_or_default();
-        let before = executed.len();
-        for request in run {
-            let Some(outcome) = index.outcome_if_unchanged(request) else {
-                break;
-            };
-            executed.push(Executed { outcome, wait_for });
-        }
-        executed.len() - before
-    }
-
-    /// The rest of a run under one write lock, each change logged as it is
+    /// A run of changes under one write lock, each logged as it is
     /// made (the log's buffer is taken once, at the run's first change).
     fn run_changes(&self, run: &[Request<'_>], executed: &mut Vec<Executed>) -> io::Result<()> {
         let mut index = self.index.write();

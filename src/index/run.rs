@@ -6,7 +6,7 @@
 //! read, and step 3 looks every name up again, so a command sees exactly
 //! what it would see run alone.
 
-use super::{Hashed, IndexOutcome, Indexer, Refusal};
+use super::{Hashed, IndexOutcome, Indexer};
 use crate::name::PackageName;
 use crate::protocol::{Command, Request};
 use crate::sys;
@@ -70,50 +70,6 @@ impl Indexer {
             rest = after;
         }
         Ok(())
-    }
-
-    /// What `command` does if it leaves the index as it is, `None` if not:
-    /// so only a real change waits for the write lock.
-    pub(crate) fn outcome_if_unchanged<S: RunItem>(&self, command: &S) -> Option<IndexOutcome> {
-        let (package, dependencies) = match command.command() {
-            IndexCommand::Query(package) => return Some(self.query(package)),
-            IndexCommand::Remove(package) => {
-                let id = self.find(self.hashed(package));
-                return match id.map(|id| self.nodes[id as usize].dependents) {
-                    None => Some(IndexOutcome::Absent),
-                    Some(0) => None,
-                    Some(_) => Some(IndexOutcome::Refused(Refusal::HasDependents)),
-                };
-            }
-            IndexCommand::Index {
-                package,
-                dependencies,
-            } => (self.hashed(package), dependencies),
-        };
-        // The ids of a short list, to compare with the indexed one; a long
-        // list that could be unchanged is left to the write path.
-        let (mut ids, mut len, mut short) = ([0u32; STAGED_NAMES], 0, true);
-        for dep in dependencies {
-            let dep = self.hashed(dep);
-            if dep.hash == package.hash && dep.name == package.name {
-                return Some(IndexOutcome::Refused(Refusal::SelfDependency));
-            }
-            let Some(id) = self.find(dep) else {
-                return Some(IndexOutcome::Refused(Refusal::MissingDependency));
-            };
-            match ids.get_mut(len) {
-                Some(slot) => *slot = id,
-                None => short = false,
-            }
-            len += 1;
-        }
-        let id = self.find(package).filter(|_| short)?;
-        let ids = &mut ids[..len];
-        ids.sort_unstable();
-        let distinct = ids.chunk_by(|a, b| a == b).map(|run| run[0]);
-        distinct
-            .eq(self.deps(id).iter().copied())
-            .then_some(IndexOutcome::Unchanged)
     }
 
     /// Steps 1 and 2 for as many of `run`'s first commands as fit in a
@@ -311,35 +267,6 @@ mod tests {
             }
             prop_assert_eq!(got, expected);
             prop_assert_eq!(listed(&staged), listed(&single));
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn what_changes_nothing_is_known_before_it_runs(
-            preload in proptest::collection::vec(op(11), 0..30),
-            ops in proptest::collection::vec(op(11), 1..60),
-        ) {
-            let names = pool();
-            let (preload, lines) = (lines(&preload, &names), lines(&ops, &names));
-            let (preload, requests) = (requests(&preload), requests(&lines));
-            let mut index = Indexer::new();
-            for request in &preload {
-                one_by_one(&mut index, request);
-            }
-            for request in &requests {
-                let foreseen = index.outcome_if_unchanged(request);
-                let outcome = one_by_one(&mut index, request);
-                match foreseen {
-                    Some(foreseen) => prop_assert_eq!(foreseen, outcome),
-                    None => prop_assert!(
-                        outcome.changed() || outcome == IndexOutcome::Refused(Refusal::Cycle),
-                        "{:?} was not foreseen", outcome
-                    ),
-                }
-            }
         }
     }
 

@@ -7,8 +7,7 @@
 
 use crate::package_list::{parse_line_into, ListError};
 use crate::protocol::{write_request, Command};
-use std::collections::hash_map::{Entry, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::sys;
 
 /// Problems of each kind named one by one; the rest are counted.
 pub(super) const MAX_REPORTED: usize = 20;
@@ -16,44 +15,68 @@ pub(super) const MAX_REPORTED: usize = 20;
 /// An id that is none.
 const NONE: u32 = u32::MAX;
 
-/// Folds a name's 8-byte words in by 128-bit products: a quarter less CPU
-/// than std's hash to read a million-package list. The operator chose the
-/// file, so defending against crafted collisions would buy nothing.
-#[derive(Default)]
-struct NameHasher(u64);
+/// How many names ahead of its lookup a name's slot is fetched.
+const AHEAD: usize = 16;
 
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * 0x9E37_79B9_7F4A_7C15;
-            self.0 = (product as u64) ^ ((product >> 64) as u64);
-        }
+/// A name's hash: its 8-byte words folded in by 128-bit products. The
+/// operator chose the file: defending against crafted collisions buys nothing.
+fn hash(name: &[u8]) -> u64 {
+    let mut state = name.len() as u64;
+    for chunk in name.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let product = u128::from(state ^ u64::from_le_bytes(word)) * 0x9E37_79B9_7F4A_7C15;
+        state = (product as u64) ^ ((product >> 64) as u64);
     }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    state
 }
 
-/// A name as a map key: up to 16 bytes held in the key itself (name bytes
-/// are never zero), so that a lookup compares without a cache miss into the
-/// list's text: a third less CPU for a million-package list (BENCHMARKS.md).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum NameKey<'a> {
-    Short([u8; 16]),
-    Long(&'a str),
+/// Numbers names in the order first seen: open addressing over slots of
+/// (hash's top half, id, name), an empty name for a free slot, with a slot
+/// more than the names it will be asked for, so it is never full (a list
+/// of three dependencies a package fills about a quarter). A million
+/// names miss the cache on nearly every probe, so each runs [`AHEAD`] names
+/// behind a fetch of its slot and half as far behind one of the name that
+/// slot holds: the misses overlap instead of queueing (BENCHMARKS.md).
+struct Interner<'a> {
+    slots: Vec<(u32, u32, &'a str)>,
+    names: Vec<&'a str>,
 }
 
-fn key(name: &str) -> NameKey<'_> {
-    let mut bytes = [0u8; 16];
-    match bytes.get_mut(..name.len()) {
-        Some(head) => {
-            head.copy_from_slice(name.as_bytes());
-            NameKey::Short(bytes)
+impl<'a> Interner<'a> {
+    fn with_room_for(names: usize) -> Interner<'a> {
+        let slots = vec![(0, NONE, ""); (names + 1).next_power_of_two()];
+        let names = Vec::with_capacity(names);
+        Interner { slots, names }
+    }
+
+    /// The id of each of `tokens`, in order.
+    fn number(&mut self, tokens: &[&'a str]) -> Vec<u32> {
+        let hashes: Vec<u64> = tokens.iter().map(|name| hash(name.as_bytes())).collect();
+        let mask = self.slots.len() - 1;
+        let mut ids = Vec::with_capacity(tokens.len());
+        for (i, (&name, &hash)) in tokens.iter().zip(&hashes).enumerate() {
+            if let Some(&ahead) = hashes.get(i + AHEAD) {
+                sys::prefetch(&self.slots[ahead as usize & mask]);
+            }
+            if let Some(&ahead) = hashes.get(i + AHEAD / 2) {
+                if let Some(first) = self.slots[ahead as usize & mask].2.as_bytes().first() {
+                    sys::prefetch(first);
+                }
+            }
+            let mut at = hash as usize & mask;
+            while !self.slots[at].2.is_empty()
+                && (self.slots[at].0 != (hash >> 32) as u32 || self.slots[at].2 != name)
+            {
+                at = (at + 1) & mask;
+            }
+            if self.slots[at].2.is_empty() {
+                self.slots[at] = ((hash >> 32) as u32, self.names.len() as u32, name);
+                self.names.push(name);
+            }
+            ids.push(self.slots[at].1);
         }
-        None => NameKey::Long(name),
+        ids
     }
 }
 
@@ -80,61 +103,53 @@ impl<'a> List<'a> {
             let reason = "a list may be at most 4 GiB".into();
             return Err(vec![ListError { line: 0, reason }]);
         }
-        let lines = text.iter().filter(|&&byte| byte == b'\n').count() + 1;
-        let mut ids: HashMap<NameKey, u32, BuildHasherDefault<NameHasher>> =
-            HashMap::with_capacity_and_hasher(lines, BuildHasherDefault::default());
-        let (mut errors, mut names) = (vec![], vec![]);
-        let (mut first_lines, mut starts) = (vec![], vec![]);
+        let (mut errors, mut packages, mut lines, mut starts) = (vec![], vec![], vec![], vec![]);
         let mut requests = (Vec::with_capacity(text.len() + text.len() / 4), vec![]);
         // Every dependency as written, package after package.
         let (mut named, mut dependencies): (Vec<&str>, _) = (vec![], vec![]);
         for (index, line) in text.split(|&byte| byte == b'\n').enumerate() {
-            let number = index + 1;
-            let name = match parse_line_into(number, line, &mut dependencies) {
-                Ok(Some(name)) => name.as_str(),
-                Ok(None) => continue,
-                Err(error) => {
-                    errors.push(error);
-                    continue;
-                }
-            };
-            match ids.entry(key(name)) {
-                Entry::Vacant(slot) => {
-                    slot.insert(names.len() as u32);
-                    names.push(name);
-                    first_lines.push(number);
+            match parse_line_into(index + 1, line, &mut dependencies) {
+                Ok(Some(name)) => {
+                    packages.push(name.as_str());
+                    lines.push(index + 1);
                     starts.push(named.len());
                     named.extend(dependencies.iter().map(|name| name.as_str()));
                     requests.1.push(requests.0.len());
-                    write_request(&mut requests.0, Command::Index, name, &dependencies);
-                }
-                Entry::Occupied(slot) => {
-                    let first = first_lines[*slot.get() as usize];
-                    let reason = format!(
-                        "package {name} is listed twice, on line {first} and on line {number}"
+                    write_request(
+                        &mut requests.0,
+                        Command::Index,
+                        name.as_str(),
+                        &dependencies,
                     );
-                    errors.push(ListError {
-                        line: number,
-                        reason,
-                    });
+                }
+                Ok(None) => {}
+                Err(error) => errors.push(error),
+            }
+        }
+        starts.push(named.len());
+        requests.1.push(requests.0.len());
+        // Packages first, in list order; a name listed again gets its first
+        // line's id. Then the names without a line, first named first.
+        let mut interner = Interner::with_room_for(packages.len() + named.len());
+        let ids = interner.number(&packages);
+        let mut first_lines = Vec::with_capacity(packages.len());
+        for (&id, (&name, &line)) in ids.iter().zip(packages.iter().zip(&lines)) {
+            match first_lines.get(id as usize) {
+                None => first_lines.push(line),
+                Some(first) => {
+                    let reason = format!(
+                        "package {name} is listed twice, on line {first} and on line {line}"
+                    );
+                    errors.push(ListError { line, reason });
                 }
             }
         }
         if !errors.is_empty() {
+            errors.sort_by_key(|error| error.line);
             return Err(errors);
         }
-        starts.push(named.len());
-        requests.1.push(requests.0.len());
-        // Names without a line of their own get the next ids, first named first.
-        let dependencies = named
-            .into_iter()
-            .map(|name| {
-                *ids.entry(key(name)).or_insert_with(|| {
-                    names.push(name);
-                    names.len() as u32 - 1
-                })
-            })
-            .collect();
+        let dependencies = interner.number(&named);
+        let names = interner.names;
         Ok(List {
             names,
             starts,

@@ -252,15 +252,26 @@ fn a_shuffled_list_is_sent_whole_each_package_after_its_dependencies() {
 
 #[test]
 fn names_hash_apart() {
-    use std::hash::BuildHasher;
-    let hasher = BuildHasherDefault::<NameHasher>::default();
     let mut slots = std::collections::HashSet::new();
     for i in 0..1000 {
-        slots.insert(hasher.hash_one(format!("pkg{i:05}")) & 0xFFF);
+        slots.insert(hash(format!("pkg{i:05}").as_bytes()) & 0xFFF);
     }
     assert!(slots.len() > 800, "{}", slots.len());
-    let tops: std::collections::HashSet<u64> = (0..1000)
-        .map(|i| hasher.hash_one(format!("pkg{i}")) >> 57)
+    let tags: std::collections::HashSet<u64> = (0..1000)
+        .map(|i| hash(format!("pkg{i}").as_bytes()) >> 32)
         .collect();
-    assert!(tops.len() > 100, "{}", tops.len());
+    assert_eq!(tags.len(), 1000);
+}
+
+#[test]
+fn a_name_listed_twice_is_an_error_and_later_packages_are_not() {
+    let text = b"a:\nb: a\na:\nc: b\n";
+    let errors = List::read(text).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 3);
+    assert!(
+        errors[0].reason.contains("on line 1 and on line 3"),
+        "{}",
+        errors[0].reason
+    );
 }

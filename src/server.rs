@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::{Metrics, RejectReason, RequestTally};
 use crate::protocol::{self, Response};
-use crate::store::{LogPosition, Store, MAX_RUN};
+use crate::store::{Executed, LogPosition, Store, MAX_RUN};
 use crate::sys::{self, Keepalive};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -46,6 +46,10 @@ const LINGER: Duration = Duration::from_secs(1);
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Longest wait of a graceful stop between two checks for an interruption.
 pub(crate) const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+/// How long a listener rests after an `accept` that failed for lack of
+/// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), so its
+/// loop does not spin; the pending connection stays in the backlog.
+pub(crate) const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Connections per CPU above which connection threads stop preempting one
 /// another when input wakes them: with far more runnable threads than CPUs,
 /// each wake-up would interrupt a thread mid request (perhaps holding the
@@ -268,11 +272,10 @@ impl Shared {
                     log::warn("cannot empty the listen backlog", &[("error", &err)]);
                     break;
                 }
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of
-                // spinning; the pending connection stays in the backlog.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM.
                 Err(err) if matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12)) => {
                     log::warn("accept failed", &[("error", &err)]);
-                    thread::sleep(Duration::from_millis(50));
+                    thread::sleep(ACCEPT_RETRY_PAUSE);
                 }
                 Err(err) => log::debug("accept failed", &[("error", &err)]),
             }
@@ -374,6 +377,9 @@ struct Session<'a> {
     /// True while dropping the rest of an oversized line.
     discarding: bool,
     tally: RequestTally,
+    /// What each request of the batch did; kept, so a batch allocates no
+    /// room for its results.
+    executed: Vec<Executed>,
     output: Vec<u8>,
     /// Log position the answers in `output` must wait for before sending.
     wait_for: LogPosition,
@@ -408,6 +414,7 @@ impl<'a> Session<'a> {
             filled: false,
             discarding: false,
             tally: RequestTally::default(),
+            executed: Vec::new(),
             output: Vec::new(),
             wait_for: LogPosition::default(),
             last_line: Instant::now(),
@@ -467,7 +474,7 @@ impl<'a> Session<'a> {
     fn answer_batch(&mut self) -> io::Result<Instant> {
         let started = Instant::now();
         let input = &self.input[..self.end];
-        let (mut requests, mut executed) = (Vec::new(), Vec::new());
+        let mut requests = Vec::new();
         let mut at = self.start;
         while requests.len() < MAX_RUN {
             let Some(newline) = input[at..].iter().position(|&b| b == b'\n') else {
@@ -490,8 +497,10 @@ impl<'a> Session<'a> {
             }
             at += newline + 1;
         }
-        self.shared.store.execute_all(&requests, &mut executed)?;
-        for (request, executed) in requests.iter().zip(&executed) {
+        self.shared
+            .store
+            .execute_all(&requests, &mut self.executed)?;
+        for (request, executed) in requests.iter().zip(&self.executed) {
             let response = executed.outcome.response();
             self.output.extend_from_slice(response.as_bytes());
             self.tally.count(Some(request.command), response);
@@ -501,6 +510,7 @@ impl<'a> Session<'a> {
         self.shared
             .metrics
             .record_batch(&mut self.tally, finished - started);
+        self.executed.clear();
         self.start = at;
         Ok(finished)
     }
@@ -612,6 +622,7 @@ impl<'a> Session<'a> {
     fn release_buffers(&mut self) {
         self.input = Vec::new();
         self.output = Vec::new();
+        self.executed = Vec::new();
         self.start = 0;
         self.end = 0;
         self.filled = false;
@@ -761,7 +772,8 @@ mod tests {
     }
 
     fn holds_buffers(connection: &Session<'_>) -> bool {
-        connection.input.capacity() + connection.output.capacity() > 0
+        connection.input.capacity() + connection.output.capacity() + connection.executed.capacity()
+            > 0
     }
 
     #[test]

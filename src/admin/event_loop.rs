@@ -16,9 +16,6 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the listener rests after a failed `accept` (out of descriptors,
-/// say), so the loop does not spin.
-const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Connections accepted per turn of the loop at most, so a burst of
 /// connects does not delay reading the ones already accepted.
 const MAX_ACCEPTS_PER_TURN: usize = 64;
@@ -90,7 +87,7 @@ impl EventLoop {
                     // Only a lack of kernel memory is expected here; wait
                     // for it to pass rather than spin.
                     log::warn("admin poll failed", &[("error", &error)]);
-                    thread::sleep(ACCEPT_RETRY_PAUSE);
+                    thread::sleep(server::ACCEPT_RETRY_PAUSE);
                     continue;
                 }
             }
@@ -157,12 +154,12 @@ impl EventLoop {
                             "admin accept failed; pausing accepts",
                             &[
                                 ("error", &error),
-                                ("pause_ms", &ACCEPT_RETRY_PAUSE.as_millis()),
+                                ("pause_ms", &server::ACCEPT_RETRY_PAUSE.as_millis()),
                             ],
                         );
                     }
                     self.failed_accepts += 1;
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY_PAUSE);
+                    self.accept_paused_until = Some(Instant::now() + server::ACCEPT_RETRY_PAUSE);
                     return;
                 }
             }

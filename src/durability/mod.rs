@@ -160,7 +160,7 @@ fn examine_locked(dir: &Path) -> Result<Examined, RecoveryError> {
 struct Replayer<'a>(&'a mut Indexer);
 
 impl Replay for Replayer<'_> {
-    fn expect(&mut self, packages: usize) {
+    fn reserve(&mut self, packages: usize) {
         self.0.reserve(packages);
     }
 

@@ -35,7 +35,7 @@ impl Survey {
 /// Where a survey's changes go, in replay order.
 pub(crate) trait Replay {
     /// About `packages` packages (a snapshot's end marker's count) follow.
-    fn expect(&mut self, packages: usize);
+    fn reserve(&mut self, packages: usize);
 
     /// Applies `changes` in order up to the first it refuses: its place in
     /// `changes`, and why.
@@ -313,7 +313,7 @@ impl<F: Replay> Surveyor<'_, F> {
         }
         let packages = record::snapshot_packages(&data).filter(|_| kind == Kind::Snapshot);
         if let Some(packages) = packages {
-            self.apply.expect(packages);
+            self.apply.reserve(packages);
         }
         let tail = self.walk(&mut file, &data);
         // A torn end, or a log ending without its seal, is only possible

@@ -215,7 +215,7 @@ impl<F> Replay for EachChange<F>
 where
     F: FnMut(LoggedChange<'_>) -> Result<(), String>,
 {
-    fn expect(&mut self, _packages: usize) {}
+    fn reserve(&mut self, _packages: usize) {}
 
     fn apply(&mut self, changes: &[LoggedChange<'_>]) -> Result<(), (usize, String)> {
         for (at, &change) in changes.iter().enumerate() {

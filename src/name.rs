@@ -1,6 +1,6 @@
 //! Package names, validated once where bytes enter (protocol parser, log
-//! decoder, admin path) by [`PackageName::new`] or [`Dependencies::new`], the
-//! only way to make one:
+//! decoder, admin path) by [`PackageName::new`], [`PackageName::from_text`]
+//! or [`Dependencies::new`], the only ways to make one:
 //!
 //! ```compile_fail
 //! // The field is private: only validation builds a name.
@@ -21,17 +21,23 @@ fn is_name_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'+' | b'-' | b'@' | b'/')
 }
 
+/// Whether `bytes` are a valid name (ASCII, so also valid UTF-8).
+fn is_name(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.len() <= MAX_NAME_BYTES && bytes.iter().all(|&b| is_name_byte(b))
+}
+
 impl<'a> PackageName<'a> {
     /// `None` when `bytes` are not a valid name.
     pub fn new(bytes: &'a [u8]) -> Option<PackageName<'a>> {
-        if bytes.is_empty()
-            || bytes.len() > MAX_NAME_BYTES
-            || !bytes.iter().all(|&b| is_name_byte(b))
-        {
-            return None;
-        }
-        // Name bytes are ASCII, so this cannot fail once they are valid.
-        std::str::from_utf8(bytes).ok().map(PackageName)
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(PackageName::from_text)
+    }
+
+    /// `None` when `text` is not a valid name: for text already checked as
+    /// UTF-8, which costs a second pass over the bytes otherwise.
+    pub fn from_text(text: &'a str) -> Option<PackageName<'a>> {
+        is_name(text.as_bytes()).then_some(PackageName(text))
     }
 
     pub fn as_str(self) -> &'a str {
@@ -70,7 +76,7 @@ impl<'a> Dependencies<'a> {
     /// `None` when an entry is empty or not a valid name.
     pub fn new(field: &'a [u8]) -> Option<Dependencies<'a>> {
         let mut entries = field.split(|&b| b == b',');
-        if !field.is_empty() && !entries.all(|entry| PackageName::new(entry).is_some()) {
+        if !field.is_empty() && !entries.all(is_name) {
             return None;
         }
         std::str::from_utf8(field).ok().map(Dependencies)

@@ -59,10 +59,10 @@ pub fn parse_line_into<'a>(
         .split_once(':')
         .ok_or_else(|| refuse("expected `name: dep dep ...` (no `:` found)".to_string()))?;
     let name = name.trim();
-    let name = PackageName::new(name.as_bytes())
+    let name = PackageName::from_text(name)
         .ok_or_else(|| refuse(format!("invalid package name {name:?}")))?;
     for word in rest.split_whitespace() {
-        let dependency = PackageName::new(word.as_bytes())
+        let dependency = PackageName::from_text(word)
             .ok_or_else(|| refuse(format!("invalid dependency name {word:?}")))?;
         if dependency == name {
             return Err(refuse(format!("package {name:?} depends on itself")));

@@ -37,8 +37,8 @@ pub(super) const SUBCOMMAND: Subcommand = Subcommand {
 
 const PROGRAM: &str = "package-indexer load";
 
-/// Bytes of request lines gathered before one write.
-const SEND_CHUNK: usize = 64 * 1024;
+/// Request lines gathered before one write (about 40 KiB of a typical list).
+const LINES_PER_WRITE: usize = 1024;
 
 /// What an answer other than `OK` to an `INDEX` line means.
 const REFUSED: &str = "refused (FAIL: a dependency is not on the server after all, \
@@ -127,12 +127,11 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         ));
     }
     let (listed, elapsed) = ((leaves.len() + list.len()) as u64, started.elapsed());
-    let (ok, all, seconds) = (
-        thousands(answers.ok),
-        thousands(listed),
+    let (ok, all) = (thousands(answers.ok), thousands(listed));
+    let (seconds, rate) = (
         elapsed.as_secs_f64(),
+        thousands(per_second(answers.ok, elapsed)),
     );
-    let rate = thousands(per_second(answers.ok, elapsed));
     let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
     let unanswered = ids.len() as u64 - outcome.answered;
     for (count, what) in [
@@ -169,15 +168,11 @@ fn exchange(
     }
     let stream = connection::connect(addr)?;
     let write = |sender: &mut Sender| -> io::Result<()> {
-        let (mut chunk, mut lines) = (Vec::with_capacity(SEND_CHUNK + 1024), 0);
-        for (i, &id) in ids.iter().enumerate() {
-            push_line(&mut chunk, id);
-            lines += 1;
-            if chunk.len() >= SEND_CHUNK || i + 1 == ids.len() {
-                sender.send(&chunk, lines)?;
-                chunk.clear();
-                lines = 0;
-            }
+        let mut chunk = Vec::new();
+        for lines in ids.chunks(LINES_PER_WRITE) {
+            lines.iter().for_each(|&id| push_line(&mut chunk, id));
+            sender.send(&chunk, lines.len() as u64)?;
+            chunk.clear();
         }
         Ok(())
     };

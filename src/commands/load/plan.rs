@@ -168,11 +168,8 @@ impl<'a> List<'a> {
 
     /// The first [`MAX_REPORTED`] names of `ids`, and how many more.
     pub(super) fn some_names(&self, ids: &[u32]) -> String {
-        let shown: Vec<&str> = ids
-            .iter()
-            .take(MAX_REPORTED)
-            .map(|&id| self.name(id))
-            .collect();
+        let shown = ids.iter().take(MAX_REPORTED).map(|&id| self.name(id));
+        let shown: Vec<&str> = shown.collect();
         match ids.len() - shown.len() {
             0 => shown.join(", "),
             more => format!("{} and {more} more", shown.join(", ")),
@@ -230,18 +227,26 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     let (mut open, mut step) = (vec![false; packages], vec![NONE; packages]);
     let (mut stack, mut next, mut order) = (vec![], 0, Order::default());
     let (mut lone, mut knot_lines) = (vec![], vec![]);
+    // (package, how many of its dependencies were followed)
+    let mut walk = vec![];
     for root in 0..packages as u32 {
         if reached[root as usize] != NONE {
             continue;
         }
-        // (package, how many of its dependencies were followed)
-        let mut walk = vec![(root, 0)];
+        walk.push((root, 0));
         while let Some(&mut (package, ref mut followed)) = walk.last_mut() {
             let p = package as usize;
             if reached[p] == NONE {
                 (reached[p], low[p], open[p]) = (next, next, true);
                 next += 1;
                 stack.push(package);
+                // Its dependencies are looked at next: overlap their misses.
+                for &d in list.dependencies(package) {
+                    if let Some(at) = reached.get(d as usize) {
+                        sys::prefetch(at);
+                        sys::prefetch(&list.starts[d as usize]);
+                    }
+                }
             }
             if let Some(&d) = list.dependencies(package).get(*followed) {
                 *followed += 1;
@@ -259,14 +264,15 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
             if low[p] != reached[p] {
                 continue;
             }
-            let group = stack.split_off(stack.iter().rposition(|&m| m == package).unwrap_or(0));
             let deps = |q: u32| list.dependencies(q).iter().copied();
-            if group.len() == 1 {
+            if stack.last() == Some(&package) {
+                stack.pop();
                 open[p] = false;
                 blocked[p] = deps(package).any(|d| blocked[d as usize]);
                 lone.push(package);
                 continue;
             }
+            let group = stack.split_off(stack.iter().rposition(|&m| m == package).unwrap_or(0));
             // Every member has a dependency in the group (open, reached
             // since `package`): following those must come back round.
             let in_group = |d: u32| open[d as usize] && reached[d as usize] >= reached[p];

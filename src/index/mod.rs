@@ -492,10 +492,13 @@ impl Indexer {
     }
 
     fn find(&self, name: Hashed<'_>) -> Option<u32> {
-        let bytes = name.name.as_bytes();
+        let (bytes, inline) = (name.name.as_bytes(), node::inline(name.name.as_bytes()));
         self.table.find(name.hash, |id| {
             let node = self.nodes.get(id as usize);
-            node.is_some_and(|node| node.name(&self.names) == bytes)
+            node.is_some_and(|node| match inline {
+                Some(inline) => node.is_named(inline),
+                None => node.name(&self.names) == bytes,
+            })
         })
     }
 

@@ -8,6 +8,15 @@ use crate::sys;
 
 pub(super) const INLINE_NAME: usize = 11;
 
+/// A name of up to [`INLINE_NAME`] bytes as a node holds it, length and
+/// zero-padded bytes: compared whole, inline, without a call to `memcmp`.
+#[allow(clippy::cast_possible_truncation)] // at most 11
+pub(super) fn inline(bytes: &[u8]) -> Option<(u8, [u8; INLINE_NAME])> {
+    let mut name = [0; INLINE_NAME];
+    name.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some((bytes.len() as u8, name))
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Node {
     /// Where the package's run lies in the edges arena: its dependencies,
@@ -28,17 +37,22 @@ impl Node {
     /// when it is too long for the node (the caller checked its room).
     pub(super) fn named(name: PackageName<'_>, names: &mut Arena<u8>) -> Node {
         let bytes = name.as_bytes();
-        let mut node = Node {
-            // 1 to 255 bytes.
-            name_len: u8::try_from(bytes.len()).unwrap_or(u8::MAX),
+        let (name_len, name) = inline(bytes).unwrap_or_else(|| {
+            let mut start = [0; INLINE_NAME];
+            start[..4].copy_from_slice(&names.push(bytes).to_le_bytes());
+            // 12 to 255 bytes.
+            (u8::try_from(bytes.len()).unwrap_or(u8::MAX), start)
+        });
+        Node {
+            name_len,
+            name,
             ..Node::default()
-        };
-        if bytes.len() <= INLINE_NAME {
-            node.name[..bytes.len()].copy_from_slice(bytes);
-        } else {
-            node.name[..4].copy_from_slice(&names.push(bytes).to_le_bytes());
         }
-        node
+    }
+
+    /// True when the node holds `inline`, a short name as [`inline`] gives it.
+    pub(super) fn is_named(&self, inline: (u8, [u8; INLINE_NAME])) -> bool {
+        (self.name_len, self.name) == inline
     }
 
     /// Items of its run: dependencies and dependents.

@@ -157,8 +157,7 @@ impl Store {
     /// when it is not indexed; the read lock is held only to copy the names.
     pub fn inspect(&self, package: PackageName<'_>) -> Option<Inspection> {
         let index = self.index.read();
-        let dependencies = lines(index.dependencies_of(package)?);
-        let dependents = lines(index.dependents_of(package)?);
+        let [dependencies, dependents] = index.edges_of(package)?.map(lines);
         drop(index);
         Some(Inspection {
             name: package.to_string(),

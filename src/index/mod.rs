@@ -194,23 +194,12 @@ impl Indexer {
         }
     }
 
-    /// The dependencies of an indexed package, each once, in no set order.
-    pub fn dependencies_of(
-        &self,
-        package: PackageName<'_>,
-    ) -> Option<impl Iterator<Item = &str> + '_> {
+    /// The dependencies and the dependents of an indexed package, each
+    /// once, in no set order: O(their number).
+    pub fn edges_of(&self, package: PackageName<'_>) -> Option<[impl Iterator<Item = &str>; 2]> {
         let id = self.find(self.hashed(package))?;
-        Some(self.deps(id).iter().map(|&dep| self.name(dep)))
-    }
-
-    /// The packages that depend on an indexed package, each once, in no
-    /// set order. O(their number).
-    pub fn dependents_of(
-        &self,
-        package: PackageName<'_>,
-    ) -> Option<impl Iterator<Item = &str> + '_> {
-        let id = self.find(self.hashed(package))?;
-        Some(self.dependents(id).iter().map(|&dep| self.name(dep)))
+        let ids = [self.deps(id), self.dependents(id)];
+        Some(ids.map(|ids| ids.iter().map(|&id| self.name(id))))
     }
 
     fn index_hashed<'a>(
@@ -715,7 +704,9 @@ mod tests {
         index(&mut ix, "d", &[]);
         assert_eq!(index(&mut ix, "a", &["d"]), IndexOutcome::Replaced);
         assert_eq!(
-            ix.dependencies_of(name("a")).unwrap().collect::<Vec<_>>(),
+            ix.edges_of(name("a")).unwrap()[0]
+                .by_ref()
+                .collect::<Vec<_>>(),
             ["d"]
         );
     }
@@ -742,11 +733,8 @@ mod tests {
 
     /// The dependents of `package`, sorted.
     fn dependents(ix: &Indexer, package: &str) -> Vec<String> {
-        let mut names: Vec<String> = ix
-            .dependents_of(name(package))
-            .unwrap()
-            .map(str::to_string)
-            .collect();
+        let [_, dependents] = ix.edges_of(name(package)).unwrap();
+        let mut names: Vec<String> = dependents.map(str::to_string).collect();
         names.sort();
         names
     }
@@ -771,7 +759,7 @@ mod tests {
         assert_eq!(dependents(&ix, "base"), expected);
         assert_eq!(dependents(&ix, "other").len(), 50);
         assert_eq!(dependents(&ix, "p01"), Vec::<String>::new());
-        assert!(ix.dependents_of(name("missing")).is_none());
+        assert!(ix.edges_of(name("missing")).is_none());
         // Re-indexed without `base`, removed, indexed again onto it.
         index(&mut ix, "p01", &["other"]);
         assert_eq!(ix.remove(name("p02")), IndexOutcome::Removed);

@@ -25,8 +25,8 @@ pub(super) struct Node {
     pub(super) dependencies: u32,
     pub(super) dependents: u32,
     name_len: u8,
-    /// The name when it fits; otherwise its start in the names arena
-    /// (little-endian).
+    /// The name when it fits, zero-padded ([`inline`]); otherwise its start
+    /// in the names arena (little-endian).
     name: [u8; INLINE_NAME],
 }
 

@@ -99,10 +99,11 @@ proptest! {
             prop_assert_eq!(index.check_invariants(), Ok(()));
             prop_assert_eq!(index.packages(), model.packages.len());
             for (name, deps) in &model.packages {
-                let mut got: Vec<&str> = index.dependencies_of(valid(name)).unwrap().collect();
+                let [dependencies, dependents] = index.edges_of(valid(name)).unwrap();
+                let mut got: Vec<&str> = dependencies.collect();
                 got.sort_unstable();
                 prop_assert_eq!(got, deps.iter().map(String::as_str).collect::<Vec<_>>());
-                let mut got: Vec<&str> = index.dependents_of(valid(name)).unwrap().collect();
+                let mut got: Vec<&str> = dependents.collect();
                 got.sort_unstable();
                 let needed_by = model.packages.iter().filter(|(_, deps)| deps.contains(name));
                 prop_assert_eq!(got, needed_by.map(|(n, _)| n.as_str()).collect::<Vec<_>>());

@@ -110,4 +110,25 @@ mod tests {
         assert_eq!(names.len(), 12 + 128 + 256 + 256);
         assert!(!Node::default().is_live());
     }
+
+    #[test]
+    fn a_short_name_matches_only_the_node_holding_it() {
+        let mut names = Arena::default();
+        let texts = ["a", "ab", "abcdefghij", "abcdefghijk", "abcdefghijkl"];
+        let nodes: Vec<Node> = texts
+            .iter()
+            .map(|t| Node::named(name(t), &mut names))
+            .collect();
+        for (i, text) in texts.iter().enumerate() {
+            let key = inline(text.as_bytes());
+            assert_eq!(key.is_some(), text.len() <= INLINE_NAME);
+            for (j, node) in nodes.iter().enumerate() {
+                assert_eq!(
+                    key.is_some_and(|key| node.is_named(key)),
+                    i == j && key.is_some()
+                );
+            }
+            assert!(key.is_none_or(|key| !Node::default().is_named(key)));
+        }
+    }
 }

@@ -492,25 +492,12 @@ impl Indexer {
     }
 
     /// Rehashes every name into a table with room for `packages` (in id
-    /// order, so the nodes are read front to back), a window of names at a
-    /// time, their home buckets fetched before the first is placed.
+    /// order, so the nodes are read front to back).
     fn rebuild_table(&mut self, packages: usize) {
         let mut table = NameTable::with_room_for(packages.max(self.packages));
-        let mut live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
-        let mut window = [(0, 0); 32];
-        loop {
-            let mut staged = 0;
-            for (slot, (id, node)) in window.iter_mut().zip(live.by_ref()) {
-                *slot = (self.hasher.hash_one(node.name(&self.names)), id);
-                table.prefetch(slot.0);
-                staged += 1;
-            }
-            if staged == 0 {
-                break;
-            }
-            window[..staged]
-                .iter()
-                .for_each(|&(hash, id)| table.insert(hash, id));
+        let live = (0u32..).zip(&self.nodes).filter(|(_, node)| node.is_live());
+        for (id, node) in live {
+            table.insert(self.hasher.hash_one(node.name(&self.names)), id);
         }
         self.table = table;
     }

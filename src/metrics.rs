@@ -286,11 +286,8 @@ impl Metrics {
         let help = "Connections closed at once without being served, by reason.";
         family(out, REJECTED, "counter", help)?;
         for (reason, count) in REASON_LABELS.iter().zip(&self.connections_rejected) {
-            writeln!(
-                out,
-                "{REJECTED}{{reason=\"{reason}\"}} {}",
-                count.load(Relaxed)
-            )?;
+            let count = count.load(Relaxed);
+            writeln!(out, "{REJECTED}{{reason=\"{reason}\"}} {count}")?;
         }
         const FSYNC: &str = "package_indexer_fsync_duration_seconds";
         let help = "Time taken by each fsync of durable state.";

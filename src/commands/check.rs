@@ -80,12 +80,8 @@ pub(super) fn print_report(
         .map(|(file, what)| format!("{}: {what}", file_name(file)))
         .collect();
     print_section(out, "other files", &leftovers)?;
-    let index = &examined.index;
-    let state = format!(
-        "{} packages and {} dependencies",
-        index.packages(),
-        index.dependencies()
-    );
+    let (packages, edges) = (examined.index.packages(), examined.index.dependencies());
+    let state = format!("{packages} packages and {edges} dependencies");
     let verdict = match problems.len() {
         0 if survey.files.is_empty() => {
             "ok: no data files (no server has written here); a start begins with an empty index"

@@ -404,10 +404,10 @@ fn read_answers(
         if !open {
             return Ok(());
         }
-        if answered > flight.sent.load(Ordering::Acquire) {
+        let sent = flight.sent.load(Ordering::Acquire);
+        if answered > sent {
             return Err(format!(
-                "the server sent {answered} answers to {} lines",
-                flight.sent.load(Ordering::Acquire)
+                "the server sent {answered} answers to {sent} lines"
             ));
         }
         flight.answered.store(answered, Ordering::Release);

@@ -128,10 +128,8 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     }
     let (listed, elapsed) = ((leaves.len() + list.len()) as u64, started.elapsed());
     let (ok, all) = (thousands(answers.ok), thousands(listed));
-    let (seconds, rate) = (
-        elapsed.as_secs_f64(),
-        thousands(per_second(answers.ok, elapsed)),
-    );
+    let seconds = elapsed.as_secs_f64();
+    let rate = thousands(per_second(answers.ok, elapsed));
     let mut summary = format!("indexed {ok} of {all} packages in {seconds:.2} s ({rate}/s)");
     let unanswered = ids.len() as u64 - outcome.answered;
     for (count, what) in [

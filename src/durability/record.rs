@@ -82,10 +82,10 @@ pub(super) fn header(kind: Kind) -> [u8; HEADER_LEN] {
 
 /// Checks that `data` starts with the header of `kind` in this version.
 pub(super) fn check_header(data: &[u8], kind: Kind) -> Result<(), String> {
-    if data.len() < HEADER_LEN {
+    let got = data.len();
+    if got < HEADER_LEN {
         return Err(format!(
-            "file header cut short ({} of {HEADER_LEN} bytes)",
-            data.len()
+            "file header cut short ({got} of {HEADER_LEN} bytes)"
         ));
     }
     if data[..8] != magic(kind) {
@@ -229,11 +229,9 @@ pub(super) fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
         },
         kind => return Err(format!("unknown record kind {kind}")),
     };
-    if !reader.rest.is_empty() {
-        return Err(format!(
-            "{} unexpected bytes after the record",
-            reader.rest.len()
-        ));
+    match reader.rest.len() {
+        0 => {}
+        extra => return Err(format!("{extra} unexpected bytes after the record")),
     }
     Ok(record)
 }

@@ -240,13 +240,6 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
                 (reached[p], low[p], open[p]) = (next, next, true);
                 next += 1;
                 stack.push(package);
-                // Its dependencies are looked at next: overlap their misses.
-                for &d in list.dependencies(package) {
-                    if let Some(at) = reached.get(d as usize) {
-                        sys::prefetch(at);
-                        sys::prefetch(&list.starts[d as usize]);
-                    }
-                }
             }
             if let Some(&d) = list.dependencies(package).get(*followed) {
                 *followed += 1;

@@ -158,7 +158,7 @@ impl Server {
 
     /// Graceful stop (`docs/lifecycle.md#graceful-stop`), closing whatever
     /// is left after `timeout`; `None` as soon as `interrupted` (asked at
-    /// least every 100 ms) says to give up, leaving the connections be.
+    /// least every `INTERRUPT_CHECK`) says to give up, leaving them be.
     pub fn shutdown(
         self,
         timeout: Duration,

@@ -29,9 +29,9 @@ fn is_name(bytes: &[u8]) -> bool {
 impl<'a> PackageName<'a> {
     /// `None` when `bytes` are not a valid name.
     pub fn new(bytes: &'a [u8]) -> Option<PackageName<'a>> {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(PackageName::from_text)
+        // The cheap byte rule first: a long field of garbage is refused
+        // before any UTF-8 pass, which cannot fail once the rule holds.
+        is_name(bytes).then(|| std::str::from_utf8(bytes).ok().map(PackageName))?
     }
 
     /// `None` when `text` is not a valid name: for text already checked as

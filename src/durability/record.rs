@@ -229,9 +229,9 @@ pub(super) fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
         },
         kind => return Err(format!("unknown record kind {kind}")),
     };
-    match reader.rest.len() {
-        0 => {}
-        extra => return Err(format!("{extra} unexpected bytes after the record")),
+    let extra = reader.rest.len();
+    if extra > 0 {
+        return Err(format!("{extra} unexpected bytes after the record"));
     }
     Ok(record)
 }

@@ -14,6 +14,11 @@ pub fn thousands(n: u64) -> String {
     text
 }
 
+/// `n` and the noun, singular or plural: `1 line`, `3 lines`.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +36,12 @@ mod tests {
         for (n, text) in cases {
             assert_eq!(thousands(n), text);
         }
+    }
+
+    #[test]
+    fn a_count_names_one_or_many() {
+        assert_eq!(count(1, "line", "lines"), "1 line");
+        assert_eq!(count(0, "line", "lines"), "0 lines");
+        assert_eq!(count(3, "line", "lines"), "3 lines");
     }
 }

@@ -6,7 +6,7 @@ mod plan;
 
 use super::connection::{self, AnswerSink, PipelineOutcome, Sender};
 use super::Subcommand;
-use crate::figures::thousands;
+use crate::figures::{count, thousands};
 use crate::flags::{CommandLine, Flag, Operands, Values};
 use crate::protocol::{write_request, Command, Response};
 use std::io::{self, IsTerminal, Read, Write};
@@ -79,7 +79,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
         for line in plan::cut(lines.collect(), "lines at fault") {
             say(&line);
         }
-        let lines = plan::count(errors.len(), "line", "lines");
+        let lines = count(errors.len(), "line", "lines");
         format!("{source}: {lines} at fault; nothing was sent")
     })?;
     let unlisted: Vec<u32> = list.unlisted().collect();
@@ -121,7 +121,7 @@ fn load(source: &str, addr: &str, strict: bool) -> Result<String, String> {
     }
     if !leaves.is_empty() {
         let names = list.some_names(&leaves);
-        let have = plan::count(leaves.len(), "dependency has", "dependencies have");
+        let have = count(leaves.len(), "dependency has", "dependencies have");
         say(&format!(
             "{have} no line of their own; indexed as packages without dependencies: {names}"
         ));

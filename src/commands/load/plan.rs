@@ -325,7 +325,7 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
     order.send = send;
     blocked_packages.sort_unstable();
     if !blocked_packages.is_empty() {
-        let count = count(blocked_packages.len(), "package", "packages");
+        let count = crate::figures::count(blocked_packages.len(), "package", "packages");
         let names = list.some_names(&blocked_packages);
         let line = format!("{count} depending on those cannot be indexed either: {names}");
         order.report.push(line);
@@ -341,11 +341,6 @@ pub(super) fn cut(mut lines: Vec<String>, what: &str) -> Vec<String> {
         lines.push(format!("and {more} more {what}"));
     }
     lines
-}
-
-/// `n` and the noun, singular or plural.
-pub(super) fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

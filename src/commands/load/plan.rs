@@ -32,25 +32,34 @@ fn hash(name: &[u8]) -> u64 {
 }
 
 /// Numbers names in the order first seen: open addressing over slots of
-/// (hash's top half, id, name), an empty name for a free slot, with a slot
-/// more than the names it will be asked for, so it is never full (a list
-/// of three dependencies a package fills about a quarter). A million
-/// names miss the cache on nearly every probe, so each runs [`AHEAD`] names
-/// behind a fetch of its slot and half as far behind one of the name that
-/// slot holds: the misses overlap instead of queueing (BENCHMARKS.md).
+/// [hash's top half, id + 1, where the name starts in the text, its
+/// length], all zero when free (so the table is the kernel's zeroed pages,
+/// never written whole), with a slot more than the names it will be asked
+/// for, so it is never full (a list of three dependencies a package fills
+/// about a quarter). A million names miss the cache on nearly every probe,
+/// so each runs [`AHEAD`] names behind a fetch of its slot and half as far
+/// behind one of the name that slot holds: the misses overlap instead of
+/// queueing (BENCHMARKS.md).
 struct Interner<'a> {
-    slots: Vec<(u32, u32, &'a str)>,
+    text: &'a [u8],
+    slots: Vec<[u32; 4]>,
     names: Vec<&'a str>,
 }
 
 impl<'a> Interner<'a> {
-    fn with_room_for(names: usize) -> Interner<'a> {
-        let slots = vec![(0, NONE, ""); (names + 1).next_power_of_two()];
+    fn with_room_for(text: &'a [u8], names: usize) -> Interner<'a> {
+        let slots = vec![[0; 4]; (names + 1).next_power_of_two()];
         let names = Vec::with_capacity(names);
-        Interner { slots, names }
+        Interner { text, slots, names }
     }
 
-    /// The id of each of `tokens`, in order.
+    /// The name in a slot; empty in a free one.
+    fn held(&self, [_, _, start, length]: [u32; 4]) -> &'a [u8] {
+        let (start, length) = (start as usize, length as usize);
+        self.text.get(start..start + length).unwrap_or_default()
+    }
+
+    /// The id of each of `tokens` (names within the text), in order.
     fn number(&mut self, tokens: &[&'a str]) -> Vec<u32> {
         let hashes: Vec<u64> = tokens.iter().map(|name| hash(name.as_bytes())).collect();
         let mask = self.slots.len() - 1;
@@ -60,21 +69,23 @@ impl<'a> Interner<'a> {
                 sys::prefetch(&self.slots[ahead as usize & mask]);
             }
             if let Some(&ahead) = hashes.get(i + AHEAD / 2) {
-                if let Some(first) = self.slots[ahead as usize & mask].2.as_bytes().first() {
+                if let Some(first) = self.held(self.slots[ahead as usize & mask]).first() {
                     sys::prefetch(first);
                 }
             }
-            let mut at = hash as usize & mask;
-            while !self.slots[at].2.is_empty()
-                && (self.slots[at].0 != (hash >> 32) as u32 || self.slots[at].2 != name)
+            let (tag, mut at) = ((hash >> 32) as u32, hash as usize & mask);
+            while self.slots[at][1] != 0
+                && (self.slots[at][0] != tag || self.held(self.slots[at]) != name.as_bytes())
             {
                 at = (at + 1) & mask;
             }
-            if self.slots[at].2.is_empty() {
-                self.slots[at] = ((hash >> 32) as u32, self.names.len() as u32, name);
+            if self.slots[at][1] == 0 {
+                let start = name.as_ptr().addr() - self.text.as_ptr().addr();
                 self.names.push(name);
+                let id = self.names.len() as u32;
+                self.slots[at] = [tag, id, start as u32, name.len() as u32];
             }
-            ids.push(self.slots[at].1);
+            ids.push(self.slots[at][1] - 1);
         }
         ids
     }
@@ -130,7 +141,7 @@ impl<'a> List<'a> {
         requests.1.push(requests.0.len());
         // Packages first, in list order; a name listed again gets its first
         // line's id. Then the names without a line, first named first.
-        let mut interner = Interner::with_room_for(packages.len() + named.len());
+        let mut interner = Interner::with_room_for(text, packages.len() + named.len());
         let ids = interner.number(&packages);
         let mut first_lines = Vec::with_capacity(packages.len());
         for (&id, (&name, &line)) in ids.iter().zip(packages.iter().zip(&lines)) {
@@ -178,11 +189,8 @@ impl<'a> List<'a> {
 
     /// The ids of `id`'s dependencies (none for a name without a line).
     fn dependencies(&self, id: u32) -> &[u32] {
-        let id = id as usize;
-        match self.starts.get(id..=id + 1) {
-            Some(&[start, end]) => &self.dependencies[start..end],
-            _ => &[],
-        }
+        let span = self.starts.get(id as usize..id as usize + 2);
+        span.map_or(&[], |span| &self.dependencies[span[0]..span[1]])
     }
 
     /// The ids of the dependencies without a line of their own.

@@ -248,6 +248,12 @@ pub(super) fn order(list: &List, missing: &[u32]) -> Order {
                 (reached[p], low[p], open[p]) = (next, next, true);
                 next += 1;
                 stack.push(package);
+                // Its dependencies come next: fetching them now overlaps the misses.
+                let ahead = list.dependencies(package).iter();
+                for &d in ahead.filter(|&&d| (d as usize) < packages) {
+                    sys::prefetch(&reached[d as usize]);
+                    sys::prefetch(&list.starts[d as usize]);
+                }
             }
             if let Some(&d) = list.dependencies(package).get(*followed) {
                 *followed += 1;

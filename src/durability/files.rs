@@ -210,27 +210,27 @@ pub(super) fn save_beside(path: &Path, suffix: &str, bytes: &[u8]) -> io::Result
             name.push(format!(".{attempt}"));
         }
         let target = PathBuf::from(name);
-        match OpenOptions::new()
+        let saved = match OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&target)
         {
-            Ok(mut file) => {
-                file.write_all(bytes)?;
-                file.sync_all()?;
-                // Its name too, before the caller cuts the bytes from the
-                // original: a crash between the two must not lose both.
-                sync_dir(parent_dir(&target))?;
-                return Ok(target);
-            }
+            Ok(mut file) => file.write_all(bytes).map(|()| file)?,
+            // Saved by an earlier attempt that stopped before the cut, maybe
+            // before its syncs too: synced below all the same.
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                // Saved by an earlier attempt that stopped before the cut.
-                if fs::read(&target)? == bytes {
-                    return Ok(target);
+                if fs::read(&target)? != bytes {
+                    continue;
                 }
+                File::open(&target)?
             }
             Err(error) => return Err(error),
-        }
+        };
+        saved.sync_all()?;
+        // Its name too, before the caller cuts the bytes from the original:
+        // a crash between the two must not lose both.
+        sync_dir(parent_dir(&target))?;
+        return Ok(target);
     }
     Err(io::Error::other("no free name to save the bytes under"))
 }

@@ -192,7 +192,6 @@ fn save_and_cut(finding: &Finding) -> Result<TornTail, RecoveryError> {
         .unwrap_or_default();
     let suffix = format!("{}{offset}", files::SAVED_TORN);
     let saved_to = files::save_beside(path, &suffix, torn).map_err(io_error(path))?;
-
     let file = OpenOptions::new()
         .write(true)
         .open(path)

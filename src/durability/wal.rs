@@ -549,7 +549,6 @@ impl Wal {
 /// Writes `batch`, then syncs when asked; returns how long the sync took.
 fn write_batch(file: &mut File, batch: &[u8], sync: bool) -> io::Result<Option<Duration>> {
     file.write_all(batch)?;
-
     if !sync {
         return Ok(None);
     }

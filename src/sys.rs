@@ -358,8 +358,8 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
 // Prefetching
 
 /// Asks the CPU to start loading the cache line that holds `value`, and
-/// returns at once: the index's staged lookups issue these for many lines
-/// first, so their misses overlap. A no-op on other architectures.
+/// returns at once: the index's staged lookups and `load` issue these
+/// ahead, so their misses overlap. A no-op on other architectures.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]

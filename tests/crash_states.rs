@@ -15,9 +15,7 @@
 mod common;
 
 use common::{external_tool, TempDir};
-use package_indexer::{
-    parse_command_line, DurableOptions, Fsync, Invocation, Metrics, RecoveryError, Server, Store,
-};
+use package_indexer::{DurableOptions, Fsync, Metrics, RecoveryError, Server, Store};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -128,12 +126,15 @@ fn serve(dir: &Path) {
         compact_at_least: COMPACT_AT_LEAST,
     };
     let (store, _) = Store::open(dir, options, Arc::default()).unwrap();
-    let args = ["--max-connections", "16", "--idle-timeout", "60s"];
-    let args = args.into_iter().chain(["--tcp-keepalive", "off"]);
-    let Ok(Invocation::Run(config)) = parse_command_line(args.map(String::from), |_| Ok(None))
-    else {
-        panic!("the child's flags do not parse");
-    };
+    let flags = [
+        "--max-connections",
+        "16",
+        "--idle-timeout",
+        "60s",
+        "--tcp-keepalive",
+        "off",
+    ];
+    let config = common::server_config(&flags);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics = Arc::new(Metrics::new());
     let server = Server::start(listener, &config, None, store.clone(), metrics).unwrap();

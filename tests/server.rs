@@ -9,7 +9,7 @@ use common::Client;
 
 use package_indexer::Metrics;
 use package_indexer::Store;
-use package_indexer::{parse_command_line, Config, Invocation, Server};
+use package_indexer::{Config, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn limits() -> Config {
-    let args = [
+    common::server_config(&[
         "--max-connections",
         "100",
         "--idle-timeout",
@@ -27,11 +27,7 @@ fn limits() -> Config {
         "5s",
         "--tcp-keepalive",
         "off",
-    ];
-    match parse_command_line(args.map(String::from), |_| Ok(None)) {
-        Ok(Invocation::Run(config)) => config,
-        other => panic!("the test's flags do not parse: {other:?}"),
-    }
+    ])
 }
 
 fn start(limits: Config) -> Server {

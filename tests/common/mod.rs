@@ -399,6 +399,16 @@ pub(crate) fn record_starts(file: &[u8]) -> Vec<usize> {
     starts
 }
 
+/// The server's settings for an in-process server: the defaults, with
+/// `flags` parsed as the command line parses them (no environment).
+pub(crate) fn server_config(flags: &[&str]) -> package_indexer::Config {
+    let flags = flags.iter().map(|flag| flag.to_string());
+    match package_indexer::parse_command_line(flags, |_| Ok(None)) {
+        Ok(package_indexer::Invocation::Run(config)) => config,
+        other => panic!("the test's flags do not parse: {other:?}"),
+    }
+}
+
 /// Runs the binary with `args` (a subcommand, say) to its end, with no
 /// `PACKAGE_INDEXER_*` variable of this process leaking into it.
 pub(crate) fn run_binary(args: &[&str]) -> Output {

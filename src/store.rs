@@ -148,7 +148,7 @@ impl Store {
             .map_or(Ok(()), |durable| durable.wal.check_alive())
     }
 
-    /// Shared access, for gauges and inspection.
+    /// Shared access to the index (the start line counts its packages).
     pub fn read(&self) -> RwLockReadGuard<'_, Indexer> {
         self.index.read()
     }
